@@ -1,0 +1,36 @@
+/**
+ * The platform seam for cryptography. Hosts implement these with a vetted
+ * library (node:crypto, the Moddable SDK's crypt modules, mbedTLS/ESP-IDF in
+ * the native module, @noble/*); nothing in modules/ implements a primitive.
+ */
+
+/** The two primitives A256CBC-HS512 is composed of (RFC 7518 §5.2.2). */
+export interface CipherPrimitives {
+  /** AES-256-CBC without padding: `data.length` is a multiple of 16. */
+  aes256CbcEncrypt(key: Uint8Array, iv: Uint8Array, data: Uint8Array): Uint8Array;
+  /** AES-256-CBC without padding removal: `data.length` is a multiple of 16. */
+  aes256CbcDecrypt(key: Uint8Array, iv: Uint8Array, data: Uint8Array): Uint8Array;
+  /** HMAC-SHA-512 over the concatenation of `parts`; returns 64 bytes. */
+  hmacSha512(key: Uint8Array, parts: readonly Uint8Array[]): Uint8Array;
+}
+
+/**
+ * A whole AEAD: AES_256_CBC_HMAC_SHA_512 (RFC 7518 §5.2.2 and §5.2.5).
+ * Implemented either by composing CipherPrimitives (modules/crypto/a256cbc-hs512.ts)
+ * or natively (hosts/moddable/native, the xsmc module).
+ */
+export interface Aead {
+  readonly name: string;
+  /** Returns ciphertext ‖ tag (tag = last 32 bytes). `key` is 64 bytes, `iv` 16. */
+  seal(key: Uint8Array, iv: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Uint8Array;
+  /**
+   * Verifies the 32-byte tag in constant time before decrypting; throws
+   * LockstepError('AUTH_FAILED') for any failure (tag, length, padding).
+   */
+  open(key: Uint8Array, iv: Uint8Array, aad: Uint8Array, ciphertext: Uint8Array, tag: Uint8Array): Uint8Array;
+}
+
+/** A cryptographically secure random source. Never Math.random. */
+export interface RandomSource {
+  fill(bytes: Uint8Array): void;
+}

@@ -1,0 +1,51 @@
+/**
+ * Typed errors (see docs/PROTOCOL.md §9).
+ *
+ * Rule 1: every authentication or decryption failure is the single code
+ * `AUTH_FAILED`, whatever went wrong inside (tag, padding, length), so a
+ * peer learns nothing from which check failed.
+ * Rule 2: `LOCAL_*` codes are misuse by the caller on this side; every other
+ * code is misbehaviour of the remote peer or of storage.
+ * Rule 3: an input that raises one of these errors changes no state.
+ */
+export type ErrorCode =
+  // remote peer / wire
+  | 'FRAME_TOO_SHORT'
+  | 'FRAME_TOO_LONG'
+  | 'BAD_VERSION'
+  | 'UNKNOWN_TYPE'
+  | 'BAD_HEADER'
+  | 'UNKNOWN_DEVICE'
+  | 'UNKNOWN_KEY_ID'
+  | 'AUTH_FAILED'
+  | 'BAD_SESSION'
+  | 'BAD_SEQUENCE'
+  | 'BAD_PAYLOAD'
+  | 'UNEXPECTED_MESSAGE'
+  | 'REKEY_REJECTED'
+  | 'PEER_ERROR'
+  | 'TIMEOUT'
+  | 'BUFFER_FULL'
+  // storage
+  | 'STORAGE_CORRUPT'
+  | 'STORAGE_FULL'
+  | 'UNPROVISIONED'
+  // local misuse
+  | 'LOCAL_BAD_ARGUMENT'
+  | 'LOCAL_NOT_READY'
+  | 'LOCAL_BUSY'
+  | 'LOCAL_OUTBOX_FULL'
+  | 'LOCAL_KEY_IDS_EXHAUSTED';
+
+export class LockstepError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message?: string) {
+    super(message === undefined ? code : `${code}: ${message}`);
+    this.code = code;
+    this.name = 'LockstepError';
+  }
+}
+
+export function isLockstepError(value: unknown, code?: ErrorCode): value is LockstepError {
+  return value instanceof LockstepError && (code === undefined || value.code === code);
+}
