@@ -1,0 +1,26 @@
+/** What the hub core asks its host to do (docs/PROTOCOL.md §8.2). */
+import type { LockstepError } from '../errors';
+
+export type ConnectionId = number;
+
+export type HubPersistOp =
+  /** Store (id, key) as the device's pending key, durably, before it is ever offered (rule H1). */
+  | { readonly kind: 'storePending'; readonly deviceId: string; readonly id: number; readonly key: Uint8Array }
+  /** Pending becomes active and the old active key is deleted, durably, before anything is sealed under it (rule H2). */
+  | { readonly kind: 'promote'; readonly deviceId: string; readonly id: number };
+
+export type HubEvent =
+  | { readonly type: 'deviceConnected'; readonly deviceId: string; readonly connection: ConnectionId; readonly keyId: number }
+  | { readonly type: 'deviceDisconnected'; readonly deviceId: string; readonly connection: ConnectionId }
+  | { readonly type: 'data'; readonly deviceId: string; readonly payload: Uint8Array }
+  | { readonly type: 'delivered'; readonly deviceId: string; readonly messageId: number }
+  | { readonly type: 'keyOffered'; readonly deviceId: string; readonly id: number }
+  | { readonly type: 'keyConfirmed'; readonly deviceId: string; readonly id: number }
+  | { readonly type: 'rejected'; readonly connection: ConnectionId; readonly deviceId?: string; readonly error: LockstepError }
+  | { readonly type: 'peerError'; readonly deviceId: string; readonly code: number; readonly detail: number };
+
+export type HubAction =
+  | { readonly type: 'transmit'; readonly connection: ConnectionId; readonly bytes: Uint8Array }
+  | { readonly type: 'close'; readonly connection: ConnectionId; readonly error: LockstepError }
+  | { readonly type: 'persist'; readonly op: HubPersistOp }
+  | { readonly type: 'event'; readonly event: HubEvent };

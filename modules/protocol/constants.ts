@@ -1,0 +1,75 @@
+/**
+ * Constants. Specification constants are fixed by docs/PROTOCOL.md and
+ * must match on every compliant peer; implementation constants are this
+ * implementation's choices (timers, buffer sizes) and may be tuned.
+ */
+
+// ---- Specification constants (docs/PROTOCOL.md §2–§5) ----
+
+export const PROTOCOL_VERSION = 1;
+/** u16 big-endian length prefix before every frame (§2). */
+export const LENGTH_PREFIX_BYTES = 2;
+/** Hard maximum of a frame (header + body), excluding the length prefix (§2). */
+export const MAX_FRAME_BYTES = 1280;
+/** Largest application payload one DATA message carries (§6.4). */
+export const MAX_APP_PAYLOAD_BYTES = 1024;
+
+/** Header layout (§3); the whole header is the AEAD's additional data. */
+export const HEADER_BYTES = 36;
+export const SESSION_ID_BYTES = 16;
+export const NONCE_BYTES = 16;
+export const IV_BYTES = 16;
+export const TAG_BYTES = 32;
+export const AES_BLOCK_BYTES = 16;
+/** Smallest sealed frame: header + IV + one ciphertext block + tag. */
+export const MIN_SEALED_FRAME_BYTES = HEADER_BYTES + IV_BYTES + AES_BLOCK_BYTES + TAG_BYTES;
+
+/** Key ids are u32; 0 is never a key (it marks "none" and the unsealed CHALLENGE). */
+export const NO_KEY_ID = 0;
+export const MAX_KEY_ID = 0xffffffff;
+export const MAX_SEQUENCE = 0xffffffff;
+
+/** Message types (§6). */
+export const MessageType = {
+  CHALLENGE: 0x01,
+  HELLO: 0x02,
+  WELCOME: 0x03,
+  DATA: 0x10,
+  DATA_ACK: 0x11,
+  REKEY: 0x20,
+  REKEY_ACK: 0x21,
+  CONFIRM: 0x22,
+  PING: 0x30,
+  PONG: 0x31,
+  ERROR: 0x3f,
+} as const;
+export type MessageType = (typeof MessageType)[keyof typeof MessageType];
+
+/** Wire error codes carried by ERROR messages (§6.9). */
+export const WireError = {
+  PROTOCOL: 1,
+  REKEY_ID_NOT_NEWER: 2,
+  REKEY_CONFLICT: 3,
+  STORAGE_FAILURE: 4,
+  UNEXPECTED_MESSAGE: 5,
+  KEY_IDS_EXHAUSTED: 6,
+} as const;
+export type WireError = (typeof WireError)[keyof typeof WireError];
+
+// ---- Implementation constants ----
+
+/** Device: wait this long for CHALLENGE + WELCOME before giving up on a connection. */
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** Device: send PING when nothing was sent for this long. */
+export const KEEPALIVE_INTERVAL_MS = 15_000;
+/** Either side: close a session that received nothing for this long. */
+export const IDLE_TIMEOUT_MS = 45_000;
+/** Hub: first re-offer of an unconfirmed REKEY in a session; doubles up to the max. */
+export const REKEY_RETRY_INITIAL_MS = 2_000;
+export const REKEY_RETRY_MAX_MS = 30_000;
+/** Either side: retransmit unacknowledged DATA after this long. */
+export const DATA_RETRY_MS = 5_000;
+/** Unacknowledged application messages kept per direction (bounded outbox). */
+export const OUTBOX_MESSAGES = 8;
+/** Bytes of received input kept while a persist is outstanding. */
+export const RECEIVE_BUFFER_BYTES = 2 * (MAX_FRAME_BYTES + LENGTH_PREFIX_BYTES);

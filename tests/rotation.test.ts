@@ -1,0 +1,31 @@
+import { Pair } from './support/pair';
+
+describe('device and hub over an in-memory link', () => {
+  test('handshake establishes a session', () => {
+    const pair = new Pair();
+    pair.connect();
+    pair.runUntilIdle();
+    expect(pair.device.session).toBe('established');
+    expect(pair.hubEvents.some((e) => e.type === 'deviceConnected')).toBe(true);
+    expect(pair.inSync()).toBe(true);
+  });
+
+  test('20 rotations with data both ways stay in sync', () => {
+    const pair = new Pair({ seed: 7 });
+    pair.connect();
+    pair.runUntilIdle();
+    for (let i = 0; i < 20; i++) {
+      pair.rotate();
+      pair.deviceSend(new Uint8Array([i]));
+      pair.hubSend(new Uint8Array([100 + i]));
+      pair.runUntilIdle();
+      pair.assertSafe();
+      expect(pair.inSync()).toBe(true);
+      expect(pair.device.keys.active.id).toBe(2 + i);
+    }
+    const up = pair.hubEvents.filter((e) => e.type === 'data').map((e) => (e.type === 'data' ? e.payload[0] : -1));
+    const down = pair.deviceEvents.filter((e) => e.type === 'data').map((e) => (e.type === 'data' ? e.payload[0] : -1));
+    expect(up).toEqual([...Array(20).keys()]);
+    expect(down).toEqual([...Array(20).keys()].map((i) => 100 + i));
+  });
+});
