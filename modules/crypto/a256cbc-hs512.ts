@@ -93,7 +93,7 @@ function computeTag(
 }
 
 /** PKCS#7 (RFC 5652 §6.3): always adds 1..16 bytes. */
-function pkcs7Pad(data: Uint8Array): Uint8Array {
+export function pkcs7Pad(data: Uint8Array): Uint8Array {
   const padLength = BLOCK_BYTES - (data.length % BLOCK_BYTES);
   const out = new Uint8Array(data.length + padLength);
   out.set(data, 0);
@@ -105,7 +105,7 @@ function pkcs7Pad(data: Uint8Array): Uint8Array {
  * Length without padding, or -1 when the padding is malformed. Reached only
  * after the tag verified, so its timing reveals nothing an attacker can use.
  */
-function pkcs7UnpaddedLength(padded: Uint8Array): number {
+export function pkcs7UnpaddedLength(padded: Uint8Array): number {
   const padLength = padded[padded.length - 1] as number;
   if (padLength < 1 || padLength > BLOCK_BYTES || padLength > padded.length) return -1;
   for (let i = padded.length - padLength; i < padded.length; i++) {
