@@ -54,8 +54,6 @@ export const RECORD_FUTURE = 0x46;
 
 /** Width of commit and promote words; every program is 4-byte aligned. */
 export const WORD_BYTES = 4;
-/** The value programmed to set a commit or promote word. */
-export const WORD_SET: Uint8Array = new Uint8Array(WORD_BYTES);
 
 export const MAX_SEQUENCE = 0xffffffff;
 export const MAX_KEY_ID = 0xffffffff;

@@ -1,0 +1,250 @@
+/**
+ * Power-cut exploration of the keystore (docs/KEYSTORE.md §6), shared by
+ * tests/keystore-power-cut.test.ts and tools/keystore-soak.ts.
+ *
+ * The property checked at every cut point: after the power fails during an
+ * operation and the partition is mounted again, the key state is exactly the
+ * state before the operation or exactly the state after it (same ids, same
+ * key bytes, same device id), and the journal keeps working from there.
+ * Since only the interrupted operation may be undone, the active key is
+ * never lost, a future key is lost only if its own store was cut, and no
+ * key that was never written can appear.
+ *
+ * Verification code: portable (runs on XS too); not imported by the firmware.
+ * Violations throw a plain Error describing the cut point.
+ */
+import { DEVICE_ID_BYTES, KEY_BYTES } from '../platform/keys';
+import type { DeviceKeys, KeySlot } from '../platform/keys';
+import { NorFlash, PowerCut } from '../flash/nor-flash';
+import type { FlashOperation } from '../flash/nor-flash';
+import { SeededRandom, enumerateCuts, tornErasePatterns } from '../flash/cut-injection';
+import type { CutEnumeration } from '../flash/cut-injection';
+import { Keystore } from './keystore';
+import type { MountResult } from './keystore';
+
+export type KeystoreOp = { readonly kind: 'storeFuture'; readonly id: number; readonly key: Uint8Array } | { readonly kind: 'promote' };
+
+export interface FlashGeometry {
+  readonly sectorSize: number;
+  readonly sectors: number;
+}
+
+export function applyOp(keystore: Keystore, op: KeystoreOp): void {
+  if (op.kind === 'storeFuture') keystore.storeFuture(op.id, op.key);
+  else keystore.promote();
+}
+
+/** The reference model: what the keystore must hold after `op`. */
+export function modelAfter(keys: DeviceKeys, op: KeystoreOp): DeviceKeys {
+  if (op.kind === 'storeFuture') return { active: keys.active, future: { id: op.id, key: op.key } };
+  if (keys.future === undefined) throw new Error('model: promote without a future');
+  return { active: keys.future };
+}
+
+/** The op that moves a state one step along a rotation. */
+export function nextRotationStep(keys: DeviceKeys, random: SeededRandom): KeystoreOp {
+  if (keys.future !== undefined) return { kind: 'promote' };
+  return { kind: 'storeFuture', id: keys.active.id + 1 + random.below(3), key: random.bytes(KEY_BYTES) };
+}
+
+function slotEqual(a: KeySlot | undefined, b: KeySlot | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  if (a.id !== b.id || a.key.length !== b.key.length) return false;
+  for (let i = 0; i < a.key.length; i++) if (a.key[i] !== b.key[i]) return false;
+  return true;
+}
+
+export function keysEqual(a: DeviceKeys, b: DeviceKeys): boolean {
+  return slotEqual(a.active, b.active) && slotEqual(a.future, b.future);
+}
+
+function describe(keys: DeviceKeys | undefined): string {
+  if (keys === undefined) return 'unprovisioned';
+  return `active ${keys.active.id}${keys.future === undefined ? '' : `, future ${keys.future.id}`}`;
+}
+
+function mountedKeys(result: MountResult, deviceId: Uint8Array): DeviceKeys | undefined {
+  if (!result.provisioned) return undefined;
+  for (let i = 0; i < DEVICE_ID_BYTES; i++) if (result.deviceId[i] !== deviceId[i]) throw new Error('device id changed');
+  return result.keys;
+}
+
+/** Mounts a fresh Keystore on `flash` and requires exactly `expected`. */
+export function mountExpecting(flash: NorFlash, deviceId: Uint8Array, expected: DeviceKeys, context: string): Keystore {
+  const keystore = new Keystore(flash);
+  const got = mountedKeys(keystore.mount(), deviceId);
+  if (got === undefined || !keysEqual(got, expected)) {
+    throw new Error(`${context}: mounted ${describe(got)}, expected ${describe(expected)}`);
+  }
+  return keystore;
+}
+
+export interface ExploreOptions {
+  readonly geometry: FlashGeometry;
+  /** Rotations in the script (each: storeFuture then promote). */
+  readonly rotations: number;
+  readonly bitPatterns: CutEnumeration['bitPatterns'];
+  readonly seed: number;
+}
+
+export interface ExploreReport {
+  readonly operations: number;
+  readonly flashOperations: number;
+  readonly compactions: number;
+  readonly cutPoints: number;
+  readonly mountedBefore: number;
+  readonly mountedAfter: number;
+}
+
+/**
+ * Runs the rotation script and, for every operation, every cut point of it:
+ * tear it, remount, check before-or-after, then check the journal recovers
+ * (finish or redo the operation, or take another path, and one more step).
+ */
+export function exploreCuts(options: ExploreOptions): ExploreReport {
+  const random = new SeededRandom(options.seed);
+  const erasePatterns = tornErasePatterns(random.nextU32());
+  const enumeration: CutEnumeration = { bitPatterns: options.bitPatterns, erasePatterns, random };
+  const deviceId = random.bytes(DEVICE_ID_BYTES);
+  const flash = new NorFlash(options.geometry);
+  const keystore = new Keystore(flash);
+  let keys: DeviceKeys = { active: { id: 1 + random.below(1000), key: random.bytes(KEY_BYTES) } };
+  keystore.format(deviceId, keys.active);
+  const report = { operations: 0, flashOperations: 0, compactions: 0, cutPoints: 0, mountedBefore: 0, mountedAfter: 0 };
+  for (let step = 0; step < options.rotations * 2; step++) {
+    const op = nextRotationStep(keys, random);
+    const after = modelAfter(keys, op);
+    const snapshot = flash.image();
+    const trace = traceOp(options.geometry, snapshot, deviceId, keys, op);
+    report.operations++;
+    report.flashOperations += trace.length;
+    if (trace.some((o) => o.kind === 'erase')) report.compactions++;
+    for (const cut of enumerateCuts(trace, enumeration)) {
+      const context = `step ${step} (${op.kind}), ${cut.label}`;
+      const torn = new NorFlash({ ...options.geometry, image: snapshot });
+      const victim = new Keystore(torn);
+      victim.mount();
+      torn.armCut(cut.plan);
+      try {
+        applyOp(victim, op);
+        throw new Error(`${context}: the cut did not happen`);
+      } catch (error) {
+        if (!(error instanceof PowerCut)) throw error;
+      }
+      torn.restorePower();
+      const resumed = new Keystore(torn);
+      const got = mountedKeys(resumed.mount(), deviceId);
+      let now: DeviceKeys;
+      if (got !== undefined && keysEqual(got, keys)) {
+        report.mountedBefore++;
+        // Recovery: half the time redo the same op, half the time take another path.
+        const retry = report.cutPoints % 2 === 0 || op.kind === 'promote' ? op : nextRotationStep(keys, random);
+        applyOp(resumed, retry);
+        now = modelAfter(keys, retry);
+      } else if (got !== undefined && keysEqual(got, after)) {
+        report.mountedAfter++;
+        now = after;
+      } else {
+        throw new Error(`${context}: mounted ${describe(got)}, expected ${describe(keys)} or ${describe(after)}`);
+      }
+      const more = nextRotationStep(now, random);
+      applyOp(resumed, more);
+      mountExpecting(torn, deviceId, modelAfter(now, more), `${context}, recovery`);
+      report.cutPoints++;
+    }
+    applyOp(keystore, op);
+    keys = after;
+    mountExpecting(flash, deviceId, keys, `step ${step} without a cut`);
+  }
+  return report;
+}
+
+function traceOp(geometry: FlashGeometry, image: Uint8Array, deviceId: Uint8Array, keys: DeviceKeys, op: KeystoreOp): FlashOperation[] {
+  const flash = new NorFlash({ ...geometry, image });
+  const keystore = mountExpecting(flash, deviceId, keys, 'trace');
+  const trace: FlashOperation[] = [];
+  flash.observer = (operation) => trace.push(operation);
+  applyOp(keystore, op);
+  return trace;
+}
+
+export interface RandomRunOptions {
+  readonly geometry: FlashGeometry;
+  readonly rotations: number;
+  readonly seed: number;
+  /** Chance that an operation (and each retry of it) is cut. */
+  readonly cutProbability: number;
+  /** Called every so often with the rotations done (progress for long runs). */
+  readonly onProgress?: (rotations: number) => void;
+}
+
+export interface RandomRunReport {
+  readonly rotations: number;
+  readonly operations: number;
+  readonly cuts: number;
+  readonly mountedBefore: number;
+  readonly mountedAfter: number;
+  readonly sectorErases: readonly number[];
+}
+
+/**
+ * The seeded long run: rotations with random cuts at random points (random
+ * prefix, random in-flight bits, random torn-erase pattern), each followed
+ * by a remount that must give before-or-after, then carrying on from there.
+ */
+export function randomCutRun(options: RandomRunOptions): RandomRunReport {
+  const random = new SeededRandom(options.seed);
+  const erasePatterns = tornErasePatterns(random.nextU32());
+  const deviceId = random.bytes(DEVICE_ID_BYTES);
+  const flash = new NorFlash(options.geometry);
+  let keystore = new Keystore(flash);
+  let keys: DeviceKeys = { active: { id: 1, key: random.bytes(KEY_BYTES) } };
+  keystore.format(deviceId, keys.active);
+  const report = { rotations: 0, operations: 0, cuts: 0, mountedBefore: 0, mountedAfter: 0 };
+  while (report.rotations < options.rotations) {
+    const op = nextRotationStep(keys, random);
+    const after = modelAfter(keys, op);
+    for (;;) {
+      const cut = random.chance(options.cutProbability);
+      if (cut) {
+        const pattern = erasePatterns[random.below(erasePatterns.length)] as (typeof erasePatterns)[number];
+        const prefixDraw = random.nextU32() / 0x100000000;
+        flash.armCut({
+          atOperation: random.below(3),
+          programmedBytes: (length) => Math.floor(prefixDraw * (length + 1)),
+          inFlightBits: random.below(256),
+          tornErase: pattern.tornErase,
+        });
+      }
+      try {
+        applyOp(keystore, op);
+        flash.disarmCut(); // the op finished before the armed operation
+        break;
+      } catch (error) {
+        if (!(error instanceof PowerCut)) throw error;
+      }
+      report.cuts++;
+      flash.restorePower();
+      keystore = new Keystore(flash);
+      const got = mountedKeys(keystore.mount(), deviceId);
+      if (got !== undefined && keysEqual(got, keys)) {
+        report.mountedBefore++;
+        continue; // redo the op (maybe cut again)
+      }
+      if (got !== undefined && keysEqual(got, after)) {
+        report.mountedAfter++;
+        break;
+      }
+      throw new Error(`seed ${options.seed}, op ${report.operations} (${op.kind}): mounted ${describe(got)}, expected ${describe(keys)} or ${describe(after)}`);
+    }
+    keys = after;
+    report.operations++;
+    if (op.kind === 'promote') {
+      report.rotations++;
+      if (report.rotations % 1000 === 0) options.onProgress?.(report.rotations);
+    }
+    if (report.operations % 97 === 0) keystore = mountExpecting(flash, deviceId, keys, `op ${report.operations}`);
+  }
+  mountExpecting(flash, deviceId, keys, 'end of run');
+  return { ...report, sectorErases: Array.from(flash.sectorErases) };
+}

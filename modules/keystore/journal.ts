@@ -1,0 +1,185 @@
+/**
+ * Reading the journal: from raw flash to the live key state (docs/KEYSTORE.md §4).
+ *
+ * Rules (each keeps mount total, read-only and before-or-after):
+ * 1. A sector counts only if its header is valid for this geometry AND its
+ *    sector commit word is set; among those, the highest sequence wins.
+ *    A compaction commits its sector last, so until then the old sector
+ *    (still intact: nothing ever erases the current sector) stays current.
+ * 2. Slot 0 of a counted sector must be a committed 'A' snapshot; if not the
+ *    sector is corrupt (impossible by rule 1 unless bits rot) and the next
+ *    highest one is tried.
+ * 3. Slots are replayed in order up to the first blank slot. A non-blank slot
+ *    that is not a committed record of this sector and slot (torn write,
+ *    foreign bytes) is skipped. A committed 'F' sets the future key, and
+ *    with its promote word set it becomes the active key instead.
+ *    Records that break the API's own rules (a second future, an id not
+ *    above the active one) are skipped: the writer never produces them.
+ * Memory: one 84-byte slot at a time plus one entry per sector.
+ */
+import { LockstepError } from '../errors';
+import type { Flash } from '../platform/flash';
+import type { KeySlot } from '../platform/keys';
+import {
+  HEADER_BYTES,
+  RECORD_ACTIVE,
+  RECORD_FUTURE,
+  SLOT_BYTES,
+  decodeHeader,
+  decodeRecord,
+  isBlank,
+  slotOffset,
+  slotsPerSector,
+} from './layout';
+
+/** Partition geometry the journal needs; checked once per Keystore. */
+export interface Geometry {
+  readonly sectorCount: number;
+  readonly sectorSize: number;
+  readonly slots: number;
+}
+
+export function journalGeometry(flash: Flash): Geometry {
+  const sectorSize = flash.sectorSize;
+  const sectorCount = flash.size / sectorSize;
+  const ok =
+    Number.isInteger(sectorSize) &&
+    Number.isInteger(sectorCount) &&
+    sectorSize % 4 === 0 &&
+    sectorSize <= 0xffffffff &&
+    sectorCount >= 2 &&
+    sectorCount <= 0xffff &&
+    slotsPerSector(sectorSize) >= 2;
+  if (!ok) {
+    throw new LockstepError(
+      'LOCAL_BAD_ARGUMENT',
+      `keystore needs >= 2 sectors of >= ${HEADER_BYTES + 2 * SLOT_BYTES} bytes (multiple of 4); got ${flash.size}/${sectorSize}`,
+    );
+  }
+  return { sectorCount, sectorSize, slots: slotsPerSector(sectorSize) };
+}
+
+/** The live state and where the journal continues. Keys are owned copies. */
+export interface JournalState {
+  readonly deviceId: Uint8Array;
+  /** The current sector and its sequence. */
+  readonly sector: number;
+  readonly sequence: number;
+  /** Highest sequence of any valid header seen (committed or not). */
+  readonly highestSequence: number;
+  readonly active: KeySlot;
+  readonly future: KeySlot | undefined;
+  /** Slot of the pending future's record (-1 when none). */
+  readonly futureSlot: number;
+  /** First blank slot of the current sector (== slots when full). */
+  readonly nextSlot: number;
+}
+
+export type UnprovisionedReason = 'erased' | 'foreign' | 'geometry' | 'incomplete' | 'corrupt';
+
+export type ScanResult =
+  | { readonly ok: true; readonly state: JournalState }
+  | { readonly ok: false; readonly reason: UnprovisionedReason; readonly detail: string; readonly highestSequence: number };
+
+interface Candidate {
+  readonly sector: number;
+  readonly sequence: number;
+  readonly deviceId: Uint8Array;
+}
+
+/** Mount's reading of the partition; never throws on any content. */
+export function scanJournal(flash: Flash, geometry: Geometry): ScanResult {
+  const candidates: Candidate[] = [];
+  let highestSequence = -1;
+  let geometryMismatch = '';
+  let uncommitted = 0;
+  for (let sector = 0; sector < geometry.sectorCount; sector++) {
+    const check = decodeHeader(flash.read(sector * geometry.sectorSize, HEADER_BYTES), geometry.sectorCount, geometry.sectorSize);
+    if (check.kind === 'geometry') geometryMismatch = `${check.sectorCount} x ${check.sectorSize} bytes`;
+    if (check.kind !== 'valid') continue;
+    highestSequence = Math.max(highestSequence, check.header.sequence);
+    if (!check.committed) {
+      uncommitted++;
+      continue;
+    }
+    // Keep candidates sorted by sequence, highest first (ties: lower sector first).
+    let at = candidates.length;
+    while (at > 0 && (candidates[at - 1] as Candidate).sequence < check.header.sequence) at--;
+    candidates.splice(at, 0, { sector, sequence: check.header.sequence, deviceId: check.header.deviceId });
+  }
+  for (const candidate of candidates) {
+    const state = replaySector(flash, geometry, candidate, highestSequence);
+    if (state !== undefined) return { ok: true, state };
+  }
+  if (candidates.length > 0) {
+    return { ok: false, reason: 'corrupt', detail: `${candidates.length} committed sector(s), none with a valid snapshot`, highestSequence };
+  }
+  if (uncommitted > 0) {
+    return { ok: false, reason: 'incomplete', detail: 'only uncommitted sectors: a format was interrupted', highestSequence };
+  }
+  if (geometryMismatch !== '') {
+    return { ok: false, reason: 'geometry', detail: `journal written for a partition of ${geometryMismatch}`, highestSequence };
+  }
+  if (isErased(flash, geometry)) return { ok: false, reason: 'erased', detail: 'partition is blank', highestSequence };
+  return { ok: false, reason: 'foreign', detail: 'no keystore journal in this partition', highestSequence };
+}
+
+function isErased(flash: Flash, geometry: Geometry): boolean {
+  const chunk = 256;
+  for (let at = 0; at < geometry.sectorCount * geometry.sectorSize; at += chunk) {
+    if (!isBlank(flash.read(at, Math.min(chunk, flash.size - at)))) return false;
+  }
+  return true;
+}
+
+function readSlot(flash: Flash, base: number, slot: number): Uint8Array {
+  return flash.read(base + slotOffset(slot), SLOT_BYTES);
+}
+
+function replaySector(flash: Flash, geometry: Geometry, candidate: Candidate, highestSequence: number): JournalState | undefined {
+  const base = candidate.sector * geometry.sectorSize;
+  const snapshotBytes = readSlot(flash, base, 0);
+  const snapshot = decodeRecord(snapshotBytes, candidate.sequence, 0);
+  snapshotBytes.fill(0);
+  if (snapshot.kind !== 'record') return undefined;
+  if (snapshot.type !== RECORD_ACTIVE || snapshot.promote !== 'clear') {
+    snapshot.key.fill(0);
+    return undefined;
+  }
+  let active: KeySlot = { id: snapshot.id, key: snapshot.key };
+  let future: KeySlot | undefined;
+  let futureSlot = -1;
+  let nextSlot = geometry.slots;
+  for (let slot = 1; slot < geometry.slots; slot++) {
+    const bytes = readSlot(flash, base, slot);
+    const record = decodeRecord(bytes, candidate.sequence, slot);
+    bytes.fill(0);
+    if (record.kind === 'blank') {
+      nextSlot = slot;
+      break;
+    }
+    if (record.kind === 'invalid') continue;
+    if (record.type !== RECORD_FUTURE || future !== undefined || record.id <= active.id) {
+      record.key.fill(0);
+      continue;
+    }
+    if (record.promote === 'set') {
+      // Promotion: this key becomes active and the previous active is retired.
+      active.key.fill(0);
+      active = { id: record.id, key: record.key };
+    } else {
+      future = { id: record.id, key: record.key };
+      futureSlot = slot;
+    }
+  }
+  return {
+    deviceId: candidate.deviceId,
+    sector: candidate.sector,
+    sequence: candidate.sequence,
+    highestSequence,
+    active,
+    future,
+    futureSlot,
+    nextSlot,
+  };
+}
