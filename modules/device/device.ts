@@ -19,7 +19,7 @@
  * event, and changes no state; after MAX_REJECTED_FRAMES in one connection
  * the connection is closed.
  */
-import { bytesEqual, constantTimeEqual } from '../bytes';
+import { bytesEqual, constantTimeEqual, toHex } from '../bytes';
 import type { Aead, RandomSource } from '../crypto/primitives';
 import { LockstepError } from '../errors';
 import type { DeviceKeys, KeySlot } from '../platform/keys';
@@ -134,6 +134,36 @@ export class DeviceCore {
   /** The key id this device seals with (rule D3: the newest it holds). */
   get sealKeyId(): number {
     return (this.#future ?? this.#active).id;
+  }
+
+  /** Frames rejected since the last accepted one (bounds abuse; not protocol state). */
+  get rejectedFrames(): number {
+    return this.#rejectedFrames;
+  }
+
+  /**
+   * Every piece of protocol state, as plain data: tests assert that a
+   * rejected input leaves it unchanged, and traces print it.
+   */
+  snapshot(): Record<string, unknown> {
+    return {
+      session: this.#session,
+      activeKeyId: this.#active.id,
+      activeKey: toHex(this.#active.key),
+      futureKeyId: this.#future?.id,
+      futureKey: this.#future === undefined ? undefined : toHex(this.#future.key),
+      hubNonce: this.#hubNonce === undefined ? undefined : toHex(this.#hubNonce),
+      deviceNonce: this.#deviceNonce === undefined ? undefined : toHex(this.#deviceNonce),
+      sequenceIn: this.#sequenceIn,
+      sequenceOut: this.#sequenceOut,
+      lastReceivedAt: this.#lastReceivedAt,
+      lastSentAt: this.#lastSentAt,
+      outbox: this.#channel.outboxLength,
+      channel: this.#channel.snapshot(),
+      persisting: this.#persisting?.kind,
+      halted: this.#halted,
+      readerIdle: this.#reader.idle,
+    };
   }
 
   nextDeadline(): number | undefined {

@@ -174,6 +174,37 @@ export class HubCore {
     return device.pending === undefined ? { active } : { active, pending: copySlot(device.pending) };
   }
 
+  /**
+   * Every piece of protocol state of one device and its connection, as
+   * plain data (rejection counters excluded: they bound abuse).
+   */
+  snapshot(deviceId: string): Record<string, unknown> {
+    const device = this.#device(deviceId);
+    const connections = [...this.#connections.values()]
+      .filter((conn) => conn.device === device || conn.device === undefined)
+      .map((conn) => ({
+        id: conn.id,
+        state: conn.state,
+        hubNonce: toHex(conn.hubNonce),
+        sequenceIn: conn.sequenceIn,
+        sequenceOut: conn.sequenceOut,
+        lastReceivedAt: conn.lastReceivedAt,
+        readerIdle: conn.reader.idle,
+      }));
+    return {
+      activeKeyId: device.active.id,
+      activeKey: toHex(device.active.key),
+      pendingKeyId: device.pending?.id,
+      pendingKey: device.pending === undefined ? undefined : toHex(device.pending.key),
+      connection: device.connection,
+      persisting: device.persisting?.kind,
+      offerAttempt: device.offerAttempt,
+      nextOfferAt: device.nextOfferAt,
+      channel: device.channel.snapshot(),
+      connections,
+    };
+  }
+
   get deviceIds(): string[] {
     return [...this.#devices.keys()];
   }

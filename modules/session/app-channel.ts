@@ -11,7 +11,7 @@
  * stream; a new stream id (the peer restarted) resets the memory. Every DATA
  * is acknowledged with the highest id delivered (cumulative).
  */
-import { bytesEqual } from '../bytes';
+import { bytesEqual, toHex } from '../bytes';
 import { LockstepError } from '../errors';
 import { MAX_APP_PAYLOAD_BYTES, OUTBOX_MESSAGES } from '../protocol/constants';
 import { STREAM_ID_BYTES } from '../protocol/messages';
@@ -43,6 +43,16 @@ export class AppChannel {
 
   get full(): boolean {
     return this.#outbox.length >= this.#capacity;
+  }
+
+  snapshot(): Record<string, unknown> {
+    return {
+      nextMessageId: this.#nextMessageId,
+      outbox: this.#outbox.map((entry) => entry.messageId),
+      unsent: this.#unsent,
+      peerStream: this.#peerStream === undefined ? undefined : toHex(this.#peerStream),
+      lastDelivered: this.#lastDelivered,
+    };
   }
 
   /** Queues a message; throws LOCAL_OUTBOX_FULL when the bounded outbox is full. */

@@ -101,6 +101,20 @@ export class Pair {
     return false;
   }
 
+  /** Hands bytes straight to the device (as if the link delivered them) and applies its actions. */
+  deliverToDevice(bytes: Uint8Array): DeviceAction[] {
+    const actions = this.device.receive(bytes, this.now);
+    this.#applyDevice(actions);
+    return actions;
+  }
+
+  /** Hands bytes straight to the hub on the current connection and applies its actions. */
+  deliverToHub(bytes: Uint8Array): HubAction[] {
+    const actions = this.hub.receive(this.connectionId, bytes, this.now);
+    this.#applyHub(actions);
+    return actions;
+  }
+
   runUntilIdle(maxSteps = 10_000): void {
     for (let i = 0; i < maxSteps; i++) if (!this.step()) return;
     throw new Error('link did not go idle');
