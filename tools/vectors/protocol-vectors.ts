@@ -1,0 +1,102 @@
+/**
+ * Protocol test vectors (docs/PROTOCOL.md Appendix A): every message type
+ * sealed from fixed keys, nonces and IVs, so another implementation can
+ * check its bytes against ours. Deterministic: regenerate with
+ * `npm run vectors` and the output must not change.
+ */
+import { toHex } from '../../modules/bytes';
+import type { Aead } from '../../modules/crypto/primitives';
+import { MessageType } from '../../modules/protocol/constants';
+import { encodeChallenge, sealFrame } from '../../modules/protocol/frame';
+import { withLengthPrefix } from '../../modules/protocol/framing';
+import type { Message } from '../../modules/protocol/messages';
+
+export interface ProtocolVector {
+  readonly name: string;
+  readonly direction: 'hub→device' | 'device→hub';
+  readonly keyId: number;
+  readonly sequence: number;
+  readonly iv: string;
+  readonly message: Record<string, string | number>;
+  /** The bytes on the wire: u16 length prefix ‖ frame. */
+  readonly wire: string;
+}
+
+export const VECTOR_INPUTS = {
+  deviceId: '0011223344556677',
+  /** Key id 1: bytes 0x00..0x3f. Key id 2: bytes 0x40..0x7f. */
+  key1: Uint8Array.from({ length: 64 }, (_, i) => i),
+  key2: Uint8Array.from({ length: 64 }, (_, i) => 64 + i),
+  hubNonce: Uint8Array.from({ length: 16 }, (_, i) => 0xa0 + i),
+  deviceNonce: Uint8Array.from({ length: 16 }, (_, i) => 0xd0 + i),
+  streamId: Uint8Array.from([0x51, 0x52, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58]),
+};
+
+function ivFor(index: number): Uint8Array {
+  return Uint8Array.from({ length: 16 }, (_, i) => (index * 16 + i) & 0xff);
+}
+
+function describe(message: Message): Record<string, string | number> {
+  const out: Record<string, string | number> = {};
+  for (const [field, value] of Object.entries(message)) {
+    out[field] = value instanceof Uint8Array ? toHex(value) : (value as number);
+  }
+  return out;
+}
+
+export function generateProtocolVectors(aead: Aead): ProtocolVector[] {
+  const { key1, key2, hubNonce, deviceNonce, streamId } = VECTOR_INPUTS;
+  const deviceId = Uint8Array.from(Buffer.from(VECTOR_INPUTS.deviceId, 'hex'));
+  const vectors: ProtocolVector[] = [
+    {
+      name: 'CHALLENGE',
+      direction: 'hub→device',
+      keyId: 0,
+      sequence: 0,
+      iv: '',
+      message: { type: MessageType.CHALLENGE, hubNonce: toHex(hubNonce) },
+      wire: toHex(withLengthPrefix(encodeChallenge(hubNonce))),
+    },
+  ];
+  const sealed: [string, ProtocolVector['direction'], number, Uint8Array, number, Message][] = [
+    ['HELLO', 'device→hub', 1, key1, 0, { type: MessageType.HELLO, deviceNonce, activeKeyId: 1, futureKeyId: 0 }],
+    ['WELCOME', 'hub→device', 1, key1, 1, { type: MessageType.WELCOME, deviceNonce, hubKeyId: 1 }],
+    ['DATA', 'device→hub', 1, key1, 1, { type: MessageType.DATA, streamId, messageId: 1, payload: Uint8Array.from([0x68, 0x65, 0x6c, 0x6c, 0x6f]) }],
+    ['DATA_ACK', 'hub→device', 1, key1, 2, { type: MessageType.DATA_ACK, streamId, messageId: 1 }],
+    ['REKEY', 'hub→device', 1, key1, 3, { type: MessageType.REKEY, newKeyId: 2, newKey: key2 }],
+    ['REKEY_ACK', 'device→hub', 2, key2, 2, { type: MessageType.REKEY_ACK, newKeyId: 2 }],
+    ['CONFIRM', 'hub→device', 2, key2, 4, { type: MessageType.CONFIRM, keyId: 2 }],
+    ['PING', 'device→hub', 2, key2, 3, { type: MessageType.PING }],
+    ['PONG', 'hub→device', 2, key2, 5, { type: MessageType.PONG }],
+    ['ERROR', 'device→hub', 2, key2, 4, { type: MessageType.ERROR, code: 2, detail: 2 }],
+  ];
+  sealed.forEach(([name, direction, keyId, key, sequence, message], index) => {
+    const iv = ivFor(index + 1);
+    const frame = sealFrame({ aead, key, iv, header: { deviceId, keyId, sequence, sessionId: hubNonce }, message });
+    vectors.push({ name, direction, keyId, sequence, iv: toHex(iv), message: describe(message), wire: toHex(withLengthPrefix(frame)) });
+  });
+  return vectors;
+}
+
+/** The Markdown of Appendix A, between its markers in docs/PROTOCOL.md. */
+export function vectorsMarkdown(vectors: readonly ProtocolVector[]): string {
+  const lines = [
+    'Inputs: device id `' + VECTOR_INPUTS.deviceId + '`; key id 1 = bytes `00 01 … 3f`; key id 2 = bytes `40 41 … 7f`;',
+    'hub nonce (session id) `' + toHex(VECTOR_INPUTS.hubNonce) + '`; device nonce `' + toHex(VECTOR_INPUTS.deviceNonce) + '`;',
+    'stream id `' + toHex(VECTOR_INPUTS.streamId) + '`. Wire bytes include the u16 length prefix.',
+    '',
+  ];
+  for (const v of vectors) {
+    lines.push(`### ${v.name} (${v.direction}, key id ${v.keyId}, seq ${v.sequence})`);
+    lines.push('');
+    lines.push('- message: `' + JSON.stringify(v.message) + '`');
+    if (v.iv) lines.push('- IV: `' + v.iv + '`');
+    lines.push('- wire:');
+    lines.push('');
+    lines.push('```');
+    for (let i = 0; i < v.wire.length; i += 64) lines.push(v.wire.slice(i, i + 64));
+    lines.push('```');
+    lines.push('');
+  }
+  return lines.join('\n');
+}
