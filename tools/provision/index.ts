@@ -1,0 +1,40 @@
+/**
+ * Provisioning command:
+ *   tsx tools/provision/index.ts --out DIR [--force] [--key-id N] [--size BYTES] [--sector-size BYTES]
+ * Writes DIR/keystore.bin (the keystore partition image) and DIR/device.json
+ * (the hub record), and prints the record as JSON on stdout.
+ */
+import { Command, InvalidArgumentError } from 'commander';
+import { isLockstepError } from '../../modules/errors';
+import { FLASH_SECTOR_BYTES, KEYSTORE_PARTITION_BYTES } from '../../hosts/node/flash-memory';
+import { provisionDevice } from './provision';
+
+function parseU32(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n > 0xffffffff) throw new InvalidArgumentError('expected an integer 0..4294967295');
+  return n;
+}
+
+const program = new Command()
+  .name('provision')
+  .description('Create a device id and initial key, the keystore partition image, and the hub record.')
+  .requiredOption('--out <dir>', 'output directory (keystore.bin, device.json)')
+  .option('--force', 'overwrite existing output', false)
+  .option('--key-id <n>', 'initial key id (u32)', parseU32, 1)
+  .option('--size <bytes>', 'keystore partition size', parseU32, KEYSTORE_PARTITION_BYTES)
+  .option('--sector-size <bytes>', 'flash sector size', parseU32, FLASH_SECTOR_BYTES)
+  .action((options: { out: string; force: boolean; keyId: number; size: number; sectorSize: number }) => {
+    try {
+      const result = provisionDevice({ outDir: options.out, force: options.force, keyId: options.keyId, size: options.size, sectorSize: options.sectorSize });
+      process.stdout.write(`${JSON.stringify(result.record)}\n`);
+      process.stderr.write(
+        `wrote ${result.imagePath} (flash it at the keystore partition's offset) and ${result.recordPath} (import it into the hub)\n`,
+      );
+    } catch (error) {
+      if (!isLockstepError(error)) throw error;
+      process.stderr.write(`provision: ${error.message}\n`);
+      process.exitCode = 1;
+    }
+  });
+
+program.parse(process.argv);
