@@ -392,7 +392,8 @@ export class HubCore {
       this.#welcome(conn, device, deferred.message.deviceNonce, now, out);
     } else {
       this.#sendSealed(conn, { type: MessageType.CONFIRM, keyId: pending.id }, now, out);
-      this.#dispatch(conn, device, deferred.message, now, out);
+      // The REKEY_ACK that triggered the promotion is fully answered by that CONFIRM.
+      if (deferred.message.type !== MessageType.REKEY_ACK) this.#dispatch(conn, device, deferred.message, now, out);
     }
   }
 

@@ -4,8 +4,8 @@
  * device's keystore and the hub's database are plain objects updated when a
  * persist completes, so a "crash" can drop whatever was not persisted.
  */
-import { DeviceCore, type DeviceAction, type DeviceEvent } from '../../modules/device/device';
-import { HubCore, type HubAction, type HubEvent } from '../../modules/hub/hub';
+import { DeviceCore, type DeviceAction, type DeviceEvent, type DeviceTiming } from '../../modules/device/device';
+import { HubCore, type HubAction, type HubEvent, type HubTiming } from '../../modules/hub/hub';
 import type { Aead, RandomSource } from '../../modules/crypto/primitives';
 import type { DeviceKeys, KeySlot } from '../../modules/platform/keys';
 import { toHex } from '../../modules/bytes';
@@ -19,6 +19,8 @@ export interface PairOptions {
   aead?: Aead;
   random?: RandomSource;
   initialKeyId?: number;
+  deviceTiming?: Partial<DeviceTiming>;
+  hubTiming?: Partial<HubTiming>;
 }
 
 export class Pair {
@@ -43,8 +45,10 @@ export class Pair {
   hubPersistPending = false;
   /** Persist synchronously as soon as asked (like SQLite and the ESP32 flash). */
   autoPersist = true;
+  readonly #options: PairOptions;
 
   constructor(options: PairOptions = {}) {
+    this.#options = options;
     this.random = seededRandom(options.seed ?? 1);
     this.aead = options.aead ?? nodeAead;
     this.deviceIdBytes = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]);
@@ -59,11 +63,11 @@ export class Pair {
   }
 
   #bootDevice(): DeviceCore {
-    return new DeviceCore({ deviceId: this.deviceIdBytes, keys: this.deviceStore, aead: this.aead, random: this.random });
+    return new DeviceCore({ deviceId: this.deviceIdBytes, keys: this.deviceStore, aead: this.aead, random: this.random, timing: this.#options.deviceTiming ?? {} });
   }
 
   #bootHub(): HubCore {
-    return new HubCore({ aead: this.aead, random: this.random, devices: [{ deviceId: this.deviceId, ...this.hubStore }] });
+    return new HubCore({ aead: this.aead, random: this.random, devices: [{ deviceId: this.deviceId, ...this.hubStore }], timing: this.#options.hubTiming ?? {} });
   }
 
   connect(): void {

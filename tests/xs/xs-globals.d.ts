@@ -1,0 +1,26 @@
+/**
+ * Globals the XS test host defines (hosts/xs-test/xs_test_host.c). Only the
+ * programs under tests/xs that run inside XS may use them.
+ */
+declare function print(...values: unknown[]): void;
+declare function gc(): void;
+declare function heapStats(): {
+  /** Bytes of XS chunks (strings, buffers, arrays' storage) in use. */
+  chunkBytes: number;
+  /** Slots in use after the last collection. */
+  slotCount: number;
+  /** sizeof(txSlot) on this build: 32 on 64-bit Linux, 16 on ESP32. */
+  slotBytes: number;
+  peakChunkBytes: number;
+  peakSlotCount: number;
+};
+declare function setExitCode(code: number): void;
+declare function callgrindToggle(): void;
+declare function callgrindDump(label: string): void;
+declare const scriptArgs: readonly string[];
+
+/** Vendored vector files, bundled by hosts/xs-test/build.ts from tests/vectors/. */
+declare module 'xs-test-vectors:*' {
+  const file: unknown;
+  export default file;
+}
