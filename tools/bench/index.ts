@@ -1,0 +1,14 @@
+/**
+ * `npm run bench`: prints every benchmark's figures, each measured against
+ * its baseline in the same run. Figures, never pass/fail timings.
+ * Select sections with arguments, e.g. `npm run bench -- aead wear`.
+ */
+import { run as aead } from './aead';
+
+const sections: Record<string, () => Promise<void>> = { aead };
+
+const wanted = process.argv.slice(2);
+for (const name of wanted) if (!(name in sections)) throw new Error(`unknown bench section ${name}; have ${Object.keys(sections).join(', ')}`);
+for (const [name, run] of Object.entries(sections)) {
+  if (wanted.length === 0 || wanted.includes(name)) await run();
+}
