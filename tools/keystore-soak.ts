@@ -1,0 +1,64 @@
+/**
+ * The keystore's long fault runs (docs/KEYSTORE.md §6), behind
+ * `npm run soak:keystore`:
+ * 1. seeded random cuts over 100,000 rotations on the default 16 KiB
+ *    partition and on 4 x 512-byte sectors (a compaction every 4 rotations);
+ * 2. the exhaustive cut exploration with every in-flight bit pattern on all
+ *    three test geometries (CI samples the patterns on two of them).
+ * Any violation throws with the seed and the cut point; exit code 1.
+ *
+ *   tsx tools/keystore-soak.ts [--seed N] [--rotations N] [--skip-exhaustive]
+ */
+import { Command, InvalidArgumentError } from 'commander';
+import { exploreCuts, randomCutRun } from '../modules/keystore/cut-harness';
+import type { FlashGeometry } from '../modules/keystore/cut-harness';
+
+function parseCount(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new InvalidArgumentError('expected a non-negative integer');
+  return n;
+}
+
+const options = new Command()
+  .name('keystore-soak')
+  .option('--seed <n>', 'seed of the random runs', parseCount, 1)
+  .option('--rotations <n>', 'rotations per random run', parseCount, 100_000)
+  .option('--skip-exhaustive', 'only the random runs', false)
+  .parse(process.argv)
+  .opts<{ seed: number; rotations: number; skipExhaustive: boolean }>();
+
+const label = (g: FlashGeometry) => `${g.sectors} x ${g.sectorSize} B`;
+let cutPoints = 0;
+const started = Date.now();
+
+for (const [index, geometry] of [{ sectorSize: 4096, sectors: 4 }, { sectorSize: 512, sectors: 4 }].entries()) {
+  const seed = options.seed + index;
+  const t = Date.now();
+  const report = randomCutRun({
+    geometry,
+    rotations: options.rotations,
+    seed,
+    cutProbability: 0.5,
+    onProgress: (done) => {
+      if (done % 10_000 === 0) process.stderr.write(`  ${label(geometry)}: ${done} rotations\n`);
+    },
+  });
+  cutPoints += report.cuts;
+  console.log(`random run, ${label(geometry)}, seed ${seed}: ${JSON.stringify(report)} (${((Date.now() - t) / 1000).toFixed(1)} s)`);
+}
+
+if (!options.skipExhaustive) {
+  const sets: Array<[FlashGeometry, number]> = [
+    [{ sectorSize: 512, sectors: 4 }, 40],
+    [{ sectorSize: 512, sectors: 2 }, 40],
+    [{ sectorSize: 4096, sectors: 4 }, 100],
+  ];
+  for (const [geometry, rotations] of sets) {
+    const t = Date.now();
+    const report = exploreCuts({ geometry, rotations, bitPatterns: 'all', seed: 20240601 });
+    cutPoints += report.cutPoints;
+    console.log(`exhaustive, ${label(geometry)}, ${rotations} rotations, all bit patterns: ${JSON.stringify(report)} (${((Date.now() - t) / 1000).toFixed(1)} s)`);
+  }
+}
+
+console.log(`keystore soak passed: ${cutPoints} cut points in ${((Date.now() - started) / 1000).toFixed(0)} s`);
