@@ -1,0 +1,72 @@
+/**
+ * Hub configuration: every knob with its default, in one place. Durations
+ * are milliseconds. Protocol timers (handshake, idle, re-offer backoff) are
+ * the core's (modules/protocol/constants.ts) unless overridden.
+ */
+import type { Aead, RandomSource } from '../../modules/crypto/primitives';
+import type { HubTiming } from '../../modules/hub/hub';
+import type { Logger } from './log';
+import type { RotationPolicy } from './scheduler';
+import type { HubStore } from './store';
+
+export interface ConnectionLimits {
+  /** Open transport connections, authenticated or not; more are refused at accept. */
+  readonly maxConnections: number;
+  /** Connections whose HELLO has not authenticated yet; beyond this the oldest is evicted. */
+  readonly maxUnauthenticated: number;
+  /** Received bytes held for one connection while its device's commit is outstanding; beyond: closed. */
+  readonly maxQueuedInputBytes: number;
+  /** Bytes written to one connection and not yet taken by the kernel; beyond: closed (a peer that does not read). */
+  readonly maxWriteBufferBytes: number;
+  /** TLS only: the TLS handshake must finish within this time. */
+  readonly tlsHandshakeTimeoutMs: number;
+}
+
+export const DEFAULT_LIMITS: ConnectionLimits = {
+  maxConnections: 16_000,
+  maxUnauthenticated: 1_024,
+  maxQueuedInputBytes: 128 * 1024,
+  maxWriteBufferBytes: 256 * 1024,
+  tlsHandshakeTimeoutMs: 10_000,
+};
+
+export interface ListenOptions {
+  readonly host?: string;
+  /** 0 picks a free port (see `LockstepHub.addresses`). */
+  readonly port?: number;
+}
+
+export interface TlsListenOptions extends ListenOptions {
+  /** PEM certificate chain and private key (see `lockstep-hub cert`). */
+  readonly cert: string | Buffer;
+  readonly key: string | Buffer;
+}
+
+export const DEFAULT_HOST = '127.0.0.1';
+export const DEFAULT_TCP_PORT = 7700;
+export const DEFAULT_TLS_PORT = 7701;
+
+export interface HubOptions {
+  /** SQLite file (created and migrated if absent), or an open store. */
+  readonly database: string | HubStore;
+  /** Plain TCP listener; default 127.0.0.1:7700; `false` for none. */
+  readonly tcp?: ListenOptions | false;
+  /** TLS listener (in addition to or instead of TCP). */
+  readonly tls?: TlsListenOptions;
+  readonly rotation?: Partial<RotationPolicy>;
+  readonly limits?: Partial<ConnectionLimits>;
+  /** Core protocol timers. */
+  readonly timing?: Partial<HubTiming>;
+  /** How often the core's timers and the rotation schedule run; default 200 ms. */
+  readonly tickMs?: number;
+  /** How often the database is polled for CLI requests (rotate, new devices); default 1000 ms. */
+  readonly controlPollMs?: number;
+  /** How often last-seen times are written; default 5000 ms. */
+  readonly lastSeenFlushMs?: number;
+  /** Refuse to start while another live hub process serves the same database; default true. */
+  readonly exclusive?: boolean;
+  readonly logger?: Logger;
+  /** Crypto bindings; default node:crypto (hosts/node/crypto.ts). */
+  readonly aead?: Aead;
+  readonly random?: RandomSource;
+}

@@ -1,0 +1,69 @@
+/**
+ * The hub record: what provisioning hands to a hub for one device, as JSON
+ * `{"deviceId": "<16 hex>", "keyId": <u32 >= 1>, "key": "<128 hex>"}`
+ * (the same format tools/provision prints). Parsing trusts nothing: every
+ * field is checked before a device is created from it.
+ */
+import { randomFillSync } from 'node:crypto';
+import { fromHex, toHex } from '../../modules/bytes';
+import { LockstepError } from '../../modules/errors';
+import { DEVICE_ID_BYTES, KEY_BYTES, type KeySlot } from '../../modules/platform/keys';
+import { MAX_KEY_ID } from '../../modules/protocol/constants';
+
+export interface HubRecordJson {
+  readonly deviceId: string;
+  readonly keyId: number;
+  readonly key: string;
+}
+
+export interface DeviceRecord {
+  /** 16 lowercase hex digits. */
+  readonly deviceId: string;
+  readonly active: KeySlot;
+}
+
+export function parseHubRecord(value: unknown): DeviceRecord {
+  if (typeof value !== 'object' || value === null) throw new LockstepError('LOCAL_BAD_ARGUMENT', 'hub record must be an object');
+  const { deviceId, keyId, key } = value as Record<string, unknown>;
+  if (typeof deviceId !== 'string' || !/^[0-9a-fA-F]{16}$/.test(deviceId)) {
+    throw new LockstepError('LOCAL_BAD_ARGUMENT', `deviceId must be ${DEVICE_ID_BYTES * 2} hex digits`);
+  }
+  if (typeof keyId !== 'number' || !Number.isInteger(keyId) || keyId < 1 || keyId > MAX_KEY_ID) {
+    throw new LockstepError('LOCAL_BAD_ARGUMENT', 'keyId must be an integer in 1..2^32-1');
+  }
+  if (typeof key !== 'string' || key.length !== KEY_BYTES * 2 || !/^[0-9a-fA-F]+$/.test(key)) {
+    throw new LockstepError('LOCAL_BAD_ARGUMENT', `key must be ${KEY_BYTES * 2} hex digits`);
+  }
+  return { deviceId: deviceId.toLowerCase(), active: { id: keyId, key: fromHex(key) } };
+}
+
+/** Accepts one record, an array of records, or JSON lines of records. */
+export function parseHubRecords(text: string): DeviceRecord[] {
+  const trimmed = text.trim();
+  if (trimmed === '') return [];
+  let values: unknown[];
+  try {
+    const parsed: unknown = JSON.parse(trimmed);
+    values = Array.isArray(parsed) ? parsed : [parsed];
+  } catch {
+    try {
+      values = trimmed.split('\n').filter((line) => line.trim() !== '').map((line) => JSON.parse(line) as unknown);
+    } catch {
+      throw new LockstepError('LOCAL_BAD_ARGUMENT', 'hub records must be JSON (an object, an array, or one object per line)');
+    }
+  }
+  return values.map(parseHubRecord);
+}
+
+export function toHubRecordJson(record: DeviceRecord): HubRecordJson {
+  return { deviceId: record.deviceId, keyId: record.active.id, key: toHex(record.active.key) };
+}
+
+/** A fresh device id and initial key from the OS's secure random source. */
+export function newDeviceRecord(keyId = 1): DeviceRecord {
+  const id = new Uint8Array(DEVICE_ID_BYTES);
+  const key = new Uint8Array(KEY_BYTES);
+  randomFillSync(id);
+  randomFillSync(key);
+  return { deviceId: toHex(id), active: { id: keyId, key } };
+}

@@ -1,0 +1,69 @@
+/**
+ * When to rotate which device: after `intervalMs` (plus a random jitter of
+ * up to `jitterMs`, so a fleet provisioned together does not rotate in
+ * lockstep) since its active key was confirmed, or after `maxMessages`
+ * application messages under the active key, whichever comes first.
+ *
+ * Times are wall-clock milliseconds (the schedule continues across hub
+ * restarts from the database's `active_since`). The message count lives in
+ * memory only: a restarted hub counts from zero again.
+ */
+export interface RotationPolicy {
+  /** 0 disables time-based rotation. */
+  readonly intervalMs: number;
+  readonly jitterMs: number;
+  /** 0 disables count-based rotation. */
+  readonly maxMessages: number;
+  /** At most this many rotations are started per scheduler pass (a thundering-herd guard). */
+  readonly maxStartsPerPass: number;
+}
+
+export const DEFAULT_ROTATION_POLICY: RotationPolicy = { intervalMs: 0, jitterMs: 0, maxMessages: 0, maxStartsPerPass: 500 };
+
+interface Schedule {
+  dueAt: number;
+  messages: number;
+}
+
+export class RotationScheduler {
+  readonly #policy: RotationPolicy;
+  readonly #schedules = new Map<string, Schedule>();
+  readonly #random: () => number;
+
+  constructor(policy: Partial<RotationPolicy> = {}, random: () => number = Math.random) {
+    this.#policy = { ...DEFAULT_ROTATION_POLICY, ...policy };
+    this.#random = random;
+  }
+
+  get policy(): RotationPolicy {
+    return this.#policy;
+  }
+
+  /** A device's active key was confirmed (or loaded) at `activeSince`. */
+  keyActivated(deviceId: string, activeSince: number): void {
+    const dueAt = this.#policy.intervalMs > 0 ? activeSince + this.#policy.intervalMs + Math.floor(this.#random() * this.#policy.jitterMs) : Infinity;
+    this.#schedules.set(deviceId, { dueAt, messages: 0 });
+  }
+
+  messageCounted(deviceId: string): void {
+    const schedule = this.#schedules.get(deviceId);
+    if (schedule !== undefined) schedule.messages++;
+  }
+
+  forget(deviceId: string): void {
+    this.#schedules.delete(deviceId);
+  }
+
+  /** Devices due now, among those `eligible` (connected, no pending key, no persist outstanding). */
+  due(now: number, eligible: (deviceId: string) => boolean): string[] {
+    const out: string[] = [];
+    const { maxMessages, maxStartsPerPass } = this.#policy;
+    for (const [deviceId, schedule] of this.#schedules) {
+      if (out.length >= maxStartsPerPass) break;
+      const byTime = now >= schedule.dueAt;
+      const byCount = maxMessages > 0 && schedule.messages >= maxMessages;
+      if ((byTime || byCount) && eligible(deviceId)) out.push(deviceId);
+    }
+    return out;
+  }
+}
