@@ -1,0 +1,178 @@
+/**
+ * Simulated devices for the demo, the end-to-end tests and the benchmark:
+ * provisioning (keystore image + hub record), a DeviceHost per device with
+ * its flash keystore, the chaos that cuts connections at random byte
+ * positions and power in the middle of flash writes, and a small app loop
+ * (telemetry up) whose messages are booked in a Ledger.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fromHex } from '../../modules/bytes';
+import type { CutPlan } from '../../modules/flash/nor-flash';
+import { Keystore } from '../../modules/keystore/keystore';
+import type { Flash } from '../../modules/platform/flash';
+import { CuttableFlash } from '../../hosts/node/cuttable-flash';
+import { DeviceHost, type DeviceEndpoint, type DeviceHostOptions } from '../../hosts/node/device-host';
+import { FileFlash } from '../../hosts/node/flash-file';
+import { FlashKeyStorage } from '../../hosts/node/flash-key-storage';
+import { memoryFlash } from '../../hosts/node/flash-memory';
+import { provisionDevice } from '../provision/provision';
+import { newDeviceRecord, parseHubRecord, toHubRecordJson, type DeviceRecord, type HubRecordJson } from '../hub/records';
+import type { Ledger } from './ledger';
+
+export interface ChaosSettings {
+  /** Probability that a connection is cut at a random byte position. */
+  readonly cutProbability: number;
+  /** The cut lands uniformly in [0, cutMaxBytes) bytes (both directions counted). */
+  readonly cutMaxBytes: number;
+  /** Probability that a keystore write loses power part-way. */
+  readonly powerCutProbability: number;
+}
+
+export const NO_CHAOS: ChaosSettings = { cutProbability: 0, cutMaxBytes: 0, powerCutProbability: 0 };
+
+export interface ProvisionedDevice {
+  readonly record: DeviceRecord;
+  readonly recordJson: HubRecordJson;
+  readonly flash: CuttableFlash;
+}
+
+/**
+ * Provisions a device: with `dir`, through tools/provision (a keystore.bin
+ * image file and device.json, exactly what a real device gets); otherwise in
+ * an in-memory NOR flash.
+ */
+export function provisionSimulatedDevice(dir?: string): ProvisionedDevice {
+  if (dir !== undefined) {
+    mkdirSync(dir, { recursive: true });
+    const result = provisionDevice({ outDir: dir });
+    const record = parseHubRecord(result.record);
+    return { record, recordJson: toHubRecordJson(record), flash: new CuttableFlash(new FileFlash(result.imagePath, { create: false })) };
+  }
+  const record = newDeviceRecord();
+  const flash: Flash = memoryFlash();
+  new Keystore(flash).format(fromHex(record.deviceId), record.active);
+  return { record, recordJson: toHubRecordJson(record), flash: new CuttableFlash(flash) };
+}
+
+export function provisionFleet(count: number, dir?: string): ProvisionedDevice[] {
+  return Array.from({ length: count }, (_, i) => provisionSimulatedDevice(dir === undefined ? undefined : join(dir, `device-${String(i).padStart(3, '0')}`)));
+}
+
+export interface SimulatedDeviceOptions {
+  readonly endpoint: DeviceEndpoint | (() => DeviceEndpoint);
+  readonly chaos?: ChaosSettings;
+  readonly ledger?: Ledger;
+  /** Telemetry period; 0 = no app traffic. */
+  readonly telemetryEveryMs?: number;
+  readonly random?: () => number;
+  readonly host?: Partial<Omit<DeviceHostOptions, 'storage' | 'endpoint' | 'chaos'>>;
+}
+
+export class SimulatedDevice {
+  readonly host: DeviceHost;
+  readonly flash: CuttableFlash;
+  readonly deviceId: string;
+  /** Boots so far (power losses end an epoch). */
+  epoch = 0;
+  telemetrySent = 0;
+  commandsReceived = 0;
+  #telemetry: NodeJS.Timeout | undefined;
+  #tag = 0;
+  readonly #options: SimulatedDeviceOptions;
+  readonly #random: () => number;
+  chaos: ChaosSettings;
+
+  constructor(provisioned: ProvisionedDevice, options: SimulatedDeviceOptions) {
+    this.#options = options;
+    this.#random = options.random ?? Math.random;
+    this.chaos = options.chaos ?? NO_CHAOS;
+    this.flash = provisioned.flash;
+    this.deviceId = provisioned.record.deviceId;
+    const storage = new FlashKeyStorage(this.flash);
+    this.host = new DeviceHost({
+      reconnectInitialMs: 50,
+      reconnectMaxMs: 2000,
+      bootDelayMs: 50,
+      ...options.host,
+      storage,
+      endpoint: options.endpoint,
+      chaos: {
+        connectionCutAfter: () => (this.#random() < this.chaos.cutProbability ? Math.floor(this.#random() * this.chaos.cutMaxBytes) : undefined),
+        beforePersist: () => {
+          if (this.#random() < this.chaos.powerCutProbability) this.flash.armCut(this.#powerCutPlan());
+        },
+        afterPersist: () => this.flash.disarmCut(),
+      },
+    });
+    const ledger = options.ledger;
+    ledger?.setEpoch(this.deviceId, 0);
+    this.host.on('powerLost', () => {
+      this.epoch++;
+      ledger?.setEpoch(this.deviceId, this.epoch);
+    });
+    this.host.on('data', ({ payload }) => {
+      this.commandsReceived++;
+      const text = Buffer.from(payload).toString('latin1');
+      ledger?.delivered('down', this.deviceId, text.startsWith('d:') ? text.slice(2) : `?${text}`, this.epoch);
+    });
+  }
+
+  start(): void {
+    this.host.start();
+    const every = this.#options.telemetryEveryMs ?? 0;
+    if (every > 0 && this.#telemetry === undefined) {
+      // Spread the fleet's samples over the period.
+      const first = setTimeout(() => {
+        this.#telemetry = setInterval(() => this.sendTelemetry(), every);
+        this.sendTelemetry();
+      }, Math.floor(this.#random() * every));
+      this.#telemetry = first;
+    }
+  }
+
+  stopTelemetry(): void {
+    if (this.#telemetry !== undefined) {
+      clearTimeout(this.#telemetry);
+      clearInterval(this.#telemetry);
+    }
+    this.#telemetry = undefined;
+  }
+
+  stop(): void {
+    this.stopTelemetry();
+    this.host.stop();
+  }
+
+  /** One telemetry sample up; skipped while the outbox is full or the device is off. */
+  sendTelemetry(): boolean {
+    const tag = String(++this.#tag);
+    const ledger = this.#options.ledger;
+    ledger?.sent('up', this.deviceId, tag, this.epoch);
+    try {
+      this.host.send(Buffer.from(`u:${tag}`, 'latin1'));
+      this.telemetrySent++;
+      return true;
+    } catch {
+      ledger?.cancelled('up', this.deviceId, tag);
+      return false;
+    }
+  }
+
+  #powerCutPlan(): CutPlan {
+    const r = this.#random;
+    const patterns: ((previous: Uint8Array) => Uint8Array)[] = [
+      (p) => p,
+      (p) => p.fill(0),
+      (p) => p.fill(0xff, 0, p.length >> 1),
+      (p) => p.map(() => Math.floor(r() * 256)),
+    ];
+    return {
+      // storeFuture programs twice (more when it compacts: erase first); promote once.
+      atOperation: Math.floor(r() * 3),
+      programmedBytes: (length: number) => Math.floor(r() * (length + 1)),
+      inFlightBits: Math.floor(r() * 256),
+      tornErase: patterns[Math.floor(r() * patterns.length)] as (p: Uint8Array) => Uint8Array,
+    };
+  }
+}
