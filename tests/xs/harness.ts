@@ -40,7 +40,7 @@ export async function runRegistered(groups: readonly string[]): Promise<{ passed
     }
   }
   print(`${passed} passed, ${failed} failed`);
-  setExitCode(failed === 0 && passed > 0 ? 0 : 1);
+  xsTest.setExitCode(failed === 0 && passed > 0 ? 0 : 1);
   return { passed, failed };
 }
 

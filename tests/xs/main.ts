@@ -16,7 +16,7 @@ registerAeadVectors('native', composeAead(nativePrimitives, 'composition over na
 registerAeadVectors('noble', nobleAead);
 registerAeadAgreement('noble', nativeAead, nobleAead);
 
-runRegistered(scriptArgs).catch((error: unknown) => {
+runRegistered(xsTest.args).catch((error: unknown) => {
   print(`FATAL ${describeError(error)}`);
-  setExitCode(1);
+  xsTest.setExitCode(1);
 });

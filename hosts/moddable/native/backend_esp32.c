@@ -1,0 +1,132 @@
+/*
+ * lockstep_aead backend for ESP32-family chips on ESP-IDF v6.0 (the version
+ * Moddable SDK 8.x builds with). IDF v6 ships mbedTLS 4 / TF-PSA-Crypto 1.0,
+ * which no longer exposes mbedtls_aes_* or mbedtls_md_*; this file uses only
+ * APIs that IDF v6.0 itself documents and uses:
+ *
+ * - AES-256-CBC on the AES accelerator:
+ *     esp_aes_init, esp_aes_setkey, esp_aes_crypt_cbc, esp_aes_free, ESP_AES_ENCRYPT/DECRYPT
+ *     from "aes/esp_aes.h" = components/mbedtls/port/include/aes/esp_aes.h
+ *     (mode constants from components/esp_hal_security/include/hal/aes_types.h).
+ * - HMAC-SHA-512 through PSA Crypto, which IDF v6 routes to the SHA accelerator
+ *   (components/mbedtls/port/psa_driver/esp_mac/psa_crypto_driver_esp_hmac_transparent.c,
+ *   when CONFIG_MBEDTLS_HARDWARE_SHA and SOC_SHA_SUPPORT_SHA512; otherwise TF-PSA's
+ *   software SHA-512):
+ *     psa_import_key, psa_mac_sign_setup, psa_mac_update, psa_mac_sign_finish,
+ *     psa_mac_abort, psa_destroy_key from "psa/crypto.h" (TF-PSA-Crypto,
+ *     components/mbedtls/mbedtls/tf-psa-crypto/include/psa/crypto.h). IDF calls
+ *     psa_crypto_init() at startup (components/mbedtls/port/esp_psa_crypto_init.c);
+ *     calling it again is allowed and cheap, so we do, once.
+ * - Random bytes from the hardware RNG:
+ *     esp_fill_random from "esp_random.h" = components/esp_hw_support/include/esp_random.h.
+ *     As that header notes, the output is truly random only while the RF
+ *     subsystem (Wi-Fi/BT) or bootloader_random_enable() supplies entropy; a
+ *     Lockstep device always runs Wi-Fi before it needs a random IV.
+ *
+ * Wiring: the module's manifest.json adds { "idf": "mbedtls" } and
+ * { "idf": "esp_hw_support" } to the esp32 platform's "dependency" list.
+ */
+#include <string.h>
+
+#include "soc/soc_caps.h"
+#include "aes/esp_aes.h"
+#include "psa/crypto.h"
+#include "esp_random.h"
+
+#include "lockstep_aead_backend.h"
+
+#if !SOC_AES_SUPPORTED
+#error "lockstep_aead: this chip has no AES accelerator; build with the mbedTLS backend instead"
+#endif
+
+/* esp_aes_crypt_cbc reads and writes its buffers as 32-bit words on chips
+ * without AES DMA (components/mbedtls/port/aes/esp_aes.c), and Xtensa faults
+ * on unaligned word access, while XS hands us views at any byte offset. */
+static int is_word_aligned(const void *pointer)
+{
+	return ((uintptr_t)pointer & 3) == 0;
+}
+
+int lockstep_backend_aes256_cbc(int encrypt, const uint8_t key[LOCKSTEP_AES_KEY_BYTES],
+	const uint8_t iv[LOCKSTEP_AES_BLOCK_BYTES], const uint8_t *input, uint8_t *output, size_t length)
+{
+	esp_aes_context context;
+	uint32_t chain[LOCKSTEP_AES_BLOCK_BYTES / 4];   /* word-aligned IV, advanced by esp_aes_crypt_cbc */
+	uint32_t bounce[LOCKSTEP_AES_BLOCK_BYTES / 4];  /* word-aligned block for unaligned views */
+	const int mode = encrypt ? ESP_AES_ENCRYPT : ESP_AES_DECRYPT;
+	int status;
+
+	if (length == 0 || (length % LOCKSTEP_AES_BLOCK_BYTES) != 0)
+		return -1;
+	esp_aes_init(&context);
+	status = esp_aes_setkey(&context, key, LOCKSTEP_AES_KEY_BYTES * 8);
+	memcpy(chain, iv, sizeof(chain));
+	if (status == 0 && is_word_aligned(input) && is_word_aligned(output)) {
+		status = esp_aes_crypt_cbc(&context, mode, length, (unsigned char *)chain, input, output);
+	}
+	else if (status == 0) {
+		size_t offset;
+		for (offset = 0; status == 0 && offset < length; offset += LOCKSTEP_AES_BLOCK_BYTES) {
+			memcpy(bounce, input + offset, sizeof(bounce));
+			status = esp_aes_crypt_cbc(&context, mode, sizeof(bounce), (unsigned char *)chain,
+				(const unsigned char *)bounce, (unsigned char *)bounce);
+			memcpy(output + offset, bounce, sizeof(bounce));
+		}
+	}
+	esp_aes_free(&context);
+	lockstep_wipe(&context, sizeof(context));
+	lockstep_wipe(chain, sizeof(chain));
+	lockstep_wipe(bounce, sizeof(bounce));
+	return status;
+}
+
+static int psa_ready(void)
+{
+	static int initialized = 0;
+	if (!initialized)
+		initialized = (psa_crypto_init() == PSA_SUCCESS);
+	return initialized;
+}
+
+int lockstep_backend_hmac_sha512(const uint8_t key[LOCKSTEP_HMAC_KEY_BYTES],
+	const lockstep_span *parts, size_t count, uint8_t mac[LOCKSTEP_SHA512_BYTES])
+{
+	const psa_algorithm_t algorithm = PSA_ALG_HMAC(PSA_ALG_SHA_512);
+	psa_key_attributes_t attributes = PSA_KEY_ATTRIBUTES_INIT;
+	psa_mac_operation_t operation = PSA_MAC_OPERATION_INIT;
+	psa_key_id_t key_id = PSA_KEY_ID_NULL;
+	psa_status_t status;
+	size_t mac_length = 0;
+	size_t i;
+
+	if (!psa_ready())
+		return -1;
+	/* A volatile key lives in PSA's key store only for this call; psa_destroy_key wipes it. */
+	psa_set_key_type(&attributes, PSA_KEY_TYPE_HMAC);
+	psa_set_key_bits(&attributes, LOCKSTEP_HMAC_KEY_BYTES * 8);
+	psa_set_key_usage_flags(&attributes, PSA_KEY_USAGE_SIGN_MESSAGE);
+	psa_set_key_algorithm(&attributes, algorithm);
+	psa_set_key_lifetime(&attributes, PSA_KEY_LIFETIME_VOLATILE);
+	status = psa_import_key(&attributes, key, LOCKSTEP_HMAC_KEY_BYTES, &key_id);
+	psa_reset_key_attributes(&attributes);
+	if (status != PSA_SUCCESS)
+		return -1;
+
+	status = psa_mac_sign_setup(&operation, key_id, algorithm);
+	for (i = 0; status == PSA_SUCCESS && i < count; i++) {
+		if (parts[i].length)
+			status = psa_mac_update(&operation, parts[i].data, parts[i].length);
+	}
+	if (status == PSA_SUCCESS)
+		status = psa_mac_sign_finish(&operation, mac, LOCKSTEP_SHA512_BYTES, &mac_length);
+	if (status != PSA_SUCCESS)
+		psa_mac_abort(&operation);
+	psa_destroy_key(key_id);
+	return (status == PSA_SUCCESS && mac_length == LOCKSTEP_SHA512_BYTES) ? 0 : -1;
+}
+
+int lockstep_backend_random(uint8_t *output, size_t length)
+{
+	esp_fill_random(output, length);
+	return 0;
+}
