@@ -79,6 +79,9 @@ test('forged headers: valid magic with a bad CRC is foreign; a valid header with
   const uncommitted = image.slice();
   uncommitted.fill(0xff, 28, 32); // as if the format was cut before its commit word
   expect(mountImage(uncommitted)).toMatchObject({ provisioned: false, reason: 'incomplete' });
+  const zeroCommit = uncommitted.slice();
+  zeroCommit.fill(0, 28, 32); // torn-erase debris must not commit a sector
+  expect(mountImage(zeroCommit)).toMatchObject({ provisioned: false, reason: 'incomplete' });
 });
 
 test('a truncated provisioning image mounts to its key or not at all, whatever fills the rest', () => {

@@ -19,6 +19,14 @@ function recordCrc(sequence: number, slot: number, body: Uint8Array): number {
   return zlibCrc32(input);
 }
 
+/** Tagged CRC-32 ("SKCL" ‖ header bytes 0..23) with bit 31 cleared. */
+function sectorCommit(sector: Uint8Array): number {
+  const input = new Uint8Array(28);
+  input.set([0x53, 0x4b, 0x43, 0x4c]);
+  input.set(sector.subarray(0, 24), 4);
+  return (zlibCrc32(input) & 0x7fffffff) >>> 0;
+}
+
 test('format writes header, commit word and the active snapshot as documented', () => {
   const flash = new NorFlash({ sectorSize: 512, sectors: 2 });
   new Keystore(flash).format(deviceId, { id: 0x01020304, key: key(1) });
@@ -29,7 +37,7 @@ test('format writes header, commit word and the active snapshot as documented', 
   expect(u32(sector, 12)).toBe(1); // first sequence
   expect(sector.subarray(16, 24)).toEqual(deviceId);
   expect(u32(sector, 24)).toBe(zlibCrc32(sector.subarray(0, 24)));
-  expect(u32(sector, 28)).toBe(0); // sector committed
+  expect(u32(sector, 28)).toBe(sectorCommit(sector)); // sector committed
   const slot0 = sector.subarray(32, 116);
   expect(Array.from(slot0.subarray(0, 8))).toEqual([0x41, 0, 0, 0, 4, 3, 2, 1]);
   expect(slot0.subarray(8, 72)).toEqual(key(1));
@@ -59,7 +67,7 @@ test('storeFuture appends an F record; promote sets its promote word; compaction
   // slots 1..4 used by ids 7..10; id 11 did not fit: sector 1 now holds A(10), F(11)
   const sector1 = flash.read(512, 512);
   expect(u32(sector1, 12)).toBe(2);
-  expect(u32(sector1, 28)).toBe(0);
+  expect(u32(sector1, 28)).toBe(sectorCommit(sector1));
   expect(Array.from(sector1.subarray(32, 40))).toEqual([0x41, 0, 0, 0, 10, 0, 0, 0]);
   expect(Array.from(sector1.subarray(116, 124))).toEqual([0x46, 0, 0, 0, 11, 0, 0, 0]);
   expect(u32(sector1, 116 + 72)).toBe(recordCrc(2, 1, sector1.subarray(116)));

@@ -5,11 +5,14 @@
 // 4 x 512-byte partition, sampled outcomes on the others, and 8 torn-erase
 // patterns plus completion for every erase. After each cut: remount, the
 // state must be exactly before or after the cut operation, and the journal
-// must carry on. tools/keystore-soak.ts runs the larger sets.
+// must carry on. Two-cut runs: a compaction cut at every point, then the
+// retry with another key torn at its erase; and seeded random cuts where a
+// cut store is retried or replaced by another key. tools/keystore-soak.ts
+// runs the larger sets.
 import { NorFlash, PowerCut } from '../modules/flash/nor-flash';
 import type { FlashOperation } from '../modules/flash/nor-flash';
 import { SeededRandom, enumerateCuts, tornErasePatterns } from '../modules/flash/cut-injection';
-import { exploreCuts, randomCutRun } from '../modules/keystore/cut-harness';
+import { exploreCuts, exploreRetryCuts, randomCutRun } from '../modules/keystore/cut-harness';
 import { Keystore } from '../modules/keystore/keystore';
 import type { DeviceKeys } from '../modules/platform/keys';
 
@@ -30,6 +33,14 @@ test.each([
   expect(report.compactions).toBeGreaterThanOrEqual(geometry.sectorSize === 4096 ? 1 : 9);
   expect(report.cutPoints).toBeGreaterThanOrEqual(atLeast);
   expect(report.mountedBefore + report.mountedAfter).toBe(report.cutPoints);
+});
+
+test('two cuts: an interrupted compaction, then a torn erase while storing another key, never resurrects the first key', () => {
+  const report = exploreRetryCuts({ geometry: { sectorSize: 512, sectors: 4 }, rotations: 40, bitPatterns: 2, seed: 7 });
+  console.log(`retry after an interrupted compaction: ${JSON.stringify(report)}`);
+  totals.cutPoints += report.cutPoints;
+  expect(report.compactions).toBeGreaterThanOrEqual(9);
+  expect(report.cutPoints).toBeGreaterThanOrEqual(20_000);
 });
 
 test.each([

@@ -4,13 +4,15 @@
  * 1. seeded random cuts over 100,000 rotations on the default 16 KiB
  *    partition and on 4 x 512-byte sectors (a compaction every 4 rotations);
  * 2. the exhaustive cut exploration with every in-flight bit pattern on all
- *    three test geometries (CI samples the patterns on two of them).
+ *    three test geometries (CI samples the patterns on two of them);
+ * 3. the two-cut exploration (an interrupted compaction, then a torn erase
+ *    while storing another key) with every bit pattern (CI: two per byte).
  * Any violation throws with the seed and the cut point; exit code 1.
  *
  *   tsx tools/keystore-soak.ts [--seed N] [--rotations N] [--skip-exhaustive]
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { exploreCuts, randomCutRun } from '../modules/keystore/cut-harness';
+import { exploreCuts, exploreRetryCuts, randomCutRun } from '../modules/keystore/cut-harness';
 import type { FlashGeometry } from '../modules/keystore/cut-harness';
 
 function parseCount(value: string): number {
@@ -58,6 +60,12 @@ if (!options.skipExhaustive) {
     const report = exploreCuts({ geometry, rotations, bitPatterns: 'all', seed: 20240601 });
     cutPoints += report.cutPoints;
     console.log(`exhaustive, ${label(geometry)}, ${rotations} rotations, all bit patterns: ${JSON.stringify(report)} (${((Date.now() - t) / 1000).toFixed(1)} s)`);
+  }
+  for (const [geometry, rotations] of sets) {
+    const t = Date.now();
+    const report = exploreRetryCuts({ geometry, rotations, bitPatterns: 'all', seed: 7 });
+    cutPoints += report.cutPoints;
+    console.log(`two cuts, ${label(geometry)}, ${rotations} rotations, all bit patterns: ${JSON.stringify(report)} (${((Date.now() - t) / 1000).toFixed(1)} s)`);
   }
 }
 

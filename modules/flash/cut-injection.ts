@@ -71,6 +71,7 @@ export function tornErasePatterns(seed: number): readonly NamedErase[] {
   const mixSeed = rng.nextU32();
   const randomSeed = rng.nextU32();
   const bitsSeed = rng.nextU32();
+  const zeroSeed = rng.nextU32();
   return [
     { name: 'untouched', tornErase: (p) => p },
     { name: 'zeros', tornErase: (p) => new Uint8Array(p.length) },
@@ -93,6 +94,17 @@ export function tornErasePatterns(seed: number): readonly NamedErase[] {
         return p;
       },
     },
+    {
+      name: 'bytes zeroed at random',
+      tornErase: (p) => {
+        const r = new SeededRandom(zeroSeed);
+        for (let i = 0; i < p.length; i++) if (r.chance(0.5)) p[i] = 0;
+        return p;
+      },
+    },
+    // The pre-program phase reached only one word: the keystore keeps its
+    // sector commit word at bytes 28..31, so this is the most dangerous spot.
+    { name: 'bytes 28..31 zeroed', tornErase: (p) => p.fill(0, 28, 32) },
     { name: 'random bytes', tornErase: (p) => new SeededRandom(randomSeed).bytes(p.length) },
   ];
 }

@@ -159,6 +159,74 @@ export function exploreCuts(options: ExploreOptions): ExploreReport {
   return report;
 }
 
+/**
+ * Two cuts in a row, aimed at sector reuse: for every compaction in the
+ * script, every cut point of it that mounts as "before" is followed by a
+ * different storeFuture (the hub offering another key), which compacts into
+ * the same sector again, and that erase is torn with every pattern. The
+ * state must be before or after the second store; the first attempt's key
+ * must never come back.
+ */
+export function exploreRetryCuts(options: ExploreOptions): ExploreReport {
+  const random = new SeededRandom(options.seed);
+  const erasePatterns = tornErasePatterns(random.nextU32());
+  const enumeration: CutEnumeration = { bitPatterns: options.bitPatterns, erasePatterns, random };
+  const deviceId = random.bytes(DEVICE_ID_BYTES);
+  const flash = new NorFlash(options.geometry);
+  const keystore = new Keystore(flash);
+  let keys: DeviceKeys = { active: { id: 1, key: random.bytes(KEY_BYTES) } };
+  keystore.format(deviceId, keys.active);
+  const report = { operations: 0, flashOperations: 0, compactions: 0, cutPoints: 0, mountedBefore: 0, mountedAfter: 0 };
+  for (let step = 0; step < options.rotations * 2; step++) {
+    const op = nextRotationStep(keys, random);
+    const snapshot = flash.image();
+    const trace = traceOp(options.geometry, snapshot, deviceId, keys, op);
+    report.operations++;
+    report.flashOperations += trace.length;
+    if (trace.some((o) => o.kind === 'erase')) {
+      report.compactions++;
+      const other = nextRotationStep(keys, random);
+      const otherAfter = modelAfter(keys, other);
+      for (const first of enumerateCuts(trace, enumeration)) {
+        const torn = new NorFlash({ ...options.geometry, image: snapshot });
+        const victim = new Keystore(torn);
+        victim.mount();
+        torn.armCut(first.plan);
+        try {
+          applyOp(victim, op);
+        } catch (error) {
+          if (!(error instanceof PowerCut)) throw error;
+        }
+        torn.restorePower();
+        if (!keysEqual(mountedKeys(new Keystore(torn).mount(), deviceId) ?? keys, keys)) continue; // "after": nothing to retry
+        const afterFirst = torn.image();
+        for (const pattern of erasePatterns) {
+          const context = `step ${step}, first cut ${first.label}, then erase torn: ${pattern.name}`;
+          const second = new NorFlash({ ...options.geometry, image: afterFirst });
+          const retry = new Keystore(second);
+          retry.mount();
+          second.armCut({ atOperation: 0, tornErase: pattern.tornErase });
+          try {
+            applyOp(retry, other);
+            throw new Error(`${context}: the second store did not erase first`);
+          } catch (error) {
+            if (!(error instanceof PowerCut)) throw error;
+          }
+          second.restorePower();
+          const got = mountedKeys(new Keystore(second).mount(), deviceId);
+          if (got !== undefined && keysEqual(got, keys)) report.mountedBefore++;
+          else if (got !== undefined && keysEqual(got, otherAfter)) report.mountedAfter++;
+          else throw new Error(`${context}: mounted ${describe(got)}, expected ${describe(keys)} or ${describe(otherAfter)}`);
+          report.cutPoints++;
+        }
+      }
+    }
+    applyOp(keystore, op);
+    keys = modelAfter(keys, op);
+  }
+  return report;
+}
+
 function traceOp(geometry: FlashGeometry, image: Uint8Array, deviceId: Uint8Array, keys: DeviceKeys, op: KeystoreOp): FlashOperation[] {
   const flash = new NorFlash({ ...geometry, image });
   const keystore = mountExpecting(flash, deviceId, keys, 'trace');
@@ -202,8 +270,8 @@ export function randomCutRun(options: RandomRunOptions): RandomRunReport {
   keystore.format(deviceId, keys.active);
   const report = { rotations: 0, operations: 0, cuts: 0, mountedBefore: 0, mountedAfter: 0 };
   while (report.rotations < options.rotations) {
-    const op = nextRotationStep(keys, random);
-    const after = modelAfter(keys, op);
+    let op = nextRotationStep(keys, random);
+    let after = modelAfter(keys, op);
     for (;;) {
       const cut = random.chance(options.cutProbability);
       if (cut) {
@@ -229,7 +297,13 @@ export function randomCutRun(options: RandomRunOptions): RandomRunReport {
       const got = mountedKeys(keystore.mount(), deviceId);
       if (got !== undefined && keysEqual(got, keys)) {
         report.mountedBefore++;
-        continue; // redo the op (maybe cut again)
+        // Redo the op (maybe cut again), or, half the time after a cut store,
+        // store a different future instead (the hub may offer another key).
+        if (op.kind === 'storeFuture' && random.chance(0.5)) {
+          op = nextRotationStep(keys, random);
+          after = modelAfter(keys, op);
+        }
+        continue;
       }
       if (got !== undefined && keysEqual(got, after)) {
         report.mountedAfter++;

@@ -38,6 +38,7 @@ import {
   encodeHeader,
   encodeRecord,
   isBlank,
+  sectorCommitWord,
   slotOffset,
 } from './layout';
 
@@ -194,16 +195,17 @@ export class Keystore {
     const records = future === undefined ? 1 : 2;
     const image = new Uint8Array(HEADER_BYTES + records * SLOT_BYTES);
     const base = sector * this.geometry.sectorSize;
+    encodeHeader(image, 0, { sectorCount: this.geometry.sectorCount, sectorSize: this.geometry.sectorSize, sequence, deviceId });
+    const commit = sectorCommitWord(image, 0);
     this.flash.erase(sector);
     try {
-      encodeHeader(image, 0, { sectorCount: this.geometry.sectorCount, sectorSize: this.geometry.sectorSize, sequence, deviceId });
       encodeRecord(image, slotOffset(0), RECORD_ACTIVE, active.id, active.key, sequence, 0, true);
       if (future !== undefined) encodeRecord(image, slotOffset(1), RECORD_FUTURE, future.id, future.key, sequence, 1, true);
       this.programVerified(base, image);
     } finally {
       image.fill(0);
     }
-    this.programVerified(base + SECTOR_COMMIT_OFFSET, new Uint8Array(WORD_BYTES)); // the commit point
+    this.programVerified(base + SECTOR_COMMIT_OFFSET, commit); // the commit point
   }
 
   private eraseAll(): void {

@@ -11,7 +11,8 @@
  *  12  4  sequence (u32, +1 per compaction; the highest committed one is current)
  *  16  8  device id
  *  24  4  CRC-32 of bytes 0..23
- *  28  4  sector commit word: 00000000 once header and snapshot are complete
+ *  28  4  sector commit word: the header's commit value (below) once header
+ *         and snapshot are complete; 0xFFFFFFFF until then
  *
  * Record slot (84 bytes):
  *   0  1  type: 0x41 'A' active snapshot (slot 0 only), 0x46 'F' future key
@@ -23,8 +24,17 @@
  *  80  4  promote word ('F' only): 00000000 once this key became active,
  *         retiring the previous active key
  *
- * A word is "set" only when all four bytes are 0x00 and "clear" only when all
- * are 0xFF; anything else is a torn write and reads as not set.
+ * A record's commit or promote word is "set" only when all four bytes are
+ * 0x00 and "clear" only when all are 0xFF; anything else is a torn write and
+ * reads as not set. These words live in the current sector, which nothing
+ * erases, so only torn programs can touch them.
+ *
+ * The sector commit word decides whether a sector counts, and a sector that
+ * is being reused can be torn by an erase into arbitrary debris (old bytes,
+ * zeros, ones). So its value is bound to the header: a CRC-32 tagged with
+ * "SKCL", over header bytes 0..23, with bit 31 cleared (never 0xFFFFFFFF).
+ * Debris of an interrupted compaction cannot produce it (short of a 2^-31
+ * accident), while zeros could (docs/KEYSTORE.md §5.4).
  */
 import { KEY_BYTES, DEVICE_ID_BYTES } from '../platform/keys';
 import { CRC32_START, crc32, crc32Finish, crc32Update, crc32UpdateU32 } from './crc32';
@@ -136,8 +146,23 @@ export function decodeHeader(bytes: Uint8Array, sectorCount: number, sectorSize:
       sequence: v.getUint32(HEADER_SEQUENCE_OFFSET, true),
       deviceId: bytes.slice(HEADER_DEVICE_ID_OFFSET, HEADER_DEVICE_ID_OFFSET + DEVICE_ID_BYTES),
     },
-    committed: wordState(bytes, SECTOR_COMMIT_OFFSET) === 'set',
+    committed: v.getUint32(SECTOR_COMMIT_OFFSET, true) === sectorCommitValue(bytes, 0),
   };
+}
+
+const SECTOR_COMMIT_TAG = 0x4c434b53; // "SKCL" little-endian
+
+/** The value a sector's commit word holds once committed (see the file header). */
+export function sectorCommitValue(header: Uint8Array, at: number): number {
+  const tagged = crc32UpdateU32(CRC32_START, SECTOR_COMMIT_TAG);
+  return (crc32Finish(crc32Update(tagged, header, at, at + HEADER_CRC_OFFSET)) & 0x7fffffff) >>> 0;
+}
+
+/** The 4 bytes to program at SECTOR_COMMIT_OFFSET to commit the header at out[at..). */
+export function sectorCommitWord(header: Uint8Array, at: number): Uint8Array {
+  const word = new Uint8Array(WORD_BYTES);
+  view(word).setUint32(0, sectorCommitValue(header, at), true);
+  return word;
 }
 
 function recordCrc(bytes: Uint8Array, at: number, sequence: number, slot: number): number {
