@@ -121,6 +121,13 @@ export class HubStore {
     return this.getDevice(record.deviceId) as StoredDevice;
   }
 
+  /** Inserts several devices atomically: all or none. */
+  insertDevices(records: readonly DeviceRecord[], now: number): void {
+    this.#db.transaction(() => {
+      for (const record of records) this.insertDevice(record, now);
+    })();
+  }
+
   /**
    * Commits the ops in one transaction (group commit) and reports, per op,
    * whether it applied. A SQLite error aborts the whole batch and throws:

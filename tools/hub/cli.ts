@@ -1,0 +1,291 @@
+/**
+ * lockstep-hub: the reference hub's command line (`npm run hub -- <command>`).
+ *   serve            run the hub (TCP and/or TLS), rotating keys on schedule
+ *   provision        create devices (or import records from tools/provision)
+ *   devices          list devices with key ids, pending rotation, last seen
+ *   rotate <device>  ask the serving hub to rotate a device's key now
+ *   cert             write a self-signed development certificate for TLS
+ * Every command works on the SQLite database given by --db. Only `serve`
+ * changes keys; `rotate` and `provision` leave requests and rows that the
+ * serving hub picks up within a second, so the two never race on a key.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { isLockstepError } from '../../modules/errors';
+import { provisionDevice } from '../provision/provision';
+import { createDevCertificate } from './cert';
+import { defaultServeConfig, hubOptionsFrom, loadConfigFile, DEFAULT_DATABASE, type ServeConfig } from './config';
+import { formatDuration, parseDuration } from './duration';
+import { isLogLevel, jsonLogger, type LogLevel } from './log';
+import { DEFAULT_HOST, DEFAULT_TCP_PORT, DEFAULT_TLS_PORT } from './options';
+import { newDeviceRecord, parseHubRecord, parseHubRecords, toHubRecordJson, type DeviceRecord } from './records';
+import { LockstepHub } from './server';
+import { HubStore, type StoredDevice } from './store';
+
+const durationArg = (value: string): number => {
+  try {
+    return parseDuration(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
+};
+const integerArg = (value: string): number => {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('expected a non-negative integer');
+  return Number(value);
+};
+const logLevelArg = (value: string): LogLevel => {
+  if (!isLogLevel(value)) throw new InvalidArgumentError('one of debug, info, warn, error, silent');
+  return value;
+};
+
+const program = new Command()
+  .name('lockstep-hub')
+  .description('The Lockstep reference hub: key rotation that never loses sync with its devices.')
+  .showHelpAfterError();
+
+const dbOption = () => new Option('--db <path>', 'hub database (SQLite)').default(DEFAULT_DATABASE);
+
+interface ServeFlags {
+  db: string;
+  config?: string;
+  host?: string;
+  port?: number;
+  tcp: boolean;
+  tlsPort?: number;
+  cert?: string;
+  key?: string;
+  rotateEvery?: number;
+  rotateJitter?: number;
+  rotateAfterMessages?: number;
+  maxConnections?: number;
+  maxUnauthenticated?: number;
+  handshakeTimeout?: number;
+  idleTimeout?: number;
+  logLevel?: LogLevel;
+}
+
+program
+  .command('serve')
+  .description('run the hub')
+  .addOption(dbOption())
+  .option('--config <file>', 'JSON configuration file (flags override it)')
+  .option('--host <address>', `listen address (default ${DEFAULT_HOST})`)
+  .option('--port <port>', `TCP port (default ${DEFAULT_TCP_PORT}; 0 = any free port)`, integerArg)
+  .option('--no-tcp', 'no plain TCP listener (TLS only)')
+  .option('--tls-port <port>', `TLS port (with --cert and --key; e.g. ${DEFAULT_TLS_PORT})`, integerArg)
+  .option('--cert <file>', 'TLS certificate chain (PEM)')
+  .option('--key <file>', 'TLS private key (PEM)')
+  .option('--rotate-every <duration>', 'rotate each device this long after its last rotation (e.g. 1h; default: never)', durationArg)
+  .option('--rotate-jitter <duration>', 'add up to this much random delay per device (default 0)', durationArg)
+  .option('--rotate-after-messages <n>', 'also rotate after this many application messages under one key', integerArg)
+  .option('--max-connections <n>', 'cap on open connections', integerArg)
+  .option('--max-unauthenticated <n>', 'cap on connections still in the handshake (oldest evicted)', integerArg)
+  .option('--handshake-timeout <duration>', 'time allowed for the handshake', durationArg)
+  .option('--idle-timeout <duration>', 'close a session silent this long', durationArg)
+  .option('--log-level <level>', 'debug | info | warn | error | silent', logLevelArg)
+  .action(async (flags: ServeFlags, command: Command) => {
+    const config = flags.config === undefined ? defaultServeConfig() : loadConfigFile(flags.config);
+    applyServeFlags(config, flags, command);
+    const logger = jsonLogger(config.logLevel);
+    const hub = await LockstepHub.start({ ...hubOptionsFrom(config), logger });
+    logger.info('ready', {
+      devices: hub.deviceIds.length,
+      rotateEvery: config.rotation.intervalMs ? formatDuration(config.rotation.intervalMs) : 'never',
+      pid: process.pid,
+    });
+    const stop = (signal: string): void => {
+      logger.info('shutdown', { signal });
+      void hub.close().then(() => process.exit(0));
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    // Keep the process alive: the hub's timers are unref'd so embedders can exit freely.
+    setInterval(() => {}, 1 << 30);
+  });
+
+function applyServeFlags(config: ServeConfig, flags: ServeFlags, command: Command): void {
+  if (command.getOptionValueSource('db') === 'cli' || flags.config === undefined) config.database = flags.db;
+  if (!flags.tcp) config.tcp = false;
+  else if (flags.host !== undefined || flags.port !== undefined) {
+    const base = config.tcp === false ? {} : config.tcp;
+    config.tcp = { ...base, ...(flags.host !== undefined ? { host: flags.host } : {}), ...(flags.port !== undefined ? { port: flags.port } : {}) };
+  }
+  if (flags.tlsPort !== undefined || flags.cert !== undefined || flags.key !== undefined) {
+    const certPath = flags.cert ?? config.tls?.certPath;
+    const keyPath = flags.key ?? config.tls?.keyPath;
+    if (certPath === undefined || keyPath === undefined) throw new InvalidArgumentError('TLS needs --cert and --key (see `lockstep-hub cert`)');
+    config.tls = {
+      host: flags.host ?? config.tls?.host ?? DEFAULT_HOST,
+      port: flags.tlsPort ?? config.tls?.port ?? DEFAULT_TLS_PORT,
+      certPath,
+      keyPath,
+    };
+  }
+  if (flags.rotateEvery !== undefined) config.rotation.intervalMs = flags.rotateEvery;
+  if (flags.rotateJitter !== undefined) config.rotation.jitterMs = flags.rotateJitter;
+  if (flags.rotateAfterMessages !== undefined) config.rotation.maxMessages = flags.rotateAfterMessages;
+  if (flags.maxConnections !== undefined) config.limits.maxConnections = flags.maxConnections;
+  if (flags.maxUnauthenticated !== undefined) config.limits.maxUnauthenticated = flags.maxUnauthenticated;
+  if (flags.handshakeTimeout !== undefined) config.timing.handshakeTimeoutMs = flags.handshakeTimeout;
+  if (flags.idleTimeout !== undefined) config.timing.idleTimeoutMs = flags.idleTimeout;
+  if (flags.logLevel !== undefined) config.logLevel = flags.logLevel;
+}
+
+program
+  .command('provision')
+  .description('create devices in the hub database and print their hub records (JSON lines)')
+  .addOption(dbOption())
+  .option('--out <dir>', 'also write each device\'s keystore image and record (tools/provision format) under <dir>')
+  .option('--count <n>', 'how many devices', integerArg, 1)
+  .option('--import <file...>', 'import hub records written by tools/provision (device.json) instead')
+  .option('--force', 'overwrite existing output files', false)
+  .action((flags: { db: string; out?: string; count: number; import?: string[]; force: boolean }) => {
+    const store = new HubStore(flags.db);
+    try {
+      const records: DeviceRecord[] = [];
+      if (flags.import !== undefined) {
+        for (const file of flags.import) records.push(...parseHubRecords(readFileSync(file, 'utf8')));
+      } else {
+        for (let i = 0; i < flags.count; i++) {
+          if (flags.out === undefined) {
+            records.push(newDeviceRecord());
+          } else {
+            const outDir = flags.count === 1 ? flags.out : join(flags.out, `device-${i}`);
+            records.push(parseHubRecord(provisionDevice({ outDir, force: flags.force }).record));
+          }
+        }
+      }
+      store.insertDevices(records, Date.now());
+      for (const record of records) process.stdout.write(`${JSON.stringify(toHubRecordJson(record))}\n`);
+      process.stderr.write(
+        `provisioned ${records.length} device(s) in ${flags.db}` +
+          (flags.out !== undefined && flags.import === undefined ? `; keystore images under ${flags.out}` : '') +
+          '. The records hold the initial keys: keep them secret.\n',
+      );
+    } finally {
+      store.close();
+    }
+  });
+
+program
+  .command('devices')
+  .description('list devices: key ids, pending rotation, last seen')
+  .addOption(dbOption())
+  .option('--json', 'one JSON object per device (no keys)', false)
+  .action((flags: { db: string; json: boolean }) => {
+    const store = new HubStore(flags.db, { readonly: true });
+    try {
+      const devices = store.loadDevices();
+      if (flags.json) {
+        for (const device of devices) process.stdout.write(`${JSON.stringify(deviceSummary(device))}\n`);
+        return;
+      }
+      const rows = devices.map((d) => [
+        d.deviceId,
+        String(d.active.id),
+        d.pending === undefined ? '-' : String(d.pending.id),
+        String(d.rotations),
+        iso(d.activeSince),
+        d.lastSeenAt === undefined ? 'never' : iso(d.lastSeenAt),
+        d.rotateRequestedAt === undefined ? '' : 'rotation requested',
+      ]);
+      printTable(['DEVICE', 'ACTIVE', 'PENDING', 'ROTATIONS', 'ACTIVE SINCE', 'LAST SEEN', ''], rows);
+      const lock = store.readLock();
+      process.stderr.write(`${devices.length} device(s); ${lock === undefined ? 'no hub serving' : `served by pid ${lock.pid} on ${lock.host}`}\n`);
+    } finally {
+      store.close();
+    }
+  });
+
+program
+  .command('rotate <device>')
+  .description('ask the serving hub to rotate this device\'s key now')
+  .addOption(dbOption())
+  .option('--wait [duration]', 'wait until the device confirms the new key (default 30s)')
+  .action(async (deviceId: string, flags: { db: string; wait?: string | boolean }) => {
+    const store = new HubStore(flags.db);
+    try {
+      const before = store.getDevice(deviceId);
+      if (before === undefined) {
+        process.stderr.write(`rotate: no device ${deviceId} in ${flags.db}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      store.requestRotation(deviceId, Date.now());
+      const lock = store.readLock();
+      const serving = lock !== undefined && Date.now() - lock.heartbeatAt < 10_000;
+      process.stderr.write(
+        serving
+          ? `rotation of ${before.deviceId} requested (active key ${before.active.id}); the serving hub starts it within a second\n`
+          : `rotation of ${before.deviceId} requested; no hub is serving ${flags.db} now, it starts when one does\n`,
+      );
+      if (flags.wait === undefined || flags.wait === false) return;
+      const timeoutMs = flags.wait === true ? 30_000 : parseDuration(flags.wait);
+      const deadline = Date.now() + timeoutMs;
+      while (Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        const now = store.getDevice(deviceId);
+        if (now !== undefined && now.rotateRequestedAt === undefined && now.pending === undefined && now.active.id > before.active.id) {
+          process.stdout.write(`${JSON.stringify(deviceSummary(now))}\n`);
+          return;
+        }
+      }
+      process.stderr.write('rotate: not confirmed in time (is the device online?)\n');
+      process.exitCode = 2;
+    } finally {
+      store.close();
+    }
+  });
+
+program
+  .command('cert')
+  .description('write a self-signed development certificate and key for the TLS listener')
+  .option('--out <dir>', 'output directory', '.')
+  .option('--host <name...>', 'DNS names / IP addresses to include', ['localhost', '127.0.0.1'])
+  .option('--days <n>', 'validity in days', integerArg, 365)
+  .option('--force', 'overwrite existing files', false)
+  .action((flags: { out: string; host: string[]; days: number; force: boolean }) => {
+    const certPath = join(flags.out, 'hub-cert.pem');
+    const keyPath = join(flags.out, 'hub-key.pem');
+    for (const path of [certPath, keyPath]) {
+      if (existsSync(path) && !flags.force) {
+        process.stderr.write(`cert: ${path} exists; refusing to overwrite (use --force)\n`);
+        process.exitCode = 1;
+        return;
+      }
+    }
+    mkdirSync(flags.out, { recursive: true });
+    const cert = createDevCertificate({ hosts: flags.host, days: flags.days });
+    writeFileSync(certPath, cert.certPem, { mode: 0o644 });
+    writeFileSync(keyPath, cert.keyPem, { mode: 0o600 });
+    process.stdout.write(`${JSON.stringify({ cert: certPath, key: keyPath, hosts: flags.host, sha256: cert.fingerprint256 })}\n`);
+  });
+
+function deviceSummary(d: StoredDevice): Record<string, unknown> {
+  return {
+    deviceId: d.deviceId,
+    activeKeyId: d.active.id,
+    pendingKeyId: d.pending?.id ?? null,
+    rotations: d.rotations,
+    activeSince: iso(d.activeSince),
+    lastSeenAt: d.lastSeenAt === undefined ? null : iso(d.lastSeenAt),
+    rotationRequested: d.rotateRequestedAt !== undefined,
+  };
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
+}
+
+function printTable(header: string[], rows: string[][]): void {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] as number)).join('  ').trimEnd();
+  process.stdout.write(`${line(header)}\n`);
+  for (const row of rows) process.stdout.write(`${line(row)}\n`);
+}
+
+program.parseAsync(process.argv).catch((error: unknown) => {
+  process.stderr.write(`lockstep-hub: ${isLockstepError(error) || error instanceof Error ? error.message : String(error)}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,127 @@
+/**
+ * The `serve` configuration: an optional JSON file, overridden by command
+ * line flags. File format (every key optional):
+ *   {
+ *     "database": "lockstep-hub.db",
+ *     "tcp": { "host": "127.0.0.1", "port": 7700 } | false,
+ *     "tls": { "host": "127.0.0.1", "port": 7701, "cert": "hub-cert.pem", "key": "hub-key.pem" },
+ *     "rotation": { "every": "1h", "jitter": "5m", "afterMessages": 0 },
+ *     "limits": { "maxConnections": 16000, "maxUnauthenticated": 1024, ... },
+ *     "timing": { "handshakeTimeout": "10s", "idleTimeout": "45s", "rekeyRetryInitial": "2s", "rekeyRetryMax": "30s" },
+ *     "logLevel": "info"
+ *   }
+ * Paths in the file are relative to the file.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import type { HubTiming } from '../../modules/hub/hub';
+import { parseDuration } from './duration';
+import { isLogLevel, type LogLevel } from './log';
+import { DEFAULT_LIMITS, type ConnectionLimits, type HubOptions } from './options';
+import type { RotationPolicy } from './scheduler';
+
+export interface ServeConfig {
+  database: string;
+  tcp: { host?: string; port?: number } | false;
+  tls: { host?: string; port?: number; certPath: string; keyPath: string } | undefined;
+  rotation: Mutable<Partial<RotationPolicy>>;
+  limits: Mutable<Partial<ConnectionLimits>>;
+  timing: Mutable<Partial<HubTiming>>;
+  logLevel: LogLevel;
+}
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+export const DEFAULT_DATABASE = 'lockstep-hub.db';
+
+export function defaultServeConfig(): ServeConfig {
+  return { database: DEFAULT_DATABASE, tcp: {}, tls: undefined, rotation: {}, limits: {}, timing: {}, logLevel: 'info' };
+}
+
+export function loadConfigFile(path: string): ServeConfig {
+  const base = dirname(resolve(path));
+  const raw = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+  const config = defaultServeConfig();
+  const known = new Set(['database', 'tcp', 'tls', 'rotation', 'limits', 'timing', 'logLevel']);
+  for (const key of Object.keys(raw)) if (!known.has(key)) throw new Error(`${path}: unknown key "${key}"`);
+  if (typeof raw.database === 'string') config.database = resolve(base, raw.database);
+  if (raw.tcp === false) config.tcp = false;
+  else if (isObject(raw.tcp)) config.tcp = { ...optionalHost(raw.tcp), ...optionalPort(raw.tcp) };
+  if (isObject(raw.tls)) {
+    if (typeof raw.tls.cert !== 'string' || typeof raw.tls.key !== 'string') throw new Error(`${path}: tls needs "cert" and "key" paths`);
+    config.tls = { ...optionalHost(raw.tls), ...optionalPort(raw.tls), certPath: resolve(base, raw.tls.cert), keyPath: resolve(base, raw.tls.key) };
+  }
+  if (isObject(raw.rotation)) {
+    const r = raw.rotation;
+    if (r.every !== undefined) config.rotation.intervalMs = parseDuration(r.every as string);
+    if (r.jitter !== undefined) config.rotation.jitterMs = parseDuration(r.jitter as string);
+    if (r.afterMessages !== undefined) config.rotation.maxMessages = positiveInteger(r.afterMessages, 'rotation.afterMessages');
+  }
+  if (isObject(raw.limits)) {
+    for (const [key, value] of Object.entries(raw.limits)) {
+      if (!(key in DEFAULT_LIMITS)) throw new Error(`${path}: unknown limit "${key}"`);
+      (config.limits as Record<string, number>)[key] = key.endsWith('Ms') ? parseDuration(value as string) : positiveInteger(value, key);
+    }
+  }
+  if (isObject(raw.timing)) {
+    const names: Record<string, keyof HubTiming> = {
+      handshakeTimeout: 'handshakeTimeoutMs',
+      idleTimeout: 'idleTimeoutMs',
+      rekeyRetryInitial: 'rekeyRetryInitialMs',
+      rekeyRetryMax: 'rekeyRetryMaxMs',
+    };
+    for (const [key, value] of Object.entries(raw.timing)) {
+      const name = names[key];
+      if (name === undefined) throw new Error(`${path}: unknown timing "${key}"`);
+      (config.timing as Record<string, number>)[name] = parseDuration(value as string);
+    }
+  }
+  if (raw.logLevel !== undefined) {
+    if (typeof raw.logLevel !== 'string' || !isLogLevel(raw.logLevel)) throw new Error(`${path}: bad logLevel`);
+    config.logLevel = raw.logLevel;
+  }
+  return config;
+}
+
+/** The library options for a config (reads the TLS files). */
+export function hubOptionsFrom(config: ServeConfig): Omit<HubOptions, 'logger'> {
+  return {
+    database: config.database,
+    tcp: config.tcp,
+    ...(config.tls
+      ? {
+          tls: {
+            ...(config.tls.host !== undefined ? { host: config.tls.host } : {}),
+            ...(config.tls.port !== undefined ? { port: config.tls.port } : {}),
+            cert: readFileSync(config.tls.certPath),
+            key: readFileSync(config.tls.keyPath),
+          },
+        }
+      : {}),
+    rotation: config.rotation,
+    limits: config.limits,
+    timing: config.timing,
+  };
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function optionalHost(value: Record<string, unknown>): { host?: string } {
+  if (value.host === undefined) return {};
+  if (typeof value.host !== 'string') throw new Error('host must be a string');
+  return { host: value.host };
+}
+
+function optionalPort(value: Record<string, unknown>): { port?: number } {
+  if (value.port === undefined) return {};
+  const port = value.port;
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) throw new Error('port must be 0..65535');
+  return { port };
+}
+
+function positiveInteger(value: unknown, what: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) throw new Error(`${what} must be a non-negative integer`);
+  return value;
+}

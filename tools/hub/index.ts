@@ -1,0 +1,16 @@
+/**
+ * The hub as a library (docs/HUB.md):
+ *   const hub = await LockstepHub.start({ database: 'hub.db', tcp: { port: 7700 }, rotation: { intervalMs: 3_600_000 } });
+ *   hub.on('data', ({ deviceId, payload }) => ...);
+ *   hub.send(deviceId, payload); hub.rotate(deviceId); hub.deviceState(deviceId);
+ *   await hub.close();
+ */
+export { LockstepHub, type HubEvents, type HubStats, type DeviceView, type RotateResult } from './server';
+export type { HubOptions, ConnectionLimits, ListenOptions, TlsListenOptions } from './options';
+export { DEFAULT_LIMITS, DEFAULT_HOST, DEFAULT_TCP_PORT, DEFAULT_TLS_PORT } from './options';
+export type { RotationPolicy } from './scheduler';
+export { HubStore, type StoredDevice } from './store';
+export { SCHEMA_VERSION } from './migrations';
+export { newDeviceRecord, parseHubRecord, parseHubRecords, toHubRecordJson, type DeviceRecord, type HubRecordJson } from './records';
+export { createDevCertificate, type DevCertificate } from './cert';
+export { jsonLogger, silentLogger, type Logger, type LogLevel } from './log';
