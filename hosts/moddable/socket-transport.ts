@@ -1,0 +1,184 @@
+/**
+ * One connection over the Moddable SDK's legacy callback socket API, shared
+ * by `socket` (TCP) and `securesocket` (TLS), which have the same shape:
+ * `callback(message, value)` with 1 connected, 2 readable (value = bytes
+ * available), 3 writable (value = bytes that can be written), -1
+ * disconnected, -2 error; `read(ArrayBuffer)` takes what is available;
+ * `write()` returns the room left; `write(bytes)` throws if it does not fit.
+ *
+ * Invariants:
+ * - at most MAX_PENDING_BYTES wait to be written; beyond that the
+ *   connection fails with BUFFER_FULL (no unbounded queue), and the core
+ *   resends what matters on the next connection;
+ * - writes are cut to the room the socket reports (the simulator's socket
+ *   takes at most 1024 bytes per write), the rest waits for `writable`;
+ * - `onClosed` fires exactly once, and no event fires after it or after
+ *   `close()`; SDK exceptions never escape into the SDK's callback.
+ */
+import { LockstepError } from '../../modules/errors';
+
+export const SOCKET_CONNECTED = 1;
+export const SOCKET_READABLE = 2;
+export const SOCKET_WRITABLE = 3;
+export const SOCKET_DISCONNECTED = -1;
+export const SOCKET_ERROR = -2;
+
+export const MAX_PENDING_BYTES = 8192;
+/** Reads per readable callback before yielding back to the event loop. */
+const MAX_READS_PER_CALLBACK = 16;
+
+/** The subset of the SDK's `Socket` / `SecureSocket` instance used here. */
+export interface LegacySocket {
+  callback: (message: number, value?: number) => void;
+  read(type?: typeof ArrayBuffer): ArrayBuffer | number;
+  write(...data: Uint8Array[]): number | void;
+  close(): void;
+}
+
+export interface TransportEvents {
+  onConnected(): void;
+  onData(bytes: Uint8Array): void;
+  onClosed(reason: string): void;
+}
+
+export class SocketTransport {
+  #socket: LegacySocket | undefined;
+  readonly #events: TransportEvents;
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
+  /** Bytes of #pending[0] already written. */
+  #headOffset = 0;
+  #open = false;
+
+  /** `open` creates the SDK socket; the connection starts at once. Throws what the SDK throws. */
+  constructor(open: () => LegacySocket, events: TransportEvents) {
+    this.#events = events;
+    const socket = open();
+    this.#socket = socket;
+    socket.callback = (message, value) => this.#onMessage(message, value ?? 0);
+  }
+
+  get connected(): boolean {
+    return this.#open;
+  }
+
+  get pendingBytes(): number {
+    return this.#pendingBytes;
+  }
+
+  /** Queues `bytes` (the caller must not modify them afterwards) and writes what fits now. */
+  write(bytes: Uint8Array): void {
+    if (this.#socket === undefined || bytes.length === 0) return;
+    if (this.#pendingBytes + bytes.length > MAX_PENDING_BYTES) {
+      this.#fail(new LockstepError('BUFFER_FULL', `more than ${MAX_PENDING_BYTES} bytes waiting to be sent`).message);
+      return;
+    }
+    this.#pending.push(bytes);
+    this.#pendingBytes += bytes.length;
+    if (!this.#open) return;
+    try {
+      this.#flush();
+    } catch (error) {
+      this.#fail(`exception: ${describe(error)}`);
+    }
+  }
+
+  /** Closes without an onClosed event (the caller initiated it). */
+  close(): void {
+    const socket = this.#socket;
+    if (socket === undefined) return;
+    this.#release();
+    closeQuietly(socket);
+  }
+
+  #onMessage(message: number, value: number): void {
+    if (this.#socket === undefined) return;
+    try {
+      switch (message) {
+        case SOCKET_CONNECTED:
+          this.#open = true;
+          this.#events.onConnected();
+          if (this.#socket !== undefined) this.#flush();
+          break;
+        case SOCKET_READABLE:
+          this.#drain(value);
+          break;
+        case SOCKET_WRITABLE:
+          this.#flush();
+          break;
+        case SOCKET_DISCONNECTED:
+          this.#fail('disconnected');
+          break;
+        case SOCKET_ERROR:
+          this.#fail('socket error');
+          break;
+        default:
+          break;
+      }
+    } catch (error) {
+      this.#fail(`exception: ${describe(error)}`);
+    }
+  }
+
+  #drain(available: number): void {
+    for (let reads = 0; reads < MAX_READS_PER_CALLBACK && available > 0 && this.#socket !== undefined; reads++) {
+      const chunk = this.#socket.read(ArrayBuffer);
+      if (typeof chunk === 'number' || chunk.byteLength === 0) break;
+      this.#events.onData(new Uint8Array(chunk));
+      if (this.#socket === undefined) break;
+      const rest = this.#socket.read();
+      available = typeof rest === 'number' ? rest : 0;
+    }
+  }
+
+  #flush(): void {
+    const socket = this.#socket;
+    if (socket === undefined || !this.#open) return;
+    while (this.#pending.length > 0) {
+      const room = socket.write();
+      if (typeof room !== 'number' || room <= 0) return; // wait for `writable`
+      const head = this.#pending[0] as Uint8Array;
+      const take = Math.min(room, head.length - this.#headOffset);
+      socket.write(head.subarray(this.#headOffset, this.#headOffset + take));
+      this.#headOffset += take;
+      this.#pendingBytes -= take;
+      if (this.#headOffset === head.length) {
+        this.#pending.shift();
+        this.#headOffset = 0;
+      }
+    }
+  }
+
+  #fail(reason: string): void {
+    const socket = this.#socket;
+    if (socket === undefined) return;
+    this.#release();
+    closeQuietly(socket);
+    this.#events.onClosed(reason);
+  }
+
+  #release(): void {
+    const socket = this.#socket;
+    // A function, not undefined: the SDK's native code calls it unconditionally.
+    if (socket !== undefined) socket.callback = ignoreMessage;
+    this.#socket = undefined;
+    this.#open = false;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    this.#headOffset = 0;
+  }
+}
+
+function ignoreMessage(): void {}
+
+function closeQuietly(socket: LegacySocket): void {
+  try {
+    socket.close();
+  } catch {
+    // Already closed by the SDK (the simulator's socket closes itself on disconnect).
+  }
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
