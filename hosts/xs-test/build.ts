@@ -120,8 +120,24 @@ const vectorFiles: Plugin = {
 };
 
 export interface BundleOptions {
-  /** Extra esbuild aliases, e.g. to swap a Node-only module for an XS one. */
-  alias?: Record<string, string>;
+  /**
+   * Modules to swap in the bundle: project-relative path without extension →
+   * project-relative replacement (e.g. a Node-only module → an XS stand-in).
+   */
+  redirects?: Record<string, string>;
+}
+
+function redirectPlugin(root: string, redirects: Record<string, string>): Plugin {
+  const table = new Map(Object.entries(redirects).map(([from, to]) => [resolve(root, from), resolve(root, to)]));
+  return {
+    name: 'lockstep-redirects',
+    setup(pluginBuild) {
+      pluginBuild.onResolve({ filter: /^\.\.?\// }, (args) => {
+        const target = table.get(resolve(args.resolveDir, args.path).replace(/\.(ts|js)$/, ''));
+        return target === undefined ? undefined : { path: target };
+      });
+    },
+  };
 }
 
 /** Bundles `entry` into build/xs-test/bundles/<name>.js (one ES2022 Script) and returns its path. */
@@ -141,8 +157,7 @@ export async function bundle(entry: string, name: string, options: BundleOptions
     sourcemap: false,
     legalComments: 'none',
     logLevel: 'warning',
-    plugins: [nativesShim, vectorFiles],
-    alias: options.alias ?? {},
+    plugins: [nativesShim, vectorFiles, redirectPlugin(root, options.redirects ?? {})],
   });
   return outfile;
 }

@@ -3,6 +3,10 @@
  * Command-line arguments select groups (none = all):
  *   native   the native module: vectors, composition over its primitives, bad input
  *   noble    the pure-JS AEAD (@noble) on XS, and its agreement with the native module
+ *   keystore the keystore journal on the NOR flash model under power cuts
+ *   core     the device and hub cores over an in-memory link (tests/support/pair.ts)
+ * Bundle with the redirect hosts/node/crypto → tests/xs/support/node-crypto-on-xs
+ * (see tests/xs/run.ts).
  */
 import { nativeAead, nativePrimitives } from '../../hosts/moddable/native/native-aead';
 import { nobleAead } from '../../hosts/noble/primitives';
@@ -10,6 +14,8 @@ import { composeAead } from '../../modules/crypto/a256cbc-hs512';
 import { describeError, runRegistered } from './harness';
 import { registerAeadAgreement, registerAeadVectors } from './suites/aead-vectors';
 import './suites/native-bad-input';
+import './suites/keystore-power-cuts';
+import './suites/device-hub';
 
 registerAeadVectors('native', nativeAead);
 registerAeadVectors('native', composeAead(nativePrimitives, 'composition over native primitives'));

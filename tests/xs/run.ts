@@ -6,7 +6,11 @@
  */
 import { bundle, buildHost, runOnHost, type HostVariant } from '../../hosts/xs-test/build';
 
-export const NATIVE_GROUPS = ['native'];
+/** The groups the sanitizer build runs: everything that calls into C. */
+export const NATIVE_GROUPS = ['native', 'core'];
+
+/** Node-only modules that test support imports, swapped for XS stand-ins. */
+export const XS_REDIRECTS = { 'hosts/node/crypto': 'tests/xs/support/node-crypto-on-xs.ts' };
 
 export interface XsTestResult {
   ok: boolean;
@@ -16,7 +20,7 @@ export interface XsTestResult {
 
 export async function runXsTests(variant: HostVariant, groups: readonly string[] = []): Promise<XsTestResult> {
   const program = buildHost(variant);
-  const script = await bundle('tests/xs/main.ts', 'main');
+  const script = await bundle('tests/xs/main.ts', 'main', { redirects: XS_REDIRECTS });
   const result = runOnHost(program, script, [...groups]);
   const output = result.stdout + result.stderr;
   const summary = /(\d+) passed, (\d+) failed/.exec(result.stdout)?.[0] ?? 'no summary';

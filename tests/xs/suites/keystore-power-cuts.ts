@@ -1,0 +1,33 @@
+/**
+ * The keystore journal on the NOR flash model with power cuts, on XS: the
+ * portable exploration of modules/keystore/cut-harness.ts (a cut at every
+ * program and erase and at every byte of every program, then remount: the
+ * keys are exactly those before or after the cut operation), on budgets small
+ * enough for the interpreter. tests/keystore-power-cut.test.ts runs the large
+ * budgets on Node; this proves the same code holds on the real engine.
+ */
+import { exploreCuts, exploreRetryCuts, randomCutRun } from '../../../modules/keystore/cut-harness';
+import { assert, assertEqual, test } from '../harness';
+
+const G = 'keystore';
+const SMALL = { sectorSize: 512, sectors: 4 };
+
+test(G, 'every cut of 12 rotations on 4 x 512 B (2 bit patterns per byte) mounts the state before or after', () => {
+  const report = exploreCuts({ geometry: SMALL, rotations: 12, bitPatterns: 2, seed: 20240601 });
+  assertEqual(report.operations, 24, 'operations');
+  assert(report.compactions >= 2, `compactions ${report.compactions}`);
+  assert(report.cutPoints >= 1000, `cut points ${report.cutPoints}`);
+  assertEqual(report.mountedBefore + report.mountedAfter, report.cutPoints, 'every cut mounted before or after');
+});
+
+test(G, 'two cuts (interrupted compaction, then a torn erase while storing another key) on the smallest ring', () => {
+  const report = exploreRetryCuts({ geometry: { sectorSize: 512, sectors: 2 }, rotations: 6, bitPatterns: 1, seed: 7 });
+  assert(report.cutPoints > 0, 'cut points');
+  assertEqual(report.mountedBefore + report.mountedAfter, report.cutPoints, 'every cut mounted before or after');
+});
+
+test(G, 'seeded random cuts over 300 rotations on 4 x 4096 B', () => {
+  const report = randomCutRun({ geometry: { sectorSize: 4096, sectors: 4 }, rotations: 300, seed: 4, cutProbability: 0.5 });
+  assert(report.cuts > 100, `cuts ${report.cuts}`);
+  assert(report.mountedAfter > 0, 'some cut operations completed');
+});
