@@ -50,6 +50,11 @@ export class CuttableFlash implements Flash {
     this.#powered = true;
   }
 
+  /** Closes the wrapped flash if it holds a resource (a file image). */
+  close(): void {
+    (this.#inner as Flash & { close?(): void }).close?.();
+  }
+
   read(offset: number, length: number): Uint8Array {
     this.#requirePower();
     return this.#inner.read(offset, length);

@@ -125,6 +125,11 @@ export class DeviceHost extends EventEmitter<DeviceHostEvents> {
     return this.#core.keys;
   }
 
+  /** False between a power loss and the reboot. */
+  get powered(): boolean {
+    return this.#powered;
+  }
+
   get online(): boolean {
     return this.#core.session === 'established';
   }

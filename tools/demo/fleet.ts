@@ -144,6 +144,11 @@ export class SimulatedDevice {
     this.host.stop();
   }
 
+  /** Releases the flash image (after stop). */
+  close(): void {
+    this.flash.close();
+  }
+
   /** One telemetry sample up; skipped while the outbox is full or the device is off. */
   sendTelemetry(): boolean {
     const tag = String(++this.#tag);

@@ -19,7 +19,8 @@
 export type Direction = 'up' | 'down';
 
 interface Entry {
-  senderEpoch: number;
+  /** undefined until the send is booked (a delivery can be booked first when the logs arrive out of order). */
+  senderEpoch: number | undefined;
   cancelled: boolean;
   deliveries: number[];
 }
@@ -39,7 +40,6 @@ export interface LedgerVerdict {
 
 export class Ledger {
   readonly #entries = new Map<string, Entry>();
-  readonly #unknown: string[] = [];
   /** Current epoch per sender ("hub" or a device id). */
   readonly #epochs = new Map<string, number>();
 
@@ -49,29 +49,24 @@ export class Ledger {
   }
 
   sent(direction: Direction, deviceId: string, tag: string, senderEpoch: number): void {
-    this.#entries.set(key(direction, deviceId, tag), { senderEpoch, cancelled: false, deliveries: [] });
+    this.#entry(direction, deviceId, tag).senderEpoch = senderEpoch;
   }
 
   /** The send did not happen after all (outbox full). */
   cancelled(direction: Direction, deviceId: string, tag: string): void {
-    const entry = this.#entries.get(key(direction, deviceId, tag));
-    if (entry !== undefined) entry.cancelled = true;
+    this.#entry(direction, deviceId, tag).cancelled = true;
   }
 
   delivered(direction: Direction, deviceId: string, tag: string, receiverEpoch: number): void {
-    const entry = this.#entries.get(key(direction, deviceId, tag));
-    if (entry === undefined || entry.cancelled) {
-      this.#unknown.push(key(direction, deviceId, tag));
-      return;
-    }
-    entry.deliveries.push(receiverEpoch);
+    this.#entry(direction, deviceId, tag).deliveries.push(receiverEpoch);
   }
 
-  counts(): { sent: number; delivered: number } {
+  counts(direction?: Direction): { sent: number; delivered: number } {
     let sent = 0;
     let delivered = 0;
-    for (const entry of this.#entries.values()) {
-      if (entry.cancelled) continue;
+    for (const [k, entry] of this.#entries) {
+      if (entry.cancelled || entry.senderEpoch === undefined) continue;
+      if (direction !== undefined && !k.startsWith(`${direction}/`)) continue;
       sent++;
       if (entry.deliveries.length > 0) delivered++;
     }
@@ -82,43 +77,62 @@ export class Ledger {
   inFlight(): number {
     let count = 0;
     for (const [k, entry] of this.#entries) {
-      if (entry.cancelled || entry.deliveries.length > 0) continue;
+      if (entry.cancelled || entry.senderEpoch === undefined || entry.deliveries.length > 0) continue;
       if (this.#senderEpoch(k) === entry.senderEpoch) count++;
     }
     return count;
   }
 
-  verdict(): LedgerVerdict {
+  verdict(direction?: Direction): LedgerVerdict {
     let sent = 0;
     let delivered = 0;
     let redeliveredAfterCrash = 0;
     let droppedBySenderCrash = 0;
     let duplicates = 0;
     let lost = 0;
+    let unknown = 0;
     const violations: string[] = [];
+    const violation = (text: string) => {
+      if (violations.length < 20) violations.push(text);
+    };
     for (const [k, entry] of this.#entries) {
-      if (entry.cancelled) continue;
+      if (direction !== undefined && !k.startsWith(`${direction}/`)) continue;
+      if (entry.senderEpoch === undefined || entry.cancelled) {
+        if (entry.deliveries.length > 0) {
+          unknown++;
+          violation(`delivered but never sent: ${k}`);
+        }
+        continue;
+      }
       sent++;
       if (entry.deliveries.length === 0) {
         if (this.#senderEpoch(k) !== entry.senderEpoch) {
           droppedBySenderCrash++;
         } else {
           lost++;
-          if (violations.length < 20) violations.push(`lost: ${k}`);
+          violation(`lost: ${k}`);
         }
         continue;
       }
       delivered++;
-      const epochs = new Set(entry.deliveries);
-      if (epochs.size < entry.deliveries.length) {
+      if (new Set(entry.deliveries).size < entry.deliveries.length) {
         duplicates++;
-        if (violations.length < 20) violations.push(`duplicate in one receiver epoch: ${k} (${entry.deliveries.join(',')})`);
+        violation(`duplicate in one receiver epoch: ${k} (epochs ${entry.deliveries.join(',')})`);
       } else if (entry.deliveries.length > 1) {
         redeliveredAfterCrash++;
       }
     }
-    for (const k of this.#unknown.slice(0, 20)) violations.push(`delivered but never sent: ${k}`);
-    return { sent, delivered, redeliveredAfterCrash, droppedBySenderCrash, duplicates, lost, unknown: this.#unknown.length, violations };
+    return { sent, delivered, redeliveredAfterCrash, droppedBySenderCrash, duplicates, lost, unknown, violations };
+  }
+
+  #entry(direction: Direction, deviceId: string, tag: string): Entry {
+    const k = key(direction, deviceId, tag);
+    let entry = this.#entries.get(k);
+    if (entry === undefined) {
+      entry = { senderEpoch: undefined, cancelled: false, deliveries: [] };
+      this.#entries.set(k, entry);
+    }
+    return entry;
   }
 
   #senderEpoch(k: string): number | undefined {

@@ -21,12 +21,14 @@ export interface RotationPolicy {
 export const DEFAULT_ROTATION_POLICY: RotationPolicy = { intervalMs: 0, jitterMs: 0, maxMessages: 0, maxStartsPerPass: 500 };
 
 interface Schedule {
-  dueAt: number;
+  activeSince: number;
+  /** This cycle's share of the jitter, in [0, 1). */
+  jitter: number;
   messages: number;
 }
 
 export class RotationScheduler {
-  readonly #policy: RotationPolicy;
+  #policy: RotationPolicy;
   readonly #schedules = new Map<string, Schedule>();
   readonly #random: () => number;
 
@@ -39,10 +41,14 @@ export class RotationScheduler {
     return this.#policy;
   }
 
+  /** Changes the policy for every device (0 intervals disable); takes effect at the next pass. */
+  setPolicy(policy: Partial<RotationPolicy>): void {
+    this.#policy = { ...this.#policy, ...policy };
+  }
+
   /** A device's active key was confirmed (or loaded) at `activeSince`. */
   keyActivated(deviceId: string, activeSince: number): void {
-    const dueAt = this.#policy.intervalMs > 0 ? activeSince + this.#policy.intervalMs + Math.floor(this.#random() * this.#policy.jitterMs) : Infinity;
-    this.#schedules.set(deviceId, { dueAt, messages: 0 });
+    this.#schedules.set(deviceId, { activeSince, jitter: this.#random(), messages: 0 });
   }
 
   messageCounted(deviceId: string): void {
@@ -57,10 +63,10 @@ export class RotationScheduler {
   /** Devices due now, among those `eligible` (connected, no pending key, no persist outstanding). */
   due(now: number, eligible: (deviceId: string) => boolean): string[] {
     const out: string[] = [];
-    const { maxMessages, maxStartsPerPass } = this.#policy;
+    const { intervalMs, jitterMs, maxMessages, maxStartsPerPass } = this.#policy;
     for (const [deviceId, schedule] of this.#schedules) {
       if (out.length >= maxStartsPerPass) break;
-      const byTime = now >= schedule.dueAt;
+      const byTime = intervalMs > 0 && now >= schedule.activeSince + intervalMs + Math.floor(schedule.jitter * jitterMs);
       const byCount = maxMessages > 0 && schedule.messages >= maxMessages;
       if ((byTime || byCount) && eligible(deviceId)) out.push(deviceId);
     }

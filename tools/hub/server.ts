@@ -36,7 +36,7 @@ import { Link, type Transport } from './link';
 import { silentLogger, type Logger } from './log';
 import { DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_TCP_PORT, type ConnectionLimits, type HubOptions } from './options';
 import { newDeviceRecord, type DeviceRecord } from './records';
-import { RotationScheduler } from './scheduler';
+import { RotationScheduler, type RotationPolicy } from './scheduler';
 import { HubStore, type StoredDevice } from './store';
 
 /** The hub's typed events (listener arguments). */
@@ -239,6 +239,11 @@ export class LockstepHub extends EventEmitter<HubEvents> {
     if (this.#core.deviceState(id).pendingKeyId !== undefined) return 'inProgress';
     this.#startRotation(id);
     return 'started';
+  }
+
+  /** Changes the rotation schedule at run time (e.g. `{ intervalMs: 0 }` pauses scheduled rotations). */
+  setRotationPolicy(policy: Partial<RotationPolicy>): void {
+    this.#scheduler.setPolicy(policy);
   }
 
   deviceState(deviceId: string): DeviceView {

@@ -1,0 +1,328 @@
+/**
+ * The main job (`npm start`) as a reusable run: a hub child process with its
+ * SQLite file, N simulated devices with flash images, keys rotating every
+ * few seconds, and faults injected throughout:
+ * - connections cut at random byte positions (both directions),
+ * - device power cuts in the middle of flash writes (restart from the image),
+ * - device power cycles between writes,
+ * - hub crashes: SIGKILL at random moments, restart from the database.
+ * Every second the durable key state of every device is checked against the
+ * hub's database (tools/demo/sync-check.ts). At the end the faults stop, the
+ * run settles, and the verdict covers sync and application data (ledger.ts).
+ */
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createDevCertificate } from '../hub/cert';
+import { HubStore } from '../hub/store';
+import { NO_CHAOS, provisionFleet, SimulatedDevice, type ChaosSettings } from './fleet';
+import { HubProcess } from './hub-process';
+import { Ledger, type LedgerVerdict } from './ledger';
+import { settled, syncProblem } from './sync-check';
+
+export interface SimulationOptions {
+  readonly devices: number;
+  readonly durationMs: number;
+  readonly rotateEveryMs: number;
+  /** Inject faults (cuts, power cuts, hub kills). */
+  readonly chaos: boolean;
+  readonly tls: boolean;
+  /** Working directory (default: a fresh temporary one, removed afterwards unless `keep`). */
+  readonly dir?: string;
+  readonly keep?: boolean;
+  readonly chaosSettings?: ChaosSettings;
+  /** Hub kills happen every [min, max] ms while chaos is on; undefined disables them. */
+  readonly hubKillEveryMs?: readonly [number, number] | undefined;
+  /** A random device loses power (between writes) every this many ms while chaos is on; 0 = never. */
+  readonly powerCycleEveryMs?: number;
+  readonly telemetryEveryMs?: number;
+  readonly commandEveryMs?: number;
+  readonly settleTimeoutMs?: number;
+  readonly statusEveryMs?: number;
+  readonly onStatus?: (status: SimulationStatus) => void;
+}
+
+export interface SimulationStatus {
+  readonly phase: 'running' | 'settling' | 'done';
+  readonly elapsedMs: number;
+  readonly devices: number;
+  readonly online: number;
+  readonly rotations: number;
+  readonly cuts: number;
+  readonly powerCutsDuringWrite: number;
+  readonly powerCycles: number;
+  readonly hubKills: number;
+  readonly outOfSync: number;
+  readonly up: { sent: number; delivered: number };
+  readonly down: { sent: number; delivered: number };
+}
+
+export interface SimulationSummary extends SimulationStatus {
+  readonly ok: boolean;
+  readonly problems: string[];
+  readonly syncChecks: number;
+  readonly everOutOfSync: number;
+  readonly settled: boolean;
+  readonly upVerdict: LedgerVerdict;
+  readonly downVerdict: LedgerVerdict;
+  readonly keyIds: { min: number; max: number };
+  readonly dir: string;
+}
+
+export const DEFAULT_CHAOS: ChaosSettings = { cutProbability: 0.6, cutMaxBytes: 6000, powerCutProbability: 0.08 };
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+export async function runSimulation(options: SimulationOptions): Promise<SimulationSummary> {
+  const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'lockstep-demo-'));
+  const database = join(dir, 'hub.db');
+  const ledgerPath = join(dir, 'hub-ledger.log');
+  const problems: string[] = [];
+  const started = Date.now();
+  const chaosSettings = options.chaos ? (options.chaosSettings ?? DEFAULT_CHAOS) : NO_CHAOS;
+
+  // ---- Provisioning: keystore images (tools/provision) + hub records ----
+  const fleet = provisionFleet(options.devices, join(dir, 'devices'));
+  const store = new HubStore(database);
+  store.insertDevices(
+    fleet.map((d) => d.record),
+    Date.now(),
+  );
+  writeFileSync(ledgerPath, '');
+  let tls: { certPath: string; keyPath: string; ca: string } | undefined;
+  if (options.tls) {
+    const cert = createDevCertificate();
+    tls = { certPath: join(dir, 'hub-cert.pem'), keyPath: join(dir, 'hub-key.pem'), ca: cert.certPem };
+    writeFileSync(tls.certPath, cert.certPem);
+    writeFileSync(tls.keyPath, cert.keyPem, { mode: 0o600 });
+  }
+
+  // ---- The hub, as a child process ----
+  const hub = new HubProcess({
+    database,
+    ...(tls ? { tls: { port: 0, certPath: tls.certPath, keyPath: tls.keyPath } } : {}),
+    rotateEveryMs: options.rotateEveryMs,
+    rotateJitterMs: Math.floor(options.rotateEveryMs / 2),
+    commandEveryMs: options.commandEveryMs ?? 1000,
+    ledgerPath,
+    timing: { rekeyRetryInitialMs: 500, rekeyRetryMaxMs: 4000 },
+  });
+  let expectExit = false;
+  hub.onExit = (code, signal) => {
+    if (!expectExit && signal !== 'SIGKILL') problems.push(`hub exited unexpectedly (code ${code}, signal ${signal}): ${hub.stderr.slice(-500)}`);
+  };
+  await hub.start();
+  const ledger = new Ledger();
+  ledger.setEpoch('hub', 0);
+
+  // ---- Devices ----
+  const devices = fleet.map(
+    (provisioned) =>
+      new SimulatedDevice(provisioned, {
+        endpoint: () => ({ host: '127.0.0.1', port: hub.port, ...(tls ? { tls: { ca: tls.ca } } : {}) }),
+        chaos: chaosSettings,
+        ledger,
+        telemetryEveryMs: options.telemetryEveryMs ?? 1000,
+      }),
+  );
+  let bricked = 0;
+  for (const device of devices) {
+    device.host.on('bootFailed', ({ message }) => {
+      bricked++;
+      problems.push(`device ${device.deviceId} did not boot from its flash image: ${message}`);
+    });
+    device.start();
+  }
+
+  // ---- Hub ledger file: tail it into the ledger ----
+  const tail = ledgerTail(ledgerPath);
+  let rotations = 0;
+  const readLedger = (): void => {
+    for (const line of tail.read()) {
+      const [kind, deviceId, tag, epoch] = line.split(' ') as [string, string, string, string | undefined];
+      if (kind === 'U') ledger.delivered('up', deviceId, tag, Number(epoch));
+      else if (kind === 'S') ledger.sent('down', deviceId, tag, Number(epoch));
+      else if (kind === 'X') ledger.cancelled('down', deviceId, tag);
+      else if (kind === 'C') rotations++;
+    }
+  };
+
+  // ---- Sync checks against the database ----
+  let syncChecks = 0;
+  let outOfSync = 0;
+  const everOutOfSync = new Set<string>();
+  const checkSync = (): void => {
+    // Device states first, then the database: the hub can only have moved on
+    // in response to what these devices already did (docs/HUB.md).
+    const views = devices.filter((d) => d.host.powered).map((d) => ({ device: d, keys: d.host.keys }));
+    const rows = new Map(store.loadDevices().map((row) => [row.deviceId, row]));
+    syncChecks++;
+    outOfSync = 0;
+    for (const { device, keys } of views) {
+      const row = rows.get(device.deviceId);
+      const problem = row === undefined ? 'missing from the hub database' : syncProblem(keys, row);
+      if (problem !== undefined) {
+        outOfSync++;
+        if (!everOutOfSync.has(device.deviceId)) problems.push(`device ${device.deviceId} out of sync: ${problem}`);
+        everOutOfSync.add(device.deviceId);
+      }
+    }
+    outOfSync += bricked;
+  };
+
+  const status = (phase: SimulationStatus['phase']): SimulationStatus => ({
+    phase,
+    elapsedMs: Date.now() - started,
+    devices: devices.length,
+    online: devices.filter((d) => d.host.online).length,
+    rotations,
+    cuts: sum(devices.map((d) => d.host.counters.cuts)),
+    powerCutsDuringWrite: sum(devices.map((d) => d.flash.cuts)),
+    powerCycles: sum(devices.map((d) => d.host.counters.powerCuts)) - sum(devices.map((d) => d.flash.cuts)),
+    hubKills: hub.kills,
+    outOfSync,
+    up: ledger.counts('up'),
+    down: ledger.counts('down'),
+  });
+
+  const timers: NodeJS.Timeout[] = [];
+  const every = (ms: number, run: () => void) => timers.push(setInterval(run, ms));
+  every(200, readLedger);
+  every(1000, checkSync);
+  if (options.onStatus) {
+    const onStatus = options.onStatus;
+    every(options.statusEveryMs ?? 250, () => onStatus(status(phase)));
+  }
+  let phase: SimulationStatus['phase'] = 'running';
+
+  // ---- Chaos: hub kills and power cycles ----
+  let chaosOn = options.chaos;
+  const killer = (async () => {
+    const range = options.hubKillEveryMs;
+    if (!options.chaos || range === undefined) return;
+    while (chaosOn) {
+      const at = Date.now() + range[0] + Math.random() * (range[1] - range[0]);
+      while (chaosOn && Date.now() < at) await sleep(Math.min(100, at - Date.now()));
+      if (!chaosOn) break;
+      await hub.kill();
+      ledger.setEpoch('hub', hub.epoch);
+      await sleep(100 + Math.random() * 400);
+      await hub.start();
+    }
+  })();
+  if (options.chaos && (options.powerCycleEveryMs ?? 0) > 0) {
+    every(options.powerCycleEveryMs as number, () => {
+      if (!chaosOn) return;
+      const device = devices[Math.floor(Math.random() * devices.length)];
+      device?.host.powerCycle();
+    });
+  }
+
+  await sleep(options.durationMs);
+
+  // ---- Settle: faults off, traffic off, everything must converge ----
+  chaosOn = false;
+  phase = 'settling';
+  await killer;
+  for (const device of devices) {
+    device.chaos = NO_CHAOS;
+    device.stopTelemetry();
+  }
+  hub.settle();
+  const settleDeadline = Date.now() + (options.settleTimeoutMs ?? 30_000);
+  let isSettled = false;
+  while (Date.now() < settleDeadline) {
+    await sleep(250);
+    readLedger();
+    const rows = new Map(store.loadDevices().map((row) => [row.deviceId, row]));
+    const allSettled = devices.every((d) => {
+      const row = rows.get(d.deviceId);
+      return d.host.online && row !== undefined && settled(d.host.keys, row);
+    });
+    if (allSettled && ledger.inFlight() === 0) {
+      isSettled = true;
+      break;
+    }
+  }
+  await sleep(300);
+  readLedger();
+  checkSync();
+  for (const timer of timers) clearInterval(timer);
+
+  // ---- Verdict ----
+  const rows = new Map(store.loadDevices().map((row) => [row.deviceId, row]));
+  const keyIds = { min: Infinity, max: 0 };
+  for (const device of devices) {
+    const row = rows.get(device.deviceId);
+    if (row === undefined || !settled(device.host.keys, row)) {
+      problems.push(`device ${device.deviceId} did not settle on one key with the hub (device ${describe(device.host.keys)}, hub ${row ? describe({ active: row.active, ...(row.pending ? { future: row.pending } : {}) }) : 'none'})`);
+    } else {
+      keyIds.min = Math.min(keyIds.min, row.active.id);
+      keyIds.max = Math.max(keyIds.max, row.active.id);
+    }
+  }
+  if (!isSettled) problems.push('the run did not settle in time (devices offline, rotations or messages still in flight)');
+  const upVerdict = verdictOf(ledger, 'up');
+  const downVerdict = verdictOf(ledger, 'down');
+  for (const v of [...upVerdict.violations, ...downVerdict.violations]) problems.push(`application data: ${v}`);
+
+  const final = status('done');
+  expectExit = true;
+  for (const device of devices) device.stop();
+  await hub.stop();
+  tail.close();
+  store.close();
+  for (const device of devices) device.close();
+  if (options.dir === undefined && options.keep !== true) rmSync(dir, { recursive: true, force: true });
+
+  return {
+    ...final,
+    ok: problems.length === 0,
+    problems,
+    syncChecks,
+    everOutOfSync: everOutOfSync.size + bricked,
+    settled: isSettled,
+    upVerdict,
+    downVerdict,
+    keyIds: { min: keyIds.min === Infinity ? 0 : keyIds.min, max: keyIds.max },
+    dir,
+  };
+}
+
+/** A per-direction verdict: the ledger keeps both; split by filtering. */
+function verdictOf(ledger: Ledger, direction: 'up' | 'down'): LedgerVerdict {
+  return ledger.verdict(direction);
+}
+
+function describe(keys: { active: { id: number }; future?: { id: number } }): string {
+  return keys.future === undefined ? `active ${keys.active.id}` : `active ${keys.active.id} + ${keys.future.id}`;
+}
+
+function sum(values: number[]): number {
+  return values.reduce((a, b) => a + b, 0);
+}
+
+/** Reads whole lines appended to a file since the last call. */
+function ledgerTail(path: string): { read(): string[]; close(): void } {
+  const fd = openSync(path, 'r');
+  let offset = 0;
+  let rest = '';
+  const chunk = Buffer.alloc(64 * 1024);
+  return {
+    read() {
+      let text = rest;
+      for (;;) {
+        const n = readSync(fd, chunk, 0, chunk.length, offset);
+        if (n === 0) break;
+        offset += n;
+        text += chunk.toString('utf8', 0, n);
+      }
+      const lines = text.split('\n');
+      rest = lines.pop() ?? '';
+      return lines.filter((line) => line !== '');
+    },
+    close() {
+      closeSync(fd);
+    },
+  };
+}
