@@ -1,0 +1,136 @@
+/**
+ * XS benchmark (issue 6): on the XS test host (hosts/xs-test, release build),
+ *  1. the instructions one seal and one open of 64 B and 1 KiB cost through
+ *     the native module versus the same AEAD in pure JS (@noble/ciphers +
+ *     @noble/hashes composed by modules/crypto/a256cbc-hs512.ts), counted by
+ *     `valgrind --tool=callgrind` (instruction counts are the steadiest
+ *     measure on a shared machine); goal: native >= 20x cheaper at 1 KiB;
+ *  2. the XS heap the device core retains in steady state; goal <= 32 KiB.
+ * Prints figures only; asserts nothing. `export async function run()` is
+ * called by tools/bench/index.ts; `tsx tools/bench/xs.ts` runs it alone.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildHost, bundle, runOnHost } from '../../hosts/xs-test/build';
+
+const NATIVE_ITERATIONS = 200;
+const NOBLE_ITERATIONS = 10;
+const SPEEDUP_GOAL = 20;
+const HEAP_GOAL_BYTES = 32 * 1024;
+const REDIRECTS = { 'hosts/node/crypto': 'tests/xs/support/node-crypto-on-xs.ts' };
+
+interface Measurement {
+  impl: string;
+  op: string;
+  bytes: number;
+  iterations: number;
+  instructions: number;
+}
+
+/** Reads every callgrind dump part: its trigger label and total instruction count (Ir). */
+function readDumps(directory: string): Measurement[] {
+  const out: Measurement[] = [];
+  for (const name of readdirSync(directory)) {
+    if (!name.startsWith('callgrind.out')) continue;
+    const text = readFileSync(join(directory, name), 'utf8');
+    const label = /^desc: Trigger: Client Request: (.*)$/m.exec(text)?.[1];
+    const total = /^(?:totals|summary): (\d+)/m.exec(text)?.[1];
+    const parts = label === undefined ? null : /^(\w+) (seal|open) (\d+) x(\d+)$/.exec(label.trim());
+    if (parts === null || total === undefined) continue;
+    out.push({
+      impl: parts[1]!,
+      op: parts[2]!,
+      bytes: Number(parts[3]),
+      iterations: Number(parts[4]),
+      instructions: Number(total),
+    });
+  }
+  return out;
+}
+
+function perOperation(measurements: Measurement[], impl: string, op: string, bytes: number): number | undefined {
+  const m = measurements.find((x) => x.impl === impl && x.op === op && x.bytes === bytes);
+  return m === undefined ? undefined : m.instructions / m.iterations;
+}
+
+function formatCount(value: number | undefined): string {
+  return value === undefined ? 'n/a' : Math.round(value).toLocaleString('en-US');
+}
+
+function hasValgrind(): boolean {
+  return spawnSync('valgrind', ['--version'], { encoding: 'utf8' }).status === 0;
+}
+
+function benchAead(program: string, script: string): void {
+  if (!hasValgrind()) {
+    console.log('xs bench: valgrind is not installed; skipping the instruction counts (apt-get install valgrind)');
+    return;
+  }
+  const directory = mkdtempSync(join(tmpdir(), 'lockstep-callgrind-'));
+  try {
+    const result = runOnHost(
+      program,
+      script,
+      ['aead', String(NATIVE_ITERATIONS), String(NOBLE_ITERATIONS)],
+      ['valgrind', '--tool=callgrind', '--collect-atstart=no', `--callgrind-out-file=${join(directory, 'callgrind.out')}`],
+    );
+    if (result.status !== 0) throw new Error(`xs bench: callgrind run failed (${result.status}):\n${result.stdout}${result.stderr}`);
+    const measurements = readDumps(directory);
+    console.log('A256CBC-HS512 on XS, instructions per operation (callgrind Ir, including the JS call):');
+    console.log('  size    op     native          @noble (pure JS)   noble/native');
+    for (const bytes of [64, 1024]) {
+      for (const op of ['seal', 'open']) {
+        const native = perOperation(measurements, 'native', op, bytes);
+        const noble = perOperation(measurements, 'noble', op, bytes);
+        const ratio = native && noble ? `${(noble / native).toFixed(1)}x` : 'n/a';
+        console.log(`  ${String(bytes).padEnd(6)}  ${op}   ${formatCount(native).padStart(12)}   ${formatCount(noble).padStart(16)}   ${ratio.padStart(10)}`);
+      }
+    }
+    const nativeKiB = (perOperation(measurements, 'native', 'seal', 1024) ?? NaN) + (perOperation(measurements, 'native', 'open', 1024) ?? NaN);
+    const nobleKiB = (perOperation(measurements, 'noble', 'seal', 1024) ?? NaN) + (perOperation(measurements, 'noble', 'open', 1024) ?? NaN);
+    const speedup = nobleKiB / nativeKiB;
+    console.log(
+      `  seal+open 1 KiB: native ${formatCount(nativeKiB)}, @noble ${formatCount(nobleKiB)}: ` +
+        `native is ${speedup.toFixed(1)}x cheaper (goal >= ${SPEEDUP_GOAL}x: ${speedup >= SPEEDUP_GOAL ? 'met' : 'NOT met'})`,
+    );
+  } finally {
+    rmSync(directory, { recursive: true, force: true });
+  }
+}
+
+function benchHeap(program: string, script: string): void {
+  const result = runOnHost(program, script, ['heap']);
+  if (result.status !== 0) throw new Error(`xs bench: heap run failed (${result.status}):\n${result.stdout}${result.stderr}`);
+  const line = result.stdout.trim().split('\n').pop() ?? '{}';
+  const heap = JSON.parse(line) as {
+    deviceSlots: number;
+    deviceChunkBytes: number;
+    slotBytesHere: number;
+    deviceHeapBytesHere: number;
+    deviceHeapBytesEsp32Estimate: number;
+    freshDeviceHeapBytesHere: number;
+  };
+  console.log('Device core XS heap in steady state (after 20 rotations with data both ways, full GC):');
+  console.log(
+    `  ${heap.deviceSlots} slots + ${heap.deviceChunkBytes} chunk bytes = ${heap.deviceHeapBytesHere} bytes on this 64-bit host ` +
+      `(${heap.slotBytesHere}-byte slots); ESP32 estimate with 16-byte slots: ${heap.deviceHeapBytesEsp32Estimate} bytes ` +
+      `(goal <= ${HEAP_GOAL_BYTES}: ${heap.deviceHeapBytesHere <= HEAP_GOAL_BYTES ? 'met even at 64-bit sizes' : heap.deviceHeapBytesEsp32Estimate <= HEAP_GOAL_BYTES ? 'met on the ESP32 estimate' : 'NOT met'})`,
+  );
+  console.log(`  (a freshly constructed, offline core: ${heap.freshDeviceHeapBytesHere} bytes on this host)`);
+}
+
+export async function run(): Promise<void> {
+  const program = buildHost('release');
+  const script = await bundle('hosts/xs-test/bench-program.ts', 'bench', { redirects: REDIRECTS });
+  benchHeap(program, script);
+  benchAead(program, script);
+}
+
+if (process.argv[1] !== undefined && /tools[\\/]bench[\\/]xs\.ts$/.test(process.argv[1])) {
+  run().catch((error: unknown) => {
+    console.error(error instanceof Error ? error.message : String(error));
+    process.exitCode = 1;
+  });
+}
