@@ -1,0 +1,71 @@
+/**
+ * Liveness, checked as the run goes (docs/VERIFICATION.md §4):
+ * - L1 after the last fault (the moment the environment is fault-free again:
+ *   a crashed side is running, a delayed stream has arrived) device and hub
+ *   are in sync — one shared active key, no future or pending key, nothing
+ *   being persisted, both outboxes empty, session established — within
+ *   LIVENESS_BOUND_MS;
+ * - L2 a round issued in sync with no fault until it completes (app data
+ *   both ways + one rotation) is back in sync within ROUND_BOUND_MS;
+ * - L3 the run never stalls: there is always a next event until the
+ *   scenario is done (checked by the world).
+ */
+import { CALM_ROUND_TRIP_MS, LIVENESS_BOUND_MS, ROUND_BOUND_MS } from './constants';
+
+export class LivenessMonitor {
+  lastFaultAt: number;
+  #syncedSinceFault = false;
+  #roundStartedAt: number | undefined;
+  /** Worst times seen (ms). */
+  worstRecoveryMs = 0;
+  worstRoundMs = 0;
+  recoveries = 0;
+  rounds = 0;
+  checks = 0;
+
+  constructor(start: number) {
+    this.lastFaultAt = start;
+  }
+
+  stateText(): string {
+    return `${this.lastFaultAt}|${this.#syncedSinceFault ? 1 : 0}|${this.#roundStartedAt ?? '-'}`;
+  }
+
+  fault(environmentCalmAt: number): void {
+    this.lastFaultAt = Math.max(this.lastFaultAt, environmentCalmAt);
+    this.#syncedSinceFault = false;
+    this.#roundStartedAt = undefined;
+  }
+
+  roundIssued(now: number): void {
+    this.#roundStartedAt = this.#syncedSinceFault ? now : undefined;
+  }
+
+  get syncedSinceFault(): boolean {
+    return this.#syncedSinceFault;
+  }
+
+  afterStep(now: number, synced: boolean, report: (invariant: string, detail: string) => void): void {
+    this.checks += 2;
+    if (synced) {
+      if (!this.#syncedSinceFault && now >= this.lastFaultAt) {
+        this.#syncedSinceFault = true;
+        this.recoveries++;
+        this.worstRecoveryMs = Math.max(this.worstRecoveryMs, now - this.lastFaultAt);
+      }
+      if (this.#roundStartedAt !== undefined) {
+        this.rounds++;
+        this.worstRoundMs = Math.max(this.worstRoundMs, now - this.#roundStartedAt);
+        this.#roundStartedAt = undefined;
+      }
+    }
+    if (!this.#syncedSinceFault && now > this.lastFaultAt + LIVENESS_BOUND_MS) {
+      report('L1 converges after faults', `not in sync ${now - this.lastFaultAt} ms after the last fault (bound ${LIVENESS_BOUND_MS} ms)`);
+      this.#syncedSinceFault = true;
+    }
+    if (this.#roundStartedAt !== undefined && now > this.#roundStartedAt + ROUND_BOUND_MS) {
+      report('L2 fault-free round within bound', `round not done ${now - this.#roundStartedAt} ms after it was issued (bound ${ROUND_BOUND_MS} ms = ${ROUND_BOUND_MS / CALM_ROUND_TRIP_MS} round trips)`);
+      this.#roundStartedAt = undefined;
+    }
+  }
+}
