@@ -1,0 +1,50 @@
+/**
+ * The ESP32 platform, mapped as `hosts/moddable/platform`.
+ * - AEAD and randomness: the native module (hosts/moddable/native): the
+ *   chip's AES/SHA accelerators and hardware RNG through ESP-IDF;
+ * - keystore flash: the SDK's `flash` module on the `keystore` data
+ *   partition of partitions.csv;
+ * - network: Wi-Fi station mode from config `ssid` / `password`; `ready` is
+ *   called on the first IP address. Later drops are left to the ESP-IDF
+ *   Wi-Fi driver (it reconnects) and to the host's socket reconnect loop.
+ */
+import Flash from 'flash';
+import WiFi from 'wifi';
+import { nativeAead, nativeRandom } from './native/native-aead';
+import { PartitionFlash, type SdkFlash } from './partition-flash';
+import type { Platform } from './platform-types';
+
+/** Keeps the Wi-Fi monitor alive (the SDK stops notifying a collected instance). */
+let monitor: WiFi | undefined;
+
+export const platform: Platform = {
+  name: 'esp32',
+  aead: nativeAead,
+  random: nativeRandom,
+  // The cast: the typings widen read() to ArrayBuffer | HostBuffer for its optional
+  // third argument, which PartitionFlash never passes (then it is an ArrayBuffer).
+  openKeystoreFlash: (config) => new PartitionFlash(new Flash(config.keystorePartition) as unknown as SdkFlash),
+  startNetwork(config, log, ready) {
+    if (config.ssid === undefined) {
+      log('Wi-Fi: no ssid configured; assuming the network is up');
+      ready();
+      return;
+    }
+    let up = false;
+    const options = config.password === undefined ? { ssid: config.ssid } : { ssid: config.ssid, password: config.password };
+    monitor = new WiFi(options, (message) => {
+      if (message === WiFi.gotIP) {
+        log('Wi-Fi: got IP address');
+        if (!up) {
+          up = true;
+          ready();
+        }
+      } else if (message === WiFi.disconnected) {
+        log('Wi-Fi: disconnected; reconnecting');
+        WiFi.connect(options);
+      } else {
+        log(`Wi-Fi: ${message}`);
+      }
+    });
+  },
+};

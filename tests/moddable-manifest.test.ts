@@ -1,0 +1,282 @@
+/**
+ * Checks of the Moddable build description that CI can run without the SDK:
+ * - manifest.json and the local manifests it includes are valid JSON, and
+ *   every local file or folder they name exists;
+ * - for each target (esp32, lin, mac, win), every module main.ts imports,
+ *   transitively, is mapped under the name XS will look up: XS resolves a
+ *   relative specifier against the importing module's *name*
+ *   (xs/platforms/mc/xsHosts.c fxFindModule), so names must mirror the repo
+ *   paths, and the mapped file must be the one tsc resolved (or, for a
+ *   declaration-only module such as platform.d.ts, a file beside it);
+ * - every SDK module imported is provided by an SDK manifest the target includes;
+ * - the config section parses; the ESP32 partition table is well-formed and
+ *   has the 16 KiB keystore partition the docs tell users to flash.
+ */
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { dirname, join, posix, relative, resolve } from 'node:path';
+import { parseFirmwareConfig } from '../hosts/moddable/config';
+
+const ROOT = resolve(__dirname, '..');
+const TARGETS = ['esp32', 'lin', 'mac', 'win'] as const;
+type Target = (typeof TARGETS)[number];
+
+type ManifestJson = {
+  include?: string | string[];
+  modules?: Record<string, string | string[]>;
+  platforms?: Record<string, ManifestJson & { error?: string; build?: Record<string, string> }>;
+  config?: Record<string, unknown>;
+  build?: Record<string, string>;
+};
+
+/** SDK modules the firmware may import, and the SDK manifests that provide them (any one suffices). */
+const SDK_MODULES: Record<string, { readonly manifests: readonly string[]; readonly targets: readonly Target[] }> = {
+  'mc/config': { manifests: ['*'], targets: TARGETS },
+  time: { manifests: ['*'], targets: TARGETS },
+  timer: { manifests: ['*'], targets: TARGETS },
+  instrumentation: { manifests: ['$(MODULES)/base/instrumentation/manifest.json'], targets: TARGETS },
+  socket: { manifests: ['$(MODULES)/network/socket/manifest.json', '$(MODULES)/crypt/tls.json'], targets: TARGETS },
+  securesocket: { manifests: ['$(MODULES)/crypt/tls.json'], targets: TARGETS },
+  crypt: { manifests: ['$(MODULES)/crypt/digest/manifest.json', '$(MODULES)/crypt/tls.json'], targets: TARGETS },
+  hmac: { manifests: ['$(MODULES)/crypt/tls.json'], targets: TARGETS },
+  file: { manifests: ['$(MODULES)/files/file/manifest.json'], targets: ['esp32', 'lin', 'mac', 'win'] },
+  flash: { manifests: ['$(MODULES)/files/flash/manifest.json'], targets: ['esp32'] },
+  wifi: { manifests: ['$(MODULES)/network/wifi/manifest.json'], targets: ['esp32', 'lin', 'mac', 'win'] },
+};
+
+const SOURCE_EXTENSIONS = ['.ts', '.js', '.c'];
+
+function readJson(path: string): ManifestJson {
+  return JSON.parse(readFileSync(path, 'utf8')) as ManifestJson;
+}
+
+function asArray(value: string | string[] | undefined): string[] {
+  return value === undefined ? [] : Array.isArray(value) ? value : [value];
+}
+
+/** mcmanifest.js matchPlatform: the longest matching key, `x/*` prefixes, then "...". */
+function matchPlatform(platforms: ManifestJson['platforms'], target: string): (ManifestJson & { error?: string }) | undefined {
+  if (platforms === undefined) return undefined;
+  const parts = target.split('/');
+  while (parts.length > 0) {
+    const partial = parts.join('/');
+    for (const key of Object.keys(platforms)) {
+      if (key.endsWith('/*') ? partial.startsWith(key.slice(0, -1)) : partial === key) return platforms[key];
+    }
+    parts.pop();
+  }
+  return platforms['...'];
+}
+
+interface Build {
+  /** Module name → source path without extension (absolute). */
+  readonly modules: Map<string, string>;
+  readonly sdkManifests: Set<string>;
+  readonly manifests: string[];
+  readonly errors: string[];
+}
+
+function collect(manifestPath: string, target: Target, build: Build): void {
+  build.manifests.push(manifestPath);
+  const manifest = readJson(manifestPath);
+  const dir = dirname(manifestPath);
+  const apply = (part: ManifestJson & { error?: string }): void => {
+    if (part.error !== undefined) build.errors.push(part.error);
+    for (const include of asArray(part.include)) {
+      if (include.startsWith('$(')) build.sdkManifests.add(include);
+      else collect(resolve(dir, include), target, build);
+    }
+    for (const [name, sources] of Object.entries(part.modules ?? {})) {
+      for (const source of asArray(sources)) {
+        if (source.startsWith('$(')) continue;
+        const path = resolve(dir, source);
+        const star = name.indexOf('*');
+        if (star >= 0) {
+          const folder = path.endsWith('/*') ? path.slice(0, -2) : dirname(path);
+          const single = existingFile(path, SOURCE_EXTENSIONS);
+          const files = path.endsWith('/*') ? readdirSync(folder) : single === undefined ? [] : [posix.basename(single)];
+          for (const file of files) {
+            const extension = SOURCE_EXTENSIONS.find((ext) => file.endsWith(ext) && !file.endsWith('.d.ts'));
+            if (extension === undefined) continue;
+            build.modules.set(name.slice(0, star) + file.slice(0, -extension.length), join(folder, file.slice(0, -extension.length)));
+          }
+        } else {
+          build.modules.set(name, path);
+        }
+      }
+    }
+  };
+  apply(manifest);
+  const platform = matchPlatform(manifest.platforms, target);
+  if (platform !== undefined) apply(platform);
+}
+
+function buildFor(target: Target): Build {
+  const build: Build = { modules: new Map(), sdkManifests: new Set(), manifests: [], errors: [] };
+  collect(join(ROOT, 'manifest.json'), target, build);
+  return build;
+}
+
+/** Specifiers a module loads at run time (`import type` / `export type` are erased; `import { type X }` is not, under verbatimModuleSyntax). */
+function runtimeImports(source: string): string[] {
+  const specifiers: string[] = [];
+  const statement = /^\s*(import|export)\s+(type\s+)?[^;'"]*?\s+from\s+['"]([^'"]+)['"]/gm;
+  for (let match = statement.exec(source); match !== null; match = statement.exec(source)) {
+    if (match[2] === undefined) specifiers.push(match[3]!);
+  }
+  const bare = /^\s*import\s+['"]([^'"]+)['"]/gm;
+  for (let match = bare.exec(source); match !== null; match = bare.exec(source)) specifiers.push(match[1]!);
+  return specifiers;
+}
+
+function existingFile(base: string, extensions: readonly string[]): string | undefined {
+  for (const extension of extensions) if (existsSync(base + extension)) return base + extension;
+  return undefined;
+}
+
+/** Walks the import graph from main as XS would on `target`; returns the problems found. */
+function checkImportGraph(target: Target): { problems: string[]; visited: string[] } {
+  const build = buildFor(target);
+  const problems: string[] = [];
+  const visited = new Set<string>();
+  const queue: string[] = ['main'];
+  while (queue.length > 0) {
+    const name = queue.shift()!;
+    if (visited.has(name)) continue;
+    visited.add(name);
+    const base = build.modules.get(name);
+    if (base === undefined) {
+      problems.push(`${name}: not mapped`);
+      continue;
+    }
+    const file = existingFile(base, ['.ts', '.js']);
+    if (file === undefined) {
+      problems.push(`${name}: ${relative(ROOT, base)}.ts/.js missing`);
+      continue;
+    }
+    for (const specifier of runtimeImports(readFileSync(file, 'utf8'))) {
+      if (!specifier.startsWith('.')) {
+        const sdk = SDK_MODULES[specifier];
+        if (sdk === undefined) problems.push(`${name}: imports unknown SDK module "${specifier}"`);
+        else if (!sdk.targets.includes(target)) problems.push(`${name}: "${specifier}" is not available on ${target}`);
+        else if (!sdk.manifests.includes('*') && !sdk.manifests.some((m) => build.sdkManifests.has(m))) {
+          problems.push(`${name}: "${specifier}" needs one of ${sdk.manifests.join(', ')} on ${target}`);
+        }
+        continue;
+      }
+      const importedName = posix.normalize(posix.join(posix.dirname(name), specifier));
+      const tscFile = existingFile(resolve(dirname(file), specifier), ['.ts', '.d.ts', '.js']);
+      const mapped = build.modules.get(importedName);
+      if (tscFile === undefined) problems.push(`${name}: "${specifier}" does not resolve to a file`);
+      else if (mapped === undefined) problems.push(`${name}: "${specifier}" → module "${importedName}" is not mapped on ${target}`);
+      else if (tscFile.endsWith('.d.ts') ? dirname(mapped) !== dirname(tscFile) : mapped !== tscFile.replace(/\.(ts|js)$/, '')) {
+        problems.push(`${name}: "${specifier}" → "${importedName}" is mapped to ${relative(ROOT, mapped)}, but tsc resolves ${relative(ROOT, tscFile)}`);
+      }
+      queue.push(importedName);
+    }
+  }
+  return { problems, visited: [...visited] };
+}
+
+describe('manifest.json', () => {
+  test('it and every local manifest it includes are valid JSON, and every local path they name exists', () => {
+    const missing: string[] = [];
+    const seen = new Set<string>();
+    const visit = (path: string): void => {
+      if (seen.has(path)) return;
+      seen.add(path);
+      if (!existsSync(path)) {
+        missing.push(relative(ROOT, path));
+        return;
+      }
+      const manifest = readJson(path);
+      const dir = dirname(path);
+      const parts: Array<ManifestJson & { build?: Record<string, string> }> = [manifest, ...Object.values(manifest.platforms ?? {})];
+      for (const part of parts) {
+        for (const include of asArray(part.include)) if (!include.startsWith('$(')) visit(resolve(dir, include));
+        for (const sources of Object.values(part.modules ?? {})) {
+          for (const source of asArray(sources)) {
+            if (source.startsWith('$(')) continue;
+            const full = resolve(dir, source);
+            const ok = full.endsWith('/*') ? existsSync(full.slice(0, -2)) && statSync(full.slice(0, -2)).isDirectory() : existingFile(full, SOURCE_EXTENSIONS) !== undefined;
+            if (!ok) missing.push(`${relative(ROOT, path)}: ${source}`);
+          }
+        }
+        for (const value of Object.values(part.build ?? {})) {
+          if (value.startsWith('./') && !existsSync(resolve(dir, value))) missing.push(`${relative(ROOT, path)}: ${value}`);
+        }
+      }
+    };
+    visit(join(ROOT, 'manifest.json'));
+    expect(missing).toEqual([]);
+    expect(seen.size).toBeGreaterThanOrEqual(3); // manifest.json, manifest_sim.json, native/manifest.json
+  });
+
+  test.each(TARGETS)('on %s, every module main.ts loads (transitively) is mapped under its path name', (target) => {
+    const build = buildFor(target);
+    expect(build.errors).toEqual([]);
+    const { problems, visited } = checkImportGraph(target);
+    expect(problems).toEqual([]);
+    expect(visited).toEqual(expect.arrayContaining(['main', 'modules/device/device', 'modules/keystore/keystore', 'hosts/moddable/device-host', 'hosts/moddable/platform']));
+    const platformSource = relative(ROOT, build.modules.get('hosts/moddable/platform')!);
+    expect(platformSource).toBe(target === 'esp32' ? 'hosts/moddable/platform-esp32' : 'hosts/moddable/platform-sim');
+  });
+
+  test('an unsupported target is an error', () => {
+    const build: Build = { modules: new Map(), sdkManifests: new Set(), manifests: [], errors: [] };
+    collect(join(ROOT, 'manifest.json'), 'pico' as Target, build);
+    expect(build.errors).toEqual([expect.stringContaining('esp32')]);
+  });
+
+  test('the import scanner sees runtime imports and skips type-only ones', () => {
+    expect(runtimeImports("import type { A } from './a';\nimport { type B, C } from './b';\nexport type { D } from './d';\nexport { E } from './e';\nimport './f';\nimport G from 'g';")).toEqual([
+      './b',
+      './e',
+      'g',
+      './f',
+    ]);
+  });
+
+  test('the config section parses, and every key in it is one the firmware reads', () => {
+    const config = readJson(join(ROOT, 'manifest.json')).config ?? {};
+    expect(() => parseFirmwareConfig(config)).not.toThrow();
+    const known = readFileSync(join(ROOT, 'hosts/moddable/config.ts'), 'utf8');
+    for (const key of Object.keys(config)) expect(known).toContain(`'${key}'`);
+  });
+});
+
+describe('ESP32 partition table', () => {
+  const csvPath = join(ROOT, 'hosts/moddable/partitions.csv');
+  const rows = readFileSync(csvPath, 'utf8')
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line.length > 0 && !line.startsWith('#'))
+    .map((line) => {
+      const [name, type, subtype, offset, size, flags] = line.split(',').map((field) => field.trim());
+      return { name: name!, type: type!, subtype: subtype!, offset: Number(offset), size: Number(size), flags: flags ?? '' };
+    });
+
+  test('is wired into the esp32 build', () => {
+    const esp32 = readJson(join(ROOT, 'manifest.json')).platforms?.['esp32'];
+    expect(esp32?.build?.['PARTITIONS_FILE']).toBe('./hosts/moddable/partitions.csv');
+  });
+
+  test('has a 16 KiB keystore data partition, sector aligned, unencrypted (docs/FIRMWARE.md)', () => {
+    const keystore = rows.find((row) => row.name === 'keystore');
+    expect(keystore).toMatchObject({ type: 'data', size: 0x4000, flags: '' });
+    expect(keystore!.offset % 0x1000).toBe(0);
+    const docs = readFileSync(join(ROOT, 'docs/FIRMWARE.md'), 'utf8');
+    expect(docs).toContain(`write_flash 0x${keystore!.offset.toString(16).toUpperCase()}`);
+  });
+
+  test('partitions are aligned, ordered, non-overlapping and fit a 4 MB flash', () => {
+    let end = 0x9000; // after the bootloader and the partition table at 0x8000
+    for (const row of rows) {
+      expect(Number.isInteger(row.offset) && Number.isInteger(row.size)).toBe(true);
+      expect(row.offset % (row.type === 'app' ? 0x10000 : 0x1000)).toBe(0);
+      expect(row.offset).toBeGreaterThanOrEqual(end);
+      end = row.offset + row.size;
+    }
+    expect(end).toBeLessThanOrEqual(4 * 1024 * 1024);
+    expect(rows.map((row) => row.name)).toEqual(['nvs', 'phy_init', 'factory', 'keystore']);
+  });
+});
