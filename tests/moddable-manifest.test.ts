@@ -273,6 +273,7 @@ describe('ESP32 partition table', () => {
     for (const row of rows) {
       expect(Number.isInteger(row.offset) && Number.isInteger(row.size)).toBe(true);
       expect(row.offset % (row.type === 'app' ? 0x10000 : 0x1000)).toBe(0);
+      if (row.type === 'app') expect(row.size % 0x10000).toBe(0); // gen_esp32part.py --secure (Secure Boot)
       expect(row.offset).toBeGreaterThanOrEqual(end);
       end = row.offset + row.size;
     }
