@@ -89,6 +89,8 @@ describe('refusals change no state and write nothing', () => {
     ['a second future, other id', withFuture, (k: Keystore) => k.storeFuture(11, key(11)), 'LOCAL_BUSY'],
     ['a second future, same id, other key', withFuture, (k: Keystore) => k.storeFuture(10, key(99)), 'LOCAL_BUSY'],
     ['promote without a future', none, (k: Keystore) => k.promote(), 'LOCAL_NOT_READY'],
+    ['promote of another id than the future', withFuture, (k: Keystore) => k.promote(11), 'LOCAL_BAD_ARGUMENT'],
+    ['promote of an id that is neither future nor active', none, (k: Keystore) => k.promote(5), 'LOCAL_NOT_READY'],
   ])('%s', (_name, setup, call, errorCode) => refused(setup, call, errorCode));
 
   test('storing the stored future again is idempotent and writes nothing', () => {
@@ -98,6 +100,16 @@ describe('refusals change no state and write nothing', () => {
     keystore.storeFuture(10, key(10));
     expect(flash.operations).toBe(operations);
     expect(remount(flash)).toEqual({ active: { id: 1, key: key(1) }, future: { id: 10, key: key(10) } });
+  });
+
+  test('promote(id) of the key that is already active is idempotent and writes nothing', () => {
+    const { flash, keystore } = provisioned();
+    keystore.storeFuture(10, key(10));
+    expect(keystore.promote(10)).toEqual({ id: 10, key: key(10) });
+    const operations = flash.operations;
+    expect(keystore.promote(10)).toEqual({ id: 10, key: key(10) });
+    expect(flash.operations).toBe(operations);
+    expect(remount(flash)).toEqual({ active: { id: 10, key: key(10) } });
   });
 
   test('format refuses a bad device id or key', () => {

@@ -101,15 +101,22 @@ export interface ExploreReport {
  * tear it, remount, check before-or-after, then check the journal recovers
  * (finish or redo the operation, or take another path, and one more step).
  */
-export function exploreCuts(options: ExploreOptions): ExploreReport {
+/** A freshly formatted partition and the seeded sources a script draws from. */
+function startScript(options: ExploreOptions) {
   const random = new SeededRandom(options.seed);
   const erasePatterns = tornErasePatterns(random.nextU32());
   const enumeration: CutEnumeration = { bitPatterns: options.bitPatterns, erasePatterns, random };
   const deviceId = random.bytes(DEVICE_ID_BYTES);
   const flash = new NorFlash(options.geometry);
   const keystore = new Keystore(flash);
-  let keys: DeviceKeys = { active: { id: 1 + random.below(1000), key: random.bytes(KEY_BYTES) } };
+  const keys: DeviceKeys = { active: { id: 1 + random.below(1000), key: random.bytes(KEY_BYTES) } };
   keystore.format(deviceId, keys.active);
+  return { random, erasePatterns, enumeration, deviceId, flash, keystore, keys };
+}
+
+export function exploreCuts(options: ExploreOptions): ExploreReport {
+  const { random, enumeration, deviceId, flash, keystore, keys: initial } = startScript(options);
+  let keys = initial;
   const report = { operations: 0, flashOperations: 0, compactions: 0, cutPoints: 0, mountedBefore: 0, mountedAfter: 0 };
   for (let step = 0; step < options.rotations * 2; step++) {
     const op = nextRotationStep(keys, random);
@@ -168,14 +175,8 @@ export function exploreCuts(options: ExploreOptions): ExploreReport {
  * must never come back.
  */
 export function exploreRetryCuts(options: ExploreOptions): ExploreReport {
-  const random = new SeededRandom(options.seed);
-  const erasePatterns = tornErasePatterns(random.nextU32());
-  const enumeration: CutEnumeration = { bitPatterns: options.bitPatterns, erasePatterns, random };
-  const deviceId = random.bytes(DEVICE_ID_BYTES);
-  const flash = new NorFlash(options.geometry);
-  const keystore = new Keystore(flash);
-  let keys: DeviceKeys = { active: { id: 1, key: random.bytes(KEY_BYTES) } };
-  keystore.format(deviceId, keys.active);
+  const { random, erasePatterns, enumeration, deviceId, flash, keystore, keys: initial } = startScript(options);
+  let keys = initial;
   const report = { operations: 0, flashOperations: 0, compactions: 0, cutPoints: 0, mountedBefore: 0, mountedAfter: 0 };
   for (let step = 0; step < options.rotations * 2; step++) {
     const op = nextRotationStep(keys, random);

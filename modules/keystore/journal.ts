@@ -3,7 +3,8 @@
  *
  * Rules (each keeps mount total, read-only and before-or-after):
  * 1. A sector counts only if its header is valid for this geometry AND its
- *    sector commit word is set; among those, the highest sequence wins.
+ *    sector commit word holds the header's commit value (layout.ts); among
+ *    those, the highest sequence wins.
  *    A compaction commits its sector last, so until then the old sector
  *    (still intact: nothing ever erases the current sector) stays current.
  * 2. Slot 0 of a counted sector must be a committed 'A' snapshot; if not the

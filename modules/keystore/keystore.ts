@@ -7,12 +7,15 @@
  * Call order: `mount()` (or `format()`), then any of `storeFuture`,
  * `promote`, `keys`. Operations before a successful mount throw
  * LockstepError('UNPROVISIONED' or 'LOCAL_NOT_READY').
+ * With the device core (its 'persist' actions): `storeFuture(op.id, op.key)`
+ * or `promote(op.id)`, then `core.persisted(now)`.
  *
- * Before-or-after (docs/KEYSTORE.md §5): each mutating operation ends in
- * exactly one 4-byte commit program (a record's commit word, a promote
- * word, or a sector's commit word). If power fails before that word is
+ * Before-or-after (docs/KEYSTORE.md §5): each mutating operation has
+ * exactly one commit point, the program of one 4-byte word (a record's
+ * commit word, a promote word, or a sector's commit word); for storeFuture
+ * and promote it is the last write. If power fails before that word is
  * fully programmed, mount sees the state before the operation; after, the
- * state after it. Nothing ever erases or rewrites the current sector.
+ * state after it. Nothing erases or rewrites the current sector.
  *
  * Errors: bad arguments get a typed LockstepError and change nothing. If
  * the flash itself throws (I/O error, power cut), the in-memory state is
@@ -94,7 +97,9 @@ export class Keystore {
    * no earlier key stays in flash.
    */
   format(deviceId: Uint8Array, initial: KeySlot): void {
-    if (deviceId.length !== DEVICE_ID_BYTES) throw new LockstepError('LOCAL_BAD_ARGUMENT', 'device id length');
+    if (!(deviceId instanceof Uint8Array) || deviceId.length !== DEVICE_ID_BYTES) {
+      throw new LockstepError('LOCAL_BAD_ARGUMENT', `device id must be ${DEVICE_ID_BYTES} bytes`);
+    }
     checkSlot(initial);
     const scan = scanJournal(this.flash, this.geometry);
     const previousSector = scan.ok ? scan.state.sector : -1;
@@ -154,11 +159,21 @@ export class Keystore {
     });
   }
 
-  /** Makes the future key active and retires the previous active key. */
-  promote(): KeySlot {
+  /**
+   * Makes the future key active and retires the previous active key; returns
+   * the new active key. With `expectedId` (the id in the core's 'persist'
+   * action): refuses a different future (LOCAL_BAD_ARGUMENT), and if that
+   * key is already active with no future, does nothing (idempotent).
+   * Without a future: LOCAL_NOT_READY. Refusals change nothing.
+   */
+  promote(expectedId?: number): KeySlot {
     const state = this.mounted();
     const future = state.future;
+    if (expectedId !== undefined && future === undefined && state.active.id === expectedId) return copySlot(state.active);
     if (future === undefined) throw new LockstepError('LOCAL_NOT_READY', 'no future key to promote');
+    if (expectedId !== undefined && future.id !== expectedId) {
+      throw new LockstepError('LOCAL_BAD_ARGUMENT', `future key is ${future.id}, not ${expectedId}`);
+    }
     this.guard(() => {
       const at = this.slotAddress(state.sector, state.futureSlot) + RECORD_PROMOTE_OFFSET;
       this.programVerified(at, new Uint8Array(WORD_BYTES)); // the commit point
