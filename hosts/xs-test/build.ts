@@ -73,8 +73,18 @@ function checkXsnapSources(root: string): string {
   return xsnap;
 }
 
-/** Builds (incrementally, with make -j2) and returns the path of the host program. */
-export function buildHost(variant: HostVariant = 'release'): string {
+/** The two host programs of a build: the same XS and glue, two backends of the native module. */
+export interface HostPrograms {
+  /** backend_mbedtls.c (Debian's mbedTLS). */
+  mbedtls: string;
+  /** backend_esp32.c compiled against esp32-stand-in/ (a model of the ESP-IDF v6 calls it makes). */
+  esp32StandIn: string;
+}
+
+export type Backend = keyof HostPrograms;
+
+/** Builds both host programs (incrementally, with make -j2) and returns their paths. */
+export function buildHost(variant: HostVariant = 'release'): HostPrograms {
   const root = projectRoot();
   ensureMbedtls();
   const xsnap = checkXsnapSources(root);
@@ -93,7 +103,7 @@ export function buildHost(variant: HostVariant = 'release'): string {
     ],
     root,
   );
-  return join(out, 'lockstep-xs-test');
+  return { mbedtls: join(out, 'lockstep-xs-test'), esp32StandIn: join(out, 'lockstep-xs-test-esp32') };
 }
 
 /** Redirects the Moddable-only natives file to the shim the test host backs with globals. */
