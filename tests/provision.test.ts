@@ -1,7 +1,7 @@
 // The provisioning command (tools/provision): image + hub record, refusal to
 // overwrite, and the CLI end to end.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IMAGE_FILE, RECORD_FILE, provisionDevice } from '../tools/provision/provision';
@@ -56,8 +56,10 @@ test('refuses to overwrite an image or a record unless forced', () => {
   rmSync(first.imagePath);
   expect(() => provisionDevice({ outDir: dir })).toThrow(/device\.json exists/);
   expect(existsSync(first.imagePath)).toBe(false);
+  chmodSync(first.recordPath, 0o644);
   const second = provisionDevice({ outDir: dir, force: true });
   expect(second.record.key).not.toBe(first.record.key);
+  for (const path of [second.imagePath, second.recordPath]) expect(statSync(path).mode & 0o777).toBe(0o600);
 });
 
 test('CLI: prints the record, refuses a second run, accepts --force', () => {

@@ -7,7 +7,7 @@
  * Output files are created owner-only (0600): both hold the key.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fchmodSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { LockstepError } from '../../modules/errors';
 import { DEVICE_ID_BYTES, KEY_BYTES } from '../../modules/platform/keys';
@@ -76,6 +76,7 @@ export function provisionDevice(options: ProvisionOptions): ProvisionResult {
 function writeDurably(path: string, bytes: Uint8Array, overwrite: boolean): void {
   const fd = openSync(path, overwrite ? 'w' : 'wx', 0o600);
   try {
+    fchmodSync(fd, 0o600); // an overwritten file keeps its old mode otherwise
     let done = 0;
     while (done < bytes.length) done += writeSync(fd, bytes, done, bytes.length - done);
     fsyncSync(fd);
