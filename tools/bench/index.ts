@@ -4,8 +4,9 @@
  * Select sections with arguments, e.g. `npm run bench -- aead wear`.
  */
 import { run as aead } from './aead';
+import { run as wear } from './wear';
 
-const sections: Record<string, () => Promise<void>> = { aead };
+const sections: Record<string, () => Promise<void>> = { aead, wear };
 
 const wanted = process.argv.slice(2);
 for (const name of wanted) if (!(name in sections)) throw new Error(`unknown bench section ${name}; have ${Object.keys(sections).join(', ')}`);
