@@ -38,7 +38,8 @@ export function buildDir(): string {
 }
 
 function run(command: string, args: string[], cwd?: string): void {
-  const result = spawnSync(command, args, { cwd, stdio: ['ignore', 'inherit', 'inherit'] });
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const result = spawnSync(command, args, { cwd, env, stdio: ['ignore', 'inherit', 'inherit'] });
   if (result.error) throw new Error(`xs-test: cannot run ${command}: ${result.error.message}`);
   if (result.status !== 0) throw new Error(`xs-test: ${command} ${args.join(' ')} exited with ${result.status}`);
 }
