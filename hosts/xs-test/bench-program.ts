@@ -63,8 +63,8 @@ function freshDevice(): DeviceCore {
 
 /**
  * The heap a steady-state device core retains. Observed on this XS (13.3):
- * the most recently constructed instance of a class stays reachable after
- * the program drops it, so "drop the core and collect" frees nothing. Hence:
+ * the most recently constructed instance of a class with private methods
+ * stays reachable after the program drops it, so "drop the core and collect" frees nothing. Hence:
  * (1) fresh = heap growth from constructing and discarding one fresh core
  * (0 on an engine without that behaviour); (2) replace the steady core by
  * constructing and discarding another fresh core, which releases the steady
