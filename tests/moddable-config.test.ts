@@ -19,12 +19,12 @@ describe('parseFirmwareConfig', () => {
     const config = parseFirmwareConfig({});
     expect(config).toMatchObject({ hubHost: 'localhost', hubPort: 7700, tls: false, tlsVerify: true, telemetryMs: 10000, keystoreBytes: 16384 });
     expect(config.deviceId).toBeUndefined();
-    expect(parseFirmwareConfig({ tls: 'true' }).hubPort).toBe(7701);
+    expect(parseFirmwareConfig({ hubTls: 'true' }).hubPort).toBe(7701);
   });
 
   test('accepts mcconfig command-line strings and manifest JSON types alike', () => {
-    const fromCli = parseFirmwareConfig({ hub: '192.168.1.20', port: '9000', tls: '1', telemetryMs: '0', deviceId: '0102030405060708' });
-    const fromManifest = parseFirmwareConfig({ hub: '192.168.1.20', port: 9000, tls: true, telemetryMs: 0, deviceId: '0102030405060708' });
+    const fromCli = parseFirmwareConfig({ hub: '192.168.1.20', port: '9000', hubTls: '1', telemetryMs: '0', deviceId: '0102030405060708' });
+    const fromManifest = parseFirmwareConfig({ hub: '192.168.1.20', port: 9000, hubTls: true, telemetryMs: 0, deviceId: '0102030405060708' });
     expect(fromCli).toEqual(fromManifest);
     expect(fromCli.hubPort).toBe(9000);
     expect([...fromCli.deviceId!]).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
@@ -54,7 +54,7 @@ describe('parseFirmwareConfig', () => {
     [{ port: '65536' }, 'port'],
     [{ port: '12ab' }, 'port'],
     [{ port: 1.5 }, 'port'],
-    [{ tls: 'yes' }, 'tls'],
+    [{ hubTls: 'yes' }, 'hubTls'],
     [{ deviceId: '0102' }, 'deviceId'],
     [{ deviceId: 'zz02030405060708' }, 'deviceId'],
     [{ reconnectBaseMs: '5000', reconnectMaxMs: '1000' }, 'reconnectMaxMs'],

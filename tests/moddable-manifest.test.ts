@@ -236,6 +236,14 @@ describe('manifest.json', () => {
     ]);
   });
 
+  test("the firmware's config keys stay clear of the SDK's (the TLS stack reads config.tls as an object)", () => {
+    const config = readJson(join(ROOT, 'manifest.json')).config ?? {};
+    const sdkKeys = ['tls', 'file', 'sntp', 'format', 'rotation', 'led', 'startupSound', 'touch', 'screen'];
+    expect(Object.keys(config).filter((key) => sdkKeys.includes(key))).toEqual([]);
+    const source = readFileSync(join(ROOT, 'hosts/moddable/config.ts'), 'utf8');
+    for (const key of sdkKeys) expect(source).not.toContain(`raw, '${key}'`);
+  });
+
   test('the config section parses, and every key in it is one the firmware reads', () => {
     const config = readJson(join(ROOT, 'manifest.json')).config ?? {};
     expect(() => parseFirmwareConfig(config)).not.toThrow();

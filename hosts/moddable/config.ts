@@ -2,6 +2,9 @@
  * The firmware's settings, read from `mc/config` (the manifest's `config`
  * section, overridden by `mcconfig ... key=value`).
  *
+ * Keys share one namespace with the SDK's own settings (the TLS stack reads
+ * `config.tls` as an object of cipher-suite switches), hence `hubTls`, not `tls`.
+ *
  * Rule: values given on the mcconfig command line arrive as strings, values
  * from the manifest keep their JSON type; both are accepted. Anything out of
  * range is a LockstepError('LOCAL_BAD_ARGUMENT') naming the key, so a bad
@@ -14,11 +17,11 @@ import { DEVICE_ID_BYTES } from '../../modules/platform/keys';
 export interface FirmwareConfig {
   /** Hub host name or dotted IPv4 address (the simulator's socket needs a name or address, never empty). */
   readonly hubHost: string;
-  /** `port`, else the port in `hub=host:port`, else 7700 (TCP) / 7701 (TLS). */
+  /** `port`, else the port in `hub=host:port`, else 7700 (TCP) / 7701 (`hubTls`). */
   readonly hubPort: number;
-  /** Connect through `securesocket` (TLS) instead of `socket`. */
+  /** `hubTls`: connect through `securesocket` (TLS) instead of `socket`. */
   readonly tls: boolean;
-  /** Verify the hub's certificate against the SDK's CA store (TLS only). */
+  /** `hubTlsVerify`: verify the hub's certificate against the SDK's CA store (TLS only). */
   readonly tlsVerify: boolean;
   /** If set, the keystore's device id must equal it (guards against flashing the wrong image). */
   readonly deviceId: Uint8Array | undefined;
@@ -50,7 +53,7 @@ const MAX_KEYSTORE_BYTES = 1 << 20;
 export function parseFirmwareConfig(raw: Readonly<Record<string, unknown>>, fileRoot = ''): FirmwareConfig {
   const hub = readString(raw, 'hub', 'localhost');
   const { host, port: portInHub } = splitHostPort(hub);
-  const tls = readBoolean(raw, 'tls', false);
+  const tls = readBoolean(raw, 'hubTls', false);
   const defaultPort = portInHub ?? (tls ? DEFAULT_TLS_PORT : DEFAULT_TCP_PORT);
   const hubPort = readInteger(raw, 'port', defaultPort, 1, 65535);
   const reconnectBaseMs = readInteger(raw, 'reconnectBaseMs', 1000, 10, MAX_DELAY_MS);
@@ -63,7 +66,7 @@ export function parseFirmwareConfig(raw: Readonly<Record<string, unknown>>, file
     hubHost: host,
     hubPort,
     tls,
-    tlsVerify: readBoolean(raw, 'tlsVerify', true),
+    tlsVerify: readBoolean(raw, 'hubTlsVerify', true),
     deviceId: readDeviceId(raw),
     reconnectBaseMs,
     reconnectMaxMs,
