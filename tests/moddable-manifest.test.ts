@@ -85,7 +85,9 @@ function collect(manifestPath: string, target: Target, build: Build): void {
       if (include.startsWith('$(')) build.sdkManifests.add(include);
       else collect(resolve(dir, include), target, build);
     }
+    const excluded = new Set(asArray(part.modules?.['~']).map((source) => resolve(dir, source)));
     for (const [name, sources] of Object.entries(part.modules ?? {})) {
+      if (name === '~') continue; // mcmanifest.js: files listed under "~" are left out of the build
       for (const source of asArray(sources)) {
         if (source.startsWith('$(')) continue;
         const path = resolve(dir, source);
@@ -96,7 +98,7 @@ function collect(manifestPath: string, target: Target, build: Build): void {
           const files = path.endsWith('/*') ? readdirSync(folder) : single === undefined ? [] : [posix.basename(single)];
           for (const file of files) {
             const extension = SOURCE_EXTENSIONS.find((ext) => file.endsWith(ext) && !file.endsWith('.d.ts'));
-            if (extension === undefined) continue;
+            if (extension === undefined || excluded.has(join(folder, file.slice(0, -extension.length)))) continue;
             build.modules.set(name.slice(0, star) + file.slice(0, -extension.length), join(folder, file.slice(0, -extension.length)));
           }
         } else {
@@ -217,6 +219,7 @@ describe('manifest.json', () => {
     const { problems, visited } = checkImportGraph(target);
     expect(problems).toEqual([]);
     expect(visited).toEqual(expect.arrayContaining(['main', 'modules/device/device', 'modules/keystore/keystore', 'hosts/moddable/device-host', 'hosts/moddable/platform']));
+    expect(build.modules.has('modules/keystore/cut-harness')).toBe(false); // test-only, excluded with "~"
     const platformSource = relative(ROOT, build.modules.get('hosts/moddable/platform')!);
     expect(platformSource).toBe(target === 'esp32' ? 'hosts/moddable/platform-esp32' : 'hosts/moddable/platform-sim');
   });
