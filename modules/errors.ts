@@ -42,7 +42,9 @@ export class LockstepError extends Error {
   constructor(code: ErrorCode, message?: string) {
     super(message === undefined ? code : `${code}: ${message}`);
     this.code = code;
-    this.name = 'LockstepError';
+    // Defined, not assigned: XS on Moddable freezes Error.prototype, where
+    // assigning `name` would throw (the property is inherited read-only).
+    Object.defineProperty(this, 'name', { value: 'LockstepError', configurable: true, writable: true });
   }
 }
 

@@ -26,7 +26,8 @@ import type { Flash } from '../platform/flash';
 export class PowerCut extends Error {
   constructor() {
     super('power cut (simulated)');
-    this.name = 'PowerCut';
+    // Defined, not assigned: Moddable's XS freezes Error.prototype.
+    Object.defineProperty(this, 'name', { value: 'PowerCut', configurable: true, writable: true });
   }
 }
 
