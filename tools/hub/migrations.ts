@@ -44,6 +44,7 @@ export const MIGRATIONS: readonly Migration[] = [
           singleton    INTEGER PRIMARY KEY CHECK (singleton = 1),
           pid          INTEGER NOT NULL,
           host         TEXT    NOT NULL,
+          instance     TEXT    NOT NULL,
           started_at   INTEGER NOT NULL,
           heartbeat_at INTEGER NOT NULL
         );

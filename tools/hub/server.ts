@@ -21,6 +21,7 @@
  * active key and at most one pending key, and every device still seals with
  * a key the restarted hub accepts (docs/PROTOCOL.md §8.2, §9).
  */
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
@@ -72,7 +73,7 @@ export interface DeviceView {
   readonly lastSeenAt: number | undefined;
 }
 
-export type RotateResult = 'started' | 'queued' | 'inProgress';
+export type RotateResult = 'started' | 'queued';
 
 export interface HubStats {
   connections: number;
@@ -121,6 +122,7 @@ export class LockstepHub extends EventEmitter<HubEvents> {
   readonly #timers: NodeJS.Timeout[] = [];
   readonly #dirtyLastSeen = new Map<string, number>();
   readonly #exclusive: boolean;
+  readonly #instance = randomUUID();
   #addresses: { transport: Transport; host: string; port: number }[] = [];
   #nextConnectionId = 0;
   #lastRowid = 0;
@@ -160,7 +162,7 @@ export class LockstepHub extends EventEmitter<HubEvents> {
     this.store = typeof options.database === 'string' ? new HubStore(options.database) : options.database;
     this.#exclusive = options.exclusive ?? true;
     if (this.#exclusive) {
-      const holder = this.store.acquireLock(process.pid, Date.now(), 10_000);
+      const holder = this.store.acquireLock(this.#instance, Date.now(), 10_000);
       if (holder !== undefined) {
         if (this.#ownsStore) this.store.close();
         throw new LockstepError('LOCAL_BUSY', `another hub (pid ${holder.pid} on ${holder.host}) serves ${this.store.path}`);
@@ -213,8 +215,10 @@ export class LockstepHub extends EventEmitter<HubEvents> {
    */
   send(deviceId: string, payload: Uint8Array): number {
     const side = this.#side(deviceId);
-    if (side.persisting) {
-      const queued = this.#core.deviceState(deviceId).outboxLength + side.deferredSends.length;
+    const core = this.#core.deviceState(deviceId.toLowerCase());
+    // The core's flag too: a listener may call send() while the persist action is still queued for this host.
+    if (side.persisting || core.persisting) {
+      const queued = core.outboxLength + side.deferredSends.length;
       if (queued >= OUTBOX_MESSAGES) throw new LockstepError('LOCAL_OUTBOX_FULL', `${OUTBOX_MESSAGES} messages unacknowledged`);
       side.deferredSends.push(payload.slice());
       return side.nextMessageId++;
@@ -224,19 +228,18 @@ export class LockstepHub extends EventEmitter<HubEvents> {
   }
 
   /**
-   * Rotates a device's key now: 'started' (the pending key is being
-   * committed, then offered), 'queued' (a commit for the device is
-   * outstanding; the rotation starts right after it), or 'inProgress' (an
-   * unconfirmed pending key exists; it is never replaced).
+   * Rotates a device's key: 'started' (a fresh pending key is being
+   * committed, then offered to the device), or 'queued' when a rotation of
+   * the device is already in flight (an unconfirmed pending key is never
+   * replaced): the new one starts as soon as that one is confirmed.
    */
   rotate(deviceId: string): RotateResult {
     const id = deviceId.toLowerCase();
     const side = this.#side(id);
-    if (side.persisting) {
+    if (side.persisting || this.#core.deviceState(id).pendingKeyId !== undefined) {
       side.rotateWanted = true;
       return 'queued';
     }
-    if (this.#core.deviceState(id).pendingKeyId !== undefined) return 'inProgress';
     this.#startRotation(id);
     return 'started';
   }
@@ -282,7 +285,7 @@ export class LockstepHub extends EventEmitter<HubEvents> {
     for (const link of [...this.#links.values()]) this.#drop(link, 'hub stopping');
     await Promise.all(closing);
     this.#flushLastSeen();
-    if (this.#exclusive) this.store.releaseLock(process.pid);
+    if (this.#exclusive) this.store.releaseLock(this.#instance);
     if (this.#ownsStore) this.store.close();
     this.#log.info('hubStopped', {});
   }
@@ -307,6 +310,8 @@ export class LockstepHub extends EventEmitter<HubEvents> {
 
   async #bind(server: Server, transport: Transport, host: string, port: number): Promise<void> {
     server.maxConnections = this.#limits.maxConnections;
+    // Node refuses connections beyond maxConnections itself ('drop').
+    server.on('drop', () => this.#counters.refused++);
     this.#servers.push(server);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -601,9 +606,9 @@ export class LockstepHub extends EventEmitter<HubEvents> {
       const payload = side.deferredSends.shift() as Uint8Array;
       this.#apply(this.#core.send(deviceId, payload, now));
     }
-    if (!side.persisting && side.rotateWanted) {
+    if (!side.persisting && side.rotateWanted && this.#core.deviceState(deviceId).pendingKeyId === undefined) {
       side.rotateWanted = false;
-      if (this.#core.deviceState(deviceId).pendingKeyId === undefined) this.#startRotation(deviceId);
+      this.#startRotation(deviceId);
     }
   }
 
@@ -629,7 +634,7 @@ export class LockstepHub extends EventEmitter<HubEvents> {
   /** Picks up devices provisioned and rotations requested by other processes (the CLI). */
   #pollControl(): void {
     try {
-      if (this.#exclusive) this.store.heartbeat(process.pid, Date.now());
+      if (this.#exclusive) this.store.heartbeat(this.#instance, Date.now());
       for (const device of this.store.devicesAfter(this.#lastRowid)) {
         if (!this.#devices.has(device.deviceId)) this.#register(device);
         this.#lastRowid = Math.max(this.#lastRowid, device.rowid);

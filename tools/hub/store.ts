@@ -52,6 +52,8 @@ interface DeviceRow {
 export interface HubLock {
   readonly pid: number;
   readonly host: string;
+  /** Random per hub instance: two hubs in one process are told apart. */
+  readonly instance: string;
   readonly startedAt: number;
   readonly heartbeatAt: number;
 }
@@ -164,33 +166,36 @@ export class HubStore {
   // ---- The serving-hub lock ----
 
   /**
-   * Takes the lock unless another live hub holds it: a holder on this host
-   * whose pid is gone, or whose heartbeat is older than `staleMs`, is taken over.
+   * Takes the lock for hub `instance` unless another live hub holds it: a
+   * holder on this host whose process is gone, or whose heartbeat is older
+   * than `staleMs`, is taken over. Returns the holder that keeps it, if any.
    */
-  acquireLock(pid: number, now: number, staleMs: number, isAlive: (pid: number) => boolean = processAlive): HubLock | undefined {
+  acquireLock(instance: string, now: number, staleMs: number, isAlive: (pid: number) => boolean = processAlive, pid = process.pid): HubLock | undefined {
     const host = hostname();
     return this.#db.transaction(() => {
       const holder = this.readLock();
-      if (holder !== undefined && holder.pid !== pid) {
-        const dead = holder.host === host ? !isAlive(holder.pid) : false;
+      if (holder !== undefined && holder.instance !== instance) {
+        const dead = holder.host === host && !isAlive(holder.pid);
         if (!dead && now - holder.heartbeatAt < staleMs) return holder;
       }
-      this.#statements.lock.run(pid, host, now, now);
+      this.#statements.lock.run(pid, host, instance, now, now);
       return undefined;
     }).immediate();
   }
 
   readLock(): HubLock | undefined {
-    const row = this.#statements.readLock.get() as { pid: number; host: string; started_at: number; heartbeat_at: number } | undefined;
-    return row === undefined ? undefined : { pid: row.pid, host: row.host, startedAt: row.started_at, heartbeatAt: row.heartbeat_at };
+    const row = this.#statements.readLock.get() as { pid: number; host: string; instance: string; started_at: number; heartbeat_at: number } | undefined;
+    return row === undefined
+      ? undefined
+      : { pid: row.pid, host: row.host, instance: row.instance, startedAt: row.started_at, heartbeatAt: row.heartbeat_at };
   }
 
-  heartbeat(pid: number, now: number): void {
-    this.#statements.heartbeat.run(now, pid);
+  heartbeat(instance: string, now: number): void {
+    this.#statements.heartbeat.run(now, instance);
   }
 
-  releaseLock(pid: number): void {
-    this.#statements.unlock.run(pid);
+  releaseLock(instance: string): void {
+    this.#statements.unlock.run(instance);
   }
 }
 
@@ -213,13 +218,13 @@ function prepare(db: Database.Database) {
     requestRotation: db.prepare('UPDATE devices SET rotate_requested_at = ? WHERE device_id = ?'),
     requests: db.prepare('SELECT device_id FROM devices WHERE rotate_requested_at IS NOT NULL ORDER BY rotate_requested_at'),
     lock: db.prepare(
-      `INSERT INTO hub_lock (singleton, pid, host, started_at, heartbeat_at) VALUES (1, ?, ?, ?, ?)
-       ON CONFLICT (singleton) DO UPDATE SET pid = excluded.pid, host = excluded.host,
+      `INSERT INTO hub_lock (singleton, pid, host, instance, started_at, heartbeat_at) VALUES (1, ?, ?, ?, ?, ?)
+       ON CONFLICT (singleton) DO UPDATE SET pid = excluded.pid, host = excluded.host, instance = excluded.instance,
          started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at`,
     ),
-    readLock: db.prepare('SELECT pid, host, started_at, heartbeat_at FROM hub_lock WHERE singleton = 1'),
-    heartbeat: db.prepare('UPDATE hub_lock SET heartbeat_at = ? WHERE singleton = 1 AND pid = ?'),
-    unlock: db.prepare('DELETE FROM hub_lock WHERE singleton = 1 AND pid = ?'),
+    readLock: db.prepare('SELECT pid, host, instance, started_at, heartbeat_at FROM hub_lock WHERE singleton = 1'),
+    heartbeat: db.prepare('UPDATE hub_lock SET heartbeat_at = ? WHERE singleton = 1 AND instance = ?'),
+    unlock: db.prepare('DELETE FROM hub_lock WHERE singleton = 1 AND instance = ?'),
   };
 }
 
