@@ -247,6 +247,8 @@ export class DeviceCore {
     const out: DeviceAction[] = [];
     if (op.kind === 'storeFuture') this.#keyStored(op, now, out);
     else this.#keyPromoted(op, now, out);
+    // App data queued by send() while the write was outstanding goes out now (docs/VERIFICATION.md finding F2).
+    if (this.#session === 'established' && this.#persisting === undefined) this.#flushOutbox(now, out);
     this.#drain(now, out);
     return out;
   }

@@ -287,6 +287,8 @@ export class HubCore {
     const out: HubAction[] = [];
     if (op.kind === 'storePending') this.#pendingStored(device, op, now, out);
     else this.#pendingPromoted(device, op, now, out);
+    // App data queued by send() while the write was outstanding goes out now (docs/VERIFICATION.md finding F2).
+    if (device.persisting === undefined) this.#flushOutbox(device, now, out);
     // Resume every connection that stopped on this device's persist.
     for (const conn of this.#connections.values()) {
       if (conn.input !== undefined && (conn.device === device || conn.state === 'awaitingHello')) this.#drain(conn, now, out);
