@@ -47,3 +47,46 @@ describe('simulation findings', () => {
     expect(pair.device.outboxLength).toBe(0);
   });
 });
+
+/**
+ * F1 (random mode, adversary "reflect"): the header carries no direction,
+ * and both sides use one key and the same session id, so a frame a side
+ * sealed itself, reflected back to it when its expected sequence number
+ * matches, authenticates. DATA, DATA_ACK, PING, PONG and ERROR are allowed
+ * both ways, so the device accepts its own DATA as data from the hub (and
+ * the hub its own). Key agreement is not affected (REKEY, REKEY_ACK,
+ * CONFIRM, HELLO, WELCOME are one-way types), but S8 (no injected frame is
+ * accepted) and S9 (app data integrity) are. Reported to the lead with a
+ * proposed fix (docs/VERIFICATION.md §6, F1): bind the direction into the
+ * authenticated header. These tests pass once the fix lands; until then
+ * they are `test.failing`.
+ */
+describe('simulation findings: reflection (F1, open)', () => {
+  test.failing('F1 the device rejects its own DATA frame reflected back to it', () => {
+    const pair = new Pair({ seed: 5 });
+    pair.connect();
+    pair.runUntilIdle();
+    // The device sends DATA seq 1 and seq 2; it expects hub seq 2 next (CHALLENGE 0, WELCOME 1).
+    pair.deviceSend(new Uint8Array([1]));
+    pair.deviceSend(new Uint8Array([2]));
+    const ownSeq2 = pair.toHub[1]!;
+    const actions = pair.device.receive(ownSeq2, pair.now);
+    expect(actions.filter((a) => a.type === 'event' && a.event.type === 'data')).toEqual([]);
+    expect(actions.some((a) => a.type === 'event' && a.event.type === 'rejected')).toBe(true);
+  });
+
+  test.failing('F1 the hub rejects its own DATA frame reflected back to it', () => {
+    const pair = new Pair({ seed: 6 });
+    pair.connect();
+    pair.runUntilIdle();
+    // The hub's next frame is seq 2 (CHALLENGE 0, WELCOME 1); it expects device seq 1 (HELLO was 0).
+    pair.hubSend(new Uint8Array([1]));
+    const ownSeq2 = pair.toDevice[0]!;
+    pair.toDevice = [];
+    pair.deviceSend(new Uint8Array([9]));
+    pair.step(); // the hub accepts device DATA seq 1; it now expects device seq 2
+    const actions = pair.hub.receive(pair.connectionId, ownSeq2, pair.now);
+    expect(actions.filter((a) => a.type === 'event' && a.event.type === 'data')).toEqual([]);
+    expect(deliveredToHub(pair)).toEqual([9]);
+  });
+});

@@ -35,6 +35,10 @@ export interface StepFaults {
   readonly before?: readonly BeforeFault[];
   /** A delivery: hand over only this many bytes of the chunk, then reset the link. */
   readonly cutAtByte?: number;
+  /** A delivery (not a fault: TCP chunking): hand over only this many bytes now, the rest later. */
+  readonly splitAtByte?: number;
+  /** A delivery: hand over this chunk together with the next ones already arrived. */
+  readonly coalesce?: boolean;
   /** Power cut / crash after this many actions of this step have been carried out. */
   readonly deviceCrashAfterAction?: number;
   readonly hubCrashAfterAction?: number;

@@ -11,7 +11,6 @@
  * - S4 key ids never decrease (per view, across restarts);
  * - S5 no key id ever names two different keys (across all views, ever).
  */
-import { toHex } from '../../modules/bytes';
 import type { DeviceKeys, KeySlot } from '../../modules/platform/keys';
 import { fnv1a } from './rng';
 
@@ -29,72 +28,92 @@ export interface KeyViews {
 
 type Report = (invariant: string, detail: string) => void;
 
+type ViewName = 'deviceLive' | 'deviceDurable' | 'hubLive' | 'hubDurable';
+
+/** Per-view memory for S4: the highest active id and the highest id held. */
+interface Highest {
+  active: number;
+  newest: number;
+}
+
 export class KeyInvariants {
-  readonly #keyOfId = new Map<number, string>();
-  readonly #highest = new Map<string, number>();
+  /** S5: the bytes each key id named when first seen. */
+  readonly #keyOfId = new Map<number, Uint8Array>();
+  readonly #highest: Record<ViewName, Highest> = {
+    deviceLive: { active: 0, newest: 0 },
+    deviceDurable: { active: 0, newest: 0 },
+    hubLive: { active: 0, newest: 0 },
+    hubDurable: { active: 0, newest: 0 },
+  };
   checks = 0;
 
   stateText(): string {
-    return `${[...this.#keyOfId.entries()].join(',')}|${[...this.#highest.entries()].join(',')}`;
+    const ids = [...this.#keyOfId.entries()].map(([id, key]) => `${id}:${fnv1a(key)}`);
+    const highest = Object.values(this.#highest).map((h) => `${h.active}/${h.newest}`);
+    return `${ids.join(',')}|${highest.join(',')}`;
   }
 
   check(views: KeyViews, report: Report): void {
-    const devices: [string, DeviceKeys][] = [['durable', views.deviceDurable]];
-    if (views.deviceLive !== undefined) devices.unshift(['live', views.deviceLive]);
-    const hubs: [string, HubKeys][] = [['durable', views.hubDurable]];
-    if (views.hubLive !== undefined) hubs.unshift(['live', views.hubLive]);
-
-    for (const [dName, d] of devices) {
-      const seal = d.future ?? d.active;
-      for (const [hName, h] of hubs) {
-        this.checks++;
-        if (seal.id !== h.active.id && seal.id !== h.pending?.id) {
-          report('S1 hub accepts the device key', `device (${dName}) seals with ${seal.id}; hub (${hName}) accepts ${h.active.id}${h.pending ? `,${h.pending.id}` : ''}`);
-        }
-        this.checks++;
-        const held = h.active.id === d.active.id ? d.active : h.active.id === d.future?.id ? d.future : undefined;
-        if (held === undefined) {
-          report('S2 device holds the hub key', `hub (${hName}) seals with ${h.active.id}; device (${dName}) holds ${d.active.id}${d.future ? `,${d.future.id}` : ''}`);
-        } else if (!sameKey(held.key, h.active.key)) {
-          report('S5 one key per id', `key id ${h.active.id} is one key at the hub (${hName}) and another at the device (${dName})`);
-        }
-      }
+    const { deviceLive, deviceDurable, hubLive, hubDurable } = views;
+    if (deviceLive !== undefined) {
+      if (hubLive !== undefined) this.#pair(deviceLive, 'live', hubLive, 'live', report);
+      this.#pair(deviceLive, 'live', hubDurable, 'durable', report);
     }
+    if (hubLive !== undefined) this.#pair(deviceDurable, 'durable', hubLive, 'live', report);
+    this.#pair(deviceDurable, 'durable', hubDurable, 'durable', report);
+    if (deviceLive !== undefined) this.#device(deviceLive, 'deviceLive', report);
+    this.#device(deviceDurable, 'deviceDurable', report);
+    if (hubLive !== undefined) this.#hub(hubLive, 'hubLive', report);
+    this.#hub(hubDurable, 'hubDurable', report);
+  }
 
-    for (const [name, d] of devices) {
-      this.checks++;
-      if (d.future !== undefined && d.future.id <= d.active.id) report('S3 two keys, newer above', `device (${name}) future ${d.future.id} <= active ${d.active.id}`);
-      this.#monotonic(`device ${name}`, Math.max(d.active.id, d.future?.id ?? 0), d.active.id, report);
-      this.#register(d.active, `device ${name}`, report);
-      if (d.future !== undefined) this.#register(d.future, `device ${name}`, report);
+  /** S1 and S2 for one device view against one hub view. */
+  #pair(d: DeviceKeys, dName: string, h: HubKeys, hName: string, report: Report): void {
+    this.checks += 2;
+    const seal = d.future ?? d.active;
+    if (seal.id !== h.active.id && seal.id !== h.pending?.id) {
+      report('S1 hub accepts the device key', `device (${dName}) seals with ${seal.id}; hub (${hName}) accepts ${h.active.id}${h.pending ? `,${h.pending.id}` : ''}`);
     }
-    for (const [name, h] of hubs) {
-      this.checks++;
-      if (h.pending !== undefined && h.pending.id <= h.active.id) report('S3 two keys, newer above', `hub (${name}) pending ${h.pending.id} <= active ${h.active.id}`);
-      this.#monotonic(`hub ${name}`, Math.max(h.active.id, h.pending?.id ?? 0), h.active.id, report);
-      this.#register(h.active, `hub ${name}`, report);
-      if (h.pending !== undefined) this.#register(h.pending, `hub ${name}`, report);
+    const held = h.active.id === d.active.id ? d.active : h.active.id === d.future?.id ? d.future : undefined;
+    if (held === undefined) {
+      report('S2 device holds the hub key', `hub (${hName}) seals with ${h.active.id}; device (${dName}) holds ${d.active.id}${d.future ? `,${d.future.id}` : ''}`);
+    } else if (!sameKey(held.key, h.active.key)) {
+      report('S5 one key per id', `key id ${h.active.id} is one key at the hub (${hName}) and another at the device (${dName})`);
     }
   }
 
+  #device(d: DeviceKeys, view: ViewName, report: Report): void {
+    this.checks++;
+    if (d.future !== undefined && d.future.id <= d.active.id) report('S3 two keys, newer above', `${view} future ${d.future.id} <= active ${d.active.id}`);
+    this.#monotonic(view, d.active.id, d.future?.id ?? d.active.id, report);
+    this.#register(d.active, view, report);
+    if (d.future !== undefined) this.#register(d.future, view, report);
+  }
+
+  #hub(h: HubKeys, view: ViewName, report: Report): void {
+    this.checks++;
+    if (h.pending !== undefined && h.pending.id <= h.active.id) report('S3 two keys, newer above', `${view} pending ${h.pending.id} <= active ${h.active.id}`);
+    this.#monotonic(view, h.active.id, h.pending?.id ?? h.active.id, report);
+    this.#register(h.active, view, report);
+    if (h.pending !== undefined) this.#register(h.pending, view, report);
+  }
+
   /** S4: the active id of a view never decreases, nor does the newest id it holds. */
-  #monotonic(view: string, newest: number, active: number, report: Report): void {
-    for (const [what, id] of [['active', active], ['newest', newest]] as const) {
-      this.checks++;
-      const key = `${view}:${what}`;
-      const last = this.#highest.get(key) ?? 0;
-      if (id < last) report('S4 ids never decrease', `${view} ${what} id went from ${last} to ${id}`);
-      else this.#highest.set(key, id);
-    }
+  #monotonic(view: ViewName, active: number, newest: number, report: Report): void {
+    this.checks += 2;
+    const highest = this.#highest[view];
+    if (active < highest.active) report('S4 ids never decrease', `${view} active id went from ${highest.active} to ${active}`);
+    else highest.active = active;
+    if (newest < highest.newest) report('S4 ids never decrease', `${view} newest id went from ${highest.newest} to ${newest}`);
+    else highest.newest = newest;
   }
 
   /** S5: the first key seen under an id is the only key that id may ever name. */
   #register(slot: KeySlot, where: string, report: Report): void {
     this.checks++;
-    const digest = toHex(slot.key.subarray(0, 8)) + fnv1a(slot.key).toString(16);
     const known = this.#keyOfId.get(slot.id);
-    if (known === undefined) this.#keyOfId.set(slot.id, digest);
-    else if (known !== digest) report('S5 one key per id', `key id ${slot.id} at the ${where} differs from the key that id named before`);
+    if (known === undefined) this.#keyOfId.set(slot.id, slot.key.slice());
+    else if (!sameKey(known, slot.key)) report('S5 one key per id', `key id ${slot.id} at the ${where} differs from the key that id named before`);
   }
 }
 

@@ -37,6 +37,8 @@ import { CORRECT, type Variant } from './variant';
 export interface Driver {
   /** A command is due now. */
   ready(world: World): boolean;
+  /** A command due later (a timed event), if any. */
+  nextAt?(world: World): number | undefined;
   run(world: World, now: number): void;
   done(world: World): boolean;
   /** The driver's own state (for the state digest). */
@@ -229,6 +231,8 @@ export class World {
     const consider = (event: SimEvent): void => {
       if (best === undefined || event.at < best.at || (event.at === best.at && RANK[event.kind] < RANK[best.kind])) best = event;
     };
+    const commandAt = this.driver.nextAt?.(this);
+    if (commandAt !== undefined) consider({ kind: 'command', at: Math.max(this.now, commandAt) });
     this.db.writes.forEach((write, index) => {
       if (!write.commitDone) consider({ kind: 'dbCommit', at: Math.max(this.now, write.commitAt), index });
       if (write.ackAt !== undefined && !write.acked) consider({ kind: 'dbAck', at: Math.max(this.now, write.ackAt), index });
@@ -299,7 +303,7 @@ export class World {
         return;
       }
       case 'deliver':
-        this.#deliver(event.link, event.direction, faults?.cutAtByte);
+        this.#deliver(event.link, event.direction, faults);
         return;
       case 'deviceTimer':
         if (profile) profile.deviceInput = true;
@@ -321,10 +325,21 @@ export class World {
     }
   }
 
-  #deliver(linkId: number, direction: Direction, cutAtByte: number | undefined): void {
+  #deliver(linkId: number, direction: Direction, faults: StepFaults | undefined): void {
     const link = this.links.get(linkId);
-    const chunk = link?.head(direction);
-    if (link === undefined || chunk === undefined) return;
+    if (link === undefined || link.head(direction) === undefined) return;
+    if (faults?.coalesce === true) this.#coalesce(link, direction);
+    const chunk = link.head(direction)!;
+    const cutAtByte = faults?.cutAtByte;
+    const split = faults?.splitAtByte;
+    if (split !== undefined && cutAtByte === undefined && !chunk.fin && split > 0 && split < chunk.bytes.length) {
+      const whole = chunk.bytes;
+      const delivered = direction === 'up' && link.hubAttached && this.hub.up ? this.hub.receive(link, whole.subarray(0, split), this.now) : true;
+      if (!delivered) return;
+      if (direction === 'down') this.#handOver(link, direction, whole.subarray(0, split));
+      chunk.bytes = whole.subarray(split);
+      return;
+    }
     const profile = this.#profile;
     if (profile) {
       profile.delivery = { direction, length: chunk.bytes.length, frameType: chunk.bytes.length >= 4 ? chunk.bytes[3] : undefined, fin: chunk.fin };
@@ -355,6 +370,24 @@ export class World {
     }
     link.queues[direction].shift();
     this.#handOver(link, direction, chunk.bytes);
+  }
+
+  /** Joins the head chunk with the following data chunks that have already arrived. */
+  #coalesce(link: Link, direction: Direction): void {
+    const queue = link.queues[direction];
+    if (queue[0]?.fin !== false) return;
+    let count = 1;
+    while (count < queue.length && !queue[count]!.fin && queue[count]!.at <= this.now) count++;
+    if (count === 1) return;
+    const parts = queue.splice(0, count);
+    const total = parts.reduce((n, c) => n + c.bytes.length, 0);
+    const bytes = new Uint8Array(total);
+    let at = 0;
+    for (const part of parts) {
+      bytes.set(part.bytes, at);
+      at += part.bytes.length;
+    }
+    queue.unshift({ ...parts[0]!, bytes });
   }
 
   #handOver(link: Link, direction: Direction, bytes: Uint8Array): void {
@@ -528,25 +561,22 @@ export class World {
   }
 
   /** One shared active key, no future/pending, nothing persisting, outboxes empty, session up on a live link. */
-  synced(): boolean {
+  synced(views?: KeyViews): boolean {
     const device = this.device.core;
     const hub = this.hub.core;
     const link = this.device.link;
     if (device === undefined || hub === undefined || link === undefined || link.dead || !link.hubAttached) return false;
     if (device.session !== 'established' || device.persisting !== undefined || device.outboxLength > 0) return false;
+    if (this.db.writes.length > 0) return false;
     const state = hub.deviceState(this.deviceId);
     if (state.pendingKeyId !== undefined || state.persisting || !state.connected || state.outboxLength > 0) return false;
-    if (this.db.writes.length > 0) return false;
-    const views = this.keyViews();
-    const d = views.deviceLive!;
-    const h = views.hubLive!;
-    if (d.future !== undefined || views.deviceDurable.future !== undefined || views.hubDurable.pending !== undefined) return false;
-    return (
-      d.active.id === h.active.id &&
-      views.deviceDurable.active.id === h.active.id &&
-      views.hubDurable.active.id === h.active.id &&
-      toHex(d.active.key) === toHex(h.active.key)
-    );
+    const v = views ?? this.keyViews();
+    const d = v.deviceLive!;
+    const h = v.hubLive!;
+    if (d.future !== undefined || v.deviceDurable.future !== undefined || v.hubDurable.pending !== undefined) return false;
+    if (d.active.id !== h.active.id || v.deviceDurable.active.id !== h.active.id || v.hubDurable.active.id !== h.active.id) return false;
+    for (let i = 0; i < d.active.key.length; i++) if (d.active.key[i] !== h.active.key[i]) return false;
+    return true;
   }
 
   #afterStep(event: SimEvent): void {
@@ -559,7 +589,7 @@ export class World {
     const before = this.keyInvariants.checks;
     this.keyInvariants.check(views, (invariant, detail) => this.violation(invariant, detail));
     this.checks += this.keyInvariants.checks - before;
-    const synced = this.synced();
+    const synced = this.synced(views);
     const livenessBefore = this.liveness.checks;
     this.liveness.afterStep(this.now, synced, (invariant, detail) => this.violation(invariant, detail));
     this.checks += this.liveness.checks - livenessBefore;
