@@ -19,15 +19,20 @@ export function repositoryRoot(from = process.cwd()): string {
   }
 }
 
-let bundled: string | undefined;
+const bundles = new Map<string, string>();
 
-/** Bundles hub-app.ts (better-sqlite3 stays external, resolved through NODE_PATH). */
-export function hubAppBundle(): string {
-  if (bundled !== undefined) return bundled;
+/**
+ * Bundles a program of this repository (path relative to the root) into a
+ * temporary .cjs with esbuild, for fast child-process starts; better-sqlite3
+ * stays external and is resolved through NODE_PATH (see `childEnv`).
+ */
+export function bundleProgram(entry: string): string {
+  const cached = bundles.get(entry);
+  if (cached !== undefined) return cached;
   const root = repositoryRoot();
-  const outfile = join(mkdtempSync(join(tmpdir(), 'lockstep-hub-app-')), 'hub-app.cjs');
+  const outfile = join(mkdtempSync(join(tmpdir(), 'lockstep-bundle-')), `${entry.replace(/[^a-z0-9]+/gi, '-')}.cjs`);
   buildSync({
-    entryPoints: [join(root, 'tools/demo/hub-app.ts')],
+    entryPoints: [join(root, entry)],
     outfile,
     bundle: true,
     platform: 'node',
@@ -36,8 +41,17 @@ export function hubAppBundle(): string {
     external: ['better-sqlite3'],
     logLevel: 'error',
   });
-  bundled = outfile;
+  bundles.set(entry, outfile);
   return outfile;
+}
+
+/** The environment for a bundled child: node_modules of this repository on NODE_PATH. */
+export function childEnv(): NodeJS.ProcessEnv {
+  return { ...process.env, NODE_PATH: join(repositoryRoot(), 'node_modules') };
+}
+
+export function hubAppBundle(): string {
+  return bundleProgram('tools/demo/hub-app.ts');
 }
 
 export interface HubStats {
@@ -86,7 +100,7 @@ export class HubProcess {
     };
     const child = spawn(process.execPath, [hubAppBundle(), JSON.stringify(config)], {
       stdio: ['pipe', 'pipe', 'pipe'],
-      env: { ...process.env, NODE_PATH: join(repositoryRoot(), 'node_modules') },
+      env: childEnv(),
     });
     this.#child = child;
     child.stderr?.setEncoding('utf8');

@@ -1,0 +1,223 @@
+/**
+ * Hub benchmark: the reference hub in this process (LockstepHub, SQLite
+ * WAL + synchronous=FULL, group commit) against a swarm of simulated devices
+ * in a separate process (tools/demo/swarm.ts) on loopback.
+ *
+ * Prints: devices connected at once (and the hub's memory for them),
+ * completed rotations per second at saturation (a fixed number of rotations
+ * kept in flight, several levels), p50/p99 rotation latency from the first
+ * REKEY offer to the confirmation, hub CPU seconds per rotation, and the
+ * bare work a rotation needs measured in the same run: two AEAD operations
+ * and one SQLite commit (WAL, synchronous=FULL), as a ratio.
+ * Goals (issue 4): 10,000 devices connected; >= 2,000 rotations/s on 2 cores.
+ *
+ * Environment: LOCKSTEP_BENCH_DEVICES (default 10000),
+ * LOCKSTEP_BENCH_WINDOW_S (seconds per level, default 8).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { nodeAead } from '../../hosts/node/crypto';
+import { MessageType } from '../../modules/protocol/constants';
+import { openFrame, sealFrame } from '../../modules/protocol/frame';
+import { decodeHeader } from '../../modules/protocol/header';
+import { bundleProgram, childEnv } from '../demo/hub-process';
+import type { SwarmConfig } from '../demo/swarm';
+import { newDeviceRecord, toHubRecordJson } from '../hub/records';
+import { LockstepHub } from '../hub/server';
+import { HubStore } from '../hub/store';
+
+interface SwarmStats {
+  online: number;
+  promoted: number;
+  cpuUserUs: number;
+  cpuSystemUs: number;
+  rssBytes: number;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+export async function run(): Promise<void> {
+  const deviceCount = Number(process.env.LOCKSTEP_BENCH_DEVICES ?? 10_000);
+  const windowMs = Number(process.env.LOCKSTEP_BENCH_WINDOW_S ?? 8) * 1000;
+  console.log(`\n== Hub: ${deviceCount} devices (separate process) against the hub on loopback; goals: 10,000 connected, >= 2,000 rotations/s ==`);
+  const dir = mkdtempSync(join(tmpdir(), 'lockstep-bench-hub-'));
+  let swarm: ChildProcess | undefined;
+  let hub: LockstepHub | undefined;
+  try {
+    // ---- Provisioning (not measured) ----
+    const records = Array.from({ length: deviceCount }, () => newDeviceRecord());
+    const store = new HubStore(join(dir, 'hub.db'));
+    store.insertDevices(records, Date.now());
+    store.close();
+    const recordsPath = join(dir, 'records.jsonl');
+    writeFileSync(recordsPath, records.map((r) => JSON.stringify(toHubRecordJson(r))).join('\n'));
+
+    hub = await LockstepHub.start({ database: join(dir, 'hub.db'), tcp: { port: 0 }, limits: { maxConnections: deviceCount + 1000 } });
+    const port = hub.addresses[0]?.port as number;
+    const heapBefore = process.memoryUsage();
+
+    // ---- Phase 1: connect every device ----
+    const swarmStats: { last: SwarmStats | undefined; connectedAt: number | undefined } = { last: undefined, connectedAt: undefined };
+    const config: SwarmConfig = { recordsPath, host: '127.0.0.1', port, maxConnecting: 400 };
+    const connectStart = performance.now();
+    const cpuConnect = process.cpuUsage();
+    swarm = spawn(process.execPath, ['--max-old-space-size=4096', bundleProgram('tools/demo/swarm.ts'), JSON.stringify(config)], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+      env: childEnv(),
+    });
+    let buffer = '';
+    swarm.stdout?.setEncoding('utf8');
+    swarm.stdout?.on('data', (text: string) => {
+      buffer += text;
+      let newline: number;
+      while ((newline = buffer.indexOf('\n')) >= 0) {
+        const message = JSON.parse(buffer.slice(0, newline)) as { type: string } & SwarmStats;
+        buffer = buffer.slice(newline + 1);
+        if (message.type === 'stats') swarmStats.last = message;
+        if (message.type === 'connected') swarmStats.connectedAt = performance.now();
+      }
+    });
+    const connectDeadline = Date.now() + 180_000;
+    while (swarmStats.connectedAt === undefined && Date.now() < connectDeadline) await sleep(100);
+    const connectCpu = process.cpuUsage(cpuConnect);
+    const online = hub.stats().devicesOnline;
+    const memory = process.memoryUsage();
+    const connectSeconds = ((swarmStats.connectedAt ?? performance.now()) - connectStart) / 1000;
+    console.log(
+      `connected at once      ${online} / ${deviceCount} devices in ${connectSeconds.toFixed(1)} s ` +
+        `(hub CPU ${((connectCpu.user + connectCpu.system) / 1e6).toFixed(1)} s; hub RSS ${(memory.rss / 2 ** 20).toFixed(0)} MiB, ` +
+        `heap +${((memory.heapUsed - heapBefore.heapUsed) / 2 ** 20).toFixed(0)} MiB = ${((memory.heapUsed - heapBefore.heapUsed) / Math.max(online, 1) / 1024).toFixed(1)} KiB per device)`,
+    );
+    if (online < deviceCount) console.log(`  (only ${online} connected within 180 s)`);
+
+    // ---- Phase 2: rotations at saturation ----
+    const ids = records.map((r) => r.deviceId);
+    const firstOffer = new Map<string, number>();
+    const latencies: number[] = [];
+    let completed = 0;
+    let inFlightTarget = 0;
+    let inFlight = 0;
+    let next = 0;
+    const startOne = (): void => {
+      for (let tries = 0; tries < ids.length && inFlight < inFlightTarget; tries++) {
+        const id = ids[next++ % ids.length] as string;
+        const state = hub?.deviceState(id);
+        if (state === undefined || !state.connected || state.pendingKeyId !== undefined || state.persisting) continue;
+        if (hub?.rotate(id) === 'started') inFlight++;
+      }
+    };
+    hub.on('keyOffered', ({ deviceId }) => {
+      if (!firstOffer.has(deviceId)) firstOffer.set(deviceId, performance.now());
+    });
+    hub.on('keyConfirmed', ({ deviceId }) => {
+      const offered = firstOffer.get(deviceId);
+      firstOffer.delete(deviceId);
+      if (offered !== undefined) latencies.push(performance.now() - offered);
+      completed++;
+      inFlight--;
+      startOne();
+    });
+
+    console.log('in flight   rotations/s   p50 ms   p99 ms   hub CPU ms/rotation   devices CPU ms/rotation   commits/txn');
+    let best = { rate: 0, cpuPerRotationMs: 0, inFlight: 0, p50: 0, p99: 0 };
+    for (const level of [64, 256, 1024]) {
+      inFlightTarget = level;
+      startOne();
+      await sleep(1500); // warm up to the steady state of this level
+      latencies.length = 0;
+      const startCompleted = completed;
+      const startCommits = hub.stats();
+      const cpuStart = process.cpuUsage();
+      const swarmStart = swarmStats.last;
+      const t0 = performance.now();
+      await sleep(windowMs);
+      const seconds = (performance.now() - t0) / 1000;
+      const cpu = process.cpuUsage(cpuStart);
+      const swarmEnd = swarmStats.last;
+      const commits = hub.stats();
+      const done = completed - startCompleted;
+      const rate = done / seconds;
+      const cpuPerRotationMs = (cpu.user + cpu.system) / 1000 / Math.max(done, 1);
+      const swarmCpuMs =
+        swarmStart && swarmEnd ? (swarmEnd.cpuUserUs + swarmEnd.cpuSystemUs - swarmStart.cpuUserUs - swarmStart.cpuSystemUs) / 1000 / Math.max(done, 1) : NaN;
+      const sorted = [...latencies].sort((a, b) => a - b);
+      const p50 = percentile(sorted, 0.5);
+      const p99 = percentile(sorted, 0.99);
+      const perTxn = (commits.commitOps - startCommits.commitOps) / Math.max(commits.commitTransactions - startCommits.commitTransactions, 1);
+      console.log(
+        `${String(level).padStart(9)}   ${rate.toFixed(0).padStart(11)}   ${p50.toFixed(1).padStart(6)}   ${p99.toFixed(1).padStart(6)}   ` +
+          `${cpuPerRotationMs.toFixed(3).padStart(19)}   ${swarmCpuMs.toFixed(3).padStart(23)}   ${perTxn.toFixed(1).padStart(11)}`,
+      );
+      if (rate > best.rate) best = { rate, cpuPerRotationMs, inFlight: level, p50, p99 };
+      // Let the in-flight rotations of this level finish before the next one.
+      inFlightTarget = 0;
+      const drainDeadline = Date.now() + 20_000;
+      while (inFlight > 0 && Date.now() < drainDeadline) await sleep(50);
+    }
+
+    // ---- Phase 3: the bare work, same run ----
+    const bare = bareRotationWork(dir);
+    console.log(
+      `bare work per rotation  ${(bare.cpuMs * 1000).toFixed(0)} µs CPU (${(bare.wallMs * 1000).toFixed(0)} µs wall incl. fsync): ` +
+        `2 AEAD ops ${(bare.aeadMs * 1000).toFixed(0)} µs + 1 SQLite commit ${(bare.commitWallMs * 1000).toFixed(0)} µs wall / ${(bare.commitCpuMs * 1000).toFixed(0)} µs CPU`,
+    );
+    console.log(
+      `at saturation           ${best.rate.toFixed(0)} rotations/s with ${best.inFlight} in flight; p50 ${best.p50.toFixed(1)} ms, p99 ${best.p99.toFixed(1)} ms; ` +
+        `hub ${(best.cpuPerRotationMs * 1000).toFixed(0)} µs CPU per rotation = ${(best.cpuPerRotationMs / bare.cpuMs).toFixed(1)}× the bare work's CPU`,
+    );
+    console.log(
+      `goals                   connected ${online >= 10_000 ? 'met' : 'NOT met'} (${online}); rotations/s ${best.rate >= 2000 ? 'met' : 'NOT met'} (${best.rate.toFixed(0)}); ` +
+        `both processes share this machine's ${(await import('node:os')).cpus().length} cores`,
+    );
+  } finally {
+    swarm?.kill('SIGTERM');
+    await hub?.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function percentile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number;
+}
+
+/**
+ * What one rotation minimally costs the hub: seal one REKEY and open one
+ * REKEY_ACK (two AEAD operations, with frame encoding), and one SQLite
+ * commit of a key row (WAL, synchronous=FULL), each commit on its own.
+ */
+function bareRotationWork(dir: string): { cpuMs: number; wallMs: number; aeadMs: number; commitWallMs: number; commitCpuMs: number } {
+  const key = randomBytes(64);
+  const newKey = randomBytes(64);
+  const deviceId = randomBytes(8);
+  const sessionId = randomBytes(16);
+  const ack = sealFrame({ aead: nodeAead, key: newKey, iv: randomBytes(16), header: { deviceId, keyId: 2, sequence: 1, sessionId }, message: { type: MessageType.REKEY_ACK, newKeyId: 2 } });
+  const ackHeader = decodeHeader(ack);
+  const aeadRounds = 20_000;
+  const aeadStart = performance.now();
+  for (let i = 0; i < aeadRounds; i++) {
+    sealFrame({ aead: nodeAead, key, iv: randomBytes(16), header: { deviceId, keyId: 1, sequence: i, sessionId }, message: { type: MessageType.REKEY, newKeyId: 2, newKey } });
+    openFrame(nodeAead, newKey, ack, ackHeader);
+  }
+  const aeadMs = (performance.now() - aeadStart) / aeadRounds;
+
+  const db = new Database(join(dir, 'bare.db'));
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  db.exec('CREATE TABLE k (id INTEGER PRIMARY KEY, key_id INTEGER, key BLOB)');
+  db.prepare('INSERT INTO k VALUES (1, 1, ?)').run(newKey);
+  const update = db.prepare('UPDATE k SET key_id = ?, key = ? WHERE id = 1');
+  const commitRounds = 2000;
+  const cpu = process.cpuUsage();
+  const commitStart = performance.now();
+  for (let i = 0; i < commitRounds; i++) update.run(i, newKey);
+  const commitWallMs = (performance.now() - commitStart) / commitRounds;
+  const commitCpu = process.cpuUsage(cpu);
+  const commitCpuMs = (commitCpu.user + commitCpu.system) / 1000 / commitRounds;
+  db.close();
+  return { cpuMs: aeadMs + commitCpuMs, wallMs: aeadMs + commitWallMs, aeadMs, commitWallMs, commitCpuMs };
+}
