@@ -63,6 +63,8 @@ export interface HubOptions {
   readonly controlPollMs?: number;
   /** How often last-seen times are written; default 5000 ms. */
   readonly lastSeenFlushMs?: number;
+  /** How often a `stats` log line is written; default 60 s. */
+  readonly statsLogMs?: number;
   /** Refuse to start while another live hub process serves the same database; default true. */
   readonly exclusive?: boolean;
   readonly logger?: Logger;

@@ -84,6 +84,7 @@ export interface HubStats {
   droppedSlowReaders: number;
   droppedInputOverflow: number;
   rejectedFrames: number;
+  tlsHandshakeFailures: number;
   rotationsStarted: number;
   rotationsConfirmed: number;
   commitTransactions: number;
@@ -137,6 +138,7 @@ export class LockstepHub extends EventEmitter<HubEvents> {
     droppedSlowReaders: 0,
     droppedInputOverflow: 0,
     rejectedFrames: 0,
+    tlsHandshakeFailures: 0,
     rotationsStarted: 0,
     rotationsConfirmed: 0,
     maxQueuedInputBytes: 0,
@@ -188,6 +190,7 @@ export class LockstepHub extends EventEmitter<HubEvents> {
     this.#every(tickMs, () => this.#tick());
     this.#every(options.controlPollMs ?? 1000, () => this.#pollControl());
     this.#every(options.lastSeenFlushMs ?? 5000, () => this.#flushLastSeen());
+    this.#every(options.statsLogMs ?? 60_000, () => this.#log.info('stats', { ...this.stats() }));
   }
 
   // ---- Library API ----
@@ -303,7 +306,7 @@ export class LockstepHub extends EventEmitter<HubEvents> {
         (socket) => this.#accept(socket, 'tls'),
       );
       // A failed TLS handshake is the peer's problem; it never reaches the core.
-      server.on('tlsClientError', () => this.#counters.rejectedFrames++);
+      server.on('tlsClientError', () => this.#counters.tlsHandshakeFailures++);
       await this.#bind(server, 'tls', options.tls.host ?? DEFAULT_HOST, options.tls.port ?? 0);
     }
   }
