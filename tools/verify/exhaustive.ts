@@ -26,6 +26,7 @@ export interface ExhaustiveOptions {
   readonly pairs: PairMode;
   readonly variant?: Variant;
   readonly store?: StoreFactory;
+  readonly liveViewsOnly?: boolean;
   /** Stop at the first violation (refuting a broken variant). */
   readonly stopAtFirstViolation?: boolean;
   /** Run only first-fault classes with index % of === shard (parallel workers). */
@@ -77,7 +78,7 @@ export function newReport(): ExhaustiveReport {
 /** Runs one schedule; with `visited`, stops early when the state after its last fault was seen before. */
 export function runSchedule(
   schedule: Schedule,
-  options: { variant?: Variant; store?: StoreFactory; profile?: boolean; trace?: boolean; visited?: Set<string> },
+  options: { variant?: Variant; store?: StoreFactory; liveViewsOnly?: boolean; profile?: boolean; trace?: boolean; visited?: Set<string> },
 ): { world: World; merged: boolean; digest: string | undefined } {
   const byStep = new Map(schedule.points.map((p) => [p.step, p.faults]));
   const lastStep = schedule.points.reduce((max, p) => Math.max(max, p.step), 0);
@@ -89,6 +90,7 @@ export function runSchedule(
     ...(options.store ? { store: options.store } : {}),
     profile: options.profile ?? false,
     trace: options.trace ?? false,
+    liveViewsOnly: options.liveViewsOnly ?? false,
     maxSteps: MAX_STEPS,
   });
   let merged = false;
@@ -109,7 +111,11 @@ export function runSchedule(
 
 export function exploreExhaustively(options: ExhaustiveOptions, report = newReport()): ExhaustiveReport {
   const progress = options.onProgress ?? (() => {});
-  const base = { ...(options.variant ? { variant: options.variant } : {}), ...(options.store ? { store: options.store } : {}) };
+  const base = {
+    ...(options.variant ? { variant: options.variant } : {}),
+    ...(options.store ? { store: options.store } : {}),
+    liveViewsOnly: options.liveViewsOnly ?? false,
+  };
   const visited = new Set<string>();
   const stop = () => options.stopAtFirstViolation === true && report.failures.length > 0;
 
@@ -183,7 +189,7 @@ function absorb(report: ExhaustiveReport, world: World, schedule: Schedule): voi
 }
 
 /** Re-runs a failing schedule with the trace on: the readable account, and proof that it reproduces. */
-export function explainFailure(failure: Failure, options: { variant?: Variant; store?: StoreFactory } = {}): string {
+export function explainFailure(failure: Failure, options: { variant?: Variant; store?: StoreFactory; liveViewsOnly?: boolean } = {}): string {
   const { world } = runSchedule(failure.schedule, { ...options, trace: true });
   const again = world.violations[0];
   const reproduced = again !== undefined && again.invariant === failure.violation.invariant && again.step === failure.violation.step;

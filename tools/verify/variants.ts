@@ -1,0 +1,187 @@
+/**
+ * The deliberately broken variants (docs/VERIFICATION.md §5), applied to
+ * the real, unchanged cores through what a host controls. Each must be
+ * caught by the simulation (and its Promela twin by spin, docs/model/).
+ *
+ * 1 device-acks-before-persisting — a keystore that lies: it reports the
+ *   write durable at once and writes the flash WRITE_BACK_MS later.
+ * 2 hub-offers-before-persisting-pending — a database host that reports
+ *   storePending committed at once and commits WRITE_BACK_MS later.
+ * 3 device-seals-old-until-hub-uses-new — an interposer on the device's
+ *   transport re-seals every frame the device sealed under its future key
+ *   with its active key (REKEY_ACK included).
+ * 4 hub-replaces-unconfirmed-pending — a hub host that, when a device's
+ *   connection drops while a rotation is unconfirmed, writes a fresh key
+ *   under the pending id and loads it with the public `reloadDevice`.
+ * 5 hub-persists-promotion-lazily — a database host that reports the
+ *   promotion committed at once and commits WRITE_BACK_MS later.
+ * 6 hub-sends-no-confirmation — an interposer on the hub's transport that
+ *   drops every frame sealed under a key id newer than any it let through
+ *   before: the hub never says anything under the new key.
+ */
+import type { DevicePersistOp } from '../../modules/device/actions';
+import { nodeAead } from '../../hosts/node/crypto';
+import { IV_BYTES } from '../../modules/protocol/constants';
+import { openFrame, sealFrame } from '../../modules/protocol/frame';
+import { withLengthPrefix } from '../../modules/protocol/framing';
+import { decodeHeader } from '../../modules/protocol/header';
+import { DB_COMMIT_MS } from './constants';
+import type { DeviceStore, TornWrite } from './device-store';
+import { Rng } from './rng';
+import type { Variant } from './variant';
+import type { World } from './world';
+
+/** How long a lying store or database takes to really write. */
+export const WRITE_BACK_MS = 2_000;
+
+/** A keystore wrapper that acknowledges writes before they reach the flash. */
+class WriteBackDeviceStore implements DeviceStore {
+  readonly kind: string;
+  readonly #inner: DeviceStore;
+  readonly #world: World;
+  #queue: DevicePersistOp[] = [];
+  #flushAt: number | undefined;
+  lastOps = [] as DeviceStore['lastOps'];
+
+  constructor(inner: DeviceStore, world: World) {
+    this.#inner = inner;
+    this.#world = world;
+    this.kind = `${inner.kind} behind a lying write-back cache`;
+  }
+
+  boot() {
+    this.#queue = [];
+    this.#flushAt = undefined;
+    return this.#inner.boot();
+  }
+
+  apply(op: DevicePersistOp): void {
+    this.#queue.push(op.kind === 'storeFuture' ? { ...op, key: op.key.slice() } : op);
+    this.#flushAt ??= this.#world.now + WRITE_BACK_MS;
+  }
+
+  durable() {
+    return this.#inner.durable();
+  }
+
+  powerLost(): void {
+    this.#queue = [];
+    this.#flushAt = undefined;
+    this.#inner.powerLost();
+  }
+
+  armTornWrite(torn: TornWrite): void {
+    this.#inner.armTornWrite(torn);
+  }
+
+  disarm(): void {
+    this.#inner.disarm();
+  }
+
+  nextDeadline(): number | undefined {
+    return this.#world.device.up ? this.#flushAt : undefined;
+  }
+
+  tick(): void {
+    const queue = this.#queue;
+    this.#queue = [];
+    this.#flushAt = undefined;
+    for (const op of queue) this.#inner.apply(op);
+  }
+
+  layoutDigest(): string {
+    return `${this.#inner.layoutDigest()}+${this.#queue.map((op) => `${op.kind}${op.id}`).join(',')}@${this.#flushAt ?? '-'}`;
+  }
+}
+
+const lying = { ackBeforeCommit: true, commitDelayMs: WRITE_BACK_MS };
+const honest = { ackBeforeCommit: false, commitDelayMs: DB_COMMIT_MS };
+
+/** Per-world memory of interposers (worlds are independent runs). */
+const letThrough = new WeakMap<World, number>();
+const variantRng = new WeakMap<World, Rng>();
+
+function rngOf(world: World): Rng {
+  let rng = variantRng.get(world);
+  if (rng === undefined) {
+    rng = new Rng(world.seed, 21);
+    variantRng.set(world, rng);
+  }
+  return rng;
+}
+
+export const BROKEN_VARIANTS: readonly Variant[] = [
+  {
+    name: 'device-acks-before-persisting',
+    description: 'the device acknowledges a new key before it is in flash (a keystore that lies about durability)',
+    expect: 'safety',
+    wrapDeviceStore: (store, world) => new WriteBackDeviceStore(store, world),
+  },
+  {
+    name: 'hub-offers-before-persisting-pending',
+    description: 'the hub offers its pending key before the database has it (storePending acknowledged before the commit)',
+    expect: 'safety',
+    hubPersistPolicy: (op) => (op.kind === 'storePending' ? lying : honest),
+  },
+  {
+    name: 'device-seals-old-until-hub-uses-new',
+    description: 'the device keeps sealing under its old key until it sees the hub use the new one (an interposer re-seals its frames)',
+    expect: 'liveness',
+    interposeUp: (bytes, world) => {
+      const keys = world.device.core?.keys;
+      if (keys?.future === undefined || bytes.length < 38) return bytes;
+      const frame = bytes.subarray(2);
+      const header = decodeHeader(frame);
+      if (header.keyId !== keys.future.id) return bytes;
+      // Opened with the plain AEAD (this is the sender re-sealing its own frame, not an acceptance).
+      const message = openFrame(nodeAead, keys.future.key, frame, header);
+      const iv = new Uint8Array(IV_BYTES);
+      rngOf(world).fill(iv);
+      const resealed = sealFrame({
+        aead: world.deviceAead,
+        key: keys.active.key,
+        iv,
+        header: { deviceId: header.deviceId, keyId: keys.active.id, sequence: header.sequence, sessionId: header.sessionId },
+        message,
+      });
+      return withLengthPrefix(resealed);
+    },
+  },
+  {
+    name: 'hub-replaces-unconfirmed-pending',
+    description: 'the hub replaces an unconfirmed pending key with a fresh one under the same id (written to the database, loaded with reloadDevice)',
+    expect: 'safety',
+    onHubLinkClosed: (world) => {
+      const hub = world.hub.core;
+      if (hub === undefined) return;
+      const state = hub.deviceState(world.deviceId);
+      if (state.pendingKeyId === undefined || state.persisting || world.db.writes.length > 0) return;
+      const key = new Uint8Array(64);
+      rngOf(world).fill(key);
+      const active = world.db.row(world.deviceId).active;
+      world.db.insert(world.deviceId, { active, pending: { id: state.pendingKeyId, key } });
+      hub.reloadDevice(world.db.record(world.deviceId));
+      world.trace.log(() => `BROKEN HOST replaces the unconfirmed pending key ${state.pendingKeyId} with a fresh one`);
+    },
+  },
+  {
+    name: 'hub-persists-promotion-lazily',
+    description: 'the hub seals under the new key before its promotion is in the database (promote acknowledged before the commit)',
+    expect: 'safety',
+    hubPersistPolicy: (op) => (op.kind === 'promote' ? lying : honest),
+  },
+  {
+    name: 'hub-sends-no-confirmation',
+    description: 'the hub never sends anything under the new key, so nothing confirms it to the device (an interposer drops those frames)',
+    expect: 'liveness',
+    interposeDown: (bytes, world) => {
+      if (bytes.length < 38) return bytes;
+      const header = decodeHeader(bytes.subarray(2));
+      if (header.keyId === 0) return bytes;
+      const highest = letThrough.get(world) ?? world.initialKeyId;
+      if (header.keyId > highest) return new Uint8Array(0);
+      letThrough.set(world, Math.max(highest, header.keyId));
+      return bytes;
+    },
+  },
+];
