@@ -1,0 +1,134 @@
+/**
+ * The keystore with wrapped keys (docs/KEYSTORE.md §10): the same journal
+ * (modules/keystore/keystore.ts, unchanged) stores each 64-byte key wrapped
+ * under the device's key-wrapping key (key-wrap.ts); callers (the device
+ * core, the hosts, provisioning) see plain keys, exactly as with `Keystore`.
+ *
+ * Invariants:
+ * - the journal's guarantees carry over unchanged: every operation here is
+ *   one journal operation on wrapped bytes, and wrapping is deterministic, so
+ *   before-or-after, idempotent repeats and refusals are the journal's own
+ *   (tests/keywrap-keystore.test.ts runs the same power-cut exploration);
+ * - arguments are checked (by the wrapper) before anything is written, with
+ *   the journal's error codes;
+ * - wrapped scratch copies are wiped; returned keys are fresh copies.
+ *
+ * `openKeystore` is the one place that decides between wrapped and plain
+ * storage from the key-wrap partition's content (docs/FIRMWARE.md).
+ */
+import { wipe } from '../bytes';
+import type { CipherPrimitives } from '../crypto/primitives';
+import type { Flash } from '../platform/flash';
+import type { DeviceKeys, KeySlot } from '../platform/keys';
+import { decodeKeyWrapImage, keyWrapImageError } from './key-wrap-image';
+import { KeyWrapper } from './key-wrap';
+import { Keystore } from './keystore';
+import type { MountResult } from './keystore';
+
+/** What the firmware and provisioning use of a keystore; `Keystore` and `WrappedKeystore` both are one. */
+export interface KeyStorage {
+  mount(): MountResult;
+  readonly keys: DeviceKeys;
+  readonly deviceId: Uint8Array;
+  format(deviceId: Uint8Array, initial: KeySlot): void;
+  storeFuture(id: number, key: Uint8Array): void;
+  promote(expectedId?: number): KeySlot;
+}
+
+export class WrappedKeystore implements KeyStorage {
+  readonly #journal: Keystore;
+  readonly #wrapper: KeyWrapper;
+
+  /** Throws LOCAL_BAD_ARGUMENT if the partition cannot hold a journal. */
+  constructor(flash: Flash, wrapper: KeyWrapper) {
+    this.#journal = new Keystore(flash);
+    this.#wrapper = wrapper;
+  }
+
+  mount(): MountResult {
+    const result = this.#journal.mount();
+    if (!result.provisioned) return result;
+    return { provisioned: true, deviceId: result.deviceId, keys: this.#unwrapKeys(result.deviceId, result.keys) };
+  }
+
+  get keys(): DeviceKeys {
+    return this.#unwrapKeys(this.#journal.deviceId, this.#journal.keys);
+  }
+
+  get deviceId(): Uint8Array {
+    return this.#journal.deviceId;
+  }
+
+  format(deviceId: Uint8Array, initial: KeySlot): void {
+    const wrapped = this.#wrapper.wrap(deviceId, initial.id, initial.key);
+    try {
+      this.#journal.format(deviceId, { id: initial.id, key: wrapped });
+    } finally {
+      wipe(wrapped);
+    }
+  }
+
+  storeFuture(id: number, key: Uint8Array): void {
+    const wrapped = this.#wrapper.wrap(this.#journal.deviceId, id, key); // deviceId throws if not mounted
+    try {
+      this.#journal.storeFuture(id, wrapped);
+    } finally {
+      wipe(wrapped);
+    }
+  }
+
+  promote(expectedId?: number): KeySlot {
+    const deviceId = this.#journal.deviceId;
+    return this.#unwrapSlot(deviceId, this.#journal.promote(expectedId));
+  }
+
+  #unwrapKeys(deviceId: Uint8Array, keys: DeviceKeys): DeviceKeys {
+    const active = this.#unwrapSlot(deviceId, keys.active);
+    return keys.future === undefined ? { active } : { active, future: this.#unwrapSlot(deviceId, keys.future) };
+  }
+
+  /** `slot` is the journal's copy: wiped here. */
+  #unwrapSlot(deviceId: Uint8Array, slot: KeySlot): KeySlot {
+    try {
+      return { id: slot.id, key: this.#wrapper.unwrap(deviceId, slot.id, slot.key) };
+    } finally {
+      wipe(slot.key);
+    }
+  }
+}
+
+export interface OpenKeystoreOptions {
+  /** The keystore partition (never flash-encrypted: the journal needs NOR semantics). */
+  readonly flash: Flash;
+  /** The key-wrap partition's bytes, or undefined if the device has none (no partition, no file). */
+  readonly keyWrapImage: Uint8Array | undefined;
+  readonly primitives: CipherPrimitives;
+  /** Refuse plain storage: a missing or erased key-wrap partition is UNPROVISIONED. */
+  readonly requireKeyWrap: boolean;
+  /** Where the plain-storage warning goes. */
+  readonly warn: (line: string) => void;
+}
+
+/**
+ * Chooses the storage from the key-wrap partition:
+ * - a valid image: WrappedKeystore under its KWK;
+ * - none, or erased (every byte 0xFF): plain Keystore with a loud warning
+ *   (development), or UNPROVISIONED if `requireKeyWrap`;
+ * - anything else (foreign, corrupt, truncated, another version): a typed
+ *   error (STORAGE_CORRUPT), never a silent fallback to plain keys.
+ */
+export function openKeystore(options: OpenKeystoreOptions): KeyStorage {
+  const image = options.keyWrapImage === undefined ? undefined : decodeKeyWrapImage(options.keyWrapImage);
+  if (image !== undefined && image.ok) {
+    try {
+      return new WrappedKeystore(options.flash, new KeyWrapper(options.primitives, image.kwk));
+    } finally {
+      wipe(image.kwk);
+    }
+  }
+  if (image !== undefined && image.reason !== 'erased') throw keyWrapImageError(image.reason, image.detail);
+  const why = image === undefined ? 'no key-wrap partition' : 'the key-wrap partition is erased';
+  if (options.requireKeyWrap) throw keyWrapImageError('erased', `${why} and keyWrapRequired is set`);
+  options.warn(`WARNING: ${why}: keys are stored in PLAINTEXT (development only; provision with --key-wrap, docs/FIRMWARE.md)`);
+  return new Keystore(options.flash);
+}
