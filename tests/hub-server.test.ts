@@ -83,7 +83,7 @@ test('rotate(): started, or queued behind a rotation in flight (never replacing 
   expect(hub.rotate(device.deviceId)).toBe('queued'); // starts once key 2 is confirmed
   await until(() => confirmed.length === 2, 'two rotations');
   expect(confirmed).toEqual([2, 3]);
-  expect(device.host.keys.active.id).toBe(3);
+  await until(() => device.host.keys.active.id === 3, 'the device promotes on the CONFIRM');
   // Offline: the pending key waits for the device, and is never replaced meanwhile.
   device.host.stop();
   await until(() => !hub.deviceState(device.deviceId).connected, 'device offline');

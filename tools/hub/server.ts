@@ -23,11 +23,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { createServer, type Server, type Socket } from 'node:net';
-import { createServer as createTlsServer } from 'node:tls';
-import type { AddressInfo } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import type { Aead, RandomSource } from '../../modules/crypto/primitives';
-import { isLockstepError, LockstepError, type ErrorCode } from '../../modules/errors';
+import { isLockstepError, LockstepError } from '../../modules/errors';
 import type { HubAction, HubEvent, HubPersistOp } from '../../modules/hub/actions';
 import { HubCore } from '../../modules/hub/hub';
 import { OUTBOX_MESSAGES } from '../../modules/protocol/constants';
@@ -35,62 +33,14 @@ import { nodeAead, nodeRandom } from '../../hosts/node/crypto';
 import { GroupCommit, type CommitOutcome } from './group-commit';
 import { Link, type Transport } from './link';
 import { silentLogger, type Logger } from './log';
-import { DEFAULT_HOST, DEFAULT_LIMITS, DEFAULT_TCP_PORT, type ConnectionLimits, type HubOptions } from './options';
+import { openListeners } from './listeners';
+import { DEFAULT_LIMITS, type ConnectionLimits, type HubOptions } from './options';
 import { newDeviceRecord, type DeviceRecord } from './records';
 import { RotationScheduler, type RotationPolicy } from './scheduler';
 import { HubStore, type StoredDevice } from './store';
+import type { DeviceView, HubEvents, HubStats, RotateResult } from './types';
 
-/** The hub's typed events (listener arguments). */
-export interface HubEvents {
-  listening: [{ transport: Transport; host: string; port: number }];
-  deviceAdded: [{ deviceId: string }];
-  deviceConnected: [{ deviceId: string; keyId: number; transport: Transport; remoteAddress: string }];
-  deviceDisconnected: [{ deviceId: string }];
-  /** Application data from a device (delivered at most once per hub run; see docs/HUB.md). */
-  data: [{ deviceId: string; payload: Uint8Array }];
-  /** The device acknowledged application data sent with `send` (the id `send` returned). */
-  delivered: [{ deviceId: string; messageId: number }];
-  /** A new pending key is durable; it will be offered to the device. */
-  rotationStarted: [{ deviceId: string; keyId: number }];
-  keyOffered: [{ deviceId: string; keyId: number }];
-  /** The device proved it holds the new key; the promotion is durable and the old key deleted. */
-  keyConfirmed: [{ deviceId: string; keyId: number }];
-  /** A frame or connection was refused (bad bytes, unknown device or key, failed tag...). */
-  rejected: [{ deviceId: string | undefined; code: ErrorCode; remoteAddress: string }];
-  peerError: [{ deviceId: string; code: number; detail: number }];
-  /** A database write failed; the device's state was reloaded from the database. */
-  storageError: [{ deviceId: string; error: Error }];
-}
-
-export interface DeviceView {
-  readonly deviceId: string;
-  readonly activeKeyId: number;
-  readonly pendingKeyId: number | undefined;
-  readonly connected: boolean;
-  readonly persisting: boolean;
-  readonly outboxLength: number;
-  readonly activeSince: number;
-  readonly lastSeenAt: number | undefined;
-}
-
-export type RotateResult = 'started' | 'queued';
-
-export interface HubStats {
-  connections: number;
-  unauthenticated: number;
-  devicesOnline: number;
-  refused: number;
-  evicted: number;
-  droppedSlowReaders: number;
-  droppedInputOverflow: number;
-  rejectedFrames: number;
-  tlsHandshakeFailures: number;
-  rotationsStarted: number;
-  rotationsConfirmed: number;
-  commitTransactions: number;
-  commitOps: number;
-  maxQueuedInputBytes: number;
-}
+export type { DeviceView, HubEvents, HubStats, RotateResult } from './types';
 
 interface DeviceSide {
   persisting: boolean;
@@ -296,39 +246,17 @@ export class LockstepHub extends EventEmitter<HubEvents> {
   // ---- Listening and connections ----
 
   async #listen(options: HubOptions): Promise<void> {
-    if (options.tcp !== false) {
-      const server = createServer({ noDelay: true }, (socket) => this.#accept(socket, 'tcp'));
-      await this.#bind(server, 'tcp', options.tcp?.host ?? DEFAULT_HOST, options.tcp?.port ?? DEFAULT_TCP_PORT);
-    }
-    if (options.tls !== undefined) {
-      const server = createTlsServer(
-        { cert: options.tls.cert, key: options.tls.key, minVersion: 'TLSv1.2', handshakeTimeout: this.#limits.tlsHandshakeTimeoutMs },
-        (socket) => this.#accept(socket, 'tls'),
-      );
-      // A failed TLS handshake is the peer's problem; it never reaches the core.
-      server.on('tlsClientError', () => this.#counters.tlsHandshakeFailures++);
-      await this.#bind(server, 'tls', options.tls.host ?? DEFAULT_HOST, options.tls.port ?? 0);
-    }
-  }
-
-  async #bind(server: Server, transport: Transport, host: string, port: number): Promise<void> {
-    server.maxConnections = this.#limits.maxConnections;
-    // Node refuses connections beyond maxConnections itself ('drop').
-    server.on('drop', () => this.#counters.refused++);
-    this.#servers.push(server);
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ host, port, backlog: 4096 }, () => {
-        server.off('error', reject);
-        resolve();
-      });
+    const listeners = await openListeners(options, this.#limits, {
+      accept: (socket, transport) => this.#accept(socket, transport),
+      refused: () => this.#counters.refused++,
+      tlsHandshakeFailed: () => this.#counters.tlsHandshakeFailures++,
+      log: this.#log,
     });
-    server.on('error', (error) => this.#log.error('listenerError', { transport, message: error.message }));
-    const address = server.address() as AddressInfo;
-    const entry = { transport, host: address.address, port: address.port };
-    this.#addresses.push(entry);
-    this.#log.info('listening', entry);
-    this.#emit('listening', entry);
+    for (const listener of listeners) {
+      this.#servers.push(listener.server);
+      this.#addresses.push(listener.address);
+      this.#emit('listening', listener.address);
+    }
   }
 
   #accept(socket: Socket, transport: Transport): void {
@@ -376,12 +304,11 @@ export class LockstepHub extends EventEmitter<HubEvents> {
         this.#hold(link, chunk);
         return false;
       }
-      if (isLockstepError(error, 'LOCAL_NOT_READY')) {
-        // The core already forgot this connection (it closed it).
-        this.#drop(link, 'closed by core');
-        return true;
-      }
-      throw error;
+      // LOCAL_NOT_READY: the core already forgot this connection. Anything else would be a
+      // core bug; it costs this connection only, and is logged.
+      if (!isLockstepError(error, 'LOCAL_NOT_READY')) this.#log.error('receiveFailed', { connection: link.id, message: (error as Error).message });
+      this.#drop(link, 'closed by core');
+      return true;
     }
     this.#apply(actions);
     return true;
@@ -412,6 +339,7 @@ export class LockstepHub extends EventEmitter<HubEvents> {
             busy = true;
             break;
           }
+          if (!isLockstepError(error, 'LOCAL_NOT_READY')) this.#log.error('receiveFailed', { connection: link.id, message: (error as Error).message });
           this.#drop(link, 'closed by core');
           break;
         }

@@ -1,0 +1,55 @@
+/** The hub library's public types: events, device views, counters. */
+import type { ErrorCode } from '../../modules/errors';
+import type { Transport } from './link';
+
+/** The hub's typed events (listener arguments). */
+export interface HubEvents {
+  listening: [{ transport: Transport; host: string; port: number }];
+  deviceAdded: [{ deviceId: string }];
+  deviceConnected: [{ deviceId: string; keyId: number; transport: Transport; remoteAddress: string }];
+  deviceDisconnected: [{ deviceId: string }];
+  /** Application data from a device (delivered at most once per hub run; see docs/HUB.md). */
+  data: [{ deviceId: string; payload: Uint8Array }];
+  /** The device acknowledged application data sent with `send` (the id `send` returned). */
+  delivered: [{ deviceId: string; messageId: number }];
+  /** A new pending key is durable; it will be offered to the device. */
+  rotationStarted: [{ deviceId: string; keyId: number }];
+  keyOffered: [{ deviceId: string; keyId: number }];
+  /** The device proved it holds the new key; the promotion is durable and the old key deleted. */
+  keyConfirmed: [{ deviceId: string; keyId: number }];
+  /** A frame or connection was refused (bad bytes, unknown device or key, failed tag...). */
+  rejected: [{ deviceId: string | undefined; code: ErrorCode; remoteAddress: string }];
+  peerError: [{ deviceId: string; code: number; detail: number }];
+  /** A database write failed; the device's state was reloaded from the database. */
+  storageError: [{ deviceId: string; error: Error }];
+}
+
+export interface DeviceView {
+  readonly deviceId: string;
+  readonly activeKeyId: number;
+  readonly pendingKeyId: number | undefined;
+  readonly connected: boolean;
+  readonly persisting: boolean;
+  readonly outboxLength: number;
+  readonly activeSince: number;
+  readonly lastSeenAt: number | undefined;
+}
+
+export type RotateResult = 'started' | 'queued';
+
+export interface HubStats {
+  connections: number;
+  unauthenticated: number;
+  devicesOnline: number;
+  refused: number;
+  evicted: number;
+  droppedSlowReaders: number;
+  droppedInputOverflow: number;
+  rejectedFrames: number;
+  tlsHandshakeFailures: number;
+  rotationsStarted: number;
+  rotationsConfirmed: number;
+  commitTransactions: number;
+  commitOps: number;
+  maxQueuedInputBytes: number;
+}
