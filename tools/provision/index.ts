@@ -1,8 +1,10 @@
 /**
  * Provisioning command:
- *   tsx tools/provision/index.ts --out DIR [--force] [--key-id N] [--size BYTES] [--sector-size BYTES]
+ *   tsx tools/provision/index.ts --out DIR [--force] [--key-wrap] [--key-id N] [--size BYTES] [--sector-size BYTES]
  * Writes DIR/keystore.bin (the keystore partition image) and DIR/device.json
- * (the hub record), and prints the record as JSON on stdout.
+ * (the hub record), and prints the record as JSON on stdout. With
+ * --key-wrap also DIR/keywrap.bin (the key-wrap partition image, for flash
+ * encryption), and keystore.bin holds the key wrapped under it.
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { isLockstepError } from '../../modules/errors';
@@ -20,16 +22,27 @@ const program = new Command()
   .description('Create a device id and initial key, the keystore partition image, and the hub record.')
   .requiredOption('--out <dir>', 'output directory (keystore.bin, device.json)')
   .option('--force', 'overwrite existing output', false)
+  .option('--key-wrap', 'also create a key-wrapping key (keywrap.bin) and store the key wrapped under it (docs/FIRMWARE.md, flash encryption)', false)
   .option('--key-id <n>', 'initial key id (u32)', parseU32, 1)
   .option('--size <bytes>', 'keystore partition size', parseU32, KEYSTORE_PARTITION_BYTES)
   .option('--sector-size <bytes>', 'flash sector size', parseU32, FLASH_SECTOR_BYTES)
-  .action((options: { out: string; force: boolean; keyId: number; size: number; sectorSize: number }) => {
+  .action((options: { out: string; force: boolean; keyWrap: boolean; keyId: number; size: number; sectorSize: number }) => {
     try {
-      const result = provisionDevice({ outDir: options.out, force: options.force, keyId: options.keyId, size: options.size, sectorSize: options.sectorSize });
+      const result = provisionDevice({
+        outDir: options.out,
+        force: options.force,
+        keyWrap: options.keyWrap,
+        keyId: options.keyId,
+        size: options.size,
+        sectorSize: options.sectorSize,
+      });
       process.stdout.write(`${JSON.stringify(result.record)}\n`);
       process.stderr.write(
         `wrote ${result.imagePath} (flash it at the keystore partition's offset) and ${result.recordPath} (import it into the hub)\n`,
       );
+      if (result.keyWrapPath !== undefined) {
+        process.stderr.write(`wrote ${result.keyWrapPath} (flash it at the key-wrap partition's offset, with its keystore.bin)\n`);
+      }
     } catch (error) {
       if (!isLockstepError(error)) throw error;
       process.stderr.write(`provision: ${error.message}\n`);

@@ -4,18 +4,31 @@
  * holding them (to flash at the keystore partition's offset), and the
  * record the hub imports. Never overwrites existing output unless forced.
  *
- * Output files are created owner-only (0600): both hold the key.
+ * With `keyWrap` (docs/KEYSTORE.md §10): also a fresh 64-byte key-wrapping
+ * key (KWK), written as the key-wrap partition image (keywrap.bin, for the
+ * partition flagged `encrypted`), and the keystore image then holds the
+ * initial key wrapped under it. The hub record is the same (plain key).
+ * keystore.bin and keywrap.bin belong together: a forced run without
+ * `keyWrap` removes a stale keywrap.bin so the pair cannot be mixed up.
+ *
+ * Output files are created owner-only (0600): all of them are secret.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fchmodSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fchmodSync, fsyncSync, mkdirSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { LockstepError } from '../../modules/errors';
 import { DEVICE_ID_BYTES, KEY_BYTES } from '../../modules/platform/keys';
 import { Keystore } from '../../modules/keystore/keystore';
+import { KEY_WRAP_KEY_BYTES, KeyWrapper } from '../../modules/keystore/key-wrap';
+import { encodeKeyWrapImage } from '../../modules/keystore/key-wrap-image';
+import { WrappedKeystore } from '../../modules/keystore/wrapped-keystore';
+import type { KeyStorage } from '../../modules/keystore/wrapped-keystore';
 import { FLASH_SECTOR_BYTES, KEYSTORE_PARTITION_BYTES, memoryFlash } from '../../hosts/node/flash-memory';
+import { nodePrimitives } from '../../hosts/node/crypto';
 
 export const IMAGE_FILE = 'keystore.bin';
 export const RECORD_FILE = 'device.json';
+export const KEY_WRAP_FILE = 'keywrap.bin';
 
 /** What the hub needs to know about a provisioned device. */
 export interface HubRecord {
@@ -33,12 +46,16 @@ export interface ProvisionOptions {
   readonly sectorSize?: number;
   /** Secure random source; default node:crypto randomBytes. */
   readonly random?: (length: number) => Uint8Array;
+  /** Also create a key-wrapping key (keywrap.bin) and store the key wrapped under it. */
+  readonly keyWrap?: boolean;
 }
 
 export interface ProvisionResult {
   readonly record: HubRecord;
   readonly imagePath: string;
   readonly recordPath: string;
+  /** The key-wrap partition image, with `keyWrap`. */
+  readonly keyWrapPath?: string;
 }
 
 export function provisionDevice(options: ProvisionOptions): ProvisionResult {
@@ -46,7 +63,8 @@ export function provisionDevice(options: ProvisionOptions): ProvisionResult {
   const random = options.random ?? ((length: number) => new Uint8Array(randomBytes(length)));
   const imagePath = join(options.outDir, IMAGE_FILE);
   const recordPath = join(options.outDir, RECORD_FILE);
-  for (const path of [imagePath, recordPath]) {
+  const keyWrapPath = join(options.outDir, KEY_WRAP_FILE);
+  for (const path of [imagePath, recordPath, keyWrapPath]) {
     if (existsSync(path) && options.force !== true) {
       throw new LockstepError('LOCAL_BAD_ARGUMENT', `${path} exists; refusing to overwrite (use --force)`);
     }
@@ -54,22 +72,33 @@ export function provisionDevice(options: ProvisionOptions): ProvisionResult {
   const flash = memoryFlash({ size: options.size ?? KEYSTORE_PARTITION_BYTES, sectorSize: options.sectorSize ?? FLASH_SECTOR_BYTES });
   const deviceId = random(DEVICE_ID_BYTES);
   const key = random(KEY_BYTES);
+  const kwk = options.keyWrap === true ? random(KEY_WRAP_KEY_BYTES) : undefined;
+  const wrapper = kwk === undefined ? undefined : new KeyWrapper(nodePrimitives, kwk);
+  const open = (): KeyStorage => (wrapper === undefined ? new Keystore(flash) : new WrappedKeystore(flash, wrapper));
   try {
-    new Keystore(flash).format(deviceId, { id: keyId, key });
-    const check = new Keystore(flash).mount();
+    open().format(deviceId, { id: keyId, key });
+    const check = open().mount();
     if (!check.provisioned || check.keys.active.id !== keyId || !Buffer.from(check.keys.active.key).equals(Buffer.from(key))) {
       throw new LockstepError('STORAGE_CORRUPT', 'the new image does not mount to the initial key');
     }
     check.keys.active.key.fill(0);
     const record: HubRecord = { deviceId: Buffer.from(deviceId).toString('hex'), keyId, key: Buffer.from(key).toString('hex') };
     mkdirSync(options.outDir, { recursive: true });
+    if (kwk === undefined && existsSync(keyWrapPath)) unlinkSync(keyWrapPath); // forced: never leave a stale pair
+    if (kwk !== undefined) {
+      const keyWrapImage = encodeKeyWrapImage(kwk);
+      writeDurably(keyWrapPath, keyWrapImage, options.force === true);
+      keyWrapImage.fill(0);
+    }
     const image = flash.image();
     writeDurably(imagePath, image, options.force === true);
     image.fill(0);
     writeDurably(recordPath, new TextEncoder().encode(`${JSON.stringify(record, null, 2)}\n`), options.force === true);
-    return { record, imagePath, recordPath };
+    return kwk === undefined ? { record, imagePath, recordPath } : { record, imagePath, recordPath, keyWrapPath };
   } finally {
     key.fill(0);
+    kwk?.fill(0);
+    wrapper?.dispose();
   }
 }
 
