@@ -10,6 +10,10 @@
  * never lost, a future key is lost only if its own store was cut, and no
  * key that was never written can appear.
  *
+ * Every entry point takes an optional `open` (default: the plain journal),
+ * so the same exploration runs through the wrapped keystore
+ * (wrapped-keystore.ts); the model and the checks compare plain keys.
+ *
  * Verification code: portable (runs on XS too); not imported by the firmware.
  * Violations throw a plain Error describing the cut point.
  */
@@ -19,8 +23,14 @@ import { NorFlash, PowerCut } from '../flash/nor-flash';
 import type { FlashOperation } from '../flash/nor-flash';
 import { SeededRandom, enumerateCuts, tornErasePatterns } from '../flash/cut-injection';
 import type { CutEnumeration } from '../flash/cut-injection';
+import type { Flash } from '../platform/flash';
 import { Keystore } from './keystore';
 import type { MountResult } from './keystore';
+import type { KeyStorage } from './wrapped-keystore';
+
+/** Opens the storage under test on a flash; the plain journal unless an option says otherwise. */
+export type OpenKeyStorage = (flash: Flash) => KeyStorage;
+const openPlain: OpenKeyStorage = (flash) => new Keystore(flash);
 
 export type KeystoreOp = { readonly kind: 'storeFuture'; readonly id: number; readonly key: Uint8Array } | { readonly kind: 'promote' };
 
@@ -29,7 +39,7 @@ export interface FlashGeometry {
   readonly sectors: number;
 }
 
-export function applyOp(keystore: Keystore, op: KeystoreOp): void {
+export function applyOp(keystore: KeyStorage, op: KeystoreOp): void {
   if (op.kind === 'storeFuture') keystore.storeFuture(op.id, op.key);
   else keystore.promote();
 }
@@ -69,9 +79,15 @@ function mountedKeys(result: MountResult, deviceId: Uint8Array): DeviceKeys | un
   return result.keys;
 }
 
-/** Mounts a fresh Keystore on `flash` and requires exactly `expected`. */
-export function mountExpecting(flash: NorFlash, deviceId: Uint8Array, expected: DeviceKeys, context: string): Keystore {
-  const keystore = new Keystore(flash);
+/** Mounts a fresh keystore on `flash` and requires exactly `expected`. */
+export function mountExpecting(
+  flash: NorFlash,
+  deviceId: Uint8Array,
+  expected: DeviceKeys,
+  context: string,
+  open: OpenKeyStorage = openPlain,
+): KeyStorage {
+  const keystore = open(flash);
   const got = mountedKeys(keystore.mount(), deviceId);
   if (got === undefined || !keysEqual(got, expected)) {
     throw new Error(`${context}: mounted ${describe(got)}, expected ${describe(expected)}`);
@@ -85,6 +101,8 @@ export interface ExploreOptions {
   readonly rotations: number;
   readonly bitPatterns: CutEnumeration['bitPatterns'];
   readonly seed: number;
+  /** The storage under test (default: the plain journal). */
+  readonly open?: OpenKeyStorage;
 }
 
 export interface ExploreReport {
@@ -108,28 +126,29 @@ function startScript(options: ExploreOptions) {
   const enumeration: CutEnumeration = { bitPatterns: options.bitPatterns, erasePatterns, random };
   const deviceId = random.bytes(DEVICE_ID_BYTES);
   const flash = new NorFlash(options.geometry);
-  const keystore = new Keystore(flash);
+  const open = options.open ?? openPlain;
+  const keystore = open(flash);
   const keys: DeviceKeys = { active: { id: 1 + random.below(1000), key: random.bytes(KEY_BYTES) } };
   keystore.format(deviceId, keys.active);
-  return { random, erasePatterns, enumeration, deviceId, flash, keystore, keys };
+  return { random, erasePatterns, enumeration, deviceId, flash, keystore, keys, open };
 }
 
 export function exploreCuts(options: ExploreOptions): ExploreReport {
-  const { random, enumeration, deviceId, flash, keystore, keys: initial } = startScript(options);
+  const { random, enumeration, deviceId, flash, keystore, keys: initial, open } = startScript(options);
   let keys = initial;
   const report = { operations: 0, flashOperations: 0, compactions: 0, cutPoints: 0, mountedBefore: 0, mountedAfter: 0 };
   for (let step = 0; step < options.rotations * 2; step++) {
     const op = nextRotationStep(keys, random);
     const after = modelAfter(keys, op);
     const snapshot = flash.image();
-    const trace = traceOp(options.geometry, snapshot, deviceId, keys, op);
+    const trace = traceOp(options.geometry, snapshot, deviceId, keys, op, open);
     report.operations++;
     report.flashOperations += trace.length;
     if (trace.some((o) => o.kind === 'erase')) report.compactions++;
     for (const cut of enumerateCuts(trace, enumeration)) {
       const context = `step ${step} (${op.kind}), ${cut.label}`;
       const torn = new NorFlash({ ...options.geometry, image: snapshot });
-      const victim = new Keystore(torn);
+      const victim = open(torn);
       victim.mount();
       torn.armCut(cut.plan);
       try {
@@ -139,7 +158,7 @@ export function exploreCuts(options: ExploreOptions): ExploreReport {
         if (!(error instanceof PowerCut)) throw error;
       }
       torn.restorePower();
-      const resumed = new Keystore(torn);
+      const resumed = open(torn);
       const got = mountedKeys(resumed.mount(), deviceId);
       let now: DeviceKeys;
       if (got !== undefined && keysEqual(got, keys)) {
@@ -156,12 +175,12 @@ export function exploreCuts(options: ExploreOptions): ExploreReport {
       }
       const more = nextRotationStep(now, random);
       applyOp(resumed, more);
-      mountExpecting(torn, deviceId, modelAfter(now, more), `${context}, recovery`);
+      mountExpecting(torn, deviceId, modelAfter(now, more), `${context}, recovery`, open);
       report.cutPoints++;
     }
     applyOp(keystore, op);
     keys = after;
-    mountExpecting(flash, deviceId, keys, `step ${step} without a cut`);
+    mountExpecting(flash, deviceId, keys, `step ${step} without a cut`, open);
   }
   return report;
 }
@@ -175,13 +194,13 @@ export function exploreCuts(options: ExploreOptions): ExploreReport {
  * must never come back.
  */
 export function exploreRetryCuts(options: ExploreOptions): ExploreReport {
-  const { random, erasePatterns, enumeration, deviceId, flash, keystore, keys: initial } = startScript(options);
+  const { random, erasePatterns, enumeration, deviceId, flash, keystore, keys: initial, open } = startScript(options);
   let keys = initial;
   const report = { operations: 0, flashOperations: 0, compactions: 0, cutPoints: 0, mountedBefore: 0, mountedAfter: 0 };
   for (let step = 0; step < options.rotations * 2; step++) {
     const op = nextRotationStep(keys, random);
     const snapshot = flash.image();
-    const trace = traceOp(options.geometry, snapshot, deviceId, keys, op);
+    const trace = traceOp(options.geometry, snapshot, deviceId, keys, op, open);
     report.operations++;
     report.flashOperations += trace.length;
     if (trace.some((o) => o.kind === 'erase')) {
@@ -190,7 +209,7 @@ export function exploreRetryCuts(options: ExploreOptions): ExploreReport {
       const otherAfter = modelAfter(keys, other);
       for (const first of enumerateCuts(trace, enumeration)) {
         const torn = new NorFlash({ ...options.geometry, image: snapshot });
-        const victim = new Keystore(torn);
+        const victim = open(torn);
         victim.mount();
         torn.armCut(first.plan);
         try {
@@ -199,12 +218,12 @@ export function exploreRetryCuts(options: ExploreOptions): ExploreReport {
           if (!(error instanceof PowerCut)) throw error;
         }
         torn.restorePower();
-        if (!keysEqual(mountedKeys(new Keystore(torn).mount(), deviceId) ?? keys, keys)) continue; // "after": nothing to retry
+        if (!keysEqual(mountedKeys(open(torn).mount(), deviceId) ?? keys, keys)) continue; // "after": nothing to retry
         const afterFirst = torn.image();
         for (const pattern of erasePatterns) {
           const context = `step ${step}, first cut ${first.label}, then erase torn: ${pattern.name}`;
           const second = new NorFlash({ ...options.geometry, image: afterFirst });
-          const retry = new Keystore(second);
+          const retry = open(second);
           retry.mount();
           second.armCut({ atOperation: 0, tornErase: pattern.tornErase });
           try {
@@ -214,7 +233,7 @@ export function exploreRetryCuts(options: ExploreOptions): ExploreReport {
             if (!(error instanceof PowerCut)) throw error;
           }
           second.restorePower();
-          const got = mountedKeys(new Keystore(second).mount(), deviceId);
+          const got = mountedKeys(open(second).mount(), deviceId);
           if (got !== undefined && keysEqual(got, keys)) report.mountedBefore++;
           else if (got !== undefined && keysEqual(got, otherAfter)) report.mountedAfter++;
           else throw new Error(`${context}: mounted ${describe(got)}, expected ${describe(keys)} or ${describe(otherAfter)}`);
@@ -228,9 +247,16 @@ export function exploreRetryCuts(options: ExploreOptions): ExploreReport {
   return report;
 }
 
-function traceOp(geometry: FlashGeometry, image: Uint8Array, deviceId: Uint8Array, keys: DeviceKeys, op: KeystoreOp): FlashOperation[] {
+function traceOp(
+  geometry: FlashGeometry,
+  image: Uint8Array,
+  deviceId: Uint8Array,
+  keys: DeviceKeys,
+  op: KeystoreOp,
+  open: OpenKeyStorage,
+): FlashOperation[] {
   const flash = new NorFlash({ ...geometry, image });
-  const keystore = mountExpecting(flash, deviceId, keys, 'trace');
+  const keystore = mountExpecting(flash, deviceId, keys, 'trace', open);
   const trace: FlashOperation[] = [];
   flash.observer = (operation) => trace.push(operation);
   applyOp(keystore, op);
@@ -243,6 +269,8 @@ export interface RandomRunOptions {
   readonly seed: number;
   /** Chance that an operation (and each retry of it) is cut. */
   readonly cutProbability: number;
+  /** The storage under test (default: the plain journal). */
+  readonly open?: OpenKeyStorage;
   /** Called every so often with the rotations done (progress for long runs). */
   readonly onProgress?: (rotations: number) => void;
 }
@@ -266,7 +294,8 @@ export function randomCutRun(options: RandomRunOptions): RandomRunReport {
   const erasePatterns = tornErasePatterns(random.nextU32());
   const deviceId = random.bytes(DEVICE_ID_BYTES);
   const flash = new NorFlash(options.geometry);
-  let keystore = new Keystore(flash);
+  const open = options.open ?? openPlain;
+  let keystore = open(flash);
   let keys: DeviceKeys = { active: { id: 1, key: random.bytes(KEY_BYTES) } };
   keystore.format(deviceId, keys.active);
   const report = { rotations: 0, operations: 0, cuts: 0, mountedBefore: 0, mountedAfter: 0 };
@@ -294,7 +323,7 @@ export function randomCutRun(options: RandomRunOptions): RandomRunReport {
       }
       report.cuts++;
       flash.restorePower();
-      keystore = new Keystore(flash);
+      keystore = open(flash);
       const got = mountedKeys(keystore.mount(), deviceId);
       if (got !== undefined && keysEqual(got, keys)) {
         report.mountedBefore++;
@@ -318,8 +347,8 @@ export function randomCutRun(options: RandomRunOptions): RandomRunReport {
       report.rotations++;
       if (report.rotations % 1000 === 0) options.onProgress?.(report.rotations);
     }
-    if (report.operations % 97 === 0) keystore = mountExpecting(flash, deviceId, keys, `op ${report.operations}`);
+    if (report.operations % 97 === 0) keystore = mountExpecting(flash, deviceId, keys, `op ${report.operations}`, open);
   }
-  mountExpecting(flash, deviceId, keys, 'end of run');
+  mountExpecting(flash, deviceId, keys, 'end of run', open);
   return { ...report, sectorErases: Array.from(flash.sectorErases) };
 }

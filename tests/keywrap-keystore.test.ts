@@ -1,0 +1,156 @@
+// The keystore with wrapped keys (modules/keystore/wrapped-keystore.ts,
+// docs/KEYSTORE.md §10): plain keys in and out, only wrapped bytes in flash,
+// the journal's API rules unchanged, the same power-cut exploration as the
+// plain journal (modules/keystore/cut-harness.ts) on a small geometry, and
+// openKeystore's choice between wrapped and plain storage.
+import { randomBytes } from 'node:crypto';
+import { exploreCuts, exploreRetryCuts, randomCutRun } from '../modules/keystore/cut-harness';
+import type { OpenKeyStorage } from '../modules/keystore/cut-harness';
+import { KeyWrapper } from '../modules/keystore/key-wrap';
+import { encodeKeyWrapImage } from '../modules/keystore/key-wrap-image';
+import { Keystore } from '../modules/keystore/keystore';
+import { WrappedKeystore, openKeystore } from '../modules/keystore/wrapped-keystore';
+import { NorFlash } from '../modules/flash/nor-flash';
+import { isLockstepError } from '../modules/errors';
+import { nodePrimitives } from '../hosts/node/crypto';
+
+const bytes = (n: number) => new Uint8Array(randomBytes(n));
+const geometry = { sectorSize: 512, sectors: 4 };
+
+function contains(haystack: Uint8Array, needle: Uint8Array): boolean {
+  return Buffer.from(haystack).indexOf(Buffer.from(needle)) >= 0;
+}
+
+function codeOf(f: () => unknown): string | undefined {
+  try {
+    f();
+  } catch (error) {
+    return isLockstepError(error) ? error.code : `not typed: ${String(error)}`;
+  }
+  return undefined;
+}
+
+describe('WrappedKeystore', () => {
+  const kwk = bytes(64);
+  const wrapper = () => new KeyWrapper(nodePrimitives, kwk);
+
+  test('plain keys in and out; only wrapped keys in flash, where the plain journal finds them', () => {
+    const flash = new NorFlash(geometry);
+    const deviceId = bytes(8);
+    const active = { id: 10, key: bytes(64) };
+    const future = { id: 11, key: bytes(64) };
+    const store = new WrappedKeystore(flash, wrapper());
+    store.format(deviceId, active);
+    store.storeFuture(future.id, future.key);
+    expect(store.keys).toEqual({ active, future });
+    expect(new WrappedKeystore(flash, wrapper()).mount()).toEqual({ provisioned: true, deviceId, keys: { active, future } });
+
+    const image = flash.image();
+    expect(contains(image, active.key) || contains(image, future.key)).toBe(false);
+    expect(contains(image, active.key.subarray(0, 16)) || contains(image, future.key.subarray(48))).toBe(false);
+    const raw = new Keystore(flash).mount();
+    expect(raw).toMatchObject({ provisioned: true, keys: { active: { id: 10 }, future: { id: 11 } } });
+    if (raw.provisioned) expect(raw.keys.active.key).toEqual(wrapper().wrap(deviceId, 10, active.key));
+
+    expect(store.promote(11)).toEqual(future);
+    expect(store.promote(11)).toEqual(future); // idempotent, as the journal
+    expect(new WrappedKeystore(flash, wrapper()).mount()).toEqual({ provisioned: true, deviceId, keys: { active: future } });
+  });
+
+  test("the journal's rules hold on wrapped keys: same future again is a no-op, another is LOCAL_BUSY, bad ids refused", () => {
+    const flash = new NorFlash(geometry);
+    const store = new WrappedKeystore(flash, wrapper());
+    expect(codeOf(() => store.storeFuture(2, bytes(64)))).toBe('LOCAL_NOT_READY');
+    store.format(bytes(8), { id: 5, key: bytes(64) });
+    const key = bytes(64);
+    store.storeFuture(6, key);
+    const before = flash.image();
+    store.storeFuture(6, key.slice());
+    expect(flash.image()).toEqual(before);
+    expect(codeOf(() => store.storeFuture(6, bytes(64)))).toBe('LOCAL_BUSY');
+    expect(codeOf(() => store.storeFuture(7, bytes(64)))).toBe('LOCAL_BUSY');
+    expect(codeOf(() => store.promote(7))).toBe('LOCAL_BAD_ARGUMENT');
+    expect(codeOf(() => store.storeFuture(6, bytes(63)))).toBe('LOCAL_BAD_ARGUMENT');
+    expect(codeOf(() => store.format(bytes(8), { id: -1, key: bytes(64) }))).toBe('LOCAL_BAD_ARGUMENT');
+    expect(flash.image()).toEqual(before);
+  });
+
+  test('mounted with another KWK: the journal mounts, the keys are different (the hub will reject them)', () => {
+    const flash = new NorFlash(geometry);
+    const active = { id: 1, key: bytes(64) };
+    new WrappedKeystore(flash, wrapper()).format(bytes(8), active);
+    const other = new WrappedKeystore(flash, new KeyWrapper(nodePrimitives, bytes(64))).mount();
+    expect(other.provisioned).toBe(true);
+    if (other.provisioned) expect(other.keys.active.key).not.toEqual(active.key);
+    const blank = new WrappedKeystore(new NorFlash(geometry), wrapper()).mount();
+    expect(blank).toMatchObject({ provisioned: false, reason: 'erased' });
+  });
+});
+
+describe('WrappedKeystore under power cuts (the plain journal exploration, through the wrapper)', () => {
+  const kwk = bytes(64);
+  const open: OpenKeyStorage = (flash) => new WrappedKeystore(flash, new KeyWrapper(nodePrimitives, kwk));
+
+  test('exhaustive cuts, 4 x 512 B, 16 rotations, 8 bit patterns per byte', () => {
+    const report = exploreCuts({ geometry, rotations: 16, bitPatterns: 8, seed: 71, open });
+    console.log(`wrapped, exhaustive: ${JSON.stringify(report)}`);
+    expect(report.compactions).toBeGreaterThanOrEqual(2);
+    expect(report.cutPoints).toBeGreaterThan(8000);
+    expect(report.mountedBefore + report.mountedAfter).toBe(report.cutPoints);
+  });
+
+  test('two cuts: interrupted compaction, then a torn erase while storing another key', () => {
+    const report = exploreRetryCuts({ geometry, rotations: 12, bitPatterns: 2, seed: 72, open });
+    console.log(`wrapped, two cuts: ${JSON.stringify(report)}`);
+    expect(report.compactions).toBeGreaterThanOrEqual(2);
+    expect(report.cutPoints).toBeGreaterThan(1000);
+  });
+
+  test('seeded random cuts over 300 rotations', () => {
+    const report = randomCutRun({ geometry, rotations: 300, seed: 73, cutProbability: 0.5, open });
+    console.log(`wrapped, random: ${JSON.stringify(report)}`);
+    expect(report.cuts).toBeGreaterThan(100);
+    expect(report.mountedAfter).toBeGreaterThan(0);
+  });
+});
+
+describe('openKeystore', () => {
+  const kwk = bytes(64);
+  const deviceId = bytes(8);
+  const active = { id: 3, key: bytes(64) };
+
+  function open(keyWrapImage: Uint8Array | undefined, requireKeyWrap = false, flash = new NorFlash(geometry)) {
+    const warnings: string[] = [];
+    const storage = openKeystore({ flash, keyWrapImage, primitives: nodePrimitives, requireKeyWrap, warn: (line) => warnings.push(line) });
+    return { storage, warnings, flash };
+  }
+
+  test('a valid key-wrap image gives wrapped storage, silently', () => {
+    const image = encodeKeyWrapImage(kwk);
+    const { storage, warnings, flash } = open(image);
+    expect(storage).toBeInstanceOf(WrappedKeystore);
+    expect(warnings).toEqual([]);
+    storage.format(deviceId, active);
+    expect(contains(flash.image(), active.key)).toBe(false);
+    expect(open(image, true, flash).storage.mount()).toEqual({ provisioned: true, deviceId, keys: { active } });
+  });
+
+  test('no partition or an erased one: plain storage with a loud warning, or UNPROVISIONED when required', () => {
+    for (const image of [undefined, new Uint8Array(4096).fill(0xff)]) {
+      const { storage, warnings } = open(image);
+      expect(storage).toBeInstanceOf(Keystore);
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toMatch(/WARNING: .*PLAINTEXT/);
+      expect(codeOf(() => open(image, true))).toBe('UNPROVISIONED');
+    }
+  });
+
+  test('a foreign, corrupt or truncated key-wrap partition is STORAGE_CORRUPT, never a fallback to plain keys', () => {
+    const corrupt = encodeKeyWrapImage(kwk);
+    corrupt[10]! ^= 4;
+    for (const image of [new Uint8Array(4096), bytes(4096), corrupt, encodeKeyWrapImage(kwk).slice(0, 70)]) {
+      expect(codeOf(() => open(image))).toBe('STORAGE_CORRUPT');
+      expect(codeOf(() => open(image, true))).toBe('STORAGE_CORRUPT');
+    }
+  });
+});
