@@ -52,6 +52,10 @@ export interface ExhaustiveReport {
   steps: number;
   checks: number;
   faults: Map<FaultKind, number>;
+  /** The same figures when the singles were done (shards repeat them; see report.ts). */
+  stepsBeforePairs: number;
+  checksBeforePairs: number;
+  faultsBeforePairs: Partial<Record<FaultKind, number>>;
   failures: Failure[];
   violatedInvariants: Map<string, number>;
   worstRecoveryMs: number;
@@ -68,6 +72,9 @@ export function newReport(): ExhaustiveReport {
     steps: 0,
     checks: 0,
     faults: new Map(),
+    stepsBeforePairs: 0,
+    checksBeforePairs: 0,
+    faultsBeforePairs: {},
     failures: [],
     violatedInvariants: new Map(),
     worstRecoveryMs: 0,
@@ -148,6 +155,9 @@ export function exploreExhaustively(options: ExhaustiveOptions, report = newRepo
     representatives.push({ point, profiles: options.pairs === 'none' ? [] : world.profiles, members: [point] });
   }
   report.singles.classes = representatives.length;
+  report.stepsBeforePairs = report.steps;
+  report.checksBeforePairs = report.checks;
+  report.faultsBeforePairs = Object.fromEntries(report.faults);
   progress(`singles: ${singles.length} schedules, ${representatives.length} distinct states after the fault`);
   if (options.pairs === 'none') return report;
 
