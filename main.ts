@@ -20,8 +20,7 @@ import { bytesEqual, toHex } from './modules/bytes';
 import { DeviceCore } from './modules/device/device';
 import type { DeviceEvent } from './modules/device/actions';
 import { LockstepError } from './modules/errors';
-import { Keystore } from './modules/keystore/keystore';
-import type { Flash } from './modules/platform/flash';
+import type { KeyStorage } from './modules/keystore/wrapped-keystore';
 import { decodeCommand, encodeReply, encodeTelemetry, printable } from './hosts/moddable/app-messages';
 import { MonotonicClock } from './hosts/moddable/clock';
 import { parseFirmwareConfig } from './hosts/moddable/config';
@@ -41,15 +40,14 @@ const rawConfig = config as Readonly<Record<string, unknown>> & { file?: { root?
 const settings = parseFirmwareConfig(rawConfig, rawConfig.file?.root ?? '');
 log(`${platform.name}: hub ${settings.hubHost}:${settings.hubPort} ${settings.tls ? 'TLS' : 'TCP'}, aead ${platform.aead.name}`);
 
-let flash: Flash | undefined;
+let keystore: KeyStorage | undefined;
 let activeKeyId = 0;
 let telemetrySeq = 0;
 let telemetryTimer: Timer | undefined;
 
 /** Mounts the keystore and builds a core from it (again after a keystore failure). */
-function createCore(): { core: DeviceCore; keystore: Keystore } {
-  flash ??= platform.openKeystoreFlash(settings);
-  const keystore = new Keystore(flash);
+function createCore(): { core: DeviceCore; keystore: KeyStorage } {
+  keystore ??= platform.openKeystore(settings, log); // wrapped or plain: docs/FIRMWARE.md, flash encryption
   const mounted = keystore.mount();
   if (!mounted.provisioned) throw new LockstepError('UNPROVISIONED', `${mounted.reason}: ${mounted.detail}`);
   if (settings.deviceId !== undefined && !bytesEqual(settings.deviceId, mounted.deviceId)) {

@@ -121,7 +121,7 @@ describe('openKeystore', () => {
 
   function open(keyWrapImage: Uint8Array | undefined, requireKeyWrap = false, flash = new NorFlash(geometry)) {
     const warnings: string[] = [];
-    const storage = openKeystore({ flash, keyWrapImage, primitives: nodePrimitives, requireKeyWrap, warn: (line) => warnings.push(line) });
+    const storage = openKeystore({ openFlash: () => flash, keyWrapImage, primitives: nodePrimitives, requireKeyWrap, warn: (line) => warnings.push(line) });
     return { storage, warnings, flash };
   }
 

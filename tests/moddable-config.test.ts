@@ -40,6 +40,18 @@ describe('parseFirmwareConfig', () => {
     expect(parseFirmwareConfig({ keystoreImage: '/var/ks.bin' }, '/tmp/').keystoreImage).toBe('/var/ks.bin');
   });
 
+  test('key wrapping: partition label, image file under the file root, not required by default', () => {
+    expect(parseFirmwareConfig({}, '/tmp/')).toMatchObject({
+      keyWrapPartition: 'lskeywrap',
+      keyWrapImage: '/tmp/lockstep-keywrap.bin',
+      keyWrapRequired: false,
+    });
+    expect(parseFirmwareConfig({ keyWrapImage: '/var/kw.bin', keyWrapRequired: 'true' }, '/tmp/')).toMatchObject({
+      keyWrapImage: '/var/kw.bin',
+      keyWrapRequired: true,
+    });
+  });
+
   test('empty Wi-Fi settings mean none', () => {
     expect(parseFirmwareConfig({ ssid: '', password: '' })).toMatchObject({ ssid: undefined, password: undefined });
     expect(parseFirmwareConfig({ ssid: 'home', password: 'secret' })).toMatchObject({ ssid: 'home', password: 'secret' });
@@ -62,6 +74,8 @@ describe('parseFirmwareConfig', () => {
     [{ keystoreBytes: '0' }, 'keystoreBytes'],
     [{ telemetryMs: '-1' }, 'telemetryMs'],
     [{ keystorePartition: 7 }, 'keystorePartition'],
+    [{ keyWrapPartition: '' }, 'keyWrapPartition'],
+    [{ keyWrapRequired: 'yes' }, 'keyWrapRequired'],
   ])('refuses %j naming the key', (raw, key) => {
     expect(badKey(raw)).toContain(`config ${key}:`);
   });

@@ -42,7 +42,7 @@ test('--key-wrap: keywrap.bin + keystore.bin mount through the wrapper to the ke
   // What the firmware does: openKeystore picks the wrapped storage from the image.
   const warnings: string[] = [];
   const storage = openKeystore({
-    flash: memoryFlash({ image: read(imagePath) }),
+    openFlash: () => memoryFlash({ image: read(imagePath) }),
     keyWrapImage,
     primitives: nodePrimitives,
     requireKeyWrap: true,

@@ -37,6 +37,12 @@ export interface FirmwareConfig {
   readonly keystoreImage: string;
   /** Simulator: size of that image; a multiple of KEYSTORE_SECTOR_BYTES. */
   readonly keystoreBytes: number;
+  /** ESP32: label of the key-wrap partition (flagged `encrypted`; docs/FIRMWARE.md, flash encryption). */
+  readonly keyWrapPartition: string;
+  /** Simulator: path of the key-wrap image file (provision --key-wrap's keywrap.bin). */
+  readonly keyWrapImage: string;
+  /** Refuse to run with plain keys: a missing or erased key-wrap partition is UNPROVISIONED. */
+  readonly keyWrapRequired: boolean;
   /** ESP32: Wi-Fi credentials; no SSID means the network is already up (simulator). */
   readonly ssid: string | undefined;
   readonly password: string | undefined;
@@ -62,6 +68,7 @@ export function parseFirmwareConfig(raw: Readonly<Record<string, unknown>>, file
   const keystoreBytes = readInteger(raw, 'keystoreBytes', 16384, KEYSTORE_SECTOR_BYTES, MAX_KEYSTORE_BYTES);
   if (keystoreBytes % KEYSTORE_SECTOR_BYTES !== 0) throw bad('keystoreBytes', `must be a multiple of ${KEYSTORE_SECTOR_BYTES}`);
   const image = readString(raw, 'keystoreImage', 'lockstep-keystore.bin');
+  const keyWrapImage = readString(raw, 'keyWrapImage', 'lockstep-keywrap.bin');
   return {
     hubHost: host,
     hubPort,
@@ -75,6 +82,9 @@ export function parseFirmwareConfig(raw: Readonly<Record<string, unknown>>, file
     keystorePartition: readString(raw, 'keystorePartition', 'keystore'),
     keystoreImage: image.startsWith('/') ? image : fileRoot + image,
     keystoreBytes,
+    keyWrapPartition: readString(raw, 'keyWrapPartition', 'lskeywrap'),
+    keyWrapImage: keyWrapImage.startsWith('/') ? keyWrapImage : fileRoot + keyWrapImage,
+    keyWrapRequired: readBoolean(raw, 'keyWrapRequired', false),
     ssid: readOptionalString(raw, 'ssid'),
     password: readOptionalString(raw, 'password'),
   };

@@ -2,15 +2,22 @@
  * The ESP32 platform, mapped as `hosts/moddable/platform`.
  * - AEAD and randomness: the native module (hosts/moddable/native): the
  *   chip's AES/SHA accelerators and hardware RNG through ESP-IDF;
- * - keystore flash: the SDK's `flash` module on the `keystore` data
- *   partition of partitions.csv;
+ * - keystore: the SDK's `flash` module on the `keystore` data partition of
+ *   partitions.csv (never encrypted: the journal needs NOR semantics), keys
+ *   wrapped under the KWK read from the `lskeywrap` partition (flagged
+ *   `encrypted`: esp_partition_read decrypts it, see key-wrap-source.ts);
+ *   plain keys with a loud warning if that partition is blank
+ *   (development), refused if `keyWrapRequired` (docs/FIRMWARE.md);
  * - network: Wi-Fi station mode from config `ssid` / `password`; `ready` is
  *   called on the first IP address. Later drops are left to the ESP-IDF
  *   Wi-Fi driver (it reconnects) and to the host's socket reconnect loop.
  */
 import Flash from 'flash';
 import WiFi from 'wifi';
-import { nativeAead, nativeRandom } from './native/native-aead';
+import { wipe } from '../../modules/bytes';
+import { openKeystore } from '../../modules/keystore/wrapped-keystore';
+import { readKeyWrapPartition, type SdkFlashReader } from './key-wrap-source';
+import { nativeAead, nativePrimitives, nativeRandom } from './native/native-aead';
 import { PartitionFlash, type SdkFlash } from './partition-flash';
 import type { Platform } from './platform-types';
 
@@ -21,9 +28,22 @@ export const platform: Platform = {
   name: 'esp32',
   aead: nativeAead,
   random: nativeRandom,
-  // The cast: the typings widen read() to ArrayBuffer | HostBuffer for its optional
-  // third argument, which PartitionFlash never passes (then it is an ArrayBuffer).
-  openKeystoreFlash: (config) => new PartitionFlash(new Flash(config.keystorePartition) as unknown as SdkFlash),
+  openKeystore(config, log) {
+    // The casts: the typings widen read() to ArrayBuffer | HostBuffer for its optional
+    // third argument, which neither caller passes (then it is an ArrayBuffer).
+    const keyWrapImage = readKeyWrapPartition((label) => new Flash(label) as unknown as SdkFlashReader, config.keyWrapPartition);
+    try {
+      return openKeystore({
+        openFlash: () => new PartitionFlash(new Flash(config.keystorePartition) as unknown as SdkFlash),
+        keyWrapImage,
+        primitives: nativePrimitives,
+        requireKeyWrap: config.keyWrapRequired,
+        warn: log,
+      });
+    } finally {
+      wipe(keyWrapImage);
+    }
+  },
   startNetwork(config, log, ready) {
     if (config.ssid === undefined) {
       log('Wi-Fi: no ssid configured; assuming the network is up');

@@ -5,7 +5,7 @@
  * TypeScript); main.ts only sees this interface.
  */
 import type { Aead, RandomSource } from '../../modules/crypto/primitives';
-import type { Flash } from '../../modules/platform/flash';
+import type { KeyStorage } from '../../modules/keystore/wrapped-keystore';
 import type { FirmwareConfig } from './config';
 
 export interface Platform {
@@ -14,8 +14,14 @@ export interface Platform {
   readonly aead: Aead;
   /** Secure randomness: hardware RNG on ESP32, the OS source in the simulator. Never Math.random. */
   readonly random: RandomSource;
-  /** The keystore's flash: the keystore partition on ESP32, a file-backed NOR image in the simulator. */
-  openKeystoreFlash(config: FirmwareConfig): Flash;
+  /**
+   * The keystore (not mounted yet): on the keystore partition (ESP32) or a
+   * file-backed NOR image (simulator), with keys wrapped under the key-wrap
+   * partition's (or file's) KWK when it holds one, plain with a loud `log`
+   * warning when there is none or it is erased (unless keyWrapRequired).
+   * Throws a typed LockstepError if the key-wrap image is unusable.
+   */
+  openKeystore(config: FirmwareConfig, log: (line: string) => void): KeyStorage;
   /** Brings the network up (Wi-Fi on ESP32, nothing in the simulator) and calls `ready` once. */
   startNetwork(config: FirmwareConfig, log: (line: string) => void, ready: () => void): void;
 }

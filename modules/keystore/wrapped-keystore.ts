@@ -98,8 +98,12 @@ export class WrappedKeystore implements KeyStorage {
 }
 
 export interface OpenKeystoreOptions {
-  /** The keystore partition (never flash-encrypted: the journal needs NOR semantics). */
-  readonly flash: Flash;
+  /**
+   * Opens the keystore partition (never flash-encrypted: the journal needs
+   * NOR semantics); called only once the key-wrap partition was accepted, so
+   * a refusal leaves nothing open.
+   */
+  readonly openFlash: () => Flash;
   /** The key-wrap partition's bytes, or undefined if the device has none (no partition, no file). */
   readonly keyWrapImage: Uint8Array | undefined;
   readonly primitives: CipherPrimitives;
@@ -121,7 +125,7 @@ export function openKeystore(options: OpenKeystoreOptions): KeyStorage {
   const image = options.keyWrapImage === undefined ? undefined : decodeKeyWrapImage(options.keyWrapImage);
   if (image !== undefined && image.ok) {
     try {
-      return new WrappedKeystore(options.flash, new KeyWrapper(options.primitives, image.kwk));
+      return new WrappedKeystore(options.openFlash(), new KeyWrapper(options.primitives, image.kwk));
     } finally {
       wipe(image.kwk);
     }
@@ -130,5 +134,5 @@ export function openKeystore(options: OpenKeystoreOptions): KeyStorage {
   const why = image === undefined ? 'no key-wrap partition' : 'the key-wrap partition is erased';
   if (options.requireKeyWrap) throw keyWrapImageError('erased', `${why} and keyWrapRequired is set`);
   options.warn(`WARNING: ${why}: keys are stored in PLAINTEXT (development only; provision with --key-wrap, docs/FIRMWARE.md)`);
-  return new Keystore(options.flash);
+  return new Keystore(options.openFlash());
 }
