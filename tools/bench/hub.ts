@@ -20,7 +20,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { nodeAead } from '../../hosts/node/crypto';
+import { nodeAead, nodeRandom } from '../../hosts/node/crypto';
+import { HubCore } from '../../modules/hub/hub';
 import { MessageType } from '../../modules/protocol/constants';
 import { openFrame, sealFrame } from '../../modules/protocol/frame';
 import { decodeHeader } from '../../modules/protocol/header';
@@ -169,6 +170,11 @@ export async function run(): Promise<void> {
       `at saturation           ${best.rate.toFixed(0)} rotations/s with ${best.inFlight} in flight; p50 ${best.p50.toFixed(1)} ms, p99 ${best.p99.toFixed(1)} ms; ` +
         `hub ${(best.cpuPerRotationMs * 1000).toFixed(0)} µs CPU per rotation = ${(best.cpuPerRotationMs / bare.cpuMs).toFixed(1)}× the bare work's CPU`,
     );
+    const scan = persistedScanCost(deviceCount);
+    console.log(
+      `core persisted() cost   ${scan.small.toFixed(1)} µs per rotate+persisted with 100 open connections, ${scan.large.toFixed(1)} µs with ${deviceCount} ` +
+        `(HubCore.persisted scans every connection; see docs/HUB.md §10)`,
+    );
     console.log(
       `goals                   connected ${online >= 10_000 ? 'met' : 'NOT met'} (${online}); rotations/s ${best.rate >= 2000 ? 'met' : 'NOT met'} (${best.rate.toFixed(0)}); ` +
         `both processes share this machine's ${(await import('node:os')).cpus().length} cores`,
@@ -178,6 +184,25 @@ export async function run(): Promise<void> {
     await hub?.close();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** HubCore alone: the cost of rotate + persisted for one device while `connections` other connections are open. */
+function persistedScanCost(connections: number): { small: number; large: number } {
+  const measure = (count: number): number => {
+    const records = Array.from({ length: count }, () => newDeviceRecord());
+    const core = new HubCore({ aead: nodeAead, random: nodeRandom, devices: records });
+    for (let i = 0; i < count; i++) core.opened(i, 0);
+    const first = records[0] as (typeof records)[number];
+    const rounds = 2000;
+    const start = performance.now();
+    for (let i = 0; i < rounds; i++) {
+      core.rotate(first.deviceId, 0);
+      core.persisted(first.deviceId, 0);
+      core.reloadDevice({ deviceId: first.deviceId, active: first.active });
+    }
+    return ((performance.now() - start) * 1000) / rounds;
+  };
+  return { small: measure(100), large: measure(connections) };
 }
 
 function percentile(sorted: number[], q: number): number {
