@@ -279,6 +279,19 @@ describe('ESP32 partition table', () => {
     expect(docs).toContain(`write_flash 0x${keystore!.offset.toString(16).toUpperCase()}`);
   });
 
+  test('has a 4 KiB key-wrap partition flagged encrypted, named by the config, flashed where the docs say', () => {
+    const keyWrap = rows.find((row) => row.name === parseFirmwareConfig({}).keyWrapPartition);
+    expect(keyWrap).toMatchObject({ type: 'data', size: 0x1000, flags: 'encrypted' });
+    expect(keyWrap!.offset % 0x1000).toBe(0);
+    const docs = readFileSync(join(ROOT, 'docs/FIRMWARE.md'), 'utf8');
+    expect(docs).toContain(`0x${keyWrap!.offset.toString(16).toUpperCase()} provisioned/dev1/keywrap.bin`);
+    // Only the key-wrap partition and ESP-IDF's NVS key partition are flagged:
+    // the journal needs NOR semantics; NVS encryption (on by default with flash
+    // encryption) needs an encrypted nvs_keys partition for nvs_flash_init().
+    expect(rows.filter((row) => row.flags !== '').map((row) => row.name)).toEqual([keyWrap!.name, 'nvs_key']);
+    expect(rows.find((row) => row.name === 'nvs_key')).toMatchObject({ type: 'data', subtype: 'nvs_keys', size: 0x1000 });
+  });
+
   test('partitions are aligned, ordered, non-overlapping and fit a 4 MB flash', () => {
     let end = 0x9000; // after the bootloader and the partition table at 0x8000
     for (const row of rows) {
@@ -289,6 +302,6 @@ describe('ESP32 partition table', () => {
       end = row.offset + row.size;
     }
     expect(end).toBeLessThanOrEqual(4 * 1024 * 1024);
-    expect(rows.map((row) => row.name)).toEqual(['nvs', 'phy_init', 'factory', 'keystore']);
+    expect(rows.map((row) => row.name)).toEqual(['nvs', 'phy_init', 'factory', 'keystore', 'lskeywrap', 'nvs_key']);
   });
 });

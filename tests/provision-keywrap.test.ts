@@ -89,3 +89,20 @@ test('CLI: --key-wrap writes keywrap.bin next to keystore.bin and device.json', 
   });
   expect(JSON.parse(readFileSync(join(dir, RECORD_FILE), 'utf8'))).toEqual(printed);
 });
+
+test('hub CLI: provision --out --key-wrap writes the same trio; --key-wrap without --out is refused', () => {
+  const tsx = join(__dirname, '..', 'node_modules', '.bin', 'tsx');
+  const cli = join(__dirname, '..', 'tools', 'hub', 'cli.ts');
+  const db = join(dir, 'hub.db');
+  const out = join(dir, 'dev');
+  const run = spawnSync(tsx, [cli, 'provision', '--db', db, '--out', out, '--key-wrap'], { encoding: 'utf8' });
+  expect(run.status).toBe(0);
+  const printed = JSON.parse(run.stdout.trim());
+  const wrapper = new KeyWrapper(nodePrimitives, keyWrapKeyFromImage(read(join(out, KEY_WRAP_FILE))));
+  expect(new WrappedKeystore(memoryFlash({ image: read(join(out, IMAGE_FILE)) }), wrapper).mount()).toMatchObject({
+    keys: { active: { id: printed.keyId, key: Uint8Array.from(Buffer.from(printed.key, 'hex')) } },
+  });
+  const refused = spawnSync(tsx, [cli, 'provision', '--db', join(dir, 'other.db'), '--key-wrap'], { encoding: 'utf8' });
+  expect(refused.status).toBe(1);
+  expect(refused.stderr).toMatch(/--key-wrap needs --out/);
+});
