@@ -140,7 +140,13 @@ program
   .option('--count <n>', 'how many devices', integerArg, 1)
   .option('--import <file...>', 'import hub records written by tools/provision (device.json) instead')
   .option('--force', 'overwrite existing output files', false)
-  .action((flags: { db: string; out?: string; count: number; import?: string[]; force: boolean }) => {
+  .option('--key-wrap', 'with --out: also write a key-wrapping key (keywrap.bin) and wrap the key in keystore.bin (docs/FIRMWARE.md, flash encryption)', false)
+  .action((flags: { db: string; out?: string; count: number; import?: string[]; force: boolean; keyWrap: boolean }) => {
+    if (flags.keyWrap && (flags.out === undefined || flags.import !== undefined)) {
+      process.stderr.write('provision: --key-wrap needs --out (it writes keywrap.bin next to keystore.bin)\n');
+      process.exitCode = 1;
+      return;
+    }
     const store = new HubStore(flags.db);
     try {
       const records: DeviceRecord[] = [];
@@ -152,7 +158,7 @@ program
             records.push(newDeviceRecord());
           } else {
             const outDir = flags.count === 1 ? flags.out : join(flags.out, `device-${i}`);
-            records.push(parseHubRecord(provisionDevice({ outDir, force: flags.force }).record));
+            records.push(parseHubRecord(provisionDevice({ outDir, force: flags.force, keyWrap: flags.keyWrap }).record));
           }
         }
       }
