@@ -4,8 +4,8 @@
  * at any moment and restarted from its database on the same port.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { buildSync } from 'esbuild';
 import type { HubAppConfig } from './hub-app';
@@ -23,17 +23,19 @@ const bundles = new Map<string, string>();
 
 /**
  * Bundles a program of this repository (path relative to the root) into a
- * temporary .cjs with esbuild, for fast child-process starts; better-sqlite3
- * stays external and is resolved through NODE_PATH (see `childEnv`).
+ * .cjs with esbuild, for fast child-process starts. The file lands in
+ * node_modules/.cache/lockstep under a name derived from its content
+ * (written atomically), so concurrent test workers share it and nothing
+ * piles up in /tmp; better-sqlite3 stays external.
  */
 export function bundleProgram(entry: string): string {
   const cached = bundles.get(entry);
   if (cached !== undefined) return cached;
   const root = repositoryRoot();
-  const outfile = join(mkdtempSync(join(tmpdir(), 'lockstep-bundle-')), `${entry.replace(/[^a-z0-9]+/gi, '-')}.cjs`);
-  buildSync({
+  const result = buildSync({
     entryPoints: [join(root, entry)],
-    outfile,
+    write: false,
+    outfile: 'bundle.cjs',
     bundle: true,
     platform: 'node',
     format: 'cjs',
@@ -41,8 +43,19 @@ export function bundleProgram(entry: string): string {
     external: ['better-sqlite3'],
     logLevel: 'error',
   });
-  bundles.set(entry, outfile);
-  return outfile;
+  const contents = result.outputFiles[0]?.contents;
+  if (contents === undefined) throw new Error(`esbuild produced nothing for ${entry}`);
+  const dir = join(root, 'node_modules', '.cache', 'lockstep');
+  mkdirSync(dir, { recursive: true });
+  const name = `${entry.replace(/[^a-z0-9]+/gi, '-')}-${createHash('sha256').update(contents).digest('hex').slice(0, 16)}.cjs`;
+  const path = join(dir, name);
+  if (!existsSync(path)) {
+    const temporary = `${path}.${process.pid}.tmp`;
+    writeFileSync(temporary, contents);
+    renameSync(temporary, path);
+  }
+  bundles.set(entry, path);
+  return path;
 }
 
 /** The environment for a bundled child: node_modules of this repository on NODE_PATH. */
