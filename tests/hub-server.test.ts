@@ -4,7 +4,7 @@
  * count-based rotation, requests from the CLI, a write that does not apply,
  * the exclusive lock, restart from the database, the connection cap.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +12,11 @@ import Database from 'better-sqlite3';
 import { isLockstepError } from '../modules/errors';
 import { LockstepHub } from '../tools/hub/server';
 import { HubStore } from '../tools/hub/store';
-import { newDeviceRecord } from '../tools/hub/records';
+import { newDeviceRecord, parseHubRecord } from '../tools/hub/records';
+import { provisionDevice } from '../tools/provision/provision';
+import { CuttableFlash } from '../hosts/node/cuttable-flash';
+import { FileFlash } from '../hosts/node/flash-file';
+import { FlashKeyStorage } from '../hosts/node/flash-key-storage';
 import { provisionSimulatedDevice, SimulatedDevice } from '../tools/demo/fleet';
 
 let dir: string;
@@ -190,4 +194,32 @@ test('connections beyond the cap are refused at accept', async () => {
   expect(hub.stats().connections).toBe(3);
   for (const s of sockets) s.destroy();
   await Promise.all(closed);
+});
+
+test('a device whose keystore image is key-wrapped (provision --key-wrap) rotates and keeps its keys across reboots', async () => {
+  const hub = await startHub();
+  const result = provisionDevice({ outDir: join(dir, 'wrapped'), keyWrap: true });
+  const record = hub.provision(parseHubRecord(result.record));
+  const keyWrapImage = new Uint8Array(readFileSync(join(dir, 'wrapped', 'keywrap.bin')));
+  const flash = new CuttableFlash(new FileFlash(result.imagePath, { create: false }));
+  const device = new SimulatedDevice({ record, recordJson: result.record, flash }, {
+    endpoint: () => ({ host: '127.0.0.1', port: hub.addresses[0]?.port as number }),
+    host: { reconnectInitialMs: 20, reconnectMaxMs: 200 },
+    keyWrapImage,
+  });
+  devices.push(device);
+  device.start();
+  await until(() => device.host.online, 'device online');
+  hub.rotate(device.deviceId);
+  await until(() => device.host.keys.active.id === 2, 'rotation');
+  device.host.powerCycle();
+  await until(() => device.host.online, 'back online after the reboot');
+  expect(device.host.keys.active.id).toBe(2);
+  // The journal holds the key wrapped: read without the KWK it is not the key the hub shares.
+  const plain = new FlashKeyStorage(flash).mount();
+  expect(plain.keys.active.id).toBe(2);
+  expect(plain.keys.active.key).not.toEqual(hub.deviceKeys(device.deviceId).active.key);
+  device.stop();
+  device.close();
+  devices.splice(devices.indexOf(device), 1);
 });

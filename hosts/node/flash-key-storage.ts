@@ -1,27 +1,44 @@
 /**
  * The device host's key storage over the flash keystore
- * (modules/keystore/keystore.ts): every mount is a boot (power restored
- * first when the flash supports cuts), every write is durable on return.
+ * (modules/keystore/keystore.ts, or its key-wrapped form): every mount is a
+ * boot (power restored first when the flash supports cuts), every write is
+ * durable on return.
  * Storage refusals and flash failures propagate as thrown errors; the
  * device host then reboots and mounts again.
  */
 import { LockstepError } from '../../modules/errors';
 import { Keystore } from '../../modules/keystore/keystore';
+import { openKeystore, type KeyStorage } from '../../modules/keystore/wrapped-keystore';
 import type { Flash } from '../../modules/platform/flash';
 import type { DeviceKeys, KeySlot } from '../../modules/platform/keys';
+import { nodePrimitives } from './crypto';
 import type { DeviceKeyStorage } from './device-host';
+
+export interface FlashKeyStorageOptions {
+  /**
+   * The key-wrap partition image (keywrap.bin from `provision --key-wrap`):
+   * keys in the journal are then wrapped under its KWK (docs/KEYSTORE.md §10).
+   * Absent: the plain journal.
+   */
+  readonly keyWrapImage?: Uint8Array;
+}
 
 export class FlashKeyStorage implements DeviceKeyStorage {
   readonly flash: Flash & { restorePower?(): void };
-  #keystore: Keystore | undefined;
+  readonly #keyWrapImage: Uint8Array | undefined;
+  #keystore: KeyStorage | undefined;
 
-  constructor(flash: Flash & { restorePower?(): void }) {
+  constructor(flash: Flash & { restorePower?(): void }, options: FlashKeyStorageOptions = {}) {
     this.flash = flash;
+    this.#keyWrapImage = options.keyWrapImage?.slice();
   }
 
   mount(): { deviceId: Uint8Array; keys: DeviceKeys } {
     this.flash.restorePower?.();
-    const keystore = new Keystore(this.flash);
+    const keystore: KeyStorage =
+      this.#keyWrapImage === undefined
+        ? new Keystore(this.flash)
+        : openKeystore({ openFlash: () => this.flash, keyWrapImage: this.#keyWrapImage, primitives: nodePrimitives, requireKeyWrap: true, warn: () => {} });
     const result = keystore.mount();
     if (!result.provisioned) throw new LockstepError('UNPROVISIONED', `${result.reason}: ${result.detail}`);
     this.#keystore = keystore;
@@ -33,12 +50,10 @@ export class FlashKeyStorage implements DeviceKeyStorage {
   }
 
   promote(id: number): void {
-    const keystore = this.#mounted();
-    if (keystore.keys.future?.id !== id) throw new LockstepError('LOCAL_BAD_ARGUMENT', `no future key ${id} to promote`);
-    keystore.promote();
+    this.#mounted().promote(id);
   }
 
-  #mounted(): Keystore {
+  #mounted(): KeyStorage {
     if (this.#keystore === undefined) throw new LockstepError('LOCAL_NOT_READY', 'keystore not mounted');
     return this.#keystore;
   }

@@ -5,7 +5,8 @@
  * sends a telemetry sample every --every, prints what it receives and every
  * key change, and keeps its keys in the image across restarts.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { CuttableFlash } from '../../hosts/node/cuttable-flash';
 import { DeviceHost } from '../../hosts/node/device-host';
@@ -19,6 +20,7 @@ const program = new Command()
   .requiredOption('--image <file>', 'keystore partition image (keystore.bin)')
   .option('--host <address>', 'hub address', '127.0.0.1')
   .option('--port <port>', 'hub port', (v) => Number(v), 7700)
+  .option('--keywrap <file>', 'key-wrap partition image (default: keywrap.bin next to the image, if present)')
   .option('--ca <file>', 'connect with TLS, trusting this certificate (PEM)')
   .option('--servername <name>', 'TLS server name to check', undefined)
   .option('--every <duration>', 'telemetry period (0 = none)', (v) => {
@@ -28,11 +30,13 @@ const program = new Command()
       throw new InvalidArgumentError((error as Error).message);
     }
   }, 5000)
-  .action((flags: { image: string; host: string; port: number; ca?: string; servername?: string; every: number }) => {
+  .action((flags: { image: string; keywrap?: string; host: string; port: number; ca?: string; servername?: string; every: number }) => {
     const flash = new CuttableFlash(new FileFlash(flags.image, { create: false }));
+    const keyWrapPath = flags.keywrap ?? join(dirname(flags.image), 'keywrap.bin');
+    const keyWrapImage = flags.keywrap !== undefined || existsSync(keyWrapPath) ? new Uint8Array(readFileSync(keyWrapPath)) : undefined;
     const ca = flags.ca === undefined ? undefined : readFileSync(flags.ca);
     const host = new DeviceHost({
-      storage: new FlashKeyStorage(flash),
+      storage: new FlashKeyStorage(flash, keyWrapImage === undefined ? {} : { keyWrapImage }),
       endpoint: { host: flags.host, port: flags.port, ...(ca ? { tls: { ca, ...(flags.servername ? { servername: flags.servername } : {}) } } : {}) },
     });
     const log = (event: string, fields: Record<string, unknown> = {}) =>

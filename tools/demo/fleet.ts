@@ -67,6 +67,8 @@ export interface SimulatedDeviceOptions {
   readonly telemetryEveryMs?: number;
   readonly random?: () => number;
   readonly host?: Partial<Omit<DeviceHostOptions, 'storage' | 'endpoint' | 'chaos'>>;
+  /** The key-wrap partition image when the keystore was provisioned with --key-wrap. */
+  readonly keyWrapImage?: Uint8Array;
 }
 
 export class SimulatedDevice {
@@ -89,7 +91,7 @@ export class SimulatedDevice {
     this.chaos = options.chaos ?? NO_CHAOS;
     this.flash = provisioned.flash;
     this.deviceId = provisioned.record.deviceId;
-    const storage = new FlashKeyStorage(this.flash);
+    const storage = new FlashKeyStorage(this.flash, options.keyWrapImage === undefined ? {} : { keyWrapImage: options.keyWrapImage });
     this.host = new DeviceHost({
       reconnectInitialMs: 50,
       reconnectMaxMs: 2000,
