@@ -96,6 +96,7 @@ describe('every checker can fail', () => {
     const audit = new FrameAudit({
       deviceSession: () => Buffer.from(nonce).toString('hex'),
       hubSessionOpen: () => true,
+      sealing: () => {},
       violation: (invariant) => found.push(invariant.split(' ')[0]!),
     });
     const hubAead = audit.wrap(nodeAead, 'hub');

@@ -23,12 +23,14 @@
  *   DEVICE_ACKS_BEFORE_PERSISTING        the device's two steps swapped
  *   HUB_OFFERS_BEFORE_PERSISTING         the hub's rotate steps swapped
  *   DEVICE_SEALS_OLD_UNTIL_HUB_USES_NEW  the device seals with its active key while it holds a future one
+ *                                        (except the REKEY_ACK, sealed under the key it acknowledges)
  *   HUB_REPLACES_PENDING                 the hub may replace an unconfirmed pending key (same id, new key)
  *   HUB_LAZY_PROMOTION                   the hub's promotion steps swapped
  *   HUB_NO_CONFIRM                       the hub never sends CONFIRM under the new key
  * Checks (tools/verify/spin.ts): safety — the Monitor's assertion in every
  * reachable state, every terminal state in sync, no invalid end states;
- * liveness (-DLIVENESS) — ltl `converges` under weak fairness (pan -a -f).
+ * liveness (-DLIVENESS, without the Monitor) — ltl `converges` under weak
+ * fairness (pan -a -f).
  */
 
 #ifndef MAXROT
@@ -67,18 +69,24 @@ bit tick;
 #define NEWEST(a, f)                 (f != 0 -> f : a)
 #define NEWEST_GEN(ag, f, fg)        (f != 0 -> fg : ag)
 
-/* The key the device seals with (rule D3: the newest it holds). */
+/*
+ * The key the device seals with (rule D3: the newest it holds). Broken
+ * variant: the old one until the hub uses the new one — except the
+ * REKEY_ACK, which must be sealed under the key it acknowledges.
+ */
 #ifdef DEVICE_SEALS_OLD_UNTIL_HUB_USES_NEW
-#define SEAL_ID  dA
-#define SEAL_GEN dAg
+#define DEVICE_SEAL(a, f)          a
+#define DEVICE_SEAL_GEN(ag, f, fg) ag
 #else
-#define SEAL_ID  NEWEST(dA, dF)
-#define SEAL_GEN NEWEST_GEN(dAg, dF, dFg)
+#define DEVICE_SEAL(a, f)          NEWEST(a, f)
+#define DEVICE_SEAL_GEN(ag, f, fg) NEWEST_GEN(ag, f, fg)
 #endif
+#define SEAL_ID  DEVICE_SEAL(dA, dF)
+#define SEAL_GEN DEVICE_SEAL_GEN(dAg, dF, dFg)
 
 /* S1: the hub side (A,P) accepts what the device side (a,f) seals with; S2: the device side holds the hub's sealing key. */
 #define AGREE(a, ag, f, fg, A, Ag, P, Pg) \
-  (HOLDS(A, Ag, P, Pg, NEWEST(a, f), NEWEST_GEN(ag, f, fg)) && HOLDS(a, ag, f, fg, A, Ag))
+  (HOLDS(A, Ag, P, Pg, DEVICE_SEAL(a, f), DEVICE_SEAL_GEN(ag, f, fg)) && HOLDS(a, ag, f, fg, A, Ag))
 /* Live and durable views, every pairing (a crash is always one step away). */
 #define SAFE \
   (AGREE(dA, dAg, dF, dFg, hA, hAg, hP, hPg) && AGREE(kA, kAg, kF, kFg, bA, bAg, bP, bPg) && \
@@ -151,7 +159,7 @@ end_loop:
               :: else -> skip
               fi;
               if
-              :: (store || again) && le == linkEpoch -> send(toHub, REKEY_ACK, SEAL_ID, SEAL_GEN, id, g)
+              :: (store || again) && le == linkEpoch -> send(toHub, REKEY_ACK, id, g, id, g)   /* sealed under the key it acknowledges */
               :: else -> skip
               fi
          :: else -> skip
@@ -295,21 +303,21 @@ end_loop:
   od
 }
 
+#ifndef LIVENESS
 /*
- * Safety: SAFE in every reachable state. In the safety run also: when
- * nothing can happen any more (faults over, nothing in flight, nobody with
- * anything to do), device and hub are in sync — no deadlock short of
- * agreement — and every process is at a valid end state.
+ * Safety run: SAFE in every reachable state; and when nothing can happen
+ * any more (faults over, nothing in flight, nobody with anything to do),
+ * device and hub are in sync — no deadlock short of agreement — with every
+ * process at a valid end state.
  */
 active proctype Monitor() {
 end_loop:
   do
   :: atomic { !SAFE -> assert(SAFE) }
-#ifndef LIVENESS
   :: timeout -> assert(SYNCED)
-#endif
   od
 }
+#endif
 
 #ifdef LIVENESS
 /*

@@ -9,7 +9,8 @@
  *   exactly 0,1,2… (device→hub) and 1,2,3… (hub→device): nothing accepted
  *   twice, nothing skipped, nothing out of order.
  * The cores check the sequence before they try a key, so a successful open
- * is an acceptance.
+ * is an acceptance. Every seal is also reported (S1/S2 on the key a frame
+ * is actually sealed with, whoever sealed it — an interposer included).
  */
 import { toHex } from '../../modules/bytes';
 import type { Aead } from '../../modules/crypto/primitives';
@@ -23,6 +24,8 @@ export interface AuditContext {
   deviceSession(): string | undefined;
   /** Whether a connection with this hub nonce is open at the hub. */
   hubSessionOpen(nonceHex: string): boolean;
+  /** A side sealed a frame under (keyId, key): S1/S2 at the moment of sealing. */
+  sealing(side: Side, keyId: number, key: Uint8Array): void;
   violation(invariant: string, detail: string): void;
 }
 
@@ -47,6 +50,7 @@ export class FrameAudit {
     return {
       name: `${base.name} (audited, ${side})`,
       seal: (key, iv, aad, plaintext) => {
+        this.#context.sealing(side, decodeHeader(aad).keyId, key);
         const sealed = base.seal(key, iv, aad, plaintext);
         const tag = sealed.subarray(sealed.length - 32);
         this.#sealed[side].set(toHex(tag), frameDigest(aad, iv, sealed.subarray(0, sealed.length - 32)));

@@ -36,7 +36,7 @@ export interface SpinResult {
 export const SPIN_VARIANTS: readonly { readonly name: string; readonly define: string; readonly expect: SpinMode }[] = [
   { name: 'device-acks-before-persisting', define: 'DEVICE_ACKS_BEFORE_PERSISTING', expect: 'safety' },
   { name: 'hub-offers-before-persisting-pending', define: 'HUB_OFFERS_BEFORE_PERSISTING', expect: 'safety' },
-  { name: 'device-seals-old-until-hub-uses-new', define: 'DEVICE_SEALS_OLD_UNTIL_HUB_USES_NEW', expect: 'liveness' },
+  { name: 'device-seals-old-until-hub-uses-new', define: 'DEVICE_SEALS_OLD_UNTIL_HUB_USES_NEW', expect: 'safety' },
   { name: 'hub-replaces-unconfirmed-pending', define: 'HUB_REPLACES_PENDING', expect: 'safety' },
   { name: 'hub-persists-promotion-lazily', define: 'HUB_LAZY_PROMOTION', expect: 'safety' },
   { name: 'hub-sends-no-confirmation', define: 'HUB_NO_CONFIRM', expect: 'liveness' },

@@ -9,7 +9,8 @@
  *   storePending committed at once and commits WRITE_BACK_MS later.
  * 3 device-seals-old-until-hub-uses-new — an interposer on the device's
  *   transport re-seals every frame the device sealed under its future key
- *   with its active key (REKEY_ACK included).
+ *   with its active key, except the REKEY_ACK (it must be sealed under the
+ *   key it acknowledges, or the hub could never promote).
  * 4 hub-replaces-unconfirmed-pending — a hub host that, when a device's
  *   connection drops while a rotation is unconfirmed, writes a fresh key
  *   under the pending id and loads it with the public `reloadDevice`.
@@ -21,7 +22,7 @@
  */
 import type { DevicePersistOp } from '../../modules/device/actions';
 import { nodeAead } from '../../hosts/node/crypto';
-import { IV_BYTES } from '../../modules/protocol/constants';
+import { IV_BYTES, MessageType } from '../../modules/protocol/constants';
 import { openFrame, sealFrame } from '../../modules/protocol/frame';
 import { withLengthPrefix } from '../../modules/protocol/framing';
 import { decodeHeader } from '../../modules/protocol/header';
@@ -125,14 +126,14 @@ export const BROKEN_VARIANTS: readonly Variant[] = [
   },
   {
     name: 'device-seals-old-until-hub-uses-new',
-    description: 'the device keeps sealing under its old key until it sees the hub use the new one (an interposer re-seals its frames)',
-    expect: 'liveness',
+    description: 'the device keeps sealing under its old key until it sees the hub use the new one (an interposer re-seals its frames but the REKEY_ACK)',
+    expect: 'safety',
     interposeUp: (bytes, world) => {
       const keys = world.device.core?.keys;
       if (keys?.future === undefined || bytes.length < 38) return bytes;
       const frame = bytes.subarray(2);
       const header = decodeHeader(frame);
-      if (header.keyId !== keys.future.id) return bytes;
+      if (header.keyId !== keys.future.id || header.type === MessageType.REKEY_ACK) return bytes;
       // Opened with the plain AEAD (this is the sender re-sealing its own frame, not an acceptance).
       const message = openFrame(nodeAead, keys.future.key, frame, header);
       const iv = new Uint8Array(IV_BYTES);

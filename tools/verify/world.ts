@@ -11,7 +11,8 @@
  * A step is one event: a delivery, a timer, a database commit or
  * acknowledgement, a notice that a link died, a boot, a command.
  */
-import { toHex } from '../../modules/bytes';
+import { bytesEqual, toHex } from '../../modules/bytes';
+import type { DeviceKeys, KeySlot } from '../../modules/platform/keys';
 import type { Aead } from '../../modules/crypto/primitives';
 import type { DeviceEvent } from '../../modules/device/actions';
 import type { HubEvent } from '../../modules/hub/actions';
@@ -145,6 +146,7 @@ export class World {
   #actionsThisStep = { device: 0, hub: 0 };
   #profile: StepProfile | undefined;
   #idleTimerSteps = 0;
+  readonly #lastSealed = { device: 0, hub: 0 };
   #stopped = false;
 
   constructor(options: WorldOptions) {
@@ -159,6 +161,7 @@ export class World {
     this.audit = new FrameAudit({
       deviceSession: () => this.device.link?.hubNonce,
       hubSessionOpen: (nonce) => [...this.hub.links.values()].some((l) => l.hubNonce === nonce),
+      sealing: (side, keyId, key) => this.#checkSeal(side, keyId, key),
       violation: (invariant, detail) => this.violation(invariant, detail),
     });
 
@@ -562,6 +565,39 @@ export class World {
 
   // ---- Observation ----
 
+  /**
+   * S1/S2 on the frame being sealed: a device frame must be under a key the
+   * hub accepts (live and durable), a hub frame under a key the device holds
+   * (live and durable), with the same bytes; and S4: sealing key ids never
+   * go back (a frame sealed under an older key after a newer one may reach
+   * a hub that has retired the older key meanwhile).
+   */
+  #checkSeal(side: 'device' | 'hub', keyId: number, key: Uint8Array): void {
+    this.checks += 2;
+    const liveOnly = this.#options.liveViewsOnly === true;
+    // S4 for frames: a side never seals under a key older than one it sealed under before (rules D3, H2).
+    const last = this.#lastSealed[side];
+    if (keyId < last && !liveOnly) this.violation('S4 ids never decrease', `${side} sealed a frame under key ${keyId} after one under key ${last}`);
+    else this.#lastSealed[side] = Math.max(last, keyId);
+    if (side === 'device') {
+      const views: [string, { active: KeySlot; pending?: KeySlot } | undefined][] = [['live', this.hub.core?.deviceKeys(this.deviceId)], ['durable', liveOnly ? undefined : this.db.row(this.deviceId)]];
+      for (const [name, h] of views) {
+        if (h === undefined) continue;
+        const slot = h.active.id === keyId ? h.active : h.pending?.id === keyId ? h.pending : undefined;
+        if (slot === undefined) this.violation('S1 hub accepts the device key', `device sealed a frame under key ${keyId}; hub (${name}) accepts ${h.active.id}${h.pending ? `,${h.pending.id}` : ''}`);
+        else if (!bytesEqual(slot.key, key)) this.violation('S5 one key per id', `device sealed under key id ${keyId}, which names another key at the hub (${name})`);
+      }
+      return;
+    }
+    const views: [string, DeviceKeys | undefined][] = [['live', this.device.core?.keys], ['durable', liveOnly ? undefined : this.device.store.durable()]];
+    for (const [name, d] of views) {
+      if (d === undefined) continue;
+      const slot = d.active.id === keyId ? d.active : d.future?.id === keyId ? d.future : undefined;
+      if (slot === undefined) this.violation('S2 device holds the hub key', `hub sealed a frame under key ${keyId}; device (${name}) holds ${d.active.id}${d.future ? `,${d.future.id}` : ''}`);
+      else if (!bytesEqual(slot.key, key)) this.violation('S5 one key per id', `hub sealed under key id ${keyId}, which names another key at the device (${name})`);
+    }
+  }
+
   keyViews(): KeyViews {
     const hubLive = this.hub.core?.deviceKeys(this.deviceId);
     return {
@@ -643,6 +679,7 @@ export class World {
       this.keyInvariants.stateText(),
       this.app.stateText(),
       this.audit.stateText(),
+      `${this.#lastSealed.device}/${this.#lastSealed.hub}`,
       `${this.chaos ? 1 : 0}|${this.counters.framesRejected}|${this.violations.length}`,
     ];
     const text = parts.join('\n');
