@@ -337,3 +337,31 @@ describe('hub key table (H-K)', () => {
     expect(pair.hub.acceptedKeyIds(pair.deviceId)).toEqual([1]);
   });
 });
+
+describe('input held while a persist is outstanding', () => {
+  test('the hub resumes the rest of a chunk after persisted(): REKEY_ACK + DATA in one read', () => {
+    const pair = established();
+    pair.rotate();
+    pair.deliverToDevice(pair.toDevice.shift()!); // device stores key 2, acks
+    pair.deviceSend(Uint8Array.of(42)); // DATA under key 2
+    pair.autoPersist = false;
+    const both = Buffer.concat(pair.toHub.splice(0));
+    const first = pair.hub.receive(pair.connectionId, both, pair.now);
+    expect(kinds(first)).toEqual(['persist:promote']);
+    expect(() => pair.hub.receive(pair.connectionId, new Uint8Array(1), pair.now)).toThrow(expect.objectContaining({ code: 'LOCAL_BUSY' }));
+    const after = pair.hub.persisted(pair.deviceId, pair.now);
+    expect(kinds(after)).toEqual(['event:keyConfirmed', 'transmit', 'event:data', 'transmit']);
+  });
+
+  test('the device resumes the rest of a chunk after persisted(): REKEY + DATA in one read', () => {
+    const pair = established();
+    pair.autoPersist = false;
+    pair.rotate();
+    pair.step(); // hub persisted → REKEY queued
+    pair.hubSend(Uint8Array.of(7));
+    const both = Buffer.concat(pair.toDevice.splice(0));
+    expect(kinds(pair.device.receive(both, pair.now))).toEqual(['persist:storeFuture']);
+    const after = pair.device.persisted(pair.now);
+    expect(kinds(after)).toEqual(['event:keyStored', 'transmit', 'event:data', 'transmit']);
+  });
+});

@@ -83,6 +83,8 @@ interface DeviceEntry {
   connection: ConnectionId | undefined;
   readonly channel: AppChannel;
   persisting: HubPersistOp | undefined;
+  /** The connection whose input stopped on this device's persist (resumed by persisted()). */
+  blocked: ConnectionId | undefined;
   /** The connection and authenticated message that wait for a promotion to persist. */
   deferred: { connection: ConnectionId; message: Message } | undefined;
   offerAttempt: number;
@@ -143,6 +145,7 @@ export class HubCore {
       connection: undefined,
       channel: new AppChannel(this.#randomBytes(STREAM_ID_BYTES)),
       persisting: undefined,
+      blocked: undefined,
       deferred: undefined,
       offerAttempt: 0,
       nextOfferAt: 0,
@@ -289,10 +292,10 @@ export class HubCore {
     else this.#pendingPromoted(device, op, now, out);
     // App data queued by send() while the write was outstanding goes out now (docs/VERIFICATION.md finding F2).
     if (device.persisting === undefined) this.#flushOutbox(device, now, out);
-    // Resume every connection that stopped on this device's persist.
-    for (const conn of this.#connections.values()) {
-      if (conn.input !== undefined && (conn.device === device || conn.state === 'awaitingHello')) this.#drain(conn, now, out);
-    }
+    // Resume the connection that stopped on this device's persist (O(1): no scan of all connections).
+    const blocked = device.blocked === undefined ? undefined : this.#connections.get(device.blocked);
+    device.blocked = undefined;
+    if (blocked !== undefined && blocked.input !== undefined && device.persisting === undefined) this.#drain(blocked, now, out);
     return out;
   }
 
@@ -306,6 +309,7 @@ export class HubCore {
     if (device.persisting === undefined) throw new LockstepError('LOCAL_NOT_READY', `no persist outstanding for ${device.id}`);
     device.persisting = undefined;
     device.deferred = undefined;
+    device.blocked = undefined;
     const out: HubAction[] = [];
     for (const conn of [...this.#connections.values()]) {
       if (conn.device === device) this.#close(conn, error, out);
@@ -403,7 +407,10 @@ export class HubCore {
 
   #drain(conn: Connection, now: number, out: HubAction[]): void {
     while (conn.input !== undefined && this.#connections.get(conn.id) === conn) {
-      if (conn.device?.persisting !== undefined) return;
+      if (conn.device?.persisting !== undefined) {
+        conn.device.blocked = conn.id;
+        return;
+      }
       if (conn.inputAt >= conn.input.length) break;
       const result = conn.reader.feed(conn.input, conn.inputAt);
       conn.inputAt += result.consumed;
