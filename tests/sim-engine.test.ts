@@ -9,6 +9,7 @@ import { RoundsDriver } from '../tools/verify/driver';
 import { exploreExhaustively, explainFailure, runSchedule } from '../tools/verify/exhaustive';
 import { FrameAudit } from '../tools/verify/frame-audit';
 import { KeyInvariants } from '../tools/verify/invariants';
+import { MemoryDeviceStore } from '../tools/verify/device-store';
 import { KeystoreDeviceStore } from '../tools/verify/keystore-store';
 import { faultPoints } from '../tools/verify/points';
 import { BROKEN_VARIANTS } from '../tools/verify/variants';
@@ -31,6 +32,14 @@ describe('simulation engine', () => {
     expect(world.counters.appDelivered).toBe(6);
     expect(world.synced()).toBe(true);
     expect(world.hub.core!.deviceState(world.deviceId).activeKeyId).toBe(4);
+  });
+
+  test('the storage is behind an interface: the same scenario on a plain in-memory store', () => {
+    const world = new World({ seed: 11, driver: new RoundsDriver(3), store: (_id, active) => new MemoryDeviceStore({ active }) });
+    world.run();
+    expect(world.violations).toEqual([]);
+    expect(world.device.store.kind).toBe('memory');
+    expect(world.counters.rotationsConfirmed).toBe(3);
   });
 
   test('a seed and a fault plan reproduce a run exactly', () => {

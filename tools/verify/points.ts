@@ -16,6 +16,7 @@
  */
 import { MessageType } from '../../modules/protocol/constants';
 import { INJECTED_DELAYS_MS } from './constants';
+import { typeName } from './describe';
 import type { FaultPoint, StepFaults, StepProfile } from './faults';
 
 export type PointKind =
@@ -88,10 +89,4 @@ export function faultPoints(profiles: readonly StepProfile[], afterStep: number)
     }
   }
   return points;
-}
-
-const TYPE_NAMES = new Map<number, string>(Object.entries(MessageType).map(([name, value]) => [value as number, name]));
-
-function typeName(type: number | undefined): string {
-  return type === undefined ? 'chunk' : (TYPE_NAMES.get(type) ?? `0x${type.toString(16)}`);
 }

@@ -11,28 +11,31 @@
  * A step is one event: a delivery, a timer, a database commit or
  * acknowledgement, a notice that a link died, a boot, a command.
  */
-import { bytesEqual, toHex } from '../../modules/bytes';
-import type { DeviceKeys, KeySlot } from '../../modules/platform/keys';
+import { toHex } from '../../modules/bytes';
 import type { Aead } from '../../modules/crypto/primitives';
 import type { DeviceEvent } from '../../modules/device/actions';
 import type { HubEvent } from '../../modules/hub/actions';
-import { MessageType } from '../../modules/protocol/constants';
-import { decodeHeader } from '../../modules/protocol/header';
 import { nodeAead } from '../../hosts/node/crypto';
 import { Adversary } from './adversary';
 import { AppLedger } from './app-ledger';
 import { CALM_ONE_WAY_MS, CHAOS_ONE_WAY_MAX_MS, CHAOS_ONE_WAY_MIN_MS, RESET_NOTICE_MS, SIM_EPOCH_MS } from './constants';
+import { describeEvent, describeFrame } from './describe';
 import { DeviceHost, describeKeys } from './device-host';
 import type { DeviceStore } from './device-store';
-import { keystoreStore } from './keystore-store';
-import type { BeforeFault, FaultPlan, SimEvent, StepFaults, StepProfile } from './faults';
+import type { FaultPlan, SimEvent, StepFaults, StepProfile } from './faults';
 import { FrameAudit } from './frame-audit';
 import { SimHubDatabase } from './hub-db';
 import { HubHost } from './hub-host';
 import { KeyInvariants, type KeyViews } from './invariants';
+import { keystoreStore } from './keystore-store';
 import { LivenessMonitor } from './liveness';
-import { Link, type Direction } from './network';
-import { Rng, fnv1a, fnv1aString } from './rng';
+import { Link } from './network';
+import { Rng, fnv1aString } from './rng';
+import { applyBeforeFault } from './fault-apply';
+import { deliver } from './delivery';
+import { nextEvent } from './scheduler';
+import { SealChecker } from './seal-check';
+import { inSync, keyViews } from './sync';
 import { Trace } from './trace';
 import { CORRECT, type Variant } from './variant';
 
@@ -94,19 +97,11 @@ export type FaultKind =
   | 'adversary flip'
   | 'adversary garbage';
 
-const RANK: Record<SimEvent['kind'], number> = {
-  command: 0,
-  dbCommit: 1,
-  dbAck: 2,
-  hubRestart: 3,
-  deviceBoot: 3,
-  notice: 4,
-  deliver: 5,
-  deviceTimer: 7,
-  hubTimer: 8,
-  reconnect: 9,
-  storeTimer: 10,
-};
+interface Notice {
+  readonly at: number;
+  readonly link: Link;
+  readonly side: 'device' | 'hub';
+}
 
 export class World {
   readonly seed: number;
@@ -122,6 +117,7 @@ export class World {
   readonly deviceAead: Aead;
   readonly hubAead: Aead;
   readonly keyInvariants = new KeyInvariants();
+  readonly seals = new SealChecker();
   readonly liveness: LivenessMonitor;
   readonly app: AppLedger;
   readonly adversary: Adversary;
@@ -140,13 +136,13 @@ export class World {
   readonly counters = { rotationsConfirmed: 0, keysPromotedOnDevice: 0, framesRejected: 0, appDelivered: 0 };
 
   readonly #options: WorldOptions;
-  readonly #notices: { at: number; link: Link; side: 'device' | 'hub' }[] = [];
+  readonly #notices: Notice[] = [];
   #linkCounter = 0;
   #stepFaults: StepFaults | undefined;
   #actionsThisStep = { device: 0, hub: 0 };
   #profile: StepProfile | undefined;
+
   #idleTimerSteps = 0;
-  readonly #lastSealed = { device: 0, hub: 0 };
   #stopped = false;
 
   constructor(options: WorldOptions) {
@@ -161,7 +157,7 @@ export class World {
     this.audit = new FrameAudit({
       deviceSession: () => this.device.link?.hubNonce,
       hubSessionOpen: (nonce) => [...this.hub.links.values()].some((l) => l.hubNonce === nonce),
-      sealing: (side, keyId, key) => this.#checkSeal(side, keyId, key),
+      sealing: (side, keyId, key) => this.seals.check(this, side, keyId, key, this.#options.liveViewsOnly === true, (i, d) => this.violation(i, d)),
       violation: (invariant, detail) => this.violation(invariant, detail),
     });
 
@@ -181,6 +177,16 @@ export class World {
     this.hub = new HubHost(this, this.db, toHex(deviceId), this.hubAead, this.seed);
     this.hub.boot(this.now);
     this.device.boot(this.now);
+  }
+
+  /** The profile of the step under way (when profiling). */
+  get profile(): StepProfile | undefined {
+    return this.#profile;
+  }
+
+  /** Links whose death an end has yet to hear of. */
+  get notices(): readonly Notice[] {
+    return this.#notices;
   }
 
   get deviceId(): string {
@@ -215,7 +221,7 @@ export class World {
 
   /** One step; false when there is no event left. */
   stepOnce(): boolean {
-    const event = this.#nextEvent();
+    const event = nextEvent(this);
     if (event === undefined) return false;
     this.now = Math.max(this.now, event.at);
     this.step++;
@@ -227,7 +233,7 @@ export class World {
       : undefined;
     const faults = this.#options.plan?.at(this.step, event);
     this.#stepFaults = faults;
-    for (const fault of faults?.before ?? []) this.#applyBefore(fault);
+    for (const fault of faults?.before ?? []) applyBeforeFault(this, fault);
     if (faults?.tornWrite !== undefined) this.device.store.armTornWrite(faults.tornWrite);
     this.#execute(event, faults);
     if (faults?.tornWrite !== undefined) this.device.store.disarm();
@@ -238,37 +244,6 @@ export class World {
 
   stop(): void {
     this.#stopped = true;
-  }
-
-  #nextEvent(): SimEvent | undefined {
-    if (this.driver.ready(this)) return { kind: 'command', at: this.now };
-    let best: SimEvent | undefined;
-    const consider = (event: SimEvent): void => {
-      if (best === undefined || event.at < best.at || (event.at === best.at && RANK[event.kind] < RANK[best.kind])) best = event;
-    };
-    const commandAt = this.driver.nextAt?.(this);
-    if (commandAt !== undefined) consider({ kind: 'command', at: Math.max(this.now, commandAt) });
-    this.db.writes.forEach((write, index) => {
-      if (!write.commitDone) consider({ kind: 'dbCommit', at: Math.max(this.now, write.commitAt), index });
-      if (write.ackAt !== undefined && !write.acked) consider({ kind: 'dbAck', at: Math.max(this.now, write.ackAt), index });
-    });
-    if (this.hub.restartAt !== undefined) consider({ kind: 'hubRestart', at: this.hub.restartAt });
-    if (this.device.bootAt !== undefined) consider({ kind: 'deviceBoot', at: this.device.bootAt });
-    for (const notice of this.#notices) consider({ kind: 'notice', at: notice.at, link: notice.link.id, side: notice.side });
-    for (const link of this.links.values()) {
-      for (const direction of ['up', 'down'] as const) {
-        const head = link.head(direction);
-        if (head !== undefined) consider({ kind: 'deliver', at: Math.max(this.now, head.at), link: link.id, direction });
-      }
-    }
-    const deviceDeadline = this.device.nextDeadline();
-    if (deviceDeadline !== undefined) consider({ kind: 'deviceTimer', at: Math.max(this.now, deviceDeadline) });
-    const hubDeadline = this.hub.nextDeadline();
-    if (hubDeadline !== undefined) consider({ kind: 'hubTimer', at: Math.max(this.now, hubDeadline) });
-    if (this.device.reconnectAt !== undefined && this.device.up) consider({ kind: 'reconnect', at: Math.max(this.now, this.device.reconnectAt) });
-    const storeDeadline = this.device.store.nextDeadline?.();
-    if (storeDeadline !== undefined) consider({ kind: 'storeTimer', at: Math.max(this.now, storeDeadline) });
-    return best;
   }
 
   #execute(event: SimEvent, faults: StepFaults | undefined): void {
@@ -284,7 +259,7 @@ export class World {
         if (profile) profile.hubInput = true;
         if (faults?.dbFailure !== undefined) {
           write.failure = faults.dbFailure;
-          this.#countFault('db write failure', this.now);
+          this.countFault('db write failure', this.now);
         }
         this.hub.commit(write, this.now);
         return;
@@ -318,7 +293,7 @@ export class World {
         return;
       }
       case 'deliver':
-        this.#deliver(event.link, event.direction, faults);
+        deliver(this, event.link, event.direction, faults);
         return;
       case 'deviceTimer':
         if (profile) profile.deviceInput = true;
@@ -340,127 +315,13 @@ export class World {
     }
   }
 
-  #deliver(linkId: number, direction: Direction, faults: StepFaults | undefined): void {
-    const link = this.links.get(linkId);
-    if (link === undefined || link.head(direction) === undefined) return;
-    if (faults?.coalesce === true) this.#coalesce(link, direction);
-    const chunk = link.head(direction)!;
-    const cutAtByte = faults?.cutAtByte;
-    const split = faults?.splitAtByte;
-    if (split !== undefined && cutAtByte === undefined && !chunk.fin && split > 0 && split < chunk.bytes.length) {
-      const whole = chunk.bytes;
-      const delivered = direction === 'up' && link.hubAttached && this.hub.up ? this.hub.receive(link, whole.subarray(0, split), this.now) : true;
-      if (!delivered) return;
-      if (direction === 'down') this.#handOver(link, direction, whole.subarray(0, split));
-      chunk.bytes = whole.subarray(split);
-      return;
-    }
-    const profile = this.#profile;
-    if (profile) {
-      profile.delivery = { direction, length: chunk.bytes.length, frameType: chunk.bytes.length >= 4 ? chunk.bytes[3] : undefined, fin: chunk.fin };
-      if (direction === 'up') profile.hubInput = link.hubAttached && this.hub.up;
-      else profile.deviceInput = link.deviceAttached && this.device.link === link;
-      profile.digest = fnv1a(chunk.bytes, profile.digest);
-    }
-    if (cutAtByte !== undefined) {
-      const prefix = Math.min(cutAtByte, chunk.bytes.length);
-      this.#countFault(prefix > 0 && prefix < chunk.bytes.length ? 'link cut inside a frame' : 'link reset', this.now + RESET_NOTICE_MS);
-      this.trace.log(() => `LINK ${link.id} CUT after ${prefix} of ${chunk.bytes.length} bytes of a ${direction} ${this.describeFrame(chunk.bytes)}`);
-      if (prefix > 0 && !chunk.fin) {
-        link.queues[direction].shift();
-        this.#handOver(link, direction, chunk.bytes.subarray(0, prefix));
-      }
-      this.resetLink(link, false);
-      return;
-    }
-    if (chunk.fin) {
-      link.queues[direction].shift();
-      if (direction === 'up') this.hub.linkClosed(link, this.now);
-      else this.device.linkClosed(link, this.now);
-      return;
-    }
-    if (direction === 'up' && link.hubAttached && this.hub.up) {
-      if (this.hub.receive(link, chunk.bytes, this.now)) link.queues.up.shift();
-      return;
-    }
-    link.queues[direction].shift();
-    this.#handOver(link, direction, chunk.bytes);
-  }
-
-  /** Joins the head chunk with the following data chunks that have already arrived. */
-  #coalesce(link: Link, direction: Direction): void {
-    const queue = link.queues[direction];
-    if (queue[0]?.fin !== false) return;
-    let count = 1;
-    while (count < queue.length && !queue[count]!.fin && queue[count]!.at <= this.now) count++;
-    if (count === 1) return;
-    const parts = queue.splice(0, count);
-    const total = parts.reduce((n, c) => n + c.bytes.length, 0);
-    const bytes = new Uint8Array(total);
-    let at = 0;
-    for (const part of parts) {
-      bytes.set(part.bytes, at);
-      at += part.bytes.length;
-    }
-    queue.unshift({ ...parts[0]!, bytes });
-  }
-
-  #handOver(link: Link, direction: Direction, bytes: Uint8Array): void {
-    if (direction === 'up') {
-      if (link.hubAttached && this.hub.up) this.hub.receive(link, bytes, this.now);
-    } else if (link.deviceAttached && this.device.link === link) {
-      this.device.receive(bytes, this.now);
-    }
-  }
-
   /** A timer that keeps firing at the same instant without effect is an engine bug. */
   #guardTimer(): void {
     this.#idleTimerSteps++;
     if (this.#idleTimerSteps > 1_000) throw new Error('engine: a timer fires forever at the same instant');
   }
 
-  // ---- Faults ----
-
-  #applyBefore(fault: BeforeFault): void {
-    switch (fault.kind) {
-      case 'devicePowerCut':
-        if (!this.device.up) return;
-        this.device.powerCut(this.now, 'injected');
-        this.#countFault('device power cut', this.device.bootAt ?? this.now);
-        return;
-      case 'hubCrash':
-        if (!this.hub.up) return;
-        this.hub.crash(this.now, fault.silent, 'injected');
-        this.#countFault(fault.silent ? 'hub silent crash' : 'hub crash', this.hub.restartAt ?? this.now);
-        return;
-      case 'reset': {
-        const link = this.device.link;
-        if (link === undefined || link.dead) return;
-        this.trace.log(() => `LINK ${link.id} ${fault.silent ? 'SILENTLY CUT' : 'RESET'}`);
-        this.resetLink(link, fault.silent);
-        this.#countFault(fault.silent ? 'link silent cut' : 'link reset', this.now + RESET_NOTICE_MS);
-        return;
-      }
-      case 'delay': {
-        const link = this.device.link;
-        if (link === undefined || link.dead) return;
-        link.delay(fault.direction, fault.ms);
-        this.trace.log(() => `LINK ${link.id} ${fault.direction} DELAYED by ${fault.ms} ms`);
-        this.#countFault('delay', link.lastArrival[fault.direction]);
-        return;
-      }
-      case 'adversary': {
-        const link = this.device.link;
-        if (link === undefined || link.dead) return;
-        const keyIds = this.hub.up ? this.hub.core!.acceptedKeyIds(this.deviceId) : [this.initialKeyId];
-        const what = this.adversary.act(fault.move, link, this.now, this.latency(), this.rng, keyIds);
-        if (what === undefined) return;
-        this.trace.log(() => `ADVERSARY ${what}`);
-        this.#countFault(`adversary ${fault.move}`, Math.max(link.lastArrival.up, link.lastArrival.down));
-        return;
-      }
-    }
-  }
+  // ---- Faults (the faults themselves: fault-apply.ts) ----
 
   /** Kills a link; unless silent, each end still attached hears of it after RESET_NOTICE_MS. */
   resetLink(link: Link, silent: boolean): void {
@@ -470,7 +331,8 @@ export class World {
     if (link.hubAttached) this.notice('hub', link, this.now + RESET_NOTICE_MS);
   }
 
-  #countFault(kind: FaultKind, calmAt: number): void {
+  /** Counts a fault that took effect; the environment is calm again at `calmAt` (liveness). */
+  countFault(kind: FaultKind, calmAt: number): void {
     this.faults.set(kind, (this.faults.get(kind) ?? 0) + 1);
     this.liveness.fault(calmAt);
   }
@@ -486,16 +348,16 @@ export class World {
     if (faults === undefined || done === 0) return;
     if (side === 'device' && faults.deviceCrashAfterAction === done && this.device.up) {
       this.device.powerCut(this.now, `after ${done} action(s) of this step`);
-      this.#countFault('device power cut mid-actions', this.device.bootAt ?? this.now);
+      this.countFault('device power cut mid-actions', this.device.bootAt ?? this.now);
     }
     if (side === 'hub' && faults.hubCrashAfterAction === done && this.hub.up) {
       this.hub.crash(this.now, false, `after ${done} action(s) of this step`);
-      this.#countFault('hub crash mid-actions', this.hub.restartAt ?? this.now);
+      this.countFault('hub crash mid-actions', this.hub.restartAt ?? this.now);
     }
   }
 
   noteFlashCut(): void {
-    this.#countFault('torn flash write', this.now);
+    this.countFault('torn flash write', this.now);
   }
 
   afterDevicePersist(): void {
@@ -565,66 +427,13 @@ export class World {
 
   // ---- Observation ----
 
-  /**
-   * S1/S2 on the frame being sealed: a device frame must be under a key the
-   * hub accepts (live and durable), a hub frame under a key the device holds
-   * (live and durable), with the same bytes; and S4: sealing key ids never
-   * go back (a frame sealed under an older key after a newer one may reach
-   * a hub that has retired the older key meanwhile).
-   */
-  #checkSeal(side: 'device' | 'hub', keyId: number, key: Uint8Array): void {
-    this.checks += 2;
-    const liveOnly = this.#options.liveViewsOnly === true;
-    // S4 for frames: a side never seals under a key older than one it sealed under before (rules D3, H2).
-    const last = this.#lastSealed[side];
-    if (keyId < last && !liveOnly) this.violation('S4 ids never decrease', `${side} sealed a frame under key ${keyId} after one under key ${last}`);
-    else this.#lastSealed[side] = Math.max(last, keyId);
-    if (side === 'device') {
-      const views: [string, { active: KeySlot; pending?: KeySlot } | undefined][] = [['live', this.hub.core?.deviceKeys(this.deviceId)], ['durable', liveOnly ? undefined : this.db.row(this.deviceId)]];
-      for (const [name, h] of views) {
-        if (h === undefined) continue;
-        const slot = h.active.id === keyId ? h.active : h.pending?.id === keyId ? h.pending : undefined;
-        if (slot === undefined) this.violation('S1 hub accepts the device key', `device sealed a frame under key ${keyId}; hub (${name}) accepts ${h.active.id}${h.pending ? `,${h.pending.id}` : ''}`);
-        else if (!bytesEqual(slot.key, key)) this.violation('S5 one key per id', `device sealed under key id ${keyId}, which names another key at the hub (${name})`);
-      }
-      return;
-    }
-    const views: [string, DeviceKeys | undefined][] = [['live', this.device.core?.keys], ['durable', liveOnly ? undefined : this.device.store.durable()]];
-    for (const [name, d] of views) {
-      if (d === undefined) continue;
-      const slot = d.active.id === keyId ? d.active : d.future?.id === keyId ? d.future : undefined;
-      if (slot === undefined) this.violation('S2 device holds the hub key', `hub sealed a frame under key ${keyId}; device (${name}) holds ${d.active.id}${d.future ? `,${d.future.id}` : ''}`);
-      else if (!bytesEqual(slot.key, key)) this.violation('S5 one key per id', `hub sealed under key id ${keyId}, which names another key at the device (${name})`);
-    }
-  }
-
   keyViews(): KeyViews {
-    const hubLive = this.hub.core?.deviceKeys(this.deviceId);
-    return {
-      deviceLive: this.device.core?.keys,
-      deviceDurable: this.device.store.durable(),
-      hubLive,
-      hubDurable: this.db.row(this.deviceId),
-    };
+    return keyViews(this);
   }
 
-  /** One shared active key, no future/pending, nothing persisting, outboxes empty, session up on a live link. */
+  /** See sync.ts. */
   synced(views?: KeyViews): boolean {
-    const device = this.device.core;
-    const hub = this.hub.core;
-    const link = this.device.link;
-    if (device === undefined || hub === undefined || link === undefined || link.dead || !link.hubAttached) return false;
-    if (device.session !== 'established' || device.persisting !== undefined || device.outboxLength > 0) return false;
-    if (this.db.writes.length > 0) return false;
-    const state = hub.deviceState(this.deviceId);
-    if (state.pendingKeyId !== undefined || state.persisting || !state.connected || state.outboxLength > 0) return false;
-    const v = views ?? this.keyViews();
-    const d = v.deviceLive!;
-    const h = v.hubLive!;
-    if (d.future !== undefined || v.deviceDurable.future !== undefined || v.hubDurable.pending !== undefined) return false;
-    if (d.active.id !== h.active.id || v.deviceDurable.active.id !== h.active.id || v.hubDurable.active.id !== h.active.id) return false;
-    for (let i = 0; i < d.active.key.length; i++) if (d.active.key[i] !== h.active.key[i]) return false;
-    return true;
+    return inSync(this, views);
   }
 
   #afterStep(event: SimEvent): void {
@@ -679,7 +488,7 @@ export class World {
       this.keyInvariants.stateText(),
       this.app.stateText(),
       this.audit.stateText(),
-      `${this.#lastSealed.device}/${this.#lastSealed.hub}`,
+      this.seals.stateText(),
       `${this.chaos ? 1 : 0}|${this.counters.framesRejected}|${this.violations.length}`,
     ];
     const text = parts.join('\n');
@@ -687,34 +496,6 @@ export class World {
   }
 
   describeFrame(bytes: Uint8Array): string {
-    if (bytes.length < 38) return `${bytes.length} bytes`;
-    try {
-      const header = decodeHeader(bytes.subarray(2));
-      const name = TYPE_NAMES.get(header.type) ?? `0x${header.type.toString(16)}`;
-      return header.type === MessageType.CHALLENGE ? `CHALLENGE (${bytes.length} B)` : `${name} key ${header.keyId} seq ${header.sequence} (${bytes.length} B)`;
-    } catch {
-      return `${bytes.length} unparseable bytes`;
-    }
-  }
-}
-
-const TYPE_NAMES = new Map<number, string>(Object.entries(MessageType).map(([name, value]) => [value as number, name]));
-
-function describeEvent(event: DeviceEvent | HubEvent): string {
-  switch (event.type) {
-    case 'keyStored':
-    case 'keyPromoted':
-    case 'keyOffered':
-    case 'keyConfirmed':
-    case 'rekeyRefused':
-      return ` ${event.id}`;
-    case 'rejected':
-      return `: ${event.error.message}`;
-    case 'established':
-      return ` under key ${event.keyId}`;
-    case 'deviceConnected':
-      return ` on link ${event.connection} (key ${event.keyId})`;
-    default:
-      return '';
+    return describeFrame(bytes);
   }
 }

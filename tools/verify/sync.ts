@@ -1,0 +1,36 @@
+/**
+ * What each side holds (the views the invariants compare) and the "in
+ * sync" predicate of the liveness checks (docs/VERIFICATION.md §4): one
+ * shared active key (same bytes), no future or pending key, live and
+ * durable; nothing being persisted; both app outboxes empty; a session
+ * established on a live link.
+ */
+import type { KeyViews } from './invariants';
+import type { World } from './world';
+
+export function keyViews(world: World): KeyViews {
+  return {
+    deviceLive: world.device.core?.keys,
+    deviceDurable: world.device.store.durable(),
+    hubLive: world.hub.core?.deviceKeys(world.deviceId),
+    hubDurable: world.db.row(world.deviceId),
+  };
+}
+
+export function inSync(world: World, views?: KeyViews): boolean {
+  const device = world.device.core;
+  const hub = world.hub.core;
+  const link = world.device.link;
+  if (device === undefined || hub === undefined || link === undefined || link.dead || !link.hubAttached) return false;
+  if (device.session !== 'established' || device.persisting !== undefined || device.outboxLength > 0) return false;
+  if (world.db.writes.length > 0) return false;
+  const state = hub.deviceState(world.deviceId);
+  if (state.pendingKeyId !== undefined || state.persisting || !state.connected || state.outboxLength > 0) return false;
+  const v = views ?? keyViews(world);
+  const d = v.deviceLive!;
+  const h = v.hubLive!;
+  if (d.future !== undefined || v.deviceDurable.future !== undefined || v.hubDurable.pending !== undefined) return false;
+  if (d.active.id !== h.active.id || v.deviceDurable.active.id !== h.active.id || v.hubDurable.active.id !== h.active.id) return false;
+  for (let i = 0; i < d.active.key.length; i++) if (d.active.key[i] !== h.active.key[i]) return false;
+  return true;
+}
