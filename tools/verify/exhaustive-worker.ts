@@ -12,5 +12,6 @@ const report = exploreExhaustively({
   seed: Number(seed),
   pairs: pairs as PairMode,
   shard: { index: Number(shard), of: Number(of) },
+  onProgress: (line) => process.stderr.write(`  [worker ${shard}] ${line}\n`),
 });
 process.send?.(serializeReport(report), () => process.exit(0));

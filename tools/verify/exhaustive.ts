@@ -59,6 +59,7 @@ export interface ExhaustiveReport {
   failures: Failure[];
   violatedInvariants: Map<string, number>;
   worstRecoveryMs: number;
+  worstConnectedMs: number;
   worstRoundMs: number;
 }
 
@@ -78,6 +79,7 @@ export function newReport(): ExhaustiveReport {
     failures: [],
     violatedInvariants: new Map(),
     worstRecoveryMs: 0,
+    worstConnectedMs: 0,
     worstRoundMs: 0,
   };
 }
@@ -190,6 +192,7 @@ function absorb(report: ExhaustiveReport, world: World, schedule: Schedule): voi
   report.checks += world.checks;
   for (const [kind, count] of world.faults) report.faults.set(kind, (report.faults.get(kind) ?? 0) + count);
   report.worstRecoveryMs = Math.max(report.worstRecoveryMs, world.liveness.worstRecoveryMs);
+  report.worstConnectedMs = Math.max(report.worstConnectedMs, world.liveness.worstConnectedMs);
   report.worstRoundMs = Math.max(report.worstRoundMs, world.liveness.worstRoundMs);
   const violation = world.violations[0];
   if (violation !== undefined) {

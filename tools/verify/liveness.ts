@@ -5,20 +5,26 @@
  *   are in sync — one shared active key, no future or pending key, nothing
  *   being persisted, both outboxes empty, session established — within
  *   LIVENESS_BOUND_MS;
+ * - L1 (round trips) when the connection they converge on was opened after
+ *   the last fault, they converge within CONVERGENCE_ROUND_TRIPS round trips
+ *   (plus two commits) of its opening;
  * - L2 a round issued in sync with no fault until it completes (app data
  *   both ways + one rotation) is back in sync within ROUND_BOUND_MS;
  * - L3 the run never stalls: there is always a next event until the
  *   scenario is done (checked by the world).
  */
-import { CALM_ROUND_TRIP_MS, LIVENESS_BOUND_MS, ROUND_BOUND_MS } from './constants';
+import { CALM_ROUND_TRIP_MS, CONNECTED_BOUND_MS, CONVERGENCE_ROUND_TRIPS, LIVENESS_BOUND_MS, ROUND_BOUND_MS } from './constants';
 
 export class LivenessMonitor {
   lastFaultAt: number;
   #syncedSinceFault = false;
   #roundStartedAt: number | undefined;
+  #connectionOpenedAt = 0;
   /** Worst times seen (ms). */
   worstRecoveryMs = 0;
   worstRoundMs = 0;
+  /** Worst time from opening the converging connection to sync (when opened after the last fault). */
+  worstConnectedMs = 0;
   recoveries = 0;
   rounds = 0;
   checks = 0;
@@ -28,13 +34,17 @@ export class LivenessMonitor {
   }
 
   stateText(): string {
-    return `${this.lastFaultAt}|${this.#syncedSinceFault ? 1 : 0}|${this.#roundStartedAt ?? '-'}`;
+    return `${this.lastFaultAt}|${this.#syncedSinceFault ? 1 : 0}|${this.#roundStartedAt ?? '-'}|${this.#connectionOpenedAt}`;
   }
 
   fault(environmentCalmAt: number): void {
     this.lastFaultAt = Math.max(this.lastFaultAt, environmentCalmAt);
     this.#syncedSinceFault = false;
     this.#roundStartedAt = undefined;
+  }
+
+  connectionOpened(now: number): void {
+    this.#connectionOpenedAt = now;
   }
 
   roundIssued(now: number): void {
@@ -52,6 +62,13 @@ export class LivenessMonitor {
         this.#syncedSinceFault = true;
         this.recoveries++;
         this.worstRecoveryMs = Math.max(this.worstRecoveryMs, now - this.lastFaultAt);
+        if (this.#connectionOpenedAt >= this.lastFaultAt) {
+          const connected = now - this.#connectionOpenedAt;
+          this.worstConnectedMs = Math.max(this.worstConnectedMs, connected);
+          if (connected > CONNECTED_BOUND_MS) {
+            report('L1 converges after faults', `in sync ${connected} ms after its connection opened (bound ${CONVERGENCE_ROUND_TRIPS} round trips + 2 commits = ${CONNECTED_BOUND_MS} ms)`);
+          }
+        }
       }
       if (this.#roundStartedAt !== undefined) {
         this.rounds++;

@@ -50,6 +50,7 @@ export interface RandomReport {
   failures: RandomFailure[];
   violatedInvariants: Map<string, number>;
   worstRecoveryMs: number;
+  worstConnectedMs: number;
   worstRoundMs: number;
   rotationsConfirmed: number;
   appDelivered: number;
@@ -234,6 +235,7 @@ export function newRandomReport(): RandomReport {
     failures: [],
     violatedInvariants: new Map(),
     worstRecoveryMs: 0,
+    worstConnectedMs: 0,
     worstRoundMs: 0,
     rotationsConfirmed: 0,
     appDelivered: 0,
@@ -287,6 +289,7 @@ export function runRandom(options: RandomOptions, report = newRandomReport()): R
     report.appDelivered += world.counters.appDelivered;
     report.framesRejected += world.counters.framesRejected;
     report.worstRecoveryMs = Math.max(report.worstRecoveryMs, world.liveness.worstRecoveryMs);
+    report.worstConnectedMs = Math.max(report.worstConnectedMs, world.liveness.worstConnectedMs);
     report.worstRoundMs = Math.max(report.worstRoundMs, world.liveness.worstRoundMs);
     for (const [kind, count] of world.faults) report.faults.set(kind, (report.faults.get(kind) ?? 0) + count);
     const violation = world.violations[0];

@@ -367,9 +367,9 @@ export class World {
   // ---- Services for the hosts ----
 
   openLink(now: number): Link | undefined {
-    void now;
     if (!this.hub.up) return undefined;
     const link = new Link(++this.#linkCounter);
+    this.liveness.connectionOpened(now);
     link.observer = (direction, bytes) => this.adversary.record(link, direction, bytes);
     this.links.set(link.id, link);
     return link;
