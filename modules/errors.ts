@@ -51,3 +51,9 @@ export class LockstepError extends Error {
 export function isLockstepError(value: unknown, code?: ErrorCode): value is LockstepError {
   return value instanceof LockstepError && (code === undefined || value.code === code);
 }
+
+/** Anything thrown while handling remote input, as a typed error (unexpected exceptions become BAD_PAYLOAD). */
+export function asLockstepError(error: unknown): LockstepError {
+  if (error instanceof LockstepError) return error;
+  return new LockstepError('BAD_PAYLOAD', error instanceof Error ? error.message : String(error));
+}

@@ -21,9 +21,9 @@
  */
 import { bytesEqual, constantTimeEqual, toHex } from '../bytes';
 import type { Aead, RandomSource } from '../crypto/primitives';
-import { LockstepError } from '../errors';
+import { asLockstepError, LockstepError } from '../errors';
 import type { DeviceKeys, KeySlot } from '../platform/keys';
-import { DEVICE_ID_BYTES, KEY_BYTES } from '../platform/keys';
+import { checkSlot, copySlot, DEVICE_ID_BYTES } from '../platform/keys';
 import {
   HANDSHAKE_TIMEOUT_MS,
   IDLE_TIMEOUT_MS,
@@ -564,16 +564,5 @@ function event(value: DeviceEvent): DeviceAction {
   return { type: 'event', event: value };
 }
 
-function checkSlot(slot: KeySlot): void {
-  if (!Number.isInteger(slot.id) || slot.id <= 0 || slot.id > 0xffffffff) throw new LockstepError('LOCAL_BAD_ARGUMENT', 'key id must be a u32 above 0');
-  if (slot.key.length !== KEY_BYTES) throw new LockstepError('LOCAL_BAD_ARGUMENT', `key must be ${KEY_BYTES} bytes`);
-}
 
-function copySlot(slot: KeySlot): KeySlot {
-  return { id: slot.id, key: slot.key.slice() };
-}
 
-export function asLockstepError(error: unknown): LockstepError {
-  if (error instanceof LockstepError) return error;
-  return new LockstepError('BAD_PAYLOAD', error instanceof Error ? error.message : String(error));
-}

@@ -18,8 +18,8 @@
  */
 import { bytesEqual, fromHex, toHex } from '../bytes';
 import type { Aead, RandomSource } from '../crypto/primitives';
-import { LockstepError } from '../errors';
-import { DEVICE_ID_BYTES, KEY_BYTES, type KeySlot } from '../platform/keys';
+import { asLockstepError, LockstepError } from '../errors';
+import { checkSlot, copySlot, DEVICE_ID_BYTES, KEY_BYTES, type KeySlot } from '../platform/keys';
 import {
   HANDSHAKE_TIMEOUT_MS,
   IDLE_TIMEOUT_MS,
@@ -645,16 +645,5 @@ export function parseDeviceId(deviceId: string): Uint8Array {
   return bytes;
 }
 
-function checkSlot(slot: KeySlot): void {
-  if (!Number.isInteger(slot.id) || slot.id <= 0 || slot.id > MAX_KEY_ID) throw new LockstepError('LOCAL_BAD_ARGUMENT', 'key id must be a u32 above 0');
-  if (slot.key.length !== KEY_BYTES) throw new LockstepError('LOCAL_BAD_ARGUMENT', `key must be ${KEY_BYTES} bytes`);
-}
 
-function copySlot(slot: KeySlot): KeySlot {
-  return { id: slot.id, key: slot.key.slice() };
-}
 
-function asLockstepError(error: unknown): LockstepError {
-  if (error instanceof LockstepError) return error;
-  return new LockstepError('BAD_PAYLOAD', error instanceof Error ? error.message : String(error));
-}

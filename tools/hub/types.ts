@@ -1,5 +1,6 @@
 /** The hub library's public types: events, device views, counters. */
 import type { ErrorCode } from '../../modules/errors';
+import type { HubDeviceState } from '../../modules/hub/hub';
 import type { Transport } from './link';
 
 /** The hub's typed events (listener arguments). */
@@ -24,13 +25,8 @@ export interface HubEvents {
   storageError: [{ deviceId: string; error: Error }];
 }
 
-export interface DeviceView {
-  readonly deviceId: string;
-  readonly activeKeyId: number;
-  readonly pendingKeyId: number | undefined;
-  readonly connected: boolean;
-  readonly persisting: boolean;
-  readonly outboxLength: number;
+/** The core's view of a device plus what the database knows. */
+export interface DeviceView extends HubDeviceState {
   readonly activeSince: number;
   readonly lastSeenAt: number | undefined;
 }
