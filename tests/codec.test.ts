@@ -59,6 +59,7 @@ describe('messages', () => {
 describe('header', () => {
   const header = fc.record({
     type: fc.constantFrom(...Object.values(MessageType)),
+    fromHub: fc.boolean(),
     deviceId: bytes(8),
     keyId: u32,
     sequence: u32,
@@ -79,7 +80,7 @@ describe('header', () => {
   });
 
   test('version, type and flags are checked', () => {
-    const good = encodeHeader({ type: MessageType.PING, deviceId: new Uint8Array(8), keyId: 1, sequence: 0, sessionId: new Uint8Array(16) });
+    const good = encodeHeader({ type: MessageType.PING, fromHub: false, deviceId: new Uint8Array(8), keyId: 1, sequence: 0, sessionId: new Uint8Array(16) });
     const wrongVersion = good.slice();
     wrongVersion[0] = 2;
     expect(() => decodeHeader(wrongVersion)).toThrow(expect.objectContaining({ code: 'BAD_VERSION' }));
@@ -87,7 +88,7 @@ describe('header', () => {
     unknownType[1] = 0x77;
     expect(() => decodeHeader(unknownType)).toThrow(expect.objectContaining({ code: 'UNKNOWN_TYPE' }));
     const flags = good.slice();
-    flags[3] = 1;
+    flags[3] = 2;
     expect(() => decodeHeader(flags)).toThrow(expect.objectContaining({ code: 'BAD_HEADER' }));
     expect(() => decodeHeader(good.subarray(0, 35))).toThrow(expect.objectContaining({ code: 'FRAME_TOO_SHORT' }));
   });

@@ -120,7 +120,7 @@ function hello(deviceId: string, keyId: number, key: Uint8Array, hubNonce: Uint8
       aead: nodeAead,
       key,
       iv: randomBytes(16),
-      header: { deviceId: fromHex(deviceId), keyId, sequence: 0, sessionId: hubNonce },
+      header: { fromHub: false, deviceId: fromHex(deviceId), keyId, sequence: 0, sessionId: hubNonce },
       message: { type: MessageType.HELLO, deviceNonce: randomBytes(16), activeKeyId: keyId, futureKeyId: 0 },
     }),
   );
@@ -225,7 +225,7 @@ test('an authenticated peer sending frames with bad tags and unknown key ids: re
           aead: nodeAead,
           key,
           iv: randomBytes(16),
-          header: { deviceId: fromHex(record.deviceId), keyId, sequence, sessionId: nonce },
+          header: { fromHub: false, deviceId: fromHex(record.deviceId), keyId, sequence, sessionId: nonce },
           message: { type: MessageType.REKEY_ACK, newKeyId: keyId },
         }),
       );
@@ -254,7 +254,7 @@ test('a peer that never reads is dropped when its write buffer passes the limit'
           aead: nodeAead,
           key: record.active.key,
           iv: randomBytes(16),
-          header: { deviceId: fromHex(record.deviceId), keyId: record.active.id, sequence, sessionId: nonce },
+          header: { fromHub: false, deviceId: fromHex(record.deviceId), keyId: record.active.id, sequence, sessionId: nonce },
           message,
         }),
       );

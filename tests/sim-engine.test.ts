@@ -110,13 +110,13 @@ describe('every checker can fail', () => {
     });
     const hubAead = audit.wrap(nodeAead, 'hub');
     const deviceAead = audit.wrap(nodeAead, 'device');
-    const frame = sealFrame({ aead: hubAead, key: key(1), iv: new Uint8Array(16), header: { deviceId: new Uint8Array(8), keyId: 1, sequence: 1, sessionId: nonce }, message: { type: MessageType.PING } });
+    const frame = sealFrame({ aead: hubAead, key: key(1), iv: new Uint8Array(16), header: { fromHub: true, deviceId: new Uint8Array(8), keyId: 1, sequence: 1, sessionId: nonce }, message: { type: MessageType.PING } });
     const open = (bytes: Uint8Array, aead = deviceAead) => aead.open(key(1), bytes.subarray(36, 52), bytes.subarray(0, 36), bytes.subarray(52, bytes.length - 32), bytes.subarray(bytes.length - 32));
     open(frame);
     expect(found).toEqual([]);
     open(frame);
     expect(found).toEqual(['S7']);
-    const own = sealFrame({ aead: deviceAead, key: key(1), iv: new Uint8Array(16), header: { deviceId: new Uint8Array(8), keyId: 1, sequence: 2, sessionId: nonce }, message: { type: MessageType.PING } });
+    const own = sealFrame({ aead: deviceAead, key: key(1), iv: new Uint8Array(16), header: { fromHub: false, deviceId: new Uint8Array(8), keyId: 1, sequence: 2, sessionId: nonce }, message: { type: MessageType.PING } });
     open(own);
     expect(found).toEqual(['S7', 'S8']);
   });

@@ -49,20 +49,20 @@ describe('simulation findings', () => {
 });
 
 /**
- * F1 (random mode, adversary "reflect"): the header carries no direction,
- * and both sides use one key and the same session id, so a frame a side
- * sealed itself, reflected back to it when its expected sequence number
- * matches, authenticates. DATA, DATA_ACK, PING, PONG and ERROR are allowed
+ * F1 (random mode, adversary "reflect"; fixed): the header carried no
+ * direction, and both sides use one key and the same session id, so a frame
+ * a side sealed itself, reflected back to it when its expected sequence
+ * number matched, authenticated. DATA, DATA_ACK, PING, PONG and ERROR are allowed
  * both ways, so the device accepts its own DATA as data from the hub (and
  * the hub its own). Key agreement is not affected (REKEY, REKEY_ACK,
  * CONFIRM, HELLO, WELCOME are one-way types), but S8 (no injected frame is
  * accepted) and S9 (app data integrity) are. Reported to the lead with a
- * proposed fix (docs/VERIFICATION.md §6, F1): bind the direction into the
- * authenticated header. These tests pass once the fix lands; until then
- * they are `test.failing`.
+ * fix: the direction is bound into the authenticated header (flags bit 0,
+ * docs/PROTOCOL.md §3) and each side rejects a frame in its own direction
+ * before it tries a key.
  */
-describe('simulation findings: reflection (F1, open)', () => {
-  test.failing('F1 the device rejects its own DATA frame reflected back to it', () => {
+describe('simulation findings: reflection (F1, fixed)', () => {
+  test('F1 the device rejects its own DATA frame reflected back to it', () => {
     const pair = new Pair({ seed: 5 });
     pair.connect();
     pair.runUntilIdle();
@@ -75,7 +75,7 @@ describe('simulation findings: reflection (F1, open)', () => {
     expect(actions.some((a) => a.type === 'event' && a.event.type === 'rejected')).toBe(true);
   });
 
-  test.failing('F1 the hub rejects its own DATA frame reflected back to it', () => {
+  test('F1 the hub rejects its own DATA frame reflected back to it', () => {
     const pair = new Pair({ seed: 6 });
     pair.connect();
     pair.runUntilIdle();

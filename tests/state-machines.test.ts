@@ -41,7 +41,7 @@ function forgeFromHub(pair: Pair, message: Message, keyId = pair.hubStore.active
     aead: nodeAead,
     key,
     iv: new Uint8Array(16),
-    header: { deviceId: pair.deviceIdBytes, keyId, sequence: snapshot.sequenceIn as number, sessionId: Buffer.from(snapshot.hubNonce as string, 'hex') },
+    header: { fromHub: true, deviceId: pair.deviceIdBytes, keyId, sequence: snapshot.sequenceIn as number, sessionId: Buffer.from(snapshot.hubNonce as string, 'hex') },
     message,
   });
   return withLengthPrefix(frame);
@@ -320,7 +320,7 @@ describe('hub key table (H-K)', () => {
       aead: nodeAead,
       key: pair.deviceStore.active.key,
       iv: new Uint8Array(16),
-      header: { deviceId: pair.deviceIdBytes, keyId: 2, sequence: conn.sequenceIn, sessionId: Buffer.from(conn.hubNonce, 'hex') },
+      header: { fromHub: false, deviceId: pair.deviceIdBytes, keyId: 2, sequence: conn.sequenceIn, sessionId: Buffer.from(conn.hubNonce, 'hex') },
       message: { type: MessageType.REKEY_ACK, newKeyId: 2 },
     });
     const actions = pair.hub.receive(pair.connectionId, withLengthPrefix(frame), pair.now);

@@ -387,6 +387,7 @@ export class DeviceCore {
 
   /** Checks that need no key: state, addressing, session binding, order. */
   #checkSealedHeader(header: Header): LockstepError | undefined {
+    if (!header.fromHub) return new LockstepError('BAD_HEADER', 'frame sealed by a device (reflected?)');
     const allowed = ALLOWED_FROM_HUB[this.#session];
     if (!allowed.has(header.type)) return new LockstepError('UNEXPECTED_MESSAGE', `type 0x${header.type.toString(16)} in ${this.#session}`);
     if (!bytesEqual(header.deviceId, this.deviceId)) return new LockstepError('BAD_HEADER', 'frame for another device');
@@ -497,7 +498,7 @@ export class DeviceCore {
       aead: this.#aead,
       key: slot.key,
       iv: this.#randomBytes(IV_BYTES),
-      header: { deviceId: this.deviceId, keyId: slot.id, sequence: this.#sequenceOut++, sessionId: this.#hubNonce },
+      header: { fromHub: false, deviceId: this.deviceId, keyId: slot.id, sequence: this.#sequenceOut++, sessionId: this.#hubNonce },
       message,
     });
     this.#lastSentAt = now;

@@ -431,6 +431,10 @@ export class HubCore {
       this.#reject(conn, asLockstepError(error), out);
       return;
     }
+    if (header.fromHub) {
+      this.#reject(conn, new LockstepError('BAD_HEADER', 'frame sealed by a hub (reflected?)'), out);
+      return;
+    }
     const allowed = ALLOWED_FROM_DEVICE[conn.state];
     if (!allowed.has(header.type)) {
       this.#reject(conn, new LockstepError('UNEXPECTED_MESSAGE', `type 0x${header.type.toString(16)} in ${conn.state}`), out);
@@ -569,7 +573,7 @@ export class HubCore {
       aead: this.#aead,
       key: device.active.key,
       iv: this.#randomBytes(IV_BYTES),
-      header: { deviceId: device.idBytes, keyId: device.active.id, sequence: conn.sequenceOut++, sessionId: conn.hubNonce },
+      header: { fromHub: true, deviceId: device.idBytes, keyId: device.active.id, sequence: conn.sequenceOut++, sessionId: conn.hubNonce },
       message,
     });
     out.push({ type: 'transmit', connection: conn.id, bytes: withLengthPrefix(frame) });

@@ -14,6 +14,7 @@ import { decodeMessage, encodeMessage, type Message } from './messages';
 export function encodeChallenge(hubNonce: Uint8Array): Uint8Array {
   return encodeHeader({
     type: MessageType.CHALLENGE,
+    fromHub: true,
     deviceId: new Uint8Array(DEVICE_ID_BYTES),
     keyId: NO_KEY_ID,
     sequence: 0,
@@ -23,7 +24,7 @@ export function encodeChallenge(hubNonce: Uint8Array): Uint8Array {
 
 /** Validates a received CHALLENGE frame and returns the hub nonce. */
 export function decodeChallenge(frame: Uint8Array, header: Header): Uint8Array {
-  if (frame.length !== HEADER_BYTES || header.keyId !== NO_KEY_ID || header.sequence !== 0 || header.deviceId.some((b) => b !== 0)) {
+  if (frame.length !== HEADER_BYTES || !header.fromHub || header.keyId !== NO_KEY_ID || header.sequence !== 0 || header.deviceId.some((b) => b !== 0)) {
     throw new LockstepError('BAD_HEADER', 'malformed CHALLENGE');
   }
   return header.sessionId;

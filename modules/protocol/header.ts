@@ -10,6 +10,12 @@ import { HEADER_BYTES, MessageType, PROTOCOL_VERSION, SESSION_ID_BYTES } from '.
 
 export interface Header {
   readonly type: MessageType;
+  /**
+   * The direction bit (flags bit 0, §3): set on every hub → device frame, clear
+   * on every device → hub frame. Authenticated, so a frame can never be
+   * reflected back to the side that sealed it.
+   */
+  readonly fromHub: boolean;
   readonly deviceId: Uint8Array;
   readonly keyId: number;
   readonly sequence: number;
@@ -26,6 +32,8 @@ const DEVICE_ID_AT = 4;
 const KEY_ID_AT = 12;
 const SEQUENCE_AT = 16;
 const SESSION_ID_AT = 20;
+/** flags bit 0: the frame travels hub → device. All other flag bits are reserved (zero). */
+export const FLAG_FROM_HUB = 0x0001;
 
 export function encodeHeader(header: Header): Uint8Array {
   if (header.deviceId.length !== DEVICE_ID_BYTES || header.sessionId.length !== SESSION_ID_BYTES) {
@@ -37,7 +45,7 @@ export function encodeHeader(header: Header): Uint8Array {
   const view = new DataView(bytes.buffer);
   bytes[VERSION_AT] = PROTOCOL_VERSION;
   bytes[TYPE_AT] = header.type;
-  view.setUint16(FLAGS_AT, 0);
+  view.setUint16(FLAGS_AT, header.fromHub ? FLAG_FROM_HUB : 0);
   bytes.set(header.deviceId, DEVICE_ID_AT);
   view.setUint32(KEY_ID_AT, header.keyId);
   view.setUint32(SEQUENCE_AT, header.sequence);
@@ -52,9 +60,11 @@ export function decodeHeader(frame: Uint8Array): Header {
   if (frame[VERSION_AT] !== PROTOCOL_VERSION) throw new LockstepError('BAD_VERSION', `version ${frame[VERSION_AT]}`);
   const type = frame[TYPE_AT] as number;
   if (!KNOWN_TYPES.has(type)) throw new LockstepError('UNKNOWN_TYPE', `type 0x${type.toString(16)}`);
-  if (view.getUint16(FLAGS_AT) !== 0) throw new LockstepError('BAD_HEADER', 'flags must be zero');
+  const flags = view.getUint16(FLAGS_AT);
+  if ((flags & ~FLAG_FROM_HUB) !== 0) throw new LockstepError('BAD_HEADER', 'reserved flags must be zero');
   return {
     type: type as MessageType,
+    fromHub: (flags & FLAG_FROM_HUB) !== 0,
     deviceId: frame.slice(DEVICE_ID_AT, DEVICE_ID_AT + DEVICE_ID_BYTES),
     keyId: view.getUint32(KEY_ID_AT),
     sequence: view.getUint32(SEQUENCE_AT),

@@ -220,12 +220,12 @@ function bareRotationWork(dir: string): { cpuMs: number; wallMs: number; aeadMs:
   const newKey = randomBytes(64);
   const deviceId = randomBytes(8);
   const sessionId = randomBytes(16);
-  const ack = sealFrame({ aead: nodeAead, key: newKey, iv: randomBytes(16), header: { deviceId, keyId: 2, sequence: 1, sessionId }, message: { type: MessageType.REKEY_ACK, newKeyId: 2 } });
+  const ack = sealFrame({ aead: nodeAead, key: newKey, iv: randomBytes(16), header: { fromHub: false, deviceId, keyId: 2, sequence: 1, sessionId }, message: { type: MessageType.REKEY_ACK, newKeyId: 2 } });
   const ackHeader = decodeHeader(ack);
   const aeadRounds = 20_000;
   const aeadStart = performance.now();
   for (let i = 0; i < aeadRounds; i++) {
-    sealFrame({ aead: nodeAead, key, iv: randomBytes(16), header: { deviceId, keyId: 1, sequence: i, sessionId }, message: { type: MessageType.REKEY, newKeyId: 2, newKey } });
+    sealFrame({ aead: nodeAead, key, iv: randomBytes(16), header: { fromHub: true, deviceId, keyId: 1, sequence: i, sessionId }, message: { type: MessageType.REKEY, newKeyId: 2, newKey } });
     openFrame(nodeAead, newKey, ack, ackHeader);
   }
   const aeadMs = (performance.now() - aeadStart) / aeadRounds;

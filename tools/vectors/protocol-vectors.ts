@@ -72,7 +72,7 @@ export function generateProtocolVectors(aead: Aead): ProtocolVector[] {
   ];
   sealed.forEach(([name, direction, keyId, key, sequence, message], index) => {
     const iv = ivFor(index + 1);
-    const frame = sealFrame({ aead, key, iv, header: { deviceId, keyId, sequence, sessionId: hubNonce }, message });
+    const frame = sealFrame({ aead, key, iv, header: { fromHub: direction === 'hub→device', deviceId, keyId, sequence, sessionId: hubNonce }, message });
     vectors.push({ name, direction, keyId, sequence, iv: toHex(iv), message: describe(message), wire: toHex(withLengthPrefix(frame)) });
   });
   return vectors;

@@ -71,6 +71,7 @@ export class Adversary {
         const type = rng.pick(direction === 'down' ? FORGEABLE_DOWN : FORGEABLE_UP);
         const header = encodeHeader({
           type,
+          fromHub: direction === 'down',
           deviceId: this.#deviceId.length === DEVICE_ID_BYTES ? this.#deviceId : new Uint8Array(DEVICE_ID_BYTES),
           keyId: keyIds.length > 0 ? rng.pick(keyIds) : 1,
           sequence: Math.max(0, sequence),

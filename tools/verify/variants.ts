@@ -142,7 +142,7 @@ export const BROKEN_VARIANTS: readonly Variant[] = [
         aead: world.deviceAead,
         key: keys.active.key,
         iv,
-        header: { deviceId: header.deviceId, keyId: keys.active.id, sequence: header.sequence, sessionId: header.sessionId },
+        header: { fromHub: false, deviceId: header.deviceId, keyId: keys.active.id, sequence: header.sequence, sessionId: header.sessionId },
         message,
       });
       return withLengthPrefix(resealed);
