@@ -1,4 +1,4 @@
-/** Byte helpers for the portable core (no Buffer, no TextEncoder). */
+/** Byte helpers for the portable core, on Uint8Array only (nothing from Node or the DOM). */
 
 export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
   let length = 0;
