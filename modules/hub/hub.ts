@@ -329,7 +329,8 @@ export class HubCore {
 
   tick(now: number): HubAction[] {
     const out: HubAction[] = [];
-    for (const conn of [...this.#connections.values()]) {
+    // Iterates the live map (no copy per tick): #close deletes only the entry being visited, which Map iteration allows.
+    for (const conn of this.#connections.values()) {
       if (conn.input !== undefined) continue;
       if (conn.state === 'awaitingHello') {
         if (now - conn.openedAt >= this.#timing.handshakeTimeoutMs) this.#close(conn, new LockstepError('TIMEOUT', 'handshake'), out);
