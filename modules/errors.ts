@@ -35,6 +35,7 @@ export type ErrorCode =
   | 'LOCAL_NOT_READY'
   | 'LOCAL_BUSY'
   | 'LOCAL_OUTBOX_FULL'
+  | 'LOCAL_PAYLOAD_TOO_LARGE'
   | 'LOCAL_KEY_IDS_EXHAUSTED';
 
 export class LockstepError extends Error {
@@ -56,4 +57,9 @@ export function isLockstepError(value: unknown, code?: ErrorCode): value is Lock
 export function asLockstepError(error: unknown): LockstepError {
   if (error instanceof LockstepError) return error;
   return new LockstepError('BAD_PAYLOAD', error instanceof Error ? error.message : String(error));
+}
+
+/** A thrown value's message, for logs (never carries secrets: errors here never do). */
+export function describeError(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

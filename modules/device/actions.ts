@@ -22,3 +22,8 @@ export type DeviceAction =
   | { readonly type: 'close'; readonly error: LockstepError }
   | { readonly type: 'persist'; readonly op: DevicePersistOp }
   | { readonly type: 'event'; readonly event: DeviceEvent };
+
+/** What `send` answers at the call: the id the core assigned and the actions to carry out, or why nothing was queued. */
+export type DeviceSendResult =
+  | { readonly ok: true; readonly messageId: number; readonly actions: DeviceAction[] }
+  | { readonly ok: false; readonly error: LockstepError };

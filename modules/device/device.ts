@@ -4,10 +4,20 @@
  * Call order: `connected` when a transport opens, then any number of
  * `receive` / `tick` / `send`, then `disconnected`; after every `persist`
  * action the host makes the keystore change durable and calls `persisted`
- * before any other input (the core holds the rest of the received bytes
- * meanwhile and refuses new input with LOCAL_BUSY). Every method returns
- * the actions to carry out, in order. `now` is a non-decreasing count of
- * milliseconds; the core never reads a clock or a random source itself.
+ * (or `persistFailed`). Every method returns the actions to carry out, in
+ * order. `now` is a non-decreasing count of milliseconds; the core never
+ * reads a clock or a random source itself. The host drives it through the
+ * device loop (modules/device/loop.ts), the one driver every platform uses.
+ *
+ * Input is never refused: `receive` takes any bytes. While a persist is
+ * outstanding the core parses nothing and keeps what it is given in its own
+ * buffer (at most RECEIVE_BUFFER_BYTES; past it the connection is closed
+ * with BUFFER_FULL), and `wantsInput` is false so that the host may pause
+ * its transport; `persisted` parses what was kept. `send` answers at the
+ * call with the message id the core assigned or a typed error.
+ *
+ * Dispatch goes through the tables of modules/device/table.ts, whose row ids
+ * are those of docs/PROTOCOL.md §8.1 (DS…, DK…).
  *
  * Key slots (docs/PROTOCOL.md §5): `active` and at most one `future`. They
  * change only in #keyStored (rule D1: the future key is durable before it is
@@ -23,29 +33,40 @@ import { bytesEqual, constantTimeEqual, toHex } from '../bytes';
 import type { Aead, RandomSource } from '../crypto/primitives';
 import { asLockstepError, LockstepError } from '../errors';
 import type { DeviceKeys, KeySlot } from '../platform/keys';
-import { checkSlot, copySlot, DEVICE_ID_BYTES } from '../platform/keys';
+import { checkSlot, copySlot } from '../platform/keys';
 import {
+  DEVICE_ID_BYTES,
   HANDSHAKE_TIMEOUT_MS,
   IDLE_TIMEOUT_MS,
   IV_BYTES,
   KEEPALIVE_INTERVAL_MS,
+  MAX_REJECTED_FRAMES,
   MAX_SEQUENCE,
   MessageType,
   NONCE_BYTES,
   NO_KEY_ID,
+  RECEIVE_BUFFER_BYTES,
+  STREAM_ID_BYTES,
   WireError,
 } from '../protocol/constants';
 import { decodeChallenge, openFrame, sealFrame } from '../protocol/frame';
 import { FrameReader, withLengthPrefix } from '../protocol/framing';
 import { decodeHeader, type Header } from '../protocol/header';
-import { STREAM_ID_BYTES, type Message } from '../protocol/messages';
-import { AppChannel } from '../session/app-channel';
-import type { DeviceAction, DeviceEvent, DevicePersistOp } from './actions';
-import { type DeviceSessionState, nextDeviceSessionState } from './table';
+import type { Message } from '../protocol/messages';
+import { AppChannel, type EnqueueResult } from '../session/app-channel';
+import type { DeviceAction, DeviceEvent, DevicePersistOp, DeviceSendResult } from './actions';
+import {
+  type DeviceSessionEvent,
+  type DeviceSessionRow,
+  type DeviceSessionState,
+  deviceFrameEvent,
+  deviceRekeyRow,
+  deviceSessionRow,
+  requireDeviceSessionRow,
+} from './table';
 
-export type { DeviceAction, DeviceEvent, DevicePersistOp } from './actions';
-
-export const MAX_REJECTED_FRAMES = 8;
+export type { DeviceAction, DeviceEvent, DevicePersistOp, DeviceSendResult } from './actions';
+export { MAX_REJECTED_FRAMES } from '../protocol/constants';
 
 export interface DeviceTiming {
   readonly handshakeTimeoutMs: number;
@@ -59,12 +80,14 @@ export interface DeviceConfig {
   readonly aead: Aead;
   readonly random: RandomSource;
   readonly timing?: Partial<DeviceTiming>;
+  /** Bytes kept unparsed while a persist is outstanding; default RECEIVE_BUFFER_BYTES. */
+  readonly receiveBufferBytes?: number;
 }
 
-/** A frame authenticated under the future key waits here while the promotion persists. */
+/** A frame authenticated under the future key waits here while the promotion persists (DK5). */
 interface DeferredMessage {
   readonly message: Message;
-  readonly keyId: number;
+  readonly row: DeviceSessionRow;
 }
 
 export class DeviceCore {
@@ -88,9 +111,9 @@ export class DeviceCore {
   #lastReceivedAt = 0;
   #lastSentAt = 0;
 
-  /** Received bytes not yet parsed (a reference to the host's chunk). */
-  #input: Uint8Array | undefined;
-  #inputAt = 0;
+  /** Received bytes kept unparsed while a persist is outstanding (the core's own copy). */
+  #held: Uint8Array | undefined;
+  readonly #receiveBufferBytes: number;
   #persisting: DevicePersistOp | undefined;
   #deferred: DeferredMessage | undefined;
   #halted = false;
@@ -110,6 +133,7 @@ export class DeviceCore {
       keepaliveIntervalMs: config.timing?.keepaliveIntervalMs ?? KEEPALIVE_INTERVAL_MS,
       idleTimeoutMs: config.timing?.idleTimeoutMs ?? IDLE_TIMEOUT_MS,
     };
+    this.#receiveBufferBytes = config.receiveBufferBytes ?? RECEIVE_BUFFER_BYTES;
     this.#active = copySlot(config.keys.active);
     this.#future = config.keys.future === undefined ? undefined : copySlot(config.keys.future);
     this.#channel = new AppChannel(this.#randomBytes(STREAM_ID_BYTES));
@@ -130,6 +154,18 @@ export class DeviceCore {
   }
   get outboxLength(): number {
     return this.#channel.outboxLength;
+  }
+  /** False while a persist is outstanding (input is kept, not parsed) or the core is halted or offline. */
+  get wantsInput(): boolean {
+    return this.#persisting === undefined && !this.#halted && this.#session !== 'offline';
+  }
+  /** Bytes received and kept unparsed (while a persist is outstanding). */
+  get heldInputBytes(): number {
+    return this.#held?.length ?? 0;
+  }
+  /** Set after a failed persist: the host must build a new core from a remounted keystore. */
+  get halted(): boolean {
+    return this.#halted;
   }
   /** The key id this device seals with (rule D3: the newest it holds). */
   get sealKeyId(): number {
@@ -163,6 +199,7 @@ export class DeviceCore {
       persisting: this.#persisting?.kind,
       halted: this.#halted,
       readerIdle: this.#reader.idle,
+      heldInput: this.#held?.length ?? 0,
     };
   }
 
@@ -181,46 +218,53 @@ export class DeviceCore {
 
   // ---- Inputs ----
 
+  /** DS1 (after DS7 if a previous transport was still open). */
   connected(now: number): DeviceAction[] {
-    this.#assertAcceptingInput();
+    this.#assertNotHalted();
     const out: DeviceAction[] = [];
+    if (this.#session !== 'offline') this.#enter(requireDeviceSessionRow(this.#session, 'closed'));
     this.#resetSession();
-    this.#session = nextDeviceSessionState(this.#session, 'connected');
+    this.#enter(requireDeviceSessionRow(this.#session, 'connected'));
     this.#connectedAt = now;
     this.#lastReceivedAt = now;
     this.#lastSentAt = now;
     return out;
   }
 
+  /** DS7. Idempotent: the host reports every transport close, including ones the core asked for. */
   disconnected(_now: number): DeviceAction[] {
-    // Idempotent: the host reports every transport close, including ones the core asked for.
-    if (this.#session !== 'offline') this.#session = nextDeviceSessionState(this.#session, 'disconnected');
+    if (this.#session !== 'offline') this.#enter(requireDeviceSessionRow(this.#session, 'closed'));
     this.#resetSession();
     return [];
   }
 
+  /**
+   * Bytes from the transport, any amount. Parsed at once, or kept (bounded)
+   * while a persist is outstanding; never refused by an exception.
+   */
   receive(bytes: Uint8Array, now: number): DeviceAction[] {
-    this.#assertAcceptingInput();
+    this.#assertNotHalted();
     if (this.#session === 'offline') throw new LockstepError('LOCAL_NOT_READY', 'receive() without a connection');
-    this.#input = bytes;
-    this.#inputAt = 0;
     const out: DeviceAction[] = [];
-    this.#drain(now, out);
+    if (this.#persisting !== undefined || this.#held !== undefined) this.#hold(bytes, out);
+    else this.#parse(bytes, now, out);
     return out;
   }
 
+  /** DS4, DS5, DS6: the deadline of nextDeadline() has come. */
   tick(now: number): DeviceAction[] {
     const out: DeviceAction[] = [];
     if (this.#persisting !== undefined || this.#halted) return out;
     switch (this.#session) {
       case 'awaitingChallenge':
       case 'awaitingWelcome':
-        if (now - this.#connectedAt >= this.#timing.handshakeTimeoutMs) this.#close(new LockstepError('TIMEOUT', 'handshake'), out);
+        if (now - this.#connectedAt >= this.#timing.handshakeTimeoutMs) this.#timedOut('handshakeTimeout', 'handshake', out);
         break;
       case 'established':
         if (now - this.#lastReceivedAt >= this.#timing.idleTimeoutMs) {
-          this.#close(new LockstepError('TIMEOUT', 'idle'), out);
+          this.#timedOut('idleTimeout', 'idle', out);
         } else if (now - this.#lastSentAt >= this.#timing.keepaliveIntervalMs) {
+          this.#enter(requireDeviceSessionRow(this.#session, 'keepaliveDue'));
           this.#sendSealed({ type: MessageType.PING }, now, out);
         }
         break;
@@ -230,12 +274,32 @@ export class DeviceCore {
     return out;
   }
 
-  /** Application data to the hub. Throws LOCAL_OUTBOX_FULL when the bounded outbox is full. */
-  send(payload: Uint8Array, now: number): DeviceAction[] {
-    if (this.#halted) throw new LockstepError('LOCAL_NOT_READY', 'device core halted');
-    this.#channel.enqueue(payload);
+  /**
+   * Application data to the hub: the id the core assigned (a later
+   * `delivered` event names it) and the actions to carry out now, or a typed
+   * error with nothing queued (LOCAL_PAYLOAD_TOO_LARGE, LOCAL_OUTBOX_FULL,
+   * LOCAL_NOT_READY once halted). Equal to `enqueue` then `flush`.
+   */
+  send(payload: Uint8Array, now: number): DeviceSendResult {
+    const queued = this.enqueue(payload);
+    if (queued.error !== undefined) return { ok: false, error: queued.error };
+    return { ok: true, messageId: queued.messageId, actions: this.flush(now) };
+  }
+
+  /**
+   * Queues application data without sealing anything yet: for a host that is
+   * still carrying out earlier actions (frames must leave in the order they
+   * were sealed), which then calls `flush` in turn.
+   */
+  enqueue(payload: Uint8Array): EnqueueResult {
+    if (this.#halted) return { error: new LockstepError('LOCAL_NOT_READY', 'device core halted') };
+    return this.#channel.enqueue(payload);
+  }
+
+  /** Seals and returns what the outbox has not sent in this session (when a session is up and no persist is outstanding). */
+  flush(now: number): DeviceAction[] {
     const out: DeviceAction[] = [];
-    if (this.#session === 'established' && this.#persisting === undefined) this.#flushOutbox(now, out);
+    if (this.#session === 'established' && this.#persisting === undefined && !this.#halted) this.#flushOutbox(now, out);
     return out;
   }
 
@@ -249,19 +313,20 @@ export class DeviceCore {
     else this.#keyPromoted(op, now, out);
     // App data queued by send() while the write was outstanding goes out now (docs/VERIFICATION.md finding F2).
     if (this.#session === 'established' && this.#persisting === undefined) this.#flushOutbox(now, out);
-    this.#drain(now, out);
+    this.#resumeHeld(now, out);
     return out;
   }
 
   /**
-   * The keystore failed to complete the last persist. Which state it left is
-   * unknown to the core (before or after), so the core halts: the host must
-   * remount the keystore and build a new core from what it returns.
+   * DK7: the keystore failed to complete the last persist. Which state it
+   * left is unknown to the core (before or after), so the core halts: the
+   * host must remount the keystore and build a new core from what it returns.
    */
   persistFailed(error: LockstepError): DeviceAction[] {
     if (this.#persisting === undefined) throw new LockstepError('LOCAL_NOT_READY', 'no persist outstanding');
     this.#persisting = undefined;
     this.#deferred = undefined;
+    this.#held = undefined;
     this.#halted = true;
     const out: DeviceAction[] = [];
     if (this.#session !== 'offline') this.#close(error, out);
@@ -295,23 +360,46 @@ export class DeviceCore {
     out.push(event({ type: 'keyPromoted', id: op.id }));
     const deferred = this.#deferred;
     this.#deferred = undefined;
-    if (deferred !== undefined) this.#dispatch(deferred.message, deferred.keyId, now, out);
+    if (deferred !== undefined && this.#session !== 'offline') this.#dispatch(deferred.message, deferred.row, now, out);
   }
 
   // ---- Frame handling ----
 
-  #drain(now: number, out: DeviceAction[]): void {
-    while (this.#persisting === undefined && this.#input !== undefined && this.#session !== 'offline') {
-      if (this.#inputAt >= this.#input.length) break;
-      const result = this.#reader.feed(this.#input, this.#inputAt);
-      this.#inputAt += result.consumed;
+  /** Parses `input` frame by frame; what is left when a persist starts is kept for later. */
+  #parse(input: Uint8Array, now: number, out: DeviceAction[]): void {
+    let at = 0;
+    while (at < input.length && this.#session !== 'offline') {
+      if (this.#persisting !== undefined) {
+        this.#hold(input.subarray(at), out);
+        return;
+      }
+      const result = this.#reader.feed(input, at);
+      at += result.consumed;
       if (result.error !== undefined) this.#reject(result.error, out);
       else if (result.frame !== undefined) this.#handleFrame(result.frame, now, out);
     }
-    if (this.#input !== undefined && (this.#inputAt >= this.#input.length || this.#session === 'offline')) {
-      this.#input = undefined;
-      this.#inputAt = 0;
+  }
+
+  /** Keeps a copy of `bytes` after what is already kept; over the bound the connection ends (BUFFER_FULL). */
+  #hold(bytes: Uint8Array, out: DeviceAction[]): void {
+    if (bytes.length === 0) return;
+    const kept = this.#held?.length ?? 0;
+    if (kept + bytes.length > this.#receiveBufferBytes) {
+      this.#held = undefined;
+      this.#close(new LockstepError('BUFFER_FULL', `more than ${this.#receiveBufferBytes} bytes received during a persist`), out);
+      return;
     }
+    const held = new Uint8Array(kept + bytes.length);
+    if (this.#held !== undefined) held.set(this.#held);
+    held.set(bytes, kept);
+    this.#held = held;
+  }
+
+  #resumeHeld(now: number, out: DeviceAction[]): void {
+    const held = this.#held;
+    if (held === undefined || this.#persisting !== undefined) return;
+    this.#held = undefined;
+    if (this.#session !== 'offline') this.#parse(held, now, out);
   }
 
   #handleFrame(frame: Uint8Array, now: number, out: DeviceAction[]): void {
@@ -322,8 +410,14 @@ export class DeviceCore {
       this.#reject(asLockstepError(error), out);
       return;
     }
-    if (header.type === MessageType.CHALLENGE) {
-      this.#handleChallenge(frame, header, now, out);
+    const frameEvent = deviceFrameEvent(header.type);
+    const row = frameEvent === undefined ? undefined : deviceSessionRow(this.#session, frameEvent);
+    if (row === undefined) {
+      this.#reject(new LockstepError('UNEXPECTED_MESSAGE', `type 0x${header.type.toString(16)} in ${this.#session}`), out);
+      return;
+    }
+    if (row.id === 'DS2') {
+      this.#handleChallenge(frame, header, row, now, out);
       return;
     }
     const verdict = this.#checkSealedHeader(header);
@@ -349,18 +443,16 @@ export class DeviceCore {
     this.#lastReceivedAt = now;
     this.#rejectedFrames = 0;
     if (this.#future !== undefined && header.keyId === this.#future.id) {
-      this.#deferred = { message, keyId: header.keyId };
+      // DK5: persist the promotion first; the frame is acted on once it is durable.
+      this.#deferred = { message, row };
       this.#startPersist({ kind: 'promote', id: header.keyId }, out);
       return;
     }
-    this.#dispatch(message, header.keyId, now, out);
+    this.#dispatch(message, row, now, out);
   }
 
-  #handleChallenge(frame: Uint8Array, header: Header, now: number, out: DeviceAction[]): void {
-    if (this.#session !== 'awaitingChallenge') {
-      this.#reject(new LockstepError('UNEXPECTED_MESSAGE', `CHALLENGE in ${this.#session}`), out);
-      return;
-    }
+  /** DS2: the only unsealed frame; its checks are decodeChallenge's. */
+  #handleChallenge(frame: Uint8Array, header: Header, row: DeviceSessionRow, now: number, out: DeviceAction[]): void {
     let hubNonce: Uint8Array;
     try {
       hubNonce = decodeChallenge(frame, header);
@@ -368,7 +460,7 @@ export class DeviceCore {
       this.#reject(asLockstepError(error), out);
       return;
     }
-    this.#session = nextDeviceSessionState(this.#session, 'challenge');
+    this.#enter(row);
     this.#hubNonce = hubNonce;
     this.#deviceNonce = this.#randomBytes(NONCE_BYTES);
     this.#sequenceIn = 1;
@@ -388,8 +480,6 @@ export class DeviceCore {
   /** Checks that need no key: state, addressing, session binding, order. */
   #checkSealedHeader(header: Header): LockstepError | undefined {
     if (!header.fromHub) return new LockstepError('BAD_HEADER', 'frame sealed by a device (reflected?)');
-    const allowed = ALLOWED_FROM_HUB[this.#session];
-    if (!allowed.has(header.type)) return new LockstepError('UNEXPECTED_MESSAGE', `type 0x${header.type.toString(16)} in ${this.#session}`);
     if (!bytesEqual(header.deviceId, this.deviceId)) return new LockstepError('BAD_HEADER', 'frame for another device');
     if (this.#hubNonce === undefined || !bytesEqual(header.sessionId, this.#hubNonce)) return new LockstepError('BAD_SESSION');
     if (header.sequence !== this.#sequenceIn) return new LockstepError('BAD_SEQUENCE', `got ${header.sequence}, expected ${this.#sequenceIn}`);
@@ -414,21 +504,32 @@ export class DeviceCore {
     return undefined;
   }
 
-  /** Acts on an authenticated message; any promotion it implied is done. */
-  #dispatch(message: Message, _keyId: number, now: number, out: DeviceAction[]): void {
-    switch (message.type) {
-      case MessageType.WELCOME:
-        this.#session = nextDeviceSessionState(this.#session, 'welcome');
+  /** Acts on an authenticated message by its session row; any promotion it implied (DK5) is done. */
+  #dispatch(message: Message, row: DeviceSessionRow, now: number, out: DeviceAction[]): void {
+    this.#enter(row);
+    switch (row.id) {
+      case 'DS3':
         out.push(event({ type: 'established', keyId: this.sealKeyId }));
         this.#channel.restartSession();
         this.#flushOutbox(now, out);
         return;
-      case MessageType.REKEY:
-        this.#handleRekey(message.newKeyId, message.newKey, now, out);
+      case 'DS10':
+        if (message.type === MessageType.REKEY) this.#handleRekey(message.newKeyId, message.newKey, now, out);
         return;
-      case MessageType.CONFIRM:
-        // The promotion (if any) already happened by rule D2; nothing else to do.
+      case 'DS11':
+        // CONFIRM: the promotion (if any) already happened by DK5; nothing else to do.
         return;
+      case 'DS8':
+        this.#handleAppFrame(message, now, out);
+        return;
+      default:
+        throw new LockstepError('UNEXPECTED_MESSAGE', `row ${row.id} does not take a frame`);
+    }
+  }
+
+  /** DS8: application data (§7), keep-alive, and the hub's error reports. */
+  #handleAppFrame(message: Message, now: number, out: DeviceAction[]): void {
+    switch (message.type) {
       case MessageType.DATA: {
         const verdict = this.#channel.receive(message.streamId, message.messageId);
         if (verdict.deliver) out.push(event({ type: 'data', payload: message.payload }));
@@ -449,27 +550,32 @@ export class DeviceCore {
         out.push(event({ type: 'peerError', code: message.code, detail: message.detail }));
         return;
       default:
-        // Unreachable: ALLOWED_FROM_HUB filtered the type before decryption.
-        throw new LockstepError('UNEXPECTED_MESSAGE', `type 0x${message.type.toString(16)}`);
+        throw new LockstepError('UNEXPECTED_MESSAGE', `type 0x${message.type.toString(16)} is not an application frame`);
     }
   }
 
   /**
-   * Rules D4/D5 (docs/PROTOCOL.md §8.1): store a newer key once; answer a
-   * repeated offer of the same (id, key) idempotently; refuse anything else.
+   * DS10 → the REKEY rows of D-K (DK1–DK4, docs/PROTOCOL.md §8.1, rules
+   * D4/D5): store a newer key once; answer a repeated offer of the same
+   * (id, key) idempotently; refuse anything else.
    */
   #handleRekey(id: number, key: Uint8Array, now: number, out: DeviceAction[]): void {
     const future = this.#future;
-    if (id <= this.#active.id) {
-      this.#refuseRekey(id, WireError.REKEY_ID_NOT_NEWER, new LockstepError('REKEY_REJECTED', `id ${id} not above active ${this.#active.id}`), now, out);
-    } else if (future !== undefined) {
-      if (future.id === id && constantTimeEqual(future.key, key)) {
+    const sameBytes = future !== undefined && future.id === id && constantTimeEqual(future.key, key);
+    const row = deviceRekeyRow({ activeId: this.#active.id, futureId: future?.id }, id, sameBytes);
+    switch (row.action) {
+      case 'refuseNotNewer':
+        this.#refuseRekey(id, WireError.REKEY_ID_NOT_NEWER, new LockstepError('REKEY_REJECTED', `${row.id}: id ${id} not above active ${this.#active.id}`), now, out);
+        break;
+      case 'storeFuture':
+        this.#startPersist({ kind: 'storeFuture', id, key: key.slice() }, out);
+        break;
+      case 'acknowledgeAgain':
         this.#sendSealed({ type: MessageType.REKEY_ACK, newKeyId: id }, now, out);
-      } else {
-        this.#refuseRekey(id, WireError.REKEY_CONFLICT, new LockstepError('REKEY_REJECTED', `future key ${future.id} already held`), now, out);
-      }
-    } else {
-      this.#startPersist({ kind: 'storeFuture', id, key: key.slice() }, out);
+        break;
+      case 'refuseConflict':
+        this.#refuseRekey(id, WireError.REKEY_CONFLICT, new LockstepError('REKEY_REJECTED', `${row.id}: future key ${future?.id} already held`), now, out);
+        break;
     }
     key.fill(0);
   }
@@ -493,7 +599,7 @@ export class DeviceCore {
       this.#close(new LockstepError('BAD_SEQUENCE', 'sequence space exhausted; reconnect'), out);
       return;
     }
-    const slot = this.#future ?? this.#active;
+    const slot = this.#future ?? this.#active; // DK6: the newest key held
     const frame = sealFrame({
       aead: this.#aead,
       key: slot.key,
@@ -510,15 +616,28 @@ export class DeviceCore {
     out.push({ type: 'persist', op });
   }
 
+  /** DS9: report; the frame changed nothing. After MAX_REJECTED_FRAMES in a row, close. */
   #reject(error: LockstepError, out: DeviceAction[]): void {
     out.push(event({ type: 'rejected', error }));
     if (++this.#rejectedFrames > MAX_REJECTED_FRAMES) this.#close(new LockstepError('PEER_ERROR', 'too many rejected frames'), out);
   }
 
+  #timedOut(eventName: DeviceSessionEvent, what: string, out: DeviceAction[]): void {
+    const row = requireDeviceSessionRow(this.#session, eventName);
+    out.push({ type: 'close', error: new LockstepError('TIMEOUT', `${row.id}: ${what}`) });
+    this.#enter(row);
+    this.#resetSession();
+  }
+
+  /** The core ends the connection (DS7 as the core's own close). */
   #close(error: LockstepError, out: DeviceAction[]): void {
     out.push({ type: 'close', error });
-    this.#session = nextDeviceSessionState(this.#session, 'disconnected');
+    if (this.#session !== 'offline') this.#enter(requireDeviceSessionRow(this.#session, 'closed'));
     this.#resetSession();
+  }
+
+  #enter(row: DeviceSessionRow): void {
+    this.#session = row.next;
   }
 
   #resetSession(): void {
@@ -528,15 +647,14 @@ export class DeviceCore {
     this.#sequenceOut = 0;
     this.#rejectedFrames = 0;
     this.#reader.reset();
-    if (this.#persisting === undefined) {
-      this.#input = undefined;
-      this.#inputAt = 0;
-    }
+    // Input and a deferred frame of a closed connection mean nothing in the next one
+    // (a promotion still outstanding completes when persisted).
+    this.#held = undefined;
+    this.#deferred = undefined;
   }
 
-  #assertAcceptingInput(): void {
+  #assertNotHalted(): void {
     if (this.#halted) throw new LockstepError('LOCAL_NOT_READY', 'device core halted after a storage failure');
-    if (this.#persisting !== undefined) throw new LockstepError('LOCAL_BUSY', 'a persist is outstanding; call persisted() first');
   }
 
   #randomBytes(length: number): Uint8Array {
@@ -545,21 +663,6 @@ export class DeviceCore {
     return bytes;
   }
 }
-
-const ALLOWED_FROM_HUB: Record<DeviceSessionState, ReadonlySet<number>> = {
-  offline: new Set(),
-  awaitingChallenge: new Set(),
-  awaitingWelcome: new Set([MessageType.WELCOME]),
-  established: new Set([
-    MessageType.DATA,
-    MessageType.DATA_ACK,
-    MessageType.REKEY,
-    MessageType.CONFIRM,
-    MessageType.PING,
-    MessageType.PONG,
-    MessageType.ERROR,
-  ]),
-};
 
 function event(value: DeviceEvent): DeviceAction {
   return { type: 'event', event: value };

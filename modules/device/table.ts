@@ -1,22 +1,133 @@
 /**
- * The device's session transitions as data (docs/PROTOCOL.md §8.1, table
- * D-S). Key-slot changes are not here: they are the two named transitions
- * in device.ts (#keyStored, #keyPromoted).
+ * The device's state tables as data (docs/PROTOCOL.md §8.1): the session
+ * table D-S and the key table D-K, with the spec's row ids. The core
+ * (device.ts) looks every input up here and runs the handler named by the
+ * row; an input with no row is rejected (DS9) and changes nothing.
+ *
+ * The key slots are not changed here: rows only name what to do; the two
+ * transitions that move slots are #keyStored and #keyPromoted in device.ts.
  */
 import { LockstepError } from '../errors';
+import { MessageType } from '../protocol/constants';
 
 export type DeviceSessionState = 'offline' | 'awaitingChallenge' | 'awaitingWelcome' | 'established';
-export type DeviceSessionEvent = 'connected' | 'challenge' | 'welcome' | 'disconnected';
 
-export const DEVICE_SESSION_TABLE: Readonly<Record<DeviceSessionState, Partial<Record<DeviceSessionEvent, DeviceSessionState>>>> = {
-  offline: { connected: 'awaitingChallenge' },
-  awaitingChallenge: { connected: 'awaitingChallenge', challenge: 'awaitingWelcome', disconnected: 'offline' },
-  awaitingWelcome: { connected: 'awaitingChallenge', welcome: 'established', disconnected: 'offline' },
-  established: { connected: 'awaitingChallenge', disconnected: 'offline' },
+/** What can happen to a session: transport events, timers, and authenticated hub frames by kind. */
+export type DeviceSessionEvent =
+  | 'connected'
+  | 'challenge'
+  | 'welcome'
+  | 'handshakeTimeout'
+  | 'idleTimeout'
+  | 'keepaliveDue'
+  | 'closed'
+  | 'appFrame'
+  | 'rekey'
+  | 'confirm';
+
+export type DeviceSessionRowId = 'DS1' | 'DS2' | 'DS3' | 'DS4' | 'DS5' | 'DS6' | 'DS7' | 'DS8' | 'DS10' | 'DS11';
+/** DS9: a frame that fails a check (no row for it, or any check of §4): reported, nothing changes. */
+export const DEVICE_REJECT_ROW = 'DS9';
+
+export interface DeviceSessionRow {
+  readonly id: DeviceSessionRowId;
+  readonly next: DeviceSessionState;
+}
+
+const DS4: DeviceSessionRow = { id: 'DS4', next: 'offline' };
+const DS7: DeviceSessionRow = { id: 'DS7', next: 'offline' };
+
+export const DEVICE_SESSION_TABLE: Readonly<Record<DeviceSessionState, Readonly<Partial<Record<DeviceSessionEvent, DeviceSessionRow>>>>> = {
+  offline: {
+    connected: { id: 'DS1', next: 'awaitingChallenge' },
+  },
+  awaitingChallenge: {
+    challenge: { id: 'DS2', next: 'awaitingWelcome' },
+    handshakeTimeout: DS4,
+    closed: DS7,
+  },
+  awaitingWelcome: {
+    welcome: { id: 'DS3', next: 'established' },
+    handshakeTimeout: DS4,
+    closed: DS7,
+  },
+  established: {
+    idleTimeout: { id: 'DS5', next: 'offline' },
+    keepaliveDue: { id: 'DS6', next: 'established' },
+    closed: DS7,
+    appFrame: { id: 'DS8', next: 'established' },
+    rekey: { id: 'DS10', next: 'established' },
+    confirm: { id: 'DS11', next: 'established' },
+  },
 };
 
-export function nextDeviceSessionState(state: DeviceSessionState, eventName: DeviceSessionEvent): DeviceSessionState {
-  const next = DEVICE_SESSION_TABLE[state][eventName];
-  if (next === undefined) throw new LockstepError('UNEXPECTED_MESSAGE', `no transition for ${eventName} in ${state}`);
-  return next;
+/** The row for `event` in `state`, or undefined (for a frame: DS9, rejected). */
+export function deviceSessionRow(state: DeviceSessionState, event: DeviceSessionEvent): DeviceSessionRow | undefined {
+  return DEVICE_SESSION_TABLE[state][event];
 }
+
+/** Like deviceSessionRow, for inputs the core itself raises: a missing row is a bug, thrown as a typed error. */
+export function requireDeviceSessionRow(state: DeviceSessionState, event: DeviceSessionEvent): DeviceSessionRow {
+  const row = DEVICE_SESSION_TABLE[state][event];
+  if (row === undefined) throw new LockstepError('UNEXPECTED_MESSAGE', `no device session row for ${event} in ${state}`);
+  return row;
+}
+
+/** The session event a hub frame of `type` is; undefined for types a hub never sends (HELLO, REKEY_ACK). */
+export function deviceFrameEvent(type: number): DeviceSessionEvent | undefined {
+  switch (type) {
+    case MessageType.CHALLENGE:
+      return 'challenge';
+    case MessageType.WELCOME:
+      return 'welcome';
+    case MessageType.REKEY:
+      return 'rekey';
+    case MessageType.CONFIRM:
+      return 'confirm';
+    case MessageType.DATA:
+    case MessageType.DATA_ACK:
+    case MessageType.PING:
+    case MessageType.PONG:
+    case MessageType.ERROR:
+      return 'appFrame';
+    default:
+      return undefined;
+  }
+}
+
+// ---- Key table D-K ----
+
+export interface DeviceSlotIds {
+  readonly activeId: number;
+  readonly futureId: number | undefined;
+}
+
+export type DeviceRekeyAction = 'storeFuture' | 'acknowledgeAgain' | 'refuseConflict' | 'refuseNotNewer';
+
+export interface DeviceRekeyRow {
+  readonly id: 'DK1' | 'DK2' | 'DK3' | 'DK4';
+  /** Whether the row applies to an offer of `offeredId` (`sameBytes`: its key equals the held future key). */
+  readonly when: (slots: DeviceSlotIds, offeredId: number, sameBytes: boolean) => boolean;
+  readonly action: DeviceRekeyAction;
+}
+
+/** The REKEY rows of D-K, in the order they are tried: the first that applies decides. */
+export const DEVICE_REKEY_ROWS: readonly DeviceRekeyRow[] = [
+  { id: 'DK4', when: (slots, offeredId) => offeredId <= slots.activeId, action: 'refuseNotNewer' },
+  { id: 'DK1', when: (slots) => slots.futureId === undefined, action: 'storeFuture' },
+  { id: 'DK2', when: (slots, offeredId, sameBytes) => slots.futureId === offeredId && sameBytes, action: 'acknowledgeAgain' },
+  { id: 'DK3', when: () => true, action: 'refuseConflict' },
+];
+
+export function deviceRekeyRow(slots: DeviceSlotIds, offeredId: number, sameBytes: boolean): DeviceRekeyRow {
+  for (const row of DEVICE_REKEY_ROWS) if (row.when(slots, offeredId, sameBytes)) return row;
+  // Unreachable: DK3 always applies.
+  throw new LockstepError('UNEXPECTED_MESSAGE', 'no D-K row for REKEY');
+}
+
+/**
+ * The other D-K rows, named where the core applies them: DK5 (a frame under
+ * the future key: persist the promotion, then act on the frame), DK6 (seal
+ * with the newest key held), DK7 (a failed keystore write halts the core).
+ */
+export const DEVICE_KEY_ROWS = { promoteOnFutureKey: 'DK5', sealWithNewest: 'DK6', storageFailed: 'DK7' } as const;

@@ -24,3 +24,13 @@ export type HubAction =
   | { readonly type: 'close'; readonly connection: ConnectionId; readonly error: LockstepError }
   | { readonly type: 'persist'; readonly op: HubPersistOp }
   | { readonly type: 'event'; readonly event: HubEvent };
+
+/** What `send` answers at the call: the id the core assigned and the actions to carry out, or why nothing was queued. */
+export type HubSendResult =
+  | { readonly ok: true; readonly messageId: number; readonly actions: HubAction[] }
+  | { readonly ok: false; readonly error: LockstepError };
+
+/** What `rotate` answers: started (HK1), queued behind the rotation in flight (HK2), or refused (ids exhausted). */
+export type HubRotateResult =
+  | { readonly ok: true; readonly outcome: 'started' | 'queued'; readonly actions: HubAction[] }
+  | { readonly ok: false; readonly error: LockstepError };

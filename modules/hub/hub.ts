@@ -5,44 +5,69 @@
  * Call order: `opened(conn)` when a transport connection is accepted, then
  * `receive(conn, bytes)` / `tick` / `send` / `rotate`, then `closed(conn)`.
  * After every `persist` action the host makes the database change durable
- * and calls `persisted(deviceId)` (or `persistFailed`) before feeding that
- * device's connection more input. `now` is a non-decreasing millisecond
- * count; randomness comes from the injected source only.
+ * and calls `persisted(deviceId)` (or `persistFailed`). `now` is a
+ * non-decreasing millisecond count; randomness comes from the injected
+ * source only.
+ *
+ * Input is never refused: `receive` takes any bytes. While a persist of the
+ * connection's device is outstanding the core parses nothing for it and
+ * keeps the bytes in its own per-connection buffer (at most
+ * RECEIVE_BUFFER_BYTES; past it the connection is closed with BUFFER_FULL);
+ * `wantsInput(conn)` is false meanwhile so the host can pause the socket,
+ * and `persisted` parses what was kept. `send` and `rotate` answer at the
+ * call (the message id the core assigned, or a typed error), so no host
+ * keeps a copy of the core's queues or predicts its ids.
+ *
+ * Dispatch goes through modules/hub/table.ts, whose row ids are those of
+ * docs/PROTOCOL.md §8.2 (HS…, HK…).
  *
  * Key slots per device (docs/PROTOCOL.md §5): `active` and at most one
- * `pending`. They change only in #pendingStored (rule H1: pending is durable
- * before it is first offered, and never replaced while unconfirmed) and
- * #pendingPromoted (rule H2: promotion on the first device frame that
- * authenticates under the pending key, durable before anything is sealed
- * under it, then confirmed to the device under the new key).
+ * `pending`. They change in exactly three places: #pendingStored (HK1, rule
+ * H1: pending is durable before it is first offered, and never replaced
+ * while unconfirmed), #pendingPromoted (HK5, rule H2: promotion on the first
+ * device frame that authenticates under the pending key, durable before
+ * anything is sealed under it, then confirmed under the new key), and
+ * #reloaded (HK7: after a failed write the database holds the state before
+ * or after it, and the core adopts whichever it is).
  */
 import { bytesEqual, fromHex, toHex } from '../bytes';
 import type { Aead, RandomSource } from '../crypto/primitives';
 import { asLockstepError, LockstepError } from '../errors';
-import { checkSlot, copySlot, DEVICE_ID_BYTES, KEY_BYTES, type KeySlot } from '../platform/keys';
+import { checkSlot, copySlot, type KeySlot } from '../platform/keys';
 import {
+  DEVICE_ID_BYTES,
   HANDSHAKE_TIMEOUT_MS,
   IDLE_TIMEOUT_MS,
   IV_BYTES,
+  KEY_BYTES,
   MAX_KEY_ID,
+  MAX_REJECTED_FRAMES,
   MAX_SEQUENCE,
   MessageType,
   NONCE_BYTES,
+  RECEIVE_BUFFER_BYTES,
   REKEY_RETRY_INITIAL_MS,
   REKEY_RETRY_MAX_MS,
+  STREAM_ID_BYTES,
 } from '../protocol/constants';
 import { encodeChallenge, openFrame, sealFrame } from '../protocol/frame';
 import { FrameReader, withLengthPrefix } from '../protocol/framing';
 import { decodeHeader, type Header } from '../protocol/header';
-import { STREAM_ID_BYTES, type Message } from '../protocol/messages';
-import { AppChannel } from '../session/app-channel';
+import type { Message } from '../protocol/messages';
+import { AppChannel, type EnqueueResult } from '../session/app-channel';
 import { backoffDelayMs } from '../session/backoff';
-import type { ConnectionId, HubAction, HubEvent, HubPersistOp } from './actions';
-import { type HubConnectionState, nextHubConnectionState } from './table';
+import type { ConnectionId, HubAction, HubEvent, HubPersistOp, HubRotateResult, HubSendResult } from './actions';
+import {
+  type HubConnectionEvent,
+  type HubConnectionRow,
+  type HubConnectionState,
+  hubConnectionRow,
+  hubFrameEvent,
+  hubRotateRow,
+  requireHubConnectionRow,
+} from './table';
 
-export type { ConnectionId, HubAction, HubEvent, HubPersistOp } from './actions';
-
-export const MAX_REJECTED_FRAMES_PER_SESSION = 8;
+export type { ConnectionId, HubAction, HubEvent, HubPersistOp, HubRotateResult, HubSendResult } from './actions';
 
 /** A device as the hub's database holds it. */
 export interface HubDeviceRecord {
@@ -59,6 +84,8 @@ export interface HubDeviceState {
   readonly connected: boolean;
   readonly persisting: boolean;
   readonly outboxLength: number;
+  /** A rotation asked for while another was in flight, started once that one is confirmed (HK2). */
+  readonly rotationQueued: boolean;
 }
 
 export interface HubTiming {
@@ -73,6 +100,8 @@ export interface HubConfig {
   readonly random: RandomSource;
   readonly devices?: readonly HubDeviceRecord[];
   readonly timing?: Partial<HubTiming>;
+  /** Bytes kept per connection while its device's persist is outstanding; default RECEIVE_BUFFER_BYTES. */
+  readonly receiveBufferBytes?: number;
 }
 
 interface DeviceEntry {
@@ -85,8 +114,10 @@ interface DeviceEntry {
   persisting: HubPersistOp | undefined;
   /** The connection whose input stopped on this device's persist (resumed by persisted()). */
   blocked: ConnectionId | undefined;
-  /** The connection and authenticated message that wait for a promotion to persist. */
-  deferred: { connection: ConnectionId; message: Message } | undefined;
+  /** The connection and authenticated message that wait for a promotion to persist (HK5). */
+  deferred: { connection: ConnectionId; message: Message; row: HubConnectionRow } | undefined;
+  /** HK2: one rotation to start once the pending key is confirmed. */
+  rotationQueued: boolean;
   offerAttempt: number;
   nextOfferAt: number;
 }
@@ -102,8 +133,8 @@ interface Connection {
   rejectedFrames: number;
   readonly openedAt: number;
   lastReceivedAt: number;
-  input: Uint8Array | undefined;
-  inputAt: number;
+  /** Received bytes kept unparsed while the device's persist is outstanding (the core's own copy). */
+  held: Uint8Array | undefined;
 }
 
 export class HubCore {
@@ -112,9 +143,11 @@ export class HubCore {
   readonly #timing: HubTiming;
   readonly #devices = new Map<string, DeviceEntry>();
   readonly #connections = new Map<ConnectionId, Connection>();
+  readonly #receiveBufferBytes: number;
 
   constructor(config: HubConfig) {
     this.#aead = config.aead;
+    this.#receiveBufferBytes = config.receiveBufferBytes ?? RECEIVE_BUFFER_BYTES;
     this.#random = config.random;
     this.#timing = {
       handshakeTimeoutMs: config.timing?.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
@@ -147,6 +180,7 @@ export class HubCore {
       persisting: undefined,
       blocked: undefined,
       deferred: undefined,
+      rotationQueued: false,
       offerAttempt: 0,
       nextOfferAt: 0,
     });
@@ -161,6 +195,7 @@ export class HubCore {
       connected: device.connection !== undefined,
       persisting: device.persisting !== undefined,
       outboxLength: device.channel.outboxLength,
+      rotationQueued: device.rotationQueued,
     };
   }
 
@@ -193,6 +228,7 @@ export class HubCore {
         sequenceOut: conn.sequenceOut,
         lastReceivedAt: conn.lastReceivedAt,
         readerIdle: conn.reader.idle,
+        heldInput: conn.held?.length ?? 0,
       }));
     return {
       activeKeyId: device.active.id,
@@ -202,6 +238,7 @@ export class HubCore {
       connection: device.connection,
       persisting: device.persisting?.kind,
       offerAttempt: device.offerAttempt,
+      rotationQueued: device.rotationQueued,
       nextOfferAt: device.nextOfferAt,
       channel: device.channel.snapshot(),
       connections,
@@ -219,24 +256,53 @@ export class HubCore {
   // ---- Commands ----
 
   /**
-   * Starts a rotation: a fresh key with the next id is persisted as pending
-   * (rule H1) and offered once durable. Returns [] if a pending key already
-   * exists — an unconfirmed pending key is never replaced.
+   * Starts a rotation (HK1): a fresh key with the next id is persisted as
+   * pending (rule H1) and offered once durable. With a pending key already
+   * in flight, or a write of the device outstanding, nothing is replaced
+   * (HK2): the rotation is remembered (once) and starts when that one is
+   * confirmed. Refused with LOCAL_KEY_IDS_EXHAUSTED at the last id.
    */
-  rotate(deviceId: string, _now: number): HubAction[] {
+  rotate(deviceId: string, _now: number): HubRotateResult {
     const device = this.#device(deviceId);
-    if (device.persisting !== undefined) throw new LockstepError('LOCAL_BUSY', `device ${device.id} has a persist outstanding`);
-    if (device.pending !== undefined) return [];
-    if (device.active.id >= MAX_KEY_ID) throw new LockstepError('LOCAL_KEY_IDS_EXHAUSTED', `device ${device.id} must be re-provisioned`);
-    const op: HubPersistOp = { kind: 'storePending', deviceId: device.id, id: device.active.id + 1, key: this.#randomBytes(KEY_BYTES) };
-    device.persisting = op;
-    return [{ type: 'persist', op }];
+    if (device.active.id >= MAX_KEY_ID || device.pending?.id === MAX_KEY_ID) {
+      return { ok: false, error: new LockstepError('LOCAL_KEY_IDS_EXHAUSTED', `device ${device.id} must be re-provisioned`) };
+    }
+    const row = hubRotateRow(device.pending?.id, device.persisting !== undefined);
+    if (row.action === 'queueAfterConfirm') {
+      device.rotationQueued = true;
+      return { ok: true, outcome: 'queued', actions: [] };
+    }
+    const actions: HubAction[] = [];
+    this.#storePending(device, actions);
+    return { ok: true, outcome: 'started', actions };
   }
 
-  /** Application data to a device; throws LOCAL_OUTBOX_FULL when its bounded outbox is full. */
-  send(deviceId: string, payload: Uint8Array, now: number): HubAction[] {
+  /**
+   * Application data to a device: the id the core assigned (a later
+   * `delivered` event names it) and the actions to carry out now, or a typed
+   * error with nothing queued (LOCAL_PAYLOAD_TOO_LARGE, LOCAL_OUTBOX_FULL).
+   * While a write of the device is outstanding the message waits in the
+   * outbox and goes out once it is durable (docs/VERIFICATION.md finding F2).
+   * Equal to `enqueue` then `flush`.
+   */
+  send(deviceId: string, payload: Uint8Array, now: number): HubSendResult {
+    const queued = this.enqueue(deviceId, payload);
+    if (queued.error !== undefined) return { ok: false, error: queued.error };
+    return { ok: true, messageId: queued.messageId, actions: this.flush(deviceId, now) };
+  }
+
+  /**
+   * Queues application data without sealing anything yet: for a host that is
+   * still carrying out earlier actions (frames must leave in the order they
+   * were sealed), which then calls `flush` in turn.
+   */
+  enqueue(deviceId: string, payload: Uint8Array): EnqueueResult {
+    return this.#device(deviceId).channel.enqueue(payload);
+  }
+
+  /** Seals what the device's outbox has not sent in this session (when it has a session and no write is outstanding). */
+  flush(deviceId: string, now: number): HubAction[] {
     const device = this.#device(deviceId);
-    device.channel.enqueue(payload);
     const out: HubAction[] = [];
     if (device.persisting === undefined) this.#flushOutbox(device, now, out);
     return out;
@@ -244,6 +310,7 @@ export class HubCore {
 
   // ---- Connection inputs ----
 
+  /** HS1. */
   opened(connection: ConnectionId, now: number): HubAction[] {
     if (this.#connections.has(connection)) throw new LockstepError('LOCAL_BAD_ARGUMENT', `connection ${connection} already open`);
     const conn: Connection = {
@@ -257,8 +324,7 @@ export class HubCore {
       rejectedFrames: 0,
       openedAt: now,
       lastReceivedAt: now,
-      input: undefined,
-      inputAt: 0,
+      held: undefined,
     };
     this.#connections.set(connection, conn);
     return [{ type: 'transmit', connection, bytes: withLengthPrefix(encodeChallenge(conn.hubNonce)) }];
@@ -271,15 +337,24 @@ export class HubCore {
     return out;
   }
 
+  /**
+   * Bytes from a connection, any amount: parsed at once, or kept (bounded)
+   * while the device's persist is outstanding. Never refused by an exception
+   * (a connection the core no longer knows is LOCAL_NOT_READY: misuse).
+   */
   receive(connection: ConnectionId, bytes: Uint8Array, now: number): HubAction[] {
     const conn = this.#connections.get(connection);
     if (conn === undefined) throw new LockstepError('LOCAL_NOT_READY', `connection ${connection} is not open`);
-    if (conn.input !== undefined) throw new LockstepError('LOCAL_BUSY', `connection ${connection} waits for a persist`);
-    conn.input = bytes;
-    conn.inputAt = 0;
     const out: HubAction[] = [];
-    this.#drain(conn, now, out);
+    if (conn.held !== undefined || conn.device?.persisting !== undefined) this.#hold(conn, bytes, out);
+    else this.#parse(conn, bytes, now, out);
     return out;
+  }
+
+  /** False while the connection's device has a persist outstanding (its input is kept, not parsed), or once it is closed. */
+  wantsInput(connection: ConnectionId): boolean {
+    const conn = this.#connections.get(connection);
+    return conn !== undefined && conn.device?.persisting === undefined && conn.held === undefined;
   }
 
   persisted(deviceId: string, now: number): HubAction[] {
@@ -292,16 +367,23 @@ export class HubCore {
     else this.#pendingPromoted(device, op, now, out);
     // App data queued by send() while the write was outstanding goes out now (docs/VERIFICATION.md finding F2).
     if (device.persisting === undefined) this.#flushOutbox(device, now, out);
+    // HK2: a rotation asked for meanwhile starts once no pending key is in flight.
+    if (device.rotationQueued && device.pending === undefined && device.persisting === undefined) {
+      device.rotationQueued = false;
+      this.#storePending(device, out);
+    }
     // Resume the connection that stopped on this device's persist (O(1): no scan of all connections).
-    const blocked = device.blocked === undefined ? undefined : this.#connections.get(device.blocked);
-    device.blocked = undefined;
-    if (blocked !== undefined && blocked.input !== undefined && device.persisting === undefined) this.#drain(blocked, now, out);
+    if (device.persisting === undefined) {
+      const blocked = device.blocked === undefined ? undefined : this.#connections.get(device.blocked);
+      device.blocked = undefined;
+      if (blocked !== undefined) this.#resumeHeld(blocked, now, out);
+    }
     return out;
   }
 
   /**
-   * The database did not confirm the write. Its state is before or after;
-   * the host must reload the device's record and call `reloadDevice`.
+   * HK7: the database did not confirm the write. Its state is before or
+   * after; the host must reload the device's record and call `reloadDevice`.
    * Connections of the device are closed meanwhile.
    */
   persistFailed(deviceId: string, error: LockstepError): HubAction[] {
@@ -317,32 +399,32 @@ export class HubCore {
     return out;
   }
 
-  /** Replaces a device's key slots with what the database holds (after persistFailed). */
+  /** HK7, second half: adopts the device's slots as the database holds them (after persistFailed). */
   reloadDevice(record: HubDeviceRecord): void {
     const device = this.#device(record.deviceId);
-    if (device.persisting !== undefined) throw new LockstepError('LOCAL_BUSY', 'persist outstanding');
+    if (device.persisting !== undefined) throw new LockstepError('LOCAL_BAD_ARGUMENT', 'reloadDevice() with a persist outstanding');
     checkSlot(record.active);
     if (record.pending !== undefined) checkSlot(record.pending);
-    device.active = copySlot(record.active);
-    device.pending = record.pending === undefined ? undefined : copySlot(record.pending);
+    this.#reloaded(device, record);
   }
 
   tick(now: number): HubAction[] {
     const out: HubAction[] = [];
     // Iterates the live map (no copy per tick): #close deletes only the entry being visited, which Map iteration allows.
     for (const conn of this.#connections.values()) {
-      if (conn.input !== undefined) continue;
+      // A connection whose input waits on a persist is not timed out: the wait is the hub's.
+      if (conn.held !== undefined) continue;
       if (conn.state === 'awaitingHello') {
-        if (now - conn.openedAt >= this.#timing.handshakeTimeoutMs) this.#close(conn, new LockstepError('TIMEOUT', 'handshake'), out);
+        if (now - conn.openedAt >= this.#timing.handshakeTimeoutMs) this.#timedOut(conn, 'handshakeTimeout', out);
         continue;
       }
       if (now - conn.lastReceivedAt >= this.#timing.idleTimeoutMs) {
-        this.#close(conn, new LockstepError('TIMEOUT', 'idle'), out);
+        this.#timedOut(conn, 'idleTimeout', out);
         continue;
       }
       const device = conn.device;
       if (device !== undefined && device.pending !== undefined && device.persisting === undefined && now >= device.nextOfferAt) {
-        this.#offer(device, conn, now, out);
+        this.#offer(device, conn, now, out); // HK3
       }
     }
     return out;
@@ -354,7 +436,7 @@ export class HubCore {
       if (next === undefined || at < next) next = at;
     };
     for (const conn of this.#connections.values()) {
-      if (conn.input !== undefined) continue;
+      if (conn.held !== undefined) continue;
       if (conn.state === 'awaitingHello') {
         consider(conn.openedAt + this.#timing.handshakeTimeoutMs);
         continue;
@@ -366,7 +448,14 @@ export class HubCore {
     return next;
   }
 
-  // ---- Key transitions (the only two places that change active/pending) ----
+  // ---- Key transitions (the only three places that change active/pending) ----
+
+  /** HK1: a fresh key with the next id, to be made durable before it is ever offered (rule H1). */
+  #storePending(device: DeviceEntry, out: HubAction[]): void {
+    const op: HubPersistOp = { kind: 'storePending', deviceId: device.id, id: device.active.id + 1, key: this.#randomBytes(KEY_BYTES) };
+    device.persisting = op;
+    out.push({ type: 'persist', op });
+  }
 
   /** Rule H1: the pending key is durable, so it may now be offered (and re-offered, unchanged, until confirmed). */
   #pendingStored(device: DeviceEntry, op: Extract<HubPersistOp, { kind: 'storePending' }>, now: number, out: HubAction[]): void {
@@ -395,33 +484,62 @@ export class HubCore {
     if (deferred === undefined) return;
     const conn = this.#connections.get(deferred.connection);
     if (conn === undefined) return;
-    if (deferred.message.type === MessageType.HELLO) {
-      this.#welcome(conn, device, deferred.message.deviceNonce, now, out);
-    } else {
-      this.#sendSealed(conn, { type: MessageType.CONFIRM, keyId: pending.id }, now, out);
-      // The REKEY_ACK that triggered the promotion is fully answered by that CONFIRM.
-      if (deferred.message.type !== MessageType.REKEY_ACK) this.#dispatch(conn, device, deferred.message, now, out);
+    if (deferred.row.id === 'HS2') {
+      // The HELLO's WELCOME, now under P, is the confirmation (rule H3).
+      this.#dispatch(conn, device, deferred.message, deferred.row, now, out);
+      return;
     }
+    this.#sendSealed(conn, { type: MessageType.CONFIRM, keyId: pending.id }, now, out);
+    // HS8: the REKEY_ACK that triggered the promotion is fully answered by that CONFIRM.
+    if (deferred.row.id !== 'HS8') this.#dispatch(conn, device, deferred.message, deferred.row, now, out);
+  }
+
+  /** HK7: the database's state (before or after the failed write) replaces the core's. */
+  #reloaded(device: DeviceEntry, record: HubDeviceRecord): void {
+    device.active.key.fill(0);
+    device.pending?.key.fill(0);
+    device.active = copySlot(record.active);
+    device.pending = record.pending === undefined ? undefined : copySlot(record.pending);
   }
 
   // ---- Frame handling ----
 
-  #drain(conn: Connection, now: number, out: HubAction[]): void {
-    while (conn.input !== undefined && this.#connections.get(conn.id) === conn) {
+  /** Parses `input` frame by frame; what is left when a persist of the device starts is kept for later. */
+  #parse(conn: Connection, input: Uint8Array, now: number, out: HubAction[]): void {
+    let at = 0;
+    while (at < input.length && this.#connections.get(conn.id) === conn) {
       if (conn.device?.persisting !== undefined) {
-        conn.device.blocked = conn.id;
+        this.#hold(conn, input.subarray(at), out);
         return;
       }
-      if (conn.inputAt >= conn.input.length) break;
-      const result = conn.reader.feed(conn.input, conn.inputAt);
-      conn.inputAt += result.consumed;
+      const result = conn.reader.feed(input, at);
+      at += result.consumed;
       if (result.error !== undefined) this.#reject(conn, result.error, out);
       else if (result.frame !== undefined) this.#handleFrame(conn, result.frame, now, out);
     }
-    if (conn.device?.persisting === undefined || this.#connections.get(conn.id) !== conn) {
-      conn.input = undefined;
-      conn.inputAt = 0;
+  }
+
+  /** Keeps a copy of `bytes` after what the connection already has kept; over the bound it is closed (BUFFER_FULL). */
+  #hold(conn: Connection, bytes: Uint8Array, out: HubAction[]): void {
+    if (conn.device !== undefined) conn.device.blocked = conn.id;
+    if (bytes.length === 0) return;
+    const kept = conn.held?.length ?? 0;
+    if (kept + bytes.length > this.#receiveBufferBytes) {
+      conn.held = undefined;
+      this.#close(conn, new LockstepError('BUFFER_FULL', `more than ${this.#receiveBufferBytes} bytes received during a persist`), out);
+      return;
     }
+    const held = new Uint8Array(kept + bytes.length);
+    if (conn.held !== undefined) held.set(conn.held);
+    held.set(bytes, kept);
+    conn.held = held;
+  }
+
+  #resumeHeld(conn: Connection, now: number, out: HubAction[]): void {
+    const held = conn.held;
+    if (held === undefined || conn.device?.persisting !== undefined) return;
+    conn.held = undefined;
+    this.#parse(conn, held, now, out);
   }
 
   #handleFrame(conn: Connection, frame: Uint8Array, now: number, out: HubAction[]): void {
@@ -436,8 +554,9 @@ export class HubCore {
       this.#reject(conn, new LockstepError('BAD_HEADER', 'frame sealed by a hub (reflected?)'), out);
       return;
     }
-    const allowed = ALLOWED_FROM_DEVICE[conn.state];
-    if (!allowed.has(header.type)) {
+    const frameEvent = hubFrameEvent(header.type);
+    const row = frameEvent === undefined ? undefined : hubConnectionRow(conn.state, frameEvent);
+    if (row === undefined) {
       this.#reject(conn, new LockstepError('UNEXPECTED_MESSAGE', `type 0x${header.type.toString(16)} in ${conn.state}`), out);
       return;
     }
@@ -484,14 +603,14 @@ export class HubCore {
     conn.rejectedFrames = 0;
     if (conn.state === 'awaitingHello') this.#bind(conn, device, out);
     if (device.pending !== undefined && header.keyId === device.pending.id) {
-      device.deferred = { connection: conn.id, message };
+      // HK5: persist the promotion first; the frame is acted on once it is durable.
+      device.deferred = { connection: conn.id, message, row };
       const op: HubPersistOp = { kind: 'promote', deviceId: device.id, id: header.keyId };
       device.persisting = op;
       out.push({ type: 'persist', op });
       return;
     }
-    if (message.type === MessageType.HELLO) this.#welcome(conn, device, message.deviceNonce, now, out);
-    else this.#dispatch(conn, device, message, now, out);
+    this.#dispatch(conn, device, message, row, now, out);
   }
 
   /** An authenticated HELLO ties the connection to its device; an older connection of the device is closed. */
@@ -502,25 +621,42 @@ export class HubCore {
     device.connection = conn.id;
   }
 
-  #welcome(conn: Connection, device: DeviceEntry, deviceNonce: Uint8Array, now: number, out: HubAction[]): void {
-    conn.state = nextHubConnectionState(conn.state, 'hello');
+  /** HS2, after the HELLO authenticated (and any promotion it implied is durable). */
+  #welcome(conn: Connection, device: DeviceEntry, row: HubConnectionRow, deviceNonce: Uint8Array, now: number, out: HubAction[]): void {
+    conn.state = row.next;
     this.#sendSealed(conn, { type: MessageType.WELCOME, deviceNonce, hubKeyId: device.active.id }, now, out);
     out.push(event({ type: 'deviceConnected', deviceId: device.id, connection: conn.id, keyId: device.active.id }));
     device.channel.restartSession();
     if (device.pending !== undefined) {
       device.offerAttempt = 0;
-      this.#offer(device, conn, now, out);
+      this.#offer(device, conn, now, out); // HK4
     }
     this.#flushOutbox(device, now, out);
   }
 
-  #dispatch(conn: Connection, device: DeviceEntry, message: Message, now: number, out: HubAction[]): void {
-    switch (message.type) {
-      case MessageType.REKEY_ACK:
-        // Promotion (if this acknowledged the pending key) already happened; a
-        // repeated ack of the active key is answered idempotently.
-        if (message.newKeyId === device.active.id) this.#sendSealed(conn, { type: MessageType.CONFIRM, keyId: device.active.id }, now, out);
+  /** Acts on an authenticated device frame by its connection row; any promotion it implied (HK5) is done. */
+  #dispatch(conn: Connection, device: DeviceEntry, message: Message, row: HubConnectionRow, now: number, out: HubAction[]): void {
+    switch (row.id) {
+      case 'HS2':
+        if (message.type === MessageType.HELLO) this.#welcome(conn, device, row, message.deviceNonce, now, out);
         return;
+      case 'HS8':
+        // HK6: a repeated ack of the active key is answered idempotently (a fresh one was answered by HK5).
+        if (message.type === MessageType.REKEY_ACK && message.newKeyId === device.active.id) {
+          this.#sendSealed(conn, { type: MessageType.CONFIRM, keyId: device.active.id }, now, out);
+        }
+        return;
+      case 'HS7':
+        this.#handleAppFrame(conn, device, message, now, out);
+        return;
+      default:
+        throw new LockstepError('UNEXPECTED_MESSAGE', `row ${row.id} does not take a frame`);
+    }
+  }
+
+  /** HS7: application data (§7), keep-alive, and the device's error reports. */
+  #handleAppFrame(conn: Connection, device: DeviceEntry, message: Message, now: number, out: HubAction[]): void {
+    switch (message.type) {
       case MessageType.DATA: {
         const verdict = device.channel.receive(message.streamId, message.messageId);
         if (verdict.deliver) out.push(event({ type: 'data', deviceId: device.id, payload: message.payload }));
@@ -541,7 +677,7 @@ export class HubCore {
         out.push(event({ type: 'peerError', deviceId: device.id, code: message.code, detail: message.detail }));
         return;
       default:
-        throw new LockstepError('UNEXPECTED_MESSAGE', `type 0x${message.type.toString(16)}`);
+        throw new LockstepError('UNEXPECTED_MESSAGE', `type 0x${message.type.toString(16)} is not an application frame`);
     }
   }
 
@@ -586,10 +722,16 @@ export class HubCore {
     return conn?.state === 'established' ? conn : undefined;
   }
 
-  /** Before the HELLO authenticates, any bad frame ends the connection; after, MAX_REJECTED_FRAMES_PER_SESSION do. */
+  /** HS3: before the HELLO authenticates, any bad frame ends the connection; HS6: after, MAX_REJECTED_FRAMES in a row are tolerated. */
   #reject(conn: Connection, error: LockstepError, out: HubAction[]): void {
     out.push(event({ type: 'rejected', connection: conn.id, ...(conn.device ? { deviceId: conn.device.id } : {}), error }));
-    if (conn.state === 'awaitingHello' || ++conn.rejectedFrames > MAX_REJECTED_FRAMES_PER_SESSION) this.#close(conn, error, out);
+    if (conn.state === 'awaitingHello' || ++conn.rejectedFrames > MAX_REJECTED_FRAMES) this.#close(conn, error, out);
+  }
+
+  /** HS4 / HS5. */
+  #timedOut(conn: Connection, eventName: HubConnectionEvent, out: HubAction[]): void {
+    const row = requireHubConnectionRow(conn.state, eventName);
+    this.#close(conn, new LockstepError('TIMEOUT', `${row.id}: ${eventName === 'handshakeTimeout' ? 'handshake' : 'idle'}`), out);
   }
 
   #close(conn: Connection, error: LockstepError, out: HubAction[]): void {
@@ -600,7 +742,8 @@ export class HubCore {
   #forget(conn: Connection, out: HubAction[]): void {
     if (this.#connections.get(conn.id) !== conn) return;
     this.#connections.delete(conn.id);
-    conn.state = nextHubConnectionState(conn.state, 'closed');
+    conn.state = requireHubConnectionRow(conn.state, 'closed').next;
+    conn.held = undefined;
     const device = conn.device;
     if (device !== undefined && device.connection === conn.id) {
       device.connection = undefined;
@@ -622,12 +765,6 @@ export class HubCore {
     return bytes;
   }
 }
-
-const ALLOWED_FROM_DEVICE: Record<HubConnectionState, ReadonlySet<number>> = {
-  awaitingHello: new Set([MessageType.HELLO]),
-  established: new Set([MessageType.DATA, MessageType.DATA_ACK, MessageType.REKEY_ACK, MessageType.PING, MessageType.PONG, MessageType.ERROR]),
-  closed: new Set(),
-};
 
 function lookupKey(device: DeviceEntry, keyId: number): KeySlot | undefined {
   if (keyId === device.active.id) return device.active;

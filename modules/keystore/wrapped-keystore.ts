@@ -25,15 +25,9 @@ import { KeyWrapper } from './key-wrap';
 import { Keystore } from './keystore';
 import type { MountResult } from './keystore';
 
-/** What the firmware and provisioning use of a keystore; `Keystore` and `WrappedKeystore` both are one. */
-export interface KeyStorage {
-  mount(): MountResult;
-  readonly keys: DeviceKeys;
-  readonly deviceId: Uint8Array;
-  format(deviceId: Uint8Array, initial: KeySlot): void;
-  storeFuture(id: number, key: Uint8Array): void;
-  promote(expectedId?: number): KeySlot;
-}
+import type { KeyStorage } from './key-storage';
+
+export type { KeyStorage } from './key-storage';
 
 export class WrappedKeystore implements KeyStorage {
   readonly #journal: Keystore;

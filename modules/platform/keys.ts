@@ -1,10 +1,9 @@
 /** Key material as the state machines and the stores see it. */
+import { bytesEqual, toHex } from '../bytes';
 import { LockstepError } from '../errors';
+import { KEY_BYTES } from '../protocol/constants';
 
-/** Length of a Lockstep key: 32-byte MAC key ‖ 32-byte AES key (RFC 7518 §5.2.5). */
-export const KEY_BYTES = 64;
-/** Length of a device id on the wire. */
-export const DEVICE_ID_BYTES = 8;
+export { DEVICE_ID_BYTES, KEY_BYTES } from '../protocol/constants';
 
 export interface KeySlot {
   /** 32-bit unsigned, strictly increasing per device. */
@@ -28,4 +27,21 @@ export function checkSlot(slot: KeySlot): void {
 /** A copy whose key bytes the caller owns (cores wipe retired keys in place). */
 export function copySlot(slot: KeySlot): KeySlot {
   return { id: slot.id, key: slot.key.slice() };
+}
+
+/** Same id and same key bytes (not constant time: for stores and checks, never for secrets from the wire). */
+export function slotsEqual(a: KeySlot | undefined, b: KeySlot | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return a.id === b.id && bytesEqual(a.key, b.key);
+}
+
+export function keysEqual(a: DeviceKeys, b: DeviceKeys): boolean {
+  return slotsEqual(a.active, b.active) && slotsEqual(a.future, b.future);
+}
+
+/** Ids and the first key bytes, for traces (never a whole key). */
+export function describeKeys(keys: DeviceKeys | undefined): string {
+  if (keys === undefined) return 'nothing';
+  const short = (key: Uint8Array) => toHex(key.subarray(0, 3));
+  return `active ${keys.active.id}:${short(keys.active.key)}${keys.future ? `, future ${keys.future.id}:${short(keys.future.key)}` : ''}`;
 }

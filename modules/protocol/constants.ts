@@ -24,6 +24,13 @@ export const AES_BLOCK_BYTES = 16;
 /** Smallest sealed frame: header + IV + one ciphertext block + tag. */
 export const MIN_SEALED_FRAME_BYTES = HEADER_BYTES + IV_BYTES + AES_BLOCK_BYTES + TAG_BYTES;
 
+/** A Lockstep key: 32-byte MAC key ‖ 32-byte AES key (RFC 7518 §5.2.5). */
+export const KEY_BYTES = 64;
+/** A device id on the wire (§3). */
+export const DEVICE_ID_BYTES = 8;
+/** An application-data stream id (§7). */
+export const STREAM_ID_BYTES = 8;
+
 /** Key ids are u32; 0 is never a key (it marks "none" and the unsealed CHALLENGE). */
 export const NO_KEY_ID = 0;
 export const MAX_KEY_ID = 0xffffffff;
@@ -67,9 +74,15 @@ export const IDLE_TIMEOUT_MS = 45_000;
 /** Hub: first re-offer of an unconfirmed REKEY in a session; doubles up to the max. */
 export const REKEY_RETRY_INITIAL_MS = 2_000;
 export const REKEY_RETRY_MAX_MS = 30_000;
-/** Either side: retransmit unacknowledged DATA after this long. */
-export const DATA_RETRY_MS = 5_000;
 /** Unacknowledged application messages kept per direction (bounded outbox). */
 export const OUTBOX_MESSAGES = 8;
-/** Bytes of received input kept while a persist is outstanding. */
-export const RECEIVE_BUFFER_BYTES = 2 * (MAX_FRAME_BYTES + LENGTH_PREFIX_BYTES);
+/** Either side: consecutive rejected frames tolerated in an authenticated session; one more closes it (§9). */
+export const MAX_REJECTED_FRAMES = 8;
+/**
+ * Either side: received bytes a core keeps unparsed while a persist is
+ * outstanding (its own buffer; past it the connection is closed with
+ * BUFFER_FULL). Sized for the most a compliant peer has in flight: a full
+ * outbox of DATA frames plus a few control frames, each at most
+ * MAX_FRAME_BYTES with its prefix.
+ */
+export const RECEIVE_BUFFER_BYTES = (OUTBOX_MESSAGES + 4) * (MAX_FRAME_BYTES + LENGTH_PREFIX_BYTES);

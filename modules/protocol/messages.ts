@@ -4,10 +4,9 @@
  * decoders only ever run on plaintext whose tag already verified.
  */
 import { LockstepError } from '../errors';
-import { KEY_BYTES } from '../platform/keys';
-import { MAX_APP_PAYLOAD_BYTES, MessageType, NONCE_BYTES } from './constants';
+import { KEY_BYTES, MAX_APP_PAYLOAD_BYTES, MessageType, NONCE_BYTES, STREAM_ID_BYTES } from './constants';
 
-export const STREAM_ID_BYTES = 8;
+export { STREAM_ID_BYTES } from './constants';
 
 export type Message =
   | { readonly type: typeof MessageType.HELLO; readonly deviceNonce: Uint8Array; readonly activeKeyId: number; readonly futureKeyId: number }

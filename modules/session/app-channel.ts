@@ -13,8 +13,10 @@
  */
 import { bytesEqual, toHex } from '../bytes';
 import { LockstepError } from '../errors';
-import { MAX_APP_PAYLOAD_BYTES, OUTBOX_MESSAGES } from '../protocol/constants';
-import { STREAM_ID_BYTES } from '../protocol/messages';
+import { MAX_APP_PAYLOAD_BYTES, OUTBOX_MESSAGES, STREAM_ID_BYTES } from '../protocol/constants';
+
+/** What `enqueue` answers: the id the channel assigned, or why nothing was queued. */
+export type EnqueueResult = { readonly messageId: number; readonly error?: undefined } | { readonly messageId?: undefined; readonly error: LockstepError };
 
 export interface OutboxEntry {
   readonly messageId: number;
@@ -55,16 +57,20 @@ export class AppChannel {
     };
   }
 
-  /** Queues a message; throws LOCAL_OUTBOX_FULL when the bounded outbox is full. */
-  enqueue(payload: Uint8Array): number {
+  /**
+   * Queues a copy of `payload` and returns the id it will carry; or, with
+   * nothing queued, LOCAL_PAYLOAD_TOO_LARGE or LOCAL_OUTBOX_FULL (the bounded
+   * outbox is full: back-pressure, answered at the call, never thrown).
+   */
+  enqueue(payload: Uint8Array): EnqueueResult {
     if (payload.length > MAX_APP_PAYLOAD_BYTES) {
-      throw new LockstepError('LOCAL_BAD_ARGUMENT', `payload exceeds ${MAX_APP_PAYLOAD_BYTES} bytes`);
+      return { error: new LockstepError('LOCAL_PAYLOAD_TOO_LARGE', `${payload.length} > ${MAX_APP_PAYLOAD_BYTES} bytes`) };
     }
-    if (this.full) throw new LockstepError('LOCAL_OUTBOX_FULL', `${this.#capacity} messages unacknowledged`);
-    if (this.#nextMessageId > 0xffffffff) throw new LockstepError('LOCAL_OUTBOX_FULL', 'stream exhausted');
+    if (this.full) return { error: new LockstepError('LOCAL_OUTBOX_FULL', `${this.#capacity} messages unacknowledged`) };
+    if (this.#nextMessageId > 0xffffffff) return { error: new LockstepError('LOCAL_OUTBOX_FULL', 'stream exhausted') };
     const entry = { messageId: this.#nextMessageId++, payload: payload.slice() };
     this.#outbox.push(entry);
-    return entry.messageId;
+    return { messageId: entry.messageId };
   }
 
   /** A new session started: everything unacknowledged is to be sent again. */

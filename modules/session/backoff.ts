@@ -1,6 +1,8 @@
 /**
- * Exponential backoff with full jitter (docs/PROTOCOL.md §8.4): attempt n
- * waits a uniformly random time in [base·2^n / 2, base·2^n], capped at max.
+ * Exponential backoff with "equal jitter" (docs/PROTOCOL.md §8.4): attempt
+ * n waits d/2 plus a uniformly random part of d/2, i.e. a time in [d/2, d]
+ * with d = min(max, base·2^n). Half the delay is fixed, so retries never
+ * bunch at zero; the other half spreads a fleet that lost its hub at once.
  * Randomness for jitter is not secret but still comes from the injected
  * source, so tests can pin it.
  */
