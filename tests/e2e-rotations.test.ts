@@ -28,7 +28,7 @@ describe.each([
       await harness.settle();
       harness.check();
       expect(harness.problems).toEqual([]);
-      const cuts = harness.devices.reduce((n, d) => n + d.host.counters.cuts, 0);
+      const cuts = harness.devices.reduce((n, d) => n + d.cuts, 0);
       expect(cuts).toBeGreaterThan(3 * DEVICES);
       console.log(`${_name}: cuts ${cuts}, rotations ${[...harness.confirmed.values()].reduce((a, b) => a + b, 0)}, up ${JSON.stringify(harness.ledger.counts("up"))}, down ${JSON.stringify(harness.ledger.counts("down"))}, checks ${harness.checks}`);
       for (const direction of ['up', 'down'] as const) {

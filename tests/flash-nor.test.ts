@@ -1,7 +1,7 @@
 // The NOR flash model (modules/flash/nor-flash.ts): ESP32 SPI flash
 // semantics, counters, and power-cut injection.
 import { NorFlash, PowerCut } from '../modules/flash/nor-flash';
-import { SeededRandom, enumerateCuts, tornErasePatterns } from '../modules/flash/cut-injection';
+import { SeededRandom, enumerateCuts, tornErasePatterns } from '../tools/testing/cut-injection';
 import type { FlashOperation } from '../modules/flash/nor-flash';
 import { isLockstepError } from '../modules/errors';
 

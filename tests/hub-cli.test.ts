@@ -12,7 +12,7 @@ import { X509Certificate } from 'node:crypto';
 import { loadConfigFile } from '../tools/hub/config';
 import { parseDuration } from '../tools/hub/duration';
 import { SimulatedDevice } from '../tools/demo/fleet';
-import { CuttableFlash } from '../hosts/node/cuttable-flash';
+import { CuttableFlash } from '../tools/testing/cuttable-flash';
 import { FileFlash } from '../hosts/node/flash-file';
 import { parseHubRecord } from '../tools/hub/records';
 import { provisionDevice } from '../tools/provision/provision';

@@ -14,9 +14,9 @@ import { LockstepHub } from '../tools/hub/server';
 import { HubStore } from '../tools/hub/store';
 import { newDeviceRecord, parseHubRecord } from '../tools/hub/records';
 import { provisionDevice } from '../tools/provision/provision';
-import { CuttableFlash } from '../hosts/node/cuttable-flash';
+import { CuttableFlash } from '../tools/testing/cuttable-flash';
 import { FileFlash } from '../hosts/node/flash-file';
-import { FlashKeyStorage } from '../hosts/node/flash-key-storage';
+import { Keystore } from '../modules/keystore/keystore';
 import { provisionSimulatedDevice, SimulatedDevice } from '../tools/demo/fleet';
 
 let dir: string;
@@ -216,7 +216,8 @@ test('a device whose keystore image is key-wrapped (provision --key-wrap) rotate
   await until(() => device.host.online, 'back online after the reboot');
   expect(device.host.keys.active.id).toBe(2);
   // The journal holds the key wrapped: read without the KWK it is not the key the hub shares.
-  const plain = new FlashKeyStorage(flash).mount();
+  const plain = new Keystore(flash).mount();
+  if (!plain.provisioned) throw new Error('the journal does not mount');
   expect(plain.keys.active.id).toBe(2);
   expect(plain.keys.active.key).not.toEqual(hub.deviceKeys(device.deviceId).active.key);
   device.stop();

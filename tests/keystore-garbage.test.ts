@@ -5,7 +5,7 @@
 import fc from 'fast-check';
 import { crc32 as zlibCrc32 } from 'node:zlib';
 import { NorFlash } from '../modules/flash/nor-flash';
-import { SeededRandom } from '../modules/flash/cut-injection';
+import { SeededRandom } from '../tools/testing/cut-injection';
 import { Keystore } from '../modules/keystore/keystore';
 import type { MountResult } from '../modules/keystore/keystore';
 import type { KeySlot } from '../modules/platform/keys';

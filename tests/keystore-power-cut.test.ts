@@ -11,8 +11,8 @@
 // runs the larger sets.
 import { NorFlash, PowerCut } from '../modules/flash/nor-flash';
 import type { FlashOperation } from '../modules/flash/nor-flash';
-import { SeededRandom, enumerateCuts, tornErasePatterns } from '../modules/flash/cut-injection';
-import { exploreCuts, exploreRetryCuts, randomCutRun } from '../modules/keystore/cut-harness';
+import { SeededRandom, enumerateCuts, tornErasePatterns } from '../tools/testing/cut-injection';
+import { exploreCuts, exploreRetryCuts, randomCutRun } from '../tools/testing/cut-harness';
 import { Keystore } from '../modules/keystore/keystore';
 import type { DeviceKeys } from '../modules/platform/keys';
 

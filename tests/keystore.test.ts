@@ -2,7 +2,7 @@
 // promote, refusals that change nothing, durability after every call,
 // compaction around the ring, secret copies, flash failures.
 import { NorFlash } from '../modules/flash/nor-flash';
-import { SeededRandom } from '../modules/flash/cut-injection';
+import { SeededRandom } from '../tools/testing/cut-injection';
 import { Keystore } from '../modules/keystore/keystore';
 import type { DeviceKeys } from '../modules/platform/keys';
 import type { Flash } from '../modules/platform/flash';

@@ -1,11 +1,11 @@
 // The keystore with wrapped keys (modules/keystore/wrapped-keystore.ts,
 // docs/KEYSTORE.md §10): plain keys in and out, only wrapped bytes in flash,
 // the journal's API rules unchanged, the same power-cut exploration as the
-// plain journal (modules/keystore/cut-harness.ts) on a small geometry, and
+// plain journal (tools/testing/cut-harness.ts) on a small geometry, and
 // openKeystore's choice between wrapped and plain storage.
 import { randomBytes } from 'node:crypto';
-import { exploreCuts, exploreRetryCuts, randomCutRun } from '../modules/keystore/cut-harness';
-import type { OpenKeyStorage } from '../modules/keystore/cut-harness';
+import { exploreCuts, exploreRetryCuts, randomCutRun } from '../tools/testing/cut-harness';
+import type { OpenKeyStorage } from '../tools/testing/cut-harness';
 import { KeyWrapper } from '../modules/keystore/key-wrap';
 import { encodeKeyWrapImage } from '../modules/keystore/key-wrap-image';
 import { Keystore } from '../modules/keystore/keystore';

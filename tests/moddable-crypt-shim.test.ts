@@ -12,7 +12,7 @@ import { isLockstepError } from '../modules/errors';
 import { cryptPrimitives, type CryptClasses } from '../hosts/moddable/crypt-shim';
 import { nodePrimitives } from '../hosts/node/crypto';
 import { aeadConformanceSuite } from './support/aead-suite';
-import { seededRandom } from './support/deterministic-random';
+import { seededRandom } from '../tools/testing/deterministic-random';
 
 function requireArrayBuffer(value: unknown, what: string): ArrayBuffer {
   if (!(value instanceof ArrayBuffer)) throw new TypeError(`${what}: xsmcToArrayBuffer needs an ArrayBuffer`);

@@ -20,7 +20,7 @@ import { toHex } from '../modules/bytes';
 import { nodeAead } from '../hosts/node/crypto';
 import { DeviceHost, type Connection, type DeviceCoreLike, type DeviceHostOptions, type KeyPersistence } from '../hosts/moddable/device-host';
 import type { TransportEvents } from '../hosts/moddable/socket-transport';
-import { seededRandom } from './support/deterministic-random';
+import { seededRandom } from '../tools/testing/deterministic-random';
 
 /** Timers on a virtual clock; `run` fires them in deadline order. */
 class VirtualTimers {

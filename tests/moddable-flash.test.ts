@@ -14,7 +14,7 @@ import { Keystore } from '../modules/keystore/keystore';
 import type { Flash } from '../modules/platform/flash';
 import { FileNorFlash, type FileApi, type FileHandle } from '../hosts/moddable/file-flash';
 import { PartitionFlash, type SdkFlash } from '../hosts/moddable/partition-flash';
-import { seededRandom } from './support/deterministic-random';
+import { seededRandom } from '../tools/testing/deterministic-random';
 
 /** In-memory files with the lin `file` module's rules. */
 class FakeFiles implements FileApi {

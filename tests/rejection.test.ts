@@ -11,7 +11,7 @@ import type { ErrorCode } from '../modules/errors';
 import type { HubAction } from '../modules/hub/hub';
 import { LENGTH_PREFIX_BYTES, MAX_FRAME_BYTES } from '../modules/protocol/constants';
 import { withLengthPrefix } from '../modules/protocol/framing';
-import { Pair } from './support/pair';
+import { Pair } from '../tools/testing/pair';
 
 function establishedPair(seed = 3): Pair {
   const pair = new Pair({ seed });

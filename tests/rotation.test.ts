@@ -1,4 +1,4 @@
-import { Pair } from './support/pair';
+import { Pair } from '../tools/testing/pair';
 
 describe('device and hub over an in-memory link', () => {
   test('handshake establishes a session', () => {

@@ -3,7 +3,7 @@
  * §6), each reproduced minimally on the in-memory pair. Every bug the
  * simulation ever finds gets a named test here.
  */
-import { Pair } from './support/pair';
+import { Pair } from '../tools/testing/pair';
 
 function deliveredToDevice(pair: Pair): number[] {
   return pair.deviceEvents.flatMap((e) => (e.type === 'data' ? [e.payload[0] as number] : []));

@@ -12,7 +12,7 @@ import { openFrame, sealFrame } from '../modules/protocol/frame';
 import { withLengthPrefix } from '../modules/protocol/framing';
 import { decodeHeader, type Header } from '../modules/protocol/header';
 import type { Message } from '../modules/protocol/messages';
-import { Pair } from './support/pair';
+import { Pair } from '../tools/testing/pair';
 
 function header(bytes: Uint8Array): Header {
   return decodeHeader(bytes.subarray(LENGTH_PREFIX_BYTES));
@@ -106,7 +106,10 @@ describe('device key table (D-K)', () => {
     expect(header(rekey).type).toBe(MessageType.REKEY);
     const actions = pair.device.receive(rekey, pair.now);
     expect(kinds(actions)).toEqual(['persist:storeFuture']);
-    expect(() => pair.device.receive(new Uint8Array(1), pair.now)).toThrow(expect.objectContaining({ code: 'LOCAL_BUSY' }));
+    // Input meanwhile is kept by the core, not refused: nothing is parsed until the key is durable.
+    expect(pair.device.wantsInput).toBe(false);
+    expect(pair.device.receive(new Uint8Array(1), pair.now)).toEqual([]);
+    expect(pair.device.heldInputBytes).toBe(1);
     const after = pair.device.persisted(pair.now);
     expect(kinds(after)).toEqual(['event:keyStored', 'transmit']);
     const ack = transmitted(after)[0]!;
@@ -228,7 +231,9 @@ describe('hub key table (H-K)', () => {
   test('HK1: rotate → persist pending first; REKEY under the active key only after persisted', () => {
     const pair = established();
     pair.autoPersist = false;
-    const actions = pair.hub.rotate(pair.deviceId, pair.now);
+    const result = pair.hub.rotate(pair.deviceId, pair.now);
+    expect(result).toMatchObject({ ok: true, outcome: 'started' });
+    const actions = result.ok ? result.actions : [];
     expect(kinds(actions)).toEqual(['persist:storePending']);
     const op = (actions[0] as Extract<HubAction, { type: 'persist' }>).op as { id: number; key: Uint8Array };
     expect(op.id).toBe(2);
@@ -238,12 +243,29 @@ describe('hub key table (H-K)', () => {
     expect(open(rekey, pair.hubStore.active.key)).toMatchObject({ newKeyId: 2 });
   });
 
-  test('HK2: rotate while a key is pending changes nothing', () => {
+  test('HK2: rotate while a key is pending replaces nothing; one rotation is queued until it is confirmed', () => {
     const pair = established();
     pair.rotate();
     const pending = pair.hub.deviceKeys(pair.deviceId).pending;
-    expect(pair.hub.rotate(pair.deviceId, pair.now)).toEqual([]);
+    expect(pair.hub.rotate(pair.deviceId, pair.now)).toEqual({ ok: true, outcome: 'queued', actions: [] });
+    expect(pair.hub.rotate(pair.deviceId, pair.now)).toEqual({ ok: true, outcome: 'queued', actions: [] });
     expect(pair.hub.deviceKeys(pair.deviceId).pending).toEqual(pending);
+    expect(pair.hub.deviceState(pair.deviceId).rotationQueued).toBe(true);
+    pair.runUntilIdle();
+    // Key 2 confirmed, then exactly one more rotation (not two): key 3.
+    expect(pair.inSync()).toBe(true);
+    expect(pair.device.keys.active.id).toBe(3);
+    expect(pair.hub.deviceState(pair.deviceId).rotationQueued).toBe(false);
+  });
+
+  test('HK1 at the last key id: refused with a typed error, nothing persisted', () => {
+    const pair = new Pair({ initialKeyId: 0xffffffff });
+    pair.connect();
+    pair.runUntilIdle();
+    const result = pair.hub.rotate(pair.deviceId, pair.now);
+    expect(result.ok).toBe(false);
+    expect(result.ok ? undefined : result.error.code).toBe('LOCAL_KEY_IDS_EXHAUSTED');
+    expect(pair.hub.deviceKeys(pair.deviceId).pending).toBeUndefined();
   });
 
   test('HK3: re-offers repeat the same (id, key) with growing, capped delays', () => {
@@ -348,7 +370,9 @@ describe('input held while a persist is outstanding', () => {
     const both = Buffer.concat(pair.toHub.splice(0));
     const first = pair.hub.receive(pair.connectionId, both, pair.now);
     expect(kinds(first)).toEqual(['persist:promote']);
-    expect(() => pair.hub.receive(pair.connectionId, new Uint8Array(1), pair.now)).toThrow(expect.objectContaining({ code: 'LOCAL_BUSY' }));
+    // More input meanwhile is kept by the core (bounded), not refused.
+    expect(pair.hub.wantsInput(pair.connectionId)).toBe(false);
+    expect(pair.hub.receive(pair.connectionId, new Uint8Array(0), pair.now)).toEqual([]);
     const after = pair.hub.persisted(pair.deviceId, pair.now);
     expect(kinds(after)).toEqual(['event:keyConfirmed', 'transmit', 'event:data', 'transmit']);
   });

@@ -12,8 +12,8 @@
  *   tsx tools/keystore-soak.ts [--seed N] [--rotations N] [--skip-exhaustive]
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { exploreCuts, exploreRetryCuts, randomCutRun } from '../modules/keystore/cut-harness';
-import type { FlashGeometry } from '../modules/keystore/cut-harness';
+import { exploreCuts, exploreRetryCuts, randomCutRun } from './testing/cut-harness';
+import type { FlashGeometry } from './testing/cut-harness';
 
 function parseCount(value: string): number {
   const n = Number(value);

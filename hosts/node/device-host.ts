@@ -1,41 +1,27 @@
 /**
- * Runs a DeviceCore (modules/device/device.ts) on Node with a real socket
- * (TCP or TLS), a durable key storage (the flash keystore), reconnection
- * with exponential backoff and jitter, and the core's timers.
+ * A device on Node: the portable device loop (modules/device/loop.ts) bound
+ * to a real socket (TCP or TLS), Node timers, a monotonic clock and
+ * node:crypto, with typed events for applications and tests. The loop owns
+ * the protocol's driving (run to completion, keystore writes before
+ * `persisted`, reconnect with backoff and jitter); this file only moves
+ * bytes and turns the loop's events into EventEmitter events.
  *
- * Host rules (the core's doc comment):
- * - actions are applied in the order the core emitted them and never
- *   re-entrantly (sealed frames carry sequence numbers fixed at emission);
- *   an event listener that calls `send` is queued after the current actions;
- * - a `persist` action is carried out synchronously on the key storage and
- *   `persisted` is called before any other input (rule D1/D2: durable
- *   first). If the storage loses power mid-write (an injected PowerCut),
- *   the device is dead: nothing else of that action list happens, and it
- *   reboots from its flash image. Any other storage error halts the core
- *   (`persistFailed`) and also reboots: the state on flash is before or after.
- * - `now` is a monotonic millisecond clock.
+ * Faults (cut connections, power cuts in flash writes) are not here: the
+ * demo and the tests wrap the transport and the storage from tools/
+ * (tools/demo/chaos.ts) and call `powerOff`/`powerOn`.
  */
 import { EventEmitter } from 'node:events';
-import { connect as connectTcp, type Socket } from 'node:net';
+import { connect as connectTcp } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import { toHex } from '../../modules/bytes';
 import type { Aead, RandomSource } from '../../modules/crypto/primitives';
-import { DeviceCore, type DeviceAction, type DeviceEvent, type DevicePersistOp, type DeviceTiming } from '../../modules/device/device';
-import { isLockstepError, LockstepError } from '../../modules/errors';
-import type { DeviceKeys, KeySlot } from '../../modules/platform/keys';
-import { OUTBOX_MESSAGES } from '../../modules/protocol/constants';
-import { backoffDelayMs } from '../../modules/session/backoff';
+import type { DeviceTiming } from '../../modules/device/device';
+import { DeviceLoop, type DeviceLoopEvent, type DeviceTransport } from '../../modules/device/loop';
+import { LockstepError } from '../../modules/errors';
+import type { KeyStorage } from '../../modules/keystore/key-storage';
+import type { DeviceKeys } from '../../modules/platform/keys';
+import { monotonicNow } from './clock';
 import { nodeAead, nodeRandom } from './crypto';
-
-/** What the device host needs from its key storage (the flash keystore, or a test double). */
-export interface DeviceKeyStorage {
-  /** A boot: reads the durable state (restoring power first if it was cut). */
-  mount(): { deviceId: Uint8Array; keys: DeviceKeys };
-  /** Durable when it returns. */
-  storeFuture(slot: KeySlot): void;
-  /** Durable when it returns: the future key becomes active, the old one is erased. */
-  promote(id: number): void;
-}
 
 export interface DeviceEndpoint {
   readonly host: string;
@@ -44,31 +30,54 @@ export interface DeviceEndpoint {
   readonly tls?: { readonly ca: string | Buffer; readonly servername?: string };
 }
 
-export interface DeviceChaos {
-  /** Per connection: after how many bytes (both directions together) it is cut; undefined = never. */
-  connectionCutAfter?(): number | undefined;
-  /** Before each keystore write: may arm a power cut in the flash (the write then throws PowerCut). */
-  beforePersist?(op: DevicePersistOp): void;
-  /** After each keystore write that did not lose power (e.g. to disarm an unused cut). */
-  afterPersist?(op: DevicePersistOp): void;
+/** The hub over a Node socket; `endpoint` is asked again on every connection attempt. */
+export function nodeSocketTransport(endpoint: DeviceEndpoint | (() => DeviceEndpoint)): DeviceTransport {
+  return (events) => {
+    const where = typeof endpoint === 'function' ? endpoint() : endpoint;
+    const socket =
+      where.tls === undefined
+        ? connectTcp({ host: where.host, port: where.port, noDelay: true })
+        : connectTls({ host: where.host, port: where.port, ca: where.tls.ca, ...(where.tls.servername ? { servername: where.tls.servername } : {}) });
+    let open = true;
+    socket.setNoDelay(true);
+    socket.once(where.tls === undefined ? 'connect' : 'secureConnect', () => open && events.onConnected());
+    socket.on('data', (chunk: Buffer) => open && events.onData(chunk));
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      if (!open) return;
+      open = false;
+      events.onClosed('connection closed');
+    });
+    return {
+      write: (bytes) => {
+        if (open) socket.write(bytes);
+      },
+      close: () => {
+        open = false;
+        // End after what was written (so a last frame still leaves), then drop.
+        socket.end();
+        setTimeout(() => socket.destroy(), 100).unref();
+      },
+    };
+  };
 }
 
-export interface DeviceHostOptions {
-  readonly storage: DeviceKeyStorage;
+export interface NodeDeviceOptions {
+  readonly storage: KeyStorage;
   /** Where the hub is; a function is asked again on every connection attempt. */
   readonly endpoint: DeviceEndpoint | (() => DeviceEndpoint);
+  /** Wraps the socket transport (fault injection from tools/). */
+  readonly wrapTransport?: (transport: DeviceTransport) => DeviceTransport;
   readonly aead?: Aead;
   readonly random?: RandomSource;
   readonly timing?: Partial<DeviceTiming>;
-  /** Reconnect backoff: attempt n waits in [b·2^n/2, b·2^n], capped (docs/PROTOCOL.md §8.4). */
+  /** Reconnect backoff: attempt n waits in [d/2, d], d = min(max, initial·2^n) (docs/PROTOCOL.md §8.4). */
   readonly reconnectInitialMs?: number;
   readonly reconnectMaxMs?: number;
-  /** Time a reboot takes (power back on → first connection attempt). */
-  readonly bootDelayMs?: number;
-  readonly chaos?: DeviceChaos;
+  readonly connectTimeoutMs?: number;
 }
 
-export interface DeviceHostEvents {
+export interface NodeDeviceEvents {
   established: [{ keyId: number }];
   disconnected: [{ reason: string }];
   data: [{ payload: Uint8Array }];
@@ -79,363 +88,143 @@ export interface DeviceHostEvents {
   rekeyRefused: [{ keyId: number; code: string }];
   rejected: [{ code: string }];
   peerError: [{ code: number; detail: number }];
-  /** Power was lost (injected cut or `powerCycle`); `unacknowledged` are the ids whose delivery is now unknown. */
-  powerLost: [{ duringWrite: boolean; unacknowledged: number[] }];
+  /** Power was lost (`powerOff`). */
+  powerLost: [Record<string, never>];
   booted: [{ keys: DeviceKeys }];
-  /** The keystore did not mount after a power loss: the device stays off (a bricked device). */
+  /** The keystore did not mount: the device stays offline (a bricked device) and retries the mount. */
   bootFailed: [{ message: string }];
 }
 
-const monotonicNow = (): number => Math.floor(performance.now());
-
-export class DeviceHost extends EventEmitter<DeviceHostEvents> {
+export class NodeDevice extends EventEmitter<NodeDeviceEvents> {
   readonly deviceId: string;
-  readonly #options: DeviceHostOptions;
-  readonly #aead: Aead;
-  readonly #random: RandomSource;
-  #core: DeviceCore;
-  #socket: Socket | undefined;
-  /** Bytes left before the injected cut of this connection. */
-  #cutBudget: number | undefined;
-  #deadline: NodeJS.Timeout | undefined;
-  #reconnect: NodeJS.Timeout | undefined;
-  #attempt = 0;
-  #running = false;
-  #powered = true;
-  #actions: DeviceAction[] = [];
-  #actionAt = 0;
-  #applying = false;
-  #deferredSends: Uint8Array[] = [];
-  #nextMessageId = 1;
-  /** Ids sent and not yet acknowledged (their fate is unknown after a power loss). */
-  readonly #unacknowledged = new Set<number>();
+  readonly loop: DeviceLoop;
   /** Counters for status lines. */
-  readonly counters = { connections: 0, cuts: 0, powerCuts: 0, reboots: 0, promoted: 0 };
+  readonly counters = { connections: 0, powerCuts: 0, reboots: 0, promoted: 0 };
 
-  constructor(options: DeviceHostOptions) {
+  constructor(options: NodeDeviceOptions) {
     super();
-    this.#options = options;
-    this.#aead = options.aead ?? nodeAead;
-    this.#random = options.random ?? nodeRandom;
-    this.#core = this.#boot();
-    this.deviceId = toHex(this.#core.deviceId);
+    const mounted = options.storage.mount();
+    if (!mounted.provisioned) throw new LockstepError('UNPROVISIONED', `${mounted.reason}: ${mounted.detail}`);
+    this.deviceId = toHex(mounted.deviceId);
+    const socket = nodeSocketTransport(options.endpoint);
+    this.loop = new DeviceLoop({
+      storage: options.storage,
+      transport: options.wrapTransport?.(socket) ?? socket,
+      timers: {
+        set: (callback, delayMs) => setTimeout(callback, delayMs),
+        clear: (handle) => clearTimeout(handle as NodeJS.Timeout),
+      },
+      clock: { now: monotonicNow },
+      random: options.random ?? nodeRandom,
+      aead: options.aead ?? nodeAead,
+      ...(options.timing === undefined ? {} : { timing: options.timing }),
+      reconnectBaseMs: options.reconnectInitialMs ?? 500,
+      reconnectMaxMs: options.reconnectMaxMs ?? 30_000,
+      ...(options.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: options.connectTimeoutMs }),
+      onEvent: (event) => this.#onLoopEvent(event),
+    });
   }
 
+  /** The keys the running core holds (the last booted ones while off). */
   get keys(): DeviceKeys {
-    return this.#core.keys;
+    const keys = this.loop.keys;
+    if (keys === undefined) throw new LockstepError('LOCAL_NOT_READY', 'the device has no core (off or unmounted)');
+    return keys;
   }
 
-  /** False between a power loss and the reboot. */
   get powered(): boolean {
-    return this.#powered;
+    return this.loop.powered;
   }
 
   get online(): boolean {
-    return this.#core.session === 'established';
-  }
-
-  get core(): DeviceCore {
-    return this.#core;
+    return this.loop.established;
   }
 
   start(): void {
-    if (this.#running) return;
-    this.#running = true;
-    this.#connect();
+    this.loop.start();
   }
 
   /** Stops for good: closes the connection, no reconnect. */
   stop(): void {
-    this.#running = false;
-    this.#clearTimers();
-    this.#closeSocket();
+    this.loop.stop();
+    this.loop.powerOff();
   }
 
-  /**
-   * Application data to the hub; throws LOCAL_OUTBOX_FULL when OUTBOX_MESSAGES
-   * are unacknowledged. Returns the id a later `delivered` event reports.
-   */
+  /** Application data to the hub: the id a later `delivered` event names; throws the core's typed error when refused. */
   send(payload: Uint8Array): number {
-    if (!this.#powered) throw new LockstepError('LOCAL_NOT_READY', 'device is off');
-    if (this.#applying || this.#core.persisting !== undefined) {
-      if (this.#core.outboxLength + this.#deferredSends.length >= OUTBOX_MESSAGES) {
-        throw new LockstepError('LOCAL_OUTBOX_FULL', `${OUTBOX_MESSAGES} messages unacknowledged`);
-      }
-      this.#deferredSends.push(payload.slice());
-    } else {
-      this.#apply(this.#core.send(payload, monotonicNow()));
-    }
-    const id = this.#nextMessageId++;
-    this.#unacknowledged.add(id);
-    return id;
+    const result = this.loop.send(payload);
+    if (!result.ok) throw result.error;
+    return result.messageId;
   }
 
-  /** Simulated power loss now (not during a write), then a reboot from the keystore. */
-  powerCycle(): void {
-    this.#powerLost(false);
+  /** Power loss now: memory is gone, the connection is abandoned; it boots again after `bootDelayMs`. */
+  powerCycle(bootDelayMs = 50): void {
+    if (!this.loop.powered) return;
+    this.powerOff();
+    setTimeout(() => this.powerOn(), bootDelayMs).unref();
   }
 
-  // ---- Boot and power ----
-
-  #boot(): DeviceCore {
-    const mounted = this.#options.storage.mount();
-    const core = new DeviceCore({
-      deviceId: mounted.deviceId,
-      keys: mounted.keys,
-      aead: this.#aead,
-      random: this.#random,
-      ...(this.#options.timing ? { timing: this.#options.timing } : {}),
-    });
-    this.#nextMessageId = 1;
-    this.#unacknowledged.clear();
-    this.#deferredSends = [];
-    return core;
-  }
-
-  #powerLost(duringWrite: boolean): void {
-    if (!this.#powered) return;
-    this.#powered = false;
+  powerOff(): void {
+    if (!this.loop.powered) return;
     this.counters.powerCuts++;
-    // Nothing else the dead device "would have done" happens.
-    this.#actions = [];
-    this.#actionAt = 0;
-    this.#clearTimers();
-    this.#closeSocket();
-    const unacknowledged = [...this.#unacknowledged];
-    this.#safeEmit('powerLost', { duringWrite, unacknowledged });
-    this.#reconnect = setTimeout(() => this.#reboot(), this.#options.bootDelayMs ?? 50);
+    this.loop.powerOff();
+    this.#emit('powerLost', {});
   }
 
-  #reboot(): void {
-    this.#reconnect = undefined;
-    try {
-      this.#core = this.#boot();
-    } catch (error) {
-      this.#safeEmit('bootFailed', { message: (error as Error).message });
-      return;
-    }
-    this.#powered = true;
+  powerOn(): void {
+    if (this.loop.powered) return;
     this.counters.reboots++;
-    this.#attempt = 0;
-    this.#safeEmit('booted', { keys: this.#core.keys });
-    if (this.#running) this.#connect();
+    this.loop.powerOn();
   }
 
-  // ---- Transport ----
-
-  #connect(): void {
-    this.#reconnect = undefined;
-    if (!this.#running || !this.#powered) return;
-    const endpoint = typeof this.#options.endpoint === 'function' ? this.#options.endpoint() : this.#options.endpoint;
-    const socket =
-      endpoint.tls === undefined
-        ? connectTcp({ host: endpoint.host, port: endpoint.port, noDelay: true })
-        : connectTls({ host: endpoint.host, port: endpoint.port, ca: endpoint.tls.ca, ...(endpoint.tls.servername ? { servername: endpoint.tls.servername } : {}) });
-    this.#socket = socket;
-    this.#cutBudget = this.#options.chaos?.connectionCutAfter?.();
-    socket.setNoDelay(true);
-    socket.once(endpoint.tls === undefined ? 'connect' : 'secureConnect', () => {
-      if (this.#socket !== socket) return;
-      this.counters.connections++;
-      this.#apply(this.#core.connected(monotonicNow()));
-    });
-    socket.on('data', (chunk: Buffer) => {
-      if (this.#socket === socket) this.#onData(chunk);
-    });
-    socket.on('error', () => {});
-    socket.on('close', () => {
-      if (this.#socket !== socket) return;
-      this.#socket = undefined;
-      this.#transportClosed('connection closed');
-    });
-  }
-
-  #onData(chunk: Uint8Array): void {
-    let input = chunk;
-    let cut = false;
-    if (this.#cutBudget !== undefined) {
-      if (input.length >= this.#cutBudget) {
-        input = input.subarray(0, this.#cutBudget);
-        cut = true;
-      }
-      this.#cutBudget -= input.length;
-    }
-    if (input.length > 0) this.#apply(this.#core.receive(input, monotonicNow()));
-    if (cut) this.#cut();
-  }
-
-  #write(bytes: Uint8Array): void {
-    const socket = this.#socket;
-    if (socket === undefined) return;
-    let output = bytes;
-    let cut = false;
-    if (this.#cutBudget !== undefined) {
-      if (output.length >= this.#cutBudget) {
-        output = output.subarray(0, this.#cutBudget);
-        cut = true;
-      }
-      this.#cutBudget -= output.length;
-    }
-    if (output.length > 0) socket.write(output);
-    if (cut) this.#cut();
-  }
-
-  /** The injected cut: the connection ends exactly after the budgeted byte. */
-  #cut(): void {
-    if (this.#socket === undefined) return;
-    this.counters.cuts++;
-    const socket = this.#socket;
-    // Half-close after what was written, so the cut lands at the byte position, then drop it.
-    socket.end();
-    setTimeout(() => socket.destroy(), 100).unref();
-    this.#socket = undefined;
-    this.#transportClosed('injected cut');
-  }
-
-  #transportClosed(reason: string): void {
-    if (!this.#powered) return;
-    this.#apply(this.#core.disconnected(monotonicNow()));
-    this.#safeEmit('disconnected', { reason });
-    this.#scheduleReconnect();
-  }
-
-  #scheduleReconnect(): void {
-    if (!this.#running || !this.#powered || this.#reconnect !== undefined) return;
-    if (this.#deadline !== undefined) clearTimeout(this.#deadline);
-    this.#deadline = undefined;
-    const delay = backoffDelayMs(this.#attempt++, this.#options.reconnectInitialMs ?? 500, this.#options.reconnectMaxMs ?? 30_000, this.#random);
-    this.#reconnect = setTimeout(() => this.#connect(), delay);
-  }
-
-  #closeSocket(): void {
-    const socket = this.#socket;
-    this.#socket = undefined;
-    socket?.destroy();
-    if (this.#powered && this.#core.session !== 'offline') this.#apply(this.#core.disconnected(monotonicNow()));
-  }
-
-  #clearTimers(): void {
-    if (this.#deadline !== undefined) clearTimeout(this.#deadline);
-    if (this.#reconnect !== undefined) clearTimeout(this.#reconnect);
-    this.#deadline = undefined;
-    this.#reconnect = undefined;
-  }
-
-  // ---- Actions ----
-
-  #apply(actions: readonly DeviceAction[]): void {
-    for (const action of actions) this.#actions.push(action);
-    if (this.#applying) return;
-    this.#applying = true;
-    try {
-      while (this.#actionAt < this.#actions.length) this.#perform(this.#actions[this.#actionAt++] as DeviceAction);
-    } finally {
-      this.#actions = [];
-      this.#actionAt = 0;
-      this.#applying = false;
-    }
-    this.#replayDeferredSends();
-    this.#armDeadline();
-  }
-
-  #perform(action: DeviceAction): void {
-    switch (action.type) {
-      case 'transmit':
-        this.#write(action.bytes);
-        return;
-      case 'close': {
-        // The core already went offline; drop the transport and reconnect later.
-        const socket = this.#socket;
-        this.#socket = undefined;
-        socket?.destroy();
-        this.#safeEmit('disconnected', { reason: action.error.code });
-        this.#scheduleReconnect();
-        return;
-      }
-      case 'persist':
-        this.#persist(action.op);
-        return;
-      case 'event':
-        this.#onCoreEvent(action.event);
-        return;
-    }
-  }
-
-  #persist(op: DevicePersistOp): void {
-    try {
-      this.#options.chaos?.beforePersist?.(op);
-      if (op.kind === 'storeFuture') this.#options.storage.storeFuture({ id: op.id, key: op.key });
-      else this.#options.storage.promote(op.id);
-    } catch (error) {
-      if (error instanceof Error && error.name === 'PowerCut') {
-        this.#powerLost(true);
-        return;
-      }
-      // Unknown outcome: halt the core, then remount (a reboot) to learn what flash holds.
-      const failure = isLockstepError(error) ? error : new LockstepError('STORAGE_CORRUPT', (error as Error).message);
-      this.#apply(this.#core.persistFailed(failure));
-      this.#powerLost(true);
-      return;
-    }
-    this.#options.chaos?.afterPersist?.(op);
-    this.#apply(this.#core.persisted(monotonicNow()));
-  }
-
-  #onCoreEvent(event: DeviceEvent): void {
+  #onLoopEvent(event: DeviceLoopEvent): void {
     switch (event.type) {
+      case 'connected':
+        this.counters.connections++;
+        return;
+      case 'disconnected':
+        this.#emit('disconnected', { reason: event.reason });
+        return;
+      case 'booted':
+        this.#emit('booted', { keys: event.keys });
+        return;
+      case 'bootFailed':
+        this.#emit('bootFailed', { message: event.error.message });
+        return;
       case 'established':
-        this.#attempt = 0;
-        this.#safeEmit('established', { keyId: event.keyId });
+        this.#emit('established', { keyId: event.keyId });
         return;
       case 'data':
-        this.#safeEmit('data', { payload: event.payload });
+        this.#emit('data', { payload: event.payload });
         return;
       case 'delivered':
-        this.#unacknowledged.delete(event.messageId);
-        this.#safeEmit('delivered', { messageId: event.messageId });
+        this.#emit('delivered', { messageId: event.messageId });
         return;
       case 'keyStored':
-        this.#safeEmit('keyStored', { keyId: event.id });
+        this.#emit('keyStored', { keyId: event.id });
         return;
       case 'keyPromoted':
         this.counters.promoted++;
-        this.#safeEmit('keyPromoted', { keyId: event.id });
+        this.#emit('keyPromoted', { keyId: event.id });
         return;
       case 'rekeyRefused':
-        this.#safeEmit('rekeyRefused', { keyId: event.id, code: event.error.code });
+        this.#emit('rekeyRefused', { keyId: event.id, code: event.error.code });
         return;
       case 'rejected':
-        this.#safeEmit('rejected', { code: event.error.code });
+        this.#emit('rejected', { code: event.error.code });
         return;
       case 'peerError':
-        this.#safeEmit('peerError', { code: event.code, detail: event.detail });
+        this.#emit('peerError', { code: event.code, detail: event.detail });
+        return;
+      case 'connecting':
+      case 'storageFailed':
         return;
     }
   }
 
-  #replayDeferredSends(): void {
-    while (this.#powered && this.#deferredSends.length > 0 && this.#core.persisting === undefined && !this.#applying) {
-      const payload = this.#deferredSends.shift() as Uint8Array;
-      this.#apply(this.#core.send(payload, monotonicNow()));
-    }
-  }
-
-  /** One timer at the core's next deadline (handshake, keepalive, idle). */
-  #armDeadline(): void {
-    if (this.#deadline !== undefined) clearTimeout(this.#deadline);
-    this.#deadline = undefined;
-    if (!this.#powered) return;
-    const at = this.#core.nextDeadline();
-    if (at === undefined) return;
-    this.#deadline = setTimeout(() => {
-      this.#deadline = undefined;
-      if (this.#powered) this.#apply(this.#core.tick(monotonicNow()));
-    }, Math.max(0, at - monotonicNow()));
-  }
-
-  #safeEmit<K extends keyof DeviceHostEvents>(name: K, ...args: DeviceHostEvents[K]): void {
+  #emit<K extends keyof NodeDeviceEvents>(name: K, ...args: NodeDeviceEvents[K]): void {
     try {
-      (this.emit as (name: K, ...args: DeviceHostEvents[K]) => boolean)(name, ...args);
+      (this.emit as (name: K, ...args: NodeDeviceEvents[K]) => boolean)(name, ...args);
     } catch {
       // A listener's failure is the application's; the protocol carries on.
     }

@@ -1,20 +1,18 @@
 /**
- * The device host's key storage over the flash keystore
- * (modules/keystore/keystore.ts, or its key-wrapped form): every mount is a
- * boot (power restored first when the flash supports cuts), every write is
- * durable on return.
- * Storage refusals and flash failures propagate as thrown errors; the
- * device host then reboots and mounts again.
+ * Key storage for devices on Node: the flash keystore (modules/keystore) on
+ * any Flash (a file image, memory), plain or key-wrapped, and a volatile
+ * store for load generators. All implement the one KeyStorage interface the
+ * device loop uses; every write is durable when it returns.
  */
 import { LockstepError } from '../../modules/errors';
-import { Keystore } from '../../modules/keystore/keystore';
-import { openKeystore, type KeyStorage } from '../../modules/keystore/wrapped-keystore';
+import type { KeyStorage } from '../../modules/keystore/key-storage';
+import { Keystore, type MountResult } from '../../modules/keystore/keystore';
+import { openKeystore } from '../../modules/keystore/wrapped-keystore';
 import type { Flash } from '../../modules/platform/flash';
-import type { DeviceKeys, KeySlot } from '../../modules/platform/keys';
+import { copyKeys, type DeviceKeys, type KeySlot } from '../../modules/platform/keys';
 import { nodePrimitives } from './crypto';
-import type { DeviceKeyStorage } from './device-host';
 
-export interface FlashKeyStorageOptions {
+export interface FlashKeystoreOptions {
   /**
    * The key-wrap partition image (keywrap.bin from `provision --key-wrap`):
    * keys in the journal are then wrapped under its KWK (docs/KEYSTORE.md §10).
@@ -23,44 +21,15 @@ export interface FlashKeyStorageOptions {
   readonly keyWrapImage?: Uint8Array;
 }
 
-export class FlashKeyStorage implements DeviceKeyStorage {
-  readonly flash: Flash & { restorePower?(): void };
-  readonly #keyWrapImage: Uint8Array | undefined;
-  #keystore: KeyStorage | undefined;
-
-  constructor(flash: Flash & { restorePower?(): void }, options: FlashKeyStorageOptions = {}) {
-    this.flash = flash;
-    this.#keyWrapImage = options.keyWrapImage?.slice();
-  }
-
-  mount(): { deviceId: Uint8Array; keys: DeviceKeys } {
-    this.flash.restorePower?.();
-    const keystore: KeyStorage =
-      this.#keyWrapImage === undefined
-        ? new Keystore(this.flash)
-        : openKeystore({ openFlash: () => this.flash, keyWrapImage: this.#keyWrapImage, primitives: nodePrimitives, requireKeyWrap: true, warn: () => {} });
-    const result = keystore.mount();
-    if (!result.provisioned) throw new LockstepError('UNPROVISIONED', `${result.reason}: ${result.detail}`);
-    this.#keystore = keystore;
-    return { deviceId: result.deviceId, keys: result.keys };
-  }
-
-  storeFuture(slot: KeySlot): void {
-    this.#mounted().storeFuture(slot.id, slot.key);
-  }
-
-  promote(id: number): void {
-    this.#mounted().promote(id);
-  }
-
-  #mounted(): KeyStorage {
-    if (this.#keystore === undefined) throw new LockstepError('LOCAL_NOT_READY', 'keystore not mounted');
-    return this.#keystore;
-  }
+/** The keystore journal on `flash`, wrapped under the image's KWK when one is given (a wrong or corrupt image is refused). */
+export function openFlashKeystore(flash: Flash, options: FlashKeystoreOptions = {}): KeyStorage {
+  const image = options.keyWrapImage;
+  if (image === undefined) return new Keystore(flash);
+  return openKeystore({ openFlash: () => flash, keyWrapImage: image, primitives: nodePrimitives, requireKeyWrap: true, warn: () => {} });
 }
 
-/** Volatile key storage (no flash model): for load generators such as the hub benchmark. */
-export class MemoryKeyStorage implements DeviceKeyStorage {
+/** Volatile key storage (no flash): for load generators such as the hub benchmark's swarm. */
+export class MemoryKeyStorage implements KeyStorage {
   readonly #deviceId: Uint8Array;
   #keys: DeviceKeys;
 
@@ -69,17 +38,33 @@ export class MemoryKeyStorage implements DeviceKeyStorage {
     this.#keys = { active: { id: active.id, key: active.key.slice() } };
   }
 
-  mount(): { deviceId: Uint8Array; keys: DeviceKeys } {
-    return { deviceId: this.#deviceId.slice(), keys: this.#keys };
+  mount(): MountResult {
+    return { provisioned: true, deviceId: this.#deviceId.slice(), keys: copyKeys(this.#keys) };
   }
 
-  storeFuture(slot: KeySlot): void {
-    this.#keys = { active: this.#keys.active, future: { id: slot.id, key: slot.key.slice() } };
+  get keys(): DeviceKeys {
+    return copyKeys(this.#keys);
   }
 
-  promote(id: number): void {
+  get deviceId(): Uint8Array {
+    return this.#deviceId.slice();
+  }
+
+  format(deviceId: Uint8Array, initial: KeySlot): void {
+    if (deviceId.length !== this.#deviceId.length) throw new LockstepError('LOCAL_BAD_ARGUMENT', 'device id length');
+    this.#deviceId.set(deviceId);
+    this.#keys = { active: { id: initial.id, key: initial.key.slice() } };
+  }
+
+  storeFuture(id: number, key: Uint8Array): void {
+    this.#keys = { active: this.#keys.active, future: { id, key: key.slice() } };
+  }
+
+  promote(expectedId?: number): KeySlot {
     const future = this.#keys.future;
-    if (future === undefined || future.id !== id) throw new LockstepError('LOCAL_BAD_ARGUMENT', `no future key ${id} to promote`);
+    if (future === undefined || (expectedId !== undefined && future.id !== expectedId)) throw new LockstepError('LOCAL_BAD_ARGUMENT', `no future key ${expectedId ?? ''} to promote`);
+    this.#keys.active.key.fill(0);
     this.#keys = { active: future };
+    return { id: future.id, key: future.key.slice() };
   }
 }

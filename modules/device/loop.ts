@@ -2,7 +2,7 @@
  * The device loop: the one driver of DeviceCore (device.ts) that every
  * platform uses — the Moddable firmware (main.ts), the Node device host
  * (hosts/node/device-host.ts), the verification (tools/verify) and the test
- * pair (tests/support/pair.ts). It owns the connection, the timers, the
+ * pair (tools/testing/pair.ts). It owns the connection, the timers, the
  * keystore writes and the reconnect policy; the core owns the protocol.
  * Sans-IO apart from the interfaces it is given: a transport, timers, a
  * monotonic clock, a random source and the key storage.
@@ -55,8 +55,11 @@ export interface DeviceConnection {
 /** Opens a connection to the hub; its events arrive later (or synchronously: the loop queues them). */
 export type DeviceTransport = (events: DeviceTransportEvents) => DeviceConnection;
 
+/** What a timer is for: the core's next deadline, or the next connection attempt (hosts may treat them alike). */
+export type LoopTimerKind = 'deadline' | 'retry';
+
 export interface LoopTimers {
-  set(callback: () => void, delayMs: number): unknown;
+  set(callback: () => void, delayMs: number, kind: LoopTimerKind): unknown;
   clear(handle: unknown): void;
 }
 
@@ -159,11 +162,17 @@ export class DeviceLoop {
     return this.#persistOutstanding;
   }
 
-  /** Mounts the storage (if not yet) and connects; reconnects until stop(). */
+  /** Attempts in a row without an established session (the backoff's exponent). */
+  get reconnectAttempt(): number {
+    return this.#attempt;
+  }
+
+  /** Mounts the storage (if not yet) and connects at once; reconnects until stop(). */
   start(): void {
     if (!this.#powered || this.#state !== 'stopped') return;
     this.#state = 'waiting';
-    this.#connect();
+    if (this.#core === undefined) this.#mount();
+    this.#scheduleRetry('start', 0);
   }
 
   /** Closes the connection for good (the core hears `disconnected`); no reconnect. */
@@ -218,20 +227,21 @@ export class DeviceLoop {
     this.#state = 'off';
   }
 
-  /** Rule 4: power returns; the device boots from its storage and connects. */
+  /** Rule 4: power returns; the device boots from its storage, then connects. */
   powerOn(): void {
     if (this.#powered) return;
     this.#powered = true;
     this.#attempt = 0;
     this.#state = 'waiting';
-    this.#connect();
+    this.#mount();
+    this.#scheduleRetry('boot', 0);
   }
 
   // ---- Connection lifecycle ----
 
   #connect(): void {
     this.#retryTimer = undefined;
-    if (this.#state === 'stopped' || this.#state === 'off') return;
+    if (this.#state === 'stopped' || this.#state === 'off' || this.#state === 'connecting' || this.#state === 'connected') return;
     if (this.#core === undefined && !this.#mount()) {
       this.#scheduleRetry('keystore not mounted', this.#options.remountDelayMs ?? DEFAULT_REMOUNT_DELAY_MS);
       return;
@@ -240,38 +250,42 @@ export class DeviceLoop {
     this.#state = 'connecting';
     this.counters.connects++;
     this.#emit({ type: 'connecting', attempt: this.#attempt });
+    // Events the transport reports before it has returned its connection run once it has.
+    let early: (() => void)[] | undefined = [];
+    const deliver = (run: () => void): void => {
+      if (early !== undefined) early.push(run);
+      else run();
+    };
     const events: DeviceTransportEvents = {
-      onConnected: () => {
-        if (generation === this.#generation) this.#onConnected();
-      },
-      onData: (bytes) => {
-        if (generation === this.#generation) this.#input((core, now) => core.receive(bytes, now));
-      },
-      onClosed: (reason) => {
-        if (generation === this.#generation) this.#onClosed(reason);
-      },
+      onConnected: () => deliver(() => generation === this.#generation && this.#onConnected()),
+      onData: (bytes) => deliver(() => generation === this.#generation && this.#input((core, now) => core.receive(bytes, now))),
+      onClosed: (reason) => deliver(() => generation === this.#generation && this.#onClosed(reason)),
     };
     let connection: DeviceConnection;
     try {
       connection = this.#options.transport(events);
     } catch (error) {
+      early = undefined;
       this.#onClosed(`connect failed: ${describeError(error)}`);
       return;
     }
-    // The transport may have reported a failure synchronously.
-    if (generation !== this.#generation) {
-      connection.close();
-      return;
-    }
     this.#connection = connection;
+    const reported = early;
+    early = undefined;
+    for (const run of reported) run();
+    if (generation !== this.#generation || this.#state !== 'connecting') return;
     const timeoutMs = this.#options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-    this.#retryTimer = this.#options.timers.set(() => {
-      this.#retryTimer = undefined;
-      if (generation === this.#generation && this.#state === 'connecting') {
-        this.#dropConnection();
-        this.#onClosed(`no connection after ${timeoutMs} ms`);
-      }
-    }, timeoutMs);
+    this.#retryTimer = this.#options.timers.set(
+      () => {
+        this.#retryTimer = undefined;
+        if (generation === this.#generation && this.#state === 'connecting') {
+          this.#dropConnection();
+          this.#onClosed(`no connection after ${timeoutMs} ms`);
+        }
+      },
+      timeoutMs,
+      'retry',
+    );
   }
 
   #onConnected(): void {
@@ -297,10 +311,14 @@ export class DeviceLoop {
     if (this.#state === 'stopped' || this.#state === 'off') return;
     this.#state = 'waiting';
     this.#clearRetry();
-    const delay = delayMs ?? this.#reconnectDelay(this.#attempt);
-    this.#attempt = Math.min(this.#attempt + 1, 30);
+    // Only a backed-off attempt counts: a boot, a remount or the first start does not.
+    let delay = delayMs;
+    if (delay === undefined) {
+      delay = this.#reconnectDelay(this.#attempt);
+      this.#attempt = Math.min(this.#attempt + 1, 30);
+    }
     this.#options.log?.(`reconnecting in ${delay} ms (attempt ${this.#attempt}, ${reason})`);
-    this.#retryTimer = this.#options.timers.set(() => this.#connect(), delay);
+    this.#retryTimer = this.#options.timers.set(() => this.#connect(), delay, 'retry');
   }
 
   #reconnectDelay(attempt: number): number {
@@ -490,11 +508,15 @@ export class DeviceLoop {
     if (deadline === undefined) return;
     this.#coreTimerAt = deadline;
     const delay = Math.max(0, deadline - this.#options.clock.now());
-    this.#coreTimer = this.#options.timers.set(() => {
-      this.#coreTimer = undefined;
-      this.#coreTimerAt = undefined;
-      this.#input((core, now) => core.tick(now));
-    }, delay);
+    this.#coreTimer = this.#options.timers.set(
+      () => {
+        this.#coreTimer = undefined;
+        this.#coreTimerAt = undefined;
+        this.#input((core, now) => core.tick(now));
+      },
+      delay,
+      'deadline',
+    );
   }
 
   #clearCoreTimer(): void {

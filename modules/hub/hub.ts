@@ -351,6 +351,11 @@ export class HubCore {
     return out;
   }
 
+  /** Bytes of this connection the core keeps unparsed (while its device's persist is outstanding). */
+  heldInputBytes(connection: ConnectionId): number {
+    return this.#connections.get(connection)?.held?.length ?? 0;
+  }
+
   /** False while the connection's device has a persist outstanding (its input is kept, not parsed), or once it is closed. */
   wantsInput(connection: ConnectionId): boolean {
     const conn = this.#connections.get(connection);

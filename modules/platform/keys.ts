@@ -29,6 +29,12 @@ export function copySlot(slot: KeySlot): KeySlot {
   return { id: slot.id, key: slot.key.slice() };
 }
 
+/** Copies of both slots. */
+export function copyKeys(keys: DeviceKeys): DeviceKeys {
+  const active = copySlot(keys.active);
+  return keys.future === undefined ? { active } : { active, future: copySlot(keys.future) };
+}
+
 /** Same id and same key bytes (not constant time: for stores and checks, never for secrets from the wire). */
 export function slotsEqual(a: KeySlot | undefined, b: KeySlot | undefined): boolean {
   if (a === undefined || b === undefined) return a === b;

@@ -4,7 +4,7 @@
  *   native   the native module: vectors, composition over its primitives, bad input
  *   noble    the pure-JS AEAD (@noble) on XS, and its agreement with the native module
  *   keystore the keystore journal on the NOR flash model under power cuts
- *   core     the device and hub cores over an in-memory link (tests/support/pair.ts)
+ *   core     the device and hub cores over an in-memory link (tools/testing/pair.ts)
  * Bundle with the redirect hosts/node/crypto → tests/xs/support/node-crypto-on-xs
  * (see tests/xs/run.ts).
  */

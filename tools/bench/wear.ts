@@ -11,7 +11,7 @@
  * `tsx tools/bench/wear.ts` runs it alone.
  */
 import { NorFlash } from '../../modules/flash/nor-flash';
-import { SeededRandom } from '../../modules/flash/cut-injection';
+import { SeededRandom } from '../testing/cut-injection';
 import { Keystore } from '../../modules/keystore/keystore';
 import { KEY_BYTES } from '../../modules/platform/keys';
 

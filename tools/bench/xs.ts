@@ -123,7 +123,7 @@ function benchHeap(program: string, script: string): void {
 
 export async function run(): Promise<void> {
   const program = buildHost('release').mbedtls;
-  const script = await bundle('hosts/xs-test/bench-program.ts', 'bench', { redirects: REDIRECTS });
+  const script = await bundle('tools/bench/xs-program.ts', 'bench', { redirects: REDIRECTS });
   benchHeap(program, script);
   benchAead(program, script);
 }

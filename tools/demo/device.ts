@@ -8,10 +8,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { CuttableFlash } from '../../hosts/node/cuttable-flash';
-import { DeviceHost } from '../../hosts/node/device-host';
+import { NodeDevice } from '../../hosts/node/device-host';
 import { FileFlash } from '../../hosts/node/flash-file';
-import { FlashKeyStorage } from '../../hosts/node/flash-key-storage';
+import { openFlashKeystore } from '../../hosts/node/flash-key-storage';
 import { parseDuration } from '../hub/duration';
 
 const program = new Command()
@@ -31,12 +30,12 @@ const program = new Command()
     }
   }, 5000)
   .action((flags: { image: string; keywrap?: string; host: string; port: number; ca?: string; servername?: string; every: number }) => {
-    const flash = new CuttableFlash(new FileFlash(flags.image, { create: false }));
+    const flash = new FileFlash(flags.image, { create: false });
     const keyWrapPath = flags.keywrap ?? join(dirname(flags.image), 'keywrap.bin');
     const keyWrapImage = flags.keywrap !== undefined || existsSync(keyWrapPath) ? new Uint8Array(readFileSync(keyWrapPath)) : undefined;
     const ca = flags.ca === undefined ? undefined : readFileSync(flags.ca);
-    const host = new DeviceHost({
-      storage: new FlashKeyStorage(flash, keyWrapImage === undefined ? {} : { keyWrapImage }),
+    const host = new NodeDevice({
+      storage: openFlashKeystore(flash, keyWrapImage === undefined ? {} : { keyWrapImage }),
       endpoint: { host: flags.host, port: flags.port, ...(ca ? { tls: { ca, ...(flags.servername ? { servername: flags.servername } : {}) } } : {}) },
     });
     const log = (event: string, fields: Record<string, unknown> = {}) =>

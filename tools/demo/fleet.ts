@@ -1,9 +1,10 @@
 /**
  * Simulated devices for the demo, the end-to-end tests and the benchmark:
- * provisioning (keystore image + hub record), a DeviceHost per device with
- * its flash keystore, the chaos that cuts connections at random byte
- * positions and power in the middle of flash writes, and a small app loop
- * (telemetry up) whose messages are booked in a Ledger.
+ * provisioning (keystore image + hub record), a NodeDevice (the device loop
+ * on a real socket) per device with its flash keystore, the chaos wrapped
+ * around it (chaos.ts: connections cut at random byte positions, power cut
+ * in the middle of flash writes), and a small app loop (telemetry up) whose
+ * messages are booked in a Ledger.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,10 +12,11 @@ import { fromHex } from '../../modules/bytes';
 import type { CutPlan } from '../../modules/flash/nor-flash';
 import { Keystore } from '../../modules/keystore/keystore';
 import type { Flash } from '../../modules/platform/flash';
-import { CuttableFlash } from '../../hosts/node/cuttable-flash';
-import { DeviceHost, type DeviceEndpoint, type DeviceHostOptions } from '../../hosts/node/device-host';
+import { CuttableFlash } from '../testing/cuttable-flash';
+import { NodeDevice, type DeviceEndpoint, type NodeDeviceOptions } from '../../hosts/node/device-host';
 import { FileFlash } from '../../hosts/node/flash-file';
-import { FlashKeyStorage } from '../../hosts/node/flash-key-storage';
+import { openFlashKeystore } from '../../hosts/node/flash-key-storage';
+import { cuttingTransport, PowerCutStorage } from './chaos';
 import { memoryFlash } from '../../hosts/node/flash-memory';
 import { provisionDevice } from '../provision/provision';
 import { newDeviceRecord, parseHubRecord, toHubRecordJson, type DeviceRecord, type HubRecordJson } from '../hub/records';
@@ -66,15 +68,17 @@ export interface SimulatedDeviceOptions {
   /** Telemetry period; 0 = no app traffic. */
   readonly telemetryEveryMs?: number;
   readonly random?: () => number;
-  readonly host?: Partial<Omit<DeviceHostOptions, 'storage' | 'endpoint' | 'chaos'>>;
+  readonly host?: Partial<Omit<NodeDeviceOptions, 'storage' | 'endpoint' | 'wrapTransport'>> & { readonly bootDelayMs?: number };
   /** The key-wrap partition image when the keystore was provisioned with --key-wrap. */
   readonly keyWrapImage?: Uint8Array;
 }
 
 export class SimulatedDevice {
-  readonly host: DeviceHost;
+  readonly host: NodeDevice;
   readonly flash: CuttableFlash;
   readonly deviceId: string;
+  /** Connections cut by the chaos. */
+  cuts = 0;
   /** Boots so far (power losses end an epoch). */
   epoch = 0;
   telemetrySent = 0;
@@ -91,21 +95,25 @@ export class SimulatedDevice {
     this.chaos = options.chaos ?? NO_CHAOS;
     this.flash = provisioned.flash;
     this.deviceId = provisioned.record.deviceId;
-    const storage = new FlashKeyStorage(this.flash, options.keyWrapImage === undefined ? {} : { keyWrapImage: options.keyWrapImage });
-    this.host = new DeviceHost({
+    const keyWrapImage = options.keyWrapImage;
+    const bootDelayMs = options.host?.bootDelayMs ?? 50;
+    const storage = new PowerCutStorage(this.flash, () => openFlashKeystore(this.flash, keyWrapImage === undefined ? {} : { keyWrapImage }), {
+      nextCut: () => (this.#random() < this.chaos.powerCutProbability ? this.#powerCutPlan() : undefined),
+      onPowerLoss: () => this.host.powerCycle(bootDelayMs),
+    });
+    const { bootDelayMs: _bootDelay, ...hostOptions } = options.host ?? {};
+    this.host = new NodeDevice({
       reconnectInitialMs: 50,
       reconnectMaxMs: 2000,
-      bootDelayMs: 50,
-      ...options.host,
+      ...hostOptions,
       storage,
       endpoint: options.endpoint,
-      chaos: {
-        connectionCutAfter: () => (this.#random() < this.chaos.cutProbability ? Math.floor(this.#random() * this.chaos.cutMaxBytes) : undefined),
-        beforePersist: () => {
-          if (this.#random() < this.chaos.powerCutProbability) this.flash.armCut(this.#powerCutPlan());
-        },
-        afterPersist: () => this.flash.disarmCut(),
-      },
+      wrapTransport: (socket) =>
+        cuttingTransport(
+          socket,
+          () => (this.#random() < this.chaos.cutProbability ? Math.floor(this.#random() * this.chaos.cutMaxBytes) : undefined),
+          () => this.cuts++,
+        ),
     });
     const ledger = options.ledger;
     ledger?.setEpoch(this.deviceId, 0);
@@ -144,6 +152,11 @@ export class SimulatedDevice {
   stop(): void {
     this.stopTelemetry();
     this.host.stop();
+  }
+
+  /** Power loss now (not during a write), then a reboot from the flash image. */
+  powerCycle(): void {
+    this.host.powerCycle(this.#options.host?.bootDelayMs ?? 50);
   }
 
   /** Releases the flash image (after stop). */

@@ -176,7 +176,7 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
     devices: devices.length,
     online: devices.filter((d) => d.host.online).length,
     rotations,
-    cuts: sum(devices.map((d) => d.host.counters.cuts)),
+    cuts: sum(devices.map((d) => d.cuts)),
     powerCutsDuringWrite: sum(devices.map((d) => d.flash.cuts)),
     powerCycles: sum(devices.map((d) => d.host.counters.powerCuts)) - sum(devices.map((d) => d.flash.cuts)),
     hubKills: hub.kills,
@@ -214,7 +214,7 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
     every(options.powerCycleEveryMs as number, () => {
       if (!chaosOn) return;
       const device = devices[Math.floor(Math.random() * devices.length)];
-      device?.host.powerCycle();
+      device?.powerCycle();
     });
   }
 

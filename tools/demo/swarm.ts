@@ -1,6 +1,6 @@
 /**
  * A swarm of simulated devices in one process, for load: each runs a
- * DeviceHost (real socket, the device core, volatile key storage) against
+ * NodeDevice (the device loop on a real socket, volatile key storage) against
  * one hub address. Connections are ramped so that at most `maxConnecting`
  * are in the handshake at once (the hub caps unauthenticated connections).
  *
@@ -10,7 +10,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { fromHex } from '../../modules/bytes';
-import { DeviceHost } from '../../hosts/node/device-host';
+import { NodeDevice } from '../../hosts/node/device-host';
 import { MemoryKeyStorage } from '../../hosts/node/flash-key-storage';
 import { parseHubRecords } from '../hub/records';
 
@@ -26,7 +26,7 @@ function main(): void {
   const config = JSON.parse(process.argv[2] ?? '{}') as SwarmConfig;
   const records = parseHubRecords(readFileSync(config.recordsPath, 'utf8'));
   const maxConnecting = config.maxConnecting ?? 400;
-  const hosts: DeviceHost[] = [];
+  const hosts: NodeDevice[] = [];
   let online = 0;
   let promoted = 0;
   let started = 0;
@@ -35,7 +35,7 @@ function main(): void {
     while (started < records.length && started - online < maxConnecting) {
       const record = records[started++];
       if (record === undefined) break;
-      const host = new DeviceHost({
+      const host = new NodeDevice({
         storage: new MemoryKeyStorage(fromHex(record.deviceId), record.active),
         endpoint: { host: config.host, port: config.port },
         reconnectInitialMs: 200,

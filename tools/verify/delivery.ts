@@ -10,9 +10,9 @@ import type { StepFaults } from './faults';
 import type { Direction, Link } from './network';
 import { RESET_NOTICE_MS } from './constants';
 import { fnv1a } from './rng';
-import type { World } from './world';
+import type { SimWorld } from './sim-types';
 
-export function deliver(world: World, linkId: number, direction: Direction, faults: StepFaults | undefined): void {
+export function deliver(world: SimWorld, linkId: number, direction: Direction, faults: StepFaults | undefined): void {
   const link = world.links.get(linkId);
   if (link === undefined || link.head(direction) === undefined) return;
   if (faults?.coalesce === true) coalesce(world, link, direction);
@@ -60,7 +60,7 @@ export function deliver(world: World, linkId: number, direction: Direction, faul
 }
 
 /** Joins the head chunk with the following data chunks that have already arrived. */
-function coalesce(world: World, link: Link, direction: Direction): void {
+function coalesce(world: SimWorld, link: Link, direction: Direction): void {
   const queue = link.queues[direction];
   if (queue[0]?.fin !== false) return;
   let count = 1;
@@ -77,7 +77,7 @@ function coalesce(world: World, link: Link, direction: Direction): void {
   queue.unshift({ ...parts[0]!, bytes });
 }
 
-function handOver(world: World, link: Link, direction: Direction, bytes: Uint8Array): void {
+function handOver(world: SimWorld, link: Link, direction: Direction, bytes: Uint8Array): void {
   if (direction === 'up') {
     if (link.hubAttached && world.hub.up) world.hub.receive(link, bytes, world.now);
   } else if (link.deviceAttached && world.device.link === link) {

@@ -12,7 +12,9 @@
  */
 import type { DevicePersistOp } from '../../modules/device/actions';
 import { PowerCut } from '../../modules/flash/nor-flash';
-import type { DeviceKeys, KeySlot } from '../../modules/platform/keys';
+import { copyKeys, type DeviceKeys, type KeySlot } from '../../modules/platform/keys';
+
+export { copyKeys, keysEqual } from '../../modules/platform/keys';
 
 export interface FlashOpProfile {
   readonly kind: 'program' | 'erase';
@@ -52,26 +54,11 @@ export interface DeviceStore {
   layoutDigest(): string;
 }
 
-export function copyKeys(keys: DeviceKeys): DeviceKeys {
-  const active = { id: keys.active.id, key: keys.active.key.slice() };
-  return keys.future === undefined ? { active } : { active, future: { id: keys.future.id, key: keys.future.key.slice() } };
-}
-
 /** The keys after `op` (the model the keystore must match). */
 export function keysAfter(keys: DeviceKeys, op: DevicePersistOp): DeviceKeys {
   if (op.kind === 'storeFuture') return { active: keys.active, future: { id: op.id, key: op.key.slice() } };
   if (keys.future === undefined || keys.future.id !== op.id) throw new Error(`promote ${op.id} without that future key`);
   return { active: keys.future };
-}
-
-export function keysEqual(a: DeviceKeys, b: DeviceKeys): boolean {
-  return slotEqual(a.active, b.active) && (a.future === undefined ? b.future === undefined : b.future !== undefined && slotEqual(a.future, b.future));
-}
-
-function slotEqual(a: KeySlot, b: KeySlot): boolean {
-  if (a.id !== b.id || a.key.length !== b.key.length) return false;
-  for (let i = 0; i < a.key.length; i++) if (a.key[i] !== b.key[i]) return false;
-  return true;
 }
 
 /** An in-memory store: each apply is one atomic write (a cut is before or after it). */

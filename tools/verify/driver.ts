@@ -9,7 +9,7 @@
  * are not (at most once). Done when every round is issued, the hub's
  * active id is `initial + rounds` and the pair is in sync.
  */
-import type { Driver, World } from './world';
+import type { Driver, SimWorld } from './sim-types';
 
 export class RoundsDriver implements Driver {
   readonly rounds: number;
@@ -19,20 +19,20 @@ export class RoundsDriver implements Driver {
     this.rounds = rounds;
   }
 
-  #target(world: World): number {
+  #target(world: SimWorld): number {
     return world.initialKeyId + this.issued;
   }
 
-  #hubActive(world: World): number {
+  #hubActive(world: SimWorld): number {
     return world.hub.core?.deviceState(world.deviceId).activeKeyId ?? 0;
   }
 
-  ready(world: World): boolean {
+  ready(world: SimWorld): boolean {
     if (!world.synced()) return false;
     return this.issued < this.rounds || this.#hubActive(world) < this.#target(world);
   }
 
-  run(world: World, now: number): void {
+  run(world: SimWorld, now: number): void {
     if (this.#hubActive(world) < this.#target(world)) {
       world.trace.log(() => 'operator: rotation lost to a crash, rotating again');
       world.hub.rotate(now);
@@ -51,7 +51,7 @@ export class RoundsDriver implements Driver {
     return `rounds ${this.issued}/${this.rounds}`;
   }
 
-  done(world: World): boolean {
+  done(world: SimWorld): boolean {
     return this.issued >= this.rounds && this.#hubActive(world) >= this.#target(world) && world.synced();
   }
 }

@@ -6,9 +6,9 @@
  */
 import { RESET_NOTICE_MS } from './constants';
 import type { BeforeFault } from './faults';
-import type { World } from './world';
+import type { SimWorld } from './sim-types';
 
-export function applyBeforeFault(world: World, fault: BeforeFault): void {
+export function applyBeforeFault(world: SimWorld, fault: BeforeFault): void {
   switch (fault.kind) {
     case 'devicePowerCut':
       if (!world.device.up) return;

@@ -3,25 +3,27 @@
  * it, over the simulated database (hub-db.ts). Every persist action starts a
  * database write; the core hears `persisted` only after the commit (or
  * `persistFailed`, after which the host reloads the row and calls
- * `reloadDevice`). The hub can crash at any point: between steps, between
- * two actions of one step, before or after a commit. It restarts from the
- * database alone.
+ * `reloadDevice`). While the core does not want a connection's input
+ * (`wantsInput`: a write of its device is outstanding), the host leaves it
+ * in the network, as the reference hub pauses the socket. The hub can crash
+ * at any point: between steps, between two actions of one step, before or
+ * after a commit. It restarts from the database alone.
  */
 import { toHex } from '../../modules/bytes';
 import type { Aead } from '../../modules/crypto/primitives';
-import { LockstepError, isLockstepError } from '../../modules/errors';
+import { LockstepError } from '../../modules/errors';
 import { HubCore, type HubAction } from '../../modules/hub/hub';
 import type { HubPersistOp } from '../../modules/hub/actions';
-import { MessageType, OUTBOX_MESSAGES } from '../../modules/protocol/constants';
+import { MessageType } from '../../modules/protocol/constants';
 import { decodeHeader } from '../../modules/protocol/header';
 import { DB_COMMIT_MS, HUB_RESTART_MS, RESET_NOTICE_MS } from './constants';
 import type { DbWrite, SimHubDatabase } from './hub-db';
 import type { Link } from './network';
 import { Rng } from './rng';
-import type { World } from './world';
+import type { HubHostContext } from './sim-types';
 
 export class HubHost {
-  readonly #world: World;
+  readonly #world: HubHostContext;
   readonly db: SimHubDatabase;
   readonly deviceId: string;
   readonly #aead: Aead;
@@ -32,7 +34,7 @@ export class HubHost {
   sentThisIncarnation = 0;
   readonly links = new Map<number, Link>();
 
-  constructor(world: World, db: SimHubDatabase, deviceId: string, aead: Aead, seed: number) {
+  constructor(world: HubHostContext, db: SimHubDatabase, deviceId: string, aead: Aead, seed: number) {
     this.#world = world;
     this.db = db;
     this.deviceId = deviceId;
@@ -64,7 +66,6 @@ export class HubHost {
     this.db.crash();
     for (const link of this.links.values()) {
       link.hubAttached = false;
-      link.upBlocked = false;
       if (silent) {
         link.queues.down.length = 0;
       } else {
@@ -84,21 +85,20 @@ export class HubHost {
     this.apply(core.opened(link.id, now), now);
   }
 
-  /** Feeds a chunk; false if the core is busy (the chunk stays queued). */
+  /**
+   * Feeds a chunk. While the core keeps input of this connection for an
+   * outstanding write of its device, the host leaves further input in the
+   * network (as the reference hub pauses the socket): the chunk stays queued
+   * until a write of the device is acknowledged.
+   */
   receive(link: Link, bytes: Uint8Array, now: number): boolean {
     const core = this.core;
     if (core === undefined || !link.hubAttached) return true;
-    let actions: HubAction[];
-    try {
-      actions = core.receive(link.id, bytes, now);
-    } catch (error) {
-      if (isLockstepError(error, 'LOCAL_BUSY')) {
-        link.upBlocked = true;
-        return false;
-      }
-      throw error;
+    if (core.heldInputBytes(link.id) > 0) {
+      link.upBlocked = true;
+      return false;
     }
-    this.apply(actions, now);
+    this.apply(core.receive(link.id, bytes, now), now);
     return true;
   }
 
@@ -109,23 +109,31 @@ export class HubHost {
     this.links.delete(link.id);
     this.#world.trace.log(() => `hub sees link ${link.id} closed`);
     this.apply(core.closed(link.id, now), now);
-    this.#world.variant.onHubLinkClosed?.(this.#world, now);
+    this.#world.variant.onHubLinkClosed?.(now);
   }
 
   tick(now: number): void {
     if (this.core !== undefined) this.apply(this.core.tick(now), now);
   }
 
+  /** An operator's rotation; one asked for while another is in flight is not queued here (the scenario counts rotations). */
   rotate(now: number): void {
-    if (this.core !== undefined) this.apply(this.core.rotate(this.deviceId, now), now);
+    const core = this.core;
+    if (core === undefined) return;
+    const state = core.deviceState(this.deviceId);
+    if (state.pendingKeyId !== undefined || state.persisting) return;
+    const result = core.rotate(this.deviceId, now);
+    if (result.ok) this.apply(result.actions, now);
   }
 
   send(now: number): boolean {
     const core = this.core;
-    if (core === undefined || core.deviceState(this.deviceId).outboxLength >= OUTBOX_MESSAGES) return false;
+    if (core === undefined) return false;
     const payload = this.#world.app.payload('hub', this.incarnation, this.sentThisIncarnation + 1);
+    const result = core.send(this.deviceId, payload, now);
+    if (!result.ok) return false;
     this.sentThisIncarnation++;
-    this.apply(core.send(this.deviceId, payload, now), now);
+    this.apply(result.actions, now);
     return true;
   }
 
@@ -210,7 +218,7 @@ export class HubHost {
       const header = decodeHeader(bytes.subarray(2));
       if (header.type === MessageType.CHALLENGE) link.hubNonce = toHex(header.sessionId);
     }
-    const out = this.#world.variant.interposeDown?.(bytes, this.#world) ?? bytes;
+    const out = this.#world.variant.interposeDown?.(bytes) ?? bytes;
     if (out.length === 0) {
       this.#world.trace.log(() => `hub → device  ${this.#world.describeFrame(bytes)}  DROPPED by the variant's interposer`);
       return;

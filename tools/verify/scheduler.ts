@@ -6,7 +6,7 @@
  * goes back: an event already due is due now.
  */
 import type { SimEvent } from './faults';
-import type { World } from './world';
+import type { SimWorld } from './sim-types';
 
 const RANK: Record<SimEvent['kind'], number> = {
   command: 0,
@@ -22,7 +22,7 @@ const RANK: Record<SimEvent['kind'], number> = {
   storeTimer: 10,
 };
 
-export function nextEvent(world: World): SimEvent | undefined {
+export function nextEvent(world: SimWorld): SimEvent | undefined {
   const now = world.now;
   if (world.driver.ready(world)) return { kind: 'command', at: now };
   let best: SimEvent | undefined;

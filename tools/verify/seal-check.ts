@@ -10,7 +10,7 @@ import { bytesEqual } from '../../modules/bytes';
 import type { DeviceKeys, KeySlot } from '../../modules/platform/keys';
 import type { Side } from './frame-audit';
 import type { HubKeys } from './invariants';
-import type { World } from './world';
+import type { SimWorld } from './sim-types';
 
 type Report = (invariant: string, detail: string) => void;
 
@@ -23,7 +23,7 @@ export class SealChecker {
   }
 
   /** `liveOnly`: only S1/S2 against the running peer (see WorldOptions.liveViewsOnly). */
-  check(world: World, side: Side, keyId: number, key: Uint8Array, liveOnly: boolean, report: Report): void {
+  check(world: SimWorld, side: Side, keyId: number, key: Uint8Array, liveOnly: boolean, report: Report): void {
     this.checks += 2;
     const last = this.#lastSealed[side];
     if (keyId < last && !liveOnly) report('S4 ids never decrease', `${side} sealed a frame under key ${keyId} after one under key ${last}`);

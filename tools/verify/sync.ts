@@ -6,9 +6,9 @@
  * established on a live link.
  */
 import type { KeyViews } from './invariants';
-import type { World } from './world';
+import type { SimWorld } from './sim-types';
 
-export function keyViews(world: World): KeyViews {
+export function keyViews(world: SimWorld): KeyViews {
   return {
     deviceLive: world.device.core?.keys,
     deviceDurable: world.device.store.durable(),
@@ -17,7 +17,7 @@ export function keyViews(world: World): KeyViews {
   };
 }
 
-export function inSync(world: World, views?: KeyViews): boolean {
+export function inSync(world: SimWorld, views?: KeyViews): boolean {
   const device = world.device.core;
   const hub = world.hub.core;
   const link = world.device.link;

@@ -30,7 +30,7 @@ import { DB_COMMIT_MS } from './constants';
 import type { DeviceStore, TornWrite } from './device-store';
 import { Rng } from './rng';
 import type { Variant } from './variant';
-import type { World } from './world';
+import type { SimWorld } from './sim-types';
 
 /** How long a lying store or database takes to really write. */
 export const WRITE_BACK_MS = 2_000;
@@ -39,12 +39,12 @@ export const WRITE_BACK_MS = 2_000;
 class WriteBackDeviceStore implements DeviceStore {
   readonly kind: string;
   readonly #inner: DeviceStore;
-  readonly #world: World;
+  readonly #world: SimWorld;
   #queue: DevicePersistOp[] = [];
   #flushAt: number | undefined;
   lastOps = [] as DeviceStore['lastOps'];
 
-  constructor(inner: DeviceStore, world: World) {
+  constructor(inner: DeviceStore, world: SimWorld) {
     this.#inner = inner;
     this.#world = world;
     this.kind = `${inner.kind} behind a lying write-back cache`;
@@ -99,10 +99,10 @@ const lying = { ackBeforeCommit: true, commitDelayMs: WRITE_BACK_MS };
 const honest = { ackBeforeCommit: false, commitDelayMs: DB_COMMIT_MS };
 
 /** Per-world memory of interposers (worlds are independent runs). */
-const letThrough = new WeakMap<World, number>();
-const variantRng = new WeakMap<World, Rng>();
+const letThrough = new WeakMap<SimWorld, number>();
+const variantRng = new WeakMap<SimWorld, Rng>();
 
-function rngOf(world: World): Rng {
+function rngOf(world: SimWorld): Rng {
   let rng = variantRng.get(world);
   if (rng === undefined) {
     rng = new Rng(world.seed, 21);

@@ -20,7 +20,8 @@ import { Adversary } from './adversary';
 import { AppLedger } from './app-ledger';
 import { CALM_ONE_WAY_MS, CHAOS_ONE_WAY_MAX_MS, CHAOS_ONE_WAY_MIN_MS, RESET_NOTICE_MS, SIM_EPOCH_MS } from './constants';
 import { describeEvent, describeFrame } from './describe';
-import { DeviceHost, describeKeys } from './device-host';
+import { DeviceHost } from './device-host';
+import { describeKeys } from '../../modules/platform/keys';
 import type { DeviceStore } from './device-store';
 import type { FaultPlan, SimEvent, StepFaults, StepProfile } from './faults';
 import { FrameAudit } from './frame-audit';
@@ -37,18 +38,10 @@ import { nextEvent } from './scheduler';
 import { SealChecker } from './seal-check';
 import { inSync, keyViews } from './sync';
 import { Trace } from './trace';
+import type { DeviceHostContext, Driver, FaultKind, HubHostContext, Notice, SimWorld, Violation } from './sim-types';
 import { CORRECT, type Variant } from './variant';
 
-export interface Driver {
-  /** A command is due now. */
-  ready(world: World): boolean;
-  /** A command due later (a timed event), if any. */
-  nextAt?(world: World): number | undefined;
-  run(world: World, now: number): void;
-  done(world: World): boolean;
-  /** The driver's own state (for the state digest). */
-  stateText(): string;
-}
+export type { Driver, FaultKind, Violation } from './sim-types';
 
 export type StoreFactory = (deviceId: Uint8Array, active: { id: number; key: Uint8Array }) => DeviceStore;
 
@@ -72,38 +65,7 @@ export interface WorldOptions {
   readonly liveViewsOnly?: boolean;
 }
 
-export interface Violation {
-  readonly invariant: string;
-  readonly detail: string;
-  readonly step: number;
-  readonly atMs: number;
-}
-
-export type FaultKind =
-  | 'link reset'
-  | 'link silent cut'
-  | 'link cut inside a frame'
-  | 'delay'
-  | 'device power cut'
-  | 'device power cut mid-actions'
-  | 'torn flash write'
-  | 'hub crash'
-  | 'hub silent crash'
-  | 'hub crash mid-actions'
-  | 'db write failure'
-  | 'adversary replay'
-  | 'adversary reflect'
-  | 'adversary forge'
-  | 'adversary flip'
-  | 'adversary garbage';
-
-interface Notice {
-  readonly at: number;
-  readonly link: Link;
-  readonly side: 'device' | 'hub';
-}
-
-export class World {
+export class World implements SimWorld {
   readonly seed: number;
   readonly trace: Trace;
   readonly rng: Rng;
@@ -173,10 +135,57 @@ export class World {
     this.db.insert(toHex(deviceId), { active: { id: active.id, key: key.slice() } });
     this.deviceAead = this.audit.wrap(nodeAead, 'device');
     this.hubAead = this.audit.wrap(nodeAead, 'hub');
-    this.device = new DeviceHost(this, deviceId, store, this.deviceAead, this.seed);
-    this.hub = new HubHost(this, this.db, toHex(deviceId), this.hubAead, this.seed);
+    this.device = new DeviceHost(this.#deviceContext(), deviceId, store, this.deviceAead, this.seed);
+    this.hub = new HubHost(this.#hubContext(), this.db, toHex(deviceId), this.hubAead, this.seed);
     this.hub.boot(this.now);
     this.device.boot(this.now);
+  }
+
+  /** What the simulated device host is given (a narrow view of the world: no import of world.ts). */
+  #deviceContext(): DeviceHostContext {
+    const world = this;
+    const interposeUp = this.variant.interposeUp;
+    return {
+      get now() {
+        return world.now;
+      },
+      trace: this.trace,
+      app: this.app,
+      variant: interposeUp === undefined ? {} : { interposeUp: (bytes) => interposeUp(bytes, world) },
+      actionApplied: (side) => this.actionApplied(side),
+      latency: () => this.latency(),
+      describeFrame: (bytes) => this.describeFrame(bytes),
+      violation: (invariant, detail) => this.violation(invariant, detail),
+      notice: (side, link, at) => this.notice(side, link, at),
+      openLink: (now) => this.openLink(now),
+      acceptAtHub: (link, now) => this.hub.accept(link, now),
+      deviceEvent: (event) => this.deviceEvent(event),
+      noteFlashCut: () => this.noteFlashCut(),
+      afterDevicePersist: () => this.afterDevicePersist(),
+    };
+  }
+
+  #hubContext(): HubHostContext {
+    const world = this;
+    const { interposeDown, hubPersistPolicy, onHubLinkClosed } = this.variant;
+    return {
+      get now() {
+        return world.now;
+      },
+      trace: this.trace,
+      app: this.app,
+      variant: {
+        ...(interposeDown === undefined ? {} : { interposeDown: (bytes: Uint8Array) => interposeDown(bytes, world) }),
+        ...(hubPersistPolicy === undefined ? {} : { hubPersistPolicy }),
+        ...(onHubLinkClosed === undefined ? {} : { onHubLinkClosed: (now: number) => onHubLinkClosed(world, now) }),
+      },
+      actionApplied: (side) => this.actionApplied(side),
+      latency: () => this.latency(),
+      describeFrame: (bytes) => this.describeFrame(bytes),
+      violation: (invariant, detail) => this.violation(invariant, detail),
+      notice: (side, link, at) => this.notice(side, link, at),
+      hubEvent: (event) => this.hubEvent(event),
+    };
   }
 
   /** The profile of the step under way (when profiling). */

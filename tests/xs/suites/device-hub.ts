@@ -1,6 +1,6 @@
 /**
  * The device and hub cores on XS, talking through the in-memory link of
- * tests/support/pair.ts (virtual clock, simulated storage) with the native
+ * tools/testing/pair.ts (virtual clock, simulated storage) with the native
  * AEAD, over rotations, dropped connections, device power loss, hub restarts
  * and application data both ways. After every event the safety invariant
  * (docs/PROTOCOL.md §9, Pair.assertSafe: each side's sealing key is accepted
@@ -9,7 +9,7 @@
  */
 import { nativeAead } from '../../../hosts/moddable/native/native-aead';
 import { isLockstepError } from '../../../modules/errors';
-import { Pair } from '../../support/pair';
+import { Pair } from '../../../tools/testing/pair';
 import { assert, assertEqual, test } from '../harness';
 
 const G = 'core';

@@ -1,12 +1,12 @@
 /**
  * The keystore journal on the NOR flash model with power cuts, on XS: the
- * portable exploration of modules/keystore/cut-harness.ts (a cut at every
+ * portable exploration of tools/testing/cut-harness.ts (a cut at every
  * program and erase and at every byte of every program, then remount: the
  * keys are exactly those before or after the cut operation), on budgets small
  * enough for the interpreter. tests/keystore-power-cut.test.ts runs the large
  * budgets on Node; this proves the same code holds on the real engine.
  */
-import { exploreCuts, exploreRetryCuts, randomCutRun } from '../../../modules/keystore/cut-harness';
+import { exploreCuts, exploreRetryCuts, randomCutRun } from '../../../tools/testing/cut-harness';
 import { assert, assertEqual, test } from '../harness';
 
 const G = 'keystore';

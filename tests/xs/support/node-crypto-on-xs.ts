@@ -2,7 +2,7 @@
  * Stands in for hosts/node/crypto.ts in XS bundles (see the redirect in
  * tests/xs/main.ts's bundle options): the same exports over the native module,
  * so engine-neutral test support that defaults to Node's crypto
- * (tests/support/pair.ts) runs unchanged on XS.
+ * (tools/testing/pair.ts) runs unchanged on XS.
  */
 export {
   nativeAead as nodeAead,

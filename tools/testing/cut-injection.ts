@@ -13,7 +13,7 @@
  * Verification code: portable so the same exploration can run on XS; not
  * imported by the firmware.
  */
-import type { CutPlan, FlashOperation, TornErase } from './nor-flash';
+import type { CutPlan, FlashOperation, TornErase } from '../../modules/flash/nor-flash';
 
 /** Deterministic PRNG (sfc32). For tests only: never for secrets. */
 export class SeededRandom {

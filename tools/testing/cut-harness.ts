@@ -17,16 +17,16 @@
  * Verification code: portable (runs on XS too); not imported by the firmware.
  * Violations throw a plain Error describing the cut point.
  */
-import { DEVICE_ID_BYTES, KEY_BYTES } from '../platform/keys';
-import type { DeviceKeys, KeySlot } from '../platform/keys';
-import { NorFlash, PowerCut } from '../flash/nor-flash';
-import type { FlashOperation } from '../flash/nor-flash';
-import { SeededRandom, enumerateCuts, tornErasePatterns } from '../flash/cut-injection';
-import type { CutEnumeration } from '../flash/cut-injection';
-import type { Flash } from '../platform/flash';
-import { Keystore } from './keystore';
-import type { MountResult } from './keystore';
-import type { KeyStorage } from './wrapped-keystore';
+import { DEVICE_ID_BYTES, KEY_BYTES } from '../../modules/platform/keys';
+import { describeKeys, keysEqual, type DeviceKeys, type KeySlot } from '../../modules/platform/keys';
+import { NorFlash, PowerCut } from '../../modules/flash/nor-flash';
+import type { FlashOperation } from '../../modules/flash/nor-flash';
+import { SeededRandom, enumerateCuts, tornErasePatterns } from './cut-injection';
+import type { CutEnumeration } from './cut-injection';
+import type { Flash } from '../../modules/platform/flash';
+import { Keystore } from '../../modules/keystore/keystore';
+import type { MountResult } from '../../modules/keystore/keystore';
+import type { KeyStorage } from '../../modules/keystore/key-storage';
 
 /** Opens the storage under test on a flash; the plain journal unless an option says otherwise. */
 export type OpenKeyStorage = (flash: Flash) => KeyStorage;
@@ -57,21 +57,7 @@ export function nextRotationStep(keys: DeviceKeys, random: SeededRandom): Keysto
   return { kind: 'storeFuture', id: keys.active.id + 1 + random.below(3), key: random.bytes(KEY_BYTES) };
 }
 
-function slotEqual(a: KeySlot | undefined, b: KeySlot | undefined): boolean {
-  if (a === undefined || b === undefined) return a === b;
-  if (a.id !== b.id || a.key.length !== b.key.length) return false;
-  for (let i = 0; i < a.key.length; i++) if (a.key[i] !== b.key[i]) return false;
-  return true;
-}
-
-export function keysEqual(a: DeviceKeys, b: DeviceKeys): boolean {
-  return slotEqual(a.active, b.active) && slotEqual(a.future, b.future);
-}
-
-function describe(keys: DeviceKeys | undefined): string {
-  if (keys === undefined) return 'unprovisioned';
-  return `active ${keys.active.id}${keys.future === undefined ? '' : `, future ${keys.future.id}`}`;
-}
+export { keysEqual } from '../../modules/platform/keys';
 
 function mountedKeys(result: MountResult, deviceId: Uint8Array): DeviceKeys | undefined {
   if (!result.provisioned) return undefined;
@@ -90,7 +76,7 @@ export function mountExpecting(
   const keystore = open(flash);
   const got = mountedKeys(keystore.mount(), deviceId);
   if (got === undefined || !keysEqual(got, expected)) {
-    throw new Error(`${context}: mounted ${describe(got)}, expected ${describe(expected)}`);
+    throw new Error(`${context}: mounted ${describeKeys(got)}, expected ${describeKeys(expected)}`);
   }
   return keystore;
 }
@@ -171,7 +157,7 @@ export function exploreCuts(options: ExploreOptions): ExploreReport {
         report.mountedAfter++;
         now = after;
       } else {
-        throw new Error(`${context}: mounted ${describe(got)}, expected ${describe(keys)} or ${describe(after)}`);
+        throw new Error(`${context}: mounted ${describeKeys(got)}, expected ${describeKeys(keys)} or ${describeKeys(after)}`);
       }
       const more = nextRotationStep(now, random);
       applyOp(resumed, more);
@@ -236,7 +222,7 @@ export function exploreRetryCuts(options: ExploreOptions): ExploreReport {
           const got = mountedKeys(open(second).mount(), deviceId);
           if (got !== undefined && keysEqual(got, keys)) report.mountedBefore++;
           else if (got !== undefined && keysEqual(got, otherAfter)) report.mountedAfter++;
-          else throw new Error(`${context}: mounted ${describe(got)}, expected ${describe(keys)} or ${describe(otherAfter)}`);
+          else throw new Error(`${context}: mounted ${describeKeys(got)}, expected ${describeKeys(keys)} or ${describeKeys(otherAfter)}`);
           report.cutPoints++;
         }
       }
@@ -339,7 +325,7 @@ export function randomCutRun(options: RandomRunOptions): RandomRunReport {
         report.mountedAfter++;
         break;
       }
-      throw new Error(`seed ${options.seed}, op ${report.operations} (${op.kind}): mounted ${describe(got)}, expected ${describe(keys)} or ${describe(after)}`);
+      throw new Error(`seed ${options.seed}, op ${report.operations} (${op.kind}): mounted ${describeKeys(got)}, expected ${describeKeys(keys)} or ${describeKeys(after)}`);
     }
     keys = after;
     report.operations++;

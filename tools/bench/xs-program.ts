@@ -13,11 +13,11 @@
  *         full GC with the core reachable, minus the heap after a full GC
  *         once it is unreachable. One JSON line.
  */
-import { nativeAead, nativeRandom } from '../moddable/native/native-aead';
-import { nobleAead } from '../noble/primitives';
+import { nativeAead, nativeRandom } from '../../hosts/moddable/native/native-aead';
+import { nobleAead } from '../../hosts/noble/primitives';
 import type { Aead } from '../../modules/crypto/primitives';
 import { DeviceCore } from '../../modules/device/device';
-import { Pair } from '../../tests/support/pair';
+import { Pair } from '../testing/pair';
 
 const SIZES = [64, 1024];
 
