@@ -391,6 +391,16 @@ function startEstablished(s: Setup): void {
   s.timers.runUntil(established(s));
 }
 
+/** A session, then a rotation whose storeFuture the storage answered with PERSIST_LATER. */
+function rotationWriteOutstanding(): Setup {
+  const s = setup();
+  startEstablished(s);
+  s.storage.later = true;
+  s.net.rotate();
+  s.timers.runUntil(() => s.loop.persistOutstanding !== undefined);
+  return s;
+}
+
 // ---------------------------------------------------------------------------
 
 describe('DeviceLoop: persist and storage', () => {
@@ -428,11 +438,7 @@ describe('DeviceLoop: persist and storage', () => {
   });
 
   test('PERSIST_LATER: nothing proceeds until persistCompleted(); input arriving meanwhile is kept by the core and parsed after', () => {
-    const s = setup();
-    startEstablished(s);
-    s.storage.later = true;
-    s.net.rotate();
-    s.timers.runUntil(() => s.loop.persistOutstanding !== undefined);
+    const s = rotationWriteOutstanding();
     expect(s.loop.persistOutstanding).toMatchObject({ kind: 'storeFuture', id: 2 });
     const written = s.net.links[0]!.written.length;
     s.net.send(bytesOf('meanwhile'));
@@ -452,11 +458,7 @@ describe('DeviceLoop: persist and storage', () => {
   });
 
   test('a storage failure reported by persistCompleted() while the next connection opens closes that connection too', () => {
-    const s = setup();
-    startEstablished(s);
-    s.storage.later = true;
-    s.net.rotate();
-    s.timers.runUntil(() => s.loop.persistOutstanding !== undefined);
+    const s = rotationWriteOutstanding();
     s.net.mode = 'hang';
     s.net.dropAll();
     s.timers.runUntil(() => s.net.links.length === 2);
@@ -637,11 +639,7 @@ describe('DeviceLoop: run to completion and its bounds', () => {
   });
 
   test('an overflow drops the connection input, never a persist completing', () => {
-    const s = setup();
-    startEstablished(s);
-    s.storage.later = true;
-    s.net.rotate();
-    s.timers.runUntil(() => s.loop.persistOutstanding !== undefined);
+    const s = rotationWriteOutstanding();
     s.storage.later = false;
     // While the core takes the next bytes (inside the loop's run), the storage completes and the link floods.
     const core = s.loop.core!;
