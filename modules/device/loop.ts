@@ -262,17 +262,18 @@ export class DeviceLoop {
     this.#state = 'connecting';
     this.counters.connects++;
     this.#emit({ type: 'connecting', attempt: this.#attempt });
-    // Events the transport reports before it has returned wait until the connection is known.
+    // Events the transport reports before it has returned wait until the connection is known
+    // (bounded; a close is always kept).
     let early: (() => void)[] | undefined = [];
-    const deliver = (event: () => void): void => {
+    const deliver = (event: () => void, bounded = true): void => {
       if (generation !== this.#generation) return;
       if (early === undefined) event();
-      else if (early.length < MAX_QUEUED_INPUTS) early.push(event);
+      else if (!bounded || early.length < MAX_QUEUED_INPUTS) early.push(event);
     };
     const events: DeviceTransportEvents = {
       onConnected: () => deliver(() => this.#onConnected(generation)),
       onData: (bytes) => deliver(() => this.#input((core, now) => core.receive(bytes, now), generation)),
-      onClosed: (reason) => deliver(() => this.#onClosed(reason)),
+      onClosed: (reason) => deliver(() => this.#onClosed(reason), false),
     };
     let connection: DeviceConnection;
     try {
@@ -398,12 +399,7 @@ export class DeviceLoop {
     this.#options.log?.('input queue full; dropping the connection');
     this.#dropConnection();
     this.#queue = this.#queue.filter((entry) => entry.generation === undefined);
-    this.#queue.push({
-      run: (core, now) => {
-        this.#afterCoreClose();
-        return core.disconnected(now);
-      },
-    });
+    this.#queueCoreClose();
   }
 
   /**
@@ -422,12 +418,7 @@ export class DeviceLoop {
       this.#options.log?.(`error: ${describeError(error)}; dropping the connection`);
       if (this.#connection !== undefined || this.#state === 'connecting' || this.#state === 'connected') {
         this.#dropConnection();
-        this.#queue.push({
-          run: (c, now) => {
-            this.#afterCoreClose();
-            return c.disconnected(now);
-          },
-        });
+        this.#queueCoreClose();
       }
     }
   }
@@ -445,12 +436,7 @@ export class DeviceLoop {
           this.#options.log?.(`closing: ${action.error.message}`);
           this.#dropConnection();
           this.#emit({ type: 'disconnected', reason: action.error.code });
-          this.#queue.push({
-            run: (c, now) => {
-              this.#afterCoreClose();
-              return c.disconnected(now);
-            },
-          });
+          this.#queueCoreClose();
           break;
         case 'persist':
           this.#runActions(core, incarnation, this.#persist(core, action.op));
@@ -462,10 +448,15 @@ export class DeviceLoop {
     }
   }
 
-  /** Rule 3 for a close the core asked for: count it, then back off. */
-  #afterCoreClose(): void {
-    this.counters.closes++;
-    this.#scheduleRetry('closed by the core');
+  /** Rule 3 for a close the loop carried out for the core (asked for, an overflow, an exception): report it, count it, back off. */
+  #queueCoreClose(): void {
+    this.#queue.push({
+      run: (core, now) => {
+        this.counters.closes++;
+        this.#scheduleRetry('closed by the core');
+        return core.disconnected(now);
+      },
+    });
   }
 
   /** Rule 2. */
@@ -500,8 +491,10 @@ export class DeviceLoop {
     const close = actions.find((action) => action.type === 'close');
     const hadConnection = this.#connection !== undefined;
     this.#dropConnection();
-    if (close !== undefined || hadConnection) this.#emit({ type: 'disconnected', reason: close?.error.code ?? failure.code });
-    this.counters.closes++;
+    if (close !== undefined || hadConnection) {
+      this.#emit({ type: 'disconnected', reason: close?.error.code ?? failure.code });
+      this.counters.closes++;
+    }
     this.#scheduleRetry('keystore failure', 0);
     return [];
   }
