@@ -14,8 +14,8 @@ import {
   SOCKET_WRITABLE,
   SocketTransport,
   type LegacySocket,
-  type TransportEvents,
 } from '../hosts/moddable/socket-transport';
+import type { DeviceTransportEvents } from '../modules/device/loop';
 
 class FakeSocket implements LegacySocket {
   callback: (message: number, value?: number) => void = () => {
@@ -57,7 +57,7 @@ function open(): { socket: FakeSocket; transport: SocketTransport; log: string[]
   const socket = new FakeSocket();
   const log: string[] = [];
   const received: number[] = [];
-  const events: TransportEvents = {
+  const events: DeviceTransportEvents = {
     onConnected: () => log.push('connected'),
     onData: (bytes) => {
       log.push(`data ${bytes.length}`);

@@ -5,7 +5,7 @@
  * TypeScript); main.ts only sees this interface.
  */
 import type { Aead, RandomSource } from '../../modules/crypto/primitives';
-import type { KeyStorage } from '../../modules/keystore/wrapped-keystore';
+import type { KeyStorage } from '../../modules/keystore/key-storage';
 import type { FirmwareConfig } from './config';
 
 export interface Platform {

@@ -15,7 +15,8 @@
  * - `onClosed` fires exactly once, and no event fires after it or after
  *   `close()`; SDK exceptions never escape into the SDK's callback.
  */
-import { LockstepError } from '../../modules/errors';
+import type { DeviceConnection, DeviceTransportEvents } from '../../modules/device/loop';
+import { describeError, LockstepError } from '../../modules/errors';
 
 export const SOCKET_CONNECTED = 1;
 export const SOCKET_READABLE = 2;
@@ -35,15 +36,10 @@ export interface LegacySocket {
   close(): void;
 }
 
-export interface TransportEvents {
-  onConnected(): void;
-  onData(bytes: Uint8Array): void;
-  onClosed(reason: string): void;
-}
-
-export class SocketTransport {
+/** The device loop's connection (modules/device/loop.ts) over one SDK socket. */
+export class SocketTransport implements DeviceConnection {
   #socket: LegacySocket | undefined;
-  readonly #events: TransportEvents;
+  readonly #events: DeviceTransportEvents;
   #pending: Uint8Array[] = [];
   #pendingBytes = 0;
   /** Bytes of #pending[0] already written. */
@@ -51,7 +47,7 @@ export class SocketTransport {
   #open = false;
 
   /** `open` creates the SDK socket; the connection starts at once. Throws what the SDK throws. */
-  constructor(open: () => LegacySocket, events: TransportEvents) {
+  constructor(open: () => LegacySocket, events: DeviceTransportEvents) {
     this.#events = events;
     const socket = open();
     this.#socket = socket;
@@ -79,7 +75,7 @@ export class SocketTransport {
     try {
       this.#flush();
     } catch (error) {
-      this.#fail(`exception: ${describe(error)}`);
+      this.#fail(`exception: ${describeError(error)}`);
     }
   }
 
@@ -116,7 +112,7 @@ export class SocketTransport {
           break;
       }
     } catch (error) {
-      this.#fail(`exception: ${describe(error)}`);
+      this.#fail(`exception: ${describeError(error)}`);
     }
   }
 
@@ -177,8 +173,4 @@ function closeQuietly(socket: LegacySocket): void {
   } catch {
     // Already closed by the SDK (the simulator's socket closes itself on disconnect).
   }
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -12,7 +12,9 @@
  *    timer, app send) is handed to the core and all resulting actions are
  *    carried out, in order, before the next input is looked at. Inputs that
  *    arrive meanwhile (a write failing synchronously, an event handler that
- *    sends) wait in a queue of at most MAX_QUEUED_INPUTS.
+ *    sends) wait in a queue of at most MAX_QUEUED_INPUTS; queued input of a
+ *    connection that has gone since is skipped, and an overflow drops the
+ *    connection, never a tick, a flush or a persist completing.
  * 2. A `persist` action goes to the key storage (docs/KEYSTORE.md: durable
  *    when it returns), then `persisted()` runs before anything else; storage
  *    that answers PERSIST_LATER is completed by `persistCompleted()`. If the
@@ -52,7 +54,7 @@ export interface DeviceConnection {
   close(): void;
 }
 
-/** Opens a connection to the hub; its events arrive later (or synchronously: the loop queues them). */
+/** Opens a connection to the hub; its events arrive later (or synchronously: the loop holds them until the transport has returned). */
 export type DeviceTransport = (events: DeviceTransportEvents) => DeviceConnection;
 
 /** What a timer is for: the core's next deadline, or the next connection attempt (hosts may treat them alike). */
@@ -114,6 +116,17 @@ const DEFAULT_REMOUNT_DELAY_MS = 5_000;
 
 type Input = (core: DeviceCore, now: number) => DeviceAction[];
 
+/**
+ * A queued input. `generation` marks input from one connection (its bytes,
+ * its opening): it is skipped once that connection is gone, and dropped
+ * first when the queue overflows. Other input (a tick, a flush, a persist
+ * completing, a close) always runs.
+ */
+interface Queued {
+  readonly run: Input;
+  readonly generation?: number;
+}
+
 export type LoopSendResult = { readonly ok: true; readonly messageId: number } | { readonly ok: false; readonly error: LockstepError };
 
 export class DeviceLoop {
@@ -130,8 +143,10 @@ export class DeviceLoop {
   #coreTimer: unknown;
   #coreTimerAt: number | undefined;
   #retryTimer: unknown;
-  #queue: Input[] = [];
+  #queue: Queued[] = [];
   #running = false;
+  /** A flush is queued: one is enough, it seals everything the outbox has not sent. */
+  #flushQueued = false;
   #persistOutstanding: DevicePersistOp | undefined;
   /** Counters for traces and telemetry. */
   readonly counters = { connects: 0, sessions: 0, closes: 0, boots: 0, storageFailures: 0 };
@@ -171,8 +186,7 @@ export class DeviceLoop {
   start(): void {
     if (!this.#powered || this.#state !== 'stopped') return;
     this.#state = 'waiting';
-    if (this.#core === undefined) this.#mount();
-    this.#scheduleRetry('start', 0);
+    this.#connect();
   }
 
   /** Closes the connection for good (the core hears `disconnected`); no reconnect. */
@@ -198,7 +212,13 @@ export class DeviceLoop {
     const queued = core.enqueue(payload);
     if (queued.error !== undefined) return { ok: false, error: queued.error };
     // Sealed in turn (rule 1), so frames leave in sequence order even when sent from an event handler.
-    this.#input((c, now) => c.flush(now));
+    if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      this.#input((c, now) => {
+        this.#flushQueued = false;
+        return c.flush(now);
+      });
+    }
     return { ok: true, messageId: queued.messageId };
   }
 
@@ -223,11 +243,12 @@ export class DeviceLoop {
     connection?.close();
     this.#core = undefined;
     this.#queue = [];
+    this.#flushQueued = false;
     this.#persistOutstanding = undefined;
     this.#state = 'off';
   }
 
-  /** Rule 4: power returns; the device boots from its storage, then connects. */
+  /** Rule 4: power returns; the device boots from its storage, then connects at the next turn. */
   powerOn(): void {
     if (this.#powered) return;
     this.#powered = true;
@@ -241,7 +262,7 @@ export class DeviceLoop {
 
   #connect(): void {
     this.#retryTimer = undefined;
-    if (this.#state === 'stopped' || this.#state === 'off' || this.#state === 'connecting' || this.#state === 'connected') return;
+    if (this.#state !== 'waiting') return;
     if (this.#core === undefined && !this.#mount()) {
       this.#scheduleRetry('keystore not mounted', this.#options.remountDelayMs ?? DEFAULT_REMOUNT_DELAY_MS);
       return;
@@ -250,30 +271,31 @@ export class DeviceLoop {
     this.#state = 'connecting';
     this.counters.connects++;
     this.#emit({ type: 'connecting', attempt: this.#attempt });
-    // Events the transport reports before it has returned its connection run once it has.
+    // Events the transport reports before it has returned wait until the connection is known
+    // (bounded; a close is always kept).
     let early: (() => void)[] | undefined = [];
-    const deliver = (run: () => void): void => {
-      if (early !== undefined) early.push(run);
-      else run();
+    const deliver = (event: () => void, bounded = true): void => {
+      if (generation !== this.#generation) return;
+      if (early === undefined) event();
+      else if (!bounded || early.length < MAX_QUEUED_INPUTS) early.push(event);
     };
     const events: DeviceTransportEvents = {
-      onConnected: () => deliver(() => generation === this.#generation && this.#onConnected()),
-      onData: (bytes) => deliver(() => generation === this.#generation && this.#input((core, now) => core.receive(bytes, now))),
-      onClosed: (reason) => deliver(() => generation === this.#generation && this.#onClosed(reason)),
+      onConnected: () => deliver(() => this.#onConnected(generation)),
+      onData: (bytes) => deliver(() => this.#input((core, now) => core.receive(bytes, now), generation)),
+      onClosed: (reason) => deliver(() => this.#onClosed(reason), false),
     };
     let connection: DeviceConnection;
     try {
       connection = this.#options.transport(events);
     } catch (error) {
-      early = undefined;
-      this.#onClosed(`connect failed: ${describeError(error)}`);
+      if (generation === this.#generation) this.#onClosed(`connect failed: ${describeError(error)}`);
+      return;
+    }
+    if (generation !== this.#generation) {
+      connection.close();
       return;
     }
     this.#connection = connection;
-    const reported = early;
-    early = undefined;
-    for (const run of reported) run();
-    if (generation !== this.#generation || this.#state !== 'connecting') return;
     const timeoutMs = this.#options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     this.#retryTimer = this.#options.timers.set(
       () => {
@@ -286,13 +308,16 @@ export class DeviceLoop {
       timeoutMs,
       'retry',
     );
+    const reported = early;
+    early = undefined;
+    for (const event of reported) if (generation === this.#generation) event();
   }
 
-  #onConnected(): void {
+  #onConnected(generation: number): void {
     this.#clearRetry();
     this.#state = 'connected';
     this.#emit({ type: 'connected' });
-    this.#input((core, now) => core.connected(now));
+    this.#input((core, now) => core.connected(now), generation);
   }
 
   /** The transport closed or failed, or an attempt timed out: tell the core, then retry later. */
@@ -360,29 +385,38 @@ export class DeviceLoop {
 
   // ---- Run to completion (rule 1) ----
 
-  #input(input: Input): void {
+  /** `generation`: the input belongs to that connection (see Queued). */
+  #input(input: Input, generation?: number): void {
+    const queued: Queued = generation === undefined ? { run: input } : { run: input, generation };
     if (this.#running) {
-      if (this.#queue.length >= MAX_QUEUED_INPUTS) {
-        this.#options.log?.('input queue full; dropping the connection');
-        this.#queue = [];
-        this.#dropConnection();
-        this.#queue.push((core, now) => {
-          this.#afterCoreClose();
-          return core.disconnected(now);
-        });
-        return;
-      }
-      this.#queue.push(input);
+      if (this.#queue.length >= MAX_QUEUED_INPUTS) this.#overflow();
+      // The overflow dropped the connection this input came from; anything else still runs.
+      if (generation === undefined || generation === this.#generation) this.#queue.push(queued);
       return;
     }
     this.#running = true;
     try {
-      for (let next: Input | undefined = input; next !== undefined; next = this.#queue.shift()) this.#runSafely(next);
+      for (let next: Queued | undefined = queued; next !== undefined; next = this.#queue.shift()) {
+        if (next.generation === undefined || next.generation === this.#generation) this.#runSafely(next.run);
+      }
     } finally {
       this.#running = false;
       this.#queue = [];
+      this.#flushQueued = false;
       this.#rescheduleCoreTimer();
     }
+  }
+
+  /**
+   * The queue is full: the connection's input is what piles up, so the
+   * connection goes (its queued input with it), and the core hears the
+   * close; a tick, a flush or a persist completing still runs.
+   */
+  #overflow(): void {
+    this.#options.log?.('input queue full; dropping the connection');
+    this.#dropConnection();
+    this.#queue = this.#queue.filter((entry) => entry.generation === undefined);
+    this.#queueCoreClose();
   }
 
   /**
@@ -401,10 +435,7 @@ export class DeviceLoop {
       this.#options.log?.(`error: ${describeError(error)}; dropping the connection`);
       if (this.#connection !== undefined || this.#state === 'connecting' || this.#state === 'connected') {
         this.#dropConnection();
-        this.#queue.push((c, now) => {
-          this.#afterCoreClose();
-          return c.disconnected(now);
-        });
+        this.#queueCoreClose();
       }
     }
   }
@@ -422,10 +453,7 @@ export class DeviceLoop {
           this.#options.log?.(`closing: ${action.error.message}`);
           this.#dropConnection();
           this.#emit({ type: 'disconnected', reason: action.error.code });
-          this.#queue.push((c, now) => {
-            this.#afterCoreClose();
-            return c.disconnected(now);
-          });
+          this.#queueCoreClose();
           break;
         case 'persist':
           this.#runActions(core, incarnation, this.#persist(core, action.op));
@@ -437,10 +465,15 @@ export class DeviceLoop {
     }
   }
 
-  /** Rule 3 for a close the core asked for: count it, then back off. */
-  #afterCoreClose(): void {
-    this.counters.closes++;
-    this.#scheduleRetry('closed by the core');
+  /** Rule 3 for a close the loop carried out for the core (asked for, an overflow, an exception): report it, count it, back off. */
+  #queueCoreClose(): void {
+    this.#queue.push({
+      run: (core, now) => {
+        this.counters.closes++;
+        this.#scheduleRetry('closed by the core');
+        return core.disconnected(now);
+      },
+    });
   }
 
   /** Rule 2. */
@@ -470,14 +503,15 @@ export class DeviceLoop {
     this.#emit({ type: 'storageFailed', op: op.kind, error: failure });
     const actions = core.persistFailed(failure);
     this.#core = undefined;
-    // The halted core's close still runs (the connection must go); a new core is mounted on the next attempt.
-    for (const action of actions) {
-      if (action.type === 'close') {
-        this.#dropConnection();
-        this.#emit({ type: 'disconnected', reason: action.error.code });
-      }
+    // The connection goes with the halted core, whether it asked for the close (a session) or not (still
+    // connecting); a new core is mounted on the next attempt.
+    const close = actions.find((action) => action.type === 'close');
+    const hadConnection = this.#connection !== undefined;
+    this.#dropConnection();
+    if (close !== undefined || hadConnection) {
+      this.#emit({ type: 'disconnected', reason: close?.error.code ?? failure.code });
+      this.counters.closes++;
     }
-    this.counters.closes++;
     this.#scheduleRetry('keystore failure', 0);
     return [];
   }

@@ -109,7 +109,9 @@ export class Pair {
       beforeAction: (action) => this.#recorded?.push(action),
       onEvent: (event) => this.#onDeviceEvent(event),
     });
-    this.loop.start(); // mounts: the device core exists from here on
+    // Power on: the loop mounts (the device core exists from here on) and connects when `connect()` says.
+    this.loop.powerOff();
+    this.loop.powerOn();
     this.hub = this.#bootHub();
   }
 

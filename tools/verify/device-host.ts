@@ -72,7 +72,6 @@ export class DeviceHost {
   incarnation = 0;
   /** App messages this incarnation has queued (their counters run 1, 2, …). */
   sentThisIncarnation = 0;
-  #started = false;
   /** The transport events of the connection being opened (reported once the loop has it). */
   #opening: { link: Link; events: DeviceTransportEvents } | undefined;
   #events: DeviceTransportEvents | undefined;
@@ -98,6 +97,8 @@ export class DeviceHost {
       beforeAction: () => this.#context.actionApplied('device'),
       onEvent: (event) => this.#onEvent(event),
     });
+    // The device starts unpowered: the world powers it on (boot) when the simulation starts.
+    this.loop.powerOff();
   }
 
   get core(): DeviceCore | undefined {
@@ -113,16 +114,10 @@ export class DeviceHost {
     return this.#timers.at('retry');
   }
 
-  /** Power-up: the loop mounts the keystore, starts a core from what it holds, and connects at once. */
-  boot(now: number): void {
+  /** Power-up: the loop mounts the keystore, starts a core from what it holds, and connects at its next turn. */
+  boot(_now: number): void {
     this.bootAt = undefined;
-    if (!this.#started) {
-      this.#started = true;
-      this.loop.start();
-    } else {
-      this.loop.powerOn();
-    }
-    void now;
+    this.loop.powerOn();
   }
 
   /** Power loss: memory is gone; the hub is not told (its side stays half-open). */
