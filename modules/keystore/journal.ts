@@ -22,11 +22,11 @@ import { LockstepError } from '../errors';
 import type { Flash } from '../platform/flash';
 import type { KeySlot } from '../platform/keys';
 import {
-  HEADER_BYTES,
+  SECTOR_HEADER_BYTES,
   RECORD_ACTIVE,
   RECORD_FUTURE,
   SLOT_BYTES,
-  decodeHeader,
+  decodeSectorHeader,
   decodeRecord,
   isBlank,
   slotOffset,
@@ -54,7 +54,7 @@ export function journalGeometry(flash: Flash): Geometry {
   if (!ok) {
     throw new LockstepError(
       'LOCAL_BAD_ARGUMENT',
-      `keystore needs >= 2 sectors of >= ${HEADER_BYTES + 2 * SLOT_BYTES} bytes (multiple of 4); got ${flash.size}/${sectorSize}`,
+      `keystore needs >= 2 sectors of >= ${SECTOR_HEADER_BYTES + 2 * SLOT_BYTES} bytes (multiple of 4); got ${flash.size}/${sectorSize}`,
     );
   }
   return { sectorCount, sectorSize, slots: slotsPerSector(sectorSize) };
@@ -95,7 +95,7 @@ export function scanJournal(flash: Flash, geometry: Geometry): ScanResult {
   let geometryMismatch = '';
   let uncommitted = 0;
   for (let sector = 0; sector < geometry.sectorCount; sector++) {
-    const check = decodeHeader(flash.read(sector * geometry.sectorSize, HEADER_BYTES), geometry.sectorCount, geometry.sectorSize);
+    const check = decodeSectorHeader(flash.read(sector * geometry.sectorSize, SECTOR_HEADER_BYTES), geometry.sectorCount, geometry.sectorSize);
     if (check.kind === 'geometry') geometryMismatch = `${check.sectorCount} x ${check.sectorSize} bytes`;
     if (check.kind !== 'valid') continue;
     highestSequence = Math.max(highestSequence, check.header.sequence);

@@ -28,7 +28,7 @@ import type { DeviceKeys, KeySlot } from '../platform/keys';
 import { journalGeometry, scanJournal } from './journal';
 import type { Geometry, JournalState, UnprovisionedReason } from './journal';
 import {
-  HEADER_BYTES,
+  SECTOR_HEADER_BYTES,
   MAX_KEY_ID,
   MAX_SEQUENCE,
   RECORD_ACTIVE,
@@ -38,7 +38,7 @@ import {
   SECTOR_COMMIT_OFFSET,
   SLOT_BYTES,
   WORD_BYTES,
-  encodeHeader,
+  encodeSectorHeader,
   encodeRecord,
   isBlank,
   sectorCommitWord,
@@ -208,9 +208,9 @@ export class Keystore {
   /** Erase, header + snapshot (+ future) in one program, then the sector commit word. */
   private writeSector(sector: number, sequence: number, deviceId: Uint8Array, active: KeySlot, future: KeySlot | undefined): void {
     const records = future === undefined ? 1 : 2;
-    const image = new Uint8Array(HEADER_BYTES + records * SLOT_BYTES);
+    const image = new Uint8Array(SECTOR_HEADER_BYTES + records * SLOT_BYTES);
     const base = sector * this.geometry.sectorSize;
-    encodeHeader(image, 0, { sectorCount: this.geometry.sectorCount, sectorSize: this.geometry.sectorSize, sequence, deviceId });
+    encodeSectorHeader(image, 0, { sectorCount: this.geometry.sectorCount, sectorSize: this.geometry.sectorSize, sequence, deviceId });
     const commit = sectorCommitWord(image, 0);
     this.flash.erase(sector);
     try {

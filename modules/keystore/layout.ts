@@ -42,7 +42,7 @@ import { CRC32_START, crc32, crc32Finish, crc32Update, crc32UpdateU32 } from './
 export const FORMAT_VERSION = 1;
 export const SECTOR_MAGIC: readonly number[] = [0x4c, 0x4b, 0x53, 0x4a]; // "LKSJ"
 
-export const HEADER_BYTES = 32;
+export const SECTOR_HEADER_BYTES = 32;
 export const HEADER_VERSION_OFFSET = 4;
 export const HEADER_SECTOR_COUNT_OFFSET = 6;
 export const HEADER_SECTOR_SIZE_OFFSET = 8;
@@ -89,12 +89,12 @@ export function isBlank(bytes: Uint8Array): boolean {
 
 /** Number of record slots in one sector. */
 export function slotsPerSector(sectorSize: number): number {
-  return Math.floor((sectorSize - HEADER_BYTES) / SLOT_BYTES);
+  return Math.floor((sectorSize - SECTOR_HEADER_BYTES) / SLOT_BYTES);
 }
 
 /** Offset of a slot within its sector. */
 export function slotOffset(slot: number): number {
-  return HEADER_BYTES + slot * SLOT_BYTES;
+  return SECTOR_HEADER_BYTES + slot * SLOT_BYTES;
 }
 
 function view(bytes: Uint8Array): DataView {
@@ -109,7 +109,7 @@ export interface SectorHeader {
 }
 
 /** Writes a header at out[at..at+32) with its commit word left erased (0xFF). */
-export function encodeHeader(out: Uint8Array, at: number, header: SectorHeader): void {
+export function encodeSectorHeader(out: Uint8Array, at: number, header: SectorHeader): void {
   out.set(SECTOR_MAGIC, at);
   const v = view(out);
   v.setUint16(at + HEADER_VERSION_OFFSET, FORMAT_VERSION, true);
@@ -118,7 +118,7 @@ export function encodeHeader(out: Uint8Array, at: number, header: SectorHeader):
   v.setUint32(at + HEADER_SEQUENCE_OFFSET, header.sequence, true);
   out.set(header.deviceId, at + HEADER_DEVICE_ID_OFFSET);
   v.setUint32(at + HEADER_CRC_OFFSET, crc32(out, at, at + HEADER_CRC_OFFSET), true);
-  out.fill(0xff, at + SECTOR_COMMIT_OFFSET, at + HEADER_BYTES);
+  out.fill(0xff, at + SECTOR_COMMIT_OFFSET, at + SECTOR_HEADER_BYTES);
 }
 
 export type HeaderCheck =
@@ -128,8 +128,8 @@ export type HeaderCheck =
   | { readonly kind: 'geometry'; readonly sectorCount: number; readonly sectorSize: number };
 
 /** Classifies 32 header bytes; never throws. */
-export function decodeHeader(bytes: Uint8Array, sectorCount: number, sectorSize: number): HeaderCheck {
-  if (bytes.length !== HEADER_BYTES) return { kind: 'foreign' };
+export function decodeSectorHeader(bytes: Uint8Array, sectorCount: number, sectorSize: number): HeaderCheck {
+  if (bytes.length !== SECTOR_HEADER_BYTES) return { kind: 'foreign' };
   if (isBlank(bytes)) return { kind: 'blank' };
   for (let i = 0; i < SECTOR_MAGIC.length; i++) if (bytes[i] !== SECTOR_MAGIC[i]) return { kind: 'foreign' };
   const v = view(bytes);

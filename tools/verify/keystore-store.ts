@@ -13,13 +13,13 @@
 import type { DevicePersistOp } from '../../modules/device/actions';
 import { NorFlash, type CutPlan } from '../../modules/flash/nor-flash';
 import { Keystore } from '../../modules/keystore/keystore';
-import { HEADER_BYTES, SLOT_BYTES } from '../../modules/keystore/layout';
+import { SECTOR_HEADER_BYTES, SLOT_BYTES } from '../../modules/keystore/layout';
 import type { DeviceKeys, KeySlot } from '../../modules/platform/keys';
 import type { DeviceStore, FlashOpProfile, TornWrite } from './device-store';
 import { fnv1a } from './rng';
 
 export const SIM_SLOTS_PER_SECTOR = 3;
-export const SIM_SECTOR_BYTES = HEADER_BYTES + SIM_SLOTS_PER_SECTOR * SLOT_BYTES;
+export const SIM_SECTOR_BYTES = SECTOR_HEADER_BYTES + SIM_SLOTS_PER_SECTOR * SLOT_BYTES;
 export const SIM_SECTORS = 3;
 
 export class KeystoreDeviceStore implements DeviceStore {
