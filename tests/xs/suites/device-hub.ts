@@ -46,7 +46,7 @@ function dataPayloads(events: readonly { type: string }[]): number[] {
   return out;
 }
 
-/** Runs a driver action, tolerating local refusals (LOCAL_BUSY, LOCAL_OUTBOX_FULL, ...): they change no state. */
+/** Runs a driver action, tolerating local refusals (LOCAL_OUTBOX_FULL, LOCAL_PAYLOAD_TOO_LARGE, ...): they change no state. */
 function tolerateLocal(action: () => void): void {
   try {
     action();
