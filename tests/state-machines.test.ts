@@ -128,19 +128,19 @@ describe('device key table (D-K)', () => {
     expect(header(transmitted(actions)[0]!)).toMatchObject({ type: MessageType.REKEY_ACK, keyId: 2 });
   });
 
-  test('DK3: a different key under the held future id, or another id, is refused with REKEY_CONFLICT', () => {
+  test('DK3: a different key under the held future id is refused with REKEY_CONFLICT (another id: DK8)', () => {
     const pair = established();
     pair.rotate();
     pair.deliverToDevice(pair.toDevice.shift()!);
-    for (const message of [
-      { type: MessageType.REKEY, newKeyId: 2, newKey: new Uint8Array(64).fill(9) },
-      { type: MessageType.REKEY, newKeyId: 3, newKey: new Uint8Array(64).fill(9) },
-    ] as Message[]) {
+    for (const [message, code] of [
+      [{ type: MessageType.REKEY, newKeyId: 2, newKey: new Uint8Array(64).fill(9) }, 3],
+      [{ type: MessageType.REKEY, newKeyId: 3, newKey: new Uint8Array(64).fill(9) }, 7],
+    ] as [Message, number][]) {
       const before = pair.device.keys;
       const actions = pair.device.receive(forgeFromHub(pair, message), pair.now);
       expect(kinds(actions)).toEqual(['event:rekeyRefused', 'transmit']);
       const error = open(transmitted(actions)[0]!, pair.deviceStore.future!.key);
-      expect(error).toEqual({ type: MessageType.ERROR, code: 3, detail: (message as { newKeyId: number }).newKeyId });
+      expect(error).toEqual({ type: MessageType.ERROR, code, detail: (message as { newKeyId: number }).newKeyId });
       expect(pair.device.keys).toEqual(before);
     }
   });
@@ -153,6 +153,24 @@ describe('device key table (D-K)', () => {
       expect(open(transmitted(actions)[0]!, pair.deviceStore.active.key)).toEqual({ type: MessageType.ERROR, code: 2, detail: id });
       expect(pair.device.keys.future).toBeUndefined();
     }
+  });
+
+  test('DK8: a REKEY to any id but active + 1 is refused with REKEY_ID_NOT_NEXT and changes nothing', () => {
+    // Today's main stored id 3 (or 0xffffffff) from a hub at active 1: one message could exhaust the id space.
+    const pair = established();
+    for (const id of [3, 1000, 0xffffffff]) {
+      const before = pair.device.snapshot();
+      const actions = pair.device.receive(forgeFromHub(pair, { type: MessageType.REKEY, newKeyId: id, newKey: new Uint8Array(64).fill(9) }), pair.now);
+      expect(kinds(actions)).toEqual(['event:rekeyRefused', 'transmit']);
+      expect(open(transmitted(actions)[0]!, pair.deviceStore.active.key)).toEqual({ type: MessageType.ERROR, code: 7, detail: id });
+      const after = pair.device.snapshot();
+      // Only the session's counters moved (one frame in, one ERROR out); no key, no persist.
+      expect({ ...after, sequenceIn: 0, sequenceOut: 0, lastReceivedAt: 0, lastSentAt: 0 }).toEqual({ ...before, sequenceIn: 0, sequenceOut: 0, lastReceivedAt: 0, lastSentAt: 0 });
+      expect(pair.deviceStore.future).toBeUndefined();
+    }
+    // The next id is still taken.
+    const actions = pair.device.receive(forgeFromHub(pair, { type: MessageType.REKEY, newKeyId: 2, newKey: new Uint8Array(64).fill(9) }), pair.now);
+    expect(kinds(actions)).toEqual(['persist:storeFuture']);
   });
 
   test('DK5: the first hub frame under the future key → persist promotion first, then act on the frame', () => {

@@ -135,7 +135,7 @@ end_loop:
        :: else -> skip
        fi;
        if
-       :: t == REKEY && id > NEWEST(dA, dF) && (dF == 0 || promote) ->
+       :: t == REKEY && id == NEWEST(dA, dF) + 1 && (dF == 0 || promote) ->   /* DK1: exactly the next id (DK4, DK8 refuse others) */
             /* Rule D1: the future key is durable before it is acknowledged. */
             store = true;
 #ifndef DEVICE_ACKS_BEFORE_PERSISTING

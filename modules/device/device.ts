@@ -555,9 +555,9 @@ export class DeviceCore {
   }
 
   /**
-   * DS10 → the REKEY rows of D-K (DK1–DK4, docs/PROTOCOL.md §8.1, rules
-   * D4/D5): store a newer key once; answer a repeated offer of the same
-   * (id, key) idempotently; refuse anything else.
+   * DS10 → the REKEY rows of D-K (DK1–DK4, DK8, docs/PROTOCOL.md §8.1,
+   * rules D4/D5): store the key with the next id once; answer a repeated
+   * offer of the same (id, key) idempotently; refuse anything else.
    */
   #handleRekey(id: number, key: Uint8Array, now: number, out: DeviceAction[]): void {
     const future = this.#future;
@@ -566,6 +566,9 @@ export class DeviceCore {
     switch (row.action) {
       case 'refuseNotNewer':
         this.#refuseRekey(id, WireError.REKEY_ID_NOT_NEWER, new LockstepError('REKEY_REJECTED', `${row.id}: id ${id} not above active ${this.#active.id}`), now, out);
+        break;
+      case 'refuseNotNext':
+        this.#refuseRekey(id, WireError.REKEY_ID_NOT_NEXT, new LockstepError('REKEY_REJECTED', `${row.id}: id ${id} is not active + 1 (${this.#active.id + 1})`), now, out);
         break;
       case 'storeFuture':
         this.#startPersist({ kind: 'storeFuture', id, key: key.slice() }, out);

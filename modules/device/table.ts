@@ -102,10 +102,10 @@ export interface DeviceSlotIds {
   readonly futureId: number | undefined;
 }
 
-export type DeviceRekeyAction = 'storeFuture' | 'acknowledgeAgain' | 'refuseConflict' | 'refuseNotNewer';
+export type DeviceRekeyAction = 'storeFuture' | 'acknowledgeAgain' | 'refuseConflict' | 'refuseNotNewer' | 'refuseNotNext';
 
 export interface DeviceRekeyRow {
-  readonly id: 'DK1' | 'DK2' | 'DK3' | 'DK4';
+  readonly id: 'DK1' | 'DK2' | 'DK3' | 'DK4' | 'DK8';
   /** Whether the row applies to an offer of `offeredId` (`sameBytes`: its key equals the held future key). */
   readonly when: (slots: DeviceSlotIds, offeredId: number, sameBytes: boolean) => boolean;
   readonly action: DeviceRekeyAction;
@@ -114,6 +114,8 @@ export interface DeviceRekeyRow {
 /** The REKEY rows of D-K, in the order they are tried: the first that applies decides. */
 export const DEVICE_REKEY_ROWS: readonly DeviceRekeyRow[] = [
   { id: 'DK4', when: (slots, offeredId) => offeredId <= slots.activeId, action: 'refuseNotNewer' },
+  // A compliant hub only ever offers A+1 (HK1): any other jump would burn ids, up to exhausting them.
+  { id: 'DK8', when: (slots, offeredId) => offeredId !== slots.activeId + 1, action: 'refuseNotNext' },
   { id: 'DK1', when: (slots) => slots.futureId === undefined, action: 'storeFuture' },
   { id: 'DK2', when: (slots, offeredId, sameBytes) => slots.futureId === offeredId && sameBytes, action: 'acknowledgeAgain' },
   { id: 'DK3', when: () => true, action: 'refuseConflict' },

@@ -60,6 +60,7 @@ export const WireError = {
   STORAGE_FAILURE: 4,
   UNEXPECTED_MESSAGE: 5,
   KEY_IDS_EXHAUSTED: 6,
+  REKEY_ID_NOT_NEXT: 7,
 } as const;
 export type WireError = (typeof WireError)[keyof typeof WireError];
 

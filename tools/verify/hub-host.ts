@@ -33,6 +33,8 @@ export class HubHost {
   incarnation = 0;
   sentThisIncarnation = 0;
   readonly links = new Map<number, Link>();
+  /** Connections paused after a chunk left the core not wanting their input. */
+  readonly #paused = new Set<number>();
 
   constructor(world: HubHostContext, db: SimHubDatabase, deviceId: string, aead: Aead, seed: number) {
     this.#world = world;
@@ -74,6 +76,7 @@ export class HubHost {
       }
     }
     this.links.clear();
+    this.#paused.clear();
     this.restartAt = now + HUB_RESTART_MS;
     this.#world.trace.log(() => `HUB CRASH (${why}${silent ? ', silent' : ''}); db holds ${this.db.digest()}`);
   }
@@ -86,19 +89,21 @@ export class HubHost {
   }
 
   /**
-   * Feeds a chunk. While the core keeps input of this connection for an
-   * outstanding write of its device, the host leaves further input in the
-   * network (as the reference hub pauses the socket): the chunk stays queued
-   * until a write of the device is acknowledged.
+   * Feeds a chunk. Like the reference hub, the host pauses a connection
+   * after a chunk that leaves the core not wanting its input (a write of its
+   * device is outstanding; the core keeps what it was given): the next chunk
+   * that arrives stays in the network (the attempt is a step that delivers
+   * nothing) until a write of the device is acknowledged.
    */
   receive(link: Link, bytes: Uint8Array, now: number): boolean {
     const core = this.core;
     if (core === undefined || !link.hubAttached) return true;
-    if (core.heldInputBytes(link.id) > 0) {
+    if (this.#paused.has(link.id)) {
       link.upBlocked = true;
       return false;
     }
     this.apply(core.receive(link.id, bytes, now), now);
+    if (this.core === core && link.hubAttached && !core.wantsInput(link.id)) this.#paused.add(link.id);
     return true;
   }
 
@@ -107,6 +112,7 @@ export class HubHost {
     if (core === undefined || !link.hubAttached) return;
     link.hubAttached = false;
     this.links.delete(link.id);
+    this.#paused.delete(link.id);
     this.#world.trace.log(() => `hub sees link ${link.id} closed`);
     this.apply(core.closed(link.id, now), now);
     this.#world.variant.onHubLinkClosed?.(now);
@@ -145,7 +151,7 @@ export class HubHost {
   stateText(): string {
     const core = this.core;
     const coreState = core === undefined ? 'off' : `${JSON.stringify(core.snapshot(this.deviceId))}|deadline ${core.nextDeadline() ?? '-'}`;
-    return `${coreState}|links ${[...this.links.keys()].join(',')}|restart ${this.restartAt ?? '-'}|inc ${this.incarnation}/${this.sentThisIncarnation}|rng ${this.#random.state()}`;
+    return `${coreState}|links ${[...this.links.keys()].join(',')}|paused ${[...this.#paused].join(',')}|restart ${this.restartAt ?? '-'}|inc ${this.incarnation}/${this.sentThisIncarnation}|rng ${this.#random.state()}`;
   }
 
   /** The database commits a write (or fails to). */
@@ -164,6 +170,7 @@ export class HubHost {
     if (write.commitDone) this.db.finish(write);
     if (core === undefined) return;
     for (const link of this.links.values()) link.upBlocked = false;
+    this.#paused.clear();
     if (write.failure !== 'none') {
       this.#world.trace.log(() => `hub told: ${write.op.kind} ${write.op.id} failed; reloading the row`);
       const actions = core.persistFailed(this.deviceId, new LockstepError('STORAGE_CORRUPT', 'simulated database failure'));
@@ -192,6 +199,7 @@ export class HubHost {
             link.hubAttached = false;
             this.links.delete(link.id);
           }
+          this.#paused.delete(action.connection);
           break;
         }
         case 'persist':
