@@ -357,6 +357,11 @@ export class HubCore {
     return conn !== undefined && conn.device?.persisting === undefined && conn.held === undefined;
   }
 
+  /** Bytes the core keeps unparsed for the connection (0 when it wants input); for the host's statistics. */
+  heldInputBytes(connection: ConnectionId): number {
+    return this.#connections.get(connection)?.held?.length ?? 0;
+  }
+
   persisted(deviceId: string, now: number): HubAction[] {
     const device = this.#device(deviceId);
     const op = device.persisting;
