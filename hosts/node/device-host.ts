@@ -23,7 +23,6 @@ import type { Aead, RandomSource } from '../../modules/crypto/primitives';
 import { DeviceCore, type DeviceAction, type DeviceEvent, type DevicePersistOp, type DeviceTiming } from '../../modules/device/device';
 import { isLockstepError, LockstepError } from '../../modules/errors';
 import type { DeviceKeys, KeySlot } from '../../modules/platform/keys';
-import { OUTBOX_MESSAGES } from '../../modules/protocol/constants';
 import { backoffDelayMs } from '../../modules/session/backoff';
 import { nodeAead, nodeRandom } from './crypto';
 
@@ -105,8 +104,8 @@ export class DeviceHost extends EventEmitter<DeviceHostEvents> {
   #actions: DeviceAction[] = [];
   #actionAt = 0;
   #applying = false;
-  #deferredSends: Uint8Array[] = [];
-  #nextMessageId = 1;
+  /** send() was called while applying: the core's outbox is flushed once the current actions are done. */
+  #flushWanted = false;
   /** Ids sent and not yet acknowledged (their fate is unknown after a power loss). */
   readonly #unacknowledged = new Set<number>();
   /** Counters for status lines. */
@@ -157,15 +156,20 @@ export class DeviceHost extends EventEmitter<DeviceHostEvents> {
    */
   send(payload: Uint8Array): number {
     if (!this.#powered) throw new LockstepError('LOCAL_NOT_READY', 'device is off');
-    if (this.#applying || this.#core.persisting !== undefined) {
-      if (this.#core.outboxLength + this.#deferredSends.length >= OUTBOX_MESSAGES) {
-        throw new LockstepError('LOCAL_OUTBOX_FULL', `${OUTBOX_MESSAGES} messages unacknowledged`);
-      }
-      this.#deferredSends.push(payload.slice());
+    // The core assigns the id and keeps the message (also while a write is outstanding). While
+    // actions are being applied, frames sealed now would overtake sealed ones: queue, flush after.
+    let id: number;
+    if (this.#applying) {
+      const queued = this.#core.enqueue(payload);
+      if (queued.error !== undefined) throw queued.error;
+      id = queued.messageId;
+      this.#flushWanted = true;
     } else {
-      this.#apply(this.#core.send(payload, monotonicNow()));
+      const sent = this.#core.send(payload, monotonicNow());
+      if (!sent.ok) throw sent.error;
+      id = sent.messageId;
+      this.#apply(sent.actions);
     }
-    const id = this.#nextMessageId++;
     this.#unacknowledged.add(id);
     return id;
   }
@@ -186,9 +190,8 @@ export class DeviceHost extends EventEmitter<DeviceHostEvents> {
       random: this.#random,
       ...(this.#options.timing ? { timing: this.#options.timing } : {}),
     });
-    this.#nextMessageId = 1;
     this.#unacknowledged.clear();
-    this.#deferredSends = [];
+    this.#flushWanted = false;
     return core;
   }
 
@@ -334,7 +337,7 @@ export class DeviceHost extends EventEmitter<DeviceHostEvents> {
       this.#actionAt = 0;
       this.#applying = false;
     }
-    this.#replayDeferredSends();
+    this.#flushQueuedSends();
     this.#armDeadline();
   }
 
@@ -413,11 +416,10 @@ export class DeviceHost extends EventEmitter<DeviceHostEvents> {
     }
   }
 
-  #replayDeferredSends(): void {
-    while (this.#powered && this.#deferredSends.length > 0 && this.#core.persisting === undefined && !this.#applying) {
-      const payload = this.#deferredSends.shift() as Uint8Array;
-      this.#apply(this.#core.send(payload, monotonicNow()));
-    }
+  #flushQueuedSends(): void {
+    if (!this.#flushWanted || !this.#powered || this.#applying) return;
+    this.#flushWanted = false;
+    this.#apply(this.#core.flush(monotonicNow()));
   }
 
   /** One timer at the core's next deadline (handshake, keepalive, idle). */
