@@ -11,16 +11,22 @@ function toUint8(buffer: Buffer): Uint8Array {
   return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.length);
 }
 
+/**
+ * `update` then `final`; without padding and on whole blocks `final` adds
+ * nothing, so the output of `update` is returned as is (no concatenation copy).
+ */
+function run(cipher: { update(data: Uint8Array): Buffer; final(): Buffer }, data: Uint8Array): Uint8Array {
+  const head = cipher.update(data);
+  const tail = cipher.final();
+  return toUint8(tail.length === 0 ? head : Buffer.concat([head, tail]));
+}
+
 export const nodePrimitives: CipherPrimitives = {
   aes256CbcEncrypt(key, iv, data) {
-    const cipher = createCipheriv('aes-256-cbc', key, iv);
-    cipher.setAutoPadding(false);
-    return toUint8(Buffer.concat([cipher.update(data), cipher.final()]));
+    return run(createCipheriv('aes-256-cbc', key, iv).setAutoPadding(false), data);
   },
   aes256CbcDecrypt(key, iv, data) {
-    const decipher = createDecipheriv('aes-256-cbc', key, iv);
-    decipher.setAutoPadding(false);
-    return toUint8(Buffer.concat([decipher.update(data), decipher.final()]));
+    return run(createDecipheriv('aes-256-cbc', key, iv).setAutoPadding(false), data);
   },
   hmacSha512(key, parts) {
     const hmac = createHmac('sha512', key);
