@@ -196,7 +196,7 @@ export async function run(): Promise<void> {
     const scan = persistedScanCost(deviceCount);
     console.log(
       `core persisted() cost   ${scan.small.toFixed(1)} µs per rotate+persisted with 100 open connections, ${scan.large.toFixed(1)} µs with ${deviceCount} ` +
-        `(HubCore.persisted scans every connection; see docs/HUB.md §10)`,
+        `(HubCore.persisted resumes only the connection blocked on the device; see docs/HUB.md §10)`,
     );
     console.log(
       `goals                   connected ${online >= 10_000 ? 'met' : 'NOT met'} (${online}); rotations/s ${best.rate >= 2000 ? 'met' : 'NOT met'} (${best.rate.toFixed(0)}); ` +
@@ -249,30 +249,38 @@ function bareRotationWork(
   const sessionId = randomBytes(16);
   const ack = sealFrame({ aead: nodeAead, key: newKey, iv: randomBytes(16), header: { fromHub: false, deviceId, keyId: 2, sequence: 1, sessionId }, message: { type: MessageType.REKEY_ACK, newKeyId: 2 } });
   const ackHeader = decodeHeader(ack);
-  const aeadRounds = 20_000;
-  const sealRekey = (i: number) =>
-    sealFrame({ aead: nodeAead, key, iv: randomBytes(16), header: { fromHub: true, deviceId, keyId: 1, sequence: i, sessionId }, message: { type: MessageType.REKEY, newKeyId: 2, newKey } });
-  const sealConfirm = (i: number) =>
-    sealFrame({ aead: nodeAead, key: newKey, iv: randomBytes(16), header: { fromHub: true, deviceId, keyId: 2, sequence: i, sessionId }, message: { type: MessageType.CONFIRM, keyId: 2 } });
-  const time = (fn: (i: number) => void): number => {
-    const start = performance.now();
-    for (let i = 0; i < aeadRounds; i++) fn(i);
-    return (performance.now() - start) / aeadRounds;
+  const aeadRounds = 4000;
+  // IVs from the random source the hub uses (hosts/node/crypto.ts), so the comparison is of the same primitives.
+  const iv = (): Uint8Array => {
+    const bytes = new Uint8Array(16);
+    nodeRandom.fill(bytes);
+    return bytes;
   };
-  time((i) => {
+  const sealRekey = (i: number) =>
+    sealFrame({ aead: nodeAead, key, iv: iv(), header: { fromHub: true, deviceId, keyId: 1, sequence: i, sessionId }, message: { type: MessageType.REKEY, newKeyId: 2, newKey } });
+  const sealConfirm = (i: number) =>
+    sealFrame({ aead: nodeAead, key: newKey, iv: iv(), header: { fromHub: true, deviceId, keyId: 2, sequence: i, sessionId }, message: { type: MessageType.CONFIRM, keyId: 2 } });
+  // CPU time (as the hub's figure is), best of interleaved rounds: this machine is shared.
+  const cpuMsPerRound = (fn: (i: number) => void): number => {
+    const cpu = process.cpuUsage();
+    for (let i = 0; i < aeadRounds; i++) fn(i);
+    const used = process.cpuUsage(cpu);
+    return (used.user + used.system) / 1000 / aeadRounds;
+  };
+  const two = (i: number): void => {
     sealRekey(i);
     openFrame(nodeAead, newKey, ack, ackHeader);
+  };
+  const three = (i: number): void => {
+    two(i);
     sealConfirm(i);
-  }); // warm-up
-  const aead2Ms = time((i) => {
-    sealRekey(i);
-    openFrame(nodeAead, newKey, ack, ackHeader);
-  });
-  const aead3Ms = time((i) => {
-    sealRekey(i);
-    openFrame(nodeAead, newKey, ack, ackHeader);
-    sealConfirm(i);
-  });
+  };
+  let aead2Ms = Infinity;
+  let aead3Ms = Infinity;
+  for (let round = 0; round < 7; round++) {
+    aead2Ms = Math.min(aead2Ms, cpuMsPerRound(two));
+    aead3Ms = Math.min(aead3Ms, cpuMsPerRound(three));
+  }
 
   const db = new Database(join(dir, 'bare.db'));
   db.pragma('journal_mode = WAL');
@@ -290,14 +298,16 @@ function bareRotationWork(
     const commit = db.transaction((round: number) => {
       for (let row = 1; row <= batch; row++) update.run(round, newKey, row);
     });
-    const rounds = Math.max(200, Math.floor(4000 / batch));
-    const cpu = process.cpuUsage();
-    const start = performance.now();
-    for (let i = 0; i < rounds; i++) commit(i);
-    const wall = (performance.now() - start) / rounds;
-    const used = process.cpuUsage(cpu);
-    cpuPerCommit.set(batch, (used.user + used.system) / 1000 / rounds);
-    if (batch === 1) commitWallMs = wall;
+    const rounds = Math.max(100, Math.floor(2000 / batch));
+    for (let repeat = 0; repeat < 3; repeat++) {
+      const cpu = process.cpuUsage();
+      const start = performance.now();
+      for (let i = 0; i < rounds; i++) commit(i);
+      const wall = (performance.now() - start) / rounds;
+      const used = process.cpuUsage(cpu);
+      cpuPerCommit.set(batch, Math.min(cpuPerCommit.get(batch) ?? Infinity, (used.user + used.system) / 1000 / rounds));
+      if (batch === 1) commitWallMs = repeat === 0 ? wall : Math.min(commitWallMs, wall);
+    }
   }
   db.close();
   return { aead2Ms, aead3Ms, commitWallMs, commitCpuMs: (batch) => cpuPerCommit.get(batch) ?? NaN };
