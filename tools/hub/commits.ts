@@ -28,31 +28,17 @@ import type { HubStore } from './store';
 
 export class Commits {
   readonly #group: GroupCommit;
-  readonly #store: HubStore;
-  readonly #core: HubCore;
-  readonly #pipeline: ActionPipeline;
-  readonly #events: HubEventRouter;
-  readonly #connections: () => Connections;
-  readonly #log: Logger;
-  readonly #now: () => number;
   #stopped = false;
 
   constructor(
-    store: HubStore,
-    core: HubCore,
-    pipeline: ActionPipeline,
-    events: HubEventRouter,
-    connections: () => Connections,
-    log: Logger,
-    now: () => number,
+    private readonly store: HubStore,
+    private readonly core: HubCore,
+    private readonly pipeline: ActionPipeline,
+    private readonly events: HubEventRouter,
+    private readonly connections: () => Connections,
+    private readonly log: Logger,
+    private readonly now: () => number,
   ) {
-    this.#store = store;
-    this.#core = core;
-    this.#pipeline = pipeline;
-    this.#events = events;
-    this.#connections = connections;
-    this.#log = log;
-    this.#now = now;
     this.#group = new GroupCommit(
       (ops) => store.commit(ops, Date.now()),
       (outcomes) => this.#committed(outcomes),
@@ -83,23 +69,23 @@ export class Commits {
     if (this.#stopped) return;
     for (const { op, result } of outcomes) {
       if (result === true) {
-        if (op.kind === 'storePending') this.#events.rotationDurable(op);
-        this.#pipeline.apply(this.#core.persisted(op.deviceId, this.#now()));
+        if (op.kind === 'storePending') this.events.rotationDurable(op);
+        this.pipeline.apply(this.core.persisted(op.deviceId, this.now()));
       } else {
         this.#failed(op, result === false ? new Error('the database row changed under this hub') : result);
       }
     }
-    this.#connections().resumeReady();
+    this.connections().resumeReady();
   }
 
   #failed(op: HubPersistOp, error: Error): void {
-    this.#pipeline.apply(this.#core.persistFailed(op.deviceId, new LockstepError('STORAGE_CORRUPT', error.message)));
+    this.pipeline.apply(this.core.persistFailed(op.deviceId, new LockstepError('STORAGE_CORRUPT', error.message)));
     try {
-      const stored = this.#store.getDevice(op.deviceId);
-      if (stored !== undefined) this.#core.reloadDevice(coreRecord(stored));
+      const stored = this.store.getDevice(op.deviceId);
+      if (stored !== undefined) this.core.reloadDevice(coreRecord(stored));
     } catch (reloadError) {
-      this.#log.error('reloadFailed', { deviceId: op.deviceId, message: describeError(reloadError) });
+      this.log.error('reloadFailed', { deviceId: op.deviceId, message: describeError(reloadError) });
     }
-    this.#events.storageError(op, error);
+    this.events.storageError(op, error);
   }
 }

@@ -52,11 +52,6 @@ export class Connections {
     tlsHandshakeFailures: 0,
     maxQueuedInputBytes: 0,
   };
-  readonly #core: HubCore;
-  readonly #pipeline: ActionPipeline;
-  readonly #limits: ConnectionLimits;
-  readonly #log: Logger;
-  readonly #now: () => number;
   readonly #links = new Map<ConnectionId, Link>();
   readonly #unauthenticated: UnauthenticatedCap;
   /** Links whose socket is paused because the core did not want input. */
@@ -64,12 +59,13 @@ export class Connections {
   #nextId = 0;
   #stopped = false;
 
-  constructor(core: HubCore, pipeline: ActionPipeline, limits: ConnectionLimits, log: Logger, now: () => number) {
-    this.#core = core;
-    this.#pipeline = pipeline;
-    this.#limits = limits;
-    this.#log = log;
-    this.#now = now;
+  constructor(
+    private readonly core: HubCore,
+    private readonly pipeline: ActionPipeline,
+    private readonly limits: ConnectionLimits,
+    private readonly log: Logger,
+    private readonly now: () => number,
+  ) {
     this.#unauthenticated = new UnauthenticatedCap(limits.maxUnauthenticated);
   }
 
@@ -86,7 +82,7 @@ export class Connections {
   }
 
   accept(socket: Socket, transport: Transport): void {
-    if (this.#stopped || this.#links.size >= this.#limits.maxConnections) {
+    if (this.#stopped || this.#links.size >= this.limits.maxConnections) {
       this.counters.refused++;
       socket.destroy();
       return;
@@ -97,14 +93,14 @@ export class Connections {
     socket.on('data', (chunk: Buffer) => this.#onData(link, chunk));
     socket.on('error', () => {});
     socket.on('close', () => this.#forget(link));
-    this.#log.debug('connectionOpened', { connection: link.id, transport, remote: link.remoteAddress });
+    this.log.debug('connectionOpened', { connection: link.id, transport, remote: link.remoteAddress });
     const evict = this.#unauthenticated.accepted(link.id);
     const oldest = evict === undefined ? undefined : this.#links.get(evict);
     if (oldest !== undefined) {
       this.counters.evicted++;
       this.drop(oldest, 'evicted: too many unauthenticated connections');
     }
-    this.#pipeline.apply(this.#core.opened(link.id, this.#now()));
+    this.pipeline.apply(this.core.opened(link.id, this.now()));
   }
 
   /** The connection's HELLO authenticated (a `deviceConnected` event): it no longer counts against the cap. */
@@ -120,7 +116,7 @@ export class Connections {
   write(connection: ConnectionId, bytes: Uint8Array): void {
     const link = this.#links.get(connection);
     if (link === undefined || link.closed) return;
-    if (!link.write(bytes, this.#limits.maxWriteBufferBytes)) {
+    if (!link.write(bytes, this.limits.maxWriteBufferBytes)) {
       this.counters.droppedSlowReaders++;
       this.drop(link, 'write buffer limit');
     }
@@ -131,7 +127,7 @@ export class Connections {
     const link = this.#links.get(connection);
     if (link === undefined) return;
     if (error.code === 'BUFFER_FULL') this.counters.droppedInputOverflow++;
-    this.#log.debug('connectionClosed', { connection: link.id, code: error.code, device: link.deviceId });
+    this.log.debug('connectionClosed', { connection: link.id, code: error.code, device: link.deviceId });
     link.destroy();
     this.#remove(link);
   }
@@ -141,7 +137,7 @@ export class Connections {
     for (const link of this.#paused) {
       if (link.closed) {
         this.#paused.delete(link);
-      } else if (this.#core.wantsInput(link.id)) {
+      } else if (this.core.wantsInput(link.id)) {
         this.#paused.delete(link);
         link.resume();
       }
@@ -151,7 +147,7 @@ export class Connections {
   /** Ends a connection from this side (limits, eviction, shutdown). */
   drop(link: Link, reason: string): void {
     if (link.closed) return;
-    this.#log.debug('connectionDropped', { connection: link.id, reason, remote: link.remoteAddress });
+    this.log.debug('connectionDropped', { connection: link.id, reason, remote: link.remoteAddress });
     link.destroy();
     this.#forget(link);
   }
@@ -165,15 +161,15 @@ export class Connections {
   #onData(link: Link, chunk: Uint8Array): void {
     if (link.closed) return;
     try {
-      this.#pipeline.apply(this.#core.receive(link.id, chunk, this.#now()));
+      this.pipeline.apply(this.core.receive(link.id, chunk, this.now()));
     } catch (error) {
       // Only a core bug gets here (the core takes any bytes of a connection it knows); it costs this connection only.
-      this.#log.error('receiveFailed', { connection: link.id, message: describeError(error) });
+      this.log.error('receiveFailed', { connection: link.id, message: describeError(error) });
       this.drop(link, 'receive failed');
       return;
     }
-    if (link.closed || this.#core.wantsInput(link.id)) return;
-    this.counters.maxQueuedInputBytes = Math.max(this.counters.maxQueuedInputBytes, this.#core.heldInputBytes(link.id));
+    if (link.closed || this.core.wantsInput(link.id)) return;
+    this.counters.maxQueuedInputBytes = Math.max(this.counters.maxQueuedInputBytes, this.core.heldInputBytes(link.id));
     link.pause();
     this.#paused.add(link);
   }
@@ -182,7 +178,7 @@ export class Connections {
   #forget(link: Link): void {
     link.closed = true;
     if (!this.#remove(link)) return;
-    this.#pipeline.apply(this.#core.closed(link.id, this.#now()));
+    this.pipeline.apply(this.core.closed(link.id, this.now()));
   }
 
   #remove(link: Link): boolean {

@@ -15,29 +15,16 @@ import type { Rotations } from './rotation';
 import type { HubStore, StoredDevice } from './store';
 
 export class ControlPoll {
-  readonly #store: HubStore;
-  readonly #heartbeat: (() => void) | undefined;
-  readonly #register: (device: StoredDevice) => void;
-  readonly #rotations: Rotations;
-  readonly #presence: DevicePresence;
-  readonly #log: Logger;
   #lastRowid = 0;
 
   constructor(
-    store: HubStore,
-    heartbeat: (() => void) | undefined,
-    register: (device: StoredDevice) => void,
-    rotations: Rotations,
-    presence: DevicePresence,
-    log: Logger,
-  ) {
-    this.#store = store;
-    this.#heartbeat = heartbeat;
-    this.#register = register;
-    this.#rotations = rotations;
-    this.#presence = presence;
-    this.#log = log;
-  }
+    private readonly store: HubStore,
+    private readonly heartbeat: (() => void) | undefined,
+    private readonly register: (device: StoredDevice) => void,
+    private readonly rotations: Rotations,
+    private readonly presence: DevicePresence,
+    private readonly log: Logger,
+  ) {}
 
   /** A device row this hub already serves (loaded or registered): later polls look after it. */
   seen(rowid: number): void {
@@ -46,26 +33,26 @@ export class ControlPoll {
 
   poll(): void {
     try {
-      this.#heartbeat?.();
-      for (const device of this.#store.devicesAfter(this.#lastRowid)) {
-        if (!this.#presence.has(device.deviceId)) this.#register(device);
+      this.heartbeat?.();
+      for (const device of this.store.devicesAfter(this.#lastRowid)) {
+        if (!this.presence.has(device.deviceId)) this.register(device);
         this.seen(device.rowid);
       }
-      for (const deviceId of this.#store.rotationRequests()) {
-        if (this.#presence.has(deviceId)) this.#rotations.requested(deviceId);
+      for (const deviceId of this.store.rotationRequests()) {
+        if (this.presence.has(deviceId)) this.rotations.requested(deviceId);
       }
     } catch (error) {
-      this.#log.error('controlPollFailed', { message: describeError(error) });
+      this.log.error('controlPollFailed', { message: describeError(error) });
     }
   }
 
   flushLastSeen(): void {
-    const dirty = this.#presence.takeDirty();
+    const dirty = this.presence.takeDirty();
     if (dirty === undefined) return;
     try {
-      this.#store.touch(dirty);
+      this.store.touch(dirty);
     } catch (error) {
-      this.#log.warn('lastSeenFailed', { message: describeError(error) });
+      this.log.warn('lastSeenFailed', { message: describeError(error) });
     }
   }
 }

@@ -36,28 +36,23 @@ export function safeEmitter(emit: (name: keyof HubEvents, ...args: unknown[]) =>
 
 export class HubEventRouter {
   readonly counters: EventCounters = { rejectedFrames: 0, rotationsStarted: 0, rotationsConfirmed: 0 };
-  readonly #emit: Emit;
-  readonly #log: Logger;
-  readonly #connections: () => Connections;
-  readonly #presence: DevicePresence;
-  readonly #scheduler: RotationScheduler;
 
-  constructor(emit: Emit, log: Logger, connections: () => Connections, presence: DevicePresence, scheduler: RotationScheduler) {
-    this.#emit = emit;
-    this.#log = log;
-    this.#connections = connections;
-    this.#presence = presence;
-    this.#scheduler = scheduler;
-  }
+  constructor(
+    private readonly emit: Emit,
+    private readonly log: Logger,
+    private readonly connections: () => Connections,
+    private readonly presence: DevicePresence,
+    private readonly scheduler: RotationScheduler,
+  ) {}
 
   /** An `event` action. */
   core(event: HubEvent): void {
     switch (event.type) {
       case 'deviceConnected': {
-        const link = this.#connections().authenticated(event.connection, event.deviceId);
-        this.#presence.connected(event.deviceId, event.connection, Date.now());
-        this.#log.info('deviceConnected', { deviceId: event.deviceId, keyId: event.keyId, transport: link?.transport, remote: link?.remoteAddress });
-        this.#emit('deviceConnected', {
+        const link = this.connections().authenticated(event.connection, event.deviceId);
+        this.presence.connected(event.deviceId, event.connection, Date.now());
+        this.log.info('deviceConnected', { deviceId: event.deviceId, keyId: event.keyId, transport: link?.transport, remote: link?.remoteAddress });
+        this.emit('deviceConnected', {
           deviceId: event.deviceId,
           keyId: event.keyId,
           transport: link?.transport ?? 'tcp',
@@ -66,40 +61,40 @@ export class HubEventRouter {
         return;
       }
       case 'deviceDisconnected':
-        this.#presence.disconnected(event.deviceId, event.connection, Date.now());
-        this.#log.debug('deviceDisconnected', { deviceId: event.deviceId });
-        this.#emit('deviceDisconnected', { deviceId: event.deviceId });
+        this.presence.disconnected(event.deviceId, event.connection, Date.now());
+        this.log.debug('deviceDisconnected', { deviceId: event.deviceId });
+        this.emit('deviceDisconnected', { deviceId: event.deviceId });
         return;
       case 'data':
-        this.#scheduler.messageCounted(event.deviceId);
-        this.#emit('data', { deviceId: event.deviceId, payload: event.payload });
+        this.scheduler.messageCounted(event.deviceId);
+        this.emit('data', { deviceId: event.deviceId, payload: event.payload });
         return;
       case 'delivered':
-        this.#emit('delivered', { deviceId: event.deviceId, messageId: event.messageId });
+        this.emit('delivered', { deviceId: event.deviceId, messageId: event.messageId });
         return;
       case 'keyOffered':
-        this.#log.debug('keyOffered', { deviceId: event.deviceId, keyId: event.id });
-        this.#emit('keyOffered', { deviceId: event.deviceId, keyId: event.id });
+        this.log.debug('keyOffered', { deviceId: event.deviceId, keyId: event.id });
+        this.emit('keyOffered', { deviceId: event.deviceId, keyId: event.id });
         return;
       case 'keyConfirmed': {
         const now = Date.now();
-        this.#presence.keyConfirmed(event.deviceId, now);
-        this.#scheduler.keyActivated(event.deviceId, now);
+        this.presence.keyConfirmed(event.deviceId, now);
+        this.scheduler.keyActivated(event.deviceId, now);
         this.counters.rotationsConfirmed++;
-        this.#log.info('keyConfirmed', { deviceId: event.deviceId, keyId: event.id });
-        this.#emit('keyConfirmed', { deviceId: event.deviceId, keyId: event.id });
+        this.log.info('keyConfirmed', { deviceId: event.deviceId, keyId: event.id });
+        this.emit('keyConfirmed', { deviceId: event.deviceId, keyId: event.id });
         return;
       }
       case 'rejected': {
         this.counters.rejectedFrames++;
-        const link = this.#connections().get(event.connection);
-        this.#log.debug('rejected', { connection: event.connection, deviceId: event.deviceId, code: event.error.code });
-        this.#emit('rejected', { deviceId: event.deviceId, code: event.error.code, remoteAddress: link?.remoteAddress ?? '?' });
+        const link = this.connections().get(event.connection);
+        this.log.debug('rejected', { connection: event.connection, deviceId: event.deviceId, code: event.error.code });
+        this.emit('rejected', { deviceId: event.deviceId, code: event.error.code, remoteAddress: link?.remoteAddress ?? '?' });
         return;
       }
       case 'peerError':
-        this.#log.warn('peerError', { deviceId: event.deviceId, code: event.code, detail: event.detail });
-        this.#emit('peerError', { deviceId: event.deviceId, code: event.code, detail: event.detail });
+        this.log.warn('peerError', { deviceId: event.deviceId, code: event.code, detail: event.detail });
+        this.emit('peerError', { deviceId: event.deviceId, code: event.code, detail: event.detail });
         return;
     }
   }
@@ -107,17 +102,17 @@ export class HubEventRouter {
   /** A storePending commit is durable (before the core is told, so this precedes the key's offer). */
   rotationDurable(op: Extract<HubPersistOp, { kind: 'storePending' }>): void {
     this.counters.rotationsStarted++;
-    this.#log.info('rotationStarted', { deviceId: op.deviceId, keyId: op.id });
-    this.#emit('rotationStarted', { deviceId: op.deviceId, keyId: op.id });
+    this.log.info('rotationStarted', { deviceId: op.deviceId, keyId: op.id });
+    this.emit('rotationStarted', { deviceId: op.deviceId, keyId: op.id });
   }
 
   storageError(op: HubPersistOp, error: Error): void {
-    this.#log.error('commitFailed', { deviceId: op.deviceId, op: op.kind, keyId: op.id, message: error.message });
-    this.#emit('storageError', { deviceId: op.deviceId, error });
+    this.log.error('commitFailed', { deviceId: op.deviceId, op: op.kind, keyId: op.id, message: error.message });
+    this.emit('storageError', { deviceId: op.deviceId, error });
   }
 
   deviceAdded(deviceId: string, keyId: number): void {
-    this.#log.info('deviceAdded', { deviceId, keyId });
-    this.#emit('deviceAdded', { deviceId });
+    this.log.info('deviceAdded', { deviceId, keyId });
+    this.emit('deviceAdded', { deviceId });
   }
 }

@@ -32,20 +32,17 @@ export interface ActionSinks {
 }
 
 export class ActionPipeline {
-  readonly #core: HubCore;
-  readonly #sinks: ActionSinks;
-  readonly #now: () => number;
   #queue: HubAction[] = [];
   #at = 0;
   #applying = false;
   /** Devices whose outbox gets a `flush` once the current actions are carried out. */
   readonly #flushes = new Set<string>();
 
-  constructor(core: HubCore, sinks: ActionSinks, now: () => number) {
-    this.#core = core;
-    this.#sinks = sinks;
-    this.#now = now;
-  }
+  constructor(
+    private readonly core: HubCore,
+    private readonly sinks: ActionSinks,
+    private readonly now: () => number,
+  ) {}
 
   apply(actions: readonly HubAction[]): void {
     for (const action of actions) this.#queue.push(action);
@@ -57,7 +54,7 @@ export class ActionPipeline {
         if (this.#flushes.size === 0) break;
         const deviceId = this.#flushes.values().next().value as string;
         this.#flushes.delete(deviceId);
-        for (const action of this.#core.flush(deviceId, this.#now())) this.#queue.push(action);
+        for (const action of this.core.flush(deviceId, this.now())) this.#queue.push(action);
       }
     } finally {
       this.#queue = [];
@@ -73,12 +70,12 @@ export class ActionPipeline {
    */
   send(deviceId: string, payload: Uint8Array): number {
     if (this.#applying) {
-      const queued = this.#core.enqueue(deviceId, payload);
+      const queued = this.core.enqueue(deviceId, payload);
       if (queued.error !== undefined) throw queued.error;
       this.#flushes.add(deviceId.toLowerCase());
       return queued.messageId;
     }
-    const sent = this.#core.send(deviceId, payload, this.#now());
+    const sent = this.core.send(deviceId, payload, this.now());
     if (!sent.ok) throw sent.error;
     this.apply(sent.actions);
     return sent.messageId;
@@ -87,16 +84,16 @@ export class ActionPipeline {
   #perform(action: HubAction): void {
     switch (action.type) {
       case 'transmit':
-        this.#sinks.transmit(action.connection, action.bytes);
+        this.sinks.transmit(action.connection, action.bytes);
         return;
       case 'close':
-        this.#sinks.close(action.connection, action.error);
+        this.sinks.close(action.connection, action.error);
         return;
       case 'persist':
-        this.#sinks.persist(action.op);
+        this.sinks.persist(action.op);
         return;
       case 'event':
-        this.#sinks.event(action.event);
+        this.sinks.event(action.event);
         return;
     }
   }

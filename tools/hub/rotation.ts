@@ -16,32 +16,27 @@ import type { RotationScheduler } from './scheduler';
 import type { RotateResult } from './types';
 
 export class Rotations {
-  readonly #core: HubCore;
-  readonly #pipeline: ActionPipeline;
-  readonly #scheduler: RotationScheduler;
-  readonly #log: Logger;
-  readonly #now: () => number;
 
-  constructor(core: HubCore, pipeline: ActionPipeline, scheduler: RotationScheduler, log: Logger, now: () => number) {
-    this.#core = core;
-    this.#pipeline = pipeline;
-    this.#scheduler = scheduler;
-    this.#log = log;
-    this.#now = now;
-  }
+  constructor(
+    private readonly core: HubCore,
+    private readonly pipeline: ActionPipeline,
+    private readonly scheduler: RotationScheduler,
+    private readonly log: Logger,
+    private readonly now: () => number,
+  ) {}
 
   /** The core's outcome, or its typed error. */
   rotate(deviceId: string): RotateResult | LockstepError {
-    const result = this.#core.rotate(deviceId, this.#now());
+    const result = this.core.rotate(deviceId, this.now());
     if (!result.ok) return result.error;
-    this.#pipeline.apply(result.actions);
+    this.pipeline.apply(result.actions);
     return result.outcome;
   }
 
   /** Starts the rotations the schedule says are due (at `wallNow`), for devices online with no rotation in flight or queued. */
   startDue(wallNow: number): void {
-    const due = this.#scheduler.due(wallNow, (deviceId) => {
-      const state = this.#core.deviceState(deviceId);
+    const due = this.scheduler.due(wallNow, (deviceId) => {
+      const state = this.core.deviceState(deviceId);
       return state.connected && state.pendingKeyId === undefined && !state.persisting && !state.rotationQueued;
     });
     for (const deviceId of due) this.#startLogged(deviceId);
@@ -53,14 +48,14 @@ export class Rotations {
    * not again while that rotation is being written or queued.
    */
   requested(deviceId: string): void {
-    const state = this.#core.deviceState(deviceId);
+    const state = this.core.deviceState(deviceId);
     if (state.persisting || state.rotationQueued) return;
-    this.#log.info('rotationRequested', { deviceId });
+    this.log.info('rotationRequested', { deviceId });
     this.#startLogged(deviceId);
   }
 
   #startLogged(deviceId: string): void {
     const outcome = this.rotate(deviceId);
-    if (typeof outcome !== 'string') this.#log.error('rotateFailed', { deviceId, code: outcome.code, message: outcome.message });
+    if (typeof outcome !== 'string') this.log.error('rotateFailed', { deviceId, code: outcome.code, message: outcome.message });
   }
 }
