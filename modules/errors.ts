@@ -36,7 +36,9 @@ export type ErrorCode =
   | 'LOCAL_BUSY'
   | 'LOCAL_OUTBOX_FULL'
   | 'LOCAL_PAYLOAD_TOO_LARGE'
-  | 'LOCAL_KEY_IDS_EXHAUSTED';
+  | 'LOCAL_KEY_IDS_EXHAUSTED'
+  /** Another live hub process serves this database (its exclusive lock; tools/hub). */
+  | 'LOCAL_DATABASE_LOCKED';
 
 export class LockstepError extends Error {
   readonly code: ErrorCode;

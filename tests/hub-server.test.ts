@@ -173,7 +173,7 @@ test('one hub per database; a restarted hub serves the same devices from the dat
   await until(() => device.host.online, 'device online');
   hub.rotate(device.deviceId);
   await until(() => device.host.keys.active.id === 2, 'rotation');
-  await expect(LockstepHub.start({ database: join(dir, 'hub.db'), tcp: { port: 0 } })).rejects.toMatchObject({ code: 'LOCAL_BUSY' });
+  await expect(LockstepHub.start({ database: join(dir, 'hub.db'), tcp: { port: 0 } })).rejects.toMatchObject({ code: 'LOCAL_DATABASE_LOCKED' });
   const port = hub.addresses[0]?.port as number;
   await hub.close();
   hubs.splice(hubs.indexOf(hub), 1);

@@ -36,10 +36,11 @@ export function composeAead(primitives: CipherPrimitives, name: string): Aead {
       const ciphertext = primitives.aes256CbcEncrypt(key.subarray(HALF_KEY_BYTES), iv, padded);
       wipe(padded);
       if (ciphertext.length !== padded.length) throw new LockstepError('LOCAL_BAD_ARGUMENT', 'cipher returned wrong length');
-      const tag = computeTag(primitives, key, aad, iv, ciphertext);
       const out = new Uint8Array(ciphertext.length + AEAD_TAG_BYTES);
       out.set(ciphertext, 0);
-      out.set(tag, ciphertext.length);
+      const mac = computeMac(primitives, key, aad, iv, ciphertext);
+      out.set(mac.subarray(0, AEAD_TAG_BYTES), ciphertext.length);
+      wipe(mac);
       return out;
     },
     open(key, iv, aad, ciphertext, tag) {
@@ -53,8 +54,10 @@ export function composeAead(primitives: CipherPrimitives, name: string): Aead {
       ) {
         throw new LockstepError('AUTH_FAILED');
       }
-      const expected = computeTag(primitives, key, aad, iv, ciphertext);
-      if (!constantTimeEqual(expected, tag)) throw new LockstepError('AUTH_FAILED');
+      const mac = computeMac(primitives, key, aad, iv, ciphertext);
+      const authentic = constantTimeEqual(mac.subarray(0, AEAD_TAG_BYTES), tag);
+      wipe(mac);
+      if (!authentic) throw new LockstepError('AUTH_FAILED');
       const padded = primitives.aes256CbcDecrypt(key.subarray(HALF_KEY_BYTES), iv, ciphertext);
       const plaintextLength = pkcs7UnpaddedLength(padded);
       if (plaintextLength < 0) {
@@ -73,7 +76,8 @@ function checkKeyAndIv(key: Uint8Array, iv: Uint8Array, code: 'LOCAL_BAD_ARGUMEN
   if (iv.length !== AEAD_IV_BYTES) throw new LockstepError(code, `iv must be ${AEAD_IV_BYTES} bytes`);
 }
 
-function computeTag(
+/** The full 64-byte HMAC; T is its first AEAD_TAG_BYTES (rule 3). The caller wipes it. */
+function computeMac(
   primitives: CipherPrimitives,
   key: Uint8Array,
   aad: Uint8Array,
@@ -81,15 +85,19 @@ function computeTag(
   ciphertext: Uint8Array,
 ): Uint8Array {
   const al = new Uint8Array(8);
-  // AAD bit length; AAD is bounded well below 2^53 bits, so split high/low words.
+  // AAD bit length (rule 2); AAD is bounded well below 2^53 bits, so split high/low words.
   const bits = aad.length * 8;
-  const view = new DataView(al.buffer);
-  view.setUint32(0, Math.floor(bits / 0x100000000));
-  view.setUint32(4, bits >>> 0);
-  const mac = primitives.hmacSha512(key.subarray(0, HALF_KEY_BYTES), [aad, iv, ciphertext, al]);
-  const tag = mac.slice(0, AEAD_TAG_BYTES);
-  wipe(mac);
-  return tag;
+  const high = Math.floor(bits / 0x100000000);
+  const low = bits >>> 0;
+  al[0] = high >>> 24;
+  al[1] = (high >>> 16) & 0xff;
+  al[2] = (high >>> 8) & 0xff;
+  al[3] = high & 0xff;
+  al[4] = low >>> 24;
+  al[5] = (low >>> 16) & 0xff;
+  al[6] = (low >>> 8) & 0xff;
+  al[7] = low & 0xff;
+  return primitives.hmacSha512(key.subarray(0, HALF_KEY_BYTES), [aad, iv, ciphertext, al]);
 }
 
 /** PKCS#7 (RFC 5652 §6.3): always adds 1..16 bytes. */

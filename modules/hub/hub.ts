@@ -351,7 +351,7 @@ export class HubCore {
     return out;
   }
 
-  /** Bytes of this connection the core keeps unparsed (while its device's persist is outstanding). */
+  /** Bytes of this connection the core keeps unparsed (while its device's persist is outstanding): for statistics and pausing. */
   heldInputBytes(connection: ConnectionId): number {
     return this.#connections.get(connection)?.held?.length ?? 0;
   }

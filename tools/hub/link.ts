@@ -1,12 +1,12 @@
 /**
  * One accepted transport connection (TCP or TLS socket) as the hub host
- * sees it: the bytes the core could not take yet (while a commit for its
- * device is outstanding) and the write-side limit.
+ * sees it: the socket, its id in the core, and the write-side limit.
  *
- * Bounds: at most `maxQueuedInputBytes` of input are held (the socket is
- * paused as soon as anything is queued, so normally one chunk), and at most
- * `maxWriteBufferBytes` of output wait in user space; beyond either the
- * connection is dropped. A misbehaving peer costs only its own connection.
+ * The link keeps no input: every chunk goes straight to `HubCore.receive`,
+ * which keeps (bounded) what it cannot parse yet. The link only pauses its
+ * socket while the core does not want input (tools/hub/connections.ts) and
+ * drops the connection when more than `maxWriteBufferBytes` wait in user
+ * space. A misbehaving peer costs only its own connection.
  */
 import type { Socket } from 'node:net';
 import type { ConnectionId } from '../../modules/hub/actions';
@@ -20,8 +20,7 @@ export class Link {
   readonly remoteAddress: string;
   deviceId: string | undefined;
   closed = false;
-  readonly #queue: Uint8Array[] = [];
-  #queuedBytes = 0;
+  paused = false;
 
   constructor(id: ConnectionId, socket: Socket, transport: Transport) {
     this.id = id;
@@ -30,37 +29,16 @@ export class Link {
     this.remoteAddress = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
   }
 
-  get queuedBytes(): number {
-    return this.#queuedBytes;
-  }
-
-  get hasQueuedInput(): boolean {
-    return this.#queue.length > 0;
-  }
-
-  /** Holds input the core refused (LOCAL_BUSY); false when over the limit. */
-  hold(chunk: Uint8Array, limit: number): boolean {
-    if (this.#queuedBytes + chunk.length > limit) return false;
-    this.#queue.push(chunk);
-    this.#queuedBytes += chunk.length;
+  pause(): void {
+    if (this.paused || this.closed) return;
+    this.paused = true;
     this.socket.pause();
-    return true;
   }
 
-  /** The oldest held chunk, or undefined; `putBack` returns it if the core is still busy. */
-  takeHeld(): Uint8Array | undefined {
-    const chunk = this.#queue.shift();
-    if (chunk !== undefined) this.#queuedBytes -= chunk.length;
-    return chunk;
-  }
-
-  putBack(chunk: Uint8Array): void {
-    this.#queue.unshift(chunk);
-    this.#queuedBytes += chunk.length;
-  }
-
-  resumeIfDrained(): void {
-    if (this.#queue.length === 0 && !this.closed) this.socket.resume();
+  resume(): void {
+    if (!this.paused || this.closed) return;
+    this.paused = false;
+    this.socket.resume();
   }
 
   /** Writes; false when the peer is not reading fast enough (caller drops the link). */
@@ -72,8 +50,6 @@ export class Link {
 
   destroy(): void {
     this.closed = true;
-    this.#queue.length = 0;
-    this.#queuedBytes = 0;
     this.socket.destroy();
   }
 }

@@ -14,7 +14,7 @@ export interface ConnectionLimits {
   readonly maxConnections: number;
   /** Connections whose HELLO has not authenticated yet; beyond this the oldest is evicted. */
   readonly maxUnauthenticated: number;
-  /** Received bytes held for one connection while its device's commit is outstanding; beyond: closed. */
+  /** Received bytes the core keeps for one connection while its device's commit is outstanding (HubCore receiveBufferBytes; the socket is paused meanwhile); beyond: closed, BUFFER_FULL. */
   readonly maxQueuedInputBytes: number;
   /** Bytes written to one connection and not yet taken by the kernel; beyond: closed (a peer that does not read). */
   readonly maxWriteBufferBytes: number;

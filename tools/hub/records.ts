@@ -8,6 +8,7 @@ import { randomFillSync } from 'node:crypto';
 import { fromHex, toHex } from '../../modules/bytes';
 import { LockstepError } from '../../modules/errors';
 import { DEVICE_ID_BYTES, KEY_BYTES, type KeySlot } from '../../modules/platform/keys';
+import type { HubDeviceRecord } from '../../modules/hub/hub';
 import { MAX_KEY_ID } from '../../modules/protocol/constants';
 
 export interface HubRecordJson {
@@ -66,4 +67,9 @@ export function newDeviceRecord(keyId = 1): DeviceRecord {
   randomFillSync(id);
   randomFillSync(key);
   return { deviceId: toHex(id), active: { id: keyId, key } };
+}
+
+/** The core's record of a stored device: its id and key slots, nothing else (HubCore.addDevice / reloadDevice). */
+export function coreRecord(stored: { readonly deviceId: string; readonly active: KeySlot; readonly pending?: KeySlot | undefined }): HubDeviceRecord {
+  return { deviceId: stored.deviceId, active: stored.active, ...(stored.pending ? { pending: stored.pending } : {}) };
 }

@@ -1,0 +1,190 @@
+/**
+ * Accepted sockets and their Link table: the only place that touches a
+ * socket after accept (tools/hub/listeners.ts accepts, tools/hub/link.ts
+ * wraps one socket).
+ *
+ * The path of one frame, from here:
+ *   socket 'data' → `#onData` → `HubCore.receive(conn, chunk)` (the core
+ *   parses it, or keeps it while the device's persist is outstanding) →
+ *   actions → tools/hub/pipeline.ts → … → `transmit` comes back to `write`.
+ *
+ * Rules:
+ * - Bytes are never held here: every chunk goes to the core at once.
+ * - Back-pressure is the core's flag: when `HubCore.wantsInput(conn)` is
+ *   false after a chunk, the socket is paused; after each commit batch
+ *   (`resumeReady`) the paused links, and only those, are resumed once the
+ *   core wants input again.
+ * - Limits: `maxConnections` open (more are refused), `maxUnauthenticated`
+ *   before the HELLO authenticates (the oldest is evicted,
+ *   tools/hub/eviction.ts), `maxWriteBufferBytes` waiting to be written
+ *   (beyond: dropped as a slow reader). The core closes a connection whose
+ *   kept input exceeds its receive buffer (BUFFER_FULL).
+ * - The Link table and the core's connections are the same set: a link is
+ *   forgotten when its socket closes (`HubCore.closed` follows) or when the
+ *   core closed it (a `close` action: the core already forgot it).
+ */
+import type { Socket } from 'node:net';
+import { describeError, type LockstepError } from '../../modules/errors';
+import type { ConnectionId } from '../../modules/hub/actions';
+import type { HubCore } from '../../modules/hub/hub';
+import { UnauthenticatedCap } from './eviction';
+import { Link, type Transport } from './link';
+import type { Logger } from './log';
+import type { ConnectionLimits } from './options';
+import type { ActionPipeline } from './pipeline';
+
+export interface ConnectionCounters {
+  refused: number;
+  evicted: number;
+  droppedSlowReaders: number;
+  droppedInputOverflow: number;
+  tlsHandshakeFailures: number;
+  /** The most input the core kept for one connection during a persist. */
+  maxQueuedInputBytes: number;
+}
+
+export class Connections {
+  readonly counters: ConnectionCounters = {
+    refused: 0,
+    evicted: 0,
+    droppedSlowReaders: 0,
+    droppedInputOverflow: 0,
+    tlsHandshakeFailures: 0,
+    maxQueuedInputBytes: 0,
+  };
+  readonly #links = new Map<ConnectionId, Link>();
+  readonly #unauthenticated: UnauthenticatedCap;
+  /** Links whose socket is paused because the core did not want input. */
+  readonly #paused = new Set<Link>();
+  #nextId = 0;
+  #stopped = false;
+
+  constructor(
+    private readonly core: HubCore,
+    private readonly pipeline: ActionPipeline,
+    private readonly limits: ConnectionLimits,
+    private readonly log: Logger,
+    private readonly now: () => number,
+  ) {
+    this.#unauthenticated = new UnauthenticatedCap(limits.maxUnauthenticated);
+  }
+
+  get size(): number {
+    return this.#links.size;
+  }
+
+  get unauthenticated(): number {
+    return this.#unauthenticated.size;
+  }
+
+  get(connection: ConnectionId): Link | undefined {
+    return this.#links.get(connection);
+  }
+
+  accept(socket: Socket, transport: Transport): void {
+    if (this.#stopped || this.#links.size >= this.limits.maxConnections) {
+      this.counters.refused++;
+      socket.destroy();
+      return;
+    }
+    const link = new Link(++this.#nextId, socket, transport);
+    this.#links.set(link.id, link);
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.#onData(link, chunk));
+    socket.on('error', () => {});
+    socket.on('close', () => this.#forget(link));
+    this.log.debug('connectionOpened', { connection: link.id, transport, remote: link.remoteAddress });
+    const evict = this.#unauthenticated.accepted(link.id);
+    const oldest = evict === undefined ? undefined : this.#links.get(evict);
+    if (oldest !== undefined) {
+      this.counters.evicted++;
+      this.drop(oldest, 'evicted: too many unauthenticated connections');
+    }
+    this.pipeline.apply(this.core.opened(link.id, this.now()));
+  }
+
+  /** The connection's HELLO authenticated (a `deviceConnected` event): it no longer counts against the cap. */
+  authenticated(connection: ConnectionId, deviceId: string): Link | undefined {
+    const link = this.#links.get(connection);
+    if (link === undefined) return undefined;
+    link.deviceId = deviceId;
+    this.#unauthenticated.authenticated(connection);
+    return link;
+  }
+
+  /** A `transmit` action. */
+  write(connection: ConnectionId, bytes: Uint8Array): void {
+    const link = this.#links.get(connection);
+    if (link === undefined || link.closed) return;
+    if (!link.write(bytes, this.limits.maxWriteBufferBytes)) {
+      this.counters.droppedSlowReaders++;
+      this.drop(link, 'write buffer limit');
+    }
+  }
+
+  /** A `close` action: the core already forgot the connection; only the socket remains. */
+  closedByCore(connection: ConnectionId, error: LockstepError): void {
+    const link = this.#links.get(connection);
+    if (link === undefined) return;
+    if (error.code === 'BUFFER_FULL') this.counters.droppedInputOverflow++;
+    this.log.debug('connectionClosed', { connection: link.id, code: error.code, device: link.deviceId });
+    link.destroy();
+    this.#remove(link);
+  }
+
+  /** After a commit batch: resumes the paused links whose device's input the core wants again. */
+  resumeReady(): void {
+    for (const link of this.#paused) {
+      if (link.closed) {
+        this.#paused.delete(link);
+      } else if (this.core.wantsInput(link.id)) {
+        this.#paused.delete(link);
+        link.resume();
+      }
+    }
+  }
+
+  /** Ends a connection from this side (limits, eviction, shutdown). */
+  drop(link: Link, reason: string): void {
+    if (link.closed) return;
+    this.log.debug('connectionDropped', { connection: link.id, reason, remote: link.remoteAddress });
+    link.destroy();
+    this.#forget(link);
+  }
+
+  /** Refuses new sockets and drops every open one. */
+  stop(reason: string): void {
+    this.#stopped = true;
+    for (const link of [...this.#links.values()]) this.drop(link, reason);
+  }
+
+  #onData(link: Link, chunk: Uint8Array): void {
+    if (link.closed) return;
+    try {
+      this.pipeline.apply(this.core.receive(link.id, chunk, this.now()));
+    } catch (error) {
+      // Only a core bug gets here (the core takes any bytes of a connection it knows); it costs this connection only.
+      this.log.error('receiveFailed', { connection: link.id, message: describeError(error) });
+      this.drop(link, 'receive failed');
+      return;
+    }
+    if (link.closed || this.core.wantsInput(link.id)) return;
+    this.counters.maxQueuedInputBytes = Math.max(this.counters.maxQueuedInputBytes, this.core.heldInputBytes(link.id));
+    link.pause();
+    this.#paused.add(link);
+  }
+
+  /** The socket is gone: the core learns it (`closed`). */
+  #forget(link: Link): void {
+    link.closed = true;
+    if (!this.#remove(link)) return;
+    this.pipeline.apply(this.core.closed(link.id, this.now()));
+  }
+
+  #remove(link: Link): boolean {
+    if (!this.#links.delete(link.id)) return false;
+    this.#unauthenticated.forget(link.id);
+    this.#paused.delete(link);
+    return true;
+  }
+}

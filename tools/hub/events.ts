@@ -1,0 +1,118 @@
+/**
+ * Turns the core's events (`event` actions, in the pipeline's order) and the
+ * host's own milestones (a rotation durable, a failed commit) into the
+ * library's typed events (tools/hub/types.ts HubEvents) and log lines, and
+ * keeps the counters and presence they imply.
+ *
+ * Listener exceptions are the application's: they are logged and never
+ * break the order of the actions still to be carried out.
+ */
+import type { HubEvent, HubPersistOp } from '../../modules/hub/actions';
+import { describeError } from '../../modules/errors';
+import type { Connections } from './connections';
+import type { Logger } from './log';
+import type { DevicePresence } from './presence';
+import type { RotationScheduler } from './scheduler';
+import type { HubEvents } from './types';
+
+export type Emit = <K extends keyof HubEvents>(name: K, ...args: HubEvents[K]) => void;
+
+export interface EventCounters {
+  rejectedFrames: number;
+  rotationsStarted: number;
+  rotationsConfirmed: number;
+}
+
+/** Wraps an emitter so a throwing listener is logged instead of propagating. */
+export function safeEmitter(emit: (name: keyof HubEvents, ...args: unknown[]) => boolean, log: Logger): Emit {
+  return (name, ...args) => {
+    try {
+      emit(name, ...args);
+    } catch (error) {
+      log.error('listenerFailed', { event: String(name), message: describeError(error) });
+    }
+  };
+}
+
+export class HubEventRouter {
+  readonly counters: EventCounters = { rejectedFrames: 0, rotationsStarted: 0, rotationsConfirmed: 0 };
+
+  constructor(
+    private readonly emit: Emit,
+    private readonly log: Logger,
+    private readonly connections: () => Connections,
+    private readonly presence: DevicePresence,
+    private readonly scheduler: RotationScheduler,
+  ) {}
+
+  /** An `event` action. */
+  core(event: HubEvent): void {
+    switch (event.type) {
+      case 'deviceConnected': {
+        const link = this.connections().authenticated(event.connection, event.deviceId);
+        this.presence.connected(event.deviceId, event.connection, Date.now());
+        this.log.info('deviceConnected', { deviceId: event.deviceId, keyId: event.keyId, transport: link?.transport, remote: link?.remoteAddress });
+        this.emit('deviceConnected', {
+          deviceId: event.deviceId,
+          keyId: event.keyId,
+          transport: link?.transport ?? 'tcp',
+          remoteAddress: link?.remoteAddress ?? '?',
+        });
+        return;
+      }
+      case 'deviceDisconnected':
+        this.presence.disconnected(event.deviceId, event.connection, Date.now());
+        this.log.debug('deviceDisconnected', { deviceId: event.deviceId });
+        this.emit('deviceDisconnected', { deviceId: event.deviceId });
+        return;
+      case 'data':
+        this.scheduler.messageCounted(event.deviceId);
+        this.emit('data', { deviceId: event.deviceId, payload: event.payload });
+        return;
+      case 'delivered':
+        this.emit('delivered', { deviceId: event.deviceId, messageId: event.messageId });
+        return;
+      case 'keyOffered':
+        this.log.debug('keyOffered', { deviceId: event.deviceId, keyId: event.id });
+        this.emit('keyOffered', { deviceId: event.deviceId, keyId: event.id });
+        return;
+      case 'keyConfirmed': {
+        const now = Date.now();
+        this.presence.keyConfirmed(event.deviceId, now);
+        this.scheduler.keyActivated(event.deviceId, now);
+        this.counters.rotationsConfirmed++;
+        this.log.info('keyConfirmed', { deviceId: event.deviceId, keyId: event.id });
+        this.emit('keyConfirmed', { deviceId: event.deviceId, keyId: event.id });
+        return;
+      }
+      case 'rejected': {
+        this.counters.rejectedFrames++;
+        const link = this.connections().get(event.connection);
+        this.log.debug('rejected', { connection: event.connection, deviceId: event.deviceId, code: event.error.code });
+        this.emit('rejected', { deviceId: event.deviceId, code: event.error.code, remoteAddress: link?.remoteAddress ?? '?' });
+        return;
+      }
+      case 'peerError':
+        this.log.warn('peerError', { deviceId: event.deviceId, code: event.code, detail: event.detail });
+        this.emit('peerError', { deviceId: event.deviceId, code: event.code, detail: event.detail });
+        return;
+    }
+  }
+
+  /** A storePending commit is durable (before the core is told, so this precedes the key's offer). */
+  rotationDurable(op: Extract<HubPersistOp, { kind: 'storePending' }>): void {
+    this.counters.rotationsStarted++;
+    this.log.info('rotationStarted', { deviceId: op.deviceId, keyId: op.id });
+    this.emit('rotationStarted', { deviceId: op.deviceId, keyId: op.id });
+  }
+
+  storageError(op: HubPersistOp, error: Error): void {
+    this.log.error('commitFailed', { deviceId: op.deviceId, op: op.kind, keyId: op.id, message: error.message });
+    this.emit('storageError', { deviceId: op.deviceId, error });
+  }
+
+  deviceAdded(deviceId: string, keyId: number): void {
+    this.log.info('deviceAdded', { deviceId, keyId });
+    this.emit('deviceAdded', { deviceId });
+  }
+}
