@@ -26,6 +26,8 @@ export type ErrorCode =
   | 'PEER_ERROR'
   | 'TIMEOUT'
   | 'BUFFER_FULL'
+  /** A second connection's HELLO while a write of the same device is outstanding: closed, the device retries. */
+  | 'DEVICE_BUSY'
   // storage
   | 'STORAGE_CORRUPT'
   | 'STORAGE_FULL'

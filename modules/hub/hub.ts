@@ -584,7 +584,7 @@ export class HubCore {
     }
     if (conn.state === 'awaitingHello' && device.persisting !== undefined) {
       // Another connection of this device is mid-persist; the device will retry.
-      this.#close(conn, new LockstepError('LOCAL_BUSY', 'device persist outstanding'), out);
+      this.#close(conn, new LockstepError('DEVICE_BUSY', 'a write of this device is outstanding; retry'), out);
       return;
     }
     const slot = lookupKey(device, header.keyId);

@@ -36,6 +36,7 @@ import { EventEmitter } from 'node:events';
 import type { Server } from 'node:net';
 import { describeError, LockstepError } from '../../modules/errors';
 import { HubCore } from '../../modules/hub/hub';
+import { monotonicNow } from '../../hosts/node/clock';
 import { nodeAead, nodeRandom } from '../../hosts/node/crypto';
 import { Commits } from './commits';
 import { Connections } from './connections';
@@ -55,7 +56,6 @@ import type { DeviceView, HubEvents, HubStats, RotateResult } from './types';
 
 export type { DeviceView, HubEvents, HubStats, RotateResult } from './types';
 
-const monotonicNow = (): number => Math.floor(performance.now());
 
 export class LockstepHub extends EventEmitter<HubEvents> {
   readonly store: HubStore;

@@ -37,7 +37,7 @@ export const INJECTED_DELAYS_MS = [HANDSHAKE_TIMEOUT_MS + 1_000, IDLE_TIMEOUT_MS
  * - the hub is back within HUB_RESTART_MS;
  * - the device connects within RECONNECT_MAX_MS, and one more reconnect may
  *   be needed if the hub refused the first HELLO while a persist of the same
- *   device was still outstanding (LOCAL_BUSY);
+ *   device was still outstanding (DEVICE_BUSY);
  * - on the connection that succeeds, device and hub converge (one active
  *   key, no future/pending key, both outboxes empty) within
  *   CONVERGENCE_ROUND_TRIPS round trips plus two database commits:

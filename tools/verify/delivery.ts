@@ -2,9 +2,10 @@
  * Handing a chunk of a link's stream to the receiving host, with the
  * delivery faults of the step (faults.ts): a cut after any byte (then the
  * link is reset), and, in the random mode, TCP chunking — a chunk split,
- * or joined with the next ones already arrived. The hub may refuse input
- * while a persist of the device is outstanding (LOCAL_BUSY): the chunk then
- * stays queued until the persist completes.
+ * or joined with the next ones already arrived. The hub host may leave
+ * input in the network while a write of the device is outstanding (it
+ * pauses the connection): the chunk then stays queued until the write is
+ * acknowledged.
  */
 import type { StepFaults } from './faults';
 import type { Direction, Link } from './network';

@@ -31,7 +31,7 @@ export class Link {
   dead = false;
   /** Hex hub nonce of this connection's CHALLENGE (sim bookkeeping for the audit). */
   hubNonce: string | undefined;
-  /** The hub core refused input (LOCAL_BUSY: a persist of this device is outstanding). */
+  /** The hub host paused this connection's input (a write of its device is outstanding). */
   upBlocked = false;
   /** Frames the cores sent on this link, per direction (the adversary counts them to forge plausible sequence numbers). */
   readonly framesSent: Record<Direction, number> = { up: 0, down: 0 };
