@@ -144,10 +144,9 @@ export class NodeDevice extends EventEmitter<NodeDeviceEvents> {
     this.loop.start();
   }
 
-  /** Stops for good: closes the connection, no reconnect. */
+  /** Closes the connection and stops reconnecting (until `start()` again). */
   stop(): void {
     this.loop.stop();
-    this.loop.powerOff();
   }
 
   /** Application data to the hub: the id a later `delivered` event names; throws the core's typed error when refused. */
