@@ -9,6 +9,7 @@
  */
 import { LockstepError } from '../errors';
 import { MessageType } from '../protocol/constants';
+import { APP_FRAME_TYPES, requireRow, type StateTable } from '../protocol/state-table';
 
 export type DeviceSessionState = 'offline' | 'awaitingChallenge' | 'awaitingWelcome' | 'established';
 
@@ -37,7 +38,7 @@ export interface DeviceSessionRow {
 const DS4: DeviceSessionRow = { id: 'DS4', next: 'offline' };
 const DS7: DeviceSessionRow = { id: 'DS7', next: 'offline' };
 
-export const DEVICE_SESSION_TABLE: Readonly<Record<DeviceSessionState, Readonly<Partial<Record<DeviceSessionEvent, DeviceSessionRow>>>>> = {
+export const DEVICE_SESSION_TABLE: StateTable<DeviceSessionState, DeviceSessionEvent, DeviceSessionRow> = {
   offline: {
     connected: { id: 'DS1', next: 'awaitingChallenge' },
   },
@@ -68,13 +69,12 @@ export function deviceSessionRow(state: DeviceSessionState, event: DeviceSession
 
 /** Like deviceSessionRow, for inputs the core itself raises: a missing row is a bug, thrown as a typed error. */
 export function requireDeviceSessionRow(state: DeviceSessionState, event: DeviceSessionEvent): DeviceSessionRow {
-  const row = DEVICE_SESSION_TABLE[state][event];
-  if (row === undefined) throw new LockstepError('UNEXPECTED_MESSAGE', `no device session row for ${event} in ${state}`);
-  return row;
+  return requireRow(DEVICE_SESSION_TABLE, state, event, 'device session');
 }
 
 /** The session event a hub frame of `type` is; undefined for types a hub never sends (HELLO, REKEY_ACK). */
 export function deviceFrameEvent(type: number): DeviceSessionEvent | undefined {
+  if (APP_FRAME_TYPES.has(type)) return 'appFrame';
   switch (type) {
     case MessageType.CHALLENGE:
       return 'challenge';
@@ -84,12 +84,6 @@ export function deviceFrameEvent(type: number): DeviceSessionEvent | undefined {
       return 'rekey';
     case MessageType.CONFIRM:
       return 'confirm';
-    case MessageType.DATA:
-    case MessageType.DATA_ACK:
-    case MessageType.PING:
-    case MessageType.PONG:
-    case MessageType.ERROR:
-      return 'appFrame';
     default:
       return undefined;
   }

@@ -10,6 +10,7 @@
  */
 import { LockstepError } from '../errors';
 import { MessageType } from '../protocol/constants';
+import { APP_FRAME_TYPES, requireRow, type StateTable } from '../protocol/state-table';
 
 export type HubConnectionState = 'awaitingHello' | 'established' | 'closed';
 
@@ -30,7 +31,7 @@ export interface HubConnectionRow {
 /** A transport close or a close by the core, in any open state (not a numbered row of the spec: the end of a connection). */
 const CLOSED: HubConnectionRow = { id: 'HSX', next: 'closed' };
 
-export const HUB_CONNECTION_TABLE: Readonly<Record<HubConnectionState, Readonly<Partial<Record<HubConnectionEvent, HubConnectionRow>>>>> = {
+export const HUB_CONNECTION_TABLE: StateTable<HubConnectionState, HubConnectionEvent, HubConnectionRow> = {
   awaitingHello: {
     hello: { id: 'HS2', next: 'established' },
     handshakeTimeout: { id: 'HS4', next: 'closed' },
@@ -52,24 +53,17 @@ export function hubConnectionRow(state: HubConnectionState, event: HubConnection
 
 /** For inputs the core itself raises: a missing row is a bug, thrown as a typed error. */
 export function requireHubConnectionRow(state: HubConnectionState, event: HubConnectionEvent): HubConnectionRow {
-  const row = HUB_CONNECTION_TABLE[state][event];
-  if (row === undefined) throw new LockstepError('UNEXPECTED_MESSAGE', `no hub connection row for ${event} in ${state}`);
-  return row;
+  return requireRow(HUB_CONNECTION_TABLE, state, event, 'hub connection');
 }
 
 /** The connection event a device frame of `type` is; undefined for types a device never sends. */
 export function hubFrameEvent(type: number): HubConnectionEvent | undefined {
+  if (APP_FRAME_TYPES.has(type)) return 'appFrame';
   switch (type) {
     case MessageType.HELLO:
       return 'hello';
     case MessageType.REKEY_ACK:
       return 'rekeyAck';
-    case MessageType.DATA:
-    case MessageType.DATA_ACK:
-    case MessageType.PING:
-    case MessageType.PONG:
-    case MessageType.ERROR:
-      return 'appFrame';
     default:
       return undefined;
   }
