@@ -255,7 +255,7 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
   for (const device of devices) {
     const row = rows.get(device.deviceId);
     if (row === undefined || !settled(device.host.keys, row)) {
-      problems.push(`device ${device.deviceId} did not settle on one key with the hub (device ${keyIds(device.host.keys)}, hub ${row ? keyIds({ active: row.active, ...(row.pending ? { future: row.pending } : {}) }) : 'none'})`);
+      problems.push(`device ${device.deviceId} did not settle on one key with the hub (device ${describeKeyIds(device.host.keys)}, hub ${row ? describeKeyIds({ active: row.active, ...(row.pending ? { future: row.pending } : {}) }) : 'none'})`);
     } else {
       keyIds.min = Math.min(keyIds.min, row.active.id);
       keyIds.max = Math.max(keyIds.max, row.active.id);
@@ -294,7 +294,7 @@ function verdictOf(ledger: Ledger, direction: 'up' | 'down'): LedgerVerdict {
   return ledger.verdict(direction);
 }
 
-function keyIds(keys: { active: { id: number }; future?: { id: number } }): string {
+function describeKeyIds(keys: { active: { id: number }; future?: { id: number } }): string {
   return keys.future === undefined ? `active ${keys.active.id}` : `active ${keys.active.id} + ${keys.future.id}`;
 }
 
