@@ -330,6 +330,7 @@ export function evalExpr(expr: string, valueOf: (name: string) => string, litera
       return v;
     }
     if (t === '!') return atom() === 'y' ? 'n' : 'y';
+    if (/^-?(0x[0-9a-fA-F]+|\d+)$/.test(t)) return t; // a number is itself
     return t.startsWith('"') ? literal(t) : valueOf(t);
   };
   const compare = (): string => {
