@@ -11,7 +11,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } f
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { checkTarget, definedStrings, idfMbedtlsDefinitions, type TargetReport } from '../tools/esp32-check/check';
-import { includeFolders, moduleCompile } from '../tools/esp32-check/make-vars';
+import { includeFolders, makefileList, moduleCompile, moduleCompileFromMakefile } from '../tools/esp32-check/make-vars';
 import { matchPlatform, resolveManifests } from '../tools/esp32-check/manifest';
 import { deriveSdkconfig, evalExpr } from '../tools/esp32-check/kconfig';
 import { hostFlags, xtensaFlags } from '../tools/esp32-check/compile';
@@ -200,6 +200,23 @@ describe('sdkconfig.h derivation (kconfig.ts) on the fixture IDF', () => {
 });
 
 describe('pieces of the real check that need no IDF', () => {
+  test("a makefile in mcconfig's generated form (variables, then make.esp32.mk inline) gives the same command as the wrapper", () => {
+    const root = copyFixtures('generated');
+    const tmp = join(root, 'out/generated-tmp');
+    const mk = readFileSync(join(root, MK), 'utf8');
+    const generated = join(root, 'out/makefile');
+    mkdirSync(join(root, 'out'), { recursive: true });
+    writeFileSync(
+      generated,
+      [`MODDABLE = ${join(root, 'moddable')}`, `IDF_PATH = ${join(root, 'idf')}`, `TMP_DIR = ${tmp}`, `LIB_DIR = ${tmp}/lib`, `XS_DIR = ${join(root, 'moddable/xs')}`, 'ESP32_SUBCLASS = esp32', 'DIRECTORIES =\\', `\t-I${join(root, 'idf/components/port/include/')}`, '', mk].join('\n'),
+    );
+    const fromGenerated = moduleCompileFromMakefile(generated, join(root, 'out/print'), 'v6.0');
+    expect(fromGenerated.defines).toEqual(['-D__ets__', '-DESP32=1', '-DmxUseDefaultSharedChunks=1']);
+    expect(includeFolders(fromGenerated.includes)).toEqual(expect.arrayContaining([join(root, 'idf/components/port/include/'), join(root, 'idf/components/demo/include')]));
+    expect(makefileList(readFileSync(generated, 'utf8'), 'DIRECTORIES')).toEqual([`-I${join(root, 'idf/components/port/include/')}`]);
+    expect(makefileList('OBJECTS =\\\n\t$(TMP_DIR)/a.c.o\\\n\t$(TMP_DIR)/b.c.o\nNEXT = 1\n', 'OBJECTS')).toEqual(['$(TMP_DIR)/a.c.o', '$(TMP_DIR)/b.c.o']);
+  });
+
   test('host flags drop what only the target compiler takes; RISC-V loses -march for the Xtensa stand-in', () => {
     expect(hostFlags(['-c', '-Os', '-mlongcalls', '-march=rv32imc', '-Wl,-EL', '-MMD', '-MP', '-DX=1', '-o', 'a.o', '-std=gnu17'])).toEqual(['-Os', '-DX=1', '-std=gnu17']);
     expect(xtensaFlags(['-c', '-march=rv32imc', '-Os'], 'riscv')).toEqual(['-c', '-Os']);

@@ -5,13 +5,18 @@
  * sizes of the PSA/IDF structures the native module allocates as the IDF
  * library sees them and as the module sees them (docs/NATIVE.md §5).
  *
- *   IDF_PATH=... MODDABLE=... npm run esp32-check -- [--targets esp32,esp32s3] [--out DIR] [--verbose]
+ *   IDF_PATH=... MODDABLE=... npm run esp32-check -- [--targets esp32,esp32s3] [--out DIR] [--verbose] [--no-mcconfig]
+ *
+ * With the SDK's tools built ($MODDABLE/build/bin/lin/release/mcconfig), the
+ * command comes from the makefile `mcconfig -p <platform>` writes (without
+ * -m, so nothing is built or killed) and manifest.ts's resolution is checked
+ * against it; otherwise from make.esp32.mk with manifest.ts's resolution.
  *
  * Exit status 0 only when every file compiles with zero errors and zero
  * warnings (host gcc, the Xtensa stand-in, and the stand-in with -Wall
  * -Wextra), the config macros match IDF's and every size agrees.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,11 +35,12 @@ function idfVersionOf(idfPath: string): string {
   return `v${part('MAJOR')}.${part('MINOR')}${patch === '0' ? '' : '.' + patch}`;
 }
 
-function print(report: TargetReport, out: string): boolean {
+function print(report: TargetReport): boolean {
   const files = report.files;
   const errors = files.reduce((n, f) => n + f.host.errors + f.xtensa.errors + f.strict.errors, 0);
   const warnings = files.reduce((n, f) => n + f.host.warnings + f.xtensa.warnings + f.strict.warnings, 0);
-  console.log(`\n${report.target}: ${files.length} firmware C files (${report.sdkFiles} SDK C files in the build, not checked), ${errors} errors, ${warnings} warnings`);
+  console.log(`\n${report.target}: ${report.makefile !== undefined ? `command from mcconfig's makefile ${report.makefile} (its folders and C files agree with manifest.ts unless a PROBLEM says otherwise)` : "command from make.esp32.mk with manifest.ts's resolution (mcconfig not built)"}`);
+  console.log(`${report.target}: ${files.length} firmware C files (${report.sdkFiles} SDK C files in the build, not checked), ${errors} errors, ${warnings} warnings`);
   for (const f of files) {
     console.log(`  ${f.file}: gcc -fsyntax-only ${f.host.errors}E/${f.host.warnings}W, xtensa-lx106-elf-gcc -c ${f.xtensa.errors}E/${f.xtensa.warnings}W, same + -Wall -Wextra ${f.strict.errors}E/${f.strict.warnings}W`);
     if (f.host.errors + f.host.warnings + f.xtensa.errors + f.xtensa.warnings + f.strict.errors + f.strict.warnings > 0) console.log(f.output.replace(/^/gm, '    | ').trimEnd());
@@ -48,7 +54,7 @@ function print(report: TargetReport, out: string): boolean {
   const unconfigured = report.unconfigured?.sizes.get('psa_mac_operation_t');
   if (unconfigured !== undefined) console.log(`    (a module compiled without IDF's config macros, as before issue 11, sees psa_mac_operation_t as ${unconfigured.size}/${unconfigured.align})`);
   const set = report.config.filter((c) => c.value !== undefined && c.value !== 'n').length;
-  console.log(`  sdkconfig.h (derived, see tools/esp32-check/kconfig.ts): ${report.config.length} CONFIG_ names mentioned by the files compiled and the headers they read, ${set} set; each with its origin in ${join(out, 'tmp', report.target, 'config-used.txt')}`);
+  console.log(`  sdkconfig.h (derived, see tools/esp32-check/kconfig.ts): ${report.config.length} CONFIG_ names mentioned by the files compiled and the headers they read, ${set} set; each with its origin in ${join(report.outDir ?? '', 'config-used.txt')}`);
   for (const name of LAYOUT_CONFIG) {
     const c = report.config.find((x) => x.name === name);
     if (c !== undefined) console.log(`    ${name}=${c.value ?? '(unset)'}  ← ${c.from}`);
@@ -71,11 +77,13 @@ function main(argv: string[]): number {
   const targets = (option('--targets') ?? CHECKED_TARGETS.join(',')).split(',');
   const out = resolve(option('--out') ?? join(tmpdir(), 'lockstep-esp32-check'));
   const idfVersion = idfVersionOf(idfPath);
+  const built = join(moddable, 'build/bin/lin/release/mcconfig');
+  const mcconfig = argv.includes('--no-mcconfig') || !existsSync(built) ? undefined : built;
   console.log(`esp32-check: ESP-IDF ${idfVersion} at ${idfPath}; Moddable SDK at ${moddable}; compilers: host gcc (-fsyntax-only), xtensa-lx106-elf-gcc (objects, sizes)`);
   let ok = true;
   for (const target of targets) {
-    const report = checkTarget({ root: ROOT, target, moddable, idfPath, idfVersion, out, xtensa: true, backend: join(ROOT, 'hosts/moddable/native/backend_esp32.c'), verbose: argv.includes('--verbose') });
-    ok = print(report, out) && ok;
+    const report = checkTarget({ root: ROOT, target, moddable, idfPath, idfVersion, out, xtensa: true, backend: join(ROOT, 'hosts/moddable/native/backend_esp32.c'), verbose: argv.includes('--verbose'), ...(mcconfig === undefined ? {} : { mcconfig }) });
+    ok = print(report) && ok;
   }
   console.log(ok ? '\nesp32-check: ok' : '\nesp32-check: FAILED');
   return ok ? 0 : 1;

@@ -70,13 +70,34 @@ export function moduleCompile(inputs: MakeInputs): ModuleCompile {
     'MANAGED_COMPONENT_DIRS = ' + [...new Set(inputs.managedComponentDirs)].map(makeValue).join(' '),
     `include ${makeValue(join(inputs.moddable, 'tools/mcconfig/make.esp32.mk'))}`,
     '',
-    '.PHONY: lockstep-print-compile',
-    'lockstep-print-compile:',
-    ...PRINTED.map((name) => `\t@printf '%s\\n' '${name}=$(strip $(${name}))'`),
+    ...printGoal(),
   ];
   const makefile = join(tmp, 'esp32-check.mk');
   writeFileSync(makefile, lines.join('\n') + '\n');
-  const output = execFileSync('make', ['--no-print-directory', '-s', '-f', makefile, `IDF_VERSION=${inputs.idfVersion}`, 'lockstep-print-compile'], {
+  return printCompile([makefile], tmp, inputs.idfVersion);
+}
+
+/**
+ * The same, from the makefile mcconfig itself generated (`mcconfig -p esp32`
+ * without -m writes it and runs nothing; it holds make.esp32.mk inline). Only
+ * the print goal runs; of the makefile's $(shell ...) calls only the `:=`
+ * ones are evaluated (uname, nproc, git describe), never recipes such as
+ * KILL_SERIAL2XSBUG.
+ */
+export function moduleCompileFromMakefile(generated: string, out: string, idfVersion: string): ModuleCompile {
+  mkdirSync(out, { recursive: true });
+  const printer = join(out, 'esp32-check-print.mk');
+  writeFileSync(printer, printGoal().join('\n') + '\n');
+  return printCompile([generated, printer], out, idfVersion);
+}
+
+function printGoal(): string[] {
+  return ['.PHONY: lockstep-print-compile', 'lockstep-print-compile:', ...PRINTED.map((name) => `\t@printf '%s\\n' '${name}=$(strip $(${name}))'`)];
+}
+
+function printCompile(makefiles: readonly string[], cwd: string, idfVersion: string): ModuleCompile {
+  const tmp = cwd;
+  const output = execFileSync('make', ['--no-print-directory', '-s', ...makefiles.flatMap((m) => ['-f', m]), `IDF_VERSION=${idfVersion}`, 'lockstep-print-compile'], {
     encoding: 'utf8',
     // make.esp32.mk's $(shell git -C $(ARDUINO_ROOT) describe --dirty) runs in the current folder
     // when ARDUINO_ROOT is empty: run make outside any checkout so that git never touches one.
@@ -99,6 +120,16 @@ export function moduleCompile(inputs: MakeInputs): ModuleCompile {
     tmpDir: values.get('TMP_DIR') ?? tmp,
     espArch: values.get('ESP_ARCH') ?? '',
   };
+}
+
+/** The items of a `NAME = \\` list in a generated makefile (one per continued line). */
+export function makefileList(text: string, name: string): string[] {
+  const match = new RegExp(`^${name} =[ \\t]*\\\\?\\n((?:\\t.*\\n)*)`, 'm').exec(text);
+  if (match === null) return [];
+  return match[1]!
+    .split('\n')
+    .map((line) => line.trim().replace(/\\$/, '').trim())
+    .filter((line) => line.length > 0);
 }
 
 /** "-I", "dir" and "-Idir" both name a folder; returns the folders in order. */
