@@ -89,10 +89,11 @@ _Static_assert(PSA_MAC_LENGTH(PSA_KEY_TYPE_HMAC, LOCKSTEP_HMAC_KEY_BYTES * 8, PS
 	"HMAC-SHA-512 MAC size");
 _Static_assert(sizeof(uint32_t) * 4 == LOCKSTEP_AES_BLOCK_BYTES, "one AES block in four 32-bit words");
 #if defined(ESP_HMAC_TRANSPARENT_DRIVER_ENABLED) && !defined(LOCKSTEP_SIZE_PROBE)
-/* (tools/esp32-check measures sizes with LOCKSTEP_SIZE_PROBE defined, so that
- * it can print them when this assertion fails.) With the SHA accelerator, IDF routes HMAC to its transparent driver, whose
- * context lives inside psa_mac_operation_t: the headers we see must make
- * room for it, as the library's do. */
+/* With the SHA accelerator, IDF routes HMAC to its transparent driver, whose
+ * context lives inside psa_mac_operation_t: the headers we see must make room
+ * for it, as those of IDF's mbedTLS fork do (upstream TF-PSA-Crypto's do not).
+ * tools/esp32-check defines LOCKSTEP_SIZE_PROBE only in its size probe, so it
+ * can print the sizes when this fails. */
 _Static_assert(sizeof(psa_driver_mac_context_t) >= sizeof(esp_hmac_transparent_operation_t),
 	"psa_mac_operation_t has no room for IDF's HMAC driver context: TF-PSA-Crypto headers without IDF's driver contexts");
 #endif
