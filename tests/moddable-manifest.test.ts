@@ -10,11 +10,17 @@
  *   declaration-only module such as platform.d.ts, a file beside it);
  * - every SDK module imported is provided by an SDK manifest the target includes;
  * - the config section parses; the ESP32 partition table is well-formed and
- *   has the 16 KiB keystore partition the docs tell users to flash.
+ *   has the 16 KiB keystore partition the docs tell users to flash;
+ * - the native module's esp32 section gives backend_esp32.c every IDF include
+ *   folder and configuration define it needs under Moddable's esp32 flags
+ *   (issue 11; `npm run esp32-check` is the proof against a real IDF tree).
  */
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, posix, relative, resolve } from 'node:path';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { parseFirmwareConfig } from '../hosts/moddable/config';
+import { resolveManifests } from '../tools/esp32-check/manifest';
 
 const ROOT = resolve(__dirname, '..');
 const TARGETS = ['esp32', 'lin', 'mac', 'win'] as const;
@@ -303,5 +309,78 @@ describe('ESP32 partition table', () => {
     }
     expect(end).toBeLessThanOrEqual(4 * 1024 * 1024);
     expect(rows.map((row) => row.name)).toEqual(['nvs', 'phy_init', 'factory', 'keystore', 'lskeywrap', 'nvs_key']);
+  });
+});
+
+describe('native module on the esp32 targets (issue 11)', () => {
+  /**
+   * The folders backend_esp32.c's IDF headers live in that Moddable 8.2.3's
+   * make.esp32.mk does not give module C files (its INC_DIRS has only
+   * components/mbedtls/mbedtls/include of the mbedtls component). Measured by
+   * `npm run esp32-check` against ESP-IDF v6.0: dropping any one is a fatal error.
+   */
+  const REQUIRED_IDF_FOLDERS = [
+    'components/mbedtls/port/include/', // aes/esp_aes.h, mbedtls/esp_config.h
+    'components/esp_hal_security/include/', // hal/aes_types.h (ESP_AES_ENCRYPT/DECRYPT)
+    'components/mbedtls/mbedtls/tf-psa-crypto/include/', // psa/crypto.h
+    'components/mbedtls/mbedtls/tf-psa-crypto/drivers/builtin/include/', // mbedtls/private_access.h and the builtin driver contexts, read by psa/crypto.h
+    'components/mbedtls/port/psa_driver/include/', // IDF's PSA driver contexts inside psa_mac_operation_t
+  ];
+  /** What IDF v6.0 compiles its mbedTLS/TF-PSA-Crypto targets with (components/mbedtls/CMakeLists.txt); esp32-check compares with the real file. */
+  const IDF_CONFIG_DEFINES = { MBEDTLS_CONFIG_FILE: 'mbedtls/esp_config.h', TF_PSA_CRYPTO_USER_CONFIG_FILE: 'mbedtls/esp_config.h' };
+  const PLATFORMS = ['esp32', 'esp32/esp32s3', 'esp32/esp32c3', 'esp32/esp32c6'];
+  let idf: string;
+  beforeAll(() => {
+    // mcconfig requires each trailing-slash folder to exist; an empty stand-in IDF tree is enough here.
+    idf = mkdtempSync(join(tmpdir(), 'manifest-idf-'));
+    for (const folder of REQUIRED_IDF_FOLDERS) mkdirSync(join(idf, folder), { recursive: true });
+  });
+  afterAll(() => rmSync(idf, { recursive: true, force: true }));
+
+  test.each(PLATFORMS)('on %s, mcconfig would compile backend_esp32.c and lockstep_aead.c with every required IDF folder', (platform) => {
+    const build = resolveManifests({ manifest: join(ROOT, 'manifest.json'), platform, idfPath: idf });
+    expect(build.errors).toEqual([]);
+    expect(build.cFiles.map((file) => relative(ROOT, file)).sort()).toEqual(['hosts/moddable/native/backend_esp32.c', 'hosts/moddable/native/lockstep_aead.c']);
+    expect(build.cFolders).toEqual(REQUIRED_IDF_FOLDERS.map((folder) => join(idf, folder)));
+    expect(build.idfComponents).toEqual(['mbedtls', 'esp_hw_support']);
+  });
+
+  test('the resolution fails when a required folder is missing from the IDF tree, as mcconfig does', () => {
+    const partial = mkdtempSync(join(tmpdir(), 'manifest-idf-partial-'));
+    try {
+      for (const folder of REQUIRED_IDF_FOLDERS.slice(1)) mkdirSync(join(partial, folder), { recursive: true });
+      const build = resolveManifests({ manifest: join(ROOT, 'manifest.json'), platform: 'esp32', idfPath: partial });
+      expect(build.errors).toEqual([expect.stringContaining(REQUIRED_IDF_FOLDERS[0]!)]);
+    } finally {
+      rmSync(partial, { recursive: true, force: true });
+    }
+  });
+
+  test("backend_esp32.c sets IDF's configuration defines before any include and refuses a build that set them already", () => {
+    const source = readFileSync(join(ROOT, 'hosts/moddable/native/backend_esp32.c'), 'utf8');
+    const firstInclude = source.indexOf('#include');
+    for (const [name, value] of Object.entries(IDF_CONFIG_DEFINES)) {
+      const at = source.indexOf(`#define ${name} "${value}"`);
+      expect(at).toBeGreaterThan(0);
+      expect(at).toBeLessThan(firstInclude);
+      const guard = /#if (defined\(\w+\)[\s|\\]*)+\n#error[^\n]*\n#endif/.exec(source.slice(0, at));
+      expect(guard?.[0]).toContain(`defined(${name})`);
+    }
+    for (const guard of ['!SOC_AES_SUPPORTED', '!defined(ESP_CONFIG_H)', 'ESP_IDF_VERSION_MAJOR != 6', 'TF_PSA_CRYPTO_VERSION_MAJOR != 1', 'sizeof(psa_driver_mac_context_t) >= sizeof(esp_hmac_transparent_operation_t)']) {
+      expect(source).toContain(guard);
+    }
+  });
+
+  test.each(['backend_esp32.c', 'lockstep_aead.c'])('%s makes implicit function declarations errors (Moddable passes -Wno-implicit-function-declaration)', (file) => {
+    const source = readFileSync(join(ROOT, 'hosts/moddable/native', file), 'utf8');
+    const pragma = source.indexOf('#pragma GCC diagnostic error "-Wimplicit-function-declaration"');
+    expect(pragma).toBeGreaterThan(0);
+    expect(pragma).toBeLessThan(source.indexOf('#include'));
+  });
+
+  test('only the esp32 platform wires the native module; other targets are an error in its manifest', () => {
+    const native = readJson(join(ROOT, 'hosts/moddable/native/manifest.json'));
+    expect(Object.keys(native.platforms ?? {})).toEqual(['esp32', '...']);
+    expect(native.platforms?.['...']?.error).toContain('esp32');
   });
 });

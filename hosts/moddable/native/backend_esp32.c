@@ -23,20 +23,79 @@
  *     subsystem (Wi-Fi/BT) or bootloader_random_enable() supplies entropy; a
  *     Lockstep device always runs Wi-Fi before it needs a random IV.
  *
- * Wiring: the module's manifest.json adds { "idf": "mbedtls" } and
- * { "idf": "esp_hw_support" } to the esp32 platform's "dependency" list.
+ * Wiring (manifest.json, esp32 platform): { "idf": "mbedtls" } and
+ * { "idf": "esp_hw_support" } link the components; the include folders of
+ * their headers are listed under "modules" as trailing-slash entries, since
+ * Moddable gives module C files only components/mbedtls/mbedtls/include.
  */
+/* Moddable compiles module C with -Wno-implicit-function-declaration; in this
+ * file a call to an undeclared (e.g. misspelled) IDF function is an error. */
+#pragma GCC diagnostic error "-Wimplicit-function-declaration"
+
+/*
+ * The mbedTLS / TF-PSA-Crypto configuration IDF v6.0 builds its library with
+ * (components/mbedtls/CMakeLists.txt: MBEDTLS_CONFIG_FILE="mbedtls/esp_config.h"
+ * on every mbedTLS target, TF_PSA_CRYPTO_USER_CONFIG_FILE "mbedtls/esp_config.h"
+ * through set_config_files_compile_definitions). Moddable's esp32 build passes
+ * neither to module C files; without them psa/crypto.h falls back to
+ * TF-PSA-Crypto's default configuration and psa_mac_operation_t gets another
+ * layout than the library's (memory corruption on the chip). The values cannot
+ * be compared by the preprocessor, so a build that sets them itself is refused
+ * rather than trusted. tools/esp32-check checks these strings against IDF's
+ * CMakeLists.txt and the structure sizes against the library's view.
+ */
+#if defined(MBEDTLS_CONFIG_FILE) || defined(TF_PSA_CRYPTO_USER_CONFIG_FILE) || \
+	defined(TF_PSA_CRYPTO_CONFIG_FILE) || defined(MBEDTLS_USER_CONFIG_FILE)
+#error "lockstep_aead: an mbedTLS/TF-PSA-Crypto config macro is already set; this file sets IDF v6.0's (mbedtls/esp_config.h) and cannot check another value"
+#endif
+#define MBEDTLS_CONFIG_FILE "mbedtls/esp_config.h"
+#define TF_PSA_CRYPTO_USER_CONFIG_FILE "mbedtls/esp_config.h"
+
 #include <string.h>
 
+#include "sdkconfig.h"
+#include "esp_idf_version.h"
 #include "soc/soc_caps.h"
 #include "aes/esp_aes.h"
 #include "psa/crypto.h"
+#include "psa_crypto_driver_esp_hmac_transparent_contexts.h"
 #include "esp_random.h"
 
 #include "lockstep_aead_backend.h"
 
+#if ESP_IDF_VERSION_MAJOR != 6 || ESP_IDF_VERSION_MINOR != 0
+#error "lockstep_aead: backend_esp32.c is checked against ESP-IDF v6.0 only (docs/NATIVE.md); check it again for another version"
+#endif
+#if !defined(CONFIG_IDF_TARGET_ESP32) && !defined(CONFIG_IDF_TARGET_ESP32S3) && \
+	!defined(CONFIG_IDF_TARGET_ESP32C3) && !defined(CONFIG_IDF_TARGET_ESP32C6)
+#error "lockstep_aead: checked on esp32, esp32s3, esp32c3 and esp32c6 only (tools/esp32-check)"
+#endif
 #if !SOC_AES_SUPPORTED
 #error "lockstep_aead: this chip has no AES accelerator; build with the mbedTLS backend instead"
+#endif
+/* esp_config.h was read (its guard), and by TF-PSA-Crypto 1.x. */
+#if !defined(ESP_CONFIG_H)
+#error "lockstep_aead: psa/crypto.h did not read IDF's mbedtls/esp_config.h"
+#endif
+#if !defined(TF_PSA_CRYPTO_VERSION_MAJOR) || TF_PSA_CRYPTO_VERSION_MAJOR != 1
+#error "lockstep_aead: expected TF-PSA-Crypto 1.x (IDF v6.0)"
+#endif
+#if !defined(PSA_WANT_ALG_HMAC) || !defined(PSA_WANT_ALG_SHA_512) || !defined(PSA_WANT_KEY_TYPE_HMAC)
+#error "lockstep_aead: IDF's PSA configuration lacks HMAC-SHA-512"
+#endif
+
+_Static_assert(PSA_HASH_LENGTH(PSA_ALG_SHA_512) == LOCKSTEP_SHA512_BYTES, "SHA-512 digest size");
+_Static_assert(PSA_MAC_LENGTH(PSA_KEY_TYPE_HMAC, LOCKSTEP_HMAC_KEY_BYTES * 8, PSA_ALG_HMAC(PSA_ALG_SHA_512)) == LOCKSTEP_SHA512_BYTES,
+	"HMAC-SHA-512 MAC size");
+_Static_assert(sizeof(uint32_t) * 4 == LOCKSTEP_AES_BLOCK_BYTES, "one AES block in four 32-bit words");
+#if defined(ESP_HMAC_TRANSPARENT_DRIVER_ENABLED) && !defined(LOCKSTEP_SIZE_PROBE)
+/* With the SHA accelerator, IDF routes HMAC to its transparent driver, whose
+ * context lives inside psa_mac_operation_t: the headers we see must make room
+ * for it, as those of IDF's mbedTLS fork do (upstream TF-PSA-Crypto's do not).
+ * tools/esp32-check defines LOCKSTEP_SIZE_PROBE only in its size probe, so it
+ * can print the sizes when this fails. */
+_Static_assert(sizeof(psa_driver_mac_context_t) >= sizeof(esp_hmac_transparent_operation_t),
+	"psa_mac_operation_t has no room for IDF's HMAC driver context: TF-PSA-Crypto headers without IDF's driver contexts");
 #endif
 
 /* esp_aes_crypt_cbc reads and writes its buffers as 32-bit words on chips

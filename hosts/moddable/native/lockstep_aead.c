@@ -22,6 +22,10 @@
  * - No secret (MAC, decrypted block) lives on the C stack across an XS call
  *   or a throw: each is wiped before the next XS call, and before throwing.
  */
+/* Moddable compiles module C with -Wno-implicit-function-declaration; here a
+ * call to an undeclared function is an error. */
+#pragma GCC diagnostic error "-Wimplicit-function-declaration"
+
 #include <string.h>
 
 #include "xsmc.h"

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The simulator half of issue 11: the firmware still builds and runs in the
+# Moddable simulator (docs/FIRMWARE.md, "Running in the simulator"). Builds
+# with `mcconfig -m -p lin` (never -d: the SDK's debug path runs pkill),
+# provisions one device into a fresh hub database, runs the reference hub
+# with a short rotation interval and the firmware in mcsim under xvfb-run,
+# and passes when the device has promoted ROTATIONS keys and the hub's
+# record agrees with the device's last active key. Not part of `npm test`
+# (it needs the Moddable SDK's Linux tools and xvfb).
+#
+#   MODDABLE=/path/to/moddable tools/esp32-check/simulator-check.sh [--tls] [--rotations N] [--timeout S] [--work DIR]
+#
+# Everything it writes is under --work (default /tmp/lockstep-simulator-check);
+# it stops only the processes it started (their process groups, via job control).
+set -euo pipefail
+REPO="$(cd "$(dirname "$0")/../.." && pwd)"
+WORK=/tmp/lockstep-simulator-check
+ROTATIONS=3
+TIMEOUT=120
+TLS=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --tls) TLS=1 ;;
+    --rotations) ROTATIONS="$2"; shift ;;
+    --timeout) TIMEOUT="$2"; shift ;;
+    --work) WORK="$2"; shift ;;
+    *) echo "simulator-check: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+: "${MODDABLE:?set MODDABLE to the Moddable SDK (with build/bin/lin/release built)}"
+export MODDABLE PATH="$MODDABLE/build/bin/lin/release:$REPO/node_modules/.bin:$PATH"
+for tool in mcconfig mcsim xvfb-run stdbuf; do
+  command -v "$tool" >/dev/null || { echo "simulator-check: $tool not found" >&2; exit 2; }
+done
+
+rm -rf "$WORK"
+mkdir -p "$WORK/build"
+free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
+PORT=$(free_port)
+hub() { (cd "$REPO" && npx tsx tools/hub/cli.ts "$@"); }
+
+echo "simulator-check: provisioning a device into $WORK/hub.db"
+hub provision --db "$WORK/hub.db" --out "$WORK/dev1" > "$WORK/provision.json"
+cp "$WORK/dev1/keystore.bin" "$WORK/keystore.bin"
+DEVICE=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")).deviceId)' "$WORK/dev1/device.json")
+
+HUB_FLAGS=(serve --db "$WORK/hub.db" --host 127.0.0.1 --rotate-every 3s)
+BUILD_FLAGS=(hub=127.0.0.1 "keystoreImage=$WORK/keystore.bin" "keyWrapImage=$WORK/keywrap.bin")
+if [ "$TLS" = 1 ]; then
+  hub cert --out "$WORK/cert" > /dev/null
+  HUB_FLAGS+=(--no-tcp --tls-port "$PORT" --cert "$WORK/cert/hub-cert.pem" --key "$WORK/cert/hub-key.pem")
+  BUILD_FLAGS+=(port="$PORT" hubTls=true hubTlsVerify=false)
+else
+  HUB_FLAGS+=(--port "$PORT")
+  BUILD_FLAGS+=(port="$PORT")
+fi
+
+echo "simulator-check: mcconfig -m -p lin -o $WORK/build ${BUILD_FLAGS[*]}"
+(cd "$REPO" && mcconfig -m -p lin -o "$WORK/build" "${BUILD_FLAGS[@]}") > "$WORK/mcconfig.log" 2>&1 || { tail -30 "$WORK/mcconfig.log"; echo "simulator-check: FAILED (build)"; exit 1; }
+SO=$(find "$WORK/build/bin/lin" -name mc.so | head -1)
+[ -n "$SO" ] || { echo "simulator-check: no mc.so under $WORK/build" >&2; exit 1; }
+
+HUB_PGID=""; SIM_PGID=""
+cleanup() {
+  [ -n "$SIM_PGID" ] && kill -- -"$SIM_PGID" 2>/dev/null || true
+  [ -n "$HUB_PGID" ] && kill -- -"$HUB_PGID" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+# Job control: each background job gets its own process group (PGID = $!), stopped as a whole.
+set -m
+(cd "$REPO" && exec npx tsx tools/hub/cli.ts "${HUB_FLAGS[@]}") > "$WORK/hub.log" 2>&1 &
+HUB_PGID=$!
+for _ in $(seq 30); do grep -q '"event":"ready"' "$WORK/hub.log" && break; sleep 1; done
+grep -q '"event":"ready"' "$WORK/hub.log" || { cat "$WORK/hub.log"; echo "simulator-check: FAILED (hub did not start)"; exit 1; }
+: > "$WORK/device.log"
+# mcsim's traces go to stdout, block-buffered into a file: line-buffer them.
+stdbuf -oL -eL xvfb-run -a mcsim "$SO" > "$WORK/device.log" 2>&1 &
+SIM_PGID=$!
+set +m
+echo "simulator-check: hub (pgid $HUB_PGID) on 127.0.0.1:$PORT ($([ "$TLS" = 1 ] && echo TLS || echo TCP)), mcsim (pgid $SIM_PGID), device $DEVICE; waiting for $ROTATIONS promotions (at most ${TIMEOUT}s)"
+
+promoted=0
+for _ in $(seq "$TIMEOUT"); do
+  promoted=$(grep -c 'promoted: now active' "$WORK/device.log" || true); promoted=${promoted:-0}
+  [ "$promoted" -ge "$ROTATIONS" ] && break
+  if ! kill -0 "$SIM_PGID" 2>/dev/null; then echo "simulator-check: mcsim exited" >&2; break; fi
+  sleep 1
+done
+sleep 1
+cleanup
+trap - EXIT
+sleep 1
+
+grep -E '\[lockstep' "$WORK/device.log" | head -20 || true
+last=$(grep -o 'key [0-9]* promoted' "$WORK/device.log" | tail -1 | awk '{print $2}' || true)
+confirmed=$(grep -c '"event":"keyConfirmed"' "$WORK/hub.log" || true)
+hubKey=$(hub devices --db "$WORK/hub.db" --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const d=JSON.parse(s.trim().split("\n")[0]);console.log(d.activeKeyId+" "+(d.pendingKeyId??"-"))})')
+echo "simulator-check: device promoted $promoted keys (last: ${last:-none}); hub confirmed $confirmed; hub record: active ${hubKey% *}, pending ${hubKey#* }"
+# In sync: the hub's active key is the device's, or the hub still holds it as the
+# pending key whose proof was in flight when the check stopped (docs/PROTOCOL.md).
+if [ "$promoted" -ge "$ROTATIONS" ] && [ -n "$last" ] && { [ "${hubKey% *}" = "$last" ] || [ "${hubKey#* }" = "$last" ]; }; then
+  echo "simulator-check: ok (logs in $WORK)"
+  exit 0
+fi
+echo "simulator-check: FAILED (logs in $WORK: device.log, hub.log)"
+exit 1
