@@ -5,10 +5,13 @@
 # provisions one device into a fresh hub database, runs the reference hub
 # with a short rotation interval and the firmware in mcsim under xvfb-run,
 # and passes when the device has promoted ROTATIONS keys and the hub's
-# record agrees with the device's last active key. Not part of `npm test`
+# record agrees with the device's last active key. With --chaos, the hub is
+# killed with SIGKILL and restarted from its database every few seconds and
+# every third time the simulator is killed and restarted instead (the
+# device then boots from its keystore image). Not part of `npm test`
 # (it needs the Moddable SDK's Linux tools and xvfb).
 #
-#   MODDABLE=/path/to/moddable tools/esp32-check/simulator-check.sh [--tls] [--rotations N] [--timeout S] [--work DIR]
+#   MODDABLE=/path/to/moddable tools/esp32-check/simulator-check.sh [--tls] [--chaos] [--rotations N] [--timeout S] [--work DIR]
 #
 # Everything it writes is under --work (default /tmp/lockstep-simulator-check);
 # it stops only the processes it started (their process groups, via job control).
@@ -18,9 +21,11 @@ WORK=/tmp/lockstep-simulator-check
 ROTATIONS=3
 TIMEOUT=120
 TLS=0
+CHAOS=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --tls) TLS=1 ;;
+    --chaos) CHAOS=1 ;;
     --rotations) ROTATIONS="$2"; shift ;;
     --timeout) TIMEOUT="$2"; shift ;;
     --work) WORK="$2"; shift ;;
@@ -69,23 +74,54 @@ cleanup() {
 trap cleanup EXIT
 
 # Job control: each background job gets its own process group (PGID = $!), stopped as a whole.
-set -m
-(cd "$REPO" && exec npx tsx tools/hub/cli.ts "${HUB_FLAGS[@]}") > "$WORK/hub.log" 2>&1 &
-HUB_PGID=$!
-for _ in $(seq 30); do grep -q '"event":"ready"' "$WORK/hub.log" && break; sleep 1; done
-grep -q '"event":"ready"' "$WORK/hub.log" || { cat "$WORK/hub.log"; echo "simulator-check: FAILED (hub did not start)"; exit 1; }
+start_hub() {
+  set -m
+  (cd "$REPO" && exec npx tsx tools/hub/cli.ts "${HUB_FLAGS[@]}") >> "$WORK/hub.log" 2>&1 &
+  HUB_PGID=$!
+  set +m
+  local ready_before=$1
+  for _ in $(seq 30); do [ "$(grep -c '"event":"ready"' "$WORK/hub.log" || true)" -gt "$ready_before" ] && return 0; sleep 1; done
+  cat "$WORK/hub.log"; echo "simulator-check: FAILED (hub did not start)"; exit 1
+}
+start_sim() {
+  set -m
+  # mcsim's traces go to stdout, block-buffered into a file: line-buffer them.
+  stdbuf -oL -eL xvfb-run -a mcsim "$SO" >> "$WORK/device.log" 2>&1 &
+  SIM_PGID=$!
+  set +m
+}
+: > "$WORK/hub.log"
 : > "$WORK/device.log"
-# mcsim's traces go to stdout, block-buffered into a file: line-buffer them.
-stdbuf -oL -eL xvfb-run -a mcsim "$SO" > "$WORK/device.log" 2>&1 &
-SIM_PGID=$!
-set +m
+start_hub 0
+start_sim
 echo "simulator-check: hub (pgid $HUB_PGID) on 127.0.0.1:$PORT ($([ "$TLS" = 1 ] && echo TLS || echo TCP)), mcsim (pgid $SIM_PGID), device $DEVICE; waiting for $ROTATIONS promotions (at most ${TIMEOUT}s)"
+
+HUB_KILLS=0; SIM_RESTARTS=0; chaos_tick=0
+chaos_step() {
+  [ "$CHAOS" = 1 ] || return 0
+  chaos_tick=$((chaos_tick + 1))
+  [ $((chaos_tick % 4)) = 0 ] || return 0
+  if [ $(((HUB_KILLS + SIM_RESTARTS) % 3)) = 2 ]; then
+    echo "simulator-check: chaos: killing mcsim (the device boots from its keystore image)"
+    kill -KILL -- -"$SIM_PGID" 2>/dev/null || true
+    sleep 1
+    start_sim
+    SIM_RESTARTS=$((SIM_RESTARTS + 1))
+  else
+    echo "simulator-check: chaos: SIGKILL to the hub, restart from its database"
+    kill -KILL -- -"$HUB_PGID" 2>/dev/null || true
+    sleep 1
+    start_hub "$(grep -c '"event":"ready"' "$WORK/hub.log" || true)"
+    HUB_KILLS=$((HUB_KILLS + 1))
+  fi
+}
 
 promoted=0
 for _ in $(seq "$TIMEOUT"); do
   promoted=$(grep -c 'promoted: now active' "$WORK/device.log" || true); promoted=${promoted:-0}
   [ "$promoted" -ge "$ROTATIONS" ] && break
   if ! kill -0 "$SIM_PGID" 2>/dev/null; then echo "simulator-check: mcsim exited" >&2; break; fi
+  chaos_step
   sleep 1
 done
 sleep 1
@@ -97,7 +133,7 @@ grep -E '\[lockstep' "$WORK/device.log" | head -20 || true
 last=$(grep -o 'key [0-9]* promoted' "$WORK/device.log" | tail -1 | awk '{print $2}' || true)
 confirmed=$(grep -c '"event":"keyConfirmed"' "$WORK/hub.log" || true)
 hubKey=$(hub devices --db "$WORK/hub.db" --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const d=JSON.parse(s.trim().split("\n")[0]);console.log(d.activeKeyId+" "+(d.pendingKeyId??"-"))})')
-echo "simulator-check: device promoted $promoted keys (last: ${last:-none}); hub confirmed $confirmed; hub record: active ${hubKey% *}, pending ${hubKey#* }"
+echo "simulator-check: device promoted $promoted keys (last: ${last:-none}); hub confirmed $confirmed; hub record: active ${hubKey% *}, pending ${hubKey#* }; chaos: $HUB_KILLS hub kills, $SIM_RESTARTS simulator restarts"
 # In sync: the hub's active key is the device's, or the hub still holds it as the
 # pending key whose proof was in flight when the check stopped (docs/PROTOCOL.md).
 if [ "$promoted" -ge "$ROTATIONS" ] && [ -n "$last" ] && { [ "${hubKey% *}" = "$last" ] || [ "${hubKey#* }" = "$last" ]; }; then
