@@ -30,6 +30,18 @@ describe('parseFirmwareConfig', () => {
     expect([...fromCli.deviceId!]).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
   });
 
+  test('hubCa: a DER certificate as hex, checked for shape; anything else names the key', () => {
+    const der = new Uint8Array(300);
+    der.set([0x30, 0x82, 0x01, 0x28]);
+    const hex = Buffer.from(der).toString('hex');
+    expect([...parseFirmwareConfig({ hubCa: hex }).hubCa!]).toEqual([...der]);
+    expect(parseFirmwareConfig({}).hubCa).toBeUndefined();
+    expect(badKey({ hubCa: hex.slice(0, -2) })).toMatch(/hubCa: not a DER certificate/);
+    expect(badKey({ hubCa: 'zz' })).toMatch(/hubCa: expected a DER certificate as hex/);
+    expect(badKey({ hubCa: 'ab'.repeat(5000) })).toMatch(/hubCa/);
+    expect(badKey({ hubCa: '3082' })).toMatch(/hubCa: not a DER/);
+  });
+
   test('hub=host:port sets the port unless port is given', () => {
     expect(parseFirmwareConfig({ hub: 'hub.local:7800' })).toMatchObject({ hubHost: 'hub.local', hubPort: 7800 });
     expect(parseFirmwareConfig({ hub: 'hub.local:7800', port: '7900' }).hubPort).toBe(7900);

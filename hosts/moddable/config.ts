@@ -21,8 +21,14 @@ export interface FirmwareConfig {
   readonly hubPort: number;
   /** `hubTls`: connect through `securesocket` (TLS) instead of `socket`. */
   readonly tls: boolean;
-  /** `hubTlsVerify`: verify the hub's certificate against the SDK's CA store (TLS only). */
+  /** `hubTlsVerify`: verify the hub's certificate chain and name (TLS only). */
   readonly tlsVerify: boolean;
+  /**
+   * `hubCa`: the DER certificate (hex) the hub's chain must lead to — the
+   * development CA `lockstep-hub cert` writes, or your own. Trusted besides
+   * the CA certificates built into the app.
+   */
+  readonly hubCa: Uint8Array | undefined;
   /** If set, the keystore's device id must equal it (guards against flashing the wrong image). */
   readonly deviceId: Uint8Array | undefined;
   readonly reconnectBaseMs: number;
@@ -74,6 +80,7 @@ export function parseFirmwareConfig(raw: Readonly<Record<string, unknown>>, file
     hubPort,
     tls,
     tlsVerify: readBoolean(raw, 'hubTlsVerify', true),
+    hubCa: readCertificate(raw, 'hubCa'),
     deviceId: readDeviceId(raw),
     reconnectBaseMs,
     reconnectMaxMs,
@@ -141,6 +148,23 @@ function readBoolean(raw: Readonly<Record<string, unknown>>, key: string, fallba
   if (value === true || value === 'true' || value === '1') return true;
   if (value === false || value === 'false' || value === '0') return false;
   throw bad(key, 'expected true or false');
+}
+
+const MAX_CERTIFICATE_BYTES = 4096;
+
+/** A DER certificate as hex (mcconfig passes settings as strings); checked for shape, not parsed. */
+function readCertificate(raw: Readonly<Record<string, unknown>>, key: string): Uint8Array | undefined {
+  const value = raw[key];
+  if (value === undefined || value === '') return undefined;
+  if (typeof value !== 'string' || value.length % 2 !== 0 || value.length > 2 * MAX_CERTIFICATE_BYTES || !/^[0-9a-fA-F]+$/.test(value)) {
+    throw bad(key, `expected a DER certificate as hex (at most ${MAX_CERTIFICATE_BYTES} bytes)`);
+  }
+  const der = fromHex(value);
+  // A certificate is a DER SEQUENCE with a two-byte long-form length (0x30 0x82 hi lo) covering the rest.
+  if (der.length < 4 || der[0] !== 0x30 || der[1] !== 0x82 || (((der[2] as number) << 8) | (der[3] as number)) + 4 !== der.length) {
+    throw bad(key, 'not a DER certificate (expected one SEQUENCE spanning the value)');
+  }
+  return der;
 }
 
 function readDeviceId(raw: Readonly<Record<string, unknown>>): Uint8Array | undefined {

@@ -14,8 +14,20 @@ import type { LegacySocket } from './socket-transport';
 
 export function openHubSocket(config: FirmwareConfig): LegacySocket {
   if (config.tls) {
-    const secure = { verify: config.tlsVerify, protocolVersion: 0x303 };
+    // The SDK checks the chain and the name (host) against its built-in CAs plus `certificate` (hubCa).
+    const secure = {
+      verify: config.tlsVerify,
+      protocolVersion: 0x303,
+      ...(config.hubCa === undefined ? {} : { certificate: copyToArrayBuffer(config.hubCa) }),
+    };
     return new SecureSocket({ host: config.hubHost, port: config.hubPort, secure }) as unknown as LegacySocket;
   }
   return new Socket({ host: config.hubHost, port: config.hubPort }) as unknown as LegacySocket;
+}
+
+/** The SDK wants the certificate as an ArrayBuffer of its own. */
+function copyToArrayBuffer(bytes: Uint8Array): ArrayBuffer {
+  const out = new ArrayBuffer(bytes.length);
+  new Uint8Array(out).set(bytes);
+  return out;
 }
