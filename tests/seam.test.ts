@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { DEVICE_KEY_ROWS, DEVICE_REJECT_ROW, DEVICE_REKEY_ROWS, DEVICE_SESSION_TABLE } from '../modules/device/table';
 import { HUB_CONNECTION_TABLE, HUB_KEY_ROWS, HUB_OPEN_ROW, HUB_REJECT_ROWS, HUB_ROTATE_ROWS } from '../modules/hub/table';
 import { MAX_APP_PAYLOAD_BYTES, OUTBOX_MESSAGES, RECEIVE_BUFFER_BYTES } from '../modules/protocol/constants';
+import { HeldInput } from '../modules/protocol/held-input';
 import { Pair } from '../tools/testing/pair';
 
 function established(seed = 21): Pair {
@@ -110,5 +111,19 @@ describe("the code's tables are the spec's tables (docs/PROTOCOL.md §8)", () =>
     const extended = `${spec}\n| DS12 | established | something | established | — |\n`;
     const rows = [...new Set([...extended.matchAll(/^\| (DS\d+) \|/gm)].map((m) => m[1] as string))].sort();
     expect(sorted([...sessionIds(DEVICE_SESSION_TABLE), DEVICE_REJECT_ROW])).not.toEqual(rows);
+  });
+});
+
+describe('HeldInput (the cores\' receive buffer)', () => {
+  test('keeps bytes in order up to the limit, refuses one byte more, and empties when taken', () => {
+    const held = new HeldInput(1000);
+    for (let i = 0; i < 1000; i++) expect(held.append(Uint8Array.of(i & 0xff))).toBe(true);
+    expect(held.append(Uint8Array.of(0))).toBe(false);
+    const all = held.take()!;
+    expect(all.length).toBe(1000);
+    expect([...all.subarray(0, 3)]).toEqual([0, 1, 2]);
+    expect(all[999]).toBe(999 & 0xff);
+    expect(held.length).toBe(0);
+    expect(held.take()).toBeUndefined();
   });
 });

@@ -53,6 +53,7 @@ import { decodeChallenge, openFrame, sealFrame } from '../protocol/frame';
 import { FrameReader, withLengthPrefix } from '../protocol/framing';
 import { decodeHeader, type Header } from '../protocol/header';
 import type { Message } from '../protocol/messages';
+import { HeldInput } from '../protocol/held-input';
 import { AppChannel, type EnqueueResult } from '../session/app-channel';
 import type { DeviceAction, DeviceEvent, DevicePersistOp, DeviceSendResult } from './actions';
 import {
@@ -112,7 +113,7 @@ export class DeviceCore {
   #lastSentAt = 0;
 
   /** Received bytes kept unparsed while a persist is outstanding (the core's own copy). */
-  #held: Uint8Array | undefined;
+  readonly #held: HeldInput;
   readonly #receiveBufferBytes: number;
   #persisting: DevicePersistOp | undefined;
   #deferred: DeferredMessage | undefined;
@@ -134,6 +135,7 @@ export class DeviceCore {
       idleTimeoutMs: config.timing?.idleTimeoutMs ?? IDLE_TIMEOUT_MS,
     };
     this.#receiveBufferBytes = config.receiveBufferBytes ?? RECEIVE_BUFFER_BYTES;
+    this.#held = new HeldInput(this.#receiveBufferBytes);
     this.#active = copySlot(config.keys.active);
     this.#future = config.keys.future === undefined ? undefined : copySlot(config.keys.future);
     this.#channel = new AppChannel(this.#randomBytes(STREAM_ID_BYTES));
@@ -161,7 +163,7 @@ export class DeviceCore {
   }
   /** Bytes received and kept unparsed (while a persist is outstanding). */
   get heldInputBytes(): number {
-    return this.#held?.length ?? 0;
+    return this.#held.length;
   }
   /** Set after a failed persist: the host must build a new core from a remounted keystore. */
   get halted(): boolean {
@@ -199,7 +201,7 @@ export class DeviceCore {
       persisting: this.#persisting?.kind,
       halted: this.#halted,
       readerIdle: this.#reader.idle,
-      heldInput: this.#held?.length ?? 0,
+      heldInput: this.#held.length,
     };
   }
 
@@ -246,7 +248,7 @@ export class DeviceCore {
     this.#assertNotHalted();
     if (this.#session === 'offline') throw new LockstepError('LOCAL_NOT_READY', 'receive() without a connection');
     const out: DeviceAction[] = [];
-    if (this.#persisting !== undefined || this.#held !== undefined) this.#hold(bytes, out);
+    if (this.#persisting !== undefined || this.#held.length > 0) this.#hold(bytes, out);
     else this.#parse(bytes, now, out);
     return out;
   }
@@ -326,7 +328,7 @@ export class DeviceCore {
     if (this.#persisting === undefined) throw new LockstepError('LOCAL_NOT_READY', 'no persist outstanding');
     this.#persisting = undefined;
     this.#deferred = undefined;
-    this.#held = undefined;
+    this.#held.clear();
     this.#halted = true;
     const out: DeviceAction[] = [];
     if (this.#session !== 'offline') this.#close(error, out);
@@ -382,24 +384,15 @@ export class DeviceCore {
 
   /** Keeps a copy of `bytes` after what is already kept; over the bound the connection ends (BUFFER_FULL). */
   #hold(bytes: Uint8Array, out: DeviceAction[]): void {
-    if (bytes.length === 0) return;
-    const kept = this.#held?.length ?? 0;
-    if (kept + bytes.length > this.#receiveBufferBytes) {
-      this.#held = undefined;
-      this.#close(new LockstepError('BUFFER_FULL', `more than ${this.#receiveBufferBytes} bytes received during a persist`), out);
-      return;
-    }
-    const held = new Uint8Array(kept + bytes.length);
-    if (this.#held !== undefined) held.set(this.#held);
-    held.set(bytes, kept);
-    this.#held = held;
+    if (this.#held.append(bytes)) return;
+    this.#held.clear();
+    this.#close(new LockstepError('BUFFER_FULL', `more than ${this.#receiveBufferBytes} bytes received during a persist`), out);
   }
 
   #resumeHeld(now: number, out: DeviceAction[]): void {
-    const held = this.#held;
-    if (held === undefined || this.#persisting !== undefined) return;
-    this.#held = undefined;
-    if (this.#session !== 'offline') this.#parse(held, now, out);
+    if (this.#persisting !== undefined) return;
+    const held = this.#held.take();
+    if (held !== undefined && this.#session !== 'offline') this.#parse(held, now, out);
   }
 
   #handleFrame(frame: Uint8Array, now: number, out: DeviceAction[]): void {
@@ -652,7 +645,7 @@ export class DeviceCore {
     this.#reader.reset();
     // Input and a deferred frame of a closed connection mean nothing in the next one
     // (a promotion still outstanding completes when persisted).
-    this.#held = undefined;
+    this.#held.clear();
     this.#deferred = undefined;
   }
 

@@ -54,6 +54,7 @@ import { encodeChallenge, openFrame, sealFrame } from '../protocol/frame';
 import { FrameReader, withLengthPrefix } from '../protocol/framing';
 import { decodeHeader, type Header } from '../protocol/header';
 import type { Message } from '../protocol/messages';
+import { HeldInput } from '../protocol/held-input';
 import { AppChannel, type EnqueueResult } from '../session/app-channel';
 import { backoffDelayMs } from '../session/backoff';
 import type { ConnectionId, HubAction, HubEvent, HubPersistOp, HubRotateResult, HubSendResult } from './actions';
@@ -134,7 +135,7 @@ interface Connection {
   readonly openedAt: number;
   lastReceivedAt: number;
   /** Received bytes kept unparsed while the device's persist is outstanding (the core's own copy). */
-  held: Uint8Array | undefined;
+  held: HeldInput | undefined;
 }
 
 export class HubCore {
@@ -528,23 +529,17 @@ export class HubCore {
   #hold(conn: Connection, bytes: Uint8Array, out: HubAction[]): void {
     if (conn.device !== undefined) conn.device.blocked = conn.id;
     if (bytes.length === 0) return;
-    const kept = conn.held?.length ?? 0;
-    if (kept + bytes.length > this.#receiveBufferBytes) {
-      conn.held = undefined;
-      this.#close(conn, new LockstepError('BUFFER_FULL', `more than ${this.#receiveBufferBytes} bytes received during a persist`), out);
-      return;
-    }
-    const held = new Uint8Array(kept + bytes.length);
-    if (conn.held !== undefined) held.set(conn.held);
-    held.set(bytes, kept);
-    conn.held = held;
+    conn.held ??= new HeldInput(this.#receiveBufferBytes);
+    if (conn.held.append(bytes)) return;
+    conn.held = undefined;
+    this.#close(conn, new LockstepError('BUFFER_FULL', `more than ${this.#receiveBufferBytes} bytes received during a persist`), out);
   }
 
   #resumeHeld(conn: Connection, now: number, out: HubAction[]): void {
-    const held = conn.held;
-    if (held === undefined || conn.device?.persisting !== undefined) return;
+    if (conn.held === undefined || conn.device?.persisting !== undefined) return;
+    const held = conn.held.take();
     conn.held = undefined;
-    this.#parse(conn, held, now, out);
+    if (held !== undefined) this.#parse(conn, held, now, out);
   }
 
   #handleFrame(conn: Connection, frame: Uint8Array, now: number, out: HubAction[]): void {
