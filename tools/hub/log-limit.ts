@@ -87,7 +87,7 @@ export class RateLimitedLogger implements Logger {
 
   /** Writes what was suppressed since the last flush and forgets refilled buckets. */
   flush(): void {
-    for (const [event, count] of this.#suppressed) this.inner.warn('logSuppressed', { event, suppressed: count });
+    for (const [event, count] of this.#suppressed) this.inner.warn('logSuppressed', { limitedEvent: event, suppressed: count });
     this.#suppressed.clear();
     const now = this.now();
     for (const [key, bucket] of this.#keyed) {
