@@ -22,16 +22,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fromHex } from '../modules/bytes';
 import { MessageType } from '../modules/protocol/constants';
-import { sealFrame } from '../modules/protocol/frame';
-import { withLengthPrefix } from '../modules/protocol/framing';
 import { decodeHeader } from '../modules/protocol/header';
-import { nodeAead } from '../hosts/node/crypto';
 import { createDevCertificate } from '../tools/hub/cert';
 import { jsonLogger } from '../tools/hub/log';
 import { LockstepHub } from '../tools/hub/server';
 import { provisionSimulatedDevice, SimulatedDevice } from '../tools/demo/fleet';
+import { sessionFrames } from './support/frames';
 
 const FLOOD_SOURCE = '127.0.0.2';
 const DEVICE_SOURCE = '127.0.0.3';
@@ -42,6 +39,7 @@ const hubs: LockstepHub[] = [];
 const devices: SimulatedDevice[] = [];
 const floods: ChildProcess[] = [];
 const servers: Server[] = [];
+const proxied = new Set<Socket>();
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'lockstep-flood-'));
@@ -50,6 +48,8 @@ afterEach(async () => {
   for (const flood of floods.splice(0)) flood.kill();
   for (const device of devices.splice(0)) device.stop();
   for (const server of servers.splice(0)) server.close();
+  for (const socket of proxied) socket.destroy();
+  proxied.clear();
   for (const hub of hubs.splice(0)) await hub.close();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -112,6 +112,7 @@ async function delayingProxy(hubPort: number, outbound: string): Promise<number>
   const server = createServer((inbound) => {
     const upstream = connect({ host: '127.0.0.1', port: hubPort, localAddress: outbound });
     const relay = (from: Socket, to: Socket) => {
+      proxied.add(from);
       from.on('data', (chunk: Buffer) => setTimeout(() => to.destroyed || to.write(chunk), ONE_WAY_DELAY_MS));
       from.on('close', () => setTimeout(() => to.destroy(), ONE_WAY_DELAY_MS));
       from.on('error', () => {});
@@ -246,16 +247,7 @@ test('5: log lines one source or one device can cause are bounded', async () => 
   client.on('data', (chunk: Buffer) => received.push(chunk));
   await until(() => Buffer.concat(received).length >= 38, 'the CHALLENGE', 5000);
   const nonce = decodeHeader(new Uint8Array(Buffer.concat(received).subarray(2, 38))).sessionId;
-  const frame = (sequence: number, message: Parameters<typeof sealFrame>[0]['message']) =>
-    withLengthPrefix(
-      sealFrame({
-        aead: nodeAead,
-        key: record.active.key,
-        iv: randomBytes(16),
-        header: { fromHub: false, deviceId: fromHex(record.deviceId), keyId: record.active.id, sequence, sessionId: nonce },
-        message,
-      }),
-    );
+  const frame = sessionFrames(record, nonce);
   client.write(frame(0, { type: MessageType.HELLO, deviceNonce: randomBytes(16), activeKeyId: record.active.id, futureKeyId: 0 }));
   await until(() => hub.deviceState(record.deviceId).connected, 'the device session', 5000);
   let sequence = 1;

@@ -21,32 +21,27 @@ const MAX_OPEN = 12_000;
 const FIRST_PORT = 10_000;
 const PORTS = 20_000;
 const started = Date.now();
-let connected = 0;
-let closed = 0;
-let errors = 0;
-let open = 0;
-let attempted = 0;
-let maxLifetimeMs = 0;
+const count = { connected: 0, closed: 0, errors: 0, open: 0, attempted: 0, maxLifetimeMs: 0 };
 
 function report(done = false) {
-  process.stdout.write(`${JSON.stringify({ done, connected, closed, errors, open, attempted, maxLifetimeMs, t: Date.now() - started })}\n`);
+  process.stdout.write(`${JSON.stringify({ done, ...count, t: Date.now() - started })}\n`);
 }
 
 function one() {
-  attempted++;
-  open++;
-  const socket = connect({ host, port, localAddress, localPort: FIRST_PORT + (attempted % PORTS) });
+  count.attempted++;
+  count.open++;
+  const socket = connect({ host, port, localAddress, localPort: FIRST_PORT + (count.attempted % PORTS) });
   let connectedAt = 0;
   socket.on('connect', () => {
-    connected++;
+    count.connected++;
     connectedAt = Date.now();
   });
   socket.on('data', () => {});
-  socket.on('error', () => errors++);
+  socket.on('error', () => count.errors++);
   socket.on('close', () => {
-    open--;
-    closed++;
-    if (connectedAt > 0) maxLifetimeMs = Math.max(maxLifetimeMs, Date.now() - connectedAt);
+    count.open--;
+    count.closed++;
+    if (connectedAt > 0) count.maxLifetimeMs = Math.max(count.maxLifetimeMs, Date.now() - connectedAt);
   });
 }
 
@@ -61,10 +56,10 @@ function finish() {
 }
 
 if (mode === 'idle') {
-  const count = Number(a);
-  for (let i = 0; i < count; i++) one();
+  const sockets = Number(a);
+  for (let i = 0; i < sockets; i++) one();
   const check = setInterval(() => {
-    if (closed >= count) {
+    if (count.closed >= sockets) {
       clearInterval(check);
       finish();
     }
@@ -74,8 +69,8 @@ if (mode === 'idle') {
   const durationMs = Number(b);
   const TICK_MS = 10;
   const timer = setInterval(() => {
-    const due = Math.floor(((Date.now() - started) * perSecond) / 1000) - attempted;
-    for (let i = 0; i < due && open < MAX_OPEN; i++) one();
+    const due = Math.floor(((Date.now() - started) * perSecond) / 1000) - count.attempted;
+    for (let i = 0; i < due && count.open < MAX_OPEN; i++) one();
     if (Date.now() - started >= durationMs) {
       clearInterval(timer);
       finish();
