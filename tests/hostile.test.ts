@@ -18,6 +18,7 @@ import { decodeHeader } from '../modules/protocol/header';
 import { nodeAead, nodeRandom } from '../hosts/node/crypto';
 import { Harness } from '../tools/demo/harness';
 import { newDeviceRecord, type DeviceRecord } from '../tools/hub/records';
+import { sessionFrames } from './support/frames';
 
 const MAX_UNAUTHENTICATED = 100;
 const HANDSHAKE_TIMEOUT_MS = 2000;
@@ -247,17 +248,7 @@ test('a peer that never reads is dropped when its write buffer passes the limit'
   const droppedBefore = harness.hub.stats().droppedSlowReaders;
   await underAttack(async () => {
     const client = await rawClient();
-    const nonce = await hubNonceOf(client);
-    const frame = (sequence: number, message: Parameters<typeof sealFrame>[0]['message']) =>
-      withLengthPrefix(
-        sealFrame({
-          aead: nodeAead,
-          key: record.active.key,
-          iv: randomBytes(16),
-          header: { fromHub: false, deviceId: fromHex(record.deviceId), keyId: record.active.id, sequence, sessionId: nonce },
-          message,
-        }),
-      );
+    const frame = sessionFrames(record, await hubNonceOf(client));
     // A valid HELLO, then stop reading and make the hub answer: every PING gets a PONG it cannot deliver.
     client.socket.pause();
     client.socket.write(frame(0, { type: MessageType.HELLO, deviceNonce: randomBytes(16), activeKeyId: record.active.id, futureKeyId: 0 }));

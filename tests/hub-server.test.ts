@@ -184,13 +184,14 @@ test('one hub per database; a restarted hub serves the same devices from the dat
   await until(() => device.host.keys.active.id === 3, 'rotation after restart');
 });
 
-test('connections beyond the cap are refused at accept', async () => {
+test('at the connection cap a pre-authentication connection gives way to the new one', async () => {
   const hub = await startHub({ limits: { maxConnections: 3 } });
   const port = hub.addresses[0]?.port as number;
   const sockets = Array.from({ length: 5 }, () => connect({ host: '127.0.0.1', port }));
   const closed = sockets.map((s) => new Promise<boolean>((resolve) => s.once('close', () => resolve(true))));
   for (const s of sockets) s.on('error', () => {});
-  await until(() => hub.stats().refused === 2, 'two refused');
+  await until(() => hub.stats().evicted === 2, 'two evicted');
+  expect(hub.stats().refused).toBe(0);
   expect(hub.stats().connections).toBe(3);
   for (const s of sockets) s.destroy();
   await Promise.all(closed);

@@ -14,11 +14,18 @@
  *   false after a chunk, the socket is paused; after each commit batch
  *   (`resumeReady`) the paused links, and only those, are resumed once the
  *   core wants input again.
- * - Limits: `maxConnections` open (more are refused), `maxUnauthenticated`
- *   before the HELLO authenticates (the oldest is evicted,
- *   tools/hub/eviction.ts), `maxWriteBufferBytes` waiting to be written
+ * - Limits (docs/HUB.md §5): a connection is counted from the kernel's
+ *   accept — for TLS before its handshake — until it closes (`opened`,
+ *   `#release`). `maxConnections` open in all: at the cap a
+ *   pre-authentication connection is evicted to admit the new one, which is
+ *   refused only when every open connection is authenticated.
+ *   `maxUnauthenticated` before the HELLO authenticates: beyond it the
+ *   source holding the most gives way, its oldest first
+ *   (tools/hub/eviction.ts). `maxWriteBufferBytes` waiting to be written
  *   (beyond: dropped as a slow reader). The core closes a connection whose
- *   kept input exceeds its receive buffer (BUFFER_FULL).
+ *   kept input exceeds its receive buffer (BUFFER_FULL). No per-connection
+ *   timer: the core's tick ends handshakes that take too long, Node's
+ *   `handshakeTimeout` TLS ones (tools/hub/listeners.ts destroys them).
  * - The Link table and the core's connections are the same set: a link is
  *   forgotten when its socket closes (`HubCore.closed` follows) or when the
  *   core closed it (a `close` action: the core already forgot it).
@@ -27,8 +34,8 @@ import type { Socket } from 'node:net';
 import { describeError, type LockstepError } from '../../modules/errors';
 import type { ConnectionId } from '../../modules/hub/actions';
 import type { HubCore } from '../../modules/hub/hub';
-import { UnauthenticatedCap } from './eviction';
-import { Link, type Transport } from './link';
+import { SourceCap, sourceOf } from './eviction';
+import { Link, type Admission, type Transport } from './link';
 import type { Logger } from './log';
 import type { ConnectionLimits } from './options';
 import type { ActionPipeline } from './pipeline';
@@ -53,7 +60,12 @@ export class Connections {
     maxQueuedInputBytes: 0,
   };
   readonly #links = new Map<ConnectionId, Link>();
-  readonly #unauthenticated: UnauthenticatedCap;
+  /** Pre-authentication connections, TLS handshakes included. */
+  readonly #unauthenticated: SourceCap<Admission>;
+  /** TLS connections whose handshake has not completed, by remote address:port. */
+  readonly #handshaking = new Map<string, Admission>();
+  /** Counted connections (admitted, not yet released). */
+  #open = 0;
   /** Links whose socket is paused because the core did not want input. */
   readonly #paused = new Set<Link>();
   #nextId = 0;
@@ -66,11 +78,11 @@ export class Connections {
     private readonly log: Logger,
     private readonly now: () => number,
   ) {
-    this.#unauthenticated = new UnauthenticatedCap(limits.maxUnauthenticated);
+    this.#unauthenticated = new SourceCap(limits.maxUnauthenticated);
   }
 
   get size(): number {
-    return this.#links.size;
+    return this.#open;
   }
 
   get unauthenticated(): number {
@@ -81,26 +93,77 @@ export class Connections {
     return this.#links.get(connection);
   }
 
-  accept(socket: Socket, transport: Transport): void {
-    if (this.#stopped || this.#links.size >= this.limits.maxConnections) {
+  /**
+   * A TCP connection the kernel accepted (for TLS: before the handshake).
+   * Counted from now; at a cap a pre-authentication connection gives way.
+   * A TCP one goes to the core at once, a TLS one when `secured`.
+   */
+  opened(raw: Socket, transport: Transport): void {
+    if (this.#stopped || (this.#open >= this.limits.maxConnections && !this.#evictOne('connection cap'))) {
       this.counters.refused++;
+      raw.destroy();
+      return;
+    }
+    const admission: Admission = {
+      raw,
+      source: sourceOf(raw.remoteAddress),
+      handshakeKey: transport === 'tls' ? handshakeKey(raw) : undefined,
+      link: undefined,
+      counted: true,
+    };
+    this.#open++;
+    raw.on('error', () => {});
+    raw.once('close', () => this.#release(admission));
+    this.#unauthenticated.add(admission, admission.source);
+    if (this.#unauthenticated.over) this.#evictOne('unauthenticated cap');
+    if (!admission.counted) return;
+    if (admission.handshakeKey === undefined) this.#accept(raw, transport, admission);
+    else this.#handshaking.set(admission.handshakeKey, admission);
+  }
+
+  /** A TLS handshake completed ('secureConnection'): the connection goes to the core. */
+  secured(socket: Socket): void {
+    const key = handshakeKey(socket);
+    const admission = this.#handshaking.get(key);
+    this.#handshaking.delete(key);
+    if (admission === undefined || !admission.counted) {
       socket.destroy();
       return;
     }
-    const link = new Link(++this.#nextId, socket, transport);
+    this.#accept(socket, 'tls', admission);
+  }
+
+  #accept(socket: Socket, transport: Transport, admission: Admission): void {
+    const link = new Link(++this.#nextId, socket, transport, admission);
+    admission.link = link;
     this.#links.set(link.id, link);
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.#onData(link, chunk));
     socket.on('error', () => {});
     socket.on('close', () => this.#forget(link));
-    this.log.debug('connectionOpened', { connection: link.id, transport, remote: link.remoteAddress });
-    const evict = this.#unauthenticated.accepted(link.id);
-    const oldest = evict === undefined ? undefined : this.#links.get(evict);
-    if (oldest !== undefined) {
-      this.counters.evicted++;
-      this.drop(oldest, 'evicted: too many unauthenticated connections');
-    }
+    this.log.debug('connectionOpened', { connection: link.id, transport, remote: link.remoteAddress, source: admission.source });
     this.pipeline.apply(this.core.opened(link.id, this.now()));
+  }
+
+  /** Evicts the pre-authentication connection the policy picks (tools/hub/eviction.ts); false when there is none. */
+  #evictOne(reason: string): boolean {
+    const victim = this.#unauthenticated.victim();
+    if (victim === undefined) return false;
+    this.counters.evicted++;
+    this.log.debug('connectionEvicted', { reason, source: victim.source, connection: victim.link?.id });
+    if (victim.link !== undefined) this.drop(victim.link, `evicted: ${reason}`);
+    else victim.raw.destroy();
+    this.#release(victim);
+    return true;
+  }
+
+  /** The connection no longer counts (closed, dropped or evicted); idempotent. */
+  #release(admission: Admission): void {
+    if (!admission.counted) return;
+    admission.counted = false;
+    this.#open--;
+    this.#unauthenticated.remove(admission);
+    if (admission.handshakeKey !== undefined && this.#handshaking.get(admission.handshakeKey) === admission) this.#handshaking.delete(admission.handshakeKey);
   }
 
   /** The connection's HELLO authenticated (a `deviceConnected` event): it no longer counts against the cap. */
@@ -108,7 +171,7 @@ export class Connections {
     const link = this.#links.get(connection);
     if (link === undefined) return undefined;
     link.deviceId = deviceId;
-    this.#unauthenticated.authenticated(connection);
+    this.#unauthenticated.remove(link.admission);
     return link;
   }
 
@@ -127,7 +190,7 @@ export class Connections {
     const link = this.#links.get(connection);
     if (link === undefined) return;
     if (error.code === 'BUFFER_FULL') this.counters.droppedInputOverflow++;
-    this.log.debug('connectionClosed', { connection: link.id, code: error.code, device: link.deviceId });
+    this.log.debug('connectionClosed', { connection: link.id, code: error.code, device: link.deviceId, source: link.admission.source });
     link.destroy();
     this.#remove(link);
   }
@@ -147,7 +210,7 @@ export class Connections {
   /** Ends a connection from this side (limits, eviction, shutdown). */
   drop(link: Link, reason: string): void {
     if (link.closed) return;
-    this.log.debug('connectionDropped', { connection: link.id, reason, remote: link.remoteAddress });
+    this.log.debug('connectionDropped', { connection: link.id, reason, remote: link.remoteAddress, source: link.admission.source });
     link.destroy();
     this.#forget(link);
   }
@@ -156,6 +219,10 @@ export class Connections {
   stop(reason: string): void {
     this.#stopped = true;
     for (const link of [...this.#links.values()]) this.drop(link, reason);
+    for (const admission of [...this.#handshaking.values()]) {
+      admission.raw.destroy();
+      this.#release(admission);
+    }
   }
 
   #onData(link: Link, chunk: Uint8Array): void {
@@ -183,8 +250,13 @@ export class Connections {
 
   #remove(link: Link): boolean {
     if (!this.#links.delete(link.id)) return false;
-    this.#unauthenticated.forget(link.id);
+    this.#release(link.admission);
     this.#paused.delete(link);
     return true;
   }
+}
+
+/** The same for the raw socket and the TLS socket over it. */
+function handshakeKey(socket: Socket): string {
+  return `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
 }

@@ -88,7 +88,7 @@ export class HubEventRouter {
       case 'rejected': {
         this.counters.rejectedFrames++;
         const link = this.connections().get(event.connection);
-        this.log.debug('rejected', { connection: event.connection, deviceId: event.deviceId, code: event.error.code });
+        this.log.debug('rejected', { connection: event.connection, deviceId: event.deviceId, code: event.error.code, source: link?.admission.source });
         this.emit('rejected', { deviceId: event.deviceId, code: event.error.code, remoteAddress: link?.remoteAddress ?? '?' });
         return;
       }

@@ -13,19 +13,35 @@ import type { ConnectionId } from '../../modules/hub/actions';
 
 export type Transport = 'tcp' | 'tls';
 
+/**
+ * A transport connection from the kernel's accept (for TLS: before the TLS
+ * handshake) until it closes: what the caps count (tools/hub/connections.ts).
+ * `raw` is the TCP socket (under the TLS socket for TLS); `handshakeKey`
+ * finds a TLS one again when its handshake completes.
+ */
+export interface Admission {
+  readonly raw: Socket;
+  readonly source: string;
+  readonly handshakeKey: string | undefined;
+  link: Link | undefined;
+  counted: boolean;
+}
+
 export class Link {
   readonly id: ConnectionId;
   readonly socket: Socket;
   readonly transport: Transport;
   readonly remoteAddress: string;
+  readonly admission: Admission;
   deviceId: string | undefined;
   closed = false;
   paused = false;
 
-  constructor(id: ConnectionId, socket: Socket, transport: Transport) {
+  constructor(id: ConnectionId, socket: Socket, transport: Transport, admission: Admission) {
     this.id = id;
     this.socket = socket;
     this.transport = transport;
+    this.admission = admission;
     this.remoteAddress = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
   }
 

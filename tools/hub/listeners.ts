@@ -1,8 +1,16 @@
 /**
  * The hub's listening sockets: plain TCP and/or TLS (node:net, node:tls).
- * Connections beyond `maxConnections` are refused by Node itself ('drop');
- * a TLS handshake must finish within `tlsHandshakeTimeoutMs` and a failed
- * one never reaches the core.
+ *
+ * Rules:
+ * - Every TCP connection goes to `opened` as soon as the kernel accepted
+ *   it — for TLS before the handshake (the tls.Server's raw 'connection') —
+ *   so TLS handshakes in progress are counted and evictable like
+ *   pre-authentication TCP connections (tools/hub/connections.ts).
+ * - `server.maxConnections` is not used: Node would refuse at the cap
+ *   before the hub can evict a pre-authentication connection.
+ * - A TLS handshake must finish within `tlsHandshakeTimeoutMs`; a failed
+ *   or timed-out one is destroyed here (with a 'tlsClientError' listener,
+ *   Node leaves the socket open) and never reaches the core.
  */
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
@@ -16,9 +24,11 @@ export interface Listener {
 }
 
 export interface ListenerHooks {
-  readonly accept: (socket: Socket, transport: Transport) => void;
-  readonly refused: () => void;
-  readonly tlsHandshakeFailed: () => void;
+  /** A TCP connection the kernel accepted (TLS: before its handshake). */
+  readonly opened: (raw: Socket, transport: Transport) => void;
+  /** A TLS handshake completed. */
+  readonly secured: (socket: Socket) => void;
+  readonly tlsHandshakeFailed: (code: string | undefined, remote: string | undefined) => void;
   readonly log: Logger;
 }
 
@@ -26,16 +36,21 @@ export async function openListeners(options: HubOptions, limits: ConnectionLimit
   const listeners: Listener[] = [];
   try {
     if (options.tcp !== false) {
-      const server = createServer({ noDelay: true }, (socket) => hooks.accept(socket, 'tcp'));
-      listeners.push(await bind(server, 'tcp', options.tcp?.host ?? DEFAULT_HOST, options.tcp?.port ?? DEFAULT_TCP_PORT, limits, hooks));
+      const server = createServer({ noDelay: true }, (socket) => hooks.opened(socket, 'tcp'));
+      listeners.push(await bind(server, 'tcp', options.tcp?.host ?? DEFAULT_HOST, options.tcp?.port ?? DEFAULT_TCP_PORT, hooks));
     }
     if (options.tls !== undefined) {
       const server = createTlsServer(
         { cert: options.tls.cert, key: options.tls.key, minVersion: 'TLSv1.2', handshakeTimeout: limits.tlsHandshakeTimeoutMs },
-        (socket) => hooks.accept(socket, 'tls'),
+        (socket) => hooks.secured(socket),
       );
-      server.on('tlsClientError', () => hooks.tlsHandshakeFailed());
-      listeners.push(await bind(server, 'tls', options.tls.host ?? DEFAULT_HOST, options.tls.port ?? 0, limits, hooks));
+      // Registered after the tls.Server's own 'connection' listener, which wraps the raw socket first.
+      server.on('connection', (raw: Socket) => hooks.opened(raw, 'tls'));
+      server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: Socket) => {
+        hooks.tlsHandshakeFailed(error.code, socket.remoteAddress);
+        socket.destroy();
+      });
+      listeners.push(await bind(server, 'tls', options.tls.host ?? DEFAULT_HOST, options.tls.port ?? 0, hooks));
     }
   } catch (error) {
     for (const listener of listeners) listener.server.close();
@@ -44,9 +59,7 @@ export async function openListeners(options: HubOptions, limits: ConnectionLimit
   return listeners;
 }
 
-async function bind(server: Server, transport: Transport, host: string, port: number, limits: ConnectionLimits, hooks: ListenerHooks): Promise<Listener> {
-  server.maxConnections = limits.maxConnections;
-  server.on('drop', () => hooks.refused());
+async function bind(server: Server, transport: Transport, host: string, port: number, hooks: ListenerHooks): Promise<Listener> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen({ host, port, backlog: 4096 }, () => {

@@ -10,9 +10,9 @@ import type { RotationPolicy } from './scheduler';
 import type { HubStore } from './store';
 
 export interface ConnectionLimits {
-  /** Open transport connections, authenticated or not; more are refused at accept. */
+  /** Open transport connections, authenticated or not, counted from the kernel's accept (TLS: before the handshake); at the cap a pre-authentication one is evicted for the new one, which is refused only when all are authenticated. */
   readonly maxConnections: number;
-  /** Connections whose HELLO has not authenticated yet; beyond this the oldest is evicted. */
+  /** Connections whose HELLO has not authenticated yet (TLS handshakes included); beyond, the oldest of the source holding the most is evicted (docs/HUB.md §5). */
   readonly maxUnauthenticated: number;
   /** Received bytes the core keeps for one connection while its device's commit is outstanding (HubCore receiveBufferBytes; the socket is paused meanwhile); beyond: closed, BUFFER_FULL. */
   readonly maxQueuedInputBytes: number;
@@ -23,8 +23,10 @@ export interface ConnectionLimits {
 }
 
 export const DEFAULT_LIMITS: ConnectionLimits = {
-  maxConnections: 16_000,
-  maxUnauthenticated: 1_024,
+  // 16,384 devices plus the pre-authentication cap (docs/HUB.md §5).
+  maxConnections: 24_576,
+  // A connection lives at least cap / flood rate: 8,192 at 3,000/s ≈ 2.7 s, enough for a 2 × 400 ms handshake.
+  maxUnauthenticated: 8_192,
   maxQueuedInputBytes: 128 * 1024,
   maxWriteBufferBytes: 256 * 1024,
   tlsHandshakeTimeoutMs: 10_000,

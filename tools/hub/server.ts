@@ -42,9 +42,11 @@ import { Commits } from './commits';
 import { Connections } from './connections';
 import { ControlPoll } from './control';
 import { HubEventRouter, safeEmitter, type Emit } from './events';
+import { sourceOf } from './eviction';
 import type { Transport } from './link';
 import { openListeners } from './listeners';
 import { silentLogger, type Logger } from './log';
+import { RateLimitedLogger } from './log-limit';
 import { DEFAULT_LIMITS, type ConnectionLimits, type HubOptions } from './options';
 import { ActionPipeline } from './pipeline';
 import { DevicePresence } from './presence';
@@ -63,6 +65,8 @@ export class LockstepHub extends EventEmitter<HubEvents> {
   readonly #core: HubCore;
   readonly #limits: ConnectionLimits;
   readonly #log: Logger;
+  /** The same logger with the lines a peer drives rate-limited (tools/hub/log-limit.ts). */
+  readonly #peerLog: RateLimitedLogger;
   readonly #emitSafe: Emit;
   readonly #scheduler: RotationScheduler;
   readonly #presence = new DevicePresence();
@@ -94,6 +98,7 @@ export class LockstepHub extends EventEmitter<HubEvents> {
   private constructor(options: HubOptions) {
     super();
     this.#log = options.logger ?? silentLogger;
+    this.#peerLog = new RateLimitedLogger(this.#log, monotonicNow);
     this.#emitSafe = safeEmitter((name, ...args) => (this.emit as (n: string, ...a: unknown[]) => boolean)(name, ...args), this.#log);
     this.#limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.#ownsStore = typeof options.database === 'string';
@@ -118,7 +123,7 @@ export class LockstepHub extends EventEmitter<HubEvents> {
     this.#scheduler = new RotationScheduler(options.rotation);
     // The parts refer to each other through the pipeline's sinks; `connections` is resolved lazily.
     const connections = (): Connections => this.#connections;
-    this.#events = new HubEventRouter(this.#emitSafe, this.#log, connections, this.#presence, this.#scheduler);
+    this.#events = new HubEventRouter(this.#emitSafe, this.#peerLog, connections, this.#presence, this.#scheduler);
     this.#pipeline = new ActionPipeline(
       core,
       {
@@ -129,7 +134,7 @@ export class LockstepHub extends EventEmitter<HubEvents> {
       },
       monotonicNow,
     );
-    this.#connections = new Connections(core, this.#pipeline, this.#limits, this.#log, monotonicNow);
+    this.#connections = new Connections(core, this.#pipeline, this.#limits, this.#peerLog, monotonicNow);
     this.#commits = new Commits(this.store, core, this.#pipeline, this.#events, connections, this.#log, monotonicNow);
     this.#rotations = new Rotations(core, this.#pipeline, this.#scheduler, this.#log, monotonicNow);
     const heartbeat = this.#exclusive ? () => this.store.heartbeat(this.#instance, Date.now()) : undefined;
@@ -142,6 +147,7 @@ export class LockstepHub extends EventEmitter<HubEvents> {
     });
     this.#every(options.controlPollMs ?? 1000, () => this.#control.poll());
     this.#every(options.lastSeenFlushMs ?? 5000, () => this.#control.flushLastSeen());
+    this.#every(1000, () => this.#peerLog.flush());
     this.#every(options.statsLogMs ?? 60_000, () => this.#log.info('stats', { ...this.stats() }));
   }
 
@@ -235,9 +241,12 @@ export class LockstepHub extends EventEmitter<HubEvents> {
 
   async #listen(options: HubOptions): Promise<void> {
     const listeners = await openListeners(options, this.#limits, {
-      accept: (socket, transport) => this.#connections.accept(socket, transport),
-      refused: () => this.#connections.counters.refused++,
-      tlsHandshakeFailed: () => this.#connections.counters.tlsHandshakeFailures++,
+      opened: (raw, transport) => this.#connections.opened(raw, transport),
+      secured: (socket) => this.#connections.secured(socket),
+      tlsHandshakeFailed: (code, remote) => {
+        this.#connections.counters.tlsHandshakeFailures++;
+        this.#peerLog.debug('tlsHandshakeFailed', { code, source: sourceOf(remote) });
+      },
       log: this.#log,
     });
     for (const listener of listeners) {
