@@ -18,6 +18,22 @@ import type { Transport } from './link';
 import type { Logger } from './log';
 import { DEFAULT_HOST, DEFAULT_TCP_PORT, type ConnectionLimits, type HubOptions } from './options';
 
+/**
+ * TLS 1.2 suites: ECDHE only (forward secrecy) and AEAD only (no CBC-SHA1,
+ * no CCM8, no ARIA). The Moddable SDK's TLS client (modules/crypt/ssl,
+ * TLS 1.2) negotiates ECDHE-ECDSA-AES128-GCM-SHA256 with the hub's ECDSA
+ * certificate, and ECDHE-RSA-AES128-GCM-SHA256 with an RSA one; both are
+ * kept. TLS 1.3 keeps Node's defaults (AEAD only by definition).
+ */
+export const TLS12_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
 export interface Listener {
   readonly server: Server;
   readonly address: { transport: Transport; host: string; port: number };
@@ -41,7 +57,7 @@ export async function openListeners(options: HubOptions, limits: ConnectionLimit
     }
     if (options.tls !== undefined) {
       const server = createTlsServer(
-        { cert: options.tls.cert, key: options.tls.key, minVersion: 'TLSv1.2', handshakeTimeout: limits.tlsHandshakeTimeoutMs },
+        { cert: options.tls.cert, key: options.tls.key, minVersion: 'TLSv1.2', ciphers: TLS12_CIPHERS, honorCipherOrder: true, handshakeTimeout: limits.tlsHandshakeTimeoutMs },
         (socket) => hooks.secured(socket),
       );
       // Registered after the tls.Server's own 'connection' listener, which wraps the raw socket first.
