@@ -16,7 +16,7 @@ import { isLockstepError } from '../../modules/errors';
 import { provisionDevice } from '../provision/provision';
 import { createDevCertificate } from './cert';
 import { defaultServeConfig, hubOptionsFrom, loadConfigFile, DEFAULT_DATABASE, type ServeConfig } from './config';
-import { formatDuration, parseDuration } from './duration';
+import { DURATION_HELP, formatDuration, parseDuration } from './duration';
 import { isLogLevel, jsonLogger, type LogLevel } from './log';
 import { DEFAULT_HOST, DEFAULT_TCP_PORT, DEFAULT_TLS_PORT } from './options';
 import { newDeviceRecord, parseHubRecord, parseHubRecords, toHubRecordJson, type DeviceRecord } from './records';
@@ -76,7 +76,7 @@ program
   .option('--tls-port <port>', `TLS port (with --cert and --key; e.g. ${DEFAULT_TLS_PORT})`, integerArg)
   .option('--cert <file>', 'TLS certificate chain (PEM)')
   .option('--key <file>', 'TLS private key (PEM)')
-  .option('--rotate-every <duration>', 'rotate each device this long after its last rotation (e.g. 1h; default: never)', durationArg)
+  .option('--rotate-every <duration>', `rotate each device this long after its last rotation (${DURATION_HELP}; default: never)`, durationArg)
   .option('--rotate-jitter <duration>', 'add up to this much random delay per device (default 0)', durationArg)
   .option('--rotate-after-messages <n>', 'also rotate after this many application messages under one key', integerArg)
   .option('--max-connections <n>', 'cap on open connections', integerArg)
@@ -208,8 +208,8 @@ program
   .command('rotate <device>')
   .description('ask the serving hub to rotate this device\'s key now')
   .addOption(dbOption())
-  .option('--wait [duration]', 'wait until the device confirms the new key (default 30s)')
-  .action(async (deviceId: string, flags: { db: string; wait?: string | boolean }) => {
+  .option('--wait [duration]', 'wait until the device confirms the new key (default 30s)', durationArg)
+  .action(async (deviceId: string, flags: { db: string; wait?: number | boolean }) => {
     const store = new HubStore(flags.db);
     try {
       const before = store.getDevice(deviceId);
@@ -227,7 +227,7 @@ program
           : `rotation of ${before.deviceId} requested; no hub is serving ${flags.db} now, it starts when one does\n`,
       );
       if (flags.wait === undefined || flags.wait === false) return;
-      const timeoutMs = flags.wait === true ? 30_000 : parseDuration(flags.wait);
+      const timeoutMs = flags.wait === true ? 30_000 : flags.wait;
       const deadline = Date.now() + timeoutMs;
       while (Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 200));

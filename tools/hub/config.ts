@@ -10,7 +10,8 @@
  *     "timing": { "handshakeTimeout": "10s", "idleTimeout": "45s", "rekeyRetryInitial": "2s", "rekeyRetryMax": "30s" },
  *     "logLevel": "info"
  *   }
- * Paths in the file are relative to the file.
+ * Paths in the file are relative to the file. Durations are strings with a
+ * unit ("60s", "250ms"); a bare number is refused (tools/hub/duration.ts).
  */
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -53,14 +54,14 @@ export function loadConfigFile(path: string): ServeConfig {
   }
   if (isObject(raw.rotation)) {
     const r = raw.rotation;
-    if (r.every !== undefined) config.rotation.intervalMs = parseDuration(r.every as string);
-    if (r.jitter !== undefined) config.rotation.jitterMs = parseDuration(r.jitter as string);
+    if (r.every !== undefined) config.rotation.intervalMs = durationAt(path, 'rotation.every', r.every);
+    if (r.jitter !== undefined) config.rotation.jitterMs = durationAt(path, 'rotation.jitter', r.jitter);
     if (r.afterMessages !== undefined) config.rotation.maxMessages = positiveInteger(r.afterMessages, 'rotation.afterMessages');
   }
   if (isObject(raw.limits)) {
     for (const [key, value] of Object.entries(raw.limits)) {
       if (!(key in DEFAULT_LIMITS)) throw new Error(`${path}: unknown limit "${key}"`);
-      (config.limits as Record<string, number>)[key] = key.endsWith('Ms') ? parseDuration(value as string) : positiveInteger(value, key);
+      (config.limits as Record<string, number>)[key] = key.endsWith('Ms') ? durationAt(path, `limits.${key}`, value) : positiveInteger(value, key);
     }
   }
   if (isObject(raw.timing)) {
@@ -73,7 +74,7 @@ export function loadConfigFile(path: string): ServeConfig {
     for (const [key, value] of Object.entries(raw.timing)) {
       const name = names[key];
       if (name === undefined) throw new Error(`${path}: unknown timing "${key}"`);
-      (config.timing as Record<string, number>)[name] = parseDuration(value as string);
+      (config.timing as Record<string, number>)[name] = durationAt(path, `timing.${key}`, value);
     }
   }
   if (raw.logLevel !== undefined) {
@@ -102,6 +103,15 @@ export function hubOptionsFrom(config: ServeConfig): Omit<HubOptions, 'logger'> 
     limits: config.limits,
     timing: config.timing,
   };
+}
+
+/** A duration in the file: a string with a unit ("60s"); a bare number is refused (tools/hub/duration.ts). */
+function durationAt(path: string, key: string, value: unknown): number {
+  try {
+    return parseDuration(value);
+  } catch (error) {
+    throw new Error(`${path}: ${key}: ${(error as Error).message}`);
+  }
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
