@@ -11,8 +11,11 @@
  *   reports failure instead of clobbering a key (e.g. a second hub process
  *   on the same file).
  * - secure_delete is on, so SQLite zeroes the pages an old key leaves.
+ * - The database file is created with mode 0600 before SQLite opens it, so it
+ *   is never readable by others, not even for a moment; SQLite gives its
+ *   -journal, -wal and -shm files the database file's mode.
  */
-import { chmodSync, existsSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, openSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import Database from 'better-sqlite3';
 import { LockstepError } from '../../modules/errors';
@@ -73,11 +76,11 @@ export class HubStore {
     this.path = path;
     const fresh = path !== ':memory:' && !existsSync(path);
     if (options.readonly === true && fresh) throw new LockstepError('LOCAL_BAD_ARGUMENT', `no hub database at ${path}`);
+    if (options.readonly !== true && path !== ':memory:') createPrivately(path, fresh);
     this.#db = new Database(path, { readonly: options.readonly === true, fileMustExist: options.readonly === true });
     // A busy writer (the serving hub) briefly holds the lock; CLI commands wait.
     this.#db.pragma('busy_timeout = 5000');
     if (options.readonly !== true) {
-      if (fresh) chmodSync(path, 0o600);
       this.#db.pragma('journal_mode = WAL');
       this.#db.pragma('synchronous = FULL');
       this.#db.pragma('secure_delete = ON');
@@ -242,6 +245,30 @@ function fromRow(row: DeviceRow): StoredDevice {
     rotateRequestedAt: row.rotate_requested_at ?? undefined,
     rowid: row.rowid,
   };
+}
+
+/**
+ * Creates the database file owner-only (0600, O_EXCL) before SQLite opens
+ * it: SQLite itself would create it 0644 (less the umask), and a chmod
+ * afterwards leaves a window in which another local user can open it and
+ * keep reading through that descriptor. An existing database (or its
+ * -wal/-shm) found readable by others is tightened to 0600.
+ */
+function createPrivately(path: string, fresh: boolean): void {
+  if (fresh) {
+    try {
+      closeSync(openSync(path, 'wx', 0o600));
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'EEXIST') throw error;
+    }
+  }
+  for (const file of [path, `${path}-wal`, `${path}-shm`, `${path}-journal`]) {
+    try {
+      if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'ENOENT') throw error;
+    }
+  }
 }
 
 function processAlive(pid: number): boolean {
