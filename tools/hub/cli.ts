@@ -251,10 +251,11 @@ program
   .option('--host <name...>', 'DNS names / IP addresses to include', ['localhost', '127.0.0.1'])
   .option('--days <n>', 'validity in days', integerArg, 365)
   .option('--force', 'overwrite existing files', false)
-  .action((flags: { out: string; host: string[]; days: number; force: boolean }) => {
+  .action(async (flags: { out: string; host: string[]; days: number; force: boolean }) => {
     const certPath = join(flags.out, 'hub-cert.pem');
     const keyPath = join(flags.out, 'hub-key.pem');
-    for (const path of [certPath, keyPath]) {
+    const pinsPath = join(flags.out, 'hub-cert-pins.json');
+    for (const path of [certPath, keyPath, pinsPath]) {
       if (existsSync(path) && !flags.force) {
         process.stderr.write(`cert: ${path} exists; refusing to overwrite (use --force)\n`);
         process.exitCode = 1;
@@ -262,10 +263,12 @@ program
       }
     }
     mkdirSync(flags.out, { recursive: true });
-    const cert = createDevCertificate({ hosts: flags.host, days: flags.days });
+    const cert = await createDevCertificate({ hosts: flags.host, days: flags.days });
+    const pins = { sha256: cert.fingerprint256, spkiSha256: cert.spkiSha256Hex, spkiSha256Base64: cert.spkiSha256Base64 };
     writeFileSync(certPath, cert.certPem, { mode: 0o644 });
     writeFileSync(keyPath, cert.keyPem, { mode: 0o600 });
-    process.stdout.write(`${JSON.stringify({ cert: certPath, key: keyPath, hosts: flags.host, sha256: cert.fingerprint256 })}\n`);
+    writeFileSync(pinsPath, `${JSON.stringify(pins, null, 2)}\n`, { mode: 0o644 });
+    process.stdout.write(`${JSON.stringify({ cert: certPath, key: keyPath, pins: pinsPath, hosts: flags.host, ...pins })}\n`);
   });
 
 function deviceSummary(d: StoredDevice): Record<string, unknown> {
