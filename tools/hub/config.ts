@@ -8,7 +8,8 @@
  *     "rotation": { "every": "1h", "jitter": "5m", "afterMessages": 0 },
  *     "limits": { "maxConnections": 16000, "maxUnauthenticated": 1024, ... },
  *     "timing": { "handshakeTimeout": "10s", "idleTimeout": "45s", "rekeyRetryInitial": "2s", "rekeyRetryMax": "30s" },
- *     "logLevel": "info"
+ *     "logLevel": "info",
+ *     "kekFile": "/etc/lockstep/hub.kek"
  *   }
  * Paths in the file are relative to the file. Durations are strings with a
  * unit ("60s", "250ms"); a bare number is refused (tools/hub/duration.ts).
@@ -29,6 +30,8 @@ export interface ServeConfig {
   limits: Mutable<Partial<ConnectionLimits>>;
   timing: Mutable<Partial<HubTiming>>;
   logLevel: LogLevel;
+  /** The keyring file of key-encryption keys (tools/hub/kek.ts); default: the store's own choice. */
+  kekFile?: string;
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
@@ -43,9 +46,13 @@ export function loadConfigFile(path: string): ServeConfig {
   const base = dirname(resolve(path));
   const raw = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
   const config = defaultServeConfig();
-  const known = new Set(['database', 'tcp', 'tls', 'rotation', 'limits', 'timing', 'logLevel']);
+  const known = new Set(['database', 'tcp', 'tls', 'rotation', 'limits', 'timing', 'logLevel', 'kekFile']);
   for (const key of Object.keys(raw)) if (!known.has(key)) throw new Error(`${path}: unknown key "${key}"`);
   if (typeof raw.database === 'string') config.database = resolve(base, raw.database);
+  if (raw.kekFile !== undefined) {
+    if (typeof raw.kekFile !== 'string') throw new Error(`${path}: kekFile must be a path`);
+    config.kekFile = resolve(base, raw.kekFile);
+  }
   if (raw.tcp === false) config.tcp = false;
   else if (isObject(raw.tcp)) config.tcp = { ...optionalHost(raw.tcp), ...optionalPort(raw.tcp) };
   if (isObject(raw.tls)) {
