@@ -141,7 +141,7 @@ export class HubStore {
         this.#db.pragma('secure_delete = ON');
         const before = this.#db.pragma('user_version', { simple: true }) as number;
         migrate(this.#db, undefined, { keyring: () => this.#keyring as Keyring });
-        if (before < 3 && path !== ':memory:') this.#checkpoint(); // the plaintext rows leave the WAL too
+        if (before > 0 && before < 3 && path !== ':memory:') this.#checkpoint(); // the plaintext rows leave the WAL too
         this.#adoptKeyring();
       }
       this.#statements = prepare(this.#db);
