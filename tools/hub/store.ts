@@ -117,7 +117,11 @@ export class HubStore {
   readonly #statements: ReturnType<typeof prepare>;
 
   readonly #keyring: Keyring | undefined;
-  readonly #truncateWal: boolean;
+  /**
+   * Checkpoint + truncate the WAL after commits that promote (the default;
+   * see StoreOptions). Settable so the benchmark can compare within one run.
+   */
+  truncateWalAfterPromotion: boolean;
   #scrubPending = false;
   readonly scrub: ScrubStats = { checkpoints: 0, busy: 0, totalMs: 0 };
 
@@ -127,7 +131,7 @@ export class HubStore {
     if (options.readonly === true && fresh) throw new LockstepError('LOCAL_BAD_ARGUMENT', `no hub database at ${path}`);
     if (options.readonly !== true && path !== ':memory:') createPrivately(path, fresh);
     this.#db = new Database(path, { readonly: options.readonly === true, fileMustExist: options.readonly === true });
-    this.#truncateWal = options.truncateWalAfterPromotion ?? true;
+    this.truncateWalAfterPromotion = options.truncateWalAfterPromotion ?? true;
     try {
       // A busy writer (the serving hub) briefly holds the lock; CLI commands wait.
       this.#db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
@@ -281,7 +285,7 @@ export class HubStore {
         return done;
       });
     }).immediate();
-    if ((promoted && this.#truncateWal) || this.#scrubPending) this.#checkpoint();
+    if ((promoted && this.truncateWalAfterPromotion) || this.#scrubPending) this.#checkpoint();
     return applied;
   }
 
