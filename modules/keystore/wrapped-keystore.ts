@@ -33,6 +33,8 @@ export interface KeyStorage {
   format(deviceId: Uint8Array, initial: KeySlot): void;
   storeFuture(id: number, key: Uint8Array): void;
   promote(expectedId?: number): KeySlot;
+  /** Erases retired keys still on flash (docs/KEYSTORE.md §4.1); `promote` does it too. */
+  scrub?(): void;
 }
 
 export class WrappedKeystore implements KeyStorage {
@@ -80,6 +82,11 @@ export class WrappedKeystore implements KeyStorage {
   promote(expectedId?: number): KeySlot {
     const deviceId = this.#journal.deviceId;
     return this.#unwrapSlot(deviceId, this.#journal.promote(expectedId));
+  }
+
+  /** The journal's scrub: the wrapped bytes of retired keys are zeroed. */
+  scrub(): void {
+    this.#journal.scrub();
   }
 
   #unwrapKeys(deviceId: Uint8Array, keys: DeviceKeys): DeviceKeys {
