@@ -34,7 +34,7 @@ import { GroupCommit, type CommitOutcome } from './group-commit';
 import { Link, type Transport } from './link';
 import { silentLogger, type Logger } from './log';
 import { openListeners } from './listeners';
-import { DEFAULT_LIMITS, type ConnectionLimits, type HubOptions } from './options';
+import { checkHubOptions, DEFAULT_LIMITS, type ConnectionLimits, type HubOptions } from './options';
 import { newDeviceRecord, type DeviceRecord } from './records';
 import { RotationScheduler, type RotationPolicy } from './scheduler';
 import { HubStore, type StoredDevice } from './store';
@@ -96,6 +96,7 @@ export class LockstepHub extends EventEmitter<HubEvents> {
 
   /** Opens the database, loads every device and starts listening. */
   static async start(options: HubOptions): Promise<LockstepHub> {
+    checkHubOptions(options); // issue 12 (finding 10): …Ms options are non-negative integers
     const hub = new LockstepHub(options);
     try {
       await hub.#listen(options);
