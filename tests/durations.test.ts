@@ -14,6 +14,7 @@ import { loadConfigFile } from '../tools/hub/config';
 import { parseDuration } from '../tools/hub/duration';
 import { checkHubOptions } from '../tools/hub/options';
 import { RotationScheduler } from '../tools/hub/scheduler';
+import { LockstepHub } from '../tools/hub/server';
 
 const root = resolve(__dirname, '..');
 const tsx = join(root, 'node_modules/tsx/dist/cli.mjs');
@@ -88,4 +89,9 @@ test('library API: millisecond options (…Ms) take non-negative integers only',
   expect(() => checkHubOptions({ database: ':memory:', timing: { idleTimeoutMs: 1.5 } })).toThrow(/timing.idleTimeoutMs/);
   expect(() => checkHubOptions({ database: ':memory:', limits: { tlsHandshakeTimeoutMs: '10s' as unknown as number } })).toThrow(/limits.tlsHandshakeTimeoutMs/);
   expect(() => checkHubOptions({ database: ':memory:', rotation: { intervalMs: 60_000 }, limits: { maxConnections: 5 } })).not.toThrow();
+});
+
+test('LockstepHub.start refuses a millisecond option that is not a number of milliseconds', async () => {
+  await expect(LockstepHub.start({ database: ':memory:', tcp: { port: 0 }, tickMs: '200ms' as unknown as number })).rejects.toThrow(/tickMs/);
+  await expect(LockstepHub.start({ database: ':memory:', tcp: { port: 0 }, rotation: { intervalMs: '1h' as unknown as number } })).rejects.toThrow(/intervalMs/);
 });
