@@ -32,6 +32,8 @@ import type { Flash } from '../modules/platform/flash';
 import type { KeySlot } from '../modules/platform/keys';
 
 const kwk = randomBytes(64);
+/** Promotions in the exhaustive cut run: on 4 x 512 B (4 'F' slots per sector) 6 cross a compaction and the first promotion after it, which scrubs the old sector. */
+const PROMOTIONS = 6;
 type Open = (flash: Flash) => KeyStorage & { scrub(): void };
 type StoredForm = (deviceId: Uint8Array, slot: KeySlot) => Uint8Array;
 /** [name, open, the form a key is stored in, bit patterns per byte in the exhaustive cut run]. */
@@ -96,7 +98,7 @@ describe.each(variants)('%s', (_name, open, storedForm, bitPatterns) => {
     keystore.format(deviceId, active);
     let cuts = 0;
     let duringScrub = 0;
-    for (let r = 0; r < 10; r++) {
+    for (let r = 0; r < PROMOTIONS; r++) {
       const next = { id: active.id + 1, key: random.bytes(64) };
       keystore.storeFuture(next.id, next.key);
       const before = flash.image();
@@ -143,7 +145,7 @@ describe.each(variants)('%s', (_name, open, storedForm, bitPatterns) => {
       active = next;
     }
     expect(duringScrub).toBeGreaterThan(1000);
-    console.log(`${_name}: ${cuts} cut points in 10 promotions, ${duringScrub} of them in the scrub`);
+    console.log(`${_name}: ${cuts} cut points in ${PROMOTIONS} promotions, ${duringScrub} of them in the scrub`);
   });
 });
 

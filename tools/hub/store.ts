@@ -137,7 +137,7 @@ export class HubStore {
       this.#db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
       const wrapped = wrappedKekIds(this.#db);
       // The default keyring file is created only for a database without wrapped keys.
-      this.#keyring = resolveKeyring(path, options, options.readonly !== true && wrapped.length === 0);
+      this.#keyring = options.readonly === true ? readonlyKeyring(path, options) : resolveKeyring(path, options, wrapped.length === 0);
       if (this.#keyring === undefined && wrapped.length > 0 && options.readonly !== true) throw kekUnavailable(path, wrapped);
       if (options.readonly !== true) {
         this.#db.pragma('journal_mode = WAL');
@@ -483,6 +483,20 @@ function wrappedKekIds(db: Database.Database): number[] {
   if (version < 3 || version > SCHEMA_VERSION) return []; // (a newer schema is refused by migrate)
   const rows = db.prepare('SELECT active_kek AS id FROM devices UNION SELECT pending_kek FROM devices WHERE pending_kek IS NOT NULL').all() as { id: number }[];
   return rows.map((r) => r.id).sort((a, b) => a - b);
+}
+
+/**
+ * A read-only store (`hub devices`, `hub kek status`) lists devices without
+ * their keys, so a missing or unusable keyring does not stop it: reading a
+ * key then throws KEK_UNAVAILABLE.
+ */
+function readonlyKeyring(path: string, choice: KeyringChoice): Keyring | undefined {
+  try {
+    return resolveKeyring(path, choice, false);
+  } catch (error) {
+    if (error instanceof KekError) return undefined;
+    throw error;
+  }
 }
 
 function kekUnavailable(path: string, kekIds: number[], where?: string): KekError {
