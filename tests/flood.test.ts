@@ -145,7 +145,7 @@ test('1: thousands of idle TLS sockets are closed at the handshake timeout; conn
   const HANDSHAKE_TIMEOUT_MS = 1000;
   const SOCKETS = 3000;
   const CYCLES = 5;
-  const cert = createDevCertificate();
+  const cert = await createDevCertificate();
   const hub = await startHub({ tcp: false, tls: { host: '127.0.0.1', port: 0, cert: cert.certPem, key: cert.keyPem }, limits: { tlsHandshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS } });
   const port = hub.addresses[0]?.port as number;
   const rss: number[] = [];

@@ -8,7 +8,6 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { isLockstepError } from '../modules/errors';
 import { LockstepHub } from '../tools/hub/server';
 import { HubStore } from '../tools/hub/store';
@@ -155,8 +154,9 @@ test('a commit that does not apply reloads the device from the database', async 
   const hub = await startHub();
   const record = hub.provision();
   // Another writer (say, a second hub on the same file) stored a pending key behind this hub's back.
-  const other = new Database(join(dir, 'hub.db'));
-  other.prepare('UPDATE devices SET pending_id = 2, pending_key = ? WHERE device_id = ?').run(Buffer.alloc(64, 7), record.deviceId);
+  // (Through a second store: keys are stored wrapped under the database's KEK.)
+  const other = new HubStore(join(dir, 'hub.db'));
+  expect(other.commit([{ kind: 'storePending', deviceId: record.deviceId, id: 2, key: new Uint8Array(64).fill(7) }], Date.now())).toEqual([true]);
   other.close();
   const errors: string[] = [];
   hub.on('storageError', ({ deviceId }) => errors.push(deviceId));

@@ -5,12 +5,16 @@
 #   spin            model checking of docs/model (tests/verify*)
 #   gcc, make       the XS test host and the native module (hosts/xs-test)
 #   libmbedtls-dev  the native module's Linux backend
+#   strace          tests/hub-file-mode: the mode a database file is created with
+#   openssl         tests/hub-cert: an independent reading of the certificate
 set -euo pipefail
 need=()
 command -v spin >/dev/null 2>&1 || need+=(spin)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v make >/dev/null 2>&1 || need+=(make)
 [ -f /usr/include/mbedtls/aes.h ] || need+=(libmbedtls-dev)
+command -v strace >/dev/null 2>&1 || need+=(strace)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "system-deps: installing ${need[*]}"

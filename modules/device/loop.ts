@@ -361,10 +361,14 @@ export class DeviceLoop {
 
   /** A boot: the core is built from what the storage durably holds. */
   #mount(): boolean {
+    const incarnation = this.#incarnation;
     try {
       const mounted = this.#options.storage.mount();
       if (!mounted.provisioned) throw new LockstepError('UNPROVISIONED', `${mounted.reason}: ${mounted.detail}`);
       this.#options.acceptMount?.(mounted.deviceId, mounted.keys);
+      this.#finishScrub();
+      // The power may have failed during the scrub: a dead device builds no core.
+      if (incarnation !== this.#incarnation) return false;
       this.#core = new DeviceCore({
         deviceId: mounted.deviceId,
         keys: mounted.keys,
@@ -380,6 +384,19 @@ export class DeviceLoop {
       this.#options.log?.(`keystore: ${failure.message}`);
       this.#emit({ type: 'bootFailed', error: failure });
       return false;
+    }
+  }
+
+  /**
+   * A scrub of retired keys that a power cut interrupted is finished at boot
+   * (docs/KEYSTORE.md §4.1). Best effort: the keys mounted are sound either
+   * way, and the next promotion scrubs again.
+   */
+  #finishScrub(): void {
+    try {
+      this.#options.storage.scrub?.();
+    } catch (error) {
+      this.#options.log?.(`keystore scrub: ${describeError(error)}; retried at the next rotation`);
     }
   }
 

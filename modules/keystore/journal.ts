@@ -7,7 +7,12 @@
  *    those, the highest sequence wins.
  *    A compaction commits its sector last, so until then the old sector
  *    (still intact: nothing ever erases the current sector) stays current.
- * 2. Slot 0 of a counted sector must be a committed 'A' snapshot; if not the
+ * 2. Slot 0 of a counted sector must be a committed 'A' snapshot, either
+ *    live (promote word clear) or *retired* (its promote word, the retired
+ *    marker, set or torn: a later record of the sector was promoted and the
+ *    scrub of this one began; its key may be zeroed, so its CRC is not
+ *    required). A retired snapshot contributes no key: the active key must
+ *    then come from a promoted 'F' record of the same sector. Otherwise the
  *    sector is corrupt (impossible by rule 1 unless bits rot) and the next
  *    highest one is tried.
  * 3. Slots are replayed in order up to the first blank slot. A non-blank slot
@@ -16,6 +21,9 @@
  *    with its promote word set it becomes the active key instead.
  *    Records that break the API's own rules (a second future, an id not
  *    above the active one) are skipped: the writer never produces them.
+ *    A retired record whose key the scrub zeroed (or began to zero) fails its
+ *    CRC and is skipped like a torn one: a later promoted record supersedes
+ *    it anyway (docs/KEYSTORE.md §4.1).
  * Memory: one 84-byte slot at a time plus one entry per sector.
  */
 import { LockstepError } from '../errors';
@@ -24,13 +32,17 @@ import type { KeySlot } from '../platform/keys';
 import {
   SECTOR_HEADER_BYTES,
   RECORD_ACTIVE,
+  RECORD_COMMIT_OFFSET,
   RECORD_FUTURE,
+  RECORD_PROMOTE_OFFSET,
+  RECORD_TYPE_OFFSET,
   SLOT_BYTES,
   decodeSectorHeader,
   decodeRecord,
   isBlank,
   slotOffset,
   slotsPerSector,
+  wordState,
 } from './layout';
 
 /** Partition geometry the journal needs; checked once per Keystore. */
@@ -72,6 +84,8 @@ export interface JournalState {
   readonly future: KeySlot | undefined;
   /** Slot of the pending future's record (-1 when none). */
   readonly futureSlot: number;
+  /** Slot of the active key's record (0: the snapshot; else a promoted 'F'). */
+  readonly activeSlot: number;
   /** First blank slot of the current sector (== slots when full). */
   readonly nextSlot: number;
 }
@@ -141,13 +155,17 @@ function replaySector(flash: Flash, geometry: Geometry, candidate: Candidate, hi
   const base = candidate.sector * geometry.sectorSize;
   const snapshotBytes = readSlot(flash, base, 0);
   const snapshot = decodeRecord(snapshotBytes, candidate.sequence, 0);
+  const retired = isRetiredSnapshot(snapshotBytes);
+  const floorId = new DataView(snapshotBytes.buffer, snapshotBytes.byteOffset).getUint32(4, true);
   snapshotBytes.fill(0);
-  if (snapshot.kind !== 'record') return undefined;
-  if (snapshot.type !== RECORD_ACTIVE || snapshot.promote !== 'clear') {
-    snapshot.key.fill(0);
-    return undefined;
+  let active: KeySlot | undefined;
+  if (snapshot.kind === 'record' && snapshot.type === RECORD_ACTIVE && snapshot.promote === 'clear') {
+    active = { id: snapshot.id, key: snapshot.key };
+  } else {
+    if (snapshot.kind === 'record') snapshot.key.fill(0);
+    if (!retired) return undefined;
   }
-  let active: KeySlot = { id: snapshot.id, key: snapshot.key };
+  let activeSlot = 0;
   let future: KeySlot | undefined;
   let futureSlot = -1;
   let nextSlot = geometry.slots;
@@ -160,18 +178,25 @@ function replaySector(flash: Flash, geometry: Geometry, candidate: Candidate, hi
       break;
     }
     if (record.kind === 'invalid') continue;
-    if (record.type !== RECORD_FUTURE || future !== undefined || record.id <= active.id) {
+    if (record.type !== RECORD_FUTURE || future !== undefined || record.id <= (active?.id ?? floorId)) {
       record.key.fill(0);
       continue;
     }
     if (record.promote === 'set') {
       // Promotion: this key becomes active and the previous active is retired.
-      active.key.fill(0);
+      active?.key.fill(0);
       active = { id: record.id, key: record.key };
-    } else {
+      activeSlot = slot;
+    } else if (active !== undefined) {
       future = { id: record.id, key: record.key };
       futureSlot = slot;
+    } else {
+      record.key.fill(0); // a future before any live key: not something the writer does
     }
+  }
+  if (active === undefined) {
+    future?.key.fill(0);
+    return undefined; // a retired snapshot and no promoted record: corrupt
   }
   return {
     deviceId: candidate.deviceId,
@@ -181,6 +206,23 @@ function replaySector(flash: Flash, geometry: Geometry, candidate: Candidate, hi
     active,
     future,
     futureSlot,
+    activeSlot,
     nextSlot,
   };
+}
+
+/**
+ * A snapshot slot the scrub has retired: committed, type 'A', and its
+ * promote word (the retired marker) not clear. The key and CRC are not
+ * looked at: the scrub zeroes the key after setting the marker.
+ */
+function isRetiredSnapshot(bytes: Uint8Array): boolean {
+  return (
+    bytes[RECORD_TYPE_OFFSET] === RECORD_ACTIVE &&
+    bytes[1] === 0 &&
+    bytes[2] === 0 &&
+    bytes[3] === 0 &&
+    wordState(bytes, RECORD_COMMIT_OFFSET) === 'set' &&
+    wordState(bytes, RECORD_PROMOTE_OFFSET) !== 'clear'
+  );
 }

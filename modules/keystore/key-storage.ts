@@ -26,4 +26,9 @@ export interface KeyStorage {
   storeFuture(id: number, key: Uint8Array): void | PersistLater;
   /** Rule D2: the future key `expectedId` becomes active; the old active key is erased. */
   promote(expectedId?: number): KeySlot | PersistLater;
+  /**
+   * Erases retired keys still on the medium (docs/KEYSTORE.md §4.1): `promote`
+   * does it too; a boot calls it to finish one a power cut interrupted.
+   */
+  scrub?(): void;
 }

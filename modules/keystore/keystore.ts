@@ -17,6 +17,16 @@
  * fully programmed, mount sees the state before the operation; after, the
  * state after it. Nothing erases or rewrites the current sector.
  *
+ * Erasing retired keys (docs/KEYSTORE.md §4.1): after a promotion's commit
+ * point, `scrub` programs the bytes of every key the journal no longer needs
+ * to 0x00 — in the current sector every record but the active and the
+ * future one (the snapshot first gets its retired marker, its promote word),
+ * in every other sector the key field of every non-blank slot. Programming
+ * only clears bits, never touches a blank slot, a commit word or a header,
+ * and mount reads a zeroed (or half-zeroed) retired record as one to skip,
+ * so a cut anywhere in the scrub mounts "after" the promotion; the next
+ * `promote` (or `scrub()`) finishes what a cut left.
+ *
  * Errors: bad arguments get a typed LockstepError and change nothing. If
  * the flash itself throws (I/O error, power cut), the in-memory state is
  * dropped and `mount()` must be called again.
@@ -34,6 +44,7 @@ import {
   RECORD_ACTIVE,
   RECORD_COMMIT_OFFSET,
   RECORD_FUTURE,
+  RECORD_KEY_OFFSET,
   RECORD_PROMOTE_OFFSET,
   SECTOR_COMMIT_OFFSET,
   SLOT_BYTES,
@@ -43,6 +54,7 @@ import {
   isBlank,
   sectorCommitWord,
   slotOffset,
+  wordState,
 } from './layout';
 
 export type { UnprovisionedReason } from './journal';
@@ -120,6 +132,7 @@ export class Keystore {
         active: copySlot(initial),
         future: undefined,
         futureSlot: -1,
+        activeSlot: 0,
         nextSlot: 1,
       };
     });
@@ -169,7 +182,11 @@ export class Keystore {
   promote(expectedId?: number): KeySlot {
     const state = this.mounted();
     const future = state.future;
-    if (expectedId !== undefined && future === undefined && state.active.id === expectedId) return copySlot(state.active);
+    if (expectedId !== undefined && future === undefined && state.active.id === expectedId) {
+      // Idempotent repeat: finishes a scrub a power cut interrupted (writes nothing otherwise).
+      this.guard(() => this.scrubRetired(state));
+      return copySlot(state.active);
+    }
     if (future === undefined) throw new LockstepError('LOCAL_NOT_READY', 'no future key to promote');
     if (expectedId !== undefined && future.id !== expectedId) {
       throw new LockstepError('LOCAL_BAD_ARGUMENT', `future key is ${future.id}, not ${expectedId}`);
@@ -178,9 +195,49 @@ export class Keystore {
       const at = this.slotAddress(state.sector, state.futureSlot) + RECORD_PROMOTE_OFFSET;
       this.programVerified(at, new Uint8Array(WORD_BYTES)); // the commit point
       state.active.key.fill(0);
-      this.state = { ...state, active: future, future: undefined, futureSlot: -1 };
+      this.state = { ...state, active: future, future: undefined, futureSlot: -1, activeSlot: state.futureSlot };
+      this.scrubRetired(this.state); // after the commit point: a cut here mounts "after"
     });
     return copySlot(future);
+  }
+
+  /**
+   * Erases (programs to 0x00) every retired key still on flash; does
+   * nothing if there is none (it only reads then). `promote` calls it; call
+   * it after `mount()` to finish a scrub a power cut interrupted before the
+   * next rotation does.
+   */
+  scrub(): void {
+    const state = this.mounted();
+    this.guard(() => this.scrubRetired(state));
+  }
+
+  /**
+   * The scrub (docs/KEYSTORE.md §4.1). Current sector: every non-blank slot
+   * other than the active and the future record; slot 0 (the snapshot) gets
+   * its retired marker (promote word 00000000) before its key is zeroed, so
+   * mount never takes a half-zeroed snapshot for a live one. Other sectors:
+   * the key field of every non-blank slot (they hold nothing mount needs:
+   * the current sector has the highest committed sequence, I3). Each program
+   * is verified; already-zero fields are skipped, so a repeat writes nothing.
+   */
+  private scrubRetired(state: JournalState): void {
+    for (let sector = 0; sector < this.geometry.sectorCount; sector++) {
+      const current = sector === state.sector;
+      const last = current ? state.nextSlot : this.geometry.slots;
+      for (let slot = 0; slot < last; slot++) {
+        if (current && (slot === state.activeSlot || slot === state.futureSlot)) continue;
+        const at = this.slotAddress(sector, slot);
+        const bytes = this.flash.read(at, SLOT_BYTES);
+        const blank = isBlank(bytes);
+        const marked = wordState(bytes, RECORD_PROMOTE_OFFSET) === 'set';
+        const keyZero = isZero(bytes, RECORD_KEY_OFFSET, RECORD_KEY_OFFSET + KEY_BYTES);
+        bytes.fill(0);
+        if (blank) continue;
+        if (current && slot === 0 && !marked) this.programVerified(at + RECORD_PROMOTE_OFFSET, new Uint8Array(WORD_BYTES));
+        if (!keyZero) this.programVerified(at + RECORD_KEY_OFFSET, new Uint8Array(KEY_BYTES));
+      }
+    }
   }
 
   /**
@@ -201,6 +258,7 @@ export class Keystore {
       highestSequence: sequence,
       future: copySlot(future),
       futureSlot: 1,
+      activeSlot: 0,
       nextSlot: 2,
     };
   }
@@ -286,6 +344,12 @@ function copySlot(slot: KeySlot): KeySlot {
 function wipeState(state: JournalState): void {
   state.active.key.fill(0);
   state.future?.key.fill(0);
+}
+
+function isZero(bytes: Uint8Array, from: number, to: number): boolean {
+  let or = 0;
+  for (let i = from; i < to; i++) or |= bytes[i] as number;
+  return or === 0;
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {

@@ -76,6 +76,11 @@ export class WrappedKeystore implements KeyStorage {
     return this.#unwrapSlot(deviceId, this.#journal.promote(expectedId));
   }
 
+  /** The journal's scrub: the wrapped bytes of retired keys are zeroed. */
+  scrub(): void {
+    this.#journal.scrub();
+  }
+
   #unwrapKeys(deviceId: Uint8Array, keys: DeviceKeys): DeviceKeys {
     const active = this.#unwrapSlot(deviceId, keys.active);
     return keys.future === undefined ? { active } : { active, future: this.#unwrapSlot(deviceId, keys.future) };

@@ -16,6 +16,9 @@
  *   that level's batch size (ops per transaction, one row each);
  * - the old definition, printed beside it: 2 AEAD operations + 1 commit of
  *   a single row per rotation.
+ * Then the cost of wrapping keys under the KEK and of truncating the WAL
+ * after each promoting commit (issue 12): the same hub and devices with each
+ * switched off and on, interleaved, as ratios.
  * Goals (issue 4): 10,000 devices connected; >= 2,000 rotations/s on 2 cores.
  *
  * Environment: LOCKSTEP_BENCH_DEVICES (default 10000),
@@ -35,6 +38,7 @@ import { decodeHeader } from '../../modules/protocol/header';
 import { bundleProgram, childEnv } from '../demo/hub-process';
 import type { SwarmConfig } from '../demo/swarm';
 import { newDeviceRecord, toHubRecordJson } from '../hub/records';
+import { Keyring, WRAPPED_KEY_BYTES } from '../hub/kek';
 import { LockstepHub } from '../hub/server';
 import { HubStore } from '../hub/store';
 
@@ -55,16 +59,19 @@ export async function run(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'lockstep-bench-hub-'));
   let swarm: ChildProcess | undefined;
   let hub: LockstepHub | undefined;
+  let storeToClose: HubStore | undefined;
   try {
     // ---- Provisioning (not measured) ----
     const records = Array.from({ length: deviceCount }, () => newDeviceRecord());
-    const store = new HubStore(join(dir, 'hub.db'));
+    // The hub's store, opened here with a keyring whose wrapping the variants (phase 2b) can switch off.
+    const keyring = new BenchKeyring(new Map([[1, randomBytes(32)]]));
+    const store = new HubStore(join(dir, 'hub.db'), { keyring });
     store.insertDevices(records, Date.now());
-    store.close();
+    storeToClose = store;
     const recordsPath = join(dir, 'records.jsonl');
     writeFileSync(recordsPath, records.map((r) => JSON.stringify(toHubRecordJson(r))).join('\n'));
 
-    hub = await LockstepHub.start({ database: join(dir, 'hub.db'), tcp: { port: 0 }, limits: { maxConnections: deviceCount + 1000 } });
+    hub = await LockstepHub.start({ database: store, tcp: { port: 0 }, limits: { maxConnections: deviceCount + 1000 } });
     const port = hub.addresses[0]?.port as number;
     const heapBefore = process.memoryUsage();
 
@@ -130,46 +137,103 @@ export async function run(): Promise<void> {
       startOne();
     });
 
-    console.log('in flight   rotations/s   p50 ms   p99 ms   hub CPU ms/rotation   devices CPU ms/rotation   commits/txn');
-    let best = { rate: 0, cpuPerRotationMs: 0, inFlight: 0, p50: 0, p99: 0, commitsPerRotation: 0, opsPerCommit: 1 };
-    const levels: { inFlight: number; cpuPerRotationMs: number; commitsPerRotation: number; opsPerCommit: number }[] = [];
-    for (const level of [64, 256, 1024]) {
+    /** Rotations kept at `level` in flight for `ms`: throughput, latency, CPU (hub and swarm), batching. */
+    const measure = async (level: number, ms: number) => {
       inFlightTarget = level;
       startOne();
       await sleep(1500); // warm up to the steady state of this level
       latencies.length = 0;
       const startCompleted = completed;
-      const startCommits = hub.stats();
+      const startCommits = (hub as LockstepHub).stats();
+      const startScrub = { ...store.scrub };
       const cpuStart = process.cpuUsage();
       const swarmStart = swarmStats.last;
       const t0 = performance.now();
-      await sleep(windowMs);
+      await sleep(ms);
       const seconds = (performance.now() - t0) / 1000;
       const cpu = process.cpuUsage(cpuStart);
       const swarmEnd = swarmStats.last;
-      const commits = hub.stats();
+      const commits = (hub as LockstepHub).stats();
       const done = completed - startCompleted;
-      const rate = done / seconds;
-      const cpuPerRotationMs = (cpu.user + cpu.system) / 1000 / Math.max(done, 1);
-      const swarmCpuMs =
-        swarmStart && swarmEnd ? (swarmEnd.cpuUserUs + swarmEnd.cpuSystemUs - swarmStart.cpuUserUs - swarmStart.cpuSystemUs) / 1000 / Math.max(done, 1) : NaN;
       const sorted = [...latencies].sort((a, b) => a - b);
-      const p50 = percentile(sorted, 0.5);
-      const p99 = percentile(sorted, 0.99);
-      const transactions = commits.commitTransactions - startCommits.commitTransactions;
-      const perTxn = (commits.commitOps - startCommits.commitOps) / Math.max(transactions, 1);
-      const commitsPerRotation = transactions / Math.max(done, 1);
+      const result = {
+        rate: done / seconds,
+        cpuPerRotationMs: (cpu.user + cpu.system) / 1000 / Math.max(done, 1),
+        swarmCpuMs:
+          swarmStart && swarmEnd ? (swarmEnd.cpuUserUs + swarmEnd.cpuSystemUs - swarmStart.cpuUserUs - swarmStart.cpuSystemUs) / 1000 / Math.max(done, 1) : NaN,
+        p50: percentile(sorted, 0.5),
+        p99: percentile(sorted, 0.99),
+        perTxn: (commits.commitOps - startCommits.commitOps) / Math.max(commits.commitTransactions - startCommits.commitTransactions, 1),
+        commitsPerRotation: (commits.commitTransactions - startCommits.commitTransactions) / Math.max(done, 1),
+        checkpointsPerS: (store.scrub.checkpoints - startScrub.checkpoints) / seconds,
+        checkpointMs: (store.scrub.totalMs - startScrub.totalMs) / Math.max(store.scrub.checkpoints - startScrub.checkpoints, 1),
+        busy: store.scrub.busy - startScrub.busy,
+      };
+      // Let the in-flight rotations of this level finish before the next measurement.
+      inFlightTarget = 0;
+      const drainDeadline = Date.now() + 20_000;
+      while (inFlight > 0 && Date.now() < drainDeadline) await sleep(50);
+      return result;
+    };
+
+    console.log('KEK and WAL truncation on (the defaults):');
+    console.log('in flight   rotations/s   p50 ms   p99 ms   hub CPU ms/rotation   devices CPU ms/rotation   commits/txn');
+    let best = { rate: 0, cpuPerRotationMs: 0, inFlight: 0, p50: 0, p99: 0, commitsPerRotation: 0, opsPerCommit: 1 };
+    const levels: { inFlight: number; cpuPerRotationMs: number; commitsPerRotation: number; opsPerCommit: number }[] = [];
+    for (const level of [64, 256, 1024]) {
+      const { rate, cpuPerRotationMs, swarmCpuMs, p50, p99, perTxn, commitsPerRotation } = await measure(level, windowMs);
       levels.push({ inFlight: level, cpuPerRotationMs, commitsPerRotation, opsPerCommit: perTxn });
       console.log(
         `${String(level).padStart(9)}   ${rate.toFixed(0).padStart(11)}   ${p50.toFixed(1).padStart(6)}   ${p99.toFixed(1).padStart(6)}   ` +
           `${cpuPerRotationMs.toFixed(3).padStart(19)}   ${swarmCpuMs.toFixed(3).padStart(23)}   ${perTxn.toFixed(1).padStart(11)}`,
       );
       if (rate > best.rate) best = { rate, cpuPerRotationMs, inFlight: level, p50, p99, commitsPerRotation, opsPerCommit: perTxn };
-      // Let the in-flight rotations of this level finish before the next one.
-      inFlightTarget = 0;
-      const drainDeadline = Date.now() + 20_000;
-      while (inFlight > 0 && Date.now() < drainDeadline) await sleep(50);
     }
+
+    // ---- Phase 2b: the cost of the KEK and of the WAL truncation, same hub, same devices, interleaved ----
+    const variantLevel = 256;
+    const variantMs = Math.max(2000, Math.round(windowMs / 2));
+    const variants = [
+      { name: 'no KEK, no WAL truncation', kek: false, truncate: false },
+      { name: 'KEK, no WAL truncation', kek: true, truncate: false },
+      { name: 'KEK + WAL truncation', kek: true, truncate: true },
+    ];
+    const totals = variants.map(() => ({ done: 0, rate: 0, cpu: 0, p50: 0, checkpointsPerS: 0, checkpointMs: 0, busy: 0, rounds: 0 }));
+    for (let round = 0; round < 2; round++) {
+      for (const [i, variant] of variants.entries()) {
+        keyring.plain = !variant.kek;
+        store.truncateWalAfterPromotion = variant.truncate;
+        const r = await measure(variantLevel, variantMs);
+        const t = totals[i] as (typeof totals)[number];
+        t.rate += r.rate;
+        t.cpu += r.cpuPerRotationMs;
+        t.p50 += r.p50;
+        t.checkpointsPerS += r.checkpointsPerS;
+        t.checkpointMs += r.checkpointMs;
+        t.busy += r.busy;
+        t.rounds++;
+      }
+    }
+    keyring.plain = false;
+    store.truncateWalAfterPromotion = true;
+    console.log(`cost of the KEK and the WAL truncation (${variantLevel} in flight, 2 interleaved windows of ${variantMs / 1000} s each):`);
+    console.log('variant                       rotations/s   hub CPU ms/rotation   p50 ms   checkpoints/s   ms/checkpoint');
+    const avg = totals.map((t) => ({ rate: t.rate / t.rounds, cpu: t.cpu / t.rounds, p50: t.p50 / t.rounds, cps: t.checkpointsPerS / t.rounds, cpms: t.checkpointMs / t.rounds, busy: t.busy }));
+    for (const [i, variant] of variants.entries()) {
+      const a = avg[i] as (typeof avg)[number];
+      console.log(
+        `${variant.name.padEnd(28)}  ${a.rate.toFixed(0).padStart(11)}   ${a.cpu.toFixed(3).padStart(19)}   ${a.p50.toFixed(1).padStart(6)}   ` +
+          `${a.cps.toFixed(0).padStart(13)}   ${variant.truncate ? a.cpms.toFixed(2).padStart(13) : '-'.padStart(13)}`,
+      );
+    }
+    const [plain, kekOnly, both] = avg as [(typeof avg)[number], (typeof avg)[number], (typeof avg)[number]];
+    const wrap = wrapCost();
+    console.log(
+      `ratios                  KEK: CPU/rotation ×${(kekOnly.cpu / plain.cpu).toFixed(2)}, rotations/s ×${(kekOnly.rate / plain.rate).toFixed(2)} ` +
+        `(one wrap per rotation: ${(wrap.wrapMs * 1000).toFixed(1)} µs; unwrap at load ${(wrap.unwrapMs * 1000).toFixed(1)} µs per key); ` +
+        `WAL truncation: CPU/rotation ×${(both.cpu / kekOnly.cpu).toFixed(2)}, rotations/s ×${(both.rate / kekOnly.rate).toFixed(2)}; ` +
+        `both: CPU ×${(both.cpu / plain.cpu).toFixed(2)}, rotations/s ×${(both.rate / plain.rate).toFixed(2)}; checkpoints blocked by a reader: ${both.busy}`,
+    );
 
     // ---- Phase 3: the bare work, same run ----
     const bare = bareRotationWork(dir, levels.map((l) => Math.max(1, Math.round(l.opsPerCommit))));
@@ -205,8 +269,41 @@ export async function run(): Promise<void> {
   } finally {
     swarm?.kill('SIGTERM');
     await hub?.close();
+    storeToClose?.close();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The benchmark's keyring: the real KEK wrapping, or (with `plain`, for the
+ * "no KEK" baseline only) the key stored as it is in the same 113-byte
+ * layout, marked by format byte 0. Never used outside the benchmark.
+ */
+class BenchKeyring extends Keyring {
+  plain = false;
+  override wrap(kekId: number, deviceId: string, keyId: number, key: Uint8Array): Buffer {
+    if (!this.plain) return super.wrap(kekId, deviceId, keyId, key);
+    const out = Buffer.alloc(WRAPPED_KEY_BYTES);
+    out.set(key, 33);
+    return out;
+  }
+  override unwrap(kekId: number, deviceId: string, keyId: number, stored: Uint8Array): Uint8Array {
+    return stored[0] === 0 ? stored.slice(33, 97) : super.unwrap(kekId, deviceId, keyId, stored);
+  }
+}
+
+/** One KEK wrap and one unwrap of a 64-byte key (HKDF + AES-256-GCM), alone. */
+function wrapCost(): { wrapMs: number; unwrapMs: number } {
+  const keyring = new Keyring(new Map([[1, randomBytes(32)]]));
+  const key = randomBytes(64);
+  const rounds = 20_000;
+  let wrapped = keyring.wrap(1, '0011223344556677', 1, key);
+  let t = performance.now();
+  for (let i = 0; i < rounds; i++) wrapped = keyring.wrap(1, '0011223344556677', 1, key);
+  const wrapMs = (performance.now() - t) / rounds;
+  t = performance.now();
+  for (let i = 0; i < rounds; i++) keyring.unwrap(1, '0011223344556677', 1, wrapped);
+  return { wrapMs, unwrapMs: (performance.now() - t) / rounds };
 }
 
 /** HubCore alone: the cost of rotate + persisted for one device while `connections` other connections are open. */

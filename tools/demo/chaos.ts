@@ -116,6 +116,11 @@ export class PowerCutStorage implements KeyStorage {
     return this.#write(() => this.#mounted().promote(expectedId));
   }
 
+  scrub(): void {
+    const inner = this.#mounted();
+    if (inner.scrub !== undefined) this.#write(() => inner.scrub?.());
+  }
+
   #write<T>(run: () => T): T {
     const plan = this.#choice.nextCut();
     if (plan !== undefined) this.#flash.armCut(plan);

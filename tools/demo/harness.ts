@@ -41,7 +41,7 @@ export class Harness {
 
   static async start(options: HarnessOptions): Promise<Harness> {
     const dir = mkdtempSync(join(tmpdir(), 'lockstep-e2e-'));
-    const cert = options.tls === true ? createDevCertificate() : undefined;
+    const cert = options.tls === true ? await createDevCertificate() : undefined;
     const hub = await LockstepHub.start({
       tickMs: 50,
       controlPollMs: 1000,

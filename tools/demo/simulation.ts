@@ -91,7 +91,7 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
   writeFileSync(ledgerPath, '');
   let tls: { certPath: string; keyPath: string; ca: string } | undefined;
   if (options.tls) {
-    const cert = createDevCertificate();
+    const cert = await createDevCertificate();
     tls = { certPath: join(dir, 'hub-cert.pem'), keyPath: join(dir, 'hub-key.pem'), ca: cert.certPem };
     writeFileSync(tls.certPath, cert.certPem);
     writeFileSync(tls.keyPath, cert.keyPem, { mode: 0o600 });

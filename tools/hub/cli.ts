@@ -4,11 +4,13 @@
  *   provision        create devices (or import records from tools/provision)
  *   devices          list devices with key ids, pending rotation, last seen
  *   rotate <device>  ask the serving hub to rotate a device's key now
+ *   kek rotate       re-wrap every key under a new key-encryption key, online
  *   cert             write a self-signed development certificate for TLS
  * Every command works on the SQLite database given by --db. Only `serve`
  * changes keys; `rotate` and `provision` leave requests and rows that the
  * serving hub picks up within a second, so the two never race on a key.
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -16,12 +18,13 @@ import { isLockstepError } from '../../modules/errors';
 import { provisionDevice } from '../provision/provision';
 import { createDevCertificate } from './cert';
 import { defaultServeConfig, hubOptionsFrom, loadConfigFile, DEFAULT_DATABASE, type ServeConfig } from './config';
-import { formatDuration, parseDuration } from './duration';
+import { DURATION_HELP, formatDuration, parseDuration } from './duration';
 import { isLogLevel, jsonLogger, type LogLevel } from './log';
 import { DEFAULT_HOST, DEFAULT_TCP_PORT, DEFAULT_TLS_PORT } from './options';
 import { newDeviceRecord, parseHubRecord, parseHubRecords, toHubRecordJson, type DeviceRecord } from './records';
 import { LockstepHub } from './server';
-import { HubStore, type StoredDevice } from './store';
+import { defaultKeyringPath, KEK_BYTES, readKeyringFile, writeKeyringFile, type KeyringChoice } from './kek';
+import { HubStore, type DeviceSummary } from './store';
 
 const durationArg = (value: string): number => {
   try {
@@ -63,6 +66,14 @@ interface ServeFlags {
   handshakeTimeout?: number;
   idleTimeout?: number;
   logLevel?: LogLevel;
+  kekFile?: string;
+}
+
+const kekOption = () => new Option('--kek-file <path>', 'keyring file of key-encryption keys, mode 0600 (default: $LOCKSTEP_KEK_FILE, $LOCKSTEP_KEK, or <db>.kek)');
+
+/** Where the KEK comes from: --kek-file, else the store's own order (LOCKSTEP_KEK_FILE, LOCKSTEP_KEK, <db>.kek). */
+function kekChoice(flags: { kekFile?: string }): KeyringChoice {
+  return flags.kekFile === undefined ? {} : { kekFile: flags.kekFile };
 }
 
 program
@@ -76,7 +87,7 @@ program
   .option('--tls-port <port>', `TLS port (with --cert and --key; e.g. ${DEFAULT_TLS_PORT})`, integerArg)
   .option('--cert <file>', 'TLS certificate chain (PEM)')
   .option('--key <file>', 'TLS private key (PEM)')
-  .option('--rotate-every <duration>', 'rotate each device this long after its last rotation (e.g. 1h; default: never)', durationArg)
+  .option('--rotate-every <duration>', `rotate each device this long after its last rotation (${DURATION_HELP}; default: never)`, durationArg)
   .option('--rotate-jitter <duration>', 'add up to this much random delay per device (default 0)', durationArg)
   .option('--rotate-after-messages <n>', 'also rotate after this many application messages under one key', integerArg)
   .option('--max-connections <n>', 'cap on open connections', integerArg)
@@ -84,11 +95,20 @@ program
   .option('--handshake-timeout <duration>', 'time allowed for the handshake', durationArg)
   .option('--idle-timeout <duration>', 'close a session silent this long', durationArg)
   .option('--log-level <level>', 'debug | info | warn | error | silent', logLevelArg)
+  .addOption(kekOption())
   .action(async (flags: ServeFlags, command: Command) => {
     const config = flags.config === undefined ? defaultServeConfig() : loadConfigFile(flags.config);
     applyServeFlags(config, flags, command);
     const logger = jsonLogger(config.logLevel);
-    const hub = await LockstepHub.start({ ...hubOptionsFrom(config), logger });
+    // The store is opened here so that it gets the keyring (KEK); the hub refuses to start without it.
+    const store = new HubStore(config.database, kekChoice({ ...(config.kekFile !== undefined ? { kekFile: config.kekFile } : {}) }));
+    let hub: LockstepHub;
+    try {
+      hub = await LockstepHub.start({ ...hubOptionsFrom(config), database: store, logger });
+    } catch (error) {
+      store.close();
+      throw error;
+    }
     logger.info('ready', {
       devices: hub.deviceIds.length,
       rotateEvery: config.rotation.intervalMs ? formatDuration(config.rotation.intervalMs) : 'never',
@@ -96,7 +116,10 @@ program
     });
     const stop = (signal: string): void => {
       logger.info('shutdown', { signal });
-      void hub.close().then(() => process.exit(0));
+      void hub.close().then(() => {
+        store.close();
+        process.exit(0);
+      });
     };
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
@@ -130,6 +153,7 @@ function applyServeFlags(config: ServeConfig, flags: ServeFlags, command: Comman
   if (flags.handshakeTimeout !== undefined) config.timing.handshakeTimeoutMs = flags.handshakeTimeout;
   if (flags.idleTimeout !== undefined) config.timing.idleTimeoutMs = flags.idleTimeout;
   if (flags.logLevel !== undefined) config.logLevel = flags.logLevel;
+  if (flags.kekFile !== undefined) config.kekFile = flags.kekFile;
 }
 
 program
@@ -141,13 +165,14 @@ program
   .option('--import <file...>', 'import hub records written by tools/provision (device.json) instead')
   .option('--force', 'overwrite existing output files', false)
   .option('--key-wrap', 'with --out: also write a key-wrapping key (keywrap.bin) and wrap the key in keystore.bin (docs/FIRMWARE.md, flash encryption)', false)
-  .action((flags: { db: string; out?: string; count: number; import?: string[]; force: boolean; keyWrap: boolean }) => {
+  .addOption(kekOption())
+  .action((flags: { db: string; out?: string; count: number; import?: string[]; force: boolean; keyWrap: boolean; kekFile?: string }) => {
     if (flags.keyWrap && (flags.out === undefined || flags.import !== undefined)) {
       process.stderr.write('provision: --key-wrap needs --out (it writes keywrap.bin next to keystore.bin)\n');
       process.exitCode = 1;
       return;
     }
-    const store = new HubStore(flags.db);
+    const store = new HubStore(flags.db, kekChoice(flags));
     try {
       const records: DeviceRecord[] = [];
       if (flags.import !== undefined) {
@@ -182,15 +207,15 @@ program
   .action((flags: { db: string; json: boolean }) => {
     const store = new HubStore(flags.db, { readonly: true });
     try {
-      const devices = store.loadDevices();
+      const devices = store.listDevices();
       if (flags.json) {
         for (const device of devices) process.stdout.write(`${JSON.stringify(deviceSummary(device))}\n`);
         return;
       }
       const rows = devices.map((d) => [
         d.deviceId,
-        String(d.active.id),
-        d.pending === undefined ? '-' : String(d.pending.id),
+        String(d.activeKeyId),
+        d.pendingKeyId === undefined ? '-' : String(d.pendingKeyId),
         String(d.rotations),
         iso(d.activeSince),
         d.lastSeenAt === undefined ? 'never' : iso(d.lastSeenAt),
@@ -208,11 +233,12 @@ program
   .command('rotate <device>')
   .description('ask the serving hub to rotate this device\'s key now')
   .addOption(dbOption())
-  .option('--wait [duration]', 'wait until the device confirms the new key (default 30s)')
-  .action(async (deviceId: string, flags: { db: string; wait?: string | boolean }) => {
-    const store = new HubStore(flags.db);
+  .option('--wait [duration]', 'wait until the device confirms the new key (default 30s)', durationArg)
+  .addOption(kekOption())
+  .action(async (deviceId: string, flags: { db: string; wait?: number | boolean; kekFile?: string }) => {
+    const store = new HubStore(flags.db, kekChoice(flags));
     try {
-      const before = store.getDevice(deviceId);
+      const before = store.getSummary(deviceId);
       if (before === undefined) {
         process.stderr.write(`rotate: no device ${deviceId} in ${flags.db}\n`);
         process.exitCode = 1;
@@ -223,16 +249,16 @@ program
       const serving = lock !== undefined && Date.now() - lock.heartbeatAt < 10_000;
       process.stderr.write(
         serving
-          ? `rotation of ${before.deviceId} requested (active key ${before.active.id}); the serving hub starts it within a second\n`
+          ? `rotation of ${before.deviceId} requested (active key ${before.activeKeyId}); the serving hub starts it within a second\n`
           : `rotation of ${before.deviceId} requested; no hub is serving ${flags.db} now, it starts when one does\n`,
       );
       if (flags.wait === undefined || flags.wait === false) return;
-      const timeoutMs = flags.wait === true ? 30_000 : parseDuration(flags.wait);
+      const timeoutMs = flags.wait === true ? 30_000 : flags.wait;
       const deadline = Date.now() + timeoutMs;
       while (Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 200));
-        const now = store.getDevice(deviceId);
-        if (now !== undefined && now.rotateRequestedAt === undefined && now.pending === undefined && now.active.id > before.active.id) {
+        const now = store.getSummary(deviceId);
+        if (now !== undefined && now.rotateRequestedAt === undefined && now.pendingKeyId === undefined && now.activeKeyId > before.activeKeyId) {
           process.stdout.write(`${JSON.stringify(deviceSummary(now))}\n`);
           return;
         }
@@ -244,17 +270,81 @@ program
     }
   });
 
+const kek = program.command('kek').description('the key-encryption keys (KEK) that wrap every key in the database (docs/HUB.md §4.1)');
+
+kek
+  .command('rotate')
+  .description('add a KEK version, make it active and re-wrap every key under it, online (the serving hub keeps running)')
+  .addOption(dbOption())
+  .addOption(kekOption())
+  .option('--to <id>', 'with LOCKSTEP_KEK: the version (already in the variable, for this process and the serving hub) to switch to', integerArg)
+  .option('--keep-old', 'keep the old versions in the keyring file (default: removed once no row uses them)', false)
+  .action(async (flags: { db: string; kekFile?: string; to?: number; keepOld: boolean }) => {
+    const inline = flags.kekFile === undefined && (process.env.LOCKSTEP_KEK_FILE ?? '') === '' && (process.env.LOCKSTEP_KEK ?? '') !== '';
+    if (inline && flags.to === undefined) {
+      process.stderr.write('kek rotate: the KEK comes from LOCKSTEP_KEK; add the new version to it (here and in the serving hub) and name it with --to <id>\n');
+      process.exitCode = 1;
+      return;
+    }
+    const file = flags.kekFile ?? (process.env.LOCKSTEP_KEK_FILE || undefined) ?? defaultKeyringPath(flags.db);
+    const store = new HubStore(flags.db, kekChoice(flags)); // refuses a database its keyring does not open
+    try {
+      let to = flags.to;
+      if (!inline) {
+        const versions = readKeyringFile(file);
+        to ??= Math.max(...versions.keys()) + 1;
+        if (!versions.has(to)) {
+          versions.set(to, randomBytes(KEK_BYTES));
+          writeKeyringFile(file, versions); // durable before any row is wrapped under it
+        }
+      }
+      const result = await store.rotateKek(to as number);
+      let removed: number[] = [];
+      if (!inline && !flags.keepOld && result.checkpointed) {
+        const versions = readKeyringFile(file);
+        removed = [...versions.keys()].filter((id) => id !== to);
+        if (removed.length > 0) writeKeyringFile(file, new Map([[to as number, versions.get(to as number) as Buffer]]));
+      }
+      process.stdout.write(`${JSON.stringify({ ...result, keyring: inline ? 'LOCKSTEP_KEK' : file, removedVersions: removed })}\n`);
+      process.stderr.write(
+        `kek rotate: ${result.rewrapped} row(s) re-wrapped under KEK ${result.to}` +
+          (result.checkpointed ? '' : '; the WAL checkpoint was blocked by a reader: old wrapped forms leave it at the next promotion') +
+          (removed.length > 0 ? `; versions ${removed.join(', ')} removed from ${file}. Backups taken before need the old keyring file.` : '') +
+          '\n',
+      );
+    } finally {
+      store.close();
+    }
+  });
+
+kek
+  .command('status')
+  .description('which KEK version is active and how many rows each version wraps (no key material)')
+  .addOption(dbOption())
+  .action((flags: { db: string }) => {
+    const store = new HubStore(flags.db, { readonly: true });
+    try {
+      const counts: Record<string, number> = {};
+      for (const d of store.listDevices()) counts[d.activeKek] = (counts[d.activeKek] ?? 0) + 1;
+      process.stdout.write(`${JSON.stringify({ activeKek: store.activeKek, devicesByKek: counts })}\n`);
+    } finally {
+      store.close();
+    }
+  });
+
 program
   .command('cert')
-  .description('write a self-signed development certificate and key for the TLS listener')
+  .description('write a development CA and the hub certificate it issues (and the key) for the TLS listener')
   .option('--out <dir>', 'output directory', '.')
   .option('--host <name...>', 'DNS names / IP addresses to include', ['localhost', '127.0.0.1'])
   .option('--days <n>', 'validity in days', integerArg, 365)
   .option('--force', 'overwrite existing files', false)
-  .action((flags: { out: string; host: string[]; days: number; force: boolean }) => {
+  .action(async (flags: { out: string; host: string[]; days: number; force: boolean }) => {
     const certPath = join(flags.out, 'hub-cert.pem');
     const keyPath = join(flags.out, 'hub-key.pem');
-    for (const path of [certPath, keyPath]) {
+    const caPath = join(flags.out, 'hub-ca.pem');
+    const pinsPath = join(flags.out, 'hub-cert-pins.json');
+    for (const path of [certPath, keyPath, caPath, pinsPath]) {
       if (existsSync(path) && !flags.force) {
         process.stderr.write(`cert: ${path} exists; refusing to overwrite (use --force)\n`);
         process.exitCode = 1;
@@ -262,17 +352,27 @@ program
       }
     }
     mkdirSync(flags.out, { recursive: true });
-    const cert = createDevCertificate({ hosts: flags.host, days: flags.days });
+    const cert = await createDevCertificate({ hosts: flags.host, days: flags.days });
+    const pins = {
+      sha256: cert.fingerprint256,
+      spkiSha256: cert.spkiSha256Hex,
+      spkiSha256Base64: cert.spkiSha256Base64,
+      ca: { sha256: cert.caPins.fingerprint256, spkiSha256: cert.caPins.spkiSha256Hex, spkiSha256Base64: cert.caPins.spkiSha256Base64 },
+      // What the firmware is built with to trust this CA (docs/FIRMWARE.md, TLS to the hub).
+      hubCa: cert.caDerHex,
+    };
     writeFileSync(certPath, cert.certPem, { mode: 0o644 });
     writeFileSync(keyPath, cert.keyPem, { mode: 0o600 });
-    process.stdout.write(`${JSON.stringify({ cert: certPath, key: keyPath, hosts: flags.host, sha256: cert.fingerprint256 })}\n`);
+    writeFileSync(caPath, cert.caPem, { mode: 0o644 });
+    writeFileSync(pinsPath, `${JSON.stringify(pins, null, 2)}\n`, { mode: 0o644 });
+    process.stdout.write(`${JSON.stringify({ cert: certPath, key: keyPath, caCert: caPath, pins: pinsPath, hosts: flags.host, ...pins })}\n`);
   });
 
-function deviceSummary(d: StoredDevice): Record<string, unknown> {
+function deviceSummary(d: DeviceSummary): Record<string, unknown> {
   return {
     deviceId: d.deviceId,
-    activeKeyId: d.active.id,
-    pendingKeyId: d.pending?.id ?? null,
+    activeKeyId: d.activeKeyId,
+    pendingKeyId: d.pendingKeyId ?? null,
     rotations: d.rotations,
     activeSince: iso(d.activeSince),
     lastSeenAt: d.lastSeenAt === undefined ? null : iso(d.lastSeenAt),

@@ -6,11 +6,13 @@
  *     "tcp": { "host": "127.0.0.1", "port": 7700 } | false,
  *     "tls": { "host": "127.0.0.1", "port": 7701, "cert": "hub-cert.pem", "key": "hub-key.pem" },
  *     "rotation": { "every": "1h", "jitter": "5m", "afterMessages": 0 },
- *     "limits": { "maxConnections": 16000, "maxUnauthenticated": 1024, ... },
+ *     "limits": { "maxConnections": 24576, "maxUnauthenticated": 8192, ... },
  *     "timing": { "handshakeTimeout": "10s", "idleTimeout": "45s", "rekeyRetryInitial": "2s", "rekeyRetryMax": "30s" },
- *     "logLevel": "info"
+ *     "logLevel": "info",
+ *     "kekFile": "/etc/lockstep/hub.kek"
  *   }
- * Paths in the file are relative to the file.
+ * Paths in the file are relative to the file. Durations are strings with a
+ * unit ("60s", "250ms"); a bare number is refused (tools/hub/duration.ts).
  */
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -28,6 +30,8 @@ export interface ServeConfig {
   limits: Mutable<Partial<ConnectionLimits>>;
   timing: Mutable<Partial<HubTiming>>;
   logLevel: LogLevel;
+  /** The keyring file of key-encryption keys (tools/hub/kek.ts); default: the store's own choice. */
+  kekFile?: string;
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
@@ -42,9 +46,13 @@ export function loadConfigFile(path: string): ServeConfig {
   const base = dirname(resolve(path));
   const raw = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
   const config = defaultServeConfig();
-  const known = new Set(['database', 'tcp', 'tls', 'rotation', 'limits', 'timing', 'logLevel']);
+  const known = new Set(['database', 'tcp', 'tls', 'rotation', 'limits', 'timing', 'logLevel', 'kekFile']);
   for (const key of Object.keys(raw)) if (!known.has(key)) throw new Error(`${path}: unknown key "${key}"`);
   if (typeof raw.database === 'string') config.database = resolve(base, raw.database);
+  if (raw.kekFile !== undefined) {
+    if (typeof raw.kekFile !== 'string') throw new Error(`${path}: kekFile must be a path`);
+    config.kekFile = resolve(base, raw.kekFile);
+  }
   if (raw.tcp === false) config.tcp = false;
   else if (isObject(raw.tcp)) config.tcp = { ...optionalHost(raw.tcp), ...optionalPort(raw.tcp) };
   if (isObject(raw.tls)) {
@@ -53,14 +61,14 @@ export function loadConfigFile(path: string): ServeConfig {
   }
   if (isObject(raw.rotation)) {
     const r = raw.rotation;
-    if (r.every !== undefined) config.rotation.intervalMs = parseDuration(r.every as string);
-    if (r.jitter !== undefined) config.rotation.jitterMs = parseDuration(r.jitter as string);
+    if (r.every !== undefined) config.rotation.intervalMs = durationAt(path, 'rotation.every', r.every);
+    if (r.jitter !== undefined) config.rotation.jitterMs = durationAt(path, 'rotation.jitter', r.jitter);
     if (r.afterMessages !== undefined) config.rotation.maxMessages = positiveInteger(r.afterMessages, 'rotation.afterMessages');
   }
   if (isObject(raw.limits)) {
     for (const [key, value] of Object.entries(raw.limits)) {
       if (!(key in DEFAULT_LIMITS)) throw new Error(`${path}: unknown limit "${key}"`);
-      (config.limits as Record<string, number>)[key] = key.endsWith('Ms') ? parseDuration(value as string) : positiveInteger(value, key);
+      (config.limits as Record<string, number>)[key] = key.endsWith('Ms') ? durationAt(path, `limits.${key}`, value) : positiveInteger(value, key);
     }
   }
   if (isObject(raw.timing)) {
@@ -73,7 +81,7 @@ export function loadConfigFile(path: string): ServeConfig {
     for (const [key, value] of Object.entries(raw.timing)) {
       const name = names[key];
       if (name === undefined) throw new Error(`${path}: unknown timing "${key}"`);
-      (config.timing as Record<string, number>)[name] = parseDuration(value as string);
+      (config.timing as Record<string, number>)[name] = durationAt(path, `timing.${key}`, value);
     }
   }
   if (raw.logLevel !== undefined) {
@@ -102,6 +110,15 @@ export function hubOptionsFrom(config: ServeConfig): Omit<HubOptions, 'logger'> 
     limits: config.limits,
     timing: config.timing,
   };
+}
+
+/** A duration in the file: a string with a unit ("60s"); a bare number is refused (tools/hub/duration.ts). */
+function durationAt(path: string, key: string, value: unknown): number {
+  try {
+    return parseDuration(value);
+  } catch (error) {
+    throw new Error(`${path}: ${key}: ${(error as Error).message}`);
+  }
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

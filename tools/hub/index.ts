@@ -12,5 +12,5 @@ export type { RotationPolicy } from './scheduler';
 export { HubStore, type StoredDevice } from './store';
 export { SCHEMA_VERSION } from './migrations';
 export { newDeviceRecord, parseHubRecord, parseHubRecords, toHubRecordJson, type DeviceRecord, type HubRecordJson } from './records';
-export { createDevCertificate, type DevCertificate } from './cert';
+export { certificatePins, createDevCertificate, type CertificatePins, type DevCertificate } from './cert';
 export { jsonLogger, silentLogger, type Logger, type LogLevel } from './log';

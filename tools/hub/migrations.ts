@@ -5,11 +5,17 @@
  * Never edit a released migration; append a new one.
  */
 import type Database from 'better-sqlite3';
+import type { Keyring } from './kek';
+
+export interface MigrationContext {
+  /** The keyring to wrap keys under (migration 3); resolved only when a migration needs it. */
+  readonly keyring: () => Keyring;
+}
 
 export interface Migration {
   readonly version: number;
   readonly description: string;
-  readonly up: (db: Database.Database) => void;
+  readonly up: (db: Database.Database, context: MigrationContext) => void;
 }
 
 export const MIGRATIONS: readonly Migration[] = [
@@ -51,12 +57,80 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 3,
+    description: 'keys wrapped under a key-encryption key (tools/hub/kek.ts); the plaintext rows are rewritten in place',
+    up: (db, context) => {
+      const keyring = context.keyring();
+      const kekId = keyring.newestId;
+      db.exec(`
+        CREATE TABLE kek_state (
+          singleton  INTEGER PRIMARY KEY CHECK (singleton = 1),
+          active_kek INTEGER NOT NULL CHECK (active_kek BETWEEN 1 AND 4294967295)
+        );
+        CREATE TABLE devices_wrapped (
+          device_id     TEXT    PRIMARY KEY CHECK (length(device_id) = 16),
+          active_id     INTEGER NOT NULL CHECK (active_id BETWEEN 1 AND 4294967295),
+          active_kek    INTEGER NOT NULL,
+          active_key    BLOB    NOT NULL CHECK (length(active_key) = 113),
+          pending_id    INTEGER CHECK (pending_id IS NULL OR pending_id > active_id),
+          pending_kek   INTEGER,
+          pending_key   BLOB    CHECK (pending_key IS NULL OR length(pending_key) = 113),
+          created_at    INTEGER NOT NULL,
+          active_since  INTEGER NOT NULL,
+          pending_since INTEGER,
+          last_seen_at  INTEGER,
+          rotations     INTEGER NOT NULL DEFAULT 0,
+          rotate_requested_at INTEGER,
+          CHECK ((pending_id IS NULL) = (pending_key IS NULL) AND (pending_id IS NULL) = (pending_kek IS NULL))
+        );
+      `);
+      db.prepare('INSERT INTO kek_state (singleton, active_kek) VALUES (1, ?)').run(kekId);
+      const insert = db.prepare(
+        `INSERT INTO devices_wrapped (rowid, device_id, active_id, active_kek, active_key, pending_id, pending_kek, pending_key,
+           created_at, active_since, pending_since, last_seen_at, rotations, rotate_requested_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      );
+      const rows = db.prepare('SELECT rowid, * FROM devices ORDER BY rowid').all() as PlainRow[];
+      for (const row of rows) {
+        const active = keyring.wrap(kekId, row.device_id, row.active_id, row.active_key);
+        const pending = row.pending_id === null || row.pending_key === null ? null : keyring.wrap(kekId, row.device_id, row.pending_id, row.pending_key);
+        insert.run(row.rowid, row.device_id, row.active_id, kekId, active, row.pending_id, pending === null ? null : kekId, pending,
+          row.created_at, row.active_since, row.pending_since, row.last_seen_at, row.rotations, row.rotate_requested_at);
+        row.active_key.fill(0);
+        row.pending_key?.fill(0);
+      }
+      // secure_delete is on: the dropped table's pages are zeroed as they are freed.
+      db.exec('DROP TABLE devices; ALTER TABLE devices_wrapped RENAME TO devices;');
+    },
+  },
 ];
+
+interface PlainRow {
+  rowid: number;
+  device_id: string;
+  active_id: number;
+  active_key: Buffer;
+  pending_id: number | null;
+  pending_key: Buffer | null;
+  created_at: number;
+  active_since: number;
+  pending_since: number | null;
+  last_seen_at: number | null;
+  rotations: number;
+  rotate_requested_at: number | null;
+}
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
+const NO_KEYRING: MigrationContext = {
+  keyring: () => {
+    throw new Error('this migration wraps keys and needs a keyring');
+  },
+};
+
 /** Brings the database to SCHEMA_VERSION; refuses a database from a newer hub. */
-export function migrate(db: Database.Database, target = SCHEMA_VERSION): number {
+export function migrate(db: Database.Database, target = SCHEMA_VERSION, context: MigrationContext = NO_KEYRING): number {
   const current = db.pragma('user_version', { simple: true }) as number;
   if (current > SCHEMA_VERSION) {
     throw new Error(`database schema version ${current} is newer than this hub (${SCHEMA_VERSION})`);
@@ -64,7 +138,7 @@ export function migrate(db: Database.Database, target = SCHEMA_VERSION): number 
   for (const migration of MIGRATIONS) {
     if (migration.version <= current || migration.version > target) continue;
     db.transaction(() => {
-      migration.up(db);
+      migration.up(db, context);
       db.pragma(`user_version = ${migration.version}`);
     })();
   }

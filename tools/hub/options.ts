@@ -1,8 +1,12 @@
 /**
  * Hub configuration: every knob with its default, in one place. Durations
- * are milliseconds. Protocol timers (handshake, idle, re-offer backoff) are
+ * are numbers of milliseconds, and every option holding one ends in `Ms`
+ * (`checkHubOptions` refuses anything but a non-negative integer there);
+ * strings with units ("60s") are for the CLI and config files only
+ * (tools/hub/duration.ts). Protocol timers (handshake, idle, re-offer backoff) are
  * the core's (modules/protocol/constants.ts) unless overridden.
  */
+import { checkMilliseconds } from './duration';
 import type { Aead, RandomSource } from '../../modules/crypto/primitives';
 import type { HubTiming } from '../../modules/hub/hub';
 import type { Logger } from './log';
@@ -73,4 +77,25 @@ export interface HubOptions {
   /** Crypto bindings; default node:crypto (hosts/node/crypto.ts). */
   readonly aead?: Aead;
   readonly random?: RandomSource;
+}
+
+/**
+ * Refuses options that cannot be what the caller meant: a millisecond option
+ * (name ending in `Ms`) that is not a non-negative integer, e.g. a string
+ * "60s" or NaN. Called by `LockstepHub.start`; the rotation policy is checked
+ * by `RotationScheduler`.
+ */
+export function checkHubOptions(options: HubOptions): void {
+  const groups: [string, object | undefined][] = [
+    ['', options],
+    ['limits.', options.limits],
+    ['timing.', options.timing],
+    ['rotation.', options.rotation],
+  ];
+  for (const [prefix, group] of groups) {
+    if (group === undefined) continue;
+    for (const [name, value] of Object.entries(group)) {
+      if (name.endsWith('Ms') && value !== undefined) checkMilliseconds(`${prefix}${name}`, value);
+    }
+  }
 }

@@ -4,10 +4,15 @@
  * lockstep) since its active key was confirmed, or after `maxMessages`
  * application messages under the active key, whichever comes first.
  *
+ * Every duration here is a number of milliseconds, as the names say; a
+ * string ("1h") or a negative or fractional number is refused.
+ *
  * Times are wall-clock milliseconds (the schedule continues across hub
  * restarts from the database's `active_since`). The message count lives in
  * memory only: a restarted hub counts from zero again.
  */
+import { checkMilliseconds } from './duration';
+
 export interface RotationPolicy {
   /** 0 disables time-based rotation. */
   readonly intervalMs: number;
@@ -33,7 +38,7 @@ export class RotationScheduler {
   readonly #random: () => number;
 
   constructor(policy: Partial<RotationPolicy> = {}, random: () => number = Math.random) {
-    this.#policy = { ...DEFAULT_ROTATION_POLICY, ...policy };
+    this.#policy = checkPolicy({ ...DEFAULT_ROTATION_POLICY, ...policy });
     this.#random = random;
   }
 
@@ -43,7 +48,7 @@ export class RotationScheduler {
 
   /** Changes the policy for every device (0 intervals disable); takes effect at the next pass. */
   setPolicy(policy: Partial<RotationPolicy>): void {
-    this.#policy = { ...this.#policy, ...policy };
+    this.#policy = checkPolicy({ ...this.#policy, ...policy });
   }
 
   /** A device's active key was confirmed (or loaded) at `activeSince`. */
@@ -72,4 +77,14 @@ export class RotationScheduler {
     }
     return out;
   }
+}
+
+function checkPolicy(policy: RotationPolicy): RotationPolicy {
+  checkMilliseconds('rotation.intervalMs', policy.intervalMs);
+  checkMilliseconds('rotation.jitterMs', policy.jitterMs);
+  for (const name of ['maxMessages', 'maxStartsPerPass'] as const) {
+    const value = policy[name];
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) throw new Error(`rotation.${name} must be a non-negative integer`);
+  }
+  return policy;
 }

@@ -47,7 +47,7 @@ import type { Transport } from './link';
 import { openListeners } from './listeners';
 import { silentLogger, type Logger } from './log';
 import { RateLimitedLogger } from './log-limit';
-import { DEFAULT_LIMITS, type ConnectionLimits, type HubOptions } from './options';
+import { checkHubOptions, DEFAULT_LIMITS, type ConnectionLimits, type HubOptions } from './options';
 import { ActionPipeline } from './pipeline';
 import { DevicePresence } from './presence';
 import { coreRecord, newDeviceRecord, type DeviceRecord } from './records';
@@ -85,6 +85,7 @@ export class LockstepHub extends EventEmitter<HubEvents> {
 
   /** Opens the database, loads every device and starts listening. */
   static async start(options: HubOptions): Promise<LockstepHub> {
+    checkHubOptions(options); // issue 12 (finding 10): …Ms options are non-negative integers
     const hub = new LockstepHub(options);
     try {
       await hub.#listen(options);

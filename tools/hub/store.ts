@@ -10,15 +10,27 @@
  *   promote only when the pending id matches. A write that does not apply
  *   reports failure instead of clobbering a key (e.g. a second hub process
  *   on the same file).
- * - secure_delete is on, so SQLite zeroes the pages an old key leaves.
+ * - Every key (active and pending) is stored wrapped under a key-encryption
+ *   key that is not in the database (tools/hub/kek.ts, docs/HUB.md §4.1);
+ *   the row says which KEK version wraps it, `kek_state` which version new
+ *   wraps use. A store whose database holds wrapped keys and that has no
+ *   KEK for them refuses to open (KekError KEK_UNAVAILABLE / KEK_MISMATCH).
+ * - secure_delete is on, so SQLite zeroes the pages an old key leaves; and
+ *   after every commit that retired a key (a promotion), the WAL is
+ *   checkpointed and truncated, so no older copy of the row survives in
+ *   hub.db-wal either (retried at the next commit if a reader blocks it).
+ * - The database file is created with mode 0600 before SQLite opens it, so it
+ *   is never readable by others, not even for a moment; SQLite gives its
+ *   -journal, -wal and -shm files the database file's mode.
  */
-import { chmodSync, existsSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, openSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import Database from 'better-sqlite3';
 import { LockstepError } from '../../modules/errors';
 import type { HubPersistOp } from '../../modules/hub/actions';
 import type { KeySlot } from '../../modules/platform/keys';
-import { migrate } from './migrations';
+import { KekError, resolveKeyring, type Keyring, type KeyringChoice } from './kek';
+import { migrate, SCHEMA_VERSION } from './migrations';
 import type { DeviceRecord } from './records';
 
 export interface StoredDevice {
@@ -34,12 +46,21 @@ export interface StoredDevice {
   readonly rowid: number;
 }
 
+/** A device without its keys (what `devices` lists; needs no KEK). */
+export type DeviceSummary = Omit<StoredDevice, 'active' | 'pending'> & {
+  readonly activeKeyId: number;
+  readonly pendingKeyId: number | undefined;
+  readonly activeKek: number;
+};
+
 interface DeviceRow {
   rowid: number;
   device_id: string;
   active_id: number;
+  active_kek: number;
   active_key: Buffer;
   pending_id: number | null;
+  pending_kek: number | null;
   pending_key: Buffer | null;
   created_at: number;
   active_since: number;
@@ -58,9 +79,35 @@ export interface HubLock {
   readonly heartbeatAt: number;
 }
 
-export interface StoreOptions {
+export interface StoreOptions extends KeyringChoice {
   readonly readonly?: boolean;
+  /**
+   * Checkpoint and truncate the WAL after each commit that promoted a key, so
+   * the retired key's row leaves hub.db-wal (default true; false only for
+   * the benchmark's comparison).
+   */
+  readonly truncateWalAfterPromotion?: boolean;
 }
+
+/** WAL checkpoints run to erase retired keys (stats and the benchmark). */
+export interface ScrubStats {
+  checkpoints: number;
+  /** Checkpoints that could not complete because a reader held an old snapshot (retried at the next commit). */
+  busy: number;
+  /** Time spent in them, ms. */
+  totalMs: number;
+}
+
+/** What `rotateKek` did. */
+export interface KekRotation {
+  readonly from: number[];
+  readonly to: number;
+  readonly rewrapped: number;
+  readonly transactions: number;
+  readonly checkpointed: boolean;
+}
+
+const REWRAP_BATCH = 256;
 
 const SELECT_DEVICE = 'SELECT rowid, * FROM devices';
 
@@ -69,21 +116,44 @@ export class HubStore {
   readonly #db: Database.Database;
   readonly #statements: ReturnType<typeof prepare>;
 
+  readonly #keyring: Keyring | undefined;
+  /**
+   * Checkpoint + truncate the WAL after commits that promote (the default;
+   * see StoreOptions). Settable so the benchmark can compare within one run.
+   */
+  truncateWalAfterPromotion: boolean;
+  #scrubPending = false;
+  readonly scrub: ScrubStats = { checkpoints: 0, busy: 0, totalMs: 0 };
+
   constructor(path: string, options: StoreOptions = {}) {
     this.path = path;
     const fresh = path !== ':memory:' && !existsSync(path);
     if (options.readonly === true && fresh) throw new LockstepError('LOCAL_BAD_ARGUMENT', `no hub database at ${path}`);
+    if (options.readonly !== true && path !== ':memory:') createPrivately(path, fresh);
     this.#db = new Database(path, { readonly: options.readonly === true, fileMustExist: options.readonly === true });
-    // A busy writer (the serving hub) briefly holds the lock; CLI commands wait.
-    this.#db.pragma('busy_timeout = 5000');
-    if (options.readonly !== true) {
-      if (fresh) chmodSync(path, 0o600);
-      this.#db.pragma('journal_mode = WAL');
-      this.#db.pragma('synchronous = FULL');
-      this.#db.pragma('secure_delete = ON');
-      migrate(this.#db);
+    this.truncateWalAfterPromotion = options.truncateWalAfterPromotion ?? true;
+    try {
+      // A busy writer (the serving hub) briefly holds the lock; CLI commands wait.
+      this.#db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      const wrapped = wrappedKekIds(this.#db);
+      // The default keyring file is created only for a database without wrapped keys.
+      this.#keyring = options.readonly === true ? readonlyKeyring(path, options) : resolveKeyring(path, options, wrapped.length === 0);
+      if (this.#keyring === undefined && wrapped.length > 0 && options.readonly !== true) throw kekUnavailable(path, wrapped);
+      if (options.readonly !== true) {
+        this.#db.pragma('journal_mode = WAL');
+        this.#db.pragma('synchronous = FULL');
+        this.#db.pragma('secure_delete = ON');
+        const before = this.#db.pragma('user_version', { simple: true }) as number;
+        migrate(this.#db, undefined, { keyring: () => this.#keyring as Keyring });
+        if (before > 0 && before < 3 && path !== ':memory:') this.#checkpoint(); // the plaintext rows leave the WAL too
+        this.#adoptKeyring();
+      }
+      this.#statements = prepare(this.#db);
+      if (this.#keyring !== undefined) this.#checkKeyring();
+    } catch (error) {
+      this.#db.close();
+      throw error;
     }
-    this.#statements = prepare(this.#db);
   }
 
   close(): void {
@@ -94,26 +164,90 @@ export class HubStore {
     return this.#db.pragma('user_version', { simple: true }) as number;
   }
 
+  /** The KEK version new wraps use. */
+  get activeKek(): number {
+    return (this.#db.prepare('SELECT active_kek FROM kek_state WHERE singleton = 1').get() as { active_kek: number }).active_kek;
+  }
+
+  /** Where the keyring comes from (never the key material). */
+  get keyringDescription(): string | undefined {
+    return this.#keyring?.description;
+  }
+
+  /**
+   * If the recorded active KEK is not in the keyring and no row uses it (a
+   * database without devices given a new keyring), the keyring's newest
+   * version becomes active.
+   */
+  #adoptKeyring(): void {
+    const keyring = this.#keyring as Keyring;
+    const active = this.activeKek;
+    if (keyring.has(active)) return;
+    if (wrappedKekIds(this.#db).length === 0) {
+      this.#db.prepare('UPDATE kek_state SET active_kek = ? WHERE singleton = 1').run(keyring.newestId);
+      return;
+    }
+    throw new KekError('KEK_UNAVAILABLE', `database ${this.path}: new keys are to be wrapped under KEK version ${active}, which ${keyring.description} does not hold`);
+  }
+
+  /** Every KEK version in use must be available and open a row: the hub refuses to start otherwise. */
+  #checkKeyring(): void {
+    const keyring = this.#keyring as Keyring;
+    for (const kekId of wrappedKekIds(this.#db)) {
+      if (!keyring.has(kekId)) throw kekUnavailable(this.path, [kekId], keyring.description);
+      const row = this.#db.prepare('SELECT rowid, * FROM devices WHERE active_kek = ? LIMIT 1').get(kekId) as DeviceRow | undefined;
+      if (row !== undefined) keyring.unwrap(kekId, row.device_id, row.active_id, row.active_key).fill(0);
+    }
+  }
+
   // ---- Devices ----
 
   loadDevices(): StoredDevice[] {
-    return (this.#statements.all.all() as DeviceRow[]).map(fromRow);
+    return (this.#statements.all.all() as DeviceRow[]).map((row) => this.#fromRow(row));
+  }
+
+  /** Every device without its keys (no KEK needed). */
+  listDevices(): DeviceSummary[] {
+    return (this.#statements.all.all() as DeviceRow[]).map(summaryOf);
+  }
+
+  /** One device without its keys (no KEK needed). */
+  getSummary(deviceId: string): DeviceSummary | undefined {
+    const row = this.#statements.one.get(deviceId.toLowerCase()) as DeviceRow | undefined;
+    return row === undefined ? undefined : summaryOf(row);
   }
 
   getDevice(deviceId: string): StoredDevice | undefined {
     const row = this.#statements.one.get(deviceId.toLowerCase()) as DeviceRow | undefined;
-    return row === undefined ? undefined : fromRow(row);
+    return row === undefined ? undefined : this.#fromRow(row);
   }
 
   /** Devices added after `rowid` (by another process, e.g. the provision command). */
   devicesAfter(rowid: number): StoredDevice[] {
-    return (this.#statements.after.all(rowid) as DeviceRow[]).map(fromRow);
+    return (this.#statements.after.all(rowid) as DeviceRow[]).map((row) => this.#fromRow(row));
+  }
+
+  #fromRow(row: DeviceRow): StoredDevice {
+    const keyring = this.#keyring;
+    if (keyring === undefined) throw kekUnavailable(this.path, [row.active_kek]);
+    const active = { id: row.active_id, key: keyring.unwrap(row.active_kek, row.device_id, row.active_id, row.active_key) };
+    const pending =
+      row.pending_id === null || row.pending_key === null || row.pending_kek === null
+        ? undefined
+        : { id: row.pending_id, key: keyring.unwrap(row.pending_kek, row.device_id, row.pending_id, row.pending_key) };
+    return { ...summaryOf(row), active, ...(pending === undefined ? {} : { pending }) } as StoredDevice;
+  }
+
+  #wrap(kekId: number, deviceId: string, keyId: number, key: Uint8Array): Buffer {
+    if (this.#keyring === undefined) throw kekUnavailable(this.path, [kekId]);
+    return this.#keyring.wrap(kekId, deviceId, keyId, key);
   }
 
   /** Inserts a provisioned device; throws LOCAL_BAD_ARGUMENT if the id exists. */
   insertDevice(record: DeviceRecord, now: number): StoredDevice {
     try {
-      this.#statements.insert.run(record.deviceId, record.active.id, record.active.key, now, now);
+      const kekId = this.activeKek;
+      this.#statements.insert.run(record.deviceId, record.active.id, kekId, this.#wrap(kekId, record.deviceId, record.active.id, record.active.key), now, now);
     } catch (error) {
       if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
         throw new LockstepError('LOCAL_BAD_ARGUMENT', `device ${record.deviceId} is already provisioned`);
@@ -136,14 +270,111 @@ export class HubStore {
    * nothing of it is durable.
    */
   commit(ops: readonly HubPersistOp[], now: number): boolean[] {
-    return this.#db.transaction(() =>
-      ops.map((op) => {
+    let promoted = false;
+    // IMMEDIATE: the write lock is taken before the active KEK is read, so a
+    // `kek rotate` switching versions in another process is never missed.
+    const applied = this.#db.transaction(() => {
+      const kekId = this.activeKek;
+      return ops.map((op) => {
         if (op.kind === 'storePending') {
-          return this.#statements.storePending.run(op.id, op.key, now, op.deviceId, op.id - 1).changes === 1;
+          const wrapped = this.#wrap(kekId, op.deviceId, op.id, op.key);
+          return this.#statements.storePending.run(op.id, kekId, wrapped, now, op.deviceId, op.id - 1).changes === 1;
         }
-        return this.#statements.promote.run(now, op.deviceId, op.id).changes === 1;
-      }),
-    )();
+        const done = this.#statements.promote.run(now, op.deviceId, op.id).changes === 1;
+        promoted ||= done;
+        return done;
+      });
+    }).immediate();
+    if ((promoted && this.truncateWalAfterPromotion) || this.#scrubPending) this.#checkpoint();
+    return applied;
+  }
+
+  /**
+   * Moves every committed page into the database file and truncates the WAL
+   * to zero bytes, so the frames holding a retired key's row are gone. Never
+   * waits for readers (busy_timeout 0 meanwhile): if one holds an old
+   * snapshot the checkpoint is incomplete and is retried at the next commit.
+   * Returns whether it completed.
+   */
+  #checkpoint(): boolean {
+    const started = performance.now();
+    this.#db.pragma('busy_timeout = 0');
+    let busy = true;
+    try {
+      const [result] = this.#db.pragma('wal_checkpoint(TRUNCATE)') as { busy: number }[];
+      busy = result === undefined || result.busy !== 0;
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'SQLITE_BUSY' && (error as { code?: string }).code !== 'SQLITE_LOCKED') throw error;
+    } finally {
+      this.#db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    }
+    this.scrub.checkpoints++;
+    this.scrub.totalMs += performance.now() - started;
+    if (busy) this.scrub.busy++;
+    this.#scrubPending = busy;
+    return !busy;
+  }
+
+  /** Runs the WAL checkpoint now, waiting up to `timeoutMs` for readers to let go. */
+  async checkpointNow(timeoutMs = 5000): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (this.#checkpoint()) return true;
+      if (Date.now() >= deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  /**
+   * KEK rotation, online: makes version `to` (which the keyring must hold)
+   * the one new wraps use, then re-wraps every row under another version in
+   * short IMMEDIATE transactions (a serving hub's commits interleave; each
+   * re-wrap reads and writes the row under the write lock, so no rotation
+   * is lost), then checkpoints so the old wrapped forms leave the WAL.
+   */
+  async rotateKek(to: number, onProgress?: (rewrapped: number) => void): Promise<KekRotation> {
+    const keyring = this.#keyring;
+    if (keyring === undefined || !keyring.has(to)) throw new KekError('KEK_UNAVAILABLE', `KEK version ${to} is not in ${keyring?.description ?? 'any keyring'}`);
+    const from = wrappedKekIds(this.#db).filter((id) => id !== to);
+    this.#db.prepare('UPDATE kek_state SET active_kek = ? WHERE singleton = 1').run(to);
+    const select = this.#db.prepare(`SELECT rowid, * FROM devices WHERE active_kek != ? OR pending_kek != ? LIMIT ${REWRAP_BATCH}`);
+    const update = this.#db.prepare('UPDATE devices SET active_kek = ?, active_key = ?, pending_kek = ?, pending_key = ? WHERE rowid = ?');
+    let rewrapped = 0;
+    let transactions = 0;
+    for (;;) {
+      const count = this.#db.transaction(() => {
+        const rows = select.all(to, to) as DeviceRow[];
+        for (const row of rows) {
+          const active = keyring.unwrap(row.active_kek, row.device_id, row.active_id, row.active_key);
+          const pending =
+            row.pending_id === null || row.pending_key === null || row.pending_kek === null
+              ? undefined
+              : keyring.unwrap(row.pending_kek, row.device_id, row.pending_id, row.pending_key);
+          update.run(to, keyring.wrap(to, row.device_id, row.active_id, active), pending === undefined ? null : to,
+            pending === undefined ? null : keyring.wrap(to, row.device_id, row.pending_id as number, pending), row.rowid);
+          active.fill(0);
+          pending?.fill(0);
+        }
+        return rows.length;
+      }).immediate();
+      transactions++;
+      rewrapped += count;
+      onProgress?.(rewrapped);
+      if (count < REWRAP_BATCH) break;
+      await new Promise((resolve) => setImmediate(resolve)); // let a hub in this process commit in between
+    }
+    const checkpointed = this.path === ':memory:' ? true : await this.checkpointNow();
+    return { from, to, rewrapped, transactions, checkpointed };
+  }
+
+  /** The raw stored (wrapped) forms of a device's keys: for audits and the tests that scan files for them. */
+  wrappedForms(deviceId: string): { active: { kek: number; bytes: Buffer }; pending?: { kek: number; bytes: Buffer } } | undefined {
+    const row = this.#statements.one.get(deviceId.toLowerCase()) as DeviceRow | undefined;
+    if (row === undefined) return undefined;
+    return {
+      active: { kek: row.active_kek, bytes: row.active_key },
+      ...(row.pending_key === null || row.pending_kek === null ? {} : { pending: { kek: row.pending_kek, bytes: row.pending_key } }),
+    };
   }
 
   /** Records when devices were last seen (one transaction; not safety-relevant). */
@@ -204,14 +435,14 @@ function prepare(db: Database.Database) {
     all: db.prepare(`${SELECT_DEVICE} ORDER BY rowid`),
     one: db.prepare(`${SELECT_DEVICE} WHERE device_id = ?`),
     after: db.prepare(`${SELECT_DEVICE} WHERE rowid > ? ORDER BY rowid`),
-    insert: db.prepare('INSERT INTO devices (device_id, active_id, active_key, created_at, active_since) VALUES (?, ?, ?, ?, ?)'),
+    insert: db.prepare('INSERT INTO devices (device_id, active_id, active_kek, active_key, created_at, active_since) VALUES (?, ?, ?, ?, ?, ?)'),
     storePending: db.prepare(
-      `UPDATE devices SET pending_id = ?, pending_key = ?, pending_since = ?, rotate_requested_at = NULL
+      `UPDATE devices SET pending_id = ?, pending_kek = ?, pending_key = ?, pending_since = ?, rotate_requested_at = NULL
        WHERE device_id = ? AND active_id = ? AND pending_id IS NULL`,
     ),
     promote: db.prepare(
-      `UPDATE devices SET active_id = pending_id, active_key = pending_key, active_since = ?,
-         pending_id = NULL, pending_key = NULL, pending_since = NULL, rotations = rotations + 1
+      `UPDATE devices SET active_id = pending_id, active_kek = pending_kek, active_key = pending_key, active_since = ?,
+         pending_id = NULL, pending_kek = NULL, pending_key = NULL, pending_since = NULL, rotations = rotations + 1
        WHERE device_id = ? AND pending_id = ?`,
     ),
     touch: db.prepare('UPDATE devices SET last_seen_at = ? WHERE device_id = ?'),
@@ -228,12 +459,14 @@ function prepare(db: Database.Database) {
   };
 }
 
-function fromRow(row: DeviceRow): StoredDevice {
-  const pending = row.pending_id === null || row.pending_key === null ? undefined : { id: row.pending_id, key: new Uint8Array(row.pending_key) };
+const BUSY_TIMEOUT_MS = 5000;
+
+function summaryOf(row: DeviceRow): DeviceSummary {
   return {
     deviceId: row.device_id,
-    active: { id: row.active_id, key: new Uint8Array(row.active_key) },
-    ...(pending === undefined ? {} : { pending }),
+    activeKeyId: row.active_id,
+    pendingKeyId: row.pending_id ?? undefined,
+    activeKek: row.active_kek,
     createdAt: row.created_at,
     activeSince: row.active_since,
     pendingSince: row.pending_since ?? undefined,
@@ -242,6 +475,61 @@ function fromRow(row: DeviceRow): StoredDevice {
     rotateRequestedAt: row.rotate_requested_at ?? undefined,
     rowid: row.rowid,
   };
+}
+
+/** The KEK versions that wrap some row (none before migration 3). */
+function wrappedKekIds(db: Database.Database): number[] {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version < 3 || version > SCHEMA_VERSION) return []; // (a newer schema is refused by migrate)
+  const rows = db.prepare('SELECT active_kek AS id FROM devices UNION SELECT pending_kek FROM devices WHERE pending_kek IS NOT NULL').all() as { id: number }[];
+  return rows.map((r) => r.id).sort((a, b) => a - b);
+}
+
+/**
+ * A read-only store (`hub devices`, `hub kek status`) lists devices without
+ * their keys, so a missing or unusable keyring does not stop it: reading a
+ * key then throws KEK_UNAVAILABLE.
+ */
+function readonlyKeyring(path: string, choice: KeyringChoice): Keyring | undefined {
+  try {
+    return resolveKeyring(path, choice, false);
+  } catch (error) {
+    if (error instanceof KekError) return undefined;
+    throw error;
+  }
+}
+
+function kekUnavailable(path: string, kekIds: number[], where?: string): KekError {
+  return new KekError(
+    'KEK_UNAVAILABLE',
+    `database ${path} holds keys wrapped under KEK version ${kekIds.join(', ')}, and ${where ?? 'no keyring'} provides it: ` +
+      `give the keyring with --kek-file (or LOCKSTEP_KEK_FILE, or LOCKSTEP_KEK), or put its file at ${path}.kek. ` +
+      'A database copied without its KEK opens no device.',
+  );
+}
+
+/**
+ * Creates the database file owner-only (0600, O_EXCL) before SQLite opens
+ * it: SQLite itself would create it 0644 (less the umask), and a chmod
+ * afterwards leaves a window in which another local user can open it and
+ * keep reading through that descriptor. An existing database (or its
+ * -wal/-shm) found readable by others is tightened to 0600.
+ */
+function createPrivately(path: string, fresh: boolean): void {
+  if (fresh) {
+    try {
+      closeSync(openSync(path, 'wx', 0o600));
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'EEXIST') throw error;
+    }
+  }
+  for (const file of [path, `${path}-wal`, `${path}-shm`, `${path}-journal`]) {
+    try {
+      if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'ENOENT') throw error;
+    }
+  }
 }
 
 function processAlive(pid: number): boolean {
