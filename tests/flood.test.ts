@@ -157,7 +157,7 @@ test('1: thousands of idle TLS sockets are closed at the handshake timeout; conn
     expect(outcome.connected).toBe(SOCKETS);
     expect(outcome.closed).toBe(SOCKETS);
     // Closed by the handshake timeout (plus scheduling slack on a loaded machine), not by anything later.
-    expect(outcome.maxLifetimeMs).toBeLessThan(HANDSHAKE_TIMEOUT_MS + 2000);
+    expect(outcome.maxLifetimeMs).toBeLessThan(HANDSHAKE_TIMEOUT_MS + 4000);
     await until(() => hub.stats().connections === 0 && hub.stats().unauthenticated === 0, 'the hub to count no connection', 2000);
     await new Promise((resolve) => setTimeout(resolve, 200));
     collectGarbage();
@@ -178,7 +178,7 @@ describe.each([
     const port = hub.addresses[0]?.port as number;
     const run = flood(port, 'rate', RATE, 20_000);
     // Let the flood fill the unauthenticated cap before the device tries (at 3,500/s: 8,192 in ≈ 2.3 s).
-    await until(() => hub.stats().evicted > 0 || run.latest().t > 4000, 'the flood to reach the cap', 6000);
+    await until(() => hub.stats().evicted > 0 || run.latest().t > 4000, 'the flood to reach the cap', 15_000);
     const proxyPort = await delayingProxy(port, outbound);
     const device = addDevice(hub, { host: DEVICE_SOURCE, port: proxyPort });
     const evictedBefore = hub.stats().evicted;

@@ -117,13 +117,17 @@ describe('SocketTransport', () => {
   test.each([
     [SOCKET_DISCONNECTED, 'closed disconnected'],
     [SOCKET_ERROR, 'closed socket error'],
-  ])('message %d closes once, quietly, and nothing fires afterwards', (message, expected) => {
+  ])('message %d ends the connection once, never closes the SDK socket a second time, and nothing fires afterwards', (message, expected) => {
     const { socket, transport, log } = open();
     socket.callback(SOCKET_CONNECTED);
-    socket.closeThrows = true; // the simulator's socket already closed itself
+    let closes = 0;
+    socket.close = () => {
+      closes++; // a second close of a securesocket from its own callback crashed the simulator
+    };
     const callback = socket.callback;
     callback(message);
     expect(log).toEqual(['connected', expected]);
+    expect(closes).toBe(0);
     callback(SOCKET_READABLE, 1);
     callback(message);
     socket.callback(SOCKET_CONNECTED); // the transport left a harmless callback behind

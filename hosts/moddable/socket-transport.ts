@@ -103,10 +103,10 @@ export class SocketTransport implements DeviceConnection {
           this.#flush();
           break;
         case SOCKET_DISCONNECTED:
-          this.#fail('disconnected');
+          this.#fail('disconnected', false);
           break;
         case SOCKET_ERROR:
-          this.#fail('socket error');
+          this.#fail('socket error', false);
           break;
         default:
           break;
@@ -145,11 +145,18 @@ export class SocketTransport implements DeviceConnection {
     }
   }
 
-  #fail(reason: string): void {
+  /**
+   * The connection is over. `closeSocket` is false when the SDK reported the
+   * end itself (disconnected, error): its socket is closed already, and
+   * closing a `securesocket` a second time from inside its own callback
+   * crashed the simulator (a segmentation fault after a hub restart over
+   * TLS, before this was fixed).
+   */
+  #fail(reason: string, closeSocket = true): void {
     const socket = this.#socket;
     if (socket === undefined) return;
     this.#release();
-    closeQuietly(socket);
+    if (closeSocket) closeQuietly(socket);
     this.#events.onClosed(reason);
   }
 

@@ -55,7 +55,9 @@ BUILD_FLAGS=(hub=127.0.0.1 "keystoreImage=$WORK/keystore.bin" "keyWrapImage=$WOR
 if [ "$TLS" = 1 ]; then
   hub cert --out "$WORK/cert" > /dev/null
   HUB_FLAGS+=(--no-tcp --tls-port "$PORT" --cert "$WORK/cert/hub-cert.pem" --key "$WORK/cert/hub-key.pem")
-  BUILD_FLAGS+=(port="$PORT" hubTls=true hubTlsVerify=false)
+  # The device verifies the hub's chain and name against the development CA (hubTlsVerify defaults to true).
+  HUB_CA=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")).hubCa)' "$WORK/cert/hub-cert-pins.json")
+  BUILD_FLAGS+=(port="$PORT" hubTls=true "hubCa=$HUB_CA" ${SIMCHECK_EXTRA:-})
 else
   HUB_FLAGS+=(--port "$PORT")
   BUILD_FLAGS+=(port="$PORT")
