@@ -43,11 +43,27 @@ function trace(script: string): { creations: Creation[]; chmods: Creation[]; fil
   const creations: Creation[] = [];
   const chmods: Creation[] = [];
   const fds = new Map<string, string>();
+  // With -f, a call interrupted by another thread's is split: "PID openat(... <unfinished ...>" then
+  // "PID <... openat resumed>) = FD". Both halves are joined here, so no creation is missed.
+  const unfinished = new Map<string, { file: string; flags: string; mode: string | undefined }>();
+  const opened = (call: { file: string; flags: string; mode: string | undefined }, fd: string): void => {
+    if (Number(fd) < 0 || !call.file.startsWith(dir) || !call.flags.includes('O_CREAT')) return;
+    creations.push({ file: call.file, mode: parseInt(call.mode ?? '0', 8) });
+    fds.set(fd, call.file);
+  };
   for (const line of readFileSync(log, 'utf8').split('\n')) {
-    const open = /open(?:at)?\((?:AT_FDCWD, )?"([^"]+)", ([A-Z_|]+)(?:, (0[0-7]+))?\) = (\d+)/.exec(line);
-    if (open !== null && open[1]!.startsWith(dir) && open[2]!.includes('O_CREAT')) {
-      creations.push({ file: open[1]!, mode: parseInt(open[3] ?? '0', 8) });
-      fds.set(open[4]!, open[1]!);
+    const pid = /^(\d+) /.exec(line)?.[1] ?? '';
+    const open = /open(?:at)?\((?:AT_FDCWD, )?"([^"]+)", ([A-Z_|]+)(?:, (0[0-7]+))?(?:\) = (-?\d+)| <unfinished \.\.\.>)/.exec(line);
+    if (open !== null) {
+      const call = { file: open[1]!, flags: open[2]!, mode: open[3] };
+      if (open[4] !== undefined) opened(call, open[4]);
+      else unfinished.set(pid, call);
+    }
+    const resumed = /<\.\.\. open(?:at)? resumed>.*\) = (-?\d+)/.exec(line);
+    const pending = unfinished.get(pid);
+    if (resumed !== null && pending !== undefined) {
+      unfinished.delete(pid);
+      opened(pending, resumed[1]!);
     }
     const chmod = /(?:chmod|fchmodat)\((?:AT_FDCWD, )?"([^"]+)", (0[0-7]+)/.exec(line);
     if (chmod !== null && chmod[1]!.startsWith(dir)) chmods.push({ file: chmod[1]!, mode: parseInt(chmod[2]!, 8) });
