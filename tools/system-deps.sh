@@ -7,6 +7,8 @@
 #   libmbedtls-dev  the native module's Linux backend
 #   strace          tests/hub-file-mode: the mode a database file is created with
 #   openssl         tests/hub-cert: an independent reading of the certificate
+#   postgresql      the hub's PostgreSQL backend (a throwaway cluster per test run)
+#   chromium        the dashboard's browser tests (headless, via playwright-core)
 set -euo pipefail
 need=()
 command -v spin >/dev/null 2>&1 || need+=(spin)
@@ -15,6 +17,8 @@ command -v make >/dev/null 2>&1 || need+=(make)
 [ -f /usr/include/mbedtls/aes.h ] || need+=(libmbedtls-dev)
 command -v strace >/dev/null 2>&1 || need+=(strace)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "system-deps: installing ${need[*]}"
