@@ -23,6 +23,8 @@ export type ErrorCode =
   | 'BAD_PAYLOAD'
   | 'UNEXPECTED_MESSAGE'
   | 'REKEY_REJECTED'
+  /** An X25519 key share whose result is all zero (low order, RFC 7748 §6.1), or that a backend refuses. */
+  | 'BAD_KEY_SHARE'
   | 'PEER_ERROR'
   | 'TIMEOUT'
   | 'BUFFER_FULL'

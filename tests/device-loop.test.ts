@@ -97,7 +97,7 @@ class TestStorage implements KeyStorage {
     return this.#keystore.deviceId;
   }
   format(deviceId: Uint8Array, initial: KeySlot): void {
-    this.#keystore.format(deviceId, initial);
+    this.#keystore.format(deviceId, initial, 'classic');
   }
   storeFuture(id: number, key: Uint8Array): void | PersistLater {
     this.calls.push(`storeFuture ${id}`);
@@ -315,7 +315,7 @@ function setup(options: { latencyMs?: number; loop?: Partial<DeviceLoopOptions> 
   const initialKey = new Uint8Array(64);
   random.fill(initialKey);
   const flash = new NorFlash({ sectors: 4 });
-  new Keystore(flash).format(deviceIdBytes, { id: 1, key: initialKey });
+  new Keystore(flash).format(deviceIdBytes, { id: 1, key: initialKey }, 'classic');
   const storage = new TestStorage(flash);
   const net = new FakeNetwork(timers, deviceId, { id: 1, key: initialKey }, options.latencyMs ?? 3);
   const log: string[] = [];

@@ -56,15 +56,15 @@ describe('ledger', () => {
 
 describe('sync check', () => {
   test('reachable states pass; unreachable ones are named', () => {
-    expect(syncProblem({ active: slot(1) }, { active: slot(1) })).toBeUndefined();
-    expect(syncProblem({ active: slot(1) }, { active: slot(1), pending: slot(2) })).toBeUndefined();
-    expect(syncProblem({ active: slot(1), future: slot(2) }, { active: slot(1), pending: slot(2) })).toBeUndefined();
-    expect(syncProblem({ active: slot(1), future: slot(2) }, { active: slot(2) })).toBeUndefined();
-    expect(syncProblem({ active: slot(1), future: slot(2) }, { active: slot(1) })).toMatch(/device seals with key 2/);
-    expect(syncProblem({ active: slot(2) }, { active: slot(1), pending: slot(2) })).toMatch(/hub seals with key 1/);
-    expect(syncProblem({ active: slot(1), future: slot(2, 9) }, { active: slot(1), pending: slot(2) })).toMatch(/names different keys/);
-    expect(settled({ active: slot(3) }, { active: slot(3) })).toBe(true);
-    expect(settled({ active: slot(3) }, { active: slot(3), pending: slot(4) })).toBe(false);
+    expect(syncProblem({ mode: 'classic', active: slot(1) }, { active: slot(1) })).toBeUndefined();
+    expect(syncProblem({ mode: 'classic', active: slot(1) }, { active: slot(1), pending: slot(2) })).toBeUndefined();
+    expect(syncProblem({ mode: 'classic', active: slot(1), future: slot(2) }, { active: slot(1), pending: slot(2) })).toBeUndefined();
+    expect(syncProblem({ mode: 'classic', active: slot(1), future: slot(2) }, { active: slot(2) })).toBeUndefined();
+    expect(syncProblem({ mode: 'classic', active: slot(1), future: slot(2) }, { active: slot(1) })).toMatch(/device seals with key 2/);
+    expect(syncProblem({ mode: 'classic', active: slot(2) }, { active: slot(1), pending: slot(2) })).toMatch(/hub seals with key 1/);
+    expect(syncProblem({ mode: 'classic', active: slot(1), future: slot(2, 9) }, { active: slot(1), pending: slot(2) })).toMatch(/names different keys/);
+    expect(settled({ mode: 'classic', active: slot(3) }, { active: slot(3) })).toBe(true);
+    expect(settled({ mode: 'classic', active: slot(3) }, { active: slot(3), pending: slot(4) })).toBe(false);
   });
 
   test('a hub that calls persisted() for a commit it never made is caught against its database', async () => {

@@ -58,7 +58,7 @@ test('a device keeps its keys across restarts on a file image', () => {
   const key = (n: number) => new Uint8Array(64).fill(n);
   let flash = new FileFlash(path);
   const keystore = new Keystore(flash);
-  keystore.format(Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8), { id: 1, key: key(1) });
+  keystore.format(Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8), { id: 1, key: key(1) }, 'classic');
   keystore.storeFuture(2, key(2));
   keystore.promote();
   keystore.storeFuture(3, key(3));

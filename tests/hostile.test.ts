@@ -198,7 +198,7 @@ test('an authenticated peer sending frames with bad tags and unknown key ids: re
   harness.hub.setRotationPolicy({ intervalMs: 0 });
   try {
     const keysBefore = harness.hub.deviceKeys(record.deviceId);
-    const core = new DeviceCore({ deviceId: fromHex(record.deviceId), keys: { active: record.active }, aead: nodeAead, random: nodeRandom });
+    const core = new DeviceCore({ deviceId: fromHex(record.deviceId), keys: { mode: 'classic', active: record.active }, aead: nodeAead, random: nodeRandom });
     const client = await rawClient();
     let established = false;
     let hubNonce: Uint8Array | undefined;

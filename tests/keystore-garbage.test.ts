@@ -22,7 +22,7 @@ function journal(rotations: number, seed: number, g = geometry) {
   const flash = new NorFlash(g);
   const keystore = new Keystore(flash);
   const written: KeySlot[] = [{ id: 1, key: random.bytes(64) }];
-  keystore.format(random.bytes(8), written[0] as KeySlot);
+  keystore.format(random.bytes(8), written[0] as KeySlot, 'classic');
   for (let id = 2; id < rotations + 2; id++) {
     const slot = { id, key: random.bytes(64) };
     written.push(slot);

@@ -29,7 +29,7 @@ function sectorCommit(sector: Uint8Array): number {
 
 test('format writes header, commit word and the active snapshot as documented', () => {
   const flash = new NorFlash({ sectorSize: 512, sectors: 2 });
-  new Keystore(flash).format(deviceId, { id: 0x01020304, key: key(1) });
+  new Keystore(flash).format(deviceId, { id: 0x01020304, key: key(1) }, 'classic');
   const sector = flash.read(0, 512);
   expect(Array.from(sector.subarray(0, 4))).toEqual([0x4c, 0x4b, 0x53, 0x4a]); // "LKSJ"
   expect(Array.from(sector.subarray(4, 8))).toEqual([1, 0, 2, 0]); // version 1, 2 sectors
@@ -51,7 +51,7 @@ test('format writes header, commit word and the active snapshot as documented', 
 test('storeFuture appends an F record; promote sets its promote word; compaction moves on with sequence + 1', () => {
   const flash = new NorFlash({ sectorSize: 512, sectors: 2 }); // 5 slots per sector
   const keystore = new Keystore(flash);
-  keystore.format(deviceId, { id: 1, key: key(1) });
+  keystore.format(deviceId, { id: 1, key: key(1) }, 'classic');
   keystore.storeFuture(7, key(7));
   let slot1 = flash.read(32 + 84, 84);
   expect(Array.from(slot1.subarray(0, 8))).toEqual([0x46, 0, 0, 0, 7, 0, 0, 0]);

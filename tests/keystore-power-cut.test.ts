@@ -57,12 +57,12 @@ test.each([
 describe('format (provisioning) under cuts', () => {
   const geometry = { sectorSize: 512, sectors: 4 };
   const newId = Uint8Array.of(9, 9, 9, 9, 9, 9, 9, 9);
-  const newKeys: DeviceKeys = { active: { id: 1, key: new Uint8Array(64).fill(0x5a) } };
+  const newKeys: DeviceKeys = { mode: 'classic', active: { id: 1, key: new Uint8Array(64).fill(0x5a) } };
 
   function existingJournal(): { image: Uint8Array; keys: DeviceKeys } {
     const flash = new NorFlash(geometry);
     const keystore = new Keystore(flash);
-    keystore.format(Uint8Array.of(1, 1, 1, 1, 1, 1, 1, 1), { id: 1, key: new Uint8Array(64).fill(1) });
+    keystore.format(Uint8Array.of(1, 1, 1, 1, 1, 1, 1, 1), { id: 1, key: new Uint8Array(64).fill(1) }, 'classic');
     for (let id = 2; id < 12; id++) {
       keystore.storeFuture(id, new Uint8Array(64).fill(id));
       keystore.promote();
@@ -80,13 +80,13 @@ describe('format (provisioning) under cuts', () => {
     const trace: FlashOperation[] = [];
     const traced = new NorFlash({ ...geometry, image });
     traced.observer = (op) => trace.push(op);
-    new Keystore(traced).format(newId, newKeys.active);
+    new Keystore(traced).format(newId, newKeys.active, 'classic');
     const enumeration = { bitPatterns: 8, erasePatterns: tornErasePatterns(9), random: new SeededRandom(10) };
     let cuts = 0;
     for (const cut of enumerateCuts(trace, enumeration)) {
       const flash = new NorFlash({ ...geometry, image });
       flash.armCut(cut.plan);
-      expect(() => new Keystore(flash).format(newId, newKeys.active)).toThrow(PowerCut);
+      expect(() => new Keystore(flash).format(newId, newKeys.active, 'classic')).toThrow(PowerCut);
       flash.restorePower();
       const keystore = new Keystore(flash);
       const result = keystore.mount();
@@ -97,7 +97,7 @@ describe('format (provisioning) under cuts', () => {
       } else {
         expect(result).toMatchObject({ provisioned: true, keys: oldKeys });
       }
-      keystore.format(newId, newKeys.active);
+      keystore.format(newId, newKeys.active, 'classic');
       expect(new Keystore(flash).mount()).toEqual({ provisioned: true, deviceId: newId, keys: newKeys });
       cuts++;
     }

@@ -69,7 +69,7 @@ describe.each(variants)('%s', (_name, open, storedForm, bitPatterns) => {
     const keystore = open(flash);
     const deviceId = random.bytes(8);
     let active: KeySlot = { id: 1, key: random.bytes(64) };
-    keystore.format(deviceId, active);
+    keystore.format(deviceId, active, 'classic');
     const retired: KeySlot[] = [];
     const rotations = geometry.sectorSize === 4096 ? 100 : 40;
     for (let r = 0; r < rotations; r++) {
@@ -95,7 +95,7 @@ describe.each(variants)('%s', (_name, open, storedForm, bitPatterns) => {
     const keystore = open(flash);
     const deviceId = random.bytes(8);
     let active: KeySlot = { id: 1, key: random.bytes(64) };
-    keystore.format(deviceId, active);
+    keystore.format(deviceId, active, 'classic');
     let cuts = 0;
     let duringScrub = 0;
     for (let r = 0; r < PROMOTIONS; r++) {
@@ -157,7 +157,7 @@ test('the Node host\'s file image (keystore.bin) holds no retired key after a ro
     const keystore = new Keystore(flash);
     const deviceId = randomBytes(8);
     let active: KeySlot = { id: 1, key: new Uint8Array(randomBytes(64)) };
-    keystore.format(deviceId, active);
+    keystore.format(deviceId, active, 'classic');
     for (let r = 0; r < 60; r++) {
       const next = { id: active.id + 1, key: new Uint8Array(randomBytes(64)) };
       keystore.storeFuture(next.id, next.key);

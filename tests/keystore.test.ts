@@ -14,7 +14,7 @@ const code = (c: string) => expect.objectContaining({ code: c });
 function provisioned(geometry = { sectorSize: 4096, sectors: 4 }) {
   const flash = new NorFlash(geometry);
   const keystore = new Keystore(flash);
-  keystore.format(deviceId, { id: 1, key: key(1) });
+  keystore.format(deviceId, { id: 1, key: key(1) }, 'classic');
   return { flash, keystore };
 }
 
@@ -114,9 +114,9 @@ describe('refusals change no state and write nothing', () => {
 
   test('format refuses a bad device id or key', () => {
     const keystore = new Keystore(new NorFlash());
-    expect(() => keystore.format(new Uint8Array(7), { id: 1, key: key(1) })).toThrow(code('LOCAL_BAD_ARGUMENT'));
-    expect(() => keystore.format(deviceId, { id: 1, key: new Uint8Array(32) })).toThrow(code('LOCAL_BAD_ARGUMENT'));
-    expect(() => keystore.format(deviceId, { id: -1, key: key(1) })).toThrow(code('LOCAL_BAD_ARGUMENT'));
+    expect(() => keystore.format(new Uint8Array(7), { id: 1, key: key(1) }, 'classic')).toThrow(code('LOCAL_BAD_ARGUMENT'));
+    expect(() => keystore.format(deviceId, { id: 1, key: new Uint8Array(32) }, 'classic')).toThrow(code('LOCAL_BAD_ARGUMENT'));
+    expect(() => keystore.format(deviceId, { id: -1, key: key(1) }, 'classic')).toThrow(code('LOCAL_BAD_ARGUMENT'));
   });
 });
 
@@ -142,7 +142,7 @@ describe('secrets', () => {
       keystore.storeFuture(id, k);
       keystore.promote();
     }
-    keystore.format(Uint8Array.of(9, 9, 9, 9, 9, 9, 9, 9), { id: 1, key: key(0x5a) });
+    keystore.format(Uint8Array.of(9, 9, 9, 9, 9, 9, 9, 9), { id: 1, key: key(0x5a) }, 'classic');
     const image = Buffer.from(flash.image());
     for (const k of written) expect(image.includes(Buffer.from(k.subarray(0, 16)))).toBe(false);
     expect(new Keystore(flash).mount()).toMatchObject({ provisioned: true, deviceId: Uint8Array.of(9, 9, 9, 9, 9, 9, 9, 9) });

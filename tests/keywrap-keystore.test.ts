@@ -40,7 +40,7 @@ describe('WrappedKeystore', () => {
     const active = { id: 10, key: bytes(64) };
     const future = { id: 11, key: bytes(64) };
     const store = new WrappedKeystore(flash, wrapper());
-    store.format(deviceId, active);
+    store.format(deviceId, active, 'classic');
     store.storeFuture(future.id, future.key);
     expect(store.keys).toEqual({ active, future });
     expect(new WrappedKeystore(flash, wrapper()).mount()).toEqual({ provisioned: true, deviceId, keys: { active, future } });
@@ -61,7 +61,7 @@ describe('WrappedKeystore', () => {
     const flash = new NorFlash(geometry);
     const store = new WrappedKeystore(flash, wrapper());
     expect(codeOf(() => store.storeFuture(2, bytes(64)))).toBe('LOCAL_NOT_READY');
-    store.format(bytes(8), { id: 5, key: bytes(64) });
+    store.format(bytes(8), { id: 5, key: bytes(64) }, 'classic');
     const key = bytes(64);
     store.storeFuture(6, key);
     const before = flash.image();
@@ -71,14 +71,14 @@ describe('WrappedKeystore', () => {
     expect(codeOf(() => store.storeFuture(7, bytes(64)))).toBe('LOCAL_BUSY');
     expect(codeOf(() => store.promote(7))).toBe('LOCAL_BAD_ARGUMENT');
     expect(codeOf(() => store.storeFuture(6, bytes(63)))).toBe('LOCAL_BAD_ARGUMENT');
-    expect(codeOf(() => store.format(bytes(8), { id: -1, key: bytes(64) }))).toBe('LOCAL_BAD_ARGUMENT');
+    expect(codeOf(() => store.format(bytes(8), { id: -1, key: bytes(64) }, 'classic'))).toBe('LOCAL_BAD_ARGUMENT');
     expect(flash.image()).toEqual(before);
   });
 
   test('mounted with another KWK: the journal mounts, the keys are different (the hub will reject them)', () => {
     const flash = new NorFlash(geometry);
     const active = { id: 1, key: bytes(64) };
-    new WrappedKeystore(flash, wrapper()).format(bytes(8), active);
+    new WrappedKeystore(flash, wrapper()).format(bytes(8), active, 'classic');
     const other = new WrappedKeystore(flash, new KeyWrapper(nodePrimitives, bytes(64))).mount();
     expect(other.provisioned).toBe(true);
     if (other.provisioned) expect(other.keys.active.key).not.toEqual(active.key);
@@ -130,7 +130,7 @@ describe('openKeystore', () => {
     const { storage, warnings, flash } = open(image);
     expect(storage).toBeInstanceOf(WrappedKeystore);
     expect(warnings).toEqual([]);
-    storage.format(deviceId, active);
+    storage.format(deviceId, active, 'classic');
     expect(contains(flash.image(), active.key)).toBe(false);
     expect(open(image, true, flash).storage.mount()).toEqual({ provisioned: true, deviceId, keys: { active } });
   });

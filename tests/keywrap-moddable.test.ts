@@ -64,7 +64,7 @@ describe('ESP32: the key-wrap partition through the flash module', () => {
     const deviceId = bytes(8);
     const active = { id: 2, key: bytes(64) };
     const keystoreFlash = new NorFlash({ sectorSize: 4096, sectors: 4 });
-    new WrappedKeystore(keystoreFlash, new KeyWrapper(nodePrimitives, kwk)).format(deviceId, active);
+    new WrappedKeystore(keystoreFlash, new KeyWrapper(nodePrimitives, kwk)).format(deviceId, active, 'classic');
 
     const boot = (partitions: Record<string, Uint8Array>, requireKeyWrap = false) => {
       const warnings: string[] = [];

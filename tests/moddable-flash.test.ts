@@ -133,7 +133,7 @@ function keystoreRoundTrip(open: () => Flash): void {
   const key = (fill: number): Uint8Array => new Uint8Array(64).fill(fill);
   const keystore = new Keystore(open());
   expect(keystore.mount().provisioned).toBe(false);
-  keystore.format(deviceId, { id: 1, key: key(1) });
+  keystore.format(deviceId, { id: 1, key: key(1) }, 'classic');
   for (let id = 2; id < 60; id++) {
     keystore.storeFuture(id, key(id));
     // Remount from the medium between the two steps, as after a reboot.

@@ -35,7 +35,7 @@ describe('simulation engine', () => {
   });
 
   test('the storage is behind an interface: the same scenario on a plain in-memory store', () => {
-    const world = new World({ seed: 11, driver: new RoundsDriver(3), store: (_id, active) => new MemoryDeviceStore({ active }) });
+    const world = new World({ seed: 11, driver: new RoundsDriver(3), store: (_id, active) => new MemoryDeviceStore({ mode: 'classic', active }) });
     world.run();
     expect(world.violations).toEqual([]);
     expect(world.device.store.kind).toBe('memory');
@@ -86,16 +86,16 @@ describe('every checker can fail', () => {
     };
     const k1 = { id: 1, key: key(1) };
     const k2 = { id: 2, key: key(2) };
-    check({ deviceLive: { active: k1, future: k2 }, deviceDurable: { active: k1, future: k2 }, hubLive: { active: k1 }, hubDurable: { active: k1 } });
+    check({ deviceLive: { mode: 'classic', active: k1, future: k2 }, deviceDurable: { mode: 'classic', active: k1, future: k2 }, hubLive: { active: k1 }, hubDurable: { active: k1 } });
     expect(fired.has('S1')).toBe(true);
-    check({ deviceLive: { active: k1 }, deviceDurable: { active: k1 }, hubLive: { active: k2 }, hubDurable: { active: k2 } });
+    check({ deviceLive: { mode: 'classic', active: k1 }, deviceDurable: { mode: 'classic', active: k1 }, hubLive: { active: k2 }, hubDurable: { active: k2 } });
     expect(fired.has('S2')).toBe(true);
-    check({ deviceLive: { active: k2, future: k1 }, deviceDurable: { active: k2, future: k1 }, hubLive: { active: k2, pending: k1 }, hubDurable: { active: k2, pending: k1 } });
+    check({ deviceLive: { mode: 'classic', active: k2, future: k1 }, deviceDurable: { mode: 'classic', active: k2, future: k1 }, hubLive: { active: k2, pending: k1 }, hubDurable: { active: k2, pending: k1 } });
     expect(fired.has('S3')).toBe(true);
-    const invariants = check({ deviceLive: { active: k2 }, deviceDurable: { active: k2 }, hubLive: { active: k2 }, hubDurable: { active: k2 } });
-    check({ deviceLive: { active: k1 }, deviceDurable: { active: k1 }, hubLive: { active: k1 }, hubDurable: { active: k1 } }, invariants);
+    const invariants = check({ deviceLive: { mode: 'classic', active: k2 }, deviceDurable: { mode: 'classic', active: k2 }, hubLive: { active: k2 }, hubDurable: { active: k2 } });
+    check({ deviceLive: { mode: 'classic', active: k1 }, deviceDurable: { mode: 'classic', active: k1 }, hubLive: { active: k1 }, hubDurable: { active: k1 } }, invariants);
     expect(fired.has('S4')).toBe(true);
-    check({ deviceLive: { active: k1, future: { id: 2, key: key(9) } }, deviceDurable: { active: k1 }, hubLive: { active: k1, pending: k2 }, hubDurable: { active: k1, pending: k2 } });
+    check({ deviceLive: { mode: 'classic', active: k1, future: { id: 2, key: key(9) } }, deviceDurable: { mode: 'classic', active: k1 }, hubLive: { active: k1, pending: k2 }, hubDurable: { active: k1, pending: k2 } });
     expect(fired.has('S5')).toBe(true);
   });
 

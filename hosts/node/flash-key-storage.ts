@@ -9,7 +9,7 @@ import type { KeyStorage } from '../../modules/keystore/key-storage';
 import { Keystore, type MountResult } from '../../modules/keystore/keystore';
 import { openKeystore } from '../../modules/keystore/wrapped-keystore';
 import type { Flash } from '../../modules/platform/flash';
-import { copyKeys, type DeviceKeys, type KeySlot } from '../../modules/platform/keys';
+import { copyKeys, keysPromoted, keysWithFuture, type DeviceKeys, type KeyShares, type KeySlot, type RekeyMode } from '../../modules/platform/keys';
 import { nodePrimitives } from './crypto';
 
 export interface FlashKeystoreOptions {
@@ -33,9 +33,9 @@ export class MemoryKeyStorage implements KeyStorage {
   readonly #deviceId: Uint8Array;
   #keys: DeviceKeys;
 
-  constructor(deviceId: Uint8Array, active: KeySlot) {
+  constructor(deviceId: Uint8Array, active: KeySlot, mode: RekeyMode) {
     this.#deviceId = deviceId.slice();
-    this.#keys = { active: { id: active.id, key: active.key.slice() } };
+    this.#keys = { mode, active: { id: active.id, key: active.key.slice() } };
   }
 
   mount(): MountResult {
@@ -50,21 +50,21 @@ export class MemoryKeyStorage implements KeyStorage {
     return this.#deviceId.slice();
   }
 
-  format(deviceId: Uint8Array, initial: KeySlot): void {
+  format(deviceId: Uint8Array, initial: KeySlot, mode: RekeyMode): void {
     if (deviceId.length !== this.#deviceId.length) throw new LockstepError('LOCAL_BAD_ARGUMENT', 'device id length');
     this.#deviceId.set(deviceId);
-    this.#keys = { active: { id: initial.id, key: initial.key.slice() } };
+    this.#keys = { mode, active: { id: initial.id, key: initial.key.slice() } };
   }
 
-  storeFuture(id: number, key: Uint8Array): void {
-    this.#keys = { active: this.#keys.active, future: { id, key: key.slice() } };
+  storeFuture(id: number, key: Uint8Array, shares?: KeyShares): void {
+    this.#keys = keysWithFuture(this.#keys, shares === undefined ? { id, key: key.slice() } : { id, key: key.slice(), shares: { hub: shares.hub.slice(), device: shares.device.slice() } });
   }
 
   promote(expectedId?: number): KeySlot {
     const future = this.#keys.future;
     if (future === undefined || (expectedId !== undefined && future.id !== expectedId)) throw new LockstepError('LOCAL_BAD_ARGUMENT', `no future key ${expectedId ?? ''} to promote`);
     this.#keys.active.key.fill(0);
-    this.#keys = { active: future };
+    this.#keys = keysPromoted(this.#keys);
     return { id: future.id, key: future.key.slice() };
   }
 }

@@ -34,3 +34,24 @@ export interface Aead {
 export interface RandomSource {
   fill(bytes: Uint8Array): void;
 }
+
+/**
+ * X25519 (RFC 7748) and HKDF-SHA-512 (RFC 5869): what the DH rekey mode
+ * needs (docs/PROTOCOL.md §11). Private keys are 32 bytes the core draws from
+ * its RandomSource (so a simulation is deterministic); the function clamps
+ * them (RFC 7748 §5). Implemented by node:crypto, @noble/curves with
+ * @noble/hashes, and the native module (PSA on the ESP32, mbedTLS on Linux).
+ */
+export interface KeyAgreementPrimitives {
+  readonly name: string;
+  /** X25519(k, 9): the 32-byte public key of a 32-byte private key. */
+  x25519PublicKey(privateKey: Uint8Array): Uint8Array;
+  /**
+   * X25519(k, u), 32 bytes. For a low-order `u` a backend either returns all
+   * zero or throws; modules/crypto/dh-rekey.ts turns both into BAD_KEY_SHARE
+   * (RFC 7748 §6.1), so no caller relies on a backend's own check.
+   */
+  x25519(privateKey: Uint8Array, peerPublicKey: Uint8Array): Uint8Array;
+  /** HKDF-SHA-512 extract then expand (RFC 5869 §2); `length` ≤ 255 · 64. */
+  hkdfSha512(salt: Uint8Array, ikm: Uint8Array, info: Uint8Array, length: number): Uint8Array;
+}

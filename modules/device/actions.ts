@@ -1,9 +1,10 @@
 /** What the device core asks its host to do (docs/PROTOCOL.md §8.1). */
 import type { LockstepError } from '../errors';
+import type { KeyShares } from '../platform/keys';
 
 export type DevicePersistOp =
   /** Keystore: store (id, key) as the future key, durably (§8.1 rule D1). */
-  | { readonly kind: 'storeFuture'; readonly id: number; readonly key: Uint8Array }
+  | { readonly kind: 'storeFuture'; readonly id: number; readonly key: Uint8Array; readonly shares?: KeyShares }
   /** Keystore: the future key becomes active, the old active is erased (rule D2). */
   | { readonly kind: 'promote'; readonly id: number };
 

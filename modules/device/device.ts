@@ -32,8 +32,8 @@
 import { bytesEqual, constantTimeEqual, toHex } from '../bytes';
 import type { Aead, RandomSource } from '../crypto/primitives';
 import { asLockstepError, LockstepError } from '../errors';
-import type { DeviceKeys, KeySlot } from '../platform/keys';
-import { checkSlot, copySlot } from '../platform/keys';
+import type { DeviceKeys, FutureSlot, KeySlot, RekeyMode } from '../platform/keys';
+import { checkSlot, copyFuture, copySlot } from '../platform/keys';
 import {
   DEVICE_ID_BYTES,
   HANDSHAKE_TIMEOUT_MS,
@@ -99,8 +99,9 @@ export class DeviceCore {
   readonly #channel: AppChannel;
   readonly #reader = new FrameReader();
 
+  #mode: RekeyMode;
   #active: KeySlot;
-  #future: KeySlot | undefined;
+  #future: FutureSlot | undefined;
 
   #session: DeviceSessionState = 'offline';
   #hubNonce: Uint8Array | undefined;
@@ -136,8 +137,9 @@ export class DeviceCore {
     };
     this.#receiveBufferBytes = config.receiveBufferBytes ?? RECEIVE_BUFFER_BYTES;
     this.#held = new HeldInput(this.#receiveBufferBytes);
+    this.#mode = config.keys.mode;
     this.#active = copySlot(config.keys.active);
-    this.#future = config.keys.future === undefined ? undefined : copySlot(config.keys.future);
+    this.#future = config.keys.future === undefined ? undefined : copyFuture(config.keys.future);
     this.#channel = new AppChannel(this.#randomBytes(STREAM_ID_BYTES));
   }
 
@@ -146,7 +148,7 @@ export class DeviceCore {
   /** A copy of the key slots (the core wipes retired keys in place). */
   get keys(): DeviceKeys {
     const active = copySlot(this.#active);
-    return this.#future === undefined ? { active } : { active, future: copySlot(this.#future) };
+    return this.#future === undefined ? { mode: this.#mode, active } : { mode: this.#mode, active, future: copyFuture(this.#future) };
   }
   get session(): DeviceSessionState {
     return this.#session;

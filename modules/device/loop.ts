@@ -499,7 +499,7 @@ export class DeviceLoop {
     let answer: unknown;
     const incarnation = this.#incarnation;
     try {
-      answer = op.kind === 'storeFuture' ? storage.storeFuture(op.id, op.key) : storage.promote(op.id);
+      answer = op.kind === 'storeFuture' ? storage.storeFuture(op.id, op.key, op.shares) : storage.promote(op.id);
     } catch (error) {
       if (incarnation !== this.#incarnation) return [];
       return this.#storageFailed(core, op, error);

@@ -9,7 +9,7 @@
  * PERSIST_LATER, and the host then calls `DeviceLoop.persistCompleted` once
  * it is durable. Every keystore in this repository completes at once.
  */
-import type { DeviceKeys, KeySlot } from '../platform/keys';
+import type { DeviceKeys, KeyShares, KeySlot, RekeyMode } from '../platform/keys';
 import type { MountResult } from './keystore';
 
 export const PERSIST_LATER = 'later';
@@ -20,10 +20,10 @@ export interface KeyStorage {
   mount(): MountResult;
   readonly keys: DeviceKeys;
   readonly deviceId: Uint8Array;
-  /** Provisioning: erases everything and stores `initial` as the active key of `deviceId`. */
-  format(deviceId: Uint8Array, initial: KeySlot): void;
-  /** Rule D1: stores the future key. */
-  storeFuture(id: number, key: Uint8Array): void | PersistLater;
+  /** Provisioning: erases everything and stores `initial` as the active key of `deviceId`, rotated in `mode`. */
+  format(deviceId: Uint8Array, initial: KeySlot, mode: RekeyMode): void;
+  /** Rule D1: stores the future key; `shares` (both ephemeral public keys) exactly when it was dh-derived (§11). */
+  storeFuture(id: number, key: Uint8Array, shares?: KeyShares): void | PersistLater;
   /** Rule D2: the future key `expectedId` becomes active; the old active key is erased. */
   promote(expectedId?: number): KeySlot | PersistLater;
   /**

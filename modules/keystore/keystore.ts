@@ -34,7 +34,7 @@
 import { LockstepError } from '../errors';
 import type { Flash } from '../platform/flash';
 import { DEVICE_ID_BYTES, KEY_BYTES } from '../platform/keys';
-import type { DeviceKeys, KeySlot } from '../platform/keys';
+import type { DeviceKeys, KeySlot, RekeyMode } from '../platform/keys';
 import { journalGeometry, scanJournal } from './journal';
 import type { Geometry, JournalState, UnprovisionedReason } from './journal';
 import {
@@ -95,7 +95,7 @@ export class Keystore {
   get keys(): DeviceKeys {
     const state = this.mounted();
     const active = copySlot(state.active);
-    return state.future === undefined ? { active } : { active, future: copySlot(state.future) };
+    return state.future === undefined ? { mode: 'classic', active } : { mode: 'classic', active, future: copySlot(state.future) };
   }
 
   get deviceId(): Uint8Array {
@@ -108,7 +108,7 @@ export class Keystore {
    * The new sector is committed first, then every other sector is erased so
    * no earlier key stays in flash.
    */
-  format(deviceId: Uint8Array, initial: KeySlot): void {
+  format(deviceId: Uint8Array, initial: KeySlot, _mode: RekeyMode): void {
     if (!(deviceId instanceof Uint8Array) || deviceId.length !== DEVICE_ID_BYTES) {
       throw new LockstepError('LOCAL_BAD_ARGUMENT', `device id must be ${DEVICE_ID_BYTES} bytes`);
     }

@@ -19,7 +19,7 @@
 import { wipe } from '../bytes';
 import type { CipherPrimitives } from '../crypto/primitives';
 import type { Flash } from '../platform/flash';
-import type { DeviceKeys, KeySlot } from '../platform/keys';
+import type { DeviceKeys, KeySlot, RekeyMode } from '../platform/keys';
 import { decodeKeyWrapImage, keyWrapImageError } from './key-wrap-image';
 import { KeyWrapper } from './key-wrap';
 import { Keystore } from './keystore';
@@ -53,10 +53,10 @@ export class WrappedKeystore implements KeyStorage {
     return this.#journal.deviceId;
   }
 
-  format(deviceId: Uint8Array, initial: KeySlot): void {
+  format(deviceId: Uint8Array, initial: KeySlot, _mode: RekeyMode): void {
     const wrapped = this.#wrapper.wrap(deviceId, initial.id, initial.key);
     try {
-      this.#journal.format(deviceId, { id: initial.id, key: wrapped });
+      this.#journal.format(deviceId, { id: initial.id, key: wrapped }, _mode);
     } finally {
       wipe(wrapped);
     }
@@ -83,7 +83,7 @@ export class WrappedKeystore implements KeyStorage {
 
   #unwrapKeys(deviceId: Uint8Array, keys: DeviceKeys): DeviceKeys {
     const active = this.#unwrapSlot(deviceId, keys.active);
-    return keys.future === undefined ? { active } : { active, future: this.#unwrapSlot(deviceId, keys.future) };
+    return keys.future === undefined ? { mode: keys.mode, active } : { mode: keys.mode, active, future: this.#unwrapSlot(deviceId, keys.future) };
   }
 
   /** `slot` is the journal's copy: wiped here. */

@@ -52,7 +52,7 @@ export function measureJournal(sectors: number, rotations = ROTATIONS): WearFigu
   const random = new SeededRandom(sectors);
   const flash = new NorFlash({ sectorSize: SECTOR_BYTES, sectors });
   const keystore = new Keystore(flash);
-  keystore.format(random.bytes(8), { id: 1, key: random.bytes(KEY_BYTES) });
+  keystore.format(random.bytes(8), { id: 1, key: random.bytes(KEY_BYTES) }, 'classic');
   const programsBefore = flash.programs;
   const erasesBefore = flash.sectorErases.slice();
   for (let id = 2; id < rotations + 2; id++) {

@@ -58,7 +58,7 @@ function heapBytes(): { chunkBytes: number; slotCount: number; slotBytes: number
 
 function freshDevice(): DeviceCore {
   const key = new Uint8Array(64).fill(1);
-  return new DeviceCore({ deviceId: new Uint8Array(8), keys: { active: { id: 1, key } }, aead: nativeAead, random: nativeRandom });
+  return new DeviceCore({ deviceId: new Uint8Array(8), keys: { mode: 'classic', active: { id: 1, key } }, aead: nativeAead, random: nativeRandom });
 }
 
 /**

@@ -9,7 +9,7 @@ import type { DeviceConnection, DeviceTransport } from '../../modules/device/loo
 import { PowerCut, type CutPlan } from '../../modules/flash/nor-flash';
 import type { KeyStorage, PersistLater } from '../../modules/keystore/key-storage';
 import type { MountResult } from '../../modules/keystore/keystore';
-import type { DeviceKeys, KeySlot } from '../../modules/platform/keys';
+import type { DeviceKeys, KeySlot, RekeyMode } from '../../modules/platform/keys';
 import type { CuttableFlash } from '../testing/cuttable-flash';
 
 /**
@@ -104,8 +104,8 @@ export class PowerCutStorage implements KeyStorage {
     return this.#mounted().deviceId;
   }
 
-  format(deviceId: Uint8Array, initial: KeySlot): void {
-    this.#mounted().format(deviceId, initial);
+  format(deviceId: Uint8Array, initial: KeySlot, mode: RekeyMode): void {
+    this.#mounted().format(deviceId, initial, mode);
   }
 
   storeFuture(id: number, key: Uint8Array): void | PersistLater {

@@ -53,7 +53,7 @@ export function provisionSimulatedDevice(dir?: string): ProvisionedDevice {
   }
   const record = newDeviceRecord();
   const flash: Flash = memoryFlash();
-  new Keystore(flash).format(fromHex(record.deviceId), record.active);
+  new Keystore(flash).format(fromHex(record.deviceId), record.active, 'classic');
   return { record, recordJson: toHubRecordJson(record), flash: new CuttableFlash(flash) };
 }
 

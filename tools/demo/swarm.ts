@@ -36,7 +36,7 @@ function main(): void {
       const record = records[started++];
       if (record === undefined) break;
       const host = new NodeDevice({
-        storage: new MemoryKeyStorage(fromHex(record.deviceId), record.active),
+        storage: new MemoryKeyStorage(fromHex(record.deviceId), record.active, 'classic'),
         endpoint: { host: config.host, port: config.port },
         reconnectInitialMs: 200,
         reconnectMaxMs: 5000,

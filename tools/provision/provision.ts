@@ -18,6 +18,7 @@ import { closeSync, existsSync, fchmodSync, fsyncSync, mkdirSync, openSync, unli
 import { join } from 'node:path';
 import { LockstepError } from '../../modules/errors';
 import { DEVICE_ID_BYTES, KEY_BYTES } from '../../modules/platform/keys';
+import type { RekeyMode } from '../../modules/platform/keys';
 import { Keystore } from '../../modules/keystore/keystore';
 import { KEY_WRAP_KEY_BYTES, KeyWrapper } from '../../modules/keystore/key-wrap';
 import { encodeKeyWrapImage } from '../../modules/keystore/key-wrap-image';
@@ -40,6 +41,8 @@ export interface HubRecord {
 export interface ProvisionOptions {
   readonly outDir: string;
   readonly force?: boolean;
+  /** How the device's keys are rotated (docs/PROTOCOL.md §11). */
+  readonly mode?: RekeyMode;
   /** Initial key id (u32); default 1. */
   readonly keyId?: number;
   readonly size?: number;
@@ -76,7 +79,7 @@ export function provisionDevice(options: ProvisionOptions): ProvisionResult {
   const wrapper = kwk === undefined ? undefined : new KeyWrapper(nodePrimitives, kwk);
   const open = (): KeyStorage => (wrapper === undefined ? new Keystore(flash) : new WrappedKeystore(flash, wrapper));
   try {
-    open().format(deviceId, { id: keyId, key });
+    open().format(deviceId, { id: keyId, key }, options.mode ?? 'classic');
     const check = open().mount();
     if (!check.provisioned || check.keys.active.id !== keyId || !Buffer.from(check.keys.active.key).equals(Buffer.from(key))) {
       throw new LockstepError('STORAGE_CORRUPT', 'the new image does not mount to the initial key');

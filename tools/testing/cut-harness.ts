@@ -18,7 +18,7 @@
  * Violations throw a plain Error describing the cut point.
  */
 import { DEVICE_ID_BYTES, KEY_BYTES } from '../../modules/platform/keys';
-import { describeKeys, keysEqual, type DeviceKeys, type KeySlot } from '../../modules/platform/keys';
+import { describeKeys, keysEqual, keysPromoted, keysWithFuture, type DeviceKeys, type KeyShares, type KeySlot } from '../../modules/platform/keys';
 import { NorFlash, PowerCut } from '../../modules/flash/nor-flash';
 import type { FlashOperation } from '../../modules/flash/nor-flash';
 import { SeededRandom, enumerateCuts, tornErasePatterns } from './cut-injection';
@@ -32,7 +32,7 @@ import type { KeyStorage } from '../../modules/keystore/key-storage';
 export type OpenKeyStorage = (flash: Flash) => KeyStorage;
 const openPlain: OpenKeyStorage = (flash) => new Keystore(flash);
 
-export type KeystoreOp = { readonly kind: 'storeFuture'; readonly id: number; readonly key: Uint8Array } | { readonly kind: 'promote' };
+export type KeystoreOp = { readonly kind: 'storeFuture'; readonly id: number; readonly key: Uint8Array; readonly shares?: KeyShares } | { readonly kind: 'promote' };
 
 export interface FlashGeometry {
   readonly sectorSize: number;
@@ -46,9 +46,9 @@ export function applyOp(keystore: KeyStorage, op: KeystoreOp): void {
 
 /** The reference model: what the keystore must hold after `op`. */
 export function modelAfter(keys: DeviceKeys, op: KeystoreOp): DeviceKeys {
-  if (op.kind === 'storeFuture') return { active: keys.active, future: { id: op.id, key: op.key } };
+  if (op.kind === 'storeFuture') return keysWithFuture(keys, op.shares === undefined ? { id: op.id, key: op.key } : { id: op.id, key: op.key, shares: op.shares });
   if (keys.future === undefined) throw new Error('model: promote without a future');
-  return { active: keys.future };
+  return keysPromoted(keys);
 }
 
 /** The op that moves a state one step along a rotation. */
@@ -114,8 +114,8 @@ function startScript(options: ExploreOptions) {
   const flash = new NorFlash(options.geometry);
   const open = options.open ?? openPlain;
   const keystore = open(flash);
-  const keys: DeviceKeys = { active: { id: 1 + random.below(1000), key: random.bytes(KEY_BYTES) } };
-  keystore.format(deviceId, keys.active);
+  const keys: DeviceKeys = { mode: 'classic', active: { id: 1 + random.below(1000), key: random.bytes(KEY_BYTES) } };
+  keystore.format(deviceId, keys.active, keys.mode);
   return { random, erasePatterns, enumeration, deviceId, flash, keystore, keys, open };
 }
 
@@ -282,8 +282,8 @@ export function randomCutRun(options: RandomRunOptions): RandomRunReport {
   const flash = new NorFlash(options.geometry);
   const open = options.open ?? openPlain;
   let keystore = open(flash);
-  let keys: DeviceKeys = { active: { id: 1, key: random.bytes(KEY_BYTES) } };
-  keystore.format(deviceId, keys.active);
+  let keys: DeviceKeys = { mode: 'classic', active: { id: 1, key: random.bytes(KEY_BYTES) } };
+  keystore.format(deviceId, keys.active, keys.mode);
   const report = { rotations: 0, operations: 0, cuts: 0, mountedBefore: 0, mountedAfter: 0 };
   while (report.rotations < options.rotations) {
     let op = nextRotationStep(keys, random);

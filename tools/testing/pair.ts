@@ -19,13 +19,15 @@ import { DeviceLoop, type DeviceLoopEvent, type DeviceTransportEvents, type Loop
 import { HubCore, type HubAction, type HubEvent, type HubTiming } from '../../modules/hub/hub';
 import { PERSIST_LATER, type KeyStorage, type PersistLater } from '../../modules/keystore/key-storage';
 import type { MountResult } from '../../modules/keystore/keystore';
-import { copyKeys, type DeviceKeys, type KeySlot } from '../../modules/platform/keys';
+import { copyKeys, keysPromoted, keysWithFuture, type DeviceKeys, type KeyShares, type KeySlot, type RekeyMode } from '../../modules/platform/keys';
 import { nodeAead } from '../../hosts/node/crypto';
 import { seededRandom } from './deterministic-random';
 
 export const START_MS = 1_700_000_000_000;
 
 export interface PairOptions {
+  /** The device's rekey mode at provisioning (docs/PROTOCOL.md §11). */
+  mode?: RekeyMode;
   seed?: number;
   aead?: Aead;
   random?: RandomSource;
@@ -93,7 +95,7 @@ export class Pair {
     const key = new Uint8Array(64);
     this.random.fill(key);
     const active = { id: options.initialKeyId ?? 1, key };
-    this.deviceStore = { active: { id: active.id, key: key.slice() } };
+    this.deviceStore = { mode: options.mode ?? 'classic', active: { id: active.id, key: key.slice() } };
     this.hubStore = { active: { id: active.id, key: key.slice() } };
     this.#timers = new PairTimers(() => this.now);
     this.loop = new DeviceLoop({
@@ -280,8 +282,8 @@ export class Pair {
       format(): void {
         throw new Error('pair: provisioned at construction');
       },
-      storeFuture(id: number, key: Uint8Array): void | PersistLater {
-        pair.deviceStore = { active: pair.deviceStore.active, future: { id, key: key.slice() } };
+      storeFuture(id: number, key: Uint8Array, shares?: KeyShares): void | PersistLater {
+        pair.deviceStore = keysWithFuture(pair.deviceStore, shares === undefined ? { id, key: key.slice() } : { id, key: key.slice(), shares: { hub: shares.hub.slice(), device: shares.device.slice() } });
         const answer = later();
         if (answer === undefined) pair.devicePersistPending = false;
         return answer;
@@ -289,7 +291,7 @@ export class Pair {
       promote(): KeySlot | PersistLater {
         const future = pair.deviceStore.future;
         if (future === undefined) throw new Error('pair: promote without a future key');
-        pair.deviceStore = { active: future };
+        pair.deviceStore = keysPromoted(pair.deviceStore);
         const answer = later();
         if (answer === undefined) pair.devicePersistPending = false;
         return answer ?? { id: future.id, key: future.key.slice() };

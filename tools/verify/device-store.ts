@@ -12,7 +12,7 @@
  */
 import type { DevicePersistOp } from '../../modules/device/actions';
 import { PowerCut } from '../../modules/flash/nor-flash';
-import { copyKeys, type DeviceKeys, type KeySlot } from '../../modules/platform/keys';
+import { copyKeys, keysPromoted, keysWithFuture, type DeviceKeys, type KeySlot } from '../../modules/platform/keys';
 
 export { copyKeys, keysEqual } from '../../modules/platform/keys';
 
@@ -56,9 +56,9 @@ export interface DeviceStore {
 
 /** The keys after `op` (the model the keystore must match). */
 export function keysAfter(keys: DeviceKeys, op: DevicePersistOp): DeviceKeys {
-  if (op.kind === 'storeFuture') return { active: keys.active, future: { id: op.id, key: op.key.slice() } };
+  if (op.kind === 'storeFuture') return keysWithFuture(keys, op.shares === undefined ? { id: op.id, key: op.key.slice() } : { id: op.id, key: op.key.slice(), shares: { hub: op.shares.hub.slice(), device: op.shares.device.slice() } });
   if (keys.future === undefined || keys.future.id !== op.id) throw new Error(`promote ${op.id} without that future key`);
-  return { active: keys.future };
+  return keysPromoted(keys);
 }
 
 /** An in-memory store: each apply is one atomic write (a cut is before or after it). */

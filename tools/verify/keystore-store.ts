@@ -31,7 +31,7 @@ export class KeystoreDeviceStore implements DeviceStore {
 
   constructor(deviceId: Uint8Array, active: KeySlot) {
     this.flash = new NorFlash({ sectorSize: SIM_SECTOR_BYTES, sectors: SIM_SECTORS });
-    new Keystore(this.flash).format(deviceId, active);
+    new Keystore(this.flash).format(deviceId, active, 'classic');
   }
 
   boot(): DeviceKeys {
