@@ -162,7 +162,7 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
     const summary = hub.store.getSummary(deviceId);
     if (forms === undefined || summary === undefined) return;
     const add = (slot: 'active' | 'pending', keyId: number, bytes: Uint8Array) => {
-      if (!hubBlobs.some((b) => Buffer.from(b.bytes).equals(Buffer.from(bytes)))) hubBlobs.push({ deviceId, keyId, slot, bytes: new Uint8Array(bytes) });
+      if (!hubBlobs.some((b) => b.slot === slot && Buffer.from(b.bytes).equals(Buffer.from(bytes)))) hubBlobs.push({ deviceId, keyId, slot, bytes: new Uint8Array(bytes) });
     };
     add('active', summary.activeKeyId, forms.active.bytes);
     if (forms.pending !== undefined && summary.pendingKeyId !== undefined) add('pending', summary.pendingKeyId, forms.pending.bytes);

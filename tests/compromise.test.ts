@@ -1,0 +1,317 @@
+/**
+ * What the dh rekey mode buys (docs/PROTOCOL.md §11.1), shown with a real hub
+ * and real Node devices over loopback through a recording proxy
+ * (tools/attack/scenario.ts): 6 rotations per device, the leak during the
+ * 3rd. The attacker (tools/attack/attacker.ts, written from the spec with
+ * node:crypto alone) gets one side's whole durable state at t — the hub's
+ * database + WAL + keyring file, copied while a rotation was pending; or a
+ * device's flash images, copied while it held a future key — and the
+ * transcript from t on.
+ *
+ * - classic: it decrypts every later REKEY and every later frame (the proof
+ *   that the test can fail);
+ * - dh: it decrypts only frames under the keys it held at t and the one key
+ *   a pending ephemeral in its copy leads to — nothing under a key from a
+ *   rotation whose ephemeral keys were both drawn after t.
+ *
+ * How the ephemerals are known to the test: each side's RandomSource is
+ * wrapped to record its 32-byte draws (the X25519 private keys: the cores
+ * draw them from the injected source, §11.3), and a draw is tied to its
+ * rotation by its public key, which an omniscient run of the same attacker
+ * (every true key) reads off the wire (H in REKEY_DH, D in KEY_SHARE). The
+ * test checks that every share on the wire has such a draw, so no ephemeral
+ * escapes the file scans. The hub's wrapped forms are captured after every
+ * group commit (the store's own rows, as tests/hub-retired-keys.test.ts does).
+ */
+import { readFileSync } from 'node:fs';
+import { createServer, connect, type AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { attack, type AttackReport } from '../tools/attack/attacker';
+import { readDeviceLeak, readKeyWrapImage, wrapDeviceKey } from '../tools/attack/device-leak';
+import { x25519PublicKey } from '../tools/attack/dh';
+import { readHubLeak } from '../tools/attack/hub-leak';
+import type { LeakedState } from '../tools/attack/knowledge';
+import { RecordingProxy } from '../tools/attack/recording-proxy';
+import { runScenario, type Draw, type Mode, type ScenarioResult } from '../tools/attack/scenario';
+
+const ROTATIONS_BEFORE = 2;
+const ROTATIONS_AFTER = 3;
+
+const runs = new Map<Mode, ScenarioResult>();
+
+beforeAll(async () => {
+  for (const mode of ['classic', 'dh'] as const) {
+    runs.set(mode, await runScenario({ mode, devices: 2, rotationsBefore: ROTATIONS_BEFORE, rotationsAfter: ROTATIONS_AFTER }));
+  }
+}, 60_000);
+
+afterAll(() => {
+  for (const run of runs.values()) run.cleanUp();
+});
+
+const run = (mode: Mode) => runs.get(mode) as ScenarioResult;
+const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
+
+/** The attacker given every true key: it must open every sealed frame (the parser and derivation agree with the real code). */
+function omniscient(result: ScenarioResult): AttackReport {
+  const keys = [...result.truth].flatMap(([deviceId, byId]) => [...byId].map(([keyId, key]) => ({ deviceId, keyId, key, source: 'truth' })));
+  return attack({ leak: { keys, ephemerals: [], notes: [] }, transcript: result.transcript, from: 0 });
+}
+
+function decryptedKeyIds(report: AttackReport): Set<number> {
+  return new Set(report.frames.filter((v) => v.decrypted).map((v) => v.frame.keyId));
+}
+
+function decryptedPayloads(report: AttackReport): Set<string> {
+  const out = new Set<string>();
+  for (const v of report.frames) if (v.body?.kind === 'DATA') out.add(Buffer.from(v.body.payload).toString('utf8'));
+  return out;
+}
+
+/** Per device and key id: the public shares of its rotation as the wire shows them (H in REKEY_DH, D in KEY_SHARE). */
+function sharesOnWire(result: ScenarioResult): Map<string, Map<number, { hub?: Uint8Array; device?: Uint8Array }>> {
+  const out = new Map<string, Map<number, { hub?: Uint8Array; device?: Uint8Array }>>();
+  for (const v of omniscient(result).frames) {
+    const byKey = out.get(v.frame.deviceId) ?? new Map<number, { hub?: Uint8Array; device?: Uint8Array }>();
+    out.set(v.frame.deviceId, byKey);
+    if (v.body?.kind === 'REKEY_DH') byKey.set(v.body.keyId, { ...byKey.get(v.body.keyId), hub: v.body.hubShare });
+    if (v.frame.share !== undefined) byKey.set(v.frame.keyId, { ...byKey.get(v.frame.keyId), device: v.frame.share });
+  }
+  return out;
+}
+
+/** The draw of a random source whose X25519 public key is `share`; throws if there is none (an ephemeral the instrumentation missed). */
+function drawOf(draws: readonly Draw[], share: Uint8Array | undefined, what: string): Draw {
+  const draw = share === undefined ? undefined : draws.find((d) => hex(x25519PublicKey(d.bytes)) === hex(share));
+  if (draw === undefined) throw new Error(`${what} matches no 32-byte draw of its side's random source`);
+  return draw;
+}
+
+/** Per device: key id → the times at which its hub and device ephemeral private keys were drawn. */
+function ephemeralTimes(result: ScenarioResult): Map<string, Map<number, { hubAt: number; deviceAt: number }>> {
+  const shares = sharesOnWire(result);
+  const out = new Map<string, Map<number, { hubAt: number; deviceAt: number }>>();
+  for (const device of result.devices) {
+    const byKey = new Map<number, { hubAt: number; deviceAt: number }>();
+    for (const [keyId, share] of shares.get(device.deviceId) ?? []) {
+      byKey.set(keyId, {
+        hubAt: drawOf(result.hubDraws, share.hub, `H of key ${keyId}`).at,
+        deviceAt: drawOf(device.draws, share.device, `D of key ${keyId}`).at,
+      });
+    }
+    out.set(device.deviceId, byKey);
+  }
+  return out;
+}
+
+/** Names of the forms found in any of `files`. */
+function foundIn(files: string[], forms: Map<string, Uint8Array[]>): string[] {
+  const contents = files.map((f) => readFileSync(f));
+  return [...forms].filter(([, list]) => list.some((form) => contents.some((c) => c.indexOf(Buffer.from(form)) >= 0))).map(([name]) => name);
+}
+
+/** A wrapped hub blob, its GCM ciphertext and its salt (docs/HUB.md §4.1). */
+const blobForms = (bytes: Uint8Array) => [bytes, bytes.subarray(33, bytes.length - 16), bytes.subarray(1, 33)];
+
+test('the attacker is written from the spec: it imports nothing of the project but its own files', () => {
+  for (const file of ['attacker', 'wire', 'dh', 'hub-leak', 'device-leak', 'knowledge', 'recording-proxy']) {
+    const source = readFileSync(join(__dirname, '..', 'tools', 'attack', `${file}.ts`), 'utf8');
+    const imports = [...source.matchAll(/from '([^']+)'/g)].map((m) => m[1] as string);
+    expect(imports.filter((i) => !i.startsWith('node:') && i !== 'better-sqlite3' && !/^\.\/[a-z-]+$/.test(i))).toEqual([]);
+  }
+});
+
+test('the recording proxy stops by itself: at the connection past its cap, and after its duration', async () => {
+  const echo = createServer((socket) => socket.pipe(socket));
+  await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', () => resolve()));
+  const target = { host: '127.0.0.1', port: (echo.address() as AddressInfo).port };
+  try {
+    const capped = await RecordingProxy.start({ target, maxConnections: 1 });
+    const first = connect({ host: '127.0.0.1', port: capped.port });
+    await new Promise<void>((resolve) => first.once('connect', () => resolve()));
+    first.write('hello');
+    await new Promise<void>((resolve) => first.once('data', () => resolve()));
+    connect({ host: '127.0.0.1', port: capped.port }).on('error', () => {});
+    await new Promise<void>((resolve) => first.once('close', () => resolve()));
+    expect(capped.transcript.stoppedBy).toBe('more than 1 connections');
+    expect(capped.transcript.connections[0]?.chunks.map((c) => [c.direction, Buffer.from(c.bytes).toString()])).toEqual([['up', 'hello'], ['down', 'hello']]);
+    await capped.close();
+    const timed = await RecordingProxy.start({ target, maxDurationMs: 50 });
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    expect(timed.transcript.stoppedBy).toBe('duration 50 ms');
+    await timed.close();
+  } finally {
+    echo.close();
+  }
+});
+
+describe.each(['classic', 'dh'] as const)('%s mode', (mode) => {
+  test('an attacker holding every true key opens every sealed frame and reads every message (the reader agrees with the real code)', () => {
+    const result = run(mode);
+    const report = omniscient(result);
+    const sealed = report.frames.filter((v) => v.frame.sealed);
+    expect(sealed.length).toBeGreaterThan(100);
+    expect(sealed.filter((v) => !v.decrypted).map((v) => `${v.frame.typeName} key ${v.frame.keyId}`)).toEqual([]);
+    const payloads = decryptedPayloads(report);
+    expect(result.messages.filter((m) => !payloads.has(m.text))).toEqual([]);
+    const types = new Set(sealed.map((v) => v.frame.typeName));
+    expect(types).toContain(mode === 'dh' ? 'REKEY_DH' : 'REKEY');
+    expect(types).not.toContain(mode === 'dh' ? 'REKEY' : 'REKEY_DH');
+    expect(sealed.some((v) => v.frame.share !== undefined)).toBe(mode === 'dh');
+  });
+});
+
+describe('classic mode: one leak reads everything after it', () => {
+  const expectEverything = (report: AttackReport, result: ScenarioResult, deviceId: string, at: number) => {
+    const sealed = report.frames.filter((v) => v.frame.sealed);
+    expect(sealed.filter((v) => !v.decrypted).map((v) => `${v.frame.typeName} key ${v.frame.keyId}`)).toEqual([]);
+    // Every REKEY after t was read, and gave the attacker its key.
+    const rekeys = sealed.filter((v) => v.frame.typeName === 'REKEY');
+    expect(rekeys.length).toBeGreaterThanOrEqual(ROTATIONS_AFTER);
+    const finalKey = Math.max(...result.truth.get(deviceId)!.keys());
+    for (let id = finalKey - ROTATIONS_AFTER; id <= finalKey; id++) {
+      expect(report.keys.find((k) => k.deviceId === deviceId && k.keyId === id)?.key).toEqual(result.truth.get(deviceId)!.get(id));
+    }
+    // And the application data under every later key.
+    const payloads = decryptedPayloads(report);
+    const later = result.messages.filter((m) => m.deviceId === deviceId && m.at > at);
+    expect(later.length).toBeGreaterThanOrEqual(4 * ROTATIONS_AFTER);
+    expect(later.filter((m) => !payloads.has(m.text))).toEqual([]);
+    expect(decryptedKeyIds(report)).toEqual(new Set(Array.from({ length: ROTATIONS_AFTER + 2 }, (_, i) => finalKey - ROTATIONS_AFTER - 1 + i).filter((id) => sealed.some((v) => v.frame.keyId === id))));
+  };
+
+  test('the hub database + WAL + KEK at t: every later frame of every device', () => {
+    const result = run('classic');
+    const leak = readHubLeak(result.hubLeak);
+    expect(leak.notes).toEqual([]);
+    expect(leak.keys.some((k) => k.source.includes('pending') && k.keyId === result.hubLeak.pendingKeyId)).toBe(true);
+    for (const device of result.devices) expectEverything(attack({ leak, transcript: result.transcript, from: result.hubLeak.at, deviceId: device.deviceId }), result, device.deviceId, result.hubLeak.at);
+  });
+
+  test('a device\'s flash at t (plain, and key-wrapped with its keywrap.bin): every later frame of that device', () => {
+    const result = run('classic');
+    for (const copy of result.deviceLeaks) {
+      const leak = readDeviceLeak({ keystore: copy.keystore, ...(copy.keyWrap ? { keyWrap: copy.keyWrap } : {}) });
+      expect(leak.keys.map((k) => k.keyId).sort()).toEqual([copy.activeKeyId, copy.futureKeyId]);
+      expectEverything(attack({ leak, transcript: result.transcript, from: copy.at, deviceId: copy.deviceId }), result, copy.deviceId, copy.at);
+    }
+  });
+});
+
+describe('dh mode: a leak stops being useful at the first rotation drawn after it', () => {
+  /** Asserts what the leak may read (`allowed`) and that nothing from a rotation drawn wholly after t is read. */
+  const expectHealed = (leak: LeakedState, result: ScenarioResult, deviceId: string, at: number, allowed: number[]) => {
+    const report = attack({ leak, transcript: result.transcript, from: at, deviceId });
+    const sealed = report.frames.filter((v) => v.frame.sealed);
+    const decrypted = decryptedKeyIds(report);
+    // It does read what it holds: every frame under an allowed key is opened (a capable attacker, not a broken one).
+    expect(sealed.filter((v) => allowed.includes(v.frame.keyId) && !v.decrypted).map((v) => `${v.frame.typeName} key ${v.frame.keyId}`)).toEqual([]);
+    expect(sealed.filter((v) => v.decrypted).length).toBeGreaterThan(0);
+    expect([...decrypted].filter((id) => !allowed.includes(id))).toEqual([]);
+    // Every key id after the allowed ones comes from a rotation whose two ephemerals were drawn after t, and none of its frames opened.
+    const times = ephemeralTimes(result).get(deviceId)!;
+    const healed = [...new Set(sealed.map((v) => v.frame.keyId))].filter((id) => id > Math.max(...allowed));
+    expect(healed.length).toBe(ROTATIONS_AFTER);
+    for (const id of healed) {
+      expect(times.get(id)!.hubAt).toBeGreaterThan(at);
+      expect(times.get(id)!.deviceAt).toBeGreaterThan(at);
+      expect(sealed.filter((v) => v.frame.keyId === id && v.decrypted)).toEqual([]);
+      expect(report.keys.some((k) => k.keyId === id)).toBe(false);
+    }
+    // The application data sent under those keys stays unread.
+    const payloads = decryptedPayloads(report);
+    const unreadable = result.messages.filter((m) => m.deviceId === deviceId && healed.some((id) => m.text.includes(`under key ${id}:`)));
+    expect(unreadable.length).toBeGreaterThanOrEqual(4 * (ROTATIONS_AFTER - 1));
+    expect(unreadable.filter((m) => payloads.has(m.text))).toEqual([]);
+    return report;
+  };
+
+  test('the hub database + WAL + KEK at t: the keys held at t and the pending ephemeral\'s key, nothing after', () => {
+    const result = run('dh');
+    const leak = readHubLeak(result.hubLeak);
+    expect(leak.notes).toEqual([]);
+    const pending = leak.ephemerals.filter((e) => e.deviceId === result.hubLeak.pendingDeviceId);
+    expect(pending.map((e) => [e.side, e.keyId])).toEqual([['hub', result.hubLeak.pendingKeyId]]);
+    for (const device of result.devices) {
+      const active = leak.keys.find((k) => k.deviceId === device.deviceId)!.keyId;
+      const withPending = device.deviceId === result.hubLeak.pendingDeviceId;
+      const report = expectHealed(leak, result, device.deviceId, result.hubLeak.at, withPending ? [active, result.hubLeak.pendingKeyId] : [active]);
+      if (withPending) expect(report.keys.find((k) => k.keyId === result.hubLeak.pendingKeyId)?.source.kind).toBe('dh');
+    }
+  });
+
+  test('a device\'s flash at t (plain, and key-wrapped): its active and future keys, nothing after', () => {
+    const result = run('dh');
+    for (const copy of result.deviceLeaks) {
+      const leak = readDeviceLeak({ keystore: copy.keystore, ...(copy.keyWrap ? { keyWrap: copy.keyWrap } : {}) });
+      expect(leak.keys.map((k) => k.keyId).sort()).toEqual([copy.activeKeyId, copy.futureKeyId]);
+      expect(leak.ephemerals).toEqual([]);
+      expectHealed(leak, result, copy.deviceId, copy.at, [copy.activeKeyId, copy.futureKeyId]);
+    }
+  });
+
+  test('broken variants are caught: a device that kept d, or a hub that kept h, would let the same attacker read every later key', () => {
+    const result = run('dh');
+    const copy = result.deviceLeaks[0]!;
+    const device = result.devices.find((d) => d.deviceId === copy.deviceId)!;
+    const shares = sharesOnWire(result).get(copy.deviceId)!;
+    const laterIds = [...shares.keys()].filter((id) => id > copy.futureKeyId);
+    expect(laterIds.length).toBe(ROTATIONS_AFTER);
+    for (const side of ['device', 'hub'] as const) {
+      // The variant: every ephemeral private key of that side drawn after t is still in the copy (rule D6 / H5 broken).
+      const ephemerals = laterIds.map((keyId) => {
+        const share = side === 'device' ? shares.get(keyId)!.device : shares.get(keyId)!.hub;
+        const draw = drawOf(side === 'device' ? device.draws : result.hubDraws, share, `${side} share of key ${keyId}`);
+        return { deviceId: copy.deviceId, keyId, side, privateKey: draw.bytes, publicKey: share, source: `kept ${side} ephemeral` };
+      });
+      const base = readDeviceLeak({ keystore: copy.keystore, ...(copy.keyWrap ? { keyWrap: copy.keyWrap } : {}) });
+      const report = attack({ leak: { ...base, ephemerals }, transcript: result.transcript, from: copy.at, deviceId: copy.deviceId });
+      expect([side, report.frames.filter((v) => v.frame.sealed && !v.decrypted).length]).toEqual([side, 0]);
+      expect(laterIds.map((id) => report.keys.find((k) => k.keyId === id)?.source.kind)).toEqual(laterIds.map(() => 'dh'));
+    }
+  });
+});
+
+describe.each(['classic', 'dh'] as const)('%s mode: file scans after the rotations', (mode) => {
+  test('no ephemeral private key, no wrapped ephemeral pair and no retired key is in the hub\'s files or a device image; the current keys are', () => {
+    const result = run(mode);
+    const hubForms = new Map<string, Uint8Array[]>();
+    const deviceForms = new Map<string, Map<string, Uint8Array[]>>();
+    const current = new Map<string, Uint8Array[]>();
+    for (const d of result.hubDraws) hubForms.set(`hub ephemeral drawn at ${d.at}`, [d.bytes]);
+    for (const device of result.devices) {
+      const forms = new Map<string, Uint8Array[]>();
+      const keys = result.truth.get(device.deviceId)!;
+      const finalId = Math.max(...keys.keys());
+      const kwk = device.keyWrapPath === undefined ? undefined : readKeyWrapImage(readFileSync(device.keyWrapPath));
+      const stored = (id: number, key: Uint8Array) => (kwk === undefined ? key : wrapDeviceKey(kwk, Buffer.from(device.deviceId, 'hex'), id, key));
+      for (const d of device.draws) {
+        hubForms.set(`device ${device.deviceId} ephemeral drawn at ${d.at}`, [d.bytes]);
+        forms.set(`device ephemeral drawn at ${d.at}`, [d.bytes]);
+      }
+      for (const d of result.hubDraws) forms.set(`hub ephemeral drawn at ${d.at}`, [d.bytes]);
+      for (const [id, key] of keys) {
+        if (id === finalId) continue;
+        const blobs = result.hubBlobs.filter((b) => b.deviceId === device.deviceId && b.keyId === id && !(mode === 'dh' && b.slot === 'pending')).flatMap((b) => blobForms(b.bytes));
+        hubForms.set(`${device.deviceId} retired key ${id}`, [key, ...blobs]);
+        forms.set(`retired key ${id}`, [key, stored(id, key)]);
+      }
+      if (mode === 'dh') {
+        for (const b of result.hubBlobs.filter((b) => b.deviceId === device.deviceId && b.slot === 'pending')) hubForms.set(`${device.deviceId} wrapped ephemeral pair of key ${b.keyId}`, blobForms(b.bytes));
+      }
+      deviceForms.set(device.deviceId, forms);
+      const finalBlob = result.hubBlobs.find((b) => b.deviceId === device.deviceId && b.keyId === finalId && b.slot === 'active')!;
+      current.set(`${device.deviceId} hub's active key`, [finalBlob.bytes]);
+      expect(foundIn([result.finalFiles.devices.get(device.deviceId)!], new Map([['active', [stored(finalId, keys.get(finalId)!)]]]))).toEqual(['active']);
+    }
+    expect(hubForms.size).toBeGreaterThan(mode === 'dh' ? 30 : 10);
+    expect(foundIn(result.finalFiles.hub, hubForms)).toEqual([]);
+    for (const device of result.devices) expect(foundIn([result.finalFiles.devices.get(device.deviceId)!], deviceForms.get(device.deviceId)!)).toEqual([]);
+    // The scans can find what is there: the active keys now, and (dh) the wrapped ephemeral pair in the copy taken at t.
+    expect(foundIn(result.finalFiles.hub, current).length).toBe(result.devices.length);
+    if (mode === 'dh') {
+      const pendingAtLeak = result.hubBlobs.filter((b) => b.slot === 'pending' && b.deviceId === result.hubLeak.pendingDeviceId && b.keyId === result.hubLeak.pendingKeyId);
+      expect(foundIn([result.hubLeak.database, `${result.hubLeak.database}-wal`], new Map([['pending pair at t', pendingAtLeak.flatMap((b) => blobForms(b.bytes))]]))).toEqual(['pending pair at t']);
+    }
+  });
+});
