@@ -149,3 +149,20 @@ export function transcriptToJsonLines(transcript: Transcript): string {
     .flatMap((c) => c.chunks.map((chunk) => JSON.stringify({ connection: c.index, direction: chunk.direction, at: chunk.at, hex: Buffer.from(chunk.bytes).toString('hex') })))
     .join('\n');
 }
+
+/** The inverse of transcriptToJsonLines; a line that is not a chunk is refused with its number. */
+export function transcriptFromJsonLines(text: string): Transcript {
+  const connections: RecordedConnection[] = [];
+  text.split('\n').forEach((line, number) => {
+    if (line.trim() === '') return;
+    const chunk = JSON.parse(line) as { connection?: unknown; direction?: unknown; at?: unknown; hex?: unknown };
+    const { connection, direction, at, hex } = chunk;
+    if (typeof connection !== 'number' || !Number.isInteger(connection) || connection < 0 || connection > 1_000_000 ||
+        (direction !== 'up' && direction !== 'down') || typeof at !== 'number' || typeof hex !== 'string' || !/^([0-9a-f]{2})*$/.test(hex)) {
+      throw new Error(`transcript line ${number + 1}: expected {"connection", "direction": "up"|"down", "at", "hex"}`);
+    }
+    while (connections.length <= connection) connections.push({ index: connections.length, openedAt: at, closedAt: undefined, chunks: [] });
+    connections[connection]!.chunks.push({ direction, at, bytes: new Uint8Array(Buffer.from(hex, 'hex')) });
+  });
+  return { connections, stoppedBy: undefined };
+}

@@ -13,8 +13,9 @@
  * beside the transcript is ground truth for the test: every key that was
  * ever active (from the hub), every 32-byte draw of each side's random
  * source (the X25519 private keys, docs/PROTOCOL.md §11.3: the cores draw
- * them from their injected RandomSource; nothing else the cores draw is 32
- * bytes), and every wrapped form the hub stored (for the file scans).
+ * them from their injected RandomSource; the test ties a draw to a rotation
+ * by its public key), and every wrapped form the hub stored (for the file
+ * scans).
  */
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
