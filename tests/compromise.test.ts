@@ -25,7 +25,7 @@
  * group commit (the store's own rows, as tests/hub-retired-keys.test.ts does).
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { attack, type AttackReport } from '../tools/attack/attacker';
@@ -108,7 +108,7 @@ function ephemeralTimes(result: ScenarioResult): Map<string, Map<number, { hubAt
 
 /** Names of the forms found in any of `files`. */
 function foundIn(files: string[], forms: Map<string, Uint8Array[]>): string[] {
-  const contents = files.map((f) => readFileSync(f));
+  const contents = files.filter((f) => existsSync(f)).map((f) => readFileSync(f));
   return [...forms].filter(([, list]) => list.some((form) => contents.some((c) => c.indexOf(Buffer.from(form)) >= 0))).map(([name]) => name);
 }
 
