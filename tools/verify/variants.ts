@@ -160,7 +160,7 @@ export const BROKEN_VARIANTS: readonly Variant[] = [
       const key = new Uint8Array(64);
       rngOf(world).fill(key);
       const active = world.db.row(world.deviceId).active;
-      world.db.insert(world.deviceId, { active, pending: { id: state.pendingKeyId, key } });
+      world.db.insert(world.deviceId, { mode: world.db.row(world.deviceId).mode, active, pending: { id: state.pendingKeyId, key } });
       hub.reloadDevice(world.db.record(world.deviceId));
       world.trace.log(() => `BROKEN HOST replaces the unconfirmed pending key ${state.pendingKeyId} with a fresh one`);
     },
