@@ -14,7 +14,7 @@ import { EventEmitter } from 'node:events';
 import { connect as connectTcp } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import { toHex } from '../../modules/bytes';
-import type { Aead, RandomSource } from '../../modules/crypto/primitives';
+import type { Aead, KeyAgreementPrimitives, RandomSource } from '../../modules/crypto/primitives';
 import type { DeviceTiming } from '../../modules/device/device';
 import { DeviceLoop, type DeviceLoopEvent, type DeviceTransport } from '../../modules/device/loop';
 import { LockstepError } from '../../modules/errors';
@@ -22,6 +22,7 @@ import type { KeyStorage } from '../../modules/keystore/key-storage';
 import type { DeviceKeys } from '../../modules/platform/keys';
 import { monotonicNow } from './clock';
 import { nodeAead, nodeRandom } from './crypto';
+import { nodeKeyAgreement } from './key-agreement';
 
 export interface DeviceEndpoint {
   readonly host: string;
@@ -70,6 +71,8 @@ export interface NodeDeviceOptions {
   readonly wrapTransport?: (transport: DeviceTransport) => DeviceTransport;
   readonly aead?: Aead;
   readonly random?: RandomSource;
+  /** X25519 and HKDF for the dh rekey mode (docs/PROTOCOL.md §11); default node:crypto. */
+  readonly keyAgreement?: KeyAgreementPrimitives;
   readonly timing?: Partial<DeviceTiming>;
   /** Reconnect backoff: attempt n waits in [d/2, d], d = min(max, initial·2^n) (docs/PROTOCOL.md §8.4). */
   readonly reconnectInitialMs?: number;
@@ -117,6 +120,7 @@ export class NodeDevice extends EventEmitter<NodeDeviceEvents> {
       clock: { now: monotonicNow },
       random: options.random ?? nodeRandom,
       aead: options.aead ?? nodeAead,
+      keyAgreement: options.keyAgreement ?? nodeKeyAgreement,
       ...(options.timing === undefined ? {} : { timing: options.timing }),
       reconnectBaseMs: options.reconnectInitialMs ?? 500,
       reconnectMaxMs: options.reconnectMaxMs ?? 30_000,
