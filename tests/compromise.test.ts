@@ -83,8 +83,17 @@ function sharesOnWire(result: ScenarioResult): Map<string, Map<number, { hub?: U
 }
 
 /** The draw of a random source whose X25519 public key is `share`; throws if there is none (an ephemeral the instrumentation missed). */
+const publicKeys = new WeakMap<Draw, string>();
+const publicOf = (draw: Draw): string => {
+  const known = publicKeys.get(draw);
+  if (known !== undefined) return known;
+  const computed = hex(x25519PublicKey(draw.bytes));
+  publicKeys.set(draw, computed);
+  return computed;
+};
+
 function drawOf(draws: readonly Draw[], share: Uint8Array | undefined, what: string): Draw {
-  const draw = share === undefined ? undefined : draws.find((d) => hex(x25519PublicKey(d.bytes)) === hex(share));
+  const draw = share === undefined ? undefined : draws.find((d) => publicOf(d) === hex(share));
   if (draw === undefined) throw new Error(`${what} matches no 32-byte draw of its side's random source`);
   return draw;
 }
