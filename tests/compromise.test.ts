@@ -204,7 +204,6 @@ describe('classic mode: one leak reads everything after it', () => {
     const later = result.messages.filter((m) => m.deviceId === deviceId && m.at > at);
     expect(later.length).toBeGreaterThanOrEqual(4 * ROTATIONS_AFTER);
     expect(later.filter((m) => !payloads.has(m.text))).toEqual([]);
-    expect(decryptedKeyIds(report)).toEqual(new Set(Array.from({ length: ROTATIONS_AFTER + 2 }, (_, i) => finalKey - ROTATIONS_AFTER - 1 + i).filter((id) => sealed.some((v) => v.frame.keyId === id))));
   };
 
   test('the hub database + WAL + KEK at t: every later frame of every device', () => {
