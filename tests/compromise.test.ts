@@ -218,7 +218,7 @@ describe('classic mode: one leak reads everything after it', () => {
     const result = run('classic');
     for (const copy of result.deviceLeaks) {
       const leak = readDeviceLeak({ keystore: copy.keystore, ...(copy.keyWrap ? { keyWrap: copy.keyWrap } : {}) });
-      expect(leak.keys.map((k) => k.keyId).sort()).toEqual([copy.activeKeyId, copy.futureKeyId]);
+      expect(leak.keys.map((k) => k.keyId).sort((a, b) => a - b)).toEqual([copy.activeKeyId, copy.futureKeyId]);
       expectEverything(attack({ leak, transcript: result.transcript, from: copy.at, deviceId: copy.deviceId }), result, copy.deviceId, copy.at);
     }
   });
@@ -270,7 +270,7 @@ describe('dh mode: a leak stops being useful at the first rotation drawn after i
     const result = run('dh');
     for (const copy of result.deviceLeaks) {
       const leak = readDeviceLeak({ keystore: copy.keystore, ...(copy.keyWrap ? { keyWrap: copy.keyWrap } : {}) });
-      expect(leak.keys.map((k) => k.keyId).sort()).toEqual([copy.activeKeyId, copy.futureKeyId]);
+      expect(leak.keys.map((k) => k.keyId).sort((a, b) => a - b)).toEqual([copy.activeKeyId, copy.futureKeyId]);
       expect(leak.ephemerals).toEqual([]);
       expectHealed(leak, result, copy.deviceId, copy.at, [copy.activeKeyId, copy.futureKeyId]);
     }
