@@ -19,6 +19,9 @@ export function recorderNow(): number {
   return performance.timeOrigin + performance.now();
 }
 
+/** What one recorded chunk costs beyond its bytes, for the `maxBytes` bound. */
+const CHUNK_OVERHEAD_BYTES = 64;
+
 export interface RecordedChunk {
   /** up = device → hub, down = hub → device. */
   readonly direction: Direction;
@@ -42,7 +45,7 @@ export interface Transcript {
 export interface RecordingProxyOptions {
   readonly target: { readonly host: string; readonly port: number };
   readonly host?: string;
-  /** Defaults: 64 connections, 8 MiB, 5 minutes. */
+  /** Defaults: 64 connections, 8 MiB (bytes recorded plus 64 per chunk), 5 minutes. */
   readonly maxConnections?: number;
   readonly maxBytes?: number;
   readonly maxDurationMs?: number;
@@ -125,7 +128,8 @@ export class RecordingProxy {
     const relay = (from: Socket, to: Socket, direction: Direction) => {
       from.on('data', (chunk: Buffer) => {
         if (this.#stoppedBy !== undefined) return;
-        this.#bytes += chunk.length;
+        // Each chunk also costs its record: counted so that a stream of 1-byte chunks is bounded too.
+        this.#bytes += chunk.length + CHUNK_OVERHEAD_BYTES;
         record.chunks.push({ direction, at: recorderNow(), bytes: new Uint8Array(chunk) });
         to.write(chunk);
         if (this.#bytes >= this.#limits.maxBytes) this.stop(`${this.#limits.maxBytes} bytes recorded`);
