@@ -132,7 +132,7 @@ test('the attacker is written from the spec: it imports nothing of the project b
   }
 });
 
-test('the recording proxy stops by itself: at the connection past its cap, and after its duration', async () => {
+test('the recording proxy stops by itself: at the connection past its cap, at its byte bound, and after its duration', async () => {
   const echo = createServer((socket) => socket.pipe(socket));
   await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', () => resolve()));
   const target = { host: '127.0.0.1', port: (echo.address() as AddressInfo).port };
@@ -147,6 +147,14 @@ test('the recording proxy stops by itself: at the connection past its cap, and a
     expect(capped.transcript.stoppedBy).toBe('more than 1 connections');
     expect(capped.transcript.connections[0]?.chunks.map((c) => [c.direction, Buffer.from(c.bytes).toString()])).toEqual([['up', 'hello'], ['down', 'hello']]);
     await capped.close();
+    const full = await RecordingProxy.start({ target, maxBytes: 1000 });
+    const talker = connect({ host: '127.0.0.1', port: full.port });
+    talker.on('error', () => {});
+    await new Promise<void>((resolve) => talker.once('connect', () => resolve()));
+    talker.write(Buffer.alloc(2000, 0x78));
+    await new Promise<void>((resolve) => talker.once('close', () => resolve()));
+    expect(full.transcript.stoppedBy).toBe('1000 bytes recorded');
+    await full.close();
     const timed = await RecordingProxy.start({ target, maxDurationMs: 50 });
     await new Promise((resolve) => setTimeout(resolve, 150));
     expect(timed.transcript.stoppedBy).toBe('duration 50 ms');
