@@ -186,7 +186,7 @@ describe('device key table (D-K)', () => {
     expect(kinds(actions)).toEqual(['persist:promote']);
     const after = pair.device.persisted(pair.now);
     expect(kinds(after)).toEqual(['event:keyPromoted', 'event:data', 'transmit']);
-    expect(pair.device.keys).toEqual({ active: pair.hubStore.active });
+    expect(pair.device.keys).toEqual({ mode: 'classic', active: pair.hubStore.active });
   });
 
   test('DK6: after storing a future key every frame is sealed under it', () => {

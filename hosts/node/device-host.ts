@@ -21,8 +21,8 @@ import { LockstepError } from '../../modules/errors';
 import type { KeyStorage } from '../../modules/keystore/key-storage';
 import type { DeviceKeys } from '../../modules/platform/keys';
 import { monotonicNow } from './clock';
-import { nodeAead, nodeRandom } from './crypto';
 import { nodeKeyAgreement } from './key-agreement';
+import { nodeAead, nodeRandom } from './crypto';
 
 export interface DeviceEndpoint {
   readonly host: string;
@@ -70,9 +70,9 @@ export interface NodeDeviceOptions {
   /** Wraps the socket transport (fault injection from tools/). */
   readonly wrapTransport?: (transport: DeviceTransport) => DeviceTransport;
   readonly aead?: Aead;
-  readonly random?: RandomSource;
   /** X25519 and HKDF for the dh rekey mode (docs/PROTOCOL.md §11); default node:crypto. */
   readonly keyAgreement?: KeyAgreementPrimitives;
+  readonly random?: RandomSource;
   readonly timing?: Partial<DeviceTiming>;
   /** Reconnect backoff: attempt n waits in [d/2, d], d = min(max, initial·2^n) (docs/PROTOCOL.md §8.4). */
   readonly reconnectInitialMs?: number;

@@ -215,7 +215,8 @@ export class HubHost {
 
   #persist(op: HubPersistOp, now: number): void {
     const policy = this.#world.variant.hubPersistPolicy?.(op) ?? { ackBeforeCommit: false, commitDelayMs: DB_COMMIT_MS };
-    const write = this.db.begin(op, now + policy.commitDelayMs);
+    const stored = this.#world.variant.onHubPersistBegin?.(op) ?? op;
+    const write = this.db.begin(stored, now + policy.commitDelayMs);
     if (policy.ackBeforeCommit) write.ackAt = now;
     this.#world.trace.log(() => `hub persists ${op.kind} ${op.id}${policy.ackBeforeCommit ? ' (acknowledged before the commit)' : ''}`);
   }

@@ -14,7 +14,7 @@
 import { toHex } from '../../modules/bytes';
 import type { Aead } from '../../modules/crypto/primitives';
 import type { DeviceEvent } from '../../modules/device/actions';
-import type { HubEvent } from '../../modules/hub/actions';
+import type { HubEvent, HubPersistOp } from '../../modules/hub/actions';
 import { nodeAead } from '../../hosts/node/crypto';
 import { Adversary } from './adversary';
 import { AppLedger } from './app-ledger';
@@ -132,7 +132,7 @@ export class World implements SimWorld {
     setup.fill(key);
     const active = { id: this.initialKeyId, key };
     this.adversary = new Adversary(deviceId);
-    const mode = options.mode ?? 'classic';
+    const mode = options.mode ?? this.variant.mode ?? 'classic';
     const baseStore = (options.store ?? keystoreStore)(deviceId, { id: active.id, key: key.slice() }, mode);
     const store = this.variant.wrapDeviceStore?.(baseStore, this) ?? baseStore;
     this.db.insert(toHex(deviceId), { mode, active: { id: active.id, key: key.slice() } });
@@ -170,7 +170,7 @@ export class World implements SimWorld {
 
   #hubContext(): HubHostContext {
     const world = this;
-    const { interposeDown, hubPersistPolicy, onHubLinkClosed } = this.variant;
+    const { interposeDown, hubPersistPolicy, onHubLinkClosed, onHubPersistBegin } = this.variant;
     return {
       get now() {
         return world.now;
@@ -181,6 +181,7 @@ export class World implements SimWorld {
         ...(interposeDown === undefined ? {} : { interposeDown: (bytes: Uint8Array) => interposeDown(bytes, world) }),
         ...(hubPersistPolicy === undefined ? {} : { hubPersistPolicy }),
         ...(onHubLinkClosed === undefined ? {} : { onHubLinkClosed: (now: number) => onHubLinkClosed(world, now) }),
+        ...(onHubPersistBegin === undefined ? {} : { onHubPersistBegin: (op: HubPersistOp) => onHubPersistBegin(op, world) }),
       },
       actionApplied: (side) => this.actionApplied(side),
       latency: () => this.latency(),
