@@ -132,6 +132,37 @@ test('the attacker is written from the spec: it imports nothing of the project b
   }
 });
 
+test('the attacker\'s reader agrees with the spec\'s own vectors (docs/PROTOCOL.md Appendix A), and derives key 3 only with an ephemeral private key', () => {
+  const vectors = JSON.parse(readFileSync(join(__dirname, '..', 'docs', 'vectors', 'protocol-vectors.json'), 'utf8')) as { name: string; direction: string; keyId: number; wire: string; message: Record<string, unknown> }[];
+  const bytes = (start: number, length: number) => Uint8Array.from({ length }, (_, i) => start + i);
+  // The inputs as the appendix states them.
+  const deviceId = '0011223344556677';
+  const hubPrivate = bytes(0x60, 32);
+  const key3 = '353c481d45ad1737388dd571ec40174df7caabaca6ded6e457c549f1dd790224749f8fced6d8381493669102252ef699491703e0498a9a94ddf32b6f6aafd2df';
+  const transcript = {
+    stoppedBy: undefined,
+    connections: vectors.map((v, index) => ({ index, openedAt: index, closedAt: index, chunks: [{ direction: v.direction.startsWith('hub') ? ('down' as const) : ('up' as const), at: index, bytes: new Uint8Array(Buffer.from(v.wire, 'hex')) }] })),
+  };
+  const keys = [
+    { deviceId, keyId: 1, key: bytes(0x00, 64), source: 'appendix' },
+    { deviceId, keyId: 2, key: bytes(0x40, 64), source: 'appendix' },
+  ];
+  const withHub = attack({ leak: { keys, ephemerals: [{ deviceId, keyId: 3, side: 'hub', privateKey: hubPrivate, publicKey: x25519PublicKey(hubPrivate), source: 'appendix' }], notes: [] }, transcript, from: 0 });
+  expect(withHub.frames.map((v) => [v.frame.typeName, v.frame.sealed ? v.decrypted : 'clear'])).toEqual(vectors.map((v) => [v.name.split(' ')[0], v.name === 'CHALLENGE' ? 'clear' : true]));
+  expect(hex(withHub.keys.find((k) => k.keyId === 3)!.key)).toBe(key3);
+  for (const [i, v] of withHub.frames.entries()) {
+    const expected = vectors[i]!.message;
+    if (v.body?.kind === 'REKEY_DH') expect([v.body.keyId, hex(v.body.hubShare)]).toEqual([expected.newKeyId, expected.hubShare]);
+    if (v.body?.kind === 'REKEY') expect([v.body.keyId, hex(v.body.key)]).toEqual([expected.newKeyId, expected.newKey]);
+    if (v.body?.kind === 'DATA') expect(hex(v.body.payload)).toBe(expected.payload);
+  }
+  // The device's private key leads to the same key; with neither, the frames under key 3 stay sealed.
+  const withDevice = attack({ leak: { keys, ephemerals: [{ deviceId, keyId: 3, side: 'device', privateKey: bytes(0x80, 32), publicKey: undefined, source: 'appendix' }], notes: [] }, transcript, from: 0 });
+  expect(hex(withDevice.keys.find((k) => k.keyId === 3)!.key)).toBe(key3);
+  const without = attack({ leak: { keys, ephemerals: [], notes: [] }, transcript, from: 0 });
+  expect(without.frames.filter((v) => v.frame.keyId === 3).map((v) => v.decrypted)).toEqual([false, false]);
+});
+
 test('the recording proxy stops by itself: at the connection past its cap, at its byte bound, and after its duration', async () => {
   const echo = createServer((socket) => socket.pipe(socket));
   await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', () => resolve()));
