@@ -14,15 +14,17 @@
  *   a pending ephemeral in its copy leads to — nothing under a key from a
  *   rotation whose ephemeral keys were both drawn after t.
  *
- * How the ephemerals are known to the test: each side's RandomSource is
- * wrapped to record its 32-byte draws (the X25519 private keys: the cores
- * draw them from the injected source, §11.3), and a draw is tied to its
- * rotation only by its public key, which an omniscient run of the same
+ * How the ephemerals are known to the test: the hub and each device are
+ * given node:crypto's key-agreement backend wrapped to record every X25519
+ * private key it generates (x25519GenerateKeyPair) or computes a public key
+ * for (the path of a key the core drew itself, modules/crypto/dh-rekey.ts) —
+ * every ephemeral passes through one of the two. A recorded key is tied to
+ * its rotation only by its public key, which an omniscient run of the same
  * attacker (every true key) reads off the wire (H in REKEY_DH, D in
- * KEY_SHARE). The test requires every share on the wire to have such a draw,
- * so no ephemeral escapes the file scans; any other 32-byte draw is scanned
- * for too, which is harmless. The hub's wrapped forms are captured after every
- * group commit (the store's own rows, as tests/hub-retired-keys.test.ts does).
+ * KEY_SHARE). The test requires every share on the wire to have a recorded
+ * private key, so no ephemeral escapes the file scans. The hub's wrapped
+ * forms are captured after every group commit (the store's own rows, as
+ * tests/hub-retired-keys.test.ts does).
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -82,7 +84,7 @@ function sharesOnWire(result: ScenarioResult): Map<string, Map<number, { hub?: U
   return out;
 }
 
-/** The draw of a random source whose X25519 public key is `share`; throws if there is none (an ephemeral the instrumentation missed). */
+/** The recorded private key whose X25519 public key is `share`; throws if there is none (an ephemeral the instrumentation missed). */
 const publicKeys = new WeakMap<Draw, string>();
 const publicOf = (draw: Draw): string => {
   const known = publicKeys.get(draw);
@@ -94,7 +96,7 @@ const publicOf = (draw: Draw): string => {
 
 function drawOf(draws: readonly Draw[], share: Uint8Array | undefined, what: string): Draw {
   const draw = share === undefined ? undefined : draws.find((d) => publicOf(d) === hex(share));
-  if (draw === undefined) throw new Error(`${what} matches no 32-byte draw of its side's random source`);
+  if (draw === undefined) throw new Error(`${what} matches no private key its side's key-agreement backend produced`);
   return draw;
 }
 

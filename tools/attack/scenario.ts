@@ -11,17 +11,19 @@
  * The scenario is the project under test; only tools/attack/attacker.ts and
  * its readers must not use the project's code. What the scenario records
  * beside the transcript is ground truth for the test: every key that was
- * ever active (from the hub), every 32-byte draw of each side's random
- * source (the X25519 private keys, docs/PROTOCOL.md §11.3: the cores draw
- * them from their injected RandomSource; the test ties a draw to a rotation
- * by its public key), and every wrapped form the hub stored (for the file
- * scans).
+ * ever active (from the hub), every X25519 private key each side's
+ * key-agreement backend produced or was handed (docs/PROTOCOL.md §11.3: a
+ * pair from the backend's generator, or 32 bytes the core drew and asked the
+ * public key of — both pass through the KeyAgreementPrimitives the hub and
+ * the device are given, which the scenario wraps; the test ties each to its
+ * rotation by its public key), and every wrapped form the hub stored (for
+ * the file scans).
  */
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { RandomSource } from '../../modules/crypto/primitives';
-import { nodeRandom } from '../../hosts/node/crypto';
+import type { KeyAgreementPrimitives } from '../../modules/crypto/primitives';
+import { nodeKeyAgreement } from '../../hosts/node/key-agreement';
 import { NodeDevice } from '../../hosts/node/device-host';
 import { FileFlash } from '../../hosts/node/flash-file';
 import { openFlashKeystore } from '../../hosts/node/flash-key-storage';
@@ -55,7 +57,7 @@ export interface ScenarioDevice {
   readonly keyWrap: boolean;
   readonly imagePath: string;
   readonly keyWrapPath: string | undefined;
-  /** 32-byte draws of this device's random source (its X25519 private keys in the dh mode). */
+  /** The X25519 private keys of this device's key-agreement backend (its ephemerals in the dh mode). */
   readonly draws: Draw[];
 }
 
@@ -102,7 +104,7 @@ export interface ScenarioResult {
   readonly deviceLeaks: DeviceLeakCopy[];
   /** Every key each device ever had active, by id (from the hub after each confirmation). */
   readonly truth: Map<string, Map<number, Uint8Array>>;
-  /** 32-byte draws of the hub's random source. */
+  /** The X25519 private keys of the hub's key-agreement backend. */
   readonly hubDraws: Draw[];
   readonly hubBlobs: StoredBlob[];
   readonly messages: SentMessage[];
@@ -112,12 +114,29 @@ export interface ScenarioResult {
   cleanUp(): void;
 }
 
-function recordingRandom(draws: Draw[]): RandomSource {
+/** node:crypto's X25519/HKDF, recording every private key it generates or computes a public key for. */
+function recordingKeyAgreement(draws: Draw[]): KeyAgreementPrimitives {
+  const note = (privateKey: Uint8Array) => {
+    if (!draws.some((d) => Buffer.from(d.bytes).equals(Buffer.from(privateKey)))) draws.push({ at: recorderNow(), bytes: privateKey.slice() });
+  };
+  const generate = nodeKeyAgreement.x25519GenerateKeyPair;
   return {
-    fill(bytes) {
-      nodeRandom.fill(bytes);
-      if (bytes.length === 32) draws.push({ at: recorderNow(), bytes: bytes.slice() });
+    name: `${nodeKeyAgreement.name}, recorded`,
+    x25519PublicKey(privateKey) {
+      note(privateKey);
+      return nodeKeyAgreement.x25519PublicKey(privateKey);
     },
+    x25519: (privateKey, publicKey) => nodeKeyAgreement.x25519(privateKey, publicKey),
+    hkdfSha512: (salt, ikm, info, length) => nodeKeyAgreement.hkdfSha512(salt, ikm, info, length),
+    ...(generate === undefined
+      ? {}
+      : {
+          x25519GenerateKeyPair() {
+            const pair = generate.call(nodeKeyAgreement);
+            note(pair.privateKey);
+            return pair;
+          },
+        }),
   };
 }
 
@@ -151,7 +170,7 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
   const hub = await LockstepHub.start({
     database,
     tcp: { port: 0 },
-    random: recordingRandom(hubDraws),
+    keyAgreement: recordingKeyAgreement(hubDraws),
     tickMs: 20,
     controlPollMs: 1000,
     timing: { rekeyRetryInitialMs: 200, rekeyRetryMaxMs: 1000 },
@@ -200,7 +219,7 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
       const host = new NodeDevice({
         storage: openFlashKeystore(flash, keyWrapImage === undefined ? {} : { keyWrapImage }),
         endpoint: { host: '127.0.0.1', port: proxy.port },
-        random: recordingRandom(draws),
+        keyAgreement: recordingKeyAgreement(draws),
         reconnectInitialMs: 20,
         reconnectMaxMs: 200,
       });
