@@ -1,10 +1,10 @@
 /**
  * What the attacker extracts from a copy of the hub's durable state: the
  * database file with its WAL (hub.db, hub.db-wal) and the keyring file.
- * Written from docs/HUB.md §4 (schema, §4.1 the KEK wrap) and
- * docs/PROTOCOL.md §11.7 (a dh pending slot holds the hub's ephemeral
- * pair), with node:crypto and SQLite (better-sqlite3) — not with the hub's
- * own store or keyring code.
+ * Written from docs/HUB.md §4 (schema, §4.1 the KEK wrap, §4.3 a dh
+ * pending slot holds the hub's ephemeral pair) and docs/PROTOCOL.md §11.7,
+ * with node:crypto and SQLite (better-sqlite3) — not with the hub's own
+ * store or keyring code.
  *
  *   k ‖ nonce = HKDF-SHA-256(ikm = KEK, salt, info = "lockstep hub kek v1", 44)
  *   aad       = "lockstep hub kek v1" ‖ kek id (u32 BE) ‖ device id (8) ‖ key id (u32 BE)
