@@ -19,6 +19,9 @@
  * 6 hub-sends-no-confirmation — an interposer on the hub's transport that
  *   drops every frame sealed under a key id newer than any it let through
  *   before: the hub never says anything under the new key.
+ *
+ * The dh rekey mode's variants (PROTOCOL.md §11) are in SPIN_ONLY_VARIANTS
+ * until the simulation injects them.
  */
 import type { DevicePersistOp } from '../../modules/device/actions';
 import { nodeAead } from '../../hosts/node/crypto';
@@ -184,5 +187,41 @@ export const BROKEN_VARIANTS: readonly Variant[] = [
       letThrough.set(world, Math.max(highest, header.keyId));
       return bytes;
     },
+  },
+];
+
+/**
+ * Broken variants of the dh rekey mode (PROTOCOL.md §11, §8.5) that spin
+ * refutes (their -D switches: SPIN_VARIANTS in spin.ts) and the simulation
+ * does not inject yet. Each moves into BROKEN_VARIANTS, under the same name
+ * and with its injection, once the real code runs the dh mode;
+ * tests/verify-spin.test.ts checks that every spin variant is named in
+ * exactly one of the two lists, with the same `expect`.
+ */
+export const SPIN_ONLY_VARIANTS: readonly Pick<Variant, 'name' | 'description' | 'expect'>[] = [
+  {
+    name: 'dh-device-fresh-ephemeral-on-repeat',
+    description: 'the device answers a repeated REKEY_DH for its stored future key with a fresh ephemeral and a new future key (not rule D7)',
+    expect: 'safety',
+  },
+  {
+    name: 'dh-hub-fresh-ephemeral-after-restart',
+    description: 'the hub keeps its ephemeral private key only in memory and draws a fresh one when it re-offers after a restart (not rule H4)',
+    expect: 'safety',
+  },
+  {
+    name: 'dh-device-acks-before-persisting',
+    description: 'the device acknowledges a dh-derived key before it is in flash (a keystore that lies about durability, dh mode)',
+    expect: 'safety',
+  },
+  {
+    name: 'dh-hub-forgets-ephemeral-before-promotion',
+    description: 'the hub erases its ephemeral private key in a commit of its own before the promotion commits (not rule H5)',
+    expect: 'safety',
+  },
+  {
+    name: 'dh-device-hello-without-share',
+    description: 'the device sends its HELLO under a dh-derived future key without the KEY_SHARE (the livelock trap of §11.2)',
+    expect: 'liveness',
   },
 ];
