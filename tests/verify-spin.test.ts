@@ -22,6 +22,10 @@ test('every spin variant is named, once, in the simulation\'s lists with the sam
     expect(`${name}: in spin ${SPIN_VARIANTS.some((v) => v.name === name)}`).toBe(`${name}: in spin true`);
   }
   expect(new Set(SPIN_VARIANTS.map((v) => `${v.define} ${v.model}`)).size).toBe(SPIN_VARIANTS.length);
+  for (const variant of BROKEN_VARIANTS) {
+    const twin = SPIN_VARIANTS.find((v) => v.name === variant.name);
+    expect(`${variant.name}: ${twin?.model}`).toBe(`${variant.name}: ${variant.mode ?? 'classic'}`);
+  }
 });
 
 test('spin: the model holds in every mode, every broken variant is refuted', () => {

@@ -67,10 +67,10 @@ export const SPIN_VARIANTS: readonly SpinVariant[] = [
   { name: 'hub-persists-promotion-lazily', define: 'HUB_LAZY_PROMOTION', model: 'classic', expect: 'safety' },
   { name: 'hub-sends-no-confirmation', define: 'HUB_NO_CONFIRM', model: 'classic', expect: 'liveness' },
   { name: 'dh-device-fresh-ephemeral-on-repeat', define: 'DEVICE_FRESH_EPHEMERAL_ON_REPEAT', model: 'dh', expect: 'safety' },
-  { name: 'dh-hub-fresh-ephemeral-after-restart', define: 'HUB_EPHEMERAL_NOT_PERSISTED', model: 'dh', expect: 'safety' },
+  { name: 'dh-hub-ephemeral-not-persisted', define: 'HUB_EPHEMERAL_NOT_PERSISTED', model: 'dh', expect: 'safety' },
   { name: 'dh-device-acks-before-persisting', define: 'DEVICE_ACKS_BEFORE_PERSISTING', model: 'dh', expect: 'safety' },
   { name: 'dh-hub-forgets-ephemeral-before-promotion', define: 'HUB_FORGETS_EPHEMERAL_EARLY', model: 'dh', expect: 'safety' },
-  { name: 'dh-device-hello-without-share', define: 'DEVICE_HELLO_WITHOUT_SHARE', model: 'dh', expect: 'liveness' },
+  { name: 'dh-hello-without-share', define: 'DEVICE_HELLO_WITHOUT_SHARE', model: 'dh', expect: 'liveness' },
 ];
 
 /** A run of the correct model. */

@@ -19,12 +19,24 @@
  * 6 hub-sends-no-confirmation — an interposer on the hub's transport that
  *   drops every frame sealed under a key id newer than any it let through
  *   before: the hub never says anything under the new key.
- *
- * The dh rekey mode's variants (PROTOCOL.md §11) are in SPIN_ONLY_VARIANTS
- * until the simulation injects them.
+ * The dh mode's (docs/PROTOCOL.md §11.4, run with both sides in the dh mode):
+ * 7 dh-device-acks-before-persisting — variant 1's lying keystore, now for a
+ *   derived key (rule D6).
+ * 8 dh-hub-ephemeral-not-persisted — a database host that stores another
+ *   ephemeral pair than the one the hub offers, as a hub that drew a fresh
+ *   one after a restart would (rule H4).
+ * 9 dh-hub-forgets-ephemeral-before-promotion — a database host that erases
+ *   the hub's ephemeral private key as soon as the promotion is asked for,
+ *   before the promotion commits (rule H5).
+ * 10 dh-hello-without-share — an interposer that re-seals the device's HELLO
+ *   under its future key without the KEY_SHARE extension (§11.2's trap).
+ * (The device redrawing its ephemeral for a repeated REKEY_DH, rule D7, has
+ * no host seam — the core decides it — and is refuted by spin only: it is
+ * named in SPIN_ONLY_VARIANTS.)
  */
 import type { DevicePersistOp } from '../../modules/device/actions';
 import { nodeAead } from '../../hosts/node/crypto';
+import { nodeKeyAgreement } from '../../hosts/node/key-agreement';
 import { IV_BYTES, MessageType } from '../../modules/protocol/constants';
 import { openFrame, sealFrame } from '../../modules/protocol/frame';
 import { withLengthPrefix } from '../../modules/protocol/framing';
@@ -163,7 +175,7 @@ export const BROKEN_VARIANTS: readonly Variant[] = [
       const key = new Uint8Array(64);
       rngOf(world).fill(key);
       const active = world.db.row(world.deviceId).active;
-      world.db.insert(world.deviceId, { active, pending: { id: state.pendingKeyId, key } });
+      world.db.insert(world.deviceId, { mode: world.db.row(world.deviceId).mode, active, pending: { id: state.pendingKeyId, key } });
       hub.reloadDevice(world.db.record(world.deviceId));
       world.trace.log(() => `BROKEN HOST replaces the unconfirmed pending key ${state.pendingKeyId} with a fresh one`);
     },
@@ -188,40 +200,72 @@ export const BROKEN_VARIANTS: readonly Variant[] = [
       return bytes;
     },
   },
+  {
+    name: 'dh-device-acks-before-persisting',
+    description: 'dh mode: the device acknowledges a derived key before it is in flash (a keystore that lies about durability)',
+    expect: 'safety',
+    mode: 'dh',
+    wrapDeviceStore: (store, world) => new WriteBackDeviceStore(store, world),
+  },
+  {
+    name: 'dh-hub-ephemeral-not-persisted',
+    description: 'dh mode: the database holds another ephemeral pair than the one the hub offers (a hub that draws a fresh one after a restart)',
+    expect: 'safety',
+    mode: 'dh',
+    onHubPersistBegin: (op, world) => {
+      if (op.kind !== 'storePending' || op.dh === undefined) return op;
+      const privateKey = new Uint8Array(32);
+      rngOf(world).fill(privateKey);
+      world.trace.log(() => `BROKEN DATABASE stores another ephemeral pair for pending ${op.id}`);
+      return { ...op, dh: { privateKey, publicKey: nodeKeyAgreement.x25519PublicKey(privateKey) } };
+    },
+  },
+  {
+    name: 'dh-hub-forgets-ephemeral-before-promotion',
+    description: 'dh mode: the hub erases its ephemeral private key when the promotion is asked for, before the promotion commits',
+    expect: 'safety',
+    mode: 'dh',
+    onHubPersistBegin: (op, world) => {
+      if (op.kind !== 'promote' || op.key === undefined) return op;
+      const row = world.db.row(world.deviceId);
+      if (row.pending?.dh !== undefined) {
+        world.db.insert(world.deviceId, { ...row, pending: { id: row.pending.id, dh: { privateKey: new Uint8Array(32), publicKey: row.pending.dh.publicKey } } });
+        world.trace.log(() => `BROKEN DATABASE erases the ephemeral of pending ${op.id} before the promotion commits`);
+      }
+      return op;
+    },
+  },
+  {
+    name: 'dh-hello-without-share',
+    description: 'dh mode: the device seals its HELLO under the derived future key without the key share (the hub cannot derive it after a crash)',
+    expect: 'liveness',
+    mode: 'dh',
+    interposeUp: (bytes, world) => {
+      const keys = world.device.core?.keys;
+      if (keys?.future?.shares === undefined || bytes.length < 38) return bytes;
+      const frame = bytes.subarray(2);
+      const header = decodeHeader(frame);
+      if (header.type !== MessageType.HELLO || header.share === undefined) return bytes;
+      const message = openFrame(nodeAead, keys.future.key, frame, header);
+      const iv = new Uint8Array(IV_BYTES);
+      rngOf(world).fill(iv);
+      const { share: _share, ...bare } = header;
+      return withLengthPrefix(sealFrame({ aead: world.deviceAead, key: keys.future.key, iv, header: bare, message }));
+    },
+  },
 ];
 
 /**
- * Broken variants of the dh rekey mode (PROTOCOL.md §11, §8.5) that spin
- * refutes (their -D switches: SPIN_VARIANTS in spin.ts) and the simulation
- * does not inject yet. Each moves into BROKEN_VARIANTS, under the same name
- * and with its injection, once the real code runs the dh mode;
+ * Broken variants that spin refutes (their -D switches: SPIN_VARIANTS in
+ * spin.ts) and the simulation cannot inject: no host seam reaches what they
+ * break (the device core alone decides how it answers a repeated REKEY_DH).
  * tests/verify-spin.test.ts checks that every spin variant is named in
- * exactly one of the two lists, with the same `expect`.
+ * exactly one of BROKEN_VARIANTS and this list, with the same `expect`.
  */
 export const SPIN_ONLY_VARIANTS: readonly Pick<Variant, 'name' | 'description' | 'expect'>[] = [
   {
     name: 'dh-device-fresh-ephemeral-on-repeat',
-    description: 'the device answers a repeated REKEY_DH for its stored future key with a fresh ephemeral and a new future key (not rule D7)',
+    description: 'dh mode: the device answers a repeated REKEY_DH for its stored future key with a fresh ephemeral and a new future key (not rule D7)',
     expect: 'safety',
-  },
-  {
-    name: 'dh-hub-fresh-ephemeral-after-restart',
-    description: 'the hub keeps its ephemeral private key only in memory and draws a fresh one when it re-offers after a restart (not rule H4)',
-    expect: 'safety',
-  },
-  {
-    name: 'dh-device-acks-before-persisting',
-    description: 'the device acknowledges a dh-derived key before it is in flash (a keystore that lies about durability, dh mode)',
-    expect: 'safety',
-  },
-  {
-    name: 'dh-hub-forgets-ephemeral-before-promotion',
-    description: 'the hub erases its ephemeral private key in a commit of its own before the promotion commits (not rule H5)',
-    expect: 'safety',
-  },
-  {
-    name: 'dh-device-hello-without-share',
-    description: 'the device sends its HELLO under a dh-derived future key without the KEY_SHARE (the livelock trap of §11.2)',
-    expect: 'liveness',
   },
 ];
