@@ -6,7 +6,9 @@
  * are rotated several times before and after a moment t at which the hub's
  * durable state (database + WAL + keyring file) and each device's flash
  * (keystore.bin, keywrap.bin) are copied — mid-rotation, so the copies hold
- * a pending ephemeral (hub) or a stored future key (device).
+ * a pending ephemeral (hub) or a stored future key (device). In that
+ * rotation the first device's REKEY_ACK is lost (its connection drops right
+ * after the key is durable), so the hub completes it on the next HELLO.
  *
  * The scenario is the project under test; only tools/attack/attacker.ts and
  * its readers must not use the project's code. What the scenario records
@@ -277,6 +279,13 @@ export async function runScenario(options: ScenarioOptions): Promise<ScenarioRes
           activeKeyId: from,
           futureKeyId: next,
         });
+        if (i === 0) {
+          // The first device's REKEY_ACK of this rotation is lost: the connection drops right after the
+          // key is durable (the ACK is dropped with it), so the derived key's share reaches the hub on
+          // the next connection's HELLO (docs/PROTOCOL.md §11.2) — the attacker must follow that too.
+          host.stop();
+          setTimeout(() => host.start(), 30);
+        }
       };
       hub.on('keyConfirmed', onConfirmed);
       hub.on('rotationStarted', onStarted);
