@@ -29,6 +29,7 @@ const program = new Command()
   .option('--from <ms>', 'time of the leak', (v) => Number(v), 0)
   .option('--device <id>', 'only frames of this device')
   .action((flags: { hubDb?: string; kek?: string; keystore?: string; keywrap?: string; transcript: string; from: number; device?: string }) => {
+    if (!Number.isFinite(flags.from)) throw new Error('--from is a time in milliseconds (the recorder\'s clock)');
     const hub = flags.hubDb !== undefined;
     if (hub === (flags.keystore !== undefined) || (hub && flags.kek === undefined)) {
       throw new Error('give either --hub-db with --kek, or --keystore [--keywrap]');
