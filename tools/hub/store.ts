@@ -30,6 +30,7 @@ import { LockstepError } from '../../modules/errors';
 import type { HubPersistOp } from '../../modules/hub/actions';
 import type { KeySlot } from '../../modules/platform/keys';
 import { KekError, resolveKeyring, type Keyring, type KeyringChoice } from './kek';
+import { appendAudit, findRevocation, readAudit, revocationsAfter, revokeInDatabase, type AuditEntry, type AuditEntryInput, type AuditQuery, type Revocation } from './audit';
 import { migrate, SCHEMA_VERSION } from './migrations';
 import type { DeviceRecord } from './records';
 
@@ -245,6 +246,8 @@ export class HubStore {
 
   /** Inserts a provisioned device; throws LOCAL_BAD_ARGUMENT if the id exists. */
   insertDevice(record: DeviceRecord, now: number): StoredDevice {
+    // issue 17: a revoked id stays refused (a copy of its old record must not come back).
+    if (findRevocation(this.#db, record.deviceId) !== undefined) throw new LockstepError('LOCAL_BAD_ARGUMENT', `device ${record.deviceId} was revoked`);
     try {
       const kekId = this.activeKek;
       this.#statements.insert.run(record.deviceId, record.active.id, kekId, this.#wrap(kekId, record.deviceId, record.active.id, record.active.key), now, now);
@@ -392,6 +395,34 @@ export class HubStore {
 
   rotationRequests(): string[] {
     return (this.#statements.requests.all() as { device_id: string }[]).map((row) => row.device_id);
+  }
+
+  // ---- issue 17: audit trail and revocation (tools/hub/audit.ts) ----
+
+  appendAudit(entries: readonly AuditEntryInput[], now: number): void {
+    appendAudit(this.#db, entries, now);
+  }
+
+  readAudit(query: AuditQuery): AuditEntry[] {
+    return readAudit(this.#db, query);
+  }
+
+  /** Deletes the device with its keys and records the revocation (see audit.ts); undefined if there is no such device. */
+  revokeDevice(deviceId: string, actor: string, reason: string | undefined, now: number): Revocation | undefined {
+    return revokeInDatabase(this.#db, deviceId, actor, reason, now);
+  }
+
+  revocation(deviceId: string): Revocation | undefined {
+    return findRevocation(this.#db, deviceId);
+  }
+
+  revocationsAfter(seq: number): Revocation[] {
+    return revocationsAfter(this.#db, seq);
+  }
+
+  /** KEK wraps and unwraps so far (counts only). */
+  get kekOperations(): { wrap: number; unwrap: number; unwrapFailed: number } {
+    return this.#keyring?.operations ?? { wrap: 0, unwrap: 0, unwrapFailed: 0 };
   }
 
   // ---- The serving-hub lock ----

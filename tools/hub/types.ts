@@ -23,6 +23,10 @@ export interface HubEvents {
   peerError: [{ deviceId: string; code: number; detail: number }];
   /** A database write failed; the device's state was reloaded from the database. */
   storageError: [{ deviceId: string; error: Error }];
+  /** A group-commit transaction ended: how many ops, how long, whether it committed. */
+  committed: [{ ops: number; durationMs: number; ok: boolean }];
+  /** A device was revoked (by this hub's API or by another process through the database): its keys are gone. */
+  deviceRevoked: [{ deviceId: string; actor: string }];
 }
 
 /** The core's view of a device plus what the database knows. */

@@ -1,0 +1,193 @@
+/**
+ * The audit trail (docs/HUB.md §7): an append-only record, in the hub
+ * database (migration 4), of every administrative action and key event —
+ * who (a token id, `cli:<user>`, `hub` for the hub's own key events), what,
+ * when, outcome. Triggers refuse UPDATE and DELETE on the table.
+ *
+ * Never key material: an entry's detail holds only numbers, booleans and
+ * short strings (ids, error codes), checked here before anything is written,
+ * so no code path can put a key (64 bytes = 128 hex digits) in a row.
+ *
+ * Key events (rotation started / confirmed) arrive many per second on a
+ * busy hub: `AuditLog` buffers them and writes them in one transaction per
+ * turn of the event loop (bounded: at MAX_BUFFERED it writes at once).
+ * Administrative actions are written synchronously, before the response.
+ */
+import type Database from 'better-sqlite3';
+
+export type AuditDetail = Readonly<Record<string, string | number | boolean | null>>;
+
+export interface AuditEntryInput {
+  readonly actor: string;
+  readonly action: string;
+  readonly deviceId?: string | undefined;
+  readonly outcome: string;
+  readonly detail?: AuditDetail;
+}
+
+export interface AuditEntry extends AuditEntryInput {
+  readonly seq: number;
+  readonly at: number;
+}
+
+export interface AuditQuery {
+  /** Entries with seq < before (paging backwards from the newest). */
+  readonly before?: number;
+  readonly deviceId?: string;
+  readonly action?: string;
+  readonly limit?: number;
+}
+
+export interface Revocation {
+  readonly seq: number;
+  readonly deviceId: string;
+  readonly revokedAt: number;
+  readonly actor: string;
+  readonly reason: string | undefined;
+  readonly lastKeyId: number;
+}
+
+const MAX_DETAIL_STRING = 64;
+export const MAX_AUDIT_PAGE = 500;
+
+/** Refuses a detail that could carry key material (a long string) or is not flat. */
+export function checkDetail(detail: AuditDetail | undefined): string | null {
+  if (detail === undefined) return null;
+  for (const [name, value] of Object.entries(detail)) {
+    if (value !== null && typeof value === 'object') throw new Error(`audit detail ${name}: not flat`);
+    if (typeof value === 'string' && value.length > MAX_DETAIL_STRING) throw new Error(`audit detail ${name}: longer than ${MAX_DETAIL_STRING} characters`);
+  }
+  return JSON.stringify(detail);
+}
+
+interface AuditRow {
+  seq: number;
+  at: number;
+  actor: string;
+  action: string;
+  device_id: string | null;
+  outcome: string;
+  detail: string | null;
+}
+
+export function appendAudit(db: Database.Database, entries: readonly AuditEntryInput[], now: number): void {
+  if (entries.length === 0) return;
+  const insert = db.prepare('INSERT INTO audit_log (at, actor, action, device_id, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)');
+  const rows = entries.map((e) => [now, e.actor.slice(0, 64), e.action, e.deviceId?.toLowerCase() ?? null, e.outcome, checkDetail(e.detail)] as const);
+  db.transaction(() => {
+    for (const row of rows) insert.run(...row);
+  })();
+}
+
+export function readAudit(db: Database.Database, query: AuditQuery): AuditEntry[] {
+  const where: string[] = [];
+  const args: (string | number)[] = [];
+  if (query.before !== undefined) {
+    where.push('seq < ?');
+    args.push(query.before);
+  }
+  if (query.deviceId !== undefined) {
+    where.push('device_id = ?');
+    args.push(query.deviceId.toLowerCase());
+  }
+  if (query.action !== undefined) {
+    where.push('action = ?');
+    args.push(query.action);
+  }
+  const limit = Math.min(Math.max(query.limit ?? 100, 1), MAX_AUDIT_PAGE);
+  const sql = `SELECT * FROM audit_log ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ${limit}`;
+  return (db.prepare(sql).all(...args) as AuditRow[]).map((row) => ({
+    seq: row.seq,
+    at: row.at,
+    actor: row.actor,
+    action: row.action,
+    ...(row.device_id === null ? {} : { deviceId: row.device_id }),
+    outcome: row.outcome,
+    ...(row.detail === null ? {} : { detail: JSON.parse(row.detail) as AuditDetail }),
+  }));
+}
+
+interface RevocationRow {
+  seq: number;
+  device_id: string;
+  revoked_at: number;
+  actor: string;
+  reason: string | null;
+  last_key_id: number;
+}
+
+function revocationOf(row: RevocationRow): Revocation {
+  return { seq: row.seq, deviceId: row.device_id, revokedAt: row.revoked_at, actor: row.actor, reason: row.reason ?? undefined, lastKeyId: row.last_key_id };
+}
+
+export function revocationsAfter(db: Database.Database, seq: number, limit = 1000): Revocation[] {
+  return (db.prepare('SELECT * FROM revoked_devices WHERE seq > ? ORDER BY seq LIMIT ?').all(seq, limit) as RevocationRow[]).map(revocationOf);
+}
+
+export function findRevocation(db: Database.Database, deviceId: string): Revocation | undefined {
+  const row = db.prepare('SELECT * FROM revoked_devices WHERE device_id = ?').get(deviceId.toLowerCase()) as RevocationRow | undefined;
+  return row === undefined ? undefined : revocationOf(row);
+}
+
+/**
+ * Deletes the device's row (both key slots with it; secure_delete zeroes the
+ * freed cells), records the revocation and its audit entry, in one
+ * transaction. Returns undefined when there is no such device (nothing
+ * changed). The caller checkpoints the WAL so no older copy of the row stays.
+ */
+export function revokeInDatabase(db: Database.Database, deviceId: string, actor: string, reason: string | undefined, now: number): Revocation | undefined {
+  const id = deviceId.toLowerCase();
+  return db.transaction(() => {
+    const row = db.prepare('SELECT active_id FROM devices WHERE device_id = ?').get(id) as { active_id: number } | undefined;
+    if (row === undefined) return undefined;
+    db.prepare('DELETE FROM devices WHERE device_id = ?').run(id);
+    db.prepare('INSERT INTO revoked_devices (device_id, revoked_at, actor, reason, last_key_id) VALUES (?, ?, ?, ?, ?)').run(id, now, actor.slice(0, 64), reason ?? null, row.active_id);
+    appendAudit(db, [{ actor, action: 'device.revoke', deviceId: id, outcome: 'ok', detail: { lastKeyId: row.active_id } }], now);
+    return findRevocation(db, id);
+  }).immediate();
+}
+
+/** Key events, buffered and written in one transaction per turn of the event loop. */
+export class AuditLog {
+  static readonly MAX_BUFFERED = 4096;
+  readonly #buffer: AuditEntryInput[] = [];
+  #scheduled = false;
+  written = 0;
+  failures = 0;
+
+  constructor(
+    private readonly write: (entries: readonly AuditEntryInput[]) => void,
+    private readonly failed: (error: unknown) => void,
+  ) {}
+
+  /** An administrative action: durable when this returns (throws if it could not be written). */
+  now(entries: readonly AuditEntryInput[]): void {
+    this.flush();
+    this.write(entries);
+    this.written += entries.length;
+  }
+
+  /** A key event: written at the end of this turn of the event loop. */
+  later(entry: AuditEntryInput): void {
+    checkDetail(entry.detail);
+    this.#buffer.push(entry);
+    if (this.#buffer.length >= AuditLog.MAX_BUFFERED) this.flush();
+    else if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  flush(): void {
+    this.#scheduled = false;
+    if (this.#buffer.length === 0) return;
+    const entries = this.#buffer.splice(0);
+    try {
+      this.write(entries);
+      this.written += entries.length;
+    } catch (error) {
+      this.failures += entries.length;
+      this.failed(error);
+    }
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * What the operator API and the metrics know about each device beyond the
+ * core's state and presence: when it was provisioned, how many rotations it
+ * completed, since when its pending key waits, its last rejected frame; and
+ * the rotations confirmed per 10-second bucket over the last 10 minutes.
+ * Fed by the hub's typed events; one entry per device (bounded by the
+ * fleet), forgotten on revocation.
+ */
+import type { ErrorCode } from '../../../modules/errors';
+import type { LockstepHub } from '../server';
+
+export interface FleetEntry {
+  createdAt: number;
+  rotations: number;
+  /** When the current pending key became durable (wall clock), or undefined. */
+  pendingSince: number | undefined;
+  lastRejection: { code: ErrorCode; at: number } | undefined;
+  lastConnectedAt: number | undefined;
+}
+
+export const RATE_BUCKET_MS = 10_000;
+export const RATE_BUCKETS = 60;
+
+export class FleetTracker {
+  readonly #entries = new Map<string, FleetEntry>();
+  readonly #buckets = new Float64Array(RATE_BUCKETS);
+  #bucketStart = 0;
+  /** Offer → confirmation latencies (seconds) not yet taken by the metrics. */
+  readonly latencies: number[] = [];
+  static readonly MAX_LATENCIES = 10_000;
+
+  constructor(
+    hub: LockstepHub,
+    private readonly now: () => number = Date.now,
+  ) {
+    for (const d of hub.store.listDevices()) {
+      this.#entries.set(d.deviceId, { createdAt: d.createdAt, rotations: d.rotations, pendingSince: d.pendingSince, lastRejection: undefined, lastConnectedAt: undefined });
+    }
+    hub.on('deviceAdded', ({ deviceId }) => {
+      const d = hub.store.getSummary(deviceId);
+      this.#entries.set(deviceId, { createdAt: d?.createdAt ?? this.now(), rotations: d?.rotations ?? 0, pendingSince: d?.pendingSince, lastRejection: undefined, lastConnectedAt: undefined });
+    });
+    hub.on('deviceRevoked', ({ deviceId }) => this.#entries.delete(deviceId));
+    hub.on('rotationStarted', ({ deviceId }) => {
+      const entry = this.#entries.get(deviceId);
+      if (entry !== undefined) entry.pendingSince = this.now();
+    });
+    hub.on('keyConfirmed', ({ deviceId }) => {
+      const at = this.now();
+      const entry = this.#entries.get(deviceId);
+      if (entry !== undefined) {
+        if (entry.pendingSince !== undefined && this.latencies.length < FleetTracker.MAX_LATENCIES) this.latencies.push(Math.max(0, at - entry.pendingSince) / 1000);
+        entry.pendingSince = undefined;
+        entry.rotations++;
+      }
+      const bucket = this.#bucket(at);
+      bucket[0] = (bucket[0] as number) + 1;
+    });
+    hub.on('deviceConnected', ({ deviceId }) => {
+      const entry = this.#entries.get(deviceId);
+      if (entry !== undefined) entry.lastConnectedAt = this.now();
+    });
+    hub.on('rejected', ({ deviceId, code }) => {
+      const entry = deviceId === undefined ? undefined : this.#entries.get(deviceId);
+      if (entry !== undefined) entry.lastRejection = { code, at: this.now() };
+    });
+  }
+
+  get(deviceId: string): FleetEntry | undefined {
+    return this.#entries.get(deviceId);
+  }
+
+  /** Rotations confirmed per bucket, oldest first, with each bucket's start time. */
+  rate(): { bucketMs: number; buckets: { t: number; confirmed: number }[] } {
+    this.#bucket(this.now());
+    const out: { t: number; confirmed: number }[] = [];
+    for (let i = RATE_BUCKETS - 1; i >= 0; i--) {
+      const start = this.#bucketStart - i * RATE_BUCKET_MS;
+      out.push({ t: start, confirmed: this.#buckets[(Math.floor(start / RATE_BUCKET_MS) % RATE_BUCKETS + RATE_BUCKETS) % RATE_BUCKETS] as number });
+    }
+    return { bucketMs: RATE_BUCKET_MS, buckets: out };
+  }
+
+  /** The current bucket (a one-element view), after clearing the buckets that elapsed. */
+  #bucket(at: number): Float64Array {
+    const start = Math.floor(at / RATE_BUCKET_MS) * RATE_BUCKET_MS;
+    if (start > this.#bucketStart) {
+      const elapsed = Math.min(RATE_BUCKETS, (start - this.#bucketStart) / RATE_BUCKET_MS);
+      for (let i = 1; i <= elapsed; i++) {
+        this.#buckets[((Math.floor(this.#bucketStart / RATE_BUCKET_MS) + i) % RATE_BUCKETS + RATE_BUCKETS) % RATE_BUCKETS] = 0;
+      }
+      this.#bucketStart = start;
+    }
+    const index = (Math.floor(this.#bucketStart / RATE_BUCKET_MS) % RATE_BUCKETS + RATE_BUCKETS) % RATE_BUCKETS;
+    return this.#buckets.subarray(index, index + 1);
+  }
+}
