@@ -55,7 +55,7 @@ import { Rotations } from './rotation';
 import { RotationScheduler, type RotationPolicy } from './scheduler';
 import { HubStore, type StoredDevice } from './store';
 import { AuditLog, type AuditEntryInput, type Revocation } from './audit';
-import type { OperatorApi } from './http/server';
+import type { OperatorApi } from './http/options';
 import type { DeviceView, HubEvents, HubStats, RotateResult } from './types';
 
 export type { DeviceView, HubEvents, HubStats, RotateResult } from './types';

@@ -31,6 +31,14 @@ export interface HttpOptions {
   readonly dashboard?: boolean;
 }
 
+/** A running operator API (tools/hub/http/server.ts). */
+export interface OperatorApi {
+  readonly address: { host: string; port: number; tls: boolean };
+  /** Every route the server registered (method, url, scope): what the auth test enumerates. */
+  readonly routes: readonly { method: string; url: string; scope: Scope | 'public' }[];
+  close(): Promise<void>;
+}
+
 export const DEFAULT_HTTP_PORT = 7780;
 export const TOKEN_PREFIX = 'lst_';
 

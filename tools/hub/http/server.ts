@@ -3,7 +3,8 @@
  * HTTPS), off unless HubOptions.http is given.
  *
  * Rules:
- * - Every route needs a bearer token (tools/hub/http/auth.ts) of the scope
+ * - Every route needs a bearer token (checked in preParsing: after the
+ *   rate limit, before a body is read) (tools/hub/http/auth.ts) of the scope
  *   its `config.scope` names; a route that names none needs `admin` (deny
  *   by default). Only the dashboard's static files are `public` (they hold
  *   no data: the page calls the API with the token it was given). Unknown
@@ -30,15 +31,11 @@ import { newDeviceRecord, parseHubRecord, toHubRecordJson, type DeviceRecord } f
 import type { LockstepHub } from '../server';
 import { allows, TokenVerifier, type Principal } from './auth';
 import { FleetTracker } from './fleet';
-import { checkHttpOptions, DEFAULT_HTTP_PORT, type HttpOptions, type Scope } from './options';
+import { checkHttpOptions, DEFAULT_HTTP_PORT, type HttpOptions, type OperatorApi, type Scope } from './options';
 import * as S from './schemas';
 
-export interface OperatorApi {
-  readonly address: { host: string; port: number; tls: boolean };
-  /** Every route the server registered (method, url, scope): what the auth test enumerates. */
-  readonly routes: readonly { method: string; url: string; scope: Scope | 'public' }[];
+export interface RunningApi extends OperatorApi {
   readonly metrics: HubMetrics;
-  close(): Promise<void>;
 }
 
 /** Test seam: extra routes registered like the real ones (the auth test's broken variant). */
@@ -67,7 +64,7 @@ class ApiError extends Error {
 
 const MAX_BODY_BYTES = 1024 * 1024;
 
-export async function startOperatorApi(hub: LockstepHub, options: HttpOptions, log: Logger, extensions: ApiExtensions = {}): Promise<OperatorApi> {
+export async function startOperatorApi(hub: LockstepHub, options: HttpOptions, log: Logger, extensions: ApiExtensions = {}): Promise<RunningApi> {
   checkHttpOptions(options);
   const verifier = new TokenVerifier(options.tokens);
   const staleAfterMs = options.staleAfterMs ?? 60_000;
@@ -89,8 +86,9 @@ export async function startOperatorApi(hub: LockstepHub, options: HttpOptions, l
     const scope = route.config?.scope ?? 'admin';
     for (const method of [route.method].flat()) if (method !== 'HEAD') routes.push({ method, url: route.url, scope });
     if (scope === 'public') return;
-    const existing = route.onRequest === undefined ? [] : [route.onRequest].flat();
-    route.onRequest = [...existing, async (request: FastifyRequest) => authenticate(request, scope)];
+    // preParsing: after the rate limiter (onRequest), before any body is read.
+    const existing = route.preParsing === undefined ? [] : [route.preParsing].flat();
+    route.preParsing = [async (request: FastifyRequest) => authenticate(request, scope), ...existing];
   });
 
   const authenticate = (request: FastifyRequest, scope: Scope): void => {
@@ -116,6 +114,7 @@ export async function startOperatorApi(hub: LockstepHub, options: HttpOptions, l
       security: [{ bearer: [] }],
     },
   });
+  app.removeContentTypeParser('text/plain'); // JSON bodies only
   for (const schema of [S.errorSchema, S.deviceSchema, S.auditEntrySchema, S.revocationSchema]) app.addSchema(schema);
 
   app.setErrorHandler((error: Error & { statusCode?: number; code?: string; validation?: unknown }, _request, reply) => {
