@@ -147,7 +147,10 @@ export class LockstepHub extends EventEmitter<HubEvents> {
     this.#rotations = new Rotations(core, this.#pipeline, this.#scheduler, this.#log, monotonicNow);
     const heartbeat = this.#exclusive ? () => this.store.heartbeat(this.#instance, Date.now()) : undefined;
     this.#control = new ControlPoll(this.store, heartbeat, (device) => this.#register(device), this.#rotations, this.#presence, this.#log);
-    for (const device of stored) this.#track(device);
+    for (const device of stored) {
+      this.#track(device);
+      this.#control.seen(device.rowid);
+    }
     this.#audit = this.#startAudit(options.audit ?? true);
     this.#log.info('hubLoaded', { database: this.store.path, devices: stored.length, pending: stored.filter((d) => d.pending).length });
     this.#every(options.tickMs ?? 200, () => {
@@ -346,7 +349,7 @@ export class LockstepHub extends EventEmitter<HubEvents> {
   #track(stored: StoredDevice): void {
     this.#presence.track(stored);
     this.#scheduler.keyActivated(stored.deviceId, stored.activeSince);
-    this.#control.seen(stored.rowid);
+    // Not control.seen(rowid) here: rows another process inserted before this one would be skipped (the poll advances past them itself).
   }
 
   #every(ms: number, run: () => void): void {

@@ -99,7 +99,7 @@ async function refreshFleet() {
     cell(tr, d.activeKeyId, 'num active-key');
     cell(tr, d.pendingKeyId, 'num');
     cell(tr, d.connection);
-    cell(tr, ago(d.lastSeenAt));
+    cell(tr, d.connection === 'online' ? 'now' : ago(d.lastSeenAt));
     cell(tr, ago(d.activeSince));
     cell(tr, d.rotations, 'num');
     cell(tr, STATUS_TEXT[d.status] ?? d.status, `status-${d.status}`);
@@ -151,7 +151,7 @@ async function refreshDevice() {
     ['Pending key id', device.pendingKeyId ?? '–'],
     ['Pending since', device.pendingSince === null ? '–' : ago(device.pendingSince)],
     ['Connection', device.connection],
-    ['Last seen', ago(device.lastSeenAt)],
+    ['Last seen', device.connection === 'online' ? 'now (connected)' : ago(device.lastSeenAt)],
     ['Last rotation', ago(device.activeSince)],
     ['Rotations', device.rotations],
     ['Provisioned', device.createdAt === null ? '–' : new Date(device.createdAt).toISOString()],
