@@ -415,7 +415,7 @@ export class HubCore {
   }
 
   /**
-   * Forgets a device for good (revocation, docs/HUB.md §7): its connections
+   * Forgets a device for good (revocation, docs/HUB.md §12): its connections
    * are closed with `error`, its key slots zeroed, a queued rotation and a
    * deferred reply dropped. A later HELLO naming it is refused as any unknown
    * device's (UNKNOWN_DEVICE). A persist of it still outstanding is the

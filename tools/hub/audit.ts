@@ -1,5 +1,5 @@
 /**
- * The audit trail (docs/HUB.md §7): an append-only record, in the hub
+ * The audit trail (docs/HUB.md §12): an append-only record, in the hub
  * database (migration 4), of every administrative action and key event —
  * who (a token id, `cli:<user>`, `hub` for the hub's own key events), what,
  * when, outcome. Triggers refuse UPDATE and DELETE on the table.
@@ -70,13 +70,31 @@ interface AuditRow {
   detail: string | null;
 }
 
-export function appendAudit(db: Database.Database, entries: readonly AuditEntryInput[], now: number): void {
+/**
+ * Appends entries in one transaction. `durable: false` (key events) commits
+ * without an fsync of its own (synchronous=NORMAL for this transaction: in
+ * WAL mode the rows become durable with the next key commit's fsync, which
+ * covers every earlier WAL frame, or at the next checkpoint), so auditing a
+ * rotation adds no fsync; consistency is WAL's either way.
+ */
+export function appendAudit(db: Database.Database, entries: readonly AuditEntryInput[], now: number, durable = true): void {
   if (entries.length === 0) return;
   const insert = db.prepare('INSERT INTO audit_log (at, actor, action, device_id, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)');
   const rows = entries.map((e) => [now, e.actor.slice(0, 64), e.action, e.deviceId?.toLowerCase() ?? null, e.outcome, checkDetail(e.detail)] as const);
-  db.transaction(() => {
+  const write = db.transaction(() => {
     for (const row of rows) insert.run(...row);
-  })();
+  });
+  if (durable || db.memory) {
+    write();
+    return;
+  }
+  const before = db.pragma('synchronous', { simple: true }) as number;
+  db.pragma('synchronous = NORMAL');
+  try {
+    write();
+  } finally {
+    db.pragma(`synchronous = ${before}`);
+  }
 }
 
 export function readAudit(db: Database.Database, query: AuditQuery): AuditEntry[] {
@@ -156,14 +174,14 @@ export class AuditLog {
   failures = 0;
 
   constructor(
-    private readonly write: (entries: readonly AuditEntryInput[]) => void,
+    private readonly write: (entries: readonly AuditEntryInput[], durable: boolean) => void,
     private readonly failed: (error: unknown) => void,
   ) {}
 
   /** An administrative action: durable when this returns (throws if it could not be written). */
   now(entries: readonly AuditEntryInput[]): void {
     this.flush();
-    this.write(entries);
+    this.write(entries, true);
     this.written += entries.length;
   }
 
@@ -183,7 +201,7 @@ export class AuditLog {
     if (this.#buffer.length === 0) return;
     const entries = this.#buffer.splice(0);
     try {
-      this.write(entries);
+      this.write(entries, false);
       this.written += entries.length;
     } catch (error) {
       this.failures += entries.length;

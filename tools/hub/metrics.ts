@@ -13,8 +13,7 @@
  * scrapes beyond a few increments per event.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { FleetTracker } from './http/fleet';
-import type { LockstepHub } from './server';
+import type { FleetTracker, HubSubscriptions } from './http/fleet';
 
 export interface HubMetrics {
   readonly registry: Registry;
@@ -22,7 +21,8 @@ export interface HubMetrics {
   readonly revocations: Counter;
 }
 
-export function createHubMetrics(hub: LockstepHub, fleet: FleetTracker, staleAfterMs: number): HubMetrics {
+export function createHubMetrics(events: HubSubscriptions, fleet: FleetTracker, staleAfterMs: number): HubMetrics {
+  const hub = events.hub;
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const stats = () => hub.stats();
@@ -54,16 +54,16 @@ export function createHubMetrics(hub: LockstepHub, fleet: FleetTracker, staleAft
   const revocations = new Counter({ name: 'lockstep_revocations_total', help: 'Devices revoked (keys erased, connections closed).', registers: [registry] });
   const httpRequests = new Counter({ name: 'lockstep_http_requests_total', help: 'Operator API requests by route pattern, method and status class.', labelNames: ['route', 'method', 'status'], registers: [registry] });
 
-  hub.on('deviceConnected', () => handshakeOk.inc());
-  hub.on('rejected', ({ deviceId, code }) => {
+  events.on('deviceConnected', () => handshakeOk.inc());
+  events.on('rejected', ({ deviceId, code }) => {
     if (deviceId === undefined) handshakeRejected.inc();
     rejected.labels(code).inc();
   });
-  hub.on('rotationStarted', () => rotationStarted.inc());
-  hub.on('keyConfirmed', () => rotationConfirmed.inc());
-  hub.on('storageError', () => rotationFailed.inc());
-  hub.on('deviceRevoked', () => revocations.inc());
-  hub.on('committed', ({ ops, durationMs, ok }) => {
+  events.on('rotationStarted', () => rotationStarted.inc());
+  events.on('keyConfirmed', () => rotationConfirmed.inc());
+  events.on('storageError', () => rotationFailed.inc());
+  events.on('deviceRevoked', () => revocations.inc());
+  events.on('committed', ({ ops, durationMs, ok }) => {
     (ok ? commitOk : commitFailed).inc();
     if (ok) commitOps.inc(ops);
     commitLatency.observe(durationMs / 1000);

@@ -75,7 +75,7 @@ export interface HubOptions {
   /** Refuse to start while another live hub process serves the same database; default true. */
   readonly exclusive?: boolean;
   readonly logger?: Logger;
-  /** The operator API, metrics and dashboard on a separate listener (tools/hub/http/, docs/HUB.md §7); off when absent. */
+  /** The operator API, metrics and dashboard on a separate listener (tools/hub/http/, docs/HUB.md §12); off when absent. */
   readonly http?: HttpOptions;
   /** Record key events (rotation started, confirmed) in the audit trail; default true. Administrative actions are always recorded. */
   readonly audit?: boolean;

@@ -88,6 +88,8 @@ export class LockstepHub extends EventEmitter<HubEvents> {
   readonly #audit: AuditLog;
   #revocationSeq = 0;
   #api: OperatorApi | undefined;
+  /** Whether key events go to the audit trail (HubOptions.audit; switchable for the benchmark's comparison). */
+  auditKeyEvents = true;
 
   /** Opens the database, loads every device and starts listening. */
   static async start(options: HubOptions): Promise<LockstepHub> {
@@ -151,7 +153,8 @@ export class LockstepHub extends EventEmitter<HubEvents> {
       this.#track(device);
       this.#control.seen(device.rowid);
     }
-    this.#audit = this.#startAudit(options.audit ?? true);
+    this.auditKeyEvents = options.audit ?? true;
+    this.#audit = this.#startAudit();
     this.#log.info('hubLoaded', { database: this.store.path, devices: stored.length, pending: stored.filter((d) => d.pending).length });
     this.#every(options.tickMs ?? 200, () => {
       this.#pipeline.apply(core.tick(monotonicNow()));
@@ -257,7 +260,7 @@ export class LockstepHub extends EventEmitter<HubEvents> {
   // ---- issue 17: revocation, audit, the operator API ----
 
   /**
-   * Revokes a device (docs/HUB.md §7): its row and both keys are deleted from
+   * Revokes a device (docs/HUB.md §12): its row and both keys are deleted from
    * the database (and the WAL checkpointed, so no older copy stays), the
    * revocation and an audit entry recorded, its connections closed and its
    * keys zeroed in memory; later connections naming it are refused
@@ -287,18 +290,16 @@ export class LockstepHub extends EventEmitter<HubEvents> {
     return this.#core.hasDevice(deviceId);
   }
 
-  #startAudit(enabled: boolean): AuditLog {
+  #startAudit(): AuditLog {
     const log = new AuditLog(
-      (entries) => this.store.appendAudit(entries, Date.now()),
+      (entries, durable) => this.store.appendAudit(entries, Date.now(), durable),
       (error) => this.#log.error('auditFailed', { message: describeError(error) }),
     );
     const latest = this.store.revocationsAfter(0);
     this.#revocationSeq = latest.length === 0 ? 0 : (latest[latest.length - 1] as Revocation).seq;
-    if (enabled) {
-      this.on('rotationStarted', ({ deviceId, keyId }) => log.later({ actor: 'hub', action: 'rotation.start', deviceId, outcome: 'ok', detail: { keyId } }));
-      this.on('keyConfirmed', ({ deviceId, keyId }) => log.later({ actor: 'hub', action: 'rotation.confirm', deviceId, outcome: 'ok', detail: { keyId } }));
-      this.on('storageError', ({ deviceId }) => log.later({ actor: 'hub', action: 'commit', deviceId, outcome: 'failed' }));
-    }
+    this.on('rotationStarted', ({ deviceId, keyId }) => this.auditKeyEvents && log.later({ actor: 'hub', action: 'rotation.start', deviceId, outcome: 'ok', detail: { keyId } }));
+    this.on('keyConfirmed', ({ deviceId, keyId }) => this.auditKeyEvents && log.later({ actor: 'hub', action: 'rotation.confirm', deviceId, outcome: 'ok', detail: { keyId } }));
+    this.on('storageError', ({ deviceId }) => this.auditKeyEvents && log.later({ actor: 'hub', action: 'commit', deviceId, outcome: 'failed' }));
     return log;
   }
 

@@ -399,8 +399,9 @@ export class HubStore {
 
   // ---- issue 17: audit trail and revocation (tools/hub/audit.ts) ----
 
-  appendAudit(entries: readonly AuditEntryInput[], now: number): void {
-    appendAudit(this.#db, entries, now);
+  /** `durable: false` for key events: no fsync of their own (see audit.ts). */
+  appendAudit(entries: readonly AuditEntryInput[], now: number, durable = true): void {
+    appendAudit(this.#db, entries, now, durable);
   }
 
   readAudit(query: AuditQuery): AuditEntry[] {

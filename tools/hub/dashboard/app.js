@@ -1,5 +1,5 @@
 // The Lockstep fleet dashboard: plain JavaScript, no build step. Talks only to
-// the operator API (docs/HUB.md §7) with the bearer token it was given in the
+// the operator API (docs/HUB.md §12) with the bearer token it was given in the
 // URL fragment (#token=…: never sent to a server, kept in sessionStorage and
 // removed from the address bar). Polls every 2 s; one page of the fleet at a
 // time (100 rows), so 10,000 devices cost the browser what 100 do.

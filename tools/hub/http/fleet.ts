@@ -8,6 +8,23 @@
  */
 import type { ErrorCode } from '../../../modules/errors';
 import type { LockstepHub } from '../server';
+import type { HubEvents } from '../types';
+
+/** Listeners on a hub's events that can all be removed again (the API's `close`). */
+export class HubSubscriptions {
+  readonly #removals: (() => void)[] = [];
+
+  constructor(readonly hub: LockstepHub) {}
+
+  on<K extends keyof HubEvents>(event: K, listener: (...args: HubEvents[K]) => void): void {
+    (this.hub.on as (e: K, l: (...args: HubEvents[K]) => void) => unknown)(event, listener);
+    this.#removals.push(() => (this.hub.off as (e: K, l: (...args: HubEvents[K]) => void) => unknown)(event, listener));
+  }
+
+  dispose(): void {
+    for (const remove of this.#removals.splice(0)) remove();
+  }
+}
 
 export interface FleetEntry {
   createdAt: number;
@@ -30,22 +47,23 @@ export class FleetTracker {
   static readonly MAX_LATENCIES = 10_000;
 
   constructor(
-    hub: LockstepHub,
+    events: HubSubscriptions,
     private readonly now: () => number = Date.now,
   ) {
+    const hub = events.hub;
     for (const d of hub.store.listDevices()) {
       this.#entries.set(d.deviceId, { createdAt: d.createdAt, rotations: d.rotations, pendingSince: d.pendingSince, lastRejection: undefined, lastConnectedAt: undefined });
     }
-    hub.on('deviceAdded', ({ deviceId }) => {
+    events.on('deviceAdded', ({ deviceId }) => {
       const d = hub.store.getSummary(deviceId);
       this.#entries.set(deviceId, { createdAt: d?.createdAt ?? this.now(), rotations: d?.rotations ?? 0, pendingSince: d?.pendingSince, lastRejection: undefined, lastConnectedAt: undefined });
     });
-    hub.on('deviceRevoked', ({ deviceId }) => this.#entries.delete(deviceId));
-    hub.on('rotationStarted', ({ deviceId }) => {
+    events.on('deviceRevoked', ({ deviceId }) => this.#entries.delete(deviceId));
+    events.on('rotationStarted', ({ deviceId }) => {
       const entry = this.#entries.get(deviceId);
       if (entry !== undefined) entry.pendingSince = this.now();
     });
-    hub.on('keyConfirmed', ({ deviceId }) => {
+    events.on('keyConfirmed', ({ deviceId }) => {
       const at = this.now();
       const entry = this.#entries.get(deviceId);
       if (entry !== undefined) {
@@ -56,11 +74,11 @@ export class FleetTracker {
       const bucket = this.#bucket(at);
       bucket[0] = (bucket[0] as number) + 1;
     });
-    hub.on('deviceConnected', ({ deviceId }) => {
+    events.on('deviceConnected', ({ deviceId }) => {
       const entry = this.#entries.get(deviceId);
       if (entry !== undefined) entry.lastConnectedAt = this.now();
     });
-    hub.on('rejected', ({ deviceId, code }) => {
+    events.on('rejected', ({ deviceId, code }) => {
       const entry = deviceId === undefined ? undefined : this.#entries.get(deviceId);
       if (entry !== undefined) entry.lastRejection = { code, at: this.now() };
     });

@@ -1,6 +1,6 @@
 /**
  * The operator API's configuration (HubOptions.http; `serve --config`'s
- * "http" section; docs/HUB.md §7). Off unless given. Tokens are stored as
+ * "http" section; docs/HUB.md §12). Off unless given. Tokens are stored as
  * SHA-256 hashes only: the configuration never holds a secret that opens
  * the API, and a token is shown once, when `lockstep-hub token` creates it.
  */

@@ -1,5 +1,5 @@
 /**
- * The operator API (docs/HUB.md §7): fastify on its own listener (HTTP or
+ * The operator API (docs/HUB.md §12): fastify on its own listener (HTTP or
  * HTTPS), off unless HubOptions.http is given.
  *
  * Rules:
@@ -30,7 +30,7 @@ import { createHubMetrics, type HubMetrics } from '../metrics';
 import { newDeviceRecord, parseHubRecord, toHubRecordJson, type DeviceRecord } from '../records';
 import type { LockstepHub } from '../server';
 import { allows, TokenVerifier, type Principal } from './auth';
-import { FleetTracker } from './fleet';
+import { FleetTracker, HubSubscriptions } from './fleet';
 import { checkHttpOptions, DEFAULT_HTTP_PORT, type HttpOptions, type OperatorApi, type Scope } from './options';
 import * as S from './schemas';
 
@@ -63,13 +63,15 @@ class ApiError extends Error {
 }
 
 const MAX_BODY_BYTES = 1024 * 1024;
+const FLEET_SNAPSHOT_MS = 1000;
 
 export async function startOperatorApi(hub: LockstepHub, options: HttpOptions, log: Logger, extensions: ApiExtensions = {}): Promise<RunningApi> {
   checkHttpOptions(options);
   const verifier = new TokenVerifier(options.tokens);
   const staleAfterMs = options.staleAfterMs ?? 60_000;
-  const fleet = new FleetTracker(hub);
-  const metrics = createHubMetrics(hub, fleet, staleAfterMs);
+  const events = new HubSubscriptions(hub);
+  const fleet = new FleetTracker(events);
+  const metrics = createHubMetrics(events, fleet, staleAfterMs);
   const started = Date.now();
   const requestsPerMinute = options.requestsPerMinute ?? 600;
   const tls = options.tls !== undefined;
@@ -109,7 +111,7 @@ export async function startOperatorApi(hub: LockstepHub, options: HttpOptions, l
   await app.register(swagger, {
     openapi: {
       openapi: '3.0.3',
-      info: { title: 'Lockstep hub operator API', version: '1', description: 'Devices, rotation, revocation, audit trail and metrics of a Lockstep hub (docs/HUB.md §7). Never key material, except the one provision response.' },
+      info: { title: 'Lockstep hub operator API', version: '1', description: 'Devices, rotation, revocation, audit trail and metrics of a Lockstep hub (docs/HUB.md §12). Never key material, except the one provision response.' },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       security: [{ bearer: [] }],
     },
@@ -140,6 +142,17 @@ export async function startOperatorApi(hub: LockstepHub, options: HttpOptions, l
   });
 
   const view = (id: string) => deviceView(hub, fleet, id, staleAfterMs);
+  // The whole fleet's views, computed at most once per FLEET_SNAPSHOT_MS however many clients poll
+  // (a scan of 10,000 devices costs tens of ms); an action through this API refreshes it.
+  let snapshot: { at: number; views: DeviceViewJson[] } | undefined;
+  const fleetViews = (): DeviceViewJson[] => {
+    const now = Date.now();
+    if (snapshot === undefined || now - snapshot.at >= FLEET_SNAPSHOT_MS) snapshot = { at: now, views: hub.deviceIds.map(view) };
+    return snapshot.views;
+  };
+  app.addHook('onResponse', async (request) => {
+    if (request.method === 'POST') snapshot = undefined;
+  });
   const actor = (request: FastifyRequest): string => request.principal?.tokenId ?? '?';
 
   // ---- Health ----
@@ -161,8 +174,8 @@ export async function startOperatorApi(hub: LockstepHub, options: HttpOptions, l
     const fleetCounts = { devices: 0, online: 0, offline: 0, pending: 0, outOfSync: 0 };
     const page: ReturnType<typeof view>[] = [];
     let total = 0;
-    for (const id of hub.deviceIds) {
-      const device = view(id);
+    for (const device of fleetViews()) {
+      const id = device.deviceId;
       fleetCounts.devices++;
       if (device.connection === 'online') fleetCounts.online++;
       else fleetCounts.offline++;
@@ -171,7 +184,7 @@ export async function startOperatorApi(hub: LockstepHub, options: HttpOptions, l
       if (prefix !== '' && !id.startsWith(prefix)) continue;
       if (!matches(device, query.filter)) continue;
       if (query.pendingOlderThanMs !== undefined && (device.pendingSince === null || now - device.pendingSince < query.pendingOlderThanMs)) continue;
-      if (total >= query.offset && page.length < query.limit) page.push(device);
+      if (total >= query.offset && page.length < query.limit) page.push(hub.hasDevice(id) ? view(id) : device); // the page itself is current
       total++;
     }
     return { total, offset: query.offset, limit: query.limit, devices: page, fleet: fleetCounts };
@@ -272,6 +285,7 @@ export async function startOperatorApi(hub: LockstepHub, options: HttpOptions, l
     metrics,
     close: async () => {
       await app.close();
+      events.dispose();
     },
   };
 }
