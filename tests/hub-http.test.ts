@@ -45,7 +45,9 @@ const responses: { what: string; body: string }[] = [];
 function noteKeys(): void {
   for (const id of hub.deviceIds) {
     const keys = hub.deviceKeys(id);
-    for (const slot of [keys.active, keys.pending]) if (slot !== undefined) secrets.add(toHex(slot.key));
+    secrets.add(toHex(keys.active.key));
+    if (keys.pending?.key !== undefined) secrets.add(toHex(keys.pending.key));
+    if (keys.pending?.dh !== undefined) secrets.add(toHex(keys.pending.dh.privateKey)); // the hub's ephemeral X25519 private key (dh mode)
   }
 }
 
@@ -318,7 +320,7 @@ test('revoke: keys erased from memory and from every file, the connection closed
   responses.pop(); // (the request carried the key, not the response; the response is checked here)
   expect(reimport.text).not.toContain(toHex(key));
   expect(reimport.json.error.code).toBe('DEVICE_REVOKED');
-  expect(() => hub.provision({ deviceId: id, active: { id: 1, key } })).toThrow(/revoked/);
+  expect(() => hub.provision({ deviceId: id, active: { id: 1, key }, mode: 'classic' })).toThrow(/revoked/);
   const list = await call('GET', '/api/v1/revocations', { token: reader.token });
   expect(list.json.revocations.map((r: { deviceId: string }) => r.deviceId)).toContain(id);
   expect(hub.store.readAudit({ deviceId: id, action: 'device.revoke' }).map((e) => [e.actor, e.outcome])).toEqual([['ops-admin', 'alreadyRevoked'], ['ops-admin', 'ok']]);

@@ -1,6 +1,6 @@
 /**
  * The audit trail (docs/HUB.md §12): an append-only record, in the hub
- * database (migration 4), of every administrative action and key event —
+ * database (migration 5), of every administrative action and key event —
  * who (a token id, `cli:<user>`, `hub` for the hub's own key events), what,
  * when, outcome. Triggers refuse UPDATE and DELETE on the table.
  *

@@ -50,7 +50,7 @@ export const deviceSchema = {
   required: ['deviceId', 'activeKeyId', 'pendingKeyId', 'connection', 'status'],
   properties: {
     deviceId: { type: 'string' },
-    mode: { type: 'string', description: 'rekey mode (classic until the DH mode lands)' },
+    mode: { type: 'string', enum: ['classic', 'dh'], description: 'rekey mode (docs/PROTOCOL.md §11): classic, or dh (X25519 exchange mixed with the current key)' },
     activeKeyId: { type: 'integer' },
     pendingKeyId: { type: ['integer', 'null'] },
     pendingSince: nullableNumber,
@@ -116,6 +116,7 @@ export const listDevicesSchema = {
       filter: { type: 'string', enum: [...FILTERS], default: 'all' },
       pendingOlderThanMs: { type: 'integer', minimum: 0, description: 'with any filter: only devices whose pending key is older' },
       q: { type: 'string', pattern: '^[0-9a-fA-F]{0,16}$', description: 'device id prefix' },
+      mode: { type: 'string', enum: ['classic', 'dh'], description: 'only devices of this rekey mode' },
     },
     additionalProperties: false,
   },
@@ -207,13 +208,19 @@ const hubRecord = {
     deviceId,
     keyId: { type: 'integer', minimum: 1, maximum: 4294967295 },
     key: { type: 'string', pattern: '^[0-9a-fA-F]{128}$' },
+    mode: { type: 'string', enum: ['classic', 'dh'], description: 'absent: classic (a record from before the DH mode)' },
   },
   additionalProperties: false,
 } as const;
 
 export const provisionSchema = {
   summary: 'Create devices with fresh ids and initial keys; the only response that carries key material (once; Cache-Control: no-store)',
-  body: { type: 'object', required: ['count'], properties: { count: { type: 'integer', minimum: 1, maximum: 100 } }, additionalProperties: false },
+  body: {
+    type: 'object',
+    required: ['count'],
+    properties: { count: { type: 'integer', minimum: 1, maximum: 100 }, mode: { type: 'string', enum: ['classic', 'dh'], default: 'classic' } },
+    additionalProperties: false,
+  },
   response: {
     201: { type: 'object', required: ['records'], properties: { records: { type: 'array', items: hubRecord } }, additionalProperties: false },
     ...errors,

@@ -168,7 +168,7 @@ export async function startOperatorApi(hub: LockstepHub, options: HttpOptions, l
 
   // ---- Devices ----
   app.get('/api/v1/devices', { config: { scope: 'read' }, schema: S.listDevicesSchema }, async (request) => {
-    const query = request.query as { offset: number; limit: number; filter: S.Filter; pendingOlderThanMs?: number; q?: string };
+    const query = request.query as { offset: number; limit: number; filter: S.Filter; pendingOlderThanMs?: number; q?: string; mode?: string };
     const prefix = query.q?.toLowerCase() ?? '';
     const now = Date.now();
     const fleetCounts = { devices: 0, online: 0, offline: 0, pending: 0, outOfSync: 0 };
@@ -183,6 +183,7 @@ export async function startOperatorApi(hub: LockstepHub, options: HttpOptions, l
       if (device.status === 'outOfSync') fleetCounts.outOfSync++;
       if (prefix !== '' && !id.startsWith(prefix)) continue;
       if (!matches(device, query.filter)) continue;
+      if (query.mode !== undefined && device.mode !== query.mode) continue;
       if (query.pendingOlderThanMs !== undefined && (device.pendingSince === null || now - device.pendingSince < query.pendingOlderThanMs)) continue;
       if (total >= query.offset && page.length < query.limit) page.push(hub.hasDevice(id) ? view(id) : device); // the page itself is current
       total++;
@@ -223,10 +224,10 @@ export async function startOperatorApi(hub: LockstepHub, options: HttpOptions, l
     return revocation;
   });
   app.post('/api/v1/devices/provision', { config: { scope: 'admin', ...mutation }, schema: S.provisionSchema }, async (request, reply) => {
-    const { count } = request.body as { count: number };
-    const records = Array.from({ length: count }, () => newDeviceRecord());
+    const { count, mode } = request.body as { count: number; mode?: 'classic' | 'dh' };
+    const records = Array.from({ length: count }, () => newDeviceRecord(1, mode ?? 'classic'));
     hub.store.insertDevices(records, Date.now());
-    hub.audit(records.map((r) => ({ actor: actor(request), action: 'device.provision', deviceId: r.deviceId, outcome: 'ok', detail: { keyId: r.active.id } })));
+    hub.audit(records.map((r) => ({ actor: actor(request), action: 'device.provision', deviceId: r.deviceId, outcome: 'ok', detail: { keyId: r.active.id, mode: r.mode } })));
     reply.code(201).header('cache-control', 'no-store');
     return { records: records.map(toHubRecordJson) };
   });
@@ -340,7 +341,7 @@ export function deviceView(hub: LockstepHub, fleet: FleetTracker, id: string, st
   const status = stale || rejectedSinceConnect ? 'outOfSync' : state.pendingKeyId !== undefined ? 'pending' : state.connected ? 'ok' : 'offline';
   return {
     deviceId: state.deviceId,
-    mode: 'classic',
+    mode: state.mode,
     activeKeyId: state.activeKeyId,
     pendingKeyId: state.pendingKeyId ?? null,
     pendingSince,
