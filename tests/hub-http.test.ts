@@ -326,6 +326,23 @@ test('revoke: keys erased from memory and from every file, the connection closed
   expect(hub.store.readAudit({ deviceId: id, action: 'device.revoke' }).map((e) => [e.actor, e.outcome])).toEqual([['ops-admin', 'alreadyRevoked'], ['ops-admin', 'ok']]);
 });
 
+test('revoke while the device\'s rotation is being committed: the commit is dropped, nothing fails, the rest of the fleet rotates', async () => {
+  const device = addDevice();
+  await until(() => device.host.online, 'online');
+  const failures: string[] = [];
+  hub.on('storageError', ({ deviceId }) => failures.push(deviceId));
+  expect(hub.rotate(device.deviceId)).toBe('started'); // the pending key's commit is queued for this turn of the event loop
+  const revocation = await hub.revoke(device.deviceId, 'test', 'race');
+  expect(revocation?.lastKeyId).toBe(1);
+  await until(() => !device.host.online, 'closed');
+  expect(hub.store.getSummary(device.deviceId)).toBeUndefined();
+  expect(failures).toEqual([]);
+  const other = hub.deviceIds.find((id) => hub.deviceState(id).connected) as string;
+  const before = hub.deviceState(other).activeKeyId;
+  hub.rotate(other);
+  await until(() => hub.deviceState(other).activeKeyId === before + 1, 'another device still rotates');
+});
+
 test('revoke from the CLI: the serving hub drops the device within a poll; `audit` lists it', async () => {
   const device = addDevice();
   await until(() => device.host.online, 'online');
@@ -406,7 +423,7 @@ test('/metrics parses as Prometheus text: the hub\'s counters, gauges and histog
   const stats = hub.stats();
   expect(value('lockstep_rotations_total', { outcome: 'confirmed' })).toBe(stats.rotationsConfirmed);
   expect(value('lockstep_rotations_total', { outcome: 'started' })).toBe(stats.rotationsStarted);
-  expect(value('lockstep_revocations_total')).toBe(2);
+  expect(value('lockstep_revocations_total')).toBe(3);
   expect(value('lockstep_devices')).toBe(hub.deviceIds.length);
   expect(value('lockstep_sessions')).toBe(stats.devicesOnline);
   expect(value('lockstep_rejected_frames_total', { code: 'UNKNOWN_DEVICE' })).toBeGreaterThanOrEqual(2);
