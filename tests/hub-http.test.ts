@@ -343,6 +343,25 @@ test('revoke while the device\'s rotation is being committed: the commit is drop
   await until(() => hub.deviceState(other).activeKeyId === before + 1, 'another device still rotates');
 });
 
+test('broken variant: a revocation without the WAL checkpoint leaves the wrapped key in hub.db-wal, and the scan finds it', async () => {
+  const path = join(dir, 'variant.db');
+  const { HubStore } = await import('../tools/hub/store');
+  const store = new HubStore(path);
+  try {
+    const record = provisionSimulatedDevice().record;
+    store.insertDevice(record, Date.now());
+    await store.checkpointNow();
+    const wrapped = Buffer.from(store.wrappedForms(record.deviceId)!.active.bytes);
+    store.revokeDevice(record.deviceId, 'test', undefined, Date.now()); // what hub.revoke does, minus its checkpoint
+    const inFiles = () => ['variant.db', 'variant.db-wal'].filter((f) => existsSync(join(dir, f)) && readFileSync(join(dir, f)).indexOf(wrapped) >= 0);
+    expect(inFiles().length).toBeGreaterThan(0);
+    expect(await store.checkpointNow()).toBe(true);
+    expect(inFiles()).toEqual([]);
+  } finally {
+    store.close();
+  }
+});
+
 test('revoke from the CLI: the serving hub drops the device within a poll; `audit` lists it', async () => {
   const device = addDevice();
   await until(() => device.host.online, 'online');

@@ -8,12 +8,13 @@
  * short strings (ids, error codes), checked here before anything is written,
  * so no code path can put a key (64 bytes = 128 hex digits) in a row.
  *
- * Key events (rotation started / confirmed) arrive many per second on a
- * busy hub: `AuditLog` buffers them and writes them in one transaction per
- * turn of the event loop (bounded: at MAX_BUFFERED it writes at once).
- * Administrative actions are written synchronously, before the response.
+ * Key events (a pending key stored = rotation.start, a promotion =
+ * rotation.confirm) are inserted by the store inside the group commit that
+ * makes the change (`recordKeyEvents`). Administrative actions are written
+ * synchronously, before the response.
  */
 import type Database from 'better-sqlite3';
+import type { HubPersistOp } from '../../modules/hub/actions';
 
 export type AuditDetail = Readonly<Record<string, string | number | boolean | null>>;
 
@@ -165,7 +166,27 @@ export function revokeInDatabase(db: Database.Database, deviceId: string, actor:
   }).immediate();
 }
 
-/** Key events, buffered and written in one transaction per turn of the event loop. */
+const keyEventInserts = new WeakMap<Database.Database, Database.Statement>();
+
+/**
+ * The key events of a group commit, inserted inside its transaction (the
+ * caller's): a row is durable exactly when the key change it records is,
+ * and auditing costs no transaction or fsync of its own.
+ */
+export function recordKeyEvents(db: Database.Database, ops: readonly HubPersistOp[], applied: readonly boolean[], now: number): void {
+  let insert = keyEventInserts.get(db);
+  if (insert === undefined) {
+    insert = db.prepare("INSERT INTO audit_log (at, actor, action, device_id, outcome, detail) VALUES (?, 'hub', ?, ?, 'ok', ?)");
+    keyEventInserts.set(db, insert);
+  }
+  for (const [i, op] of ops.entries()) {
+    if (applied[i] !== true) continue;
+    if (op.kind === 'storePending') insert.run(now, 'rotation.start', op.deviceId, `{"keyId":${op.id},"mode":"${op.dh === undefined ? 'classic' : 'dh'}"}`);
+    else insert.run(now, 'rotation.confirm', op.deviceId, `{"keyId":${op.id}}`);
+  }
+}
+
+/** Entries written at the end of this turn of the event loop (rare events: a failed commit). */
 export class AuditLog {
   static readonly MAX_BUFFERED = 4096;
   readonly #buffer: AuditEntryInput[] = [];

@@ -90,8 +90,6 @@ export class LockstepHub extends EventEmitter<HubEvents> {
   readonly #audit: AuditLog;
   #revocationSeq = 0;
   #api: OperatorApi | undefined;
-  /** Whether key events go to the audit trail (HubOptions.audit; switchable for the benchmark's comparison). */
-  auditKeyEvents = true;
 
   /** Opens the database, loads every device and starts listening. */
   static async start(options: HubOptions): Promise<LockstepHub> {
@@ -159,7 +157,7 @@ export class LockstepHub extends EventEmitter<HubEvents> {
       this.#track(device);
       this.#control.seen(device.rowid);
     }
-    this.auditKeyEvents = options.audit ?? true;
+    this.store.auditKeyEvents = options.audit ?? true;
     this.#audit = this.#startAudit();
     this.#log.info('hubLoaded', { database: this.store.path, devices: stored.length, pending: stored.filter((d) => d.pending).length });
     this.#every(options.tickMs ?? 200, () => {
@@ -304,6 +302,15 @@ export class LockstepHub extends EventEmitter<HubEvents> {
     return this.#api?.address;
   }
 
+  /** Whether key events go to the audit trail (HubOptions.audit; switchable for the benchmark's comparison). */
+  get auditKeyEvents(): boolean {
+    return this.store.auditKeyEvents;
+  }
+
+  set auditKeyEvents(on: boolean) {
+    this.store.auditKeyEvents = on;
+  }
+
   /** Whether the core serves this device (false once revoked). */
   hasDevice(deviceId: string): boolean {
     return this.#core.hasDevice(deviceId);
@@ -316,8 +323,7 @@ export class LockstepHub extends EventEmitter<HubEvents> {
     );
     const latest = this.store.revocationsAfter(0);
     this.#revocationSeq = latest.length === 0 ? 0 : (latest[latest.length - 1] as Revocation).seq;
-    this.on('rotationStarted', ({ deviceId, keyId }) => this.auditKeyEvents && log.later({ actor: 'hub', action: 'rotation.start', deviceId, outcome: 'ok', detail: { keyId } }));
-    this.on('keyConfirmed', ({ deviceId, keyId }) => this.auditKeyEvents && log.later({ actor: 'hub', action: 'rotation.confirm', deviceId, outcome: 'ok', detail: { keyId } }));
+    // rotation.start / rotation.confirm are written by the store inside the commit itself (audit.ts recordKeyEvents).
     this.on('storageError', ({ deviceId }) => this.auditKeyEvents && log.later({ actor: 'hub', action: 'commit', deviceId, outcome: 'failed' }));
     return log;
   }

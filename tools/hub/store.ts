@@ -31,7 +31,7 @@ import type { HubPersistOp } from '../../modules/hub/actions';
 import type { HubPendingSlot } from '../../modules/hub/hub';
 import type { KeySlot, RekeyMode } from '../../modules/platform/keys';
 import { KekError, resolveKeyring, type Keyring, type KeyringChoice } from './kek';
-import { appendAudit, findRevocation, readAudit, revocationsAfter, revokeInDatabase, type AuditEntry, type AuditEntryInput, type AuditQuery, type Revocation } from './audit';
+import { appendAudit, recordKeyEvents, findRevocation, readAudit, revocationsAfter, revokeInDatabase, type AuditEntry, type AuditEntryInput, type AuditQuery, type Revocation } from './audit';
 import { migrate, SCHEMA_VERSION } from './migrations';
 import type { DeviceRecord } from './records';
 
@@ -130,6 +130,8 @@ export class HubStore {
    * see StoreOptions). Settable so the benchmark can compare within one run.
    */
   truncateWalAfterPromotion: boolean;
+  /** Record each applied key-slot write in the audit trail, in its own commit's transaction (tools/hub/audit.ts). */
+  auditKeyEvents = true;
   #scrubPending = false;
   readonly scrub: ScrubStats = { checkpoints: 0, busy: 0, totalMs: 0 };
 
@@ -292,7 +294,7 @@ export class HubStore {
     // `kek rotate` switching versions in another process is never missed.
     const applied = this.#db.transaction(() => {
       const kekId = this.activeKek;
-      return ops.map((op) => {
+      const results = ops.map((op) => {
         if (op.kind === 'storePending') {
           if (op.dh === undefined) {
             const wrapped = this.#wrap(kekId, op.deviceId, op.id, op.key);
@@ -320,6 +322,8 @@ export class HubStore {
         promoted ||= done;
         return done;
       });
+      if (this.auditKeyEvents) recordKeyEvents(this.#db, ops, results, now); // issue 17: in the same transaction as the key change
+      return results;
     }).immediate();
     if ((promoted && this.truncateWalAfterPromotion) || this.#scrubPending) this.#checkpoint();
     return applied;
