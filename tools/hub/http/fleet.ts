@@ -33,6 +33,9 @@ export interface FleetEntry {
   pendingSince: number | undefined;
   lastRejection: { code: ErrorCode; at: number } | undefined;
   lastConnectedAt: number | undefined;
+  /** Online and with a pending key, as the core's events said (the listing's filters and counts; a shown row reads the core). */
+  connected: boolean;
+  pending: boolean;
 }
 
 export const RATE_BUCKET_MS = 10_000;
@@ -52,16 +55,33 @@ export class FleetTracker {
   ) {
     const hub = events.hub;
     for (const d of hub.store.listDevices()) {
-      this.#entries.set(d.deviceId, { createdAt: d.createdAt, rotations: d.rotations, pendingSince: d.pendingSince, lastRejection: undefined, lastConnectedAt: undefined });
+      // The API may start on a hub that already serves connections: ask the core once.
+      const connected = hub.hasDevice(d.deviceId) && hub.deviceState(d.deviceId).connected;
+      this.#entries.set(d.deviceId, { createdAt: d.createdAt, rotations: d.rotations, pendingSince: d.pendingSince, lastRejection: undefined, lastConnectedAt: undefined, connected, pending: d.pendingKeyId !== undefined });
     }
     events.on('deviceAdded', ({ deviceId }) => {
       const d = hub.store.getSummary(deviceId);
-      this.#entries.set(deviceId, { createdAt: d?.createdAt ?? this.now(), rotations: d?.rotations ?? 0, pendingSince: d?.pendingSince, lastRejection: undefined, lastConnectedAt: undefined });
+      this.#entries.set(deviceId, { createdAt: d?.createdAt ?? this.now(), rotations: d?.rotations ?? 0, pendingSince: d?.pendingSince, lastRejection: undefined, lastConnectedAt: undefined, connected: false, pending: d?.pendingKeyId !== undefined });
     });
     events.on('deviceRevoked', ({ deviceId }) => this.#entries.delete(deviceId));
+    events.on('deviceDisconnected', ({ deviceId }) => {
+      const entry = this.#entries.get(deviceId);
+      if (entry !== undefined) entry.connected = false;
+    });
+    events.on('storageError', ({ deviceId }) => {
+      // The core reloaded the device from the database: so does this entry.
+      const entry = this.#entries.get(deviceId);
+      const d = hub.store.getSummary(deviceId);
+      if (entry === undefined || d === undefined) return;
+      entry.pending = d.pendingKeyId !== undefined;
+      entry.pendingSince = d.pendingSince;
+      entry.connected = hub.hasDevice(deviceId) && hub.deviceState(deviceId).connected;
+    });
     events.on('rotationStarted', ({ deviceId }) => {
       const entry = this.#entries.get(deviceId);
-      if (entry !== undefined) entry.pendingSince = this.now();
+      if (entry === undefined) return;
+      entry.pendingSince = this.now();
+      entry.pending = true;
     });
     events.on('keyConfirmed', ({ deviceId }) => {
       const at = this.now();
@@ -69,6 +89,7 @@ export class FleetTracker {
       if (entry !== undefined) {
         if (entry.pendingSince !== undefined && this.latencies.length < FleetTracker.MAX_LATENCIES) this.latencies.push(Math.max(0, at - entry.pendingSince) / 1000);
         entry.pendingSince = undefined;
+        entry.pending = false;
         entry.rotations++;
       }
       const bucket = this.#bucket(at);
@@ -76,7 +97,9 @@ export class FleetTracker {
     });
     events.on('deviceConnected', ({ deviceId }) => {
       const entry = this.#entries.get(deviceId);
-      if (entry !== undefined) entry.lastConnectedAt = this.now();
+      if (entry === undefined) return;
+      entry.lastConnectedAt = this.now();
+      entry.connected = true;
     });
     events.on('rejected', ({ deviceId, code }) => {
       const entry = deviceId === undefined ? undefined : this.#entries.get(deviceId);
@@ -86,6 +109,11 @@ export class FleetTracker {
 
   get(deviceId: string): FleetEntry | undefined {
     return this.#entries.get(deviceId);
+  }
+
+  /** Every device's entry, in provisioning order. */
+  entries(): IterableIterator<[string, FleetEntry]> {
+    return this.#entries.entries();
   }
 
   /** Rotations confirmed per bucket, oldest first, with each bucket's start time. */
