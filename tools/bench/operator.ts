@@ -104,7 +104,7 @@ async function rotationCost(): Promise<void> {
       { name: 'both (the defaults with http on)', audit: true, api: true },
     ];
     const totals = variants.map(() => ({ rate: 0, cpu: 0 }));
-    const rounds = 2;
+    const rounds = Number(process.env.LOCKSTEP_BENCH_ROUNDS ?? 3);
     for (let round = 0; round < rounds; round++) {
       for (const [i, variant] of variants.entries()) {
         const r = await window(variant);
@@ -122,19 +122,23 @@ async function rotationCost(): Promise<void> {
       console.log(`${variant.name.padEnd(36)}  ${t.rate.toFixed(0).padStart(11)}   ${t.cpu.toFixed(3).padStart(19)}   ×${(t.rate / off.rate).toFixed(2)}, ×${(t.cpu / off.cpu).toFixed(2)}`);
     }
     console.log(`(${rounds} interleaved windows of ${windowMs / 1000} s per variant; ${auditRows} audit rows written; scrape every 1 s, a page of 100 devices every 2 s, from another process)`);
-    // The API's fixed cost, with no rotations: what scraping and polling cost the hub per second.
+    // The API's fixed cost, with no rotations: the idle hub's CPU per second without and with the API scraped and polled.
+    const idleCpu = async (): Promise<number> => {
+      await sleep(1000);
+      const idle0 = process.cpuUsage();
+      const idleT0 = performance.now();
+      await sleep(4000);
+      const idle = process.cpuUsage(idle0);
+      return (idle.user + idle.system) / 1000 / ((performance.now() - idleT0) / 1000);
+    };
+    const idleOff = await idleCpu();
     api = await startOperatorApi(live, { port: 0, tokens: [token.config], requestsPerMinute: 100_000, dashboard: false }, silentLogger);
     const clients = scrapeAndPoll(`http://127.0.0.1:${api.address.port}`, token.token);
-    await sleep(1000);
-    const idle0 = process.cpuUsage();
-    const idleT0 = performance.now();
-    await sleep(4000);
-    const idle = process.cpuUsage(idle0);
-    const idleMsPerS = (idle.user + idle.system) / 1000 / ((performance.now() - idleT0) / 1000);
+    const idleOn = await idleCpu();
     clients.kill('SIGKILL');
     await api.close();
     api = undefined;
-    console.log(`idle hub (no rotations), API scraped and polled: ${idleMsPerS.toFixed(1)} ms CPU per second (${deviceCount} devices online)`);
+    console.log(`idle hub (no rotations, ${deviceCount} devices online): ${idleOff.toFixed(1)} ms CPU per second without the API, ${idleOn.toFixed(1)} with it scraped and polled (+${(idleOn - idleOff).toFixed(1)})`);
   } finally {
     swarm?.kill('SIGKILL');
     await api?.close();
