@@ -497,6 +497,19 @@ test('OpenAPI 3 document generated from the route schemas: every API route, bear
   expect(doc.paths['/api/v1/devices'].get.responses['200']).toBeDefined();
 });
 
+test('the rotations-per-minute series starts from the audit trail (an API started later, e.g. after a hub restart, shows the last 10 minutes)', async () => {
+  const confirmed = hub.store.readAudit({ action: 'rotation.confirm', limit: 500 }).filter((e) => e.at > Date.now() - 590_000).length;
+  expect(confirmed).toBeGreaterThan(3);
+  const later = await startOperatorApi(hub, { port: 0, tokens, dashboard: false }, silentLogger);
+  try {
+    const rate = (await call('GET', '/api/v1/rotations/rate', { token: reader.token, base: `http://127.0.0.1:${later.address.port}` })).json;
+    expect(rate.buckets).toHaveLength(60);
+    expect(rate.buckets.reduce((n: number, b: { confirmed: number }) => n + b.confirmed, 0)).toBe(confirmed);
+  } finally {
+    await later.close();
+  }
+});
+
 test('rate limit per client address, before authentication: 429 RATE_LIMITED', async () => {
   const limited = await startOperatorApi(hub, { port: 0, tokens, requestsPerMinute: 5, dashboard: false }, silentLogger);
   try {

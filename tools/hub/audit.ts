@@ -166,6 +166,32 @@ export function revokeInDatabase(db: Database.Database, deviceId: string, actor:
   }).immediate();
 }
 
+/**
+ * How many entries of `action` fell in each `bucketMs` bucket since `since`
+ * (the dashboard's rate chart survives a hub restart). The first entry at or
+ * after `since` is found by binary search on seq (times grow with seq), so
+ * only the tail is read, and at most `maxRows` of it.
+ */
+export function countsSince(db: Database.Database, action: string, since: number, bucketMs: number, maxRows = 500_000): Map<number, number> {
+  const last = (db.prepare('SELECT MAX(seq) AS seq FROM audit_log').get() as { seq: number | null }).seq;
+  const out = new Map<number, number>();
+  if (last === null) return out;
+  const atOf = db.prepare('SELECT at FROM audit_log WHERE seq >= ? ORDER BY seq LIMIT 1');
+  let low = 1;
+  let high = last + 1;
+  while (low < high) {
+    const mid = Math.floor((low + high) / 2);
+    const row = atOf.get(mid) as { at: number } | undefined;
+    if (row !== undefined && row.at < since) low = mid + 1;
+    else high = mid;
+  }
+  const rows = db
+    .prepare(`SELECT (at / ${Math.floor(bucketMs)}) AS bucket, COUNT(*) AS n FROM (SELECT at FROM audit_log WHERE seq >= ? AND action = ? AND at >= ? ORDER BY seq LIMIT ?) GROUP BY bucket`)
+    .all(low, action, since, maxRows) as { bucket: number; n: number }[];
+  for (const row of rows) out.set(Math.floor(row.bucket) * bucketMs, row.n);
+  return out;
+}
+
 const keyEventInserts = new WeakMap<Database.Database, Database.Statement>();
 
 /**

@@ -31,7 +31,7 @@ import type { HubPersistOp } from '../../modules/hub/actions';
 import type { HubPendingSlot } from '../../modules/hub/hub';
 import type { KeySlot, RekeyMode } from '../../modules/platform/keys';
 import { KekError, resolveKeyring, type Keyring, type KeyringChoice } from './kek';
-import { appendAudit, recordKeyEvents, findRevocation, readAudit, revocationsAfter, revokeInDatabase, type AuditEntry, type AuditEntryInput, type AuditQuery, type Revocation } from './audit';
+import { appendAudit, countsSince, recordKeyEvents, findRevocation, readAudit, revocationsAfter, revokeInDatabase, type AuditEntry, type AuditEntryInput, type AuditQuery, type Revocation } from './audit';
 import { migrate, SCHEMA_VERSION } from './migrations';
 import type { DeviceRecord } from './records';
 
@@ -465,6 +465,11 @@ export class HubStore {
 
   readAudit(query: AuditQuery): AuditEntry[] {
     return readAudit(this.#db, query);
+  }
+
+  /** Entries of `action` per `bucketMs` since `since` (see audit.ts countsSince). */
+  auditCounts(action: string, since: number, bucketMs: number): Map<number, number> {
+    return countsSince(this.#db, action, since, bucketMs);
   }
 
   /** Deletes the device with its keys and records the revocation (see audit.ts); undefined if there is no such device. */

@@ -54,6 +54,13 @@ export class FleetTracker {
     private readonly now: () => number = Date.now,
   ) {
     const hub = events.hub;
+    // The chart starts from the audit trail's confirmations (a restarted hub keeps its last 10 minutes).
+    const startedAt = this.now();
+    this.#bucket(startedAt);
+    for (const [start, count] of hub.store.auditCounts('rotation.confirm', startedAt - (RATE_BUCKETS - 1) * RATE_BUCKET_MS, RATE_BUCKET_MS)) {
+      if (start > startedAt || start <= startedAt - RATE_BUCKETS * RATE_BUCKET_MS) continue;
+      this.#buckets[((Math.floor(start / RATE_BUCKET_MS) % RATE_BUCKETS) + RATE_BUCKETS) % RATE_BUCKETS] = count;
+    }
     for (const d of hub.store.listDevices()) {
       // The API may start on a hub that already serves connections: ask the core once.
       const connected = hub.hasDevice(d.deviceId) && hub.deviceState(d.deviceId).connected;
