@@ -52,6 +52,7 @@ export function createHubMetrics(events: HubSubscriptions, fleet: FleetTracker, 
   const commitOps = new Counter({ name: 'lockstep_commit_ops_total', help: 'Key-slot writes committed (store pending, promote).', registers: [registry] });
   const commitLatency = new Histogram({ name: 'lockstep_commit_duration_seconds', help: 'Duration of one group-commit transaction (fsync included).', buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: [registry] });
   const revocations = new Counter({ name: 'lockstep_revocations_total', help: 'Devices revoked (keys erased, connections closed).', registers: [registry] });
+  const rekeyRefused = new Counter({ name: 'lockstep_rekey_refused_total', help: 'Offered keys the device refused (once per episode), by refusal code (docs/PROTOCOL.md §11).', labelNames: ['code'], registers: [registry] });
   const httpRequests = new Counter({ name: 'lockstep_http_requests_total', help: 'Operator API requests by route pattern, method and status class.', labelNames: ['route', 'method', 'status'], registers: [registry] });
 
   events.on('deviceConnected', () => handshakeOk.inc());
@@ -63,6 +64,7 @@ export function createHubMetrics(events: HubSubscriptions, fleet: FleetTracker, 
   events.on('keyConfirmed', () => rotationConfirmed.inc());
   events.on('storageError', () => rotationFailed.inc());
   events.on('deviceRevoked', () => revocations.inc());
+  events.on('rekeyRefused', ({ code }) => rekeyRefused.labels(code).inc());
   events.on('committed', ({ ops, durationMs, ok }) => {
     (ok ? commitOk : commitFailed).inc();
     if (ok) commitOps.inc(ops);

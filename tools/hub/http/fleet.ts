@@ -6,7 +6,6 @@
  * Fed by the hub's typed events; one entry per device (bounded by the
  * fleet), forgotten on revocation.
  */
-import type { ErrorCode } from '../../../modules/errors';
 import type { LockstepHub } from '../server';
 import type { HubEvents } from '../types';
 
@@ -31,7 +30,7 @@ export interface FleetEntry {
   rotations: number;
   /** When the current pending key became durable (wall clock), or undefined. */
   pendingSince: number | undefined;
-  lastRejection: { code: ErrorCode; at: number } | undefined;
+  lastRejection: { code: string; at: number } | undefined;
   lastConnectedAt: number | undefined;
   /** Online and with a pending key, as the core's events said (the listing's filters and counts; a shown row reads the core). */
   connected: boolean;
@@ -107,6 +106,11 @@ export class FleetTracker {
       if (entry === undefined) return;
       entry.lastConnectedAt = this.now();
       entry.connected = true;
+    });
+    events.on('rekeyRefused', ({ deviceId, code }) => {
+      // The device refused the offered key (e.g. REKEY_MODE_MISMATCH): as good a sign of trouble as a rejected frame.
+      const entry = this.#entries.get(deviceId);
+      if (entry !== undefined) entry.lastRejection = { code, at: this.now() };
     });
     events.on('rejected', ({ deviceId, code }) => {
       const entry = deviceId === undefined ? undefined : this.#entries.get(deviceId);
