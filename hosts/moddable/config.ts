@@ -164,7 +164,7 @@ export class Reader {
   }
 
   bad(key: string, why: string): void {
-    this.problems.push(`${this.#prefix} ${key}: ${why}`);
+    this.problems.push(`${this.#prefix}${this.#prefix.endsWith('.') ? '' : ' '}${key}: ${why}`);
   }
 
   /** Accepts `host` and `host:port` (IPv4 or a name); the port part must be all digits. */
