@@ -83,10 +83,10 @@ interface Checked {
  * the valid options laid over it; one line per problem.
  */
 export function checkChannelSettings(options: LockstepOptions, config: Readonly<Record<string, unknown>>, fileRoot: string): { ok: true; checked: Checked } | { ok: false; problems: string[] } {
+  if (typeof options !== 'object' || options === null) return { ok: false, problems: ['option: expected an object'] };
   const problems: string[] = [];
   const raw = options as Readonly<Record<string, unknown>>;
   const r = new Reader(raw, problems, 'option');
-  if (typeof options !== 'object' || options === null) return { ok: false, problems: ['option: expected an object'] };
   for (const key of Object.keys(raw)) if (!(OPTION_KEYS as readonly string[]).includes(key)) r.bad(key, 'unknown option');
   for (const key of CALLBACK_KEYS) if (raw[key] !== undefined && typeof raw[key] !== 'function') r.bad(key, 'expected a function');
   const overrides: Record<string, unknown> = {};
