@@ -6,6 +6,7 @@
  */
 import { nodeAead } from '../hosts/node/crypto';
 import type { KeyStorage } from '../modules/keystore/key-storage';
+import { checkChannelSettings } from '../hosts/moddable/lockstep/channel';
 import { CHANNEL_SCENARIOS } from '../tools/testing/channel-scenarios';
 
 describe('Lockstep API on the SDK fakes', () => {
@@ -26,5 +27,26 @@ describe('the scenarios fail on a broken variant', () => {
       });
     expect(() => rotation.run(nodeAead, { wrapStorage: forgetful })).toThrow(/key 4 active in flash|rotation/);
     expect(() => rotation.run(nodeAead)).not.toThrow();
+  });
+});
+
+describe('checkChannelSettings: options over mc/config', () => {
+  const der = new Uint8Array(300);
+  der.set([0x30, 0x82, 0x01, 0x28]);
+
+  test('the pin as bytes (e.g. a Resource) or hex; options override config, a hub option drops a config port for another hub', () => {
+    const fromBytes = checkChannelSettings({ tls: { ca: der.buffer } }, { hub: 'hub.local', port: '9000' }, '');
+    expect(fromBytes.ok && [...fromBytes.checked.settings.hubCa!]).toEqual([...der]);
+    expect(fromBytes.ok && fromBytes.checked.settings).toMatchObject({ tls: true, tlsVerify: true, hubHost: 'hub.local', hubPort: 9000 });
+    const hex = checkChannelSettings({ hub: 'other:7800', tls: { ca: Buffer.from(der).toString('hex'), verify: true } }, { hub: 'hub.local', port: '9000', hubCa: '' }, '');
+    expect(hex.ok && hex.checked.settings).toMatchObject({ hubHost: 'other', hubPort: 7800, tls: true });
+    const plain = checkChannelSettings({ tls: false }, { hubTls: 'true' }, '');
+    expect(plain.ok && plain.checked.settings.tls).toBe(false);
+    expect(checkChannelSettings({}, {}, '')).toMatchObject({ ok: true, checked: { outboxMessages: 8, maxMessageBytes: 1024, inboxMessages: 4 } });
+  });
+
+  test('a pin that is not a DER certificate is refused, as bytes or hex', () => {
+    expect(checkChannelSettings({ tls: { ca: new Uint8Array(10) } }, {}, '')).toEqual({ ok: false, problems: ['option tls.ca: not a DER certificate (expected one SEQUENCE spanning the value)'] });
+    expect(checkChannelSettings(null as never, {}, '')).toEqual({ ok: false, problems: ['option: expected an object'] });
   });
 });

@@ -20,12 +20,12 @@ import { NorFlash } from '../../modules/flash/nor-flash';
 import { HubCore, type HubAction, type HubEvent } from '../../modules/hub/hub';
 import type { KeyStorage } from '../../modules/keystore/key-storage';
 import { Keystore } from '../../modules/keystore/keystore';
-import type { KeySlot } from '../../modules/platform/keys';
 import { LockstepChannel, type ChannelServices } from '../../hosts/moddable/lockstep/channel';
 import type { LockstepOptions } from '../../hosts/moddable/lockstep/lockstep';
 import type { Platform } from '../../hosts/moddable/platform-types';
 import { SOCKET_CONNECTED, SOCKET_DISCONNECTED, SOCKET_READABLE, SocketTransport, type LegacySocket } from '../../hosts/moddable/socket-transport';
 import { seededRandom } from './deterministic-random';
+import { copyHubRow, hubRowAfter, type HubRow } from './hub-row';
 
 export const RIG_START_MS = 1_000_000;
 /** The simulator's socket takes at most this many bytes per write. */
@@ -97,7 +97,7 @@ export class ChannelRig {
   /** Payloads the hub's application received, in order. */
   readonly hubReceived: Uint8Array[] = [];
   hub: HubCore;
-  hubStore: { active: KeySlot; pending?: KeySlot };
+  hubStore: HubRow;
   hubUp: boolean;
   /** Messages the hub still has to deliver towards the device (bytes per connection). */
   #toDevice: { connection: number; bytes: Uint8Array }[] = [];
@@ -120,7 +120,7 @@ export class ChannelRig {
     const key = new Uint8Array(64);
     this.random.fill(key);
     new Keystore(this.flash).format(this.deviceIdBytes, { id: 1, key: key.slice() }, 'classic');
-    this.hubStore = { active: { id: 1, key } };
+    this.hubStore = { mode: 'classic', active: { id: 1, key } };
     this.hub = this.#bootHub();
   }
 
@@ -208,14 +208,14 @@ export class ChannelRig {
     }
   }
 
-  get hubKeys(): { active: KeySlot; pending?: KeySlot } {
+  get hubKeys(): HubRow {
     return this.hub.deviceKeys(this.deviceId);
   }
 
   // ---- wiring ----
 
   #bootHub(): HubCore {
-    return new HubCore({ aead: this.aead, random: this.random, devices: [{ deviceId: this.deviceId, ...this.hubStore }], timing: {} });
+    return new HubCore({ aead: this.aead, random: this.random, devices: [{ deviceId: this.deviceId, ...copyHubRow(this.hubStore) }], timing: {} });
   }
 
   #setTimer(callback: () => void, delayMs: number, incarnation: number): number {
@@ -291,9 +291,7 @@ export class ChannelRig {
           break;
         }
         case 'persist': {
-          const op = action.op;
-          if (op.kind === 'storePending') this.hubStore = { active: this.hubStore.active, pending: { id: op.id, key: op.key.slice() } };
-          else if (this.hubStore.pending !== undefined) this.hubStore = { active: this.hubStore.pending };
+          this.hubStore = hubRowAfter(this.hubStore, action.op);
           this.#applyHub(this.hub.persisted(this.deviceId, this.now));
           break;
         }

@@ -252,6 +252,7 @@ export class LockstepChannel {
       clock: this.#services.clock,
       random: this.#services.platform.random,
       aead: this.#services.platform.aead,
+      ...(this.#services.platform.keyAgreement === undefined ? {} : { keyAgreement: this.#services.platform.keyAgreement }),
       reconnectBaseMs: s.reconnectBaseMs,
       reconnectMaxMs: s.reconnectMaxMs,
       connectTimeoutMs: s.connectTimeoutMs,

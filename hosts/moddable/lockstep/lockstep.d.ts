@@ -85,7 +85,7 @@ export interface LockstepTlsOptions {
   /**
    * The pinned trust anchor: the DER certificate the hub's chain must end at
    * (the development CA `lockstep-hub cert` prints as `hubCa`, or your own
-   * CA). Hex, or bytes (e.g. `new Resource("hub-ca.der")`). The library
+   * CA). Hex, or bytes (e.g. `new Resource("hub-ca.der").slice(0)`, a copy out of flash). The library
    * brings no other CA certificates, so this is the only one trusted.
    * Default: config `hubCa`.
    */
