@@ -346,7 +346,7 @@ describe('ESP32 partition table', () => {
       return { name: name!, type: type!, subtype: subtype!, offset: Number(offset), size: Number(size), flags: flags ?? '' };
     });
 
-  test("is wired into the library's esp32 build (an application may set its own first: ?=)", () => {
+  test("is wired into the library's esp32 build (?=: a PARTITIONS_FILE in the shell environment replaces it)", () => {
     const esp32 = readJson(join(ROOT, LIBRARY_MANIFEST)).platforms?.['esp32'];
     const value = esp32?.build?.['PARTITIONS_FILE ?='];
     expect(value).toBe('./../partitions.csv');
