@@ -2,7 +2,9 @@
 import { isLockstepError } from '../modules/errors';
 import { decodeCommand, encodeAscii, encodeReply, encodeTelemetry, printable, readTelemetryMs } from '../hosts/moddable/app-messages';
 import { MonotonicClock } from '../hosts/moddable/clock';
+import { join } from 'node:path';
 import { checkFirmwareConfig, parseFirmwareConfig } from '../hosts/moddable/config';
+import { checkApplicationConfig, mergedConfig } from '../tools/firmware-config/check';
 
 function badKey(raw: Record<string, unknown>): string {
   try {
@@ -181,5 +183,26 @@ describe('MonotonicClock', () => {
     ticks = (0x7fffff00 + 0x200) | 0; // now negative as a signed int
     expect(ticks).toBeLessThan(0);
     expect(clock.now()).toBe(0x200);
+  });
+});
+
+describe('npm run firmware-config: the boot-time check before mcconfig', () => {
+  const root = join(__dirname, '..');
+
+  test.each(['.', 'examples/key-events', 'examples/sensor-telemetry'])('%s: the merged settings pass', (app) => {
+    expect(checkApplicationConfig(join(root, app), ['hub=127.0.0.1', 'hubTls=true'])).toEqual([]);
+  });
+
+  test('command-line values are checked like mcconfig passes them, one line per bad key', () => {
+    expect(checkApplicationConfig(join(root, 'examples/key-events'), ['hub=a:b', 'hubTls=yes', 'keystoreSize=3'])).toEqual([
+      'config keystoreSize: unknown key',
+      'config hub: expected host or host:port',
+      'config hubTls: expected true or false',
+    ]);
+  });
+
+  test("the library's defaults come first and the application's override them", () => {
+    const merged = mergedConfig(join(root, 'manifest.json'));
+    expect(merged).toMatchObject({ hub: 'localhost', keystoreBytes: 16384, telemetryMs: 10000 });
   });
 });

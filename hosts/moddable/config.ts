@@ -9,7 +9,7 @@
  * from the manifest keep their JSON type; both are accepted. Every bad key
  * (type, range, an unknown key with one of the library's prefixes) is one
  * line naming it, all reported together, so a bad build fails loudly at boot
- * (and in `npm run firmware-config`, before mcconfig) instead of running
+ * (and in `npm run firmware-config`, before mcconfig: tools/firmware-config) instead of running
  * with a surprise value. The SDK has no build-time hook for this.
  */
 import { fromHex } from '../../modules/bytes';
