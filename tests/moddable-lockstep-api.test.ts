@@ -7,6 +7,7 @@
 import { nodeAead } from '../hosts/node/crypto';
 import type { KeyStorage } from '../modules/keystore/key-storage';
 import { checkChannelSettings } from '../hosts/moddable/lockstep/channel';
+import type { LockstepOptions } from '../hosts/moddable/lockstep/lockstep';
 import { CHANNEL_SCENARIOS } from '../tools/testing/channel-scenarios';
 
 describe('Lockstep API on the SDK fakes', () => {
@@ -48,5 +49,26 @@ describe('checkChannelSettings: options over mc/config', () => {
   test('a pin that is not a DER certificate is refused, as bytes or hex', () => {
     expect(checkChannelSettings({ tls: { ca: new Uint8Array(10) } }, {}, '')).toEqual({ ok: false, problems: ['option tls.ca: not a DER certificate (expected one SEQUENCE spanning the value)'] });
     expect(checkChannelSettings(null as never, {}, '')).toEqual({ ok: false, problems: ['option: expected an object'] });
+  });
+});
+
+describe('the callback and bound scenarios fail on broken variants', () => {
+  const scenario = (prefix: string) => CHANNEL_SCENARIOS.find((entry) => entry.name.startsWith(prefix))!;
+
+  test('a channel that loses the outboxMessages bound: the back-pressure scenario fails', () => {
+    const run = scenario('back-pressure').run;
+    expect(() => run(nodeAead, { rewriteOptions: (options) => ({ ...options, outboxMessages: 8 }) })).toThrow(/outbox full/);
+    expect(() => run(nodeAead)).not.toThrow();
+  });
+
+  test('a channel that never reports rekeying (or closed): the state scenario fails', () => {
+    const run = scenario('every state callback').run;
+    const without = (key: 'onRekeying' | 'onClosed') => (options: LockstepOptions): LockstepOptions => {
+      const copy: Record<string, unknown> = { ...options };
+      delete copy[key];
+      return copy as LockstepOptions;
+    };
+    expect(() => run(nodeAead, { rewriteOptions: without('onRekeying') })).toThrow(/rotation callbacks/);
+    expect(() => run(nodeAead, { rewriteOptions: without('onClosed') })).toThrow(/closed once/);
   });
 });

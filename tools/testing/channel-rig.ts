@@ -83,6 +83,8 @@ export interface RigOptions {
   readonly hubUp?: boolean;
   /** Replaces the device's key storage (broken variants in the tests). */
   readonly wrapStorage?: (storage: KeyStorage) => KeyStorage;
+  /** Rewrites the options a channel is opened with (broken variants: a bound or a callback lost on the way). */
+  readonly rewriteOptions?: (options: LockstepOptions) => LockstepOptions;
 }
 
 export class ChannelRig {
@@ -110,9 +112,11 @@ export class ChannelRig {
   #incarnation = 0;
   readonly #config: Readonly<Record<string, unknown>>;
   readonly #wrapStorage: ((storage: KeyStorage) => KeyStorage) | undefined;
+  readonly #rewriteOptions: ((options: LockstepOptions) => LockstepOptions) | undefined;
 
   constructor(options: RigOptions) {
     this.#wrapStorage = options.wrapStorage;
+    this.#rewriteOptions = options.rewriteOptions;
     this.aead = options.aead;
     this.random = seededRandom(options.seed ?? 5);
     this.hubUp = options.hubUp ?? true;
@@ -155,7 +159,7 @@ export class ChannelRig {
 
   /** A channel on this rig; `options.log` defaults to the rig's lines. */
   open(options: LockstepOptions = {}, config?: Readonly<Record<string, unknown>>): LockstepChannel {
-    return new LockstepChannel(options, this.services(config));
+    return new LockstepChannel(this.#rewriteOptions === undefined ? options : this.#rewriteOptions(options), this.services(config));
   }
 
   /** Moves bytes and fires timers due now until nothing is left. */

@@ -48,8 +48,8 @@ function recorder(): { calls: string[]; options: LockstepOptions } {
   return { calls, options };
 }
 
-function established(aead: Aead, options: LockstepOptions = {}, config?: Record<string, unknown>): { rig: ChannelRig; channel: LockstepChannel } {
-  const rig = new ChannelRig({ aead, ...(config === undefined ? {} : { config }) });
+function established(aead: Aead, options: LockstepOptions = {}, rigOptions: Partial<RigOptions> = {}): { rig: ChannelRig; channel: LockstepChannel } {
+  const rig = new ChannelRig({ ...rigOptions, aead });
   const channel = rig.open(options);
   rig.advance(100);
   check(channel.state === 'established', `established after the first connection (state ${channel.state}; ${rig.lines.join(' | ')})`);
@@ -100,9 +100,9 @@ export const CHANNEL_SCENARIOS: readonly ChannelScenario[] = [
   },
   {
     name: 'back-pressure: outboxMessages bounds the outbox (LOCAL_OUTBOX_FULL, nothing queued), onWritable reports room again; maxMessageBytes bounds a message',
-    run(aead) {
+    run(aead, rigOptions) {
       const { calls, options } = recorder();
-      const { rig, channel } = established(aead, { ...options, outboxMessages: 2, maxMessageBytes: 16 });
+      const { rig, channel } = established(aead, { ...options, outboxMessages: 2, maxMessageBytes: 16 }, rigOptions);
       rig.hubUp = false;
       rig.killHub(); // no acknowledgements while the hub is away
       rig.run();
@@ -131,9 +131,9 @@ export const CHANNEL_SCENARIOS: readonly ChannelScenario[] = [
   },
   {
     name: 'every state callback in order: connecting, established, rekeying, key promoted, disconnected, connecting again, established, closed; recovery reserved',
-    run(aead) {
+    run(aead, rigOptions) {
       const { calls, options } = recorder();
-      const rig = new ChannelRig({ aead });
+      const rig = new ChannelRig({ ...rigOptions, aead });
       const channel = rig.open(options);
       check(channel.state === 'starting' && calls.length === 0, 'nothing happens inside the constructor');
       rig.advance(100);
