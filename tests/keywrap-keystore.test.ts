@@ -42,8 +42,8 @@ describe('WrappedKeystore', () => {
     const store = new WrappedKeystore(flash, wrapper());
     store.format(deviceId, active, 'classic');
     store.storeFuture(future.id, future.key);
-    expect(store.keys).toEqual({ active, future });
-    expect(new WrappedKeystore(flash, wrapper()).mount()).toEqual({ provisioned: true, deviceId, keys: { active, future } });
+    expect(store.keys).toEqual({ mode: 'classic', active, future });
+    expect(new WrappedKeystore(flash, wrapper()).mount()).toEqual({ provisioned: true, deviceId, keys: { mode: 'classic', active, future } });
 
     const image = flash.image();
     expect(contains(image, active.key) || contains(image, future.key)).toBe(false);
@@ -54,7 +54,7 @@ describe('WrappedKeystore', () => {
 
     expect(store.promote(11)).toEqual(future);
     expect(store.promote(11)).toEqual(future); // idempotent, as the journal
-    expect(new WrappedKeystore(flash, wrapper()).mount()).toEqual({ provisioned: true, deviceId, keys: { active: future } });
+    expect(new WrappedKeystore(flash, wrapper()).mount()).toEqual({ provisioned: true, deviceId, keys: { mode: 'classic', active: future } });
   });
 
   test("the journal's rules hold on wrapped keys: same future again is a no-op, another is LOCAL_BUSY, bad ids refused", () => {
@@ -132,7 +132,7 @@ describe('openKeystore', () => {
     expect(warnings).toEqual([]);
     storage.format(deviceId, active, 'classic');
     expect(contains(flash.image(), active.key)).toBe(false);
-    expect(open(image, true, flash).storage.mount()).toEqual({ provisioned: true, deviceId, keys: { active } });
+    expect(open(image, true, flash).storage.mount()).toEqual({ provisioned: true, deviceId, keys: { mode: 'classic', active } });
   });
 
   test('no partition or an erased one: plain storage with a loud warning, or UNPROVISIONED when required', () => {

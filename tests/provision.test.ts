@@ -32,7 +32,7 @@ test('writes a partition image that mounts to the record it prints', () => {
   expect(mountImageFile(imagePath)).toEqual({
     provisioned: true,
     deviceId: Uint8Array.from(Buffer.from(record.deviceId, 'hex')),
-    keys: { active: { id: 1, key: Uint8Array.from(Buffer.from(record.key, 'hex')) } },
+    keys: { mode: 'classic', active: { id: 1, key: Uint8Array.from(Buffer.from(record.key, 'hex')) } },
   });
   // The same image works through the file-backed flash the simulator uses.
   const flash = new FileFlash(imagePath, { create: false });

@@ -312,9 +312,9 @@ export class Keystore implements KeyStorage {
       }
       const header = this.flash.read(sector * this.geometry.sectorSize, SECTOR_HEADER_BYTES);
       const check = decodeSectorHeader(header, this.geometry.sectorCount, this.geometry.sectorSize);
-      const versions: FormatVersion[] = check.kind === 'valid' ? [check.version] : [FORMAT_VERSION, LEGACY_FORMAT_VERSION];
-      for (const version of versions) {
-        for (let slot = 0; slot < slotsPerSector(this.geometry.sectorSize, version); slot++) this.zeroKey(sector, slot, version, false);
+      if (check.kind === 'valid') this.zeroKeys(sector, check.version);
+      else if (this.zeroKeys(sector, FORMAT_VERSION) || !this.blankBeyond(sector, slotsPerSector(this.geometry.sectorSize) * SLOT_BYTES)) {
+        this.zeroKeys(sector, LEGACY_FORMAT_VERSION); // debris that is not all blank: v1 slots too
       }
       if (check.kind === 'valid' && check.version === LEGACY_FORMAT_VERSION) {
         this.programVerified(sector * this.geometry.sectorSize, new Uint8Array(WORD_BYTES)); // "LKSJ" -> 00000000: no v1 journal left here
@@ -322,17 +322,37 @@ export class Keystore implements KeyStorage {
     }
   }
 
-  /** Zeroes one slot's key field unless the slot is blank or the field already zero; `marker`: set the retired marker first. */
-  private zeroKey(sector: number, slot: number, version: FormatVersion, marker: boolean): void {
+  /** Zeroes the key field of every slot of `sector` in the layout of `version`; true if some slot was not blank. */
+  private zeroKeys(sector: number, version: FormatVersion): boolean {
+    let used = false;
+    for (let slot = 0; slot < slotsPerSector(this.geometry.sectorSize, version); slot++) used = this.zeroKey(sector, slot, version, false) || used;
+    return used;
+  }
+
+  /** Whether the bytes of `sector` from SECTOR_HEADER_BYTES + `from` to its end are all 0xFF (read in slot-sized pieces). */
+  private blankBeyond(sector: number, from: number): boolean {
+    const end = this.geometry.sectorSize;
+    for (let at = SECTOR_HEADER_BYTES + from; at < end; at += SLOT_BYTES) {
+      const bytes = this.flash.read(sector * end + at, Math.min(SLOT_BYTES, end - at));
+      const blank = isBlank(bytes);
+      bytes.fill(0);
+      if (!blank) return false;
+    }
+    return true;
+  }
+
+  /** Zeroes one slot's key field unless the slot is blank or the field already zero; `marker`: set the retired marker first. False if blank. */
+  private zeroKey(sector: number, slot: number, version: FormatVersion, marker: boolean): boolean {
     const at = sector * this.geometry.sectorSize + slotOffset(slot, version);
     const bytes = this.flash.read(at, slotBytes(version));
     const blank = isBlank(bytes);
     const marked = marker && wordState(bytes, RECORD_PROMOTE_OFFSET) === 'set';
     const keyZero = isZero(bytes, RECORD_KEY_OFFSET, RECORD_KEY_OFFSET + KEY_BYTES);
     bytes.fill(0);
-    if (blank) return;
+    if (blank) return false;
     if (marker && !marked) this.programVerified(at + RECORD_PROMOTE_OFFSET, new Uint8Array(WORD_BYTES));
     if (!keyZero) this.programVerified(at + RECORD_KEY_OFFSET, new Uint8Array(KEY_BYTES));
+    return true;
   }
 
   /**

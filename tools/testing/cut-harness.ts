@@ -128,6 +128,8 @@ export interface ExploreReport {
   readonly operations: number;
   readonly flashOperations: number;
   readonly compactions: number;
+  /** Promotions of dh-derived futures in the script (the mode is dh after the first). */
+  readonly dhPromotions: number;
   readonly cutPoints: number;
   readonly mountedBefore: number;
   readonly mountedAfter: number;
@@ -155,10 +157,11 @@ function startScript(options: ExploreOptions) {
 export function exploreCuts(options: ExploreOptions): ExploreReport {
   const { random, enumeration, deviceId, flash, keystore, keys: initial, open } = startScript(options);
   let keys = initial;
-  const report = { operations: 0, flashOperations: 0, compactions: 0, cutPoints: 0, mountedBefore: 0, mountedAfter: 0 };
+  const report = { operations: 0, flashOperations: 0, compactions: 0, dhPromotions: 0, cutPoints: 0, mountedBefore: 0, mountedAfter: 0 };
   for (let step = 0; step < options.rotations * 2; step++) {
     const op = nextRotationStep(keys, random);
     const after = modelAfter(keys, op);
+    if (op.kind === 'promote' && keys.future?.shares !== undefined) report.dhPromotions++;
     const snapshot = flash.image();
     const trace = traceOp(options.geometry, snapshot, deviceId, keys, op, open);
     report.operations++;
@@ -217,9 +220,10 @@ export function exploreCuts(options: ExploreOptions): ExploreReport {
 export function exploreRetryCuts(options: ExploreOptions): ExploreReport {
   const { random, erasePatterns, enumeration, deviceId, flash, keystore, keys: initial, open } = startScript(options);
   let keys = initial;
-  const report = { operations: 0, flashOperations: 0, compactions: 0, cutPoints: 0, mountedBefore: 0, mountedAfter: 0 };
+  const report = { operations: 0, flashOperations: 0, compactions: 0, dhPromotions: 0, cutPoints: 0, mountedBefore: 0, mountedAfter: 0 };
   for (let step = 0; step < options.rotations * 2; step++) {
     const op = nextRotationStep(keys, random);
+    if (op.kind === 'promote' && keys.future?.shares !== undefined) report.dhPromotions++;
     const snapshot = flash.image();
     const trace = traceOp(options.geometry, snapshot, deviceId, keys, op, open);
     report.operations++;
@@ -390,6 +394,8 @@ export interface MigrationOptions {
   readonly rotations: number;
   readonly bitPatterns: CutEnumeration['bitPatterns'];
   readonly seed: number;
+  /** Every how many v1 operations an image is a starting point; default 1 (each). */
+  readonly startEvery?: number;
   /** Every how many starting images the next rotation step (not only `scrub()`) is also cut; default 1 (each). */
   readonly opEvery?: number;
   /** Chance that a starting image is itself left by a v1 operation torn at a random point (default 0.25). */
@@ -468,9 +474,12 @@ export function exploreMigrationCuts(options: MigrationOptions): MigrationReport
   const v1Mount = (image: Uint8Array): DeviceKeys | undefined => mountedKeys(openV1(new NorFlash({ ...options.geometry, image })).mount(), deviceId);
   for (let step = 0; step <= options.rotations * 2; step++) {
     const start = flash.image();
-    report.startImages++;
-    const ops: KeystoreOp[] = [{ kind: 'scrub' }];
-    if (step % (options.opEvery ?? 1) === 0) ops.push(nextRotationStep(keys, random));
+    const ops: KeystoreOp[] = [];
+    if (step % (options.startEvery ?? 1) === 0 || step === options.rotations * 2) {
+      report.startImages++;
+      ops.push({ kind: 'scrub' });
+      if (report.startImages % (options.opEvery ?? 1) === 0) ops.push(nextRotationStep(keys, random));
+    }
     for (const op of ops) {
       const after = op.kind === 'scrub' ? keys : modelAfter(keys, op);
       const trace = traceOp(options.geometry, start, deviceId, keys, op, open);
