@@ -51,7 +51,7 @@ export class KeystoreDeviceStore implements DeviceStore {
       ops.push(operation.kind === 'program' ? { kind: 'program', length: operation.data.length } : { kind: 'erase', length: this.flash.sectorSize });
     };
     try {
-      if (op.kind === 'storeFuture') keystore.storeFuture(op.id, op.key);
+      if (op.kind === 'storeFuture') keystore.storeFuture(op.id, op.key, op.shares);
       else keystore.promote();
     } finally {
       this.flash.observer = undefined;
