@@ -3,10 +3,13 @@
  * portable exploration of tools/testing/cut-harness.ts (a cut at every
  * program and erase and at every byte of every program, then remount: the
  * keys are exactly those before or after the cut operation), on budgets small
- * enough for the interpreter. tests/keystore-power-cut.test.ts runs the large
- * budgets on Node; this proves the same code holds on the real engine.
+ * enough for the interpreter. tests/keystore-power-cut.test.ts and
+ * tests/keystore-migration.test.ts run the large budgets on Node; this proves
+ * the same code holds on the real engine: format v2, scripts that move the
+ * mode to dh with dh-derived futures (shares compared), and the migration of
+ * images written by the v1 firmware.
  */
-import { exploreCuts, exploreRetryCuts, randomCutRun } from '../../../tools/testing/cut-harness';
+import { exploreCuts, exploreMigrationCuts, exploreRetryCuts, randomCutRun } from '../../../tools/testing/cut-harness';
 import { assert, assertEqual, test } from '../harness';
 
 const G = 'keystore';
@@ -17,6 +20,15 @@ test(G, 'every cut of 12 rotations on 4 x 512 B (2 bit patterns per byte) mounts
   assertEqual(report.operations, 24, 'operations');
   assert(report.compactions >= 2, `compactions ${report.compactions}`);
   assert(report.cutPoints >= 1000, `cut points ${report.cutPoints}`);
+  assertEqual(report.mountedBefore + report.mountedAfter, report.cutPoints, 'every cut mounted before or after');
+  assert(report.dhPromotions > 0, `dh promotions ${report.dhPromotions}`);
+});
+
+test(G, 'format v1 -> v2: every cut of the migration (4 v1 images, 1 bit pattern per byte) mounts before or after, and the v1 firmware never mounts a state the v2 journal moved past', () => {
+  const report = exploreMigrationCuts({ geometry: SMALL, rotations: 3, bitPatterns: 1, seed: 13, opEvery: 2, startEvery: 2 });
+  assert(report.startImages >= 4, `start images ${report.startImages}`);
+  assert(report.cutPoints >= 1000, `cut points ${report.cutPoints}`);
+  assert(report.stillV1 > 0 && report.migrated > 0, `v1 ${report.stillV1}, v2 ${report.migrated}`);
   assertEqual(report.mountedBefore + report.mountedAfter, report.cutPoints, 'every cut mounted before or after');
 });
 
