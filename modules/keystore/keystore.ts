@@ -45,7 +45,6 @@ import { LockstepError } from '../errors';
 import type { Flash } from '../platform/flash';
 import { DEVICE_ID_BYTES, KEY_BYTES } from '../platform/keys';
 import type { DeviceKeys, FutureSlot, KeyShares, KeySlot, RekeyMode } from '../platform/keys';
-import type { KeyStorage } from './key-storage';
 import { journalGeometry, modeAfterPromotion, promotedState, scanJournal } from './journal';
 import type { Geometry, JournalState, UnprovisionedReason } from './journal';
 import {
@@ -82,7 +81,7 @@ export type MountResult =
   | { readonly provisioned: true; readonly deviceId: Uint8Array; readonly keys: DeviceKeys }
   | { readonly provisioned: false; readonly reason: UnprovisionedReason; readonly detail: string };
 
-export class Keystore implements KeyStorage {
+export class Keystore {
   private readonly flash: Flash;
   private readonly geometry: Geometry;
   private state: JournalState | undefined;
