@@ -100,7 +100,7 @@ test('hub CLI: provision --out --key-wrap writes the same trio; --key-wrap witho
   const printed = JSON.parse(run.stdout.trim());
   const wrapper = new KeyWrapper(nodePrimitives, keyWrapKeyFromImage(read(join(out, KEY_WRAP_FILE))));
   expect(new WrappedKeystore(memoryFlash({ image: read(join(out, IMAGE_FILE)) }), wrapper).mount()).toMatchObject({
-    keys: { mode: 'classic', active: { id: printed.keyId, key: Uint8Array.from(Buffer.from(printed.key, 'hex')) } },
+    keys: { mode: 'dh', active: { id: printed.keyId, key: Uint8Array.from(Buffer.from(printed.key, 'hex')) } }, // the hub's provision defaults to dh
   });
   const refused = spawnSync(tsx, [cli, 'provision', '--db', join(dir, 'other.db'), '--key-wrap'], { encoding: 'utf8' });
   expect(refused.status).toBe(1);
