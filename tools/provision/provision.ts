@@ -33,12 +33,8 @@ export const IMAGE_FILE = 'keystore.bin';
 export const RECORD_FILE = 'device.json';
 export const KEY_WRAP_FILE = 'keywrap.bin';
 
-/**
- * The rekey mode a device is provisioned in when none is given. Classic
- * until the hub and the device core speak the dh mode (docs/PROTOCOL.md
- * §11.6 makes dh the default for new devices: flip it here).
- */
-export const DEFAULT_REKEY_MODE: RekeyMode = 'classic';
+/** The rekey mode a device is provisioned in when none is given: dh, for every new device (docs/PROTOCOL.md §11.6). */
+export const DEFAULT_REKEY_MODE: RekeyMode = 'dh';
 
 /** What the hub needs to know about a provisioned device. */
 export interface HubRecord {
