@@ -1,8 +1,8 @@
 /**
  * The program the XS test host runs (bundled by hosts/xs-test/build.ts).
  * Command-line arguments select groups (none = all):
- *   native   the native module: vectors, composition over its primitives, bad input
- *   noble    the pure-JS AEAD (@noble) on XS, and its agreement with the native module
+ *   native   the native module: AEAD and key agreement vectors, composition over its primitives, bad input
+ *   noble    the pure-JS AEAD and key agreement (@noble) on XS, and their agreement with the native module
  *   keystore the keystore journal on the NOR flash model under power cuts
  *   core     the device and hub cores over an in-memory link (tools/testing/pair.ts)
  * Bundle with the redirect hosts/node/crypto → tests/xs/support/node-crypto-on-xs
@@ -14,6 +14,7 @@ import { composeAead } from '../../modules/crypto/a256cbc-hs512';
 import { describeError, runRegistered } from './harness';
 import { registerAeadAgreement, registerAeadVectors } from './suites/aead-vectors';
 import './suites/native-bad-input';
+import './suites/key-agreement';
 import './suites/keystore-power-cuts';
 import './suites/device-hub';
 
