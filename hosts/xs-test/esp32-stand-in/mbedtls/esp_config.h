@@ -23,4 +23,15 @@
 #define PSA_WANT_KEY_TYPE_ECC_KEY_PAIR_EXPORT 1
 #endif
 
+/* tests/native-config-errors.test.ts: a configuration without one PSA_WANT_ symbol must stop the build. */
+#if defined(LOCKSTEP_STAND_IN_WITHOUT_HKDF)
+#undef PSA_WANT_ALG_HKDF
+#endif
+#if defined(LOCKSTEP_STAND_IN_WITHOUT_MONTGOMERY_255)
+#undef PSA_WANT_ECC_MONTGOMERY_255
+#endif
+#if defined(LOCKSTEP_STAND_IN_WITHOUT_ECDH)
+#undef PSA_WANT_ALG_ECDH
+#endif
+
 #endif
