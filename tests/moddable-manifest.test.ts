@@ -141,6 +141,14 @@ function existingFile(base: string, extensions: readonly string[]): string | und
   return undefined;
 }
 
+/** npm packages the firmware may import (hosts/moddable/manifest_noble.json maps them, simulator only). */
+const NPM_PACKAGES = ['@noble/curves/', '@noble/hashes/'];
+
+/** XS drops a trailing ".js" from a specifier before looking the module up (xs/platforms/mc/xsHosts.c). */
+function withoutJs(specifier: string): string {
+  return specifier.endsWith('.js') ? specifier.slice(0, -3) : specifier;
+}
+
 /** Walks the import graph from main as XS would on `target`; returns the problems found. */
 function checkImportGraph(target: Target): { problems: string[]; visited: string[] } {
   const build = buildFor(target);
@@ -162,6 +170,16 @@ function checkImportGraph(target: Target): { problems: string[]; visited: string
       continue;
     }
     for (const specifier of runtimeImports(readFileSync(file, 'utf8'))) {
+      if (NPM_PACKAGES.some((prefix) => specifier.startsWith(prefix))) {
+        // An npm package's module, mapped by its specifier less ".js" (what xsHosts.c looks up).
+        const importedName = withoutJs(specifier);
+        const mapped = build.modules.get(importedName);
+        const packageFile = join(ROOT, 'node_modules', specifier);
+        if (mapped === undefined) problems.push(`${name}: "${specifier}" → module "${importedName}" is not mapped on ${target}`);
+        else if (mapped !== withoutJs(packageFile)) problems.push(`${name}: "${specifier}" is mapped to ${relative(ROOT, mapped)}, not ${relative(ROOT, packageFile)}`);
+        queue.push(importedName);
+        continue;
+      }
       if (!specifier.startsWith('.')) {
         const sdk = SDK_MODULES[specifier];
         if (sdk === undefined) problems.push(`${name}: imports unknown SDK module "${specifier}"`);
@@ -171,8 +189,8 @@ function checkImportGraph(target: Target): { problems: string[]; visited: string
         }
         continue;
       }
-      const importedName = posix.normalize(posix.join(posix.dirname(name), specifier));
-      const tscFile = existingFile(resolve(dirname(file), specifier), ['.ts', '.d.ts', '.js']);
+      const importedName = withoutJs(posix.normalize(posix.join(posix.dirname(name), specifier)));
+      const tscFile = existingFile(resolve(dirname(file), withoutJs(specifier)), ['.ts', '.d.ts', '.js']);
       const mapped = build.modules.get(importedName);
       if (tscFile === undefined) problems.push(`${name}: "${specifier}" does not resolve to a file`);
       else if (mapped === undefined) problems.push(`${name}: "${specifier}" → module "${importedName}" is not mapped on ${target}`);

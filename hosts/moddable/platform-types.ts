@@ -4,7 +4,7 @@
  * platform-esp32.ts or platform-sim.ts (platform.d.ts declares it for
  * TypeScript); main.ts only sees this interface.
  */
-import type { Aead, RandomSource } from '../../modules/crypto/primitives';
+import type { Aead, KeyAgreementPrimitives, RandomSource } from '../../modules/crypto/primitives';
 import type { KeyStorage } from '../../modules/keystore/key-storage';
 import type { FirmwareConfig } from './config';
 
@@ -14,6 +14,13 @@ export interface Platform {
   readonly aead: Aead;
   /** Secure randomness: hardware RNG on ESP32, the OS source in the simulator. Never Math.random. */
   readonly random: RandomSource;
+  /**
+   * X25519 and HKDF-SHA-512 for the DH rekey mode (docs/PROTOCOL.md §11): the
+   * native module (PSA) on ESP32, @noble on XS in the simulator (the SDK's
+   * crypt modules have neither). Both throw LockstepError('BAD_KEY_SHARE') for
+   * a low-order peer key.
+   */
+  readonly keyAgreement: KeyAgreementPrimitives;
   /**
    * The keystore (not mounted yet): on the keystore partition (ESP32) or a
    * file-backed NOR image (simulator), with keys wrapped under the key-wrap
