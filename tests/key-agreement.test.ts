@@ -3,7 +3,7 @@
  * node:crypto (both key-import paths) and @noble, against RFC 7748 §5.2
  * (incl. the 1 and 1,000 iteration vectors) and §6.1, all 518 Wycheproof
  * x25519 cases and all 83 Wycheproof hkdf_sha512 cases
- * (tests/support/key-agreement-cases.ts says what each case must give). The
+ * (tools/testing/key-agreement-cases.ts says what each case must give). The
  * native module runs the same cases on the XS test host (tests/xs).
  * Deliberately broken backends (no cofactor clamping, the wrong half of the
  * HKDF output, a silent all-zero result) must fail them.
@@ -24,7 +24,7 @@ import {
   type BackendBehaviour,
   type KeyAgreementVectors,
   x25519CaseGroup,
-} from './support/key-agreement-cases';
+} from '../tools/testing/key-agreement-cases';
 
 function loadJson<T>(...path: string[]): T {
   return JSON.parse(readFileSync(join(__dirname, 'vectors', ...path), 'utf8')) as T;

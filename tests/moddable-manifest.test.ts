@@ -45,6 +45,7 @@ const SDK_MODULES: Record<string, { readonly manifests: readonly string[]; reado
   crypt: { manifests: ['$(MODULES)/crypt/digest/manifest.json', '$(MODULES)/crypt/tls.json'], targets: TARGETS },
   hmac: { manifests: ['$(MODULES)/crypt/tls.json'], targets: TARGETS },
   file: { manifests: ['$(MODULES)/files/file/manifest.json'], targets: ['esp32', 'lin', 'mac', 'win'] },
+  'text/encoder': { manifests: ['$(MODULES)/data/text/encoder/manifest.json'], targets: ['lin', 'mac', 'win'] },
   flash: { manifests: ['$(MODULES)/files/flash/manifest.json'], targets: ['esp32'] },
   wifi: { manifests: ['$(MODULES)/network/wifi/manifest.json'], targets: ['esp32', 'lin', 'mac', 'win'] },
 };

@@ -12,6 +12,8 @@
  *   (refused if `keyWrapRequired`), the same rule as on ESP32;
  * - network: the host's, already up.
  */
+// First: @noble (below) needs a global TextEncoder while it loads.
+import './text-encoder-global';
 import { File } from 'file';
 import { wipe } from '../../modules/bytes';
 import { composeAead } from '../../modules/crypto/a256cbc-hs512';

@@ -3,7 +3,7 @@
  * host was built with: Debian's mbedTLS, or backend_esp32.c's PSA calls over
  * the stand-in) and @noble on XS (the simulator's backend), against RFC 7748
  * §5.2/§6.1 and all Wycheproof x25519 (518) and hkdf_sha512 (83) cases, with
- * the expectations of tests/support/key-agreement-cases.ts; plus the raw
+ * the expectations of tools/testing/key-agreement-cases.ts; plus the raw
  * natives' edges (misuse, low-order refusal, detached buffers, GC stress).
  */
 import hkdfFile from 'xs-test-vectors:wycheproof/hkdf_sha512_test.json';
@@ -23,7 +23,7 @@ import {
   type Rfc7748Vectors,
   type WycheproofCases,
   type X25519Case,
-} from '../../support/key-agreement-cases';
+} from '../../../tools/testing/key-agreement-cases';
 import { assert, assertBytes, assertEqual, assertThrows, test } from '../harness';
 
 export const KEY_AGREEMENT_VECTORS: KeyAgreementVectors = {
