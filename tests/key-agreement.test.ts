@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { montgomery } from '@noble/curves/abstract/montgomery.js';
 import { mod } from '@noble/curves/abstract/modular.js';
-import { nodeKeyAgreement, nodeKeyAgreementDer } from '../hosts/node/crypto';
+import { nodeKeyAgreement, nodeKeyAgreementDer, nodeKeyAgreementDrawn } from '../hosts/node/key-agreement';
 import { nobleKeyAgreement } from '../hosts/noble/primitives';
 import type { KeyAgreementPrimitives } from '../modules/crypto/primitives';
 import { isLockstepError } from '../modules/errors';
@@ -39,6 +39,7 @@ const vectors: KeyAgreementVectors = {
 /** Both node:crypto (OpenSSL) and @noble throw for a low-order peer key. */
 const BACKENDS: [KeyAgreementPrimitives, BackendBehaviour][] = [
   [nodeKeyAgreement, { lowOrder: 'throws', iterations: [1, 1000] }],
+  [nodeKeyAgreementDrawn, { lowOrder: 'throws', iterations: [1] }],
   [nodeKeyAgreementDer, { lowOrder: 'throws', iterations: [1] }],
   [nobleKeyAgreement, { lowOrder: 'throws', iterations: [1, 1000] }],
 ];
@@ -48,6 +49,16 @@ describe.each(BACKENDS)('%s', (backend, behaviour) => {
     test(`${group.name.slice(backend.name.length + 2)}: every case (${group.cases.length})`, () => {
       expect(failures(runCaseGroup(group))).toEqual([]);
     });
+  }
+});
+
+test("node:crypto's generated pairs are X25519 pairs (@noble recomputes each public key) and agree", () => {
+  const generate = nodeKeyAgreement.x25519GenerateKeyPair!;
+  for (let i = 0; i < 32; i++) {
+    const a = generate();
+    const b = generate();
+    expect(nobleKeyAgreement.x25519PublicKey(a.privateKey)).toEqual(a.publicKey);
+    expect(nodeKeyAgreement.x25519(a.privateKey, b.publicKey)).toEqual(nobleKeyAgreement.x25519(b.privateKey, a.publicKey));
   }
 });
 
