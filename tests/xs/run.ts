@@ -8,7 +8,10 @@
 import { bundle, buildHost, runOnHost, type Backend, type HostVariant } from '../../hosts/xs-test/build';
 
 /** Node-only modules that test support imports, swapped for XS stand-ins. */
-export const XS_REDIRECTS = { 'hosts/node/crypto': 'tests/xs/support/node-crypto-on-xs.ts' };
+export const XS_REDIRECTS = {
+  'hosts/node/crypto': 'tests/xs/support/node-crypto-on-xs.ts',
+  'hosts/node/key-agreement': 'tests/xs/support/node-key-agreement-on-xs.ts',
+};
 
 export interface XsRunPlan {
   variant: HostVariant;

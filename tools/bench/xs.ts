@@ -24,7 +24,10 @@ const DH_NATIVE_ITERATIONS = 20;
 const DH_NOBLE_ITERATIONS = 2;
 const SPEEDUP_GOAL = 20;
 const HEAP_GOAL_BYTES = 32 * 1024;
-const REDIRECTS = { 'hosts/node/crypto': 'tests/xs/support/node-crypto-on-xs.ts' };
+const REDIRECTS = {
+  'hosts/node/crypto': 'tests/xs/support/node-crypto-on-xs.ts',
+  'hosts/node/key-agreement': 'tests/xs/support/node-key-agreement-on-xs.ts',
+};
 
 interface Measurement {
   impl: string;
@@ -152,9 +155,9 @@ function benchHeap(program: string, script: string): void {
 export async function run(): Promise<void> {
   const program = buildHost('release').mbedtls;
   const script = await bundle('tools/bench/xs-program.ts', 'bench', { redirects: REDIRECTS });
-  benchHeap(program, script);
-  benchAead(program, script);
   benchDh(program, script);
+  benchAead(program, script);
+  benchHeap(program, script);
 }
 
 if (process.argv[1] !== undefined && /tools[\\/]bench[\\/]xs\.ts$/.test(process.argv[1])) {
