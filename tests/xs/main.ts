@@ -1,8 +1,10 @@
 /**
  * The program the XS test host runs (bundled by hosts/xs-test/build.ts).
  * Command-line arguments select groups (none = all):
- *   native   the native module: AEAD and key agreement vectors, composition over its primitives, bad input
- *   noble    the pure-JS AEAD and key agreement (@noble) on XS, and their agreement with the native module
+ *   native   the native module: AEAD vectors, composition over its primitives, bad input
+ *   noble    the pure-JS AEAD (@noble) on XS, and its agreement with the native module
+ *   dh       the native module's X25519 and HKDF-SHA-512: RFC 7748, Wycheproof x25519/hkdf_sha512, bad input
+ *   dh-noble the same vectors on @noble on XS (the simulator's backend), and its agreement with the native module
  *   keystore the keystore journal on the NOR flash model under power cuts
  *   core     the device and hub cores over an in-memory link (tools/testing/pair.ts)
  * Bundle with the redirect hosts/node/crypto → tests/xs/support/node-crypto-on-xs

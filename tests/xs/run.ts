@@ -24,11 +24,11 @@ export interface XsRunPlan {
 export const XS_PLANS: Record<HostVariant, readonly XsRunPlan[]> = {
   release: [
     { variant: 'release', backend: 'mbedtls', groups: [] },
-    { variant: 'release', backend: 'esp32StandIn', groups: ['native'] },
+    { variant: 'release', backend: 'esp32StandIn', groups: ['native', 'dh'] },
   ],
   sanitize: [
-    { variant: 'sanitize', backend: 'mbedtls', groups: ['native', 'core'] },
-    { variant: 'sanitize', backend: 'esp32StandIn', groups: ['native'] },
+    { variant: 'sanitize', backend: 'mbedtls', groups: ['native', 'core', 'dh'] },
+    { variant: 'sanitize', backend: 'esp32StandIn', groups: ['native', 'dh'] },
   ],
 };
 

@@ -100,7 +100,7 @@ function benchDh(program: string, script: string): void {
   console.log(
     `  native (mbedTLS 2.28 ECP, Linux x86-64) ${formatCount(native)}; @noble on XS ${formatCount(noble)}; ` +
       `noble/native ${native && noble ? `${(noble / native).toFixed(1)}x` : 'n/a'} ` +
-      `(${DH_NATIVE_ITERATIONS} and ${DH_NOBLE_ITERATIONS} rotations; on the ESP32 the native module runs PSA: docs/NATIVE.md §9)`,
+      `(${DH_NATIVE_ITERATIONS} and ${DH_NOBLE_ITERATIONS} rotations; on the ESP32 the native module runs PSA: docs/NATIVE.md §7)`,
   );
 }
 

@@ -45,10 +45,10 @@ export function registerKeyAgreementCases(group: string, backend: KeyAgreementPr
  * @noble on XS costs ~0.1 s per X25519 here, so it runs the 1-round iterated
  * vector only; the native module runs the 1,000-round one too.
  */
-registerKeyAgreementCases('native', nativeKeyAgreement, { lowOrder: 'throws', iterations: [1, 1000] });
-registerKeyAgreementCases('noble', nobleKeyAgreement, { lowOrder: 'throws', iterations: [1] });
+registerKeyAgreementCases('dh', nativeKeyAgreement, { lowOrder: 'throws', iterations: [1, 1000] });
+registerKeyAgreementCases('dh-noble', nobleKeyAgreement, { lowOrder: 'throws', iterations: [1] });
 
-const G = 'native';
+const G = 'dh';
 const isTypeError = (error: unknown): boolean => error instanceof TypeError;
 const isRangeError = (error: unknown): boolean => error instanceof RangeError;
 const isMisuse = (error: unknown): boolean => isLockstepError(error, 'LOCAL_BAD_ARGUMENT');
@@ -124,7 +124,7 @@ test(G, 'raw x25519/hkdf: results stay correct while the result allocation moves
   }
 });
 
-test('noble', 'native module and @noble on XS agree on 16 derived key pairs and HKDF outputs', () => {
+test('dh-noble', 'native module and @noble on XS agree on 16 derived key pairs and HKDF outputs', () => {
   let seed = fromHex(dh.alicePrivate);
   for (let i = 0; i < 16; i++) {
     const a = nativeKeyAgreement.hkdfSha512(seed, seed, new Uint8Array([i]), 32);
