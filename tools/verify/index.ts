@@ -5,7 +5,8 @@
  *      classic mode and again in the dh rekey mode (docs/PROTOCOL.md §11);
  *   2. random mode: 1,000,000 steps of chaos and calm;
  *   3. the six broken variants, each refuted by the simulation;
- *   4. spin on the Promela model and its six broken variants;
+ *   4. spin on the Promela model (classic, dh and upgrade modes) and its
+ *      broken variants (the six above and the dh mode's five);
  * and prints every figure. Exit status 0 only if there is no violation, every
  * variant is refuted (by the simulation and by spin) and spin passes.
  *
