@@ -156,6 +156,7 @@ platform.startNetwork(settings, log, () => {
     clock,
     random: platform.random,
     aead: platform.aead,
+    keyAgreement: platform.keyAgreement,
     reconnectBaseMs: settings.reconnectBaseMs,
     reconnectMaxMs: settings.reconnectMaxMs,
     connectTimeoutMs: settings.connectTimeoutMs,
