@@ -11,6 +11,8 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import type { ChaosSettings } from './demo/fleet';
 import { runSimulation, type SimulationStatus, type SimulationSummary } from './demo/simulation';
 import { parseDuration } from './hub/duration';
+import { newToken } from './hub/http/options';
+import { freePort } from './demo/free-port';
 
 interface ChaosLevel {
   readonly settings: ChaosSettings;
@@ -43,7 +45,9 @@ const program = new Command()
   .option('--no-chaos', 'no fault injection')
   .option('--tls', 'devices connect over TLS (a development certificate is generated)', false)
   .option('--dir <path>', 'keep the run\'s files (hub database, flash images, ledger) in this directory')
-  .action(async (flags: { devices: number; duration: number; rotateEvery: number; chaos: string | boolean; tls: boolean; dir?: string }) => {
+  .option('--dashboard-port <port>', 'port of the hub\'s dashboard and operator API (default 7780, or any free one)', (v) => positive(v))
+  .option('--no-dashboard', 'no operator API or dashboard')
+  .action(async (flags: { devices: number; duration: number; rotateEvery: number; chaos: string | boolean; tls: boolean; dir?: string; dashboard: boolean; dashboardPort?: number }) => {
     const levelName = flags.chaos === false ? 'off' : flags.chaos === true ? 'medium' : flags.chaos;
     const level = CHAOS_LEVELS[levelName];
     const tty = process.stdout.isTTY === true;
@@ -52,7 +56,14 @@ const program = new Command()
       `Lockstep: ${flags.devices} devices, ${flags.duration / 1000} s, key rotation every ~${flags.rotateEvery / 1000} s, ` +
         `chaos ${levelName}, ${flags.tls ? 'TLS' : 'TCP'} on 127.0.0.1\n`,
     );
+    // A read-only token made for this run only: it can watch, never rotate or revoke (docs/HUB.md §12).
+    const viewer = newToken('npm-start-viewer', 'read');
+    const httpPort = flags.dashboard ? await freePort(flags.dashboardPort ?? 7780) : undefined;
+    if (httpPort !== undefined) {
+      process.stdout.write(`Dashboard (read-only token for this run): http://127.0.0.1:${httpPort}/dashboard/#token=${viewer.token}\n`);
+    }
     const summary = await runSimulation({
+      ...(httpPort !== undefined ? { http: { port: httpPort, tokens: [viewer.config] } } : {}),
       devices: flags.devices,
       durationMs: flags.duration,
       rotateEveryMs: flags.rotateEvery,

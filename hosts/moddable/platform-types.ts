@@ -18,9 +18,10 @@ export interface Platform {
    * X25519 and HKDF-SHA-512 for the DH rekey mode (docs/PROTOCOL.md §11): the
    * native module (PSA) on ESP32, @noble on XS in the simulator (the SDK's
    * crypt modules have neither). Both throw LockstepError('BAD_KEY_SHARE') for
-   * a low-order peer key.
+   * a low-order peer key. Optional for test platforms: without it the device
+   * runs classic rotations only.
    */
-  readonly keyAgreement: KeyAgreementPrimitives;
+  readonly keyAgreement?: KeyAgreementPrimitives;
   /**
    * The keystore (not mounted yet): on the keystore partition (ESP32) or a
    * file-backed NOR image (simulator), with keys wrapped under the key-wrap

@@ -3,6 +3,8 @@
  *   const hub = await LockstepHub.start({ database: 'hub.db', tcp: { port: 7700 }, rotation: { intervalMs: 3_600_000 } });
  *   hub.on('data', ({ deviceId, payload }) => ...);
  *   hub.send(deviceId, payload); hub.rotate(deviceId); hub.deviceState(deviceId);
+ *   await hub.revoke(deviceId, 'ops', 'stolen'); hub.store.readAudit({ deviceId });
+ *   // operator API + metrics + dashboard: LockstepHub.start({ ..., http: { port: 7780, tokens: [newToken('ops', 'admin').config] } })
  *   await hub.close();
  */
 export { LockstepHub, type HubEvents, type HubStats, type DeviceView, type RotateResult } from './server';
@@ -14,3 +16,6 @@ export { SCHEMA_VERSION } from './migrations';
 export { newDeviceRecord, parseHubRecord, parseHubRecords, toHubRecordJson, type DeviceRecord, type HubRecordJson } from './records';
 export { certificatePins, createDevCertificate, type CertificatePins, type DevCertificate } from './cert';
 export { jsonLogger, silentLogger, type Logger, type LogLevel } from './log';
+export type { HttpOptions, TokenConfig, Scope, OperatorApi } from './http/options';
+export { newToken, hashToken, DEFAULT_HTTP_PORT } from './http/options';
+export type { AuditEntry, AuditEntryInput, AuditQuery, Revocation } from './audit';
