@@ -5,12 +5,13 @@
  */
 import { run as aead } from './aead';
 import { run as dh } from './dh';
+import { run as dhPrimitives } from './dh-primitives';
 import { run as hub } from './hub';
 import { run as operator } from './operator';
 import { run as wear } from './wear';
 import { run as xs } from './xs';
 
-const sections: Record<string, () => Promise<void>> = { aead, wear, xs, hub, dh, operator };
+const sections: Record<string, () => Promise<void>> = { aead, wear, xs, hub, dh, 'dh-primitives': dhPrimitives, operator };
 
 const wanted = process.argv.slice(2);
 for (const name of wanted) if (!(name in sections)) throw new Error(`unknown bench section ${name}; have ${Object.keys(sections).join(', ')}`);
