@@ -34,7 +34,7 @@ import { ActionPipeline } from '../pipeline';
 import { DevicePresence } from '../presence';
 import { coreRecord, newDeviceRecord, type DeviceRecord } from '../records';
 import { Rotations } from '../rotation';
-import { RotationScheduler } from '../scheduler';
+import { RotationScheduler, type RotationPolicy } from '../scheduler';
 import type { StoredDevice } from '../store';
 import type { DeviceView, HubEvents, HubStats, RotateResult } from '../types';
 import { PgCommits } from './commits';
@@ -198,7 +198,8 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
   /** Provisions a device (committed to the shared database, then known to this instance; the others pick it up by their poll). */
   async provision(record: DeviceRecord = newDeviceRecord()): Promise<DeviceRecord> {
     const stored = await this.store.insertDevice(record, Date.now());
-    this.#register(stored);
+    if (!this.#presence.has(stored.deviceId)) this.#register(stored); // (the poll may have seen the row first)
+    stored.active.key.fill(0);
     return record;
   }
 
@@ -221,6 +222,10 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
     }
     if (!(await this.store.requestRotation(id, Date.now()))) throw new LockstepError('UNKNOWN_DEVICE', id);
     return 'queued';
+  }
+
+  setRotationPolicy(policy: Partial<RotationPolicy>): void {
+    this.#scheduler.setPolicy(policy);
   }
 
   deviceState(deviceId: string): DeviceView {

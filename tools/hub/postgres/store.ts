@@ -118,10 +118,16 @@ export class PgHubStore {
     const store = new PgHubStore(url, keyring, config, options);
     try {
       const client = await store.#pool.connect();
+      let broken = false;
+      const onError = (): void => {
+        broken = true;
+      };
+      client.on('error', onError);
       try {
         await migratePostgres(client, () => keyring.newestId);
       } finally {
-        client.release();
+        client.removeListener('error', onError);
+        client.release(broken);
       }
       await store.#adoptKeyring();
       await store.#checkKeyring();
@@ -376,6 +382,11 @@ export class PgHubStore {
   async #transaction<T>(body: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await this.#pool.connect();
     let broken = false;
+    // A checked-out client has no error listener of the pool's: a session terminated between two statements would crash the process.
+    const onError = (): void => {
+      broken = true;
+    };
+    client.on('error', onError);
     try {
       await client.query('BEGIN');
       const result = await body(client);
@@ -389,6 +400,7 @@ export class PgHubStore {
       }
       throw error;
     } finally {
+      client.removeListener('error', onError);
       client.release(broken);
     }
   }
