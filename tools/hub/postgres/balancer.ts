@@ -16,6 +16,8 @@ export interface Backend {
 export class TcpBalancer {
   readonly #server: Server;
   readonly #sockets = new Set<Socket>();
+  /** Proxied client sockets by the backend port they were piped to. */
+  readonly #byBackend = new Map<number, Set<Socket>>();
   #backends: Backend[];
   port = 0;
   connections = 0;
@@ -45,6 +47,15 @@ export class TcpBalancer {
     for (const socket of this.#sockets) socket.destroy();
   }
 
+  /** Drops the connections piped to one backend (its clients re-dial and land elsewhere, or there again). */
+  dropBackend(port: number): number {
+    const sockets = this.#byBackend.get(port);
+    if (sockets === undefined) return 0;
+    const count = sockets.size;
+    for (const socket of sockets) socket.destroy();
+    return count;
+  }
+
   async close(): Promise<void> {
     this.dropAll();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
@@ -72,6 +83,10 @@ export class TcpBalancer {
         client.on('error', () => upstream.destroy());
         upstream.on('close', () => client.destroy());
         client.on('close', () => upstream.destroy());
+        const group = this.#byBackend.get(backend.port) ?? new Set<Socket>();
+        this.#byBackend.set(backend.port, group);
+        group.add(client);
+        client.on('close', () => group.delete(client));
         client.pipe(upstream);
         upstream.pipe(client);
         client.resume();
