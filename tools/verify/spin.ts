@@ -57,16 +57,22 @@ export function spinVersion(): string {
 }
 
 /** One spin check in a scratch directory. */
-export function runSpin(mode: SpinMode, variant?: { name: string; define: string }, options: { maxRotations?: number; maxFaults?: number } = {}): SpinResult {
+export function runSpin(
+  mode: SpinMode,
+  variant?: { name: string; define: string },
+  options: { maxRotations?: number; maxFaults?: number; model?: string; defines?: readonly string[] } = {},
+): SpinResult {
   const dir = mkdtempSync(join(tmpdir(), 'lockstep-spin-'));
   const started = performance.now();
   try {
-    copyFileSync(MODEL_PATH, join(dir, 'lockstep.pml'));
+    // Another model (e.g. docs/model/fencing.pml) is copied under the same name: the rest is the same.
+    copyFileSync(options.model ?? MODEL_PATH, join(dir, 'lockstep.pml'));
     const defines = [
       ...(variant ? [`-D${variant.define}`] : []),
       ...(mode === 'liveness' ? ['-DLIVENESS'] : []),
       ...(options.maxRotations !== undefined ? [`-DMAXROT=${options.maxRotations}`] : []),
       ...(options.maxFaults !== undefined ? [`-DMAXFAULTS=${options.maxFaults}`] : []),
+      ...(options.defines ?? []).map((d) => `-D${d}`),
     ];
     execFileSync('spin', [...defines, '-a', 'lockstep.pml'], { cwd: dir, stdio: 'pipe' });
     const cflags = mode === 'safety' ? ['-DSAFETY', '-DNOCLAIM'] : [];
