@@ -9,6 +9,7 @@
 import { Keyring } from '../tools/hub/kek';
 import { PgHubStore } from '../tools/hub/postgres/store';
 import { newDeviceRecord } from '../tools/hub/records';
+import { syncProblem } from '../tools/demo/sync-check';
 import type { ThrowawayCluster } from '../tools/hub/postgres/cluster';
 import { freshDatabase, sql, startCluster } from './support/postgres';
 
@@ -43,6 +44,7 @@ test('two instances migrate one database concurrently; the schema has the fence 
   expect(columns.rows.map((r: { column_name: string }) => r.column_name)).toEqual(expect.arrayContaining(['epoch', 'lease_owner', 'row_version']));
   const version = await sql(url, 'SELECT version FROM lockstep_schema');
   expect(version.rows[0].version).toBe(2);
+  expect(await a.durability()).toMatchObject({ synchronousCommit: 'on', fsync: 'on' });
 });
 
 test('a lease takes a new epoch and reloads the row; the old holder can no longer commit (fenced)', async () => {
@@ -90,15 +92,15 @@ test('a stale row version is refused even under the current epoch (a write this 
 });
 
 /**
- * The scenario fencing exists for (issue 16): A stores pending key 2 (k2),
- * is paused; the device reconnects through B, which reloads k2, offers it,
- * the device confirms, B promotes k2 and stores pending 3 (k3). A resumes
- * with its cached (active 1, pending 2) view and, being behind, acts on it:
- * it promotes 2 again or stores its own pending key. With the fence, none
- * of A's writes apply; without it (the broken variant), A's write lands and
- * the database no longer matches what the device was given.
+ * The scenario fencing exists for (issue 16, docs/model/fencing.pml): A
+ * decides a rotation (pending key 2 = kA) and is paused before its write
+ * reaches the database; the device reconnects through B, which stores its
+ * own pending key 2 = kB and offers it; the device stores kB as its future
+ * key. A resumes and its write lands. Fenced, it applies nowhere; in the
+ * broken variant (unconditional writes) it replaces kB by kA, and the
+ * device, sealing with kB, is out of sync with the database.
  */
-async function staleInstanceScenario(fenced: boolean): Promise<{ active: number; pending: number | undefined; pendingKey: string | undefined; aApplied: boolean[] }> {
+async function delayedWriteScenario(fenced: boolean): Promise<{ aApplied: boolean[]; problem: string | undefined }> {
   const url = await freshDatabase(cluster);
   const a = await open(url, 'a', fenced);
   const b = await open(url, 'b', fenced);
@@ -106,39 +108,25 @@ async function staleInstanceScenario(fenced: boolean): Promise<{ active: number;
   await a.insertDevice(record, 1);
   const leaseA = await a.lease(record.deviceId);
   const fencesA = new Map([[record.deviceId, leaseA!.fence]]);
-  await a.commit([{ kind: 'storePending', deviceId: record.deviceId, id: 2, key: key(2) }], 2, fencesA);
-  // A is paused here. B serves the device.
+  // A's write is in flight (A paused). B serves the device now.
   const leaseB = await b.lease(record.deviceId);
   const fencesB = new Map([[record.deviceId, leaseB!.fence]]);
-  await b.commit([{ kind: 'promote', deviceId: record.deviceId, id: 2 }], 3, fencesB);
-  await b.commit([{ kind: 'storePending', deviceId: record.deviceId, id: 3, key: key(3) }], 4, fencesB);
-  // The device now holds active 2 and future 3 = k3 (B offered it). A resumes with its stale view:
-  // a promotion of the pending key it knows (id 3 arrives in a frame relayed late) and a fresh pending key 3 of its own.
-  const aApplied = await a.commit(
-    [
-      { kind: 'promote', deviceId: record.deviceId, id: 3 },
-      { kind: 'storePending', deviceId: record.deviceId, id: 4, key: key(0xa4) },
-    ],
-    5,
-    fencesA,
-  );
+  expect(await b.commit([{ kind: 'storePending', deviceId: record.deviceId, id: 2, key: key(0xb2) }], 2, fencesB)).toEqual([true]);
+  const device = { mode: 'classic' as const, active: record.active, future: { id: 2, key: key(0xb2) } }; // offered by B, stored (D1)
+  const aApplied = await a.commit([{ kind: 'storePending', deviceId: record.deviceId, id: 2, key: key(0xa2) }], 3, fencesA);
   const row = (await b.getDevice(record.deviceId))!;
-  return { active: row.active.id, pending: row.pending?.id, pendingKey: row.pending ? Buffer.from(row.pending.key).toString('hex') : undefined, aApplied };
+  return { aApplied, problem: syncProblem(device, row) };
 }
 
-test('fenced: a stale instance changes nothing; the row is what B gave the device', async () => {
-  const outcome = await staleInstanceScenario(true);
-  expect(outcome.aApplied).toEqual([false, false]);
-  expect(outcome).toMatchObject({ active: 2, pending: 3, pendingKey: Buffer.from(key(3)).toString('hex') });
+test('fenced: the late write of a stale instance applies nowhere; device and database stay in sync', async () => {
+  const outcome = await delayedWriteScenario(true);
+  expect(outcome).toEqual({ aApplied: [false], problem: undefined });
 });
 
-test('broken variant without the fence: the stale instance clobbers the row (so the fence is what keeps sync)', async () => {
-  const outcome = await staleInstanceScenario(false);
-  // The stale promotion applies: the hub now seals under key 3 before the device ever proved it holds it,
-  // and a pending key 4 the device was never offered by the instance serving it.
-  expect(outcome.aApplied).toEqual([true, true]);
-  expect(outcome.active).toBe(3);
-  expect(outcome.pending).toBe(4);
+test('broken variant without the fence: the late write replaces the key the device holds (out of sync)', async () => {
+  const outcome = await delayedWriteScenario(false);
+  expect(outcome.aApplied).toEqual([true]);
+  expect(outcome.problem).toMatch(/key id 2 names different keys|device seals with key 2/);
 });
 
 test('the rotation request is durable in the row (survives any instance), cleared by the next pending key', async () => {

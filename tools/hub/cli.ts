@@ -25,6 +25,8 @@ import { newDeviceRecord, parseHubRecord, parseHubRecords, toHubRecordJson, type
 import { LockstepHub } from './server';
 import { defaultKeyringPath, KEK_BYTES, readKeyringFile, writeKeyringFile, type KeyringChoice } from './kek';
 import { HubStore, type DeviceSummary } from './store';
+import { listPostgres, provisionPostgres, rotatePostgres, servePostgres } from './postgres/cli-actions';
+import { isPostgresUrl, redact } from './postgres/store';
 
 const durationArg = (value: string): number => {
   try {
@@ -47,7 +49,7 @@ const program = new Command()
   .description('The Lockstep reference hub: key rotation that never loses sync with its devices.')
   .showHelpAfterError();
 
-const dbOption = () => new Option('--db <path>', 'hub database (SQLite)').default(DEFAULT_DATABASE);
+const dbOption = () => new Option('--db <path>', 'hub database: a SQLite file, or postgres://… for a tier of instances (docs/HUB.md §10)').default(DEFAULT_DATABASE);
 
 interface ServeFlags {
   db: string;
@@ -100,6 +102,20 @@ program
     const config = flags.config === undefined ? defaultServeConfig() : loadConfigFile(flags.config);
     applyServeFlags(config, flags, command);
     const logger = jsonLogger(config.logLevel);
+    if (isPostgresUrl(config.database)) {
+      const { database: _sqlite, ...options } = hubOptionsFrom(config);
+      void _sqlite;
+      const pgHub = await servePostgres(config.database, options, kekChoice({ ...(config.kekFile !== undefined ? { kekFile: config.kekFile } : {}) }), logger);
+      logger.info('ready', { devices: pgHub.deviceIds.length, instance: pgHub.instance, pid: process.pid });
+      const stopPg = (signal: string): void => {
+        logger.info('shutdown', { signal });
+        void pgHub.close().then(() => process.exit(0));
+      };
+      process.once('SIGINT', () => stopPg('SIGINT'));
+      process.once('SIGTERM', () => stopPg('SIGTERM'));
+      setInterval(() => {}, 1 << 30);
+      return;
+    }
     // The store is opened here so that it gets the keyring (KEK); the hub refuses to start without it.
     const store = new HubStore(config.database, kekChoice({ ...(config.kekFile !== undefined ? { kekFile: config.kekFile } : {}) }));
     let hub: LockstepHub;
@@ -166,13 +182,13 @@ program
   .option('--force', 'overwrite existing output files', false)
   .option('--key-wrap', 'with --out: also write a key-wrapping key (keywrap.bin) and wrap the key in keystore.bin (docs/FIRMWARE.md, flash encryption)', false)
   .addOption(kekOption())
-  .action((flags: { db: string; out?: string; count: number; import?: string[]; force: boolean; keyWrap: boolean; kekFile?: string }) => {
+  .action(async (flags: { db: string; out?: string; count: number; import?: string[]; force: boolean; keyWrap: boolean; kekFile?: string }) => {
     if (flags.keyWrap && (flags.out === undefined || flags.import !== undefined)) {
       process.stderr.write('provision: --key-wrap needs --out (it writes keywrap.bin next to keystore.bin)\n');
       process.exitCode = 1;
       return;
     }
-    const store = new HubStore(flags.db, kekChoice(flags));
+    const store = isPostgresUrl(flags.db) ? undefined : new HubStore(flags.db, kekChoice(flags));
     try {
       const records: DeviceRecord[] = [];
       if (flags.import !== undefined) {
@@ -187,15 +203,16 @@ program
           }
         }
       }
-      store.insertDevices(records, Date.now());
+      if (store === undefined) await provisionPostgres(flags.db, records, kekChoice(flags));
+      else store.insertDevices(records, Date.now());
       for (const record of records) process.stdout.write(`${JSON.stringify(toHubRecordJson(record))}\n`);
       process.stderr.write(
-        `provisioned ${records.length} device(s) in ${flags.db}` +
+        `provisioned ${records.length} device(s) in ${redact(flags.db)}` +
           (flags.out !== undefined && flags.import === undefined ? `; keystore images under ${flags.out}` : '') +
           '. The records hold the initial keys: keep them secret.\n',
       );
     } finally {
-      store.close();
+      store?.close();
     }
   });
 
@@ -204,7 +221,12 @@ program
   .description('list devices: key ids, pending rotation, last seen')
   .addOption(dbOption())
   .option('--json', 'one JSON object per device (no keys)', false)
-  .action((flags: { db: string; json: boolean }) => {
+  .addOption(kekOption())
+  .action(async (flags: { db: string; json: boolean; kekFile?: string }) => {
+    if (isPostgresUrl(flags.db)) {
+      for (const device of await listPostgres(flags.db, kekChoice(flags))) process.stdout.write(`${JSON.stringify(deviceSummary(device))}\n`);
+      return;
+    }
     const store = new HubStore(flags.db, { readonly: true });
     try {
       const devices = store.listDevices();
@@ -236,6 +258,22 @@ program
   .option('--wait [duration]', 'wait until the device confirms the new key (default 30s)', durationArg)
   .addOption(kekOption())
   .action(async (deviceId: string, flags: { db: string; wait?: number | boolean; kekFile?: string }) => {
+    if (isPostgresUrl(flags.db)) {
+      const waitMs = flags.wait === undefined || flags.wait === false ? undefined : flags.wait === true ? 30_000 : flags.wait;
+      const outcome = await rotatePostgres(flags.db, deviceId, kekChoice(flags), waitMs);
+      if (!outcome.found) {
+        process.stderr.write(`rotate: no device ${deviceId} in ${redact(flags.db)}\n`);
+        process.exitCode = 1;
+      } else if (outcome.confirmed !== undefined) {
+        process.stdout.write(`${JSON.stringify(deviceSummary(outcome.confirmed))}\n`);
+      } else if (waitMs !== undefined) {
+        process.stderr.write('rotate: not confirmed in time (is the device online?)\n');
+        process.exitCode = 2;
+      } else {
+        process.stderr.write(`rotation of ${deviceId} requested; the instance serving it starts it (now, or at its next connection)\n`);
+      }
+      return;
+    }
     const store = new HubStore(flags.db, kekChoice(flags));
     try {
       const before = store.getSummary(deviceId);

@@ -48,8 +48,9 @@ export interface PgStoreOptions extends KeyringChoice {
   /** This instance's id (lease owner). */
   readonly instance?: string;
   /**
-   * false: key-slot writes are NOT conditional on the fence (the broken
-   * variant the tests refute; never in production).
+   * false: key-slot writes are unconditional — no epoch, no row version, no
+   * key-id condition (the broken variant the tests and docs/model/fencing.pml
+   * refute; never in production).
    */
   readonly fenced?: boolean;
   /** Called for errors of idle pool connections (e.g. pg_terminate_backend). */
@@ -275,7 +276,9 @@ export class PgHubStore {
           results.push(false);
           continue;
         }
+        // The broken variant (fenced: false) writes unconditionally, as a store without any fence would.
         const guard = this.fenced ? 'AND epoch = $3 AND row_version = $4' : 'AND $3::bigint IS NOT NULL AND $4::bigint IS NOT NULL';
+        const slotGuard = (condition: string) => (this.fenced ? condition : '');
         const fenceArgs = [fence?.epoch ?? 0, fence?.rowVersion ?? 0];
         let result: pg.QueryResult<{ row_version: number }>;
         if (op.kind === 'storePending') {
@@ -283,7 +286,7 @@ export class PgHubStore {
           result = await client.query(
             `UPDATE devices SET pending_id = $5, pending_kek = $6, pending_key = $7, pending_since = $8, rotate_requested_at = NULL,
                row_version = row_version + 1
-             WHERE device_id = $1 AND $2 = 1 ${guard} AND active_id = $5 - 1 AND pending_id IS NULL RETURNING row_version`,
+             WHERE device_id = $1 AND $2 = 1 ${guard} ${slotGuard('AND active_id = $5 - 1 AND pending_id IS NULL')} RETURNING row_version`,
             [op.deviceId, 1, ...fenceArgs, op.id, kekId, wrapped, now],
           );
         } else {
@@ -291,7 +294,7 @@ export class PgHubStore {
             `UPDATE devices SET active_id = pending_id, active_kek = pending_kek, active_key = pending_key, active_since = $5,
                pending_id = NULL, pending_kek = NULL, pending_key = NULL, pending_since = NULL, rotations = rotations + 1,
                row_version = row_version + 1
-             WHERE device_id = $1 AND $2 = 1 ${guard} AND pending_id = $6 RETURNING row_version`,
+             WHERE device_id = $1 AND $2 = 1 ${guard} ${slotGuard('AND pending_id = $6')} AND pending_id IS NOT NULL AND $6::bigint IS NOT NULL RETURNING row_version`,
             [op.deviceId, 1, ...fenceArgs, now, op.id],
           );
         }
@@ -363,6 +366,16 @@ export class PgHubStore {
 
   async forgetInstance(): Promise<void> {
     await this.#pool.query('DELETE FROM hub_instances WHERE instance = $1', [this.instance]);
+  }
+
+  /** The server's durability settings as this instance's sessions see them (the hub logs them at start). */
+  async durability(): Promise<{ synchronousCommit: string; fsync: string; synchronousStandbyNames: string }> {
+    const row = (
+      await this.#pool.query<{ sc: string; fs: string; ssn: string }>(
+        "SELECT current_setting('synchronous_commit') AS sc, current_setting('fsync') AS fs, current_setting('synchronous_standby_names') AS ssn",
+      )
+    ).rows[0];
+    return { synchronousCommit: row?.sc ?? '?', fsync: row?.fs ?? '?', synchronousStandbyNames: row?.ssn ?? '' };
   }
 
   /** Pool figures (bounded connections). */
