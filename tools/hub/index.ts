@@ -4,6 +4,8 @@
  *   hub.on('data', ({ deviceId, payload }) => ...);
  *   hub.send(deviceId, payload); hub.rotate(deviceId); hub.deviceState(deviceId);
  *   await hub.close();
+ * Many instances on PostgreSQL (docs/HUB.md §10):
+ *   const hub = await startHub({ database: 'postgres://…', store: { kekFile }, tcp: { port: 7700 } });
  */
 export { LockstepHub, type HubEvents, type HubStats, type DeviceView, type RotateResult } from './server';
 export type { HubOptions, ConnectionLimits, ListenOptions, TlsListenOptions } from './options';
@@ -14,3 +16,6 @@ export { SCHEMA_VERSION } from './migrations';
 export { newDeviceRecord, parseHubRecord, parseHubRecords, toHubRecordJson, type DeviceRecord, type HubRecordJson } from './records';
 export { certificatePins, createDevCertificate, type CertificatePins, type DevCertificate } from './cert';
 export { jsonLogger, silentLogger, type Logger, type LogLevel } from './log';
+export { openStorage, startHub, type AnyHub, type Backend, type HubStorage } from './storage';
+export { PgLockstepHub, type PgHubOptions, type PgHubStats } from './postgres/hub';
+export { PgHubStore, type Fence, type PgStoreOptions } from './postgres/store';
