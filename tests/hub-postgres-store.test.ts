@@ -1,11 +1,12 @@
 /**
- * The PostgreSQL store's fencing (docs/HUB.md §10.2): two instances on one
+ * The PostgreSQL store's fencing (docs/HUB.md §12.2): two instances on one
  * database, each with its own pool. A lease moves the epoch and reloads the
  * row in one step; a write under a fence that moved applies nowhere; the
  * broken variant without the fence lets a stale instance clobber the row
  * (the test that shows fencing matters). Also: migrations are idempotent
  * and concurrent, the durable rotation request, crypto-shredding inputs.
  */
+import { randomBytes } from 'node:crypto';
 import { Keyring } from '../tools/hub/kek';
 import { PgHubStore } from '../tools/hub/postgres/store';
 import { newDeviceRecord } from '../tools/hub/records';
@@ -170,4 +171,44 @@ test('insertDevices is all or none; a duplicate is LOCAL_BAD_ARGUMENT', async ()
   await a.insertDevice(first, 1);
   await expect(a.insertDevices([newDeviceRecord(), first], 2)).rejects.toMatchObject({ code: 'LOCAL_BAD_ARGUMENT' });
   expect((await a.listDevices()).length).toBe(1);
+});
+
+test('crypto-shredding: after a KEK rotation no row needs the old version; once it is destroyed, an old copy of a row (dead tuple, WAL, backup) opens no key', async () => {
+  const url = await freshDatabase(cluster);
+  const v1 = randomBytes(32);
+  const v2 = randomBytes(32);
+  const both = new Keyring(new Map([[1, v1], [2, v2]]));
+  const first = await PgHubStore.open(url, { keyring: new Keyring(new Map([[1, v1]])), instance: 'a', poolSize: 2 });
+  stores.push(first);
+  const records = Array.from({ length: 300 }, () => newDeviceRecord()); // more than one re-wrap batch
+  await first.insertDevices(records, 1);
+  const target = records[0]!;
+  const lease = await first.lease(target.deviceId);
+  await first.commit([{ kind: 'storePending', deviceId: target.deviceId, id: 2, key: key(2) }], 2, new Map([[target.deviceId, lease!.fence]]));
+  // The operator adds version 2 to the keyring of every instance, then rotates.
+  const a = await PgHubStore.open(url, { keyring: both, instance: 'a', poolSize: 2 });
+  stores.push(a);
+  // What an attacker with the WAL, a dead tuple or a base backup has: the rows as wrapped under version 1.
+  const oldCopy = (await a.wrappedForms(target.deviceId))!;
+  expect(oldCopy.active.kek).toBe(1);
+
+  const rotation = await a.rotateKek(2);
+  expect(rotation).toMatchObject({ from: [1], to: 2, rewrapped: 300, transactions: 2 });
+  expect(await a.kekVersionsInUse()).toEqual([2]);
+  // The serving instance's fence is untouched by the re-wrap: its promotion still applies.
+  expect(await a.commit([{ kind: 'promote', deviceId: target.deviceId, id: 2 }], 3, new Map([[target.deviceId, lease!.fence]]))).toEqual([true]);
+
+  // Version 1 destroyed: the hub opens with version 2 alone, and the old copy is unreadable.
+  const only2 = new Keyring(new Map([[2, v2]]));
+  const b = await PgHubStore.open(url, { keyring: only2, instance: 'b', poolSize: 1 });
+  stores.push(b);
+  expect(Buffer.from((await b.getDevice(target.deviceId))!.active.key)).toEqual(Buffer.from(key(2)));
+  expect(() => only2.unwrap(1, target.deviceId, target.active.id, oldCopy.active.bytes)).toThrow(/KEK/);
+  expect(() => both.unwrap(1, target.deviceId, target.active.id, oldCopy.active.bytes)).not.toThrow(); // (it was a real copy)
+});
+
+test('requireSynchronousReplication refuses a server without a synchronous standby', async () => {
+  const url = await freshDatabase(cluster);
+  const { PgLockstepHub } = await import('../tools/hub/postgres/hub');
+  await expect(PgLockstepHub.start({ database: url, store: { keyring }, tcp: { port: 0 }, requireSynchronousReplication: true })).rejects.toThrow(/synchronous_standby_names/);
 });

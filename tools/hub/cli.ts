@@ -49,7 +49,7 @@ const program = new Command()
   .description('The Lockstep reference hub: key rotation that never loses sync with its devices.')
   .showHelpAfterError();
 
-const dbOption = () => new Option('--db <path>', 'hub database: a SQLite file, or postgres://… for a tier of instances (docs/HUB.md §10)').default(DEFAULT_DATABASE);
+const dbOption = () => new Option('--db <path>', 'hub database: a SQLite file, or postgres://… for a tier of instances (docs/HUB.md §12)').default(DEFAULT_DATABASE);
 
 interface ServeFlags {
   db: string;

@@ -1,5 +1,5 @@
 /**
- * One hub instance of a tier sharing a PostgreSQL database (docs/HUB.md §10):
+ * One hub instance of a tier sharing a PostgreSQL database (docs/HUB.md §12):
  * the same core and the same parts as the SQLite hub (tools/hub/server.ts:
  * listeners, connections, action pipeline, events, presence, schedule), with
  * three differences:
@@ -45,6 +45,12 @@ export interface PgHubOptions extends Omit<HubOptions, 'database' | 'exclusive'>
   /** postgres://… URL, or an open store. */
   readonly database: string | PgHubStore;
   readonly store?: PgStoreOptions;
+  /**
+   * Refuse to start unless the server commits synchronously to a standby
+   * (synchronous_standby_names set): the documented HA set-up, where a
+   * failover loses no committed rotation (docs/HUB.md §12.5). Default false.
+   */
+  readonly requireSynchronousReplication?: boolean;
   /** Leases being taken at once (beyond, new connections are closed; the devices retry). Default 256. */
   readonly maxLeasesInFlight?: number;
 }
@@ -100,6 +106,16 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
     const store = typeof options.database === 'string' ? await PgHubStore.open(options.database, { ...options.store, instance }) : options.database;
     let devices: StoredDevice[];
     try {
+      if (options.requireSynchronousReplication === true) {
+        const durability = await store.durability();
+        if (durability.synchronousStandbyNames.trim() === '' || !['on', 'remote_apply', 'remote_write'].includes(durability.synchronousCommit)) {
+          throw new LockstepError(
+            'LOCAL_BAD_ARGUMENT',
+            `requireSynchronousReplication: ${store.path} commits without a synchronous standby (synchronous_standby_names is '${durability.synchronousStandbyNames}', ` +
+              `synchronous_commit ${durability.synchronousCommit}); a failover could then lose committed rotations (docs/HUB.md §12.5)`,
+          );
+        }
+      }
       devices = await store.loadDevices();
     } catch (error) {
       if (typeof options.database === 'string') await store.close();

@@ -1,13 +1,13 @@
 /**
  * The hub's durable state in PostgreSQL (node-postgres), for many hub
- * instances sharing one database (docs/HUB.md §10).
+ * instances sharing one database (docs/HUB.md §12).
  *
  * Invariants:
  * - Durability as on SQLite: every session runs with synchronous_commit=on,
  *   so a commit is durable (flushed to the primary's WAL, and to a
  *   synchronous standby where one is configured) when `commit` resolves;
  *   the host calls `HubCore.persisted` only then (rules H1, H2).
- * - Fencing (docs/HUB.md §10.2): an instance acts for a device only under a
+ * - Fencing (docs/HUB.md §12.2): an instance acts for a device only under a
  *   lease: `lease` increments the device's epoch and returns the row as it
  *   is now, in one statement (the reload and the epoch are one atomic
  *   step). Every key-slot write is conditional on (epoch, row_version) as
@@ -16,7 +16,7 @@
  *   No lease expires: safety never depends on timing.
  * - Keys are wrapped under the KEK exactly as on SQLite (tools/hub/kek.ts);
  *   the KEK is never in the database. A retired key is gone once the KEK
- *   version that wrapped it is destroyed (crypto-shredding, docs/HUB.md §10.5):
+ *   version that wrapped it is destroyed (crypto-shredding, docs/HUB.md §12.5):
  *   dead tuples, WAL and base backups only ever hold wrapped forms.
  * - The pool is bounded (`poolSize`); a query waits at most
  *   `connectTimeoutMs` for a connection, and a session idle inside a
@@ -306,6 +306,55 @@ export class PgHubStore {
     });
     for (const [fence, rowVersion] of advanced) fence.rowVersion = rowVersion;
     return applied;
+  }
+
+  /**
+   * KEK rotation, online, as on SQLite: version `to` (which the keyring must
+   * hold) becomes the one new wraps use, then every row under another
+   * version is re-wrapped in short transactions (each locks its rows, so a
+   * serving instance's fenced writes interleave; the key bytes and the fence
+   * do not change). Afterwards no row needs the old versions: destroying
+   * them from the keyring is what erases every retired key still in dead
+   * tuples, WAL segments and backups (crypto-shredding, docs/HUB.md §12.6).
+   */
+  async rotateKek(to: number, onProgress?: (rewrapped: number) => void): Promise<{ from: number[]; to: number; rewrapped: number; transactions: number }> {
+    if (!this.#keyring.has(to)) throw new KekError('KEK_UNAVAILABLE', `KEK version ${to} is not in ${this.#keyring.description}`);
+    const from = (await this.kekVersionsInUse()).filter((id) => id !== to);
+    await this.#pool.query('UPDATE kek_state SET active_kek = $1 WHERE singleton = 1', [to]);
+    let rewrapped = 0;
+    let transactions = 0;
+    for (;;) {
+      const count = await this.#transaction(async (client) => {
+        const rows = (
+          await client.query<PgRow>(
+            'SELECT * FROM devices WHERE active_kek <> $1 OR pending_kek <> $1 ORDER BY rowid LIMIT 256 FOR UPDATE',
+            [to],
+          )
+        ).rows;
+        for (const row of rows) {
+          const active = this.#keyring.unwrap(row.active_kek, row.device_id, row.active_id, row.active_key);
+          const pending =
+            row.pending_id === null || row.pending_key === null || row.pending_kek === null
+              ? undefined
+              : this.#keyring.unwrap(row.pending_kek, row.device_id, row.pending_id, row.pending_key);
+          await client.query('UPDATE devices SET active_kek = $1, active_key = $2, pending_kek = $3, pending_key = $4 WHERE rowid = $5', [
+            to,
+            this.#keyring.wrap(to, row.device_id, row.active_id, active),
+            pending === undefined ? null : to,
+            pending === undefined ? null : this.#keyring.wrap(to, row.device_id, row.pending_id as number, pending),
+            row.rowid,
+          ]);
+          active.fill(0);
+          pending?.fill(0);
+        }
+        return rows.length;
+      });
+      transactions++;
+      rewrapped += count;
+      onProgress?.(rewrapped);
+      if (count < 256) break;
+    }
+    return { from, to, rewrapped, transactions };
   }
 
   /** The raw stored (wrapped) forms of a device's keys (audits, tests). */
