@@ -88,8 +88,19 @@ describe('header', () => {
     unknownType[1] = 0x77;
     expect(() => decodeHeader(unknownType)).toThrow(expect.objectContaining({ code: 'UNKNOWN_TYPE' }));
     const flags = good.slice();
-    flags[3] = 2;
+    flags[3] = 4;
     expect(() => decodeHeader(flags)).toThrow(expect.objectContaining({ code: 'BAD_HEADER' }));
+    // Bit 1 is the KEY_SHARE extension (§11.2): device → hub only, and its 32 bytes must be there.
+    const shareFlag = good.slice();
+    shareFlag[3] = 2;
+    expect(() => decodeHeader(shareFlag)).toThrow(expect.objectContaining({ code: 'FRAME_TOO_SHORT' }));
+    const withShare = new Uint8Array(good.length + 32);
+    withShare.set(shareFlag);
+    withShare.fill(0xab, good.length);
+    expect(decodeHeader(withShare).share).toEqual(new Uint8Array(32).fill(0xab));
+    const fromHubWithShare = withShare.slice();
+    fromHubWithShare[3] = 3;
+    expect(() => decodeHeader(fromHubWithShare)).toThrow(expect.objectContaining({ code: 'BAD_HEADER' }));
     expect(() => decodeHeader(good.subarray(0, 35))).toThrow(expect.objectContaining({ code: 'FRAME_TOO_SHORT' }));
   });
 });

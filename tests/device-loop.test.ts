@@ -15,6 +15,7 @@
  * transports that report synchronously, a storage failure while connecting.
  */
 import { toHex } from '../modules/bytes';
+import { copyHubRow, hubRowAfter, type HubRow } from '../tools/testing/hub-row';
 import type { DeviceAction } from '../modules/device/actions';
 import {
   DeviceLoop,
@@ -141,7 +142,7 @@ interface Link {
 
 class FakeNetwork {
   hub: HubCore;
-  durable: { active: KeySlot; pending?: KeySlot };
+  durable: HubRow;
   mode: DialMode = 'hub';
   restarts = 0;
   /** Bytes delivered synchronously (re-entrantly) per chunk the device writes on its next link. */
@@ -159,7 +160,7 @@ class FakeNetwork {
     this.#timers = timers;
     this.#deviceId = deviceId;
     this.#latencyMs = latencyMs;
-    this.durable = { active: { id: initial.id, key: initial.key.slice() } };
+    this.durable = { mode: 'classic', active: { id: initial.id, key: initial.key.slice() } };
     this.hub = this.#boot();
     const tick = (): void => {
       if (this.#up) this.#apply(this.hub.tick(this.#timers.now));
@@ -248,7 +249,7 @@ class FakeNetwork {
   }
 
   #boot(): HubCore {
-    return new HubCore({ aead: nodeAead, random: this.#random, devices: [{ deviceId: this.#deviceId, ...this.durable }] });
+    return new HubCore({ aead: nodeAead, random: this.#random, devices: [{ deviceId: this.#deviceId, ...copyHubRow(this.durable) }] });
   }
 
   #later(run: () => void): void {
@@ -274,8 +275,7 @@ class FakeNetwork {
           break;
         case 'persist': {
           const op = action.op;
-          if (op.kind === 'storePending') this.durable = { active: this.durable.active, pending: { id: op.id, key: op.key.slice() } };
-          else this.durable = { active: this.durable.pending! };
+          this.durable = hubRowAfter(this.durable, op);
           this.#apply(this.hub.persisted(this.#deviceId, this.#timers.now));
           break;
         }

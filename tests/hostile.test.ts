@@ -65,7 +65,7 @@ function victimState(): unknown {
   const keys = harness.hub.deviceKeys(victim.deviceId);
   const row = harness.hub.store.getDevice(victim.deviceId);
   return {
-    keys: { active: [keys.active.id, toHex(keys.active.key)], pending: keys.pending ? [keys.pending.id, toHex(keys.pending.key)] : null },
+    keys: { active: [keys.active.id, toHex(keys.active.key)], pending: keys.pending ? [keys.pending.id, toHex(keys.pending.key ?? keys.pending.dh.privateKey)] : null },
     state: harness.hub.deviceState(victim.deviceId),
     row: row && { active: row.active.id, activeKey: toHex(row.active.key), pending: row.pending?.id ?? null, rotations: row.rotations, lastSeen: row.lastSeenAt ?? null },
   };

@@ -61,7 +61,7 @@ test('provision, import, devices, and refusals', () => {
   expect(devices.map((d) => d.deviceId).sort()).toEqual([...records.map((r) => r.deviceId), imaged.deviceId, external.record.deviceId].sort());
   expect(devices.every((d) => d.activeKeyId === 1 && d.pendingKeyId === null && !('key' in d))).toBe(true);
   const table = hub('devices', '--db', 'hub.db');
-  expect(table.stdout.split('\n')[0]).toMatch(/^DEVICE\s+ACTIVE\s+PENDING\s+ROTATIONS/);
+  expect(table.stdout.split('\n')[0]).toMatch(/^DEVICE\s+MODE\s+ACTIVE\s+PENDING\s+ROTATIONS/);
 
   expect(hub('rotate', '0000000000000000', '--db', 'hub.db').status).toBe(1);
   expect(hub('devices', '--db', 'missing.db').status).toBe(1);

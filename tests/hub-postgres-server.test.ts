@@ -16,6 +16,11 @@ import type { ThrowawayCluster } from '../tools/hub/postgres/cluster';
 import { provisionSimulatedDevice, SimulatedDevice } from '../tools/demo/fleet';
 import { syncProblem } from '../tools/demo/sync-check';
 import { connect } from 'node:net';
+import { fromHex } from '../modules/bytes';
+import { Keystore } from '../modules/keystore/keystore';
+import { memoryFlash } from '../hosts/node/flash-memory';
+import { newDeviceRecord, toHubRecordJson } from '../tools/hub/records';
+import { CuttableFlash } from '../tools/testing/cuttable-flash';
 import { freshDatabase, sql, startCluster } from './support/postgres';
 
 let cluster: ThrowawayCluster;
@@ -170,3 +175,31 @@ test('database sessions terminated and PostgreSQL restarted mid-rotation: no rot
   for (const hub of instances) hub.setRotationPolicy({ intervalMs: 0 });
   await until(async () => (await outOfSync(url, fleet)).length === 0, 'in sync', 15_000);
 }, 90_000);
+
+test('dh rekey mode across instances: every reconnection on a random instance, rotations derive the same keys, all in sync', async () => {
+  const url = await freshDatabase(cluster);
+  const { instances, balancer } = await tier(url, 2);
+  const fleet: SimulatedDevice[] = [];
+  for (let i = 0; i < 4; i++) {
+    const record = newDeviceRecord(1, 'dh');
+    const flash = memoryFlash();
+    new Keystore(flash).format(fromHex(record.deviceId), record.active, 'dh');
+    await instances[i % 2]!.provision(record);
+    const device = new SimulatedDevice(
+      { record, recordJson: toHubRecordJson(record), flash: new CuttableFlash(flash) },
+      { endpoint: () => ({ host: '127.0.0.1', port: balancer.port }), host: { reconnectInitialMs: 20, reconnectMaxMs: 200 } },
+    );
+    devices.push(device);
+    device.start();
+    fleet.push(device);
+  }
+  await until(() => fleet.every((d) => d.host.online), 'online');
+  for (let round = 0; round < 3; round++) {
+    for (const d of fleet) await instances[round % 2]!.rotate(d.deviceId);
+    await until(async () => (await outOfSync(url, fleet)).length === 0 && fleet.every((d) => d.host.keys.active.id >= round + 2 && d.host.keys.future === undefined), `dh round ${round}`, 15_000);
+    balancer.dropAll();
+    await until(() => fleet.every((d) => d.host.online), 'back online');
+  }
+  expect(fleet.every((d) => d.host.keys.mode === 'dh')).toBe(true);
+  expect(await outOfSync(url, fleet)).toEqual([]);
+}, 60_000);

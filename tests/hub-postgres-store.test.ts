@@ -9,6 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { Keyring } from '../tools/hub/kek';
 import { PgHubStore } from '../tools/hub/postgres/store';
+import { PG_SCHEMA_VERSION } from '../tools/hub/postgres/schema';
 import { newDeviceRecord } from '../tools/hub/records';
 import { syncProblem } from '../tools/demo/sync-check';
 import type { ThrowawayCluster } from '../tools/hub/postgres/cluster';
@@ -44,7 +45,8 @@ test('two instances migrate one database concurrently; the schema has the fence 
   const columns = await sql(url, "SELECT column_name FROM information_schema.columns WHERE table_name = 'devices'");
   expect(columns.rows.map((r: { column_name: string }) => r.column_name)).toEqual(expect.arrayContaining(['epoch', 'lease_owner', 'row_version']));
   const version = await sql(url, 'SELECT version FROM lockstep_schema');
-  expect(version.rows[0].version).toBe(2);
+  expect(version.rows[0].version).toBe(PG_SCHEMA_VERSION);
+  expect(columns.rows.map((r: { column_name: string }) => r.column_name)).toEqual(expect.arrayContaining(['mode', 'pending_dh']));
   expect(await a.durability()).toMatchObject({ synchronousCommit: 'on', fsync: 'on' });
 });
 
@@ -64,7 +66,7 @@ test('a lease takes a new epoch and reloads the row; the old holder can no longe
   const leaseB = await b.lease(record.deviceId);
   expect(leaseB?.fence.epoch).toBe(2);
   expect(leaseB?.device.pending?.id).toBe(2);
-  expect(Buffer.from(leaseB!.device.pending!.key)).toEqual(Buffer.from(key(2)));
+  expect(Buffer.from(leaseB!.device.pending!.key!)).toEqual(Buffer.from(key(2)));
 
   // A, stale (paused past B's lease), tries to promote: refused by the database.
   expect(await a.commit([{ kind: 'promote', deviceId: record.deviceId, id: 2 }], 3, fencesA)).toEqual([false]);

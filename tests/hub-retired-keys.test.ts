@@ -53,7 +53,7 @@ function record(store: HubStore, forms: Forms, deviceId: string): void {
   const device = store.getDevice(deviceId)!;
   const wrapped = store.wrappedForms(deviceId)!;
   forms.add(`${deviceId}/${device.active.id}`, device.active.key, wrapped.active.bytes);
-  if (device.pending && wrapped.pending) forms.add(`${deviceId}/${device.pending.id}`, device.pending.key, wrapped.pending.bytes);
+  if (device.pending?.key !== undefined && wrapped.pending) forms.add(`${deviceId}/${device.pending.id}`, device.pending.key, wrapped.pending.bytes);
 }
 
 async function retireOnce(options: { truncate: boolean }): Promise<{ retiredFound: string[]; currentFound: string[]; checkpoints: number }> {

@@ -35,7 +35,7 @@ describe('simulation engine', () => {
   });
 
   test('the storage is behind an interface: the same scenario on a plain in-memory store', () => {
-    const world = new World({ seed: 11, driver: new RoundsDriver(3), store: (_id, active) => new MemoryDeviceStore({ mode: 'classic', active }) });
+    const world = new World({ seed: 11, driver: new RoundsDriver(3), store: (_id, active, mode) => new MemoryDeviceStore({ mode, active }) });
     world.run();
     expect(world.violations).toEqual([]);
     expect(world.device.store.kind).toBe('memory');

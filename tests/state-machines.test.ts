@@ -36,7 +36,7 @@ function established(seed = 11): Pair {
 /** A frame the hub could have sent next, sealed by the test with the hub's key. */
 function forgeFromHub(pair: Pair, message: Message, keyId = pair.hubStore.active.id): Uint8Array {
   const snapshot = pair.device.snapshot();
-  const key = keyId === pair.hubStore.active.id ? pair.hubStore.active.key : pair.hubStore.pending!.key;
+  const key = keyId === pair.hubStore.active.id ? pair.hubStore.active.key : pair.hubStore.pending!.key!;
   const frame = sealFrame({
     aead: nodeAead,
     key,
@@ -180,13 +180,13 @@ describe('device key table (D-K)', () => {
     pair.autoPersist = false;
     pair.toHub = [];
     // The hub has promoted (it got the ack); a DATA under key 2 arrives first.
-    pair.hubStore = { active: pair.deviceStore.future! };
+    pair.hubStore = { mode: 'classic', active: pair.deviceStore.future! };
     const data = forgeFromHub(pair, { type: MessageType.DATA, streamId: new Uint8Array(8).fill(1), messageId: 1, payload: Uint8Array.of(7) }, 2);
     const actions = pair.device.receive(data, pair.now);
     expect(kinds(actions)).toEqual(['persist:promote']);
     const after = pair.device.persisted(pair.now);
     expect(kinds(after)).toEqual(['event:keyPromoted', 'event:data', 'transmit']);
-    expect(pair.device.keys).toEqual({ active: pair.hubStore.active });
+    expect(pair.device.keys).toEqual({ mode: 'classic', active: pair.hubStore.active });
   });
 
   test('DK6: after storing a future key every frame is sealed under it', () => {
@@ -373,7 +373,7 @@ describe('hub key table (H-K)', () => {
     pair.hub.rotate(pair.deviceId, pair.now);
     const actions = pair.hub.persistFailed(pair.deviceId, new LockstepError('STORAGE_CORRUPT'));
     expect(actions.some((a) => a.type === 'close')).toBe(true);
-    pair.hub.reloadDevice({ deviceId: pair.deviceId, active: pair.hubStore.active });
+    pair.hub.reloadDevice({ deviceId: pair.deviceId, mode: 'classic', active: pair.hubStore.active });
     expect(pair.hub.acceptedKeyIds(pair.deviceId)).toEqual([1]);
   });
 });

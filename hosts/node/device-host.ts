@@ -14,13 +14,14 @@ import { EventEmitter } from 'node:events';
 import { connect as connectTcp } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import { toHex } from '../../modules/bytes';
-import type { Aead, RandomSource } from '../../modules/crypto/primitives';
+import type { Aead, KeyAgreementPrimitives, RandomSource } from '../../modules/crypto/primitives';
 import type { DeviceTiming } from '../../modules/device/device';
 import { DeviceLoop, type DeviceLoopEvent, type DeviceTransport } from '../../modules/device/loop';
 import { LockstepError } from '../../modules/errors';
 import type { KeyStorage } from '../../modules/keystore/key-storage';
 import type { DeviceKeys } from '../../modules/platform/keys';
 import { monotonicNow } from './clock';
+import { nodeKeyAgreement } from './key-agreement';
 import { nodeAead, nodeRandom } from './crypto';
 
 export interface DeviceEndpoint {
@@ -69,6 +70,8 @@ export interface NodeDeviceOptions {
   /** Wraps the socket transport (fault injection from tools/). */
   readonly wrapTransport?: (transport: DeviceTransport) => DeviceTransport;
   readonly aead?: Aead;
+  /** X25519 and HKDF for the dh rekey mode (docs/PROTOCOL.md §11); default node:crypto. */
+  readonly keyAgreement?: KeyAgreementPrimitives;
   readonly random?: RandomSource;
   readonly timing?: Partial<DeviceTiming>;
   /** Reconnect backoff: attempt n waits in [d/2, d], d = min(max, initial·2^n) (docs/PROTOCOL.md §8.4). */
@@ -117,6 +120,7 @@ export class NodeDevice extends EventEmitter<NodeDeviceEvents> {
       clock: { now: monotonicNow },
       random: options.random ?? nodeRandom,
       aead: options.aead ?? nodeAead,
+      keyAgreement: options.keyAgreement ?? nodeKeyAgreement,
       ...(options.timing === undefined ? {} : { timing: options.timing }),
       reconnectBaseMs: options.reconnectInitialMs ?? 500,
       reconnectMaxMs: options.reconnectMaxMs ?? 30_000,

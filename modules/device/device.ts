@@ -30,7 +30,8 @@
  * the connection is closed.
  */
 import { bytesEqual, constantTimeEqual, toHex } from '../bytes';
-import type { Aead, RandomSource } from '../crypto/primitives';
+import type { Aead, KeyAgreementPrimitives, RandomSource } from '../crypto/primitives';
+import { deriveRekeyKey, drawEphemeral } from '../crypto/dh-rekey';
 import { asLockstepError, LockstepError } from '../errors';
 import type { DeviceKeys, FutureSlot, KeySlot, RekeyMode } from '../platform/keys';
 import { checkSlot, copyFuture, copySlot } from '../platform/keys';
@@ -80,6 +81,8 @@ export interface DeviceConfig {
   readonly keys: DeviceKeys;
   readonly aead: Aead;
   readonly random: RandomSource;
+  /** X25519 and HKDF for the dh rekey mode (§11). Without it the device is classic-only: it refuses REKEY_DH (REKEY_MODE_MISMATCH). */
+  readonly keyAgreement?: KeyAgreementPrimitives;
   readonly timing?: Partial<DeviceTiming>;
   /** Bytes kept unparsed while a persist is outstanding; default RECEIVE_BUFFER_BYTES. */
   readonly receiveBufferBytes?: number;
@@ -95,6 +98,7 @@ export class DeviceCore {
   readonly deviceId: Uint8Array;
   readonly #aead: Aead;
   readonly #random: RandomSource;
+  readonly #keyAgreement: KeyAgreementPrimitives | undefined;
   readonly #timing: DeviceTiming;
   readonly #channel: AppChannel;
   readonly #reader = new FrameReader();
@@ -127,9 +131,13 @@ export class DeviceCore {
       checkSlot(config.keys.future);
       if (config.keys.future.id <= config.keys.active.id) throw new LockstepError('LOCAL_BAD_ARGUMENT', 'future id must exceed active id');
     }
+    if ((config.keys.mode === 'dh' || config.keys.future?.shares !== undefined) && config.keyAgreement === undefined) {
+      throw new LockstepError('LOCAL_BAD_ARGUMENT', 'a dh-mode device needs keyAgreement primitives');
+    }
     this.deviceId = config.deviceId.slice();
     this.#aead = config.aead;
     this.#random = config.random;
+    this.#keyAgreement = config.keyAgreement;
     this.#timing = {
       handshakeTimeoutMs: config.timing?.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
       keepaliveIntervalMs: config.timing?.keepaliveIntervalMs ?? KEEPALIVE_INTERVAL_MS,
@@ -188,10 +196,12 @@ export class DeviceCore {
   snapshot(): Record<string, unknown> {
     return {
       session: this.#session,
+      mode: this.#mode,
       activeKeyId: this.#active.id,
       activeKey: toHex(this.#active.key),
       futureKeyId: this.#future?.id,
       futureKey: this.#future === undefined ? undefined : toHex(this.#future.key),
+      futureShares: this.#future?.shares === undefined ? undefined : `${toHex(this.#future.shares.hub)}/${toHex(this.#future.shares.device)}`,
       hubNonce: this.#hubNonce === undefined ? undefined : toHex(this.#hubNonce),
       deviceNonce: this.#deviceNonce === undefined ? undefined : toHex(this.#deviceNonce),
       sequenceIn: this.#sequenceIn,
@@ -345,7 +355,7 @@ export class DeviceCore {
    * the REKEY_ACK.
    */
   #keyStored(op: Extract<DevicePersistOp, { kind: 'storeFuture' }>, now: number, out: DeviceAction[]): void {
-    this.#future = { id: op.id, key: op.key.slice() };
+    this.#future = op.shares === undefined ? { id: op.id, key: op.key.slice() } : { id: op.id, key: op.key.slice(), shares: { hub: op.shares.hub.slice(), device: op.shares.device.slice() } };
     out.push(event({ type: 'keyStored', id: op.id }));
     if (this.#session === 'established') this.#sendSealed({ type: MessageType.REKEY_ACK, newKeyId: op.id }, now, out);
   }
@@ -359,7 +369,9 @@ export class DeviceCore {
     const future = this.#future;
     if (future === undefined || future.id !== op.id) throw new LockstepError('LOCAL_BAD_ARGUMENT', 'promotion without matching future key');
     this.#active.key.fill(0);
-    this.#active = future;
+    this.#active = { id: future.id, key: future.key };
+    // §11.6: the promotion of a dh-derived key moves the mode to dh for good.
+    if (future.shares !== undefined) this.#mode = 'dh';
     this.#future = undefined;
     out.push(event({ type: 'keyPromoted', id: op.id }));
     const deferred = this.#deferred;
@@ -509,7 +521,7 @@ export class DeviceCore {
         this.#flushOutbox(now, out);
         return;
       case 'DS10':
-        if (message.type === MessageType.REKEY) this.#handleRekey(message.newKeyId, message.newKey, now, out);
+        if (message.type === MessageType.REKEY || message.type === MessageType.REKEY_DH) this.#handleRekey(message, now, out);
         return;
       case 'DS11':
         // CONFIRM: the promotion (if any) already happened by DK5; nothing else to do.
@@ -550,15 +562,31 @@ export class DeviceCore {
   }
 
   /**
-   * DS10 → the REKEY rows of D-K (DK1–DK4, DK8, docs/PROTOCOL.md §8.1,
-   * rules D4/D5): store the key with the next id once; answer a repeated
-   * offer of the same (id, key) idempotently; refuse anything else.
+   * DS10 → the REKEY and REKEY_DH rows of D-K (DK1–DK4, DK8–DK13,
+   * docs/PROTOCOL.md §8.1 and §11.4, rules D4–D7): store the key with the
+   * next id once; answer a repeated offer of the same (id, content)
+   * idempotently; refuse anything else.
    */
-  #handleRekey(id: number, key: Uint8Array, now: number, out: DeviceAction[]): void {
+  #handleRekey(message: Extract<Message, { type: typeof MessageType.REKEY | typeof MessageType.REKEY_DH }>, now: number, out: DeviceAction[]): void {
+    const id = message.newKeyId;
     const future = this.#future;
-    const sameBytes = future !== undefined && future.id === id && constantTimeEqual(future.key, key);
-    const row = deviceRekeyRow({ activeId: this.#active.id, futureId: future?.id }, id, sameBytes);
+    const dh = message.type === MessageType.REKEY_DH;
+    let sameAsFuture = false;
+    if (future !== undefined && future.id === id) {
+      if (message.type === MessageType.REKEY) sameAsFuture = future.shares === undefined && constantTimeEqual(future.key, message.newKey);
+      else sameAsFuture = future.shares !== undefined && bytesEqual(future.shares.hub, message.hubShare);
+    }
+    const slots = { activeId: this.#active.id, futureId: future?.id, futureDh: future?.shares !== undefined, mode: this.#mode };
+    const row = deviceRekeyRow(slots, { id, dh, sameAsFuture });
+    if (row.action === 'deriveFuture' && message.type === MessageType.REKEY_DH) {
+      this.#deriveFuture(id, message.hubShare, now, out);
+      return;
+    }
+    const key = message.type === MessageType.REKEY ? message.newKey : undefined;
     switch (row.action) {
+      case 'refuseModeMismatch':
+        this.#refuseRekey(id, WireError.REKEY_MODE_MISMATCH, new LockstepError('REKEY_REJECTED', `${row.id}: a classic REKEY to a device in the dh mode`), now, out);
+        break;
       case 'refuseNotNewer':
         this.#refuseRekey(id, WireError.REKEY_ID_NOT_NEWER, new LockstepError('REKEY_REJECTED', `${row.id}: id ${id} not above active ${this.#active.id}`), now, out);
         break;
@@ -566,7 +594,7 @@ export class DeviceCore {
         this.#refuseRekey(id, WireError.REKEY_ID_NOT_NEXT, new LockstepError('REKEY_REJECTED', `${row.id}: id ${id} is not active + 1 (${this.#active.id + 1})`), now, out);
         break;
       case 'storeFuture':
-        this.#startPersist({ kind: 'storeFuture', id, key: key.slice() }, out);
+        if (key !== undefined) this.#startPersist({ kind: 'storeFuture', id, key: key.slice() }, out);
         break;
       case 'acknowledgeAgain':
         this.#sendSealed({ type: MessageType.REKEY_ACK, newKeyId: id }, now, out);
@@ -575,7 +603,40 @@ export class DeviceCore {
         this.#refuseRekey(id, WireError.REKEY_CONFLICT, new LockstepError('REKEY_REJECTED', `${row.id}: future key ${future?.id} already held`), now, out);
         break;
     }
-    key.fill(0);
+    key?.fill(0);
+  }
+
+  /**
+   * DK9 (rule D6): a fresh ephemeral, the derivation of §11.3, the private
+   * key wiped at once; then the future key and both shares are persisted
+   * before anything is acknowledged. DK13: an all-zero result is refused.
+   */
+  #deriveFuture(id: number, hubShare: Uint8Array, now: number, out: DeviceAction[]): void {
+    const primitives = this.#keyAgreement;
+    if (primitives === undefined) {
+      this.#refuseRekey(id, WireError.REKEY_MODE_MISMATCH, new LockstepError('REKEY_REJECTED', 'DK9: this device has no X25519 (classic only)'), now, out);
+      return;
+    }
+    const ephemeral = drawEphemeral(primitives, this.#random);
+    let key: Uint8Array;
+    try {
+      key = deriveRekeyKey(primitives, {
+        previousKey: this.#active.key,
+        privateKey: ephemeral.privateKey,
+        peerShare: hubShare,
+        deviceId: this.deviceId,
+        newKeyId: id,
+        hubShare,
+        deviceShare: ephemeral.publicKey,
+      });
+    } catch (error) {
+      const typed = asLockstepError(error);
+      this.#refuseRekey(id, WireError.BAD_KEY_SHARE, new LockstepError('REKEY_REJECTED', `DK13: ${typed.message}`), now, out);
+      return;
+    } finally {
+      ephemeral.privateKey.fill(0);
+    }
+    this.#startPersist({ kind: 'storeFuture', id, key, shares: { hub: hubShare.slice(), device: ephemeral.publicKey } }, out);
   }
 
   #refuseRekey(id: number, code: WireError, error: LockstepError, now: number, out: DeviceAction[]): void {
@@ -597,12 +658,15 @@ export class DeviceCore {
       this.#close(new LockstepError('BAD_SEQUENCE', 'sequence space exhausted; reconnect'), out);
       return;
     }
-    const slot = this.#future ?? this.#active; // DK6: the newest key held
+    const future = this.#future;
+    const slot = future ?? this.#active; // DK6: the newest key held
+    const header = { fromHub: false, deviceId: this.deviceId, keyId: slot.id, sequence: this.#sequenceOut++, sessionId: this.#hubNonce };
     const frame = sealFrame({
       aead: this.#aead,
       key: slot.key,
       iv: this.#randomBytes(IV_BYTES),
-      header: { fromHub: false, deviceId: this.deviceId, keyId: slot.id, sequence: this.#sequenceOut++, sessionId: this.#hubNonce },
+      // §11.2: every frame under a dh-derived future key carries its share, so a hub that crashed before promoting can derive it.
+      header: future?.shares === undefined ? header : { ...header, share: future.shares.device },
       message,
     });
     this.#lastSentAt = now;

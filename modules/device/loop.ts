@@ -34,7 +34,7 @@
  */
 import { describeError, isLockstepError, LockstepError } from '../errors';
 import type { RandomSource } from '../crypto/primitives';
-import type { Aead } from '../crypto/primitives';
+import type { Aead, KeyAgreementPrimitives } from '../crypto/primitives';
 import { PERSIST_LATER, type KeyStorage } from '../keystore/key-storage';
 import type { DeviceKeys } from '../platform/keys';
 import { backoffDelayMs } from '../session/backoff';
@@ -90,6 +90,8 @@ export interface DeviceLoopOptions {
   /** Randomness for the core (nonces, IVs, stream id) and the backoff jitter; never Math.random. */
   readonly random: RandomSource;
   readonly aead: Aead;
+  /** X25519 and HKDF for the dh rekey mode (§11); a loop without them runs a classic-only device. */
+  readonly keyAgreement?: KeyAgreementPrimitives;
   readonly timing?: Partial<DeviceTiming>;
   /** Reconnect backoff: attempt n waits in [d/2, d], d = min(max, base·2^n). */
   readonly reconnectBaseMs?: number;
@@ -374,6 +376,7 @@ export class DeviceLoop {
         keys: mounted.keys,
         aead: this.#options.aead,
         random: this.#options.random,
+        ...(this.#options.keyAgreement === undefined ? {} : { keyAgreement: this.#options.keyAgreement }),
         ...(this.#options.timing === undefined ? {} : { timing: this.#options.timing }),
       });
       this.counters.boots++;

@@ -8,6 +8,7 @@
  * transitions that move slots are #keyStored and #keyPromoted in device.ts.
  */
 import { LockstepError } from '../errors';
+import type { RekeyMode } from '../platform/keys';
 import { MessageType } from '../protocol/constants';
 import { APP_FRAME_TYPES, requireRow, type StateTable } from '../protocol/state-table';
 
@@ -81,6 +82,7 @@ export function deviceFrameEvent(type: number): DeviceSessionEvent | undefined {
     case MessageType.WELCOME:
       return 'welcome';
     case MessageType.REKEY:
+    case MessageType.REKEY_DH:
       return 'rekey';
     case MessageType.CONFIRM:
       return 'confirm';
@@ -94,36 +96,54 @@ export function deviceFrameEvent(type: number): DeviceSessionEvent | undefined {
 export interface DeviceSlotIds {
   readonly activeId: number;
   readonly futureId: number | undefined;
+  /** Whether the held future key was dh-derived (§11). */
+  readonly futureDh: boolean;
+  /** The device's mode (§11.6): a dh device never takes a classic key again. */
+  readonly mode: RekeyMode;
 }
 
-export type DeviceRekeyAction = 'storeFuture' | 'acknowledgeAgain' | 'refuseConflict' | 'refuseNotNewer' | 'refuseNotNext';
+/** A REKEY (classic) or REKEY_DH offer; `sameAsFuture`: same kind and same content (key bytes, or hub share) as the held future key. */
+export interface DeviceRekeyOffer {
+  readonly id: number;
+  readonly dh: boolean;
+  readonly sameAsFuture: boolean;
+}
+
+export type DeviceRekeyAction = 'storeFuture' | 'deriveFuture' | 'acknowledgeAgain' | 'refuseConflict' | 'refuseNotNewer' | 'refuseNotNext' | 'refuseModeMismatch';
 
 export interface DeviceRekeyRow {
-  readonly id: 'DK1' | 'DK2' | 'DK3' | 'DK4' | 'DK8';
-  /** Whether the row applies to an offer of `offeredId` (`sameBytes`: its key equals the held future key). */
-  readonly when: (slots: DeviceSlotIds, offeredId: number, sameBytes: boolean) => boolean;
+  readonly id: 'DK1' | 'DK2' | 'DK3' | 'DK4' | 'DK8' | 'DK9' | 'DK10' | 'DK11' | 'DK12';
+  readonly when: (slots: DeviceSlotIds, offer: DeviceRekeyOffer) => boolean;
   readonly action: DeviceRekeyAction;
 }
 
-/** The REKEY rows of D-K, in the order they are tried: the first that applies decides. */
+/** The REKEY and REKEY_DH rows of D-K, in the order they are tried: the first that applies decides. */
 export const DEVICE_REKEY_ROWS: readonly DeviceRekeyRow[] = [
-  { id: 'DK4', when: (slots, offeredId) => offeredId <= slots.activeId, action: 'refuseNotNewer' },
+  { id: 'DK4', when: (slots, offer) => offer.id <= slots.activeId, action: 'refuseNotNewer' },
   // A compliant hub only ever offers A+1 (HK1): any other jump would burn ids, up to exhausting them.
-  { id: 'DK8', when: (slots, offeredId) => offeredId !== slots.activeId + 1, action: 'refuseNotNext' },
-  { id: 'DK1', when: (slots) => slots.futureId === undefined, action: 'storeFuture' },
-  { id: 'DK2', when: (slots, offeredId, sameBytes) => slots.futureId === offeredId && sameBytes, action: 'acknowledgeAgain' },
-  { id: 'DK3', when: () => true, action: 'refuseConflict' },
+  { id: 'DK8', when: (slots, offer) => offer.id !== slots.activeId + 1, action: 'refuseNotNext' },
+  // §11.6: never a fall-back to the weaker mode.
+  { id: 'DK12', when: (slots, offer) => slots.futureId === undefined && !offer.dh && slots.mode === 'dh', action: 'refuseModeMismatch' },
+  { id: 'DK1', when: (slots, offer) => slots.futureId === undefined && !offer.dh, action: 'storeFuture' },
+  // DK13 (an all-zero X25519 result) is decided inside DK9, once the share is used.
+  { id: 'DK9', when: (slots, offer) => slots.futureId === undefined && offer.dh, action: 'deriveFuture' },
+  { id: 'DK2', when: (slots, offer) => !offer.dh && !slots.futureDh && slots.futureId === offer.id && offer.sameAsFuture, action: 'acknowledgeAgain' },
+  // D7: a repeated REKEY_DH gets the identical REKEY_ACK, never a fresh exchange.
+  { id: 'DK10', when: (slots, offer) => offer.dh && slots.futureDh && slots.futureId === offer.id && offer.sameAsFuture, action: 'acknowledgeAgain' },
+  { id: 'DK3', when: (_slots, offer) => !offer.dh, action: 'refuseConflict' },
+  { id: 'DK11', when: () => true, action: 'refuseConflict' },
 ];
 
-export function deviceRekeyRow(slots: DeviceSlotIds, offeredId: number, sameBytes: boolean): DeviceRekeyRow {
-  for (const row of DEVICE_REKEY_ROWS) if (row.when(slots, offeredId, sameBytes)) return row;
-  // Unreachable: DK3 always applies.
+export function deviceRekeyRow(slots: DeviceSlotIds, offer: DeviceRekeyOffer): DeviceRekeyRow {
+  for (const row of DEVICE_REKEY_ROWS) if (row.when(slots, offer)) return row;
+  // Unreachable: DK11 always applies.
   throw new LockstepError('UNEXPECTED_MESSAGE', 'no D-K row for REKEY');
 }
 
 /**
  * The other D-K rows, named where the core applies them: DK5 (a frame under
  * the future key: persist the promotion, then act on the frame), DK6 (seal
- * with the newest key held), DK7 (a failed keystore write halts the core).
+ * with the newest key held), DK7 (a failed keystore write halts the core),
+ * DK13 (a REKEY_DH whose share gives an all-zero X25519 result: refused).
  */
-export const DEVICE_KEY_ROWS = { promoteOnFutureKey: 'DK5', sealWithNewest: 'DK6', storageFailed: 'DK7' } as const;
+export const DEVICE_KEY_ROWS = { promoteOnFutureKey: 'DK5', sealWithNewest: 'DK6', storageFailed: 'DK7', zeroSharedSecret: 'DK13' } as const;

@@ -1,13 +1,19 @@
 /** What the hub core asks its host to do (docs/PROTOCOL.md §8.2). */
+import type { EphemeralKeyPair } from '../crypto/dh-rekey';
 import type { LockstepError } from '../errors';
 
 export type ConnectionId = number;
 
 export type HubPersistOp =
   /** Store (id, key) as the device's pending key, durably, before it is ever offered (rule H1). */
-  | { readonly kind: 'storePending'; readonly deviceId: string; readonly id: number; readonly key: Uint8Array }
-  /** Pending becomes active and the old active key is deleted, durably, before anything is sealed under it (rule H2). */
-  | { readonly kind: 'promote'; readonly deviceId: string; readonly id: number };
+  | { readonly kind: 'storePending'; readonly deviceId: string; readonly id: number; readonly key: Uint8Array; readonly dh?: undefined }
+  /** dh mode (§11, rule H4): store the hub's ephemeral pair for the pending id, durably (the private key wrapped), before REKEY_DH is ever sent. */
+  | { readonly kind: 'storePending'; readonly deviceId: string; readonly id: number; readonly key?: undefined; readonly dh: EphemeralKeyPair }
+  /**
+   * Pending becomes active and the old active key is deleted, durably, before anything is sealed under it (rule H2).
+   * `key` is the derived key of a dh pending (HK8): it becomes the active key, and the ephemeral private key is erased in the same commit (rule H5).
+   */
+  | { readonly kind: 'promote'; readonly deviceId: string; readonly id: number; readonly key?: Uint8Array };
 
 export type HubEvent =
   | { readonly type: 'deviceConnected'; readonly deviceId: string; readonly connection: ConnectionId; readonly keyId: number }

@@ -31,9 +31,10 @@
  * or after it, and the core adopts whichever it is).
  */
 import { bytesEqual, fromHex, toHex } from '../bytes';
-import type { Aead, RandomSource } from '../crypto/primitives';
+import { drawEphemeral, type EphemeralKeyPair } from '../crypto/dh-rekey';
+import type { Aead, KeyAgreementPrimitives, RandomSource } from '../crypto/primitives';
 import { asLockstepError, LockstepError } from '../errors';
-import { checkSlot, copySlot, type KeySlot } from '../platform/keys';
+import { checkSlot, copySlot, type KeySlot, type RekeyMode } from '../platform/keys';
 import {
   DEVICE_ID_BYTES,
   HANDSHAKE_TIMEOUT_MS,
@@ -50,13 +51,14 @@ import {
   REKEY_RETRY_MAX_MS,
   STREAM_ID_BYTES,
 } from '../protocol/constants';
-import { encodeChallenge, openFrame, sealFrame } from '../protocol/frame';
+import { checkSealedShape, encodeChallenge, openFrame, sealFrame } from '../protocol/frame';
 import { FrameReader, withLengthPrefix } from '../protocol/framing';
 import { decodeHeader, type Header } from '../protocol/header';
 import type { Message } from '../protocol/messages';
 import { HeldInput } from '../protocol/held-input';
 import { AppChannel, type EnqueueResult } from '../session/app-channel';
 import { backoffDelayMs } from '../session/backoff';
+import { derivePendingKey } from './pending-key';
 import type { ConnectionId, HubAction, HubEvent, HubPersistOp, HubRotateResult, HubSendResult } from './actions';
 import {
   type HubConnectionEvent,
@@ -70,18 +72,49 @@ import {
 
 export type { ConnectionId, HubAction, HubEvent, HubPersistOp, HubRotateResult, HubSendResult } from './actions';
 
+/**
+ * A pending key (rule H1). Classic: its bytes. dh (§11): the hub's ephemeral
+ * X25519 pair for that id; the key itself exists only once a device frame
+ * brings the device's share (HK8).
+ */
+export type HubPendingSlot =
+  | { readonly id: number; readonly key: Uint8Array; readonly dh?: undefined }
+  | { readonly id: number; readonly key?: undefined; readonly dh: EphemeralKeyPair };
+
 /** A device as the hub's database holds it. */
 export interface HubDeviceRecord {
   /** 16 lowercase hex digits (8 bytes). */
   readonly deviceId: string;
+  /** How this device's keys are rotated (§11.6); only ever moves from classic to dh. */
+  readonly mode: RekeyMode;
   readonly active: KeySlot;
-  readonly pending?: KeySlot;
+  readonly pending?: HubPendingSlot;
+}
+
+/** A copy whose bytes the caller owns. */
+export function copyPending(pending: HubPendingSlot): HubPendingSlot {
+  if (pending.dh === undefined) return { id: pending.id, key: pending.key.slice() };
+  return { id: pending.id, dh: { privateKey: pending.dh.privateKey.slice(), publicKey: pending.dh.publicKey.slice() } };
+}
+
+function wipePending(pending: HubPendingSlot | undefined): void {
+  pending?.key?.fill(0);
+  pending?.dh?.privateKey.fill(0);
+}
+
+function checkPending(pending: HubPendingSlot, active: KeySlot): void {
+  if (pending.dh === undefined) checkSlot(pending);
+  else if (!Number.isInteger(pending.id) || pending.id > 0xffffffff || pending.dh.privateKey.length !== 32 || pending.dh.publicKey.length !== 32) {
+    throw new LockstepError('LOCAL_BAD_ARGUMENT', 'a dh pending slot has a u32 id and a 32-byte X25519 pair');
+  }
+  if (pending.id <= active.id) throw new LockstepError('LOCAL_BAD_ARGUMENT', 'pending id must exceed active id');
 }
 
 export interface HubDeviceState {
   readonly deviceId: string;
   readonly activeKeyId: number;
   readonly pendingKeyId: number | undefined;
+  readonly mode: RekeyMode;
   readonly connected: boolean;
   readonly persisting: boolean;
   readonly outboxLength: number;
@@ -99,6 +132,8 @@ export interface HubTiming {
 export interface HubConfig {
   readonly aead: Aead;
   readonly random: RandomSource;
+  /** X25519 and HKDF for dh-mode devices (§11); required once any device is in the dh mode. */
+  readonly keyAgreement?: KeyAgreementPrimitives;
   readonly devices?: readonly HubDeviceRecord[];
   readonly timing?: Partial<HubTiming>;
   /** Bytes kept per connection while its device's persist is outstanding; default RECEIVE_BUFFER_BYTES. */
@@ -108,8 +143,9 @@ export interface HubConfig {
 interface DeviceEntry {
   readonly id: string;
   readonly idBytes: Uint8Array;
+  mode: RekeyMode;
   active: KeySlot;
-  pending: KeySlot | undefined;
+  pending: HubPendingSlot | undefined;
   connection: ConnectionId | undefined;
   readonly channel: AppChannel;
   persisting: HubPersistOp | undefined;
@@ -140,6 +176,7 @@ interface Connection {
 
 export class HubCore {
   readonly #aead: Aead;
+  readonly #keyAgreement: KeyAgreementPrimitives | undefined;
   readonly #random: RandomSource;
   readonly #timing: HubTiming;
   readonly #devices = new Map<string, DeviceEntry>();
@@ -148,6 +185,7 @@ export class HubCore {
 
   constructor(config: HubConfig) {
     this.#aead = config.aead;
+    this.#keyAgreement = config.keyAgreement;
     this.#receiveBufferBytes = config.receiveBufferBytes ?? RECEIVE_BUFFER_BYTES;
     this.#random = config.random;
     this.#timing = {
@@ -164,18 +202,15 @@ export class HubCore {
   /** Registers a provisioned device (already in the host's database). */
   addDevice(record: HubDeviceRecord): void {
     const idBytes = parseDeviceId(record.deviceId);
-    checkSlot(record.active);
-    if (record.pending !== undefined) {
-      checkSlot(record.pending);
-      if (record.pending.id <= record.active.id) throw new LockstepError('LOCAL_BAD_ARGUMENT', 'pending id must exceed active id');
-    }
+    this.#checkRecord(record);
     const id = toHex(idBytes);
     if (this.#devices.has(id)) throw new LockstepError('LOCAL_BAD_ARGUMENT', `device ${id} already registered`);
     this.#devices.set(id, {
       id,
       idBytes,
+      mode: record.mode,
       active: copySlot(record.active),
-      pending: record.pending === undefined ? undefined : copySlot(record.pending),
+      pending: record.pending === undefined ? undefined : copyPending(record.pending),
       connection: undefined,
       channel: new AppChannel(this.#randomBytes(STREAM_ID_BYTES)),
       persisting: undefined,
@@ -193,6 +228,7 @@ export class HubCore {
       deviceId: device.id,
       activeKeyId: device.active.id,
       pendingKeyId: device.pending?.id,
+      mode: device.mode,
       connected: device.connection !== undefined,
       persisting: device.persisting !== undefined,
       outboxLength: device.channel.outboxLength,
@@ -207,10 +243,23 @@ export class HubCore {
   }
 
   /** Copies of the device's key slots, for the host's checks and traces. */
-  deviceKeys(deviceId: string): { active: KeySlot; pending?: KeySlot } {
+  deviceKeys(deviceId: string): { mode: RekeyMode; active: KeySlot; pending?: HubPendingSlot } {
     const device = this.#device(deviceId);
     const active = copySlot(device.active);
-    return device.pending === undefined ? { active } : { active, pending: copySlot(device.pending) };
+    return device.pending === undefined ? { mode: device.mode, active } : { mode: device.mode, active, pending: copyPending(device.pending) };
+  }
+
+  /**
+   * §11.6: the device's mode moves from classic to dh (the host has made the
+   * change durable first). It applies from the next rotation: a pending key
+   * keeps the mode it was offered in (rule H1). Towards classic: refused.
+   */
+  setMode(deviceId: string, mode: RekeyMode): void {
+    const device = this.#device(deviceId);
+    if (mode === device.mode) return;
+    if (mode !== 'dh') throw new LockstepError('LOCAL_BAD_ARGUMENT', `device ${device.id}: the rekey mode never moves back from dh`);
+    if (this.#keyAgreement === undefined) throw new LockstepError('LOCAL_BAD_ARGUMENT', 'the dh mode needs keyAgreement primitives');
+    device.mode = mode;
   }
 
   /**
@@ -232,10 +281,11 @@ export class HubCore {
         heldInput: conn.held?.length ?? 0,
       }));
     return {
+      mode: device.mode,
       activeKeyId: device.active.id,
       activeKey: toHex(device.active.key),
       pendingKeyId: device.pending?.id,
-      pendingKey: device.pending === undefined ? undefined : toHex(device.pending.key),
+      pendingKey: device.pending === undefined ? undefined : device.pending.dh === undefined ? toHex(device.pending.key) : `dh:${toHex(device.pending.dh.publicKey)}`,
       connection: device.connection,
       persisting: device.persisting?.kind,
       offerAttempt: device.offerAttempt,
@@ -409,8 +459,7 @@ export class HubCore {
   reloadDevice(record: HubDeviceRecord): void {
     const device = this.#device(record.deviceId);
     if (device.persisting !== undefined) throw new LockstepError('LOCAL_BAD_ARGUMENT', 'reloadDevice() with a persist outstanding');
-    checkSlot(record.active);
-    if (record.pending !== undefined) checkSlot(record.pending);
+    this.#checkRecord(record);
     this.#reloaded(device, record);
   }
 
@@ -456,16 +505,24 @@ export class HubCore {
 
   // ---- Key transitions (the only three places that change active/pending) ----
 
-  /** HK1: a fresh key with the next id, to be made durable before it is ever offered (rule H1). */
+  /**
+   * HK1: a fresh key with the next id (classic), or a fresh ephemeral X25519
+   * pair for it (dh, §11), to be made durable before it is ever offered
+   * (rules H1, H4).
+   */
   #storePending(device: DeviceEntry, out: HubAction[]): void {
-    const op: HubPersistOp = { kind: 'storePending', deviceId: device.id, id: device.active.id + 1, key: this.#randomBytes(KEY_BYTES) };
+    const id = device.active.id + 1;
+    const op: HubPersistOp =
+      device.mode === 'dh'
+        ? { kind: 'storePending', deviceId: device.id, id, dh: drawEphemeral(this.#requireKeyAgreement(), this.#random) }
+        : { kind: 'storePending', deviceId: device.id, id, key: this.#randomBytes(KEY_BYTES) };
     device.persisting = op;
     out.push({ type: 'persist', op });
   }
 
   /** Rule H1: the pending key is durable, so it may now be offered (and re-offered, unchanged, until confirmed). */
   #pendingStored(device: DeviceEntry, op: Extract<HubPersistOp, { kind: 'storePending' }>, now: number, out: HubAction[]): void {
-    device.pending = { id: op.id, key: op.key };
+    device.pending = op.dh === undefined ? { id: op.id, key: op.key } : { id: op.id, dh: op.dh };
     device.offerAttempt = 0;
     device.nextOfferAt = now;
     const conn = this.#establishedConnection(device);
@@ -481,8 +538,12 @@ export class HubCore {
   #pendingPromoted(device: DeviceEntry, op: Extract<HubPersistOp, { kind: 'promote' }>, now: number, out: HubAction[]): void {
     const pending = device.pending;
     if (pending === undefined || pending.id !== op.id) throw new LockstepError('LOCAL_BAD_ARGUMENT', 'promotion without matching pending key');
+    const key = pending.dh === undefined ? pending.key : op.key;
+    if (key === undefined) throw new LockstepError('LOCAL_BAD_ARGUMENT', 'the promotion of a dh pending key carries the derived key');
     device.active.key.fill(0);
-    device.active = pending;
+    device.active = { id: pending.id, key };
+    // Rule H5: the ephemeral private key is gone with the commit that promoted.
+    pending.dh?.privateKey.fill(0);
     device.pending = undefined;
     out.push(event({ type: 'keyConfirmed', deviceId: device.id, id: pending.id }));
     const deferred = device.deferred;
@@ -503,9 +564,45 @@ export class HubCore {
   /** HK7: the database's state (before or after the failed write) replaces the core's. */
   #reloaded(device: DeviceEntry, record: HubDeviceRecord): void {
     device.active.key.fill(0);
-    device.pending?.key.fill(0);
+    wipePending(device.pending);
+    device.mode = record.mode;
     device.active = copySlot(record.active);
-    device.pending = record.pending === undefined ? undefined : copySlot(record.pending);
+    device.pending = record.pending === undefined ? undefined : copyPending(record.pending);
+  }
+
+  #checkRecord(record: HubDeviceRecord): void {
+    checkSlot(record.active);
+    if (record.mode !== 'classic' && record.mode !== 'dh') throw new LockstepError('LOCAL_BAD_ARGUMENT', `unknown rekey mode ${String(record.mode)}`);
+    if (record.pending !== undefined) checkPending(record.pending, record.active);
+    if ((record.mode === 'dh' || record.pending?.dh !== undefined) && this.#keyAgreement === undefined) {
+      throw new LockstepError('LOCAL_BAD_ARGUMENT', `device ${record.deviceId} is in the dh mode: the hub needs keyAgreement primitives`);
+    }
+  }
+
+  #requireKeyAgreement(): KeyAgreementPrimitives {
+    if (this.#keyAgreement === undefined) throw new LockstepError('LOCAL_BAD_ARGUMENT', 'the dh mode needs keyAgreement primitives');
+    return this.#keyAgreement;
+  }
+
+  /**
+   * The key a device frame is sealed under (§4 step 4), or why not. For a dh
+   * pending key (HK8) the frame must carry the device's share; the key is
+   * derived from it (§11.3) and returned as `derived` (the caller wipes it
+   * unless a promotion takes it).
+   */
+  #frameKey(device: DeviceEntry, frame: Uint8Array, header: Header): { key: Uint8Array; derived: boolean } | LockstepError {
+    if (header.keyId === device.active.id) return { key: device.active.key, derived: false };
+    const pending = device.pending;
+    if (pending === undefined || header.keyId !== pending.id) return new LockstepError('UNKNOWN_KEY_ID', `key id ${header.keyId} for ${device.id}`);
+    if (pending.dh === undefined) return { key: pending.key, derived: false };
+    if (header.share === undefined) return new LockstepError('BAD_HEADER', `a frame under the dh pending key ${pending.id} without its key share`);
+    try {
+      checkSealedShape(frame, header);
+      const key = derivePendingKey(this.#requireKeyAgreement(), device.active, { id: pending.id, dh: pending.dh }, device.idBytes, header.share);
+      return { key, derived: true };
+    } catch (error) {
+      return asLockstepError(error);
+    }
   }
 
   // ---- Frame handling ----
@@ -582,9 +679,9 @@ export class HubCore {
       this.#close(conn, new LockstepError('DEVICE_BUSY', 'a write of this device is outstanding; retry'), out);
       return;
     }
-    const slot = lookupKey(device, header.keyId);
-    if (slot === undefined) {
-      this.#reject(conn, new LockstepError('UNKNOWN_KEY_ID', `key id ${header.keyId} for ${device.id}`), out);
+    const slot = this.#frameKey(device, frame, header);
+    if (slot instanceof LockstepError) {
+      this.#reject(conn, slot, out);
       return;
     }
     let message: Message;
@@ -594,6 +691,7 @@ export class HubCore {
         throw new LockstepError('BAD_PAYLOAD', 'REKEY_ACK must be sealed under the key it acknowledges');
       }
     } catch (error) {
+      if (slot.derived) slot.key.fill(0);
       this.#reject(conn, asLockstepError(error), out);
       return;
     }
@@ -605,7 +703,7 @@ export class HubCore {
     if (device.pending !== undefined && header.keyId === device.pending.id) {
       // HK5: persist the promotion first; the frame is acted on once it is durable.
       device.deferred = { connection: conn.id, message, row };
-      const op: HubPersistOp = { kind: 'promote', deviceId: device.id, id: header.keyId };
+      const op: HubPersistOp = slot.derived ? { kind: 'promote', deviceId: device.id, id: header.keyId, key: slot.key } : { kind: 'promote', deviceId: device.id, id: header.keyId };
       device.persisting = op;
       out.push({ type: 'persist', op });
       return;
@@ -685,7 +783,10 @@ export class HubCore {
   #offer(device: DeviceEntry, conn: Connection, now: number, out: HubAction[]): void {
     const pending = device.pending;
     if (pending === undefined) return;
-    this.#sendSealed(conn, { type: MessageType.REKEY, newKeyId: pending.id, newKey: pending.key }, now, out);
+    // HK3/HK4: the identical offer every time (rules H1, H4).
+    const offer: Message =
+      pending.dh === undefined ? { type: MessageType.REKEY, newKeyId: pending.id, newKey: pending.key } : { type: MessageType.REKEY_DH, newKeyId: pending.id, hubShare: pending.dh.publicKey };
+    this.#sendSealed(conn, offer, now, out);
     out.push(event({ type: 'keyOffered', deviceId: device.id, id: pending.id }));
     device.nextOfferAt = now + backoffDelayMs(device.offerAttempt++, this.#timing.rekeyRetryInitialMs, this.#timing.rekeyRetryMaxMs, this.#random);
   }
@@ -764,12 +865,6 @@ export class HubCore {
     this.#random.fill(bytes);
     return bytes;
   }
-}
-
-function lookupKey(device: DeviceEntry, keyId: number): KeySlot | undefined {
-  if (keyId === device.active.id) return device.active;
-  if (device.pending !== undefined && keyId === device.pending.id) return device.pending;
-  return undefined;
 }
 
 function event(value: HubEvent): HubAction {

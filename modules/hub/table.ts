@@ -99,7 +99,8 @@ export function hubRotateRow(pendingId: number | undefined, persisting: boolean)
  * timer), HK4 (offer on a new session), HK5 (a frame under the pending key:
  * persist the promotion, then CONFIRM — a REKEY_ACK is fully answered by
  * that CONFIRM), HK6 (a repeated REKEY_ACK of the active key: CONFIRM
- * again), HK7 (a failed database write: reload the device).
+ * again), HK7 (a failed database write: reload the device), HK8 (a frame
+ * under a dh pending key: derive the key from its share, then HK5).
  */
 export const HUB_KEY_ROWS = {
   reoffer: 'HK3',
@@ -107,4 +108,6 @@ export const HUB_KEY_ROWS = {
   promoteOnPendingKey: 'HK5',
   confirmAgain: 'HK6',
   storageFailed: 'HK7',
+  /** §11.4: a frame under a dh pending key brings the device's share; the key is derived from it, then HK5. */
+  deriveOnPendingKey: 'HK8',
 } as const;

@@ -34,7 +34,7 @@
 import { LockstepError } from '../errors';
 import type { Flash } from '../platform/flash';
 import { DEVICE_ID_BYTES, KEY_BYTES } from '../platform/keys';
-import type { DeviceKeys, KeySlot, RekeyMode } from '../platform/keys';
+import type { DeviceKeys, KeyShares, KeySlot, RekeyMode } from '../platform/keys';
 import { journalGeometry, scanJournal } from './journal';
 import type { Geometry, JournalState, UnprovisionedReason } from './journal';
 import {
@@ -143,7 +143,7 @@ export class Keystore {
    * active id or not a u32 (LOCAL_BAD_ARGUMENT), a different future already
    * stored (LOCAL_BUSY). Storing the stored future again does nothing.
    */
-  storeFuture(id: number, key: Uint8Array): void {
+  storeFuture(id: number, key: Uint8Array, _shares?: KeyShares): void {
     const state = this.mounted();
     checkSlot({ id, key });
     if (state.future !== undefined) {

@@ -19,7 +19,7 @@
 import { wipe } from '../bytes';
 import type { CipherPrimitives } from '../crypto/primitives';
 import type { Flash } from '../platform/flash';
-import type { DeviceKeys, KeySlot, RekeyMode } from '../platform/keys';
+import type { DeviceKeys, KeyShares, KeySlot, RekeyMode } from '../platform/keys';
 import { decodeKeyWrapImage, keyWrapImageError } from './key-wrap-image';
 import { KeyWrapper } from './key-wrap';
 import { Keystore } from './keystore';
@@ -62,7 +62,7 @@ export class WrappedKeystore implements KeyStorage {
     }
   }
 
-  storeFuture(id: number, key: Uint8Array): void {
+  storeFuture(id: number, key: Uint8Array, _shares?: KeyShares): void {
     const wrapped = this.#wrapper.wrap(this.#journal.deviceId, id, key); // deviceId throws if not mounted
     try {
       this.#journal.storeFuture(id, wrapped);

@@ -16,6 +16,10 @@ export const MAX_APP_PAYLOAD_BYTES = 1024;
 
 /** Header layout (§3); the whole header is the AEAD's additional data. */
 export const HEADER_BYTES = 36;
+/** An X25519 public key: the KEY_SHARE extension after the header (§11.2), and REKEY_DH's share. */
+export const KEY_SHARE_BYTES = 32;
+/** X25519 private keys (RFC 7748 §5). */
+export const X25519_PRIVATE_KEY_BYTES = 32;
 export const SESSION_ID_BYTES = 16;
 export const NONCE_BYTES = 16;
 export const IV_BYTES = 16;
@@ -46,6 +50,8 @@ export const MessageType = {
   REKEY: 0x20,
   REKEY_ACK: 0x21,
   CONFIRM: 0x22,
+  /** The offer of a dh-derived key (§11.2). */
+  REKEY_DH: 0x23,
   PING: 0x30,
   PONG: 0x31,
   ERROR: 0x3f,
@@ -61,6 +67,10 @@ export const WireError = {
   UNEXPECTED_MESSAGE: 5,
   KEY_IDS_EXHAUSTED: 6,
   REKEY_ID_NOT_NEXT: 7,
+  /** A classic REKEY to a device in the dh mode (DK12, §11.6). */
+  REKEY_MODE_MISMATCH: 8,
+  /** A REKEY_DH whose share gives an all-zero X25519 result (DK13, §11.3). */
+  BAD_KEY_SHARE: 9,
 } as const;
 export type WireError = (typeof WireError)[keyof typeof WireError];
 

@@ -4,7 +4,7 @@
  * decoders only ever run on plaintext whose tag already verified.
  */
 import { LockstepError } from '../errors';
-import { KEY_BYTES, MAX_APP_PAYLOAD_BYTES, MessageType, NONCE_BYTES, STREAM_ID_BYTES } from './constants';
+import { KEY_BYTES, KEY_SHARE_BYTES, MAX_APP_PAYLOAD_BYTES, MessageType, NONCE_BYTES, STREAM_ID_BYTES } from './constants';
 
 export { STREAM_ID_BYTES } from './constants';
 
@@ -16,6 +16,7 @@ export type Message =
   | { readonly type: typeof MessageType.REKEY; readonly newKeyId: number; readonly newKey: Uint8Array }
   | { readonly type: typeof MessageType.REKEY_ACK; readonly newKeyId: number }
   | { readonly type: typeof MessageType.CONFIRM; readonly keyId: number }
+  | { readonly type: typeof MessageType.REKEY_DH; readonly newKeyId: number; readonly hubShare: Uint8Array }
   | { readonly type: typeof MessageType.PING }
   | { readonly type: typeof MessageType.PONG }
   | { readonly type: typeof MessageType.ERROR; readonly code: number; readonly detail: number };
@@ -58,6 +59,12 @@ export function encodeMessage(message: Message): Uint8Array {
       const out = fixed(4 + KEY_BYTES);
       out.view.setUint32(0, message.newKeyId);
       out.bytes.set(checkLength(message.newKey, KEY_BYTES), 4);
+      return out.bytes;
+    }
+    case MessageType.REKEY_DH: {
+      const out = fixed(4 + KEY_SHARE_BYTES);
+      out.view.setUint32(0, message.newKeyId);
+      out.bytes.set(checkLength(message.hubShare, KEY_SHARE_BYTES), 4);
       return out.bytes;
     }
     case MessageType.REKEY_ACK: {
@@ -103,6 +110,9 @@ export function decodeMessage(type: number, body: Uint8Array): Message {
     case MessageType.REKEY:
       expectLength(body, 4 + KEY_BYTES);
       return { type, newKeyId: view.getUint32(0), newKey: body.slice(4) };
+    case MessageType.REKEY_DH:
+      expectLength(body, 4 + KEY_SHARE_BYTES);
+      return { type, newKeyId: view.getUint32(0), hubShare: body.slice(4) };
     case MessageType.REKEY_ACK:
       expectLength(body, 4);
       return { type, newKeyId: view.getUint32(0) };

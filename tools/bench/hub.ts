@@ -326,7 +326,7 @@ function persistedScanCost(connections: number): { small: number; large: number 
     for (let i = 0; i < rounds; i++) {
       core.rotate(first.deviceId, 0);
       core.persisted(first.deviceId, 0);
-      core.reloadDevice({ deviceId: first.deviceId, active: first.active });
+      core.reloadDevice({ deviceId: first.deviceId, mode: first.mode, active: first.active });
     }
     return ((performance.now() - start) * 1000) / rounds;
   };

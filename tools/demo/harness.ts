@@ -98,7 +98,7 @@ export class Harness {
     for (const device of this.devices) {
       if (!device.host.powered) continue;
       const keys = device.host.keys;
-      const memory = syncProblem(keys, this.hub.deviceKeys(device.deviceId));
+      const memory = syncProblem(keys, this.hub.deviceKeys(device.deviceId), device.deviceId);
       const row = rows.get(device.deviceId);
       const durable = row === undefined ? 'missing from the database' : syncProblem(keys, row);
       for (const problem of [memory, durable]) if (problem !== undefined && this.problems.length < 50) this.problems.push(`${device.deviceId}: ${problem}`);

@@ -8,15 +8,15 @@
  * A device violating these can no longer reach the hub: it has lost sync.
  */
 import { toHex } from '../../modules/bytes';
-import type { DeviceKeys, KeySlot } from '../../modules/platform/keys';
+import type { DeviceKeys } from '../../modules/platform/keys';
+import { resolveHubKeys, type HubKeysView } from '../testing/hub-keys-view';
 
-export interface HubKeys {
-  readonly active: KeySlot;
-  readonly pending?: KeySlot;
-}
+/** The hub's slots (a dh pending slot is resolved against the device's stored share, §11). */
+export type HubKeys = HubKeysView & { readonly deviceId?: string };
 
 /** undefined when the pair can still talk; otherwise what is wrong. */
-export function syncProblem(device: DeviceKeys, hub: HubKeys): string | undefined {
+export function syncProblem(device: DeviceKeys, hubView: HubKeys, deviceId: string = hubView.deviceId ?? '0000000000000000'): string | undefined {
+  const hub = resolveHubKeys(hubView, device, deviceId);
   const deviceSlots = device.future === undefined ? [device.active] : [device.active, device.future];
   const hubSlots = hub.pending === undefined ? [hub.active] : [hub.active, hub.pending];
   for (const d of deviceSlots) {

@@ -15,6 +15,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { isLockstepError } from '../../modules/errors';
+import type { RekeyMode } from '../../modules/platform/keys';
 import { provisionDevice } from '../provision/provision';
 import { createDevCertificate } from './cert';
 import { defaultServeConfig, hubOptionsFrom, loadConfigFile, DEFAULT_DATABASE, type ServeConfig } from './config';
@@ -34,6 +35,10 @@ const durationArg = (value: string): number => {
   } catch (error) {
     throw new InvalidArgumentError((error as Error).message);
   }
+};
+const modeArg = (value: string): RekeyMode => {
+  if (value !== 'dh' && value !== 'classic') throw new InvalidArgumentError('dh or classic');
+  return value;
 };
 const integerArg = (value: string): number => {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError('expected a non-negative integer');
@@ -181,8 +186,9 @@ program
   .option('--import <file...>', 'import hub records written by tools/provision (device.json) instead')
   .option('--force', 'overwrite existing output files', false)
   .option('--key-wrap', 'with --out: also write a key-wrapping key (keywrap.bin) and wrap the key in keystore.bin (docs/FIRMWARE.md, flash encryption)', false)
+  .option('--mode <mode>', 'rekey mode: dh (X25519 in every rotation, docs/PROTOCOL.md §11) or classic', modeArg, 'dh')
   .addOption(kekOption())
-  .action(async (flags: { db: string; out?: string; count: number; import?: string[]; force: boolean; keyWrap: boolean; kekFile?: string }) => {
+  .action(async (flags: { db: string; out?: string; count: number; import?: string[]; force: boolean; keyWrap: boolean; mode: RekeyMode; kekFile?: string }) => {
     if (flags.keyWrap && (flags.out === undefined || flags.import !== undefined)) {
       process.stderr.write('provision: --key-wrap needs --out (it writes keywrap.bin next to keystore.bin)\n');
       process.exitCode = 1;
@@ -196,10 +202,10 @@ program
       } else {
         for (let i = 0; i < flags.count; i++) {
           if (flags.out === undefined) {
-            records.push(newDeviceRecord());
+            records.push(newDeviceRecord(1, flags.mode));
           } else {
             const outDir = flags.count === 1 ? flags.out : join(flags.out, `device-${i}`);
-            records.push(parseHubRecord(provisionDevice({ outDir, force: flags.force, keyWrap: flags.keyWrap }).record));
+            records.push(parseHubRecord(provisionDevice({ outDir, force: flags.force, keyWrap: flags.keyWrap, mode: flags.mode }).record));
           }
         }
       }
@@ -236,6 +242,7 @@ program
       }
       const rows = devices.map((d) => [
         d.deviceId,
+        d.mode,
         String(d.activeKeyId),
         d.pendingKeyId === undefined ? '-' : String(d.pendingKeyId),
         String(d.rotations),
@@ -243,9 +250,34 @@ program
         d.lastSeenAt === undefined ? 'never' : iso(d.lastSeenAt),
         d.rotateRequestedAt === undefined ? '' : 'rotation requested',
       ]);
-      printTable(['DEVICE', 'ACTIVE', 'PENDING', 'ROTATIONS', 'ACTIVE SINCE', 'LAST SEEN', ''], rows);
+      printTable(['DEVICE', 'MODE', 'ACTIVE', 'PENDING', 'ROTATIONS', 'ACTIVE SINCE', 'LAST SEEN', ''], rows);
       const lock = store.readLock();
       process.stderr.write(`${devices.length} device(s); ${lock === undefined ? 'no hub serving' : `served by pid ${lock.pid} on ${lock.host}`}\n`);
+    } finally {
+      store.close();
+    }
+  });
+
+program
+  .command('set-mode <device> <mode>')
+  .description('move a device to the dh rekey mode (docs/PROTOCOL.md §11.6); never back to classic')
+  .addOption(dbOption())
+  .addOption(kekOption())
+  .action((deviceId: string, mode: string, flags: { db: string; kekFile?: string }) => {
+    if (mode !== 'dh') {
+      process.stderr.write(`set-mode: ${mode === 'classic' ? 'the rekey mode never moves back from dh to classic' : `unknown mode ${JSON.stringify(mode)} (dh)`}\n`);
+      process.exitCode = 1;
+      return;
+    }
+    const store = new HubStore(flags.db, kekChoice(flags));
+    try {
+      const outcome = store.upgradeToDh(deviceId, Date.now());
+      if (outcome === 'missing') {
+        process.stderr.write(`set-mode: no device ${deviceId} in ${flags.db}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      process.stderr.write(outcome === 'already' ? `${deviceId} is already in the dh mode\n` : `${deviceId} moves to the dh mode from its next rotation\n`);
     } finally {
       store.close();
     }
@@ -409,6 +441,7 @@ program
 function deviceSummary(d: DeviceSummary): Record<string, unknown> {
   return {
     deviceId: d.deviceId,
+    mode: d.mode,
     activeKeyId: d.activeKeyId,
     pendingKeyId: d.pendingKeyId ?? null,
     rotations: d.rotations,

@@ -24,6 +24,7 @@ export class ControlPoll {
     private readonly rotations: Rotations,
     private readonly presence: DevicePresence,
     private readonly log: Logger,
+    private readonly modeChanged: (deviceId: string) => void = () => {},
   ) {}
 
   /** A device row this hub already serves (loaded or registered): later polls look after it. */
@@ -40,6 +41,10 @@ export class ControlPoll {
       }
       for (const deviceId of this.store.rotationRequests()) {
         if (this.presence.has(deviceId)) this.rotations.requested(deviceId);
+      }
+      for (const deviceId of this.store.modeChanges()) {
+        if (this.presence.has(deviceId)) this.modeChanged(deviceId);
+        this.store.clearModeChange(deviceId);
       }
     } catch (error) {
       this.log.error('controlPollFailed', { message: describeError(error) });

@@ -13,7 +13,8 @@ import type { Connections } from './connections';
 import type { Logger } from './log';
 import type { DevicePresence } from './presence';
 import type { RotationScheduler } from './scheduler';
-import type { HubEvents } from './types';
+import { WireError } from '../../modules/protocol/constants';
+import type { HubEvents, RekeyRefusalCode } from './types';
 
 export type Emit = <K extends keyof HubEvents>(name: K, ...args: HubEvents[K]) => void;
 
@@ -34,8 +35,21 @@ export function safeEmitter(emit: (name: keyof HubEvents, ...args: unknown[]) =>
   };
 }
 
+/** Wire error codes a device sends when it refuses an offered key (docs/PROTOCOL.md §9, §11.2). */
+const REKEY_REFUSALS: ReadonlyMap<number, RekeyRefusalCode> = new Map<number, RekeyRefusalCode>([
+  [WireError.REKEY_ID_NOT_NEWER, 'REKEY_ID_NOT_NEWER'],
+  [WireError.REKEY_CONFLICT, 'REKEY_CONFLICT'],
+  [WireError.REKEY_ID_NOT_NEXT, 'REKEY_ID_NOT_NEXT'],
+  [WireError.REKEY_MODE_MISMATCH, 'REKEY_MODE_MISMATCH'],
+  [WireError.BAD_KEY_SHARE, 'BAD_KEY_SHARE'],
+]);
+/** Bounds the per-device episode memory (a flood of devices cannot grow it). */
+const MAX_REFUSAL_EPISODES = 65_536;
+
 export class HubEventRouter {
   readonly counters: EventCounters = { rejectedFrames: 0, rotationsStarted: 0, rotationsConfirmed: 0 };
+  /** Per device, the refusal being reported (logged once per episode). */
+  readonly #refusals = new Map<string, string>();
 
   constructor(
     private readonly emit: Emit,
@@ -81,6 +95,7 @@ export class HubEventRouter {
         this.presence.keyConfirmed(event.deviceId, now);
         this.scheduler.keyActivated(event.deviceId, now);
         this.counters.rotationsConfirmed++;
+        this.#refusals.delete(event.deviceId);
         this.log.info('keyConfirmed', { deviceId: event.deviceId, keyId: event.id });
         this.emit('keyConfirmed', { deviceId: event.deviceId, keyId: event.id });
         return;
@@ -92,10 +107,23 @@ export class HubEventRouter {
         this.emit('rejected', { deviceId: event.deviceId, code: event.error.code, remoteAddress: link?.remoteAddress ?? '?' });
         return;
       }
-      case 'peerError':
+      case 'peerError': {
+        const refusal = REKEY_REFUSALS.get(event.code);
+        if (refusal !== undefined) {
+          // Once per episode: the hub re-offers (H1) and the device refuses each offer alike.
+          const episode = `${refusal}/${event.detail}`;
+          if (this.#refusals.get(event.deviceId) !== episode) {
+            if (this.#refusals.size >= MAX_REFUSAL_EPISODES) this.#refusals.clear();
+            this.#refusals.set(event.deviceId, episode);
+            this.log.warn('rekeyRefused', { deviceId: event.deviceId, keyId: event.detail, code: refusal });
+            this.emit('rekeyRefused', { deviceId: event.deviceId, keyId: event.detail, code: refusal });
+          }
+          return;
+        }
         this.log.warn('peerError', { deviceId: event.deviceId, code: event.code, detail: event.detail });
         this.emit('peerError', { deviceId: event.deviceId, code: event.code, detail: event.detail });
         return;
+      }
     }
   }
 

@@ -40,6 +40,7 @@ export const PEER_DRIVEN_EVENTS: readonly string[] = [
   'tlsHandshakeFailed',
   'rejected',
   'peerError',
+  'rekeyRefused',
   'deviceConnected',
   'deviceDisconnected',
   'receiveFailed',

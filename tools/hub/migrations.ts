@@ -104,6 +104,17 @@ export const MIGRATIONS: readonly Migration[] = [
       db.exec('DROP TABLE devices; ALTER TABLE devices_wrapped RENAME TO devices;');
     },
   },
+  {
+    version: 4,
+    description: 'the rekey mode per device (docs/PROTOCOL.md §11): classic for every device provisioned before; a dh pending slot holds the wrapped ephemeral pair',
+    up: (db) => {
+      db.exec(`
+        ALTER TABLE devices ADD COLUMN mode TEXT NOT NULL DEFAULT 'classic' CHECK (mode IN ('classic', 'dh'));
+        ALTER TABLE devices ADD COLUMN pending_dh INTEGER NOT NULL DEFAULT 0 CHECK (pending_dh IN (0, 1));
+        ALTER TABLE devices ADD COLUMN mode_changed_at INTEGER;
+      `);
+    },
+  },
 ];
 
 interface PlainRow {

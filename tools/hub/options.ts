@@ -7,7 +7,7 @@
  * the core's (modules/protocol/constants.ts) unless overridden.
  */
 import { checkMilliseconds } from './duration';
-import type { Aead, RandomSource } from '../../modules/crypto/primitives';
+import type { Aead, KeyAgreementPrimitives, RandomSource } from '../../modules/crypto/primitives';
 import type { HubTiming } from '../../modules/hub/hub';
 import type { Logger } from './log';
 import type { RotationPolicy } from './scheduler';
@@ -77,6 +77,8 @@ export interface HubOptions {
   /** Crypto bindings; default node:crypto (hosts/node/crypto.ts). */
   readonly aead?: Aead;
   readonly random?: RandomSource;
+  /** X25519 and HKDF for dh-mode devices (docs/PROTOCOL.md §11); default node:crypto (hosts/node/key-agreement.ts). */
+  readonly keyAgreement?: KeyAgreementPrimitives;
 }
 
 /**

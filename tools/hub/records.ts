@@ -1,31 +1,34 @@
 /**
  * The hub record: what provisioning hands to a hub for one device, as JSON
- * `{"deviceId": "<16 hex>", "keyId": <u32 >= 1>, "key": "<128 hex>"}`
- * (the same format tools/provision prints). Parsing trusts nothing: every
+ * `{"deviceId": "<16 hex>", "keyId": <u32 >= 1>, "key": "<128 hex>", "mode": "dh" | "classic"}`
+ * (the same format tools/provision prints). A record without `mode` is one
+ * written before the dh mode existed: its device is classic (§11.6). Parsing trusts nothing: every
  * field is checked before a device is created from it.
  */
 import { randomFillSync } from 'node:crypto';
 import { fromHex, toHex } from '../../modules/bytes';
 import { LockstepError } from '../../modules/errors';
-import { DEVICE_ID_BYTES, KEY_BYTES, type KeySlot } from '../../modules/platform/keys';
-import type { HubDeviceRecord } from '../../modules/hub/hub';
+import { DEVICE_ID_BYTES, KEY_BYTES, type KeySlot, type RekeyMode } from '../../modules/platform/keys';
+import type { HubDeviceRecord, HubPendingSlot } from '../../modules/hub/hub';
 import { MAX_KEY_ID } from '../../modules/protocol/constants';
 
 export interface HubRecordJson {
   readonly deviceId: string;
   readonly keyId: number;
   readonly key: string;
+  readonly mode: RekeyMode;
 }
 
 export interface DeviceRecord {
   /** 16 lowercase hex digits. */
   readonly deviceId: string;
   readonly active: KeySlot;
+  readonly mode: RekeyMode;
 }
 
 export function parseHubRecord(value: unknown): DeviceRecord {
   if (typeof value !== 'object' || value === null) throw new LockstepError('LOCAL_BAD_ARGUMENT', 'hub record must be an object');
-  const { deviceId, keyId, key } = value as Record<string, unknown>;
+  const { deviceId, keyId, key, mode } = value as Record<string, unknown>;
   if (typeof deviceId !== 'string' || !/^[0-9a-fA-F]{16}$/.test(deviceId)) {
     throw new LockstepError('LOCAL_BAD_ARGUMENT', `deviceId must be ${DEVICE_ID_BYTES * 2} hex digits`);
   }
@@ -35,7 +38,8 @@ export function parseHubRecord(value: unknown): DeviceRecord {
   if (typeof key !== 'string' || key.length !== KEY_BYTES * 2 || !/^[0-9a-fA-F]+$/.test(key)) {
     throw new LockstepError('LOCAL_BAD_ARGUMENT', `key must be ${KEY_BYTES * 2} hex digits`);
   }
-  return { deviceId: deviceId.toLowerCase(), active: { id: keyId, key: fromHex(key) } };
+  if (mode !== undefined && mode !== 'dh' && mode !== 'classic') throw new LockstepError('LOCAL_BAD_ARGUMENT', 'mode must be "dh" or "classic"');
+  return { deviceId: deviceId.toLowerCase(), active: { id: keyId, key: fromHex(key) }, mode: mode ?? 'classic' };
 }
 
 /** Accepts one record, an array of records, or JSON lines of records. */
@@ -57,19 +61,19 @@ export function parseHubRecords(text: string): DeviceRecord[] {
 }
 
 export function toHubRecordJson(record: DeviceRecord): HubRecordJson {
-  return { deviceId: record.deviceId, keyId: record.active.id, key: toHex(record.active.key) };
+  return { deviceId: record.deviceId, keyId: record.active.id, key: toHex(record.active.key), mode: record.mode };
 }
 
 /** A fresh device id and initial key from the OS's secure random source. */
-export function newDeviceRecord(keyId = 1): DeviceRecord {
+export function newDeviceRecord(keyId = 1, mode: RekeyMode = 'classic'): DeviceRecord {
   const id = new Uint8Array(DEVICE_ID_BYTES);
   const key = new Uint8Array(KEY_BYTES);
   randomFillSync(id);
   randomFillSync(key);
-  return { deviceId: toHex(id), active: { id: keyId, key } };
+  return { deviceId: toHex(id), active: { id: keyId, key }, mode };
 }
 
 /** The core's record of a stored device: its id and key slots, nothing else (HubCore.addDevice / reloadDevice). */
-export function coreRecord(stored: { readonly deviceId: string; readonly active: KeySlot; readonly pending?: KeySlot | undefined }): HubDeviceRecord {
-  return { deviceId: stored.deviceId, active: stored.active, ...(stored.pending ? { pending: stored.pending } : {}) };
+export function coreRecord(stored: { readonly deviceId: string; readonly mode: RekeyMode; readonly active: KeySlot; readonly pending?: HubPendingSlot | undefined }): HubDeviceRecord {
+  return { deviceId: stored.deviceId, mode: stored.mode, active: stored.active, ...(stored.pending ? { pending: stored.pending } : {}) };
 }

@@ -38,6 +38,8 @@ import { describeError, LockstepError } from '../../modules/errors';
 import { HubCore } from '../../modules/hub/hub';
 import { monotonicNow } from '../../hosts/node/clock';
 import { nodeAead, nodeRandom } from '../../hosts/node/crypto';
+import { nodeKeyAgreement } from '../../hosts/node/key-agreement';
+import type { RekeyMode } from '../../modules/platform/keys';
 import { Commits } from './commits';
 import { Connections } from './connections';
 import { ControlPoll } from './control';
@@ -116,6 +118,7 @@ export class LockstepHub extends EventEmitter<HubEvents> {
     const core = new HubCore({
       aead: options.aead ?? nodeAead,
       random: options.random ?? nodeRandom,
+      keyAgreement: options.keyAgreement ?? nodeKeyAgreement,
       devices: stored.map(coreRecord),
       receiveBufferBytes: this.#limits.maxQueuedInputBytes,
       ...(options.timing ? { timing: options.timing } : {}),
@@ -139,7 +142,10 @@ export class LockstepHub extends EventEmitter<HubEvents> {
     this.#commits = new Commits(this.store, core, this.#pipeline, this.#events, connections, this.#log, monotonicNow);
     this.#rotations = new Rotations(core, this.#pipeline, this.#scheduler, this.#log, monotonicNow);
     const heartbeat = this.#exclusive ? () => this.store.heartbeat(this.#instance, Date.now()) : undefined;
-    this.#control = new ControlPoll(this.store, heartbeat, (device) => this.#register(device), this.#rotations, this.#presence, this.#log);
+    this.#control = new ControlPoll(this.store, heartbeat, (device) => this.#register(device), this.#rotations, this.#presence, this.#log, (deviceId) => {
+      this.#core.setMode(deviceId, 'dh');
+      this.#log.info('modeChanged', { deviceId, mode: 'dh' });
+    });
     for (const device of stored) this.#track(device);
     this.#log.info('hubLoaded', { database: this.store.path, devices: stored.length, pending: stored.filter((d) => d.pending).length });
     this.#every(options.tickMs ?? 200, () => {
@@ -191,6 +197,19 @@ export class LockstepHub extends EventEmitter<HubEvents> {
     const outcome = this.#rotations.rotate(deviceId);
     if (typeof outcome !== 'string') throw outcome;
     return outcome;
+  }
+
+  /**
+   * §11.6: moves a device to the dh rekey mode (durable first, then the
+   * core); it applies from the next rotation. Moving back to classic is
+   * refused (LOCAL_BAD_ARGUMENT), as is an unknown device (UNKNOWN_DEVICE).
+   */
+  setMode(deviceId: string, mode: RekeyMode): void {
+    if (mode !== 'dh') throw new LockstepError('LOCAL_BAD_ARGUMENT', 'the rekey mode only moves from classic to dh');
+    const outcome = this.store.upgradeToDh(deviceId, Date.now());
+    if (outcome === 'missing') throw new LockstepError('UNKNOWN_DEVICE', deviceId);
+    this.store.clearModeChange(deviceId.toLowerCase());
+    this.#core.setMode(deviceId.toLowerCase(), 'dh');
   }
 
   /** Changes the rotation schedule at run time (e.g. `{ intervalMs: 0 }` pauses scheduled rotations). */

@@ -28,15 +28,18 @@ import { hostname } from 'node:os';
 import Database from 'better-sqlite3';
 import { LockstepError } from '../../modules/errors';
 import type { HubPersistOp } from '../../modules/hub/actions';
-import type { KeySlot } from '../../modules/platform/keys';
+import type { HubPendingSlot } from '../../modules/hub/hub';
+import type { KeySlot, RekeyMode } from '../../modules/platform/keys';
 import { KekError, resolveKeyring, type Keyring, type KeyringChoice } from './kek';
 import { migrate, SCHEMA_VERSION } from './migrations';
 import type { DeviceRecord } from './records';
 
 export interface StoredDevice {
   readonly deviceId: string;
+  readonly mode: RekeyMode;
   readonly active: KeySlot;
-  readonly pending?: KeySlot;
+  /** A classic pending key, or a dh pending slot: the hub's ephemeral pair (stored as h ‖ H, wrapped like a key). */
+  readonly pending?: HubPendingSlot;
   readonly createdAt: number;
   readonly activeSince: number;
   readonly pendingSince: number | undefined;
@@ -50,6 +53,8 @@ export interface StoredDevice {
 export type DeviceSummary = Omit<StoredDevice, 'active' | 'pending'> & {
   readonly activeKeyId: number;
   readonly pendingKeyId: number | undefined;
+  /** How the pending key was offered (§11), when there is one. */
+  readonly pendingMode: RekeyMode | undefined;
   readonly activeKek: number;
 };
 
@@ -68,6 +73,8 @@ interface DeviceRow {
   last_seen_at: number | null;
   rotations: number;
   rotate_requested_at: number | null;
+  mode: RekeyMode;
+  pending_dh: number;
 }
 
 export interface HubLock {
@@ -231,10 +238,17 @@ export class HubStore {
     const keyring = this.#keyring;
     if (keyring === undefined) throw kekUnavailable(this.path, [row.active_kek]);
     const active = { id: row.active_id, key: keyring.unwrap(row.active_kek, row.device_id, row.active_id, row.active_key) };
-    const pending =
-      row.pending_id === null || row.pending_key === null || row.pending_kek === null
-        ? undefined
-        : { id: row.pending_id, key: keyring.unwrap(row.pending_kek, row.device_id, row.pending_id, row.pending_key) };
+    let pending: HubPendingSlot | undefined;
+    if (row.pending_id !== null && row.pending_key !== null && row.pending_kek !== null) {
+      const bytes = keyring.unwrap(row.pending_kek, row.device_id, row.pending_id, row.pending_key);
+      if (row.pending_dh === 1) {
+        // §11: a dh pending slot is the hub's ephemeral pair h ‖ H (64 bytes, wrapped like a key).
+        pending = { id: row.pending_id, dh: { privateKey: bytes.slice(0, 32), publicKey: bytes.slice(32) } };
+        bytes.fill(0);
+      } else {
+        pending = { id: row.pending_id, key: bytes };
+      }
+    }
     return { ...summaryOf(row), active, ...(pending === undefined ? {} : { pending }) } as StoredDevice;
   }
 
@@ -247,7 +261,7 @@ export class HubStore {
   insertDevice(record: DeviceRecord, now: number): StoredDevice {
     try {
       const kekId = this.activeKek;
-      this.#statements.insert.run(record.deviceId, record.active.id, kekId, this.#wrap(kekId, record.deviceId, record.active.id, record.active.key), now, now);
+      this.#statements.insert.run(record.deviceId, record.active.id, kekId, this.#wrap(kekId, record.deviceId, record.active.id, record.active.key), now, now, record.mode);
     } catch (error) {
       if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
         throw new LockstepError('LOCAL_BAD_ARGUMENT', `device ${record.deviceId} is already provisioned`);
@@ -277,8 +291,27 @@ export class HubStore {
       const kekId = this.activeKek;
       return ops.map((op) => {
         if (op.kind === 'storePending') {
+          if (op.dh === undefined) {
+            const wrapped = this.#wrap(kekId, op.deviceId, op.id, op.key);
+            return this.#statements.storePending.run(op.id, kekId, wrapped, 0, now, op.deviceId, op.id - 1).changes === 1;
+          }
+          // Rule H4: the ephemeral pair is durable (the private key under the KEK) before REKEY_DH is sent.
+          const pair = new Uint8Array(64);
+          pair.set(op.dh.privateKey, 0);
+          pair.set(op.dh.publicKey, 32);
+          try {
+            const wrapped = this.#wrap(kekId, op.deviceId, op.id, pair);
+            return this.#statements.storePending.run(op.id, kekId, wrapped, 1, now, op.deviceId, op.id - 1).changes === 1;
+          } finally {
+            pair.fill(0);
+          }
+        }
+        if (op.key !== undefined) {
+          // HK8: the derived key becomes active; the row's wrapped ephemeral pair is overwritten in the same commit (rule H5).
           const wrapped = this.#wrap(kekId, op.deviceId, op.id, op.key);
-          return this.#statements.storePending.run(op.id, kekId, wrapped, now, op.deviceId, op.id - 1).changes === 1;
+          const done = this.#statements.promoteDerived.run(kekId, wrapped, now, op.deviceId, op.id).changes === 1;
+          promoted ||= done;
+          return done;
         }
         const done = this.#statements.promote.run(now, op.deviceId, op.id).changes === 1;
         promoted ||= done;
@@ -386,6 +419,28 @@ export class HubStore {
   }
 
   /** Asks the serving hub to rotate a device (picked up by its control poll). */
+  /**
+   * §11.6: the device's mode moves to dh (never back). The serving hub picks
+   * the change up at its next control poll (mode_changed_at); it applies from
+   * the next rotation. Answers what happened.
+   */
+  upgradeToDh(deviceId: string, now: number): 'upgraded' | 'already' | 'missing' {
+    const summary = this.getSummary(deviceId);
+    if (summary === undefined) return 'missing';
+    if (summary.mode === 'dh') return 'already';
+    this.#statements.setMode.run(now, deviceId.toLowerCase());
+    return 'upgraded';
+  }
+
+  /** Devices whose mode another process changed (the control poll applies and clears them). */
+  modeChanges(): string[] {
+    return (this.#statements.modeChanges.all() as { device_id: string }[]).map((row) => row.device_id);
+  }
+
+  clearModeChange(deviceId: string): void {
+    this.#statements.clearModeChange.run(deviceId);
+  }
+
   requestRotation(deviceId: string, now: number): boolean {
     return this.#statements.requestRotation.run(now, deviceId.toLowerCase()).changes === 1;
   }
@@ -435,16 +490,24 @@ function prepare(db: Database.Database) {
     all: db.prepare(`${SELECT_DEVICE} ORDER BY rowid`),
     one: db.prepare(`${SELECT_DEVICE} WHERE device_id = ?`),
     after: db.prepare(`${SELECT_DEVICE} WHERE rowid > ? ORDER BY rowid`),
-    insert: db.prepare('INSERT INTO devices (device_id, active_id, active_kek, active_key, created_at, active_since) VALUES (?, ?, ?, ?, ?, ?)'),
+    insert: db.prepare('INSERT INTO devices (device_id, active_id, active_kek, active_key, created_at, active_since, mode) VALUES (?, ?, ?, ?, ?, ?, ?)'),
     storePending: db.prepare(
-      `UPDATE devices SET pending_id = ?, pending_kek = ?, pending_key = ?, pending_since = ?, rotate_requested_at = NULL
+      `UPDATE devices SET pending_id = ?, pending_kek = ?, pending_key = ?, pending_dh = ?, pending_since = ?, rotate_requested_at = NULL
        WHERE device_id = ? AND active_id = ? AND pending_id IS NULL`,
     ),
     promote: db.prepare(
       `UPDATE devices SET active_id = pending_id, active_kek = pending_kek, active_key = pending_key, active_since = ?,
-         pending_id = NULL, pending_kek = NULL, pending_key = NULL, pending_since = NULL, rotations = rotations + 1
-       WHERE device_id = ? AND pending_id = ?`,
+         pending_id = NULL, pending_kek = NULL, pending_key = NULL, pending_dh = 0, pending_since = NULL, rotations = rotations + 1
+       WHERE device_id = ? AND pending_id = ? AND pending_dh = 0`,
     ),
+    promoteDerived: db.prepare(
+      `UPDATE devices SET active_id = pending_id, active_kek = ?, active_key = ?, active_since = ?,
+         pending_id = NULL, pending_kek = NULL, pending_key = NULL, pending_dh = 0, pending_since = NULL, rotations = rotations + 1
+       WHERE device_id = ? AND pending_id = ? AND pending_dh = 1`,
+    ),
+    setMode: db.prepare(`UPDATE devices SET mode = 'dh', mode_changed_at = ? WHERE device_id = ?`),
+    modeChanges: db.prepare('SELECT device_id FROM devices WHERE mode_changed_at IS NOT NULL'),
+    clearModeChange: db.prepare('UPDATE devices SET mode_changed_at = NULL WHERE device_id = ?'),
     touch: db.prepare('UPDATE devices SET last_seen_at = ? WHERE device_id = ?'),
     requestRotation: db.prepare('UPDATE devices SET rotate_requested_at = ? WHERE device_id = ?'),
     requests: db.prepare('SELECT device_id FROM devices WHERE rotate_requested_at IS NOT NULL ORDER BY rotate_requested_at'),
@@ -466,6 +529,8 @@ function summaryOf(row: DeviceRow): DeviceSummary {
     deviceId: row.device_id,
     activeKeyId: row.active_id,
     pendingKeyId: row.pending_id ?? undefined,
+    mode: row.mode,
+    pendingMode: row.pending_id === null ? undefined : row.pending_dh === 1 ? 'dh' : 'classic',
     activeKek: row.active_kek,
     createdAt: row.created_at,
     activeSince: row.active_since,

@@ -4,6 +4,8 @@ import type { HubDeviceState } from '../../modules/hub/hub';
 import type { Transport } from './link';
 
 /** The hub's typed events (listener arguments). */
+export type RekeyRefusalCode = 'REKEY_ID_NOT_NEWER' | 'REKEY_CONFLICT' | 'REKEY_ID_NOT_NEXT' | 'REKEY_MODE_MISMATCH' | 'BAD_KEY_SHARE';
+
 export interface HubEvents {
   listening: [{ transport: Transport; host: string; port: number }];
   deviceAdded: [{ deviceId: string }];
@@ -21,6 +23,12 @@ export interface HubEvents {
   /** A frame or connection was refused (bad bytes, unknown device or key, failed tag...). */
   rejected: [{ deviceId: string | undefined; code: ErrorCode; remoteAddress: string }];
   peerError: [{ deviceId: string; code: number; detail: number }];
+  /**
+   * The device refused the key the hub offers (docs/PROTOCOL.md §8.1, §11.6): REKEY_MODE_MISMATCH
+   * (a dh device offered a classic key: the hub's record is older than the device), REKEY_CONFLICT,
+   * REKEY_ID_NOT_NEWER, REKEY_ID_NOT_NEXT, BAD_KEY_SHARE. Once per episode (until a key is confirmed).
+   */
+  rekeyRefused: [{ deviceId: string; keyId: number; code: RekeyRefusalCode }];
   /** A database write failed; the device's state was reloaded from the database. */
   storageError: [{ deviceId: string; error: Error }];
 }

@@ -36,6 +36,7 @@ export interface HubRecord {
   readonly deviceId: string;
   readonly keyId: number;
   readonly key: string;
+  readonly mode: RekeyMode;
 }
 
 export interface ProvisionOptions {
@@ -79,13 +80,14 @@ export function provisionDevice(options: ProvisionOptions): ProvisionResult {
   const wrapper = kwk === undefined ? undefined : new KeyWrapper(nodePrimitives, kwk);
   const open = (): KeyStorage => (wrapper === undefined ? new Keystore(flash) : new WrappedKeystore(flash, wrapper));
   try {
-    open().format(deviceId, { id: keyId, key }, options.mode ?? 'classic');
+    const mode = options.mode ?? 'classic';
+    open().format(deviceId, { id: keyId, key }, mode);
     const check = open().mount();
     if (!check.provisioned || check.keys.active.id !== keyId || !Buffer.from(check.keys.active.key).equals(Buffer.from(key))) {
       throw new LockstepError('STORAGE_CORRUPT', 'the new image does not mount to the initial key');
     }
     check.keys.active.key.fill(0);
-    const record: HubRecord = { deviceId: Buffer.from(deviceId).toString('hex'), keyId, key: Buffer.from(key).toString('hex') };
+    const record: HubRecord = { deviceId: Buffer.from(deviceId).toString('hex'), keyId, key: Buffer.from(key).toString('hex'), mode };
     mkdirSync(options.outDir, { recursive: true });
     if (kwk === undefined && existsSync(keyWrapPath)) unlinkSync(keyWrapPath); // forced: never leave a stale pair
     if (kwk !== undefined) {

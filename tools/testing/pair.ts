@@ -12,15 +12,18 @@
  * connection attempt; `advance(ms)` fires only the cores' deadlines.
  */
 import { toHex } from '../../modules/bytes';
-import type { Aead, RandomSource } from '../../modules/crypto/primitives';
+import type { Aead, KeyAgreementPrimitives, RandomSource } from '../../modules/crypto/primitives';
 import type { DeviceAction, DeviceEvent } from '../../modules/device/actions';
 import type { DeviceCore, DeviceTiming } from '../../modules/device/device';
 import { DeviceLoop, type DeviceLoopEvent, type DeviceTransportEvents, type LoopTimerKind } from '../../modules/device/loop';
+import { derivePendingKey } from '../../modules/hub/pending-key';
 import { HubCore, type HubAction, type HubEvent, type HubTiming } from '../../modules/hub/hub';
 import { PERSIST_LATER, type KeyStorage, type PersistLater } from '../../modules/keystore/key-storage';
 import type { MountResult } from '../../modules/keystore/keystore';
 import { copyKeys, keysPromoted, keysWithFuture, type DeviceKeys, type KeyShares, type KeySlot, type RekeyMode } from '../../modules/platform/keys';
 import { nodeAead } from '../../hosts/node/crypto';
+import { nodeKeyAgreement } from '../../hosts/node/key-agreement';
+import { copyHubRow, hubRowAfter, type HubRow } from './hub-row';
 import { seededRandom } from './deterministic-random';
 
 export const START_MS = 1_700_000_000_000;
@@ -30,6 +33,7 @@ export interface PairOptions {
   mode?: RekeyMode;
   seed?: number;
   aead?: Aead;
+  keyAgreement?: KeyAgreementPrimitives;
   random?: RandomSource;
   initialKeyId?: number;
   deviceTiming?: Partial<DeviceTiming>;
@@ -61,6 +65,7 @@ export class Pair {
   now = START_MS;
   readonly random: RandomSource & { nextUint32(): number };
   readonly aead: Aead;
+  readonly keyAgreement: KeyAgreementPrimitives;
   readonly deviceIdBytes: Uint8Array;
   readonly deviceId: string;
   /** The device: the real loop around the device core. */
@@ -69,7 +74,7 @@ export class Pair {
   /** The device keystore's durable content. */
   deviceStore: DeviceKeys;
   /** The hub database's durable row. */
-  hubStore: { active: KeySlot; pending?: KeySlot };
+  hubStore: HubRow;
   connectionId = 0;
   connected = false;
   toHub: Uint8Array[] = [];
@@ -90,13 +95,14 @@ export class Pair {
     this.#options = options;
     this.random = seededRandom(options.seed ?? 1);
     this.aead = options.aead ?? nodeAead;
+    this.keyAgreement = options.keyAgreement ?? nodeKeyAgreement;
     this.deviceIdBytes = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]);
     this.deviceId = toHex(this.deviceIdBytes);
     const key = new Uint8Array(64);
     this.random.fill(key);
     const active = { id: options.initialKeyId ?? 1, key };
     this.deviceStore = { mode: options.mode ?? 'classic', active: { id: active.id, key: key.slice() } };
-    this.hubStore = { active: { id: active.id, key: key.slice() } };
+    this.hubStore = { mode: options.mode ?? 'classic', active: { id: active.id, key: key.slice() } };
     this.#timers = new PairTimers(() => this.now);
     this.loop = new DeviceLoop({
       storage: this.#deviceStorage(),
@@ -105,6 +111,7 @@ export class Pair {
       clock: { now: () => this.now },
       random: this.random,
       aead: this.aead,
+      keyAgreement: this.keyAgreement,
       ...(options.deviceTiming === undefined ? {} : { timing: options.deviceTiming }),
       // No jitter draws: the pair's random sequence stays that of the cores alone.
       reconnectDelayMs: () => 1_000,
@@ -125,7 +132,7 @@ export class Pair {
   }
 
   #bootHub(): HubCore {
-    return new HubCore({ aead: this.aead, random: this.random, devices: [{ deviceId: this.deviceId, ...this.hubStore }], timing: this.#options.hubTiming ?? {} });
+    return new HubCore({ aead: this.aead, random: this.random, keyAgreement: this.keyAgreement, devices: [{ deviceId: this.deviceId, ...copyHubRow(this.hubStore) }], timing: this.#options.hubTiming ?? {} });
   }
 
   /** The device's next connection attempt, now (after closing the current connection). */
@@ -337,8 +344,7 @@ export class Pair {
           break;
         case 'persist': {
           const op = action.op;
-          if (op.kind === 'storePending') this.hubStore = { active: this.hubStore.active, pending: { id: op.id, key: op.key.slice() } };
-          else this.hubStore = { active: this.hubStore.pending! };
+          this.hubStore = hubRowAfter(this.hubStore, op);
           this.hubPersistPending = true;
           if (this.autoPersist) this.#completePersists();
           break;
@@ -368,5 +374,12 @@ export class Pair {
     const same = deviceHolds.find((slot) => slot.id === hubSeal.id);
     if (same === undefined) throw new Error(`hub seals with ${hubSeal.id}, device holds ${deviceHolds.map((s) => s.id)}`);
     if (toHex(same.key) !== toHex(hubSeal.key)) throw new Error(`key id ${hubSeal.id} names two keys`);
+    // §11: a dh pending slot must lead to the very key the device stored under that id.
+    const pending = this.hub.deviceKeys(this.deviceId).pending;
+    if (pending?.dh !== undefined && d.future !== undefined && d.future.id === pending.id) {
+      if (d.future.shares === undefined || toHex(d.future.shares.hub) !== toHex(pending.dh.publicKey)) throw new Error(`key id ${pending.id}: the device's future key is not from the hub's exchange`);
+      const derived = derivePendingKey(this.keyAgreement, hubSeal, { id: pending.id, dh: pending.dh }, this.deviceIdBytes, d.future.shares.device);
+      if (toHex(derived) !== toHex(d.future.key)) throw new Error(`key id ${pending.id} names two keys (dh)`);
+    }
   }
 }

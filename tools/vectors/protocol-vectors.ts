@@ -10,6 +10,8 @@ import { MessageType } from '../../modules/protocol/constants';
 import { encodeChallenge, sealFrame } from '../../modules/protocol/frame';
 import { withLengthPrefix } from '../../modules/protocol/framing';
 import type { Message } from '../../modules/protocol/messages';
+import { deriveRekeyKey } from '../../modules/crypto/dh-rekey';
+import { nodeKeyAgreement } from '../../hosts/node/key-agreement';
 
 export interface ProtocolVector {
   readonly name: string;
@@ -18,8 +20,22 @@ export interface ProtocolVector {
   readonly sequence: number;
   readonly iv: string;
   readonly message: Record<string, string | number>;
+  /** The KEY_SHARE extension after the header (§11.2), when the frame carries one. */
+  readonly share?: string;
   /** The bytes on the wire: u16 length prefix ‖ frame. */
   readonly wire: string;
+}
+
+/** The dh rotation of the vectors (§11.3): key 2 → key 3, from fixed ephemeral private keys. */
+export function dhVectorInputs() {
+  const hubPrivate = Uint8Array.from({ length: 32 }, (_, i) => 0x60 + i);
+  const devicePrivate = Uint8Array.from({ length: 32 }, (_, i) => 0x80 + i);
+  const hubShare = nodeKeyAgreement.x25519PublicKey(hubPrivate);
+  const deviceShare = nodeKeyAgreement.x25519PublicKey(devicePrivate);
+  const shared = nodeKeyAgreement.x25519(devicePrivate, hubShare);
+  const deviceId = Uint8Array.from(Buffer.from(VECTOR_INPUTS.deviceId, 'hex'));
+  const key3 = deriveRekeyKey(nodeKeyAgreement, { previousKey: VECTOR_INPUTS.key2, privateKey: devicePrivate, peerShare: hubShare, deviceId, newKeyId: 3, hubShare, deviceShare });
+  return { hubPrivate, devicePrivate, hubShare, deviceShare, shared, key3 };
 }
 
 export const VECTOR_INPUTS = {
@@ -75,6 +91,19 @@ export function generateProtocolVectors(aead: Aead): ProtocolVector[] {
     const frame = sealFrame({ aead, key, iv, header: { fromHub: direction === 'hub→device', deviceId, keyId, sequence, sessionId: hubNonce }, message });
     vectors.push({ name, direction, keyId, sequence, iv: toHex(iv), message: describe(message), wire: toHex(withLengthPrefix(frame)) });
   });
+  // §11: a dh rotation from key 2 to key 3, and the HELLO of the next session under the derived future key.
+  const dh = dhVectorInputs();
+  const dhSealed: [string, ProtocolVector['direction'], number, Uint8Array, number, Message, Uint8Array | undefined][] = [
+    ['REKEY_DH', 'hub→device', 2, key2, 6, { type: MessageType.REKEY_DH, newKeyId: 3, hubShare: dh.hubShare }, undefined],
+    ['REKEY_ACK with a key share', 'device→hub', 3, dh.key3, 5, { type: MessageType.REKEY_ACK, newKeyId: 3 }, dh.deviceShare],
+    ['HELLO under a dh future key', 'device→hub', 3, dh.key3, 0, { type: MessageType.HELLO, deviceNonce, activeKeyId: 2, futureKeyId: 3 }, dh.deviceShare],
+  ];
+  dhSealed.forEach(([name, direction, keyId, key, sequence, message, share], index) => {
+    const iv = ivFor(sealed.length + index + 1);
+    const header = { fromHub: direction === 'hub→device', deviceId, keyId, sequence, sessionId: hubNonce };
+    const frame = sealFrame({ aead, key, iv, header: share === undefined ? header : { ...header, share }, message });
+    vectors.push({ name, direction, keyId, sequence, iv: toHex(iv), message: describe(message), ...(share === undefined ? {} : { share: toHex(share) }), wire: toHex(withLengthPrefix(frame)) });
+  });
   return vectors;
 }
 
@@ -86,11 +115,19 @@ export function vectorsMarkdown(vectors: readonly ProtocolVector[]): string {
     'stream id `' + toHex(VECTOR_INPUTS.streamId) + '`. Wire bytes include the u16 length prefix.',
     '',
   ];
+  const dh = dhVectorInputs();
+  lines.push('The dh rotation (§11.3) from key 2 to key 3: hub ephemeral private key `' + toHex(dh.hubPrivate) + '`,');
+  lines.push('public `' + toHex(dh.hubShare) + '`; device ephemeral private key `' + toHex(dh.devicePrivate) + '`,');
+  lines.push('public `' + toHex(dh.deviceShare) + '`; X25519 result `' + toHex(dh.shared) + '`;');
+  lines.push('key id 3 = HKDF-SHA-512(salt = key 2, IKM = that result, info = label ‖ device id ‖ 00000003 ‖ H ‖ D) =');
+  lines.push('`' + toHex(dh.key3) + '`.');
+  lines.push('');
   for (const v of vectors) {
     lines.push(`### ${v.name} (${v.direction}, key id ${v.keyId}, seq ${v.sequence})`);
     lines.push('');
     lines.push('- message: `' + JSON.stringify(v.message) + '`');
     if (v.iv) lines.push('- IV: `' + v.iv + '`');
+    if (v.share) lines.push('- key share (after the header, §11.2): `' + v.share + '`');
     lines.push('- wire:');
     lines.push('');
     lines.push('```');

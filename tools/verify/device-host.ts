@@ -17,7 +17,8 @@ import { DeviceLoop, type DeviceConnection, type DeviceLoopEvent, type DeviceTra
 import { PowerCut } from '../../modules/flash/nor-flash';
 import type { KeyStorage } from '../../modules/keystore/key-storage';
 import type { MountResult } from '../../modules/keystore/keystore';
-import { describeKeys, keysEqual, type DeviceKeys, type KeySlot } from '../../modules/platform/keys';
+import { describeKeys, keysEqual, type DeviceKeys, type KeyShares, type KeySlot } from '../../modules/platform/keys';
+import { nodeKeyAgreement } from '../../hosts/node/key-agreement';
 import { DEVICE_BOOT_MS, RECONNECT_INITIAL_MS, RECONNECT_MAX_MS } from './constants';
 import { copyKeys, keysAfter, type DeviceStore } from './device-store';
 import type { Link } from './network';
@@ -92,6 +93,7 @@ export class DeviceHost {
       clock: { now: () => this.#context.now },
       random: this.#random,
       aead,
+      keyAgreement: nodeKeyAgreement,
       // Fixed, unjittered delays keep the stated liveness bound exact (docs/VERIFICATION.md).
       reconnectDelayMs: (attempt) => Math.min(RECONNECT_MAX_MS, RECONNECT_INITIAL_MS * 2 ** Math.min(attempt, 16)),
       beforeAction: () => this.#context.actionApplied('device'),
@@ -239,8 +241,8 @@ export class DeviceHost {
       format(): void {
         throw new Error('the simulation provisions its store itself');
       },
-      storeFuture(id: number, key: Uint8Array): void {
-        host.#persist({ kind: 'storeFuture', id, key });
+      storeFuture(id: number, key: Uint8Array, shares?: KeyShares): void {
+        host.#persist(shares === undefined ? { kind: 'storeFuture', id, key } : { kind: 'storeFuture', id, key, shares });
       },
       promote(expectedId?: number): KeySlot {
         host.#persist({ kind: 'promote', id: expectedId ?? 0 });

@@ -26,6 +26,8 @@ export interface ExhaustiveOptions {
   readonly pairs: PairMode;
   readonly variant?: Variant;
   readonly store?: StoreFactory;
+  /** The rekey mode of the scenario (docs/PROTOCOL.md §11); default classic, or the variant's. */
+  readonly mode?: 'classic' | 'dh';
   readonly liveViewsOnly?: boolean;
   /** Stop at the first violation (refuting a broken variant). */
   readonly stopAtFirstViolation?: boolean;
@@ -87,7 +89,7 @@ export function newReport(): ExhaustiveReport {
 /** Runs one schedule; with `visited`, stops early when the state after its last fault was seen before. */
 export function runSchedule(
   schedule: Schedule,
-  options: { variant?: Variant; store?: StoreFactory; liveViewsOnly?: boolean; profile?: boolean; trace?: boolean; visited?: Set<string> },
+  options: { variant?: Variant; store?: StoreFactory; mode?: 'classic' | 'dh'; liveViewsOnly?: boolean; profile?: boolean; trace?: boolean; visited?: Set<string> },
 ): { world: World; merged: boolean; digest: string | undefined } {
   const byStep = new Map(schedule.points.map((p) => [p.step, p.faults]));
   const lastStep = schedule.points.reduce((max, p) => Math.max(max, p.step), 0);
@@ -97,6 +99,7 @@ export function runSchedule(
     plan: { at: (step) => byStep.get(step) },
     ...(options.variant ? { variant: options.variant } : {}),
     ...(options.store ? { store: options.store } : {}),
+    ...(options.mode ? { mode: options.mode } : {}),
     profile: options.profile ?? false,
     trace: options.trace ?? false,
     liveViewsOnly: options.liveViewsOnly ?? false,

@@ -7,13 +7,10 @@
  */
 import type { HubPersistOp } from '../../modules/hub/actions';
 import type { HubDeviceRecord } from '../../modules/hub/hub';
-import type { KeySlot } from '../../modules/platform/keys';
+import { copyHubOp, copyHubRow, hubRowAfter, type HubRow } from '../testing/hub-row';
 import { fnv1a } from './rng';
 
-export interface HubRow {
-  readonly active: KeySlot;
-  readonly pending?: KeySlot;
-}
+export type { HubRow } from '../testing/hub-row';
 
 export interface DbWrite {
   readonly op: HubPersistOp;
@@ -31,9 +28,7 @@ export interface DbWrite {
 }
 
 export function rowAfter(row: HubRow, op: HubPersistOp): HubRow {
-  if (op.kind === 'storePending') return { active: row.active, pending: { id: op.id, key: op.key.slice() } };
-  if (row.pending === undefined || row.pending.id !== op.id) throw new Error(`db: promote ${op.id} without that pending key`);
-  return { active: row.pending };
+  return hubRowAfter(row, op);
 }
 
 export class SimHubDatabase {
@@ -43,7 +38,7 @@ export class SimHubDatabase {
   commits = 0;
 
   insert(deviceId: string, row: HubRow): void {
-    this.#rows.set(deviceId, copyRow(row));
+    this.#rows.set(deviceId, copyHubRow(row));
   }
 
   row(deviceId: string): HubRow {
@@ -53,8 +48,8 @@ export class SimHubDatabase {
   }
 
   record(deviceId: string): HubDeviceRecord {
-    const row = copyRow(this.row(deviceId));
-    return row.pending === undefined ? { deviceId, active: row.active } : { deviceId, active: row.active, pending: row.pending };
+    const row = copyHubRow(this.row(deviceId));
+    return row.pending === undefined ? { deviceId, mode: row.mode, active: row.active } : { deviceId, mode: row.mode, active: row.active, pending: row.pending };
   }
 
   records(): HubDeviceRecord[] {
@@ -63,7 +58,7 @@ export class SimHubDatabase {
 
   begin(op: HubPersistOp, commitAt: number): DbWrite {
     const previous = this.writes[this.writes.length - 1];
-    const copy: HubPersistOp = op.kind === 'storePending' ? { ...op, key: op.key.slice() } : { ...op };
+    const copy: HubPersistOp = copyHubOp(op);
     const write: DbWrite = {
       op: copy,
       commitAt: Math.max(commitAt, previous?.commitAt ?? commitAt),
@@ -96,7 +91,7 @@ export class SimHubDatabase {
 
   /** Rows (with key digests) and writes in progress, for the state digest. */
   stateText(): string {
-    const rows = [...this.#rows.entries()].map(([id, row]) => `${id}:${row.active.id}.${fnv1a(row.active.key)}/${row.pending?.id ?? 0}.${row.pending ? fnv1a(row.pending.key) : 0}`);
+    const rows = [...this.#rows.entries()].map(([id, row]) => `${id}:${row.mode}${row.active.id}.${fnv1a(row.active.key)}/${row.pending?.id ?? 0}.${row.pending === undefined ? 0 : fnv1a(row.pending.key ?? row.pending.dh.privateKey)}`);
     const writes = this.writes.map((w) => `${w.op.kind}${w.op.id}@${w.commitAt}:${w.commitDone ? 1 : 0}${w.committed ? 1 : 0}${w.ackAt ?? '-'}${w.acked ? 1 : 0}${w.failure}`);
     return `${rows.join(',')}|${writes.join(',')}`;
   }
@@ -104,9 +99,4 @@ export class SimHubDatabase {
   digest(): string {
     return [...this.#rows.entries()].map(([id, row]) => `${id}:${row.active.id}/${row.pending?.id ?? 0}`).join(',');
   }
-}
-
-function copyRow(row: HubRow): HubRow {
-  const active = { id: row.active.id, key: row.active.key.slice() };
-  return row.pending === undefined ? { active } : { active, pending: { id: row.pending.id, key: row.pending.key.slice() } };
 }

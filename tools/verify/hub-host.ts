@@ -9,6 +9,7 @@
  * at any point: between steps, between two actions of one step, before or
  * after a commit. It restarts from the database alone.
  */
+import { nodeKeyAgreement } from '../../hosts/node/key-agreement';
 import { toHex } from '../../modules/bytes';
 import type { Aead } from '../../modules/crypto/primitives';
 import { LockstepError } from '../../modules/errors';
@@ -49,7 +50,7 @@ export class HubHost {
   }
 
   boot(now: number): void {
-    this.core = new HubCore({ aead: this.#aead, random: this.#random, devices: this.db.records() });
+    this.core = new HubCore({ aead: this.#aead, random: this.#random, keyAgreement: nodeKeyAgreement, devices: this.db.records() });
     this.incarnation++;
     this.sentThisIncarnation = 0;
     this.restartAt = undefined;
@@ -214,7 +215,8 @@ export class HubHost {
 
   #persist(op: HubPersistOp, now: number): void {
     const policy = this.#world.variant.hubPersistPolicy?.(op) ?? { ackBeforeCommit: false, commitDelayMs: DB_COMMIT_MS };
-    const write = this.db.begin(op, now + policy.commitDelayMs);
+    const stored = this.#world.variant.onHubPersistBegin?.(op) ?? op;
+    const write = this.db.begin(stored, now + policy.commitDelayMs);
     if (policy.ackBeforeCommit) write.ackAt = now;
     this.#world.trace.log(() => `hub persists ${op.kind} ${op.id}${policy.ackBeforeCommit ? ' (acknowledged before the commit)' : ''}`);
   }

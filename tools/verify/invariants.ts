@@ -12,12 +12,11 @@
  * - S5 no key id ever names two different keys (across all views, ever).
  */
 import type { DeviceKeys, KeySlot } from '../../modules/platform/keys';
+import { hasKey, resolveHubKeys, type HubKeysView } from '../testing/hub-keys-view';
 import { fnv1a } from './rng';
 
-export interface HubKeys {
-  readonly active: KeySlot;
-  readonly pending?: KeySlot;
-}
+/** A hub view: its pending slot may be a dh exchange, resolved against each device view (§11). */
+export type HubKeys = HubKeysView;
 
 export interface KeyViews {
   readonly deviceLive: DeviceKeys | undefined;
@@ -58,6 +57,8 @@ export class KeyInvariants {
    * actually disagree? (shows that a broken variant really loses sync after
    * some crash, not only that it could).
    */
+  constructor(readonly deviceId: string = '0102030405060708') {}
+
   check(views: KeyViews, report: Report, liveOnly = false): void {
     const { deviceLive, deviceDurable, hubLive, hubDurable } = views;
     if (liveOnly) {
@@ -77,8 +78,9 @@ export class KeyInvariants {
   }
 
   /** S1 and S2 for one device view against one hub view. */
-  #pair(d: DeviceKeys, dName: string, h: HubKeys, hName: string, report: Report): void {
+  #pair(d: DeviceKeys, dName: string, hubView: HubKeys, hName: string, report: Report): void {
     this.checks += 2;
+    const h = resolveHubKeys(hubView, d, this.deviceId);
     const seal = d.future ?? d.active;
     const accepted = seal.id === h.active.id ? h.active : seal.id === h.pending?.id ? h.pending : undefined;
     if (accepted === undefined) {
@@ -107,7 +109,8 @@ export class KeyInvariants {
     if (h.pending !== undefined && h.pending.id <= h.active.id) report('S3 two keys, newer above', `${view} pending ${h.pending.id} <= active ${h.active.id}`);
     this.#monotonic(view, h.active.id, h.pending?.id ?? h.active.id, report);
     this.#register(h.active, view, report);
-    if (h.pending !== undefined) this.#register(h.pending, view, report);
+    // A dh pending slot names no key bytes yet (its key exists once derived: then it is the device's and the pair checks compare it).
+    if (h.pending?.key !== undefined && hasKey({ id: h.pending.id, key: h.pending.key })) this.#register({ id: h.pending.id, key: h.pending.key }, view, report);
   }
 
   /** S4: the active id of a view never decreases, nor does the newest id it holds. */

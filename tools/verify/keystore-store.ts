@@ -14,7 +14,7 @@ import type { DevicePersistOp } from '../../modules/device/actions';
 import { NorFlash, type CutPlan } from '../../modules/flash/nor-flash';
 import { Keystore } from '../../modules/keystore/keystore';
 import { SECTOR_HEADER_BYTES, SLOT_BYTES } from '../../modules/keystore/layout';
-import type { DeviceKeys, KeySlot } from '../../modules/platform/keys';
+import type { DeviceKeys, KeySlot, RekeyMode } from '../../modules/platform/keys';
 import type { DeviceStore, FlashOpProfile, TornWrite } from './device-store';
 import { fnv1a } from './rng';
 
@@ -29,9 +29,9 @@ export class KeystoreDeviceStore implements DeviceStore {
   #durable: { operations: number; keys: DeviceKeys } | undefined;
   lastOps: FlashOpProfile[] = [];
 
-  constructor(deviceId: Uint8Array, active: KeySlot) {
+  constructor(deviceId: Uint8Array, active: KeySlot, mode: RekeyMode) {
     this.flash = new NorFlash({ sectorSize: SIM_SECTOR_BYTES, sectors: SIM_SECTORS });
-    new Keystore(this.flash).format(deviceId, active, 'classic');
+    new Keystore(this.flash).format(deviceId, active, mode);
   }
 
   boot(): DeviceKeys {
@@ -51,7 +51,7 @@ export class KeystoreDeviceStore implements DeviceStore {
       ops.push(operation.kind === 'program' ? { kind: 'program', length: operation.data.length } : { kind: 'erase', length: this.flash.sectorSize });
     };
     try {
-      if (op.kind === 'storeFuture') keystore.storeFuture(op.id, op.key);
+      if (op.kind === 'storeFuture') keystore.storeFuture(op.id, op.key, op.shares);
       else keystore.promote();
     } finally {
       this.flash.observer = undefined;
@@ -102,6 +102,6 @@ function tornErase(previous: Uint8Array, how: TornWrite['erase']): Uint8Array {
   return left;
 }
 
-export function keystoreStore(deviceId: Uint8Array, active: KeySlot): KeystoreDeviceStore {
-  return new KeystoreDeviceStore(deviceId, active);
+export function keystoreStore(deviceId: Uint8Array, active: KeySlot, mode: RekeyMode): KeystoreDeviceStore {
+  return new KeystoreDeviceStore(deviceId, active, mode);
 }

@@ -26,6 +26,7 @@ export interface RandomOptions {
   readonly seed: number;
   readonly variant?: Variant;
   readonly store?: StoreFactory;
+  readonly mode?: 'classic' | 'dh';
   /** Steps per episode (one World) before starting a fresh one. */
   readonly episodeSteps?: number;
   readonly stopAtFirstViolation?: boolean;
@@ -245,6 +246,7 @@ export function newRandomReport(): RandomReport {
 
 /** One episode: a fresh World driven by `seed` for `steps` steps. */
 export interface EpisodeOptions {
+  readonly mode?: 'classic' | 'dh';
   readonly variant?: Variant;
   readonly store?: StoreFactory;
   readonly trace?: boolean;
@@ -261,6 +263,7 @@ export function randomEpisode(seed: number, steps: number, options: EpisodeOptio
     plan,
     ...(options.variant ? { variant: options.variant } : {}),
     ...(options.store ? { store: options.store } : {}),
+    ...(options.mode ? { mode: options.mode } : {}),
     trace: options.trace ?? false,
     maxSteps: steps,
   });

@@ -9,7 +9,7 @@
 import { bytesEqual } from '../../modules/bytes';
 import type { DeviceKeys, KeySlot } from '../../modules/platform/keys';
 import type { Side } from './frame-audit';
-import type { HubKeys } from './invariants';
+import { resolveHubKeys } from '../testing/hub-keys-view';
 import type { SimWorld } from './sim-types';
 
 type Report = (invariant: string, detail: string) => void;
@@ -29,15 +29,17 @@ export class SealChecker {
     if (keyId < last && !liveOnly) report('S4 ids never decrease', `${side} sealed a frame under key ${keyId} after one under key ${last}`);
     else this.#lastSealed[side] = Math.max(last, keyId);
     if (side === 'device') {
-      this.#acceptedByHub(keyId, key, 'live', world.hub.core?.deviceKeys(world.deviceId), report);
-      if (!liveOnly) this.#acceptedByHub(keyId, key, 'durable', world.db.row(world.deviceId), report);
+      const device = world.device.core?.keys ?? world.device.store.durable();
+      const live = world.hub.core?.deviceKeys(world.deviceId);
+      this.#acceptedByHub(keyId, key, 'live', live === undefined ? undefined : resolveHubKeys(live, device, world.deviceId), report);
+      if (!liveOnly) this.#acceptedByHub(keyId, key, 'durable', resolveHubKeys(world.db.row(world.deviceId), device, world.deviceId), report);
     } else {
       this.#heldByDevice(keyId, key, 'live', world.device.core?.keys, report);
       if (!liveOnly) this.#heldByDevice(keyId, key, 'durable', world.device.store.durable(), report);
     }
   }
 
-  #acceptedByHub(keyId: number, key: Uint8Array, name: string, h: HubKeys | undefined, report: Report): void {
+  #acceptedByHub(keyId: number, key: Uint8Array, name: string, h: { active: KeySlot; pending?: KeySlot } | undefined, report: Report): void {
     if (h === undefined) return;
     const slot: KeySlot | undefined = h.active.id === keyId ? h.active : h.pending?.id === keyId ? h.pending : undefined;
     if (slot === undefined) report('S1 hub accepts the device key', `device sealed a frame under key ${keyId}; hub (${name}) accepts ${h.active.id}${h.pending ? `,${h.pending.id}` : ''}`);

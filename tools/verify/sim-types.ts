@@ -76,6 +76,7 @@ export interface HubHostContext extends HostContext {
     interposeDown?(bytes: Uint8Array): Uint8Array;
     hubPersistPolicy?(op: HubPersistOp): HubPersistPolicy;
     onHubLinkClosed?(now: number): void;
+    onHubPersistBegin?(op: HubPersistOp): HubPersistOp;
   };
   hubEvent(event: HubEvent): void;
 }
@@ -183,4 +184,8 @@ export interface Variant {
   hubPersistPolicy?(op: HubPersistOp): HubPersistPolicy;
   wrapDeviceStore?(store: DeviceStore, world: SimWorld): DeviceStore;
   onHubLinkClosed?(world: SimWorld, now: number): void;
+  /** A hub write is begun: the database host may store something else than asked (returns what it stores), or touch other rows first. */
+  onHubPersistBegin?(op: HubPersistOp, world: SimWorld): HubPersistOp;
+  /** The rekey mode the variant runs in (docs/PROTOCOL.md §11); default the world's. */
+  readonly mode?: 'classic' | 'dh';
 }

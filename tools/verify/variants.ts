@@ -19,9 +19,23 @@
  * 6 hub-sends-no-confirmation — an interposer on the hub's transport that
  *   drops every frame sealed under a key id newer than any it let through
  *   before: the hub never says anything under the new key.
+ * The dh mode's (docs/PROTOCOL.md §11.4, run with both sides in the dh mode):
+ * 7 dh-device-acks-before-persisting — variant 1's lying keystore, now for a
+ *   derived key (rule D6).
+ * 8 dh-hub-ephemeral-not-persisted — a database host that stores another
+ *   ephemeral pair than the one the hub offers, as a hub that drew a fresh
+ *   one after a restart would (rule H4).
+ * 9 dh-hub-forgets-ephemeral-before-promotion — a database host that erases
+ *   the hub's ephemeral private key as soon as the promotion is asked for,
+ *   before the promotion commits (rule H5).
+ * 10 dh-hello-without-share — an interposer that re-seals the device's HELLO
+ *   under its future key without the KEY_SHARE extension (§11.2's trap).
+ * (The device redrawing its ephemeral for a repeated REKEY_DH, rule D7, has
+ * no host seam — the core decides it — and is refuted by spin only.)
  */
 import type { DevicePersistOp } from '../../modules/device/actions';
 import { nodeAead } from '../../hosts/node/crypto';
+import { nodeKeyAgreement } from '../../hosts/node/key-agreement';
 import { IV_BYTES, MessageType } from '../../modules/protocol/constants';
 import { openFrame, sealFrame } from '../../modules/protocol/frame';
 import { withLengthPrefix } from '../../modules/protocol/framing';
@@ -160,7 +174,7 @@ export const BROKEN_VARIANTS: readonly Variant[] = [
       const key = new Uint8Array(64);
       rngOf(world).fill(key);
       const active = world.db.row(world.deviceId).active;
-      world.db.insert(world.deviceId, { active, pending: { id: state.pendingKeyId, key } });
+      world.db.insert(world.deviceId, { mode: world.db.row(world.deviceId).mode, active, pending: { id: state.pendingKeyId, key } });
       hub.reloadDevice(world.db.record(world.deviceId));
       world.trace.log(() => `BROKEN HOST replaces the unconfirmed pending key ${state.pendingKeyId} with a fresh one`);
     },
@@ -183,6 +197,59 @@ export const BROKEN_VARIANTS: readonly Variant[] = [
       if (header.keyId > highest) return new Uint8Array(0);
       letThrough.set(world, Math.max(highest, header.keyId));
       return bytes;
+    },
+  },
+  {
+    name: 'dh-device-acks-before-persisting',
+    description: 'dh mode: the device acknowledges a derived key before it is in flash (a keystore that lies about durability)',
+    expect: 'safety',
+    mode: 'dh',
+    wrapDeviceStore: (store, world) => new WriteBackDeviceStore(store, world),
+  },
+  {
+    name: 'dh-hub-ephemeral-not-persisted',
+    description: 'dh mode: the database holds another ephemeral pair than the one the hub offers (a hub that draws a fresh one after a restart)',
+    expect: 'safety',
+    mode: 'dh',
+    onHubPersistBegin: (op, world) => {
+      if (op.kind !== 'storePending' || op.dh === undefined) return op;
+      const privateKey = new Uint8Array(32);
+      rngOf(world).fill(privateKey);
+      world.trace.log(() => `BROKEN DATABASE stores another ephemeral pair for pending ${op.id}`);
+      return { ...op, dh: { privateKey, publicKey: nodeKeyAgreement.x25519PublicKey(privateKey) } };
+    },
+  },
+  {
+    name: 'dh-hub-forgets-ephemeral-before-promotion',
+    description: 'dh mode: the hub erases its ephemeral private key when the promotion is asked for, before the promotion commits',
+    expect: 'safety',
+    mode: 'dh',
+    onHubPersistBegin: (op, world) => {
+      if (op.kind !== 'promote' || op.key === undefined) return op;
+      const row = world.db.row(world.deviceId);
+      if (row.pending?.dh !== undefined) {
+        world.db.insert(world.deviceId, { ...row, pending: { id: row.pending.id, dh: { privateKey: new Uint8Array(32), publicKey: row.pending.dh.publicKey } } });
+        world.trace.log(() => `BROKEN DATABASE erases the ephemeral of pending ${op.id} before the promotion commits`);
+      }
+      return op;
+    },
+  },
+  {
+    name: 'dh-hello-without-share',
+    description: 'dh mode: the device seals its HELLO under the derived future key without the key share (the hub cannot derive it after a crash)',
+    expect: 'liveness',
+    mode: 'dh',
+    interposeUp: (bytes, world) => {
+      const keys = world.device.core?.keys;
+      if (keys?.future?.shares === undefined || bytes.length < 38) return bytes;
+      const frame = bytes.subarray(2);
+      const header = decodeHeader(frame);
+      if (header.type !== MessageType.HELLO || header.share === undefined) return bytes;
+      const message = openFrame(nodeAead, keys.future.key, frame, header);
+      const iv = new Uint8Array(IV_BYTES);
+      rngOf(world).fill(iv);
+      const { share: _share, ...bare } = header;
+      return withLengthPrefix(sealFrame({ aead: world.deviceAead, key: keys.future.key, iv, header: bare, message }));
     },
   },
 ];

@@ -14,14 +14,14 @@
 import { toHex } from '../../modules/bytes';
 import type { Aead } from '../../modules/crypto/primitives';
 import type { DeviceEvent } from '../../modules/device/actions';
-import type { HubEvent } from '../../modules/hub/actions';
+import type { HubEvent, HubPersistOp } from '../../modules/hub/actions';
 import { nodeAead } from '../../hosts/node/crypto';
 import { Adversary } from './adversary';
 import { AppLedger } from './app-ledger';
 import { CALM_ONE_WAY_MS, CHAOS_ONE_WAY_MAX_MS, CHAOS_ONE_WAY_MIN_MS, RESET_NOTICE_MS, SIM_EPOCH_MS } from './constants';
 import { describeEvent, describeFrame } from './describe';
 import { DeviceHost } from './device-host';
-import { describeKeys } from '../../modules/platform/keys';
+import { describeKeys, type RekeyMode } from '../../modules/platform/keys';
 import type { DeviceStore } from './device-store';
 import type { FaultPlan, SimEvent, StepFaults, StepProfile } from './faults';
 import { FrameAudit } from './frame-audit';
@@ -43,12 +43,14 @@ import { CORRECT, type Variant } from './variant';
 
 export type { Driver, FaultKind, Violation } from './sim-types';
 
-export type StoreFactory = (deviceId: Uint8Array, active: { id: number; key: Uint8Array }) => DeviceStore;
+export type StoreFactory = (deviceId: Uint8Array, active: { id: number; key: Uint8Array }, mode: RekeyMode) => DeviceStore;
 
 export interface WorldOptions {
   readonly seed: number;
   readonly driver: Driver;
   readonly store?: StoreFactory;
+  /** The device's rekey mode at provisioning, on both sides (docs/PROTOCOL.md §11); default classic. */
+  readonly mode?: RekeyMode;
   readonly variant?: Variant;
   readonly plan?: FaultPlan;
   readonly trace?: boolean;
@@ -130,9 +132,10 @@ export class World implements SimWorld {
     setup.fill(key);
     const active = { id: this.initialKeyId, key };
     this.adversary = new Adversary(deviceId);
-    const baseStore = (options.store ?? keystoreStore)(deviceId, { id: active.id, key: key.slice() });
+    const mode = options.mode ?? this.variant.mode ?? 'classic';
+    const baseStore = (options.store ?? keystoreStore)(deviceId, { id: active.id, key: key.slice() }, mode);
     const store = this.variant.wrapDeviceStore?.(baseStore, this) ?? baseStore;
-    this.db.insert(toHex(deviceId), { active: { id: active.id, key: key.slice() } });
+    this.db.insert(toHex(deviceId), { mode, active: { id: active.id, key: key.slice() } });
     this.deviceAead = this.audit.wrap(nodeAead, 'device');
     this.hubAead = this.audit.wrap(nodeAead, 'hub');
     this.device = new DeviceHost(this.#deviceContext(), deviceId, store, this.deviceAead, this.seed);
@@ -167,7 +170,7 @@ export class World implements SimWorld {
 
   #hubContext(): HubHostContext {
     const world = this;
-    const { interposeDown, hubPersistPolicy, onHubLinkClosed } = this.variant;
+    const { interposeDown, hubPersistPolicy, onHubLinkClosed, onHubPersistBegin } = this.variant;
     return {
       get now() {
         return world.now;
@@ -178,6 +181,7 @@ export class World implements SimWorld {
         ...(interposeDown === undefined ? {} : { interposeDown: (bytes: Uint8Array) => interposeDown(bytes, world) }),
         ...(hubPersistPolicy === undefined ? {} : { hubPersistPolicy }),
         ...(onHubLinkClosed === undefined ? {} : { onHubLinkClosed: (now: number) => onHubLinkClosed(world, now) }),
+        ...(onHubPersistBegin === undefined ? {} : { onHubPersistBegin: (op: HubPersistOp) => onHubPersistBegin(op, world) }),
       },
       actionApplied: (side) => this.actionApplied(side),
       latency: () => this.latency(),

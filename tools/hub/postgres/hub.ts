@@ -22,6 +22,8 @@ import { describeError, LockstepError } from '../../../modules/errors';
 import { HubCore } from '../../../modules/hub/hub';
 import { monotonicNow } from '../../../hosts/node/clock';
 import { nodeAead, nodeRandom } from '../../../hosts/node/crypto';
+import { nodeKeyAgreement } from '../../../hosts/node/key-agreement';
+import type { RekeyMode } from '../../../modules/platform/keys';
 import { Connections } from '../connections';
 import { HubEventRouter, safeEmitter, type Emit } from '../events';
 import { sourceOf } from '../eviction';
@@ -38,7 +40,7 @@ import { RotationScheduler, type RotationPolicy } from '../scheduler';
 import type { StoredDevice } from '../store';
 import type { DeviceView, HubEvents, HubStats, RotateResult } from '../types';
 import { PgCommits } from './commits';
-import { LeaseGate } from './lease-gate';
+import { LeaseGate, wipeStored } from './lease-gate';
 import { NOTIFY_LEASE, NOTIFY_ROTATE, PgHubStore, type Fence, type PgStoreOptions } from './store';
 
 export interface PgHubOptions extends Omit<HubOptions, 'database' | 'exclusive'> {
@@ -143,14 +145,16 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
     this.#emitSafe = safeEmitter((name, ...args) => (this.emit as (n: string, ...a: unknown[]) => boolean)(name, ...args), this.#log);
     const limits: ConnectionLimits = { ...DEFAULT_LIMITS, ...options.limits };
     const aead = options.aead ?? nodeAead;
+    const keyAgreement = options.keyAgreement ?? nodeKeyAgreement;
     const core = new HubCore({
       aead,
+      keyAgreement,
       random: options.random ?? nodeRandom,
       devices: stored.map(coreRecord),
       receiveBufferBytes: limits.maxQueuedInputBytes,
       ...(options.timing ? { timing: options.timing } : {}),
     });
-    for (const device of stored) device.active.key.fill(0), device.pending?.key.fill(0);
+    for (const device of stored) wipeStored(device);
     this.#core = core;
     this.#scheduler = new RotationScheduler(options.rotation);
     const connections = (): Connections => this.#connections;
@@ -172,6 +176,7 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
     this.#gate = new LeaseGate(
       store,
       aead,
+      keyAgreement,
       connections,
       {
         settled: (deviceId) => this.#commits.settled(deviceId),
@@ -238,6 +243,18 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
     }
     if (!(await this.store.requestRotation(id, Date.now()))) throw new LockstepError('UNKNOWN_DEVICE', id);
     return 'queued';
+  }
+
+  /**
+   * §11.6: moves a device to the dh rekey mode (durable in the row first);
+   * it applies from the next rotation, on whichever instance serves it
+   * (each lease reloads the mode; the serving instance's poll applies it).
+   */
+  async setMode(deviceId: string, mode: RekeyMode): Promise<void> {
+    if (mode !== 'dh') throw new LockstepError('LOCAL_BAD_ARGUMENT', 'the rekey mode only moves from classic to dh');
+    const outcome = await this.store.upgradeToDh(deviceId, Date.now());
+    if (outcome === 'missing') throw new LockstepError('UNKNOWN_DEVICE', deviceId);
+    this.#core.setMode(deviceId.toLowerCase(), 'dh');
   }
 
   setRotationPolicy(policy: Partial<RotationPolicy>): void {
@@ -312,8 +329,7 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
       this.#log.error('adoptFailed', { deviceId: device.deviceId, message: describeError(error) });
       return false;
     } finally {
-      device.active.key.fill(0);
-      device.pending?.key.fill(0);
+      wipeStored(device);
     }
     this.#scheduler.keyActivated(device.deviceId, device.activeSince);
     this.#held.set(device.deviceId, { fence, link });
@@ -348,8 +364,7 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
       for (const device of await this.store.devicesAfter(this.#lastRowid)) {
         if (!this.#presence.has(device.deviceId)) this.#register(device);
         this.#lastRowid = Math.max(this.#lastRowid, device.rowid);
-        device.active.key.fill(0);
-        device.pending?.key.fill(0);
+        wipeStored(device);
       }
       await this.#checkLeases([...this.#held.keys()]);
       const held = [...this.#held.keys()];
@@ -363,10 +378,16 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
 
   async #checkLeases(deviceIds: string[]): Promise<void> {
     if (deviceIds.length === 0) return;
-    const epochs = await this.store.epochs(deviceIds);
+    const views = await this.store.leaseView(deviceIds);
     for (const deviceId of deviceIds) {
       const held = this.#held.get(deviceId);
-      if (held !== undefined && epochs.get(deviceId) !== held.fence.epoch) this.#lose(deviceId, 'taken by a newer connection');
+      const view = views.get(deviceId);
+      if (held === undefined) continue;
+      if (view?.epoch !== held.fence.epoch) this.#lose(deviceId, 'taken by a newer connection');
+      else if (view.mode === 'dh' && this.#core.deviceState(deviceId).mode !== 'dh') {
+        this.#core.setMode(deviceId, 'dh'); // changed by another process (`set-mode`); from the next rotation
+        this.#log.info('modeChanged', { deviceId, mode: 'dh' });
+      }
     }
   }
 

@@ -20,7 +20,8 @@
  * database outage does not pile up work).
  */
 import { bytesEqual, toHex } from '../../../modules/bytes';
-import type { Aead } from '../../../modules/crypto/primitives';
+import type { Aead, KeyAgreementPrimitives } from '../../../modules/crypto/primitives';
+import { derivePendingKey } from '../../../modules/hub/pending-key';
 import { describeError } from '../../../modules/errors';
 import type { ConnectionId } from '../../../modules/hub/actions';
 import { HEADER_BYTES, LENGTH_PREFIX_BYTES, MAX_FRAME_BYTES, MessageType } from '../../../modules/protocol/constants';
@@ -62,6 +63,7 @@ export class LeaseGate implements InputGate {
   constructor(
     private readonly store: PgHubStore,
     private readonly aead: Aead,
+    private readonly keyAgreement: KeyAgreementPrimitives | undefined,
     private readonly connections: () => Connections,
     private readonly hooks: LeaseGateHooks,
     private readonly log: Logger,
@@ -131,16 +133,26 @@ export class LeaseGate implements InputGate {
         this.#refuse(link, 'unknown device');
         return;
       }
-      const slot = [now.device.active, now.device.pending].find((s) => s !== undefined && s.id === header.keyId);
+      let derived: Uint8Array | undefined;
       try {
-        if (slot === undefined) throw new Error('unknown key id');
-        openFrame(this.aead, slot.key, frame, header);
+        const { active, pending } = now.device;
+        let key: Uint8Array;
+        if (header.keyId === active.id) key = active.key;
+        else if (pending === undefined || pending.id !== header.keyId) throw new Error('unknown key id');
+        else if (pending.dh === undefined) key = pending.key;
+        else {
+          // A HELLO under a dh pending key (HK8) carries the device's share: the key is derived as the core does (§11.3).
+          if (header.share === undefined || this.keyAgreement === undefined) throw new Error('no key share');
+          derived = derivePendingKey(this.keyAgreement, active, { id: pending.id, dh: pending.dh }, header.deviceId, header.share);
+          key = derived;
+        }
+        openFrame(this.aead, key, frame, header);
       } catch {
         this.#refuse(link, 'HELLO does not authenticate');
         return;
       } finally {
-        now.device.active.key.fill(0);
-        now.device.pending?.key.fill(0);
+        derived?.fill(0);
+        wipeStored(now.device);
       }
       if (link.closed) return;
       await this.hooks.settled(deviceId);
@@ -172,6 +184,13 @@ export class LeaseGate implements InputGate {
     this.connections().drop(link, reason);
     return true;
   }
+}
+
+/** Zeroes the key material of a row read from the store. */
+export function wipeStored(device: StoredDevice): void {
+  device.active.key.fill(0);
+  device.pending?.key?.fill(0);
+  device.pending?.dh?.privateKey.fill(0);
 }
 
 function concat(chunks: readonly Uint8Array[], total: number): Uint8Array {

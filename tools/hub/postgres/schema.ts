@@ -2,7 +2,7 @@
  * The hub schema on PostgreSQL: the same tables and checks as the SQLite
  * schema of tools/hub/migrations.ts at its current version (devices with
  * KEK-wrapped active and pending slots, rotation requests, kek_state), plus
- * what many instances need: the per-device fence (epoch, lease owner, row
+ * (and the dh rekey mode's columns, migration 3) plus what many instances need: the per-device fence (epoch, lease owner, row
  * version) and the instances table. Applied in order under an advisory lock,
  * so instances starting together migrate once; each migration is one
  * transaction. Never edit a released migration; append one.
@@ -59,6 +59,16 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
         started_at   BIGINT NOT NULL,
         heartbeat_at BIGINT NOT NULL
       );
+    `,
+  },
+  {
+    version: 3,
+    description: 'the rekey mode per device (docs/PROTOCOL.md §11; SQLite migration 4): classic for every device provisioned before; a dh pending slot holds the wrapped ephemeral pair',
+    sql: `
+      ALTER TABLE devices
+        ADD COLUMN mode            TEXT     NOT NULL DEFAULT 'classic' CHECK (mode IN ('classic', 'dh')),
+        ADD COLUMN pending_dh      SMALLINT NOT NULL DEFAULT 0 CHECK (pending_dh IN (0, 1)),
+        ADD COLUMN mode_changed_at BIGINT;
     `,
   },
 ];

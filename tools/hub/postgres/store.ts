@@ -27,6 +27,8 @@ import { hostname } from 'node:os';
 import pg from 'pg';
 import { LockstepError } from '../../../modules/errors';
 import type { HubPersistOp } from '../../../modules/hub/actions';
+import type { HubPendingSlot } from '../../../modules/hub/hub';
+import type { RekeyMode } from '../../../modules/platform/keys';
 import { KekError, Keyring, resolveKeyring, type KeyringChoice } from '../kek';
 import type { DeviceRecord } from '../records';
 import type { DeviceSummary, StoredDevice } from '../store';
@@ -72,6 +74,8 @@ interface PgRow {
   last_seen_at: number | null;
   rotations: number;
   rotate_requested_at: number | null;
+  mode: RekeyMode;
+  pending_dh: number;
   epoch: number;
   lease_owner: string | null;
   row_version: number;
@@ -220,8 +224,8 @@ export class PgHubStore {
         try {
           await client.query('SAVEPOINT insert_one');
           await client.query(
-            'INSERT INTO devices (device_id, active_id, active_kek, active_key, created_at, active_since) VALUES ($1, $2, $3, $4, $5, $6)',
-            [record.deviceId, record.active.id, kekId, this.#keyring.wrap(kekId, record.deviceId, record.active.id, record.active.key), now, now],
+            'INSERT INTO devices (device_id, active_id, active_kek, active_key, created_at, active_since, mode) VALUES ($1, $2, $3, $4, $5, $6, $7)',
+            [record.deviceId, record.active.id, kekId, this.#keyring.wrap(kekId, record.deviceId, record.active.id, record.active.key), now, now, record.mode],
           );
         } catch (error) {
           if ((error as { code?: string }).code === '23505') throw new LockstepError('LOCAL_BAD_ARGUMENT', `device ${record.deviceId} is already provisioned`);
@@ -251,9 +255,29 @@ export class PgHubStore {
 
   /** Current epochs of the given devices (an instance checks whether it still holds its leases). */
   async epochs(deviceIds: readonly string[]): Promise<Map<string, number>> {
+    return new Map([...(await this.leaseView(deviceIds))].map(([id, view]) => [id, view.epoch]));
+  }
+
+  /** Epoch and rekey mode of the given devices (the serving instance's poll: lost leases, mode changes made elsewhere). */
+  async leaseView(deviceIds: readonly string[]): Promise<Map<string, { epoch: number; mode: RekeyMode }>> {
     if (deviceIds.length === 0) return new Map();
-    const rows = await this.#pool.query<{ device_id: string; epoch: number }>('SELECT device_id, epoch FROM devices WHERE device_id = ANY($1::text[])', [deviceIds]);
-    return new Map(rows.rows.map((r) => [r.device_id, r.epoch]));
+    const rows = await this.#pool.query<{ device_id: string; epoch: number; mode: RekeyMode }>(
+      'SELECT device_id, epoch, mode FROM devices WHERE device_id = ANY($1::text[])',
+      [deviceIds],
+    );
+    return new Map(rows.rows.map((r) => [r.device_id, { epoch: r.epoch, mode: r.mode }]));
+  }
+
+  /**
+   * §11.6: the device's mode moves to dh (never back); durable in the row, so
+   * every instance's next lease adopts it and the serving one's poll applies it.
+   */
+  async upgradeToDh(deviceId: string, now: number): Promise<'upgraded' | 'already' | 'missing'> {
+    const row = (await this.#pool.query<{ mode: RekeyMode }>('SELECT mode FROM devices WHERE device_id = $1', [deviceId.toLowerCase()])).rows[0];
+    if (row === undefined) return 'missing';
+    if (row.mode === 'dh') return 'already';
+    await this.#pool.query("UPDATE devices SET mode = 'dh', mode_changed_at = $2 WHERE device_id = $1", [deviceId.toLowerCase(), now]);
+    return 'upgraded';
   }
 
   /**
@@ -282,19 +306,35 @@ export class PgHubStore {
         const fenceArgs = [fence?.epoch ?? 0, fence?.rowVersion ?? 0];
         let result: pg.QueryResult<{ row_version: number }>;
         if (op.kind === 'storePending') {
-          const wrapped = this.#keyring.wrap(kekId, op.deviceId, op.id, op.key);
+          // Rule H4 (dh mode): the hub's ephemeral pair h ‖ H is stored wrapped like a key, before REKEY_DH is sent.
+          const bytes = op.dh === undefined ? op.key : concatPair(op.dh.privateKey, op.dh.publicKey);
+          let wrapped: Buffer;
+          try {
+            wrapped = this.#keyring.wrap(kekId, op.deviceId, op.id, bytes);
+          } finally {
+            if (op.dh !== undefined) bytes.fill(0);
+          }
           result = await client.query(
-            `UPDATE devices SET pending_id = $5, pending_kek = $6, pending_key = $7, pending_since = $8, rotate_requested_at = NULL,
+            `UPDATE devices SET pending_id = $5, pending_kek = $6, pending_key = $7, pending_dh = $9, pending_since = $8, rotate_requested_at = NULL,
                row_version = row_version + 1
              WHERE device_id = $1 AND $2 = 1 ${guard} ${slotGuard('AND active_id = $5 - 1 AND pending_id IS NULL')} RETURNING row_version`,
-            [op.deviceId, 1, ...fenceArgs, op.id, kekId, wrapped, now],
+            [op.deviceId, 1, ...fenceArgs, op.id, kekId, wrapped, now, op.dh === undefined ? 0 : 1],
+          );
+        } else if (op.key !== undefined) {
+          // HK8: the derived key becomes active; the wrapped ephemeral pair is overwritten in the same commit (rule H5).
+          result = await client.query(
+            `UPDATE devices SET active_id = pending_id, active_kek = $7, active_key = $8, active_since = $5,
+               pending_id = NULL, pending_kek = NULL, pending_key = NULL, pending_dh = 0, pending_since = NULL, rotations = rotations + 1,
+               row_version = row_version + 1
+             WHERE device_id = $1 AND $2 = 1 ${guard} ${slotGuard('AND pending_id = $6 AND pending_dh = 1')} AND pending_id IS NOT NULL AND $6::bigint IS NOT NULL RETURNING row_version`,
+            [op.deviceId, 1, ...fenceArgs, now, op.id, kekId, this.#keyring.wrap(kekId, op.deviceId, op.id, op.key)],
           );
         } else {
           result = await client.query(
             `UPDATE devices SET active_id = pending_id, active_kek = pending_kek, active_key = pending_key, active_since = $5,
-               pending_id = NULL, pending_kek = NULL, pending_key = NULL, pending_since = NULL, rotations = rotations + 1,
+               pending_id = NULL, pending_kek = NULL, pending_key = NULL, pending_dh = 0, pending_since = NULL, rotations = rotations + 1,
                row_version = row_version + 1
-             WHERE device_id = $1 AND $2 = 1 ${guard} ${slotGuard('AND pending_id = $6')} AND pending_id IS NOT NULL AND $6::bigint IS NOT NULL RETURNING row_version`,
+             WHERE device_id = $1 AND $2 = 1 ${guard} ${slotGuard('AND pending_id = $6 AND pending_dh = 0')} AND pending_id IS NOT NULL AND $6::bigint IS NOT NULL RETURNING row_version`,
             [op.deviceId, 1, ...fenceArgs, now, op.id],
           );
         }
@@ -434,10 +474,17 @@ export class PgHubStore {
 
   #fromRow(row: PgRow): StoredDevice {
     const active = { id: row.active_id, key: this.#keyring.unwrap(row.active_kek, row.device_id, row.active_id, row.active_key) };
-    const pending =
-      row.pending_id === null || row.pending_key === null || row.pending_kek === null
-        ? undefined
-        : { id: row.pending_id, key: this.#keyring.unwrap(row.pending_kek, row.device_id, row.pending_id, row.pending_key) };
+    let pending: HubPendingSlot | undefined;
+    if (row.pending_id !== null && row.pending_key !== null && row.pending_kek !== null) {
+      const bytes = this.#keyring.unwrap(row.pending_kek, row.device_id, row.pending_id, row.pending_key);
+      if (row.pending_dh === 1) {
+        // §11: a dh pending slot is the hub's ephemeral pair h ‖ H (64 bytes, wrapped like a key).
+        pending = { id: row.pending_id, dh: { privateKey: bytes.slice(0, 32), publicKey: bytes.slice(32) } };
+        bytes.fill(0);
+      } else {
+        pending = { id: row.pending_id, key: bytes };
+      }
+    }
     return { ...summaryOf(row), active, ...(pending === undefined ? {} : { pending }) } as StoredDevice;
   }
 
@@ -468,6 +515,13 @@ export class PgHubStore {
   }
 }
 
+function concatPair(privateKey: Uint8Array, publicKey: Uint8Array): Uint8Array {
+  const pair = new Uint8Array(64);
+  pair.set(privateKey, 0);
+  pair.set(publicKey, 32);
+  return pair;
+}
+
 async function activeKekFor(client: pg.PoolClient): Promise<number> {
   return Number((await client.query<{ active_kek: number }>('SELECT active_kek FROM kek_state WHERE singleton = 1 FOR SHARE')).rows[0]?.active_kek);
 }
@@ -477,6 +531,8 @@ function summaryOf(row: PgRow): DeviceSummary {
     deviceId: row.device_id,
     activeKeyId: row.active_id,
     pendingKeyId: row.pending_id ?? undefined,
+    mode: row.mode,
+    pendingMode: row.pending_id === null ? undefined : row.pending_dh === 1 ? 'dh' : 'classic',
     activeKek: row.active_kek,
     createdAt: row.created_at,
     activeSince: row.active_since,
