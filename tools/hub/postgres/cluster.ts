@@ -10,12 +10,25 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chownSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-export const POSTGRES_BIN = process.env.LOCKSTEP_POSTGRES_BIN ?? '/usr/lib/postgresql/15/bin';
+/** PostgreSQL's programs: LOCKSTEP_POSTGRES_BIN, else Debian's 15, else the newest Debian version installed. */
+export const POSTGRES_BIN = process.env.LOCKSTEP_POSTGRES_BIN ?? debianPostgresBin();
+
+function debianPostgresBin(): string {
+  const preferred = '/usr/lib/postgresql/15/bin';
+  if (existsSync(join(preferred, 'initdb'))) return preferred;
+  try {
+    const versions = readdirSync('/usr/lib/postgresql').filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a));
+    for (const version of versions) if (existsSync(`/usr/lib/postgresql/${version}/bin/initdb`)) return `/usr/lib/postgresql/${version}/bin`;
+  } catch {
+    // none installed: start() says how to install it
+  }
+  return preferred;
+}
 
 export interface ClusterOptions {
   /** Extra `postgresql.conf` lines (e.g. `max_connections = 200`). */
