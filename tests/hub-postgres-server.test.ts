@@ -97,8 +97,9 @@ test('rotations while every reconnection lands on a random instance: the lease m
   for (let round = 0; round < 4; round++) {
     for (const d of fleet) await instances[round % 3]!.rotate(d.deviceId);
     await until(async () => (await outOfSync(url, fleet)).length === 0 && fleet.every((d) => d.host.keys.active.id >= round + 2 && d.host.keys.future === undefined), `round ${round}`, 15_000);
-    balancer.dropAll(); // every device reconnects, to a random instance
-    await until(() => fleet.every((d) => d.host.online), 'devices back online');
+    const leasesBefore = instances.reduce((n, hub) => n + hub.stats().leasesTaken, 0);
+    balancer.dropAll(); // every device reconnects, to a random instance, and takes a new lease there
+    await until(() => instances.reduce((n, hub) => n + hub.stats().leasesTaken, 0) >= leasesBefore + fleet.length && fleet.every((d) => d.host.online), 'devices back online');
   }
   expect(await outOfSync(url, fleet)).toEqual([]);
   const leased = instances.flatMap((hub) => hub.leasedDevices);
@@ -197,8 +198,9 @@ test('dh rekey mode across instances: every reconnection on a random instance, r
   for (let round = 0; round < 3; round++) {
     for (const d of fleet) await instances[round % 2]!.rotate(d.deviceId);
     await until(async () => (await outOfSync(url, fleet)).length === 0 && fleet.every((d) => d.host.keys.active.id >= round + 2 && d.host.keys.future === undefined), `dh round ${round}`, 15_000);
+    const leasesBefore = instances.reduce((n, hub) => n + hub.stats().leasesTaken, 0);
     balancer.dropAll();
-    await until(() => fleet.every((d) => d.host.online), 'back online');
+    await until(() => instances.reduce((n, hub) => n + hub.stats().leasesTaken, 0) >= leasesBefore + fleet.length && fleet.every((d) => d.host.online), 'back online');
   }
   expect(fleet.every((d) => d.host.keys.mode === 'dh')).toBe(true);
   expect(await outOfSync(url, fleet)).toEqual([]);
