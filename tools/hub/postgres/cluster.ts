@@ -108,6 +108,33 @@ export class ThrowawayCluster {
     this.startServer();
   }
 
+  /**
+   * A streaming-replication standby of this cluster (pg_basebackup -R) in a
+   * folder of its own, on its own port, named `name` (its application_name,
+   * for synchronous_standby_names). For the HA test (docs/HUB.md §12.5).
+   */
+  async startStandby(name = 'standby1'): Promise<ThrowawayCluster> {
+    const dir = mkdtempSync(join(tmpdir(), 'lockstep-pg-standby-'));
+    const standby = new ThrowawayCluster(dir, await freePort(), this.password, this.owner);
+    try {
+      if (this.owner !== undefined) chownSync(dir, this.owner.uid, this.owner.gid);
+      const conninfo = `host=127.0.0.1 port=${this.port} user=lockstep password=${this.password} application_name=${name}`;
+      standby.#run('pg_basebackup', ['-d', conninfo, '-D', standby.dataDir, '-R', '-X', 'stream', '-c', 'fast', '--no-sync']);
+      const conf = [`port = ${standby.port}`, "listen_addresses = '127.0.0.1'", `unix_socket_directories = '${dir}'`, 'hot_standby = on'];
+      writeFileSync(join(standby.dataDir, 'postgresql.auto.conf'), `${conf.join('\n')}\n`, { flag: 'a' });
+      standby.startServer();
+    } catch (error) {
+      standby.stop();
+      throw error;
+    }
+    return standby;
+  }
+
+  /** Promotes a standby to primary (a failover). */
+  promote(): void {
+    this.#run('pg_ctl', ['-D', this.dataDir, '-w', 'promote']);
+  }
+
   /** Runs one SQL command through psql over the socket (setup and fault injection). */
   psql(database: string, sql: string): string {
     return this.#run('psql', ['-h', this.dir, '-p', String(this.port), '-U', 'lockstep', '-d', database, '-v', 'ON_ERROR_STOP=1', '-At', '-c', sql]);
