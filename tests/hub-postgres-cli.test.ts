@@ -32,7 +32,7 @@ function hub(...args: string[]): { status: number | null; stdout: string; stderr
 
 test('provision, devices, rotate and serve with --db postgres://', async () => {
   const url = await freshDatabase(cluster);
-  const provisioned = hub('provision', '--db', url, '--count', '2');
+  const provisioned = hub('provision', '--db', url, '--count', '2', '--mode', 'classic');
   expect(provisioned.stderr).toContain('provisioned 2 device(s)');
   expect(provisioned.stderr).not.toContain(new URL(url).password); // the password is redacted
   const records = provisioned.stdout.trim().split('\n').map((line) => JSON.parse(line) as { deviceId: string });
@@ -41,6 +41,8 @@ test('provision, devices, rotate and serve with --db postgres://', async () => {
   const listed = hub('devices', '--db', url).stdout.trim().split('\n').map((line) => JSON.parse(line) as { deviceId: string; activeKeyId: number });
   expect(listed.map((d) => d.deviceId).sort()).toEqual(records.map((r) => r.deviceId).sort());
 
+  expect(hub('set-mode', records[1]!.deviceId, 'dh', '--db', url).stderr).toContain('moves to the dh mode');
+  expect(hub('set-mode', records[1]!.deviceId, 'dh', '--db', url).stderr).toContain('already in the dh mode');
   const rotated = hub('rotate', records[0]!.deviceId, '--db', url);
   expect(rotated.stderr).toContain('requested');
   expect(hub('rotate', '0000000000000000', '--db', url).status).toBe(1);

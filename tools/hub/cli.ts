@@ -26,7 +26,7 @@ import { newDeviceRecord, parseHubRecord, parseHubRecords, toHubRecordJson, type
 import { LockstepHub } from './server';
 import { defaultKeyringPath, KEK_BYTES, readKeyringFile, writeKeyringFile, type KeyringChoice } from './kek';
 import { HubStore, type DeviceSummary } from './store';
-import { listPostgres, provisionPostgres, rotatePostgres, servePostgres } from './postgres/cli-actions';
+import { listPostgres, provisionPostgres, rotatePostgres, servePostgres, upgradePostgres } from './postgres/cli-actions';
 import { isPostgresUrl, redact } from './postgres/store';
 
 const durationArg = (value: string): number => {
@@ -263,23 +263,24 @@ program
   .description('move a device to the dh rekey mode (docs/PROTOCOL.md §11.6); never back to classic')
   .addOption(dbOption())
   .addOption(kekOption())
-  .action((deviceId: string, mode: string, flags: { db: string; kekFile?: string }) => {
+  .action(async (deviceId: string, mode: string, flags: { db: string; kekFile?: string }) => {
     if (mode !== 'dh') {
       process.stderr.write(`set-mode: ${mode === 'classic' ? 'the rekey mode never moves back from dh to classic' : `unknown mode ${JSON.stringify(mode)} (dh)`}\n`);
       process.exitCode = 1;
       return;
     }
-    const store = new HubStore(flags.db, kekChoice(flags));
+    const store = isPostgresUrl(flags.db) ? undefined : new HubStore(flags.db, kekChoice(flags));
     try {
-      const outcome = store.upgradeToDh(deviceId, Date.now());
+      // PostgreSQL: the row's mode; every instance's next lease adopts it, the serving one's poll applies it.
+      const outcome = store === undefined ? await upgradePostgres(flags.db, deviceId, kekChoice(flags)) : store.upgradeToDh(deviceId, Date.now());
       if (outcome === 'missing') {
-        process.stderr.write(`set-mode: no device ${deviceId} in ${flags.db}\n`);
+        process.stderr.write(`set-mode: no device ${deviceId} in ${redact(flags.db)}\n`);
         process.exitCode = 1;
         return;
       }
       process.stderr.write(outcome === 'already' ? `${deviceId} is already in the dh mode\n` : `${deviceId} moves to the dh mode from its next rotation\n`);
     } finally {
-      store.close();
+      store?.close();
     }
   });
 

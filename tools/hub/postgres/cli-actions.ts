@@ -62,3 +62,13 @@ export async function rotatePostgres(url: string, deviceId: string, keyring: Key
     await store.close();
   }
 }
+
+/** `set-mode <device> dh` on PostgreSQL. */
+export async function upgradePostgres(url: string, deviceId: string, keyring: KeyringChoice): Promise<'upgraded' | 'already' | 'missing'> {
+  const store = await PgHubStore.open(url, { ...keyring, poolSize: 1 });
+  try {
+    return await store.upgradeToDh(deviceId, Date.now());
+  } finally {
+    await store.close();
+  }
+}
