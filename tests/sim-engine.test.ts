@@ -80,7 +80,7 @@ describe('simulation engine', () => {
 describe('every checker can fail', () => {
   test('S1, S2, S3, S4, S5 on constructed key views', () => {
     const fired = new Set<string>();
-    const check = (views: Parameters<KeyInvariants['check']>[0], invariants = new KeyInvariants()) => {
+    const check = (views: Parameters<KeyInvariants['check']>[0], invariants = new KeyInvariants('0000000000000000')) => {
       invariants.check(views, (invariant) => fired.add(invariant.split(' ')[0]!));
       return invariants;
     };

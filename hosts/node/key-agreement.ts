@@ -1,16 +1,39 @@
 /**
  * X25519 and HKDF-SHA-512 on node:crypto (OpenSSL), for the dh rekey mode
- * (docs/PROTOCOL.md §11). Raw 32-byte keys go in and out through the fixed
- * DER prefixes of RFC 8410 (PKCS#8 private key, SPKI public key).
+ * (docs/PROTOCOL.md §11).
+ *
+ * Why the shapes: on Node 20 / OpenSSL 3, importing a raw X25519 private key
+ * (PKCS#8 DER or JWK) goes through the provider decoders and costs ~10× the
+ * scalar multiplication, while generating a pair, exporting it as JWK and
+ * importing a *public* JWK are cheap. So fresh pairs come from
+ * generateKeyPairSync (x25519GenerateKeyPair) and their KeyObjects are kept
+ * in a small bounded cache keyed by the private bytes, for the agreement that
+ * follows in the same process; a private key seen for the first time (a hub
+ * restarted with a pending key, the simulation's drawn keys) is imported once.
  */
-import { createPrivateKey, createPublicKey, diffieHellman, hkdfSync } from 'node:crypto';
+import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, type KeyObject } from 'node:crypto';
 import type { KeyAgreementPrimitives } from '../../modules/crypto/primitives';
 
 const PKCS8_X25519_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
-const SPKI_X25519_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
+/** Private KeyObjects by their raw bytes (hex): bounded, oldest first out. */
+const CACHE_LIMIT = 8192;
+const privateKeys = new Map<string, KeyObject>();
 
-function privateKeyObject(privateKey: Uint8Array) {
+function remember(raw: Uint8Array, key: KeyObject): KeyObject {
+  if (privateKeys.size >= CACHE_LIMIT) privateKeys.delete(privateKeys.keys().next().value as string);
+  privateKeys.set(Buffer.from(raw).toString('hex'), key);
+  return key;
+}
+
+function privateKeyObject(privateKey: Uint8Array): KeyObject {
   if (privateKey.length !== 32) throw new Error('X25519 private keys are 32 bytes');
+  const name = Buffer.from(privateKey).toString('hex');
+  const known = privateKeys.get(name);
+  if (known !== undefined) {
+    // Used once more at most (public key, then the agreement): keep the cache small.
+    privateKeys.delete(name);
+    return known;
+  }
   const der = Buffer.concat([PKCS8_X25519_PREFIX, privateKey]);
   try {
     return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
@@ -19,18 +42,40 @@ function privateKeyObject(privateKey: Uint8Array) {
   }
 }
 
+function publicKeyObject(publicKey: Uint8Array): KeyObject {
+  if (publicKey.length !== 32) throw new Error('X25519 public keys are 32 bytes');
+  return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: Buffer.from(publicKey).toString('base64url') }, format: 'jwk' });
+}
+
+function rawPublic(key: KeyObject): Uint8Array {
+  return new Uint8Array(Buffer.from(key.export({ format: 'jwk' }).x as string, 'base64url'));
+}
+
 export const nodeKeyAgreement: KeyAgreementPrimitives = {
   name: 'node:crypto',
+  x25519GenerateKeyPair() {
+    const pair = generateKeyPairSync('x25519');
+    const privateKey = new Uint8Array(Buffer.from(pair.privateKey.export({ format: 'jwk' }).d as string, 'base64url'));
+    remember(privateKey, pair.privateKey);
+    return { privateKey, publicKey: rawPublic(pair.publicKey) };
+  },
   x25519PublicKey(privateKey) {
-    const spki = createPublicKey(privateKeyObject(privateKey)).export({ format: 'der', type: 'spki' });
-    return new Uint8Array(spki.subarray(SPKI_X25519_PREFIX.length));
+    const key = privateKeyObject(privateKey);
+    remember(privateKey, key);
+    return rawPublic(createPublicKey(key));
   },
   x25519(privateKey, peerPublicKey) {
-    if (peerPublicKey.length !== 32) throw new Error('X25519 public keys are 32 bytes');
-    const publicKey = createPublicKey({ key: Buffer.concat([SPKI_X25519_PREFIX, peerPublicKey]), format: 'der', type: 'spki' });
-    return new Uint8Array(diffieHellman({ privateKey: privateKeyObject(privateKey), publicKey }));
+    return new Uint8Array(diffieHellman({ privateKey: privateKeyObject(privateKey), publicKey: publicKeyObject(peerPublicKey) }));
   },
   hkdfSha512(salt, ikm, info, length) {
     return new Uint8Array(hkdfSync('sha512', ikm, salt, info, length));
   },
+};
+
+/** The same backend without its own generator: the core draws every private key from its injected random source (the simulation's determinism). */
+export const nodeKeyAgreementDrawn: KeyAgreementPrimitives = {
+  name: 'node:crypto (drawn keys)',
+  x25519PublicKey: nodeKeyAgreement.x25519PublicKey,
+  x25519: nodeKeyAgreement.x25519,
+  hkdfSha512: nodeKeyAgreement.hkdfSha512,
 };

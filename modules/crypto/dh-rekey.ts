@@ -19,8 +19,16 @@ export interface EphemeralKeyPair {
   readonly publicKey: Uint8Array;
 }
 
-/** Draws a private key from `random` (never Math.random) and computes its public key. */
+/**
+ * A fresh ephemeral pair: from the backend's generator when it has one,
+ * else a private key drawn from `random` (never Math.random) and its public key.
+ */
 export function drawEphemeral(primitives: KeyAgreementPrimitives, random: RandomSource): EphemeralKeyPair {
+  if (primitives.x25519GenerateKeyPair !== undefined) {
+    const pair = primitives.x25519GenerateKeyPair();
+    if (pair.privateKey.length !== X25519_PRIVATE_KEY_BYTES || pair.publicKey.length !== KEY_SHARE_BYTES) throw new LockstepError('LOCAL_BAD_ARGUMENT', 'an X25519 pair is 32 + 32 bytes');
+    return pair;
+  }
   const privateKey = new Uint8Array(X25519_PRIVATE_KEY_BYTES);
   random.fill(privateKey);
   return { privateKey, publicKey: primitives.x25519PublicKey(privateKey) };

@@ -54,4 +54,11 @@ export interface KeyAgreementPrimitives {
   x25519(privateKey: Uint8Array, peerPublicKey: Uint8Array): Uint8Array;
   /** HKDF-SHA-512 extract then expand (RFC 5869 §2); `length` ≤ 255 · 64. */
   hkdfSha512(salt: Uint8Array, ikm: Uint8Array, info: Uint8Array, length: number): Uint8Array;
+  /**
+   * Optional: a fresh pair from the backend's own CSPRNG, for backends where
+   * importing a raw private key costs more than generating one (OpenSSL 3's
+   * decoders). Without it — and in the simulation, which needs the injected
+   * random source to stay deterministic — the core draws 32 bytes itself.
+   */
+  x25519GenerateKeyPair?(): { privateKey: Uint8Array; publicKey: Uint8Array };
 }

@@ -36,7 +36,7 @@ function main(): void {
       const record = records[started++];
       if (record === undefined) break;
       const host = new NodeDevice({
-        storage: new MemoryKeyStorage(fromHex(record.deviceId), record.active, 'classic'),
+        storage: new MemoryKeyStorage(fromHex(record.deviceId), record.active, record.mode),
         endpoint: { host: config.host, port: config.port },
         reconnectInitialMs: 200,
         reconnectMaxMs: 5000,

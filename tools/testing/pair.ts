@@ -22,7 +22,7 @@ import { PERSIST_LATER, type KeyStorage, type PersistLater } from '../../modules
 import type { MountResult } from '../../modules/keystore/keystore';
 import { copyKeys, keysPromoted, keysWithFuture, type DeviceKeys, type KeyShares, type KeySlot, type RekeyMode } from '../../modules/platform/keys';
 import { nodeAead } from '../../hosts/node/crypto';
-import { nodeKeyAgreement } from '../../hosts/node/key-agreement';
+import { nodeKeyAgreementDrawn as nodeKeyAgreement } from '../../hosts/node/key-agreement';
 import { copyHubRow, hubRowAfter, type HubRow } from './hub-row';
 import { seededRandom } from './deterministic-random';
 

@@ -18,7 +18,7 @@ import { PowerCut } from '../../modules/flash/nor-flash';
 import type { KeyStorage } from '../../modules/keystore/key-storage';
 import type { MountResult } from '../../modules/keystore/keystore';
 import { describeKeys, keysEqual, type DeviceKeys, type KeyShares, type KeySlot } from '../../modules/platform/keys';
-import { nodeKeyAgreement } from '../../hosts/node/key-agreement';
+import { nodeKeyAgreementDrawn as nodeKeyAgreement } from '../../hosts/node/key-agreement';
 import { DEVICE_BOOT_MS, RECONNECT_INITIAL_MS, RECONNECT_MAX_MS } from './constants';
 import { copyKeys, keysAfter, type DeviceStore } from './device-store';
 import type { Link } from './network';

@@ -1,13 +1,14 @@
 /**
  * One shard of the exhaustive mode in a child process (index.ts forks one
- * per worker): `tsx exhaustive-worker.ts <rounds> <seed> <pairs> <shard> <of>`.
+ * per worker): `tsx exhaustive-worker.ts <rounds> <seed> <pairs> <shard> <of> [classic|dh]`.
  * Sends its report to the parent as JSON.
  */
 import { exploreExhaustively, type PairMode } from './exhaustive';
 import { serializeReport } from './report';
 
-const [rounds, seed, pairs, shard, of] = process.argv.slice(2);
+const [rounds, seed, pairs, shard, of, mode] = process.argv.slice(2);
 const report = exploreExhaustively({
+  mode: mode === 'dh' ? 'dh' : 'classic',
   rounds: Number(rounds),
   seed: Number(seed),
   pairs: pairs as PairMode,

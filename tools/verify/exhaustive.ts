@@ -205,7 +205,7 @@ function absorb(report: ExhaustiveReport, world: World, schedule: Schedule): voi
 }
 
 /** Re-runs a failing schedule with the trace on: the readable account, and proof that it reproduces. */
-export function explainFailure(failure: Failure, options: { variant?: Variant; store?: StoreFactory; liveViewsOnly?: boolean } = {}): string {
+export function explainFailure(failure: Failure, options: { variant?: Variant; store?: StoreFactory; mode?: 'classic' | 'dh'; liveViewsOnly?: boolean } = {}): string {
   const { world } = runSchedule(failure.schedule, { ...options, trace: true });
   const again = world.violations[0];
   const reproduced = again !== undefined && again.invariant === failure.violation.invariant && again.step === failure.violation.step;

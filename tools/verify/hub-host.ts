@@ -9,7 +9,7 @@
  * at any point: between steps, between two actions of one step, before or
  * after a commit. It restarts from the database alone.
  */
-import { nodeKeyAgreement } from '../../hosts/node/key-agreement';
+import { nodeKeyAgreementDrawn as nodeKeyAgreement } from '../../hosts/node/key-agreement';
 import { toHex } from '../../modules/bytes';
 import type { Aead } from '../../modules/crypto/primitives';
 import { LockstepError } from '../../modules/errors';

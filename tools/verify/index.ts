@@ -1,10 +1,12 @@
 /**
  * `npm run verify`: the long verification run (docs/VERIFICATION.md).
  *   1. exhaustive mode: every single fault point and every pair of fault
- *      points of a 3-rotation scenario with app data both ways;
+ *      points of a 3-rotation scenario with app data both ways, in the
+ *      classic mode and again in the dh rekey mode (docs/PROTOCOL.md §11);
  *   2. random mode: 1,000,000 steps of chaos and calm;
  *   3. the six broken variants, each refuted by the simulation;
- *   4. spin on the Promela model and its six broken variants;
+ *   4. spin on the Promela model (classic, dh and upgrade modes) and its
+ *      broken variants (the six above and the dh mode's five);
  * and prints every figure. Exit status 0 only if there is no violation, every
  * variant is refuted (by the simulation and by spin) and spin passes.
  *
@@ -79,10 +81,10 @@ const print = (line = ''): void => {
   process.stdout.write(`${line}\n`);
 };
 
-function runShard(options: Options, shard: number): Promise<ExhaustiveReport> {
+function runShard(options: Options, shard: number, mode: 'classic' | 'dh' = 'classic'): Promise<ExhaustiveReport> {
   const worker = join(dirname(fileURLToPath(import.meta.url)), 'exhaustive-worker.ts');
   return new Promise((resolve, reject) => {
-    const child = fork(worker, [String(options.rounds), String(options.seed), options.pairs, String(shard), String(options.workers)], {
+    const child = fork(worker, [String(options.rounds), String(options.seed), options.pairs, String(shard), String(options.workers), mode], {
       execArgv: ['--import', 'tsx'],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
@@ -125,11 +127,26 @@ async function main(): Promise<number> {
   for (const failure of exhaustive.failures.slice(0, 3)) print(explainFailure(failure));
 
   print();
+  print(`== Exhaustive mode, dh rekey mode (X25519 in every rotation): ${options.rounds} rotations; pairs: ${options.pairs} ==`);
+  const dhShards = await Promise.all(Array.from({ length: options.workers }, (_, shard) => runShard(options, shard, 'dh')));
+  const exhaustiveDh = mergeShards(dhShards);
+  printExhaustive(exhaustiveDh, print);
+  violations += exhaustiveDh.failures.length;
+  for (const failure of exhaustiveDh.failures.slice(0, 3)) print(explainFailure(failure, { mode: 'dh' }));
+
+  print();
   print('== Random mode ==');
   const random = runRandom({ steps: options.randomSteps, seed: options.seed, adversaryMoves: moves });
   printRandom(random, options.seed, print);
   violations += random.failures.length;
   for (const failure of random.failures.slice(0, 3)) print(explainRandomFailure(failure));
+
+  print();
+  print('== Random mode, dh rekey mode ==');
+  const randomDh = runRandom({ steps: Math.round(options.randomSteps / 2), seed: options.seed, adversaryMoves: moves, mode: 'dh' });
+  printRandom(randomDh, options.seed, print);
+  violations += randomDh.failures.length;
+  for (const failure of randomDh.failures.slice(0, 3)) print(explainRandomFailure(failure, { mode: 'dh' }));
 
   print();
   print('== Broken variants, applied to the real cores by injection ==');
@@ -154,8 +171,9 @@ async function main(): Promise<number> {
 
   print();
   print('== Summary ==');
-  print(`  schedules explored: ${formatCount(exhaustive.singles.runs)} single-fault, ${formatCount(exhaustive.pairs.schedules)} fault-pair; random steps: ${formatCount(random.steps)}`);
-  print(`  invariant checks: ${formatCount(exhaustive.checks + random.checks)}; violations: ${violations}`);
+  print(`  schedules explored: classic ${formatCount(exhaustive.singles.runs)} single-fault, ${formatCount(exhaustive.pairs.schedules)} fault-pair; dh ${formatCount(exhaustiveDh.singles.runs)} single-fault, ${formatCount(exhaustiveDh.pairs.schedules)} fault-pair`);
+  print(`  random steps: classic ${formatCount(random.steps)}, dh ${formatCount(randomDh.steps)}`);
+  print(`  invariant checks: ${formatCount(exhaustive.checks + random.checks + exhaustiveDh.checks + randomDh.checks)}; violations: ${violations}`);
   print(`  broken variants refuted: ${ok ? 'all' : 'NOT ALL'}; open findings: ${reflectionOpen ? 'F1' : 'none'}`);
   print(`  time: ${((performance.now() - started) / 1000).toFixed(0)} s`);
   return violations === 0 && ok ? 0 : 1;

@@ -57,7 +57,8 @@ export class KeyInvariants {
    * actually disagree? (shows that a broken variant really loses sync after
    * some crash, not only that it could).
    */
-  constructor(readonly deviceId: string = '0102030405060708') {}
+  /** `deviceId` (hex) binds a dh derivation (§11.3): the checks resolve the hub's dh pending slot with it. */
+  constructor(readonly deviceId: string) {}
 
   check(views: KeyViews, report: Report, liveOnly = false): void {
     const { deviceLive, deviceDurable, hubLive, hubDurable } = views;

@@ -307,7 +307,7 @@ export function runRandom(options: RandomOptions, report = newRandomReport()): R
 }
 
 /** Re-runs a failing episode from its seed with the trace on. */
-export function explainRandomFailure(failure: RandomFailure, options: { variant?: Variant; store?: StoreFactory } = {}): string {
+export function explainRandomFailure(failure: RandomFailure, options: { variant?: Variant; store?: StoreFactory; mode?: 'classic' | 'dh' } = {}): string {
   const { world } = randomEpisode(failure.seed, failure.episodeSteps, { ...options, adversaryMoves: failure.adversaryMoves, trace: true });
   const again = world.violations[0];
   const reproduced = again !== undefined && again.invariant === failure.violation.invariant && again.step === failure.violation.step;

@@ -25,11 +25,12 @@ export interface FencingReport {
 
 export function runFencingSpin(bounds: { keys?: number; leases?: number } = {}): FencingReport {
   const defines = [...(bounds.keys === undefined ? [] : [`MAXKEYS=${bounds.keys}`]), ...(bounds.leases === undefined ? [] : [`MAXLEASES=${bounds.leases}`])];
-  const options = { model: FENCING_MODEL_PATH, defines };
+  const options = { modelPath: FENCING_MODEL_PATH, defines };
   return {
     version: spinVersion(),
-    correct: runSpin('safety', undefined, options),
-    variants: FENCING_VARIANTS.map((variant) => runSpin('safety', variant, options)),
+    correct: runSpin('safety', 'classic', undefined, options),
+    // expect: 'safety' — each variant must be refuted by the safety check (compiled -O0: the search stops at the counterexample).
+    variants: FENCING_VARIANTS.map((variant) => runSpin('safety', 'classic', { ...variant, expect: 'safety' }, options)),
   };
 }
 

@@ -31,7 +31,8 @@
  * 10 dh-hello-without-share — an interposer that re-seals the device's HELLO
  *   under its future key without the KEY_SHARE extension (§11.2's trap).
  * (The device redrawing its ephemeral for a repeated REKEY_DH, rule D7, has
- * no host seam — the core decides it — and is refuted by spin only.)
+ * no host seam — the core decides it — and is refuted by spin only: it is
+ * named in SPIN_ONLY_VARIANTS.)
  */
 import type { DevicePersistOp } from '../../modules/device/actions';
 import { nodeAead } from '../../hosts/node/crypto';
@@ -251,5 +252,20 @@ export const BROKEN_VARIANTS: readonly Variant[] = [
       const { share: _share, ...bare } = header;
       return withLengthPrefix(sealFrame({ aead: world.deviceAead, key: keys.future.key, iv, header: bare, message }));
     },
+  },
+];
+
+/**
+ * Broken variants that spin refutes (their -D switches: SPIN_VARIANTS in
+ * spin.ts) and the simulation cannot inject: no host seam reaches what they
+ * break (the device core alone decides how it answers a repeated REKEY_DH).
+ * tests/verify-spin.test.ts checks that every spin variant is named in
+ * exactly one of BROKEN_VARIANTS and this list, with the same `expect`.
+ */
+export const SPIN_ONLY_VARIANTS: readonly Pick<Variant, 'name' | 'description' | 'expect'>[] = [
+  {
+    name: 'dh-device-fresh-ephemeral-on-repeat',
+    description: 'dh mode: the device answers a repeated REKEY_DH for its stored future key with a fresh ephemeral and a new future key (not rule D7)',
+    expect: 'safety',
   },
 ];

@@ -80,7 +80,7 @@ export class World implements SimWorld {
   /** The audited AEADs the cores use (a re-sealing interposer seals on the device's behalf with deviceAead). */
   readonly deviceAead: Aead;
   readonly hubAead: Aead;
-  readonly keyInvariants = new KeyInvariants();
+  keyInvariants: KeyInvariants;
   readonly seals = new SealChecker();
   readonly liveness: LivenessMonitor;
   readonly app: AppLedger;
@@ -132,6 +132,7 @@ export class World implements SimWorld {
     setup.fill(key);
     const active = { id: this.initialKeyId, key };
     this.adversary = new Adversary(deviceId);
+    this.keyInvariants = new KeyInvariants(toHex(deviceId));
     const mode = options.mode ?? this.variant.mode ?? 'classic';
     const baseStore = (options.store ?? keystoreStore)(deviceId, { id: active.id, key: key.slice() }, mode);
     const store = this.variant.wrapDeviceStore?.(baseStore, this) ?? baseStore;
