@@ -65,6 +65,11 @@ async function addDevice(hub: PgLockstepHub, port: () => number): Promise<Simula
   return device;
 }
 
+/** Whether `hub` has the device online (false while it does not know the device yet: it learns it by its poll or at the lease). */
+function onlineAt(hub: PgLockstepHub, deviceId: string): boolean {
+  return hub.deviceIds.includes(deviceId) && hub.deviceState(deviceId).connected;
+}
+
 async function until(predicate: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await predicate())) {
@@ -113,13 +118,13 @@ test('the newest authenticated connection wins: the instance that lost the lease
   const b = await startHub(url);
   let target = a;
   const device = await addDevice(a, () => target.addresses[0]?.port as number);
-  await until(() => a.deviceState(device.deviceId).connected, 'on a');
+  await until(() => onlineAt(a, device.deviceId), 'on a');
   expect(a.leasedDevices).toEqual([device.deviceId]);
   // A second connection of the same device via B (the device re-dials there).
   target = b;
   device.powerCycle();
-  await until(() => b.deviceState(device.deviceId).connected, 'on b');
-  await until(() => !a.deviceState(device.deviceId).connected && a.leasedDevices.length === 0, 'a gave up the lease');
+  await until(() => onlineAt(b, device.deviceId), 'on b');
+  await until(() => !onlineAt(a, device.deviceId) && a.leasedDevices.length === 0, 'a gave up the lease');
   // A is asked to rotate: it does not serve the device, so the request goes to the row and B carries it out.
   expect(await a.rotate(device.deviceId)).toBe('queued');
   await until(() => device.host.keys.active.id === 2 && device.host.keys.future === undefined, 'b rotated');
@@ -132,7 +137,7 @@ test('a HELLO that does not authenticate (or of another session) moves no lease'
   const a = await startHub(url);
   const b = await startHub(url);
   const device = await addDevice(a, () => a.addresses[0]?.port as number);
-  await until(() => a.deviceState(device.deviceId).connected, 'on a');
+  await until(() => onlineAt(a, device.deviceId), 'on a');
   const before = (await sql(url, 'SELECT epoch FROM devices')).rows[0].epoch;
   // A forged HELLO naming the device on B: header right, tag wrong.
   const forged = await new Promise<void>((resolve) => {
