@@ -1,5 +1,5 @@
 /**
- * The same suite on both backends (docs/HUB.md §12): the storage interface
+ * The same suite on both backends (docs/HUB.md §13): the storage interface
  * (tools/hub/storage.ts) and the hub started by `startHub` from a SQLite
  * path or a postgres:// URL. Storage: devices in and out, all-or-none
  * inserts, the conditional key-slot writes, the durable rotation request,

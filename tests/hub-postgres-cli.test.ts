@@ -1,5 +1,5 @@
 /**
- * The CLI on PostgreSQL (`--db postgres://…`, docs/HUB.md §12): provision,
+ * The CLI on PostgreSQL (`--db postgres://…`, docs/HUB.md §13): provision,
  * devices, rotate (the durable request), serve (one instance of a tier:
  * it logs the server's durability settings and serves a device), and the
  * config file keeping a URL as it is. The keyring comes from LOCKSTEP_KEK.

@@ -1,5 +1,5 @@
 /**
- * The documented HA set-up (docs/HUB.md §12.5): a primary with a synchronous
+ * The documented HA set-up (docs/HUB.md §13.5): a primary with a synchronous
  * streaming-replication standby. The hub with requireSynchronousReplication
  * starts against it, devices rotate, the primary crashes and the standby is
  * promoted: every rotation the hub acted on is on the new primary, and the

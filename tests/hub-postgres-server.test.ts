@@ -1,6 +1,6 @@
 /**
  * Hub instances on one PostgreSQL database behind a balancer that picks an
- * instance at random per connection (docs/HUB.md §12): devices rotate while
+ * instance at random per connection (docs/HUB.md §13): devices rotate while
  * their connections land on any instance; the lease follows the newest
  * authenticated connection and the instance that lost it closes its
  * connection; a rotation asked of any instance reaches the one serving the

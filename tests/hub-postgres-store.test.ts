@@ -1,5 +1,5 @@
 /**
- * The PostgreSQL store's fencing (docs/HUB.md §12.2): two instances on one
+ * The PostgreSQL store's fencing (docs/HUB.md §13.2): two instances on one
  * database, each with its own pool. A lease moves the epoch and reloads the
  * row in one step; a write under a fence that moved applies nowhere; the
  * broken variant without the fence lets a stale instance clobber the row
@@ -48,6 +48,10 @@ test('two instances migrate one database concurrently; the schema has the fence 
   expect(version.rows[0].version).toBe(PG_SCHEMA_VERSION);
   expect(columns.rows.map((r: { column_name: string }) => r.column_name)).toEqual(expect.arrayContaining(['mode', 'pending_dh']));
   expect(await a.durability()).toMatchObject({ synchronousCommit: 'on', fsync: 'on' });
+  // The audit trail has the SQLite schema's rule: append-only.
+  await sql(url, "INSERT INTO audit_log (at, actor, action, outcome) VALUES (1, 'test', 'device.provision', 'ok')");
+  await expect(sql(url, "UPDATE audit_log SET outcome = 'changed'")).rejects.toThrow(/append-only/);
+  await expect(sql(url, 'DELETE FROM audit_log')).rejects.toThrow(/append-only/);
 });
 
 test('a lease takes a new epoch and reloads the row; the old holder can no longer commit (fenced)', async () => {

@@ -6,13 +6,15 @@
  * ever lost sync or application data was lost or duplicated.
  *
  *   npm start -- --devices 20 --duration 60s --rotate-every 3s --chaos medium --tls
- *   npm start -- --postgres [postgres://…] --instances 3   (a tier of instances, docs/HUB.md §12)
+ *   npm start -- --postgres [postgres://…] --instances 3   (a tier of instances, docs/HUB.md §13)
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { ChaosSettings } from './demo/fleet';
 import { runPostgresSimulation } from './demo/postgres-simulation';
 import { runSimulation, type SimulationStatus, type SimulationSummary } from './demo/simulation';
 import { parseDuration } from './hub/duration';
+import { newToken } from './hub/http/options';
+import { freePort } from './demo/free-port';
 
 interface ChaosLevel {
   readonly settings: ChaosSettings;
@@ -45,9 +47,11 @@ const program = new Command()
   .option('--no-chaos', 'no fault injection')
   .option('--tls', 'devices connect over TLS (a development certificate is generated)', false)
   .option('--dir <path>', 'keep the run\'s files (hub database, flash images, ledger) in this directory')
+  .option('--dashboard-port <port>', 'port of the hub\'s dashboard and operator API (default 7780, or any free one)', (v) => positive(v))
+  .option('--no-dashboard', 'no operator API or dashboard')
   .option('--postgres [url]', 'several hub instances on PostgreSQL behind a balancer (a throwaway cluster when no URL is given)')
   .option('--instances <n>', 'with --postgres: hub instances', (v) => positive(v), 3)
-  .action(async (flags: { devices: number; duration: number; rotateEvery: number; chaos: string | boolean; tls: boolean; dir?: string; postgres?: string | boolean; instances: number }) => {
+  .action(async (flags: { devices: number; duration: number; rotateEvery: number; chaos: string | boolean; tls: boolean; dir?: string; dashboard: boolean; dashboardPort?: number; postgres?: string | boolean; instances: number }) => {
     const levelName = flags.chaos === false ? 'off' : flags.chaos === true ? 'medium' : flags.chaos;
     const level = CHAOS_LEVELS[levelName];
     const tty = process.stdout.isTTY === true;
@@ -85,7 +89,14 @@ const program = new Command()
       `Lockstep: ${flags.devices} devices, ${flags.duration / 1000} s, key rotation every ~${flags.rotateEvery / 1000} s, ` +
         `chaos ${levelName}, ${flags.tls ? 'TLS' : 'TCP'} on 127.0.0.1\n`,
     );
+    // A read-only token made for this run only: it can watch, never rotate or revoke (docs/HUB.md §12).
+    const viewer = newToken('npm-start-viewer', 'read');
+    const httpPort = flags.dashboard ? await freePort(flags.dashboardPort ?? 7780) : undefined;
+    if (httpPort !== undefined) {
+      process.stdout.write(`Dashboard (read-only token for this run): http://127.0.0.1:${httpPort}/dashboard/#token=${viewer.token}\n`);
+    }
     const summary = await runSimulation({
+      ...(httpPort !== undefined ? { http: { port: httpPort, tokens: [viewer.config] } } : {}),
       devices: flags.devices,
       durationMs: flags.duration,
       rotateEveryMs: flags.rotateEvery,

@@ -1,5 +1,5 @@
 /*
- * Two hub instances sharing one database, one device (docs/HUB.md §12.2).
+ * Two hub instances sharing one database, one device (docs/HUB.md §13.2).
  * A separate model from lockstep.pml: that one has one hub and every
  * fault of the link, the device's flash and the hub process; this one has
  * one device row, two instances with their own cached view of it, and a

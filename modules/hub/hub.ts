@@ -463,6 +463,34 @@ export class HubCore {
     this.#reloaded(device, record);
   }
 
+  /**
+   * Forgets a device for good (revocation, docs/HUB.md §12): its connections
+   * are closed with `error`, its key slots zeroed, a queued rotation and a
+   * deferred reply dropped. A later HELLO naming it is refused as any unknown
+   * device's (UNKNOWN_DEVICE). A persist of it still outstanding is the
+   * host's to discard (`hasDevice` is false from now on).
+   */
+  removeDevice(deviceId: string, error: LockstepError): HubAction[] {
+    const device = this.#device(deviceId);
+    const out: HubAction[] = [];
+    for (const conn of [...this.#connections.values()]) {
+      if (conn.device === device) this.#close(conn, error, out);
+    }
+    this.#devices.delete(device.id);
+    device.active.key.fill(0);
+    wipePending(device.pending);
+    device.pending = undefined;
+    device.deferred = undefined;
+    device.blocked = undefined;
+    device.persisting = undefined;
+    device.rotationQueued = false;
+    return out;
+  }
+
+  hasDevice(deviceId: string): boolean {
+    return this.#devices.has(deviceId.toLowerCase());
+  }
+
   tick(now: number): HubAction[] {
     const out: HubAction[] = [];
     // Iterates the live map (no copy per tick): #close deletes only the entry being visited, which Map iteration allows.

@@ -7,6 +7,7 @@ import { run as aead } from './aead';
 import { run as dh } from './dh';
 import { run as hubSqlite } from './hub';
 import { run as hubPostgres } from './hub-postgres';
+import { run as operator } from './operator';
 import { run as wear } from './wear';
 import { run as xs } from './xs';
 
@@ -16,7 +17,7 @@ const hub = async (): Promise<void> => {
   if (process.exitCode === undefined || process.exitCode === 0) await hubPostgres();
 };
 
-const sections: Record<string, () => Promise<void>> = { aead, wear, xs, hub, dh, 'hub-postgres': hubPostgres };
+const sections: Record<string, () => Promise<void>> = { aead, wear, xs, hub, dh, operator, 'hub-postgres': hubPostgres };
 
 const wanted = process.argv.slice(2);
 for (const name of wanted) if (!(name in sections)) throw new Error(`unknown bench section ${name}; have ${Object.keys(sections).join(', ')}`);

@@ -55,6 +55,6 @@ export function checkLoadLimits(devices: number, setting: string, limits: Limits
   return (
     `${setting}=${devices} does not fit this machine: ${reasons.join('; ')}. ` +
     `This bench runs one hub process and one swarm on one address: at most ${fits.toLocaleString('en')} devices here. ` +
-    'More devices take several hub instances, several swarm processes and several 127.x source addresses (docs/HUB.md §12).'
+    'More devices take several hub instances, several swarm processes and several 127.x source addresses (docs/HUB.md §13).'
   );
 }

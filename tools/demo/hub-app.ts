@@ -20,6 +20,7 @@ import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import type { HubTiming } from '../../modules/hub/hub';
 import { jsonLogger } from '../hub/log';
 import { LockstepHub } from '../hub/server';
+import type { TokenConfig } from '../hub/http/options';
 
 export interface HubAppConfig {
   readonly database: string;
@@ -34,6 +35,8 @@ export interface HubAppConfig {
   readonly timing?: Partial<HubTiming>;
   readonly tickMs?: number;
   readonly logLevel?: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+  /** The operator API and dashboard on this port (the same one across hub restarts). */
+  readonly http?: { readonly port: number; readonly tokens: readonly TokenConfig[] };
 }
 
 async function main(): Promise<void> {
@@ -53,6 +56,7 @@ async function main(): Promise<void> {
     tickMs: config.tickMs ?? 100,
     controlPollMs: 500,
     logger: jsonLogger(config.logLevel ?? 'warn'),
+    ...(config.http ? { http: { port: config.http.port, tokens: config.http.tokens } } : {}),
   });
   const online = new Set<string>();
   let commands = 0;

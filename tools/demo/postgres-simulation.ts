@@ -8,7 +8,7 @@
  * instance stopped with SIGSTOP while its devices re-home and resumed with
  * SIGCONT, database sessions terminated. Every second each device is
  * checked against the database; at the end the run settles and the
- * telemetry ledger is judged (an instance run is a receiver epoch, §12.7).
+ * telemetry ledger is judged (an instance run is a receiver epoch, docs/HUB.md §13.7).
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';

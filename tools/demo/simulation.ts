@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDevCertificate } from '../hub/cert';
 import { HubStore } from '../hub/store';
+import type { TokenConfig } from '../hub/http/options';
 import { NO_CHAOS, provisionFleet, SimulatedDevice, type ChaosSettings } from './fleet';
 import { HubProcess } from './hub-process';
 import { Ledger, type LedgerVerdict } from './ledger';
@@ -40,6 +41,8 @@ export interface SimulationOptions {
   readonly settleTimeoutMs?: number;
   readonly statusEveryMs?: number;
   readonly onStatus?: (status: SimulationStatus) => void;
+  /** The hub serves its operator API and dashboard on this port with these tokens (tools/hub/http/). */
+  readonly http?: { readonly port: number; readonly tokens: readonly TokenConfig[] };
 }
 
 export interface SimulationStatus {
@@ -106,6 +109,7 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
     commandEveryMs: options.commandEveryMs ?? 1000,
     ledgerPath,
     timing: { rekeyRetryInitialMs: 500, rekeyRetryMaxMs: 4000 },
+    ...(options.http ? { http: options.http } : {}),
   });
   let expectExit = false;
   hub.onExit = (code, signal) => {

@@ -6,9 +6,15 @@
  *   rotate <device>  ask the serving hub to rotate a device's key now
  *   kek rotate       re-wrap every key under a new key-encryption key, online
  *   cert             write a self-signed development certificate for TLS
+ *   revoke <device>  erase a device's keys and refuse it from now on
+ *   audit            the audit trail (who, what, when, outcome)
+ *   token            create an operator API token (its hash goes in the config)
  * Every command works on the SQLite database given by --db. Only `serve`
  * changes keys; `rotate` and `provision` leave requests and rows that the
  * serving hub picks up within a second, so the two never race on a key.
+ * `revoke` deletes the row itself: a commit of the serving hub for that
+ * device then does not apply (a conditional update), and the hub drops the
+ * device at its next poll.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -28,6 +34,8 @@ import { defaultKeyringPath, KEK_BYTES, readKeyringFile, writeKeyringFile, type 
 import { HubStore, type DeviceSummary } from './store';
 import { listPostgres, provisionPostgres, rotatePostgres, servePostgres, upgradePostgres } from './postgres/cli-actions';
 import { isPostgresUrl, redact } from './postgres/store';
+import { userInfo } from 'node:os';
+import { checkTokenConfig, newToken, type TokenConfig } from './http/options';
 
 const durationArg = (value: string): number => {
   try {
@@ -54,7 +62,7 @@ const program = new Command()
   .description('The Lockstep reference hub: key rotation that never loses sync with its devices.')
   .showHelpAfterError();
 
-const dbOption = () => new Option('--db <path>', 'hub database: a SQLite file, or postgres://… for a tier of instances (docs/HUB.md §12)').default(DEFAULT_DATABASE);
+const dbOption = () => new Option('--db <path>', 'hub database: a SQLite file, or postgres://… for a tier of instances (docs/HUB.md §13)').default(DEFAULT_DATABASE);
 
 interface ServeFlags {
   db: string;
@@ -74,6 +82,20 @@ interface ServeFlags {
   idleTimeout?: number;
   logLevel?: LogLevel;
   kekFile?: string;
+  httpHost?: string;
+  httpPort?: number;
+  httpTokens?: string;
+}
+
+/** Who a CLI command acts as, in the audit trail. */
+function cliActor(): string {
+  let user = 'unknown';
+  try {
+    user = userInfo().username;
+  } catch {
+    // no passwd entry (a container): keep "unknown"
+  }
+  return `cli:${user}`.slice(0, 64);
 }
 
 const kekOption = () => new Option('--kek-file <path>', 'keyring file of key-encryption keys, mode 0600 (default: $LOCKSTEP_KEK_FILE, $LOCKSTEP_KEK, or <db>.kek)');
@@ -102,6 +124,9 @@ program
   .option('--handshake-timeout <duration>', 'time allowed for the handshake', durationArg)
   .option('--idle-timeout <duration>', 'close a session silent this long', durationArg)
   .option('--log-level <level>', 'debug | info | warn | error | silent', logLevelArg)
+  .option('--http-port <port>', 'operator API, metrics and dashboard on this port (needs tokens: --http-tokens or the config file\'s http section)', integerArg)
+  .option('--http-host <address>', 'operator API listen address (default 127.0.0.1)')
+  .option('--http-tokens <file>', 'JSON array of API tokens { id, scope, sha256 } (see `lockstep-hub token`)')
   .addOption(kekOption())
   .action(async (flags: ServeFlags, command: Command) => {
     const config = flags.config === undefined ? defaultServeConfig() : loadConfigFile(flags.config);
@@ -134,6 +159,7 @@ program
       devices: hub.deviceIds.length,
       rotateEvery: config.rotation.intervalMs ? formatDuration(config.rotation.intervalMs) : 'never',
       pid: process.pid,
+      api: hub.apiAddress === undefined ? 'off' : `${hub.apiAddress.tls ? 'https' : 'http'}://${hub.apiAddress.host}:${hub.apiAddress.port}/dashboard/`,
     });
     const stop = (signal: string): void => {
       logger.info('shutdown', { signal });
@@ -175,6 +201,22 @@ function applyServeFlags(config: ServeConfig, flags: ServeFlags, command: Comman
   if (flags.idleTimeout !== undefined) config.timing.idleTimeoutMs = flags.idleTimeout;
   if (flags.logLevel !== undefined) config.logLevel = flags.logLevel;
   if (flags.kekFile !== undefined) config.kekFile = flags.kekFile;
+  if (flags.httpPort !== undefined || flags.httpHost !== undefined || flags.httpTokens !== undefined) {
+    const tokens = flags.httpTokens !== undefined ? readTokenFile(flags.httpTokens) : (config.http?.tokens ?? []);
+    if (tokens.length === 0) throw new InvalidArgumentError('the operator API needs tokens: --http-tokens <file> (see `lockstep-hub token`)');
+    config.http = {
+      ...config.http,
+      tokens,
+      ...(flags.httpPort !== undefined ? { port: flags.httpPort } : {}),
+      ...(flags.httpHost !== undefined ? { host: flags.httpHost } : {}),
+    };
+  }
+}
+
+function readTokenFile(path: string): TokenConfig[] {
+  const value: unknown = JSON.parse(readFileSync(path, 'utf8'));
+  if (!Array.isArray(value)) throw new InvalidArgumentError(`${path}: a JSON array of { id, scope, sha256 }`);
+  return value.map((t) => checkTokenConfig(t));
 }
 
 program
@@ -209,8 +251,12 @@ program
           }
         }
       }
-      if (store === undefined) await provisionPostgres(flags.db, records, kekChoice(flags));
-      else store.insertDevices(records, Date.now());
+      if (store === undefined) {
+        await provisionPostgres(flags.db, records, kekChoice(flags));
+      } else {
+        store.insertDevices(records, Date.now());
+        store.appendAudit(records.map((r) => ({ actor: cliActor(), action: flags.import ? 'device.import' : 'device.provision', deviceId: r.deviceId, outcome: 'ok', detail: { keyId: r.active.id } })), Date.now());
+      }
       for (const record of records) process.stdout.write(`${JSON.stringify(toHubRecordJson(record))}\n`);
       process.stderr.write(
         `provisioned ${records.length} device(s) in ${redact(flags.db)}` +
@@ -316,6 +362,7 @@ program
         return;
       }
       store.requestRotation(deviceId, Date.now());
+      store.appendAudit([{ actor: cliActor(), action: 'device.rotate', deviceId: before.deviceId, outcome: 'requested' }], Date.now());
       const lock = store.readLock();
       const serving = lock !== undefined && Date.now() - lock.heartbeatAt < 10_000;
       process.stderr.write(
@@ -370,6 +417,7 @@ kek
         }
       }
       const result = await store.rotateKek(to as number);
+      store.appendAudit([{ actor: cliActor(), action: 'kek.rotate', outcome: result.checkpointed ? 'ok' : 'ok.walBusy', detail: { to: result.to, rewrapped: result.rewrapped } }], Date.now());
       let removed: number[] = [];
       if (!inline && !flags.keepOld && result.checkpointed) {
         const versions = readKeyringFile(file);
@@ -437,6 +485,78 @@ program
     writeFileSync(caPath, cert.caPem, { mode: 0o644 });
     writeFileSync(pinsPath, `${JSON.stringify(pins, null, 2)}\n`, { mode: 0o644 });
     process.stdout.write(`${JSON.stringify({ cert: certPath, key: keyPath, caCert: caPath, pins: pinsPath, hosts: flags.host, ...pins })}\n`);
+  });
+
+program
+  .command('revoke <device>')
+  .description('revoke a device: its row and keys are erased, the serving hub closes its connections within a second, its id is refused from now on')
+  .addOption(dbOption())
+  .option('--reason <text>', 'recorded in the audit trail (200 characters at most)')
+  .addOption(kekOption())
+  .action(async (deviceId: string, flags: { db: string; reason?: string; kekFile?: string }) => {
+    if (flags.reason !== undefined && (flags.reason.length > 200 || !/^[\x20-\x7e]*$/.test(flags.reason))) {
+      process.stderr.write('revoke: --reason is at most 200 printable ASCII characters\n');
+      process.exitCode = 1;
+      return;
+    }
+    const store = new HubStore(flags.db, kekChoice(flags));
+    try {
+      const revocation = store.revokeDevice(deviceId, cliActor(), flags.reason, Date.now());
+      if (revocation === undefined) {
+        const earlier = store.revocation(deviceId);
+        process.stderr.write(earlier ? `revoke: ${earlier.deviceId} was revoked already (${iso(earlier.revokedAt)} by ${earlier.actor})\n` : `revoke: no device ${deviceId} in ${flags.db}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      const checkpointed = await store.checkpointNow();
+      process.stdout.write(`${JSON.stringify({ ...revocation, revokedAt: iso(revocation.revokedAt), walCheckpointed: checkpointed })}\n`);
+      process.stderr.write(`revoked ${revocation.deviceId}: keys erased; a serving hub closes its connections within a second\n`);
+    } finally {
+      store.close();
+    }
+  });
+
+program
+  .command('audit')
+  .description('the audit trail, newest first: who (token id or cli:user), what, when, outcome — never key material')
+  .addOption(dbOption())
+  .option('--device <id>', 'only this device')
+  .option('--action <name>', 'only this action (e.g. device.revoke, rotation.confirm)')
+  .option('--limit <n>', 'how many entries (at most 500)', integerArg, 50)
+  .option('--before <seq>', 'entries before this sequence number (paging)', integerArg)
+  .option('--json', 'one JSON object per entry', false)
+  .action((flags: { db: string; device?: string; action?: string; limit: number; before?: number; json: boolean }) => {
+    const store = new HubStore(flags.db, { readonly: true });
+    try {
+      if (store.schemaVersion < 5) throw new Error(`${flags.db} predates the audit trail (schema ${store.schemaVersion}); run serve once to migrate it`);
+      const entries = store.readAudit({
+        limit: flags.limit,
+        ...(flags.device !== undefined ? { deviceId: flags.device } : {}),
+        ...(flags.action !== undefined ? { action: flags.action } : {}),
+        ...(flags.before !== undefined ? { before: flags.before } : {}),
+      });
+      if (flags.json) {
+        for (const e of entries) process.stdout.write(`${JSON.stringify({ ...e, at: new Date(e.at).toISOString() })}\n`);
+        return;
+      }
+      printTable(
+        ['SEQ', 'WHEN', 'WHO', 'WHAT', 'DEVICE', 'OUTCOME', 'DETAIL'],
+        entries.map((e) => [String(e.seq), iso(e.at), e.actor, e.action, e.deviceId ?? '-', e.outcome, e.detail === undefined ? '' : Object.entries(e.detail).map(([k, v]) => `${k}=${String(v)}`).join(' ')]),
+      );
+    } finally {
+      store.close();
+    }
+  });
+
+program
+  .command('token')
+  .description('create an operator API token: prints the token (shown once) and the entry, with its SHA-256, for http.tokens')
+  .requiredOption('--id <id>', 'names the holder in the audit trail (1-48 of A-Z a-z 0-9 . _ -)')
+  .addOption(new Option('--scope <scope>', 'read (dashboard, metrics) or admin (rotate, revoke, provision)').choices(['read', 'admin']).default('read'))
+  .action((flags: { id: string; scope: 'read' | 'admin' }) => {
+    const { token, config } = newToken(flags.id, flags.scope);
+    process.stdout.write(`${JSON.stringify({ token, config })}\n`);
+    process.stderr.write('token: put "config" in http.tokens; give "token" to its holder (it is not stored anywhere)\n');
   });
 
 function deviceSummary(d: DeviceSummary): Record<string, unknown> {

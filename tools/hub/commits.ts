@@ -40,7 +40,17 @@ export class Commits {
     private readonly now: () => number,
   ) {
     this.#group = new GroupCommit(
-      (ops) => store.commit(ops, Date.now()),
+      (ops) => {
+        const started = performance.now();
+        let ok = false;
+        try {
+          const applied = store.commit(ops, Date.now());
+          ok = true;
+          return applied;
+        } finally {
+          this.events.committed(ops.length, performance.now() - started, ok);
+        }
+      },
       (outcomes) => this.#committed(outcomes),
     );
   }
@@ -68,6 +78,7 @@ export class Commits {
   #committed(outcomes: CommitOutcome[]): void {
     if (this.#stopped) return;
     for (const { op, result } of outcomes) {
+      if (!this.core.hasDevice(op.deviceId)) continue; // revoked meanwhile (issue 17): nothing left to tell the core
       if (result === true) {
         if (op.kind === 'storePending') this.events.rotationDurable(op);
         this.pipeline.apply(this.core.persisted(op.deviceId, this.now()));

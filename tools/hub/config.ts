@@ -20,6 +20,7 @@ import type { HubTiming } from '../../modules/hub/hub';
 import { parseDuration } from './duration';
 import { isLogLevel, type LogLevel } from './log';
 import { DEFAULT_LIMITS, type ConnectionLimits, type HubOptions } from './options';
+import { httpOptionsFrom, parseHttpConfig, type HttpConfig } from './http/config';
 import type { RotationPolicy } from './scheduler';
 
 export interface ServeConfig {
@@ -32,6 +33,8 @@ export interface ServeConfig {
   logLevel: LogLevel;
   /** The keyring file of key-encryption keys (tools/hub/kek.ts); default: the store's own choice. */
   kekFile?: string;
+  /** The operator API (tools/hub/http/config.ts); off when absent. */
+  http?: HttpConfig;
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
@@ -46,7 +49,7 @@ export function loadConfigFile(path: string): ServeConfig {
   const base = dirname(resolve(path));
   const raw = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
   const config = defaultServeConfig();
-  const known = new Set(['database', 'tcp', 'tls', 'rotation', 'limits', 'timing', 'logLevel', 'kekFile']);
+  const known = new Set(['database', 'tcp', 'tls', 'rotation', 'limits', 'timing', 'logLevel', 'kekFile', 'http']);
   for (const key of Object.keys(raw)) if (!known.has(key)) throw new Error(`${path}: unknown key "${key}"`);
   // A postgres://… URL is kept as it is (docs/HUB.md §10); a SQLite path is relative to the file.
   if (typeof raw.database === 'string') config.database = /^postgres(ql)?:\/\//.test(raw.database) ? raw.database : resolve(base, raw.database);
@@ -54,6 +57,7 @@ export function loadConfigFile(path: string): ServeConfig {
     if (typeof raw.kekFile !== 'string') throw new Error(`${path}: kekFile must be a path`);
     config.kekFile = resolve(base, raw.kekFile);
   }
+  if (raw.http !== undefined) config.http = parseHttpConfig(path, base, raw.http);
   if (raw.tcp === false) config.tcp = false;
   else if (isObject(raw.tcp)) config.tcp = { ...optionalHost(raw.tcp), ...optionalPort(raw.tcp) };
   if (isObject(raw.tls)) {
@@ -110,6 +114,7 @@ export function hubOptionsFrom(config: ServeConfig): Omit<HubOptions, 'logger'> 
     rotation: config.rotation,
     limits: config.limits,
     timing: config.timing,
+    ...(config.http !== undefined ? { http: httpOptionsFrom(config.http) } : {}),
   };
 }
 

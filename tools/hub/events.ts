@@ -139,6 +139,11 @@ export class HubEventRouter {
     this.emit('storageError', { deviceId: op.deviceId, error });
   }
 
+  /** A group-commit transaction ended (for the metrics). */
+  committed(ops: number, durationMs: number, ok: boolean): void {
+    this.emit('committed', { ops, durationMs, ok });
+  }
+
   deviceAdded(deviceId: string, keyId: number): void {
     this.log.info('deviceAdded', { deviceId, keyId });
     this.emit('deviceAdded', { deviceId });

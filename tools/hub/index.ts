@@ -3,6 +3,8 @@
  *   const hub = await LockstepHub.start({ database: 'hub.db', tcp: { port: 7700 }, rotation: { intervalMs: 3_600_000 } });
  *   hub.on('data', ({ deviceId, payload }) => ...);
  *   hub.send(deviceId, payload); hub.rotate(deviceId); hub.deviceState(deviceId);
+ *   await hub.revoke(deviceId, 'ops', 'stolen'); hub.store.readAudit({ deviceId });
+ *   // operator API + metrics + dashboard: LockstepHub.start({ ..., http: { port: 7780, tokens: [newToken('ops', 'admin').config] } })
  *   await hub.close();
  * Many instances on PostgreSQL (docs/HUB.md §10):
  *   const hub = await startHub({ database: 'postgres://…', store: { kekFile }, tcp: { port: 7700 } });
@@ -19,3 +21,6 @@ export { jsonLogger, silentLogger, type Logger, type LogLevel } from './log';
 export { openStorage, startHub, type AnyHub, type Backend, type HubStorage } from './storage';
 export { PgLockstepHub, type PgHubOptions, type PgHubStats } from './postgres/hub';
 export { PgHubStore, type Fence, type PgStoreOptions } from './postgres/store';
+export type { HttpOptions, TokenConfig, Scope, OperatorApi } from './http/options';
+export { newToken, hashToken, DEFAULT_HTTP_PORT } from './http/options';
+export type { AuditEntry, AuditEntryInput, AuditQuery, Revocation } from './audit';

@@ -60,6 +60,8 @@ export interface KeyringSource {
 export class Keyring {
   readonly #source: KeyringSource | undefined;
   #versions: Map<number, Buffer>;
+  /** Counts for the metrics (tools/hub/metrics.ts): wraps, unwraps, unwraps refused. */
+  readonly operations = { wrap: 0, unwrap: 0, unwrapFailed: 0 };
 
   constructor(versions: Map<number, Buffer> | KeyringSource) {
     if (versions instanceof Map) {
@@ -98,6 +100,7 @@ export class Keyring {
 
   wrap(kekId: number, deviceId: string, keyId: number, key: Uint8Array): Buffer {
     const kek = this.#kek(kekId);
+    this.operations.wrap++;
     const salt = randomBytes(32);
     const { k, nonce } = derive(kek, salt);
     const cipher = createCipheriv('aes-256-gcm', k, nonce);
@@ -121,8 +124,11 @@ export class Keyring {
       const decipher = createDecipheriv('aes-256-gcm', k, nonce);
       decipher.setAAD(aad(kekId, deviceId, keyId));
       decipher.setAuthTag(bytes.subarray(97, 113));
-      return new Uint8Array(Buffer.concat([decipher.update(bytes.subarray(33, 97)), decipher.final()]));
+      const plain = new Uint8Array(Buffer.concat([decipher.update(bytes.subarray(33, 97)), decipher.final()]));
+      this.operations.unwrap++;
+      return plain;
     } catch {
+      this.operations.unwrapFailed++;
       throw new KekError('KEK_MISMATCH', `KEK ${kekId} (${this.description}) does not open key ${keyId} of device ${deviceId}: wrong KEK for this database, or the row was altered`);
     } finally {
       k.fill(0);

@@ -115,6 +115,35 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  // ---- issue 17: audit trail and revocations (tools/hub/audit.ts) ----
+  {
+    version: 5,
+    description: 'append-only audit trail (triggers refuse UPDATE and DELETE) and revoked device ids',
+    up: (db) => {
+      db.exec(`
+        CREATE TABLE audit_log (
+          seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+          at        INTEGER NOT NULL,
+          actor     TEXT    NOT NULL CHECK (length(actor) BETWEEN 1 AND 64),
+          action    TEXT    NOT NULL CHECK (length(action) BETWEEN 1 AND 64),
+          device_id TEXT    CHECK (device_id IS NULL OR length(device_id) = 16),
+          outcome   TEXT    NOT NULL CHECK (length(outcome) BETWEEN 1 AND 64),
+          detail    TEXT    CHECK (detail IS NULL OR length(detail) <= 1024)
+        );
+        CREATE INDEX audit_log_device ON audit_log (device_id, seq);
+        CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+        CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+        CREATE TABLE revoked_devices (
+          seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+          device_id   TEXT    NOT NULL UNIQUE CHECK (length(device_id) = 16),
+          revoked_at  INTEGER NOT NULL,
+          actor       TEXT    NOT NULL,
+          reason      TEXT    CHECK (reason IS NULL OR length(reason) <= 200),
+          last_key_id INTEGER NOT NULL
+        );
+      `);
+    },
+  },
 ];
 
 interface PlainRow {

@@ -12,6 +12,7 @@ import type { HubTiming } from '../../modules/hub/hub';
 import type { Logger } from './log';
 import type { RotationPolicy } from './scheduler';
 import type { HubStore } from './store';
+import type { HttpOptions } from './http/options';
 
 export interface ConnectionLimits {
   /** Open transport connections, authenticated or not, counted from the kernel's accept (TLS: before the handshake); at the cap a pre-authentication one is evicted for the new one, which is refused only when all are authenticated. */
@@ -74,6 +75,10 @@ export interface HubOptions {
   /** Refuse to start while another live hub process serves the same database; default true. */
   readonly exclusive?: boolean;
   readonly logger?: Logger;
+  /** The operator API, metrics and dashboard on a separate listener (tools/hub/http/, docs/HUB.md §12); off when absent. */
+  readonly http?: HttpOptions;
+  /** Record key events (rotation started, confirmed) in the audit trail; default true. Administrative actions are always recorded. */
+  readonly audit?: boolean;
   /** Crypto bindings; default node:crypto (hosts/node/crypto.ts). */
   readonly aead?: Aead;
   readonly random?: RandomSource;

@@ -53,6 +53,15 @@ export class DevicePresence {
     this.#seen(deviceId, presence, now);
   }
 
+  /** A revoked device (issue 17). */
+  forget(deviceId: string): void {
+    const presence = this.#devices.get(deviceId);
+    if (presence === undefined) return;
+    if (presence.connection !== undefined) this.#online--;
+    this.#devices.delete(deviceId);
+    this.#dirty.delete(deviceId);
+  }
+
   keyConfirmed(deviceId: string, now: number): void {
     const presence = this.#devices.get(deviceId);
     if (presence !== undefined) presence.activeSince = now;

@@ -56,6 +56,8 @@ import { coreRecord, newDeviceRecord, type DeviceRecord } from './records';
 import { Rotations } from './rotation';
 import { RotationScheduler, type RotationPolicy } from './scheduler';
 import { HubStore, type StoredDevice } from './store';
+import { AuditLog, type AuditEntryInput, type Revocation } from './audit';
+import type { OperatorApi } from './http/options';
 import type { DeviceView, HubEvents, HubStats, RotateResult } from './types';
 
 export type { DeviceView, HubEvents, HubStats, RotateResult } from './types';
@@ -84,6 +86,10 @@ export class LockstepHub extends EventEmitter<HubEvents> {
   readonly #instance = randomUUID();
   #addresses: { transport: Transport; host: string; port: number }[] = [];
   #stopped = false;
+  // issue 17: the audit trail, revocations seen in the database, the operator API (tools/hub/http/).
+  readonly #audit: AuditLog;
+  #revocationSeq = 0;
+  #api: OperatorApi | undefined;
 
   /** Opens the database, loads every device and starts listening. */
   static async start(options: HubOptions): Promise<LockstepHub> {
@@ -91,6 +97,7 @@ export class LockstepHub extends EventEmitter<HubEvents> {
     const hub = new LockstepHub(options);
     try {
       await hub.#listen(options);
+      if (options.http !== undefined) hub.#api = await (await import('./http/server')).startOperatorApi(hub, options.http, options.logger ?? silentLogger);
     } catch (error) {
       await hub.close();
       throw error;
@@ -146,13 +153,21 @@ export class LockstepHub extends EventEmitter<HubEvents> {
       this.#core.setMode(deviceId, 'dh');
       this.#log.info('modeChanged', { deviceId, mode: 'dh' });
     });
-    for (const device of stored) this.#track(device);
+    for (const device of stored) {
+      this.#track(device);
+      this.#control.seen(device.rowid);
+    }
+    this.store.auditKeyEvents = options.audit ?? true;
+    this.#audit = this.#startAudit();
     this.#log.info('hubLoaded', { database: this.store.path, devices: stored.length, pending: stored.filter((d) => d.pending).length });
     this.#every(options.tickMs ?? 200, () => {
       this.#pipeline.apply(core.tick(monotonicNow()));
       this.#rotations.startDue(Date.now());
     });
-    this.#every(options.controlPollMs ?? 1000, () => this.#control.poll());
+    this.#every(options.controlPollMs ?? 1000, () => {
+      this.#control.poll();
+      this.#pollRevocations();
+    });
     this.#every(options.lastSeenFlushMs ?? 5000, () => this.#control.flushLastSeen());
     this.#every(1000, () => this.#peerLog.flush());
     this.#every(options.statsLogMs ?? 60_000, () => this.#log.info('stats', { ...this.stats() }));
@@ -247,14 +262,88 @@ export class LockstepHub extends EventEmitter<HubEvents> {
     if (this.#stopped) return;
     this.#stopped = true;
     for (const timer of this.#timers) clearInterval(timer);
+    await this.#api?.close();
     const closing = this.#servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve())));
     this.#commits.close();
     this.#connections.stop('hub stopping');
     await Promise.all(closing);
     this.#control.flushLastSeen();
+    this.#audit.flush();
     if (this.#exclusive) this.store.releaseLock(this.#instance);
     if (this.#ownsStore) this.store.close();
     this.#log.info('hubStopped', {});
+  }
+
+  // ---- issue 17: revocation, audit, the operator API ----
+
+  /**
+   * Revokes a device (docs/HUB.md §12): its row and both keys are deleted from
+   * the database (and the WAL checkpointed, so no older copy stays), the
+   * revocation and an audit entry recorded, its connections closed and its
+   * keys zeroed in memory; later connections naming it are refused
+   * (UNKNOWN_DEVICE) and its id cannot be provisioned again. Returns the
+   * revocation, or undefined when there is no such device.
+   */
+  async revoke(deviceId: string, actor: string, reason?: string): Promise<Revocation | undefined> {
+    const revocation = this.store.revokeDevice(deviceId, actor, reason, Date.now());
+    if (revocation === undefined) return undefined;
+    this.#forgetRevoked(revocation);
+    if (this.store.path !== ':memory:') await this.store.checkpointNow();
+    return revocation;
+  }
+
+  /** Records an administrative action in the audit trail, durably (throws if it cannot be written). */
+  audit(entries: AuditEntryInput | readonly AuditEntryInput[]): void {
+    this.#audit.now(Array.isArray(entries) ? entries : [entries as AuditEntryInput]);
+  }
+
+  /** The operator API's address, when it is on (HubOptions.http). */
+  get apiAddress(): { host: string; port: number; tls: boolean } | undefined {
+    return this.#api?.address;
+  }
+
+  /** Whether key events go to the audit trail (HubOptions.audit; switchable for the benchmark's comparison). */
+  get auditKeyEvents(): boolean {
+    return this.store.auditKeyEvents;
+  }
+
+  set auditKeyEvents(on: boolean) {
+    this.store.auditKeyEvents = on;
+  }
+
+  /** Whether the core serves this device (false once revoked). */
+  hasDevice(deviceId: string): boolean {
+    return this.#core.hasDevice(deviceId);
+  }
+
+  #startAudit(): AuditLog {
+    const log = new AuditLog(
+      (entries, durable) => this.store.appendAudit(entries, Date.now(), durable),
+      (error) => this.#log.error('auditFailed', { message: describeError(error) }),
+    );
+    const latest = this.store.revocationsAfter(0);
+    this.#revocationSeq = latest.length === 0 ? 0 : (latest[latest.length - 1] as Revocation).seq;
+    // rotation.start / rotation.confirm are written by the store inside the commit itself (audit.ts recordKeyEvents).
+    this.on('storageError', ({ deviceId }) => this.auditKeyEvents && log.later({ actor: 'hub', action: 'commit', deviceId, outcome: 'failed' }));
+    return log;
+  }
+
+  /** Revocations another process (the CLI) wrote: the device leaves the core within a poll. */
+  #pollRevocations(): void {
+    for (const revocation of this.store.revocationsAfter(this.#revocationSeq)) {
+      this.#revocationSeq = revocation.seq;
+      if (this.#core.hasDevice(revocation.deviceId)) this.#forgetRevoked(revocation);
+    }
+  }
+
+  #forgetRevoked(revocation: Revocation): void {
+    this.#revocationSeq = Math.max(this.#revocationSeq, revocation.seq);
+    if (!this.#core.hasDevice(revocation.deviceId)) return;
+    this.#pipeline.apply(this.#core.removeDevice(revocation.deviceId, new LockstepError('UNKNOWN_DEVICE', 'device revoked')));
+    this.#presence.forget(revocation.deviceId);
+    this.#scheduler.forget(revocation.deviceId);
+    this.#log.warn('deviceRevoked', { deviceId: revocation.deviceId, actor: revocation.actor });
+    this.#emitSafe('deviceRevoked', { deviceId: revocation.deviceId, actor: revocation.actor });
   }
 
   // ---- Wiring ----
@@ -286,7 +375,7 @@ export class LockstepHub extends EventEmitter<HubEvents> {
   #track(stored: StoredDevice): void {
     this.#presence.track(stored);
     this.#scheduler.keyActivated(stored.deviceId, stored.activeSince);
-    this.#control.seen(stored.rowid);
+    // Not control.seen(rowid) here: rows another process inserted before this one would be skipped (the poll advances past them itself).
   }
 
   #every(ms: number, run: () => void): void {

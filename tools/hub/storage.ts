@@ -1,5 +1,5 @@
 /**
- * The hub's storage, one interface over both backends (docs/HUB.md §12):
+ * The hub's storage, one interface over both backends (docs/HUB.md §13):
  * SQLite (tools/hub/store.ts: one hub process, the embedded default) and
  * PostgreSQL (tools/hub/postgres/store.ts: a tier of instances, fenced).
  * What the operator tools and the library need from a database, all

@@ -31,6 +31,7 @@ import type { HubPersistOp } from '../../modules/hub/actions';
 import type { HubPendingSlot } from '../../modules/hub/hub';
 import type { KeySlot, RekeyMode } from '../../modules/platform/keys';
 import { KekError, resolveKeyring, type Keyring, type KeyringChoice } from './kek';
+import { appendAudit, countsSince, recordKeyEvents, findRevocation, readAudit, revocationsAfter, revokeInDatabase, type AuditEntry, type AuditEntryInput, type AuditQuery, type Revocation } from './audit';
 import { migrate, SCHEMA_VERSION } from './migrations';
 import type { DeviceRecord } from './records';
 
@@ -129,6 +130,8 @@ export class HubStore {
    * see StoreOptions). Settable so the benchmark can compare within one run.
    */
   truncateWalAfterPromotion: boolean;
+  /** Record each applied key-slot write in the audit trail, in its own commit's transaction (tools/hub/audit.ts). */
+  auditKeyEvents = true;
   #scrubPending = false;
   readonly scrub: ScrubStats = { checkpoints: 0, busy: 0, totalMs: 0 };
 
@@ -259,6 +262,8 @@ export class HubStore {
 
   /** Inserts a provisioned device; throws LOCAL_BAD_ARGUMENT if the id exists. */
   insertDevice(record: DeviceRecord, now: number): StoredDevice {
+    // issue 17: a revoked id stays refused (a copy of its old record must not come back).
+    if (findRevocation(this.#db, record.deviceId) !== undefined) throw new LockstepError('LOCAL_BAD_ARGUMENT', `device ${record.deviceId} was revoked`);
     try {
       const kekId = this.activeKek;
       this.#statements.insert.run(record.deviceId, record.active.id, kekId, this.#wrap(kekId, record.deviceId, record.active.id, record.active.key), now, now, record.mode);
@@ -289,7 +294,7 @@ export class HubStore {
     // `kek rotate` switching versions in another process is never missed.
     const applied = this.#db.transaction(() => {
       const kekId = this.activeKek;
-      return ops.map((op) => {
+      const results = ops.map((op) => {
         if (op.kind === 'storePending') {
           if (op.dh === undefined) {
             const wrapped = this.#wrap(kekId, op.deviceId, op.id, op.key);
@@ -317,6 +322,8 @@ export class HubStore {
         promoted ||= done;
         return done;
       });
+      if (this.auditKeyEvents) recordKeyEvents(this.#db, ops, results, now); // issue 17: in the same transaction as the key change
+      return results;
     }).immediate();
     if ((promoted && this.truncateWalAfterPromotion) || this.#scrubPending) this.#checkpoint();
     return applied;
@@ -447,6 +454,40 @@ export class HubStore {
 
   rotationRequests(): string[] {
     return (this.#statements.requests.all() as { device_id: string }[]).map((row) => row.device_id);
+  }
+
+  // ---- issue 17: audit trail and revocation (tools/hub/audit.ts) ----
+
+  /** `durable: false` for key events: no fsync of their own (see audit.ts). */
+  appendAudit(entries: readonly AuditEntryInput[], now: number, durable = true): void {
+    appendAudit(this.#db, entries, now, durable);
+  }
+
+  readAudit(query: AuditQuery): AuditEntry[] {
+    return readAudit(this.#db, query);
+  }
+
+  /** Entries of `action` per `bucketMs` since `since` (see audit.ts countsSince). */
+  auditCounts(action: string, since: number, bucketMs: number): Map<number, number> {
+    return countsSince(this.#db, action, since, bucketMs);
+  }
+
+  /** Deletes the device with its keys and records the revocation (see audit.ts); undefined if there is no such device. */
+  revokeDevice(deviceId: string, actor: string, reason: string | undefined, now: number): Revocation | undefined {
+    return revokeInDatabase(this.#db, deviceId, actor, reason, now);
+  }
+
+  revocation(deviceId: string): Revocation | undefined {
+    return findRevocation(this.#db, deviceId);
+  }
+
+  revocationsAfter(seq: number): Revocation[] {
+    return revocationsAfter(this.#db, seq);
+  }
+
+  /** KEK wraps and unwraps so far (counts only). */
+  get kekOperations(): { wrap: number; unwrap: number; unwrapFailed: number } {
+    return this.#keyring?.operations ?? { wrap: 0, unwrap: 0, unwrapFailed: 0 };
   }
 
   // ---- The serving-hub lock ----

@@ -31,6 +31,10 @@ export interface HubEvents {
   rekeyRefused: [{ deviceId: string; keyId: number; code: RekeyRefusalCode }];
   /** A database write failed; the device's state was reloaded from the database. */
   storageError: [{ deviceId: string; error: Error }];
+  /** A group-commit transaction ended: how many ops, how long, whether it committed. */
+  committed: [{ ops: number; durationMs: number; ok: boolean }];
+  /** A device was revoked (by this hub's API or by another process through the database): its keys are gone. */
+  deviceRevoked: [{ deviceId: string; actor: string }];
 }
 
 /** The core's view of a device plus what the database knows. */

@@ -1,5 +1,5 @@
 /**
- * Runs spin on docs/model/fencing.pml (docs/HUB.md §12.2): two hub instances
+ * Runs spin on docs/model/fencing.pml (docs/HUB.md §13.2): two hub instances
  * sharing one database row, each with a write that may land at any later
  * moment. The fenced model must pass safety; both broken variants must be
  * refuted (an assertion: the device seals with a key the database does not

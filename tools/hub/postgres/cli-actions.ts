@@ -21,7 +21,7 @@ export async function servePostgres(url: string, options: Omit<HubOptions, 'logg
   if (durability.synchronousCommit !== 'on' && durability.synchronousCommit !== 'remote_apply') {
     logger.warn('durability', { message: `synchronous_commit is ${durability.synchronousCommit}: a commit may be lost on a crash; the hub sets it per session, check the server's settings` });
   }
-  if (durability.fsync !== 'on') logger.warn('durability', { message: 'fsync is off on the server: committed rotations can be lost in a crash (docs/HUB.md §12.4)' });
+  if (durability.fsync !== 'on') logger.warn('durability', { message: 'fsync is off on the server: committed rotations can be lost in a crash (docs/HUB.md §13.4)' });
   return hub;
 }
 

@@ -111,7 +111,7 @@ export class ThrowawayCluster {
   /**
    * A streaming-replication standby of this cluster (pg_basebackup -R) in a
    * folder of its own, on its own port, named `name` (its application_name,
-   * for synchronous_standby_names). For the HA test (docs/HUB.md §12.5).
+   * for synchronous_standby_names). For the HA test (docs/HUB.md §13.5).
    */
   async startStandby(name = 'standby1'): Promise<ThrowawayCluster> {
     const dir = mkdtempSync(join(tmpdir(), 'lockstep-pg-standby-'));

@@ -1,5 +1,5 @@
 /**
- * One hub instance of a tier sharing a PostgreSQL database (docs/HUB.md §12):
+ * One hub instance of a tier sharing a PostgreSQL database (docs/HUB.md §13):
  * the same core and the same parts as the SQLite hub (tools/hub/server.ts:
  * listeners, connections, action pipeline, events, presence, schedule), with
  * three differences:
@@ -50,7 +50,7 @@ export interface PgHubOptions extends Omit<HubOptions, 'database' | 'exclusive'>
   /**
    * Refuse to start unless the server commits synchronously to a standby
    * (synchronous_standby_names set): the documented HA set-up, where a
-   * failover loses no committed rotation (docs/HUB.md §12.5). Default false.
+   * failover loses no committed rotation (docs/HUB.md §13.5). Default false.
    */
   readonly requireSynchronousReplication?: boolean;
   /** Leases being taken at once (beyond, new connections are closed; the devices retry). Default 256. */
@@ -114,7 +114,7 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
           throw new LockstepError(
             'LOCAL_BAD_ARGUMENT',
             `requireSynchronousReplication: ${store.path} commits without a synchronous standby (synchronous_standby_names is '${durability.synchronousStandbyNames}', ` +
-              `synchronous_commit ${durability.synchronousCommit}); a failover could then lose committed rotations (docs/HUB.md §12.5)`,
+              `synchronous_commit ${durability.synchronousCommit}); a failover could then lose committed rotations (docs/HUB.md §13.5)`,
           );
         }
       }

@@ -71,6 +71,34 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
         ADD COLUMN mode_changed_at BIGINT;
     `,
   },
+  {
+    version: 4,
+    description: 'append-only audit trail (a trigger refuses UPDATE and DELETE) and revoked device ids (SQLite migration 5)',
+    sql: `
+      CREATE TABLE audit_log (
+        seq       BIGSERIAL PRIMARY KEY,
+        at        BIGINT NOT NULL,
+        actor     TEXT   NOT NULL CHECK (length(actor) BETWEEN 1 AND 64),
+        action    TEXT   NOT NULL CHECK (length(action) BETWEEN 1 AND 64),
+        device_id TEXT   CHECK (device_id IS NULL OR length(device_id) = 16),
+        outcome   TEXT   NOT NULL CHECK (length(outcome) BETWEEN 1 AND 64),
+        detail    TEXT   CHECK (detail IS NULL OR length(detail) <= 1024)
+      );
+      CREATE INDEX audit_log_device ON audit_log (device_id, seq);
+      CREATE FUNCTION lockstep_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'audit_log is append-only'; END
+      $$;
+      CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log FOR EACH ROW EXECUTE FUNCTION lockstep_audit_append_only();
+      CREATE TABLE revoked_devices (
+        seq         BIGSERIAL PRIMARY KEY,
+        device_id   TEXT   NOT NULL UNIQUE CHECK (length(device_id) = 16),
+        revoked_at  BIGINT NOT NULL,
+        actor       TEXT   NOT NULL,
+        reason      TEXT   CHECK (reason IS NULL OR length(reason) <= 200),
+        last_key_id BIGINT NOT NULL
+      );
+    `,
+  },
 ];
 
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS.length;

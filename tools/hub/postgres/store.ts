@@ -1,13 +1,13 @@
 /**
  * The hub's durable state in PostgreSQL (node-postgres), for many hub
- * instances sharing one database (docs/HUB.md §12).
+ * instances sharing one database (docs/HUB.md §13).
  *
  * Invariants:
  * - Durability as on SQLite: every session runs with synchronous_commit=on,
  *   so a commit is durable (flushed to the primary's WAL, and to a
  *   synchronous standby where one is configured) when `commit` resolves;
  *   the host calls `HubCore.persisted` only then (rules H1, H2).
- * - Fencing (docs/HUB.md §12.2): an instance acts for a device only under a
+ * - Fencing (docs/HUB.md §13.2): an instance acts for a device only under a
  *   lease: `lease` increments the device's epoch and returns the row as it
  *   is now, in one statement (the reload and the epoch are one atomic
  *   step). Every key-slot write is conditional on (epoch, row_version) as
@@ -16,7 +16,7 @@
  *   No lease expires: safety never depends on timing.
  * - Keys are wrapped under the KEK exactly as on SQLite (tools/hub/kek.ts);
  *   the KEK is never in the database. A retired key is gone once the KEK
- *   version that wrapped it is destroyed (crypto-shredding, docs/HUB.md §12.5):
+ *   version that wrapped it is destroyed (crypto-shredding, docs/HUB.md §13.5):
  *   dead tuples, WAL and base backups only ever hold wrapped forms.
  * - The pool is bounded (`poolSize`); a query waits at most
  *   `connectTimeoutMs` for a connection, and a session idle inside a
@@ -355,7 +355,7 @@ export class PgHubStore {
    * serving instance's fenced writes interleave; the key bytes and the fence
    * do not change). Afterwards no row needs the old versions: destroying
    * them from the keyring is what erases every retired key still in dead
-   * tuples, WAL segments and backups (crypto-shredding, docs/HUB.md §12.6).
+   * tuples, WAL segments and backups (crypto-shredding, docs/HUB.md §13.6).
    */
   async rotateKek(to: number, onProgress?: (rewrapped: number) => void): Promise<{ from: number[]; to: number; rewrapped: number; transactions: number }> {
     if (!this.#keyring.has(to)) throw new KekError('KEK_UNAVAILABLE', `KEK version ${to} is not in ${this.#keyring.description}`);
