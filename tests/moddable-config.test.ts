@@ -1,8 +1,10 @@
 /** Firmware config parsing (hosts/moddable/config.ts) and app payloads (hosts/moddable/app-messages.ts). */
 import { isLockstepError } from '../modules/errors';
-import { decodeCommand, encodeAscii, encodeReply, encodeTelemetry, printable } from '../hosts/moddable/app-messages';
+import { decodeCommand, encodeAscii, encodeReply, encodeTelemetry, printable, readTelemetryMs } from '../hosts/moddable/app-messages';
 import { MonotonicClock } from '../hosts/moddable/clock';
-import { parseFirmwareConfig } from '../hosts/moddable/config';
+import { join } from 'node:path';
+import { checkFirmwareConfig, parseFirmwareConfig } from '../hosts/moddable/config';
+import { checkApplicationConfig, mergedConfig } from '../tools/firmware-config/check';
 
 function badKey(raw: Record<string, unknown>): string {
   try {
@@ -17,14 +19,14 @@ function badKey(raw: Record<string, unknown>): string {
 describe('parseFirmwareConfig', () => {
   test('defaults match the reference hub (TCP 7700, TLS 7701)', () => {
     const config = parseFirmwareConfig({});
-    expect(config).toMatchObject({ hubHost: 'localhost', hubPort: 7700, tls: false, tlsVerify: true, telemetryMs: 10000, keystoreBytes: 16384 });
+    expect(config).toMatchObject({ hubHost: 'localhost', hubPort: 7700, tls: false, tlsVerify: true, keystoreBytes: 16384 });
     expect(config.deviceId).toBeUndefined();
     expect(parseFirmwareConfig({ hubTls: 'true' }).hubPort).toBe(7701);
   });
 
   test('accepts mcconfig command-line strings and manifest JSON types alike', () => {
-    const fromCli = parseFirmwareConfig({ hub: '192.168.1.20', port: '9000', hubTls: '1', telemetryMs: '0', deviceId: '0102030405060708' });
-    const fromManifest = parseFirmwareConfig({ hub: '192.168.1.20', port: 9000, hubTls: true, telemetryMs: 0, deviceId: '0102030405060708' });
+    const fromCli = parseFirmwareConfig({ hub: '192.168.1.20', port: '9000', hubTls: '1', deviceId: '0102030405060708' });
+    const fromManifest = parseFirmwareConfig({ hub: '192.168.1.20', port: 9000, hubTls: true, deviceId: '0102030405060708' });
     expect(fromCli).toEqual(fromManifest);
     expect(fromCli.hubPort).toBe(9000);
     expect([...fromCli.deviceId!]).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
@@ -84,7 +86,8 @@ describe('parseFirmwareConfig', () => {
     [{ reconnectBaseMs: '5000', reconnectMaxMs: '1000' }, 'reconnectMaxMs'],
     [{ keystoreBytes: '5000' }, 'keystoreBytes'],
     [{ keystoreBytes: '0' }, 'keystoreBytes'],
-    [{ telemetryMs: '-1' }, 'telemetryMs'],
+    [{ hubTSL: 'true' }, 'hubTSL'],
+    [{ keystoreSize: 4096 }, 'keystoreSize'],
     [{ keystorePartition: 7 }, 'keystorePartition'],
     [{ keyWrapPartition: '' }, 'keyWrapPartition'],
     [{ keyWrapRequired: 'yes' }, 'keyWrapRequired'],
@@ -93,7 +96,36 @@ describe('parseFirmwareConfig', () => {
   });
 });
 
+describe('checkFirmwareConfig: one line per bad key, all in one pass', () => {
+  test('every bad key is reported, each once, naming the key and why', () => {
+    const check = checkFirmwareConfig({ hub: 'a b', port: '0', hubTls: 'yes', keystoreBytes: '5000', hubTSL: true, reconnectBaseMs: '5000', reconnectMaxMs: '1000' });
+    expect(check.ok).toBe(false);
+    if (check.ok) return;
+    expect(check.problems).toEqual([
+      'config hubTSL: unknown key',
+      'config hub: not a host name or IPv4 address',
+      'config hubTls: expected true or false',
+      'config port: expected an integer in [1, 65535]',
+      'config reconnectMaxMs: must be at least reconnectBaseMs (5000)',
+      'config keystoreBytes: must be a multiple of 4096',
+    ]);
+    expect(() => parseFirmwareConfig({ hub: 'a b', port: '0' })).toThrow(/config hub: .*; config port: /);
+  });
+
+  test("the SDK's and the application's keys are not the library's business", () => {
+    expect(checkFirmwareConfig({ file: { root: '/tmp/' }, tls: {}, telemetryMs: 5, periodMs: 'x', sensorPin: 3 })).toMatchObject({ ok: true });
+  });
+});
+
 describe('app payloads', () => {
+  test('telemetryMs: the reference app checks its own setting', () => {
+    expect(readTelemetryMs(undefined)).toEqual({ ms: 10_000 });
+    expect(readTelemetryMs('0')).toEqual({ ms: 0 });
+    expect(readTelemetryMs(5000)).toEqual({ ms: 5000 });
+    expect(readTelemetryMs('-1')).toEqual({ problem: expect.stringContaining('config telemetryMs:') });
+    expect(readTelemetryMs(10)).toEqual({ problem: expect.stringContaining('config telemetryMs:') });
+  });
+
   const ascii = (text: string): Uint8Array => encodeAscii(text);
 
   test('commands decode, with length and charset checked first', () => {
@@ -151,5 +183,26 @@ describe('MonotonicClock', () => {
     ticks = (0x7fffff00 + 0x200) | 0; // now negative as a signed int
     expect(ticks).toBeLessThan(0);
     expect(clock.now()).toBe(0x200);
+  });
+});
+
+describe('npm run firmware-config: the boot-time check before mcconfig', () => {
+  const root = join(__dirname, '..');
+
+  test.each(['.', 'examples/key-events', 'examples/sensor-telemetry'])('%s: the merged settings pass', (app) => {
+    expect(checkApplicationConfig(join(root, app), ['hub=127.0.0.1', 'hubTls=true'])).toEqual([]);
+  });
+
+  test('command-line values are checked like mcconfig passes them, one line per bad key', () => {
+    expect(checkApplicationConfig(join(root, 'examples/key-events'), ['hub=a:b', 'hubTls=yes', 'keystoreSize=3'])).toEqual([
+      'config keystoreSize: unknown key',
+      'config hub: expected host or host:port',
+      'config hubTls: expected true or false',
+    ]);
+  });
+
+  test("the library's defaults come first and the application's override them", () => {
+    const merged = mergedConfig(join(root, 'manifest.json'));
+    expect(merged).toMatchObject({ hub: 'localhost', keystoreBytes: 16384, telemetryMs: 10000 });
   });
 });

@@ -17,9 +17,9 @@
  */
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, posix, relative, resolve } from 'node:path';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { parseFirmwareConfig } from '../hosts/moddable/config';
+import { checkFirmwareConfig, LOCKSTEP_CONFIG_KEYS, parseFirmwareConfig } from '../hosts/moddable/config';
 import { resolveManifests } from '../tools/esp32-check/manifest';
 
 const ROOT = resolve(__dirname, '..');
@@ -47,7 +47,13 @@ const SDK_MODULES: Record<string, { readonly manifests: readonly string[]; reado
   file: { manifests: ['$(MODULES)/files/file/manifest.json'], targets: ['esp32', 'lin', 'mac', 'win'] },
   flash: { manifests: ['$(MODULES)/files/flash/manifest.json'], targets: ['esp32'] },
   wifi: { manifests: ['$(MODULES)/network/wifi/manifest.json'], targets: ['esp32', 'lin', 'mac', 'win'] },
+  'pins/analog': { manifests: ['$(MODULES)/pins/analog/manifest.json'], targets: ['esp32'] },
 };
+
+/** The includable library, and the applications built on it (the reference app and the examples). */
+const LIBRARY_MANIFEST = 'hosts/moddable/lockstep/manifest.json';
+const EXAMPLES = readdirSync(join(ROOT, 'examples')).filter((name) => existsSync(join(ROOT, 'examples', name, 'manifest.json')));
+const APP_MANIFESTS = ['manifest.json', ...EXAMPLES.map((name) => `examples/${name}/manifest.json`)];
 
 const SOURCE_EXTENSIONS = ['.ts', '.js', '.c'];
 
@@ -118,9 +124,9 @@ function collect(manifestPath: string, target: Target, build: Build): void {
   if (platform !== undefined) apply(platform);
 }
 
-function buildFor(target: Target): Build {
+function buildFor(target: Target, manifest = 'manifest.json'): Build {
   const build: Build = { modules: new Map(), sdkManifests: new Set(), manifests: [], errors: [] };
-  collect(join(ROOT, 'manifest.json'), target, build);
+  collect(join(ROOT, manifest), target, build);
   return build;
 }
 
@@ -141,12 +147,12 @@ function existingFile(base: string, extensions: readonly string[]): string | und
   return undefined;
 }
 
-/** Walks the import graph from main as XS would on `target`; returns the problems found. */
-function checkImportGraph(target: Target): { problems: string[]; visited: string[] } {
-  const build = buildFor(target);
+/** Walks the import graph from `root` (main, or the library's `lockstep`) as XS would on `target`; returns the problems found. */
+function checkImportGraph(target: Target, manifest = 'manifest.json', root = 'main'): { problems: string[]; visited: string[] } {
+  const build = buildFor(target, manifest);
   const problems: string[] = [];
   const visited = new Set<string>();
-  const queue: string[] = ['main'];
+  const queue: string[] = [root];
   while (queue.length > 0) {
     const name = queue.shift()!;
     if (visited.has(name)) continue;
@@ -162,6 +168,14 @@ function checkImportGraph(target: Target): { problems: string[]; visited: string
       continue;
     }
     for (const specifier of runtimeImports(readFileSync(file, 'utf8'))) {
+      if (!specifier.startsWith('.') && build.modules.has(specifier)) {
+        // A module of ours imported by name (the library's `lockstep`, and its re-export of the implementation by full name).
+        const mappedBase = build.modules.get(specifier)!;
+        if (existingFile(mappedBase, ['.ts', '.js']) === undefined) problems.push(`${name}: "${specifier}" is mapped to ${relative(ROOT, mappedBase)}, which does not exist`);
+        if (existingFile(mappedBase, ['.ts', '.d.ts']) === undefined) problems.push(`${name}: "${specifier}" has no types for tsc (${relative(ROOT, mappedBase)}.ts or .d.ts)`);
+        queue.push(specifier);
+        continue;
+      }
       if (!specifier.startsWith('.')) {
         const sdk = SDK_MODULES[specifier];
         if (sdk === undefined) problems.push(`${name}: imports unknown SDK module "${specifier}"`);
@@ -214,9 +228,9 @@ describe('manifest.json', () => {
         }
       }
     };
-    visit(join(ROOT, 'manifest.json'));
+    for (const manifest of [...APP_MANIFESTS, LIBRARY_MANIFEST]) visit(join(ROOT, manifest));
     expect(missing).toEqual([]);
-    expect(seen.size).toBeGreaterThanOrEqual(3); // manifest.json, manifest_sim.json, native/manifest.json
+    expect(seen.size).toBeGreaterThanOrEqual(4 + EXAMPLES.length); // the apps, the library, manifest_sim.json, native/manifest.json
   });
 
   test.each(TARGETS)('on %s, every module main.ts loads (transitively) is mapped under its path name', (target) => {
@@ -231,9 +245,11 @@ describe('manifest.json', () => {
   });
 
   test('an unsupported target is an error', () => {
-    const build: Build = { modules: new Map(), sdkManifests: new Set(), manifests: [], errors: [] };
-    collect(join(ROOT, 'manifest.json'), 'pico' as Target, build);
-    expect(build.errors).toEqual([expect.stringContaining('esp32')]);
+    for (const manifest of [...APP_MANIFESTS, LIBRARY_MANIFEST]) {
+      const build: Build = { modules: new Map(), sdkManifests: new Set(), manifests: [], errors: [] };
+      collect(join(ROOT, manifest), 'pico' as Target, build);
+      expect(build.errors).toEqual([expect.stringContaining('esp32')]);
+    }
   });
 
   test('the import scanner sees runtime imports and skips type-only ones', () => {
@@ -253,11 +269,69 @@ describe('manifest.json', () => {
     for (const key of sdkKeys) expect(source).not.toContain(`raw, '${key}'`);
   });
 
-  test('the config section parses, and every key in it is one the firmware reads', () => {
-    const config = readJson(join(ROOT, 'manifest.json')).config ?? {};
-    expect(() => parseFirmwareConfig(config)).not.toThrow();
-    const known = readFileSync(join(ROOT, 'hosts/moddable/config.ts'), 'utf8');
-    for (const key of Object.keys(config)) expect(known).toContain(`'${key}'`);
+  test("the library's config section parses, every key in it is one the library reads, and the reference app's is its own", () => {
+    const config = readJson(join(ROOT, LIBRARY_MANIFEST)).config ?? {};
+    expect(checkFirmwareConfig(config)).toMatchObject({ ok: true });
+    for (const key of Object.keys(config)) expect(LOCKSTEP_CONFIG_KEYS).toContain(key);
+    expect(Object.keys(readJson(join(ROOT, 'manifest.json')).config ?? {})).toEqual(['telemetryMs']);
+  });
+});
+
+describe('the Lockstep library (hosts/moddable/lockstep/manifest.json) and the applications on it', () => {
+  const LIBRARY_CORE = ['lockstep', 'hosts/moddable/lockstep/sdk', 'hosts/moddable/lockstep/channel', 'modules/device/loop', 'modules/device/device', 'modules/keystore/keystore', 'hosts/moddable/socket-transport', 'hosts/moddable/hub-socket', 'hosts/moddable/platform', 'hosts/moddable/config'];
+
+  test.each(['esp32', 'lin'] as const)('on %s, the library alone resolves every module it names, from `lockstep` down, and brings nothing of the reference app', (target) => {
+    const build = buildFor(target, LIBRARY_MANIFEST);
+    expect(build.errors).toEqual([]);
+    const { problems, visited } = checkImportGraph(target, LIBRARY_MANIFEST, 'lockstep');
+    expect(problems).toEqual([]);
+    expect(visited).toEqual(expect.arrayContaining(LIBRARY_CORE));
+    if (target === 'esp32') expect(visited).toEqual(expect.arrayContaining(['hosts/moddable/native/native-aead', 'hosts/moddable/native/lockstep_aead', 'hosts/moddable/partition-flash']));
+    else expect(visited).toEqual(expect.arrayContaining(['hosts/moddable/crypt-shim', 'hosts/moddable/file-flash', 'hosts/moddable/sim-random']));
+    // Every module the library maps is one `lockstep` loads: the manifest names nothing else.
+    const unused = [...build.modules.entries()].filter(([name, base]) => !visited.includes(name) && !name.startsWith('modules/') && existingFile(base, ['.ts', '.js']) !== undefined).map(([name]) => name);
+    expect(unused).toEqual([]);
+    expect([...build.modules.keys()].filter((name) => name === 'main' || name.includes('app-messages') || name.includes('heap'))).toEqual([]);
+  });
+
+  test('the walk fails on a library that forgets a module (a broken variant of the manifest)', () => {
+    const library = readJson(join(ROOT, LIBRARY_MANIFEST));
+    delete library.modules!['hosts/moddable/hub-socket'];
+    // Beside the real one, so its relative paths still point into the repository.
+    const path = join(ROOT, 'hosts/moddable/lockstep', `manifest-broken-${process.pid}.json`);
+    writeFileSync(path, JSON.stringify(library));
+    try {
+      const { problems } = checkImportGraph('lin', relative(ROOT, path), 'lockstep');
+      expect(problems).toEqual(expect.arrayContaining([expect.stringContaining('"../hub-socket" → module "hosts/moddable/hub-socket" is not mapped')]));
+    } finally {
+      rmSync(path, { force: true });
+    }
+  });
+
+  test.each(APP_MANIFESTS.flatMap((manifest) => (['esp32', 'lin'] as const).map((target) => [manifest, target] as const)))('%s on %s: one include of the library, and every module main loads is mapped', (manifest, target) => {
+    const app = readJson(join(ROOT, manifest));
+    const library = relative(ROOT, resolve(ROOT, dirname(manifest), asArray(app.include).find((include) => include.endsWith('lockstep/manifest.json')) ?? 'none'));
+    expect(library).toBe(LIBRARY_MANIFEST);
+    const build = buildFor(target, manifest);
+    expect(build.errors).toEqual([]);
+    const { problems, visited } = checkImportGraph(target, manifest);
+    expect(problems).toEqual([]);
+    expect(visited).toEqual(expect.arrayContaining(['main', ...LIBRARY_CORE]));
+    // Applications reach Lockstep through the API only.
+    const main = readFileSync(join(ROOT, dirname(manifest), 'main.ts'), 'utf8');
+    expect(runtimeImports(main).filter((specifier) => /modules\/|hosts\/moddable\/(lockstep|config|platform|socket)/.test(specifier))).toEqual([]);
+    expect(runtimeImports(main)).toContain('lockstep');
+  });
+
+  test.each(APP_MANIFESTS)("%s: its config merged over the library's parses, with the app's own keys clear of the library's prefixes", (manifest) => {
+    const merged = { ...(readJson(join(ROOT, LIBRARY_MANIFEST)).config ?? {}), ...(readJson(join(ROOT, manifest)).config ?? {}) };
+    expect(checkFirmwareConfig(merged)).toMatchObject({ ok: true });
+  });
+
+  test('no manifest brings CA certificates: the pinned hubCa is the only trust anchor', () => {
+    for (const manifest of [...APP_MANIFESTS, LIBRARY_MANIFEST, 'hosts/moddable/manifest_sim.json']) {
+      expect(readFileSync(join(ROOT, manifest), 'utf8')).not.toMatch(/resources|\.der/);
+    }
   });
 });
 
@@ -272,9 +346,11 @@ describe('ESP32 partition table', () => {
       return { name: name!, type: type!, subtype: subtype!, offset: Number(offset), size: Number(size), flags: flags ?? '' };
     });
 
-  test('is wired into the esp32 build', () => {
-    const esp32 = readJson(join(ROOT, 'manifest.json')).platforms?.['esp32'];
-    expect(esp32?.build?.['PARTITIONS_FILE']).toBe('./hosts/moddable/partitions.csv');
+  test("is wired into the library's esp32 build (?=: a PARTITIONS_FILE in the shell environment replaces it)", () => {
+    const esp32 = readJson(join(ROOT, LIBRARY_MANIFEST)).platforms?.['esp32'];
+    const value = esp32?.build?.['PARTITIONS_FILE ?='];
+    expect(value).toBe('./../partitions.csv');
+    expect(resolve(ROOT, dirname(LIBRARY_MANIFEST), value!)).toBe(csvPath);
   });
 
   test('has a 16 KiB keystore data partition, sector aligned, unencrypted (docs/FIRMWARE.md)', () => {
@@ -343,6 +419,13 @@ describe('native module on the esp32 targets (issue 11)', () => {
     expect(build.cFiles.map((file) => relative(ROOT, file)).sort()).toEqual(['hosts/moddable/native/backend_esp32.c', 'hosts/moddable/native/lockstep_aead.c']);
     expect(build.cFolders).toEqual(REQUIRED_IDF_FOLDERS.map((folder) => join(idf, folder)));
     expect(build.idfComponents).toEqual(['mbedtls', 'esp_hw_support']);
+  });
+
+  test.each(APP_MANIFESTS)('%s: the esp32 build compiles exactly the native module C files, with every required IDF folder', (manifest) => {
+    const build = resolveManifests({ manifest: join(ROOT, manifest), platform: 'esp32', idfPath: idf });
+    expect(build.errors).toEqual([]);
+    expect(build.cFiles.map((file) => relative(ROOT, file)).sort()).toEqual(['hosts/moddable/native/backend_esp32.c', 'hosts/moddable/native/lockstep_aead.c']);
+    expect(build.cFolders).toEqual(REQUIRED_IDF_FOLDERS.map((folder) => join(idf, folder)));
   });
 
   test('the resolution fails when a required folder is missing from the IDF tree, as mcconfig does', () => {

@@ -84,3 +84,16 @@ export function printable(bytes: Uint8Array, max = 80): string {
   }
   return bytes.length > max ? `${text}...` : text;
 }
+
+/**
+ * The reference app's one setting, `telemetryMs` (0 = off, else
+ * MIN_TELEMETRY_MS..MAX_TELEMETRY_MS): the number, or the line that says why not.
+ */
+export function readTelemetryMs(raw: unknown, fallback = 10_000): { ms: number } | { problem: string } {
+  if (raw === undefined) return { ms: fallback };
+  const ms = typeof raw === 'number' ? raw : typeof raw === 'string' && /^[0-9]{1,10}$/.test(raw) ? Number(raw) : Number.NaN;
+  if (!Number.isInteger(ms) || (ms !== 0 && (ms < MIN_TELEMETRY_MS || ms > MAX_TELEMETRY_MS))) {
+    return { problem: `config telemetryMs: expected 0 or an integer in [${MIN_TELEMETRY_MS}, ${MAX_TELEMETRY_MS}]` };
+  }
+  return { ms };
+}

@@ -6,9 +6,11 @@
  * `config.tls` as an object of cipher-suite switches), hence `hubTls`, not `tls`.
  *
  * Rule: values given on the mcconfig command line arrive as strings, values
- * from the manifest keep their JSON type; both are accepted. Anything out of
- * range is a LockstepError('LOCAL_BAD_ARGUMENT') naming the key, so a bad
- * build fails loudly at boot instead of running with a surprise value.
+ * from the manifest keep their JSON type; both are accepted. Every bad key
+ * (type, range, an unknown key with one of the library's prefixes) is one
+ * line naming it, all reported together, so a bad build fails loudly at boot
+ * (and in `npm run firmware-config`, before mcconfig: tools/firmware-config) instead of running
+ * with a surprise value. The SDK has no build-time hook for this.
  */
 import { fromHex } from '../../modules/bytes';
 import { LockstepError } from '../../modules/errors';
@@ -35,8 +37,6 @@ export interface FirmwareConfig {
   readonly reconnectMaxMs: number;
   /** Give up on a connection attempt that has not opened after this long. */
   readonly connectTimeoutMs: number;
-  /** Period of telemetry messages; 0 turns telemetry off. */
-  readonly telemetryMs: number;
   /** ESP32: label of the keystore data partition (partitions.csv). */
   readonly keystorePartition: string;
   /** Simulator: path of the file-backed keystore image. */
@@ -61,117 +61,205 @@ export const DEFAULT_TLS_PORT = 7701;
 const MAX_DELAY_MS = 24 * 60 * 60 * 1000;
 const MAX_KEYSTORE_BYTES = 1 << 20;
 
-/** `raw` is the `mc/config` object; `fileRoot` is `config.file.root` (prefix for a relative keystoreImage). */
+/**
+ * Every key the library reads from `mc/config`. Its manifest
+ * (hosts/moddable/lockstep/manifest.json) gives each its default.
+ */
+export const LOCKSTEP_CONFIG_KEYS = [
+  'hub',
+  'port',
+  'hubTls',
+  'hubTlsVerify',
+  'hubCa',
+  'deviceId',
+  'reconnectBaseMs',
+  'reconnectMaxMs',
+  'connectTimeoutMs',
+  'keystorePartition',
+  'keystoreImage',
+  'keystoreBytes',
+  'keyWrapPartition',
+  'keyWrapImage',
+  'keyWrapRequired',
+  'ssid',
+  'password',
+] as const;
+
+/**
+ * `mc/config` is shared with the SDK and the application, so an unknown key
+ * is only an error when it looks like one of ours (a typo such as `hubTSL`
+ * or `keystoreSize`): these prefixes belong to the library.
+ */
+const LOCKSTEP_KEY_PREFIXES = ['hub', 'keystore', 'keyWrap', 'reconnect', 'lockstep'];
+
+/** The settings, or one line per bad key (type, range, unknown key): never a silent default for a bad value. */
+export type ConfigCheck = { readonly ok: true; readonly config: FirmwareConfig } | { readonly ok: false; readonly problems: readonly string[] };
+
+/**
+ * Throws one LockstepError('LOCAL_BAD_ARGUMENT') that lists every problem
+ * (each `config <key>: <why>`, separated by "; ").
+ */
 export function parseFirmwareConfig(raw: Readonly<Record<string, unknown>>, fileRoot = ''): FirmwareConfig {
-  const hub = readString(raw, 'hub', 'localhost');
-  const { host, port: portInHub } = splitHostPort(hub);
-  const tls = readBoolean(raw, 'hubTls', false);
+  const check = checkFirmwareConfig(raw, fileRoot);
+  if (!check.ok) throw new LockstepError('LOCAL_BAD_ARGUMENT', check.problems.join('; '));
+  return check.config;
+}
+
+/** `raw` is the `mc/config` object; `fileRoot` is `config.file.root` (prefix for a relative keystoreImage). */
+export function checkFirmwareConfig(raw: Readonly<Record<string, unknown>>, fileRoot = ''): ConfigCheck {
+  const problems: string[] = [];
+  const r = new Reader(raw, problems);
+  const known: readonly string[] = LOCKSTEP_CONFIG_KEYS;
+  for (const key of Object.keys(raw)) {
+    if (!known.includes(key) && LOCKSTEP_KEY_PREFIXES.some((prefix) => key.startsWith(prefix))) problems.push(`config ${key}: unknown key`);
+  }
+  const hub = r.string('hub', 'localhost');
+  const { host, port: portInHub } = r.hostPort('hub', hub);
+  const tls = r.boolean('hubTls', false);
   const defaultPort = portInHub ?? (tls ? DEFAULT_TLS_PORT : DEFAULT_TCP_PORT);
-  const hubPort = readInteger(raw, 'port', defaultPort, 1, 65535);
-  const reconnectBaseMs = readInteger(raw, 'reconnectBaseMs', 1000, 10, MAX_DELAY_MS);
-  const reconnectMaxMs = readInteger(raw, 'reconnectMaxMs', 60_000, 10, MAX_DELAY_MS);
-  if (reconnectMaxMs < reconnectBaseMs) throw bad('reconnectMaxMs', 'must be at least reconnectBaseMs');
-  const keystoreBytes = readInteger(raw, 'keystoreBytes', 16384, KEYSTORE_SECTOR_BYTES, MAX_KEYSTORE_BYTES);
-  if (keystoreBytes % KEYSTORE_SECTOR_BYTES !== 0) throw bad('keystoreBytes', `must be a multiple of ${KEYSTORE_SECTOR_BYTES}`);
-  const image = readString(raw, 'keystoreImage', 'lockstep-keystore.bin');
-  const keyWrapImage = readString(raw, 'keyWrapImage', 'lockstep-keywrap.bin');
-  return {
+  const hubPort = r.integer('port', defaultPort, 1, 65535);
+  const reconnectBaseMs = r.integer('reconnectBaseMs', 1000, 10, MAX_DELAY_MS);
+  const reconnectMaxMs = r.integer('reconnectMaxMs', 60_000, 10, MAX_DELAY_MS);
+  if (reconnectMaxMs < reconnectBaseMs) problems.push(`config reconnectMaxMs: must be at least reconnectBaseMs (${reconnectBaseMs})`);
+  const keystoreBytes = r.integer('keystoreBytes', 16384, KEYSTORE_SECTOR_BYTES, MAX_KEYSTORE_BYTES);
+  if (keystoreBytes % KEYSTORE_SECTOR_BYTES !== 0) problems.push(`config keystoreBytes: must be a multiple of ${KEYSTORE_SECTOR_BYTES}`);
+  const image = r.string('keystoreImage', 'lockstep-keystore.bin');
+  const keyWrapImage = r.string('keyWrapImage', 'lockstep-keywrap.bin');
+  const config: FirmwareConfig = {
     hubHost: host,
     hubPort,
     tls,
-    tlsVerify: readBoolean(raw, 'hubTlsVerify', true),
-    hubCa: readCertificate(raw, 'hubCa'),
-    deviceId: readDeviceId(raw),
+    tlsVerify: r.boolean('hubTlsVerify', true),
+    hubCa: r.certificate('hubCa'),
+    deviceId: r.deviceId('deviceId'),
     reconnectBaseMs,
     reconnectMaxMs,
-    connectTimeoutMs: readInteger(raw, 'connectTimeoutMs', 10_000, 100, MAX_DELAY_MS),
-    telemetryMs: readInteger(raw, 'telemetryMs', 10_000, 0, MAX_DELAY_MS),
-    keystorePartition: readString(raw, 'keystorePartition', 'keystore'),
+    connectTimeoutMs: r.integer('connectTimeoutMs', 10_000, 100, MAX_DELAY_MS),
+    keystorePartition: r.string('keystorePartition', 'keystore'),
     keystoreImage: image.startsWith('/') ? image : fileRoot + image,
     keystoreBytes,
-    keyWrapPartition: readString(raw, 'keyWrapPartition', 'lskeywrap'),
+    keyWrapPartition: r.string('keyWrapPartition', 'lskeywrap'),
     keyWrapImage: keyWrapImage.startsWith('/') ? keyWrapImage : fileRoot + keyWrapImage,
-    keyWrapRequired: readBoolean(raw, 'keyWrapRequired', false),
-    ssid: readOptionalString(raw, 'ssid'),
-    password: readOptionalString(raw, 'password'),
+    keyWrapRequired: r.boolean('keyWrapRequired', false),
+    ssid: r.optionalString('ssid'),
+    password: r.optionalString('password'),
   };
+  return problems.length === 0 ? { ok: true, config } : { ok: false, problems };
 }
 
-function bad(key: string, why: string): LockstepError {
-  return new LockstepError('LOCAL_BAD_ARGUMENT', `config ${key}: ${why}`);
-}
+/**
+ * Reads one key each: a bad value adds one line `<prefix> <key>: <why>` and
+ * answers the fallback, so every bad key is reported in one pass. The
+ * prefix is `config` for mc/config and `option` for the constructor's options.
+ */
+export class Reader {
+  readonly #raw: Readonly<Record<string, unknown>>;
+  readonly #prefix: string;
+  readonly problems: string[];
 
-/** Accepts `host`, `host:port` and `[v6]:port`-free IPv4/name forms; the port part must be all digits. */
-function splitHostPort(hub: string): { host: string; port: number | undefined } {
-  const colon = hub.lastIndexOf(':');
-  if (colon < 0) return { host: checkHost(hub), port: undefined };
-  const portText = hub.slice(colon + 1);
-  if (!/^[0-9]{1,5}$/.test(portText)) throw bad('hub', 'expected host or host:port');
-  const port = Number(portText);
-  if (port < 1 || port > 65535) throw bad('hub', 'port out of range');
-  return { host: checkHost(hub.slice(0, colon)), port };
-}
+  constructor(raw: Readonly<Record<string, unknown>>, problems: string[], prefix = 'config') {
+    this.#raw = raw;
+    this.problems = problems;
+    this.#prefix = prefix;
+  }
 
-function checkHost(host: string): string {
-  if (host.length === 0 || host.length > 253 || !/^[A-Za-z0-9.-]+$/.test(host)) throw bad('hub', 'not a host name or IPv4 address');
-  return host;
-}
+  bad(key: string, why: string): void {
+    this.problems.push(`${this.#prefix}${this.#prefix.endsWith('.') ? '' : ' '}${key}: ${why}`);
+  }
 
-function readString(raw: Readonly<Record<string, unknown>>, key: string, fallback: string): string {
-  const value = raw[key];
-  if (value === undefined) return fallback;
-  if (typeof value !== 'string' || value.length === 0 || value.length > 256) throw bad(key, 'expected a non-empty string');
-  return value;
-}
+  /** Accepts `host` and `host:port` (IPv4 or a name); the port part must be all digits. */
+  hostPort(key: string, hub: string): { host: string; port: number | undefined } {
+    const colon = hub.lastIndexOf(':');
+    const host = colon < 0 ? hub : hub.slice(0, colon);
+    let port: number | undefined;
+    if (colon >= 0) {
+      const portText = hub.slice(colon + 1);
+      if (!/^[0-9]{1,5}$/.test(portText)) this.bad(key, 'expected host or host:port');
+      else if (Number(portText) < 1 || Number(portText) > 65535) this.bad(key, 'port out of range');
+      else port = Number(portText);
+    }
+    if (host.length === 0 || host.length > 253 || !/^[A-Za-z0-9.-]+$/.test(host)) {
+      this.bad(key, 'not a host name or IPv4 address');
+      return { host: 'localhost', port };
+    }
+    return { host, port };
+  }
 
-function readOptionalString(raw: Readonly<Record<string, unknown>>, key: string): string | undefined {
-  const value = raw[key];
-  if (value === undefined || value === '') return undefined;
-  if (typeof value !== 'string' || value.length > 256) throw bad(key, 'expected a string');
-  return value;
-}
+  string(key: string, fallback: string): string {
+    const value = this.#raw[key];
+    if (value === undefined) return fallback;
+    if (typeof value !== 'string' || value.length === 0 || value.length > 256) {
+      this.bad(key, 'expected a non-empty string');
+      return fallback;
+    }
+    return value;
+  }
 
-function readInteger(raw: Readonly<Record<string, unknown>>, key: string, fallback: number, min: number, max: number): number {
-  const value = raw[key];
-  if (value === undefined) return fallback;
-  let n: number;
-  if (typeof value === 'number') n = value;
-  else if (typeof value === 'string' && /^[0-9]{1,10}$/.test(value)) n = Number(value);
-  else throw bad(key, 'expected an integer');
-  if (!Number.isInteger(n) || n < min || n > max) throw bad(key, `expected an integer in [${min}, ${max}]`);
-  return n;
-}
+  optionalString(key: string): string | undefined {
+    const value = this.#raw[key];
+    if (value === undefined || value === '') return undefined;
+    if (typeof value !== 'string' || value.length > 256) {
+      this.bad(key, 'expected a string');
+      return undefined;
+    }
+    return value;
+  }
 
-function readBoolean(raw: Readonly<Record<string, unknown>>, key: string, fallback: boolean): boolean {
-  const value = raw[key];
-  if (value === undefined) return fallback;
-  if (value === true || value === 'true' || value === '1') return true;
-  if (value === false || value === 'false' || value === '0') return false;
-  throw bad(key, 'expected true or false');
+  integer(key: string, fallback: number, min: number, max: number): number {
+    const value = this.#raw[key];
+    if (value === undefined) return fallback;
+    let n: number;
+    if (typeof value === 'number') n = value;
+    else if (typeof value === 'string' && /^[0-9]{1,10}$/.test(value)) n = Number(value);
+    else {
+      this.bad(key, 'expected an integer');
+      return fallback;
+    }
+    if (!Number.isInteger(n) || n < min || n > max) {
+      this.bad(key, `expected an integer in [${min}, ${max}]`);
+      return fallback;
+    }
+    return n;
+  }
+
+  boolean(key: string, fallback: boolean): boolean {
+    const value = this.#raw[key];
+    if (value === undefined) return fallback;
+    if (value === true || value === 'true' || value === '1') return true;
+    if (value === false || value === 'false' || value === '0') return false;
+    this.bad(key, 'expected true or false');
+    return fallback;
+  }
+
+  /** A DER certificate: hex (mcconfig passes settings as strings), or bytes (an option, e.g. from a Resource); checked for shape, not parsed. */
+  certificate(key: string): Uint8Array | undefined {
+    const value = this.#raw[key];
+    if (value === undefined || value === '') return undefined;
+    let der: Uint8Array;
+    if (value instanceof ArrayBuffer) der = new Uint8Array(value.slice(0));
+    else if (value instanceof Uint8Array) der = value.slice();
+    else if (typeof value === 'string' && value.length % 2 === 0 && value.length <= 2 * MAX_CERTIFICATE_BYTES && /^[0-9a-fA-F]+$/.test(value)) der = fromHex(value);
+    else {
+      this.bad(key, `expected a DER certificate as hex (at most ${MAX_CERTIFICATE_BYTES} bytes)`);
+      return undefined;
+    }
+    // A certificate is a DER SEQUENCE with a two-byte long-form length (0x30 0x82 hi lo) covering the rest.
+    if (der.length > MAX_CERTIFICATE_BYTES || der.length < 4 || der[0] !== 0x30 || der[1] !== 0x82 || (((der[2] as number) << 8) | (der[3] as number)) + 4 !== der.length) {
+      this.bad(key, 'not a DER certificate (expected one SEQUENCE spanning the value)');
+      return undefined;
+    }
+    return der;
+  }
+
+  deviceId(key: string): Uint8Array | undefined {
+    const value = this.#raw[key];
+    if (value === undefined || value === '') return undefined;
+    if (typeof value !== 'string' || value.length !== 2 * DEVICE_ID_BYTES || !/^[0-9a-fA-F]+$/.test(value)) {
+      this.bad(key, `expected ${2 * DEVICE_ID_BYTES} hex digits`);
+      return undefined;
+    }
+    return fromHex(value);
+  }
 }
 
 const MAX_CERTIFICATE_BYTES = 4096;
-
-/** A DER certificate as hex (mcconfig passes settings as strings); checked for shape, not parsed. */
-function readCertificate(raw: Readonly<Record<string, unknown>>, key: string): Uint8Array | undefined {
-  const value = raw[key];
-  if (value === undefined || value === '') return undefined;
-  if (typeof value !== 'string' || value.length % 2 !== 0 || value.length > 2 * MAX_CERTIFICATE_BYTES || !/^[0-9a-fA-F]+$/.test(value)) {
-    throw bad(key, `expected a DER certificate as hex (at most ${MAX_CERTIFICATE_BYTES} bytes)`);
-  }
-  const der = fromHex(value);
-  // A certificate is a DER SEQUENCE with a two-byte long-form length (0x30 0x82 hi lo) covering the rest.
-  if (der.length < 4 || der[0] !== 0x30 || der[1] !== 0x82 || (((der[2] as number) << 8) | (der[3] as number)) + 4 !== der.length) {
-    throw bad(key, 'not a DER certificate (expected one SEQUENCE spanning the value)');
-  }
-  return der;
-}
-
-function readDeviceId(raw: Readonly<Record<string, unknown>>): Uint8Array | undefined {
-  const value = raw['deviceId'];
-  if (value === undefined || value === '') return undefined;
-  if (typeof value !== 'string' || value.length !== 2 * DEVICE_ID_BYTES || !/^[0-9a-fA-F]+$/.test(value)) {
-    throw bad('deviceId', `expected ${2 * DEVICE_ID_BYTES} hex digits`);
-  }
-  return fromHex(value);
-}

@@ -4,7 +4,7 @@
  * platform-esp32.ts or platform-sim.ts (platform.d.ts declares it for
  * TypeScript); main.ts only sees this interface.
  */
-import type { Aead, RandomSource } from '../../modules/crypto/primitives';
+import type { Aead, KeyAgreementPrimitives, RandomSource } from '../../modules/crypto/primitives';
 import type { KeyStorage } from '../../modules/keystore/key-storage';
 import type { FirmwareConfig } from './config';
 
@@ -14,6 +14,8 @@ export interface Platform {
   readonly aead: Aead;
   /** Secure randomness: hardware RNG on ESP32, the OS source in the simulator. Never Math.random. */
   readonly random: RandomSource;
+  /** X25519 + HKDF for the dh rekey mode (docs/PROTOCOL.md §11); without it the device runs classic rotations only. */
+  readonly keyAgreement?: KeyAgreementPrimitives;
   /**
    * The keystore (not mounted yet): on the keystore partition (ESP32) or a
    * file-backed NOR image (simulator), with keys wrapped under the key-wrap

@@ -5,6 +5,7 @@
  *   noble    the pure-JS AEAD (@noble) on XS, and its agreement with the native module
  *   keystore the keystore journal on the NOR flash model under power cuts
  *   core     the device and hub cores over an in-memory link (tools/testing/pair.ts)
+ *   api      the Lockstep application API over the SDK fakes (tools/testing/channel-rig.ts)
  * Bundle with the redirect hosts/node/crypto → tests/xs/support/node-crypto-on-xs
  * (see tests/xs/run.ts).
  */
@@ -16,6 +17,7 @@ import { registerAeadAgreement, registerAeadVectors } from './suites/aead-vector
 import './suites/native-bad-input';
 import './suites/keystore-power-cuts';
 import './suites/device-hub';
+import './suites/lockstep-api';
 
 registerAeadVectors('native', nativeAead);
 registerAeadVectors('native', composeAead(nativePrimitives, 'composition over native primitives'));

@@ -26,8 +26,10 @@ export const MEASURED_TYPES = [
 ];
 
 export interface CheckOptions {
-  /** The project: its manifest.json and the C files under it are checked. */
+  /** The project: the C files under it are checked. */
   readonly root: string;
+  /** The application manifest, relative to root: manifest.json (default) or an example's. */
+  readonly manifest?: string;
   readonly target: string;
   readonly moddable: string;
   readonly idfPath: string;
@@ -127,13 +129,15 @@ export function checkTarget(options: CheckOptions): TargetReport {
   const BACKEND = options.backend;
   const platform = target === 'esp32' ? 'esp32' : `esp32/${target}`;
   const report: TargetReport = { target, files: [], sdkFiles: 0, problems: [], config: [] };
-  const build = resolveManifests({ manifest: join(ROOT, 'manifest.json'), platform, moddable, idfPath });
+  const manifestPath = join(ROOT, options.manifest ?? 'manifest.json');
+  const build = resolveManifests({ manifest: manifestPath, platform, moddable, idfPath });
   report.problems.push(...build.errors.map((e) => `manifest: ${e}`));
   const subclass = build.build['ESP32_SUBCLASS'] ?? 'esp32';
   if (subclass !== target) report.problems.push(`manifest: ${platform} builds ESP32_SUBCLASS ${subclass}`);
   let compile: ModuleCompile;
   if (options.mcconfig !== undefined) {
-    const makefile = mcconfigMakefile(options.mcconfig, ROOT, platform, moddable, idfPath, join(out, 'mcconfig'));
+    const app = (options.manifest ?? 'manifest.json').replace(/\/?manifest\.json$/, '').replace(/\//g, '_') || 'main';
+    const makefile = mcconfigMakefile(options.mcconfig, dirname(manifestPath), platform, moddable, idfPath, join(out, 'mcconfig', app));
     report.makefile = makefile;
     const text = readFileSync(makefile, 'utf8');
     const same = (a: string[], b: string[]): boolean => JSON.stringify([...new Set(a)].sort()) === JSON.stringify([...new Set(b)].sort());

@@ -5,7 +5,11 @@
  * sizes of the PSA/IDF structures the native module allocates as the IDF
  * library sees them and as the module sees them (docs/NATIVE.md §5).
  *
- *   IDF_PATH=... MODDABLE=... npm run esp32-check -- [--targets esp32,esp32s3] [--out DIR] [--verbose] [--no-mcconfig]
+ *   IDF_PATH=... MODDABLE=... npm run esp32-check -- [--targets esp32,esp32s3] [--apps manifest.json,examples/x/manifest.json] [--out DIR] [--verbose] [--no-mcconfig]
+ *
+ * Every application is checked (the reference app's manifest.json and each
+ * examples/<name>/manifest.json, all on the Lockstep library) unless --apps
+ * names some.
  *
  * With the SDK's tools built ($MODDABLE/build/bin/lin/release/mcconfig), the
  * command comes from the makefile `mcconfig -p <platform>` writes (without
@@ -16,7 +20,7 @@
  * warnings (host gcc, the Xtensa stand-in, and the stand-in with -Wall
  * -Wextra), the config macros match IDF's and every size agrees.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,11 +39,18 @@ function idfVersionOf(idfPath: string): string {
   return `v${part('MAJOR')}.${part('MINOR')}${patch === '0' ? '' : '.' + patch}`;
 }
 
-function print(report: TargetReport): boolean {
+/** The reference app and every example with a manifest. */
+export function applicationManifests(root: string): string[] {
+  const examples = join(root, 'examples');
+  const names = existsSync(examples) ? readdirSync(examples).filter((name) => existsSync(join(examples, name, 'manifest.json'))).sort() : [];
+  return ['manifest.json', ...names.map((name) => `examples/${name}/manifest.json`)];
+}
+
+function print(report: TargetReport, app: string): boolean {
   const files = report.files;
   const errors = files.reduce((n, f) => n + f.host.errors + f.xtensa.errors + f.strict.errors, 0);
   const warnings = files.reduce((n, f) => n + f.host.warnings + f.xtensa.warnings + f.strict.warnings, 0);
-  console.log(`\n${report.target}: ${report.makefile !== undefined ? `command from mcconfig's makefile ${report.makefile} (its folders and C files agree with manifest.ts unless a PROBLEM says otherwise)` : "command from make.esp32.mk with manifest.ts's resolution (mcconfig not built)"}`);
+  console.log(`\n${app}, ${report.target}: ${report.makefile !== undefined ? `command from mcconfig's makefile ${report.makefile} (its folders and C files agree with manifest.ts unless a PROBLEM says otherwise)` : "command from make.esp32.mk with manifest.ts's resolution (mcconfig not built)"}`);
   console.log(`${report.target}: ${files.length} firmware C files (${report.sdkFiles} SDK C files in the build, not checked), ${errors} errors, ${warnings} warnings`);
   for (const f of files) {
     console.log(`  ${f.file}: gcc -fsyntax-only ${f.host.errors}E/${f.host.warnings}W, xtensa-lx106-elf-gcc -c ${f.xtensa.errors}E/${f.xtensa.warnings}W, same + -Wall -Wextra ${f.strict.errors}E/${f.strict.warnings}W`);
@@ -80,11 +91,18 @@ function main(argv: string[]): number {
   const built = join(moddable, 'build/bin/lin/release/mcconfig');
   const mcconfig = argv.includes('--no-mcconfig') || !existsSync(built) ? undefined : built;
   console.log(`esp32-check: ESP-IDF ${idfVersion} at ${idfPath}; Moddable SDK at ${moddable}; compilers: host gcc (-fsyntax-only), xtensa-lx106-elf-gcc (objects, sizes)`);
+  const apps = option('--apps')?.split(',') ?? applicationManifests(ROOT);
   let ok = true;
-  for (const target of targets) {
-    const report = checkTarget({ root: ROOT, target, moddable, idfPath, idfVersion, out, xtensa: true, backend: join(ROOT, 'hosts/moddable/native/backend_esp32.c'), verbose: argv.includes('--verbose'), ...(mcconfig === undefined ? {} : { mcconfig }) });
-    ok = print(report) && ok;
+  const summary: string[] = [];
+  for (const app of apps) {
+    for (const target of targets) {
+      const report = checkTarget({ root: ROOT, manifest: app, target, moddable, idfPath, idfVersion, out, xtensa: true, backend: join(ROOT, 'hosts/moddable/native/backend_esp32.c'), verbose: argv.includes('--verbose'), ...(mcconfig === undefined ? {} : { mcconfig }) });
+      const passed = print(report, app);
+      summary.push(`  ${passed ? 'ok    ' : 'FAILED'} ${app} ${target}: ${report.files.map((f) => f.file).join(', ')}`);
+      ok = passed && ok;
+    }
   }
+  console.log(`\nesp32-check summary (${apps.length} applications x ${targets.length} targets):\n${summary.join('\n')}`);
   console.log(ok ? '\nesp32-check: ok' : '\nesp32-check: FAILED');
   return ok ? 0 : 1;
 }

@@ -11,7 +11,10 @@
 # device then boots from its keystore image). Not part of `npm test`
 # (it needs the Moddable SDK's Linux tools and xvfb).
 #
-#   MODDABLE=/path/to/moddable tools/esp32-check/simulator-check.sh [--tls] [--chaos] [--rotations N] [--timeout S] [--work DIR]
+#   MODDABLE=/path/to/moddable tools/esp32-check/simulator-check.sh [--tls] [--chaos] [--rotations N] [--timeout S] [--work DIR] [--app DIR]
+#
+# --app builds another application on the Lockstep library instead of the
+# reference app (e.g. examples/key-events); it must log `key N promoted`.
 #
 # Everything it writes is under --work (default /tmp/lockstep-simulator-check);
 # it stops only the processes it started (their process groups, via job control).
@@ -22,6 +25,7 @@ ROTATIONS=3
 TIMEOUT=120
 TLS=0
 CHAOS=0
+APP=.
 while [ $# -gt 0 ]; do
   case "$1" in
     --tls) TLS=1 ;;
@@ -29,6 +33,7 @@ while [ $# -gt 0 ]; do
     --rotations) ROTATIONS="$2"; shift ;;
     --timeout) TIMEOUT="$2"; shift ;;
     --work) WORK="$2"; shift ;;
+    --app) APP="$2"; shift ;;
     *) echo "simulator-check: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -63,8 +68,8 @@ else
   BUILD_FLAGS+=(port="$PORT")
 fi
 
-echo "simulator-check: mcconfig -m -p lin -o $WORK/build ${BUILD_FLAGS[*]}"
-(cd "$REPO" && mcconfig -m -p lin -o "$WORK/build" "${BUILD_FLAGS[@]}") > "$WORK/mcconfig.log" 2>&1 || { tail -30 "$WORK/mcconfig.log"; echo "simulator-check: FAILED (build)"; exit 1; }
+echo "simulator-check: (cd $APP && mcconfig -m -p lin -o $WORK/build ${BUILD_FLAGS[*]})"
+(cd "$REPO/$APP" && mcconfig -m -p lin -o "$WORK/build" "${BUILD_FLAGS[@]}") > "$WORK/mcconfig.log" 2>&1 || { tail -30 "$WORK/mcconfig.log"; echo "simulator-check: FAILED (build)"; exit 1; }
 SO=$(find "$WORK/build/bin/lin" -name mc.so | head -1)
 [ -n "$SO" ] || { echo "simulator-check: no mc.so under $WORK/build" >&2; exit 1; }
 
@@ -120,7 +125,7 @@ chaos_step() {
 
 promoted=0
 for _ in $(seq "$TIMEOUT"); do
-  promoted=$(grep -c 'promoted: now active' "$WORK/device.log" || true); promoted=${promoted:-0}
+  promoted=$(grep -cE 'key [0-9]+ promoted' "$WORK/device.log" || true); promoted=${promoted:-0}
   [ "$promoted" -ge "$ROTATIONS" ] && break
   if ! kill -0 "$SIM_PGID" 2>/dev/null; then echo "simulator-check: mcsim exited" >&2; break; fi
   chaos_step
@@ -131,7 +136,7 @@ cleanup
 trap - EXIT
 sleep 1
 
-grep -E '\[lockstep' "$WORK/device.log" | head -20 || true
+grep -E '^\[' "$WORK/device.log" | head -20 || true
 last=$(grep -o 'key [0-9]* promoted' "$WORK/device.log" | tail -1 | awk '{print $2}' || true)
 confirmed=$(grep -c '"event":"keyConfirmed"' "$WORK/hub.log" || true)
 hubKey=$(hub devices --db "$WORK/hub.db" --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const d=JSON.parse(s.trim().split("\n")[0]);console.log(d.activeKeyId+" "+(d.pendingKeyId??"-"))})')
