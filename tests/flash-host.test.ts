@@ -69,6 +69,6 @@ test('a device keeps its keys across restarts on a file image', () => {
   expect(mounted).toEqual({
     provisioned: true,
     deviceId: Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8),
-    keys: { active: { id: 2, key: key(2) }, future: { id: 3, key: key(3) } },
+    keys: { mode: 'classic', active: { id: 2, key: key(2) }, future: { id: 3, key: key(3) } },
   });
 });

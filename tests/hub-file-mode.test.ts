@@ -77,7 +77,7 @@ const storeScript = (db: string) => `
 process.umask(0);
 import { HubStore } from ${JSON.stringify(join(root, 'tools/hub/store'))};
 const store = new HubStore(${JSON.stringify(db)});
-store.insertDevice({ deviceId: '0123456789abcdef', active: { id: 1, key: new Uint8Array(64).fill(7) } }, Date.now());
+store.insertDevice({ deviceId: '0123456789abcdef', active: { id: 1, key: new Uint8Array(64).fill(7) }, mode: 'dh' }, Date.now());
 store.commit([{ kind: 'storePending', deviceId: '0123456789abcdef', id: 2, key: new Uint8Array(64).fill(8) }], Date.now());
 store.commit([{ kind: 'promote', deviceId: '0123456789abcdef', id: 2 }], Date.now());
 store.close();

@@ -8,7 +8,7 @@ import { NorFlash } from '../modules/flash/nor-flash';
 import { SeededRandom } from '../tools/testing/cut-injection';
 import { Keystore } from '../modules/keystore/keystore';
 import type { MountResult } from '../modules/keystore/keystore';
-import type { KeySlot } from '../modules/platform/keys';
+import type { FutureSlot, KeySlot } from '../modules/platform/keys';
 
 const geometry = { sectorSize: 512, sectors: 4 };
 
@@ -16,24 +16,32 @@ function mountImage(image: Uint8Array, g = geometry): MountResult {
   return new Keystore(new NorFlash({ ...g, image })).mount();
 }
 
-/** A journal after `rotations` rotations, with every (id, key) ever written. */
+/** A journal after `rotations` rotations (every other future dh-derived, with shares), with every future ever written. */
 function journal(rotations: number, seed: number, g = geometry) {
   const random = new SeededRandom(seed);
   const flash = new NorFlash(g);
   const keystore = new Keystore(flash);
-  const written: KeySlot[] = [{ id: 1, key: random.bytes(64) }];
+  const written: FutureSlot[] = [{ id: 1, key: random.bytes(64) }];
   keystore.format(random.bytes(8), written[0] as KeySlot, 'classic');
   for (let id = 2; id < rotations + 2; id++) {
-    const slot = { id, key: random.bytes(64) };
+    const slot: FutureSlot = id % 2 === 0 ? { id, key: random.bytes(64), shares: { hub: random.bytes(32), device: random.bytes(32) } } : { id, key: random.bytes(64) };
     written.push(slot);
-    keystore.storeFuture(slot.id, slot.key);
+    keystore.storeFuture(slot.id, slot.key, slot.shares);
     if (id < rotations + 1) keystore.promote(); // leave the last one pending
   }
   return { image: flash.image(), keys: keystore.keys, written, deviceId: keystore.deviceId };
 }
 
-function wasWritten(slot: KeySlot, written: readonly KeySlot[]): boolean {
-  return written.some((w) => w.id === slot.id && Buffer.from(w.key).equals(Buffer.from(slot.key)));
+const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
+
+/** Written with that id, key and (for a future) those shares: a dh key's shares are part of what was written. */
+function wasWritten(slot: FutureSlot, written: readonly FutureSlot[], asFuture = false): boolean {
+  return written.some((w) => {
+    if (w.id !== slot.id || !same(w.key, slot.key)) return false;
+    if (!asFuture) return true;
+    if (w.shares === undefined || slot.shares === undefined) return w.shares === slot.shares;
+    return same(w.shares.hub, slot.shares.hub) && same(w.shares.device, slot.shares.device);
+  });
 }
 
 test('0xFF, 0x00 and random bytes mount as unprovisioned with a reason', () => {
@@ -92,7 +100,7 @@ test('a truncated provisioning image mounts to its key or not at all, whatever f
       partial.set(image.subarray(0, length));
       const result = mountImage(partial);
       if (result.provisioned) expect(result.keys).toEqual(keys);
-      else expect(length).toBeLessThan(32 + 84); // the snapshot is complete at 116 bytes
+      else expect(length).toBeLessThan(32 + 144); // the snapshot is complete at 176 bytes
     }
   }
 });
@@ -114,9 +122,12 @@ test('random corruption of a rotated journal: never throws, every key returned w
         expect(result.deviceId).toEqual(deviceId);
         expect(wasWritten(result.keys.active, written)).toBe(true);
         if (result.keys.future !== undefined) {
-          expect(wasWritten(result.keys.future, written)).toBe(true);
+          expect(wasWritten(result.keys.future, written, true)).toBe(true);
           expect(result.keys.future.id).toBeGreaterThan(result.keys.active.id);
         }
+        // The mode is never one no record gave: dh only once a dh-derived key is active.
+        const dhActive = written.some((w) => w.shares !== undefined && w.id <= result.keys.active.id);
+        if (result.keys.mode === 'dh') expect(dhActive).toBe(true);
       },
     ),
     { numRuns: 400 },
@@ -124,16 +135,46 @@ test('random corruption of a rotated journal: never throws, every key returned w
 });
 
 test('a torn-looking slot in the middle is skipped, and the journal appends after it', () => {
-  const { image, keys } = journal(2, 7); // slots: A(1), F(2) promoted, F(3) pending
-  const flash = new NorFlash({ ...geometry, image });
+  const wide = { sectorSize: 1024, sectors: 4 }; // 6 slots of 144 bytes
+  const { image, keys } = journal(2, 7, wide); // slots: A(1), F(2) promoted, F(3) pending
+  const flash = new NorFlash({ ...wide, image });
   const keystore = new Keystore(flash);
   keystore.mount();
   keystore.promote();
-  flash.program(32 + 3 * 84, Uint8Array.of(0x46, 0)); // a half-written record in slot 3
+  flash.program(32 + 3 * 144, Uint8Array.of(0x46, 0x44)); // a half-written record in slot 3
   const again = new Keystore(flash);
   expect(again.mount()).toMatchObject({ provisioned: true, keys: { active: { id: 3 } } });
   again.storeFuture(4, new Uint8Array(64).fill(4));
   expect(new Keystore(flash).mount()).toMatchObject({ keys: { active: { id: 3 }, future: { id: 4 } } });
-  expect(flash.read(32 + 4 * 84, 1)[0]).toBe(0x46);
+  expect(flash.read(32 + 4 * 144, 1)[0]).toBe(0x46);
   expect(keys.future?.id).toBe(3);
 });
+
+test("a bit flipped anywhere in a pending future's record, shares included, drops that future: never a share that was not written", () => {
+  const { image, keys, written } = journal(3, 9); // slots: A(1), F(2) promoted, F(3) ... ; id 4 (dh, with shares) pending
+  const future = keys.future;
+  expect(future?.shares).toBeDefined();
+  const mounted = mountImage(image);
+  if (!mounted.provisioned) throw new Error('journal does not mount');
+  const at = findRecord(image, future as FutureSlot);
+  let dropped = 0;
+  for (let byte = 0; byte < 140; byte++) {
+    for (const bit of [0, 7]) {
+      const damaged = image.slice();
+      damaged[at + byte] = (damaged[at + byte] as number) ^ (1 << bit);
+      const result = mountImage(damaged);
+      if (!result.provisioned) continue;
+      if (result.keys.future !== undefined) expect(wasWritten(result.keys.future, written, true)).toBe(true);
+      else dropped++;
+    }
+  }
+  expect(dropped).toBe(280); // every flip invalidates the record (its CRC covers bytes 0..135, the CRC itself is 136..139)
+});
+
+/** Offset of the record holding `slot` (its id and key) in a v2 image. */
+function findRecord(image: Uint8Array, slot: FutureSlot): number {
+  for (let at = 0; at + 144 <= image.length; at += 4) {
+    if (new DataView(image.buffer, image.byteOffset + at + 4, 4).getUint32(0, true) === slot.id && same(image.subarray(at + 8, at + 72), slot.key)) return at;
+  }
+  throw new Error(`record ${slot.id} not found`);
+}

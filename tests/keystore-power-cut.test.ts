@@ -1,5 +1,9 @@
-// Power-cut injection on the keystore (docs/KEYSTORE.md §6).
-// Exhaustive: for a 40-rotation script crossing several compactions, a cut at
+// Power-cut injection on the keystore (docs/KEYSTORE.md §6), format v2.
+// The scripts mix classic and dh-derived futures (with shares), so each run
+// also moves the mode to dh by a promotion; every check compares ids, keys,
+// the mode and the shares (keysEqual). The migration from format v1 is cut in
+// tests/keystore-migration.test.ts.
+// Exhaustive: for a 20-rotation script crossing several compactions, a cut at
 // every program and erase, at every byte offset of every program, with every
 // outcome of the byte in flight (all subsets of the bits it clears) on the
 // 4 x 512-byte partition, sampled outcomes on the others, and 8 torn-erase
@@ -20,23 +24,32 @@ const totals = { cutPoints: 0 };
 afterAll(() => console.log(`keystore power-cut tests: ${totals.cutPoints} cut points tried in total`));
 
 test.each([
-  ['4 x 512 B, every in-flight bit pattern', { sectorSize: 512, sectors: 4 }, 'all' as const, 250_000],
-  ['2 x 512 B (smallest ring), 16 bit patterns per byte', { sectorSize: 512, sectors: 2 }, 16, 30_000],
-  ['4 x 4096 B (the default partition), 8 bit patterns per byte', { sectorSize: 4096, sectors: 4 }, 8, 20_000],
-])('exhaustive cuts over 40+ rotations: %s', (name, geometry, bitPatterns, atLeast) => {
-  // 48 rotations on 4 KiB sectors so that one compaction happens there too.
-  const rotations = geometry.sectorSize === 4096 ? 48 : 40;
+  ['4 x 512 B, every in-flight bit pattern', { sectorSize: 512, sectors: 4 }, 'all' as const, 150_000],
+  ['2 x 512 B (smallest ring), 16 bit patterns per byte', { sectorSize: 512, sectors: 2 }, 16, 50_000],
+  ['4 x 4096 B (the default partition), 4 bit patterns per byte', { sectorSize: 4096, sectors: 4 }, 4, 15_000],
+])('exhaustive cuts over 20+ rotations, classic then dh: %s', (name, geometry, bitPatterns, atLeast) => {
+  // 30 rotations on 4 KiB sectors (27 futures per sector) so that one compaction happens there too.
+  const rotations = geometry.sectorSize === 4096 ? 30 : 20;
   const report = exploreCuts({ geometry, rotations, bitPatterns, seed: 20240601 });
   console.log(`${name}: ${JSON.stringify(report)}`);
   totals.cutPoints += report.cutPoints;
   expect(report.operations).toBe(rotations * 2);
   expect(report.compactions).toBeGreaterThanOrEqual(geometry.sectorSize === 4096 ? 1 : 9);
+  expect(report.dhPromotions).toBeGreaterThanOrEqual(5);
   expect(report.cutPoints).toBeGreaterThanOrEqual(atLeast);
   expect(report.mountedBefore + report.mountedAfter).toBe(report.cutPoints);
 });
 
+test('exhaustive cuts on a partition formatted in the dh mode (4 x 512 B, 8 bit patterns per byte)', () => {
+  const report = exploreCuts({ geometry: { sectorSize: 512, sectors: 4 }, rotations: 8, bitPatterns: 8, seed: 41, initialMode: 'dh' });
+  console.log(`dh from the start: ${JSON.stringify(report)}`);
+  totals.cutPoints += report.cutPoints;
+  expect(report.compactions).toBeGreaterThanOrEqual(3);
+  expect(report.mountedBefore + report.mountedAfter).toBe(report.cutPoints);
+});
+
 test('two cuts: an interrupted compaction, then a torn erase while storing another key, never resurrects the first key', () => {
-  const report = exploreRetryCuts({ geometry: { sectorSize: 512, sectors: 4 }, rotations: 40, bitPatterns: 2, seed: 7 });
+  const report = exploreRetryCuts({ geometry: { sectorSize: 512, sectors: 4 }, rotations: 20, bitPatterns: 2, seed: 7 });
   console.log(`retry after an interrupted compaction: ${JSON.stringify(report)}`);
   totals.cutPoints += report.cutPoints;
   expect(report.compactions).toBeGreaterThanOrEqual(9);
@@ -52,12 +65,13 @@ test.each([
   totals.cutPoints += report.cuts;
   expect(report.cuts).toBeGreaterThan(1000);
   expect(report.mountedAfter).toBeGreaterThan(0);
+  expect(report.dhPromotions).toBeGreaterThan(1000);
 });
 
 describe('format (provisioning) under cuts', () => {
   const geometry = { sectorSize: 512, sectors: 4 };
   const newId = Uint8Array.of(9, 9, 9, 9, 9, 9, 9, 9);
-  const newKeys: DeviceKeys = { mode: 'classic', active: { id: 1, key: new Uint8Array(64).fill(0x5a) } };
+  const newKeys: DeviceKeys = { mode: 'dh', active: { id: 1, key: new Uint8Array(64).fill(0x5a) } };
 
   function existingJournal(): { image: Uint8Array; keys: DeviceKeys } {
     const flash = new NorFlash(geometry);
@@ -67,7 +81,7 @@ describe('format (provisioning) under cuts', () => {
       keystore.storeFuture(id, new Uint8Array(64).fill(id));
       keystore.promote();
     }
-    keystore.storeFuture(12, new Uint8Array(64).fill(12));
+    keystore.storeFuture(12, new Uint8Array(64).fill(12), { hub: new Uint8Array(32).fill(0xa1), device: new Uint8Array(32).fill(0xd1) });
     return { image: flash.image(), keys: keystore.keys };
   }
 
@@ -80,13 +94,13 @@ describe('format (provisioning) under cuts', () => {
     const trace: FlashOperation[] = [];
     const traced = new NorFlash({ ...geometry, image });
     traced.observer = (op) => trace.push(op);
-    new Keystore(traced).format(newId, newKeys.active, 'classic');
+    new Keystore(traced).format(newId, newKeys.active, newKeys.mode);
     const enumeration = { bitPatterns: 8, erasePatterns: tornErasePatterns(9), random: new SeededRandom(10) };
     let cuts = 0;
     for (const cut of enumerateCuts(trace, enumeration)) {
       const flash = new NorFlash({ ...geometry, image });
       flash.armCut(cut.plan);
-      expect(() => new Keystore(flash).format(newId, newKeys.active, 'classic')).toThrow(PowerCut);
+      expect(() => new Keystore(flash).format(newId, newKeys.active, newKeys.mode)).toThrow(PowerCut);
       flash.restorePower();
       const keystore = new Keystore(flash);
       const result = keystore.mount();
@@ -97,7 +111,7 @@ describe('format (provisioning) under cuts', () => {
       } else {
         expect(result).toMatchObject({ provisioned: true, keys: oldKeys });
       }
-      keystore.format(newId, newKeys.active, 'classic');
+      keystore.format(newId, newKeys.active, newKeys.mode);
       expect(new Keystore(flash).mount()).toEqual({ provisioned: true, deviceId: newId, keys: newKeys });
       cuts++;
     }

@@ -35,12 +35,12 @@ describe('lifecycle', () => {
 
   test('format, store, promote: each durable when it returns', () => {
     const { flash, keystore } = provisioned();
-    expect(new Keystore(flash).mount()).toEqual({ provisioned: true, deviceId, keys: { active: { id: 1, key: key(1) } } });
+    expect(new Keystore(flash).mount()).toEqual({ provisioned: true, deviceId, keys: { mode: 'classic', active: { id: 1, key: key(1) } } });
     keystore.storeFuture(5, key(5));
-    expect(remount(flash)).toEqual({ active: { id: 1, key: key(1) }, future: { id: 5, key: key(5) } });
+    expect(remount(flash)).toEqual({ mode: 'classic', active: { id: 1, key: key(1) }, future: { id: 5, key: key(5) } });
     expect(keystore.promote()).toEqual({ id: 5, key: key(5) });
-    expect(remount(flash)).toEqual({ active: { id: 5, key: key(5) } });
-    expect(keystore.keys).toEqual({ active: { id: 5, key: key(5) } });
+    expect(remount(flash)).toEqual({ mode: 'classic', active: { id: 5, key: key(5) } });
+    expect(keystore.keys).toEqual({ mode: 'classic', active: { id: 5, key: key(5) } });
     expect(keystore.deviceId).toEqual(deviceId);
   });
 
@@ -53,13 +53,13 @@ describe('lifecycle', () => {
   });
 
   test('geometry the journal cannot use is refused', () => {
-    for (const geometry of [{ sectorSize: 4096, sectors: 1 }, { sectorSize: 196, sectors: 4 }, { sectorSize: 202, sectors: 4 }]) {
+    for (const geometry of [{ sectorSize: 4096, sectors: 1 }, { sectorSize: 316, sectors: 4 }, { sectorSize: 322, sectors: 4 }, { sectorSize: 200, sectors: 4 }]) {
       expect(() => new Keystore(new NorFlash(geometry))).toThrow(code('LOCAL_BAD_ARGUMENT'));
     }
     expect(() => new Keystore({ size: 10000, sectorSize: 4096, read: () => new Uint8Array(0), program: () => {}, erase: () => {} })).toThrow(
       code('LOCAL_BAD_ARGUMENT'),
     );
-    expect(() => new Keystore(new NorFlash({ sectorSize: 200, sectors: 2 }))).not.toThrow(); // 2 slots: the minimum
+    expect(() => new Keystore(new NorFlash({ sectorSize: 320, sectors: 2 }))).not.toThrow(); // 2 slots of 144 bytes: the minimum
   });
 });
 
@@ -99,7 +99,7 @@ describe('refusals change no state and write nothing', () => {
     const operations = flash.operations;
     keystore.storeFuture(10, key(10));
     expect(flash.operations).toBe(operations);
-    expect(remount(flash)).toEqual({ active: { id: 1, key: key(1) }, future: { id: 10, key: key(10) } });
+    expect(remount(flash)).toEqual({ mode: 'classic', active: { id: 1, key: key(1) }, future: { id: 10, key: key(10) } });
   });
 
   test('promote(id) of the key that is already active is idempotent and writes nothing', () => {
@@ -109,7 +109,7 @@ describe('refusals change no state and write nothing', () => {
     const operations = flash.operations;
     expect(keystore.promote(10)).toEqual({ id: 10, key: key(10) });
     expect(flash.operations).toBe(operations);
-    expect(remount(flash)).toEqual({ active: { id: 10, key: key(10) } });
+    expect(remount(flash)).toEqual({ mode: 'classic', active: { id: 10, key: key(10) } });
   });
 
   test('format refuses a bad device id or key', () => {
@@ -153,7 +153,7 @@ describe('journal', () => {
   test.each([
     [2, 512],
     [4, 512],
-    [3, 200],
+    [3, 320],
     [4, 4096],
   ])('%i sectors of %i bytes: 500 rotations, state right after every call, erases spread evenly', (sectors, sectorSize) => {
     const random = new SeededRandom(sectors * sectorSize);
@@ -165,9 +165,9 @@ describe('journal', () => {
       id += 1 + random.below(1000);
       const k = random.bytes(64);
       keystore.storeFuture(id, k);
-      if (rotation % 7 === 0) expect(remount(flash)).toEqual({ active: { id: previous, key: expect.any(Uint8Array) }, future: { id, key: k } });
+      if (rotation % 7 === 0) expect(remount(flash)).toEqual({ mode: 'classic', active: { id: previous, key: expect.any(Uint8Array) }, future: { id, key: k } });
       keystore.promote();
-      if (rotation % 5 === 0) expect(remount(flash)).toEqual({ active: { id, key: k } });
+      if (rotation % 5 === 0) expect(remount(flash)).toEqual({ mode: 'classic', active: { id, key: k } });
     }
     const erases = Array.from(flash.sectorErases, (n, s) => n - (erasesAfterFormat[s] as number));
     expect(Math.max(...erases) - Math.min(...erases)).toBeLessThanOrEqual(1);
@@ -184,7 +184,7 @@ describe('journal', () => {
       next.mount();
       next.promote();
     }
-    expect(remount(flash)).toEqual({ active: { id: 39, key: key(39) } });
+    expect(remount(flash)).toEqual({ mode: 'classic', active: { id: 39, key: key(39) } });
   });
 });
 
@@ -217,7 +217,7 @@ describe('flash failures', () => {
     expect(() => keystore.keys).toThrow(code('LOCAL_NOT_READY'));
     expect(keystore.mount()).toMatchObject({ provisioned: true, keys: { active: { id: 1 } } });
     keystore.storeFuture(2, key(2));
-    expect(remount(flash)).toEqual({ active: { id: 1, key: key(1) }, future: { id: 2, key: key(2) } });
+    expect(remount(flash)).toEqual({ mode: 'classic', active: { id: 1, key: key(1) }, future: { id: 2, key: key(2) } });
   });
 
   test('a write that does not stick is caught by the read-back (STORAGE_CORRUPT), never committed', () => {
@@ -225,6 +225,60 @@ describe('flash failures', () => {
     const keystore = new Keystore(failing(flash, 'drop', 0)); // the record body
     keystore.mount();
     expect(() => keystore.storeFuture(2, key(2))).toThrow(code('STORAGE_CORRUPT'));
-    expect(remount(flash)).toEqual({ active: { id: 1, key: key(1) } });
+    expect(remount(flash)).toEqual({ mode: 'classic', active: { id: 1, key: key(1) } });
+  });
+});
+
+describe('rekey mode and key shares (docs/PROTOCOL.md §11)', () => {
+  const shares = (n: number) => ({ hub: new Uint8Array(32).fill(n), device: new Uint8Array(32).fill(n + 1) });
+
+  test('format stores the mode; a dh future keeps its shares across remounts; its promotion moves the mode to dh for good', () => {
+    const flash = new NorFlash({ sectorSize: 512, sectors: 4 });
+    const keystore = new Keystore(flash);
+    keystore.format(deviceId, { id: 1, key: key(1) }, 'classic');
+    expect(keystore.formatVersion).toBe(2);
+    expect(remount(flash)).toEqual({ mode: 'classic', active: { id: 1, key: key(1) } });
+    keystore.storeFuture(2, key(2), shares(2));
+    expect(remount(flash)).toEqual({ mode: 'classic', active: { id: 1, key: key(1) }, future: { id: 2, key: key(2), shares: shares(2) } });
+    expect(keystore.keys).toEqual(remount(flash));
+    keystore.promote(2);
+    expect(remount(flash)).toEqual({ mode: 'dh', active: { id: 2, key: key(2) } });
+    // A classic future after that (not what the protocol sends) keeps the mode dh, across compactions too.
+    for (let id = 3; id < 12; id++) {
+      keystore.storeFuture(id, key(id), id % 3 === 0 ? undefined : shares(id));
+      keystore.promote(id);
+      expect(remount(flash)).toEqual({ mode: 'dh', active: { id, key: key(id) } });
+    }
+    const dh = new Keystore(new NorFlash());
+    dh.format(deviceId, { id: 1, key: key(1) }, 'dh');
+    expect(dh.keys.mode).toBe('dh');
+  });
+
+  test('the same future with the same shares is a no-op; other shares are another future (LOCAL_BUSY); bad shares are refused; nothing written', () => {
+    const { flash, keystore } = provisioned();
+    keystore.storeFuture(2, key(2), shares(2));
+    const operations = flash.operations;
+    keystore.storeFuture(2, key(2), shares(2));
+    expect(() => keystore.storeFuture(2, key(2), shares(3))).toThrow(code('LOCAL_BUSY'));
+    expect(() => keystore.storeFuture(2, key(2))).toThrow(code('LOCAL_BUSY'));
+    expect(flash.operations).toBe(operations);
+    const fresh = provisioned();
+    for (const bad of [{ hub: new Uint8Array(31), device: new Uint8Array(32) }, { hub: new Uint8Array(32), device: new Uint8Array(33) }, { hub: new Uint8Array(32) }, null]) {
+      const before = fresh.flash.operations;
+      expect(() => fresh.keystore.storeFuture(2, key(2), bad as never)).toThrow(code('LOCAL_BAD_ARGUMENT'));
+      expect(fresh.flash.operations).toBe(before);
+    }
+    expect(() => fresh.keystore.format(deviceId, { id: 1, key: key(1) }, 'weak' as never)).toThrow(code('LOCAL_BAD_ARGUMENT'));
+    expect(remount(fresh.flash)).toEqual({ mode: 'classic', active: { id: 1, key: key(1) } });
+  });
+
+  test('returned shares are copies', () => {
+    const { flash, keystore } = provisioned();
+    const mine = shares(4);
+    keystore.storeFuture(4, key(4), mine);
+    mine.hub.fill(0);
+    keystore.keys.future?.shares?.device.fill(0);
+    expect(keystore.keys.future?.shares).toEqual(shares(4));
+    expect(remount(flash).future?.shares).toEqual(shares(4));
   });
 });

@@ -42,8 +42,8 @@ describe('WrappedKeystore', () => {
     const store = new WrappedKeystore(flash, wrapper());
     store.format(deviceId, active, 'classic');
     store.storeFuture(future.id, future.key);
-    expect(store.keys).toEqual({ active, future });
-    expect(new WrappedKeystore(flash, wrapper()).mount()).toEqual({ provisioned: true, deviceId, keys: { active, future } });
+    expect(store.keys).toEqual({ mode: 'classic', active, future });
+    expect(new WrappedKeystore(flash, wrapper()).mount()).toEqual({ provisioned: true, deviceId, keys: { mode: 'classic', active, future } });
 
     const image = flash.image();
     expect(contains(image, active.key) || contains(image, future.key)).toBe(false);
@@ -54,7 +54,7 @@ describe('WrappedKeystore', () => {
 
     expect(store.promote(11)).toEqual(future);
     expect(store.promote(11)).toEqual(future); // idempotent, as the journal
-    expect(new WrappedKeystore(flash, wrapper()).mount()).toEqual({ provisioned: true, deviceId, keys: { active: future } });
+    expect(new WrappedKeystore(flash, wrapper()).mount()).toEqual({ provisioned: true, deviceId, keys: { mode: 'classic', active: future } });
   });
 
   test("the journal's rules hold on wrapped keys: same future again is a no-op, another is LOCAL_BUSY, bad ids refused", () => {
@@ -91,16 +91,17 @@ describe('WrappedKeystore under power cuts (the plain journal exploration, throu
   const kwk = bytes(64);
   const open: OpenKeyStorage = (flash) => new WrappedKeystore(flash, new KeyWrapper(nodePrimitives, kwk));
 
-  test('exhaustive cuts, 4 x 512 B, 16 rotations, 8 bit patterns per byte', () => {
-    const report = exploreCuts({ geometry, rotations: 16, bitPatterns: 8, seed: 71, open });
+  test('exhaustive cuts, 4 x 512 B, 16 rotations (classic then dh), 4 bit patterns per byte', () => {
+    const report = exploreCuts({ geometry, rotations: 16, bitPatterns: 4, seed: 71, open });
     console.log(`wrapped, exhaustive: ${JSON.stringify(report)}`);
     expect(report.compactions).toBeGreaterThanOrEqual(2);
+    expect(report.dhPromotions).toBeGreaterThan(0);
     expect(report.cutPoints).toBeGreaterThan(8000);
     expect(report.mountedBefore + report.mountedAfter).toBe(report.cutPoints);
   });
 
   test('two cuts: interrupted compaction, then a torn erase while storing another key', () => {
-    const report = exploreRetryCuts({ geometry, rotations: 12, bitPatterns: 2, seed: 72, open });
+    const report = exploreRetryCuts({ geometry, rotations: 6, bitPatterns: 2, seed: 72, open });
     console.log(`wrapped, two cuts: ${JSON.stringify(report)}`);
     expect(report.compactions).toBeGreaterThanOrEqual(2);
     expect(report.cutPoints).toBeGreaterThan(1000);
@@ -132,7 +133,7 @@ describe('openKeystore', () => {
     expect(warnings).toEqual([]);
     storage.format(deviceId, active, 'classic');
     expect(contains(flash.image(), active.key)).toBe(false);
-    expect(open(image, true, flash).storage.mount()).toEqual({ provisioned: true, deviceId, keys: { active } });
+    expect(open(image, true, flash).storage.mount()).toEqual({ provisioned: true, deviceId, keys: { mode: 'classic', active } });
   });
 
   test('no partition or an erased one: plain storage with a loud warning, or UNPROVISIONED when required', () => {
@@ -153,4 +154,20 @@ describe('openKeystore', () => {
       expect(codeOf(() => open(image, true))).toBe('STORAGE_CORRUPT');
     }
   });
+});
+
+test('a dh future through the wrapper: the key is wrapped, the shares are stored as they are (public) and come back; the mode moves to dh', () => {
+  const kwk = bytes(64);
+  const flash = new NorFlash(geometry);
+  const store = new WrappedKeystore(flash, new KeyWrapper(nodePrimitives, kwk));
+  const deviceId = bytes(8);
+  store.format(deviceId, { id: 1, key: bytes(64) }, 'classic');
+  const future = { id: 2, key: bytes(64), shares: { hub: bytes(32), device: bytes(32) } };
+  store.storeFuture(future.id, future.key, future.shares);
+  const image = flash.image();
+  expect(contains(image, future.key.subarray(0, 16))).toBe(false);
+  expect(contains(image, future.shares.hub) && contains(image, future.shares.device)).toBe(true);
+  expect(new WrappedKeystore(flash, new KeyWrapper(nodePrimitives, kwk)).mount()).toMatchObject({ provisioned: true, keys: { mode: 'classic', future } });
+  store.promote(2);
+  expect(new WrappedKeystore(flash, new KeyWrapper(nodePrimitives, kwk)).mount()).toEqual({ provisioned: true, deviceId, keys: { mode: 'dh', active: { id: 2, key: future.key } } });
 });

@@ -79,7 +79,7 @@ describe('ESP32: the key-wrap partition through the flash module', () => {
     };
 
     const wrapped = boot({ lskeywrap: encodeKeyWrapImage(kwk) }, true);
-    expect(wrapped.storage.mount()).toEqual({ provisioned: true, deviceId, keys: { active } });
+    expect(wrapped.storage.mount()).toEqual({ provisioned: true, deviceId, keys: { mode: 'classic', active } });
     expect(wrapped.warnings).toEqual([]);
 
     const blank = boot({ lskeywrap: new Uint8Array(4096).fill(0xff) });

@@ -45,6 +45,7 @@ const SDK_MODULES: Record<string, { readonly manifests: readonly string[]; reado
   crypt: { manifests: ['$(MODULES)/crypt/digest/manifest.json', '$(MODULES)/crypt/tls.json'], targets: TARGETS },
   hmac: { manifests: ['$(MODULES)/crypt/tls.json'], targets: TARGETS },
   file: { manifests: ['$(MODULES)/files/file/manifest.json'], targets: ['esp32', 'lin', 'mac', 'win'] },
+  'text/encoder': { manifests: ['$(MODULES)/data/text/encoder/manifest.json'], targets: ['lin', 'mac', 'win'] },
   flash: { manifests: ['$(MODULES)/files/flash/manifest.json'], targets: ['esp32'] },
   wifi: { manifests: ['$(MODULES)/network/wifi/manifest.json'], targets: ['esp32', 'lin', 'mac', 'win'] },
   'pins/analog': { manifests: ['$(MODULES)/pins/analog/manifest.json'], targets: ['esp32'] },
@@ -147,6 +148,14 @@ function existingFile(base: string, extensions: readonly string[]): string | und
   return undefined;
 }
 
+/** npm packages the firmware may import (hosts/moddable/manifest_noble.json maps them, simulator only). */
+const NPM_PACKAGES = ['@noble/curves/', '@noble/hashes/'];
+
+/** XS drops a trailing ".js" from a specifier before looking the module up (xs/platforms/mc/xsHosts.c). */
+function withoutJs(specifier: string): string {
+  return specifier.endsWith('.js') ? specifier.slice(0, -3) : specifier;
+}
+
 /** Walks the import graph from `root` (main, or the library's `lockstep`) as XS would on `target`; returns the problems found. */
 function checkImportGraph(target: Target, manifest = 'manifest.json', root = 'main'): { problems: string[]; visited: string[] } {
   const build = buildFor(target, manifest);
@@ -168,6 +177,16 @@ function checkImportGraph(target: Target, manifest = 'manifest.json', root = 'ma
       continue;
     }
     for (const specifier of runtimeImports(readFileSync(file, 'utf8'))) {
+      if (NPM_PACKAGES.some((prefix) => specifier.startsWith(prefix))) {
+        // An npm package's module, mapped by its specifier less ".js" (what xsHosts.c looks up).
+        const importedName = withoutJs(specifier);
+        const mapped = build.modules.get(importedName);
+        const packageFile = join(ROOT, 'node_modules', specifier);
+        if (mapped === undefined) problems.push(`${name}: "${specifier}" → module "${importedName}" is not mapped on ${target}`);
+        else if (mapped !== withoutJs(packageFile)) problems.push(`${name}: "${specifier}" is mapped to ${relative(ROOT, mapped)}, not ${relative(ROOT, packageFile)}`);
+        queue.push(importedName);
+        continue;
+      }
       if (!specifier.startsWith('.') && build.modules.has(specifier)) {
         // A module of ours imported by name (the library's `lockstep`, and its re-export of the implementation by full name).
         const mappedBase = build.modules.get(specifier)!;
@@ -185,8 +204,8 @@ function checkImportGraph(target: Target, manifest = 'manifest.json', root = 'ma
         }
         continue;
       }
-      const importedName = posix.normalize(posix.join(posix.dirname(name), specifier));
-      const tscFile = existingFile(resolve(dirname(file), specifier), ['.ts', '.d.ts', '.js']);
+      const importedName = withoutJs(posix.normalize(posix.join(posix.dirname(name), specifier)));
+      const tscFile = existingFile(resolve(dirname(file), withoutJs(specifier)), ['.ts', '.d.ts', '.js']);
       const mapped = build.modules.get(importedName);
       if (tscFile === undefined) problems.push(`${name}: "${specifier}" does not resolve to a file`);
       else if (mapped === undefined) problems.push(`${name}: "${specifier}" → module "${importedName}" is not mapped on ${target}`);

@@ -79,3 +79,29 @@ test('CLI: prints the record, refuses a second run, accepts --force', () => {
   expect(existsSync(join(dir, IMAGE_FILE))).toBe(true);
   expect(run('--key-id', '-3').status).not.toBe(0);
 });
+
+test('writes the rekey mode it is given into the keystore image (format v2) and the hub record; refuses another', () => {
+  for (const mode of ['classic', 'dh'] as const) {
+    const out = join(dir, mode);
+    const { record, imagePath } = provisionDevice({ outDir: out, mode });
+    expect(record.mode).toBe(mode);
+    expect(JSON.parse(readFileSync(join(out, RECORD_FILE), 'utf8')).mode).toBe(mode);
+    const keystore = new Keystore(memoryFlash({ image: new Uint8Array(readFileSync(imagePath)) }));
+    expect(keystore.mount()).toMatchObject({ provisioned: true, keys: { mode, active: { id: 1 } } });
+    expect(keystore.formatVersion).toBe(2);
+  }
+  expect(() => provisionDevice({ outDir: join(dir, 'weak'), mode: 'none' as never })).toThrow(expect.objectContaining({ code: 'LOCAL_BAD_ARGUMENT' }));
+  expect(existsSync(join(dir, 'weak'))).toBe(false);
+});
+
+test('CLI: --mode dh is written; an unknown mode is refused', () => {
+  const tsx = join(__dirname, '..', 'node_modules', '.bin', 'tsx');
+  const cli = join(__dirname, '..', 'tools', 'provision', 'index.ts');
+  const ok = spawnSync(tsx, [cli, '--out', dir, '--mode', 'dh'], { encoding: 'utf8' });
+  expect(ok.status).toBe(0);
+  expect(JSON.parse(ok.stdout).mode).toBe('dh');
+  expect(mountImageFile(join(dir, IMAGE_FILE))).toMatchObject({ provisioned: true, keys: { mode: 'dh' } });
+  const bad = spawnSync(tsx, [cli, '--out', join(dir, 'x'), '--mode', 'weak'], { encoding: 'utf8' });
+  expect(bad.status).not.toBe(0);
+  expect(bad.stderr).toMatch(/mode/);
+});

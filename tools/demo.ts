@@ -6,9 +6,11 @@
  * ever lost sync or application data was lost or duplicated.
  *
  *   npm start -- --devices 20 --duration 60s --rotate-every 3s --chaos medium --tls
+ *   npm start -- --postgres [postgres://…] --instances 3   (a tier of instances, docs/HUB.md §13)
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { ChaosSettings } from './demo/fleet';
+import { runPostgresSimulation } from './demo/postgres-simulation';
 import { runSimulation, type SimulationStatus, type SimulationSummary } from './demo/simulation';
 import { parseDuration } from './hub/duration';
 import { newToken } from './hub/http/options';
@@ -47,11 +49,42 @@ const program = new Command()
   .option('--dir <path>', 'keep the run\'s files (hub database, flash images, ledger) in this directory')
   .option('--dashboard-port <port>', 'port of the hub\'s dashboard and operator API (default 7780, or any free one)', (v) => positive(v))
   .option('--no-dashboard', 'no operator API or dashboard')
-  .action(async (flags: { devices: number; duration: number; rotateEvery: number; chaos: string | boolean; tls: boolean; dir?: string; dashboard: boolean; dashboardPort?: number }) => {
+  .option('--postgres [url]', 'several hub instances on PostgreSQL behind a balancer (a throwaway cluster when no URL is given)')
+  .option('--instances <n>', 'with --postgres: hub instances', (v) => positive(v), 3)
+  .action(async (flags: { devices: number; duration: number; rotateEvery: number; chaos: string | boolean; tls: boolean; dir?: string; dashboard: boolean; dashboardPort?: number; postgres?: string | boolean; instances: number }) => {
     const levelName = flags.chaos === false ? 'off' : flags.chaos === true ? 'medium' : flags.chaos;
     const level = CHAOS_LEVELS[levelName];
     const tty = process.stdout.isTTY === true;
     let lastPrinted = 0;
+    const onStatus = (status: SimulationStatus): void => {
+      if (tty) {
+        process.stdout.write(`\r\x1b[2K${statusLine(status)}`);
+      } else if (status.elapsedMs - lastPrinted >= 5000) {
+        lastPrinted = status.elapsedMs;
+        process.stdout.write(`${statusLine(status)}\n`);
+      }
+    };
+    if (flags.postgres !== undefined && flags.postgres !== false) {
+      if (flags.tls) throw new InvalidArgumentError('--postgres runs over TCP (the balancer forwards bytes; TLS ends at the instances)');
+      process.stdout.write(
+        `Lockstep on PostgreSQL: ${flags.instances} hub instances behind a random balancer, ${flags.devices} devices, ${flags.duration / 1000} s, ` +
+          `rotation every ~${flags.rotateEvery / 1000} s, chaos ${levelName} (cuts, power cuts, instance SIGKILL/SIGSTOP, terminated sessions)\n`,
+      );
+      const summary = await runPostgresSimulation({
+        devices: flags.devices,
+        instances: flags.instances,
+        durationMs: flags.duration,
+        rotateEveryMs: flags.rotateEvery,
+        ...(typeof flags.postgres === 'string' ? { url: flags.postgres } : {}),
+        ...(level ? { chaosSettings: level.settings, instanceKillEveryMs: level.hubKillEveryMs } : {}),
+        onStatus,
+        log: (line) => process.stdout.write(line),
+      });
+      if (tty) process.stdout.write(`\r\x1b[2K${statusLine(summary)}\n`);
+      process.stdout.write(summaryText(summary).replace('hub crashes             ', 'instance crashes        ').replace('(SIGKILL, restarted from its database)', '(SIGKILL, replaced; plus SIGSTOP/SIGCONT and terminated sessions)'));
+      process.exitCode = summary.ok ? 0 : 1;
+      return;
+    }
     process.stdout.write(
       `Lockstep: ${flags.devices} devices, ${flags.duration / 1000} s, key rotation every ~${flags.rotateEvery / 1000} s, ` +
         `chaos ${levelName}, ${flags.tls ? 'TLS' : 'TCP'} on 127.0.0.1\n`,

@@ -1,7 +1,8 @@
 /**
  * The ESP32 platform, mapped as `hosts/moddable/platform`.
- * - AEAD and randomness: the native module (hosts/moddable/native): the
- *   chip's AES/SHA accelerators and hardware RNG through ESP-IDF;
+ * - AEAD, randomness and key agreement: the native module
+ *   (hosts/moddable/native): the chip's AES/SHA accelerators and hardware RNG
+ *   through ESP-IDF, X25519 and HKDF-SHA-512 through PSA;
  * - keystore: the SDK's `flash` module on the `keystore` data partition of
  *   partitions.csv (never encrypted: the journal needs NOR semantics), keys
  *   wrapped under the KWK read from the `lskeywrap` partition (flagged
@@ -17,7 +18,7 @@ import WiFi from 'wifi';
 import { wipe } from '../../modules/bytes';
 import { openKeystore } from '../../modules/keystore/wrapped-keystore';
 import { readKeyWrapPartition, type SdkFlashReader } from './key-wrap-source';
-import { nativeAead, nativePrimitives, nativeRandom } from './native/native-aead';
+import { nativeAead, nativeKeyAgreement, nativePrimitives, nativeRandom } from './native/native-aead';
 import { PartitionFlash, type SdkFlash } from './partition-flash';
 import type { Platform } from './platform-types';
 
@@ -28,6 +29,7 @@ export const platform: Platform = {
   name: 'esp32',
   aead: nativeAead,
   random: nativeRandom,
+  keyAgreement: nativeKeyAgreement,
   openKeystore(config, log) {
     // The casts: the typings widen read() to ArrayBuffer | HostBuffer for its optional
     // third argument, which neither caller passes (then it is an ArrayBuffer).

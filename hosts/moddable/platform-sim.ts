@@ -2,6 +2,8 @@
  * The simulator platform (lin, mac, win), mapped as `hosts/moddable/platform`.
  * - AEAD: the portable composition (modules/crypto/a256cbc-hs512.ts) over the
  *   crypto shim on the SDK's own crypt classes;
+ * - key agreement (DH rekey mode): X25519 and HKDF-SHA-512 from @noble on XS
+ *   (the SDK's crypt modules do neither; manifest_noble.json);
  * - randomness: the host OS (sim-random.c: getrandom / arc4random_buf / rand_s);
  * - keystore: a file-backed NOR image (file-flash.ts) through the SDK's
  *   `file` module; relative paths live under `config.file.root` (/tmp/ on lin);
@@ -10,10 +12,13 @@
  *   (refused if `keyWrapRequired`), the same rule as on ESP32;
  * - network: the host's, already up.
  */
+// First: @noble (below) needs a global TextEncoder while it loads.
+import './text-encoder-global';
 import { File } from 'file';
 import { wipe } from '../../modules/bytes';
 import { composeAead } from '../../modules/crypto/a256cbc-hs512';
 import { openKeystore } from '../../modules/keystore/wrapped-keystore';
+import { nobleKeyAgreement } from '../noble/key-agreement';
 import { cryptPrimitives } from './crypt-shim';
 import { FileNorFlash, type FileApi, type FileHandle } from './file-flash';
 import { readKeyWrapFile, type KeyWrapFiles } from './key-wrap-source';
@@ -45,6 +50,7 @@ export const platform: Platform = {
   name: 'simulator',
   aead: composeAead(primitives, 'A256CBC-HS512 (crypt shim)'),
   random: { fill: (bytes) => fillRandom(bytes) },
+  keyAgreement: nobleKeyAgreement,
   openKeystore(config, log) {
     const keyWrapImage = readKeyWrapFile(keyWrapFiles, config.keyWrapImage);
     try {

@@ -14,7 +14,13 @@ export interface Platform {
   readonly aead: Aead;
   /** Secure randomness: hardware RNG on ESP32, the OS source in the simulator. Never Math.random. */
   readonly random: RandomSource;
-  /** X25519 + HKDF for the dh rekey mode (docs/PROTOCOL.md §11); without it the device runs classic rotations only. */
+  /**
+   * X25519 and HKDF-SHA-512 for the DH rekey mode (docs/PROTOCOL.md §11): the
+   * native module (PSA) on ESP32, @noble on XS in the simulator (the SDK's
+   * crypt modules have neither). Both throw LockstepError('BAD_KEY_SHARE') for
+   * a low-order peer key. Optional for test platforms: without it the device
+   * runs classic rotations only.
+   */
   readonly keyAgreement?: KeyAgreementPrimitives;
   /**
    * The keystore (not mounted yet): on the keystore partition (ESP32) or a

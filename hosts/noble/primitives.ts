@@ -1,6 +1,7 @@
 /**
  * A pure-JavaScript backend of the crypto seam over @noble/ciphers and
- * @noble/hashes (audited, runtime-agnostic). Used as an independent
+ * @noble/hashes (audited, runtime-agnostic); the key agreement over
+ * @noble/curves is in key-agreement.ts (re-exported here). Used as an independent
  * implementation in the tests and as the pure-JS baseline the native module
  * is benchmarked against on XS. Randomness is not provided here: each host
  * brings its own secure source.
@@ -26,3 +27,6 @@ export const noblePrimitives: CipherPrimitives = {
 };
 
 export const nobleAead: Aead = composeAead(noblePrimitives, '@noble');
+
+
+export { nobleKeyAgreement } from './key-agreement';

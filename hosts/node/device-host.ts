@@ -148,8 +148,10 @@ export class NodeDevice extends EventEmitter<NodeDeviceEvents> {
     this.loop.start();
   }
 
-  /** Closes the connection and stops reconnecting (until `start()` again). */
+  /** Closes the connection and stops reconnecting (until `start()` again); a reboot `powerCycle` scheduled is cancelled. */
   stop(): void {
+    if (this.#bootTimer !== undefined) clearTimeout(this.#bootTimer);
+    this.#bootTimer = undefined;
     this.loop.stop();
   }
 
@@ -164,8 +166,14 @@ export class NodeDevice extends EventEmitter<NodeDeviceEvents> {
   powerCycle(bootDelayMs = 50): void {
     if (!this.loop.powered) return;
     this.powerOff();
-    setTimeout(() => this.powerOn(), bootDelayMs).unref();
+    this.#bootTimer = setTimeout(() => {
+      this.#bootTimer = undefined;
+      this.powerOn();
+    }, bootDelayMs);
+    this.#bootTimer.unref();
   }
+
+  #bootTimer: NodeJS.Timeout | undefined;
 
   powerOff(): void {
     if (!this.loop.powered) return;

@@ -3,15 +3,25 @@
  * (docs/PROTOCOL.md §11).
  *
  * Why the shapes: on Node 20 / OpenSSL 3, importing a raw X25519 private key
- * (PKCS#8 DER or JWK) goes through the provider decoders and costs ~10× the
- * scalar multiplication, while generating a pair, exporting it as JWK and
- * importing a *public* JWK are cheap. So fresh pairs come from
- * generateKeyPairSync (x25519GenerateKeyPair) and their KeyObjects are kept
- * in a small bounded cache keyed by the private bytes, for the agreement that
- * follows in the same process; a private key seen for the first time (a hub
- * restarted with a pending key, the simulation's drawn keys) is imported once.
+ * as PKCS#8 DER goes through the provider decoders and costs ~10× the scalar
+ * multiplication (npm run bench -- dh-primitives: ~1,500 imports/s on one
+ * core), while a JWK import is Node's own path to EVP_PKEY_new_raw_private_key
+ * (~15,000/s: `d` and `x` are the raw bytes in base64url; Node does not check
+ * `x` against `d`), and generating a pair, exporting it as JWK and importing a
+ * *public* JWK are cheap. So fresh pairs come from generateKeyPairSync
+ * (x25519GenerateKeyPair) and their KeyObjects are kept in a small bounded
+ * cache keyed by the private bytes, for the agreement that follows in the same
+ * process; a private key seen for the first time (a hub restarted with a
+ * pending key, the simulation's drawn keys) is imported once, as a JWK. The
+ * cost: the base64url string of that private key is a JS string, which cannot
+ * be wiped (nodeKeyAgreementDer wipes its DER buffer, 10× slower).
+ *
+ * Errors: a key or share that is not 32 bytes, or HKDF arguments out of range
+ * (length 1..16320), are LockstepError('LOCAL_BAD_ARGUMENT'); a low-order peer
+ * share is LockstepError('BAD_KEY_SHARE') (OpenSSL refuses the all-zero result).
  */
 import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, type KeyObject } from 'node:crypto';
+import { badKeyShare, requireHkdfArguments, requireX25519Key } from '../../modules/crypto/key-agreement-arguments';
 import type { KeyAgreementPrimitives } from '../../modules/crypto/primitives';
 
 const PKCS8_X25519_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
@@ -25,8 +35,22 @@ function remember(raw: Uint8Array, key: KeyObject): KeyObject {
   return key;
 }
 
-function privateKeyObject(privateKey: Uint8Array): KeyObject {
-  if (privateKey.length !== 32) throw new Error('X25519 private keys are 32 bytes');
+type PrivateKeyImport = (privateKey: Uint8Array) => KeyObject;
+
+const importJwk: PrivateKeyImport = (privateKey) =>
+  createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d: Buffer.from(privateKey).toString('base64url'), x: '' }, format: 'jwk' });
+
+const importDer: PrivateKeyImport = (privateKey) => {
+  const der = Buffer.concat([PKCS8_X25519_PREFIX, privateKey]);
+  try {
+    return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
+  } finally {
+    der.fill(0);
+  }
+};
+
+function privateKeyObject(privateKey: Uint8Array, importKey: PrivateKeyImport = importJwk): KeyObject {
+  requireX25519Key(privateKey, 'X25519 private key');
   const name = Buffer.from(privateKey).toString('hex');
   const known = privateKeys.get(name);
   if (known !== undefined) {
@@ -34,16 +58,11 @@ function privateKeyObject(privateKey: Uint8Array): KeyObject {
     privateKeys.delete(name);
     return known;
   }
-  const der = Buffer.concat([PKCS8_X25519_PREFIX, privateKey]);
-  try {
-    return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
-  } finally {
-    der.fill(0);
-  }
+  return importKey(privateKey);
 }
 
 function publicKeyObject(publicKey: Uint8Array): KeyObject {
-  if (publicKey.length !== 32) throw new Error('X25519 public keys are 32 bytes');
+  requireX25519Key(publicKey, 'X25519 public key');
   return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: Buffer.from(publicKey).toString('base64url') }, format: 'jwk' });
 }
 
@@ -65,11 +84,39 @@ export const nodeKeyAgreement: KeyAgreementPrimitives = {
     return rawPublic(createPublicKey(key));
   },
   x25519(privateKey, peerPublicKey) {
-    return new Uint8Array(diffieHellman({ privateKey: privateKeyObject(privateKey), publicKey: publicKeyObject(peerPublicKey) }));
+    return agree(privateKeyObject(privateKey), peerPublicKey);
   },
   hkdfSha512(salt, ikm, info, length) {
+    requireHkdfArguments(salt, ikm, info, length);
     return new Uint8Array(hkdfSync('sha512', ikm, salt, info, length));
   },
+};
+
+function agree(own: KeyObject, peerPublicKey: Uint8Array): Uint8Array {
+  const peer = publicKeyObject(peerPublicKey);
+  try {
+    return new Uint8Array(diffieHellman({ privateKey: own, publicKey: peer }));
+  } catch (error) {
+    throw badKeyShare(error);
+  }
+}
+
+/**
+ * The same without the cache and the generator, importing every private key
+ * as PKCS#8 DER (wiped after): the baseline the JWK import is measured
+ * against (npm run bench -- dh-primitives) and a third path under the vectors.
+ */
+export const nodeKeyAgreementDer: KeyAgreementPrimitives = {
+  name: 'node:crypto (DER import)',
+  x25519PublicKey(privateKey) {
+    requireX25519Key(privateKey, 'X25519 private key');
+    return rawPublic(createPublicKey(importDer(privateKey)));
+  },
+  x25519(privateKey, peerPublicKey) {
+    requireX25519Key(privateKey, 'X25519 private key');
+    return agree(importDer(privateKey), peerPublicKey);
+  },
+  hkdfSha512: nodeKeyAgreement.hkdfSha512,
 };
 
 /** The same backend without its own generator: the core draws every private key from its injected random source (the simulation's determinism). */

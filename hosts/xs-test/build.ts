@@ -163,6 +163,10 @@ export async function bundle(entry: string, name: string, options: BundleOptions
     format: 'iife',
     platform: 'neutral',
     target: 'es2022',
+    // The XS of @agoric/xsnap 0.15.0 throws "ReferenceError: get ?: not initialized yet" for a
+    // static field that constructs its own class (@noble/curves: `static BASE = new Point(...)`):
+    // esbuild moves static fields after the class body instead.
+    supported: { 'class-static-field': false },
     mainFields: ['module', 'main'],
     conditions: ['import', 'default'],
     sourcemap: false,

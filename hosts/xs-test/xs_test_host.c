@@ -12,7 +12,8 @@
  *   xsTest.callgrindToggle()         start/stop callgrind event collection (no-op outside callgrind)
  *   xsTest.callgrindDump(label)      write a callgrind profile part named `label`
  *   xsTest.args                      the command-line arguments after the script path
- *   xs_lockstep_aead_seal/_open/_random/_cbc/_hmac   the native module under its native names
+ *   xs_lockstep_aead_seal/_open/_random/_cbc/_hmac/_x25519_public/_x25519/_hkdf
+ *                                    the native module under its native names
  * No console, timers, clock or crypto: the portable core must not need them.
  *
  * Exit status: the last setExitCode value (0 by default); 70 when the script
@@ -39,6 +40,9 @@ extern void xs_lockstep_aead_open(xsMachine *the);
 extern void xs_lockstep_aead_random(xsMachine *the);
 extern void xs_lockstep_aead_cbc(xsMachine *the);
 extern void xs_lockstep_aead_hmac(xsMachine *the);
+extern void xs_lockstep_aead_x25519_public(xsMachine *the);
+extern void xs_lockstep_aead_x25519(xsMachine *the);
+extern void xs_lockstep_aead_hkdf(xsMachine *the);
 
 static int gExitCode = 0;
 
@@ -142,6 +146,9 @@ int main(int argc, char *argv[])
 			define_function(the, xsGlobal, "xs_lockstep_aead_random", xs_lockstep_aead_random, 1);
 			define_function(the, xsGlobal, "xs_lockstep_aead_cbc", xs_lockstep_aead_cbc, 4);
 			define_function(the, xsGlobal, "xs_lockstep_aead_hmac", xs_lockstep_aead_hmac, 1);
+			define_function(the, xsGlobal, "xs_lockstep_aead_x25519_public", xs_lockstep_aead_x25519_public, 1);
+			define_function(the, xsGlobal, "xs_lockstep_aead_x25519", xs_lockstep_aead_x25519, 2);
+			define_function(the, xsGlobal, "xs_lockstep_aead_hkdf", xs_lockstep_aead_hkdf, 4);
 			xsVar(1) = xsNewObject();
 			define_function(the, xsVar(1), "gc", xs_test_gc, 0);
 			define_function(the, xsVar(1), "heapStats", xs_test_heap_stats, 0);

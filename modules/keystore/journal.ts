@@ -2,9 +2,11 @@
  * Reading the journal: from raw flash to the live key state (docs/KEYSTORE.md §4).
  *
  * Rules (each keeps mount total, read-only and before-or-after):
- * 1. A sector counts only if its header is valid for this geometry AND its
- *    sector commit word holds the header's commit value (layout.ts); among
- *    those, the highest sequence wins.
+ * 1. A sector counts only if its header is valid for this geometry, of
+ *    format version 2 or 1, AND its sector commit word holds the header's
+ *    commit value (layout.ts); among those, the highest sequence wins,
+ *    whatever its version (a v1 sector wins only before its migration,
+ *    which writes a v2 sector with a higher sequence).
  *    A compaction commits its sector last, so until then the old sector
  *    (still intact: nothing ever erases the current sector) stays current.
  * 2. Slot 0 of a counted sector must be a committed 'A' snapshot, either
@@ -18,37 +20,42 @@
  * 3. Slots are replayed in order up to the first blank slot. A non-blank slot
  *    that is not a committed record of this sector and slot (torn write,
  *    foreign bytes) is skipped. A committed 'F' sets the future key, and
- *    with its promote word set it becomes the active key instead.
+ *    with its promote word set it becomes the active key instead, and its
+ *    mode byte the device's mode.
  *    Records that break the API's own rules (a second future, an id not
- *    above the active one) are skipped: the writer never produces them.
+ *    above the active one, a mode back from dh to classic, shares with a
+ *    classic mode) are skipped: the writer never produces them.
  *    A retired record whose key the scrub zeroed (or began to zero) fails its
  *    CRC and is skipped like a torn one: a later promoted record supersedes
  *    it anyway (docs/KEYSTORE.md §4.1).
- * Memory: one 84-byte slot at a time plus one entry per sector.
+ * Memory: one slot at a time plus one entry per sector.
  */
 import { LockstepError } from '../errors';
 import type { Flash } from '../platform/flash';
-import type { KeySlot } from '../platform/keys';
+import type { FutureSlot, KeySlot, RekeyMode } from '../platform/keys';
 import {
+  FORMAT_VERSION,
+  LEGACY_FORMAT_VERSION,
   SECTOR_HEADER_BYTES,
   RECORD_ACTIVE,
-  RECORD_COMMIT_OFFSET,
   RECORD_FUTURE,
-  RECORD_PROMOTE_OFFSET,
-  RECORD_TYPE_OFFSET,
   SLOT_BYTES,
   decodeSectorHeader,
   decodeRecord,
   isBlank,
+  isRetiredSnapshot,
+  retiredSnapshotFloor,
+  slotBytes,
   slotOffset,
   slotsPerSector,
-  wordState,
 } from './layout';
+import type { FormatVersion } from './layout';
 
 /** Partition geometry the journal needs; checked once per Keystore. */
 export interface Geometry {
   readonly sectorCount: number;
   readonly sectorSize: number;
+  /** Slots per sector in the format this code writes (v2). */
   readonly slots: number;
 }
 
@@ -75,22 +82,30 @@ export function journalGeometry(flash: Flash): Geometry {
 /** The live state and where the journal continues. Keys are owned copies. */
 export interface JournalState {
   readonly deviceId: Uint8Array;
-  /** The current sector and its sequence. */
+  /** The current sector, its sequence and its format version (1: to be migrated before any write). */
   readonly sector: number;
   readonly sequence: number;
+  readonly version: FormatVersion;
   /** Highest sequence of any valid header seen (committed or not). */
   readonly highestSequence: number;
+  readonly mode: RekeyMode;
   readonly active: KeySlot;
-  readonly future: KeySlot | undefined;
+  readonly future: FutureSlot | undefined;
   /** Slot of the pending future's record (-1 when none). */
   readonly futureSlot: number;
   /** Slot of the active key's record (0: the snapshot; else a promoted 'F'). */
   readonly activeSlot: number;
-  /** First blank slot of the current sector (== slots when full). */
+  /** First blank slot of the current sector (== its slot count when full). */
   readonly nextSlot: number;
+  /**
+   * Some sector other than the current one still holds a valid v1 header:
+   * the migration's cleanup (docs/KEYSTORE.md §11.2) is not finished, and
+   * every write finishes it first.
+   */
+  readonly legacy: boolean;
 }
 
-export type UnprovisionedReason = 'erased' | 'foreign' | 'geometry' | 'incomplete' | 'corrupt';
+export type UnprovisionedReason = 'erased' | 'foreign' | 'geometry' | 'incomplete' | 'corrupt' | 'version';
 
 export type ScanResult =
   | { readonly ok: true; readonly state: JournalState }
@@ -99,6 +114,7 @@ export type ScanResult =
 interface Candidate {
   readonly sector: number;
   readonly sequence: number;
+  readonly version: FormatVersion;
   readonly deviceId: Uint8Array;
 }
 
@@ -107,11 +123,15 @@ export function scanJournal(flash: Flash, geometry: Geometry): ScanResult {
   const candidates: Candidate[] = [];
   let highestSequence = -1;
   let geometryMismatch = '';
+  let laterVersion = 0;
   let uncommitted = 0;
+  const v1Sectors: number[] = [];
   for (let sector = 0; sector < geometry.sectorCount; sector++) {
     const check = decodeSectorHeader(flash.read(sector * geometry.sectorSize, SECTOR_HEADER_BYTES), geometry.sectorCount, geometry.sectorSize);
     if (check.kind === 'geometry') geometryMismatch = `${check.sectorCount} x ${check.sectorSize} bytes`;
+    if (check.kind === 'version') laterVersion = Math.max(laterVersion, check.version);
     if (check.kind !== 'valid') continue;
+    if (check.version === LEGACY_FORMAT_VERSION) v1Sectors.push(sector);
     highestSequence = Math.max(highestSequence, check.header.sequence);
     if (!check.committed) {
       uncommitted++;
@@ -120,14 +140,18 @@ export function scanJournal(flash: Flash, geometry: Geometry): ScanResult {
     // Keep candidates sorted by sequence, highest first (ties: lower sector first).
     let at = candidates.length;
     while (at > 0 && (candidates[at - 1] as Candidate).sequence < check.header.sequence) at--;
-    candidates.splice(at, 0, { sector, sequence: check.header.sequence, deviceId: check.header.deviceId });
+    candidates.splice(at, 0, { sector, sequence: check.header.sequence, version: check.version, deviceId: check.header.deviceId });
   }
   for (const candidate of candidates) {
-    const state = replaySector(flash, geometry, candidate, highestSequence);
+    const legacy = v1Sectors.some((s) => s !== candidate.sector);
+    const state = replaySector(flash, geometry, candidate, highestSequence, legacy);
     if (state !== undefined) return { ok: true, state };
   }
   if (candidates.length > 0) {
     return { ok: false, reason: 'corrupt', detail: `${candidates.length} committed sector(s), none with a valid snapshot`, highestSequence };
+  }
+  if (laterVersion > 0) {
+    return { ok: false, reason: 'version', detail: `journal of format version ${laterVersion}, newer than this firmware's ${FORMAT_VERSION}`, highestSequence };
   }
   if (uncommitted > 0) {
     return { ok: false, reason: 'incomplete', detail: 'only uncommitted sectors: a format was interrupted', highestSequence };
@@ -147,48 +171,55 @@ function isErased(flash: Flash, geometry: Geometry): boolean {
   return true;
 }
 
-function readSlot(flash: Flash, base: number, slot: number): Uint8Array {
-  return flash.read(base + slotOffset(slot), SLOT_BYTES);
+function readSlot(flash: Flash, base: number, slot: number, version: FormatVersion): Uint8Array {
+  return flash.read(base + slotOffset(slot, version), slotBytes(version));
 }
 
-function replaySector(flash: Flash, geometry: Geometry, candidate: Candidate, highestSequence: number): JournalState | undefined {
+function replaySector(flash: Flash, geometry: Geometry, candidate: Candidate, highestSequence: number, legacy: boolean): JournalState | undefined {
+  const version = candidate.version;
+  const slots = slotsPerSector(geometry.sectorSize, version);
   const base = candidate.sector * geometry.sectorSize;
-  const snapshotBytes = readSlot(flash, base, 0);
-  const snapshot = decodeRecord(snapshotBytes, candidate.sequence, 0);
-  const retired = isRetiredSnapshot(snapshotBytes);
-  const floorId = new DataView(snapshotBytes.buffer, snapshotBytes.byteOffset).getUint32(4, true);
+  const snapshotBytes = readSlot(flash, base, 0, version);
+  const snapshot = decodeRecord(snapshotBytes, version, candidate.sequence, 0);
+  const retired = isRetiredSnapshot(snapshotBytes, version);
+  const floor = retiredSnapshotFloor(snapshotBytes, version);
   snapshotBytes.fill(0);
   let active: KeySlot | undefined;
+  let mode: RekeyMode = floor.mode;
   if (snapshot.kind === 'record' && snapshot.type === RECORD_ACTIVE && snapshot.promote === 'clear') {
     active = { id: snapshot.id, key: snapshot.key };
+    mode = snapshot.mode;
   } else {
     if (snapshot.kind === 'record') snapshot.key.fill(0);
     if (!retired) return undefined;
   }
   let activeSlot = 0;
-  let future: KeySlot | undefined;
+  let future: FutureSlot | undefined;
   let futureSlot = -1;
-  let nextSlot = geometry.slots;
-  for (let slot = 1; slot < geometry.slots; slot++) {
-    const bytes = readSlot(flash, base, slot);
-    const record = decodeRecord(bytes, candidate.sequence, slot);
+  let nextSlot = slots;
+  for (let slot = 1; slot < slots; slot++) {
+    const bytes = readSlot(flash, base, slot, version);
+    const record = decodeRecord(bytes, version, candidate.sequence, slot);
     bytes.fill(0);
     if (record.kind === 'blank') {
       nextSlot = slot;
       break;
     }
     if (record.kind === 'invalid') continue;
-    if (record.type !== RECORD_FUTURE || future !== undefined || record.id <= (active?.id ?? floorId)) {
+    // Never back from dh (shares imply dh: decodeRecord). Not "equal to the mode its promotion gives":
+    // the record before it may be a retired one the scrub zeroed, whose mode is then unknown.
+    if (record.type !== RECORD_FUTURE || future !== undefined || record.id <= (active?.id ?? floor.id) || (record.mode === 'classic' && mode === 'dh')) {
       record.key.fill(0);
       continue;
     }
     if (record.promote === 'set') {
-      // Promotion: this key becomes active and the previous active is retired.
+      // Promotion: this key becomes active, the previous active is retired, the mode is the record's.
       active?.key.fill(0);
       active = { id: record.id, key: record.key };
+      mode = record.mode;
       activeSlot = slot;
     } else if (active !== undefined) {
-      future = { id: record.id, key: record.key };
+      future = record.shares === undefined ? { id: record.id, key: record.key } : { id: record.id, key: record.key, shares: record.shares };
       futureSlot = slot;
     } else {
       record.key.fill(0); // a future before any live key: not something the writer does
@@ -202,27 +233,31 @@ function replaySector(flash: Flash, geometry: Geometry, candidate: Candidate, hi
     deviceId: candidate.deviceId,
     sector: candidate.sector,
     sequence: candidate.sequence,
+    version,
     highestSequence,
+    mode,
     active,
     future,
     futureSlot,
     activeSlot,
     nextSlot,
+    legacy,
   };
 }
 
-/**
- * A snapshot slot the scrub has retired: committed, type 'A', and its
- * promote word (the retired marker) not clear. The key and CRC are not
- * looked at: the scrub zeroes the key after setting the marker.
- */
-function isRetiredSnapshot(bytes: Uint8Array): boolean {
-  return (
-    bytes[RECORD_TYPE_OFFSET] === RECORD_ACTIVE &&
-    bytes[1] === 0 &&
-    bytes[2] === 0 &&
-    bytes[3] === 0 &&
-    wordState(bytes, RECORD_COMMIT_OFFSET) === 'set' &&
-    wordState(bytes, RECORD_PROMOTE_OFFSET) !== 'clear'
-  );
+/** The mode a device has once `future` is active: dh-derived keys move it to dh for good (docs/PROTOCOL.md §11.6). */
+export function modeAfterPromotion(mode: RekeyMode, future: FutureSlot): RekeyMode {
+  return future.shares !== undefined ? 'dh' : mode;
+}
+
+/** The journal state once the future key's promote word is set (its record is now the active one). */
+export function promotedState(state: JournalState, future: FutureSlot): JournalState {
+  return {
+    ...state,
+    mode: modeAfterPromotion(state.mode, future),
+    active: { id: future.id, key: future.key },
+    future: undefined,
+    futureSlot: -1,
+    activeSlot: state.futureSlot,
+  };
 }

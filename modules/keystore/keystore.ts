@@ -7,13 +7,14 @@
  * Call order: `mount()` (or `format()`), then any of `storeFuture`,
  * `promote`, `keys`. Operations before a successful mount throw
  * LockstepError('UNPROVISIONED' or 'LOCAL_NOT_READY').
- * With the device core (its 'persist' actions): `storeFuture(op.id, op.key)`
+ * With the device core (its 'persist' actions): `storeFuture(op.id, op.key, op.shares)`
  * or `promote(op.id)`, then `core.persisted(now)`.
  *
  * Before-or-after (docs/KEYSTORE.md §5): each mutating operation has
  * exactly one commit point, the program of one 4-byte word (a record's
- * commit word, a promote word, or a sector's commit word); for storeFuture
- * and promote it is the last write. If power fails before that word is
+ * commit CRC, a promote word, or a sector's commit word); for storeFuture
+ * and promote it is the last write (after a migration's own commit point,
+ * which changes no key, on a v1 journal). If power fails before that word is
  * fully programmed, mount sees the state before the operation; after, the
  * state after it. Nothing erases or rewrites the current sector.
  *
@@ -21,11 +22,20 @@
  * point, `scrub` programs the bytes of every key the journal no longer needs
  * to 0x00 — in the current sector every record but the active and the
  * future one (the snapshot first gets its retired marker, its promote word),
- * in every other sector the key field of every non-blank slot. Programming
- * only clears bits, never touches a blank slot, a commit word or a header,
+ * in every other sector the key field of every non-blank slot (and, once a
+ * v1 sector's keys are zeroed, its magic). Programming only clears bits,
+ * never touches a blank slot, a commit word or a header of the journal,
  * and mount reads a zeroed (or half-zeroed) retired record as one to skip,
  * so a cut anywhere in the scrub mounts "after" the promotion; the next
  * `promote` (or `scrub()`) finishes what a cut left.
+ *
+ * Format v2 and the migration (docs/KEYSTORE.md §3, §11): records carry
+ * the device's rekey mode and a dh-derived future key's two public shares.
+ * A journal written by older firmware (format v1) mounts as it is; the
+ * first write (storeFuture, promote, or `scrub()`, which the device loop
+ * calls at boot) first migrates it: a compaction into a v2 sector (its
+ * sector commit word is the migration's commit point), then the v1 sectors'
+ * keys and headers are zeroed so old firmware refuses the image.
  *
  * Errors: bad arguments get a typed LockstepError and change nothing. If
  * the flash itself throws (I/O error, power cut), the in-memory state is
@@ -34,28 +44,36 @@
 import { LockstepError } from '../errors';
 import type { Flash } from '../platform/flash';
 import { DEVICE_ID_BYTES, KEY_BYTES } from '../platform/keys';
-import type { DeviceKeys, KeyShares, KeySlot, RekeyMode } from '../platform/keys';
-import { journalGeometry, scanJournal } from './journal';
+import type { DeviceKeys, FutureSlot, KeyShares, KeySlot, RekeyMode } from '../platform/keys';
+import { journalGeometry, modeAfterPromotion, promotedState, scanJournal } from './journal';
 import type { Geometry, JournalState, UnprovisionedReason } from './journal';
 import {
+  FORMAT_VERSION,
+  LEGACY_FORMAT_VERSION,
   SECTOR_HEADER_BYTES,
   MAX_KEY_ID,
   MAX_SEQUENCE,
   RECORD_ACTIVE,
-  RECORD_COMMIT_OFFSET,
+  RECORD_CRC_OFFSET,
   RECORD_FUTURE,
   RECORD_KEY_OFFSET,
   RECORD_PROMOTE_OFFSET,
   SECTOR_COMMIT_OFFSET,
+  SHARE_BYTES,
   SLOT_BYTES,
   WORD_BYTES,
+  decodeSectorHeader,
   encodeSectorHeader,
   encodeRecord,
   isBlank,
+  recordCommitWord,
   sectorCommitWord,
+  slotBytes,
   slotOffset,
+  slotsPerSector,
   wordState,
 } from './layout';
+import type { FormatVersion } from './layout';
 
 export type { UnprovisionedReason } from './journal';
 
@@ -79,7 +97,7 @@ export class Keystore {
     this.geometry = journalGeometry(flash);
   }
 
-  /** Reads the journal. Never throws on any flash content (only on flash I/O errors). */
+  /** Reads the journal (format v2 or v1). Never throws on any flash content (only on flash I/O errors); never writes. */
   mount(): MountResult {
     this.dropState();
     const scan = scanJournal(this.flash, this.geometry);
@@ -95,24 +113,30 @@ export class Keystore {
   get keys(): DeviceKeys {
     const state = this.mounted();
     const active = copySlot(state.active);
-    return state.future === undefined ? { mode: 'classic', active } : { mode: 'classic', active, future: copySlot(state.future) };
+    return state.future === undefined ? { mode: state.mode, active } : { mode: state.mode, active, future: copyFuture(state.future) };
   }
 
   get deviceId(): Uint8Array {
     return this.mounted().deviceId.slice();
   }
 
+  /** The format version of the current sector: 1 until the migration (the first write) is done. */
+  get formatVersion(): FormatVersion {
+    return this.mounted().version;
+  }
+
   /**
    * Provisioning: makes a new journal holding `deviceId` and `initial` as the
-   * active key. A cut leaves the previous journal (or none) or the new one.
-   * The new sector is committed first, then every other sector is erased so
-   * no earlier key stays in flash.
+   * active key, rotated in `mode`. A cut leaves the previous journal (or
+   * none) or the new one. The new sector is committed first, then every
+   * other sector is erased so no earlier key stays in flash.
    */
-  format(deviceId: Uint8Array, initial: KeySlot, _mode: RekeyMode): void {
+  format(deviceId: Uint8Array, initial: KeySlot, mode: RekeyMode): void {
     if (!(deviceId instanceof Uint8Array) || deviceId.length !== DEVICE_ID_BYTES) {
       throw new LockstepError('LOCAL_BAD_ARGUMENT', `device id must be ${DEVICE_ID_BYTES} bytes`);
     }
     checkSlot(initial);
+    checkMode(mode);
     const scan = scanJournal(this.flash, this.geometry);
     const previousSector = scan.ok ? scan.state.sector : -1;
     const highest = scan.ok ? scan.state.highestSequence : scan.highestSequence;
@@ -122,122 +146,212 @@ export class Keystore {
       if (highest >= MAX_SEQUENCE) this.eraseAll(); // only a forged header can get here
       const sequence = highest >= MAX_SEQUENCE ? 1 : Math.max(highest + 1, 1);
       const sector = (previousSector + 1) % this.geometry.sectorCount;
-      this.writeSector(sector, sequence, deviceId, initial, undefined);
+      this.writeSector(sector, sequence, deviceId, mode, initial, undefined);
       for (let other = 0; other < this.geometry.sectorCount; other++) if (other !== sector) this.flash.erase(other);
       this.state = {
         deviceId: deviceId.slice(),
         sector,
         sequence,
+        version: FORMAT_VERSION,
         highestSequence: sequence,
+        mode,
         active: copySlot(initial),
         future: undefined,
         futureSlot: -1,
         activeSlot: 0,
         nextSlot: 1,
+        legacy: false,
       };
     });
   }
 
   /**
-   * Stores the future key. Refuses (no state change): id not above the
-   * active id or not a u32 (LOCAL_BAD_ARGUMENT), a different future already
-   * stored (LOCAL_BUSY). Storing the stored future again does nothing.
+   * Stores the future key, with both public shares when it was dh-derived.
+   * Refuses (no state change): id not above the active id or not a u32, a
+   * key or a share of the wrong length (LOCAL_BAD_ARGUMENT), a different
+   * future already stored (LOCAL_BUSY). Storing the stored future again
+   * (same id, key and shares) does nothing.
    */
-  storeFuture(id: number, key: Uint8Array, _shares?: KeyShares): void {
+  storeFuture(id: number, key: Uint8Array, shares?: KeyShares): void {
     const state = this.mounted();
     checkSlot({ id, key });
+    checkShares(shares);
     if (state.future !== undefined) {
-      if (state.future.id === id && sameBytes(state.future.key, key)) return;
+      if (state.future.id === id && sameBytes(state.future.key, key) && sameShares(state.future.shares, shares)) return;
       throw new LockstepError('LOCAL_BUSY', `future key ${state.future.id} is already stored`);
     }
     if (id <= state.active.id) {
       throw new LockstepError('LOCAL_BAD_ARGUMENT', `future id ${id} must be above active id ${state.active.id}`);
     }
+    const future = copyFuture(shares === undefined ? { id, key } : { id, key, shares });
     this.guard(() => {
-      const slot = this.findBlankSlot(state);
+      const ready = this.prepare(state);
+      const slot = this.findBlankSlot(ready);
       if (slot === undefined) {
-        this.compact(state, { id, key });
+        this.compact(ready, future);
         return;
       }
-      const at = this.slotAddress(state.sector, slot);
+      const at = this.slotAddress(ready.sector, slot);
       const record = new Uint8Array(SLOT_BYTES);
       try {
-        encodeRecord(record, 0, RECORD_FUTURE, id, key, state.sequence, slot, false);
-        this.programVerified(at, record.subarray(0, RECORD_COMMIT_OFFSET));
+        encodeRecord(record, 0, { type: RECORD_FUTURE, mode: modeAfterPromotion(ready.mode, future), ...future }, ready.sequence, slot, false);
+        this.programVerified(at, record.subarray(0, RECORD_CRC_OFFSET));
+        this.programVerified(at + RECORD_CRC_OFFSET, recordCommitWord(record, ready.sequence, slot)); // the commit point
       } finally {
         record.fill(0);
       }
-      this.programVerified(at + RECORD_COMMIT_OFFSET, new Uint8Array(WORD_BYTES)); // the commit point
-      this.state = { ...state, future: copySlot({ id, key }), futureSlot: slot, nextSlot: slot + 1 };
+      this.state = { ...ready, future, futureSlot: slot, nextSlot: slot + 1 };
     });
   }
 
   /**
    * Makes the future key active and retires the previous active key; returns
-   * the new active key. With `expectedId` (the id in the core's 'persist'
-   * action): refuses a different future (LOCAL_BAD_ARGUMENT), and if that
-   * key is already active with no future, does nothing (idempotent).
-   * Without a future: LOCAL_NOT_READY. Refusals change nothing.
+   * the new active key. A dh-derived key moves the mode to dh for good.
+   * With `expectedId` (the id in the core's 'persist' action): refuses a
+   * different future (LOCAL_BAD_ARGUMENT), and if that key is already active
+   * with no future, does nothing (idempotent). Without a future:
+   * LOCAL_NOT_READY. Refusals change nothing.
    */
   promote(expectedId?: number): KeySlot {
     const state = this.mounted();
     const future = state.future;
     if (expectedId !== undefined && future === undefined && state.active.id === expectedId) {
       // Idempotent repeat: finishes a scrub a power cut interrupted (writes nothing otherwise).
-      this.guard(() => this.scrubRetired(state));
+      this.guard(() => this.scrubRetired(this.prepare(state)));
       return copySlot(state.active);
     }
     if (future === undefined) throw new LockstepError('LOCAL_NOT_READY', 'no future key to promote');
     if (expectedId !== undefined && future.id !== expectedId) {
       throw new LockstepError('LOCAL_BAD_ARGUMENT', `future key is ${future.id}, not ${expectedId}`);
     }
+    const promoted = copySlot(future);
     this.guard(() => {
-      const at = this.slotAddress(state.sector, state.futureSlot) + RECORD_PROMOTE_OFFSET;
+      const ready = this.prepare(state);
+      const at = this.slotAddress(ready.sector, ready.futureSlot) + RECORD_PROMOTE_OFFSET;
       this.programVerified(at, new Uint8Array(WORD_BYTES)); // the commit point
-      state.active.key.fill(0);
-      this.state = { ...state, active: future, future: undefined, futureSlot: -1, activeSlot: state.futureSlot };
+      ready.active.key.fill(0);
+      this.state = promotedState(ready, future);
       this.scrubRetired(this.state); // after the commit point: a cut here mounts "after"
     });
-    return copySlot(future);
+    return promoted;
   }
 
   /**
-   * Erases (programs to 0x00) every retired key still on flash; does
-   * nothing if there is none (it only reads then). `promote` calls it; call
-   * it after `mount()` to finish a scrub a power cut interrupted before the
-   * next rotation does.
+   * Finishes what a power cut left: the migration of a v1 journal, then
+   * erases (programs to 0x00) every retired key still on flash; does nothing
+   * if there is nothing to do (it only reads then). `promote` calls it; call
+   * it after `mount()` (the device loop does, at boot).
    */
   scrub(): void {
     const state = this.mounted();
-    this.guard(() => this.scrubRetired(state));
+    this.guard(() => this.scrubRetired(this.prepare(state)));
+  }
+
+  /**
+   * Before any write: a v1 journal is migrated (a key-state no-op with its
+   * own commit point), and the migration's cleanup of v1 sectors is finished
+   * (so a v2 journal never diverges from v1 copies old firmware could read).
+   */
+  private prepare(state: JournalState): JournalState {
+    let ready = state;
+    if (ready.version !== FORMAT_VERSION) ready = this.migrate(ready);
+    if (ready.legacy) {
+      this.scrubRetired(ready);
+      ready = { ...ready, legacy: false };
+      this.state = ready;
+    }
+    return ready;
+  }
+
+  /**
+   * The migration (docs/KEYSTORE.md §11): the live state of a v1 journal
+   * (mode classic, the future without shares) is compacted into the next
+   * sector in v2, committed by that sector's commit word. The v1 sectors
+   * stay until `scrubRetired` zeroes them (the caller runs it next).
+   */
+  private migrate(state: JournalState): JournalState {
+    if (state.highestSequence >= MAX_SEQUENCE) throw new LockstepError('STORAGE_FULL', 'sector sequence exhausted');
+    const sector = (state.sector + 1) % this.geometry.sectorCount;
+    const sequence = state.highestSequence + 1;
+    this.writeSector(sector, sequence, state.deviceId, state.mode, state.active, state.future);
+    this.state = {
+      ...state,
+      sector,
+      sequence,
+      version: FORMAT_VERSION,
+      highestSequence: sequence,
+      futureSlot: state.future === undefined ? -1 : 1,
+      activeSlot: 0,
+      nextSlot: state.future === undefined ? 1 : 2,
+      legacy: true,
+    };
+    return this.state;
   }
 
   /**
    * The scrub (docs/KEYSTORE.md §4.1). Current sector: every non-blank slot
    * other than the active and the future record; slot 0 (the snapshot) gets
    * its retired marker (promote word 00000000) before its key is zeroed, so
-   * mount never takes a half-zeroed snapshot for a live one. Other sectors:
-   * the key field of every non-blank slot (they hold nothing mount needs:
-   * the current sector has the highest committed sequence, I3). Each program
-   * is verified; already-zero fields are skipped, so a repeat writes nothing.
+   * mount never takes a half-zeroed snapshot for a live one. Other sectors
+   * (they hold nothing mount needs: the current sector has the highest
+   * committed sequence, I3): the key field of every non-blank slot, in the
+   * layout of the sector's header (v2 or v1; both for a sector without a
+   * valid header: debris of a torn erase); a v1 sector then loses its magic,
+   * which ends the migration's cleanup. Each program is verified;
+   * already-zero fields are skipped, so a repeat writes nothing.
    */
   private scrubRetired(state: JournalState): void {
     for (let sector = 0; sector < this.geometry.sectorCount; sector++) {
-      const current = sector === state.sector;
-      const last = current ? state.nextSlot : this.geometry.slots;
-      for (let slot = 0; slot < last; slot++) {
-        if (current && (slot === state.activeSlot || slot === state.futureSlot)) continue;
-        const at = this.slotAddress(sector, slot);
-        const bytes = this.flash.read(at, SLOT_BYTES);
-        const blank = isBlank(bytes);
-        const marked = wordState(bytes, RECORD_PROMOTE_OFFSET) === 'set';
-        const keyZero = isZero(bytes, RECORD_KEY_OFFSET, RECORD_KEY_OFFSET + KEY_BYTES);
-        bytes.fill(0);
-        if (blank) continue;
-        if (current && slot === 0 && !marked) this.programVerified(at + RECORD_PROMOTE_OFFSET, new Uint8Array(WORD_BYTES));
-        if (!keyZero) this.programVerified(at + RECORD_KEY_OFFSET, new Uint8Array(KEY_BYTES));
+      if (sector === state.sector) {
+        for (let slot = 0; slot < state.nextSlot; slot++) {
+          if (slot === state.activeSlot || slot === state.futureSlot) continue;
+          this.zeroKey(sector, slot, FORMAT_VERSION, slot === 0);
+        }
+        continue;
+      }
+      const header = this.flash.read(sector * this.geometry.sectorSize, SECTOR_HEADER_BYTES);
+      const check = decodeSectorHeader(header, this.geometry.sectorCount, this.geometry.sectorSize);
+      if (check.kind === 'valid') this.zeroKeys(sector, check.version);
+      else if (this.zeroKeys(sector, FORMAT_VERSION) || !this.blankBeyond(sector, slotsPerSector(this.geometry.sectorSize) * SLOT_BYTES)) {
+        this.zeroKeys(sector, LEGACY_FORMAT_VERSION); // debris that is not all blank: v1 slots too
+      }
+      if (check.kind === 'valid' && check.version === LEGACY_FORMAT_VERSION) {
+        this.programVerified(sector * this.geometry.sectorSize, new Uint8Array(WORD_BYTES)); // "LKSJ" -> 00000000: no v1 journal left here
       }
     }
+  }
+
+  /** Zeroes the key field of every slot of `sector` in the layout of `version`; true if some slot was not blank. */
+  private zeroKeys(sector: number, version: FormatVersion): boolean {
+    let used = false;
+    for (let slot = 0; slot < slotsPerSector(this.geometry.sectorSize, version); slot++) used = this.zeroKey(sector, slot, version, false) || used;
+    return used;
+  }
+
+  /** Whether the bytes of `sector` from SECTOR_HEADER_BYTES + `from` to its end are all 0xFF (read in slot-sized pieces). */
+  private blankBeyond(sector: number, from: number): boolean {
+    const end = this.geometry.sectorSize;
+    for (let at = SECTOR_HEADER_BYTES + from; at < end; at += SLOT_BYTES) {
+      const bytes = this.flash.read(sector * end + at, Math.min(SLOT_BYTES, end - at));
+      const blank = isBlank(bytes);
+      bytes.fill(0);
+      if (!blank) return false;
+    }
+    return true;
+  }
+
+  /** Zeroes one slot's key field unless the slot is blank or the field already zero; `marker`: set the retired marker first. False if blank. */
+  private zeroKey(sector: number, slot: number, version: FormatVersion, marker: boolean): boolean {
+    const at = sector * this.geometry.sectorSize + slotOffset(slot, version);
+    const bytes = this.flash.read(at, slotBytes(version));
+    const blank = isBlank(bytes);
+    const marked = marker && wordState(bytes, RECORD_PROMOTE_OFFSET) === 'set';
+    const keyZero = isZero(bytes, RECORD_KEY_OFFSET, RECORD_KEY_OFFSET + KEY_BYTES);
+    bytes.fill(0);
+    if (blank) return false;
+    if (marker && !marked) this.programVerified(at + RECORD_PROMOTE_OFFSET, new Uint8Array(WORD_BYTES));
+    if (!keyZero) this.programVerified(at + RECORD_KEY_OFFSET, new Uint8Array(KEY_BYTES));
+    return true;
   }
 
   /**
@@ -246,17 +360,17 @@ export class Keystore {
    * word. The current sector is left untouched; it is erased only when the
    * ring comes back to it, by then long superseded.
    */
-  private compact(state: JournalState, future: KeySlot): void {
+  private compact(state: JournalState, future: FutureSlot): void {
     if (state.highestSequence >= MAX_SEQUENCE) throw new LockstepError('STORAGE_FULL', 'sector sequence exhausted');
     const sector = (state.sector + 1) % this.geometry.sectorCount;
     const sequence = state.highestSequence + 1;
-    this.writeSector(sector, sequence, state.deviceId, state.active, future);
+    this.writeSector(sector, sequence, state.deviceId, state.mode, state.active, future);
     this.state = {
       ...state,
       sector,
       sequence,
       highestSequence: sequence,
-      future: copySlot(future),
+      future,
       futureSlot: 1,
       activeSlot: 0,
       nextSlot: 2,
@@ -264,7 +378,7 @@ export class Keystore {
   }
 
   /** Erase, header + snapshot (+ future) in one program, then the sector commit word. */
-  private writeSector(sector: number, sequence: number, deviceId: Uint8Array, active: KeySlot, future: KeySlot | undefined): void {
+  private writeSector(sector: number, sequence: number, deviceId: Uint8Array, mode: RekeyMode, active: KeySlot, future: FutureSlot | undefined): void {
     const records = future === undefined ? 1 : 2;
     const image = new Uint8Array(SECTOR_HEADER_BYTES + records * SLOT_BYTES);
     const base = sector * this.geometry.sectorSize;
@@ -272,8 +386,8 @@ export class Keystore {
     const commit = sectorCommitWord(image, 0);
     this.flash.erase(sector);
     try {
-      encodeRecord(image, slotOffset(0), RECORD_ACTIVE, active.id, active.key, sequence, 0, true);
-      if (future !== undefined) encodeRecord(image, slotOffset(1), RECORD_FUTURE, future.id, future.key, sequence, 1, true);
+      encodeRecord(image, slotOffset(0), { type: RECORD_ACTIVE, mode, id: active.id, key: active.key }, sequence, 0, true);
+      if (future !== undefined) encodeRecord(image, slotOffset(1), { type: RECORD_FUTURE, mode: modeAfterPromotion(mode, future), ...future }, sequence, 1, true);
       this.programVerified(base, image);
     } finally {
       image.fill(0);
@@ -337,8 +451,25 @@ function checkSlot(slot: KeySlot): void {
   }
 }
 
+function checkShares(shares: KeyShares | undefined): void {
+  if (shares === undefined) return;
+  const ok = (share: unknown) => share instanceof Uint8Array && share.length === SHARE_BYTES;
+  if (typeof shares !== 'object' || shares === null || !ok(shares.hub) || !ok(shares.device)) {
+    throw new LockstepError('LOCAL_BAD_ARGUMENT', `key shares must be two ${SHARE_BYTES}-byte public keys`);
+  }
+}
+
+function checkMode(mode: RekeyMode): void {
+  if (mode !== 'classic' && mode !== 'dh') throw new LockstepError('LOCAL_BAD_ARGUMENT', `rekey mode must be classic or dh`);
+}
+
 function copySlot(slot: KeySlot): KeySlot {
   return { id: slot.id, key: slot.key.slice() };
+}
+
+function copyFuture(slot: FutureSlot): FutureSlot {
+  if (slot.shares === undefined) return copySlot(slot);
+  return { id: slot.id, key: slot.key.slice(), shares: { hub: slot.shares.hub.slice(), device: slot.shares.device.slice() } };
 }
 
 function wipeState(state: JournalState): void {
@@ -350,6 +481,11 @@ function isZero(bytes: Uint8Array, from: number, to: number): boolean {
   let or = 0;
   for (let i = from; i < to; i++) or |= bytes[i] as number;
   return or === 0;
+}
+
+function sameShares(a: KeyShares | undefined, b: KeyShares | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return sameBytes(a.hub, b.hub) && sameBytes(a.device, b.device);
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {

@@ -3,6 +3,9 @@
  * (modules/keystore/keystore.ts, unchanged) stores each 64-byte key wrapped
  * under the device's key-wrapping key (key-wrap.ts); callers (the device
  * core, the hosts, provisioning) see plain keys, exactly as with `Keystore`.
+ * The rekey mode and a dh-derived key's two shares are public (the shares
+ * travel in clear on the wire, docs/PROTOCOL.md §11.2): they are stored as
+ * they are, covered by the record's commit CRC like the wrapped key.
  *
  * Invariants:
  * - the journal's guarantees carry over unchanged: every operation here is
@@ -19,7 +22,7 @@
 import { wipe } from '../bytes';
 import type { CipherPrimitives } from '../crypto/primitives';
 import type { Flash } from '../platform/flash';
-import type { DeviceKeys, KeyShares, KeySlot, RekeyMode } from '../platform/keys';
+import type { DeviceKeys, FutureSlot, KeyShares, KeySlot, RekeyMode } from '../platform/keys';
 import { decodeKeyWrapImage, keyWrapImageError } from './key-wrap-image';
 import { KeyWrapper } from './key-wrap';
 import { Keystore } from './keystore';
@@ -53,19 +56,24 @@ export class WrappedKeystore implements KeyStorage {
     return this.#journal.deviceId;
   }
 
-  format(deviceId: Uint8Array, initial: KeySlot, _mode: RekeyMode): void {
+  /** The journal's format version (1 until a v1 journal's migration, the first write). */
+  get formatVersion(): 1 | 2 {
+    return this.#journal.formatVersion;
+  }
+
+  format(deviceId: Uint8Array, initial: KeySlot, mode: RekeyMode): void {
     const wrapped = this.#wrapper.wrap(deviceId, initial.id, initial.key);
     try {
-      this.#journal.format(deviceId, { id: initial.id, key: wrapped }, _mode);
+      this.#journal.format(deviceId, { id: initial.id, key: wrapped }, mode);
     } finally {
       wipe(wrapped);
     }
   }
 
-  storeFuture(id: number, key: Uint8Array, _shares?: KeyShares): void {
+  storeFuture(id: number, key: Uint8Array, shares?: KeyShares): void {
     const wrapped = this.#wrapper.wrap(this.#journal.deviceId, id, key); // deviceId throws if not mounted
     try {
-      this.#journal.storeFuture(id, wrapped);
+      this.#journal.storeFuture(id, wrapped, shares);
     } finally {
       wipe(wrapped);
     }
@@ -83,7 +91,13 @@ export class WrappedKeystore implements KeyStorage {
 
   #unwrapKeys(deviceId: Uint8Array, keys: DeviceKeys): DeviceKeys {
     const active = this.#unwrapSlot(deviceId, keys.active);
-    return keys.future === undefined ? { mode: keys.mode, active } : { mode: keys.mode, active, future: this.#unwrapSlot(deviceId, keys.future) };
+    return keys.future === undefined ? { mode: keys.mode, active } : { mode: keys.mode, active, future: this.#unwrapFuture(deviceId, keys.future) };
+  }
+
+  /** The future's key unwrapped; its shares (public, the journal's copies) kept as they are. */
+  #unwrapFuture(deviceId: Uint8Array, future: FutureSlot): FutureSlot {
+    const slot = this.#unwrapSlot(deviceId, future);
+    return future.shares === undefined ? slot : { ...slot, shares: future.shares };
   }
 
   /** `slot` is the journal's copy: wiped here. */

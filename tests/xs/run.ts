@@ -8,7 +8,10 @@
 import { bundle, buildHost, runOnHost, type Backend, type HostVariant } from '../../hosts/xs-test/build';
 
 /** Node-only modules that test support imports, swapped for XS stand-ins. */
-export const XS_REDIRECTS = { 'hosts/node/crypto': 'tests/xs/support/node-crypto-on-xs.ts' };
+export const XS_REDIRECTS = {
+  'hosts/node/crypto': 'tests/xs/support/node-crypto-on-xs.ts',
+  'hosts/node/key-agreement': 'tests/xs/support/node-key-agreement-on-xs.ts',
+};
 
 export interface XsRunPlan {
   variant: HostVariant;
@@ -21,11 +24,11 @@ export interface XsRunPlan {
 export const XS_PLANS: Record<HostVariant, readonly XsRunPlan[]> = {
   release: [
     { variant: 'release', backend: 'mbedtls', groups: [] },
-    { variant: 'release', backend: 'esp32StandIn', groups: ['native'] },
+    { variant: 'release', backend: 'esp32StandIn', groups: ['native', 'dh'] },
   ],
   sanitize: [
-    { variant: 'sanitize', backend: 'mbedtls', groups: ['native', 'core'] },
-    { variant: 'sanitize', backend: 'esp32StandIn', groups: ['native'] },
+    { variant: 'sanitize', backend: 'mbedtls', groups: ['native', 'core', 'dh'] },
+    { variant: 'sanitize', backend: 'esp32StandIn', groups: ['native', 'dh'] },
   ],
 };
 

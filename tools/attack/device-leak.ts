@@ -9,11 +9,15 @@
  * not — whatever the journal left in the flash is the attacker's. Retired
  * keys the scrub zeroed (§4.1) fail their CRC and yield nothing.
  *
- * Sector header (32 bytes, little-endian): magic "LKSJ", version u16,
- * sector count u16, sector size u32, sequence u32, device id (8), CRC-32 of
- * bytes 0..23, commit word. Record slot (84 bytes, from offset 32): type
- * ('A' snapshot, 'F' future), 3 zero bytes, key id u32, key (64), CRC-32 of
- * (sequence u32 ‖ slot index u32 ‖ bytes 0..71), commit word, promote word.
+ * Sector header (32 bytes, little-endian): magic "LKSJ", version u16 (1 or
+ * 2), sector count u16, sector size u32, sequence u32, device id (8), CRC-32
+ * of bytes 0..23, commit word. Record slots from offset 32, in the layout of
+ * the sector's version:
+ * - v2 (144 bytes): type ('A' snapshot, 'F' future), mode, shares length, 0,
+ *   key id u32, key (64), H (32), D (32), commit CRC = CRC-32 of (sequence
+ *   u32 ‖ slot index u32 ‖ bytes 0..135) with bit 31 cleared, promote word;
+ * - v1 (84 bytes): type, 3 zero bytes, key id u32, key (64), CRC-32 of
+ *   (sequence ‖ slot index ‖ bytes 0..71), commit word, promote word.
  *
  * Key wrap (§10.2): IV = HMAC-SHA-512(KWK[0..32], "lockstep keywrap v1" ‖
  * device id ‖ key id u32 BE)[0..16]; key = AES-256-CBC-decrypt(KWK[32..64],
@@ -26,7 +30,25 @@ import type { LeakedKey, LeakedState } from './knowledge';
 const SECTOR_MAGIC = 'LKSJ';
 const WRAP_MAGIC = 'LKWK';
 const SECTOR_HEADER_BYTES = 32;
-const SLOT_BYTES = 84;
+/** Per format version: slot size, and whether the record is complete (its CRC or commit word). */
+const LAYOUTS: Readonly<Record<number, { slotBytes: number; committed: (image: Buffer, base: number, sequence: number, slot: number) => boolean }>> = {
+  1: {
+    slotBytes: 84,
+    committed: (image, base, sequence, slot) => image.readUInt32LE(base + 76) === 0 && crc32(recordCrcInput(image, base, sequence, slot, 72)) === image.readUInt32LE(base + 72),
+  },
+  2: {
+    slotBytes: 144,
+    committed: (image, base, sequence, slot) => ((crc32(recordCrcInput(image, base, sequence, slot, 136)) & 0x7fff_ffff) >>> 0) === image.readUInt32LE(base + 136),
+  },
+};
+
+function recordCrcInput(image: Buffer, base: number, sequence: number, slot: number, bodyBytes: number): Buffer {
+  const input = Buffer.alloc(8 + bodyBytes);
+  input.writeUInt32LE(sequence, 0);
+  input.writeUInt32LE(slot, 4);
+  image.copy(input, 8, base, base + bodyBytes);
+  return input;
+}
 const WRAP_LABEL = Buffer.from('lockstep keywrap v1', 'ascii');
 
 /** The KWK of a key-wrap partition image (§10.1), or undefined if it is not a valid one. */
@@ -55,17 +77,17 @@ export function wrapDeviceKey(kwk: Uint8Array, deviceId: Uint8Array, keyId: numb
   return new Uint8Array(Buffer.concat([cipher.update(key), cipher.final()]));
 }
 
-interface Record {
+interface JournalRecord {
   readonly keyId: number;
   readonly stored: Uint8Array;
   readonly where: string;
 }
 
 /** Every CRC-valid committed record in the partition, with the device id of its sector. */
-function scanJournal(image: Buffer): { deviceId: Uint8Array | undefined; records: Record[]; notes: string[] } {
+function scanJournal(image: Buffer): { deviceId: Uint8Array | undefined; records: JournalRecord[]; notes: string[] } {
   const notes: string[] = [];
   let deviceId: Uint8Array | undefined;
-  const records: Record[] = [];
+  const records: JournalRecord[] = [];
   // The geometry is in every valid header; try the first one found at a 4 KiB or smaller power-of-two stride.
   let sectorSize = 0;
   for (let size = 512; size <= image.length && sectorSize === 0; size *= 2) {
@@ -83,18 +105,14 @@ function scanJournal(image: Buffer): { deviceId: Uint8Array | undefined; records
   for (let at = 0; at + sectorSize <= image.length; at += sectorSize) {
     if (!validHeader(image, at)) continue;
     const sequence = image.readUInt32LE(at + 12);
+    const layout = LAYOUTS[image.readUInt16LE(at + 4)]!;
     deviceId ??= new Uint8Array(image.subarray(at + 16, at + 24));
-    const slots = Math.floor((sectorSize - SECTOR_HEADER_BYTES) / SLOT_BYTES);
+    const slots = Math.floor((sectorSize - SECTOR_HEADER_BYTES) / layout.slotBytes);
     for (let slot = 0; slot < slots; slot++) {
-      const base = at + SECTOR_HEADER_BYTES + slot * SLOT_BYTES;
+      const base = at + SECTOR_HEADER_BYTES + slot * layout.slotBytes;
       const type = image[base];
       if (type !== 0x41 && type !== 0x46) continue;
-      if (image.readUInt32LE(base + 76) !== 0) continue; // commit word not set: never complete
-      const crcInput = Buffer.alloc(8 + 72);
-      crcInput.writeUInt32LE(sequence, 0);
-      crcInput.writeUInt32LE(slot, 4);
-      image.copy(crcInput, 8, base, base + 72);
-      if (crc32(crcInput) !== image.readUInt32LE(base + 72)) continue;
+      if (!layout.committed(image, base, sequence, slot)) continue; // torn, never complete, or scrubbed
       records.push({ keyId: image.readUInt32LE(base + 4), stored: new Uint8Array(image.subarray(base + 8, base + 72)), where: `sector ${at / sectorSize} slot ${slot} '${String.fromCharCode(type)}'` });
     }
   }
@@ -103,7 +121,7 @@ function scanJournal(image: Buffer): { deviceId: Uint8Array | undefined; records
 
 function validHeader(image: Buffer, at: number): boolean {
   if (image.toString('latin1', at, at + 4) !== SECTOR_MAGIC) return false;
-  if (image.readUInt16LE(at + 4) !== 1) return false;
+  if (LAYOUTS[image.readUInt16LE(at + 4)] === undefined) return false;
   return crc32(image.subarray(at, at + 24)) === image.readUInt32LE(at + 24);
 }
 

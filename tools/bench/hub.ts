@@ -41,6 +41,7 @@ import { newDeviceRecord, toHubRecordJson } from '../hub/records';
 import { Keyring, WRAPPED_KEY_BYTES } from '../hub/kek';
 import { LockstepHub } from '../hub/server';
 import { HubStore } from '../hub/store';
+import { checkLoadLimits } from './limits';
 
 interface SwarmStats {
   online: number;
@@ -55,6 +56,13 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 export async function run(): Promise<void> {
   const deviceCount = Number(process.env.LOCKSTEP_BENCH_DEVICES ?? 10_000);
   const windowMs = Number(process.env.LOCKSTEP_BENCH_WINDOW_S ?? 8) * 1000;
+  // Up front: past the descriptor or port limit the swarm would die with EMFILE and the figures be nonsense.
+  const tooMany = checkLoadLimits(deviceCount, 'LOCKSTEP_BENCH_DEVICES');
+  if (tooMany !== undefined) {
+    console.error(`bench hub: ${tooMany}`);
+    process.exitCode = 2;
+    return;
+  }
   console.log(`\n== Hub: ${deviceCount} devices (separate process) against the hub on loopback; goals: 10,000 connected, >= 2,000 rotations/s ==`);
   const dir = mkdtempSync(join(tmpdir(), 'lockstep-bench-hub-'));
   let swarm: ChildProcess | undefined;

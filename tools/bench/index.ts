@@ -5,12 +5,20 @@
  */
 import { run as aead } from './aead';
 import { run as dh } from './dh';
-import { run as hub } from './hub';
+import { run as dhPrimitives } from './dh-primitives';
+import { run as hubSqlite } from './hub';
+import { run as hubPostgres } from './hub-postgres';
 import { run as operator } from './operator';
 import { run as wear } from './wear';
 import { run as xs } from './xs';
 
-const sections: Record<string, () => Promise<void>> = { aead, wear, xs, hub, dh, operator };
+/** `hub`: the one-process figures, then the same hub on PostgreSQL against its SQLite baseline (tools/bench/hub-postgres.ts). */
+const hub = async (): Promise<void> => {
+  await hubSqlite();
+  if (process.exitCode === undefined || process.exitCode === 0) await hubPostgres();
+};
+
+const sections: Record<string, () => Promise<void>> = { aead, wear, xs, hub, dh, 'dh-primitives': dhPrimitives, operator, 'hub-postgres': hubPostgres };
 
 const wanted = process.argv.slice(2);
 for (const name of wanted) if (!(name in sections)) throw new Error(`unknown bench section ${name}; have ${Object.keys(sections).join(', ')}`);

@@ -7,6 +7,11 @@
  *         (xsTest.callgrindToggle) and dumps it under the label
  *         "<impl> <seal|open> <bytes> x<N>". Run under
  *         `valgrind --tool=callgrind --collect-atstart=no`.
+ *   dh    For each key agreement backend (native module, @noble on XS): checks
+ *         one rotation's result against the other backend, then runs N device
+ *         rotations' primitives — x25519PublicKey(d), x25519(d, H),
+ *         hkdfSha512(K_prev 64 B, Z, info 96 B, 64) — inside one callgrind
+ *         window, dumped as "<impl> dh 0 x<N>".
  *   heap  Brings a device core to steady state (established session, 20
  *         rotations, data both ways) next to a hub over the in-memory link,
  *         then prints the XS heap the device core retains: the heap after a
@@ -14,8 +19,9 @@
  *         once it is unreachable. One JSON line.
  */
 import { nativeAead, nativeRandom } from '../../hosts/moddable/native/native-aead';
-import { nobleAead } from '../../hosts/noble/primitives';
-import type { Aead } from '../../modules/crypto/primitives';
+import { nativeKeyAgreement } from '../../hosts/moddable/native/native-aead';
+import { nobleAead, nobleKeyAgreement } from '../../hosts/noble/primitives';
+import type { Aead, KeyAgreementPrimitives } from '../../modules/crypto/primitives';
 import { DeviceCore } from '../../modules/device/device';
 import { Pair } from '../testing/pair';
 
@@ -50,6 +56,29 @@ function measureAead(aead: Aead, label: string, iterations: number): void {
   }
 }
 
+/** The device's share of one DH rotation (docs/PROTOCOL.md §11.3, DK9): its public key, Z, K_n. */
+function dhRotation(backend: KeyAgreementPrimitives, d: Uint8Array, hubPublic: Uint8Array, previousKey: Uint8Array, info: Uint8Array): Uint8Array {
+  backend.x25519PublicKey(d);
+  const z = backend.x25519(d, hubPublic);
+  return backend.hkdfSha512(previousKey, z, info, 64);
+}
+
+function measureDh(backends: readonly [KeyAgreementPrimitives, string, number][]): void {
+  const d = new Uint8Array(32).map((_, i) => (i * 29 + 7) & 0xff);
+  const h = new Uint8Array(32).map((_, i) => (i * 13 + 1) & 0xff);
+  const previousKey = new Uint8Array(64).map((_, i) => i);
+  const info = new Uint8Array(96).map((_, i) => (i * 3) & 0xff);
+  const hubPublic = nativeKeyAgreement.x25519PublicKey(h);
+  const expected = dhRotation(nobleKeyAgreement, d, hubPublic, previousKey, info);
+  for (const [backend, label, iterations] of backends) {
+    if (!sameBytes(dhRotation(backend, d, hubPublic, previousKey, info), expected)) throw new Error(`${label}: DH rotation disagrees`);
+    xsTest.callgrindToggle();
+    for (let i = 0; i < iterations; i++) dhRotation(backend, d, hubPublic, previousKey, info);
+    xsTest.callgrindToggle();
+    xsTest.callgrindDump(`${label} dh 0 x${iterations}`);
+  }
+}
+
 function heapBytes(): { chunkBytes: number; slotCount: number; slotBytes: number } {
   xsTest.gc();
   const stats = xsTest.heapStats();
@@ -78,7 +107,7 @@ function measureDeviceHeap(): void {
   const freshSlots = afterFresh.slotCount - before.slotCount;
   const freshChunks = afterFresh.chunkBytes - before.chunkBytes;
 
-  const pair = new Pair({ seed: 99, aead: nativeAead });
+  const pair = new Pair({ seed: 99, aead: nativeAead, keyAgreement: nativeKeyAgreement, mode: 'dh' });
   pair.connect();
   pair.runUntilIdle();
   for (let i = 0; i < 20; i++) {
@@ -91,7 +120,16 @@ function measureDeviceHeap(): void {
   pair.deviceEvents.length = 0;
   pair.hubEvents.length = 0;
   const steady = heapBytes();
-  (pair as unknown as { device: unknown }).device = undefined;
+  // In the middle of a dh rekey: the REKEY_DH handled, the derived future key and both shares held, not yet promoted.
+  pair.rotate();
+  pair.step();
+  const midRekey = heapBytes();
+  pair.runUntilIdle();
+  pair.deviceEvents.length = 0;
+  pair.hubEvents.length = 0;
+  const steadyAgain = heapBytes();
+  // The pair's device is a getter over its loop: powering the loop off drops the core.
+  pair.loop.powerOff();
   freshDevice();
   const replaced = heapBytes();
 
@@ -106,6 +144,8 @@ function measureDeviceHeap(): void {
       // txSlot is 16 bytes on the 32-bit ESP32; chunk bytes are kept as measured here (an upper bound).
       deviceHeapBytesEsp32Estimate: chunks + slots * 16,
       freshDeviceHeapBytesHere: freshChunks + freshSlots * steady.slotBytes,
+      // The heap the whole program gains at the rekey's peak over its steady state (device and hub cores both live here: an upper bound for the device).
+      midRekeyExtraBytesHere: midRekey.chunkBytes - steadyAgain.chunkBytes + (midRekey.slotCount - steadyAgain.slotCount) * steady.slotBytes,
     }),
   );
 }
@@ -114,9 +154,14 @@ const [mode, nativeIterations, nobleIterations] = xsTest.args;
 if (mode === 'aead') {
   measureAead(nativeAead, 'native', Number(nativeIterations ?? 100));
   measureAead(nobleAead, 'noble', Number(nobleIterations ?? 10));
+} else if (mode === 'dh') {
+  measureDh([
+    [nativeKeyAgreement, 'native', Number(nativeIterations ?? 20)],
+    [nobleKeyAgreement, 'noble', Number(nobleIterations ?? 2)],
+  ]);
 } else if (mode === 'heap') {
   measureDeviceHeap();
 } else {
-  print(`usage: bench-program aead [nativeIterations nobleIterations] | heap`);
+  print(`usage: bench-program aead|dh [nativeIterations nobleIterations] | heap`);
   xsTest.setExitCode(64);
 }

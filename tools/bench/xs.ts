@@ -5,7 +5,10 @@
  *     @noble/hashes composed by modules/crypto/a256cbc-hs512.ts), counted by
  *     `valgrind --tool=callgrind` (instruction counts are the steadiest
  *     measure on a shared machine); goal: native >= 20x cheaper at 1 KiB;
- *  2. the XS heap the device core retains in steady state; goal <= 32 KiB.
+ *  2. the XS heap the device core retains in steady state; goal <= 32 KiB;
+ *  3. the instructions of one DH rotation's device-side primitives (X25519
+ *     public key + X25519 + HKDF-SHA-512, docs/PROTOCOL.md §11.3) through the
+ *     native module (Debian's mbedTLS here) versus @noble on XS.
  * Prints figures only; asserts nothing. `export async function run()` is
  * called by tools/bench/index.ts; `tsx tools/bench/xs.ts` runs it alone.
  */
@@ -17,9 +20,14 @@ import { buildHost, bundle, runOnHost } from '../../hosts/xs-test/build';
 
 const NATIVE_ITERATIONS = 200;
 const NOBLE_ITERATIONS = 10;
+const DH_NATIVE_ITERATIONS = 20;
+const DH_NOBLE_ITERATIONS = 2;
 const SPEEDUP_GOAL = 20;
 const HEAP_GOAL_BYTES = 32 * 1024;
-const REDIRECTS = { 'hosts/node/crypto': 'tests/xs/support/node-crypto-on-xs.ts' };
+const REDIRECTS = {
+  'hosts/node/crypto': 'tests/xs/support/node-crypto-on-xs.ts',
+  'hosts/node/key-agreement': 'tests/xs/support/node-key-agreement-on-xs.ts',
+};
 
 interface Measurement {
   impl: string;
@@ -37,7 +45,7 @@ function readDumps(directory: string): Measurement[] {
     const text = readFileSync(join(directory, name), 'utf8');
     const label = /^desc: Trigger: Client Request: (.*)$/m.exec(text)?.[1];
     const total = /^(?:totals|summary): (\d+)/m.exec(text)?.[1];
-    const parts = label === undefined ? null : /^(\w+) (seal|open) (\d+) x(\d+)$/.exec(label.trim());
+    const parts = label === undefined ? null : /^(\w+) (seal|open|dh) (\d+) x(\d+)$/.exec(label.trim());
     if (parts === null || total === undefined) continue;
     out.push({
       impl: parts[1]!,
@@ -63,21 +71,46 @@ function hasValgrind(): boolean {
   return spawnSync('valgrind', ['--version'], { encoding: 'utf8' }).status === 0;
 }
 
+/** Runs the bench program's `mode` under callgrind and returns its dumps. */
+function callgrind(program: string, script: string, args: string[]): Measurement[] {
+  const directory = mkdtempSync(join(tmpdir(), 'lockstep-callgrind-'));
+  try {
+    const result = runOnHost(program, script, args, [
+      'valgrind',
+      '--tool=callgrind',
+      '--collect-atstart=no',
+      `--callgrind-out-file=${join(directory, 'callgrind.out')}`,
+    ]);
+    if (result.status !== 0) throw new Error(`xs bench: callgrind run failed (${result.status}):\n${result.stdout}${result.stderr}`);
+    return readDumps(directory);
+  } finally {
+    rmSync(directory, { recursive: true, force: true });
+  }
+}
+
+function benchDh(program: string, script: string): void {
+  if (!hasValgrind()) {
+    console.log('xs bench: valgrind is not installed; skipping the instruction counts (apt-get install valgrind)');
+    return;
+  }
+  const measurements = callgrind(program, script, ['dh', String(DH_NATIVE_ITERATIONS), String(DH_NOBLE_ITERATIONS)]);
+  const native = perOperation(measurements, 'native', 'dh', 0);
+  const noble = perOperation(measurements, 'noble', 'dh', 0);
+  console.log('DH rotation on XS, device side (x25519PublicKey + x25519 + hkdfSha512 to 64 B), instructions per rotation (callgrind Ir):');
+  console.log(
+    `  native (mbedTLS 2.28 ECP, Linux x86-64) ${formatCount(native)}; @noble on XS ${formatCount(noble)}; ` +
+      `noble/native ${native && noble ? `${(noble / native).toFixed(1)}x` : 'n/a'} ` +
+      `(${DH_NATIVE_ITERATIONS} and ${DH_NOBLE_ITERATIONS} rotations; on the ESP32 the native module runs PSA: docs/NATIVE.md §7)`,
+  );
+}
+
 function benchAead(program: string, script: string): void {
   if (!hasValgrind()) {
     console.log('xs bench: valgrind is not installed; skipping the instruction counts (apt-get install valgrind)');
     return;
   }
-  const directory = mkdtempSync(join(tmpdir(), 'lockstep-callgrind-'));
-  try {
-    const result = runOnHost(
-      program,
-      script,
-      ['aead', String(NATIVE_ITERATIONS), String(NOBLE_ITERATIONS)],
-      ['valgrind', '--tool=callgrind', '--collect-atstart=no', `--callgrind-out-file=${join(directory, 'callgrind.out')}`],
-    );
-    if (result.status !== 0) throw new Error(`xs bench: callgrind run failed (${result.status}):\n${result.stdout}${result.stderr}`);
-    const measurements = readDumps(directory);
+  {
+    const measurements = callgrind(program, script, ['aead', String(NATIVE_ITERATIONS), String(NOBLE_ITERATIONS)]);
     console.log('A256CBC-HS512 on XS, instructions per operation (callgrind Ir, including the JS call):');
     console.log('  size    op     native          @noble (pure JS)   noble/native');
     for (const bytes of [64, 1024]) {
@@ -95,8 +128,6 @@ function benchAead(program: string, script: string): void {
       `  seal+open 1 KiB: native ${formatCount(nativeKiB)}, @noble ${formatCount(nobleKiB)}: ` +
         `native is ${speedup.toFixed(1)}x cheaper (goal >= ${SPEEDUP_GOAL}x: ${speedup >= SPEEDUP_GOAL ? 'met' : 'NOT met'})`,
     );
-  } finally {
-    rmSync(directory, { recursive: true, force: true });
   }
 }
 
@@ -111,21 +142,24 @@ function benchHeap(program: string, script: string): void {
     deviceHeapBytesHere: number;
     deviceHeapBytesEsp32Estimate: number;
     freshDeviceHeapBytesHere: number;
+    midRekeyExtraBytesHere: number;
   };
-  console.log('Device core XS heap in steady state (after 20 rotations with data both ways, full GC):');
+  console.log('Device core XS heap in steady state (dh mode, native X25519; after 20 rotations with data both ways, full GC):');
   console.log(
     `  ${heap.deviceSlots} slots + ${heap.deviceChunkBytes} chunk bytes = ${heap.deviceHeapBytesHere} bytes on this 64-bit host ` +
       `(${heap.slotBytesHere}-byte slots); ESP32 estimate with 16-byte slots: ${heap.deviceHeapBytesEsp32Estimate} bytes ` +
       `(goal <= ${HEAP_GOAL_BYTES}: ${heap.deviceHeapBytesHere <= HEAP_GOAL_BYTES ? 'met even at 64-bit sizes' : heap.deviceHeapBytesEsp32Estimate <= HEAP_GOAL_BYTES ? 'met on the ESP32 estimate' : 'NOT met'})`,
   );
   console.log(`  (a freshly constructed, offline core: ${heap.freshDeviceHeapBytesHere} bytes on this host)`);
+  console.log(`  in the middle of a dh rekey (future key and both shares held, before the promotion): +${heap.midRekeyExtraBytesHere} bytes over the steady state (whole program, an upper bound for the device)`);
 }
 
 export async function run(): Promise<void> {
   const program = buildHost('release').mbedtls;
   const script = await bundle('tools/bench/xs-program.ts', 'bench', { redirects: REDIRECTS });
-  benchHeap(program, script);
+  benchDh(program, script);
   benchAead(program, script);
+  benchHeap(program, script);
 }
 
 if (process.argv[1] !== undefined && /tools[\\/]bench[\\/]xs\.ts$/.test(process.argv[1])) {

@@ -9,7 +9,7 @@ import type { DeviceConnection, DeviceTransport } from '../../modules/device/loo
 import { PowerCut, type CutPlan } from '../../modules/flash/nor-flash';
 import type { KeyStorage, PersistLater } from '../../modules/keystore/key-storage';
 import type { MountResult } from '../../modules/keystore/keystore';
-import type { DeviceKeys, KeySlot, RekeyMode } from '../../modules/platform/keys';
+import type { DeviceKeys, KeyShares, KeySlot, RekeyMode } from '../../modules/platform/keys';
 import type { CuttableFlash } from '../testing/cuttable-flash';
 
 /**
@@ -108,8 +108,8 @@ export class PowerCutStorage implements KeyStorage {
     this.#mounted().format(deviceId, initial, mode);
   }
 
-  storeFuture(id: number, key: Uint8Array): void | PersistLater {
-    return this.#write(() => this.#mounted().storeFuture(id, key));
+  storeFuture(id: number, key: Uint8Array, shares?: KeyShares): void | PersistLater {
+    return this.#write(() => this.#mounted().storeFuture(id, key, shares));
   }
 
   promote(expectedId?: number): KeySlot | PersistLater {

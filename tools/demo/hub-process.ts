@@ -40,7 +40,7 @@ export function bundleProgram(entry: string): string {
     platform: 'node',
     format: 'cjs',
     target: 'node20',
-    external: ['better-sqlite3'],
+    external: ['better-sqlite3', 'pg-native'],
     logLevel: 'error',
   });
   const contents = result.outputFiles[0]?.contents;

@@ -23,6 +23,8 @@ export const MEASURED_TYPES = [
   'psa_algorithm_t',
   'psa_status_t',
   'psa_driver_mac_context_t',
+  // The DH rekey mode's HKDF runs a psa_key_derivation_operation_t on the module's stack.
+  'psa_key_derivation_operation_t',
 ];
 
 export interface CheckOptions {

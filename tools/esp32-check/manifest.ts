@@ -131,9 +131,14 @@ export function resolveManifests(options: ResolveOptions): ResolvedBuild {
   };
   const apply = (part: ManifestPart, dir: string, includes: string[]): void => {
     if (part.error !== undefined) result.errors.push(part.error);
-    for (const [name, value] of Object.entries(part.build ?? {})) {
-      // parseBuild: a value is resolved when read, so later entries may use earlier ones.
-      const resolved = substitute(value) ?? value;
+    for (const [key, value] of Object.entries(part.build ?? {})) {
+      // parseBuild: a value is resolved when read, so later entries may use earlier ones;
+      // "NAME ?=" takes the shell's NAME when set; a value starting "./" is relative to the manifest's folder.
+      const optional = key.endsWith(' ?=');
+      const name = optional ? key.slice(0, -3) : key;
+      const shell = optional ? process.env[name] : undefined;
+      let resolved = shell ?? substitute(value) ?? value;
+      if (shell === undefined && resolved.startsWith('./')) resolved = join(dir, resolved);
       env[name] = resolved;
       result.build[name] = resolved;
     }

@@ -32,6 +32,8 @@ import { newDeviceRecord, parseHubRecord, parseHubRecords, toHubRecordJson, type
 import { LockstepHub } from './server';
 import { defaultKeyringPath, KEK_BYTES, readKeyringFile, writeKeyringFile, type KeyringChoice } from './kek';
 import { HubStore, type DeviceSummary } from './store';
+import { listPostgres, provisionPostgres, rotatePostgres, servePostgres, upgradePostgres } from './postgres/cli-actions';
+import { isPostgresUrl, redact } from './postgres/store';
 import { userInfo } from 'node:os';
 import { checkTokenConfig, newToken, type TokenConfig } from './http/options';
 
@@ -60,7 +62,7 @@ const program = new Command()
   .description('The Lockstep reference hub: key rotation that never loses sync with its devices.')
   .showHelpAfterError();
 
-const dbOption = () => new Option('--db <path>', 'hub database (SQLite)').default(DEFAULT_DATABASE);
+const dbOption = () => new Option('--db <path>', 'hub database: a SQLite file, or postgres://… for a tier of instances (docs/HUB.md §13)').default(DEFAULT_DATABASE);
 
 interface ServeFlags {
   db: string;
@@ -130,6 +132,20 @@ program
     const config = flags.config === undefined ? defaultServeConfig() : loadConfigFile(flags.config);
     applyServeFlags(config, flags, command);
     const logger = jsonLogger(config.logLevel);
+    if (isPostgresUrl(config.database)) {
+      const { database: _sqlite, ...options } = hubOptionsFrom(config);
+      void _sqlite;
+      const pgHub = await servePostgres(config.database, options, kekChoice({ ...(config.kekFile !== undefined ? { kekFile: config.kekFile } : {}) }), logger);
+      logger.info('ready', { devices: pgHub.deviceIds.length, instance: pgHub.instance, pid: process.pid });
+      const stopPg = (signal: string): void => {
+        logger.info('shutdown', { signal });
+        void pgHub.close().then(() => process.exit(0));
+      };
+      process.once('SIGINT', () => stopPg('SIGINT'));
+      process.once('SIGTERM', () => stopPg('SIGTERM'));
+      setInterval(() => {}, 1 << 30);
+      return;
+    }
     // The store is opened here so that it gets the keyring (KEK); the hub refuses to start without it.
     const store = new HubStore(config.database, kekChoice({ ...(config.kekFile !== undefined ? { kekFile: config.kekFile } : {}) }));
     let hub: LockstepHub;
@@ -214,13 +230,13 @@ program
   .option('--key-wrap', 'with --out: also write a key-wrapping key (keywrap.bin) and wrap the key in keystore.bin (docs/FIRMWARE.md, flash encryption)', false)
   .option('--mode <mode>', 'rekey mode: dh (X25519 in every rotation, docs/PROTOCOL.md §11) or classic', modeArg, 'dh')
   .addOption(kekOption())
-  .action((flags: { db: string; out?: string; count: number; import?: string[]; force: boolean; keyWrap: boolean; mode: RekeyMode; kekFile?: string }) => {
+  .action(async (flags: { db: string; out?: string; count: number; import?: string[]; force: boolean; keyWrap: boolean; mode: RekeyMode; kekFile?: string }) => {
     if (flags.keyWrap && (flags.out === undefined || flags.import !== undefined)) {
       process.stderr.write('provision: --key-wrap needs --out (it writes keywrap.bin next to keystore.bin)\n');
       process.exitCode = 1;
       return;
     }
-    const store = new HubStore(flags.db, kekChoice(flags));
+    const store = isPostgresUrl(flags.db) ? undefined : new HubStore(flags.db, kekChoice(flags));
     try {
       const records: DeviceRecord[] = [];
       if (flags.import !== undefined) {
@@ -235,16 +251,20 @@ program
           }
         }
       }
-      store.insertDevices(records, Date.now());
-      store.appendAudit(records.map((r) => ({ actor: cliActor(), action: flags.import ? 'device.import' : 'device.provision', deviceId: r.deviceId, outcome: 'ok', detail: { keyId: r.active.id } })), Date.now());
+      if (store === undefined) {
+        await provisionPostgres(flags.db, records, kekChoice(flags));
+      } else {
+        store.insertDevices(records, Date.now());
+        store.appendAudit(records.map((r) => ({ actor: cliActor(), action: flags.import ? 'device.import' : 'device.provision', deviceId: r.deviceId, outcome: 'ok', detail: { keyId: r.active.id } })), Date.now());
+      }
       for (const record of records) process.stdout.write(`${JSON.stringify(toHubRecordJson(record))}\n`);
       process.stderr.write(
-        `provisioned ${records.length} device(s) in ${flags.db}` +
+        `provisioned ${records.length} device(s) in ${redact(flags.db)}` +
           (flags.out !== undefined && flags.import === undefined ? `; keystore images under ${flags.out}` : '') +
           '. The records hold the initial keys: keep them secret.\n',
       );
     } finally {
-      store.close();
+      store?.close();
     }
   });
 
@@ -253,7 +273,12 @@ program
   .description('list devices: key ids, pending rotation, last seen')
   .addOption(dbOption())
   .option('--json', 'one JSON object per device (no keys)', false)
-  .action((flags: { db: string; json: boolean }) => {
+  .addOption(kekOption())
+  .action(async (flags: { db: string; json: boolean; kekFile?: string }) => {
+    if (isPostgresUrl(flags.db)) {
+      for (const device of await listPostgres(flags.db, kekChoice(flags))) process.stdout.write(`${JSON.stringify(deviceSummary(device))}\n`);
+      return;
+    }
     const store = new HubStore(flags.db, { readonly: true });
     try {
       const devices = store.listDevices();
@@ -284,23 +309,24 @@ program
   .description('move a device to the dh rekey mode (docs/PROTOCOL.md §11.6); never back to classic')
   .addOption(dbOption())
   .addOption(kekOption())
-  .action((deviceId: string, mode: string, flags: { db: string; kekFile?: string }) => {
+  .action(async (deviceId: string, mode: string, flags: { db: string; kekFile?: string }) => {
     if (mode !== 'dh') {
       process.stderr.write(`set-mode: ${mode === 'classic' ? 'the rekey mode never moves back from dh to classic' : `unknown mode ${JSON.stringify(mode)} (dh)`}\n`);
       process.exitCode = 1;
       return;
     }
-    const store = new HubStore(flags.db, kekChoice(flags));
+    const store = isPostgresUrl(flags.db) ? undefined : new HubStore(flags.db, kekChoice(flags));
     try {
-      const outcome = store.upgradeToDh(deviceId, Date.now());
+      // PostgreSQL: the row's mode; every instance's next lease adopts it, the serving one's poll applies it.
+      const outcome = store === undefined ? await upgradePostgres(flags.db, deviceId, kekChoice(flags)) : store.upgradeToDh(deviceId, Date.now());
       if (outcome === 'missing') {
-        process.stderr.write(`set-mode: no device ${deviceId} in ${flags.db}\n`);
+        process.stderr.write(`set-mode: no device ${deviceId} in ${redact(flags.db)}\n`);
         process.exitCode = 1;
         return;
       }
       process.stderr.write(outcome === 'already' ? `${deviceId} is already in the dh mode\n` : `${deviceId} moves to the dh mode from its next rotation\n`);
     } finally {
-      store.close();
+      store?.close();
     }
   });
 
@@ -311,6 +337,22 @@ program
   .option('--wait [duration]', 'wait until the device confirms the new key (default 30s)', durationArg)
   .addOption(kekOption())
   .action(async (deviceId: string, flags: { db: string; wait?: number | boolean; kekFile?: string }) => {
+    if (isPostgresUrl(flags.db)) {
+      const waitMs = flags.wait === undefined || flags.wait === false ? undefined : flags.wait === true ? 30_000 : flags.wait;
+      const outcome = await rotatePostgres(flags.db, deviceId, kekChoice(flags), waitMs);
+      if (!outcome.found) {
+        process.stderr.write(`rotate: no device ${deviceId} in ${redact(flags.db)}\n`);
+        process.exitCode = 1;
+      } else if (outcome.confirmed !== undefined) {
+        process.stdout.write(`${JSON.stringify(deviceSummary(outcome.confirmed))}\n`);
+      } else if (waitMs !== undefined) {
+        process.stderr.write('rotate: not confirmed in time (is the device online?)\n');
+        process.exitCode = 2;
+      } else {
+        process.stderr.write(`rotation of ${deviceId} requested; the instance serving it starts it (now, or at its next connection)\n`);
+      }
+      return;
+    }
     const store = new HubStore(flags.db, kekChoice(flags));
     try {
       const before = store.getSummary(deviceId);

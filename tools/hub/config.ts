@@ -2,7 +2,7 @@
  * The `serve` configuration: an optional JSON file, overridden by command
  * line flags. File format (every key optional):
  *   {
- *     "database": "lockstep-hub.db",
+ *     "database": "lockstep-hub.db" | "postgres://user:password@host/db",
  *     "tcp": { "host": "127.0.0.1", "port": 7700 } | false,
  *     "tls": { "host": "127.0.0.1", "port": 7701, "cert": "hub-cert.pem", "key": "hub-key.pem" },
  *     "rotation": { "every": "1h", "jitter": "5m", "afterMessages": 0 },
@@ -51,7 +51,8 @@ export function loadConfigFile(path: string): ServeConfig {
   const config = defaultServeConfig();
   const known = new Set(['database', 'tcp', 'tls', 'rotation', 'limits', 'timing', 'logLevel', 'kekFile', 'http']);
   for (const key of Object.keys(raw)) if (!known.has(key)) throw new Error(`${path}: unknown key "${key}"`);
-  if (typeof raw.database === 'string') config.database = resolve(base, raw.database);
+  // A postgres://… URL is kept as it is (docs/HUB.md §10); a SQLite path is relative to the file.
+  if (typeof raw.database === 'string') config.database = /^postgres(ql)?:\/\//.test(raw.database) ? raw.database : resolve(base, raw.database);
   if (raw.kekFile !== undefined) {
     if (typeof raw.kekFile !== 'string') throw new Error(`${path}: kekFile must be a path`);
     config.kekFile = resolve(base, raw.kekFile);

@@ -50,7 +50,18 @@ export interface ConnectionCounters {
   maxQueuedInputBytes: number;
 }
 
+/**
+ * Sees a link's input before the core (the PostgreSQL hub's lease gate,
+ * tools/hub/postgres/lease-gate.ts): returns true when it took the chunk
+ * (it hands the bytes on later with `Connections.feed`).
+ */
+export interface InputGate {
+  take(link: Link, chunk: Uint8Array): boolean;
+}
+
 export class Connections {
+  /** Set once by a host that fences its devices (PostgreSQL); none on SQLite. */
+  gate: InputGate | undefined;
   readonly counters: ConnectionCounters = {
     refused: 0,
     evicted: 0,
@@ -226,6 +237,13 @@ export class Connections {
   }
 
   #onData(link: Link, chunk: Uint8Array): void {
+    if (link.closed) return;
+    if (this.gate?.take(link, chunk) === true) return;
+    this.feed(link, chunk);
+  }
+
+  /** Hands input to the core (from the socket, or from the gate once it let the link through). */
+  feed(link: Link, chunk: Uint8Array): void {
     if (link.closed) return;
     try {
       this.pipeline.apply(this.core.receive(link.id, chunk, this.now()));

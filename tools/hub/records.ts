@@ -65,7 +65,7 @@ export function toHubRecordJson(record: DeviceRecord): HubRecordJson {
 }
 
 /** A fresh device id and initial key from the OS's secure random source. */
-export function newDeviceRecord(keyId = 1, mode: RekeyMode = 'classic'): DeviceRecord {
+export function newDeviceRecord(keyId = 1, mode: RekeyMode = 'dh'): DeviceRecord {
   const id = new Uint8Array(DEVICE_ID_BYTES);
   const key = new Uint8Array(KEY_BYTES);
   randomFillSync(id);

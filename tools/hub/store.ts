@@ -264,6 +264,7 @@ export class HubStore {
   insertDevice(record: DeviceRecord, now: number): StoredDevice {
     // issue 17: a revoked id stays refused (a copy of its old record must not come back).
     if (findRevocation(this.#db, record.deviceId) !== undefined) throw new LockstepError('LOCAL_BAD_ARGUMENT', `device ${record.deviceId} was revoked`);
+    if (record.mode !== 'dh' && record.mode !== 'classic') throw new LockstepError('LOCAL_BAD_ARGUMENT', `device ${record.deviceId}: mode must be "dh" or "classic"`);
     try {
       const kekId = this.activeKek;
       this.#statements.insert.run(record.deviceId, record.active.id, kekId, this.#wrap(kekId, record.deviceId, record.active.id, record.active.key), now, now, record.mode);

@@ -1,15 +1,16 @@
 /**
  * Provisioning command:
- *   tsx tools/provision/index.ts --out DIR [--force] [--key-wrap] [--key-id N] [--size BYTES] [--sector-size BYTES]
+ *   tsx tools/provision/index.ts --out DIR [--force] [--key-wrap] [--mode classic|dh] [--key-id N] [--size BYTES] [--sector-size BYTES]
  * Writes DIR/keystore.bin (the keystore partition image) and DIR/device.json
  * (the hub record), and prints the record as JSON on stdout. With
  * --key-wrap also DIR/keywrap.bin (the key-wrap partition image, for flash
  * encryption), and keystore.bin holds the key wrapped under it.
  */
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { isLockstepError } from '../../modules/errors';
 import { FLASH_SECTOR_BYTES, KEYSTORE_PARTITION_BYTES } from '../../hosts/node/flash-memory';
-import { provisionDevice } from './provision';
+import type { RekeyMode } from '../../modules/platform/keys';
+import { DEFAULT_REKEY_MODE, provisionDevice } from './provision';
 
 function parseU32(value: string): number {
   const n = Number(value);
@@ -23,15 +24,17 @@ const program = new Command()
   .requiredOption('--out <dir>', 'output directory (keystore.bin, device.json)')
   .option('--force', 'overwrite existing output', false)
   .option('--key-wrap', 'also create a key-wrapping key (keywrap.bin) and store the key wrapped under it (docs/FIRMWARE.md, flash encryption)', false)
+  .addOption(new Option('--mode <mode>', 'rekey mode written into the keystore and the hub record (docs/PROTOCOL.md §11)').choices(['classic', 'dh']).default(DEFAULT_REKEY_MODE))
   .option('--key-id <n>', 'initial key id (u32)', parseU32, 1)
   .option('--size <bytes>', 'keystore partition size', parseU32, KEYSTORE_PARTITION_BYTES)
   .option('--sector-size <bytes>', 'flash sector size', parseU32, FLASH_SECTOR_BYTES)
-  .action((options: { out: string; force: boolean; keyWrap: boolean; keyId: number; size: number; sectorSize: number }) => {
+  .action((options: { out: string; force: boolean; keyWrap: boolean; mode: RekeyMode; keyId: number; size: number; sectorSize: number }) => {
     try {
       const result = provisionDevice({
         outDir: options.out,
         force: options.force,
         keyWrap: options.keyWrap,
+        mode: options.mode,
         keyId: options.keyId,
         size: options.size,
         sectorSize: options.sectorSize,

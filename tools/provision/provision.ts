@@ -3,6 +3,8 @@
  * 64-byte key from node:crypto's CSPRNG, the keystore partition image
  * holding them (to flash at the keystore partition's offset), and the
  * record the hub imports. Never overwrites existing output unless forced.
+ * The device's rekey mode (docs/PROTOCOL.md §11.6) is written into the
+ * keystore image (format v2, docs/KEYSTORE.md §3) and into the hub record.
  *
  * With `keyWrap` (docs/KEYSTORE.md §10): also a fresh 64-byte key-wrapping
  * key (KWK), written as the key-wrap partition image (keywrap.bin, for the
@@ -31,18 +33,22 @@ export const IMAGE_FILE = 'keystore.bin';
 export const RECORD_FILE = 'device.json';
 export const KEY_WRAP_FILE = 'keywrap.bin';
 
+/** The rekey mode a device is provisioned in when none is given: dh, for every new device (docs/PROTOCOL.md §11.6). */
+export const DEFAULT_REKEY_MODE: RekeyMode = 'dh';
+
 /** What the hub needs to know about a provisioned device. */
 export interface HubRecord {
   readonly deviceId: string;
   readonly keyId: number;
   readonly key: string;
+  /** The rekey mode written into the device's keystore. */
   readonly mode: RekeyMode;
 }
 
 export interface ProvisionOptions {
   readonly outDir: string;
   readonly force?: boolean;
-  /** How the device's keys are rotated (docs/PROTOCOL.md §11). */
+  /** How the device's keys are rotated (docs/PROTOCOL.md §11); default DEFAULT_REKEY_MODE. */
   readonly mode?: RekeyMode;
   /** Initial key id (u32); default 1. */
   readonly keyId?: number;
@@ -64,6 +70,8 @@ export interface ProvisionResult {
 
 export function provisionDevice(options: ProvisionOptions): ProvisionResult {
   const keyId = options.keyId ?? 1;
+  const mode = options.mode ?? DEFAULT_REKEY_MODE;
+  if (mode !== 'classic' && mode !== 'dh') throw new LockstepError('LOCAL_BAD_ARGUMENT', `rekey mode must be classic or dh, not ${String(mode)}`);
   const random = options.random ?? ((length: number) => new Uint8Array(randomBytes(length)));
   const imagePath = join(options.outDir, IMAGE_FILE);
   const recordPath = join(options.outDir, RECORD_FILE);
@@ -80,11 +88,10 @@ export function provisionDevice(options: ProvisionOptions): ProvisionResult {
   const wrapper = kwk === undefined ? undefined : new KeyWrapper(nodePrimitives, kwk);
   const open = (): KeyStorage => (wrapper === undefined ? new Keystore(flash) : new WrappedKeystore(flash, wrapper));
   try {
-    const mode = options.mode ?? 'classic';
     open().format(deviceId, { id: keyId, key }, mode);
     const check = open().mount();
-    if (!check.provisioned || check.keys.active.id !== keyId || !Buffer.from(check.keys.active.key).equals(Buffer.from(key))) {
-      throw new LockstepError('STORAGE_CORRUPT', 'the new image does not mount to the initial key');
+    if (!check.provisioned || check.keys.mode !== mode || check.keys.active.id !== keyId || !Buffer.from(check.keys.active.key).equals(Buffer.from(key))) {
+      throw new LockstepError('STORAGE_CORRUPT', 'the new image does not mount to the initial key and mode');
     }
     check.keys.active.key.fill(0);
     const record: HubRecord = { deviceId: Buffer.from(deviceId).toString('hex'), keyId, key: Buffer.from(key).toString('hex'), mode };

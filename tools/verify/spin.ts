@@ -29,6 +29,10 @@ const MODEL_DEFINES: Record<SpinModel, readonly string[]> = { classic: [], dh: [
 export interface SpinBounds {
   readonly maxRotations?: number;
   readonly maxFaults?: number;
+  /** Another model file (docs/model/fencing.pml), copied under the same name; default lockstep.pml. */
+  readonly modelPath?: string;
+  /** More -D switches for that model (its own bounds). */
+  readonly defines?: readonly string[];
 }
 
 export interface SpinResult {
@@ -128,13 +132,14 @@ export function runSpin(mode: SpinMode, model: SpinModel = 'classic', variant?: 
   const dir = mkdtempSync(join(tmpdir(), 'lockstep-spin-'));
   const started = performance.now();
   try {
-    copyFileSync(MODEL_PATH, join(dir, 'lockstep.pml'));
+    copyFileSync(options.modelPath ?? MODEL_PATH, join(dir, 'lockstep.pml'));
     const defines = [
       ...MODEL_DEFINES[model],
       ...(variant ? [`-D${variant.define}`] : []),
       ...(mode === 'liveness' ? ['-DLIVENESS'] : []),
       ...(options.maxRotations !== undefined ? [`-DMAXROT=${options.maxRotations}`] : []),
       ...(options.maxFaults !== undefined ? [`-DMAXFAULTS=${options.maxFaults}`] : []),
+      ...(options.defines ?? []).map((define) => `-D${define}`),
     ];
     execFileSync('spin', [...defines, '-a', 'lockstep.pml'], { cwd: dir, stdio: 'pipe' });
     const cflags = mode === 'safety' ? ['-DSAFETY', '-DNOCLAIM'] : [];

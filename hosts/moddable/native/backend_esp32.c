@@ -17,6 +17,7 @@
  *     components/mbedtls/mbedtls/tf-psa-crypto/include/psa/crypto.h). IDF calls
  *     psa_crypto_init() at startup (components/mbedtls/port/esp_psa_crypto_init.c);
  *     calling it again is allowed and cheap, so we do, once.
+ * - X25519 and HKDF-SHA-512 through PSA (at the end of this file).
  * - Random bytes from the hardware RNG:
  *     esp_fill_random from "esp_random.h" = components/esp_hw_support/include/esp_random.h.
  *     As that header notes, the output is truly random only while the RF
@@ -188,4 +189,111 @@ int lockstep_backend_random(uint8_t *output, size_t length)
 {
 	esp_fill_random(output, length);
 	return 0;
+}
+
+/*
+ * X25519 and HKDF-SHA-512 through PSA (TF-PSA-Crypto 1.0 in IDF v6.0, software:
+ * no ESP32-family chip accelerates Curve25519 or HKDF; HKDF's HMAC-SHA-512
+ * runs on the SHA accelerator when IDF routes it there):
+ *   psa_import_key of a PSA_KEY_TYPE_ECC_KEY_PAIR(PSA_ECC_FAMILY_MONTGOMERY)
+ *   255-bit volatile key (the 32 raw bytes; mbedtls_ecp_read_key clamps them,
+ *   RFC 7748 §5), psa_export_public_key, psa_raw_key_agreement(PSA_ALG_ECDH),
+ *   psa_key_derivation_setup/input_bytes/output_bytes/abort with
+ *   PSA_ALG_HKDF(PSA_ALG_SHA_512), psa_destroy_key (which wipes the key slot).
+ * All three PSA_WANT symbols are on by default in IDF v6.0 (TF-PSA-Crypto's
+ * include/psa/crypto_config.h; IDF's esp_config.h does not undefine them, and
+ * IDF v6.0 has no MBEDTLS_HKDF_C Kconfig option); the firmware's
+ * hosts/moddable/sdkconfig/sdkconfig.defaults keeps the Kconfig options that
+ * gate Curve25519 and ECDH on. A configuration without them stops the build here.
+ */
+#if !defined(PSA_WANT_ALG_HKDF)
+#error "lockstep_aead: IDF's PSA configuration lacks PSA_WANT_ALG_HKDF (HKDF-SHA-512 for the DH rekey mode)"
+#endif
+#if !defined(PSA_WANT_ECC_MONTGOMERY_255)
+#error "lockstep_aead: IDF's PSA configuration lacks PSA_WANT_ECC_MONTGOMERY_255 (X25519; keep CONFIG_MBEDTLS_ECP_DP_CURVE25519_ENABLED=y)"
+#endif
+#if !defined(PSA_WANT_ALG_ECDH)
+#error "lockstep_aead: IDF's PSA configuration lacks PSA_WANT_ALG_ECDH (X25519 agreement; keep CONFIG_MBEDTLS_ECDH_C=y)"
+#endif
+#if !defined(PSA_WANT_KEY_TYPE_ECC_KEY_PAIR_IMPORT) || !defined(PSA_WANT_KEY_TYPE_ECC_KEY_PAIR_EXPORT)
+#error "lockstep_aead: IDF's PSA configuration cannot import and export ECC key pairs"
+#endif
+
+#define X25519_KEY_TYPE PSA_KEY_TYPE_ECC_KEY_PAIR(PSA_ECC_FAMILY_MONTGOMERY)
+/* (PSA_EXPORT_PUBLIC_KEY_OUTPUT_SIZE is an ECC-wide bound, 65 here: the export's length is checked at run time.) */
+_Static_assert(PSA_RAW_KEY_AGREEMENT_OUTPUT_SIZE(X25519_KEY_TYPE, 255) == LOCKSTEP_X25519_BYTES, "X25519 shared secret size");
+
+static psa_status_t import_x25519_private(const uint8_t private_key[LOCKSTEP_X25519_BYTES], psa_key_id_t *key_id)
+{
+	psa_key_attributes_t attributes = PSA_KEY_ATTRIBUTES_INIT;
+	psa_status_t status;
+	psa_set_key_type(&attributes, X25519_KEY_TYPE);
+	psa_set_key_bits(&attributes, 255);
+	psa_set_key_usage_flags(&attributes, PSA_KEY_USAGE_DERIVE);
+	psa_set_key_algorithm(&attributes, PSA_ALG_ECDH);
+	psa_set_key_lifetime(&attributes, PSA_KEY_LIFETIME_VOLATILE);
+	status = psa_import_key(&attributes, private_key, LOCKSTEP_X25519_BYTES, key_id);
+	psa_reset_key_attributes(&attributes);
+	return status;
+}
+
+int lockstep_backend_x25519_public(const uint8_t private_key[LOCKSTEP_X25519_BYTES],
+	uint8_t public_key[LOCKSTEP_X25519_BYTES])
+{
+	psa_key_id_t key_id = PSA_KEY_ID_NULL;
+	psa_status_t status;
+	size_t length = 0;
+
+	if (!psa_ready())
+		return -1;
+	status = import_x25519_private(private_key, &key_id);
+	if (status != PSA_SUCCESS)
+		return -1;
+	status = psa_export_public_key(key_id, public_key, LOCKSTEP_X25519_BYTES, &length);
+	psa_destroy_key(key_id);
+	return (status == PSA_SUCCESS && length == LOCKSTEP_X25519_BYTES) ? 0 : -1;
+}
+
+int lockstep_backend_x25519(const uint8_t private_key[LOCKSTEP_X25519_BYTES],
+	const uint8_t peer_public_key[LOCKSTEP_X25519_BYTES], uint8_t shared[LOCKSTEP_X25519_BYTES])
+{
+	psa_key_id_t key_id = PSA_KEY_ID_NULL;
+	psa_status_t status;
+	size_t length = 0;
+
+	if (!psa_ready())
+		return -1;
+	status = import_x25519_private(private_key, &key_id);
+	if (status != PSA_SUCCESS)
+		return -1;
+	status = psa_raw_key_agreement(PSA_ALG_ECDH, key_id, peer_public_key, LOCKSTEP_X25519_BYTES,
+		shared, LOCKSTEP_X25519_BYTES, &length);
+	psa_destroy_key(key_id);
+	if (status == PSA_SUCCESS && length == LOCKSTEP_X25519_BYTES)
+		return 0;
+	/* The builtin ECDH refuses a low-order peer key (mbedtls_ecp_check_pubkey) as an invalid argument. */
+	return status == PSA_ERROR_INVALID_ARGUMENT ? LOCKSTEP_BACKEND_REFUSED : -1;
+}
+
+int lockstep_backend_hkdf_sha512(const lockstep_span *salt, const lockstep_span *ikm, const lockstep_span *info,
+	uint8_t *output, size_t length)
+{
+	psa_key_derivation_operation_t operation = PSA_KEY_DERIVATION_OPERATION_INIT;
+	psa_status_t status;
+
+	if (!psa_ready() || length == 0 || length > LOCKSTEP_HKDF_SHA512_MAX_BYTES)
+		return -1;
+	/* RFC 5869 order, which PSA requires: salt, then the secret, then info. */
+	status = psa_key_derivation_setup(&operation, PSA_ALG_HKDF(PSA_ALG_SHA_512));
+	if (status == PSA_SUCCESS)
+		status = psa_key_derivation_input_bytes(&operation, PSA_KEY_DERIVATION_INPUT_SALT, salt->data, salt->length);
+	if (status == PSA_SUCCESS)
+		status = psa_key_derivation_input_bytes(&operation, PSA_KEY_DERIVATION_INPUT_SECRET, ikm->data, ikm->length);
+	if (status == PSA_SUCCESS)
+		status = psa_key_derivation_input_bytes(&operation, PSA_KEY_DERIVATION_INPUT_INFO, info->data, info->length);
+	if (status == PSA_SUCCESS)
+		status = psa_key_derivation_output_bytes(&operation, output, length);
+	/* abort wipes the PRK and the HMAC state in every case. */
+	psa_key_derivation_abort(&operation);
+	return status == PSA_SUCCESS ? 0 : -1;
 }

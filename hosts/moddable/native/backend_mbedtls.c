@@ -1,6 +1,6 @@
 /*
  * lockstep_aead backend for Linux hosts: mbedTLS as packaged by Debian
- * (libmbedtls-dev, 2.28 in bookworm; the calls below are unchanged in 3.x),
+ * (libmbedtls-dev, 2.28 in bookworm; the AES/HMAC calls below are unchanged in 3.x),
  * and the kernel CSPRNG through getrandom(2).
  * Used by the XS test host (hosts/xs-test) and the Moddable Linux simulator.
  *
@@ -77,4 +77,100 @@ int lockstep_backend_random(uint8_t *output, size_t length)
 		length -= (size_t)got;
 	}
 	return 0;
+}
+
+/*
+ * X25519 through mbedTLS 2.28's ECP module on MBEDTLS_ECP_DP_CURVE25519 (a
+ * Montgomery ladder, mbedtls_ecp_mul), HKDF through mbedtls_hkdf. Scalars
+ * are clamped here on a copy (RFC 7748 §5): mbedtls_ecp_check_privkey, which
+ * mbedtls_ecp_mul runs, refuses an unclamped one. mbedtls_ecp_point_read_binary
+ * masks the top bit of u (RFC 7748 §5); mbedtls_ecp_mul's mbedtls_ecp_check_pubkey
+ * refuses the low-order u (0, 1, p − 1, p, p + 1 and the two order-8 points,
+ * canonical or + p): that is LOCKSTEP_BACKEND_REFUSED.
+ */
+#include <mbedtls/ecp.h>
+#include <mbedtls/hkdf.h>
+
+static int random_for_blinding(void *unused, unsigned char *output, size_t length)
+{
+	(void)unused;
+	return lockstep_backend_random(output, length);
+}
+
+static void clamp_x25519(uint8_t scalar[LOCKSTEP_X25519_BYTES])
+{
+	scalar[0] &= 248;
+	scalar[31] &= 127;
+	scalar[31] |= 64;
+}
+
+/* R = X25519(k, u) into `output`; u = NULL means the base point 9. */
+static int x25519_mbedtls(const uint8_t private_key[LOCKSTEP_X25519_BYTES], const uint8_t *peer,
+	uint8_t output[LOCKSTEP_X25519_BYTES])
+{
+	mbedtls_ecp_group group;
+	mbedtls_ecp_point point, result;
+	mbedtls_mpi scalar;
+	uint8_t clamped[LOCKSTEP_X25519_BYTES];
+	int status;
+
+	mbedtls_ecp_group_init(&group);
+	mbedtls_ecp_point_init(&point);
+	mbedtls_ecp_point_init(&result);
+	mbedtls_mpi_init(&scalar);
+	memcpy(clamped, private_key, sizeof(clamped));
+	clamp_x25519(clamped);
+
+	status = mbedtls_ecp_group_load(&group, MBEDTLS_ECP_DP_CURVE25519);
+	if (status == 0)
+		status = mbedtls_mpi_read_binary_le(&scalar, clamped, sizeof(clamped));
+	lockstep_wipe(clamped, sizeof(clamped));
+	if (status == 0)
+		status = peer == NULL ? mbedtls_ecp_copy(&point, &group.G)
+			: mbedtls_ecp_point_read_binary(&group, &point, peer, LOCKSTEP_X25519_BYTES);
+	if (status == 0) {
+		status = mbedtls_ecp_mul(&group, &result, &scalar, &point, random_for_blinding, NULL);
+		/* A low-order u: refused by the point check, or (should one pass it) the
+		 * point at infinity whose Z has no inverse when the result is normalized. */
+		if ((status == MBEDTLS_ERR_ECP_INVALID_KEY || status == MBEDTLS_ERR_MPI_NOT_ACCEPTABLE) && peer != NULL)
+			status = LOCKSTEP_BACKEND_REFUSED;
+	}
+	if (status == 0)
+		status = mbedtls_mpi_write_binary_le(&result.X, output, LOCKSTEP_X25519_BYTES);
+
+	/* mbedtls_mpi_free zeroizes the limbs; the points and group are freed alike. */
+	mbedtls_mpi_free(&scalar);
+	mbedtls_ecp_point_free(&result);
+	mbedtls_ecp_point_free(&point);
+	mbedtls_ecp_group_free(&group);
+	return status;
+}
+
+int lockstep_backend_x25519_public(const uint8_t private_key[LOCKSTEP_X25519_BYTES],
+	uint8_t public_key[LOCKSTEP_X25519_BYTES])
+{
+	return x25519_mbedtls(private_key, NULL, public_key) == 0 ? 0 : -1;
+}
+
+int lockstep_backend_x25519(const uint8_t private_key[LOCKSTEP_X25519_BYTES],
+	const uint8_t peer_public_key[LOCKSTEP_X25519_BYTES], uint8_t shared[LOCKSTEP_X25519_BYTES])
+{
+	int status = x25519_mbedtls(private_key, peer_public_key, shared);
+	if (status == 0 || status == LOCKSTEP_BACKEND_REFUSED)
+		return status;
+	return -1;
+}
+
+int lockstep_backend_hkdf_sha512(const lockstep_span *salt, const lockstep_span *ikm, const lockstep_span *info,
+	uint8_t *output, size_t length)
+{
+	const mbedtls_md_info_t *sha512 = mbedtls_md_info_from_type(MBEDTLS_MD_SHA512);
+	static const unsigned char nothing[1] = { 0 };
+
+	if (sha512 == NULL || length == 0 || length > LOCKSTEP_HKDF_SHA512_MAX_BYTES)
+		return -1;
+	/* mbedtls_hkdf wipes its PRK and HMAC state before returning. */
+	return mbedtls_hkdf(sha512, salt->length ? salt->data : nothing, salt->length,
+		ikm->length ? ikm->data : nothing, ikm->length,
+		info->length ? info->data : nothing, info->length, output, length);
 }

@@ -1,6 +1,7 @@
 /*
- * lockstep_aead: AES_256_CBC_HMAC_SHA_512 (RFC 7518 §5.2.2, §5.2.5) and
- * secure random bytes as an xsmc native module. Shared by every backend
+ * lockstep_aead: AES_256_CBC_HMAC_SHA_512 (RFC 7518 §5.2.2, §5.2.5), secure
+ * random bytes, and X25519 (RFC 7748) with HKDF-SHA-512 (RFC 5869) for the DH
+ * rekey mode, as an xsmc native module. Shared by every backend
  * (see lockstep_aead_backend.h); the JS side is lockstep_aead.js.
  *
  * Invariants:
@@ -352,4 +353,113 @@ void xs_lockstep_aead_random(xsMachine *the)
 		xsRangeError("lockstep_aead: bytes longer than %u bytes", (unsigned)LOCKSTEP_AEAD_MAX_INPUT_BYTES);
 	if (bytes.length && lockstep_backend_random(bytes.data, bytes.length))
 		xsUnknownError("lockstep_aead: random source failed");
+}
+
+/*
+ * X25519 (RFC 7748) and HKDF-SHA-512 (RFC 5869) for the DH rekey mode
+ * (docs/PROTOCOL.md §11; modules/crypto/primitives.ts KeyAgreementPrimitives).
+ * The result is allocated first and the backend writes into it, so no private
+ * key or shared secret sits on the C stack across the allocation.
+ */
+
+#define X25519_BYTES LOCKSTEP_X25519_BYTES
+
+/** 1 when all `length` bytes are zero; time depends on `length` only. */
+static int all_zero_in_constant_time(const uint8_t *data, size_t length)
+{
+	uint8_t bits = 0;
+	size_t i;
+	for (i = 0; i < length; i++)
+		bits |= data[i];
+	return (int)((((unsigned)bits) - 1u) >> 8) & 1;
+}
+
+/** x25519Public(private32) -> ArrayBuffer(32): X25519(k, 9). */
+void xs_lockstep_aead_x25519_public(xsMachine *the)
+{
+	buffer_view private_key, out;
+	int failed;
+
+	require_arguments(the, 1);
+	measured(the, &xsArg(0), "private key", X25519_BYTES);
+	xsmcSetArrayBuffer(xsResult, NULL, X25519_BYTES);
+
+	private_key = refetched(the, &xsArg(0), "private key", X25519_BYTES);
+	out = view_of(the, &xsResult, 1, "result");
+	if (out.length != X25519_BYTES)
+		xsRangeError("lockstep_aead: result length");
+	failed = lockstep_backend_x25519_public(private_key.data, out.data);
+	if (failed) {
+		lockstep_wipe(out.data, out.length);
+		xsUnknownError("lockstep_aead: crypto backend failed");
+	}
+}
+
+/**
+ * x25519(private32, peerPublic32) -> ArrayBuffer(32) | undefined: X25519(k, u),
+ * undefined when u is low order (the library refused it, or the result is all
+ * zero: RFC 7748 §6.1), the same outcome either way.
+ */
+void xs_lockstep_aead_x25519(xsMachine *the)
+{
+	buffer_view private_key, peer, out;
+	int status;
+
+	require_arguments(the, 2);
+	measured(the, &xsArg(0), "private key", X25519_BYTES);
+	measured(the, &xsArg(1), "public key", X25519_BYTES);
+	xsmcSetArrayBuffer(xsResult, NULL, X25519_BYTES);
+
+	private_key = refetched(the, &xsArg(0), "private key", X25519_BYTES);
+	peer = refetched(the, &xsArg(1), "public key", X25519_BYTES);
+	out = view_of(the, &xsResult, 1, "result");
+	if (out.length != X25519_BYTES)
+		xsRangeError("lockstep_aead: result length");
+	status = lockstep_backend_x25519(private_key.data, peer.data, out.data);
+	if (status == 0 && all_zero_in_constant_time(out.data, out.length))
+		status = LOCKSTEP_BACKEND_REFUSED;
+	if (status != 0)
+		lockstep_wipe(out.data, out.length);
+	if (status == LOCKSTEP_BACKEND_REFUSED) {
+		xsmcSetUndefined(xsResult);
+		return;
+	}
+	if (status != 0)
+		xsUnknownError("lockstep_aead: crypto backend failed");
+}
+
+/** hkdf(salt, ikm, info, length) -> ArrayBuffer(length): HKDF-SHA-512, 1 ≤ length ≤ 16320. */
+void xs_lockstep_aead_hkdf(xsMachine *the)
+{
+	buffer_view salt, ikm, info, out;
+	lockstep_span salt_span, ikm_span, info_span;
+	xsIntegerValue length;
+	int failed;
+
+	require_arguments(the, 4);
+	salt = measured(the, &xsArg(0), "salt", 0);
+	ikm = measured(the, &xsArg(1), "ikm", 0);
+	info = measured(the, &xsArg(2), "info", 0);
+	length = xsmcToInteger(xsArg(3));
+	if (length < 1 || length > LOCKSTEP_HKDF_SHA512_MAX_BYTES)
+		xsRangeError("lockstep_aead: HKDF-SHA-512 length must be 1..%d", LOCKSTEP_HKDF_SHA512_MAX_BYTES);
+	xsmcSetArrayBuffer(xsResult, NULL, length);
+
+	salt = refetched(the, &xsArg(0), "salt", salt.length);
+	ikm = refetched(the, &xsArg(1), "ikm", ikm.length);
+	info = refetched(the, &xsArg(2), "info", info.length);
+	out = view_of(the, &xsResult, 1, "result");
+	if (out.length != (size_t)length)
+		xsRangeError("lockstep_aead: result length");
+	salt_span.data = salt.data;
+	salt_span.length = salt.length;
+	ikm_span.data = ikm.data;
+	ikm_span.length = ikm.length;
+	info_span.data = info.data;
+	info_span.length = info.length;
+	failed = lockstep_backend_hkdf_sha512(&salt_span, &ikm_span, &info_span, out.data, out.length);
+	if (failed) {
+		lockstep_wipe(out.data, out.length);
+		xsUnknownError("lockstep_aead: crypto backend failed");
+	}
 }

@@ -10,3 +10,6 @@ export function open(
 export function random(bytes: Uint8Array): void;
 export function cbc(encrypt: boolean, key: Uint8Array, iv: Uint8Array, data: Uint8Array): ArrayBuffer;
 export function hmac(key: Uint8Array, ...parts: Uint8Array[]): ArrayBuffer;
+export function x25519Public(privateKey: Uint8Array): ArrayBuffer;
+export function x25519(privateKey: Uint8Array, publicKey: Uint8Array): ArrayBuffer | undefined;
+export function hkdf(salt: Uint8Array, ikm: Uint8Array, info: Uint8Array, length: number): ArrayBuffer;

@@ -2,7 +2,8 @@
  * The native module (lockstep_aead.c) behind the portable seams of
  * modules/crypto/primitives.ts: `nativeAead` (AES_256_CBC_HMAC_SHA_512,
  * RFC 7518 §5.2.2, composed in C), `nativeRandom`, and `nativePrimitives`
- * (AES-256-CBC and HMAC-SHA-512 alone, for the portable composition).
+ * (AES-256-CBC and HMAC-SHA-512 alone, for the portable composition), and
+ * `nativeKeyAgreement` (X25519 and HKDF-SHA-512 for the DH rekey mode).
  *
  * Rules (modules/errors.ts):
  * - every authentication failure of `open` (tag, ciphertext length, padding)
@@ -10,11 +11,14 @@
  * - local misuse (not a Uint8Array, key not 64 bytes, IV not 16 bytes,
  *   detached/shared buffers, inputs over the module's 1 MiB bound) is
  *   LockstepError('LOCAL_BAD_ARGUMENT');
+ * - a low-order X25519 public key (the library refuses it, or the result is
+ *   all zero) is LockstepError('BAD_KEY_SHARE') on every backend;
  * - nothing here keeps a reference to its arguments.
  */
-import type { Aead, CipherPrimitives, RandomSource } from '../../../modules/crypto/primitives';
+import { requireHkdfArguments, requireX25519Key } from '../../../modules/crypto/key-agreement-arguments';
+import type { Aead, CipherPrimitives, KeyAgreementPrimitives, RandomSource } from '../../../modules/crypto/primitives';
 import { LockstepError } from '../../../modules/errors';
-import { cbc, hmac, open, random, seal } from './lockstep_aead';
+import { cbc, hkdf, hmac, open, random, seal, x25519, x25519Public } from './lockstep_aead';
 
 const KEY_BYTES = 64;
 const HALF_KEY_BYTES = 32;
@@ -85,5 +89,24 @@ export const nativePrimitives: CipherPrimitives = {
     requireBytes(key, 'key', HALF_KEY_BYTES);
     for (const part of parts) requireBytes(part, 'part');
     return new Uint8Array(callNative(() => hmac(key, ...parts)));
+  },
+};
+
+export const nativeKeyAgreement: KeyAgreementPrimitives = {
+  name: 'X25519 + HKDF-SHA-512 (native)',
+  x25519PublicKey(privateKey) {
+    requireX25519Key(privateKey, 'X25519 private key');
+    return new Uint8Array(callNative(() => x25519Public(privateKey)));
+  },
+  x25519(privateKey, peerPublicKey) {
+    requireX25519Key(privateKey, 'X25519 private key');
+    requireX25519Key(peerPublicKey, 'X25519 public key');
+    const shared = callNative(() => x25519(privateKey, peerPublicKey));
+    if (shared === undefined) throw new LockstepError('BAD_KEY_SHARE', 'X25519: low-order public key');
+    return new Uint8Array(shared);
+  },
+  hkdfSha512(salt, ikm, info, length) {
+    requireHkdfArguments(salt, ikm, info, length);
+    return new Uint8Array(callNative(() => hkdf(salt, ikm, info, length)));
   },
 };

@@ -13,4 +13,25 @@
 
 #define TF_PSA_CRYPTO_VERSION_MAJOR 1
 
+/* TF-PSA-Crypto 1.0 splits mbedTLS 2.28's PSA_WANT_KEY_TYPE_ECC_KEY_PAIR into
+ * _BASIC/_IMPORT/_EXPORT/_GENERATE/_DERIVE; 2.28's one symbol covers them all.
+ * 2.28 derives its PSA_WANT_ symbols in config_psa.h (include-guarded; psa/crypto.h
+ * includes it again later), so it is read here first. */
+#include <mbedtls/config_psa.h>
+#if defined(PSA_WANT_KEY_TYPE_ECC_KEY_PAIR)
+#define PSA_WANT_KEY_TYPE_ECC_KEY_PAIR_IMPORT 1
+#define PSA_WANT_KEY_TYPE_ECC_KEY_PAIR_EXPORT 1
+#endif
+
+/* tests/native-config-errors.test.ts: a configuration without one PSA_WANT_ symbol must stop the build. */
+#if defined(LOCKSTEP_STAND_IN_WITHOUT_HKDF)
+#undef PSA_WANT_ALG_HKDF
+#endif
+#if defined(LOCKSTEP_STAND_IN_WITHOUT_MONTGOMERY_255)
+#undef PSA_WANT_ECC_MONTGOMERY_255
+#endif
+#if defined(LOCKSTEP_STAND_IN_WITHOUT_ECDH)
+#undef PSA_WANT_ALG_ECDH
+#endif
+
 #endif

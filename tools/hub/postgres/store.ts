@@ -1,0 +1,581 @@
+/**
+ * The hub's durable state in PostgreSQL (node-postgres), for many hub
+ * instances sharing one database (docs/HUB.md §13).
+ *
+ * Invariants:
+ * - Durability as on SQLite: every session runs with synchronous_commit=on,
+ *   so a commit is durable (flushed to the primary's WAL, and to a
+ *   synchronous standby where one is configured) when `commit` resolves;
+ *   the host calls `HubCore.persisted` only then (rules H1, H2).
+ * - Fencing (docs/HUB.md §13.2): an instance acts for a device only under a
+ *   lease: `lease` increments the device's epoch and returns the row as it
+ *   is now, in one statement (the reload and the epoch are one atomic
+ *   step). Every key-slot write is conditional on (epoch, row_version) as
+ *   the instance last saw them, and bumps row_version; a write from an
+ *   instance whose lease was taken over matches no row and reports failure.
+ *   No lease expires: safety never depends on timing.
+ * - Keys are wrapped under the KEK exactly as on SQLite (tools/hub/kek.ts);
+ *   the KEK is never in the database. A retired key is gone once the KEK
+ *   version that wrapped it is destroyed (crypto-shredding, docs/HUB.md §13.5):
+ *   dead tuples, WAL and base backups only ever hold wrapped forms.
+ * - The pool is bounded (`poolSize`); a query waits at most
+ *   `connectTimeoutMs` for a connection, and a session idle inside a
+ *   transaction is ended by the server (idle_in_transaction_session_timeout:
+ *   liveness only, e.g. an instance stopped mid-transaction).
+ */
+import { hostname } from 'node:os';
+import pg from 'pg';
+import { LockstepError } from '../../../modules/errors';
+import type { HubPersistOp } from '../../../modules/hub/actions';
+import type { HubPendingSlot } from '../../../modules/hub/hub';
+import type { RekeyMode } from '../../../modules/platform/keys';
+import { KekError, Keyring, resolveKeyring, type KeyringChoice } from '../kek';
+import type { DeviceRecord } from '../records';
+import type { DeviceSummary, StoredDevice } from '../store';
+import { migratePostgres } from './schema';
+
+/** What an instance holds for a device it serves: the epoch it took and the row version it last wrote or read. */
+export interface Fence {
+  readonly epoch: number;
+  rowVersion: number;
+}
+
+export interface PgStoreOptions extends KeyringChoice {
+  /** Connections in the pool (bounded); default 8. */
+  readonly poolSize?: number;
+  /** How long a query waits for a pool connection, ms; default 5000. */
+  readonly connectTimeoutMs?: number;
+  /** Server-side statement timeout, ms; default 10000. */
+  readonly statementTimeoutMs?: number;
+  /** This instance's id (lease owner). */
+  readonly instance?: string;
+  /**
+   * false: key-slot writes are unconditional — no epoch, no row version, no
+   * key-id condition (the broken variant the tests and docs/model/fencing.pml
+   * refute; never in production).
+   */
+  readonly fenced?: boolean;
+  /** Called for errors of idle pool connections (e.g. pg_terminate_backend). */
+  readonly onPoolError?: (error: Error) => void;
+}
+
+interface PgRow {
+  rowid: number;
+  device_id: string;
+  active_id: number;
+  active_kek: number;
+  active_key: Buffer;
+  pending_id: number | null;
+  pending_kek: number | null;
+  pending_key: Buffer | null;
+  created_at: number;
+  active_since: number;
+  pending_since: number | null;
+  last_seen_at: number | null;
+  rotations: number;
+  rotate_requested_at: number | null;
+  mode: RekeyMode;
+  pending_dh: number;
+  epoch: number;
+  lease_owner: string | null;
+  row_version: number;
+}
+
+const INT8 = 20;
+const types = {
+  getTypeParser: (oid: number, format?: 'text' | 'binary') =>
+    oid === INT8 ? (value: string) => Number(value) : (pg.types.getTypeParser as (o: number, f?: string) => unknown)(oid, format),
+} as pg.CustomTypesConfig;
+
+export const NOTIFY_ROTATE = 'lockstep_rotate';
+export const NOTIFY_LEASE = 'lockstep_lease';
+
+export class PgHubStore {
+  readonly path: string;
+  readonly instance: string;
+  readonly fenced: boolean;
+  readonly #pool: pg.Pool;
+  readonly #keyring: Keyring;
+  readonly #config: pg.PoolConfig;
+
+  private constructor(url: string, keyring: Keyring, config: pg.PoolConfig, options: PgStoreOptions) {
+    this.path = redact(url);
+    this.#keyring = keyring;
+    this.#config = config;
+    this.#pool = new pg.Pool(config);
+    this.#pool.on('error', (error) => options.onPoolError?.(error));
+    this.instance = options.instance ?? `${hostname()}:${process.pid}`;
+    this.fenced = options.fenced ?? true;
+  }
+
+  /** Connects, migrates and checks the keyring against the stored rows. */
+  static async open(url: string, options: PgStoreOptions = {}): Promise<PgHubStore> {
+    const keyring = pgKeyring(options);
+    const statementTimeout = options.statementTimeoutMs ?? 10_000;
+    const config: pg.PoolConfig = {
+      connectionString: url,
+      max: options.poolSize ?? 8,
+      connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
+      idleTimeoutMillis: 30_000,
+      types,
+      options: `-c synchronous_commit=on -c statement_timeout=${statementTimeout} -c idle_in_transaction_session_timeout=${statementTimeout}`,
+    };
+    const store = new PgHubStore(url, keyring, config, options);
+    try {
+      const client = await store.#pool.connect();
+      let broken = false;
+      const onError = (): void => {
+        broken = true;
+      };
+      client.on('error', onError);
+      try {
+        await migratePostgres(client, () => keyring.newestId);
+      } finally {
+        client.removeListener('error', onError);
+        client.release(broken);
+      }
+      await store.#adoptKeyring();
+      await store.#checkKeyring();
+    } catch (error) {
+      await store.close();
+      throw error;
+    }
+    return store;
+  }
+
+  /** The pool settings (for a LISTEN client of the same database). */
+  get clientConfig(): pg.ClientConfig {
+    return { ...this.#config } as pg.ClientConfig;
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.end().catch(() => {});
+  }
+
+  get keyringDescription(): string {
+    return this.#keyring.description;
+  }
+
+  async activeKek(): Promise<number> {
+    return Number((await this.#pool.query<{ active_kek: number }>('SELECT active_kek FROM kek_state WHERE singleton = 1')).rows[0]?.active_kek);
+  }
+
+  async #adoptKeyring(): Promise<void> {
+    const active = await this.activeKek();
+    if (this.#keyring.has(active)) return;
+    if ((await this.kekVersionsInUse()).length === 0) {
+      await this.#pool.query('UPDATE kek_state SET active_kek = $1 WHERE singleton = 1', [this.#keyring.newestId]);
+      return;
+    }
+    throw new KekError('KEK_UNAVAILABLE', `database ${this.path}: new keys are to be wrapped under KEK version ${active}, which ${this.#keyring.description} does not hold`);
+  }
+
+  async #checkKeyring(): Promise<void> {
+    for (const kekId of await this.kekVersionsInUse()) {
+      if (!this.#keyring.has(kekId)) throw kekUnavailable(this.path, [kekId], this.#keyring.description);
+      const row = (await this.#pool.query<PgRow>('SELECT * FROM devices WHERE active_kek = $1 LIMIT 1', [kekId])).rows[0];
+      if (row !== undefined) this.#keyring.unwrap(kekId, row.device_id, row.active_id, row.active_key).fill(0);
+    }
+  }
+
+  /** The KEK versions that wrap some row: a version not listed may be destroyed (crypto-shredding). */
+  async kekVersionsInUse(): Promise<number[]> {
+    const rows = await this.#pool.query<{ id: number }>(
+      'SELECT active_kek AS id FROM devices UNION SELECT pending_kek FROM devices WHERE pending_kek IS NOT NULL ORDER BY 1',
+    );
+    return rows.rows.map((r) => Number(r.id));
+  }
+
+  // ---- Devices ----
+
+  async loadDevices(): Promise<StoredDevice[]> {
+    return (await this.#pool.query<PgRow>('SELECT * FROM devices ORDER BY rowid')).rows.map((row) => this.#fromRow(row));
+  }
+
+  async listDevices(): Promise<DeviceSummary[]> {
+    return (await this.#pool.query<PgRow>('SELECT * FROM devices ORDER BY rowid')).rows.map(summaryOf);
+  }
+
+  async getDevice(deviceId: string): Promise<StoredDevice | undefined> {
+    const row = (await this.#pool.query<PgRow>('SELECT * FROM devices WHERE device_id = $1', [deviceId.toLowerCase()])).rows[0];
+    return row === undefined ? undefined : this.#fromRow(row);
+  }
+
+  /** The device as stored now, with the fence fields (no lease taken). */
+  async readDevice(deviceId: string): Promise<{ device: StoredDevice; fence: Fence } | undefined> {
+    const row = (await this.#pool.query<PgRow>('SELECT * FROM devices WHERE device_id = $1', [deviceId.toLowerCase()])).rows[0];
+    return row === undefined ? undefined : { device: this.#fromRow(row), fence: { epoch: row.epoch, rowVersion: row.row_version } };
+  }
+
+  async devicesAfter(rowid: number): Promise<StoredDevice[]> {
+    return (await this.#pool.query<PgRow>('SELECT * FROM devices WHERE rowid > $1 ORDER BY rowid', [rowid])).rows.map((row) => this.#fromRow(row));
+  }
+
+  async insertDevice(record: DeviceRecord, now: number): Promise<StoredDevice> {
+    await this.insertDevices([record], now);
+    return (await this.getDevice(record.deviceId)) as StoredDevice;
+  }
+
+  /** Inserts devices atomically (all or none); LOCAL_BAD_ARGUMENT if one exists. */
+  async insertDevices(records: readonly DeviceRecord[], now: number): Promise<void> {
+    await this.#transaction(async (client) => {
+      const kekId = await activeKekFor(client);
+      for (const record of records) {
+        try {
+          await client.query('SAVEPOINT insert_one');
+          await client.query(
+            'INSERT INTO devices (device_id, active_id, active_kek, active_key, created_at, active_since, mode) VALUES ($1, $2, $3, $4, $5, $6, $7)',
+            [record.deviceId, record.active.id, kekId, this.#keyring.wrap(kekId, record.deviceId, record.active.id, record.active.key), now, now, record.mode],
+          );
+        } catch (error) {
+          if ((error as { code?: string }).code === '23505') throw new LockstepError('LOCAL_BAD_ARGUMENT', `device ${record.deviceId} is already provisioned`);
+          throw error;
+        }
+      }
+    });
+  }
+
+  /**
+   * Takes the device's lease for this instance: epoch + 1, and the row as it
+   * is at that instant (one statement, so no write of another instance falls
+   * between the reload and the epoch). Also tells the other instances
+   * (NOTIFY, delivered at commit; only a wake-up: they also see the epoch
+   * move when they poll or when their next write fails).
+   */
+  async lease(deviceId: string): Promise<{ device: StoredDevice; fence: Fence } | undefined> {
+    return this.#transaction(async (client) => {
+      const row = (
+        await client.query<PgRow>('UPDATE devices SET epoch = epoch + 1, lease_owner = $2 WHERE device_id = $1 RETURNING *', [deviceId.toLowerCase(), this.instance])
+      ).rows[0];
+      if (row === undefined) return undefined;
+      await client.query('SELECT pg_notify($1, $2)', [NOTIFY_LEASE, `${row.device_id} ${row.epoch} ${this.instance}`]);
+      return { device: this.#fromRow(row), fence: { epoch: row.epoch, rowVersion: row.row_version } };
+    });
+  }
+
+  /** Current epochs of the given devices (an instance checks whether it still holds its leases). */
+  async epochs(deviceIds: readonly string[]): Promise<Map<string, number>> {
+    return new Map([...(await this.leaseView(deviceIds))].map(([id, view]) => [id, view.epoch]));
+  }
+
+  /** Epoch and rekey mode of the given devices (the serving instance's poll: lost leases, mode changes made elsewhere). */
+  async leaseView(deviceIds: readonly string[]): Promise<Map<string, { epoch: number; mode: RekeyMode }>> {
+    if (deviceIds.length === 0) return new Map();
+    const rows = await this.#pool.query<{ device_id: string; epoch: number; mode: RekeyMode }>(
+      'SELECT device_id, epoch, mode FROM devices WHERE device_id = ANY($1::text[])',
+      [deviceIds],
+    );
+    return new Map(rows.rows.map((r) => [r.device_id, { epoch: r.epoch, mode: r.mode }]));
+  }
+
+  /**
+   * §11.6: the device's mode moves to dh (never back); durable in the row, so
+   * every instance's next lease adopts it and the serving one's poll applies it.
+   */
+  async upgradeToDh(deviceId: string, now: number): Promise<'upgraded' | 'already' | 'missing'> {
+    const row = (await this.#pool.query<{ mode: RekeyMode }>('SELECT mode FROM devices WHERE device_id = $1', [deviceId.toLowerCase()])).rows[0];
+    if (row === undefined) return 'missing';
+    if (row.mode === 'dh') return 'already';
+    await this.#pool.query("UPDATE devices SET mode = 'dh', mode_changed_at = $2 WHERE device_id = $1", [deviceId.toLowerCase(), now]);
+    return 'upgraded';
+  }
+
+  /**
+   * Commits the ops in one transaction (group commit: one WAL flush) and
+   * reports per op whether it applied. Each write applies only under the
+   * device's fence (epoch and row version as this instance holds them),
+   * which is advanced on success. A database error rejects: nothing of the
+   * batch is durable (or, if the connection broke during COMMIT, the
+   * outcome is unknown: the host reloads, rule HK7).
+   */
+  async commit(ops: readonly HubPersistOp[], now: number, fences: ReadonlyMap<string, Fence>): Promise<boolean[]> {
+    const advanced: [Fence, number][] = [];
+    const applied = await this.#transaction(async (client) => {
+      // FOR SHARE: a KEK switch (UPDATE kek_state) waits for this commit, and this one for it, so no new wrap uses a version being retired.
+      const kekId = Number((await client.query<{ active_kek: number }>('SELECT active_kek FROM kek_state WHERE singleton = 1 FOR SHARE')).rows[0]?.active_kek);
+      const results: boolean[] = [];
+      for (const op of ops) {
+        const fence = fences.get(op.deviceId);
+        if (fence === undefined && this.fenced) {
+          results.push(false);
+          continue;
+        }
+        // The broken variant (fenced: false) writes unconditionally, as a store without any fence would.
+        const guard = this.fenced ? 'AND epoch = $3 AND row_version = $4' : 'AND $3::bigint IS NOT NULL AND $4::bigint IS NOT NULL';
+        const slotGuard = (condition: string) => (this.fenced ? condition : '');
+        const fenceArgs = [fence?.epoch ?? 0, fence?.rowVersion ?? 0];
+        let result: pg.QueryResult<{ row_version: number }>;
+        if (op.kind === 'storePending') {
+          // Rule H4 (dh mode): the hub's ephemeral pair h ‖ H is stored wrapped like a key, before REKEY_DH is sent.
+          const bytes = op.dh === undefined ? op.key : concatPair(op.dh.privateKey, op.dh.publicKey);
+          let wrapped: Buffer;
+          try {
+            wrapped = this.#keyring.wrap(kekId, op.deviceId, op.id, bytes);
+          } finally {
+            if (op.dh !== undefined) bytes.fill(0);
+          }
+          result = await client.query(
+            `UPDATE devices SET pending_id = $5, pending_kek = $6, pending_key = $7, pending_dh = $9, pending_since = $8, rotate_requested_at = NULL,
+               row_version = row_version + 1
+             WHERE device_id = $1 AND $2 = 1 ${guard} ${slotGuard('AND active_id = $5 - 1 AND pending_id IS NULL')} RETURNING row_version`,
+            [op.deviceId, 1, ...fenceArgs, op.id, kekId, wrapped, now, op.dh === undefined ? 0 : 1],
+          );
+        } else if (op.key !== undefined) {
+          // HK8: the derived key becomes active; the wrapped ephemeral pair is overwritten in the same commit (rule H5).
+          result = await client.query(
+            `UPDATE devices SET active_id = pending_id, active_kek = $7, active_key = $8, active_since = $5,
+               pending_id = NULL, pending_kek = NULL, pending_key = NULL, pending_dh = 0, pending_since = NULL, rotations = rotations + 1,
+               row_version = row_version + 1
+             WHERE device_id = $1 AND $2 = 1 ${guard} ${slotGuard('AND pending_id = $6 AND pending_dh = 1')} AND pending_id IS NOT NULL AND $6::bigint IS NOT NULL RETURNING row_version`,
+            [op.deviceId, 1, ...fenceArgs, now, op.id, kekId, this.#keyring.wrap(kekId, op.deviceId, op.id, op.key)],
+          );
+        } else {
+          result = await client.query(
+            `UPDATE devices SET active_id = pending_id, active_kek = pending_kek, active_key = pending_key, active_since = $5,
+               pending_id = NULL, pending_kek = NULL, pending_key = NULL, pending_dh = 0, pending_since = NULL, rotations = rotations + 1,
+               row_version = row_version + 1
+             WHERE device_id = $1 AND $2 = 1 ${guard} ${slotGuard('AND pending_id = $6 AND pending_dh = 0')} AND pending_id IS NOT NULL AND $6::bigint IS NOT NULL RETURNING row_version`,
+            [op.deviceId, 1, ...fenceArgs, now, op.id],
+          );
+        }
+        const row = result.rows[0];
+        if (row !== undefined && fence !== undefined) advanced.push([fence, row.row_version]);
+        results.push(row !== undefined);
+      }
+      return results;
+    });
+    for (const [fence, rowVersion] of advanced) fence.rowVersion = rowVersion;
+    return applied;
+  }
+
+  /**
+   * KEK rotation, online, as on SQLite: version `to` (which the keyring must
+   * hold) becomes the one new wraps use, then every row under another
+   * version is re-wrapped in short transactions (each locks its rows, so a
+   * serving instance's fenced writes interleave; the key bytes and the fence
+   * do not change). Afterwards no row needs the old versions: destroying
+   * them from the keyring is what erases every retired key still in dead
+   * tuples, WAL segments and backups (crypto-shredding, docs/HUB.md §13.6).
+   */
+  async rotateKek(to: number, onProgress?: (rewrapped: number) => void): Promise<{ from: number[]; to: number; rewrapped: number; transactions: number }> {
+    if (!this.#keyring.has(to)) throw new KekError('KEK_UNAVAILABLE', `KEK version ${to} is not in ${this.#keyring.description}`);
+    const from = (await this.kekVersionsInUse()).filter((id) => id !== to);
+    await this.#pool.query('UPDATE kek_state SET active_kek = $1 WHERE singleton = 1', [to]);
+    let rewrapped = 0;
+    let transactions = 0;
+    for (;;) {
+      const count = await this.#transaction(async (client) => {
+        const rows = (
+          await client.query<PgRow>(
+            'SELECT * FROM devices WHERE active_kek <> $1 OR pending_kek <> $1 ORDER BY rowid LIMIT 256 FOR UPDATE',
+            [to],
+          )
+        ).rows;
+        for (const row of rows) {
+          const active = this.#keyring.unwrap(row.active_kek, row.device_id, row.active_id, row.active_key);
+          const pending =
+            row.pending_id === null || row.pending_key === null || row.pending_kek === null
+              ? undefined
+              : this.#keyring.unwrap(row.pending_kek, row.device_id, row.pending_id, row.pending_key);
+          await client.query('UPDATE devices SET active_kek = $1, active_key = $2, pending_kek = $3, pending_key = $4 WHERE rowid = $5', [
+            to,
+            this.#keyring.wrap(to, row.device_id, row.active_id, active),
+            pending === undefined ? null : to,
+            pending === undefined ? null : this.#keyring.wrap(to, row.device_id, row.pending_id as number, pending),
+            row.rowid,
+          ]);
+          active.fill(0);
+          pending?.fill(0);
+        }
+        return rows.length;
+      });
+      transactions++;
+      rewrapped += count;
+      onProgress?.(rewrapped);
+      if (count < 256) break;
+    }
+    return { from, to, rewrapped, transactions };
+  }
+
+  /** The raw stored (wrapped) forms of a device's keys (audits, tests). */
+  async wrappedForms(deviceId: string): Promise<{ active: { kek: number; bytes: Buffer }; pending?: { kek: number; bytes: Buffer } } | undefined> {
+    const row = (await this.#pool.query<PgRow>('SELECT * FROM devices WHERE device_id = $1', [deviceId.toLowerCase()])).rows[0];
+    if (row === undefined) return undefined;
+    return {
+      active: { kek: row.active_kek, bytes: row.active_key },
+      ...(row.pending_key === null || row.pending_kek === null ? {} : { pending: { kek: row.pending_kek, bytes: row.pending_key } }),
+    };
+  }
+
+  /** Last-seen times (one transaction; not safety-relevant, not fenced). */
+  async touch(lastSeen: ReadonlyMap<string, number>): Promise<void> {
+    if (lastSeen.size === 0) return;
+    const ids = [...lastSeen.keys()];
+    const times = ids.map((id) => lastSeen.get(id) as number);
+    await this.#pool.query(
+      'UPDATE devices d SET last_seen_at = GREATEST(COALESCE(d.last_seen_at, 0), t.at) FROM unnest($1::text[], $2::bigint[]) AS t(id, at) WHERE d.device_id = t.id',
+      [ids, times],
+    );
+  }
+
+  /**
+   * The durable rotation command: the request is a column of the device's
+   * row (cleared by the commit of the device's next pending key), so it
+   * survives any instance and PostgreSQL restart; the NOTIFY only wakes the
+   * instance that serves the device.
+   */
+  async requestRotation(deviceId: string, now: number): Promise<boolean> {
+    return this.#transaction(async (client) => {
+      const changed = (await client.query('UPDATE devices SET rotate_requested_at = COALESCE(rotate_requested_at, $2) WHERE device_id = $1', [deviceId.toLowerCase(), now])).rowCount === 1;
+      if (changed) await client.query('SELECT pg_notify($1, $2)', [NOTIFY_ROTATE, deviceId.toLowerCase()]);
+      return changed;
+    });
+  }
+
+  /** Devices with a rotation request (optionally only among `deviceIds`). */
+  async rotationRequests(deviceIds?: readonly string[]): Promise<string[]> {
+    const rows =
+      deviceIds === undefined
+        ? await this.#pool.query<{ device_id: string }>('SELECT device_id FROM devices WHERE rotate_requested_at IS NOT NULL ORDER BY rotate_requested_at')
+        : await this.#pool.query<{ device_id: string }>(
+            'SELECT device_id FROM devices WHERE rotate_requested_at IS NOT NULL AND device_id = ANY($1::text[]) ORDER BY rotate_requested_at',
+            [deviceIds],
+          );
+    return rows.rows.map((r) => r.device_id);
+  }
+
+  /** Records this instance (informational: who serves, since when). */
+  async heartbeat(now: number, startedAt: number): Promise<void> {
+    await this.#pool.query(
+      `INSERT INTO hub_instances (instance, host, pid, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (instance) DO UPDATE SET heartbeat_at = excluded.heartbeat_at`,
+      [this.instance, hostname(), process.pid, startedAt, now],
+    );
+  }
+
+  async forgetInstance(): Promise<void> {
+    await this.#pool.query('DELETE FROM hub_instances WHERE instance = $1', [this.instance]);
+  }
+
+  /** The server's durability settings as this instance's sessions see them (the hub logs them at start). */
+  async durability(): Promise<{ synchronousCommit: string; fsync: string; synchronousStandbyNames: string }> {
+    const row = (
+      await this.#pool.query<{ sc: string; fs: string; ssn: string }>(
+        "SELECT current_setting('synchronous_commit') AS sc, current_setting('fsync') AS fs, current_setting('synchronous_standby_names') AS ssn",
+      )
+    ).rows[0];
+    return { synchronousCommit: row?.sc ?? '?', fsync: row?.fs ?? '?', synchronousStandbyNames: row?.ssn ?? '' };
+  }
+
+  /** Pool figures (bounded connections). */
+  get poolStats(): { total: number; idle: number; waiting: number } {
+    return { total: this.#pool.totalCount, idle: this.#pool.idleCount, waiting: this.#pool.waitingCount };
+  }
+
+  #fromRow(row: PgRow): StoredDevice {
+    const active = { id: row.active_id, key: this.#keyring.unwrap(row.active_kek, row.device_id, row.active_id, row.active_key) };
+    let pending: HubPendingSlot | undefined;
+    if (row.pending_id !== null && row.pending_key !== null && row.pending_kek !== null) {
+      const bytes = this.#keyring.unwrap(row.pending_kek, row.device_id, row.pending_id, row.pending_key);
+      if (row.pending_dh === 1) {
+        // §11: a dh pending slot is the hub's ephemeral pair h ‖ H (64 bytes, wrapped like a key).
+        pending = { id: row.pending_id, dh: { privateKey: bytes.slice(0, 32), publicKey: bytes.slice(32) } };
+        bytes.fill(0);
+      } else {
+        pending = { id: row.pending_id, key: bytes };
+      }
+    }
+    return { ...summaryOf(row), active, ...(pending === undefined ? {} : { pending }) } as StoredDevice;
+  }
+
+  async #transaction<T>(body: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.#pool.connect();
+    let broken = false;
+    // A checked-out client has no error listener of the pool's: a session terminated between two statements would crash the process.
+    const onError = (): void => {
+      broken = true;
+    };
+    client.on('error', onError);
+    try {
+      await client.query('BEGIN');
+      const result = await body(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      try {
+        await client.query('ROLLBACK');
+      } catch {
+        broken = true;
+      }
+      throw error;
+    } finally {
+      client.removeListener('error', onError);
+      client.release(broken);
+    }
+  }
+}
+
+function concatPair(privateKey: Uint8Array, publicKey: Uint8Array): Uint8Array {
+  const pair = new Uint8Array(64);
+  pair.set(privateKey, 0);
+  pair.set(publicKey, 32);
+  return pair;
+}
+
+async function activeKekFor(client: pg.PoolClient): Promise<number> {
+  return Number((await client.query<{ active_kek: number }>('SELECT active_kek FROM kek_state WHERE singleton = 1 FOR SHARE')).rows[0]?.active_kek);
+}
+
+function summaryOf(row: PgRow): DeviceSummary {
+  return {
+    deviceId: row.device_id,
+    activeKeyId: row.active_id,
+    pendingKeyId: row.pending_id ?? undefined,
+    mode: row.mode,
+    pendingMode: row.pending_id === null ? undefined : row.pending_dh === 1 ? 'dh' : 'classic',
+    activeKek: row.active_kek,
+    createdAt: row.created_at,
+    activeSince: row.active_since,
+    pendingSince: row.pending_since ?? undefined,
+    lastSeenAt: row.last_seen_at ?? undefined,
+    rotations: row.rotations,
+    rotateRequestedAt: row.rotate_requested_at ?? undefined,
+    rowid: row.rowid,
+  };
+}
+
+/** The keyring of a PostgreSQL hub: given, or from --kek-file / LOCKSTEP_KEK_FILE / LOCKSTEP_KEK (there is no default file next to a URL). */
+function pgKeyring(choice: KeyringChoice): Keyring {
+  const keyring = resolveKeyring('postgres', { ...choice, env: { ...(choice.env ?? process.env) } }, false);
+  // resolveKeyring's last resort is a default file next to a database path, meaningless for a URL:
+  if (keyring === undefined || (choice.keyring === undefined && choice.kekFile === undefined && !envHasKek(choice.env ?? process.env))) {
+    throw new KekError(
+      'KEK_UNAVAILABLE',
+      'a PostgreSQL hub needs its key-encryption keyring from outside the database: --kek-file (or LOCKSTEP_KEK_FILE, or LOCKSTEP_KEK); every instance uses the same keyring',
+    );
+  }
+  return keyring;
+}
+
+function envHasKek(env: Readonly<Record<string, string | undefined>>): boolean {
+  return (env.LOCKSTEP_KEK_FILE ?? '') !== '' || (env.LOCKSTEP_KEK ?? '') !== '';
+}
+
+function kekUnavailable(path: string, kekIds: number[], where: string): KekError {
+  return new KekError('KEK_UNAVAILABLE', `database ${path} holds keys wrapped under KEK version ${kekIds.join(', ')}, and ${where} does not provide it`);
+}
+
+/** The URL without its password (for logs and errors). */
+export function redact(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password !== '') parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return 'postgres://(unparsable URL)';
+  }
+}
+
+export function isPostgresUrl(database: unknown): database is string {
+  return typeof database === 'string' && /^postgres(ql)?:\/\//.test(database);
+}
