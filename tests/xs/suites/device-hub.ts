@@ -7,17 +7,22 @@
  * by the other, and a key id never names two keys) must hold; each scenario
  * must end with both sides on one shared key.
  */
-import { nativeAead } from '../../../hosts/moddable/native/native-aead';
+import { nativeAead, nativeKeyAgreement } from '../../../hosts/moddable/native/native-aead';
+import type { RekeyMode } from '../../../modules/platform/keys';
 import { isLockstepError } from '../../../modules/errors';
 import { Pair } from '../../../tools/testing/pair';
 import { assert, assertEqual, test } from '../harness';
 
 const G = 'core';
+const MODES: readonly RekeyMode[] = ['classic', 'dh'];
 /** Long enough for every re-offer and reconnect timer of the cores to fire. */
 const SETTLE_MS = 10 * 60 * 1000;
 
+/** The rekey mode of the scenarios below; each runs in both (docs/PROTOCOL.md §11: dh with the native X25519 and HKDF). */
+let mode: RekeyMode = 'classic';
+
 function established(seed: number): Pair {
-  const pair = new Pair({ seed, aead: nativeAead });
+  const pair = new Pair({ seed, aead: nativeAead, keyAgreement: nativeKeyAgreement, mode });
   pair.connect();
   pair.runUntilIdle();
   pair.assertSafe();
@@ -68,7 +73,8 @@ function rotatePartly(pair: Pair, cut: number): boolean {
   return !(pair.inSync() && pair.device.keys.active.id > before);
 }
 
-test(G, 'handshake, then 20 rotations with data both ways, in order, under the native AEAD', () => {
+for (const m of MODES) test(G, `${m}: handshake, then 20 rotations with data both ways, in order, under the native AEAD`, () => {
+  mode = m;
   const pair = established(7);
   for (let i = 0; i < 20; i++) {
     pair.rotate();
@@ -85,7 +91,8 @@ test(G, 'handshake, then 20 rotations with data both ways, in order, under the n
   assertEqual(down.join(','), [...Array(20).keys()].map((i) => 100 + i).join(','), 'hub → device data');
 });
 
-test(G, 'a connection dropped after every delivery of a rotation: safe throughout, then one shared newer key', () => {
+for (const m of MODES) test(G, `${m}: a connection dropped after every delivery of a rotation: safe throughout, then one shared newer key`, () => {
+  mode = m;
   let cuts = 0;
   for (let cut = 0; cut < 64; cut++) {
     const pair = established(100 + cut);
@@ -100,7 +107,8 @@ test(G, 'a connection dropped after every delivery of a rotation: safe throughou
   assert(cuts >= 3, `a rotation takes several deliveries (${cuts})`);
 });
 
-test(G, 'device power loss after every delivery of a rotation (persists outstanding): safe, converges', () => {
+for (const m of MODES) test(G, `${m}: device power loss after every delivery of a rotation (persists outstanding): safe, converges`, () => {
+  mode = m;
   let cuts = 0;
   for (let cut = 0; cut < 64; cut++) {
     const pair = established(200 + cut);
@@ -115,7 +123,8 @@ test(G, 'device power loss after every delivery of a rotation (persists outstand
   assert(cuts >= 3, `cuts ${cuts}`);
 });
 
-test(G, 'hub restart after every delivery of a rotation: safe, converges', () => {
+for (const m of MODES) test(G, `${m}: hub restart after every delivery of a rotation: safe, converges`, () => {
+  mode = m;
   let cuts = 0;
   for (let cut = 0; cut < 64; cut++) {
     const pair = established(300 + cut);
@@ -128,7 +137,8 @@ test(G, 'hub restart after every delivery of a rotation: safe, converges', () =>
   assert(cuts >= 3, `cuts ${cuts}`);
 });
 
-test(G, 'seeded random soak: 400 events of rotate, data, drop, reboot, restart, time; safe after each', () => {
+for (const m of MODES) test(G, `${m}: seeded random soak: 400 events of rotate, data, drop, reboot, restart, time; safe after each`, () => {
+  mode = m;
   const pair = established(4242);
   let state = 4242;
   const next = (n: number): number => {
