@@ -565,8 +565,9 @@ function kekUnavailable(path: string, kekIds: number[], where: string): KekError
   return new KekError('KEK_UNAVAILABLE', `database ${path} holds keys wrapped under KEK version ${kekIds.join(', ')}, and ${where} does not provide it`);
 }
 
-/** The URL without its password (for logs and errors). */
+/** The URL without its password (for logs and errors); a SQLite path is returned as it is. */
 export function redact(url: string): string {
+  if (!isPostgresUrl(url)) return url;
   try {
     const parsed = new URL(url);
     if (parsed.password !== '') parsed.password = '***';
