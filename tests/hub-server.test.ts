@@ -92,10 +92,13 @@ test('rotate(): started, or queued behind a rotation in flight (never replacing 
   await until(() => !hub.deviceState(device.deviceId).connected, 'device offline');
   expect(hub.rotate(device.deviceId)).toBe('started');
   await until(() => hub.deviceState(device.deviceId).pendingKeyId === 4, 'pending durable');
-  const pendingKey = hub.store.getDevice(device.deviceId)?.pending?.key;
+  // A dh pending slot (the default mode): the hub's ephemeral pair, which must not change either.
+  const pending = hub.store.getDevice(device.deviceId)?.pending;
+  expect(pending?.id).toBe(4);
+  expect(pending?.dh?.publicKey).toHaveLength(32);
   expect(hub.rotate(device.deviceId)).toBe('queued');
   await new Promise((resolve) => setTimeout(resolve, 200));
-  expect(hub.store.getDevice(device.deviceId)?.pending).toEqual({ id: 4, key: pendingKey });
+  expect(hub.store.getDevice(device.deviceId)?.pending).toEqual(pending);
   device.host.start();
   await until(() => confirmed.length === 4, 'the pending and the queued rotation after reconnect');
   expect(confirmed).toEqual([2, 3, 4, 5]);
