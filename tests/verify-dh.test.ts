@@ -23,7 +23,7 @@ test('dh mode: every single fault point, no violation', () => {
   expect(report.singles.byKind['link cut inside REKEY/REKEY_ACK']).toBeGreaterThan(700);
   expect(report.singles.byKind['torn flash write']).toBeGreaterThan(300);
   expect(report.singles.byKind['hub crash']).toBeGreaterThan(10);
-});
+}, 600_000);
 
 test('dh mode: pairs of boundary fault points (shard 1 of 6), no violation', () => {
   const report = exploreExhaustively({ rounds: 3, seed: 1, pairs: 'boundaries', mode: 'dh', shard: { index: 0, of: 6 } });
@@ -32,4 +32,4 @@ test('dh mode: pairs of boundary fault points (shard 1 of 6), no violation', () 
   console.log(`exhaustive, fault pairs at boundaries, shard 1/6, dh mode (CI):\n${lines.join('\n')}`);
   expect(report.failures.map((f) => `${f.violation.invariant}: ${f.violation.detail} (${f.schedule.points.map((p) => p.label).join('; ')})`)).toEqual([]);
   expect(report.pairs.schedules).toBeGreaterThan(4_000);
-});
+}, 600_000);
