@@ -37,7 +37,7 @@ test('--key-wrap: keywrap.bin + keystore.bin mount through the wrapper to the ke
   expect(new WrappedKeystore(memoryFlash({ image: read(imagePath) }), wrapper).mount()).toEqual({
     provisioned: true,
     deviceId,
-    keys: { mode: 'classic', active: { id: 1, key } },
+    keys: { mode: 'dh', active: { id: 1, key } },
   });
   // What the firmware does: openKeystore picks the wrapped storage from the image.
   const warnings: string[] = [];
@@ -85,7 +85,7 @@ test('CLI: --key-wrap writes keywrap.bin next to keystore.bin and device.json', 
   expect(printed.keyId).toBe(4);
   const wrapper = new KeyWrapper(nodePrimitives, keyWrapKeyFromImage(read(join(dir, KEY_WRAP_FILE))));
   expect(new WrappedKeystore(memoryFlash({ image: read(join(dir, IMAGE_FILE)) }), wrapper).mount()).toMatchObject({
-    keys: { mode: 'classic', active: { id: 4, key: Uint8Array.from(Buffer.from(printed.key, 'hex')) } },
+    keys: { mode: 'dh', active: { id: 4, key: Uint8Array.from(Buffer.from(printed.key, 'hex')) } },
   });
   expect(JSON.parse(readFileSync(join(dir, RECORD_FILE), 'utf8'))).toEqual(printed);
 });
@@ -100,7 +100,7 @@ test('hub CLI: provision --out --key-wrap writes the same trio; --key-wrap witho
   const printed = JSON.parse(run.stdout.trim());
   const wrapper = new KeyWrapper(nodePrimitives, keyWrapKeyFromImage(read(join(out, KEY_WRAP_FILE))));
   expect(new WrappedKeystore(memoryFlash({ image: read(join(out, IMAGE_FILE)) }), wrapper).mount()).toMatchObject({
-    keys: { mode: 'dh', active: { id: printed.keyId, key: Uint8Array.from(Buffer.from(printed.key, 'hex')) } }, // the hub's provision defaults to dh
+    keys: { mode: 'dh', active: { id: printed.keyId, key: Uint8Array.from(Buffer.from(printed.key, 'hex')) } },
   });
   const refused = spawnSync(tsx, [cli, 'provision', '--db', join(dir, 'other.db'), '--key-wrap'], { encoding: 'utf8' });
   expect(refused.status).toBe(1);

@@ -32,7 +32,7 @@ test('writes a partition image that mounts to the record it prints', () => {
   expect(mountImageFile(imagePath)).toEqual({
     provisioned: true,
     deviceId: Uint8Array.from(Buffer.from(record.deviceId, 'hex')),
-    keys: { mode: 'classic', active: { id: 1, key: Uint8Array.from(Buffer.from(record.key, 'hex')) } },
+    keys: { mode: 'dh', active: { id: 1, key: Uint8Array.from(Buffer.from(record.key, 'hex')) } },
   });
   // The same image works through the file-backed flash the simulator uses.
   const flash = new FileFlash(imagePath, { create: false });
@@ -44,7 +44,7 @@ test('uses the secure random source for id and key; honours key id and geometry'
   let calls = 0;
   const random = (length: number) => new Uint8Array(length).fill(++calls);
   const { record, imagePath } = provisionDevice({ outDir: dir, random, keyId: 77, size: 8192 });
-  expect(record).toEqual({ deviceId: '01'.repeat(8), keyId: 77, key: '02'.repeat(64), mode: 'classic' });
+  expect(record).toEqual({ deviceId: '01'.repeat(8), keyId: 77, key: '02'.repeat(64), mode: 'dh' });
   expect(mountImageFile(imagePath, 8192)).toMatchObject({ provisioned: true, keys: { active: { id: 77 } } });
 });
 
