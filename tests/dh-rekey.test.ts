@@ -10,6 +10,7 @@ import { decodeHeader } from '../modules/protocol/header';
 import { nodeKeyAgreement } from '../hosts/node/key-agreement';
 import { copyHubRow } from '../tools/testing/hub-row';
 import { Pair } from '../tools/testing/pair';
+import { cutRotation } from '../tools/testing/pair-cuts';
 
 function frames(chunks: readonly Uint8Array[]) {
   return chunks.map((bytes) => decodeHeader(bytes.subarray(2)));
@@ -103,29 +104,9 @@ describe('dh rekey mode on the cores', () => {
       pair.connect();
       pair.runUntilIdle();
       pair.rotate();
-      let budget = cutAfter;
-      let cut = false;
-      for (let i = 0; i < 1000 && !cut; i++) {
-        const toHub = pair.toHub.length > 0;
-        const queue = toHub ? pair.toHub : pair.toDevice;
-        const chunk = queue.shift();
-        if (chunk === undefined) break;
-        if (chunk.length > budget) {
-          if (budget > 0) (toHub ? pair.deliverToHub(chunk.subarray(0, budget)) : pair.deliverToDevice(chunk.subarray(0, budget)));
-          pair.disconnect();
-          cut = true;
-        } else {
-          budget -= chunk.length;
-          if (toHub) pair.deliverToHub(chunk);
-          else pair.deliverToDevice(chunk);
-        }
-        pair.assertSafe();
-      }
+      const { cut } = cutRotation(pair, cutAfter);
       if (!cut) break;
       cuts++;
-      pair.connect();
-      pair.runUntilIdle();
-      pair.assertSafe();
       expect(pair.inSync()).toBe(true);
       expect(pair.device.keys.active.id).toBe(2);
       expect(pair.hubStore.pending).toBeUndefined();

@@ -1,4 +1,5 @@
 import { Pair } from '../tools/testing/pair';
+import { cutRotation } from '../tools/testing/pair-cuts';
 
 describe('device and hub over an in-memory link', () => {
   test('handshake establishes a session', () => {
@@ -43,29 +44,7 @@ describe('connection cut at every byte of a rotation', () => {
     pair.rotate();
     pair.deviceSend(Uint8Array.of(1));
     pair.hubSend(Uint8Array.of(2));
-    let budget = cutAfter;
-    let cut = false;
-    for (let i = 0; i < 1000 && !cut; i++) {
-      const toHub = pair.toHub.length > 0;
-      const queue = toHub ? pair.toHub : pair.toDevice;
-      const chunk = queue.shift();
-      if (chunk === undefined) break;
-      if (chunk.length > budget) {
-        // Deliver only the first `budget` bytes, then the link breaks.
-        if (budget > 0) (toHub ? pair.deliverToHub(chunk.subarray(0, budget)) : pair.deliverToDevice(chunk.subarray(0, budget)));
-        pair.disconnect();
-        cut = true;
-      } else {
-        budget -= chunk.length;
-        if (toHub) pair.deliverToHub(chunk);
-        else pair.deliverToDevice(chunk);
-      }
-      pair.assertSafe();
-    }
-    pair.connect();
-    pair.runUntilIdle();
-    pair.assertSafe();
-    return { pair, cut };
+    return cutRotation(pair, cutAfter);
   }
 
   test('every cut point converges to one shared key with app data delivered once', () => {
