@@ -3,7 +3,7 @@
  * it (docs/VERIFICATION.md §4). The cores run with their production timers
  * (modules/protocol/constants.ts); only the environment is chosen here.
  */
-import { HANDSHAKE_TIMEOUT_MS, IDLE_TIMEOUT_MS } from '../../modules/protocol/constants';
+import { HANDSHAKE_TIMEOUT_MS, IDLE_TIMEOUT_MS, RECOVERY_RETRY_INITIAL_MS } from '../../modules/protocol/constants';
 
 /** The simulated clock starts at a realistic epoch (never at 0). */
 export const SIM_EPOCH_MS = 1_700_000_000_000;
@@ -55,3 +55,27 @@ export const LIVENESS_BOUND_MS =
  */
 export const ROUND_ROUND_TRIPS = 2;
 export const ROUND_BOUND_MS = ROUND_ROUND_TRIPS * CALM_ROUND_TRIP_MS + 2 * DB_COMMIT_MS;
+
+/**
+ * Convergence after a rollback (docs/VERIFICATION.md §11): everything of
+ * LIVENESS_BOUND_MS, then
+ * - the device's own spacing of recovery attempts (docs/PROTOCOL.md §12.7):
+ *   a schedule of at most two faults fails at most two attempts, so the
+ *   next one waits at most 2 × RECOVERY_RETRY_INITIAL_MS (30 s, then 60 s);
+ * - the handshake on one connection: CHALLENGE → HELLO → NO_KEY →
+ *   RECOVER_INIT → RECOVER_REPLY → RECOVER_FINISH → RECOVER_RESULT is 3.5
+ *   round trips plus the hub's commit of the recovered key, then the
+ *   device's reconnect at once and the ordinary convergence on it (within
+ *   LIVENESS_BOUND_MS's 4 round trips + 2 commits): RECOVERY_ROUND_TRIPS
+ *   round trips and one commit more.
+ * The hub's per-device limit (RECOVERY_LIMIT accepted per window) is above
+ * what a schedule of two faults can use (one accepted recovery per
+ * rollback, one more when a RECOVER_RESULT ACCEPTED is lost), so it never
+ * adds a wait here; a RATE_LIMITED answer in such a run is reported.
+ */
+export const RECOVERY_ROUND_TRIPS = 4;
+export const RECOVERY_ATTEMPTS_SPACING_MS = 2 * RECOVERY_RETRY_INITIAL_MS;
+export const RECOVERY_LIVENESS_BOUND_MS = LIVENESS_BOUND_MS + RECOVERY_ATTEMPTS_SPACING_MS + RECOVERY_ROUND_TRIPS * CALM_ROUND_TRIP_MS + DB_COMMIT_MS;
+/** The simulated hub's recovery policy: auto, at most this many accepted recoveries per device per window. */
+export const RECOVERY_LIMIT = 3;
+export const RECOVERY_WINDOW_MS = 3_600_000;

@@ -136,6 +136,15 @@ export class DeviceHost {
     this.#context.trace.log(() => `DEVICE POWER CUT (${why}); flash holds ${describeKeys(this.store.durable())}`);
   }
 
+  /** Re-flashed with keystore image `image` (its provisioning image is 0): power off, flash written, boot DEVICE_BOOT_MS later. */
+  reflash(now: number, image: number): void {
+    this.powerCut(now, `re-flashed with image ${image}`);
+    this.#interrupted = undefined;
+    this.store.restoreImage(image);
+    this.bootAt ??= now + DEVICE_BOOT_MS;
+    this.#context.trace.log(() => `DEVICE RE-FLASHED with image ${image}: ${describeKeys(this.store.durable())}`);
+  }
+
   /** The reconnect timer fired: the loop opens a connection, which the simulated network connects at once. */
   connect(now: number): void {
     this.#timers.fire('retry');

@@ -52,6 +52,16 @@ export interface DeviceStore {
   tick?(now: number): void;
   /** A digest of the durable layout (flash state), for equivalence checks. */
   layoutDigest(): string;
+  /**
+   * Every durable image the storage has held, oldest first: the provisioning
+   * image, then the image after each completed write (docs/VERIFICATION.md
+   * §11). The last one is the current image unless a torn write changed it.
+   */
+  readonly images: number;
+  /** Re-flashes image `index` (the device is off: the host cuts its power first); recorded as the newest image. */
+  restoreImage(index: number): void;
+  /** A digest of every recorded image (the faults still possible depend on them). */
+  imagesText(): string;
 }
 
 /** The keys after `op` (the model the keystore must match). */
@@ -66,10 +76,27 @@ export class MemoryDeviceStore implements DeviceStore {
   readonly kind = 'memory';
   #keys: DeviceKeys;
   #torn: TornWrite | undefined;
+  readonly #images: DeviceKeys[] = [];
   lastOps: FlashOpProfile[] = [];
 
   constructor(initial: DeviceKeys) {
     this.#keys = copyKeys(initial);
+    this.#images.push(copyKeys(initial));
+  }
+
+  get images(): number {
+    return this.#images.length;
+  }
+
+  restoreImage(index: number): void {
+    const image = this.#images[index];
+    if (image === undefined) throw new Error(`store: no image ${index}`);
+    this.#keys = copyKeys(image);
+    this.#images.push(copyKeys(image));
+  }
+
+  imagesText(): string {
+    return this.#images.map((keys) => `${keys.active.id}/${keys.future?.id ?? 0}`).join(',');
   }
 
   boot(): DeviceKeys {
@@ -83,6 +110,7 @@ export class MemoryDeviceStore implements DeviceStore {
     if (torn !== undefined && torn.operation === 0 && torn.bytes < 1) throw new PowerCut();
     this.#keys = keysAfter(this.#keys, op);
     if (torn !== undefined && torn.operation === 0) throw new PowerCut();
+    this.#images.push(copyKeys(this.#keys));
   }
 
   durable(): DeviceKeys {

@@ -14,7 +14,7 @@
 import { SIM_EPOCH_MS } from './constants';
 import { RoundsDriver } from './driver';
 import type { StepProfile } from './faults';
-import { faultPoints, type EnumeratedPoint, type PointKind } from './points';
+import { faultPoints, ROLLBACK_KINDS, type EnumeratedPoint, type PointKind } from './points';
 import type { Variant } from './variant';
 import { World, type FaultKind, type StoreFactory, type Violation } from './world';
 
@@ -34,6 +34,16 @@ export interface ExhaustiveOptions {
   /** Run only first-fault classes with index % of === shard (parallel workers). */
   readonly shard?: { readonly index: number; readonly of: number };
   readonly onProgress?: (line: string) => void;
+  /**
+   * Rollback faults (docs/VERIFICATION.md §11): 'with' adds them to every
+   * other fault point (the pairs are then those with at least one rollback:
+   * pairs of two other faults are the plain mode's); 'only' runs the
+   * rollbacks as single faults, and as pairs a rollback first with every
+   * fault point after it. Default 'none'.
+   */
+  readonly rollbacks?: 'none' | 'with' | 'only';
+  /** Whether the hub answers recovery requests (docs/PROTOCOL.md §12); default on. */
+  readonly recovery?: boolean;
 }
 
 export interface Schedule {
@@ -58,11 +68,18 @@ export interface ExhaustiveReport {
   stepsBeforePairs: number;
   checksBeforePairs: number;
   faultsBeforePairs: Partial<Record<FaultKind, number>>;
+  rollbackRunsBeforePairs: number;
+  doubleRollbackRunsBeforePairs: number;
   failures: Failure[];
   violatedInvariants: Map<string, number>;
   worstRecoveryMs: number;
   worstConnectedMs: number;
   worstRoundMs: number;
+  /** Worst convergence after a last fault that followed a rollback (docs/VERIFICATION.md §11). */
+  worstRollbackRecoveryMs: number;
+  /** Schedules in which a rollback struck, and those in which it was a double rollback (§12.5). */
+  rollbackRuns: number;
+  doubleRollbackRuns: number;
 }
 
 const MAX_STEPS = 6_000;
@@ -78,18 +95,33 @@ export function newReport(): ExhaustiveReport {
     stepsBeforePairs: 0,
     checksBeforePairs: 0,
     faultsBeforePairs: {},
+    rollbackRunsBeforePairs: 0,
+    doubleRollbackRunsBeforePairs: 0,
     failures: [],
     violatedInvariants: new Map(),
     worstRecoveryMs: 0,
     worstConnectedMs: 0,
     worstRoundMs: 0,
+    worstRollbackRecoveryMs: 0,
+    rollbackRuns: 0,
+    doubleRollbackRuns: 0,
   };
 }
 
 /** Runs one schedule; with `visited`, stops early when the state after its last fault was seen before. */
 export function runSchedule(
   schedule: Schedule,
-  options: { variant?: Variant; store?: StoreFactory; mode?: 'classic' | 'dh'; liveViewsOnly?: boolean; profile?: boolean; trace?: boolean; visited?: Set<string> },
+  options: {
+    variant?: Variant;
+    store?: StoreFactory;
+    mode?: 'classic' | 'dh';
+    liveViewsOnly?: boolean;
+    profile?: boolean;
+    trace?: boolean;
+    visited?: Set<string>;
+    rollbacks?: boolean;
+    recovery?: boolean;
+  },
 ): { world: World; merged: boolean; digest: string | undefined } {
   const byStep = new Map(schedule.points.map((p) => [p.step, p.faults]));
   const lastStep = schedule.points.reduce((max, p) => Math.max(max, p.step), 0);
@@ -104,6 +136,8 @@ export function runSchedule(
     trace: options.trace ?? false,
     liveViewsOnly: options.liveViewsOnly ?? false,
     maxSteps: MAX_STEPS,
+    ...(options.rollbacks === true ? { rollbacks: true } : {}),
+    ...(options.recovery === false ? { recovery: false } : {}),
   });
   let merged = false;
   let digest: string | undefined;
@@ -123,11 +157,16 @@ export function runSchedule(
 
 export function exploreExhaustively(options: ExhaustiveOptions, report = newReport()): ExhaustiveReport {
   const progress = options.onProgress ?? (() => {});
+  const rollbacks = options.rollbacks ?? 'none';
   const base = {
     ...(options.variant ? { variant: options.variant } : {}),
     ...(options.store ? { store: options.store } : {}),
+    ...(options.mode ? { mode: options.mode } : {}),
     liveViewsOnly: options.liveViewsOnly ?? false,
+    ...(rollbacks !== 'none' ? { rollbacks: true } : {}),
+    ...(options.recovery === false ? { recovery: false } : {}),
   };
+  const isRollback = (point: EnumeratedPoint) => ROLLBACK_KINDS.has(point.kind);
   const visited = new Set<string>();
   const stop = () => options.stopAtFirstViolation === true && report.failures.length > 0;
 
@@ -136,7 +175,8 @@ export function exploreExhaustively(options: ExhaustiveOptions, report = newRepo
   report.baselineSteps = baseline.world.step;
   if (stop()) return report;
 
-  const singles = faultPoints(baseline.world.profiles, 0);
+  let singles = faultPoints(baseline.world.profiles, 0, { rollbacks: rollbacks !== 'none' });
+  if (rollbacks === 'only') singles = singles.filter(isRollback);
   report.singles.points = singles.length;
   for (const point of singles) report.singles.byKind[point.kind] = (report.singles.byKind[point.kind] ?? 0) + 1;
   progress(`baseline: ${baseline.world.step} steps, ${singles.length} single fault points`);
@@ -163,6 +203,8 @@ export function exploreExhaustively(options: ExhaustiveOptions, report = newRepo
   report.stepsBeforePairs = report.steps;
   report.checksBeforePairs = report.checks;
   report.faultsBeforePairs = Object.fromEntries(report.faults);
+  report.rollbackRunsBeforePairs = report.rollbackRuns;
+  report.doubleRollbackRunsBeforePairs = report.doubleRollbackRuns;
   progress(`singles: ${singles.length} schedules, ${representatives.length} distinct states after the fault`);
   if (options.pairs === 'none') return report;
 
@@ -172,8 +214,10 @@ export function exploreExhaustively(options: ExhaustiveOptions, report = newRepo
     if (options.shard !== undefined && index % options.shard.of !== options.shard.index) return;
     const firsts = options.pairs === 'boundaries' ? rep.members.filter((m) => !m.interior) : rep.members;
     if (firsts.length === 0) return;
-    let seconds = faultPoints(rep.profiles, rep.point.step);
+    let seconds = faultPoints(rep.profiles, rep.point.step, { rollbacks: rollbacks !== 'none' });
     if (options.pairs === 'boundaries') seconds = seconds.filter((p) => !p.interior);
+    // With rollbacks, pairs of two other faults are the plain mode's: only pairs with a rollback in them.
+    if (rollbacks !== 'none' && !isRollback(rep.point)) seconds = seconds.filter(isRollback);
     report.pairs.schedules += firsts.length * seconds.length;
     report.pairs.sharedWithEquivalentFirst += (firsts.length - 1) * seconds.length;
     for (const second of seconds) {
@@ -197,6 +241,9 @@ function absorb(report: ExhaustiveReport, world: World, schedule: Schedule): voi
   report.worstRecoveryMs = Math.max(report.worstRecoveryMs, world.liveness.worstRecoveryMs);
   report.worstConnectedMs = Math.max(report.worstConnectedMs, world.liveness.worstConnectedMs);
   report.worstRoundMs = Math.max(report.worstRoundMs, world.liveness.worstRoundMs);
+  report.worstRollbackRecoveryMs = Math.max(report.worstRollbackRecoveryMs, world.liveness.worstRollbackRecoveryMs);
+  if (world.rollbacks.device + world.rollbacks.hub + world.rollbacks.both > 0) report.rollbackRuns++;
+  if (world.keyInvariants.doubleRollbacks > 0) report.doubleRollbackRuns++;
   const violation = world.violations[0];
   if (violation !== undefined) {
     report.failures.push({ schedule, violation });

@@ -1,7 +1,8 @@
 /**
  * The faults that strike before a step's event (faults.ts BeforeFault):
  * power cut, hub crash (process or machine), link reset or silent cut,
- * delay, and the adversary's moves. Each one that takes effect is counted,
+ * delay, the adversary's moves, and rollbacks (a hub database restored
+ * from an earlier snapshot, a device re-flashed with an earlier image). Each one that takes effect is counted,
  * with the moment the environment is calm again (for the liveness bound).
  */
 import { RESET_NOTICE_MS } from './constants';
@@ -36,6 +37,25 @@ export function applyBeforeFault(world: SimWorld, fault: BeforeFault): void {
       world.countFault('delay', link.lastArrival[fault.direction]);
       return;
     }
+    case 'restoreHub':
+      if (fault.snapshot >= world.db.snapshots) return;
+      world.hub.restore(world.now, fault.snapshot);
+      world.rolledBack('hub');
+      world.countFault('hub restored from a snapshot', world.hub.restartAt ?? world.now);
+      return;
+    case 'restoreDevice':
+      if (fault.image >= world.device.store.images) return;
+      world.device.reflash(world.now, fault.image);
+      world.rolledBack('device');
+      world.countFault('device re-flashed with an image', world.device.bootAt ?? world.now);
+      return;
+    case 'restoreBoth':
+      if (fault.snapshot >= world.db.snapshots || fault.image >= world.device.store.images) return;
+      world.hub.restore(world.now, fault.snapshot);
+      world.device.reflash(world.now, fault.image);
+      world.rolledBack('both');
+      world.countFault('both rolled back', Math.max(world.hub.restartAt ?? world.now, world.device.bootAt ?? world.now));
+      return;
     case 'adversary': {
       const link = world.device.link;
       if (link === undefined || link.dead) return;

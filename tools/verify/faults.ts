@@ -29,7 +29,16 @@ export type BeforeFault =
   /** Reset the device's current link (silent: neither end is told). */
   | { readonly kind: 'reset'; readonly silent: boolean }
   | { readonly kind: 'delay'; readonly direction: Direction; readonly ms: number }
-  | { readonly kind: 'adversary'; readonly move: AdversaryMove };
+  | { readonly kind: 'adversary'; readonly move: AdversaryMove }
+  /**
+   * Rollbacks (docs/VERIFICATION.md §11): the hub's database replaced by its
+   * durable snapshot `snapshot` (the hub process is stopped and restarted
+   * around it), the device re-flashed with its keystore image `image` (the
+   * device is off meanwhile), or both in the same step.
+   */
+  | { readonly kind: 'restoreHub'; readonly snapshot: number }
+  | { readonly kind: 'restoreDevice'; readonly image: number }
+  | { readonly kind: 'restoreBoth'; readonly snapshot: number; readonly image: number };
 
 export interface StepFaults {
   readonly before?: readonly BeforeFault[];
@@ -64,6 +73,9 @@ export interface StepProfile {
   delivery: { readonly direction: Direction; readonly length: number; readonly frameType: number | undefined; readonly fin: boolean } | undefined;
   /** Digest of the step and the state after it (for equivalence of continuations). */
   digest: number;
+  /** Durable hub snapshots and device images recorded before the step (the rollbacks it offers). */
+  hubSnapshots: number;
+  deviceImages: number;
 }
 
 /** One fault point: a step and what strikes there. */

@@ -36,9 +36,51 @@ export class SimHubDatabase {
   /** Writes not yet finished, in the order they were begun (commits keep that order). */
   readonly writes: DbWrite[] = [];
   commits = 0;
+  /**
+   * Every durable state the database has been in, oldest first (the
+   * scenario's backups: docs/VERIFICATION.md §11). The last one is always
+   * the current durable state; a restore (`restore`) replaces the rows by
+   * an earlier one and records the restored state as the newest.
+   */
+  readonly #snapshots: Map<string, HubRow>[] = [];
 
   insert(deviceId: string, row: HubRow): void {
     this.#rows.set(deviceId, copyHubRow(row));
+    this.#snapshot();
+  }
+
+  /** Durable states recorded so far (the last is the current one). */
+  get snapshots(): number {
+    return this.#snapshots.length;
+  }
+
+  /** The rows of snapshot `index` (copies). */
+  snapshotRows(index: number): ReadonlyMap<string, HubRow> {
+    const snapshot = this.#snapshots[index];
+    if (snapshot === undefined) throw new Error(`db: no snapshot ${index}`);
+    return new Map([...snapshot].map(([id, row]) => [id, copyHubRow(row)]));
+  }
+
+  /**
+   * An operator restores the database from backup `index` (or a failover to
+   * a standby that had seen only that much): every row is replaced, writes
+   * in progress are gone. The hub process must be down (the host crashes it first).
+   */
+  restore(index: number): void {
+    const snapshot = this.snapshotRows(index);
+    this.writes.length = 0;
+    this.#rows.clear();
+    for (const [id, row] of snapshot) this.#rows.set(id, row);
+    this.#snapshot();
+  }
+
+  /** A digest of every recorded snapshot (the faults still possible depend on them). */
+  snapshotsText(): string {
+    return this.#snapshots.map((rows) => [...rows.values()].map((row) => `${row.active.id}.${fnv1a(row.active.key)}/${row.pending?.id ?? 0}.${row.pending === undefined ? 0 : fnv1a(row.pending.key ?? row.pending.dh.privateKey)}`).join(',')).join(';');
+  }
+
+  #snapshot(): void {
+    this.#snapshots.push(new Map([...this.#rows].map(([id, row]) => [id, copyHubRow(row)])));
   }
 
   row(deviceId: string): HubRow {
@@ -76,6 +118,7 @@ export class SimHubDatabase {
     this.#rows.set(write.op.deviceId, rowAfter(this.row(write.op.deviceId), write.op));
     write.committed = true;
     this.commits++;
+    this.#snapshot();
   }
 
   /** Drops a write that is committed (or failed) and acknowledged. */

@@ -82,6 +82,20 @@ export class HubHost {
     this.#world.trace.log(() => `HUB CRASH (${why}${silent ? ', silent' : ''}); db holds ${this.db.digest()}`);
   }
 
+  /**
+   * An operator restores the database from a backup (or fails over to a
+   * standby that had seen only that much): the hub is stopped (its
+   * connections reset), the rows are replaced by snapshot `snapshot`, and
+   * the hub starts again HUB_RESTART_MS later from the restored rows.
+   */
+  restore(now: number, snapshot: number): void {
+    this.crash(now, false, `stopped to restore the database from snapshot ${snapshot}`);
+    this.db.restore(snapshot);
+    this.restartAt ??= now + HUB_RESTART_MS;
+    const row = this.db.row(this.deviceId);
+    this.#world.trace.log(() => `HUB DATABASE RESTORED from snapshot ${snapshot}: active ${row.active.id}${row.pending ? `, pending ${row.pending.id}` : ''}`);
+  }
+
   accept(link: Link, now: number): void {
     const core = this.core;
     if (core === undefined) return;

@@ -10,6 +10,23 @@
  * - S3 at most two keys per side, the newer id above the active one;
  * - S4 key ids never decrease (per view, across restarts);
  * - S5 no key id ever names two different keys (across all views, ever).
+ *
+ * Rollbacks (docs/VERIFICATION.md §11, docs/PROTOCOL.md §12.5) break some
+ * of these by design, and the checks say exactly which hold instead:
+ * - S1/S2 (and the pairings' S5) are not expected right after a rollback:
+ *   they are off from the rollback until the pair is next in sync, and
+ *   hold from then on ("after convergence");
+ * - S4 starts again for the views of the side that was rolled back;
+ * - S5 becomes per side: no id ever names two keys on the device across
+ *   all its lives (single-side rollbacks: hub restored, or device
+ *   re-flashed); on the hub across its lives while only the device is
+ *   rolled back, and from each restore on (a restored hub may reissue an id
+ *   it issued after the backup, which never reached the device). After a
+ *   double rollback (both at once, or the second before the pair converged
+ *   from the first) neither side remembers the ids issued in between: the
+ *   device's S5 then holds from that rollback on (a new epoch), as §12.5
+ *   states, and the global S5 (one id, one key, everywhere, ever) holds only
+ *   in runs without rollbacks.
  */
 import type { DeviceKeys, KeySlot } from '../../modules/platform/keys';
 import { hasKey, resolveHubKeys, type HubKeysView } from '../testing/hub-keys-view';
@@ -38,6 +55,17 @@ interface Highest {
 export class KeyInvariants {
   /** S5: the bytes each key id named when first seen. */
   readonly #keyOfId = new Map<number, Uint8Array>();
+  /** S5 per side across rollbacks (see above). */
+  readonly #deviceKeyOfId = new Map<number, Uint8Array>();
+  readonly #hubKeyOfId = new Map<number, Uint8Array>();
+  /** A rollback struck: the global S5 no longer applies (from then on, per side). */
+  #rolledBack = false;
+  /** S1/S2 are off from a rollback until the pair is next in sync. */
+  #pairsOff = false;
+  /** The side rolled back since the pair was last in sync (a rollback of the other one is a double rollback). */
+  #unconverged: 'device' | 'hub' | 'both' | undefined;
+  /** Double rollbacks seen (each starts a new epoch of the device's S5). */
+  doubleRollbacks = 0;
   readonly #highest: Record<ViewName, Highest> = {
     deviceLive: { active: 0, newest: 0 },
     deviceDurable: { active: 0, newest: 0 },
@@ -47,9 +75,31 @@ export class KeyInvariants {
   checks = 0;
 
   stateText(): string {
-    const ids = [...this.#keyOfId.entries()].map(([id, key]) => `${id}:${fnv1a(key)}`);
+    const ids = (map: Map<number, Uint8Array>) => [...map.entries()].map(([id, key]) => `${id}:${fnv1a(key)}`).join(',');
     const highest = Object.values(this.#highest).map((h) => `${h.active}/${h.newest}`);
-    return `${ids.join(',')}|${highest.join(',')}`;
+    const rollback = this.#rolledBack ? `|${ids(this.#deviceKeyOfId)}|${ids(this.#hubKeyOfId)}|${this.#pairsOff ? 1 : 0}${this.#unconverged ?? '-'}${this.doubleRollbacks}` : '';
+    return `${ids(this.#keyOfId)}|${highest.join(',')}${rollback}`;
+  }
+
+  /** A rollback struck `side` (world.rolledBack). */
+  rolledBack(side: 'device' | 'hub' | 'both'): void {
+    this.#rolledBack = true;
+    this.#pairsOff = true;
+    const double = side === 'both' || (this.#unconverged !== undefined && this.#unconverged !== side);
+    this.#unconverged = double ? 'both' : side;
+    if (double) {
+      this.doubleRollbacks++;
+      this.#deviceKeyOfId.clear();
+    }
+    if (side !== 'device') this.#hubKeyOfId.clear();
+    for (const view of side === 'device' ? (['deviceLive', 'deviceDurable'] as const) : side === 'hub' ? (['hubLive', 'hubDurable'] as const) : (['deviceLive', 'deviceDurable', 'hubLive', 'hubDurable'] as const)) {
+      this.#highest[view] = { active: 0, newest: 0 };
+    }
+  }
+
+  /** S1/S2 are off (a rollback struck and the pair has not been in sync since). */
+  get pairsOff(): boolean {
+    return this.#pairsOff;
   }
 
   /**
@@ -60,8 +110,17 @@ export class KeyInvariants {
   /** `deviceId` (hex) binds a dh derivation (§11.3): the checks resolve the hub's dh pending slot with it. */
   constructor(readonly deviceId: string) {}
 
-  check(views: KeyViews, report: Report, liveOnly = false): void {
+  /** `synced`: the pair is in sync this step (sync.ts); after a rollback that re-arms S1/S2. */
+  check(views: KeyViews, report: Report, liveOnly = false, synced = false): void {
     const { deviceLive, deviceDurable, hubLive, hubDurable } = views;
+    if (synced && this.#pairsOff) {
+      this.#pairsOff = false;
+      this.#unconverged = undefined;
+    }
+    if (this.#pairsOff) {
+      this.#sides(views, report);
+      return;
+    }
     if (liveOnly) {
       if (deviceLive !== undefined && hubLive !== undefined) this.#pair(deviceLive, 'live', hubLive, 'live', report);
       return;
@@ -72,6 +131,12 @@ export class KeyInvariants {
     }
     if (hubLive !== undefined) this.#pair(deviceDurable, 'durable', hubLive, 'live', report);
     this.#pair(deviceDurable, 'durable', hubDurable, 'durable', report);
+    this.#sides(views, report);
+  }
+
+  /** The checks of each side on its own (S3, S4, S5), which hold at every step, rollbacks or not. */
+  #sides(views: KeyViews, report: Report): void {
+    const { deviceLive, deviceDurable, hubLive, hubDurable } = views;
     if (deviceLive !== undefined) this.#device(deviceLive, 'deviceLive', report);
     this.#device(deviceDurable, 'deviceDurable', report);
     if (hubLive !== undefined) this.#hub(hubLive, 'hubLive', report);
@@ -105,6 +170,16 @@ export class KeyInvariants {
     if (d.future !== undefined) this.#register(d.future, view, report);
   }
 
+  /** S5 where a rollback leaves it: the global registry until the first rollback, per side always. */
+  #register(slot: KeySlot, where: ViewName, report: Report): void {
+    this.checks++;
+    if (!this.#rolledBack) this.#registerIn(this.#keyOfId, slot, where, 'S5 one key per id', report);
+    const device = where === 'deviceLive' || where === 'deviceDurable';
+    const epoch = this.doubleRollbacks > 0 ? ' (since the last double rollback)' : '';
+    if (device) this.#registerIn(this.#deviceKeyOfId, slot, where, 'S5 one key per id on the device, across its lives', report, epoch);
+    else this.#registerIn(this.#hubKeyOfId, slot, where, 'S5 one key per id on the hub', report);
+  }
+
   #hub(h: HubKeys, view: ViewName, report: Report): void {
     this.checks++;
     if (h.pending !== undefined && h.pending.id <= h.active.id) report('S3 two keys, newer above', `${view} pending ${h.pending.id} <= active ${h.active.id}`);
@@ -124,12 +199,11 @@ export class KeyInvariants {
     else highest.newest = newest;
   }
 
-  /** S5: the first key seen under an id is the only key that id may ever name. */
-  #register(slot: KeySlot, where: string, report: Report): void {
-    this.checks++;
-    const known = this.#keyOfId.get(slot.id);
-    if (known === undefined) this.#keyOfId.set(slot.id, slot.key.slice());
-    else if (!sameKey(known, slot.key)) report('S5 one key per id', `key id ${slot.id} at the ${where} differs from the key that id named before`);
+  /** S5: the first key seen under an id is the only key that id may ever name (in this registry). */
+  #registerIn(registry: Map<number, Uint8Array>, slot: KeySlot, where: string, invariant: string, report: Report, epoch = ''): void {
+    const known = registry.get(slot.id);
+    if (known === undefined) registry.set(slot.id, slot.key.slice());
+    else if (!sameKey(known, slot.key)) report(invariant, `key id ${slot.id} at the ${where} differs from the key that id named before${epoch}`);
   }
 }
 

@@ -27,11 +27,37 @@ export class KeystoreDeviceStore implements DeviceStore {
   readonly flash: NorFlash;
   #keystore: Keystore | undefined;
   #durable: { operations: number; keys: DeviceKeys } | undefined;
+  /** Every durable flash image: the provisioning image first, then one after each completed write. */
+  readonly #images: Uint8Array[] = [];
   lastOps: FlashOpProfile[] = [];
 
   constructor(deviceId: Uint8Array, active: KeySlot, mode: RekeyMode) {
     this.flash = new NorFlash({ sectorSize: SIM_SECTOR_BYTES, sectors: SIM_SECTORS });
     new Keystore(this.flash).format(deviceId, active, mode);
+    this.#images.push(this.flash.image());
+  }
+
+  get images(): number {
+    return this.#images.length;
+  }
+
+  /** A re-flash (as esptool writes an image): every sector erased and programmed with the image's bytes. */
+  restoreImage(index: number): void {
+    const image = this.#images[index];
+    if (image === undefined) throw new Error(`keystore: no image ${index}`);
+    this.#keystore = undefined;
+    this.flash.disarmCut();
+    this.flash.restorePower();
+    const size = this.flash.sectorSize;
+    for (let sector = 0; sector < this.flash.size / size; sector++) {
+      this.flash.erase(sector);
+      this.flash.program(sector * size, image.subarray(sector * size, (sector + 1) * size));
+    }
+    this.#images.push(this.flash.image());
+  }
+
+  imagesText(): string {
+    return this.#images.map((image) => fnv1a(image).toString(16)).join(',');
   }
 
   boot(): DeviceKeys {
@@ -57,6 +83,7 @@ export class KeystoreDeviceStore implements DeviceStore {
       this.flash.observer = undefined;
       this.lastOps = ops;
     }
+    this.#images.push(this.flash.image());
   }
 
   durable(): DeviceKeys {

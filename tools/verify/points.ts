@@ -12,7 +12,11 @@
  * - every flash program of the step, torn after every byte (with some bits
  *   of the byte in flight cleared), or completed and then cut; every erase
  *   torn three ways;
- * - a database commit: the write fails before, or after, it became durable.
+ * - a database commit: the write fails before, or after, it became durable;
+ * - with `rollbacks` (docs/VERIFICATION.md §11): before the step, the hub's
+ *   database replaced by each earlier durable snapshot of the run, the
+ *   device re-flashed with each earlier keystore image (the provisioning
+ *   image is the first), and every combination of both at once.
  */
 import { MessageType } from '../../modules/protocol/constants';
 import { INJECTED_DELAYS_MS } from './constants';
@@ -30,7 +34,13 @@ export type PointKind =
   | 'hub crash'
   | 'hub silent crash'
   | 'hub crash between actions'
-  | 'db write failure';
+  | 'db write failure'
+  | 'hub restored from a snapshot'
+  | 'device re-flashed with an image'
+  | 'both rolled back';
+
+/** The rollback kinds (docs/VERIFICATION.md §11). */
+export const ROLLBACK_KINDS: ReadonlySet<PointKind> = new Set(['hub restored from a snapshot', 'device re-flashed with an image', 'both rolled back']);
 
 export interface EnumeratedPoint extends FaultPoint {
   readonly kind: PointKind;
@@ -42,7 +52,7 @@ const BYTE_LEVEL_TYPES: ReadonlySet<number> = new Set([MessageType.REKEY, Messag
 /** Bits of the in-flight byte that did clear when a program is torn inside a byte. */
 const IN_FLIGHT_BITS = 0x5a;
 
-export function faultPoints(profiles: readonly StepProfile[], afterStep: number): EnumeratedPoint[] {
+export function faultPoints(profiles: readonly StepProfile[], afterStep: number, options: { readonly rollbacks?: boolean } = {}): EnumeratedPoint[] {
   const points: EnumeratedPoint[] = [];
   const add = (step: number, kind: PointKind, label: string, faults: StepFaults, interior = false): void => {
     points.push({ step, kind, label: `step ${step}: ${label}`, cls: kind, faults, interior });
@@ -86,6 +96,18 @@ export function faultPoints(profiles: readonly StepProfile[], afterStep: number)
     if (profile.event === 'dbCommit') {
       add(step, 'db write failure', 'db write fails before the commit', { dbFailure: 'beforeCommit' });
       add(step, 'db write failure', 'db write fails after the commit', { dbFailure: 'afterCommit' });
+    }
+    if (options.rollbacks === true) {
+      // The last snapshot and image are the current durable state: every earlier one is a rollback.
+      const snapshots = profile.hubSnapshots - 1;
+      const images = profile.deviceImages - 1;
+      for (let k = 0; k < snapshots; k++) add(step, 'hub restored from a snapshot', `hub database restored from snapshot ${k} of ${snapshots + 1} before ${profile.event}`, { before: [{ kind: 'restoreHub', snapshot: k }] });
+      for (let k = 0; k < images; k++) add(step, 'device re-flashed with an image', `device re-flashed with image ${k} of ${images + 1} before ${profile.event}`, { before: [{ kind: 'restoreDevice', image: k }] });
+      for (let h = 0; h < snapshots; h++) {
+        for (let d = 0; d < images; d++) {
+          add(step, 'both rolled back', `hub restored from snapshot ${h} and device re-flashed with image ${d} before ${profile.event}`, { before: [{ kind: 'restoreBoth', snapshot: h, image: d }] });
+        }
+      }
     }
   }
   return points;

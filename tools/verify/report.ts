@@ -2,7 +2,7 @@
  * Figures: merging shard reports, (de)serializing them between processes,
  * and printing them (`npm run verify`).
  */
-import { CALM_ROUND_TRIP_MS, CONNECTED_BOUND_MS, CONVERGENCE_ROUND_TRIPS, LIVENESS_BOUND_MS, ROUND_BOUND_MS } from './constants';
+import { CALM_ROUND_TRIP_MS, CONNECTED_BOUND_MS, CONVERGENCE_ROUND_TRIPS, LIVENESS_BOUND_MS, RECOVERY_LIVENESS_BOUND_MS, ROUND_BOUND_MS } from './constants';
 import type { ExhaustiveReport } from './exhaustive';
 import type { RandomReport } from './random-mode';
 
@@ -41,7 +41,10 @@ export function mergeShards(shards: readonly ExhaustiveReport[]): ExhaustiveRepo
     merged.worstRecoveryMs = Math.max(merged.worstRecoveryMs, shard.worstRecoveryMs);
     merged.worstConnectedMs = Math.max(merged.worstConnectedMs, shard.worstConnectedMs);
     merged.worstRoundMs = Math.max(merged.worstRoundMs, shard.worstRoundMs);
+    merged.worstRollbackRecoveryMs = Math.max(merged.worstRollbackRecoveryMs ?? 0, shard.worstRollbackRecoveryMs ?? 0);
     if (shard === first) continue;
+    merged.rollbackRuns += shard.rollbackRuns - first.rollbackRunsBeforePairs;
+    merged.doubleRollbackRuns += shard.doubleRollbackRuns - first.doubleRollbackRunsBeforePairs;
     // Other shards repeat the baseline and the singles: count only their pair runs.
     merged.steps += shard.steps - first.stepsBeforePairs;
     merged.checks += shard.checks - first.checksBeforePairs;
@@ -66,6 +69,11 @@ export function printExhaustive(report: ExhaustiveReport, print: (line: string) 
   print(`  steps simulated: ${formatCount(report.steps)}; invariant checks: ${formatCount(report.checks)}; violations: ${report.failures.length}`);
   print(`  faults injected, by kind: ${describeFaults(report.faults)}`);
   printBounds(report.worstRecoveryMs, report.worstConnectedMs, report.worstRoundMs, print);
+  if (report.rollbackRuns > 0) {
+    print(
+      `  rollbacks: ${formatCount(report.rollbackRuns)} schedules with a rollback (${formatCount(report.doubleRollbackRuns)} of them double rollbacks); worst convergence after a rollback ${(report.worstRollbackRecoveryMs / 1000).toFixed(1)} s (bound ${(RECOVERY_LIVENESS_BOUND_MS / 1000).toFixed(1)} s)`,
+    );
+  }
 }
 
 export function printRandom(report: RandomReport, seed: number, print: (line: string) => void): void {

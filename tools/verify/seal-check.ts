@@ -16,10 +16,24 @@ type Report = (invariant: string, detail: string) => void;
 
 export class SealChecker {
   readonly #lastSealed: Record<Side, number> = { device: 0, hub: 0 };
+  /** After a rollback, S1/S2 on sealed frames are off until the pair is next in sync (invariants.ts says why). */
+  #pairsOff = false;
   checks = 0;
 
   stateText(): string {
-    return `${this.#lastSealed.device}/${this.#lastSealed.hub}`;
+    return `${this.#lastSealed.device}/${this.#lastSealed.hub}${this.#pairsOff ? '|off' : ''}`;
+  }
+
+  /** A rollback struck `side`: its sealed ids start again (S4), and S1/S2 wait for convergence. */
+  rolledBack(side: Side | 'both'): void {
+    this.#pairsOff = true;
+    if (side !== 'hub') this.#lastSealed.device = 0;
+    if (side !== 'device') this.#lastSealed.hub = 0;
+  }
+
+  /** The pair is in sync: from now on every sealed frame must be accepted again ("after convergence"). */
+  converged(): void {
+    this.#pairsOff = false;
   }
 
   /** `liveOnly`: only S1/S2 against the running peer (see WorldOptions.liveViewsOnly). */
@@ -28,6 +42,7 @@ export class SealChecker {
     const last = this.#lastSealed[side];
     if (keyId < last && !liveOnly) report('S4 ids never decrease', `${side} sealed a frame under key ${keyId} after one under key ${last}`);
     else this.#lastSealed[side] = Math.max(last, keyId);
+    if (this.#pairsOff) return;
     if (side === 'device') {
       const device = world.device.core?.keys ?? world.device.store.durable();
       const live = world.hub.core?.deviceKeys(world.deviceId);

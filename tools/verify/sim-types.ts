@@ -38,7 +38,10 @@ export type FaultKind =
   | 'adversary reflect'
   | 'adversary forge'
   | 'adversary flip'
-  | 'adversary garbage';
+  | 'adversary garbage'
+  | 'hub restored from a snapshot'
+  | 'device re-flashed with an image'
+  | 'both rolled back';
 
 export interface Violation {
   readonly invariant: string;
@@ -94,6 +97,8 @@ export interface SimDevice {
   receive(bytes: Uint8Array, now: number): void;
   linkClosed(link: Link, now: number): void;
   powerCut(now: number, why: string): void;
+  /** The device is re-flashed with its keystore image `image` (power off, flash written, boot later). */
+  reflash(now: number, image: number): void;
   /** Queues an app message; false when the core refuses it. */
   send(now: number): boolean;
 }
@@ -109,6 +114,8 @@ export interface SimHub {
   receive(link: Link, bytes: Uint8Array, now: number): boolean;
   linkClosed(link: Link, now: number): void;
   crash(now: number, silent: boolean, why: string): void;
+  /** The operator stops the hub, restores the database from snapshot `snapshot`, and starts it again. */
+  restore(now: number, snapshot: number): void;
   rotate(now: number): void;
   send(now: number): boolean;
 }
@@ -142,6 +149,8 @@ export interface SimWorld {
   readonly violations: readonly Violation[];
   chaos: boolean;
   countFault(kind: FaultKind, calmAt: number): void;
+  /** A side was rolled back to an earlier durable state (the invariants adjust: invariants.ts). */
+  rolledBack(side: 'device' | 'hub' | 'both'): void;
   resetLink(link: Link, silent: boolean): void;
   latency(): number;
   describeFrame(bytes: Uint8Array): string;

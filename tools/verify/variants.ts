@@ -108,6 +108,20 @@ class WriteBackDeviceStore implements DeviceStore {
   layoutDigest(): string {
     return `${this.#inner.layoutDigest()}+${this.#queue.map((op) => `${op.kind}${op.id}`).join(',')}@${this.#flushAt ?? '-'}`;
   }
+
+  get images(): number {
+    return this.#inner.images;
+  }
+
+  restoreImage(index: number): void {
+    this.#queue = [];
+    this.#flushAt = undefined;
+    this.#inner.restoreImage(index);
+  }
+
+  imagesText(): string {
+    return this.#inner.imagesText();
+  }
 }
 
 const lying = { ackBeforeCommit: true, commitDelayMs: WRITE_BACK_MS };

@@ -65,6 +65,19 @@ export interface WorldOptions {
    * loses sync after some crash, not only that it could (see invariants.ts).
    */
   readonly liveViewsOnly?: boolean;
+  /**
+   * Rollback faults may follow (docs/VERIFICATION.md §11): the state digest
+   * then covers the recorded hub snapshots and device images too, since the
+   * faults still possible depend on them.
+   */
+  readonly rollbacks?: boolean;
+  /**
+   * Recovery after a rollback (docs/PROTOCOL.md §12): both sides hold their
+   * static keys, and the hub answers recovery requests with the `auto`
+   * policy and a per-device limit (hub-host.ts). Default on; off, a
+   * rollback that loses sync is never recovered from (L1 reports it).
+   */
+  readonly recovery?: boolean;
 }
 
 export class World implements SimWorld {
@@ -98,6 +111,8 @@ export class World implements SimWorld {
   checks = 0;
   /** Events of interest, for figures. */
   readonly counters = { rotationsConfirmed: 0, keysPromotedOnDevice: 0, framesRejected: 0, appDelivered: 0 };
+  /** Rollback faults that struck, by side. */
+  readonly rollbacks = { device: 0, hub: 0, both: 0 };
 
   readonly #options: WorldOptions;
   readonly #notices: Notice[] = [];
@@ -243,7 +258,19 @@ export class World implements SimWorld {
     this.trace.now = this.now;
     this.#actionsThisStep = { device: 0, hub: 0 };
     this.#profile = this.#options.profile
-      ? { step: this.step, event: event.kind, deviceInput: false, hubInput: false, deviceActions: 0, hubActions: 0, flashOps: [], delivery: undefined, digest: 0 }
+      ? {
+          step: this.step,
+          event: event.kind,
+          deviceInput: false,
+          hubInput: false,
+          deviceActions: 0,
+          hubActions: 0,
+          flashOps: [],
+          delivery: undefined,
+          digest: 0,
+          hubSnapshots: this.db.snapshots,
+          deviceImages: this.device.store.images,
+        }
       : undefined;
     const faults = this.#options.plan?.at(this.step, event);
     this.#stepFaults = faults;
@@ -349,6 +376,14 @@ export class World implements SimWorld {
   countFault(kind: FaultKind, calmAt: number): void {
     this.faults.set(kind, (this.faults.get(kind) ?? 0) + 1);
     this.liveness.fault(calmAt);
+  }
+
+  /** A rollback fault struck (fault-apply.ts): the invariants that cannot hold across it adjust (invariants.ts, seal-check.ts). */
+  rolledBack(side: 'device' | 'hub' | 'both'): void {
+    this.rollbacks[side]++;
+    this.keyInvariants.rolledBack(side);
+    this.seals.rolledBack(side);
+    this.liveness.rolledBack();
   }
 
   /** Called by the hosts before each action they carry out (crash-after-action faults). */
@@ -457,10 +492,11 @@ export class World implements SimWorld {
       if ((link.dead || (!link.deviceAttached && !link.hubAttached)) && idle && !this.#notices.some((n) => n.link === link)) this.links.delete(id);
     }
     const views = this.keyViews();
-    const before = this.keyInvariants.checks;
-    this.keyInvariants.check(views, (invariant, detail) => this.violation(invariant, detail), this.#options.liveViewsOnly === true);
-    this.checks += this.keyInvariants.checks - before;
     const synced = this.synced(views);
+    if (synced) this.seals.converged();
+    const before = this.keyInvariants.checks;
+    this.keyInvariants.check(views, (invariant, detail) => this.violation(invariant, detail), this.#options.liveViewsOnly === true, synced);
+    this.checks += this.keyInvariants.checks - before;
     const livenessBefore = this.liveness.checks;
     this.liveness.afterStep(this.now, synced, (invariant, detail) => {
       if (this.#options.liveViewsOnly !== true) this.violation(invariant, detail);
@@ -505,6 +541,7 @@ export class World implements SimWorld {
       this.seals.stateText(),
       `${this.chaos ? 1 : 0}|${this.counters.framesRejected}|${this.violations.length}`,
     ];
+    if (this.#options.rollbacks === true) parts.push(this.db.snapshotsText(), this.device.store.imagesText());
     const text = parts.join('\n');
     return `${fnv1aString(text).toString(16)}${fnv1aString(text, 0x1234567).toString(16)}:${text.length}`;
   }
