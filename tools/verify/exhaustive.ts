@@ -44,6 +44,8 @@ export interface ExhaustiveOptions {
   readonly rollbacks?: 'none' | 'with' | 'only';
   /** Whether the hub answers recovery requests (docs/PROTOCOL.md §12); default on. */
   readonly recovery?: boolean;
+  /** Only single faults of these kinds (and pairs starting with one). */
+  readonly singleKinds?: readonly PointKind[];
 }
 
 export interface Schedule {
@@ -177,6 +179,8 @@ export function exploreExhaustively(options: ExhaustiveOptions, report = newRepo
 
   let singles = faultPoints(baseline.world.profiles, 0, { rollbacks: rollbacks !== 'none' });
   if (rollbacks === 'only') singles = singles.filter(isRollback);
+  const kinds = options.singleKinds;
+  if (kinds !== undefined) singles = singles.filter((p) => kinds.includes(p.kind));
   report.singles.points = singles.length;
   for (const point of singles) report.singles.byKind[point.kind] = (report.singles.byKind[point.kind] ?? 0) + 1;
   progress(`baseline: ${baseline.world.step} steps, ${singles.length} single fault points`);
