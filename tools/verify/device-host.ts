@@ -11,6 +11,7 @@
  */
 import { toHex } from '../../modules/bytes';
 import type { Aead } from '../../modules/crypto/primitives';
+import type { RecoveryCredential } from '../../modules/crypto/recovery';
 import { describePersistOp, type DevicePersistOp } from '../../modules/device/actions';
 import type { DeviceCore } from '../../modules/device/device';
 import { DeviceLoop, type DeviceConnection, type DeviceLoopEvent, type DeviceTransportEvents, type LoopTimerKind } from '../../modules/device/loop';
@@ -19,6 +20,7 @@ import type { KeyStorage } from '../../modules/keystore/key-storage';
 import type { MountResult } from '../../modules/keystore/keystore';
 import { describeKeys, keysEqual, type DeviceKeys, type KeyShares, type KeySlot } from '../../modules/platform/keys';
 import { nodeKeyAgreementDrawn as nodeKeyAgreement } from '../../hosts/node/key-agreement';
+import { MessageType } from '../../modules/protocol/constants';
 import { DEVICE_BOOT_MS, RECONNECT_INITIAL_MS, RECONNECT_MAX_MS } from './constants';
 import { copyKeys, keysAfter, type DeviceStore } from './device-store';
 import type { Link } from './network';
@@ -218,6 +220,11 @@ export class DeviceHost {
 
   #transmit(link: Link, bytes: Uint8Array): void {
     if (this.link !== link) return;
+    // R1 (recovery-check.ts): the device core itself sent RECOVER_FINISH for this N (it verified tag2 first).
+    if (bytes.length > 3 && bytes[3] === MessageType.RECOVER_FINISH) {
+      const newKeyId = this.core?.snapshot().recoveryNewKeyId;
+      if (typeof newKeyId === 'number') this.#context.deviceFinished(newKeyId);
+    }
     const out = this.#context.variant.interposeUp?.(bytes) ?? bytes;
     if (out.length === 0) return;
     this.#context.trace.log(() => `device → hub  ${this.#context.describeFrame(out)}`);
@@ -239,7 +246,18 @@ export class DeviceHost {
     const host = this;
     return {
       mount(): MountResult {
-        return { provisioned: true, deviceId: host.deviceId.slice(), keys: host.#mounted() };
+        const keys = host.#mounted();
+        const credential = host.store.credential;
+        return credential === undefined ? { provisioned: true, deviceId: host.deviceId.slice(), keys } : { provisioned: true, deviceId: host.deviceId.slice(), keys, credential };
+      },
+      get credential(): RecoveryCredential | undefined {
+        return host.store.credential;
+      },
+      storeRecovered(id: number, key: Uint8Array): void {
+        host.#persist({ kind: 'storeRecovered', id, key });
+      },
+      storeCredential(credential: RecoveryCredential): void {
+        host.#persist({ kind: 'storeCredential', credential });
       },
       get keys(): DeviceKeys {
         return host.store.durable();
@@ -274,6 +292,7 @@ export class DeviceHost {
   #persist(op: DevicePersistOp): void {
     const before = copyKeys(this.store.durable());
     this.#context.trace.log(() => `device persists ${describePersistOp(op)}`);
+    this.#context.beforeDevicePersist(op);
     try {
       this.store.apply(op);
     } catch (error) {

@@ -10,6 +10,8 @@
  * `durable()` is what a boot would load right now; the invariants check
  * the hub against it as well as against the live core.
  */
+import type { RecoveryCredential } from '../../modules/crypto/recovery';
+import { copyCredential as copyRecoveryCredential } from '../../modules/keystore/keystore';
 import type { DevicePersistOp } from '../../modules/device/actions';
 import { PowerCut } from '../../modules/flash/nor-flash';
 import { copyKeys, keysPromoted, keysWithFuture, type DeviceKeys, type KeySlot } from '../../modules/platform/keys';
@@ -62,6 +64,8 @@ export interface DeviceStore {
   restoreImage(index: number): void;
   /** A digest of every recorded image (the faults still possible depend on them). */
   imagesText(): string;
+  /** The recovery credential the storage holds (docs/PROTOCOL.md §12.6), a copy; undefined if none. */
+  readonly credential: RecoveryCredential | undefined;
 }
 
 /** The keys after `op` (the model the keystore must match). */
@@ -80,11 +84,17 @@ export class MemoryDeviceStore implements DeviceStore {
   #keys: DeviceKeys;
   #torn: TornWrite | undefined;
   readonly #images: DeviceKeys[] = [];
+  #credential: RecoveryCredential | undefined;
   lastOps: FlashOpProfile[] = [];
 
-  constructor(initial: DeviceKeys) {
+  constructor(initial: DeviceKeys, credential?: RecoveryCredential) {
     this.#keys = copyKeys(initial);
     this.#images.push(copyKeys(initial));
+    this.#credential = credential === undefined ? undefined : copyRecoveryCredential(credential);
+  }
+
+  get credential(): RecoveryCredential | undefined {
+    return this.#credential === undefined ? undefined : copyRecoveryCredential(this.#credential);
   }
 
   get images(): number {
@@ -112,6 +122,7 @@ export class MemoryDeviceStore implements DeviceStore {
     this.#torn = undefined;
     if (torn !== undefined && torn.operation === 0 && torn.bytes < 1) throw new PowerCut();
     this.#keys = keysAfter(this.#keys, op);
+    if (op.kind === 'storeCredential') this.#credential ??= copyRecoveryCredential(op.credential);
     if (torn !== undefined && torn.operation === 0) throw new PowerCut();
     this.#images.push(copyKeys(this.#keys));
   }

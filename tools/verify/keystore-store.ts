@@ -10,6 +10,7 @@
  * sector (erase, program, commit word) every second rotation; the
  * simulation's power cuts hit compactions too.
  */
+import type { RecoveryCredential } from '../../modules/crypto/recovery';
 import type { DevicePersistOp } from '../../modules/device/actions';
 import { NorFlash, type CutPlan } from '../../modules/flash/nor-flash';
 import { Keystore } from '../../modules/keystore/keystore';
@@ -31,10 +32,17 @@ export class KeystoreDeviceStore implements DeviceStore {
   readonly #images: Uint8Array[] = [];
   lastOps: FlashOpProfile[] = [];
 
-  constructor(deviceId: Uint8Array, active: KeySlot, mode: RekeyMode) {
+  constructor(deviceId: Uint8Array, active: KeySlot, mode: RekeyMode, credential?: RecoveryCredential) {
     this.flash = new NorFlash({ sectorSize: SIM_SECTOR_BYTES, sectors: SIM_SECTORS });
-    new Keystore(this.flash).format(deviceId, active, mode);
+    new Keystore(this.flash).format(deviceId, active, mode, credential);
     this.#images.push(this.flash.image());
+  }
+
+  /** The credential as a mount of the flash right now reads it. */
+  get credential(): RecoveryCredential | undefined {
+    if (!this.flash.isPowered) this.flash.restorePower();
+    const mounted = new Keystore(this.flash).mount();
+    return mounted.provisioned ? mounted.credential : undefined;
   }
 
   get images(): number {
@@ -131,6 +139,6 @@ function tornErase(previous: Uint8Array, how: TornWrite['erase']): Uint8Array {
   return left;
 }
 
-export function keystoreStore(deviceId: Uint8Array, active: KeySlot, mode: RekeyMode): KeystoreDeviceStore {
-  return new KeystoreDeviceStore(deviceId, active, mode);
+export function keystoreStore(deviceId: Uint8Array, active: KeySlot, mode: RekeyMode, credential?: RecoveryCredential): KeystoreDeviceStore {
+  return new KeystoreDeviceStore(deviceId, active, mode, credential);
 }

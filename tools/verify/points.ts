@@ -2,8 +2,8 @@
  * Every fault point of a run, from the profile of its steps
  * (docs/VERIFICATION.md §2): for each step after `afterStep`
  * - a delivery: the link reset just before it and just after it (both
- *   ends told), silently cut before it, and — for REKEY and REKEY_ACK
- *   frames — cut after every byte inside the frame; the stream delayed
+ *   ends told), silently cut before it, and — for REKEY, REKEY_DH and
+ *   REKEY_ACK frames — cut after every byte inside the frame; the stream delayed
  *   past the handshake timeout and past the idle timeout;
  * - a step that feeds the device core: device power cut before it; a step
  *   that feeds the hub core: hub crash (process, and silent machine loss)
@@ -48,7 +48,8 @@ export interface EnumeratedPoint extends FaultPoint {
   readonly interior: boolean;
 }
 
-const BYTE_LEVEL_TYPES: ReadonlySet<number> = new Set([MessageType.REKEY, MessageType.REKEY_ACK]);
+// REKEY_DH is the dh mode's REKEY (docs/PROTOCOL.md §11): cut inside it too (the kind keeps its name).
+const BYTE_LEVEL_TYPES: ReadonlySet<number> = new Set([MessageType.REKEY, MessageType.REKEY_DH, MessageType.REKEY_ACK]);
 /** Bits of the in-flight byte that did clear when a program is torn inside a byte. */
 const IN_FLIGHT_BITS = 0x5a;
 

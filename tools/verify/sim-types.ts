@@ -8,7 +8,7 @@
  * (world.ts) implements them all.
  */
 import type { Aead } from '../../modules/crypto/primitives';
-import type { DeviceEvent } from '../../modules/device/actions';
+import type { DeviceEvent, DevicePersistOp } from '../../modules/device/actions';
 import type { DeviceCore } from '../../modules/device/device';
 import type { HubEvent, HubPersistOp } from '../../modules/hub/actions';
 import type { HubCore } from '../../modules/hub/hub';
@@ -72,6 +72,10 @@ export interface DeviceHostContext extends HostContext {
   deviceEvent(event: DeviceEvent): void;
   noteFlashCut(): void;
   afterDevicePersist(): void;
+  /** A keystore write begins (the recovery checks R1/R2 look at a storeRecovered: recovery-check.ts). */
+  beforeDevicePersist(op: DevicePersistOp): void;
+  /** The device core sent RECOVER_FINISH for recovered id `newKeyId` (recovery-check.ts, R1). */
+  deviceFinished(newKeyId: number): void;
 }
 
 export interface HubHostContext extends HostContext {

@@ -122,6 +122,10 @@ class WriteBackDeviceStore implements DeviceStore {
   imagesText(): string {
     return this.#inner.imagesText();
   }
+
+  get credential() {
+    return this.#inner.credential;
+  }
 }
 
 const lying = { ackBeforeCommit: true, commitDelayMs: WRITE_BACK_MS };

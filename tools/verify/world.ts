@@ -16,6 +16,8 @@ import type { Aead } from '../../modules/crypto/primitives';
 import type { DeviceEvent } from '../../modules/device/actions';
 import type { HubEvent, HubPersistOp } from '../../modules/hub/actions';
 import { nodeAead } from '../../hosts/node/crypto';
+import { nodeKeyAgreement } from '../../hosts/node/key-agreement';
+import type { RecoveryCredential, StaticKeyPair } from '../../modules/crypto/recovery';
 import { Adversary } from './adversary';
 import { AppLedger } from './app-ledger';
 import { CALM_ONE_WAY_MS, CHAOS_ONE_WAY_MAX_MS, CHAOS_ONE_WAY_MIN_MS, RESET_NOTICE_MS, SIM_EPOCH_MS } from './constants';
@@ -31,10 +33,11 @@ import { KeyInvariants, type KeyViews } from './invariants';
 import { keystoreStore } from './keystore-store';
 import { LivenessMonitor } from './liveness';
 import { Link } from './network';
-import { Rng, fnv1aString } from './rng';
+import { Rng, fnv1a, fnv1aString } from './rng';
 import { applyBeforeFault } from './fault-apply';
 import { deliver } from './delivery';
 import { nextEvent } from './scheduler';
+import { RecoveryChecks } from './recovery-check';
 import { SealChecker } from './seal-check';
 import { inSync, keyViews } from './sync';
 import { Trace } from './trace';
@@ -43,7 +46,16 @@ import { CORRECT, type Variant } from './variant';
 
 export type { Driver, FaultKind, Violation } from './sim-types';
 
-export type StoreFactory = (deviceId: Uint8Array, active: { id: number; key: Uint8Array }, mode: RekeyMode) => DeviceStore;
+export type StoreFactory = (deviceId: Uint8Array, active: { id: number; key: Uint8Array }, mode: RekeyMode, credential?: RecoveryCredential) => DeviceStore;
+
+/** The recovery credentials provisioned once (docs/PROTOCOL.md §12.6): the device's static pair and the hub's, with its hub static id. */
+export interface RecoveryKeys {
+  readonly device: StaticKeyPair;
+  readonly hub: StaticKeyPair & { readonly id: number };
+}
+
+/** The hub static id the simulated devices are provisioned with. */
+export const SIM_HUB_STATIC_ID = 1;
 
 export interface WorldOptions {
   readonly seed: number;
@@ -95,6 +107,7 @@ export class World implements SimWorld {
   readonly hubAead: Aead;
   keyInvariants: KeyInvariants;
   readonly seals = new SealChecker();
+  readonly recoveryChecks = new RecoveryChecks();
   readonly liveness: LivenessMonitor;
   readonly app: AppLedger;
   readonly adversary: Adversary;
@@ -113,6 +126,15 @@ export class World implements SimWorld {
   readonly counters = { rotationsConfirmed: 0, keysPromotedOnDevice: 0, framesRejected: 0, appDelivered: 0 };
   /** Rollback faults that struck, by side. */
   readonly rollbacks = { device: 0, hub: 0, both: 0 };
+  /** The static keys of both sides (docs/PROTOCOL.md §12.6); the device's credential is in its provisioning image. */
+  readonly recoveryKeys: RecoveryKeys;
+  /** Whether the hub answers recovery requests (WorldOptions.recovery). */
+  readonly recovery: boolean;
+  /** Every recovered key the hub core decided (id → keys, R1 on the device) and whether a hub restore struck since the last RECOVER_RESULT ACCEPTED (R2). */
+  readonly hubRecovered = new Map<number, Uint8Array[]>();
+  hubRestoredSinceResult = false;
+  /** The recovered keys the device stored, by id (R2: it seals under one only once it is durable). */
+  readonly deviceRecovered = new Map<number, Uint8Array>();
 
   readonly #options: WorldOptions;
   readonly #notices: Notice[] = [];
@@ -136,7 +158,10 @@ export class World implements SimWorld {
     this.audit = new FrameAudit({
       deviceSession: () => this.device.link?.hubNonce,
       hubSessionOpen: (nonce) => [...this.hub.links.values()].some((l) => l.hubNonce === nonce),
-      sealing: (side, keyId, key) => this.seals.check(this, side, keyId, key, this.#options.liveViewsOnly === true, (i, d) => this.violation(i, d)),
+      sealing: (side, keyId, key) => {
+        if (side === 'device') this.recoveryChecks.deviceSeals(this, keyId, key);
+        this.seals.check(this, side, keyId, key, this.#options.liveViewsOnly === true, (i, d) => this.violation(i, d));
+      },
       violation: (invariant, detail) => this.violation(invariant, detail),
     });
 
@@ -149,7 +174,21 @@ export class World implements SimWorld {
     this.adversary = new Adversary(deviceId);
     this.keyInvariants = new KeyInvariants(toHex(deviceId));
     const mode = options.mode ?? this.variant.mode ?? 'classic';
-    const baseStore = (options.store ?? keystoreStore)(deviceId, { id: active.id, key: key.slice() }, mode);
+    // The static keys come from a generator of their own, so every other draw is as it was before recovery existed.
+    const statics = new Rng(this.seed, 4);
+    const staticPair = (): StaticKeyPair => {
+      const privateKey = new Uint8Array(32);
+      statics.fill(privateKey);
+      return { privateKey, publicKey: nodeKeyAgreement.x25519PublicKey(privateKey) };
+    };
+    this.recoveryKeys = { device: staticPair(), hub: { id: SIM_HUB_STATIC_ID, ...staticPair() } };
+    this.recovery = options.recovery !== false;
+    const credential: RecoveryCredential = {
+      device: { privateKey: this.recoveryKeys.device.privateKey.slice(), publicKey: this.recoveryKeys.device.publicKey.slice() },
+      hubStaticId: this.recoveryKeys.hub.id,
+      hubPublicKey: this.recoveryKeys.hub.publicKey.slice(),
+    };
+    const baseStore = (options.store ?? keystoreStore)(deviceId, { id: active.id, key: key.slice() }, mode, credential);
     const store = this.variant.wrapDeviceStore?.(baseStore, this) ?? baseStore;
     this.db.insert(toHex(deviceId), { mode, active: { id: active.id, key: key.slice() } });
     this.deviceAead = this.audit.wrap(nodeAead, 'device');
@@ -181,6 +220,8 @@ export class World implements SimWorld {
       deviceEvent: (event) => this.deviceEvent(event),
       noteFlashCut: () => this.noteFlashCut(),
       afterDevicePersist: () => this.afterDevicePersist(),
+      beforeDevicePersist: (op) => this.recoveryChecks.deviceStores(this, op),
+      deviceFinished: (newKeyId) => this.recoveryChecks.finishedFor.add(newKeyId),
     };
   }
 
@@ -381,6 +422,7 @@ export class World implements SimWorld {
   /** A rollback fault struck (fault-apply.ts): the invariants that cannot hold across it adjust (invariants.ts, seal-check.ts). */
   rolledBack(side: 'device' | 'hub' | 'both'): void {
     this.rollbacks[side]++;
+    if (side !== 'device') this.hubRestoredSinceResult = true;
     this.keyInvariants.rolledBack(side);
     this.seals.rolledBack(side);
     this.liveness.rolledBack();
@@ -541,6 +583,9 @@ export class World implements SimWorld {
       this.seals.stateText(),
       `${this.chaos ? 1 : 0}|${this.counters.framesRejected}|${this.violations.length}`,
     ];
+    parts.push(
+      `${this.recoveryChecks.stateText()}|${this.hubRestoredSinceResult ? 1 : 0}|${[...this.hubRecovered].map(([id, keys]) => `${id}:${keys.map((k) => fnv1a(k)).join('.')}`).join(',')}|${[...this.deviceRecovered].map(([id, k]) => `${id}:${fnv1a(k)}`).join(',')}`,
+    );
     if (this.#options.rollbacks === true) parts.push(this.db.snapshotsText(), this.device.store.imagesText());
     const text = parts.join('\n');
     return `${fnv1aString(text).toString(16)}${fnv1aString(text, 0x1234567).toString(16)}:${text.length}`;
