@@ -91,7 +91,25 @@ export class SimHubDatabase {
 
   record(deviceId: string): HubDeviceRecord {
     const row = copyHubRow(this.row(deviceId));
-    return row.pending === undefined ? { deviceId, mode: row.mode, active: row.active } : { deviceId, mode: row.mode, active: row.active, pending: row.pending };
+    return { deviceId, ...row };
+  }
+
+  /**
+   * Accepted recoveries per device (docs/PROTOCOL.md §12.7: counted in the
+   * database after authentication, so a hub crash keeps them). Kept apart
+   * from the rows: a restore does not roll the count back, which only
+   * makes the limit stricter.
+   */
+  readonly #acceptedRecoveries = new Map<string, number[]>();
+
+  acceptedRecoveries(deviceId: string): readonly number[] {
+    return this.#acceptedRecoveries.get(deviceId) ?? [];
+  }
+
+  recordAcceptedRecovery(deviceId: string, at: number, windowMs: number): void {
+    const recent = this.acceptedRecoveries(deviceId).filter((t) => t > at - windowMs);
+    recent.push(at);
+    this.#acceptedRecoveries.set(deviceId, recent);
   }
 
   records(): HubDeviceRecord[] {
@@ -136,7 +154,8 @@ export class SimHubDatabase {
   stateText(): string {
     const rows = [...this.#rows.entries()].map(([id, row]) => `${id}:${row.mode}${row.active.id}.${fnv1a(row.active.key)}/${row.pending?.id ?? 0}.${row.pending === undefined ? 0 : fnv1a(row.pending.key ?? row.pending.dh.privateKey)}`);
     const writes = this.writes.map((w) => `${w.op.kind}${'id' in w.op ? w.op.id : '-'}@${w.commitAt}:${w.commitDone ? 1 : 0}${w.committed ? 1 : 0}${w.ackAt ?? '-'}${w.acked ? 1 : 0}${w.failure}`);
-    return `${rows.join(',')}|${writes.join(',')}`;
+    const accepted = [...this.#acceptedRecoveries.entries()].map(([id, times]) => `${id}:${times.join('.')}`);
+    return `${rows.join(',')}|${writes.join(',')}|${accepted.join(',')}`;
   }
 
   digest(): string {

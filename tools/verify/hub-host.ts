@@ -15,9 +15,9 @@ import type { Aead } from '../../modules/crypto/primitives';
 import { LockstepError } from '../../modules/errors';
 import { HubCore, type HubAction } from '../../modules/hub/hub';
 import type { HubPersistOp } from '../../modules/hub/actions';
-import { MessageType } from '../../modules/protocol/constants';
+import { HEADER_BYTES, MessageType, RecoveryStatus } from '../../modules/protocol/constants';
 import { decodeHeader } from '../../modules/protocol/header';
-import { DB_COMMIT_MS, HUB_RESTART_MS, RESET_NOTICE_MS } from './constants';
+import { DB_COMMIT_MS, HUB_RESTART_MS, RECOVERY_LIMIT, RECOVERY_WINDOW_MS, RESET_NOTICE_MS } from './constants';
 import type { DbWrite, SimHubDatabase } from './hub-db';
 import type { Link } from './network';
 import { Rng } from './rng';
@@ -50,7 +50,8 @@ export class HubHost {
   }
 
   boot(now: number): void {
-    this.core = new HubCore({ aead: this.#aead, random: this.#random, keyAgreement: nodeKeyAgreement, devices: this.db.records() });
+    const recovery = this.#world.recovery;
+    this.core = new HubCore({ aead: this.#aead, random: this.#random, keyAgreement: nodeKeyAgreement, devices: this.db.records(), ...(recovery === undefined ? {} : { recovery }) });
     this.incarnation++;
     this.sentThisIncarnation = 0;
     this.restartAt = undefined;
@@ -172,6 +173,7 @@ export class HubHost {
   /** The database commits a write (or fails to). */
   commit(write: DbWrite, now: number): void {
     write.commitDone = true;
+    if (write.failure !== 'beforeCommit' && write.op.kind === 'storeRecovered') this.#world.hubCommitsRecovered(write.op.id);
     if (write.failure !== 'beforeCommit') this.db.commit(write);
     if (write.ackAt === undefined) write.ackAt = now;
     if (write.acked) this.db.finish(write);
@@ -223,11 +225,33 @@ export class HubHost {
         case 'event':
           this.#world.hubEvent(action.event);
           break;
+        case 'recoveryRequest':
+          this.#decideRecovery(core, action.connection, action.deviceId, now);
+          break;
       }
     }
   }
 
+  /**
+   * The host's recovery policy (docs/PROTOCOL.md §12.7), as the reference
+   * hub's `auto`: accept an authenticated request unless the device used
+   * up RECOVERY_LIMIT accepted recoveries in the last RECOVERY_WINDOW_MS,
+   * counted in the database; then RATE_LIMITED until the oldest expires.
+   */
+  #decideRecovery(core: HubCore, connection: number, deviceId: string, now: number): void {
+    const accepted = this.db.acceptedRecoveries(deviceId).filter((t) => t > now - RECOVERY_WINDOW_MS);
+    const decision =
+      accepted.length < RECOVERY_LIMIT
+        ? { status: RecoveryStatus.ACCEPTED, retryAfterSeconds: 0 }
+        : { status: RecoveryStatus.RATE_LIMITED, retryAfterSeconds: Math.ceil((accepted[0]! + RECOVERY_WINDOW_MS - now) / 1000) };
+    if (decision.status === RecoveryStatus.ACCEPTED) this.db.recordAcceptedRecovery(deviceId, now, RECOVERY_WINDOW_MS);
+    this.#world.recoveryDecision(decision.status);
+    this.#world.trace.log(() => `hub policy (auto): recovery of ${deviceId} ${decision.status === RecoveryStatus.ACCEPTED ? 'ACCEPTED' : 'RATE_LIMITED'}`);
+    this.apply(core.decideRecovery(connection, decision, now), now);
+  }
+
   #persist(op: HubPersistOp, now: number): void {
+    if (op.kind === 'storeRecovered') this.#world.hubDecided(op.id, op.key);
     const policy = this.#world.variant.hubPersistPolicy?.(op) ?? { ackBeforeCommit: false, commitDelayMs: DB_COMMIT_MS };
     const stored = this.#world.variant.onHubPersistBegin?.(op) ?? op;
     const write = this.db.begin(stored, now + policy.commitDelayMs);
@@ -241,6 +265,10 @@ export class HubHost {
     if (link.hubNonce === undefined && bytes.length >= 38) {
       const header = decodeHeader(bytes.subarray(2));
       if (header.type === MessageType.CHALLENGE) link.hubNonce = toHex(header.sessionId);
+    }
+    // R2 (recovery-check.ts): RECOVER_RESULT ACCEPTED (status 0 after the header) leaves only with the recovered key durable.
+    if (bytes.length >= 2 + HEADER_BYTES + 2 && bytes[3] === MessageType.RECOVER_RESULT && bytes[2 + HEADER_BYTES] === 0 && bytes[3 + HEADER_BYTES] === RecoveryStatus.ACCEPTED) {
+      this.#world.hubAnswersAccepted();
     }
     const out = this.#world.variant.interposeDown?.(bytes) ?? bytes;
     if (out.length === 0) {

@@ -11,7 +11,7 @@ import type { Aead } from '../../modules/crypto/primitives';
 import type { DeviceEvent, DevicePersistOp } from '../../modules/device/actions';
 import type { DeviceCore } from '../../modules/device/device';
 import type { HubEvent, HubPersistOp } from '../../modules/hub/actions';
-import type { HubCore } from '../../modules/hub/hub';
+import type { HubCore, HubRecoveryConfig } from '../../modules/hub/hub';
 import type { Adversary } from './adversary';
 import type { AppLedger } from './app-ledger';
 import type { DeviceStore } from './device-store';
@@ -86,6 +86,14 @@ export interface HubHostContext extends HostContext {
     onHubPersistBegin?(op: HubPersistOp): HubPersistOp;
   };
   hubEvent(event: HubEvent): void;
+  /** The hub's static keys (absent: recovery off, docs/PROTOCOL.md §12). */
+  readonly recovery: HubRecoveryConfig | undefined;
+  /** Recovery checks (recovery-check.ts): the core decided (N, K); the database commits N; the hub answers ACCEPTED. */
+  hubDecided(id: number, key: Uint8Array): void;
+  hubCommitsRecovered(id: number): void;
+  hubAnswersAccepted(): void;
+  /** A recovery decision of the host's policy (counted for the figures). */
+  recoveryDecision(status: number): void;
 }
 
 /** The simulated device as the world's helpers see it (tools/verify/device-host.ts). */

@@ -12,6 +12,7 @@
  * acknowledgement, a notice that a link died, a boot, a command.
  */
 import { toHex } from '../../modules/bytes';
+import { RecoveryStatus } from '../../modules/protocol/constants';
 import type { Aead } from '../../modules/crypto/primitives';
 import type { DeviceEvent } from '../../modules/device/actions';
 import type { HubEvent, HubPersistOp } from '../../modules/hub/actions';
@@ -135,6 +136,8 @@ export class World implements SimWorld {
   hubRestoredSinceResult = false;
   /** The recovered keys the device stored, by id (R2: it seals under one only once it is durable). */
   readonly deviceRecovered = new Map<number, Uint8Array>();
+  /** The hub policy's decisions, by status name (figures; RATE_LIMITED must not occur within the stated bound). */
+  readonly recoveryDecisions = new Map<string, number>();
 
   readonly #options: WorldOptions;
   readonly #notices: Notice[] = [];
@@ -190,7 +193,7 @@ export class World implements SimWorld {
     };
     const baseStore = (options.store ?? keystoreStore)(deviceId, { id: active.id, key: key.slice() }, mode, credential);
     const store = this.variant.wrapDeviceStore?.(baseStore, this) ?? baseStore;
-    this.db.insert(toHex(deviceId), { mode, active: { id: active.id, key: key.slice() } });
+    this.db.insert(toHex(deviceId), { mode, active: { id: active.id, key: key.slice() }, devicePublicKey: this.recoveryKeys.device.publicKey.slice(), hubStaticId: this.recoveryKeys.hub.id });
     this.deviceAead = this.audit.wrap(nodeAead, 'device');
     this.hubAead = this.audit.wrap(nodeAead, 'hub');
     this.device = new DeviceHost(this.#deviceContext(), deviceId, store, this.deviceAead, this.seed);
@@ -246,6 +249,17 @@ export class World implements SimWorld {
       violation: (invariant, detail) => this.violation(invariant, detail),
       notice: (side, link, at) => this.notice(side, link, at),
       hubEvent: (event) => this.hubEvent(event),
+      recovery: this.recovery ? { hubKeys: [{ ...this.recoveryKeys.hub }], currentHubStaticId: this.recoveryKeys.hub.id } : undefined,
+      hubDecided: (id, key) => this.recoveryChecks.hubDecides(this, id, key),
+      hubCommitsRecovered: (id) => this.recoveryChecks.hubCommits(this, id),
+      hubAnswersAccepted: () => {
+        const pending = this.hub.core?.deviceKeys(this.deviceId).pending;
+        this.recoveryChecks.hubAnswersAccepted(this, pending?.key === undefined ? undefined : { id: pending.id, key: pending.key });
+      },
+      recoveryDecision: (status) => {
+        const name = Object.entries(RecoveryStatus).find(([, value]) => value === status)?.[0] ?? String(status);
+        this.recoveryDecisions.set(name, (this.recoveryDecisions.get(name) ?? 0) + 1);
+      },
     };
   }
 
