@@ -46,14 +46,14 @@ export function applyBeforeFault(world: SimWorld, fault: BeforeFault): void {
     case 'restoreDevice':
       if (fault.image >= world.device.store.images) return;
       world.device.reflash(world.now, fault.image);
-      world.rolledBack('device');
+      world.rolledBack('device', fault.image);
       world.countFault('device re-flashed with an image', world.device.bootAt ?? world.now);
       return;
     case 'restoreBoth':
       if (fault.snapshot >= world.db.snapshots || fault.image >= world.device.store.images) return;
       world.hub.restore(world.now, fault.snapshot);
       world.device.reflash(world.now, fault.image);
-      world.rolledBack('both');
+      world.rolledBack('both', fault.image);
       world.countFault('both rolled back', Math.max(world.hub.restartAt ?? world.now, world.device.bootAt ?? world.now));
       return;
     case 'adversary': {

@@ -118,6 +118,8 @@ export class HubHost {
       link.upBlocked = true;
       return false;
     }
+    this.#world.variant.onHubReceive?.(bytes);
+    if (this.core !== core) return true;
     this.apply(core.receive(link.id, bytes, now), now);
     if (this.core === core && link.hubAttached && !core.wantsInput(link.id)) this.#paused.add(link.id);
     return true;
@@ -178,6 +180,15 @@ export class HubHost {
     if (write.ackAt === undefined) write.ackAt = now;
     if (write.acked) this.db.finish(write);
     this.#world.trace.log(() => `db ${write.failure === 'beforeCommit' ? 'FAILS' : 'commits'} ${write.op.kind} ${'id' in write.op ? write.op.id : '-'}`);
+  }
+
+  /** A write committed and finished at once, the core never told (a broken host's own write: variants.ts). */
+  commitNow(write: DbWrite): void {
+    write.commitDone = true;
+    write.acked = true;
+    if (write.op.kind === 'storeRecovered') this.#world.hubCommitsRecovered(write.op.id);
+    this.db.commit(write);
+    this.db.finish(write);
   }
 
   /** The core hears how its write ended. */

@@ -81,11 +81,16 @@ export class KeyInvariants {
     return `${ids(this.#keyOfId)}|${highest.join(',')}${rollback}`;
   }
 
-  /** A rollback struck `side` (world.rolledBack). */
-  rolledBack(side: 'device' | 'hub' | 'both'): void {
+  /**
+   * A rollback struck `side` (world.rolledBack). `discardedLife`: the device
+   * was re-flashed with an image taken before the last double rollback, so
+   * it holds keys of a discarded life again — one more double rollback
+   * (§12.5: "restoring one of those again is one more rollback").
+   */
+  rolledBack(side: 'device' | 'hub' | 'both', discardedLife = false): void {
     this.#rolledBack = true;
     this.#pairsOff = true;
-    const double = side === 'both' || (this.#unconverged !== undefined && this.#unconverged !== side);
+    const double = side === 'both' || discardedLife || (this.#unconverged !== undefined && this.#unconverged !== side);
     this.#unconverged = double ? 'both' : side;
     if (double) {
       this.doubleRollbacks++;

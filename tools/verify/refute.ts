@@ -26,6 +26,7 @@ export function kindOf(invariant: string): 'safety' | 'liveness' {
 
 export function refuteVariant(variant: Variant, options: { rounds: number; seed: number; randomSteps: number; store?: StoreFactory }): Refutation {
   const base = { rounds: options.rounds, seed: options.seed, variant, stopAtFirstViolation: true, ...(options.store ? { store: options.store } : {}) };
+  if (variant.rollbacks === true) return refuteRecoveryVariant(variant, base);
   const exhaustive = exploreExhaustively({ ...base, pairs: 'boundaries' });
   const random = runRandom({
     steps: options.randomSteps,
@@ -53,9 +54,28 @@ export function printRefutation(r: Refutation, print: (line: string) => void): v
   print(`  ${r.variant.name} — ${r.variant.description}: ${r.refuted ? 'REFUTED' : 'NOT REFUTED'}`);
   const f = r.exhaustive.failure;
   print(`      exhaustive: ${f ? `${f.violation.invariant} at schedule ${r.exhaustive.schedulesRun} (${schedule(f)}): ${f.violation.detail}` : `no violation in ${r.exhaustive.schedulesRun} schedules`}`);
-  print(`      random:     ${r.random.invariant ? `${r.random.invariant} after ${r.random.steps} steps (episode seed ${r.random.seed})` : `no violation in ${r.random.steps} steps`}`);
+  if (r.variant.rollbacks === true) print('      random:     not run (the random mode draws no rollbacks)');
+  else print(`      random:     ${r.random.invariant ? `${r.random.invariant} after ${r.random.steps} steps (episode seed ${r.random.seed})` : `no violation in ${r.random.steps} steps`}`);
   if (r.divergence !== undefined) {
     const d = r.divergence.failure;
     print(`      running cores disagree: ${d ? `${d.violation.invariant} at schedule ${r.divergence.schedulesRun} (${schedule(d)}): ${d.violation.detail}` : 'never'}`);
   }
+}
+
+/**
+ * A recovery variant (variants.ts RECOVERY_VARIANTS) only acts in a
+ * recovery, which only a rollback starts: it is refuted by the exhaustive
+ * mode over every single rollback fault (the random mode draws no
+ * rollbacks; docs/VERIFICATION.md §11), by a safety invariant.
+ */
+function refuteRecoveryVariant(variant: Variant, base: { rounds: number; seed: number; variant: Variant; stopAtFirstViolation: boolean; store?: StoreFactory }): Refutation {
+  const exhaustive = exploreExhaustively({ ...base, pairs: 'none', rollbacks: 'only' });
+  const failure = exhaustive.failures[0];
+  return {
+    variant,
+    exhaustive: { failure, schedulesRun: 1 + exhaustive.singles.runs },
+    random: { invariant: undefined, steps: 0, seed: undefined },
+    divergence: undefined,
+    refuted: failure !== undefined && kindOf(failure.violation.invariant) === variant.expect,
+  };
 }

@@ -16,7 +16,7 @@ import type { Adversary } from './adversary';
 import type { AppLedger } from './app-ledger';
 import type { DeviceStore } from './device-store';
 import type { StepProfile } from './faults';
-import type { SimHubDatabase } from './hub-db';
+import type { DbWrite, SimHubDatabase } from './hub-db';
 import type { LivenessMonitor } from './liveness';
 import type { Link } from './network';
 import type { Rng } from './rng';
@@ -84,6 +84,7 @@ export interface HubHostContext extends HostContext {
     hubPersistPolicy?(op: HubPersistOp): HubPersistPolicy;
     onHubLinkClosed?(now: number): void;
     onHubPersistBegin?(op: HubPersistOp): HubPersistOp;
+    onHubReceive?(bytes: Uint8Array): void;
   };
   hubEvent(event: HubEvent): void;
   /** The hub's static keys (absent: recovery off, docs/PROTOCOL.md §12). */
@@ -126,6 +127,8 @@ export interface SimHub {
   receive(link: Link, bytes: Uint8Array, now: number): boolean;
   linkClosed(link: Link, now: number): void;
   crash(now: number, silent: boolean, why: string): void;
+  /** Commits a write at once (a broken host writing behind the core's back: variants.ts). */
+  commitNow(write: DbWrite): void;
   /** The operator stops the hub, restores the database from snapshot `snapshot`, and starts it again. */
   restore(now: number, snapshot: number): void;
   rotate(now: number): void;
@@ -162,7 +165,7 @@ export interface SimWorld {
   chaos: boolean;
   countFault(kind: FaultKind, calmAt: number): void;
   /** A side was rolled back to an earlier durable state (the invariants adjust: invariants.ts). */
-  rolledBack(side: 'device' | 'hub' | 'both'): void;
+  rolledBack(side: 'device' | 'hub' | 'both', image?: number): void;
   resetLink(link: Link, silent: boolean): void;
   latency(): number;
   describeFrame(bytes: Uint8Array): string;
@@ -209,4 +212,8 @@ export interface Variant {
   onHubPersistBegin?(op: HubPersistOp, world: SimWorld): HubPersistOp;
   /** The rekey mode the variant runs in (docs/PROTOCOL.md §11); default the world's. */
   readonly mode?: 'classic' | 'dh';
+  /** Recovery variants (docs/PROTOCOL.md §12): refuted under rollback faults (refute.ts). */
+  readonly rollbacks?: true;
+  /** A chunk arrives for the hub (a broken hub host may act on it before the core does). */
+  onHubReceive?(bytes: Uint8Array, world: SimWorld): void;
 }

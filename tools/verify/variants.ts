@@ -37,7 +37,8 @@
 import { describePersistOp, type DevicePersistOp } from '../../modules/device/actions';
 import { nodeAead } from '../../hosts/node/crypto';
 import { nodeKeyAgreement } from '../../hosts/node/key-agreement';
-import { IV_BYTES, MessageType } from '../../modules/protocol/constants';
+import { parseRecoverInit } from '../../modules/crypto/recovery';
+import { IV_BYTES, MessageType, RECOVER_INIT_FRAME_BYTES } from '../../modules/protocol/constants';
 import { openFrame, sealFrame } from '../../modules/protocol/frame';
 import { withLengthPrefix } from '../../modules/protocol/framing';
 import { decodeHeader } from '../../modules/protocol/header';
@@ -54,6 +55,9 @@ export const WRITE_BACK_MS = 2_000;
 class WriteBackDeviceStore implements DeviceStore {
   readonly kind: string;
   readonly #inner: DeviceStore;
+  protected get inner(): DeviceStore {
+    return this.#inner;
+  }
   readonly #world: SimWorld;
   #queue: DevicePersistOp[] = [];
   #flushAt: number | undefined;
@@ -286,4 +290,82 @@ export const SPIN_ONLY_VARIANTS: readonly Pick<Variant, 'name' | 'description' |
     description: 'dh mode: the device answers a repeated REKEY_DH for its stored future key with a fresh ephemeral and a new future key (not rule D7)',
     expect: 'safety',
   },
+];
+
+/** A keystore wrapper that reports a recovered key durable at once and writes it WRITE_BACK_MS later (every other write is honest). */
+class LyingRecoveredStore extends WriteBackDeviceStore {
+  override apply(op: DevicePersistOp): void {
+    if (op.kind === 'storeRecovered') super.apply(op);
+    else this.inner.apply(op);
+  }
+}
+
+/**
+ * The recovery variants (docs/PROTOCOL.md §12.4's rules broken; docs/VERIFICATION.md
+ * §11), named as their Promela twins in tools/verify/spin-recovery.ts, each
+ * applied through a host seam and refuted under the rollback faults
+ * (refute.ts):
+ * - recovery-hub-answers-before-persisting — a database host that reports
+ *   the recovered key (HK9's storeRecovered) committed at once and commits it
+ *   WRITE_BACK_MS later: RECOVER_RESULT ACCEPTED leaves before N is durable (R2);
+ * - recovery-device-uses-result-before-persisting — a keystore that reports
+ *   the recovered key (DK14) durable at once and writes it later: the device
+ *   seals under N before its storage holds it (R2);
+ * - recovery-hub-stores-before-tag3 — a hub host that acts on RECOVER_INIT's
+ *   claim, which it cannot verify (tag1 can be forged by a holder of s_h,
+ *   and proves nothing live): it writes a fresh pending key above the claimed
+ *   ids to the database and loads it with the public reloadDevice (R1).
+ */
+export const RECOVERY_VARIANTS: readonly Variant[] = [
+  {
+    name: 'recovery-hub-answers-before-persisting',
+    description: 'the hub sends RECOVER_RESULT ACCEPTED before the recovered key is in the database (storeRecovered acknowledged before the commit)',
+    expect: 'safety',
+    rollbacks: true,
+    hubPersistPolicy: (op) => (op.kind === 'storeRecovered' ? lying : honest),
+  },
+  {
+    name: 'recovery-device-uses-result-before-persisting',
+    description: 'the device seals under the recovered key before it is in flash (a keystore that lies about the durability of DK14)',
+    expect: 'safety',
+    rollbacks: true,
+    wrapDeviceStore: (store, world) => new LyingRecoveredStore(store, world),
+  },
+  {
+    name: 'recovery-hub-stores-before-tag3',
+    description: 'the hub acts on RECOVER_INIT\'s unverified claim: a fresh pending key above the claimed ids, written to the database and loaded with reloadDevice, before RECOVER_FINISH',
+    expect: 'safety',
+    rollbacks: true,
+    onHubReceive: (bytes, world) => {
+      if (bytes.length !== 2 + RECOVER_INIT_FRAME_BYTES || bytes[3] !== MessageType.RECOVER_INIT) return;
+      const hub = world.hub.core;
+      if (hub === undefined || world.db.writes.length > 0) return;
+      const claim = parseRecoverInit(bytes.subarray(2));
+      const row = world.db.row(world.deviceId);
+      const id = Math.max(row.active.id, row.pending?.id ?? 0, claim.activeKeyId, claim.futureKeyId) + 1;
+      const key = new Uint8Array(64);
+      rngOf(world).fill(key);
+      const write = world.db.begin({ kind: 'storeRecovered', deviceId: world.deviceId, id, key }, world.now);
+      world.hub.commitNow(write);
+      hub.reloadDevice(world.db.record(world.deviceId));
+      world.trace.log(() => `BROKEN HOST stores pending ${id} on an unverified RECOVER_INIT`);
+    },
+  },
+];
+
+/**
+ * The Promela model's recovery variants (tools/verify/spin-recovery.ts) that
+ * no host seam reaches, so spin alone refutes them: what they break is
+ * decided inside a core (the hub core chooses N and verifies tag3; the
+ * device core checks N against its ids and verifies tag2 and tag4; the
+ * device core decides what it stores on RECOVER_REPLY). The real cores'
+ * checks of these are tested directly in tests/hub-recovery.test.ts and the
+ * device core's recovery tests.
+ */
+export const RECOVERY_SPIN_ONLY_VARIANTS: readonly Pick<Variant, 'name' | 'description' | 'expect'>[] = [
+  { name: 'recovery-reuses-current-id', description: 'N is the device\'s current id (the hub core chooses N; the device core refuses it, DS14)', expect: 'safety' },
+  { name: 'recovery-id-from-device-report-only', description: 'N from the device\'s report alone, ignoring the hub\'s own ids (the hub core chooses N)', expect: 'safety' },
+  { name: 'recovery-device-skips-hub-static-check', description: 'the device accepts RECOVER_REPLY / RECOVER_RESULT without their tags, which need s_h (the device core verifies them)', expect: 'safety' },
+  { name: 'recovery-hub-completes-on-unverified-claim', description: 'the hub completes without a valid tag3, which needs s_d (the hub core verifies it)', expect: 'safety' },
+  { name: 'recovery-device-stores-before-result', description: 'the device stores N on RECOVER_REPLY, before RECOVER_RESULT (the device core decides)', expect: 'safety' },
 ];

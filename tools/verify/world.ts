@@ -147,6 +147,8 @@ export class World implements SimWorld {
   #profile: StepProfile | undefined;
 
   #idleTimerSteps = 0;
+  /** The double-rollback epoch (KeyInvariants.doubleRollbacks) each device image was taken in. */
+  readonly #imageEpochs: number[] = [];
   #stopped = false;
 
   constructor(options: WorldOptions) {
@@ -230,7 +232,7 @@ export class World implements SimWorld {
 
   #hubContext(): HubHostContext {
     const world = this;
-    const { interposeDown, hubPersistPolicy, onHubLinkClosed, onHubPersistBegin } = this.variant;
+    const { interposeDown, hubPersistPolicy, onHubLinkClosed, onHubPersistBegin, onHubReceive } = this.variant;
     return {
       get now() {
         return world.now;
@@ -242,6 +244,7 @@ export class World implements SimWorld {
         ...(hubPersistPolicy === undefined ? {} : { hubPersistPolicy }),
         ...(onHubLinkClosed === undefined ? {} : { onHubLinkClosed: (now: number) => onHubLinkClosed(world, now) }),
         ...(onHubPersistBegin === undefined ? {} : { onHubPersistBegin: (op: HubPersistOp) => onHubPersistBegin(op, world) }),
+        ...(onHubReceive === undefined ? {} : { onHubReceive: (bytes: Uint8Array) => onHubReceive(bytes, world) }),
       },
       actionApplied: (side) => this.actionApplied(side),
       latency: () => this.latency(),
@@ -434,10 +437,11 @@ export class World implements SimWorld {
   }
 
   /** A rollback fault struck (fault-apply.ts): the invariants that cannot hold across it adjust (invariants.ts, seal-check.ts). */
-  rolledBack(side: 'device' | 'hub' | 'both'): void {
+  rolledBack(side: 'device' | 'hub' | 'both', image?: number): void {
     this.rollbacks[side]++;
     if (side !== 'device') this.hubRestoredSinceResult = true;
-    this.keyInvariants.rolledBack(side);
+    const discardedLife = image !== undefined && (this.#imageEpochs[image] ?? 0) < this.keyInvariants.doubleRollbacks;
+    this.keyInvariants.rolledBack(side, discardedLife);
     this.seals.rolledBack(side);
     this.liveness.rolledBack();
   }
@@ -547,6 +551,7 @@ export class World implements SimWorld {
       const idle = link.queues.up.length === 0 && link.queues.down.length === 0;
       if ((link.dead || (!link.deviceAttached && !link.hubAttached)) && idle && !this.#notices.some((n) => n.link === link)) this.links.delete(id);
     }
+    while (this.#imageEpochs.length < this.device.store.images) this.#imageEpochs.push(this.keyInvariants.doubleRollbacks);
     const views = this.keyViews();
     const synced = this.synced(views);
     if (synced) this.seals.converged();
