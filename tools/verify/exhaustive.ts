@@ -50,6 +50,8 @@ export interface ExhaustiveOptions {
    * deterministic, uniform sample of the pairs for CI. Default 1 (all).
    */
   readonly pairStride?: number;
+  /** With rollbacks: the second faults of a pair may be rollbacks too ('all', default) or only the other kinds ('ordinary'). */
+  readonly rollbackSeconds?: 'all' | 'ordinary';
   /** Only single faults of these kinds (and pairs starting with one). */
   readonly singleKinds?: readonly PointKind[];
 }
@@ -228,6 +230,7 @@ export function exploreExhaustively(options: ExhaustiveOptions, report = newRepo
     if (options.pairs === 'boundaries') seconds = seconds.filter((p) => !p.interior);
     // With rollbacks, pairs of two other faults are the plain mode's: only pairs with a rollback in them.
     if (rollbacks !== 'none' && !isRollback(rep.point)) seconds = seconds.filter(isRollback);
+    if (options.rollbackSeconds === 'ordinary') seconds = seconds.filter((p) => !isRollback(p));
     const stride = options.pairStride ?? 1;
     if (stride > 1) seconds = seconds.filter((_, i) => i % stride === index % stride);
     report.pairs.schedules += firsts.length * seconds.length;
@@ -264,7 +267,7 @@ function absorb(report: ExhaustiveReport, world: World, schedule: Schedule): voi
 }
 
 /** Re-runs a failing schedule with the trace on: the readable account, and proof that it reproduces. */
-export function explainFailure(failure: Failure, options: { variant?: Variant; store?: StoreFactory; mode?: 'classic' | 'dh'; liveViewsOnly?: boolean } = {}): string {
+export function explainFailure(failure: Failure, options: { variant?: Variant; store?: StoreFactory; mode?: 'classic' | 'dh'; liveViewsOnly?: boolean; rollbacks?: boolean } = {}): string {
   const { world } = runSchedule(failure.schedule, { ...options, trace: true });
   const again = world.violations[0];
   const reproduced = again !== undefined && again.invariant === failure.violation.invariant && again.step === failure.violation.step;

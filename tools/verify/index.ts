@@ -3,6 +3,9 @@
  *   1. exhaustive mode: every single fault point and every pair of fault
  *      points of a 3-rotation scenario with app data both ways, in the
  *      classic mode and again in the dh rekey mode (docs/PROTOCOL.md §11);
+ *   1b. the exhaustive mode with the rollback faults (docs/VERIFICATION.md
+ *      §11): every single fault point plus every rollback, and every pair
+ *      with a rollback in it, recovery on;
  *   2. random mode: 1,000,000 steps of chaos and calm;
  *   3. the six broken variants, each refuted by the simulation;
  *   4. spin on the Promela model (classic, dh and upgrade modes) and its
@@ -11,7 +14,7 @@
  * variant is refuted (by the simulation and by spin) and spin passes.
  *
  * Options: --seed N (1)  --random-steps N (1000000)  --rounds N (3)
- *          --pairs all|boundaries|none (all)  --workers N (2)  --no-spin
+ *          --pairs all|boundaries|none (all)  --workers N (2)  --no-spin  --no-rollbacks
  *          --quick (pairs at boundaries, 100000 random steps)
  * A failing schedule is printed with its seed and a trace; the same command
  * with the same seed reproduces it.
@@ -26,7 +29,7 @@ import { explainRandomFailure, runRandom } from './random-mode';
 import { printRefutation, refuteVariant } from './refute';
 import { deserializeReport, formatCount, mergeShards, printExhaustive, printRandom, type SerializedReport } from './report';
 import { printSpinReport, runAllSpin, spinAvailable } from './spin';
-import { BROKEN_VARIANTS } from './variants';
+import { BROKEN_VARIANTS, RECOVERY_SPIN_ONLY_VARIANTS, RECOVERY_VARIANTS } from './variants';
 import { ADVERSARY_MOVES } from './adversary';
 
 interface Options {
@@ -36,10 +39,11 @@ interface Options {
   pairs: PairMode;
   workers: number;
   spin: boolean;
+  rollbacks: boolean;
 }
 
 function parseOptions(argv: readonly string[]): Options {
-  const options: Options = { seed: 1, randomSteps: 1_000_000, rounds: 3, pairs: 'all', workers: 2, spin: true };
+  const options: Options = { seed: 1, randomSteps: 1_000_000, rounds: 3, pairs: 'all', workers: 2, spin: true, rollbacks: true };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -66,6 +70,9 @@ function parseOptions(argv: readonly string[]): Options {
       case '--no-spin':
         options.spin = false;
         break;
+      case '--no-rollbacks':
+        options.rollbacks = false;
+        break;
       case '--quick':
         options.pairs = 'boundaries';
         options.randomSteps = 100_000;
@@ -81,10 +88,10 @@ const print = (line = ''): void => {
   process.stdout.write(`${line}\n`);
 };
 
-function runShard(options: Options, shard: number, mode: 'classic' | 'dh' = 'classic'): Promise<ExhaustiveReport> {
+function runShard(options: Options, shard: number, mode: 'classic' | 'dh' = 'classic', rollbacks = false): Promise<ExhaustiveReport> {
   const worker = join(dirname(fileURLToPath(import.meta.url)), 'exhaustive-worker.ts');
   return new Promise((resolve, reject) => {
-    const child = fork(worker, [String(options.rounds), String(options.seed), options.pairs, String(shard), String(options.workers), mode], {
+    const child = fork(worker, [String(options.rounds), String(options.seed), options.pairs, String(shard), String(options.workers), mode, ...(rollbacks ? ['rollbacks'] : [])], {
       execArgv: ['--import', 'tsx'],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
@@ -135,6 +142,18 @@ async function main(): Promise<number> {
   for (const failure of exhaustiveDh.failures.slice(0, 3)) print(explainFailure(failure, { mode: 'dh' }));
 
   print();
+  print(`== Exhaustive mode with rollbacks (docs/VERIFICATION.md §11; recovery on): every fault point plus every rollback; pairs with a rollback: ${options.pairs} ==`);
+  let exhaustiveRollbacks: ExhaustiveReport | undefined;
+  if (!options.rollbacks) {
+    print('  skipped (--no-rollbacks)');
+  } else {
+    exhaustiveRollbacks = mergeShards(await Promise.all(Array.from({ length: options.workers }, (_, shard) => runShard(options, shard, 'classic', true))));
+    printExhaustive(exhaustiveRollbacks, print);
+    violations += exhaustiveRollbacks.failures.length;
+    for (const failure of exhaustiveRollbacks.failures.slice(0, 3)) print(explainFailure(failure, { rollbacks: true }));
+  }
+
+  print();
   print('== Random mode ==');
   const random = runRandom({ steps: options.randomSteps, seed: options.seed, adversaryMoves: moves });
   printRandom(random, options.seed, print);
@@ -157,6 +176,15 @@ async function main(): Promise<number> {
   }
 
   print();
+  print('== Recovery variants, applied to the real cores by injection, under rollbacks ==');
+  for (const variant of RECOVERY_VARIANTS) {
+    const refutation = refuteVariant(variant, { rounds: options.rounds, seed: options.seed, randomSteps: 0 });
+    printRefutation(refutation, print);
+    if (!refutation.refuted) ok = false;
+  }
+  print(`  spin only (no host seam reaches them): ${RECOVERY_SPIN_ONLY_VARIANTS.map((v) => v.name).join(', ')}`);
+
+  print();
   print('== Model checking (spin) ==');
   if (!options.spin) {
     print('  skipped (--no-spin)');
@@ -172,6 +200,7 @@ async function main(): Promise<number> {
   print();
   print('== Summary ==');
   print(`  schedules explored: classic ${formatCount(exhaustive.singles.runs)} single-fault, ${formatCount(exhaustive.pairs.schedules)} fault-pair; dh ${formatCount(exhaustiveDh.singles.runs)} single-fault, ${formatCount(exhaustiveDh.pairs.schedules)} fault-pair`);
+  if (exhaustiveRollbacks !== undefined) print(`  with rollbacks: ${formatCount(exhaustiveRollbacks.singles.runs)} single-fault, ${formatCount(exhaustiveRollbacks.pairs.schedules)} fault-pair schedules (pairs with a rollback in them)`);
   print(`  random steps: classic ${formatCount(random.steps)}, dh ${formatCount(randomDh.steps)}`);
   print(`  invariant checks: ${formatCount(exhaustive.checks + random.checks + exhaustiveDh.checks + randomDh.checks)}; violations: ${violations}`);
   print(`  broken variants refuted: ${ok ? 'all' : 'NOT ALL'}; open findings: ${reflectionOpen ? 'F1' : 'none'}`);
