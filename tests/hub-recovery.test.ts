@@ -226,7 +226,7 @@ describe('HS9: a failing HELLO is answered by NO_KEY', () => {
     const env = new Env({ record: { pending: { id: 6, key: key(6) } } });
     const p = new Player(env, 1);
     const actions = p.hello(9, key(9));
-    expect(actions.map((a) => (a.type === 'event' ? `event:${a.event.type}` : a.type))).toEqual(['event:rejected', 'event:recoveryNeeded', 'transmit']);
+    expect(actions.map((a) => (a.type === 'event' ? `event:${a.event.type}` : a.type))).toEqual(['event:recoveryNeeded', 'event:rejected', 'transmit']);
     expect(eventsOf(actions, 'recoveryNeeded')).toEqual([{ type: 'recoveryNeeded', deviceId: DEVICE_HEX, reason: 'unknownKeyId', helloKeyId: 9, activeKeyId: 5, pendingKeyId: 6 }]);
     const [noKey] = sent(actions);
     expect(noKey!.frame.length).toBe(36);
@@ -272,13 +272,14 @@ describe('HS9: a failing HELLO is answered by NO_KEY', () => {
     expect(eventsOf(actions, 'recoveryUnauthenticated')).toEqual([{ type: 'recoveryUnauthenticated', connection: 2, stage: 'init', code: 'UNKNOWN_DEVICE' }]);
   });
 
-  test('the source limit (recoveryAllowed: false) and a hub without recovery close as in HS3: no NO_KEY, no event', () => {
-    for (const [env, options] of [
-      [new Env(), { recoveryAllowed: false }],
-      [new Env({ recovery: false }), undefined],
+  test('the source limit (recoveryAllowed: false) and a hub without recovery close as in HS3: no NO_KEY', () => {
+    for (const [env, options, expected] of [
+      // The detection is still reported (once per episode): it costs the hub nothing.
+      [new Env(), { recoveryAllowed: false }, ['event:recoveryNeeded', 'event:rejected', 'close']],
+      [new Env({ recovery: false }), undefined, ['event:rejected', 'close']],
     ] as const) {
       const actions = new Player(env, 1, options).hello(9, key(9));
-      expect(actions.map((a) => (a.type === 'event' ? `event:${a.event.type}` : a.type))).toEqual(['event:rejected', 'close']);
+      expect(actions.map((a) => (a.type === 'event' ? `event:${a.event.type}` : a.type))).toEqual(expected);
     }
     const without = new Env({ recovery: false });
     expect(closeCode(new Player(without, 1).hello(5, key(0x55)))).toBe('AUTH_FAILED');
@@ -556,6 +557,10 @@ describe('R3: N is rechecked against the hub\'s slots when the decision is appli
     expect(persists(after)).toEqual([]);
     expect(closeCode(after)).toBe('RECOVERY_REFUSED');
     expect(env.keys().pending?.id).toBe(6);
+  });
+
+  test('two handshakes of the device with the same N: only the one whose key was stored hears ACCEPTED', () => {
+    expect(onlyItsOwnKeyAccepted(HubCore)).toBeUndefined();
   });
 
   test('a rotation asked for during the recovery waits for N\'s promotion (HK2)', () => {
@@ -1046,6 +1051,31 @@ function inSyncKeepsP(Core: typeof HubCore): string | undefined {
   return undefined;
 }
 
+/**
+ * R2/R3 across two handshakes of one device (a retry after a lost RECOVER_RESULT, say): the second
+ * reaches tag3 while the first's ACCEPTED key is being written, both with N = 10. Only the handshake
+ * whose K_N is durable may hear ACCEPTED; the other finds N taken (R3) and gets no result.
+ */
+function onlyItsOwnKeyAccepted(Core: typeof HubCore): string | undefined {
+  const env = new Env({ Core });
+  const first = throughFinish(env, 1);
+  const second = new Player(env, 2);
+  second.hello(9, key(9));
+  const start = second.init(DEVICE_AHEAD);
+  const reply = sent(second.receive(withLengthPrefix(start.frame)))[0]!;
+  const secrets = deviceRecoveryReply(ka, start, CREDENTIAL, reply.frame);
+  env.hub.decideRecovery(1, ACCEPT, env.now); // the first's K_N is being written
+  const finish = second.receive(withLengthPrefix(recoveryFinishFrame(ka, secrets.macKey, second.header(MessageType.RECOVER_FINISH, 2))));
+  if (!finish.some((a) => a.type === 'close' && a.connection === 1)) return 'the first handshake was not superseded';
+  env.hub.decideRecovery(2, ACCEPT, env.now);
+  const after = env.persisted();
+  const told = resultOf(after.filter((a) => a.type !== 'transmit' || a.connection === 2), secrets);
+  const stored = env.keys().pending;
+  if (stored === undefined || !bytesEqual(stored.key!, first.secrets.recoveredKey)) return 'the first key is not the stored one';
+  if (told?.status === RecoveryStatus.ACCEPTED && secrets.newKeyId === stored.id) return `id ${stored.id}: the hub stored one key and told the second handshake its own`;
+  return undefined;
+}
+
 describe('each safety rule fails on a deliberately broken hub core', () => {
   const variants: [string, (Core: typeof HubCore) => string | undefined, () => typeof HubCore][] = [
     [
@@ -1062,6 +1092,11 @@ describe('each safety rule fails on a deliberately broken hub core', () => {
         hubVariant('result-before-persist', [
           ["    device.persisting = op;\n    out.push({ type: 'persist', op });\n  }\n\n  /** R3 at decision", "    device.persisting = op;\n    out.push({ type: 'persist', op });\n    this.#finishRecovery(conn, recovery, device, RecoveryStatus.ACCEPTED, 0, out);\n  }\n\n  /** R3 at decision"],
         ]),
+    ],
+    [
+      'R2: a hub that tells whichever handshake of the device waits that its key is durable',
+      onlyItsOwnKeyAccepted,
+      () => hubVariant('accepts-any-handshake', [["recovery?.phase === 'storing' && recovery.storing === op", "(recovery?.phase === 'storing' || recovery?.phase === 'accepted')"]]),
     ],
     ['R4: a hub that ignores check', inSyncKeepsP, () => hubVariant('ignores-check', [['checkMatchesHeld: this.#checkMatchesHeld(conn, recovery, device)', 'checkMatchesHeld: false']])],
   ];

@@ -243,7 +243,10 @@ interface RecoveryHandshake {
   readonly helloKeyId: number;
   /** The HELLO's KEY_SHARE, if any (public): lets R4 test a dh pending key (see #checkMatchesHeld). */
   readonly helloShare: Uint8Array | undefined;
-  phase: 'init' | 'finish' | 'asked' | 'accepted';
+  /** init: NO_KEY sent; finish: RECOVER_REPLY sent; asked: recoveryRequest out; accepted: ACCEPTED waits for another write; storing: its own write is out. */
+  phase: 'init' | 'finish' | 'asked' | 'accepted' | 'storing';
+  /** The storeRecovered op of this handshake, while it is outstanding (persisted() matches it by identity). */
+  storing: HubPersistOp | undefined;
   device: DeviceEntry | undefined;
   claim: RecoveryClaim | undefined;
   secrets: RecoverySecrets | undefined;
@@ -943,13 +946,15 @@ export class HubCore {
    * when HS3 applies instead.
    */
   #noKey(conn: Connection, header: Header, device: DeviceEntry | undefined, error: LockstepError, now: number, out: HubAction[]): boolean {
-    if (this.#hubKeys === undefined || !conn.recoveryAllowed || conn.state !== 'awaitingHello') return false;
+    if (this.#hubKeys === undefined || conn.state !== 'awaitingHello') return false;
     if (header.type !== MessageType.HELLO || header.sequence !== 0 || conn.sequenceIn !== 0 || !bytesEqual(header.sessionId, conn.hubNonce)) return false;
     const reason: RecoveryNeededReason | undefined = error.code === 'UNKNOWN_KEY_ID' ? 'unknownKeyId' : error.code === 'AUTH_FAILED' ? 'authFailed' : undefined;
     if (reason === undefined && error.code !== 'UNKNOWN_DEVICE') return false;
+    // Detection is for operators and costs nothing: reported even when the source's limit forbids the NO_KEY (HS3 then).
+    if (device !== undefined && reason !== undefined) this.#reportRecoveryNeeded(device, reason, header.keyId, out);
+    if (!conn.recoveryAllowed) return false;
     const row = requireHubConnectionRow(conn.state, 'helloFailed');
     out.push(event({ type: 'rejected', connection: conn.id, error }));
-    if (device !== undefined && reason !== undefined) this.#reportRecoveryNeeded(device, reason, header.keyId, out);
     conn.state = row.next;
     conn.sequenceIn = 1;
     conn.lastReceivedAt = now;
@@ -963,6 +968,7 @@ export class HubCore {
       claim: undefined,
       secrets: undefined,
       newKeyId: 0,
+      storing: undefined,
     };
     this.#transmitRaw(conn, this.#recoveryHeader(conn, MessageType.NO_KEY), out);
     return true;
@@ -1210,6 +1216,8 @@ export class HubCore {
       return;
     }
     const op: HubPersistOp = { kind: 'storeRecovered', deviceId: device.id, id: recovery.newKeyId, key: secrets.recoveredKey.slice() };
+    recovery.phase = 'storing';
+    recovery.storing = op;
     device.persisting = op;
     out.push({ type: 'persist', op });
   }
@@ -1233,7 +1241,8 @@ export class HubCore {
     device.nextOfferAt = now;
     const conn = this.#recoveryConnectionOf(device);
     const recovery = conn?.recovery;
-    if (conn !== undefined && recovery?.phase === 'accepted' && recovery.newKeyId === op.id) {
+    // Only the handshake whose K_N this is may be told ACCEPTED (a newer one of the device rechecks R3 and finds N taken).
+    if (conn !== undefined && recovery?.phase === 'storing' && recovery.storing === op) {
       this.#finishRecovery(conn, recovery, device, RecoveryStatus.ACCEPTED, 0, out);
       return;
     }
