@@ -29,7 +29,10 @@ import { decodeHeader, encodeHeader, type Header } from '../modules/protocol/hea
 import type { Message } from '../modules/protocol/messages';
 import { nodeAead } from '../hosts/node/crypto';
 import { nodeKeyAgreementDrawn } from '../hosts/node/key-agreement';
+import { copyKeys } from '../modules/platform/keys';
 import { seededRandom } from '../tools/testing/deterministic-random';
+import { copyHubRow } from '../tools/testing/hub-row';
+import { Pair } from '../tools/testing/pair';
 import { hubVariant } from './support/hub-mutant';
 
 const ka: KeyAgreementPrimitives = nodeKeyAgreementDrawn;
@@ -1116,4 +1119,204 @@ test('isLockstepError is what the host sees on a close', () => {
   const actions = new Player(env, 1, { recoveryAllowed: false }).hello(9, key(9));
   const close = actions.find((a) => a.type === 'close');
   expect(close?.type === 'close' && isLockstepError(close.error, 'UNKNOWN_KEY_ID')).toBe(true);
+});
+
+// ---- End to end: the real device loop and core over tools/testing/pair.ts ----
+
+describe('end to end with the real device (tools/testing/pair.ts)', () => {
+  /** No id names two keys: wherever both sides hold an id, they hold the same bytes (§12.5; S1/S2 hold again once in sync). */
+  function oneKeyPerId(pair: Pair): void {
+    const device = pair.device.keys;
+    const hub = pair.hub.deviceKeys(pair.deviceId);
+    const hubSlots = [hub.active, ...(hub.pending?.key === undefined ? [] : [{ id: hub.pending.id, key: hub.pending.key }])];
+    for (const slot of [device.active, ...(device.future === undefined ? [] : [device.future])]) {
+      const same = hubSlots.find((held) => held.id === slot.id);
+      if (same !== undefined && !bytesEqual(same.key, slot.key)) throw new Error(`key id ${slot.id} names two keys`);
+    }
+  }
+
+  /** Connects until both sides hold one shared key (each connect is one attempt of the device loop). */
+  function converge(pair: Pair, attempts = 4): number {
+    for (let i = 1; i <= attempts; i++) {
+      pair.connect();
+      pair.runUntilIdle();
+      oneKeyPerId(pair);
+      if (pair.inSync() && pair.connected) {
+        pair.assertSafe();
+        return i;
+      }
+    }
+    throw new Error(`not in sync after ${attempts} connections: device ${JSON.stringify(pair.device.snapshot())}, hub ${JSON.stringify(pair.hub.acceptedKeyIds(pair.deviceId))}`);
+  }
+
+  function rotations(pair: Pair, count: number): void {
+    for (let i = 0; i < count; i++) {
+      pair.rotate();
+      pair.runUntilIdle();
+    }
+    expect(pair.inSync()).toBe(true);
+  }
+
+  test.each(['classic', 'dh'] as const)('%s: a hub restored from an old backup recovers by itself; data flows under the recovered key', (mode) => {
+    const pair = new Pair({ seed: 41, mode, recovery: true });
+    pair.connect();
+    pair.runUntilIdle();
+    rotations(pair, 1);
+    const backup = copyHubRow(pair.hubStore); // holds key 2
+    rotations(pair, 3); // the device now holds only key 5
+    pair.hubStore = backup;
+    pair.restartHub();
+    expect(pair.hub.acceptedKeyIds(pair.deviceId)).toEqual([2]);
+    const connections = converge(pair);
+    expect(connections).toBe(2); // the recovery, then the HELLO under N that promotes it
+    expect(pair.device.keys.active.id).toBe(6); // N = max(2, 5) + 1
+    expect(pair.hub.deviceKeys(pair.deviceId).active.id).toBe(6);
+    expect(pair.recoveryRequests).toMatchObject([{ newKeyId: 6, claimedActive: 5, claimedFuture: 0 }]);
+    expect(pair.hubEvents.filter((e) => e.type === 'recoveryNeeded')).toMatchObject([{ reason: 'unknownKeyId', helloKeyId: 5, activeKeyId: 2 }]);
+    expect(pair.hubEvents.filter((e) => e.type === 'recoveryDecided')).toMatchObject([{ status: RecoveryStatus.ACCEPTED, newKeyId: 6 }]);
+    expect(pair.deviceEvents.filter((e) => e.type === 'hubLostKey' || e.type === 'recovered').map((e) => e.type)).toEqual(['hubLostKey', 'recovered']);
+    pair.deviceSend(Uint8Array.of(1));
+    pair.hubSend(Uint8Array.of(2));
+    pair.runUntilIdle();
+    expect(pair.hubEvents.filter((e) => e.type === 'data')).toHaveLength(1);
+    expect(pair.deviceEvents.filter((e) => e.type === 'data')).toHaveLength(1);
+    // Rotations continue from the recovered id, in the device's mode.
+    rotations(pair, 1);
+    expect(pair.device.keys.active.id).toBe(7);
+    expect(pair.hub.deviceKeys(pair.deviceId).mode).toBe(mode);
+  });
+
+  test('a device re-flashed with its provisioning image recovers; ids stay above every id the hub issued', () => {
+    const pair = new Pair({ seed: 42, mode: 'dh', recovery: true });
+    const image = { keys: copyKeys(pair.deviceStore), credential: pair.deviceCredential };
+    pair.connect();
+    pair.runUntilIdle();
+    rotations(pair, 3);
+    pair.deviceStore = image.keys;
+    pair.rebootDevice();
+    converge(pair);
+    expect(pair.device.keys.active.id).toBe(5); // max(4, 1) + 1
+  });
+
+  test('both rolled back at once, and the hub restored mid-rotation (a dh pending the device never saw)', () => {
+    const pair = new Pair({ seed: 43, mode: 'dh', recovery: true });
+    const image = copyKeys(pair.deviceStore);
+    pair.connect();
+    pair.runUntilIdle();
+    rotations(pair, 1);
+    pair.autoPersist = false;
+    pair.rotate();
+    pair.step(); // the dh pending 3 is durable; the link is about to carry the REKEY_DH
+    const midRotation = copyHubRow(pair.hubStore);
+    pair.autoPersist = true;
+    pair.runUntilIdle();
+    rotations(pair, 2);
+    pair.hubStore = midRotation; // (2, 3 dh)
+    pair.restartHub();
+    pair.deviceStore = image; // (1)
+    pair.rebootDevice();
+    converge(pair);
+    expect(pair.device.keys.active.id).toBe(4); // max(2, 3, 1) + 1
+  });
+
+  test('RECOVER_RESULT lost after the hub made N durable: the next attempt replaces N by a higher N\'', () => {
+    const pair = new Pair({ seed: 44, recovery: true });
+    pair.connect();
+    pair.runUntilIdle();
+    const backup = copyHubRow(pair.hubStore);
+    rotations(pair, 2);
+    pair.hubStore = backup;
+    pair.restartHub();
+    pair.autoPersist = false;
+    pair.connect();
+    // Deliver frames until the hub asks for its recovered key to be written; the link drops before RECOVER_RESULT leaves.
+    for (let i = 0; i < 50 && !pair.hubPersistPending; i++) pair.step();
+    expect(pair.hubStore.pending?.id).toBe(4);
+    pair.disconnect();
+    pair.step(); // the write completes: the RECOVER_RESULT has no connection to go to
+    pair.autoPersist = true;
+    expect(pair.hub.deviceKeys(pair.deviceId).pending?.id).toBe(4);
+    expect(pair.device.keys.future).toBeUndefined();
+    pair.advance(60_000); // the device's recovery spacing
+    converge(pair);
+    expect(pair.device.keys.active.id).toBe(5);
+    expect(pair.recoveryRequests.map((r) => r.newKeyId)).toEqual([4, 5]);
+  });
+
+  test('policy: REFUSED with "retry after" leaves both sides unchanged; once accepted, the next attempt recovers', () => {
+    const pair = new Pair({ seed: 45, recovery: true });
+    pair.connect();
+    pair.runUntilIdle();
+    const backup = copyHubRow(pair.hubStore);
+    rotations(pair, 2);
+    pair.hubStore = backup;
+    pair.restartHub();
+    pair.decide = () => ({ status: RecoveryStatus.REFUSED, retryAfterSeconds: 120 });
+    const before = copyKeys(pair.deviceStore);
+    pair.connect();
+    pair.runUntilIdle();
+    expect(pair.deviceEvents.filter((e) => e.type === 'recoveryRefused')).toHaveLength(1);
+    expect(pair.deviceStore).toEqual(before);
+    expect(pair.hub.acceptedKeyIds(pair.deviceId)).toEqual([1]);
+    pair.decide = () => ACCEPT;
+    pair.advance(121_000);
+    converge(pair);
+    expect(pair.device.keys.active.id).toBe(4);
+  });
+
+  test('a device in the field enrols once (armed, then a dh rotation), and from then on a restored hub recovers it', () => {
+    const pair = new Pair({ seed: 47, mode: 'dh', recovery: true });
+    pair.deviceCredential = undefined; // provisioned before this revision
+    pair.rebootDevice();
+    const { devicePublicKey: _none, hubStaticId: _noId, ...unenrolled } = pair.hubStore;
+    pair.hubStore = { ...unenrolled, enrolment: 'armed' };
+    pair.restartHub();
+    pair.connect();
+    pair.runUntilIdle();
+    expect(pair.deviceCredential).toBeUndefined(); // armed is not enough: the session key may have leaked before the arming
+    rotations(pair, 1);
+    expect(pair.deviceCredential?.hubStaticId).toBe(1);
+    expect(pair.hubStore.devicePublicKey).toEqual(pair.deviceCredential?.device.publicKey);
+    expect(pair.hubStore.enrolment).toBeUndefined();
+    expect(pair.hubEvents.filter((e) => e.type === 'enrolled')).toEqual([{ type: 'enrolled', deviceId: pair.deviceId, hubStaticId: 1 }]);
+    expect(pair.deviceEvents.filter((e) => e.type === 'enrolled')).toHaveLength(1);
+    const backup = copyHubRow(pair.hubStore);
+    rotations(pair, 2);
+    pair.hubStore = backup;
+    pair.restartHub();
+    converge(pair);
+    expect(pair.device.keys.active.id).toBe(5);
+  });
+
+  test('HK11: a hub restored from before the device moved to dh offers a classic key; the refusal moves it to dh, and the rotation completes', () => {
+    const pair = new Pair({ seed: 48, mode: 'dh', recovery: true });
+    pair.hubStore = { ...pair.hubStore, mode: 'classic' };
+    pair.restartHub();
+    pair.connect();
+    pair.runUntilIdle();
+    pair.rotate();
+    pair.runUntilIdle();
+    expect(pair.hubEvents.some((e) => e.type === 'peerError' && e.code === WireError.REKEY_MODE_MISMATCH)).toBe(true);
+    expect(pair.inSync()).toBe(true);
+    expect(pair.device.keys.active.id).toBe(2);
+    expect(pair.hubStore.mode).toBe('dh');
+    expect(pair.hub.deviceKeys(pair.deviceId).mode).toBe('dh');
+  });
+
+  test('a device without a credential cannot recover (NO_KEY, then it closes); nothing changes on the hub', () => {
+    const pair = new Pair({ seed: 46, recovery: true });
+    pair.deviceCredential = undefined;
+    pair.rebootDevice();
+    pair.connect();
+    pair.runUntilIdle();
+    const backup = copyHubRow(pair.hubStore);
+    rotations(pair, 1);
+    pair.hubStore = backup;
+    pair.restartHub();
+    pair.connect();
+    pair.runUntilIdle();
+    expect(pair.deviceEvents.some((e) => e.type === 'hubLostKey')).toBe(true);
+    expect(pair.recoveryRequests).toEqual([]);
+    expect(pair.hub.acceptedKeyIds(pair.deviceId)).toEqual([1]);
+  });
 });
