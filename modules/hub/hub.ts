@@ -1211,6 +1211,11 @@ export class HubCore {
       this.#idsMoved(conn, recovery, device, out);
       return;
     }
+    // R4 again: a pending key written since tag3 (never offered: the device's sessions were closed then) is tested too.
+    if (this.#checkMatchesHeld(conn, recovery, device)) {
+      this.#finishRecovery(conn, recovery, device, RecoveryStatus.IN_SYNC, 0, out);
+      return;
+    }
     if (device.persisting !== undefined) {
       device.recoveryWaiting = true; // resumed by persisted(), which rechecks R3 with the write's result
       return;
