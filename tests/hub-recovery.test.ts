@@ -849,6 +849,24 @@ describe('HK11 and refused offers after a rollback', () => {
     }
   });
 
+  test('HK12: REKEY_ID_NOT_NEXT under A for a recovered N > A + 1: N is replaced by a fresh A + 1 in one commit, then offered', () => {
+    const env = new Env({ record: { pending: { id: 9, key: key(9) } } });
+    const p = new Player(env, 1);
+    expect(sentTypes(p.hello(5, key(5)))).toEqual([MessageType.WELCOME, MessageType.REKEY]);
+    const actions = p.receive(p.sealed({ type: MessageType.ERROR, code: WireError.REKEY_ID_NOT_NEXT, detail: 9 }, 5, key(5)));
+    expect(eventsOf(actions, 'recoveryNeeded')).toMatchObject([{ reason: 'rekeyRefused', pendingKeyId: 9 }]);
+    expect(persists(actions)).toMatchObject([{ kind: 'storePending', id: 6, replaces: 9 }]);
+    expect(env.keys().pending?.id).toBe(9); // not before it is durable
+    const stored = env.persisted();
+    expect(p.open(sent(stored)[0]!, key(5))).toMatchObject({ type: MessageType.REKEY, newKeyId: 6 });
+    expect(env.keys().pending?.id).toBe(6);
+    // A refusal of another id, or without recovery configured, changes nothing.
+    const other = new Env({ record: { pending: { id: 9, key: key(9) } }, recovery: false });
+    const q = new Player(other, 1);
+    q.hello(5, key(5));
+    expect(persists(q.receive(q.sealed({ type: MessageType.ERROR, code: WireError.REKEY_ID_NOT_NEXT, detail: 9 }, 5, key(5))))).toEqual([]);
+  });
+
   test.each([WireError.REKEY_CONFLICT, WireError.REKEY_ID_NOT_NEWER, WireError.REKEY_ID_NOT_NEXT])('refusal %i: recoveryNeeded (rekeyRefused) once, the pending key kept (H1)', (code) => {
     const env = new Env({ record: { pending: { id: 6, key: key(6) } } });
     const { p, actions } = refusal(env, code, 6);
@@ -1232,6 +1250,48 @@ describe('end to end with the real device (tools/testing/pair.ts)', () => {
     pair.rebootDevice();
     converge(pair);
     expect(pair.device.keys.active.id).toBe(4); // max(2, 3, 1) + 1
+  });
+
+  test('without HK12 (a broken core) that double fault never converges', () => {
+    const Core = hubVariant('no-hk12', [['      if (device.active.id < MAX_KEY_ID) this.#storePending(device, out, pending.id); // HK12\n', '']]);
+    const pair = new Pair({ seed: 49, mode: 'classic', recovery: true, Core });
+    pair.connect();
+    pair.runUntilIdle();
+    rotations(pair, 1);
+    const backup = copyHubRow(pair.hubStore);
+    const image = copyKeys(pair.deviceStore);
+    rotations(pair, 2);
+    pair.hubStore = backup;
+    pair.restartHub();
+    pair.connect();
+    pair.runUntilIdle();
+    pair.deviceStore = image;
+    pair.rebootDevice();
+    expect(() => converge(pair, 6)).toThrow(/not in sync/);
+  });
+
+  test.each(['classic', 'dh'] as const)('%s: a recovery completed at the hub, then the device re-flashed to an image holding the hub\'s active key: the refused N is replaced by A + 1 (HK12)', (mode) => {
+    const pair = new Pair({ seed: 49, mode, recovery: true });
+    pair.connect();
+    pair.runUntilIdle();
+    rotations(pair, 1);
+    const backup = copyHubRow(pair.hubStore); // (2)
+    const image = copyKeys(pair.deviceStore); // (2)
+    rotations(pair, 2);
+    pair.hubStore = backup;
+    pair.restartHub();
+    pair.connect();
+    pair.runUntilIdle(); // the recovery: the hub holds (2, 5), the device (4, 5)
+    expect(pair.hub.acceptedKeyIds(pair.deviceId)).toEqual([2, 5]);
+    expect(pair.device.keys.future?.id).toBe(5);
+    pair.deviceStore = image; // ... and the device is re-flashed before its HELLO under 5
+    pair.rebootDevice();
+    converge(pair);
+    expect(pair.hubEvents.filter((e) => e.type === 'peerError' && e.code === WireError.REKEY_ID_NOT_NEXT)).toHaveLength(1);
+    expect(pair.device.keys.active.id).toBe(3);
+    expect(pair.hub.deviceKeys(pair.deviceId).mode).toBe(mode);
+    rotations(pair, 1);
+    expect(pair.device.keys.active.id).toBe(4);
   });
 
   test('RECOVER_RESULT lost after the hub made N durable: the next attempt replaces N by a higher N\'', () => {

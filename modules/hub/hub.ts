@@ -711,19 +711,20 @@ export class HubCore {
    * pair for it (dh, §11), to be made durable before it is ever offered
    * (rules H1, H4).
    */
-  #storePending(device: DeviceEntry, out: HubAction[]): void {
+  #storePending(device: DeviceEntry, out: HubAction[], replaces?: number): void {
     const id = device.active.id + 1;
+    const replacing = replaces === undefined ? {} : { replaces };
     const op: HubPersistOp =
       device.mode === 'dh'
-        ? { kind: 'storePending', deviceId: device.id, id, dh: drawEphemeral(this.#requireKeyAgreement(), this.#random) }
-        : { kind: 'storePending', deviceId: device.id, id, key: this.#randomBytes(KEY_BYTES) };
+        ? { kind: 'storePending', deviceId: device.id, id, dh: drawEphemeral(this.#requireKeyAgreement(), this.#random), ...replacing }
+        : { kind: 'storePending', deviceId: device.id, id, key: this.#randomBytes(KEY_BYTES), ...replacing };
     device.persisting = op;
     out.push({ type: 'persist', op });
   }
 
   /** Rule H1: the pending key is durable, so it may now be offered (and re-offered, unchanged, until confirmed). */
   #pendingStored(device: DeviceEntry, op: Extract<HubPersistOp, { kind: 'storePending' }>, now: number, out: HubAction[]): void {
-    // HK11: the refused classic key is replaced (the device never stored it: DK12 fires only in (A)); its bytes are wiped.
+    // HK11, HK12: the refused key is replaced (the device is (A) and never stored it); its bytes are wiped.
     if (device.pending !== undefined) wipePending(device.pending);
     if (op.modeChange === 'dh') device.mode = 'dh';
     device.pending = op.dh === undefined ? { id: op.id, key: op.key } : { id: op.id, dh: op.dh };
@@ -1298,9 +1299,16 @@ export class HubCore {
    * for the classic pending P says the device is (A) in the dh mode and will
    * never take a classic key (DK12 fires only in (A)), so the refused P is
    * replaced by a dh pending under the same id, with the mode, in one
-   * commit. The other refusals cannot arise between compliant peers (§12.4):
+   * commit. HK12 (not yet in §12.4): REKEY_ID_NOT_NEXT for a recovered
+   * pending N above A + 1 — a recovery completed at the hub, then the device
+   * was rolled back to an image holding the hub's A (a double fault). The
+   * refusal, authenticated under A, shows the device seals with A, so it is
+   * (A) (D3: a device holding a future key seals with it) and will never
+   * take N (DK8): N is replaced by an ordinary HK1 pending A + 1 in one
+   * commit, or the pair would be stuck with a key no one can ever confirm.
+   * The other refusals cannot arise between compliant peers (§12.4):
    * reported (recoveryNeeded, rekeyRefused), the pending key kept (H1).
-   * Both only with recovery configured; without it the 1.0/§11.6 behaviour
+   * All only with recovery configured; without it the 1.0/§11.6 behaviour
    * stands (report, keep the pending key).
    */
   #peerRefused(device: DeviceEntry, code: number, detail: number, out: HubAction[]): void {
@@ -1308,9 +1316,14 @@ export class HubCore {
     const pending = device.pending;
     if (code === WireError.REKEY_MODE_MISMATCH) {
       if (pending === undefined || pending.dh !== undefined || pending.id !== detail || device.persisting !== undefined) return;
-      const op: HubPersistOp = { kind: 'storePending', deviceId: device.id, id: pending.id, dh: drawEphemeral(this.#requireKeyAgreement(), this.#random), modeChange: 'dh' };
+      const op: HubPersistOp = { kind: 'storePending', deviceId: device.id, id: pending.id, dh: drawEphemeral(this.#requireKeyAgreement(), this.#random), modeChange: 'dh', replaces: pending.id };
       device.persisting = op;
       out.push({ type: 'persist', op });
+      return;
+    }
+    if (code === WireError.REKEY_ID_NOT_NEXT && pending !== undefined && pending.id === detail && pending.id > device.active.id + 1 && device.persisting === undefined) {
+      this.#reportRecoveryNeeded(device, 'rekeyRefused', device.active.id, out);
+      if (device.active.id < MAX_KEY_ID) this.#storePending(device, out, pending.id); // HK12
       return;
     }
     if (code === WireError.REKEY_CONFLICT || code === WireError.REKEY_ID_NOT_NEWER || code === WireError.REKEY_ID_NOT_NEXT) {

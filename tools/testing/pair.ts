@@ -47,6 +47,8 @@ export interface PairOptions {
   hubTiming?: Partial<HubTiming>;
   /** Recovery credentials on both sides (§12.6). */
   recovery?: boolean;
+  /** The hub core class (a test's deliberately broken variant); default HubCore. */
+  Core?: typeof HubCore;
 }
 
 export type PairRecoveryRequest = Extract<HubAction, { type: 'recoveryRequest' }>;
@@ -166,7 +168,8 @@ export class Pair {
 
   #bootHub(): HubCore {
     const recovery = this.hubStatic === undefined ? {} : { recovery: { hubKeys: [this.hubStatic], currentHubStaticId: this.hubStatic.id } };
-    return new HubCore({ aead: this.aead, random: this.random, keyAgreement: this.keyAgreement, devices: [{ deviceId: this.deviceId, ...copyHubRow(this.hubStore) }], timing: this.#options.hubTiming ?? {}, ...recovery });
+    const Core = this.#options.Core ?? HubCore;
+    return new Core({ aead: this.aead, random: this.random, keyAgreement: this.keyAgreement, devices: [{ deviceId: this.deviceId, ...copyHubRow(this.hubStore) }], timing: this.#options.hubTiming ?? {}, ...recovery });
   }
 
   /** The device's next connection attempt, now (after closing the current connection). */
