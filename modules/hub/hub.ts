@@ -949,7 +949,11 @@ export class HubCore {
   #noKey(conn: Connection, header: Header, device: DeviceEntry | undefined, error: LockstepError, now: number, out: HubAction[]): boolean {
     if (this.#hubKeys === undefined || conn.state !== 'awaitingHello') return false;
     if (header.type !== MessageType.HELLO || header.sequence !== 0 || conn.sequenceIn !== 0 || !bytesEqual(header.sessionId, conn.hubNonce)) return false;
-    const reason: RecoveryNeededReason | undefined = error.code === 'UNKNOWN_KEY_ID' ? 'unknownKeyId' : error.code === 'AUTH_FAILED' ? 'authFailed' : undefined;
+    // A HELLO under the id of a dh pending key without a share (§11.2) cannot be opened either: the device holds that id
+    // as its *active* key (it promoted a key from that very exchange, and the hub was restored to before its own
+    // promotion), so it never sends D again. Only a recovery gets the pair out; the hub cannot derive the key (step 5).
+    const noShare = error.code === 'BAD_HEADER' && device?.pending?.dh !== undefined && header.keyId === device.pending.id && header.share === undefined;
+    const reason: RecoveryNeededReason | undefined = error.code === 'UNKNOWN_KEY_ID' ? 'unknownKeyId' : error.code === 'AUTH_FAILED' || noShare ? 'authFailed' : undefined;
     if (reason === undefined && error.code !== 'UNKNOWN_DEVICE') return false;
     // Detection is for operators and costs nothing: reported even when the source's limit forbids the NO_KEY (HS3 then).
     if (device !== undefined && reason !== undefined) this.#reportRecoveryNeeded(device, reason, header.keyId, out);
