@@ -89,6 +89,12 @@ export interface HubDeviceRecord {
   readonly mode: RekeyMode;
   readonly active: KeySlot;
   readonly pending?: HubPendingSlot;
+  /** The device's static public key S_d (32 bytes, §12.6); absent = not enrolled. */
+  readonly devicePublicKey?: Uint8Array;
+  /** The hub static key this device knows (§12.6). */
+  readonly hubStaticId?: number;
+  /** Enrolment armed by an operator (HE1), or ready (a dh key promoted after arming). */
+  readonly enrolment?: 'armed' | 'ready';
 }
 
 /** A copy whose bytes the caller owns. */
@@ -138,6 +144,11 @@ export interface HubConfig {
   readonly timing?: Partial<HubTiming>;
   /** Bytes kept per connection while its device's persist is outstanding; default RECEIVE_BUFFER_BYTES. */
   readonly receiveBufferBytes?: number;
+  /** Recovery (§12): the hub's static pairs, by id, and the one ENROL gives; absent = recovery off (HS3 as in 1.0, no NO_KEY). */
+  readonly recovery?: {
+    readonly hubKeys: readonly { readonly id: number; readonly privateKey: Uint8Array; readonly publicKey: Uint8Array }[];
+    readonly currentHubStaticId: number;
+  };
 }
 
 interface DeviceEntry {
@@ -420,7 +431,7 @@ export class HubCore {
     device.persisting = undefined;
     const out: HubAction[] = [];
     if (op.kind === 'storePending') this.#pendingStored(device, op, now, out);
-    else this.#pendingPromoted(device, op, now, out);
+    else if (op.kind === 'promote') this.#pendingPromoted(device, op, now, out);
     // App data queued by send() while the write was outstanding goes out now (docs/VERIFICATION.md finding F2).
     if (device.persisting === undefined) this.#flushOutbox(device, now, out);
     // HK2: a rotation asked for meanwhile starts once no pending key is in flight.

@@ -22,8 +22,11 @@ export function copyHubRow(row: HubRow): HubRow {
 export function hubRowAfter(row: HubRow, op: HubPersistOp): HubRow {
   if (op.kind === 'storePending') {
     const pending: HubPendingSlot = op.dh === undefined ? { id: op.id, key: op.key.slice() } : { id: op.id, dh: { privateKey: op.dh.privateKey.slice(), publicKey: op.dh.publicKey.slice() } };
-    return { mode: row.mode, active: row.active, pending };
+    return { mode: op.modeChange ?? row.mode, active: row.active, pending };
   }
+  // Issue 14: HK9 replaces the pending slot; HE2 changes no key slot.
+  if (op.kind === 'storeRecovered') return { mode: row.mode, active: row.active, pending: { id: op.id, key: op.key.slice() } };
+  if (op.kind === 'storeDeviceStatic') return row;
   const pending = row.pending;
   if (pending === undefined || pending.id !== op.id) throw new Error(`hub row: promote ${op.id} without that pending key`);
   const key = pending.dh === undefined ? pending.key : op.key;
@@ -36,5 +39,6 @@ export function copyHubOp(op: HubPersistOp): HubPersistOp {
   if (op.kind === 'storePending') {
     return op.dh === undefined ? { ...op, key: op.key.slice() } : { ...op, dh: { privateKey: op.dh.privateKey.slice(), publicKey: op.dh.publicKey.slice() } };
   }
+  if (op.kind === 'storeDeviceStatic') return { ...op, publicKey: op.publicKey.slice() };
   return op.key === undefined ? { ...op } : { ...op, key: op.key.slice() };
 }
