@@ -85,7 +85,7 @@ describe('persist ops', () => {
     expect(store.commit([{ kind: 'storeRecovered', deviceId, id: 7, key: key(7) }], 2003)).toEqual([true]);
     const device = store.getDevice(deviceId);
     expect(device?.pending).toEqual({ id: 7, key: key(7) });
-    expect(device?.pendingMode).toBe('classic');
+    expect(store.getSummary(deviceId)?.pendingMode).toBe('classic');
     expect(device?.active.id).toBe(1);
     // HK10: the recovered pending is promoted like any other.
     expect(store.commit([{ kind: 'promote', deviceId, id: 7 }], 3000)).toEqual([true]);

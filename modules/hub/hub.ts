@@ -373,7 +373,9 @@ export class HubCore {
   // ---- Connection inputs ----
 
   /** HS1. */
-  opened(connection: ConnectionId, now: number): HubAction[] {
+  // Issue 14 contract (RECOVERY-API.md): `options.recoveryAllowed` is the host's per-source limit; the recovery core implements it.
+  opened(connection: ConnectionId, now: number, options?: { readonly recoveryAllowed?: boolean }): HubAction[] {
+    void options;
     if (this.#connections.has(connection)) throw new LockstepError('LOCAL_BAD_ARGUMENT', `connection ${connection} already open`);
     const conn: Connection = {
       id: connection,
