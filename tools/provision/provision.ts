@@ -84,7 +84,10 @@ export interface ProvisionOptions {
   readonly random?: (length: number) => Uint8Array;
   /** Also create a key-wrapping key (keywrap.bin) and store the key wrapped under it. */
   readonly keyWrap?: boolean;
-  /** Write a recovery credential for this hub static key (docs/PROTOCOL.md §12.6). */
+  /**
+   * Write a recovery credential for this hub static key (docs/PROTOCOL.md §12.6): the hub's current
+   * static public key and its id (`lockstep-hub static-key status`); s_d is drawn here, S_d goes into the record.
+   */
   readonly hubStatic?: HubStaticPublic;
 }
 
