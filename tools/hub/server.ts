@@ -59,19 +59,9 @@ import { HubStore, type StoredDevice } from './store';
 import { AuditLog, type AuditEntryInput, type Revocation } from './audit';
 import type { OperatorApi } from './http/options';
 import type { DeviceView, HubEvents, HubStats, RotateResult } from './types';
-import type { ConnectionId, HubAction } from '../../modules/hub/actions';
-import type { RecoveryStatus } from '../../modules/protocol/constants';
 import { recoveryPolicy, type RecoveryPolicy, type RecoveryRecord, type RecoveryRequestRow } from './recovery';
 import { isRecoveryEvent, RecoveryHost } from './recovery-host';
 import { coreRecoveryKeys, resolveStaticKeys, type HubStaticKeys } from './static-keys';
-
-/**
- * Issue 14: what the host needs of the core for recovery (docs/RECOVERY-API.md's contract,
- * HubCore.decideRecovery): the answer to a `recoveryRequest`.
- */
-interface RecoveryCore {
-  decideRecovery(connection: ConnectionId, decision: { status: RecoveryStatus; retryAfterSeconds: number }, now: number): HubAction[];
-}
 
 export type { DeviceView, HubEvents, HubStats, RotateResult } from './types';
 
@@ -173,7 +163,7 @@ export class LockstepHub extends EventEmitter<HubEvents> {
         event: (event) => (isRecoveryEvent(event) ? this.#recovery.event(event) : this.#events.core(event)),
         recoveryRequest: (request) => {
           const decision = this.#recovery.decide(request);
-          this.#pipeline.apply((this.#core as unknown as RecoveryCore).decideRecovery(request.connection, decision, monotonicNow()));
+          this.#pipeline.apply(this.#core.decideRecovery(request.connection, decision, monotonicNow()));
         },
       },
       monotonicNow,
