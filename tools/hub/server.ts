@@ -427,7 +427,12 @@ export class LockstepHub extends EventEmitter<HubEvents> {
     const referenced = this.store.staticKeyReferences();
     if (this.store.path === ':memory:' && file === undefined) return undefined;
     const keys = resolveStaticKeys(this.store.path, file === undefined ? {} : { staticKeyFile: file }, referenced.size === 0);
-    if (keys === undefined) return undefined;
+    if (keys === undefined) {
+      // Devices name hub static ids, and the file is gone: serve them without recovery (as 1.0) rather than invent new keys they cannot know.
+      const devices = [...referenced.values()].reduce((n, count) => n + count, 0);
+      this.#log.error('staticKeysMissing', { ids: [...referenced.keys()].join(','), devices, recovery: 'off until the static key file is restored' });
+      return undefined;
+    }
     const missing = [...referenced.keys()].filter((id) => !keys.keys.some((k) => k.id === id));
     if (missing.length > 0) this.#log.error('staticKeysMissing', { ids: missing.join(','), devices: missing.reduce((n, id) => n + (referenced.get(id) ?? 0), 0) });
     return keys;

@@ -18,6 +18,14 @@ function parseU32(value: string): number {
   return n;
 }
 
+/** `--hub-static <id>:<64 hex>`: what `lockstep-hub static-key status` prints as the current pair's id and public key. */
+function parseHubStatic(value: string): { id: number; publicKey: Uint8Array } {
+  const match = /^(\d+):([0-9a-fA-F]{64})$/.exec(value);
+  const id = match === null ? NaN : Number(match[1]);
+  if (match === null || !Number.isSafeInteger(id) || id < 1 || id > 0xffffffff) throw new InvalidArgumentError('expected <hub static id>:<64 hex digits of its public key>');
+  return { id, publicKey: new Uint8Array(Buffer.from(match[2] as string, 'hex')) };
+}
+
 const program = new Command()
   .name('provision')
   .description('Create a device id and initial key, the keystore partition image, and the hub record.')
@@ -28,7 +36,8 @@ const program = new Command()
   .option('--key-id <n>', 'initial key id (u32)', parseU32, 1)
   .option('--size <bytes>', 'keystore partition size', parseU32, KEYSTORE_PARTITION_BYTES)
   .option('--sector-size <bytes>', 'flash sector size', parseU32, FLASH_SECTOR_BYTES)
-  .action((options: { out: string; force: boolean; keyWrap: boolean; mode: RekeyMode; keyId: number; size: number; sectorSize: number }) => {
+  .option('--hub-static <id:hex>', "the recovery credential (docs/PROTOCOL.md §12.6): the hub's current static key as `lockstep-hub static-key status` prints it, <id>:<public key hex>", parseHubStatic)
+  .action((options: { out: string; force: boolean; keyWrap: boolean; mode: RekeyMode; keyId: number; size: number; sectorSize: number; hubStatic?: { id: number; publicKey: Uint8Array } }) => {
     try {
       const result = provisionDevice({
         outDir: options.out,
@@ -38,6 +47,7 @@ const program = new Command()
         keyId: options.keyId,
         size: options.size,
         sectorSize: options.sectorSize,
+        ...(options.hubStatic === undefined ? {} : { hubStatic: options.hubStatic }),
       });
       process.stdout.write(`${JSON.stringify(result.record)}\n`);
       process.stderr.write(

@@ -15,6 +15,7 @@
  *
  * Output files are created owner-only (0600): all of them are secret.
  */
+import { nodeKeyAgreement } from '../../hosts/node/key-agreement';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fchmodSync, fsyncSync, mkdirSync, openSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -95,14 +96,31 @@ export function provisionDevice(options: ProvisionOptions): ProvisionResult {
   const kwk = options.keyWrap === true ? random(KEY_WRAP_KEY_BYTES) : undefined;
   const wrapper = kwk === undefined ? undefined : new KeyWrapper(nodePrimitives, kwk);
   const open = (): KeyStorage => (wrapper === undefined ? new Keystore(flash) : new WrappedKeystore(flash, wrapper));
+  // Issue 14 (docs/PROTOCOL.md §12.6): the device's static pair, drawn here; s_d goes only into the image (wrapped under the KWK with --key-wrap).
+  const hubStatic = options.hubStatic;
+  if (hubStatic !== undefined && (hubStatic.publicKey.length !== 32 || !Number.isInteger(hubStatic.id) || hubStatic.id < 1 || hubStatic.id > 0xffff_ffff)) {
+    throw new LockstepError('LOCAL_BAD_ARGUMENT', 'hubStatic is { id: u32 >= 1, publicKey: 32 bytes }');
+  }
+  const devicePair = hubStatic === undefined ? undefined : (nodeKeyAgreement.x25519GenerateKeyPair?.() as { privateKey: Uint8Array; publicKey: Uint8Array });
+  const credential = hubStatic === undefined || devicePair === undefined ? undefined : { device: devicePair, hubStaticId: hubStatic.id, hubPublicKey: hubStatic.publicKey.slice() };
   try {
-    open().format(deviceId, { id: keyId, key }, mode);
+    open().format(deviceId, { id: keyId, key }, mode, credential);
     const check = open().mount();
     if (!check.provisioned || check.keys.mode !== mode || check.keys.active.id !== keyId || !Buffer.from(check.keys.active.key).equals(Buffer.from(key))) {
       throw new LockstepError('STORAGE_CORRUPT', 'the new image does not mount to the initial key and mode');
     }
+    if (credential !== undefined && (check.credential === undefined || !Buffer.from(check.credential.device.publicKey).equals(Buffer.from(credential.device.publicKey)) || check.credential.hubStaticId !== credential.hubStaticId)) {
+      throw new LockstepError('STORAGE_CORRUPT', 'the new image does not mount to the recovery credential');
+    }
     check.keys.active.key.fill(0);
-    const record: HubRecord = { deviceId: Buffer.from(deviceId).toString('hex'), keyId, key: Buffer.from(key).toString('hex'), mode };
+    check.credential?.device.privateKey.fill(0);
+    const record: HubRecord = {
+      deviceId: Buffer.from(deviceId).toString('hex'),
+      keyId,
+      key: Buffer.from(key).toString('hex'),
+      mode,
+      ...(credential === undefined ? {} : { devicePublicKey: Buffer.from(credential.device.publicKey).toString('hex'), hubStaticId: credential.hubStaticId }),
+    };
     mkdirSync(options.outDir, { recursive: true });
     if (kwk === undefined && existsSync(keyWrapPath)) unlinkSync(keyWrapPath); // forced: never leave a stale pair
     if (kwk !== undefined) {
@@ -117,6 +135,7 @@ export function provisionDevice(options: ProvisionOptions): ProvisionResult {
     return kwk === undefined ? { record, imagePath, recordPath } : { record, imagePath, recordPath, keyWrapPath };
   } finally {
     key.fill(0);
+    devicePair?.privateKey.fill(0);
     kwk?.fill(0);
     wrapper?.dispose();
   }
