@@ -21,6 +21,7 @@ import type { LogFields, Logger } from '../tools/hub/log';
 import { newDeviceRecord, toHubRecordJson } from '../tools/hub/records';
 import type { RecoveryMode } from '../tools/hub/recovery';
 import { LockstepHub } from '../tools/hub/server';
+import { readStaticKeyFile, rotateStaticKey, writeStaticKeyFile } from '../tools/hub/static-keys';
 
 let dir: string;
 beforeEach(() => {
@@ -52,7 +53,7 @@ function provisionWithCredential(hubStatic: { id: number; publicKey: Uint8Array 
   return { record, recordJson: toHubRecordJson(record), flash: new CuttableFlash(flash) };
 }
 
-async function restoreScenario(mode: RecoveryMode): Promise<{ inSync: boolean; hub: LockstepHub; log: ReturnType<typeof capture>; device: SimulatedDevice; before: number }> {
+async function restoreScenario(mode: RecoveryMode, staticKey: 'keep' | 'rotate' | 'dropOld' = 'keep'): Promise<{ inSync: boolean; hub: LockstepHub; log: ReturnType<typeof capture>; device: SimulatedDevice; before: number }> {
   const db = join(dir, 'hub.db');
   const first = await LockstepHub.start({ database: db, tcp: { port: 0 }, tickMs: 20, controlPollMs: 100, recovery: { mode } });
   const hubStatic = first.hubStatic as { id: number; publicKey: Uint8Array };
@@ -75,6 +76,14 @@ async function restoreScenario(mode: RecoveryMode): Promise<{ inSync: boolean; h
   }
   const before = device.host.keys.active.id; // 3
   await second.close();
+  // §14.3: the hub's static key rotated meanwhile (the device knows pair 1); 'dropOld' is the broken variant that loses pair 1.
+  if (staticKey !== 'keep') {
+    rotateStaticKey(`${db}.static`);
+    if (staticKey === 'dropOld') {
+      const keys = readStaticKeyFile(`${db}.static`);
+      writeStaticKeyFile(`${db}.static`, { current: keys.current, keys: keys.keys.filter((k) => k.id !== 1) });
+    }
+  }
   // The operator procedure: stop the hub, restore the database file, start it. Nothing on the device.
   copyFileSync(`${db}.backup`, db);
   for (const f of [`${db}-wal`, `${db}-shm`]) rmSync(f, { force: true });
@@ -84,7 +93,7 @@ async function restoreScenario(mode: RecoveryMode): Promise<{ inSync: boolean; h
   port = third.addresses[0]?.port as number;
   let inSync = false;
   try {
-    await until('recovered', () => third.deviceState(provisioned.record.deviceId).connected === true && device.host.keys.active.id > before, mode === 'auto' ? 15_000 : 3000);
+    await until('recovered', () => third.deviceState(provisioned.record.deviceId).connected === true && device.host.keys.active.id > before, mode === 'auto' && staticKey !== 'dropOld' ? 15_000 : 3000);
     inSync = true;
   } catch {
     inSync = false;
@@ -126,3 +135,24 @@ test('broken variant: with recovery off the restored hub never gets the device b
     await hub.close();
   }
 }, 60_000);
+
+test('static key rotated since provisioning: a device knowing the old pair still recovers; without the old pair it cannot', async () => {
+  const rotated = await restoreScenario('auto', 'rotate');
+  try {
+    expect(rotated.hub.staticKeyIds).toEqual({ current: 2, ids: [1, 2] });
+    expect(rotated.inSync).toBe(true);
+  } finally {
+    rotated.device.stop();
+    await rotated.hub.close();
+  }
+  rmSync(dir, { recursive: true, force: true });
+  dir = mkdtempSync(join(tmpdir(), 'lockstep-recovery-server-'));
+  const dropped = await restoreScenario('auto', 'dropOld'); // broken variant: pair 1 retired while a device names it
+  try {
+    expect(dropped.inSync).toBe(false);
+    expect(dropped.hub.store.readAudit({ action: 'recovery.decide' })).toEqual([]); // never authenticated: nothing decided
+  } finally {
+    dropped.device.stop();
+    await dropped.hub.close();
+  }
+}, 90_000);
