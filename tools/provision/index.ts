@@ -1,29 +1,22 @@
 /**
  * Provisioning command:
  *   tsx tools/provision/index.ts --out DIR [--force] [--key-wrap] [--mode classic|dh] [--key-id N] [--size BYTES] [--sector-size BYTES]
+ *                                [--hub-static-public HEX --hub-static-id N]
  * Writes DIR/keystore.bin (the keystore partition image) and DIR/device.json
  * (the hub record), and prints the record as JSON on stdout. With
  * --key-wrap also DIR/keywrap.bin (the key-wrap partition image, for flash
  * encryption), and keystore.bin holds the key wrapped under it.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { isLockstepError } from '../../modules/errors';
+import { isLockstepError, LockstepError } from '../../modules/errors';
 import { FLASH_SECTOR_BYTES, KEYSTORE_PARTITION_BYTES } from '../../hosts/node/flash-memory';
 import type { RekeyMode } from '../../modules/platform/keys';
-import { DEFAULT_REKEY_MODE, provisionDevice } from './provision';
+import { DEFAULT_REKEY_MODE, parseHubStaticPublic, provisionDevice } from './provision';
 
 function parseU32(value: string): number {
   const n = Number(value);
   if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n > 0xffffffff) throw new InvalidArgumentError('expected an integer 0..4294967295');
   return n;
-}
-
-/** `--hub-static <id>:<64 hex>`: what `lockstep-hub static-key status` prints as the current pair's id and public key. */
-function parseHubStatic(value: string): { id: number; publicKey: Uint8Array } {
-  const match = /^(\d+):([0-9a-fA-F]{64})$/.exec(value);
-  const id = match === null ? NaN : Number(match[1]);
-  if (match === null || !Number.isSafeInteger(id) || id < 1 || id > 0xffffffff) throw new InvalidArgumentError('expected <hub static id>:<64 hex digits of its public key>');
-  return { id, publicKey: new Uint8Array(Buffer.from(match[2] as string, 'hex')) };
 }
 
 const program = new Command()
@@ -36,10 +29,16 @@ const program = new Command()
   .option('--key-id <n>', 'initial key id (u32)', parseU32, 1)
   .option('--size <bytes>', 'keystore partition size', parseU32, KEYSTORE_PARTITION_BYTES)
   .option('--sector-size <bytes>', 'flash sector size', parseU32, FLASH_SECTOR_BYTES)
-  .option('--hub-static <id:hex>', "the recovery credential (docs/PROTOCOL.md §12.6): the hub's current static key as `lockstep-hub static-key status` prints it, <id>:<public key hex>", parseHubStatic)
-  .action((options: { out: string; force: boolean; keyWrap: boolean; mode: RekeyMode; keyId: number; size: number; sectorSize: number; hubStatic?: { id: number; publicKey: Uint8Array } }) => {
+  .option('--hub-static-public <hex>', "the hub's static X25519 public key (64 hex digits): writes the recovery credential (docs/PROTOCOL.md §12.6)")
+  .option('--hub-static-id <n>', 'the id of that hub static key (u32)', parseU32)
+  .action((options: { out: string; force: boolean; keyWrap: boolean; mode: RekeyMode; keyId: number; size: number; sectorSize: number; hubStaticPublic?: string; hubStaticId?: number }) => {
     try {
+      if ((options.hubStaticPublic === undefined) !== (options.hubStaticId === undefined)) {
+        throw new LockstepError('LOCAL_BAD_ARGUMENT', '--hub-static-public and --hub-static-id go together');
+      }
+      const hubStatic = options.hubStaticPublic === undefined ? undefined : parseHubStaticPublic(options.hubStaticPublic, options.hubStaticId as number);
       const result = provisionDevice({
+        ...(hubStatic === undefined ? {} : { hubStatic }),
         outDir: options.out,
         force: options.force,
         keyWrap: options.keyWrap,
@@ -47,12 +46,14 @@ const program = new Command()
         keyId: options.keyId,
         size: options.size,
         sectorSize: options.sectorSize,
-        ...(options.hubStatic === undefined ? {} : { hubStatic: options.hubStatic }),
       });
       process.stdout.write(`${JSON.stringify(result.record)}\n`);
       process.stderr.write(
         `wrote ${result.imagePath} (flash it at the keystore partition's offset) and ${result.recordPath} (import it into the hub)\n`,
       );
+      if (hubStatic === undefined) {
+        process.stderr.write('note: no recovery credential (no --hub-static-public/--hub-static-id): this device cannot recover after a rollback until it is enrolled (docs/PROTOCOL.md §12.6)\n');
+      }
       if (result.keyWrapPath !== undefined) {
         process.stderr.write(`wrote ${result.keyWrapPath} (flash it at the key-wrap partition's offset, with its keystore.bin)\n`);
       }
