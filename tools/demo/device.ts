@@ -40,14 +40,22 @@ const program = new Command()
     });
     const log = (event: string, fields: Record<string, unknown> = {}) =>
       process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), deviceId: host.deviceId, event, ...fields })}\n`);
-    log('booted', { activeKeyId: host.keys.active.id, futureKeyId: host.keys.future?.id ?? null });
     host.on('established', ({ keyId }) => log('established', { keyId }));
     host.on('disconnected', ({ reason }) => log('disconnected', { reason }));
     host.on('keyStored', ({ keyId }) => log('keyStored', { keyId }));
     host.on('keyPromoted', ({ keyId }) => log('keyPromoted', { keyId }));
     host.on('data', ({ payload }) => log('data', { text: Buffer.from(payload).toString('utf8') }));
     host.on('rekeyRefused', (e) => log('rekeyRefused', e));
+    if (!host.hasCredential) log('noRecoveryCredential', { hint: 'provision with --hub-static-public/--hub-static-id, or `hub enrol` the device' });
+    host.on('hubLostKey', (e) => log('hubLostKey', e));
+    host.on('recovered', (e) => log('recovered', e));
+    host.on('recoveryRefused', (e) => log('recoveryRefused', e));
+    host.on('recoveryInSync', () => log('recoveryInSync'));
+    host.on('enrolled', (e) => log('enrolled', e));
+    host.on('staticKeyLocked', () => log('staticKeyLocked'));
     host.start();
+    // After start(): the core (and so the keys) exist only once the keystore is mounted.
+    log('booted', { activeKeyId: host.keys.active.id, futureKeyId: host.keys.future?.id ?? null });
     let sample = 0;
     if (flags.every > 0) {
       setInterval(() => {
