@@ -23,7 +23,7 @@ import { printExhaustive } from '../tools/verify/report';
 import { RECOVERY_SPIN_ONLY_VARIANTS, RECOVERY_VARIANTS } from '../tools/verify/variants';
 
 /** CI runs every PAIR_STRIDE-th pair (a uniform, deterministic sample); `npm run verify` runs them all. */
-const PAIR_STRIDE = 200;
+const PAIR_STRIDE = 400;
 
 function failuresByKind(report: ReturnType<typeof exploreExhaustively>): Map<string, number> {
   const byKind = new Map<string, number>();
@@ -77,7 +77,7 @@ test('recovery on: a sample of the pairs of a rollback and a boundary fault afte
   printExhaustive(report, (line) => lines.push(line));
   console.log(`rollback + boundary fault pairs, every ${PAIR_STRIDE}th (CI):\n${lines.join('\n')}`);
   expect(report.failures.map((f) => `${f.violation.invariant}: ${f.violation.detail} (${f.schedule.points.map((p) => p.label).join('; ')})`)).toEqual([]);
-  expect(report.pairs.runs).toBeGreaterThan(300);
+  expect(report.pairs.runs).toBeGreaterThan(150);
 }, 600_000);
 
 test('F3 (open): a double rollback onto a recovered pending key with an id gap never converges', () => {
