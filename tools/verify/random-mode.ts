@@ -33,6 +33,8 @@ export interface RandomOptions {
   /** The adversary's repertoire (default: all moves). */
   readonly adversaryMoves?: readonly AdversaryMove[];
   readonly onProgress?: (line: string) => void;
+  /** The hub answers recovery requests (docs/PROTOCOL.md §12); default on. */
+  readonly recovery?: boolean;
 }
 
 export interface RandomFailure {
@@ -251,6 +253,8 @@ export interface EpisodeOptions {
   readonly store?: StoreFactory;
   readonly trace?: boolean;
   readonly adversaryMoves?: readonly AdversaryMove[];
+  /** The hub answers recovery requests (docs/PROTOCOL.md §12); default on. */
+  readonly recovery?: boolean;
 }
 
 export function randomEpisode(seed: number, steps: number, options: EpisodeOptions = {}): { world: World; driver: ChaosDriver } {
@@ -264,6 +268,7 @@ export function randomEpisode(seed: number, steps: number, options: EpisodeOptio
     ...(options.variant ? { variant: options.variant } : {}),
     ...(options.store ? { store: options.store } : {}),
     ...(options.mode ? { mode: options.mode } : {}),
+    ...(options.recovery === false ? { recovery: false } : {}),
     trace: options.trace ?? false,
     maxSteps: steps,
   });

@@ -27,11 +27,31 @@ export function kindOf(invariant: string): 'safety' | 'liveness' {
 export function refuteVariant(variant: Variant, options: { rounds: number; seed: number; randomSteps: number; store?: StoreFactory }): Refutation {
   const base = { rounds: options.rounds, seed: options.seed, variant, stopAtFirstViolation: true, ...(options.store ? { store: options.store } : {}) };
   if (variant.rollbacks === true) return refuteRecoveryVariant(variant, base);
+  return refuteOneZeroVariant(variant, base, options.randomSteps, options.store);
+}
+
+/**
+ * A variant of the 1.0 rules (§8.5, §11.4) is refuted against a 1.0 hub
+ * (recovery off), as it was designed: with recovery on, a variant that makes
+ * a HELLO fail starts a recovery, which changes how it fails
+ * (dh-hello-without-share: the hub, unable to match a dh pending key
+ * without the share, replaces it by a recovered key while the device still
+ * seals with it — S1 instead of L1; docs/VERIFICATION.md §11).
+ */
+function refuteOneZeroVariant(
+  variant: Variant,
+  withRecovery: { rounds: number; seed: number; variant: Variant; stopAtFirstViolation: boolean; store?: StoreFactory },
+  randomSteps: number,
+  store: StoreFactory | undefined,
+): Refutation {
+  const base = { ...withRecovery, recovery: false };
+  const options = { randomSteps, seed: withRecovery.seed, ...(store ? { store } : {}) };
   const exhaustive = exploreExhaustively({ ...base, pairs: 'boundaries' });
   const random = runRandom({
     steps: options.randomSteps,
     seed: options.seed,
     variant,
+    recovery: false,
     stopAtFirstViolation: true,
     adversaryMoves: ['replay', 'forge', 'flip', 'garbage'],
     ...(options.store ? { store: options.store } : {}),
