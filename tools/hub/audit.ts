@@ -208,7 +208,7 @@ export function recordKeyEvents(db: Database.Database, ops: readonly HubPersistO
   for (const [i, op] of ops.entries()) {
     if (applied[i] !== true) continue;
     if (op.kind === 'storePending') insert.run(now, 'rotation.start', op.deviceId, `{"keyId":${op.id},"mode":"${op.dh === undefined ? 'classic' : 'dh'}"}`);
-    else insert.run(now, 'rotation.confirm', op.deviceId, `{"keyId":${op.id}}`);
+    else if (op.kind === 'promote') insert.run(now, 'rotation.confirm', op.deviceId, `{"keyId":${op.id}}`);
   }
 }
 
