@@ -19,6 +19,7 @@ import { openFlashKeystore } from '../../hosts/node/flash-key-storage';
 import { cuttingTransport, PowerCutStorage } from './chaos';
 import { memoryFlash } from '../../hosts/node/flash-memory';
 import { provisionDevice } from '../provision/provision';
+import { nodeKeyAgreement } from '../../hosts/node/key-agreement';
 import { newDeviceRecord, parseHubRecord, toHubRecordJson, type DeviceRecord, type HubRecordJson } from '../hub/records';
 import type { Ledger } from './ledger';
 
@@ -57,8 +58,39 @@ export function provisionSimulatedDevice(dir?: string): ProvisionedDevice {
   return { record, recordJson: toHubRecordJson(record), flash: new CuttableFlash(flash) };
 }
 
-export function provisionFleet(count: number, dir?: string): ProvisionedDevice[] {
-  return Array.from({ length: count }, (_, i) => provisionSimulatedDevice(dir === undefined ? undefined : join(dir, `device-${String(i).padStart(3, '0')}`)));
+export function provisionFleet(count: number, dir?: string, recovery?: HubStaticPublic): ProvisionedDevice[] {
+  return Array.from({ length: count }, (_, i) => {
+    const provisioned = provisionSimulatedDevice(dir === undefined ? undefined : join(dir, `device-${String(i).padStart(3, '0')}`));
+    return recovery === undefined ? provisioned : withRecoveryCredential(provisioned, recovery);
+  });
+}
+
+/** The hub static key a device is given at provisioning (docs/PROTOCOL.md §12.6). */
+export interface HubStaticPublic {
+  readonly hubStaticId: number;
+  readonly hubPublicKey: Uint8Array;
+}
+
+/**
+ * Issue 14: the recovery credential written at provisioning — a static pair
+ * drawn for the device, stored in its keystore image with the hub's static
+ * public key (unless the image already holds one), S_d in its hub record —
+ * and a copy of the whole image as provisioned, for the demo's re-flash fault.
+ */
+export function withRecoveryCredential(provisioned: ProvisionedDevice, hub: HubStaticPublic): ProvisionedDevice & { readonly provisioningImage: Uint8Array } {
+  const storage = openFlashKeystore(provisioned.flash);
+  storage.mount();
+  let credential = storage.credential;
+  if (credential === undefined) {
+    const pair = nodeKeyAgreement.x25519GenerateKeyPair?.();
+    if (pair === undefined) throw new Error('node:crypto generates X25519 pairs');
+    credential = { device: pair, hubStaticId: hub.hubStaticId, hubPublicKey: hub.hubPublicKey.slice() };
+    const later = storage.storeCredential?.(credential);
+    if (later !== undefined) throw new Error('the provisioning keystore stores synchronously');
+  }
+  const record: DeviceRecord = { ...provisioned.record, devicePublicKey: credential.device.publicKey.slice(), hubStaticId: credential.hubStaticId };
+  const provisioningImage = provisioned.flash.read(0, provisioned.flash.size);
+  return { ...provisioned, record, recordJson: toHubRecordJson(record), provisioningImage };
 }
 
 export interface SimulatedDeviceOptions {
@@ -153,6 +185,26 @@ export class SimulatedDevice {
     this.stopTelemetry();
     this.host.stop();
   }
+
+  /**
+   * Issue 14's chaos fault: the device re-flashed with `image` (its
+   * provisioning image): off, every sector erased and the image programmed,
+   * then booted from it. Its keys go back to the provisioned ones.
+   */
+  reflash(image: Uint8Array): void {
+    // Off (a power loss: the 'powerLost' listener ends the epoch), programmed, on. A device off
+    // already (between a power cut and its reboot) is programmed and boots on its own timer.
+    const wasOn = this.host.powered;
+    this.host.powerOff();
+    const sectors = this.flash.size / this.flash.sectorSize;
+    for (let sector = 0; sector < sectors; sector++) this.flash.erase(sector);
+    this.flash.program(0, image);
+    this.reflashes++;
+    if (wasOn) this.host.powerOn();
+  }
+
+  /** Re-flashes so far (each also counts as one power loss of the host). */
+  reflashes = 0;
 
   /** Power loss now (not during a write), then a reboot from the flash image. */
   powerCycle(): void {
