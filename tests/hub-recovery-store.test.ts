@@ -1,5 +1,5 @@
 /**
- * Issue 14, the hub host's durable side of recovery (docs/HUB.md §13):
+ * Issue 14, the hub host's durable side of recovery (docs/HUB.md §14):
  * migration 6, the persist ops storeRecovered / storeDeviceStatic /
  * promote{enrolmentReady} / storePending{modeChange} as conditional writes in
  * the group commit, the replaced pending key erased from every file, the
@@ -255,7 +255,7 @@ describe('the policy, decided in the database', () => {
   });
 });
 
-describe('revocations survive a restore (docs/HUB.md §13.4)', () => {
+describe('revocations survive a restore (docs/HUB.md §14.4)', () => {
   function restoreOlderCopy(withRevocationFile: boolean): { reRevoked: string[]; back: boolean; recovery: number; provisionRefused: boolean } {
     const path = join(dir, `hub-${withRevocationFile}.db`);
     const revocationFile = withRevocationFile ? undefined : join(dir, `elsewhere-${Date.now()}.revoked`);
@@ -316,7 +316,7 @@ describe('revocations survive a restore (docs/HUB.md §13.4)', () => {
   });
 });
 
-describe('hub static keys (docs/HUB.md §13.3)', () => {
+describe('hub static keys (docs/HUB.md §14.3)', () => {
   test('created with the database, owner-only, beside the KEK; not inside the database', () => {
     const path = join(dir, 'hub.db');
     const store = new HubStore(path);

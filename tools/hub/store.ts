@@ -185,7 +185,7 @@ export class HubStore {
       this.#statements = prepare(this.#db);
       if (this.#keyring !== undefined) this.#checkKeyring();
       if (options.readonly !== true) {
-        // Issue 14: the hub's static key pair is created with the database, outside it (docs/HUB.md §13.3).
+        // Issue 14: the hub's static key pair is created with the database, outside it (docs/HUB.md §14.3).
         if (fresh && this.staticKeyFile !== undefined && !existsSync(this.staticKeyFile)) createStaticKeyFile(this.staticKeyFile, Date.now());
         this.#applyRevocationFile();
       }
@@ -536,7 +536,7 @@ export class HubStore {
   /** Deletes the device with its keys and records the revocation (see audit.ts); undefined if there is no such device. */
   revokeDevice(deviceId: string, actor: string, reason: string | undefined, now: number): Revocation | undefined {
     const id = deviceId.toLowerCase();
-    // Issue 14: the revocation file first (fsync'd), so a restore of the database cannot undo it (docs/HUB.md §13.4).
+    // Issue 14: the revocation file first (fsync'd), so a restore of the database cannot undo it (docs/HUB.md §14.4).
     if (this.revocationFile !== undefined && /^[0-9a-f]{16}$/.test(id) && this.#statements.one.get(id) !== undefined) {
       appendRevocation(this.revocationFile, { deviceId: id, revokedAt: now, actor, reason: reason ?? null });
     }
@@ -553,7 +553,7 @@ export class HubStore {
     return revocationsAfter(this.#db, seq);
   }
 
-  // ---- issue 14: recovery (tools/hub/recovery.ts, docs/HUB.md §13) ----
+  // ---- issue 14: recovery (tools/hub/recovery.ts, docs/HUB.md §14) ----
 
   /**
    * Decides an authenticated recovery request by the policy (tools/hub/recovery.ts `decide`),
@@ -654,7 +654,7 @@ export class HubStore {
   }
 
   /**
-   * Applies the revocation file (issue 14, docs/HUB.md §13.4): every device it names is
+   * Applies the revocation file (issue 14, docs/HUB.md §14.4): every device it names is
    * erased again if its row came back with a restored backup, and recorded as revoked
    * in the database (so provisioning the id is refused).
    */

@@ -358,10 +358,6 @@ export class PgHubStore {
              WHERE device_id = $1 AND $2 = 1 ${guard} ${slotGuard('AND active_id = $5 - 1 AND pending_id IS NULL')} RETURNING row_version`,
             [op.deviceId, 1, ...fenceArgs, op.id, kekId, wrapped, now, op.dh === undefined ? 0 : 1],
           );
-        } else if (op.kind !== 'promote') {
-          // issue 14's ops (storeRecovered, storeDeviceStatic) are not written by this store yet: reported as not applied.
-          results.push(false);
-          continue;
         } else if (op.key !== undefined) {
           // HK8: the derived key becomes active; the wrapped ephemeral pair is overwritten in the same commit (rule H5).
           result = await client.query(
