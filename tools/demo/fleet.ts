@@ -18,7 +18,7 @@ import { FileFlash } from '../../hosts/node/flash-file';
 import { openFlashKeystore } from '../../hosts/node/flash-key-storage';
 import { cuttingTransport, PowerCutStorage } from './chaos';
 import { memoryFlash } from '../../hosts/node/flash-memory';
-import { provisionDevice } from '../provision/provision';
+import { provisionDevice, type HubStaticPublic } from '../provision/provision';
 import { nodeKeyAgreement } from '../../hosts/node/key-agreement';
 import { newDeviceRecord, parseHubRecord, toHubRecordJson, type DeviceRecord, type HubRecordJson } from '../hub/records';
 import type { Ledger } from './ledger';
@@ -45,10 +45,10 @@ export interface ProvisionedDevice {
  * image file and device.json, exactly what a real device gets); otherwise in
  * an in-memory NOR flash.
  */
-export function provisionSimulatedDevice(dir?: string): ProvisionedDevice {
+export function provisionSimulatedDevice(dir?: string, hubStatic?: HubStaticPublic): ProvisionedDevice {
   if (dir !== undefined) {
     mkdirSync(dir, { recursive: true });
-    const result = provisionDevice({ outDir: dir });
+    const result = provisionDevice({ outDir: dir, ...(hubStatic === undefined ? {} : { hubStatic }) });
     const record = parseHubRecord(result.record);
     return { record, recordJson: toHubRecordJson(record), flash: new CuttableFlash(new FileFlash(result.imagePath, { create: false })) };
   }
@@ -58,24 +58,20 @@ export function provisionSimulatedDevice(dir?: string): ProvisionedDevice {
   return { record, recordJson: toHubRecordJson(record), flash: new CuttableFlash(flash) };
 }
 
-export function provisionFleet(count: number, dir?: string, recovery?: HubStaticPublic): ProvisionedDevice[] {
+/** With `hubStatic` (issue 14) every device gets a recovery credential (tools/provision writes it) and keeps a copy of its image as provisioned. */
+export function provisionFleet(count: number, dir?: string, hubStatic?: HubStaticPublic): ProvisionedDevice[] {
   return Array.from({ length: count }, (_, i) => {
-    const provisioned = provisionSimulatedDevice(dir === undefined ? undefined : join(dir, `device-${String(i).padStart(3, '0')}`));
-    return recovery === undefined ? provisioned : withRecoveryCredential(provisioned, recovery);
+    const provisioned = provisionSimulatedDevice(dir === undefined ? undefined : join(dir, `device-${String(i).padStart(3, '0')}`), hubStatic);
+    return hubStatic === undefined ? provisioned : withRecoveryCredential(provisioned, hubStatic);
   });
 }
 
-/** The hub static key a device is given at provisioning (docs/PROTOCOL.md §12.6). */
-export interface HubStaticPublic {
-  readonly hubStaticId: number;
-  readonly hubPublicKey: Uint8Array;
-}
-
 /**
- * Issue 14: the recovery credential written at provisioning — a static pair
- * drawn for the device, stored in its keystore image with the hub's static
- * public key (unless the image already holds one), S_d in its hub record —
- * and a copy of the whole image as provisioned, for the demo's re-flash fault.
+ * Issue 14: the recovery credential — the one tools/provision wrote into
+ * the image, or, for an in-memory device, a static pair drawn here and
+ * stored with the hub's static public key; S_d and the hub static id in the
+ * hub record — and a copy of the whole image as provisioned, for the demo's
+ * re-flash fault.
  */
 export function withRecoveryCredential(provisioned: ProvisionedDevice, hub: HubStaticPublic): ProvisionedDevice & { readonly provisioningImage: Uint8Array } {
   const storage = openFlashKeystore(provisioned.flash);
@@ -84,7 +80,7 @@ export function withRecoveryCredential(provisioned: ProvisionedDevice, hub: HubS
   if (credential === undefined) {
     const pair = nodeKeyAgreement.x25519GenerateKeyPair?.();
     if (pair === undefined) throw new Error('node:crypto generates X25519 pairs');
-    credential = { device: pair, hubStaticId: hub.hubStaticId, hubPublicKey: hub.hubPublicKey.slice() };
+    credential = { device: pair, hubStaticId: hub.id, hubPublicKey: hub.publicKey.slice() };
     const later = storage.storeCredential?.(credential);
     if (later !== undefined) throw new Error('the provisioning keystore stores synchronously');
   }

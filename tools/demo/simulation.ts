@@ -129,7 +129,7 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
   const hubStatic = readStaticKeyFile(staticFile);
   const hubStaticKey = hubStatic.keys.find((k) => k.id === hubStatic.current);
   if (hubStaticKey === undefined) throw new Error('the new static key file names no current key');
-  const fleet = provisionFleet(options.devices, join(dir, 'devices'), { hubStaticId: hubStaticKey.id, hubPublicKey: hubStaticKey.publicKey });
+  const fleet = provisionFleet(options.devices, join(dir, 'devices'), { id: hubStaticKey.id, publicKey: hubStaticKey.publicKey });
   let store = new HubStore(database);
   store.insertDevices(
     fleet.map((d) => d.record),
