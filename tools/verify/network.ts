@@ -28,6 +28,8 @@ export class Link {
   readonly lastArrival: Record<Direction, number> = { up: 0, down: 0 };
   deviceAttached = true;
   hubAttached = true;
+  /** The hub instance at the other end (0 with one hub). */
+  instance = 0;
   dead = false;
   /** Hex hub nonce of this connection's CHALLENGE (sim bookkeeping for the audit). */
   hubNonce: string | undefined;
