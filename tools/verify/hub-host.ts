@@ -438,7 +438,7 @@ export class HubHost {
     if (!this.fenced) return base;
     const waiting = [...this.#waiting.entries()].map(([id, w]) => `${id}:${w.bytes}${w.leasing ? 'L' : ''}`).join(',');
     const steps = this.#leaseSteps.map((s) => `${s.link.id}${s.stage}@${s.at}`).join(',');
-    return `${base}|fence ${this.#fence ? `${this.#fence.epoch}.${this.#fence.rowVersion}` : '-'}@${this.#held?.id ?? '-'}|wait ${waiting}|pass ${[...this.#passed].join(',')}|lease ${steps}|notify ${this.#notified.map((n) => `${n.at}:${n.epoch}`).join(',')}|stop ${this.pausedUntil ?? '-'}|backlog ${this.#backlog.map((l) => l.id).join(',')}`;
+    return `${base}|fence ${this.#fence ? `${this.#fence.epoch}.${this.#fence.rowVersion}` : '-'}@${this.#held?.id ?? '-'}|wait ${waiting}|pass ${[...this.#passed].join(',')}|lease ${steps}|notify ${this.#notified.map((n) => `${n.at}:${n.epoch}`).join(',')}|stop ${this.pausedUntil ?? '-'}|leases ${this.leasesTaken}|backlog ${this.#backlog.map((l) => l.id).join(',')}`;
   }
 
   /** The database commits a write (or fails to). */

@@ -5,6 +5,10 @@
  *      classic mode and again in the dh rekey mode (docs/PROTOCOL.md §11);
  *   2. random mode: 1,000,000 steps of chaos and calm;
  *   3. the six broken variants, each refuted by the simulation;
+ *   3a. two hub instances sharing the database with the fencing rule
+ *      (docs/VERIFICATION.md §5a): every single fault point, the pairs whose
+ *      first fault is an instance's (pause, connection to the other one,
+ *      crash, failed write), a random run, and the variant without the fence;
  *   4. spin on the Promela model (classic, dh and upgrade modes) and its
  *      broken variants (the six above and the dh mode's five);
  * and prints every figure. Exit status 0 only if there is no violation, every
@@ -26,7 +30,8 @@ import { explainRandomFailure, runRandom } from './random-mode';
 import { printRefutation, refuteVariant } from './refute';
 import { deserializeReport, formatCount, mergeShards, printExhaustive, printRandom, type SerializedReport } from './report';
 import { printSpinReport, runAllSpin, spinAvailable } from './spin';
-import { BROKEN_VARIANTS } from './variants';
+import { BROKEN_VARIANTS, INSTANCE_VARIANTS } from './variants';
+import type { PointKind } from './points';
 import { ADVERSARY_MOVES } from './adversary';
 
 interface Options {
@@ -81,10 +86,15 @@ const print = (line = ''): void => {
   process.stdout.write(`${line}\n`);
 };
 
-function runShard(options: Options, shard: number, mode: 'classic' | 'dh' = 'classic'): Promise<ExhaustiveReport> {
+/** The pairs of the two-instance run: those whose first fault is one of an instance's. */
+const INSTANCE_FIRST_KINDS: readonly PointKind[] = ['instance paused', 'connect to another instance', 'hub crash', 'hub silent crash', 'hub crash between actions', 'db write failure'];
+
+function runShard(options: Options, shard: number, mode: 'classic' | 'dh' = 'classic', instances: 1 | 2 = 1): Promise<ExhaustiveReport> {
   const worker = join(dirname(fileURLToPath(import.meta.url)), 'exhaustive-worker.ts');
+  const pairs = instances === 2 && options.pairs === 'all' ? 'boundaries' : options.pairs;
+  const extra = instances === 2 ? ['2', INSTANCE_FIRST_KINDS.join(',')] : [];
   return new Promise((resolve, reject) => {
-    const child = fork(worker, [String(options.rounds), String(options.seed), options.pairs, String(shard), String(options.workers), mode], {
+    const child = fork(worker, [String(options.rounds), String(options.seed), pairs, String(shard), String(options.workers), mode, ...extra], {
       execArgv: ['--import', 'tsx'],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
@@ -157,6 +167,24 @@ async function main(): Promise<number> {
   }
 
   print();
+  print(`== Two hub instances on one fencing database: ${options.rounds} rotations; every single fault point; pairs at boundaries after an instance's fault ==`);
+  const instanceShards = await Promise.all(Array.from({ length: options.workers }, (_, shard) => runShard(options, shard, 'classic', 2)));
+  const exhaustiveInstances = mergeShards(instanceShards);
+  printExhaustive(exhaustiveInstances, print);
+  violations += exhaustiveInstances.failures.length;
+  for (const failure of exhaustiveInstances.failures.slice(0, 3)) print(explainFailure(failure, { instances: 2 }));
+  print('  random mode, two instances:');
+  const randomInstances = runRandom({ steps: Math.round(options.randomSteps / 5), seed: options.seed, adversaryMoves: moves, instances: 2 });
+  printRandom(randomInstances, options.seed, (line) => print(`  ${line}`));
+  violations += randomInstances.failures.length;
+  for (const failure of randomInstances.failures.slice(0, 3)) print(explainRandomFailure(failure, { instances: 2 }));
+  for (const variant of INSTANCE_VARIANTS) {
+    const refutation = refuteVariant(variant, { rounds: options.rounds, seed: options.seed, randomSteps: 200_000, divergence: false });
+    printRefutation(refutation, print);
+    if (!refutation.refuted) ok = false;
+  }
+
+  print();
   print('== Model checking (spin) ==');
   if (!options.spin) {
     print('  skipped (--no-spin)');
@@ -172,8 +200,11 @@ async function main(): Promise<number> {
   print();
   print('== Summary ==');
   print(`  schedules explored: classic ${formatCount(exhaustive.singles.runs)} single-fault, ${formatCount(exhaustive.pairs.schedules)} fault-pair; dh ${formatCount(exhaustiveDh.singles.runs)} single-fault, ${formatCount(exhaustiveDh.pairs.schedules)} fault-pair`);
+  print(`  two hub instances: ${formatCount(exhaustiveInstances.singles.runs)} single-fault, ${formatCount(exhaustiveInstances.pairs.schedules)} fault-pair; random ${formatCount(randomInstances.steps)} steps`);
   print(`  random steps: classic ${formatCount(random.steps)}, dh ${formatCount(randomDh.steps)}`);
-  print(`  invariant checks: ${formatCount(exhaustive.checks + random.checks + exhaustiveDh.checks + randomDh.checks)}; violations: ${violations}`);
+  print(
+    `  invariant checks: ${formatCount(exhaustive.checks + random.checks + exhaustiveDh.checks + randomDh.checks + exhaustiveInstances.checks + randomInstances.checks)}; violations: ${violations}`,
+  );
   print(`  broken variants refuted: ${ok ? 'all' : 'NOT ALL'}; open findings: ${reflectionOpen ? 'F1' : 'none'}`);
   print(`  time: ${((performance.now() - started) / 1000).toFixed(0)} s`);
   return violations === 0 && ok ? 0 : 1;

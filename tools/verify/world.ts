@@ -66,6 +66,13 @@ export interface WorldOptions {
   readonly profile?: boolean;
   /** Hub instances sharing the database (docs/VERIFICATION.md §5a); default 1 (the variant's, if it says). */
   readonly instances?: 1 | 2;
+  /**
+   * Instances: hold the device's app data to the one-hub promise (at most
+   * once per device incarnation and hub incarnation) instead of resetting
+   * its memory when data comes from another instance run (finding F3,
+   * docs/VERIFICATION.md §6) — shows the finding.
+   */
+  readonly strictDeviceLedger?: boolean;
   /** Keep running after a violation (to collect them all); default: stop at the first. */
   readonly continueAfterViolation?: boolean;
   /**
@@ -547,7 +554,7 @@ export class World implements SimWorld {
     switch (event.type) {
       case 'data': {
         this.counters.appDelivered++;
-        if (this.hubs.length === 1) {
+        if (this.hubs.length === 1 || this.#options.strictDeviceLedger === true) {
           this.app.deliveredTo('device', this.device.incarnation, event.payload);
           break;
         }
