@@ -16,7 +16,7 @@
  *
  * Options: --seed N (1)  --random-steps N (1000000)  --rounds N (3)
  *          --pairs all|boundaries|none (all)  --workers N (2)  --no-spin
- *          --quick (pairs at boundaries, 100000 random steps)
+ *          --quick (pairs at boundaries, 100000 random steps)  --only instances
  * A failing schedule is printed with its seed and a trace; the same command
  * with the same seed reproduces it.
  */
@@ -41,10 +41,12 @@ interface Options {
   pairs: PairMode;
   workers: number;
   spin: boolean;
+  /** Only one section (`--only instances`: the two-instance section). */
+  only: 'instances' | undefined;
 }
 
 function parseOptions(argv: readonly string[]): Options {
-  const options: Options = { seed: 1, randomSteps: 1_000_000, rounds: 3, pairs: 'all', workers: 2, spin: true };
+  const options: Options = { seed: 1, randomSteps: 1_000_000, rounds: 3, pairs: 'all', workers: 2, spin: true, only: undefined };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -71,6 +73,12 @@ function parseOptions(argv: readonly string[]): Options {
       case '--no-spin':
         options.spin = false;
         break;
+      case '--only': {
+        const section = value();
+        if (section !== 'instances') throw new Error(`--only: unknown section ${section} (instances)`);
+        options.only = section;
+        break;
+      }
       case '--quick':
         options.pairs = 'boundaries';
         options.randomSteps = 100_000;
@@ -107,8 +115,39 @@ function runShard(options: Options, shard: number, mode: 'classic' | 'dh' = 'cla
   });
 }
 
+/** Section 3a: two hub instances sharing the database (docs/VERIFICATION.md §5a). */
+async function runInstances(options: Options, moves: typeof ADVERSARY_MOVES) {
+  print();
+  print(`== Two hub instances on one fencing database: ${options.rounds} rotations; every single fault point; pairs at boundaries after an instance's fault ==`);
+  const shards = await Promise.all(Array.from({ length: options.workers }, (_, shard) => runShard(options, shard, 'classic', 2)));
+  const exhaustive = mergeShards(shards);
+  printExhaustive(exhaustive, print);
+  let violations = exhaustive.failures.length;
+  for (const failure of exhaustive.failures.slice(0, 3)) print(explainFailure(failure, { instances: 2 }));
+  print('  random mode, two instances:');
+  const random = runRandom({ steps: Math.round(options.randomSteps / 5), seed: options.seed, adversaryMoves: moves, instances: 2 });
+  printRandom(random, options.seed, (line) => print(`  ${line}`));
+  violations += random.failures.length;
+  for (const failure of random.failures.slice(0, 3)) print(explainRandomFailure(failure, { instances: 2 }));
+  let refuted = true;
+  for (const variant of INSTANCE_VARIANTS) {
+    const refutation = refuteVariant(variant, { rounds: options.rounds, seed: options.seed, randomSteps: 200_000, divergence: false });
+    printRefutation(refutation, print);
+    if (!refutation.refuted) refuted = false;
+  }
+  return { exhaustive, random, violations, refuted };
+}
+
 async function main(): Promise<number> {
   const options = parseOptions(process.argv.slice(2));
+  if (options.only === 'instances') {
+    const started = performance.now();
+    print(`Lockstep verification, two hub instances only (seed ${options.seed})`);
+    const result = await runInstances(options, ADVERSARY_MOVES);
+    print();
+    print(`  violations: ${result.violations}; variants refuted: ${result.refuted ? 'all' : 'NOT ALL'}; time: ${((performance.now() - started) / 1000).toFixed(0)} s`);
+    return result.violations === 0 && result.refuted ? 0 : 1;
+  }
   const started = performance.now();
   let violations = 0;
   let ok = true;
@@ -166,23 +205,10 @@ async function main(): Promise<number> {
     if (!refutation.refuted) ok = false;
   }
 
-  print();
-  print(`== Two hub instances on one fencing database: ${options.rounds} rotations; every single fault point; pairs at boundaries after an instance's fault ==`);
-  const instanceShards = await Promise.all(Array.from({ length: options.workers }, (_, shard) => runShard(options, shard, 'classic', 2)));
-  const exhaustiveInstances = mergeShards(instanceShards);
-  printExhaustive(exhaustiveInstances, print);
-  violations += exhaustiveInstances.failures.length;
-  for (const failure of exhaustiveInstances.failures.slice(0, 3)) print(explainFailure(failure, { instances: 2 }));
-  print('  random mode, two instances:');
-  const randomInstances = runRandom({ steps: Math.round(options.randomSteps / 5), seed: options.seed, adversaryMoves: moves, instances: 2 });
-  printRandom(randomInstances, options.seed, (line) => print(`  ${line}`));
-  violations += randomInstances.failures.length;
-  for (const failure of randomInstances.failures.slice(0, 3)) print(explainRandomFailure(failure, { instances: 2 }));
-  for (const variant of INSTANCE_VARIANTS) {
-    const refutation = refuteVariant(variant, { rounds: options.rounds, seed: options.seed, randomSteps: 200_000, divergence: false });
-    printRefutation(refutation, print);
-    if (!refutation.refuted) ok = false;
-  }
+  const instances = await runInstances(options, moves);
+  const { exhaustive: exhaustiveInstances, random: randomInstances } = instances;
+  violations += instances.violations;
+  if (!instances.refuted) ok = false;
 
   print();
   print('== Model checking (spin) ==');
