@@ -17,6 +17,7 @@
 import type { HubPersistOp } from '../../modules/hub/actions';
 import type { HubDeviceRecord } from '../../modules/hub/hub';
 import { copyHubOp, copyHubRow, hubRowAfter, type HubRow } from '../testing/hub-row';
+import { bytesEqual } from '../../modules/bytes';
 import { fnv1a } from './rng';
 
 export type { HubRow } from '../testing/hub-row';
@@ -69,20 +70,33 @@ interface Fenced {
  * what the unfenced statements keep (a promotion needs some pending key).
  */
 export function pgWriteApplies(row: HubRow, fence: Fenced, op: HubPersistOp, held: SimFence | undefined, fenced: boolean): boolean {
-  if (!fenced) return op.kind === 'storePending' || row.pending !== undefined;
-  if (held === undefined || held.epoch !== fence.epoch || held.rowVersion !== fence.rowVersion) return false;
-  if (op.kind === 'storePending') return row.pending === undefined && row.active.id === op.id - 1;
-  return row.pending !== undefined && row.pending.id === op.id && (row.pending.dh !== undefined) === (op.key !== undefined);
+  if (fenced && (held === undefined || held.epoch !== fence.epoch || held.rowVersion !== fence.rowVersion)) return false;
+  // The recovery ops' and the mode change's conditions are not slot guards: the unfenced store keeps them too.
+  switch (op.kind) {
+    case 'storeRecovered':
+      return op.id > row.active.id && (row.pending === undefined || op.id > row.pending.id);
+    case 'storeDeviceStatic':
+      return (
+        (row.devicePublicKey === undefined && row.enrolment === 'ready') ||
+        (row.devicePublicKey !== undefined && bytesEqual(row.devicePublicKey, op.publicKey) && row.hubStaticId === op.hubStaticId)
+      );
+    case 'storePending':
+      if (op.modeChange === 'dh') return row.active.id === op.id - 1 && (row.pending === undefined || (row.pending.id === op.id && row.pending.dh === undefined));
+      return !fenced || (row.pending === undefined && row.active.id === op.id - 1);
+    case 'promote':
+      if (!fenced) return row.pending !== undefined;
+      return row.pending !== undefined && row.pending.id === op.id && (row.pending.dh !== undefined) === (op.key !== undefined);
+  }
 }
 
 /** The row after an unfenced write (its statements take whatever pending key the row holds). */
 function unfencedRowAfter(row: HubRow, op: HubPersistOp): HubRow {
   const pending = row.pending;
-  if (op.kind === 'storePending' || pending === undefined) return rowAfter(row, op);
-  // SET active_id = pending_id, active_key = pending_key (classic) or = the op's derived key (dh).
-  const key = op.key ?? pending.key;
-  if (key === undefined) return row;
-  return { mode: row.mode, active: { id: pending.id, key: key.slice() } };
+  if (op.kind !== 'promote' || pending === undefined || (pending.id === op.id && (pending.dh === undefined) === (op.key === undefined))) return rowAfter(row, op);
+  // SET active_id = pending_id, active_key = the op's derived key (its dh statement) or pending_key (its classic one: for a dh pending, the wrapped pair's bytes).
+  const pair = pending.dh === undefined ? undefined : new Uint8Array([...pending.dh.privateKey, ...pending.dh.publicKey]);
+  const key = op.key ?? pending.key ?? pair!;
+  return rowAfter({ ...row, pending: { id: pending.id, key } }, { kind: 'promote', deviceId: op.deviceId, id: pending.id, ...(op.enrolmentReady === true ? { enrolmentReady: true as const } : {}) });
 }
 
 export class SimHubDatabase {
@@ -204,7 +218,8 @@ export class SimHubDatabase {
   stateText(): string {
     const rows = [...this.#rows.entries()].map(([id, row]) => `${id}:${row.mode}${row.active.id}.${fnv1a(row.active.key)}/${row.pending?.id ?? 0}.${row.pending === undefined ? 0 : fnv1a(row.pending.key ?? row.pending.dh.privateKey)}`);
     const writes = this.writes.map(
-      (w) => `${w.op.kind}${w.op.id}@${w.commitAt}:${w.commitDone ? 1 : 0}${w.committed ? 1 : 0}${w.ackAt ?? '-'}${w.acked ? 1 : 0}${w.failure}${this.fencing === 'single' ? '' : `/${w.instance}${w.applied ? 1 : 0}${w.rowVersion ?? '-'}`}`,
+      (w) =>
+        `${w.op.kind}${'id' in w.op ? w.op.id : '-'}@${w.commitAt}:${w.commitDone ? 1 : 0}${w.committed ? 1 : 0}${w.ackAt ?? '-'}${w.acked ? 1 : 0}${w.failure}${this.fencing === 'single' ? '' : `/${w.instance}${w.applied ? 1 : 0}${w.rowVersion ?? '-'}`}`,
     );
     const fences = this.fencing === 'single' ? '' : `|${[...this.#fences.values()].map((f) => `${f.epoch}.${f.rowVersion}.${f.leaseOwner ?? '-'}`).join(',')}`;
     return `${rows.join(',')}|${writes.join(',')}${fences}`;

@@ -449,7 +449,7 @@ export class HubHost {
     if (write.ackAt === undefined) write.ackAt = now;
     if (write.acked) this.db.finish(write);
     const outcome = write.failure === 'beforeCommit' ? 'FAILS' : this.fenced && !write.applied ? 'FENCES OUT' : 'commits';
-    this.#world.trace.log(() => `db ${outcome} ${write.op.kind} ${write.op.id}${this.fenced ? ` of instance ${this.index}` : ''}`);
+    this.#world.trace.log(() => `db ${outcome} ${write.op.kind} ${'id' in write.op ? write.op.id : '-'}${this.fenced ? ` of instance ${this.index}` : ''}`);
   }
 
   /** The core hears how its write ended. */
@@ -463,7 +463,7 @@ export class HubHost {
     if (this.fenced && (write.failure !== 'none' || !write.applied)) {
       // PgCommits: persistFailed, and the lease is lost (no reload here: the next lease reloads the row).
       const reason = write.failure !== 'none' ? 'the commit failed' : 'fenced out';
-      this.#world.trace.log(() => `instance ${this.index} told: ${write.op.kind} ${write.op.id} ${reason}`);
+      this.#world.trace.log(() => `instance ${this.index} told: ${write.op.kind} ${'id' in write.op ? write.op.id : '-'} ${reason}`);
       const actions = core.persistFailed(this.deviceId, new LockstepError('STORAGE_CORRUPT', reason));
       this.apply(actions, now);
       if (this.core === core) this.#lose(reason, now);
@@ -471,7 +471,7 @@ export class HubHost {
     }
     if (this.fenced && this.#fence !== undefined && write.rowVersion !== undefined) this.#fence.rowVersion = write.rowVersion;
     if (write.failure !== 'none') {
-      this.#world.trace.log(() => `hub told: ${write.op.kind} ${write.op.id} failed; reloading the row`);
+      this.#world.trace.log(() => `hub told: ${write.op.kind} ${'id' in write.op ? write.op.id : '-'} failed; reloading the row`);
       const actions = core.persistFailed(this.deviceId, new LockstepError('STORAGE_CORRUPT', 'simulated database failure'));
       core.reloadDevice(this.db.record(this.deviceId));
       this.apply(actions, now);
@@ -516,7 +516,7 @@ export class HubHost {
     const stored = this.#world.variant.onHubPersistBegin?.(op) ?? op;
     const write = this.db.begin(stored, now + policy.commitDelayMs, this.index);
     if (policy.ackBeforeCommit) write.ackAt = now;
-    this.#world.trace.log(() => `hub persists ${op.kind} ${op.id}${policy.ackBeforeCommit ? ' (acknowledged before the commit)' : ''}`);
+    this.#world.trace.log(() => `hub persists ${op.kind} ${'id' in op ? op.id : '-'}${policy.ackBeforeCommit ? ' (acknowledged before the commit)' : ''}`);
   }
 
   #transmit(connection: number, bytes: Uint8Array, now: number): void {
