@@ -82,7 +82,8 @@ export function pgWriteApplies(row: HubRow, fence: Fenced, op: HubPersistOp, hel
       );
     case 'storePending':
       if (op.modeChange === 'dh') return row.active.id === op.id - 1 && (row.pending === undefined || (row.pending.id === op.id && row.pending.dh === undefined));
-      return !fenced || (row.pending === undefined && row.active.id === op.id - 1);
+      // HK12 (`replaces`): over the refused pending it names; otherwise the slot is empty.
+      return !fenced || (row.active.id === op.id - 1 && (op.replaces === undefined ? row.pending === undefined : row.pending?.id === op.replaces));
     case 'promote':
       if (!fenced) return row.pending !== undefined;
       return row.pending !== undefined && row.pending.id === op.id && (row.pending.dh !== undefined) === (op.key !== undefined);
