@@ -83,11 +83,11 @@ test('recovery on: a sample of the pairs of a rollback and a boundary fault afte
 test('F3 (open): a double rollback onto a recovered pending key with an id gap never converges', () => {
   // docs/VERIFICATION.md §11, F3. When the protocol is fixed this fails: turn it into "converges".
   const base = runSchedule({ seed: 1, rounds: 3, points: [] }, { profile: true, rollbacks: true });
-  const first = faultPoints(base.world.profiles, 0, { rollbacks: true }).find((p) => p.label === 'step 14: hub database restored from snapshot 0 of 2 before dbCommit');
+  const first = faultPoints(base.world.profiles, 0, 1, { rollbacks: true }).find((p) => p.label === 'step 14: hub database restored from snapshot 0 of 2 before dbCommit');
   expect(first).toBeDefined();
   const single = runSchedule({ seed: 1, rounds: 3, points: [first!] }, { profile: true, rollbacks: true });
   expect(single.world.violations).toEqual([]);
-  const second = faultPoints(single.world.profiles, first!.step, { rollbacks: true }).find((p) => p.label === 'step 51: hub restored from snapshot 3 and device re-flashed with image 0 before dbAck');
+  const second = faultPoints(single.world.profiles, first!.step, 1, { rollbacks: true }).find((p) => p.label === 'step 51: hub restored from snapshot 3 and device re-flashed with image 0 before dbAck');
   expect(second).toBeDefined();
   const { world } = runSchedule({ seed: 1, rounds: 3, points: [first!, second!] }, { rollbacks: true });
   expect(world.violations.map((v) => v.invariant)).toEqual(['L1 converges after faults']);

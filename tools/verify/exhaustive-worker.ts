@@ -1,16 +1,19 @@
 /**
  * One shard of the exhaustive mode in a child process (index.ts forks one
- * per worker): `tsx exhaustive-worker.ts <rounds> <seed> <pairs> <shard> <of> [classic|dh] [rollbacks]`
+ * per worker): `tsx exhaustive-worker.ts <rounds> <seed> <pairs> <shard> <of> [classic|dh] [instances] [first kinds, comma-separated] [rollbacks]`
  * (`rollbacks`: the rollback faults of docs/VERIFICATION.md §11 added, pairs with a rollback in them).
  * Sends its report to the parent as JSON.
  */
 import { exploreExhaustively, type PairMode } from './exhaustive';
+import type { PointKind } from './points';
 import { serializeReport } from './report';
 
-const [rounds, seed, pairs, shard, of, mode, rollbacks] = process.argv.slice(2);
+const [rounds, seed, pairs, shard, of, mode, instances, firstKinds, rollbacks] = process.argv.slice(2);
 const report = exploreExhaustively({
   ...(rollbacks === 'rollbacks' ? { rollbacks: 'with' as const } : {}),
   mode: mode === 'dh' ? 'dh' : 'classic',
+  ...(instances === '2' ? { instances: 2 as const } : {}),
+  ...(firstKinds === undefined || firstKinds === '' ? {} : { firstKinds: firstKinds.split(',') as PointKind[] }),
   rounds: Number(rounds),
   seed: Number(seed),
   pairs: pairs as PairMode,

@@ -24,10 +24,16 @@ export function kindOf(invariant: string): 'safety' | 'liveness' {
   return invariant.startsWith('L') ? 'liveness' : 'safety';
 }
 
-export function refuteVariant(variant: Variant, options: { rounds: number; seed: number; randomSteps: number; store?: StoreFactory }): Refutation {
+/**
+ * `divergence: false` skips the third run: a variant of the hub tier
+ * (INSTANCE_VARIANTS) corrupts the shared database's row, after which the
+ * lease gate refuses the device (it no longer authenticates under the
+ * database's keys) rather than letting a running core disagree with it.
+ */
+export function refuteVariant(variant: Variant, options: { rounds: number; seed: number; randomSteps: number; store?: StoreFactory; divergence?: boolean }): Refutation {
   const base = { rounds: options.rounds, seed: options.seed, variant, stopAtFirstViolation: true, ...(options.store ? { store: options.store } : {}) };
   if (variant.rollbacks === true) return refuteRecoveryVariant(variant, base);
-  return refuteOneZeroVariant(variant, base, options.randomSteps, options.store);
+  return refuteOneZeroVariant(variant, base, options.randomSteps, options.store, options.divergence);
 }
 
 /**
@@ -43,9 +49,10 @@ function refuteOneZeroVariant(
   withRecovery: { rounds: number; seed: number; variant: Variant; stopAtFirstViolation: boolean; store?: StoreFactory },
   randomSteps: number,
   store: StoreFactory | undefined,
+  divergenceOption: boolean | undefined,
 ): Refutation {
   const base = { ...withRecovery, recovery: false };
-  const options = { randomSteps, seed: withRecovery.seed, ...(store ? { store } : {}) };
+  const options = { randomSteps, seed: withRecovery.seed, ...(store ? { store } : {}), ...(divergenceOption === undefined ? {} : { divergence: divergenceOption }) };
   const exhaustive = exploreExhaustively({ ...base, pairs: 'boundaries' });
   const random = runRandom({
     steps: options.randomSteps,
@@ -56,7 +63,7 @@ function refuteOneZeroVariant(
     adversaryMoves: ['replay', 'forge', 'flip', 'garbage'],
     ...(options.store ? { store: options.store } : {}),
   });
-  const divergence = variant.expect === 'safety' ? exploreExhaustively({ ...base, pairs: 'boundaries', liveViewsOnly: true }) : undefined;
+  const divergence = variant.expect === 'safety' && options.divergence !== false ? exploreExhaustively({ ...base, pairs: 'boundaries', liveViewsOnly: true }) : undefined;
   const failure = exhaustive.failures[0];
   const randomFailure = random.failures[0];
   const expectedKind = (invariant: string | undefined) => invariant !== undefined && kindOf(invariant) === variant.expect;

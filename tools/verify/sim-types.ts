@@ -34,6 +34,8 @@ export type FaultKind =
   | 'hub silent crash'
   | 'hub crash mid-actions'
   | 'db write failure'
+  | 'connect to another instance'
+  | 'instance paused'
   | 'adversary replay'
   | 'adversary reflect'
   | 'adversary forge'
@@ -55,8 +57,8 @@ export interface HostContext {
   readonly now: number;
   readonly trace: Trace;
   readonly app: Pick<AppLedger, 'payload'>;
-  /** Called before each core action the host carries out (crash-after-action faults). */
-  actionApplied(side: 'device' | 'hub'): void;
+  /** Called before each core action the host carries out (crash-after-action faults); `instance`: which hub instance. */
+  actionApplied(side: 'device' | 'hub', instance?: number): void;
   latency(): number;
   describeFrame(bytes: Uint8Array): string;
   violation(invariant: string, detail: string): void;
@@ -86,7 +88,9 @@ export interface HubHostContext extends HostContext {
     onHubPersistBegin?(op: HubPersistOp): HubPersistOp;
     onHubReceive?(bytes: Uint8Array): void;
   };
-  hubEvent(event: HubEvent): void;
+  hubEvent(event: HubEvent, instance: number): void;
+  /** Instances: another instance took the device's lease at epoch `epoch` (the NOTIFY of PgHubStore.lease). */
+  leaseTaken?(deviceId: string, epoch: number, by: number): void;
   /** The hub's static keys (absent: recovery off, docs/PROTOCOL.md §12). */
   readonly recovery: HubRecoveryConfig | undefined;
   /** Recovery checks (recovery-check.ts): the core decided (N, K); the database commits N; the hub answers ACCEPTED. */
@@ -116,9 +120,15 @@ export interface SimDevice {
   send(now: number): boolean;
 }
 
-/** The simulated hub as the world's helpers see it (tools/verify/hub-host.ts). */
+/** The simulated hub (one instance of it) as the world's helpers see it (tools/verify/hub-host.ts). */
 export interface SimHub {
+  /** Which instance (0 with one hub). */
+  readonly index: number;
   readonly up: boolean;
+  /** Stopped (SIGSTOP) until this time: nothing of this instance runs. */
+  readonly pausedUntil: number | undefined;
+  /** Instances: this one holds the device's lease as the database says (its fence's epoch is the row's) and has adopted the row. */
+  readonly current: boolean;
   readonly core: HubCore | undefined;
   readonly restartAt: number | undefined;
   readonly incarnation: number;
@@ -131,6 +141,11 @@ export interface SimHub {
   commitNow(write: DbWrite): void;
   /** The operator stops the hub, restores the database from snapshot `snapshot`, and starts it again. */
   restore(now: number, snapshot: number): void;
+  /** SIGSTOP now, SIGCONT at `until`. */
+  pause(now: number, until: number): void;
+  /** Instances: the next step of a lease being taken, and of a lease notification on its way (scheduler). */
+  nextLeaseStep(): { at: number; index: number } | undefined;
+  nextNotice(): number | undefined;
   rotate(now: number): void;
   send(now: number): boolean;
 }
@@ -149,7 +164,14 @@ export interface SimWorld {
   readonly rng: Rng;
   readonly trace: Trace;
   readonly device: SimDevice;
+  /** The hub instance serving the device (the only one with one hub): see World.hub. */
   readonly hub: SimHub;
+  /** Every hub instance (one, or two sharing the database). */
+  readonly hubs: readonly SimHub[];
+  /** The instance at the hub end of a link. */
+  hubOf(link: Link): SimHub;
+  /** The instance whose running core may act for the device (with one hub: the hub, when up). */
+  currentHub(): SimHub | undefined;
   readonly db: SimHubDatabase;
   readonly links: ReadonlyMap<number, Link>;
   readonly notices: readonly Notice[];
@@ -216,4 +238,8 @@ export interface Variant {
   readonly rollbacks?: true;
   /** A chunk arrives for the hub (a broken hub host may act on it before the core does). */
   onHubReceive?(bytes: Uint8Array, world: SimWorld): void;
+  /** Hub instances the variant runs with (default the world's); with 2, `unfenced` drops the fence from the shared database. */
+  readonly instances?: 1 | 2;
+  /** A shared database whose writes are not conditional on (epoch, row version) — the PostgreSQL store's `fenced: false`. */
+  readonly unfenced?: boolean;
 }
