@@ -80,8 +80,8 @@ test('recovery on: a sample of the pairs of a rollback and a boundary fault afte
   expect(report.pairs.runs).toBeGreaterThan(150);
 }, 600_000);
 
-test('F3 (open): a double rollback onto a recovered pending key with an id gap never converges', () => {
-  // docs/VERIFICATION.md §11, F3. When the protocol is fixed this fails: turn it into "converges".
+test('F6 (fixed in the hub core): a double rollback onto a recovered pending key with an id gap converges', () => {
+  // docs/VERIFICATION.md §11, F6: the hub restored to (active 1, pending 3 recovered), the device re-flashed to (1).
   const base = runSchedule({ seed: 1, rounds: 3, points: [] }, { profile: true, rollbacks: true });
   const first = faultPoints(base.world.profiles, 0, 1, { rollbacks: true }).find((p) => p.label === 'step 14: hub database restored from snapshot 0 of 2 before dbCommit');
   expect(first).toBeDefined();
@@ -90,9 +90,8 @@ test('F3 (open): a double rollback onto a recovered pending key with an id gap n
   const second = faultPoints(single.world.profiles, first!.step, 1, { rollbacks: true }).find((p) => p.label === 'step 51: hub restored from snapshot 3 and device re-flashed with image 0 before dbAck');
   expect(second).toBeDefined();
   const { world } = runSchedule({ seed: 1, rounds: 3, points: [first!, second!] }, { rollbacks: true });
-  expect(world.violations.map((v) => v.invariant)).toEqual(['L1 converges after faults']);
-  expect(world.hub.core?.deviceState(world.deviceId)).toMatchObject({ activeKeyId: 1, pendingKeyId: 3 });
-  expect(world.device.core?.keys.active.id).toBe(1);
+  expect(world.violations).toEqual([]);
+  expect(world.liveness.worstRollbackRecoveryMs).toBeGreaterThan(0);
 });
 
 describe('recovery variants are refuted by the simulation (under rollbacks)', () => {

@@ -188,10 +188,14 @@ export class KeyInvariants {
   #hub(h: HubKeys, view: ViewName, report: Report): void {
     this.checks++;
     if (h.pending !== undefined && h.pending.id <= h.active.id) report('S3 two keys, newer above', `${view} pending ${h.pending.id} <= active ${h.active.id}`);
-    this.#monotonic(view, h.active.id, h.pending?.id ?? h.active.id, report);
+    // After a rollback, until the pair converges, a restored hub may replace a recovered pending key
+    // the device refuses (its id above A + 1) by A + 1 (docs/PROTOCOL.md §12.4): its newest id may go down then.
+    this.#monotonic(view, h.active.id, this.#pairsOff ? Math.max(h.active.id, this.#highest[view].newest) : h.pending?.id ?? h.active.id, report);
     this.#register(h.active, view, report);
     // A dh pending slot names no key bytes yet (its key exists once derived: then it is the device's and the pair checks compare it).
-    if (h.pending?.key !== undefined && hasKey({ id: h.pending.id, key: h.pending.key })) this.#register({ id: h.pending.id, key: h.pending.key }, view, report);
+    // Until a rolled-back pair converges, the hub may drop a pending key the device refused (and never held) and reuse its id:
+    // its pending slot is left out of S5 then (the device's S5 covers every key the device holds).
+    if (!this.#pairsOff && h.pending?.key !== undefined && hasKey({ id: h.pending.id, key: h.pending.key })) this.#register({ id: h.pending.id, key: h.pending.key }, view, report);
   }
 
   /** S4: the active id of a view never decreases, nor does the newest id it holds. */

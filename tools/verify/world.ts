@@ -219,9 +219,10 @@ export class World implements SimWorld {
       hubStaticId: this.recoveryKeys.hub.id,
       hubPublicKey: this.recoveryKeys.hub.publicKey.slice(),
     };
-    const baseStore = (options.store ?? keystoreStore)(deviceId, { id: active.id, key: key.slice() }, mode, credential);
+    // Recovery off is a 1.0 deployment: no credential in the image, no S_d in the row (the flash layout of 1.0).
+    const baseStore = (options.store ?? keystoreStore)(deviceId, { id: active.id, key: key.slice() }, mode, this.recovery ? credential : undefined);
     const store = this.variant.wrapDeviceStore?.(baseStore, this) ?? baseStore;
-    this.db.insert(toHex(deviceId), { mode, active: { id: active.id, key: key.slice() }, devicePublicKey: this.recoveryKeys.device.publicKey.slice(), hubStaticId: this.recoveryKeys.hub.id });
+    this.db.insert(toHex(deviceId), { mode, active: { id: active.id, key: key.slice() }, ...(this.recovery ? { devicePublicKey: this.recoveryKeys.device.publicKey.slice(), hubStaticId: this.recoveryKeys.hub.id } : {}) });
     this.deviceAead = this.audit.wrap(nodeAead, 'device');
     this.hubAead = this.audit.wrap(nodeAead, 'hub');
     this.device = new DeviceHost(this.#deviceContext(), deviceId, store, this.deviceAead, this.seed);
