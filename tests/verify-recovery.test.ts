@@ -12,7 +12,7 @@
  * that L1 is not vacuous for them. Recovery on (the hub's auto policy):
  * every single rollback converges within RECOVERY_LIVENESS_BOUND_MS with 0
  * violations; a sample of the pairs of a rollback and a boundary fault;
- * the open finding F3; the recovery variants refuted (R1/R2 are not
+ * finding F6 (now converging); the recovery variants refuted (R1/R2 are not
  * vacuous). Every pair with a rollback runs in `npm run verify`.
  */
 import { RECOVERY_LIVENESS_BOUND_MS } from '../tools/verify/constants';
