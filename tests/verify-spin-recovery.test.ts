@@ -34,4 +34,4 @@ test('spin: recovery keeps sync in every rollback mode; every broken variant is 
     expect(`${label}: ${run.failure || 'holds'}`).toBe(`${label}: ${check.expect || 'holds'}`);
     if (check.expect === '') expect(run.result.statesStored).toBeGreaterThan(100_000);
   }
-}, 900_000);
+}, 1_800_000);
