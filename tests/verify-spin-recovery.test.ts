@@ -2,7 +2,7 @@
  * spin on the recovery model (docs/model/recovery.pml, docs/VERIFICATION.md
  * §7.2, docs/PROTOCOL.md §12): the correct model holds in every rollback
  * mode (safety in all three, liveness in the hub and device modes); every
- * broken variant is refuted by the check named for it; finding F3 (two
+ * broken variant is refuted by the check named for it; finding F4 (two
  * rollbacks leave a recovered pending key the device refuses for ever)
  * shows at MAXRB 2 and the proposed fix removes it. The `ci` configuration
  * of tools/verify/spin-recovery.ts; `npm run verify:spin-recovery` runs the

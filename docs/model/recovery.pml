@@ -59,7 +59,7 @@
  *   may be one the device never had, and it seals nothing under it).
  * - OFFERS: the device never refuses an authenticated REKEY (DK3, DK4,
  *   DK8): §12.4 says compliant peers never produce one, even after
- *   rollbacks (finding F3: not so after two).
+ *   rollbacks (finding F4: not so after two).
  * - IDS: the device never stores an id it holds (within one life); and,
  *   in the HUB_ROLLBACK and DEVICE_ROLLBACK modes, never an id it held in
  *   an earlier life with other bytes (ghost devSeen). The hub never makes
@@ -232,7 +232,7 @@ inline deviceStores(i, g) {
 }
 
 /*
- * Finding F3 (docs/VERIFICATION.md §7.2): §12 as written lets a recovery
+ * Finding F4 (docs/VERIFICATION.md §7.2): §12 as written lets a recovery
  * leave the hub with a pending N > A + 1 while the device, after a further
  * rollback, seals under A; the hub then offers N and the device refuses it
  * for ever (DK8). FIX_RECOVERED_PENDING is the proposed amendment: a HELLO

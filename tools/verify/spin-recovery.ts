@@ -4,7 +4,7 @@
  * safety and liveness in each rollback mode (the hub restored from an
  * earlier snapshot; the device re-flashed with its provisioning image or an
  * earlier image; both), every broken variant must fail the check named for
- * it, and finding F3 (two rollbacks leave a recovered pending key the device
+ * it, and finding F4 (two rollbacks leave a recovered pending key the device
  * refuses for ever) must show as long as §12 is unamended, and vanish under
  * the proposed fix. Uses the machinery of tools/verify/spin.ts.
  *   tsx tools/verify/spin-recovery.ts          the full configuration (npm run verify)
@@ -149,9 +149,9 @@ export type RecoveryConfig = 'full' | 'ci';
 /**
  * `ci`: the correct model's safety in the three modes at the model's
  * default bounds (MAXROT 1, MAXFAULTS 2, MAXRB 1, MAXATT 1, MAXREC 1) and
- * its liveness in the hub and device modes with MAXFAULTS 1; finding F3 at MAXRB 2 and the
+ * its liveness in the hub and device modes with MAXFAULTS 1; finding F4 at MAXRB 2 and the
  * proposed fix's safety there; every variant under its check. `full` adds
- * the both mode's liveness, F3's liveness, the fix's liveness and hub-mode
+ * the both mode's liveness, F4's liveness, the fix's liveness and hub-mode
  * safety at MAXRB 2 (its both-mode safety, 13.6 million states, is a
  * one-off run: docs/VERIFICATION.md §7.2), the attacker holding s_h for
  * RECOVER_INIT, and a second attacker action.
@@ -166,15 +166,15 @@ export function recoveryChecks(config: RecoveryConfig): readonly RecoveryCheck[]
   checks.push({ name: 'correct', rollback: 'hub', mode: 'liveness', defines: liveness, expect: '' });
   checks.push({ name: 'correct', rollback: 'device', mode: 'liveness', defines: liveness, expect: '' });
   checks.push({ name: 'correct, ids across lives when both roll back', rollback: 'both', mode: 'safety', defines: ['CROSS_LIFE_IDS_ANYWAY', 'MAXROT=2'], expect: 'an id of an earlier life with other bytes' });
-  checks.push({ name: 'finding F3 (two rollbacks)', rollback: 'device', mode: 'safety', defines: ['MAXRB=2'], expect: 'an offer the device refuses' });
-  checks.push({ name: 'proposed fix of F3', rollback: 'device', mode: 'safety', defines: ['MAXRB=2', 'FIX_RECOVERED_PENDING'], expect: '' });
+  checks.push({ name: 'finding F4 (two rollbacks)', rollback: 'device', mode: 'safety', defines: ['MAXRB=2'], expect: 'an offer the device refuses' });
+  checks.push({ name: 'proposed fix of F4', rollback: 'device', mode: 'safety', defines: ['MAXRB=2', 'FIX_RECOVERED_PENDING'], expect: '' });
   if (config === 'full') {
     checks.push({ name: 'correct', rollback: 'both', mode: 'liveness', defines: [], expect: '' });
     checks.push({ name: 'correct, INIT forger', rollback: 'hub', mode: 'safety', defines: ['INIT_FORGER', 'MAXATT=2'], expect: '' });
     checks.push({ name: 'correct, two attacker actions', rollback: 'device', mode: 'safety', defines: ['MAXATT=2'], expect: '' });
-    checks.push({ name: 'finding F3 (two rollbacks)', rollback: 'device', mode: 'liveness', defines: ['MAXRB=2'], expect: 'acceptance cycle' });
-    checks.push({ name: 'proposed fix of F3', rollback: 'device', mode: 'liveness', defines: ['MAXRB=2', 'FIX_RECOVERED_PENDING'], expect: '' });
-    checks.push({ name: 'proposed fix of F3', rollback: 'hub', mode: 'safety', defines: ['MAXRB=2', 'FIX_RECOVERED_PENDING'], expect: '' });
+    checks.push({ name: 'finding F4 (two rollbacks)', rollback: 'device', mode: 'liveness', defines: ['MAXRB=2'], expect: 'acceptance cycle' });
+    checks.push({ name: 'proposed fix of F4', rollback: 'device', mode: 'liveness', defines: ['MAXRB=2', 'FIX_RECOVERED_PENDING'], expect: '' });
+    checks.push({ name: 'proposed fix of F4', rollback: 'hub', mode: 'safety', defines: ['MAXRB=2', 'FIX_RECOVERED_PENDING'], expect: '' });
   }
   for (const variant of RECOVERY_VARIANTS) {
     checks.push({ name: variant.name, rollback: variant.rollback, mode: 'safety', defines: variant.defines, expect: variant.expect });
