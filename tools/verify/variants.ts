@@ -387,5 +387,6 @@ export const RECOVERY_SPIN_ONLY_VARIANTS: readonly Pick<Variant, 'name' | 'descr
   { name: 'recovery-id-from-device-report-only', description: 'N from the device\'s report alone, ignoring the hub\'s own ids (the hub core chooses N)', expect: 'safety' },
   { name: 'recovery-device-skips-hub-static-check', description: 'the device accepts RECOVER_REPLY / RECOVER_RESULT without their tags, which need s_h (the device core verifies them)', expect: 'safety' },
   { name: 'recovery-hub-completes-on-unverified-claim', description: 'the hub completes without a valid tag3, which needs s_d (the hub core verifies it)', expect: 'safety' },
+  { name: 'recovery-hub-ignores-check', description: 'the hub recovers a device whose check matches a key it holds, instead of IN_SYNC (the hub core compares check, R4)', expect: 'safety' },
   { name: 'recovery-device-stores-before-result', description: 'the device stores N on RECOVER_REPLY, before RECOVER_RESULT (the device core decides)', expect: 'safety' },
 ];
