@@ -59,6 +59,12 @@ export interface PgHubOptions extends Omit<HubOptions, 'database' | 'exclusive'>
   readonly requireSynchronousReplication?: boolean;
   /** Leases being taken at once (beyond, new connections are closed; the devices retry). Default 256. */
   readonly maxLeasesInFlight?: number;
+  /**
+   * false: revocations made elsewhere (another instance, the CLI) are not
+   * applied — the broken variant tests/hub-postgres-server.test.ts refutes
+   * (a revoked device keeps its connection on this instance); never in production.
+   */
+  readonly followRevocations?: boolean;
 }
 
 export interface PgHubStats extends HubStats {
@@ -107,6 +113,7 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
   #stopped = false;
   #revocationSeq = 0;
   #audit!: AuditLog;
+  #followRevocations = true;
 
   static async start(options: PgHubOptions): Promise<PgLockstepHub> {
     checkHubOptions({ ...options, database: ':memory:' });
@@ -133,6 +140,7 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
       throw error;
     }
     const hub = new PgLockstepHub(options, store, devices);
+    hub.#followRevocations = options.followRevocations ?? true;
     hub.#revocationSeq = startSeq; // (rows loaded after it are alive; a revocation after it is seen by the poll)
     try {
       await hub.#listen(options);
@@ -431,6 +439,7 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
 
   /** Revocations made anywhere (another instance, the CLI): the device leaves this instance's core. */
   async #pollRevocations(): Promise<void> {
+    if (!this.#followRevocations) return;
     for (const revocation of await this.store.revocationsAfter(this.#revocationSeq)) this.#forgetRevoked(revocation);
   }
 
