@@ -453,8 +453,12 @@ export class PgHubStore {
 
   /** Zeroes and forgets the destroyed versions this instance still holds in memory; returns those it dropped. */
   async forgetDestroyedKeks(): Promise<number[]> {
+    const destroyed = await this.destroyedKekVersions();
+    if (!destroyed.some((id) => this.#keyring.ids.includes(id))) return [];
+    // The active version first (a reload of the source, which no longer holds the destroyed ones), so the keyring never runs empty.
+    if (!this.#keyring.has(await this.activeKek())) return [];
     const held = new Set(this.#keyring.ids);
-    const dropped = (await this.destroyedKekVersions()).filter((id) => held.has(id));
+    const dropped = destroyed.filter((id) => held.has(id));
     for (const id of dropped) this.#keyring.forget(id);
     return dropped;
   }
