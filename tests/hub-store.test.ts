@@ -132,6 +132,19 @@ describe.each(BACKENDS)('key slots (%s)', (backend) => {
     await store.commit([{ kind: 'storePending', deviceId: record.deviceId, id: 2, key: key(2) }], 6, await both.fencesFor(store, [record.deviceId]));
     expect(await store.rotationRequests()).toEqual([]);
   });
+
+  test('last-seen times; the KEK versions in use; keys are stored wrapped', async () => {
+    const url = await both.database(backend);
+    const store = await both.storage(url);
+    const record = newDeviceRecord();
+    await store.insertDevices([record], 1);
+    await store.touch(new Map([[record.deviceId, 77]]));
+    expect((await store.listDevices())[0]?.lastSeenAt).toBe(77);
+    expect(await store.kekVersionsInUse()).toEqual([1]);
+    const [row] = (await both.rawSql(url, 'SELECT active_key FROM devices')) as { active_key: Buffer }[];
+    expect(row?.active_key.length).toBe(113);
+    expect(row?.active_key.includes(Buffer.from(record.active.key))).toBe(false);
+  });
 });
 
 describe.each(BACKENDS)('audit trail and revocation (%s)', (backend) => {
