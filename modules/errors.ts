@@ -25,6 +25,12 @@ export type ErrorCode =
   | 'REKEY_REJECTED'
   /** An X25519 key share whose result is all zero (low order, RFC 7748 §6.1), or that a backend refuses. */
   | 'BAD_KEY_SHARE'
+  /** A recovery (docs/PROTOCOL.md §12) that ended without a key; the message says why. */
+  | 'RECOVERY_REFUSED'
+  /** An enrolment that would change a static key already enrolled (§12.6). */
+  | 'STATIC_KEY_LOCKED'
+  /** The device holds no recovery credential (§12.6). */
+  | 'NO_CREDENTIAL'
   | 'PEER_ERROR'
   | 'TIMEOUT'
   | 'BUFFER_FULL'

@@ -162,7 +162,7 @@ test('the attacker\'s reader agrees with the spec\'s own vectors (docs/PROTOCOL.
   const withDevice = attack({ leak: { keys, ephemerals: [{ deviceId, keyId: 3, side: 'device', privateKey: bytes(0x80, 32), publicKey: undefined, source: 'appendix' }], notes: [] }, transcript, from: 0 });
   expect(hex(withDevice.keys.find((k) => k.keyId === 3)!.key)).toBe(key3);
   const without = attack({ leak: { keys, ephemerals: [], notes: [] }, transcript, from: 0 });
-  expect(without.frames.filter((v) => v.frame.keyId === 3).map((v) => v.decrypted)).toEqual([false, false]);
+  expect(without.frames.filter((v) => v.frame.keyId === 3).map((v) => v.decrypted)).toEqual([false, false, false, false]);
 });
 
 test('the recording proxy stops by itself: at the connection past its cap, at its byte bound, and after its duration', async () => {

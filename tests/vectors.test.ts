@@ -13,6 +13,8 @@ import { LENGTH_PREFIX_BYTES, MessageType } from '../modules/protocol/constants'
 import { decodeChallenge, openFrame } from '../modules/protocol/frame';
 import { decodeHeader } from '../modules/protocol/header';
 import { dhVectorInputs, generateProtocolVectors, VECTOR_INPUTS, vectorsMarkdown } from '../tools/vectors/protocol-vectors';
+import { generateRecoveryVectors, recoveryVectorsMarkdown } from '../tools/vectors/recovery-vectors';
+import { nodeKeyAgreementDrawn } from '../hosts/node/key-agreement';
 import { x25519 } from '@noble/curves/ed25519.js';
 import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha512 } from '@noble/hashes/sha2.js';
@@ -32,8 +34,56 @@ function nobleKey3(): Uint8Array {
   return key;
 }
 
+const recovery = generateRecoveryVectors(nodeKeyAgreementDrawn);
+
 test('every message type has a vector', () => {
-  expect(new Set(vectors.map((v) => v.message.type))).toEqual(new Set(Object.values(MessageType)));
+  const recoveryTypes = recovery.frames.map((f) => Uint8Array.from(Buffer.from(f.wire, 'hex'))[3] as number);
+  expect(new Set([...vectors.map((v) => v.message.type), ...recoveryTypes])).toEqual(new Set(Object.values(MessageType)));
+});
+
+test('the committed recovery JSON and its appendix section match the code', () => {
+  expect(JSON.parse(readFileSync(join(root, 'docs', 'vectors', 'recovery-vectors.json'), 'utf8'))).toEqual(JSON.parse(JSON.stringify(recovery)));
+  expect(readFileSync(join(root, 'docs', 'PROTOCOL.md'), 'utf8')).toContain(recoveryVectorsMarkdown(recovery));
+});
+
+/** The recovery handshake recomputed with @noble alone from the recipe of §12.3, not from modules/crypto/recovery.ts. */
+test('the recovery vectors follow the recipe of §12.3 (recomputed with @noble alone)', () => {
+  const hex = (s: string | number) => Uint8Array.from(Buffer.from(String(s), 'hex'));
+  const cat = (...parts: Uint8Array[]) => new Uint8Array(parts.flatMap((p) => [...p]));
+  const u32 = (n: number) => Uint8Array.of(n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
+  const label = new TextEncoder().encode('Lockstep v1 recovery');
+  const input = recovery.inputs;
+  const frames = Object.fromEntries(recovery.frames.map((f) => [f.name, hex(f.wire).subarray(2)]));
+  const nh = hex(input.hubNonce);
+  const ed = x25519.getPublicKey(hex(input.deviceEphemeralPrivate));
+  const eh = x25519.getPublicKey(hex(input.hubEphemeralPrivate));
+  const sd = x25519.getPublicKey(hex(input.deviceStaticPrivate));
+  const sh = x25519.getPublicKey(hex(input.hubStaticPrivate));
+  const init = frames.RECOVER_INIT!;
+  const reply = frames.RECOVER_REPLY!;
+  const hdr = (frame: Uint8Array) => frame.subarray(0, 36);
+  const check = hkdf(sha512, cat(nh, ed), hex(input.deviceNewestKey), cat(label, Uint8Array.of(0x10)), 16);
+  const m1 = cat(hdr(init), ed, u32(Number(input.hubStaticId)), u32(Number(input.deviceActiveKeyId)), u32(Number(input.deviceFutureKeyId)), check);
+  expect(toHex(init.subarray(0, 96))).toBe(toHex(m1));
+  const es = x25519.getSharedSecret(hex(input.deviceEphemeralPrivate), sh);
+  const ss = x25519.getSharedSecret(hex(input.deviceStaticPrivate), sh);
+  const k1 = hkdf(sha512, cat(es, ss), nh, cat(label, Uint8Array.of(0x01), hex(input.deviceId), sd, sh), 64);
+  const tag1 = hkdf(sha512, m1, k1, cat(label, Uint8Array.of(0x11)), 32);
+  expect(toHex(init.subarray(96))).toBe(toHex(tag1));
+  const m2 = cat(hdr(reply), eh, u32(Number(input.newKeyId)));
+  expect(toHex(reply.subarray(0, 72))).toBe(toHex(m2));
+  const ee = x25519.getSharedSecret(hex(input.hubEphemeralPrivate), ed);
+  const se = x25519.getSharedSecret(hex(input.hubEphemeralPrivate), sd);
+  const out = hkdf(sha512, cat(ee, se), k1, cat(label, Uint8Array.of(0x02), m1, tag1, m2), 128);
+  const mac = out.subarray(0, 64);
+  expect(toHex(reply.subarray(72))).toBe(toHex(hkdf(sha512, m2, mac, cat(label, Uint8Array.of(0x12)), 32)));
+  const finish = frames.RECOVER_FINISH!;
+  expect(toHex(finish.subarray(36))).toBe(toHex(hkdf(sha512, hdr(finish), mac, cat(label, Uint8Array.of(0x13)), 32)));
+  const result = frames.RECOVER_RESULT!;
+  expect(toHex(result.subarray(36, 42))).toBe('000000000000');
+  expect(toHex(result.subarray(42))).toBe(toHex(hkdf(sha512, result.subarray(0, 42), mac, cat(label, Uint8Array.of(0x14)), 32)));
+  expect(toHex(out.subarray(64))).toBe(recovery.recoveredKey);
+  expect(frames.NO_KEY!.length).toBe(36);
 });
 
 test('the committed JSON and the spec appendix match the code', () => {

@@ -45,6 +45,12 @@ export const MessageType = {
   CHALLENGE: 0x01,
   HELLO: 0x02,
   WELCOME: 0x03,
+  /** Recovery (§12.2): unsealed frames, key id 0, each carrying its own tag. */
+  NO_KEY: 0x04,
+  RECOVER_INIT: 0x05,
+  RECOVER_REPLY: 0x06,
+  RECOVER_FINISH: 0x07,
+  RECOVER_RESULT: 0x08,
   DATA: 0x10,
   DATA_ACK: 0x11,
   REKEY: 0x20,
@@ -52,6 +58,9 @@ export const MessageType = {
   CONFIRM: 0x22,
   /** The offer of a dh-derived key (§11.2). */
   REKEY_DH: 0x23,
+  /** Enrolment of a recovery credential in an established session (§12.6). */
+  ENROL: 0x24,
+  ENROL_ACK: 0x25,
   PING: 0x30,
   PONG: 0x31,
   ERROR: 0x3f,
@@ -71,8 +80,30 @@ export const WireError = {
   REKEY_MODE_MISMATCH: 8,
   /** A REKEY_DH whose share gives an all-zero X25519 result (DK13, §11.3). */
   BAD_KEY_SHARE: 9,
+  /** An ENROL or ENROL_ACK that would change an enrolled static key (DK17, HE2, §12.6). */
+  STATIC_KEY_LOCKED: 10,
 } as const;
 export type WireError = (typeof WireError)[keyof typeof WireError];
+
+/** RECOVER_RESULT status codes (§12.2). */
+export const RecoveryStatus = {
+  ACCEPTED: 0,
+  IN_SYNC: 1,
+  AWAITING_APPROVAL: 2,
+  REFUSED: 3,
+  RATE_LIMITED: 4,
+  KEY_IDS_EXHAUSTED: 5,
+} as const;
+export type RecoveryStatus = (typeof RecoveryStatus)[keyof typeof RecoveryStatus];
+
+/** Recovery frame sizes, header included (§12.2). */
+export const RECOVERY_TAG_BYTES = 32;
+export const RECOVERY_CHECK_BYTES = 16;
+export const NO_KEY_FRAME_BYTES = HEADER_BYTES;
+export const RECOVER_INIT_FRAME_BYTES = HEADER_BYTES + KEY_SHARE_BYTES + 4 + 4 + 4 + RECOVERY_CHECK_BYTES + RECOVERY_TAG_BYTES;
+export const RECOVER_REPLY_FRAME_BYTES = HEADER_BYTES + KEY_SHARE_BYTES + 4 + RECOVERY_TAG_BYTES;
+export const RECOVER_FINISH_FRAME_BYTES = HEADER_BYTES + RECOVERY_TAG_BYTES;
+export const RECOVER_RESULT_FRAME_BYTES = HEADER_BYTES + 2 + 4 + RECOVERY_TAG_BYTES;
 
 // ---- Implementation constants ----
 
@@ -97,3 +128,6 @@ export const MAX_REJECTED_FRAMES = 8;
  * MAX_FRAME_BYTES with its prefix.
  */
 export const RECEIVE_BUFFER_BYTES = (OUTBOX_MESSAGES + 4) * (MAX_FRAME_BYTES + LENGTH_PREFIX_BYTES);
+/** Device: first spacing of recovery attempts; doubles up to the max, reset by a WELCOME (§12.7). */
+export const RECOVERY_RETRY_INITIAL_MS = 30_000;
+export const RECOVERY_RETRY_MAX_MS = 3_600_000;

@@ -17,11 +17,13 @@ export type Message =
   | { readonly type: typeof MessageType.REKEY_ACK; readonly newKeyId: number }
   | { readonly type: typeof MessageType.CONFIRM; readonly keyId: number }
   | { readonly type: typeof MessageType.REKEY_DH; readonly newKeyId: number; readonly hubShare: Uint8Array }
+  | { readonly type: typeof MessageType.ENROL; readonly hubStaticId: number; readonly hubPublicKey: Uint8Array }
+  | { readonly type: typeof MessageType.ENROL_ACK; readonly hubStaticId: number; readonly devicePublicKey: Uint8Array }
   | { readonly type: typeof MessageType.PING }
   | { readonly type: typeof MessageType.PONG }
   | { readonly type: typeof MessageType.ERROR; readonly code: number; readonly detail: number };
 
-/** Types that travel sealed (all but CHALLENGE). */
+/** Types that travel sealed (all but CHALLENGE and the recovery frames of §12.2). */
 export type SealedType = Message['type'];
 
 export function encodeMessage(message: Message): Uint8Array {
@@ -65,6 +67,13 @@ export function encodeMessage(message: Message): Uint8Array {
       const out = fixed(4 + KEY_SHARE_BYTES);
       out.view.setUint32(0, message.newKeyId);
       out.bytes.set(checkLength(message.hubShare, KEY_SHARE_BYTES), 4);
+      return out.bytes;
+    }
+    case MessageType.ENROL:
+    case MessageType.ENROL_ACK: {
+      const out = fixed(4 + KEY_SHARE_BYTES);
+      out.view.setUint32(0, message.hubStaticId);
+      out.bytes.set(checkLength(message.type === MessageType.ENROL ? message.hubPublicKey : message.devicePublicKey, KEY_SHARE_BYTES), 4);
       return out.bytes;
     }
     case MessageType.REKEY_ACK: {
@@ -113,6 +122,12 @@ export function decodeMessage(type: number, body: Uint8Array): Message {
     case MessageType.REKEY_DH:
       expectLength(body, 4 + KEY_SHARE_BYTES);
       return { type, newKeyId: view.getUint32(0), hubShare: body.slice(4) };
+    case MessageType.ENROL:
+      expectLength(body, 4 + KEY_SHARE_BYTES);
+      return { type, hubStaticId: view.getUint32(0), hubPublicKey: body.slice(4) };
+    case MessageType.ENROL_ACK:
+      expectLength(body, 4 + KEY_SHARE_BYTES);
+      return { type, hubStaticId: view.getUint32(0), devicePublicKey: body.slice(4) };
     case MessageType.REKEY_ACK:
       expectLength(body, 4);
       return { type, newKeyId: view.getUint32(0) };

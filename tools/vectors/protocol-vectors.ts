@@ -38,6 +38,12 @@ export function dhVectorInputs() {
   return { hubPrivate, devicePrivate, hubShare, deviceShare, shared, key3 };
 }
 
+/** The static public keys of the recovery vectors (X25519 of bytes 0x40..0x5f and 0x20..0x3f). */
+const ENROL_KEYS = {
+  hub: nodeKeyAgreement.x25519PublicKey(Uint8Array.from({ length: 32 }, (_, i) => 0x40 + i)),
+  device: nodeKeyAgreement.x25519PublicKey(Uint8Array.from({ length: 32 }, (_, i) => 0x20 + i)),
+};
+
 export const VECTOR_INPUTS = {
   deviceId: '0011223344556677',
   /** Key id 1: bytes 0x00..0x3f. Key id 2: bytes 0x40..0x7f. */
@@ -103,6 +109,16 @@ export function generateProtocolVectors(aead: Aead): ProtocolVector[] {
     const header = { fromHub: direction === 'hub→device', deviceId, keyId, sequence, sessionId: hubNonce };
     const frame = sealFrame({ aead, key, iv, header: share === undefined ? header : { ...header, share }, message });
     vectors.push({ name, direction, keyId, sequence, iv: toHex(iv), message: describe(message), ...(share === undefined ? {} : { share: toHex(share) }), wire: toHex(withLengthPrefix(frame)) });
+  });
+  // §12.6: enrolment in a session under the dh-derived key 3, after its promotion (the static public keys of the recovery vectors).
+  const enrolSealed: [string, ProtocolVector['direction'], number, number, Message][] = [
+    ['ENROL', 'hub→device', 3, 7, { type: MessageType.ENROL, hubStaticId: 1, hubPublicKey: ENROL_KEYS.hub }],
+    ['ENROL_ACK', 'device→hub', 3, 6, { type: MessageType.ENROL_ACK, hubStaticId: 1, devicePublicKey: ENROL_KEYS.device }],
+  ];
+  enrolSealed.forEach(([name, direction, keyId, sequence, message], index) => {
+    const iv = ivFor(sealed.length + dhSealed.length + index + 1);
+    const frame = sealFrame({ aead, key: dh.key3, iv, header: { fromHub: direction === 'hub→device', deviceId, keyId, sequence, sessionId: hubNonce }, message });
+    vectors.push({ name, direction, keyId, sequence, iv: toHex(iv), message: describe(message), wire: toHex(withLengthPrefix(frame)) });
   });
   return vectors;
 }
