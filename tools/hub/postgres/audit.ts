@@ -19,30 +19,11 @@
  */
 import type pg from 'pg';
 import type { HubPersistOp } from '../../../modules/hub/actions';
-import { checkDetail, MAX_AUDIT_PAGE, type AuditDetail, type AuditEntry, type AuditEntryInput, type AuditQuery, type Revocation } from '../audit';
+import { auditEntryOf, checkDetail, MAX_AUDIT_PAGE, revocationOf, type AuditEntry, type AuditEntryInput, type AuditQuery, type AuditRow, type Revocation, type RevocationRow } from '../audit';
 
 export const NOTIFY_REVOKE = 'lockstep_revoke';
 
 type Queryable = Pick<pg.PoolClient, 'query'>;
-
-interface AuditRow {
-  seq: number;
-  at: number;
-  actor: string;
-  action: string;
-  device_id: string | null;
-  outcome: string;
-  detail: string | null;
-}
-
-interface RevocationRow {
-  seq: number;
-  device_id: string;
-  revoked_at: number;
-  actor: string;
-  reason: string | null;
-  last_key_id: number;
-}
 
 /** Inserts entries with one statement (a caller's transaction, or its own). */
 export async function appendAuditPg(db: Queryable, entries: readonly AuditEntryInput[], now: number): Promise<void> {
@@ -90,26 +71,7 @@ export async function readAuditPg(db: Queryable, query: AuditQuery): Promise<Aud
   }
   const limit = Math.min(Math.max(Math.floor(query.limit ?? 100), 1), MAX_AUDIT_PAGE);
   const rows = await db.query<AuditRow>(`SELECT * FROM audit_log ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ${limit}`, args);
-  return rows.rows.map((row) => ({
-    seq: Number(row.seq),
-    at: Number(row.at),
-    actor: row.actor,
-    action: row.action,
-    ...(row.device_id === null ? {} : { deviceId: row.device_id }),
-    outcome: row.outcome,
-    ...(row.detail === null ? {} : { detail: JSON.parse(row.detail) as AuditDetail }),
-  }));
-}
-
-function revocationOf(row: RevocationRow): Revocation {
-  return {
-    seq: Number(row.seq),
-    deviceId: row.device_id,
-    revokedAt: Number(row.revoked_at),
-    actor: row.actor,
-    reason: row.reason ?? undefined,
-    lastKeyId: Number(row.last_key_id),
-  };
+  return rows.rows.map(auditEntryOf); // (BIGINT columns arrive as numbers: the store's type parser)
 }
 
 export async function revocationsAfterPg(db: Queryable, seq: number, limit = 1000): Promise<Revocation[]> {

@@ -32,6 +32,7 @@ import type { RekeyMode } from '../../../modules/platform/keys';
 import { KekError, Keyring, resolveKeyring, type KeyringChoice } from '../kek';
 import type { DeviceRecord } from '../records';
 import type { DeviceSummary, StoredDevice } from '../store';
+import { summaryOfRow, type DeviceRow } from '../device-row';
 import type { AuditEntry, AuditEntryInput, AuditQuery, Revocation } from '../audit';
 import { appendAuditPg, findRevocationPg, readAuditPg, recordKeyEventsPg, revocationsAfterPg, revokeInTransaction } from './audit';
 import { migratePostgres } from './schema';
@@ -61,23 +62,8 @@ export interface PgStoreOptions extends KeyringChoice {
   readonly onPoolError?: (error: Error) => void;
 }
 
-interface PgRow {
-  rowid: number;
-  device_id: string;
-  active_id: number;
-  active_kek: number;
-  active_key: Buffer;
-  pending_id: number | null;
-  pending_kek: number | null;
-  pending_key: Buffer | null;
-  created_at: number;
-  active_since: number;
-  pending_since: number | null;
-  last_seen_at: number | null;
-  rotations: number;
-  rotate_requested_at: number | null;
-  mode: RekeyMode;
-  pending_dh: number;
+/** The row with the fence (PostgreSQL migration 2). */
+interface PgRow extends DeviceRow {
   epoch: number;
   lease_owner: string | null;
   row_version: number;
@@ -621,23 +607,7 @@ async function activeKekFor(client: pg.PoolClient): Promise<number> {
   return Number((await client.query<{ active_kek: number }>('SELECT active_kek FROM kek_state WHERE singleton = 1 FOR SHARE')).rows[0]?.active_kek);
 }
 
-function summaryOf(row: PgRow): DeviceSummary {
-  return {
-    deviceId: row.device_id,
-    activeKeyId: row.active_id,
-    pendingKeyId: row.pending_id ?? undefined,
-    mode: row.mode,
-    pendingMode: row.pending_id === null ? undefined : row.pending_dh === 1 ? 'dh' : 'classic',
-    activeKek: row.active_kek,
-    createdAt: row.created_at,
-    activeSince: row.active_since,
-    pendingSince: row.pending_since ?? undefined,
-    lastSeenAt: row.last_seen_at ?? undefined,
-    rotations: row.rotations,
-    rotateRequestedAt: row.rotate_requested_at ?? undefined,
-    rowid: row.rowid,
-  };
-}
+const summaryOf = summaryOfRow;
 
 /** The keyring of a PostgreSQL hub: given, or from --kek-file / LOCKSTEP_KEK_FILE / LOCKSTEP_KEK (there is no default file next to a URL). */
 function pgKeyring(choice: KeyringChoice): Keyring {
