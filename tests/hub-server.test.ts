@@ -317,6 +317,24 @@ describe.each(BACKENDS)('%s', (backend: Backend) => {
     expect((await storage.readAudit({ deviceId: keep.deviceId, action: 'device.rotate' })).length).toBe(1);
   });
 
+  test('revoke() while the device\'s rotation is being committed: no error, nothing left of it', async () => {
+    const errors: string[] = [];
+    const logger = { debug() {}, info() {}, warn() {}, error: (event: string) => errors.push(event), enabled: () => true };
+    const hub = await startHub({ logger });
+    const device = await addDevice(hub);
+    await until(() => device.host.online && hub.deviceState(device.deviceId).connected, 'device online');
+    expect(await hub.rotate(device.deviceId)).toBe('started');
+    expect(hub.deviceState(device.deviceId).persisting).toBe(true);
+    expect(await hub.revoke(device.deviceId, 'test:admin')).toBeDefined();
+    await until(() => !device.host.online, 'disconnected');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(errors).toEqual([]);
+    expect(hub.hasDevice(device.deviceId)).toBe(false);
+    const storage = await both.storage(url);
+    expect(await storage.getDevice(device.deviceId)).toBeUndefined();
+    expect(await storage.listDevices()).toEqual([]);
+  });
+
   test('a revocation written by another process (the CLI): the serving hub drops the device within a poll', async () => {
     const hub = await startHub();
     const device = await addDevice(hub);
