@@ -418,7 +418,7 @@ kek
         `kek rotate: ${result.rewrapped} row(s) re-wrapped under KEK ${result.to}` +
           (result.destroyedVersions.length > 0 ? `; versions ${result.destroyedVersions.join(', ')} destroyed (removed from ${result.keyring}): every retired key they wrapped, in dead tuples, WAL and backups, is gone` : '') +
           (result.keptUntil.length > 0 ? `; kept for backups: ${result.keptUntil.map((k) => `${k.kekId} until ${k.destroyAfter}`).join(', ')}` : '') +
-          (kekFile === undefined ? '; LOCKSTEP_KEK: remove retired versions from the variable of every instance yourself' : '') +
+          (kekFile === undefined && result.dueVersions.length > 0 ? `; due for destruction: versions ${result.dueVersions.join(', ')} — remove them from LOCKSTEP_KEK of every instance and restart it` : '') +
           '\n',
       );
       return;

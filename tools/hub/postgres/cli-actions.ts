@@ -112,6 +112,8 @@ export interface PgKekRotation {
   readonly destroyedVersions: number[];
   /** Versions retired but kept, with the time from which this command destroys them. */
   readonly keptUntil: { kekId: number; destroyAfter: string }[];
+  /** With LOCKSTEP_KEK (no file to edit): the versions due for destruction, to be removed from every instance's variable. */
+  readonly dueVersions: number[];
 }
 
 /**
@@ -150,6 +152,13 @@ export async function rotateKekPostgres(
     await store.appendAudit([{ actor: options.actor, action: 'kek.rotate', outcome: 'ok', detail: { to: result.to, rewrapped: result.rewrapped } }], now());
     const destroyed: number[] = [];
     const kept: { kekId: number; destroyAfter: string }[] = [];
+    const dueVersions: number[] = [];
+    if (file === undefined && !options.keepOld) {
+      const inUse = new Set(await store.kekVersionsInUse());
+      for (const r of await store.kekVersions()) {
+        if (r.destroyedAt === undefined && !inUse.has(r.kekId) && r.kekId !== result.to && now() - r.retiredAt >= options.destroyAfterMs) dueVersions.push(r.kekId);
+      }
+    }
     if (file !== undefined && !options.keepOld) {
       const inUse = new Set(await store.kekVersionsInUse());
       const inFile = readKeyringFile(file);
@@ -168,7 +177,7 @@ export async function rotateKekPostgres(
         if (r.destroyedAt === undefined && !ids.includes(r.kekId) && inFile.has(r.kekId)) kept.push({ kekId: r.kekId, destroyAfter: new Date(r.retiredAt + options.destroyAfterMs).toISOString() });
       }
     }
-    return { ...result, keyring: file ?? 'LOCKSTEP_KEK', destroyedVersions: destroyed, keptUntil: kept };
+    return { ...result, keyring: file ?? 'LOCKSTEP_KEK', destroyedVersions: destroyed, keptUntil: kept, dueVersions };
   } finally {
     await store.close();
   }
