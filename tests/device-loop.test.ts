@@ -16,7 +16,7 @@
  */
 import { toHex } from '../modules/bytes';
 import { copyHubRow, hubRowAfter, type HubRow } from '../tools/testing/hub-row';
-import type { DeviceAction } from '../modules/device/actions';
+import { describePersistOp, type DeviceAction } from '../modules/device/actions';
 import {
   DeviceLoop,
   MAX_QUEUED_INPUTS,
@@ -369,7 +369,7 @@ function describeAction(action: DeviceAction): string {
     case 'close':
       return `close ${action.error.code}`;
     case 'persist':
-      return `persist ${action.op.kind} ${action.op.id}`;
+      return `persist ${describePersistOp(action.op)}`;
     case 'event':
       return `event ${action.event.type}`;
   }

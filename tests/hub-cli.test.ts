@@ -151,3 +151,40 @@ test('config file: durations, limits, timing, TLS paths relative to the file; un
   expect(parseDuration('2d')).toBe(172_800_000);
   expect(() => parseDuration('soon')).toThrow();
 });
+
+test('npm run device (tools/demo/device.ts) boots from a provisioned image and connects (the README command)', async () => {
+  hub('provision', '--db', 'cli-device.db', '--out', 'cli-dev');
+  const serve = spawn(process.execPath, [tsx, cli, 'serve', '--db', 'cli-device.db', '--port', '0', '--log-level', 'info'], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  const port = await new Promise<number>((resolvePort, reject) => {
+    serve.stderr.setEncoding('utf8');
+    serve.stderr.on('data', (text: string) => {
+      log += text;
+      const listening = log.split('\n').find((l) => l.includes('"listening"'));
+      if (listening) resolvePort((JSON.parse(listening) as { port: number }).port);
+    });
+    serve.once('exit', () => reject(new Error(`serve exited: ${log}`)));
+  });
+  const device = spawn(process.execPath, [tsx, join(root, 'tools/demo/device.ts'), '--image', join(dir, 'cli-dev', 'keystore.bin'), '--port', String(port)], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  device.stderr.setEncoding('utf8');
+  device.stderr.on('data', (t: string) => (err += t));
+  try {
+    const events = await new Promise<string[]>((resolveEvents, reject) => {
+      device.stdout.setEncoding('utf8');
+      device.stdout.on('data', (t: string) => {
+        out += t;
+        const seen = lines(out).map((l) => l.event as string);
+        if (seen.includes('established')) resolveEvents(seen);
+      });
+      device.once('exit', (code) => reject(new Error(`device exited ${code}: ${err}${out}`)));
+    });
+    expect(events.slice(0, 2)).toEqual(['booted', 'established']);
+  } finally {
+    device.kill('SIGTERM');
+    const exited = new Promise<number | null>((resolveExit) => serve.once('exit', (code) => resolveExit(code)));
+    serve.kill('SIGTERM');
+    expect(await exited).toBe(0);
+  }
+});

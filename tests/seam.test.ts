@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEVICE_KEY_ROWS, DEVICE_REJECT_ROW, DEVICE_REKEY_ROWS, DEVICE_SESSION_TABLE } from '../modules/device/table';
-import { HUB_CONNECTION_TABLE, HUB_KEY_ROWS, HUB_OPEN_ROW, HUB_REJECT_ROWS, HUB_ROTATE_ROWS } from '../modules/hub/table';
+import { HUB_CONNECTION_TABLE, HUB_ENROL_ROWS, HUB_KEY_ROWS, HUB_OPEN_ROW, HUB_RECOVERY_ROWS, HUB_REJECT_ROWS, HUB_ROTATE_ROWS } from '../modules/hub/table';
 import { MAX_APP_PAYLOAD_BYTES, OUTBOX_MESSAGES, RECEIVE_BUFFER_BYTES } from '../modules/protocol/constants';
 import { HeldInput } from '../modules/protocol/held-input';
 import { Pair } from '../tools/testing/pair';
@@ -101,8 +101,13 @@ describe("the code's tables are the spec's tables (docs/PROTOCOL.md §8)", () =>
     expect(sorted([...DEVICE_REKEY_ROWS.map((row) => row.id), ...Object.values(DEVICE_KEY_ROWS)])).toEqual(specRows('DK'));
   });
   test('hub connection table H-S', () => {
-    const ids = sessionIds(HUB_CONNECTION_TABLE).filter((id) => id !== 'HSX');
-    expect(sorted([...ids, HUB_OPEN_ROW, ...Object.values(HUB_REJECT_ROWS)])).toEqual(specRows('HS'));
+    // HE… rows (§12.4's enrolment table) are checked below; HS12's decision rows are HS12.
+    const ids = sessionIds(HUB_CONNECTION_TABLE).filter((id) => id !== 'HSX' && !id.startsWith('HE'));
+    expect(sorted([...ids, HUB_OPEN_ROW, ...Object.values(HUB_REJECT_ROWS), ...HUB_RECOVERY_ROWS.map((row) => row.id)])).toEqual(specRows('HS'));
+  });
+  test('hub enrolment table H-E', () => {
+    const ids = sessionIds(HUB_CONNECTION_TABLE).filter((id) => id.startsWith('HE'));
+    expect(sorted([...ids, ...Object.values(HUB_ENROL_ROWS)])).toEqual(specRows('HE'));
   });
   test('hub key table H-K', () => {
     expect(sorted([...HUB_ROTATE_ROWS.map((row) => row.id), ...Object.values(HUB_KEY_ROWS)])).toEqual(specRows('HK'));

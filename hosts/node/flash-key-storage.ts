@@ -6,7 +6,8 @@
  */
 import { LockstepError } from '../../modules/errors';
 import type { KeyStorage } from '../../modules/keystore/key-storage';
-import { Keystore, type MountResult } from '../../modules/keystore/keystore';
+import type { RecoveryCredential } from '../../modules/crypto/recovery';
+import { Keystore, copyCredential, sameCredential, type MountResult } from '../../modules/keystore/keystore';
 import { openKeystore } from '../../modules/keystore/wrapped-keystore';
 import type { Flash } from '../../modules/platform/flash';
 import { copyKeys, keysPromoted, keysWithFuture, type DeviceKeys, type KeyShares, type KeySlot, type RekeyMode } from '../../modules/platform/keys';
@@ -32,14 +33,36 @@ export function openFlashKeystore(flash: Flash, options: FlashKeystoreOptions = 
 export class MemoryKeyStorage implements KeyStorage {
   readonly #deviceId: Uint8Array;
   #keys: DeviceKeys;
+  #credential: RecoveryCredential | undefined;
 
-  constructor(deviceId: Uint8Array, active: KeySlot, mode: RekeyMode) {
+  constructor(deviceId: Uint8Array, active: KeySlot, mode: RekeyMode, credential?: RecoveryCredential) {
     this.#deviceId = deviceId.slice();
     this.#keys = { mode, active: { id: active.id, key: active.key.slice() } };
+    this.#credential = credential === undefined ? undefined : copyCredential(credential);
   }
 
   mount(): MountResult {
-    return { provisioned: true, deviceId: this.#deviceId.slice(), keys: copyKeys(this.#keys) };
+    const mounted = { provisioned: true as const, deviceId: this.#deviceId.slice(), keys: copyKeys(this.#keys) };
+    return this.#credential === undefined ? mounted : { ...mounted, credential: copyCredential(this.#credential) };
+  }
+
+  get credential(): RecoveryCredential | undefined {
+    return this.#credential === undefined ? undefined : copyCredential(this.#credential);
+  }
+
+  storeCredential(credential: RecoveryCredential): void {
+    if (this.#credential !== undefined) {
+      if (sameCredential(this.#credential, credential)) return;
+      throw new LockstepError('STATIC_KEY_LOCKED', 'a credential is already stored');
+    }
+    this.#credential = copyCredential(credential);
+  }
+
+  storeRecovered(id: number, key: Uint8Array): void {
+    const highest = Math.max(this.#keys.active.id, this.#keys.future?.id ?? 0);
+    if (!Number.isInteger(id) || id <= highest || id > 0xffffffff || key.length !== 64) throw new LockstepError('LOCAL_BAD_ARGUMENT', `recovered id ${id} must be above ${highest}`);
+    this.#keys.future?.key.fill(0);
+    this.#keys = { mode: this.#keys.mode, active: this.#keys.active, future: { id, key: key.slice() } };
   }
 
   get keys(): DeviceKeys {
@@ -50,10 +73,11 @@ export class MemoryKeyStorage implements KeyStorage {
     return this.#deviceId.slice();
   }
 
-  format(deviceId: Uint8Array, initial: KeySlot, mode: RekeyMode): void {
+  format(deviceId: Uint8Array, initial: KeySlot, mode: RekeyMode, credential?: RecoveryCredential): void {
     if (deviceId.length !== this.#deviceId.length) throw new LockstepError('LOCAL_BAD_ARGUMENT', 'device id length');
     this.#deviceId.set(deviceId);
     this.#keys = { mode, active: { id: initial.id, key: initial.key.slice() } };
+    this.#credential = credential === undefined ? undefined : copyCredential(credential);
   }
 
   storeFuture(id: number, key: Uint8Array, shares?: KeyShares): void {

@@ -28,10 +28,31 @@
  * Rule: a frame that fails any check is discarded, reported as a `rejected`
  * event, and changes no state; after MAX_REJECTED_FRAMES in one connection
  * the connection is closed.
+ *
+ * Recovery (docs/PROTOCOL.md §12.4, DS12–DS17, DK14–DK17): a NO_KEY
+ * answering our HELLO starts the handshake if the device holds a
+ * credential and its RecoveryPacer allows an attempt; its frames are
+ * unsealed and checked by modules/crypto/recovery.ts. Rules: nothing
+ * changes before tag4 verifies (R1) — any failure in the recovery states
+ * closes the connection (DS14, DS16) with the slots untouched and the
+ * ephemerals wiped; the recovered key is persisted before anything is
+ * sealed under it (R2: DK14 closes once it is durable, and the next
+ * connection's HELLO is the first frame under it); an N not above every id
+ * held is refused (R3). The slots change in #recoveredStored only; the
+ * credential in #credentialStored (DK15).
  */
 import { bytesEqual, constantTimeEqual, toHex } from '../bytes';
 import type { Aead, KeyAgreementPrimitives, RandomSource } from '../crypto/primitives';
 import { deriveRekeyKey, drawEphemeral } from '../crypto/dh-rekey';
+import {
+  deviceRecoveryInit,
+  deviceRecoveryReply,
+  recoveryFinishFrame,
+  verifyRecoveryResult,
+  type DeviceRecoveryStart,
+  type RecoveryCredential,
+  type RecoverySecrets,
+} from '../crypto/recovery';
 import { asLockstepError, LockstepError } from '../errors';
 import type { DeviceKeys, FutureSlot, KeySlot, RekeyMode } from '../platform/keys';
 import { checkSlot, copyFuture, copySlot } from '../platform/keys';
@@ -45,25 +66,34 @@ import {
   MAX_SEQUENCE,
   MessageType,
   NONCE_BYTES,
+  NO_KEY_FRAME_BYTES,
   NO_KEY_ID,
   RECEIVE_BUFFER_BYTES,
+  RecoveryStatus,
   STREAM_ID_BYTES,
   WireError,
 } from '../protocol/constants';
 import { decodeChallenge, openFrame, sealFrame } from '../protocol/frame';
 import { FrameReader, withLengthPrefix } from '../protocol/framing';
-import { decodeHeader, type Header } from '../protocol/header';
+import { decodeHeader, encodeHeader, type Header } from '../protocol/header';
 import type { Message } from '../protocol/messages';
 import { HeldInput } from '../protocol/held-input';
 import { AppChannel, type EnqueueResult } from '../session/app-channel';
 import type { DeviceAction, DeviceEvent, DevicePersistOp, DeviceSendResult } from './actions';
+import { RecoveryPacer } from './recovery-pacing';
 import {
+  DEVICE_RECOVERY_ABORT_ROW,
+  DEVICE_RECOVERY_REFUSED_ROW,
   type DeviceSessionEvent,
   type DeviceSessionRow,
   type DeviceSessionState,
+  deviceEnrolRow,
   deviceFrameEvent,
+  deviceRecoverReplyRow,
+  deviceRecoverResultRow,
   deviceRekeyRow,
   deviceSessionRow,
+  isRecoveryState,
   requireDeviceSessionRow,
 } from './table';
 
@@ -86,7 +116,16 @@ export interface DeviceConfig {
   readonly timing?: Partial<DeviceTiming>;
   /** Bytes kept unparsed while a persist is outstanding; default RECEIVE_BUFFER_BYTES. */
   readonly receiveBufferBytes?: number;
+  /** The recovery credential (§12.6) as the keystore holds it; the core keeps its own copy. Without it NO_KEY closes (NO_CREDENTIAL). */
+  readonly credential?: RecoveryCredential;
+  /** The recovery attempt spacing (§12.7), shared across cores by the loop; default: the core's own. */
+  readonly recoveryPacer?: RecoveryPacer;
+  /** Whether the storage can keep a credential (DK15); false: ENROL is answered with ERROR UNEXPECTED_MESSAGE. Default true. */
+  readonly acceptsEnrolment?: boolean;
 }
+
+/** The recovery handshake in flight: after RECOVER_INIT (e_d, k1), then after RECOVER_REPLY (m, K_N). Wiped when it ends. */
+type RecoveryProgress = { readonly stage: 'init'; readonly start: DeviceRecoveryStart } | { readonly stage: 'finish'; readonly secrets: RecoverySecrets };
 
 /** A frame authenticated under the future key waits here while the promotion persists (DK5). */
 interface DeferredMessage {
@@ -106,6 +145,11 @@ export class DeviceCore {
   #mode: RekeyMode;
   #active: KeySlot;
   #future: FutureSlot | undefined;
+  #credential: RecoveryCredential | undefined;
+  readonly #pacer: RecoveryPacer;
+  readonly #acceptsEnrolment: boolean;
+  #recovery: RecoveryProgress | undefined;
+  #recoveryStartedAt = 0;
 
   #session: DeviceSessionState = 'offline';
   #hubNonce: Uint8Array | undefined;
@@ -148,6 +192,9 @@ export class DeviceCore {
     this.#mode = config.keys.mode;
     this.#active = copySlot(config.keys.active);
     this.#future = config.keys.future === undefined ? undefined : copyFuture(config.keys.future);
+    this.#credential = config.credential === undefined ? undefined : copyRecoveryCredential(checkCredential(config.credential));
+    this.#pacer = config.recoveryPacer ?? new RecoveryPacer();
+    this.#acceptsEnrolment = config.acceptsEnrolment ?? true;
     this.#channel = new AppChannel(this.#randomBytes(STREAM_ID_BYTES));
   }
 
@@ -178,6 +225,11 @@ export class DeviceCore {
   /** Set after a failed persist: the host must build a new core from a remounted keystore. */
   get halted(): boolean {
     return this.#halted;
+  }
+  /** The credential's public parts (never s_d): hub static id, S_d, S_h; undefined without one. */
+  get credentialInfo(): { hubStaticId: number; devicePublicKey: Uint8Array; hubPublicKey: Uint8Array } | undefined {
+    const c = this.#credential;
+    return c === undefined ? undefined : { hubStaticId: c.hubStaticId, devicePublicKey: c.device.publicKey.slice(), hubPublicKey: c.hubPublicKey.slice() };
   }
   /** The key id this device seals with (rule D3: the newest it holds). */
   get sealKeyId(): number {
@@ -214,6 +266,10 @@ export class DeviceCore {
       halted: this.#halted,
       readerIdle: this.#reader.idle,
       heldInput: this.#held.length,
+      credentialHubStaticId: this.#credential?.hubStaticId,
+      credentialPublicKey: this.#credential === undefined ? undefined : toHex(this.#credential.device.publicKey),
+      recovery: this.#recovery?.stage,
+      recoveryNewKeyId: this.#recovery?.stage === 'finish' ? this.#recovery.secrets.newKeyId : undefined,
     };
   }
 
@@ -225,6 +281,9 @@ export class DeviceCore {
       case 'awaitingChallenge':
       case 'awaitingWelcome':
         return this.#connectedAt + this.#timing.handshakeTimeoutMs;
+      case 'recoverSent':
+      case 'recoverFinished':
+        return this.#recoveryStartedAt + this.#timing.handshakeTimeoutMs;
       case 'established':
         return Math.min(this.#lastReceivedAt + this.#timing.idleTimeoutMs, this.#lastSentAt + this.#timing.keepaliveIntervalMs);
     }
@@ -273,6 +332,11 @@ export class DeviceCore {
       case 'awaitingChallenge':
       case 'awaitingWelcome':
         if (now - this.#connectedAt >= this.#timing.handshakeTimeoutMs) this.#timedOut('handshakeTimeout', 'handshake', out);
+        break;
+      case 'recoverSent':
+      case 'recoverFinished':
+        // DS16: the recovery handshake did not finish in time; nothing changes.
+        if (now - this.#recoveryStartedAt >= this.#timing.handshakeTimeoutMs) this.#abortRecovery(new LockstepError('TIMEOUT', 'DS16: recovery handshake'), now, out);
         break;
       case 'established':
         if (now - this.#lastReceivedAt >= this.#timing.idleTimeoutMs) {
@@ -323,8 +387,20 @@ export class DeviceCore {
     if (op === undefined) throw new LockstepError('LOCAL_NOT_READY', 'no persist outstanding');
     this.#persisting = undefined;
     const out: DeviceAction[] = [];
-    if (op.kind === 'storeFuture') this.#keyStored(op, now, out);
-    else this.#keyPromoted(op, now, out);
+    switch (op.kind) {
+      case 'storeFuture':
+        this.#keyStored(op, now, out);
+        break;
+      case 'promote':
+        this.#keyPromoted(op, now, out);
+        break;
+      case 'storeRecovered':
+        this.#recoveredStored(op, out);
+        break;
+      case 'storeCredential':
+        this.#credentialStored(op, now, out);
+        break;
+    }
     // App data queued by send() while the write was outstanding goes out now (docs/VERIFICATION.md finding F2).
     if (this.#session === 'established' && this.#persisting === undefined) this.#flushOutbox(now, out);
     this.#resumeHeld(now, out);
@@ -379,6 +455,30 @@ export class DeviceCore {
     if (deferred !== undefined && this.#session !== 'offline') this.#dispatch(deferred.message, deferred.row, now, out);
   }
 
+  /**
+   * DK14 (rule R2): the recovered key is durable as the future key, replacing
+   * any other; the device never sealed under the replaced one anything the
+   * hub accepts (that is why it recovered). Close and reconnect at once: the
+   * next HELLO is the first frame sealed under N (DK6), and the hub's
+   * WELCOME under N promotes it (DK5).
+   */
+  #recoveredStored(op: Extract<DevicePersistOp, { kind: 'storeRecovered' }>, out: DeviceAction[]): void {
+    this.#future?.key.fill(0);
+    this.#future = { id: op.id, key: op.key.slice() };
+    out.push(event({ type: 'recovered', newKeyId: op.id }));
+    if (this.#session === 'recoverFinished') this.#enter(requireDeviceSessionRow(this.#session, 'recoverResult')); // DS15 → offline
+    this.#close(new LockstepError('UNKNOWN_KEY_ID', `DK14: recovered key ${op.id} stored; reconnecting under it`), out, true);
+  }
+
+  /** DK15: the credential is durable; now the hub may learn S_d. */
+  #credentialStored(op: Extract<DevicePersistOp, { kind: 'storeCredential' }>, now: number, out: DeviceAction[]): void {
+    this.#credential = copyRecoveryCredential(op.credential);
+    out.push(event({ type: 'enrolled', hubStaticId: op.credential.hubStaticId }));
+    if (this.#session === 'established') {
+      this.#sendSealed({ type: MessageType.ENROL_ACK, hubStaticId: op.credential.hubStaticId, devicePublicKey: op.credential.device.publicKey.slice() }, now, out);
+    }
+  }
+
   // ---- Frame handling ----
 
   /** Parses `input` frame by frame; what is left when a persist starts is kept for later. */
@@ -391,7 +491,7 @@ export class DeviceCore {
       }
       const result = this.#reader.feed(input, at);
       at += result.consumed;
-      if (result.error !== undefined) this.#reject(result.error, out);
+      if (result.error !== undefined) this.#rejectFrame(result.error, now, out);
       else if (result.frame !== undefined) this.#handleFrame(result.frame, now, out);
     }
   }
@@ -414,18 +514,30 @@ export class DeviceCore {
     try {
       header = decodeHeader(frame);
     } catch (error) {
-      this.#reject(asLockstepError(error), out);
+      this.#rejectFrame(asLockstepError(error), now, out);
       return;
     }
     const frameEvent = deviceFrameEvent(header.type);
     const row = frameEvent === undefined ? undefined : deviceSessionRow(this.#session, frameEvent);
     if (row === undefined) {
-      this.#reject(new LockstepError('UNEXPECTED_MESSAGE', `type 0x${header.type.toString(16)} in ${this.#session}`), out);
+      this.#rejectFrame(new LockstepError('UNEXPECTED_MESSAGE', `type 0x${header.type.toString(16)} in ${this.#session}`), now, out);
       return;
     }
-    if (row.id === 'DS2') {
-      this.#handleChallenge(frame, header, row, now, out);
-      return;
+    switch (row.id) {
+      case 'DS2':
+        this.#handleChallenge(frame, header, row, now, out);
+        return;
+      case 'DS12':
+        this.#handleNoKey(frame, header, row, now, out);
+        return;
+      case 'DS13':
+        this.#handleRecoverReply(frame, header, row, now, out);
+        return;
+      case 'DS15':
+        this.#handleRecoverResult(frame, header, now, out);
+        return;
+      default:
+        break;
     }
     const verdict = this.#checkSealedHeader(header);
     if (verdict !== undefined) {
@@ -484,6 +596,228 @@ export class DeviceCore {
     );
   }
 
+  // ---- Recovery (§12.4) ----
+
+  /** The header checks of an unsealed recovery frame from the hub (§12.2): key id 0, no share, this device, this session, the next seq. */
+  #checkRecoveryHeader(header: Header): LockstepError | undefined {
+    if (header.keyId !== NO_KEY_ID || header.share !== undefined) return new LockstepError('BAD_HEADER', 'recovery frames are unsealed (key id 0, no share)');
+    return this.#checkSealedHeader(header);
+  }
+
+  /**
+   * DS12: NO_KEY answers our HELLO (unauthenticated: anyone can send it, so
+   * it changes nothing but what this connection does next). Reported once
+   * per episode; then RECOVER_INIT if the device holds a credential and its
+   * spacing allows an attempt, else close.
+   */
+  #handleNoKey(frame: Uint8Array, header: Header, row: DeviceSessionRow, now: number, out: DeviceAction[]): void {
+    const verdict = frame.length !== NO_KEY_FRAME_BYTES ? new LockstepError('BAD_PAYLOAD', 'NO_KEY has no body') : this.#checkRecoveryHeader(header);
+    if (verdict !== undefined) {
+      this.#reject(verdict, out);
+      return;
+    }
+    this.#sequenceIn++;
+    this.#lastReceivedAt = now;
+    this.#rejectedFrames = 0;
+    if (this.#pacer.markLostKey()) out.push(event({ type: 'hubLostKey', activeKeyId: this.#active.id, futureKeyId: this.#future?.id ?? NO_KEY_ID }));
+    const credential = this.#credential;
+    const primitives = this.#keyAgreement;
+    if (credential === undefined || primitives === undefined) {
+      this.#close(new LockstepError('NO_CREDENTIAL', 'DS12: the hub lost our key and this device holds no recovery credential'), out);
+      return;
+    }
+    if (!this.#pacer.allows(now)) {
+      this.#close(new LockstepError('RECOVERY_REFUSED', `DS12: next recovery attempt in ${this.#pacer.waitMs(now)} ms`), out);
+      return;
+    }
+    this.#pacer.attempted(now);
+    const hubNonce = this.#hubNonce as Uint8Array; // set: #checkSealedHeader matched it
+    const newest = this.#future ?? this.#active;
+    let start: DeviceRecoveryStart;
+    try {
+      start = deviceRecoveryInit(primitives, this.#random, {
+        credential,
+        deviceId: this.deviceId,
+        hubNonce,
+        header: this.#recoveryHeader(MessageType.RECOVER_INIT),
+        activeKeyId: this.#active.id,
+        futureKeyId: this.#future?.id ?? NO_KEY_ID,
+        newestKey: newest.key,
+      });
+    } catch (error) {
+      this.#recoveryFailed(asLockstepError(error), now, out);
+      this.#close(asLockstepError(error), out);
+      return;
+    }
+    this.#enter(row);
+    this.#recovery = { stage: 'init', start };
+    this.#recoveryStartedAt = now;
+    this.#transmitRaw(start.frame, now, out);
+  }
+
+  /** DS13 / DS14: tag2 first (the hub holds s_h), then R3 on N; RECOVER_FINISH. Nothing is stored yet (R1). */
+  #handleRecoverReply(frame: Uint8Array, header: Header, row: DeviceSessionRow, now: number, out: DeviceAction[]): void {
+    const progress = this.#recovery;
+    const verdict = this.#checkRecoveryHeader(header);
+    if (verdict !== undefined || progress?.stage !== 'init' || this.#credential === undefined || this.#keyAgreement === undefined) {
+      this.#abortRecovery(verdict ?? new LockstepError('UNEXPECTED_MESSAGE', 'RECOVER_REPLY out of turn'), now, out, true);
+      return;
+    }
+    let secrets: RecoverySecrets;
+    try {
+      secrets = deviceRecoveryReply(this.#keyAgreement, progress.start, this.#credential, frame); // wipes e_d and k1 either way
+    } catch (error) {
+      this.#recovery = undefined;
+      this.#refuseRecovery(asLockstepError(error), now, out, true);
+      return;
+    }
+    this.#recovery = { stage: 'finish', secrets };
+    const decision = deviceRecoverReplyRow({ activeId: this.#active.id, futureId: this.#future?.id }, secrets.newKeyId);
+    if (decision.action === 'refuseId') {
+      this.#refuseRecovery(new LockstepError('RECOVERY_REFUSED', `${decision.id}: recovered id ${secrets.newKeyId} is not above every id held (${this.sealKeyId})`), now, out);
+      return;
+    }
+    this.#sequenceIn++;
+    this.#lastReceivedAt = now;
+    this.#enter(row);
+    this.#transmitRaw(recoveryFinishFrame(this.#keyAgreement, secrets.macKey, this.#recoveryHeader(MessageType.RECOVER_FINISH)), now, out);
+  }
+
+  /** DS15: tag4 verified, the hub's decision; ACCEPTED is DK14 (persist first, R2). */
+  #handleRecoverResult(frame: Uint8Array, header: Header, now: number, out: DeviceAction[]): void {
+    const progress = this.#recovery;
+    const verdict = this.#checkRecoveryHeader(header);
+    if (verdict !== undefined || progress?.stage !== 'finish' || this.#keyAgreement === undefined) {
+      this.#abortRecovery(verdict ?? new LockstepError('UNEXPECTED_MESSAGE', 'RECOVER_RESULT out of turn'), now, out, true);
+      return;
+    }
+    let result: { status: number; retryAfterSeconds: number };
+    try {
+      result = verifyRecoveryResult(this.#keyAgreement, progress.secrets.macKey, frame);
+    } catch (error) {
+      this.#abortRecovery(asLockstepError(error), now, out, true);
+      return;
+    }
+    this.#sequenceIn++;
+    this.#lastReceivedAt = now;
+    const secrets = progress.secrets;
+    const decision = deviceRecoverResultRow(result.status);
+    if (decision.action === 'storeRecovered') {
+      // R3 once more at the moment of the change (the slots cannot have moved in these states, but the check is the rule).
+      if (deviceRecoverReplyRow({ activeId: this.#active.id, futureId: this.#future?.id }, secrets.newKeyId).action !== 'finish') {
+        this.#refuseRecovery(new LockstepError('RECOVERY_REFUSED', `DK14: id ${secrets.newKeyId} no longer above the ids held`), now, out);
+        return;
+      }
+      const key = secrets.recoveredKey.slice();
+      this.#wipeRecovery();
+      this.#startPersist({ kind: 'storeRecovered', id: secrets.newKeyId, key }, out);
+      return;
+    }
+    this.#wipeRecovery();
+    if (decision.action === 'reconnect') {
+      out.push(event({ type: 'recoveryInSync' }));
+      this.#close(new LockstepError('RECOVERY_REFUSED', 'IN_SYNC: the hub holds our key; reconnecting'), out, true);
+      return;
+    }
+    this.#pacer.retryAfter(now, result.retryAfterSeconds * 1000);
+    const reason = statusName(result.status);
+    out.push(event({ type: 'recoveryRefused', reason, retryAfterMs: this.#pacer.waitMs(now) }));
+    this.#close(new LockstepError('RECOVERY_REFUSED', `DS15: ${reason}, retry after ${result.retryAfterSeconds} s`), out);
+  }
+
+  /** DS14: the attempt ends without a key; close; the slots are untouched. */
+  #refuseRecovery(error: LockstepError, now: number, out: DeviceAction[], rejectedFrame = false): void {
+    if (rejectedFrame) out.push(event({ type: 'rejected', error }));
+    this.#recoveryFailed(error, now, out);
+    this.#wipeRecovery();
+    out.push({ type: 'close', error });
+    this.#enter(DEVICE_RECOVERY_REFUSED_ROW);
+    this.#resetSession();
+  }
+
+  /** DS16: anything else in the recovery states; close; the slots are untouched. */
+  #abortRecovery(error: LockstepError, now: number, out: DeviceAction[], rejectedFrame = false): void {
+    if (rejectedFrame) out.push(event({ type: 'rejected', error }));
+    this.#recoveryFailed(error, now, out);
+    this.#wipeRecovery();
+    out.push({ type: 'close', error });
+    this.#enter(DEVICE_RECOVERY_ABORT_ROW);
+    this.#resetSession();
+  }
+
+  #recoveryFailed(error: LockstepError, now: number, out: DeviceAction[]): void {
+    out.push(event({ type: 'recoveryRefused', reason: error.code, retryAfterMs: this.#pacer.waitMs(now) }));
+  }
+
+  #wipeRecovery(): void {
+    const progress = this.#recovery;
+    this.#recovery = undefined;
+    if (progress === undefined) return;
+    if (progress.stage === 'init') {
+      progress.start.ephemeral.privateKey.fill(0);
+      progress.start.k1.fill(0);
+    } else {
+      progress.secrets.macKey.fill(0);
+      progress.secrets.recoveredKey.fill(0);
+    }
+  }
+
+  /** The 36-byte header of our next recovery frame (§12.2: key id 0, this session, the next seq). */
+  #recoveryHeader(type: MessageType): Uint8Array {
+    return encodeHeader({ type, fromHub: false, deviceId: this.deviceId, keyId: NO_KEY_ID, sequence: this.#sequenceOut++, sessionId: this.#hubNonce as Uint8Array });
+  }
+
+  #transmitRaw(frame: Uint8Array, now: number, out: DeviceAction[]): void {
+    this.#lastSentAt = now;
+    out.push({ type: 'transmit', bytes: withLengthPrefix(frame) });
+  }
+
+  /**
+   * DS17 → DK15–DK17 (§12.6): store a credential once (s_d drawn here,
+   * persisted before S_d is sent); the same ENROL again is acknowledged
+   * again; another hub static key is refused (STATIC_KEY_LOCKED).
+   */
+  #handleEnrol(message: Extract<Message, { type: typeof MessageType.ENROL }>, now: number, out: DeviceAction[]): void {
+    const held = this.#credential;
+    const row = deviceEnrolRow({
+      hasCredential: held !== undefined,
+      sameHubKey: held !== undefined && held.hubStaticId === message.hubStaticId && bytesEqual(held.hubPublicKey, message.hubPublicKey),
+    });
+    switch (row.action) {
+      case 'acknowledgeAgain':
+        if (held !== undefined) this.#sendSealed({ type: MessageType.ENROL_ACK, hubStaticId: held.hubStaticId, devicePublicKey: held.device.publicKey.slice() }, now, out);
+        return;
+      case 'refuseLocked':
+        out.push(event({ type: 'staticKeyLocked' }));
+        this.#sendSealed({ type: MessageType.ERROR, code: WireError.STATIC_KEY_LOCKED, detail: message.hubStaticId }, now, out);
+        return;
+      case 'storeCredential':
+        break;
+    }
+    const primitives = this.#keyAgreement;
+    if (primitives === undefined || !this.#acceptsEnrolment) {
+      this.#sendSealed({ type: MessageType.ERROR, code: WireError.UNEXPECTED_MESSAGE, detail: message.hubStaticId }, now, out);
+      return;
+    }
+    const pair = drawEphemeral(primitives, this.#random);
+    // A low-order S_h would make ss independent of s_h (RFC 7748 §6.1): refused before anything is stored.
+    let shared: Uint8Array | undefined;
+    try {
+      shared = primitives.x25519(pair.privateKey, message.hubPublicKey);
+    } catch {
+      shared = undefined;
+    }
+    let any = 0;
+    if (shared !== undefined) for (let i = 0; i < shared.length; i++) any |= shared[i] as number;
+    shared?.fill(0);
+    if (any === 0) {
+      pair.privateKey.fill(0);
+      this.#sendSealed({ type: MessageType.ERROR, code: WireError.BAD_KEY_SHARE, detail: message.hubStaticId }, now, out);
+      return;
+    }
+    this.#startPersist({ kind: 'storeCredential', credential: { device: pair, hubStaticId: message.hubStaticId, hubPublicKey: message.hubPublicKey.slice() } }, out);
+  }
+
   /** Checks that need no key: state, addressing, session binding, order. */
   #checkSealedHeader(header: Header): LockstepError | undefined {
     if (!header.fromHub) return new LockstepError('BAD_HEADER', 'frame sealed by a device (reflected?)');
@@ -516,6 +850,8 @@ export class DeviceCore {
     this.#enter(row);
     switch (row.id) {
       case 'DS3':
+        // The hub holds our key: a recovery episode (if any) is over; the spacing starts over.
+        this.#pacer.reset();
         out.push(event({ type: 'established', keyId: this.sealKeyId }));
         this.#channel.restartSession();
         this.#flushOutbox(now, out);
@@ -525,6 +861,9 @@ export class DeviceCore {
         return;
       case 'DS11':
         // CONFIRM: the promotion (if any) already happened by DK5; nothing else to do.
+        return;
+      case 'DS17':
+        if (message.type === MessageType.ENROL) this.#handleEnrol(message, now, out);
         return;
       case 'DS8':
         this.#handleAppFrame(message, now, out);
@@ -678,6 +1017,12 @@ export class DeviceCore {
     out.push({ type: 'persist', op });
   }
 
+  /** A frame failed a check: DS9, or DS16 in the recovery states (one handshake per connection, nothing else accepted). */
+  #rejectFrame(error: LockstepError, now: number, out: DeviceAction[]): void {
+    if (isRecoveryState(this.#session)) this.#abortRecovery(error, now, out, true);
+    else this.#reject(error, out);
+  }
+
   /** DS9: report; the frame changed nothing. After MAX_REJECTED_FRAMES in a row, close. */
   #reject(error: LockstepError, out: DeviceAction[]): void {
     out.push(event({ type: 'rejected', error }));
@@ -691,9 +1036,9 @@ export class DeviceCore {
     this.#resetSession();
   }
 
-  /** The core ends the connection (DS7 as the core's own close). */
-  #close(error: LockstepError, out: DeviceAction[]): void {
-    out.push({ type: 'close', error });
+  /** The core ends the connection (DS7 as the core's own close); `reconnectNow` after a recovery (DK14, IN_SYNC). */
+  #close(error: LockstepError, out: DeviceAction[], reconnectNow = false): void {
+    out.push(reconnectNow ? { type: 'close', error, reconnectNow: true } : { type: 'close', error });
     if (this.#session !== 'offline') this.#enter(requireDeviceSessionRow(this.#session, 'closed'));
     this.#resetSession();
   }
@@ -713,6 +1058,7 @@ export class DeviceCore {
     // (a promotion still outstanding completes when persisted).
     this.#held.clear();
     this.#deferred = undefined;
+    this.#wipeRecovery();
   }
 
   #assertNotHalted(): void {
@@ -728,6 +1074,26 @@ export class DeviceCore {
 
 function event(value: DeviceEvent): DeviceAction {
   return { type: 'event', event: value };
+}
+
+function statusName(status: number): string {
+  for (const [name, value] of Object.entries(RecoveryStatus)) if (value === status) return name;
+  return `status ${status}`;
+}
+
+function checkCredential(credential: RecoveryCredential): RecoveryCredential {
+  const key = (bytes: unknown) => bytes instanceof Uint8Array && bytes.length === 32;
+  const ok = key(credential.device?.privateKey) && key(credential.device?.publicKey) && key(credential.hubPublicKey) && Number.isInteger(credential.hubStaticId) && credential.hubStaticId >= 0 && credential.hubStaticId <= 0xffffffff;
+  if (!ok) throw new LockstepError('LOCAL_BAD_ARGUMENT', 'a recovery credential is three 32-byte keys and a u32 hub static id');
+  return credential;
+}
+
+function copyRecoveryCredential(credential: RecoveryCredential): RecoveryCredential {
+  return {
+    device: { privateKey: credential.device.privateKey.slice(), publicKey: credential.device.publicKey.slice() },
+    hubStaticId: credential.hubStaticId,
+    hubPublicKey: credential.hubPublicKey.slice(),
+  };
 }
 
 

@@ -31,6 +31,13 @@
  *    goodbye; `powerOn()` boots from the storage alone.
  * 5. Bounded: one connection, one core timer, one retry timer, the input
  *    queue; the core bounds its own buffers.
+ * 6. Recovery (docs/PROTOCOL.md §12): the loop gives each core the
+ *    storage's credential and one RecoveryPacer that outlives cores (not a
+ *    power cut), so attempts stay spaced (RECOVERY_RETRY_INITIAL_MS doubling
+ *    to RECOVERY_RETRY_MAX_MS, never before the hub's retry after, reset by
+ *    a WELCOME) while ordinary reconnects keep their own backoff; a close
+ *    the core marks `reconnectNow` (after DK14 or IN_SYNC) reconnects at
+ *    once, without counting as a backed-off attempt.
  */
 import { describeError, isLockstepError, LockstepError } from '../errors';
 import type { RandomSource } from '../crypto/primitives';
@@ -40,6 +47,7 @@ import type { DeviceKeys } from '../platform/keys';
 import { backoffDelayMs } from '../session/backoff';
 import type { DeviceAction, DeviceEvent, DevicePersistOp } from './actions';
 import { DeviceCore, type DeviceTiming } from './device';
+import { RecoveryPacer } from './recovery-pacing';
 
 /** The events a transport reports, from the platform's callbacks. */
 export interface DeviceTransportEvents {
@@ -100,6 +108,9 @@ export interface DeviceLoopOptions {
   readonly reconnectDelayMs?: (attempt: number) => number;
   /** An attempt that has not connected after this long is abandoned; default 15 s. */
   readonly connectTimeoutMs?: number;
+  /** Recovery attempt spacing (docs/PROTOCOL.md §12.7): first and largest; default RECOVERY_RETRY_INITIAL_MS, RECOVERY_RETRY_MAX_MS. */
+  readonly recoveryRetryInitialMs?: number;
+  readonly recoveryRetryMaxMs?: number;
   /** After a storage failure or an unprovisioned boot, try again after this long; default 5 s. */
   readonly remountDelayMs?: number;
   /** Checks a mounted keystore before it is used (e.g. the configured device id); throw to refuse it. */
@@ -150,11 +161,22 @@ export class DeviceLoop {
   /** A flush is queued: one is enough, it seals everything the outbox has not sent. */
   #flushQueued = false;
   #persistOutstanding: DevicePersistOp | undefined;
+  #pacer: RecoveryPacer;
   /** Counters for traces and telemetry. */
   readonly counters = { connects: 0, sessions: 0, closes: 0, boots: 0, storageFailures: 0 };
 
   constructor(options: DeviceLoopOptions) {
     this.#options = options;
+    this.#pacer = this.#newPacer();
+  }
+
+  #newPacer(): RecoveryPacer {
+    return new RecoveryPacer(this.#options.recoveryRetryInitialMs, this.#options.recoveryRetryMaxMs);
+  }
+
+  /** The recovery attempt spacing (for observers and tests). */
+  get recoveryPacer(): RecoveryPacer {
+    return this.#pacer;
   }
 
   get state(): LoopState {
@@ -255,6 +277,7 @@ export class DeviceLoop {
     if (this.#powered) return;
     this.#powered = true;
     this.#attempt = 0;
+    this.#pacer = this.#newPacer(); // memory is gone: the spacing too
     this.#state = 'waiting';
     this.#mount();
     this.#scheduleRetry('boot', 0);
@@ -371,9 +394,14 @@ export class DeviceLoop {
       this.#finishScrub();
       // The power may have failed during the scrub: a dead device builds no core.
       if (incarnation !== this.#incarnation) return false;
+      const storage = this.#options.storage;
+      const credential = mounted.credential ?? storage.credential;
       this.#core = new DeviceCore({
         deviceId: mounted.deviceId,
         keys: mounted.keys,
+        ...(credential === undefined ? {} : { credential }),
+        recoveryPacer: this.#pacer,
+        acceptsEnrolment: storage.storeCredential !== undefined,
         aead: this.#options.aead,
         random: this.#options.random,
         ...(this.#options.keyAgreement === undefined ? {} : { keyAgreement: this.#options.keyAgreement }),
@@ -473,7 +501,7 @@ export class DeviceLoop {
           this.#options.log?.(`closing: ${action.error.message}`);
           this.#dropConnection();
           this.#emit({ type: 'disconnected', reason: action.error.code });
-          this.#queueCoreClose();
+          this.#queueCoreClose(action.reconnectNow === true);
           break;
         case 'persist':
           this.#runActions(core, incarnation, this.#persist(core, action.op));
@@ -486,11 +514,12 @@ export class DeviceLoop {
   }
 
   /** Rule 3 for a close the loop carried out for the core (asked for, an overflow, an exception): report it, count it, back off. */
-  #queueCoreClose(): void {
+  #queueCoreClose(reconnectNow = false): void {
     this.#queue.push({
       run: (core, now) => {
         this.counters.closes++;
-        this.#scheduleRetry('closed by the core');
+        if (reconnectNow) this.#scheduleRetry('recovery: reconnecting at once', 0);
+        else this.#scheduleRetry('closed by the core');
         return core.disconnected(now);
       },
     });
@@ -502,7 +531,7 @@ export class DeviceLoop {
     let answer: unknown;
     const incarnation = this.#incarnation;
     try {
-      answer = op.kind === 'storeFuture' ? storage.storeFuture(op.id, op.key, op.shares) : storage.promote(op.id);
+      answer = this.#write(storage, op);
     } catch (error) {
       if (incarnation !== this.#incarnation) return [];
       return this.#storageFailed(core, op, error);
@@ -513,6 +542,21 @@ export class DeviceLoop {
       return [];
     }
     return core.persisted(this.#options.clock.now());
+  }
+
+  #write(storage: KeyStorage, op: DevicePersistOp): unknown {
+    switch (op.kind) {
+      case 'storeFuture':
+        return storage.storeFuture(op.id, op.key, op.shares);
+      case 'promote':
+        return storage.promote(op.id);
+      case 'storeRecovered':
+        if (storage.storeRecovered === undefined) throw new LockstepError('LOCAL_NOT_READY', 'this storage cannot store a recovered key');
+        return storage.storeRecovered(op.id, op.key);
+      case 'storeCredential':
+        if (storage.storeCredential === undefined) throw new LockstepError('LOCAL_NOT_READY', 'this storage keeps no recovery credential');
+        return storage.storeCredential(op.credential);
+    }
   }
 
   /** DK7: the core halts; the loop drops it and remounts the storage before the next attempt. */

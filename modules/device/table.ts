@@ -12,7 +12,8 @@ import type { RekeyMode } from '../platform/keys';
 import { MessageType } from '../protocol/constants';
 import { APP_FRAME_TYPES, requireRow, type StateTable } from '../protocol/state-table';
 
-export type DeviceSessionState = 'offline' | 'awaitingChallenge' | 'awaitingWelcome' | 'established';
+/** `recoverSent` / `recoverFinished`: the recovery handshake (§12.4), after RECOVER_INIT / RECOVER_FINISH. */
+export type DeviceSessionState = 'offline' | 'awaitingChallenge' | 'awaitingWelcome' | 'established' | 'recoverSent' | 'recoverFinished';
 
 /** What can happen to a session: transport events, timers, and authenticated hub frames by kind. */
 export type DeviceSessionEvent =
@@ -25,9 +26,30 @@ export type DeviceSessionEvent =
   | 'closed'
   | 'appFrame'
   | 'rekey'
-  | 'confirm';
+  | 'confirm'
+  /** Recovery (§12): the unsealed NO_KEY, RECOVER_REPLY, RECOVER_RESULT, and the sealed ENROL. */
+  | 'noKey'
+  | 'recoverReply'
+  | 'recoverResult'
+  | 'enrol';
 
-export type DeviceSessionRowId = 'DS1' | 'DS2' | 'DS3' | 'DS4' | 'DS5' | 'DS6' | 'DS7' | 'DS8' | 'DS10' | 'DS11';
+export type DeviceSessionRowId =
+  | 'DS1'
+  | 'DS2'
+  | 'DS3'
+  | 'DS4'
+  | 'DS5'
+  | 'DS6'
+  | 'DS7'
+  | 'DS8'
+  | 'DS10'
+  | 'DS11'
+  | 'DS12'
+  | 'DS13'
+  | 'DS14'
+  | 'DS15'
+  | 'DS16'
+  | 'DS17';
 /** DS9: a frame that fails a check (no row for it, or any check of §4): reported, nothing changes. */
 export const DEVICE_REJECT_ROW = 'DS9';
 
@@ -38,6 +60,18 @@ export interface DeviceSessionRow {
 
 const DS4: DeviceSessionRow = { id: 'DS4', next: 'offline' };
 const DS7: DeviceSessionRow = { id: 'DS7', next: 'offline' };
+/**
+ * DS14: a RECOVER_REPLY with a bad tag2, or an N not above every id held
+ * (R3): close, nothing changes. DS16: in the recovery states, anything
+ * else — a frame without a row, a failed check, a bad tag4, the handshake
+ * timeout: close, nothing changes, the ephemerals wiped.
+ */
+export const DEVICE_RECOVERY_REFUSED_ROW: DeviceSessionRow = { id: 'DS14', next: 'offline' };
+export const DEVICE_RECOVERY_ABORT_ROW: DeviceSessionRow = { id: 'DS16', next: 'offline' };
+/** The states of the recovery handshake, where a failing input ends the connection (DS16) instead of being counted (DS9). */
+export function isRecoveryState(state: DeviceSessionState): boolean {
+  return state === 'recoverSent' || state === 'recoverFinished';
+}
 
 export const DEVICE_SESSION_TABLE: StateTable<DeviceSessionState, DeviceSessionEvent, DeviceSessionRow> = {
   offline: {
@@ -50,7 +84,20 @@ export const DEVICE_SESSION_TABLE: StateTable<DeviceSessionState, DeviceSessionE
   },
   awaitingWelcome: {
     welcome: { id: 'DS3', next: 'established' },
+    // Or offline when the device cannot try (no credential, the attempt spacing): the core closes at once.
+    noKey: { id: 'DS12', next: 'recoverSent' },
     handshakeTimeout: DS4,
+    closed: DS7,
+  },
+  recoverSent: {
+    recoverReply: { id: 'DS13', next: 'recoverFinished' },
+    handshakeTimeout: DEVICE_RECOVERY_ABORT_ROW,
+    closed: DS7,
+  },
+  recoverFinished: {
+    // Entered once the outcome is carried out (DK14's persist first, R2).
+    recoverResult: { id: 'DS15', next: 'offline' },
+    handshakeTimeout: DEVICE_RECOVERY_ABORT_ROW,
     closed: DS7,
   },
   established: {
@@ -60,6 +107,7 @@ export const DEVICE_SESSION_TABLE: StateTable<DeviceSessionState, DeviceSessionE
     appFrame: { id: 'DS8', next: 'established' },
     rekey: { id: 'DS10', next: 'established' },
     confirm: { id: 'DS11', next: 'established' },
+    enrol: { id: 'DS17', next: 'established' },
   },
 };
 
@@ -86,6 +134,14 @@ export function deviceFrameEvent(type: number): DeviceSessionEvent | undefined {
       return 'rekey';
     case MessageType.CONFIRM:
       return 'confirm';
+    case MessageType.NO_KEY:
+      return 'noKey';
+    case MessageType.RECOVER_REPLY:
+      return 'recoverReply';
+    case MessageType.RECOVER_RESULT:
+      return 'recoverResult';
+    case MessageType.ENROL:
+      return 'enrol';
     default:
       return undefined;
   }
@@ -147,3 +203,59 @@ export function deviceRekeyRow(slots: DeviceSlotIds, offer: DeviceRekeyOffer): D
  * DK13 (a REKEY_DH whose share gives an all-zero X25519 result: refused).
  */
 export const DEVICE_KEY_ROWS = { promoteOnFutureKey: 'DK5', sealWithNewest: 'DK6', storageFailed: 'DK7', zeroSharedSecret: 'DK13' } as const;
+
+// ---- Recovery rows of D-K (§12.4) ----
+
+/** What the device holds when a recovery message is decided. */
+export interface DeviceRecoverySlots {
+  readonly activeId: number;
+  readonly futureId: number | undefined;
+}
+
+export interface DeviceRecoveryRow {
+  readonly id: 'DS13' | 'DS14' | 'DK14' | 'DS15';
+  readonly action: 'finish' | 'refuseId' | 'storeRecovered' | 'reconnect' | 'wait';
+}
+
+/** R3: the N of an authenticated RECOVER_REPLY must be above every id the device holds (a u32 always is ≤ 0xFFFFFFFF). */
+export function deviceRecoverReplyRow(slots: DeviceRecoverySlots, newKeyId: number): DeviceRecoveryRow {
+  const highest = Math.max(slots.activeId, slots.futureId ?? 0);
+  return newKeyId > highest && newKeyId <= 0xffffffff ? { id: 'DS13', action: 'finish' } : { id: 'DS14', action: 'refuseId' };
+}
+
+/**
+ * DS15 by status (RecoveryStatus): ACCEPTED is DK14 (persist the future N,
+ * then close and reconnect at once); IN_SYNC closes and reconnects at once;
+ * any other status (or one this device does not know) closes and waits.
+ */
+export function deviceRecoverResultRow(status: number): DeviceRecoveryRow {
+  if (status === 0) return { id: 'DK14', action: 'storeRecovered' };
+  if (status === 1) return { id: 'DS15', action: 'reconnect' };
+  return { id: 'DS15', action: 'wait' };
+}
+
+/** The credential a device holds, as ENROL sees it. */
+export interface DeviceEnrolSlots {
+  readonly hasCredential: boolean;
+  /** The held credential names the same hub static id and S_h as the ENROL. */
+  readonly sameHubKey: boolean;
+}
+
+export interface DeviceEnrolRow {
+  readonly id: 'DK15' | 'DK16' | 'DK17';
+  readonly when: (slots: DeviceEnrolSlots) => boolean;
+  readonly action: 'storeCredential' | 'acknowledgeAgain' | 'refuseLocked';
+}
+
+/** DS17 → DK15–DK17, in the order they are tried. */
+export const DEVICE_ENROL_ROWS: readonly DeviceEnrolRow[] = [
+  { id: 'DK15', when: (slots) => !slots.hasCredential, action: 'storeCredential' },
+  { id: 'DK16', when: (slots) => slots.sameHubKey, action: 'acknowledgeAgain' },
+  // §12.6: a static key is never changed over the wire.
+  { id: 'DK17', when: () => true, action: 'refuseLocked' },
+];
+
+export function deviceEnrolRow(slots: DeviceEnrolSlots): DeviceEnrolRow {
+  for (const row of DEVICE_ENROL_ROWS) if (row.when(slots)) return row;
+  throw new LockstepError('UNEXPECTED_MESSAGE', 'no D-K row for ENROL');
+}

@@ -26,12 +26,38 @@
  * H1: pending is durable before it is first offered, and never replaced
  * while unconfirmed), #pendingPromoted (HK5, rule H2: promotion on the first
  * device frame that authenticates under the pending key, durable before
- * anything is sealed under it, then confirmed under the new key), and
- * #reloaded (HK7: after a failed write the database holds the state before
- * or after it, and the core adopts whichever it is).
+ * anything is sealed under it, then confirmed under the new key),
+ * #recoveredStored (HK9, §12: an authenticated, accepted recovery replaces
+ * the pending slot by (N, K_N), durable before RECOVER_RESULT ACCEPTED),
+ * and #reloaded (HK7: after a failed write the database holds the state
+ * before or after it, and the core adopts whichever it is).
+ *
+ * Recovery (docs/PROTOCOL.md §12), when HubConfig.recovery is set: a HELLO
+ * that fails at §4 step 3, 4 or 5 is answered by NO_KEY (HS9) — the same
+ * for an unknown device, so it tells an impostor nothing — and the
+ * connection may then run one recovery handshake (HS10–HS13), whose
+ * cryptography is modules/crypto/recovery.ts. Nothing is stored, charged or
+ * requested before tag3 authenticates the device (rule R1); the host's
+ * policy decides (recoveryRequest → decideRecovery); an accepted key is
+ * durable before RECOVER_RESULT ACCEPTED leaves (R2); N is above every id
+ * either side holds, rechecked when the decision is applied (R3). Memory:
+ * at most one handshake state per connection (the host bounds the number of
+ * unauthenticated connections), and at most one connection per device past
+ * tag3. Without HubConfig.recovery the core behaves exactly as before (HS3).
  */
 import { bytesEqual, fromHex, toHex } from '../bytes';
 import { drawEphemeral, type EphemeralKeyPair } from '../crypto/dh-rekey';
+import {
+  checkMatches,
+  hubRecoveryReply,
+  hubVerifyRecoverInit,
+  parseRecoverInit,
+  recoveryResultFrame,
+  verifyRecoveryFinish,
+  type RecoveryClaim,
+  type RecoverySecrets,
+  type StaticKeyPair,
+} from '../crypto/recovery';
 import type { Aead, KeyAgreementPrimitives, RandomSource } from '../crypto/primitives';
 import { asLockstepError, LockstepError } from '../errors';
 import { checkSlot, copySlot, type KeySlot, type RekeyMode } from '../platform/keys';
@@ -45,32 +71,39 @@ import {
   MAX_REJECTED_FRAMES,
   MAX_SEQUENCE,
   MessageType,
+  NO_KEY_ID,
   NONCE_BYTES,
   RECEIVE_BUFFER_BYTES,
+  KEY_SHARE_BYTES,
+  RECOVER_INIT_FRAME_BYTES,
+  RECOVERY_RETRY_MAX_MS,
+  RecoveryStatus,
   REKEY_RETRY_INITIAL_MS,
   REKEY_RETRY_MAX_MS,
   STREAM_ID_BYTES,
+  WireError,
 } from '../protocol/constants';
 import { checkSealedShape, encodeChallenge, openFrame, sealFrame } from '../protocol/frame';
 import { FrameReader, withLengthPrefix } from '../protocol/framing';
-import { decodeHeader, type Header } from '../protocol/header';
+import { decodeHeader, encodeHeader, type Header } from '../protocol/header';
 import type { Message } from '../protocol/messages';
 import { HeldInput } from '../protocol/held-input';
 import { AppChannel, type EnqueueResult } from '../session/app-channel';
 import { backoffDelayMs } from '../session/backoff';
 import { derivePendingKey } from './pending-key';
-import type { ConnectionId, HubAction, HubEvent, HubPersistOp, HubRotateResult, HubSendResult } from './actions';
+import type { ConnectionId, HubAction, HubEvent, HubPersistOp, HubRotateResult, HubSendResult, RecoveryDecision, RecoveryNeededReason } from './actions';
 import {
   type HubConnectionEvent,
   type HubConnectionRow,
   type HubConnectionState,
   hubConnectionRow,
   hubFrameEvent,
+  hubRecoveryRow,
   hubRotateRow,
   requireHubConnectionRow,
 } from './table';
 
-export type { ConnectionId, HubAction, HubEvent, HubPersistOp, HubRotateResult, HubSendResult } from './actions';
+export type { ConnectionId, HubAction, HubEvent, HubPersistOp, HubRotateResult, HubSendResult, RecoveryDecision, RecoveryNeededReason } from './actions';
 
 /**
  * A pending key (rule H1). Classic: its bytes. dh (§11): the hub's ephemeral
@@ -89,6 +122,29 @@ export interface HubDeviceRecord {
   readonly mode: RekeyMode;
   readonly active: KeySlot;
   readonly pending?: HubPendingSlot;
+  /** §12.6: the device's static X25519 public key S_d (32 bytes); absent = not enrolled (no recovery for this device). */
+  readonly devicePublicKey?: Uint8Array;
+  /** §12.6: the id of the hub static key this device knows. */
+  readonly hubStaticId?: number;
+  /** §12.6, HE1: 'armed' by an operator; 'ready' once a dh-derived key was promoted after arming (ENROL may be sent under it). */
+  readonly enrolment?: 'armed' | 'ready';
+}
+
+/** One of the hub's static X25519 pairs (§12.6), named by its hub static id (u32). */
+export interface HubStaticKey extends StaticKeyPair {
+  readonly id: number;
+}
+
+/** Recovery (§12): the hub's static keys (outside its database) and the one given to devices from now on (ENROL). Absent = recovery off. */
+export interface HubRecoveryConfig {
+  readonly hubKeys: readonly HubStaticKey[];
+  readonly currentHubStaticId: number;
+}
+
+/** Per-connection options of `opened` (§12.7). */
+export interface HubOpenOptions {
+  /** The host's per-source limit: false → a failing HELLO is closed as in HS3, without NO_KEY. Default true. */
+  readonly recoveryAllowed?: boolean;
 }
 
 /** A copy whose bytes the caller owns. */
@@ -120,6 +176,11 @@ export interface HubDeviceState {
   readonly outboxLength: number;
   /** A rotation asked for while another was in flight, started once that one is confirmed (HK2). */
   readonly rotationQueued: boolean;
+  /** §12.6: the hub holds the device's static key S_d. */
+  readonly enrolled: boolean;
+  readonly enrolment: 'armed' | 'ready' | undefined;
+  /** A connection of this device is past tag3 (deciding, or writing an accepted key). */
+  readonly recovering: boolean;
 }
 
 export interface HubTiming {
@@ -138,6 +199,8 @@ export interface HubConfig {
   readonly timing?: Partial<HubTiming>;
   /** Bytes kept per connection while its device's persist is outstanding; default RECEIVE_BUFFER_BYTES. */
   readonly receiveBufferBytes?: number;
+  /** Recovery after a rollback (§12); needs `keyAgreement`. Absent = recovery off: a failing HELLO is closed (HS3), no NO_KEY. */
+  readonly recovery?: HubRecoveryConfig;
 }
 
 interface DeviceEntry {
@@ -157,6 +220,35 @@ interface DeviceEntry {
   rotationQueued: boolean;
   offerAttempt: number;
   nextOfferAt: number;
+  /** §12.6: S_d, the hub static id the device knows, the enrolment state. */
+  devicePublicKey: Uint8Array | undefined;
+  hubStaticId: number | undefined;
+  enrolment: 'armed' | 'ready' | undefined;
+  /** recoveryNeeded was reported in this episode (reset by an established session). */
+  recoveryReported: boolean;
+  /** The connection of this device past tag3 (at most one: a newer one supersedes it). */
+  recoveryConnection: ConnectionId | undefined;
+  /** That connection's ACCEPTED waits for another write of this device to be durable. */
+  recoveryWaiting: boolean;
+}
+
+/**
+ * One recovery handshake (§12.3), at most one per connection. Holds no
+ * ephemeral private key and no k1 (hubRecoveryReply wipes both); the MAC key
+ * m and K_N are wiped when the connection ends.
+ */
+interface RecoveryHandshake {
+  /** The device id the HELLO named (the device is not authenticated before tag3). */
+  readonly deviceIdBytes: Uint8Array;
+  readonly helloKeyId: number;
+  /** The HELLO's KEY_SHARE, if any (public): lets R4 test a dh pending key (see #checkMatchesHeld). */
+  readonly helloShare: Uint8Array | undefined;
+  phase: 'init' | 'finish' | 'asked' | 'accepted';
+  device: DeviceEntry | undefined;
+  claim: RecoveryClaim | undefined;
+  secrets: RecoverySecrets | undefined;
+  /** N = max(A, P, claimed active, claimed future) + 1 at HS10; above MAX_KEY_ID when the ids are used up. */
+  newKeyId: number;
 }
 
 interface Connection {
@@ -172,6 +264,13 @@ interface Connection {
   lastReceivedAt: number;
   /** Received bytes kept unparsed while the device's persist is outstanding (the core's own copy). */
   held: HeldInput | undefined;
+  /** The host's per-source limit for this connection (§12.7). */
+  readonly recoveryAllowed: boolean;
+  /** When the current handshake stage began (CHALLENGE, NO_KEY, RECOVER_REPLY): its timeout counts from here. */
+  stageStartedAt: number;
+  recovery: RecoveryHandshake | undefined;
+  /** HE1: the hub static id of the ENROL sent in this session, if one was. */
+  enrolOffered: number | undefined;
 }
 
 export class HubCore {
@@ -182,10 +281,18 @@ export class HubCore {
   readonly #devices = new Map<string, DeviceEntry>();
   readonly #connections = new Map<ConnectionId, Connection>();
   readonly #receiveBufferBytes: number;
+  /** The hub's static keys (its own copies), by id; undefined = recovery off. */
+  readonly #hubKeys: ReadonlyMap<number, HubStaticKey> | undefined;
+  readonly #currentHubKey: HubStaticKey | undefined;
 
   constructor(config: HubConfig) {
     this.#aead = config.aead;
     this.#keyAgreement = config.keyAgreement;
+    if (config.recovery !== undefined) {
+      const { keys, current } = checkRecoveryConfig(config.recovery, this.#requireKeyAgreement());
+      this.#hubKeys = keys;
+      this.#currentHubKey = current;
+    }
     this.#receiveBufferBytes = config.receiveBufferBytes ?? RECEIVE_BUFFER_BYTES;
     this.#random = config.random;
     this.#timing = {
@@ -219,6 +326,12 @@ export class HubCore {
       rotationQueued: false,
       offerAttempt: 0,
       nextOfferAt: 0,
+      devicePublicKey: record.devicePublicKey?.slice(),
+      hubStaticId: record.hubStaticId,
+      enrolment: record.enrolment,
+      recoveryReported: false,
+      recoveryConnection: undefined,
+      recoveryWaiting: false,
     });
   }
 
@@ -233,6 +346,23 @@ export class HubCore {
       persisting: device.persisting !== undefined,
       outboxLength: device.channel.outboxLength,
       rotationQueued: device.rotationQueued,
+      enrolled: device.devicePublicKey !== undefined,
+      enrolment: device.enrolment,
+      recovering: device.recoveryConnection !== undefined,
+    };
+  }
+
+  /** A copy of the device's whole record as the core holds it (bytes owned by the caller). */
+  deviceRecord(deviceId: string): HubDeviceRecord {
+    const device = this.#device(deviceId);
+    return {
+      deviceId: device.id,
+      mode: device.mode,
+      active: copySlot(device.active),
+      ...(device.pending === undefined ? {} : { pending: copyPending(device.pending) }),
+      ...(device.devicePublicKey === undefined ? {} : { devicePublicKey: device.devicePublicKey.slice() }),
+      ...(device.hubStaticId === undefined ? {} : { hubStaticId: device.hubStaticId }),
+      ...(device.enrolment === undefined ? {} : { enrolment: device.enrolment }),
     };
   }
 
@@ -279,6 +409,9 @@ export class HubCore {
         lastReceivedAt: conn.lastReceivedAt,
         readerIdle: conn.reader.idle,
         heldInput: conn.held?.length ?? 0,
+        // Only present while a recovery runs, so 1.0 snapshots are unchanged.
+        ...(conn.recovery === undefined ? {} : { recovery: { phase: conn.recovery.phase, newKeyId: conn.recovery.newKeyId, stageStartedAt: conn.stageStartedAt } }),
+        ...(conn.enrolOffered === undefined ? {} : { enrolOffered: conn.enrolOffered }),
       }));
     return {
       mode: device.mode,
@@ -293,6 +426,9 @@ export class HubCore {
       nextOfferAt: device.nextOfferAt,
       channel: device.channel.snapshot(),
       connections,
+      ...(device.devicePublicKey === undefined ? {} : { devicePublicKey: toHex(device.devicePublicKey), hubStaticId: device.hubStaticId }),
+      ...(device.enrolment === undefined ? {} : { enrolment: device.enrolment }),
+      ...(device.recoveryConnection === undefined ? {} : { recoveryConnection: device.recoveryConnection, recoveryWaiting: device.recoveryWaiting }),
     };
   }
 
@@ -361,8 +497,8 @@ export class HubCore {
 
   // ---- Connection inputs ----
 
-  /** HS1. */
-  opened(connection: ConnectionId, now: number): HubAction[] {
+  /** HS1. `options.recoveryAllowed` is the host's per-source limit (§12.7; default true). */
+  opened(connection: ConnectionId, now: number, options?: HubOpenOptions): HubAction[] {
     if (this.#connections.has(connection)) throw new LockstepError('LOCAL_BAD_ARGUMENT', `connection ${connection} already open`);
     const conn: Connection = {
       id: connection,
@@ -376,6 +512,10 @@ export class HubCore {
       openedAt: now,
       lastReceivedAt: now,
       held: undefined,
+      recoveryAllowed: options?.recoveryAllowed ?? true,
+      stageStartedAt: now,
+      recovery: undefined,
+      enrolOffered: undefined,
     };
     this.#connections.set(connection, conn);
     return [{ type: 'transmit', connection, bytes: withLengthPrefix(encodeChallenge(conn.hubNonce)) }];
@@ -419,10 +559,28 @@ export class HubCore {
     if (op === undefined) throw new LockstepError('LOCAL_NOT_READY', `no persist outstanding for ${device.id}`);
     device.persisting = undefined;
     const out: HubAction[] = [];
-    if (op.kind === 'storePending') this.#pendingStored(device, op, now, out);
-    else this.#pendingPromoted(device, op, now, out);
+    switch (op.kind) {
+      case 'storePending':
+        this.#pendingStored(device, op, now, out);
+        break;
+      case 'promote':
+        this.#pendingPromoted(device, op, now, out);
+        break;
+      case 'storeRecovered':
+        this.#recoveredStored(device, op, now, out);
+        break;
+      case 'storeDeviceStatic':
+        this.#deviceStaticStored(device, op, out);
+        break;
+    }
     // App data queued by send() while the write was outstanding goes out now (docs/VERIFICATION.md finding F2).
     if (device.persisting === undefined) this.#flushOutbox(device, now, out);
+    // An ACCEPTED recovery that waited for this write goes first (its R3 recheck sees the write's result).
+    if (device.recoveryWaiting && device.persisting === undefined) {
+      device.recoveryWaiting = false;
+      const conn = this.#recoveryConnectionOf(device);
+      if (conn?.recovery?.phase === 'accepted') this.#applyAccepted(conn, device, now, out);
+    }
     // HK2: a rotation asked for meanwhile starts once no pending key is in flight.
     if (device.rotationQueued && device.pending === undefined && device.persisting === undefined) {
       device.rotationQueued = false;
@@ -448,9 +606,10 @@ export class HubCore {
     device.persisting = undefined;
     device.deferred = undefined;
     device.blocked = undefined;
+    device.recoveryWaiting = false;
     const out: HubAction[] = [];
     for (const conn of [...this.#connections.values()]) {
-      if (conn.device === device) this.#close(conn, error, out);
+      if (conn.device === device || conn.recovery?.device === device) this.#close(conn, error, out);
     }
     return out;
   }
@@ -474,7 +633,7 @@ export class HubCore {
     const device = this.#device(deviceId);
     const out: HubAction[] = [];
     for (const conn of [...this.#connections.values()]) {
-      if (conn.device === device) this.#close(conn, error, out);
+      if (conn.device === device || conn.recovery?.device === device) this.#close(conn, error, out);
     }
     this.#devices.delete(device.id);
     device.active.key.fill(0);
@@ -484,6 +643,7 @@ export class HubCore {
     device.blocked = undefined;
     device.persisting = undefined;
     device.rotationQueued = false;
+    device.recoveryWaiting = false;
     return out;
   }
 
@@ -501,6 +661,11 @@ export class HubCore {
         if (now - conn.openedAt >= this.#timing.handshakeTimeoutMs) this.#timedOut(conn, 'handshakeTimeout', out);
         continue;
       }
+      if (conn.state === 'awaitingRecoverInit' || conn.state === 'awaitingRecoverFinish') {
+        if (now - conn.stageStartedAt >= this.#timing.handshakeTimeoutMs) this.#timedOut(conn, 'handshakeTimeout', out); // HS13
+        continue;
+      }
+      if (conn.state === 'deciding') continue; // the wait is the hub's (its host, its database)
       if (now - conn.lastReceivedAt >= this.#timing.idleTimeoutMs) {
         this.#timedOut(conn, 'idleTimeout', out);
         continue;
@@ -524,6 +689,11 @@ export class HubCore {
         consider(conn.openedAt + this.#timing.handshakeTimeoutMs);
         continue;
       }
+      if (conn.state === 'awaitingRecoverInit' || conn.state === 'awaitingRecoverFinish') {
+        consider(conn.stageStartedAt + this.#timing.handshakeTimeoutMs);
+        continue;
+      }
+      if (conn.state === 'deciding') continue;
       consider(conn.lastReceivedAt + this.#timing.idleTimeoutMs);
       const device = conn.device;
       if (device?.pending !== undefined && device.persisting === undefined) consider(device.nextOfferAt);
@@ -550,6 +720,9 @@ export class HubCore {
 
   /** Rule H1: the pending key is durable, so it may now be offered (and re-offered, unchanged, until confirmed). */
   #pendingStored(device: DeviceEntry, op: Extract<HubPersistOp, { kind: 'storePending' }>, now: number, out: HubAction[]): void {
+    // HK11: the refused classic key is replaced (the device never stored it: DK12 fires only in (A)); its bytes are wiped.
+    if (device.pending !== undefined) wipePending(device.pending);
+    if (op.modeChange === 'dh') device.mode = 'dh';
     device.pending = op.dh === undefined ? { id: op.id, key: op.key } : { id: op.id, dh: op.dh };
     device.offerAttempt = 0;
     device.nextOfferAt = now;
@@ -573,6 +746,7 @@ export class HubCore {
     // Rule H5: the ephemeral private key is gone with the commit that promoted.
     pending.dh?.privateKey.fill(0);
     device.pending = undefined;
+    if (op.enrolmentReady === true && device.enrolment === 'armed') device.enrolment = 'ready';
     out.push(event({ type: 'keyConfirmed', deviceId: device.id, id: pending.id }));
     const deferred = device.deferred;
     device.deferred = undefined;
@@ -585,6 +759,7 @@ export class HubCore {
       return;
     }
     this.#sendSealed(conn, { type: MessageType.CONFIRM, keyId: pending.id }, now, out);
+    if (conn.state === 'established') this.#offerEnrolment(conn, device, now, out); // HE1, under the key just promoted
     // HS8: the REKEY_ACK that triggered the promotion is fully answered by that CONFIRM.
     if (deferred.row.id !== 'HS8') this.#dispatch(conn, device, deferred.message, deferred.row, now, out);
   }
@@ -596,6 +771,9 @@ export class HubCore {
     device.mode = record.mode;
     device.active = copySlot(record.active);
     device.pending = record.pending === undefined ? undefined : copyPending(record.pending);
+    device.devicePublicKey = record.devicePublicKey?.slice();
+    device.hubStaticId = record.hubStaticId;
+    device.enrolment = record.enrolment;
   }
 
   #checkRecord(record: HubDeviceRecord): void {
@@ -604,6 +782,13 @@ export class HubCore {
     if (record.pending !== undefined) checkPending(record.pending, record.active);
     if ((record.mode === 'dh' || record.pending?.dh !== undefined) && this.#keyAgreement === undefined) {
       throw new LockstepError('LOCAL_BAD_ARGUMENT', `device ${record.deviceId} is in the dh mode: the hub needs keyAgreement primitives`);
+    }
+    if (record.devicePublicKey !== undefined && record.devicePublicKey.length !== KEY_SHARE_BYTES) {
+      throw new LockstepError('LOCAL_BAD_ARGUMENT', `device ${record.deviceId}: a static public key is ${KEY_SHARE_BYTES} bytes`);
+    }
+    if (record.hubStaticId !== undefined && !isU32(record.hubStaticId)) throw new LockstepError('LOCAL_BAD_ARGUMENT', `device ${record.deviceId}: the hub static id is a u32`);
+    if (record.enrolment !== undefined && record.enrolment !== 'armed' && record.enrolment !== 'ready') {
+      throw new LockstepError('LOCAL_BAD_ARGUMENT', `device ${record.deviceId}: unknown enrolment state ${String(record.enrolment)}`);
     }
   }
 
@@ -685,9 +870,14 @@ export class HubCore {
       this.#reject(conn, new LockstepError('UNEXPECTED_MESSAGE', `type 0x${header.type.toString(16)} in ${conn.state}`), out);
       return;
     }
+    if (conn.recovery !== undefined) {
+      this.#handleRecoveryFrame(conn, frame, header, row, now, out);
+      return;
+    }
     const device = conn.device ?? this.#devices.get(toHex(header.deviceId));
     if (device === undefined) {
-      this.#reject(conn, new LockstepError('UNKNOWN_DEVICE', toHex(header.deviceId)), out);
+      const error = new LockstepError('UNKNOWN_DEVICE', toHex(header.deviceId));
+      if (!this.#noKey(conn, header, undefined, error, now, out)) this.#reject(conn, error, out);
       return;
     }
     if (!bytesEqual(header.deviceId, device.idBytes)) {
@@ -709,7 +899,7 @@ export class HubCore {
     }
     const slot = this.#frameKey(device, frame, header);
     if (slot instanceof LockstepError) {
-      this.#reject(conn, slot, out);
+      if (!this.#noKey(conn, header, device, slot, now, out)) this.#reject(conn, slot, out);
       return;
     }
     let message: Message;
@@ -720,7 +910,8 @@ export class HubCore {
       }
     } catch (error) {
       if (slot.derived) slot.key.fill(0);
-      this.#reject(conn, asLockstepError(error), out);
+      const rejected = asLockstepError(error);
+      if (!this.#noKey(conn, header, device, rejected, now, out)) this.#reject(conn, rejected, out);
       return;
     }
     // Authenticated and well-formed: from here the frame counts.
@@ -729,14 +920,462 @@ export class HubCore {
     conn.rejectedFrames = 0;
     if (conn.state === 'awaitingHello') this.#bind(conn, device, out);
     if (device.pending !== undefined && header.keyId === device.pending.id) {
-      // HK5: persist the promotion first; the frame is acted on once it is durable.
+      // HK5 (and HK10 for a recovered key): persist the promotion first; the frame is acted on once it is durable.
       device.deferred = { connection: conn.id, message, row };
-      const op: HubPersistOp = slot.derived ? { kind: 'promote', deviceId: device.id, id: header.keyId, key: slot.key } : { kind: 'promote', deviceId: device.id, id: header.keyId };
+      // HE1: an armed enrolment becomes ready with the promotion of a dh-derived key, in the same commit.
+      const ready = slot.derived && device.enrolment === 'armed' ? ({ enrolmentReady: true } as const) : {};
+      const op: HubPersistOp = slot.derived ? { kind: 'promote', deviceId: device.id, id: header.keyId, key: slot.key, ...ready } : { kind: 'promote', deviceId: device.id, id: header.keyId };
       device.persisting = op;
       out.push({ type: 'persist', op });
       return;
     }
     this.#dispatch(conn, device, message, row, now, out);
+  }
+
+  // ---- Recovery (§12.3, §12.4) ----
+
+  /**
+   * HS9: a HELLO (seq 0, this session) that failed at §4 step 3 (unknown
+   * device), 4 (unknown key id) or 5 (AUTH_FAILED), with recovery configured
+   * and the source's limit allowing: NO_KEY, the same for every device id,
+   * known or not, so it tells an impostor nothing. Nothing else changes: the
+   * connection is not tied to the device (nothing is authenticated). False
+   * when HS3 applies instead.
+   */
+  #noKey(conn: Connection, header: Header, device: DeviceEntry | undefined, error: LockstepError, now: number, out: HubAction[]): boolean {
+    if (this.#hubKeys === undefined || !conn.recoveryAllowed || conn.state !== 'awaitingHello') return false;
+    if (header.type !== MessageType.HELLO || header.sequence !== 0 || conn.sequenceIn !== 0 || !bytesEqual(header.sessionId, conn.hubNonce)) return false;
+    const reason: RecoveryNeededReason | undefined = error.code === 'UNKNOWN_KEY_ID' ? 'unknownKeyId' : error.code === 'AUTH_FAILED' ? 'authFailed' : undefined;
+    if (reason === undefined && error.code !== 'UNKNOWN_DEVICE') return false;
+    const row = requireHubConnectionRow(conn.state, 'helloFailed');
+    out.push(event({ type: 'rejected', connection: conn.id, error }));
+    if (device !== undefined && reason !== undefined) this.#reportRecoveryNeeded(device, reason, header.keyId, out);
+    conn.state = row.next;
+    conn.sequenceIn = 1;
+    conn.lastReceivedAt = now;
+    conn.stageStartedAt = now;
+    conn.recovery = {
+      deviceIdBytes: header.deviceId.slice(),
+      helloKeyId: header.keyId,
+      helloShare: header.share?.slice(),
+      phase: 'init',
+      device: undefined,
+      claim: undefined,
+      secrets: undefined,
+      newKeyId: 0,
+    };
+    this.#transmitRaw(conn, this.#recoveryHeader(conn, MessageType.NO_KEY), out);
+    return true;
+  }
+
+  /** recoveryNeeded, once per episode per device (an established session ends the episode); only with recovery configured. */
+  #reportRecoveryNeeded(device: DeviceEntry, reason: RecoveryNeededReason, helloKeyId: number, out: HubAction[]): void {
+    if (this.#hubKeys === undefined || device.recoveryReported) return;
+    device.recoveryReported = true;
+    out.push(event({ type: 'recoveryNeeded', deviceId: device.id, reason, helloKeyId, activeKeyId: device.active.id, pendingKeyId: device.pending?.id }));
+  }
+
+  /** HS10/HS11/HS13: recovery frames are unsealed (key id 0, no share), of the HELLO's device id, this session, the next seq. */
+  #handleRecoveryFrame(conn: Connection, frame: Uint8Array, header: Header, row: HubConnectionRow, now: number, out: HubAction[]): void {
+    const recovery = conn.recovery;
+    if (recovery === undefined) return;
+    if (header.keyId !== NO_KEY_ID || header.share !== undefined) {
+      this.#reject(conn, new LockstepError('BAD_HEADER', 'recovery frames are unsealed: key id 0, no key share'), out);
+      return;
+    }
+    if (!bytesEqual(header.deviceId, recovery.deviceIdBytes)) {
+      this.#reject(conn, new LockstepError('BAD_HEADER', 'device id changed within a session'), out);
+      return;
+    }
+    if (!bytesEqual(header.sessionId, conn.hubNonce)) {
+      this.#reject(conn, new LockstepError('BAD_SESSION'), out);
+      return;
+    }
+    if (header.sequence !== conn.sequenceIn) {
+      this.#reject(conn, new LockstepError('BAD_SEQUENCE', `got ${header.sequence}, expected ${conn.sequenceIn}`), out);
+      return;
+    }
+    if (row.id === 'HS10') this.#recoverInit(conn, recovery, frame, now, out);
+    else if (row.id === 'HS11') this.#recoverFinish(conn, recovery, frame, now, out);
+    else this.#reject(conn, new LockstepError('UNEXPECTED_MESSAGE', `row ${row.id} in a recovery`), out);
+  }
+
+  /**
+   * HS10: RECOVER_INIT of a known device with a static key, for a hub static
+   * id the hub holds, tag1 valid → RECOVER_REPLY with a fresh e_h and N.
+   * Nothing is stored, charged or asked (R1): tag1 can be forged by whoever
+   * holds s_h, and replayed but for Nh.
+   */
+  #recoverInit(conn: Connection, recovery: RecoveryHandshake, frame: Uint8Array, now: number, out: HubAction[]): void {
+    const primitives = this.#requireKeyAgreement();
+    if (frame.length !== RECOVER_INIT_FRAME_BYTES) {
+      this.#reject(conn, new LockstepError('BAD_PAYLOAD', `RECOVER_INIT of ${frame.length} bytes`), out);
+      return;
+    }
+    const device = this.#devices.get(toHex(recovery.deviceIdBytes));
+    if (device === undefined) {
+      this.#reject(conn, new LockstepError('UNKNOWN_DEVICE', 'no such device to recover'), out);
+      return;
+    }
+    const devicePublicKey = device.devicePublicKey;
+    if (devicePublicKey === undefined) {
+      this.#reject(conn, new LockstepError('NO_CREDENTIAL', `device ${device.id} has no static key enrolled`), out);
+      return;
+    }
+    const hubStaticId = parseRecoverInit(frame).hubStaticId;
+    const hubStatic = this.#hubKeys?.get(hubStaticId);
+    if (hubStatic === undefined) {
+      this.#reject(conn, new LockstepError('UNKNOWN_KEY_ID', `hub static id ${hubStaticId}`), out);
+      return;
+    }
+    let verified: { claim: RecoveryClaim; k1: Uint8Array };
+    try {
+      verified = hubVerifyRecoverInit(primitives, { hubStatic, devicePublicKey, deviceId: device.idBytes, hubNonce: conn.hubNonce }, frame);
+    } catch (error) {
+      this.#reject(conn, asLockstepError(error), out);
+      return;
+    }
+    const claim = verified.claim;
+    if (claim.activeKeyId === 0 || (claim.futureKeyId !== 0 && claim.futureKeyId <= claim.activeKeyId)) {
+      verified.k1.fill(0);
+      this.#reject(conn, new LockstepError('BAD_PAYLOAD', 'RECOVER_INIT ids: active above 0, future 0 or above active'), out);
+      return;
+    }
+    // R3: above every id either side holds (may pass MAX_KEY_ID: then the answer is KEY_IDS_EXHAUSTED, after tag3).
+    const newKeyId = Math.max(this.#highestHeld(device), claim.activeKeyId, claim.futureKeyId) + 1;
+    const row = requireHubConnectionRow(conn.state, 'recoverInit');
+    let reply: { frame: Uint8Array; secrets: RecoverySecrets };
+    try {
+      // Draws e_h; wipes e_h and k1 whatever happens.
+      reply = hubRecoveryReply(primitives, this.#random, {
+        k1: verified.k1,
+        initFrame: frame,
+        header: this.#recoveryHeaderAt(conn, MessageType.RECOVER_REPLY, conn.sequenceOut),
+        newKeyId: Math.min(newKeyId, MAX_KEY_ID),
+        devicePublicKey,
+        deviceShare: claim.deviceShare,
+      });
+    } catch (error) {
+      this.#reject(conn, asLockstepError(error), out);
+      return;
+    }
+    conn.sequenceIn++;
+    conn.sequenceOut++;
+    conn.lastReceivedAt = now;
+    conn.stageStartedAt = now;
+    conn.state = row.next;
+    recovery.phase = 'finish';
+    recovery.device = device;
+    recovery.claim = claim;
+    recovery.secrets = reply.secrets;
+    recovery.newKeyId = newKeyId;
+    out.push({ type: 'transmit', connection: conn.id, bytes: withLengthPrefix(reply.frame) });
+  }
+
+  /**
+   * HS11: RECOVER_FINISH with a valid tag3 — only the holder of s_d could
+   * compute it, for this handshake's e_h — authenticates the device. Then
+   * HS12's rows (table.ts) decide what the core can decide alone, and
+   * otherwise ask the host (recoveryRequest).
+   */
+  #recoverFinish(conn: Connection, recovery: RecoveryHandshake, frame: Uint8Array, now: number, out: HubAction[]): void {
+    const primitives = this.#requireKeyAgreement();
+    const secrets = recovery.secrets;
+    const device = recovery.device;
+    if (secrets === undefined || device === undefined) {
+      this.#reject(conn, new LockstepError('UNEXPECTED_MESSAGE', 'RECOVER_FINISH before RECOVER_REPLY'), out);
+      return;
+    }
+    try {
+      verifyRecoveryFinish(primitives, secrets.macKey, frame);
+    } catch (error) {
+      this.#reject(conn, asLockstepError(error), out);
+      return;
+    }
+    const row = requireHubConnectionRow(conn.state, 'recoverFinish');
+    conn.sequenceIn++;
+    conn.lastReceivedAt = now;
+    conn.state = row.next;
+    recovery.phase = 'asked';
+    if (this.#devices.get(device.id) !== device) {
+      this.#close(conn, new LockstepError('UNKNOWN_DEVICE', `device ${device.id} was removed`), out);
+      return;
+    }
+    // The device is live on this connection: older ones of it are stale (as an authenticated HELLO closes them).
+    const previous = this.#recoveryConnectionOf(device);
+    if (previous !== undefined && previous !== conn) this.#close(previous, new LockstepError('PEER_ERROR', 'superseded by a newer recovery'), out);
+    const established = device.connection === undefined ? undefined : this.#connections.get(device.connection);
+    if (established !== undefined) this.#close(established, new LockstepError('PEER_ERROR', 'superseded by a recovery of the device'), out);
+    device.recoveryConnection = conn.id;
+    this.#decideByCore(conn, recovery, device, now, out);
+  }
+
+  /** HS12, the core's part (table.ts HUB_RECOVERY_ROWS): IN_SYNC (R4), ids moved (R3), ids exhausted, else the host's policy. */
+  #decideByCore(conn: Connection, recovery: RecoveryHandshake, device: DeviceEntry, _now: number, out: HubAction[]): void {
+    const claim = recovery.claim;
+    if (claim === undefined) return;
+    const row = hubRecoveryRow({ checkMatchesHeld: this.#checkMatchesHeld(conn, recovery, device), newKeyId: recovery.newKeyId, highestHeld: this.#highestHeld(device) });
+    switch (row.outcome) {
+      case 'inSync':
+        this.#finishRecovery(conn, recovery, device, RecoveryStatus.IN_SYNC, 0, out);
+        return;
+      case 'idsMoved':
+        this.#idsMoved(conn, recovery, device, out);
+        return;
+      case 'idsExhausted':
+        this.#finishRecovery(conn, recovery, device, RecoveryStatus.KEY_IDS_EXHAUSTED, RECOVERY_RETRY_MAX_MS / 1000, out);
+        return;
+      case 'askHost':
+        out.push({ type: 'recoveryRequest', connection: conn.id, deviceId: device.id, newKeyId: recovery.newKeyId, claimedActive: claim.activeKeyId, claimedFuture: claim.futureKeyId });
+        return;
+    }
+  }
+
+  /**
+   * R4: does `check` say the device seals with a key the hub holds? A and a
+   * classic P are tested directly. A dh pending P has no key until a device
+   * share is known, and the device's newest key can be P's only if it holds
+   * the key derived from the hub's h and its own D — and then every frame it
+   * seals under P carries that D (§11.2), so its HELLO under P would have
+   * authenticated. The one share the hub can test is the HELLO's own (a HELLO
+   * corrupted in transit elsewhere than in D): K_P is derived from it and
+   * tested, then wiped. With no such share, P is not the device's key, and
+   * replacing it (HK9) loses nothing the device uses. Should a corrupted D
+   * hide a P the device does hold, the recovery still converges: DK14
+   * replaces the device's F by N, or, if RECOVER_RESULT is lost, its next
+   * HELLO under P finds no P and recovers again with an N' above N.
+   */
+  #checkMatchesHeld(conn: Connection, recovery: RecoveryHandshake, device: DeviceEntry): boolean {
+    const primitives = this.#requireKeyAgreement();
+    const claim = recovery.claim;
+    if (claim === undefined) return false;
+    if (checkMatches(primitives, device.active.key, conn.hubNonce, claim)) return true;
+    const pending = device.pending;
+    if (pending === undefined) return false;
+    if (pending.dh === undefined) return checkMatches(primitives, pending.key, conn.hubNonce, claim);
+    if (recovery.helloKeyId !== pending.id || recovery.helloShare === undefined) return false;
+    let derived: Uint8Array;
+    try {
+      derived = derivePendingKey(primitives, device.active, { id: pending.id, dh: pending.dh }, device.idBytes, recovery.helloShare);
+    } catch {
+      return false; // BAD_KEY_SHARE: no key at all
+    }
+    const matches = checkMatches(primitives, derived, conn.hubNonce, claim);
+    derived.fill(0);
+    return matches;
+  }
+
+  /**
+   * The host's decision for a recoveryRequest (HS12, §12.7). ACCEPTED: HK9 —
+   * (N, K_N) replaces the pending slot, durably (persist storeRecovered),
+   * and RECOVER_RESULT ACCEPTED is sent once `persisted` says so (R2); N is
+   * rechecked against the hub's slots first (R3: if they reached N, the
+   * connection closes without a result and the device tries again). Any
+   * other status: RECOVER_RESULT with it, then close. A decision for a
+   * connection that has closed meanwhile does nothing (the device retries).
+   * IN_SYNC is not the host's to give (LOCAL_BAD_ARGUMENT), nor a decision
+   * without a request outstanding (LOCAL_NOT_READY).
+   */
+  decideRecovery(connection: ConnectionId, decision: RecoveryDecision, now: number): HubAction[] {
+    if (!HOST_STATUSES.has(decision.status)) throw new LockstepError('LOCAL_BAD_ARGUMENT', `status ${decision.status} is not a host's decision`);
+    if (!isU32(decision.retryAfterSeconds)) throw new LockstepError('LOCAL_BAD_ARGUMENT', 'retry after is a u32 of seconds');
+    const out: HubAction[] = [];
+    const conn = this.#connections.get(connection);
+    if (conn === undefined) return out;
+    const recovery = conn.recovery;
+    const device = recovery?.device;
+    if (conn.state !== 'deciding' || recovery === undefined || recovery.phase !== 'asked' || device === undefined) {
+      throw new LockstepError('LOCAL_NOT_READY', `connection ${connection} has no recovery request outstanding`);
+    }
+    if (decision.status !== RecoveryStatus.ACCEPTED) {
+      this.#finishRecovery(conn, recovery, device, decision.status, decision.retryAfterSeconds, out);
+      return out;
+    }
+    recovery.phase = 'accepted';
+    this.#applyAccepted(conn, device, now, out);
+    return out;
+  }
+
+  /** HK9, once no other write of the device is outstanding: R3 rechecked, then persist (N, K_N). */
+  #applyAccepted(conn: Connection, device: DeviceEntry, _now: number, out: HubAction[]): void {
+    const recovery = conn.recovery;
+    const secrets = recovery?.secrets;
+    if (recovery === undefined || secrets === undefined) return;
+    if (recovery.newKeyId <= this.#highestHeld(device)) {
+      this.#idsMoved(conn, recovery, device, out);
+      return;
+    }
+    if (device.persisting !== undefined) {
+      device.recoveryWaiting = true; // resumed by persisted(), which rechecks R3 with the write's result
+      return;
+    }
+    const op: HubPersistOp = { kind: 'storeRecovered', deviceId: device.id, id: recovery.newKeyId, key: secrets.recoveredKey.slice() };
+    device.persisting = op;
+    out.push({ type: 'persist', op });
+  }
+
+  /** R3 at decision time: the hub's slots reached N since RECOVER_REPLY; no result (the device refuses nothing, changes nothing, and tries again). */
+  #idsMoved(conn: Connection, recovery: RecoveryHandshake, device: DeviceEntry, out: HubAction[]): void {
+    this.#close(conn, new LockstepError('RECOVERY_REFUSED', `R3: device ${device.id} now holds key id ${this.#highestHeld(device)} ≥ N = ${recovery.newKeyId}; closed without a result`), out);
+  }
+
+  /**
+   * HK9 is durable: (N, K_N) is the pending key (classic form; the old
+   * pending key, which the device does not seal with (R4), is wiped), the
+   * active key stays until a frame under N promotes it (HK10 = HK5). Then,
+   * and only then, RECOVER_RESULT ACCEPTED (R2). A connection gone
+   * meanwhile gets nothing: the device recovers again with an N' above N.
+   */
+  #recoveredStored(device: DeviceEntry, op: Extract<HubPersistOp, { kind: 'storeRecovered' }>, now: number, out: HubAction[]): void {
+    if (device.pending !== undefined) wipePending(device.pending);
+    device.pending = { id: op.id, key: op.key };
+    device.offerAttempt = 0;
+    device.nextOfferAt = now;
+    const conn = this.#recoveryConnectionOf(device);
+    const recovery = conn?.recovery;
+    if (conn !== undefined && recovery?.phase === 'accepted' && recovery.newKeyId === op.id) {
+      this.#finishRecovery(conn, recovery, device, RecoveryStatus.ACCEPTED, 0, out);
+      return;
+    }
+    out.push(event({ type: 'recoveryDecided', deviceId: device.id, status: RecoveryStatus.ACCEPTED, newKeyId: op.id }));
+  }
+
+  /** HS12: RECOVER_RESULT (seq 3, tag4 under m), the audit event, and the end of the connection (its secrets wiped). */
+  #finishRecovery(conn: Connection, recovery: RecoveryHandshake, device: DeviceEntry, status: RecoveryStatus, retryAfterSeconds: number, out: HubAction[]): void {
+    const secrets = recovery.secrets;
+    if (secrets === undefined) return;
+    const retry = status === RecoveryStatus.ACCEPTED || status === RecoveryStatus.IN_SYNC ? 0 : retryAfterSeconds;
+    const frame = recoveryResultFrame(this.#requireKeyAgreement(), secrets.macKey, this.#recoveryHeaderAt(conn, MessageType.RECOVER_RESULT, conn.sequenceOut++), status, retry);
+    out.push({ type: 'transmit', connection: conn.id, bytes: withLengthPrefix(frame) });
+    const newKeyId = Math.min(recovery.newKeyId, MAX_KEY_ID);
+    out.push(event({ type: 'recoveryDecided', deviceId: device.id, status, newKeyId }));
+    requireHubConnectionRow(conn.state, 'decided');
+    const ended = status === RecoveryStatus.ACCEPTED || status === RecoveryStatus.IN_SYNC;
+    this.#close(conn, new LockstepError(ended ? 'PEER_ERROR' : 'RECOVERY_REFUSED', `recovery of ${device.id} ended with status ${status}`), out);
+  }
+
+  #recoveryConnectionOf(device: DeviceEntry): Connection | undefined {
+    return device.recoveryConnection === undefined ? undefined : this.#connections.get(device.recoveryConnection);
+  }
+
+  #highestHeld(device: DeviceEntry): number {
+    return Math.max(device.active.id, device.pending?.id ?? 0);
+  }
+
+  /** The header of an unsealed recovery frame of this connection (§12.2): key id 0, the HELLO's device id, seq `sequence`. */
+  #recoveryHeaderAt(conn: Connection, type: MessageType, sequence: number): Uint8Array {
+    const deviceId = conn.recovery?.deviceIdBytes ?? new Uint8Array(DEVICE_ID_BYTES);
+    return encodeHeader({ type, fromHub: true, deviceId, keyId: NO_KEY_ID, sequence, sessionId: conn.hubNonce });
+  }
+
+  /** The next frame's header (consumes a hub seq). */
+  #recoveryHeader(conn: Connection, type: MessageType): Uint8Array {
+    return this.#recoveryHeaderAt(conn, type, conn.sequenceOut++);
+  }
+
+  #transmitRaw(conn: Connection, frame: Uint8Array, out: HubAction[]): void {
+    out.push({ type: 'transmit', connection: conn.id, bytes: withLengthPrefix(frame) });
+  }
+
+  // ---- Refusals after a rollback (§12.4) and enrolment (§12.6) ----
+
+  /**
+   * An authenticated ERROR of an established session. HK11: REKEY_MODE_MISMATCH
+   * for the classic pending P says the device is (A) in the dh mode and will
+   * never take a classic key (DK12 fires only in (A)), so the refused P is
+   * replaced by a dh pending under the same id, with the mode, in one
+   * commit. The other refusals cannot arise between compliant peers (§12.4):
+   * reported (recoveryNeeded, rekeyRefused), the pending key kept (H1).
+   * Both only with recovery configured; without it the 1.0/§11.6 behaviour
+   * stands (report, keep the pending key).
+   */
+  #peerRefused(device: DeviceEntry, code: number, detail: number, out: HubAction[]): void {
+    if (this.#hubKeys === undefined) return;
+    const pending = device.pending;
+    if (code === WireError.REKEY_MODE_MISMATCH) {
+      if (pending === undefined || pending.dh !== undefined || pending.id !== detail || device.persisting !== undefined) return;
+      const op: HubPersistOp = { kind: 'storePending', deviceId: device.id, id: pending.id, dh: drawEphemeral(this.#requireKeyAgreement(), this.#random), modeChange: 'dh' };
+      device.persisting = op;
+      out.push({ type: 'persist', op });
+      return;
+    }
+    if (code === WireError.REKEY_CONFLICT || code === WireError.REKEY_ID_NOT_NEWER || code === WireError.REKEY_ID_NOT_NEXT) {
+      this.#reportRecoveryNeeded(device, 'rekeyRefused', device.active.id, out);
+    } else if (code === WireError.STATIC_KEY_LOCKED) {
+      out.push(event({ type: 'staticKeyLocked', deviceId: device.id })); // DK17: the device holds another hub key
+    }
+  }
+
+  /**
+   * HE1: enrolment ready (armed, then a dh-derived key promoted — the key
+   * this session is under), no static key yet, recovery configured: send
+   * ENROL(id, S_h) of the current hub static key, once per session.
+   */
+  #offerEnrolment(conn: Connection, device: DeviceEntry, now: number, out: HubAction[]): void {
+    const current = this.#currentHubKey;
+    if (current === undefined || device.enrolment !== 'ready' || device.devicePublicKey !== undefined || conn.enrolOffered !== undefined) return;
+    if (device.persisting !== undefined || conn.state !== 'established') return;
+    conn.enrolOffered = current.id;
+    this.#sendSealed(conn, { type: MessageType.ENROL, hubStaticId: current.id, hubPublicKey: current.publicKey }, now, out);
+  }
+
+  /**
+   * HE2: ENROL_ACK(id, S_d), authenticated under the active key. Enrolled
+   * already: the same (id, S_d) again changes nothing; another one is
+   * STATIC_KEY_LOCKED. Not ready (unarmed, or armed without a dh rotation
+   * since): STATIC_KEY_LOCKED — no static key enters but through HE1. An
+   * answer to no ENROL of this session, or naming another hub key:
+   * UNEXPECTED_MESSAGE. A low-order S_d (no recovery could ever work):
+   * BAD_KEY_SHARE. Else persist S_d and disarm.
+   */
+  #enrolAcknowledged(conn: Connection, device: DeviceEntry, message: Extract<Message, { type: typeof MessageType.ENROL_ACK }>, now: number, out: HubAction[]): void {
+    const refuse = (wire: number, error?: 'staticKeyLocked') => {
+      if (error !== undefined) out.push(event({ type: 'staticKeyLocked', deviceId: device.id }));
+      this.#sendSealed(conn, { type: MessageType.ERROR, code: wire, detail: message.hubStaticId }, now, out);
+    };
+    if (device.devicePublicKey !== undefined) {
+      if (!bytesEqual(device.devicePublicKey, message.devicePublicKey) || device.hubStaticId !== message.hubStaticId) refuse(WireError.STATIC_KEY_LOCKED, 'staticKeyLocked');
+      return;
+    }
+    const current = this.#currentHubKey;
+    if (current === undefined || device.enrolment !== 'ready') {
+      refuse(WireError.STATIC_KEY_LOCKED, 'staticKeyLocked');
+      return;
+    }
+    if (conn.enrolOffered === undefined || conn.enrolOffered !== message.hubStaticId) {
+      refuse(WireError.UNEXPECTED_MESSAGE);
+      return;
+    }
+    const hubKey = this.#hubKeys?.get(message.hubStaticId);
+    if (hubKey === undefined || !this.#agrees(hubKey.privateKey, message.devicePublicKey)) {
+      refuse(WireError.BAD_KEY_SHARE);
+      return;
+    }
+    const op: HubPersistOp = { kind: 'storeDeviceStatic', deviceId: device.id, publicKey: message.devicePublicKey.slice(), hubStaticId: message.hubStaticId };
+    device.persisting = op;
+    out.push({ type: 'persist', op });
+  }
+
+  /** X25519(privateKey, publicKey) is not all zero (RFC 7748 §6.1); the result is wiped. */
+  #agrees(privateKey: Uint8Array, publicKey: Uint8Array): boolean {
+    let shared: Uint8Array;
+    try {
+      shared = this.#requireKeyAgreement().x25519(privateKey, publicKey);
+    } catch {
+      return false;
+    }
+    let any = 0;
+    for (let i = 0; i < shared.length; i++) any |= shared[i] as number;
+    shared.fill(0);
+    return shared.length === 32 && any !== 0;
+  }
+
+  /** HE2 is durable: S_d and its hub static id are the device's from now on; enrolment is disarmed. */
+  #deviceStaticStored(device: DeviceEntry, op: Extract<HubPersistOp, { kind: 'storeDeviceStatic' }>, out: HubAction[]): void {
+    device.devicePublicKey = op.publicKey;
+    device.hubStaticId = op.hubStaticId;
+    device.enrolment = undefined;
+    out.push(event({ type: 'enrolled', deviceId: device.id, hubStaticId: op.hubStaticId }));
   }
 
   /** An authenticated HELLO ties the connection to its device; an older connection of the device is closed. */
@@ -753,11 +1392,14 @@ export class HubCore {
     this.#sendSealed(conn, { type: MessageType.WELCOME, deviceNonce, hubKeyId: device.active.id }, now, out);
     out.push(event({ type: 'deviceConnected', deviceId: device.id, connection: conn.id, keyId: device.active.id }));
     device.channel.restartSession();
+    // An established session ends a recovery episode: the next failure is reported again.
+    device.recoveryReported = false;
     if (device.pending !== undefined) {
       device.offerAttempt = 0;
       this.#offer(device, conn, now, out); // HK4
     }
     this.#flushOutbox(device, now, out);
+    this.#offerEnrolment(conn, device, now, out); // HE1
   }
 
   /** Acts on an authenticated device frame by its connection row; any promotion it implied (HK5) is done. */
@@ -774,6 +1416,9 @@ export class HubCore {
         return;
       case 'HS7':
         this.#handleAppFrame(conn, device, message, now, out);
+        return;
+      case 'HE2':
+        if (message.type === MessageType.ENROL_ACK) this.#enrolAcknowledged(conn, device, message, now, out);
         return;
       default:
         throw new LockstepError('UNEXPECTED_MESSAGE', `row ${row.id} does not take a frame`);
@@ -801,6 +1446,7 @@ export class HubCore {
         return;
       case MessageType.ERROR:
         out.push(event({ type: 'peerError', deviceId: device.id, code: message.code, detail: message.detail }));
+        this.#peerRefused(device, message.code, message.detail, out);
         return;
       default:
         throw new LockstepError('UNEXPECTED_MESSAGE', `type 0x${message.type.toString(16)} is not an application frame`);
@@ -851,16 +1497,27 @@ export class HubCore {
     return conn?.state === 'established' ? conn : undefined;
   }
 
-  /** HS3: before the HELLO authenticates, any bad frame ends the connection; HS6: after, MAX_REJECTED_FRAMES in a row are tolerated. */
+  /**
+   * HS3: before the HELLO authenticates, any bad frame ends the connection; HS6: after, MAX_REJECTED_FRAMES in a row are tolerated.
+   * HS13: in a recovery handshake any bad frame ends it (reported for the host's per-source limit while the device is unauthenticated).
+   */
   #reject(conn: Connection, error: LockstepError, out: HubAction[]): void {
     out.push(event({ type: 'rejected', connection: conn.id, ...(conn.device ? { deviceId: conn.device.id } : {}), error }));
-    if (conn.state === 'awaitingHello' || ++conn.rejectedFrames > MAX_REJECTED_FRAMES) this.#close(conn, error, out);
+    this.#reportUnauthenticated(conn, error, out);
+    if (conn.state !== 'established' || ++conn.rejectedFrames > MAX_REJECTED_FRAMES) this.#close(conn, error, out);
   }
 
-  /** HS4 / HS5. */
+  #reportUnauthenticated(conn: Connection, error: LockstepError, out: HubAction[]): void {
+    const phase = conn.recovery?.phase;
+    if (phase === 'init' || phase === 'finish') out.push(event({ type: 'recoveryUnauthenticated', connection: conn.id, stage: phase, code: error.code }));
+  }
+
+  /** HS4 / HS5 / HS13. */
   #timedOut(conn: Connection, eventName: HubConnectionEvent, out: HubAction[]): void {
     const row = requireHubConnectionRow(conn.state, eventName);
-    this.#close(conn, new LockstepError('TIMEOUT', `${row.id}: ${eventName === 'handshakeTimeout' ? 'handshake' : 'idle'}`), out);
+    const error = new LockstepError('TIMEOUT', `${row.id}: ${eventName === 'handshakeTimeout' ? 'handshake' : 'idle'}`);
+    this.#reportUnauthenticated(conn, error, out);
+    this.#close(conn, error, out);
   }
 
   #close(conn: Connection, error: LockstepError, out: HubAction[]): void {
@@ -873,6 +1530,17 @@ export class HubCore {
     this.#connections.delete(conn.id);
     conn.state = requireHubConnectionRow(conn.state, 'closed').next;
     conn.held = undefined;
+    // R6: the handshake's secrets end with the connection (e_h and k1 were wiped when RECOVER_REPLY was built).
+    const recovery = conn.recovery;
+    if (recovery !== undefined) {
+      conn.recovery = undefined;
+      wipeSecrets(recovery);
+      const recovering = recovery.device;
+      if (recovering !== undefined && recovering.recoveryConnection === conn.id) {
+        recovering.recoveryConnection = undefined;
+        recovering.recoveryWaiting = false;
+      }
+    }
     const device = conn.device;
     if (device !== undefined && device.connection === conn.id) {
       device.connection = undefined;
@@ -897,6 +1565,35 @@ export class HubCore {
 
 function event(value: HubEvent): HubAction {
   return { type: 'event', event: value };
+}
+
+function isU32(value: number): boolean {
+  return Number.isInteger(value) && value >= 0 && value <= 0xffffffff;
+}
+
+function wipeSecrets(recovery: RecoveryHandshake): void {
+  recovery.secrets?.macKey.fill(0);
+  recovery.secrets?.recoveredKey.fill(0);
+  recovery.secrets = undefined;
+}
+
+/** The statuses a host may decide (IN_SYNC is the core's own answer: it needs the check, R4). */
+const HOST_STATUSES: ReadonlySet<number> = new Set([RecoveryStatus.ACCEPTED, RecoveryStatus.AWAITING_APPROVAL, RecoveryStatus.REFUSED, RecoveryStatus.RATE_LIMITED, RecoveryStatus.KEY_IDS_EXHAUSTED]);
+
+/** Validates the hub's static keys (each public key must be its private key's) and copies them. */
+function checkRecoveryConfig(config: HubRecoveryConfig, primitives: KeyAgreementPrimitives): { keys: ReadonlyMap<number, HubStaticKey>; current: HubStaticKey } {
+  const keys = new Map<number, HubStaticKey>();
+  for (const key of config.hubKeys) {
+    if (!isU32(key.id)) throw new LockstepError('LOCAL_BAD_ARGUMENT', 'a hub static id is a u32');
+    if (keys.has(key.id)) throw new LockstepError('LOCAL_BAD_ARGUMENT', `hub static id ${key.id} appears twice`);
+    if (key.privateKey.length !== 32 || key.publicKey.length !== KEY_SHARE_BYTES) throw new LockstepError('LOCAL_BAD_ARGUMENT', `hub static key ${key.id}: 32-byte X25519 keys`);
+    const derived = primitives.x25519PublicKey(key.privateKey);
+    if (!bytesEqual(derived, key.publicKey)) throw new LockstepError('LOCAL_BAD_ARGUMENT', `hub static key ${key.id}: the public key is not the private key's`);
+    keys.set(key.id, { id: key.id, privateKey: key.privateKey.slice(), publicKey: key.publicKey.slice() });
+  }
+  const current = keys.get(config.currentHubStaticId);
+  if (current === undefined) throw new LockstepError('LOCAL_BAD_ARGUMENT', `the current hub static id ${config.currentHubStaticId} names no key`);
+  return { keys, current };
 }
 
 export function parseDeviceId(deviceId: string): Uint8Array {

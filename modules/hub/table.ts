@@ -6,22 +6,43 @@
  * after) and changes nothing.
  *
  * Key slots are not changed here: the transitions that move them are
- * #pendingStored, #pendingPromoted and #reloaded in hub.ts.
+ * #pendingStored, #pendingPromoted, #recoveredStored and #reloaded in hub.ts.
+ *
+ * Recovery (§12.4) adds the connection rows HS9–HS13 (a HELLO that fails
+ * at §4 step 3, 4 or 5 is answered by NO_KEY and a handshake without a
+ * shared key), the key rows HK9–HK11 and the enrolment rows HE1–HE2.
  */
 import { LockstepError } from '../errors';
-import { MessageType } from '../protocol/constants';
+import { MAX_KEY_ID, MessageType } from '../protocol/constants';
 import { APP_FRAME_TYPES, requireRow, type StateTable } from '../protocol/state-table';
 
-export type HubConnectionState = 'awaitingHello' | 'established' | 'closed';
+export type HubConnectionState = 'awaitingHello' | 'awaitingRecoverInit' | 'awaitingRecoverFinish' | 'deciding' | 'established' | 'closed';
 
-export type HubConnectionEvent = 'hello' | 'handshakeTimeout' | 'idleTimeout' | 'closed' | 'appFrame' | 'rekeyAck';
+export type HubConnectionEvent =
+  | 'hello'
+  /** HS9: a HELLO (seq 0, this session) that failed at §4 step 3, 4 or 5, recovery configured and the source's limit allowing. */
+  | 'helloFailed'
+  | 'recoverInit'
+  | 'recoverFinish'
+  /** HS12: the decision is made (by the core: IN_SYNC, ids; or by the host's decideRecovery). */
+  | 'decided'
+  | 'handshakeTimeout'
+  | 'idleTimeout'
+  | 'closed'
+  | 'appFrame'
+  | 'rekeyAck'
+  | 'enrolAck';
 
-export type HubConnectionRowId = 'HS2' | 'HS4' | 'HS5' | 'HS7' | 'HS8' | 'HSX';
+export type HubConnectionRowId = 'HS2' | 'HS4' | 'HS5' | 'HS7' | 'HS8' | 'HS9' | 'HS10' | 'HS11' | 'HS12' | 'HS13' | 'HE2' | 'HSX';
 
 /** HS1: a connection accepted starts in awaitingHello with a CHALLENGE sent. */
 export const HUB_OPEN_ROW = 'HS1';
-/** HS3 / HS6: a frame failing a check before / after the HELLO authenticated. */
-export const HUB_REJECT_ROWS = { awaitingHello: 'HS3', established: 'HS6' } as const;
+/**
+ * HS3 / HS6: a frame failing a check before / after the HELLO authenticated.
+ * HS13: anything else or a failed check during a recovery handshake closes it
+ * (in deciding too: a compliant device sends nothing until RECOVER_RESULT).
+ */
+export const HUB_REJECT_ROWS = { awaitingHello: 'HS3', established: 'HS6', awaitingRecoverInit: 'HS13', awaitingRecoverFinish: 'HS13', deciding: 'HS13' } as const;
 
 export interface HubConnectionRow {
   readonly id: HubConnectionRowId;
@@ -34,13 +55,31 @@ const CLOSED: HubConnectionRow = { id: 'HSX', next: 'closed' };
 export const HUB_CONNECTION_TABLE: StateTable<HubConnectionState, HubConnectionEvent, HubConnectionRow> = {
   awaitingHello: {
     hello: { id: 'HS2', next: 'established' },
+    helloFailed: { id: 'HS9', next: 'awaitingRecoverInit' },
     handshakeTimeout: { id: 'HS4', next: 'closed' },
+    closed: CLOSED,
+  },
+  awaitingRecoverInit: {
+    recoverInit: { id: 'HS10', next: 'awaitingRecoverFinish' },
+    handshakeTimeout: { id: 'HS13', next: 'closed' },
+    closed: CLOSED,
+  },
+  awaitingRecoverFinish: {
+    recoverFinish: { id: 'HS11', next: 'deciding' },
+    handshakeTimeout: { id: 'HS13', next: 'closed' },
+    closed: CLOSED,
+  },
+  // No timeout here: the wait is the hub's (its host's decision, then its own write), as for input held during a persist.
+  deciding: {
+    decided: { id: 'HS12', next: 'closed' },
     closed: CLOSED,
   },
   established: {
     idleTimeout: { id: 'HS5', next: 'closed' },
     appFrame: { id: 'HS7', next: 'established' },
     rekeyAck: { id: 'HS8', next: 'established' },
+    // §12.4 names the enrolment rows HE…: an authenticated ENROL_ACK goes to the enrolment table (as HS8 goes to the key table).
+    enrolAck: { id: 'HE2', next: 'established' },
     closed: CLOSED,
   },
   closed: {},
@@ -64,6 +103,12 @@ export function hubFrameEvent(type: number): HubConnectionEvent | undefined {
       return 'hello';
     case MessageType.REKEY_ACK:
       return 'rekeyAck';
+    case MessageType.ENROL_ACK:
+      return 'enrolAck';
+    case MessageType.RECOVER_INIT:
+      return 'recoverInit';
+    case MessageType.RECOVER_FINISH:
+      return 'recoverFinish';
     default:
       return undefined;
   }
@@ -110,4 +155,57 @@ export const HUB_KEY_ROWS = {
   storageFailed: 'HK7',
   /** §11.4: a frame under a dh pending key brings the device's share; the key is derived from it, then HK5. */
   deriveOnPendingKey: 'HK8',
+  /** §12.4: an accepted recovery replaces the pending slot by (N, K_N), durably, before RECOVER_RESULT ACCEPTED (rule R2). */
+  recoveryAccepted: 'HK9',
+  /** §12.4: a device frame under the recovered N promotes it: HK5, unchanged. */
+  promoteRecovered: 'HK10',
+  /** §12.4: ERROR REKEY_MODE_MISMATCH for a classic pending P, under A: mode dh and a dh pending P in one commit, then REKEY_DH. */
+  modeMismatch: 'HK11',
 } as const;
+
+/** The enrolment rows (§12.4, §12.6). */
+export const HUB_ENROL_ROWS = {
+  /** Enrolment ready (armed, then a dh-derived key promoted) and a session established: send ENROL(id, S_h). */
+  offer: 'HE1',
+  /** ENROL_ACK(id, S_d): persist S_d and disarm; one that would change an enrolled S_d, or arrives unready, is STATIC_KEY_LOCKED. */
+  acknowledged: 'HE2',
+} as const;
+
+// ---- HS12: what the core decides by itself once the device is authenticated ----
+
+/** What the core knows at the decision (after tag3), re-read from the device's slots at that moment (rule R3). */
+export interface HubRecoveryFacts {
+  /** `check` matches the hub's active key, or its pending key (R4). */
+  readonly checkMatchesHeld: boolean;
+  /** N as chosen at HS10. */
+  readonly newKeyId: number;
+  /** max(A, P) now. */
+  readonly highestHeld: number;
+}
+
+export type HubRecoveryOutcome = 'inSync' | 'idsMoved' | 'idsExhausted' | 'askHost';
+
+export interface HubRecoveryRow {
+  readonly id: 'HS12';
+  readonly outcome: HubRecoveryOutcome;
+  readonly when: (facts: HubRecoveryFacts) => boolean;
+}
+
+/**
+ * HS12's rows, in order: IN_SYNC when the device seals with a key the hub
+ * holds (no change, R4); no result when the hub's slots moved to N or past
+ * it since HS10 (R3); KEY_IDS_EXHAUSTED past the last id; else the host's
+ * policy (recoveryRequest). The host's ACCEPTED is rechecked (idsMoved)
+ * again when it is applied.
+ */
+export const HUB_RECOVERY_ROWS: readonly HubRecoveryRow[] = [
+  { id: 'HS12', outcome: 'inSync', when: (facts) => facts.checkMatchesHeld },
+  { id: 'HS12', outcome: 'idsMoved', when: (facts) => facts.newKeyId <= facts.highestHeld },
+  { id: 'HS12', outcome: 'idsExhausted', when: (facts) => facts.newKeyId > MAX_KEY_ID },
+  { id: 'HS12', outcome: 'askHost', when: () => true },
+];
+
+export function hubRecoveryRow(facts: HubRecoveryFacts): HubRecoveryRow {
+  for (const row of HUB_RECOVERY_ROWS) if (row.when(facts)) return row;
+  throw new LockstepError('UNEXPECTED_MESSAGE', 'no HS12 row');
+}

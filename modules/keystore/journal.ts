@@ -32,6 +32,7 @@
  */
 import { LockstepError } from '../errors';
 import type { Flash } from '../platform/flash';
+import type { RecoveryCredential } from '../crypto/recovery';
 import type { FutureSlot, KeySlot, RekeyMode } from '../platform/keys';
 import {
   FORMAT_VERSION,
@@ -93,6 +94,10 @@ export interface JournalState {
   readonly future: FutureSlot | undefined;
   /** Slot of the pending future's record (-1 when none). */
   readonly futureSlot: number;
+  /** The recovery credential (docs/KEYSTORE.md §12), from the sector's one 'S' record. */
+  readonly credential: RecoveryCredential | undefined;
+  /** Slot of the credential record (-1 when none). */
+  readonly credentialSlot: number;
   /** Slot of the active key's record (0: the snapshot; else a promoted 'F'). */
   readonly activeSlot: number;
   /** First blank slot of the current sector (== its slot count when full). */
@@ -191,11 +196,14 @@ function replaySector(flash: Flash, geometry: Geometry, candidate: Candidate, hi
     mode = snapshot.mode;
   } else {
     if (snapshot.kind === 'record') snapshot.key.fill(0);
+    if (snapshot.kind === 'credential') wipeCredential(snapshot.credential);
     if (!retired) return undefined;
   }
   let activeSlot = 0;
   let future: FutureSlot | undefined;
   let futureSlot = -1;
+  let credential: RecoveryCredential | undefined;
+  let credentialSlot = -1;
   let nextSlot = slots;
   for (let slot = 1; slot < slots; slot++) {
     const bytes = readSlot(flash, base, slot, version);
@@ -206,6 +214,14 @@ function replaySector(flash: Flash, geometry: Geometry, candidate: Candidate, hi
       break;
     }
     if (record.kind === 'invalid') continue;
+    if (record.kind === 'credential') {
+      // One per sector: the writer never appends a second (a credential is never replaced).
+      if (credential === undefined) {
+        credential = record.credential;
+        credentialSlot = slot;
+      } else wipeCredential(record.credential);
+      continue;
+    }
     // Never back from dh (shares imply dh: decodeRecord). Not "equal to the mode its promotion gives":
     // the record before it may be a retired one the scrub zeroed, whose mode is then unknown.
     if (record.type !== RECORD_FUTURE || future !== undefined || record.id <= (active?.id ?? floor.id) || (record.mode === 'classic' && mode === 'dh')) {
@@ -227,6 +243,7 @@ function replaySector(flash: Flash, geometry: Geometry, candidate: Candidate, hi
   }
   if (active === undefined) {
     future?.key.fill(0);
+    if (credential !== undefined) wipeCredential(credential);
     return undefined; // a retired snapshot and no promoted record: corrupt
   }
   return {
@@ -239,10 +256,17 @@ function replaySector(flash: Flash, geometry: Geometry, candidate: Candidate, hi
     active,
     future,
     futureSlot,
+    credential,
+    credentialSlot,
     activeSlot,
     nextSlot,
     legacy,
   };
+}
+
+/** Zeroes a credential's private key (the public parts are not secret). */
+export function wipeCredential(credential: RecoveryCredential): void {
+  credential.device.privateKey.fill(0);
 }
 
 /** The mode a device has once `future` is active: dh-derived keys move it to dh for good (docs/PROTOCOL.md §11.6). */

@@ -35,6 +35,10 @@ const IV_BYTES = 16;
 const MAX_KEY_ID = 0xffffffff;
 /** "lockstep keywrap v1" in ASCII: domain separation of the IV derivation. */
 const IV_LABEL = asciiBytes('lockstep keywrap v1');
+/** The label of the static private key's IV (docs/KEYSTORE.md §12.2): never equal to a key's (another label, no key id). */
+const STATIC_IV_LABEL = asciiBytes('lockstep keywrap static v1');
+/** The device's static X25519 private key (s_d, docs/PROTOCOL.md §12.6): two AES blocks. */
+export const STATIC_PRIVATE_KEY_BYTES = 32;
 
 export class KeyWrapper {
   readonly #primitives: CipherPrimitives;
@@ -73,6 +77,42 @@ export class KeyWrapper {
     }
   }
 
+  /**
+   * The device's static private key s_d (32 bytes) wrapped the same way:
+   * AES-256-CBC without padding under an IV from its own label and the
+   * device id (one s_d per device, so the IV is unique under the KWK).
+   */
+  wrapStaticKey(deviceId: Uint8Array, privateKey: Uint8Array): Uint8Array {
+    checkStaticBytes(privateKey, 'static private key');
+    const iv = this.#staticIv(deviceId);
+    try {
+      return this.#primitives.aes256CbcEncrypt(this.#aesKey, iv, privateKey);
+    } finally {
+      wipe(iv);
+    }
+  }
+
+  /** The inverse of wrapStaticKey; never fails on content. */
+  unwrapStaticKey(deviceId: Uint8Array, wrapped: Uint8Array): Uint8Array {
+    checkStaticBytes(wrapped, 'wrapped static private key');
+    const iv = this.#staticIv(deviceId);
+    try {
+      return this.#primitives.aes256CbcDecrypt(this.#aesKey, iv, wrapped);
+    } finally {
+      wipe(iv);
+    }
+  }
+
+  #staticIv(deviceId: Uint8Array): Uint8Array {
+    if (!(deviceId instanceof Uint8Array) || deviceId.length !== DEVICE_ID_BYTES) {
+      throw new LockstepError('LOCAL_BAD_ARGUMENT', `device id must be ${DEVICE_ID_BYTES} bytes`);
+    }
+    const mac = this.#primitives.hmacSha512(this.#ivKey, [STATIC_IV_LABEL, deviceId]);
+    const iv = mac.slice(0, IV_BYTES);
+    wipe(mac);
+    return iv;
+  }
+
   /** Wipes the KWK halves; the wrapper must not be used afterwards. */
   dispose(): void {
     wipe(this.#ivKey);
@@ -99,6 +139,12 @@ export class KeyWrapper {
 function checkKeyBytes(bytes: Uint8Array, name: string): void {
   if (!(bytes instanceof Uint8Array) || bytes.length !== KEY_BYTES) {
     throw new LockstepError('LOCAL_BAD_ARGUMENT', `${name} must be ${KEY_BYTES} bytes`);
+  }
+}
+
+function checkStaticBytes(bytes: Uint8Array, name: string): void {
+  if (!(bytes instanceof Uint8Array) || bytes.length !== STATIC_PRIVATE_KEY_BYTES) {
+    throw new LockstepError('LOCAL_BAD_ARGUMENT', `${name} must be ${STATIC_PRIVATE_KEY_BYTES} bytes`);
   }
 }
 

@@ -41,11 +41,12 @@
  * the flash itself throws (I/O error, power cut), the in-memory state is
  * dropped and `mount()` must be called again.
  */
+import type { RecoveryCredential } from '../crypto/recovery';
 import { LockstepError } from '../errors';
 import type { Flash } from '../platform/flash';
 import { DEVICE_ID_BYTES, KEY_BYTES } from '../platform/keys';
 import type { DeviceKeys, FutureSlot, KeyShares, KeySlot, RekeyMode } from '../platform/keys';
-import { journalGeometry, modeAfterPromotion, promotedState, scanJournal } from './journal';
+import { journalGeometry, modeAfterPromotion, promotedState, scanJournal, wipeCredential } from './journal';
 import type { Geometry, JournalState, UnprovisionedReason } from './journal';
 import {
   FORMAT_VERSION,
@@ -61,8 +62,10 @@ import {
   SECTOR_COMMIT_OFFSET,
   SHARE_BYTES,
   SLOT_BYTES,
+  STATIC_KEY_BYTES,
   WORD_BYTES,
   decodeSectorHeader,
+  encodeCredentialRecord,
   encodeSectorHeader,
   encodeRecord,
   isBlank,
@@ -78,7 +81,7 @@ import type { FormatVersion } from './layout';
 export type { UnprovisionedReason } from './journal';
 
 export type MountResult =
-  | { readonly provisioned: true; readonly deviceId: Uint8Array; readonly keys: DeviceKeys }
+  | { readonly provisioned: true; readonly deviceId: Uint8Array; readonly keys: DeviceKeys; readonly credential?: RecoveryCredential }
   | { readonly provisioned: false; readonly reason: UnprovisionedReason; readonly detail: string };
 
 export class Keystore {
@@ -106,7 +109,16 @@ export class Keystore {
       return { provisioned: false, reason: scan.reason, detail: scan.detail };
     }
     this.state = scan.state;
-    return { provisioned: true, deviceId: scan.state.deviceId.slice(), keys: this.keys };
+    const credential = this.credential;
+    return credential === undefined
+      ? { provisioned: true, deviceId: scan.state.deviceId.slice(), keys: this.keys }
+      : { provisioned: true, deviceId: scan.state.deviceId.slice(), keys: this.keys, credential };
+  }
+
+  /** The recovery credential (docs/PROTOCOL.md §12.6), a copy; undefined if the device holds none. */
+  get credential(): RecoveryCredential | undefined {
+    const credential = this.mounted().credential;
+    return credential === undefined ? undefined : copyCredential(credential);
   }
 
   /** The live key state (copies). */
@@ -129,14 +141,18 @@ export class Keystore {
    * Provisioning: makes a new journal holding `deviceId` and `initial` as the
    * active key, rotated in `mode`. A cut leaves the previous journal (or
    * none) or the new one. The new sector is committed first, then every
-   * other sector is erased so no earlier key stays in flash.
+   * other sector is erased so no earlier key stays in flash. With
+   * `credential`, the recovery credential is written in the same sector
+   * (docs/KEYSTORE.md §12).
    */
-  format(deviceId: Uint8Array, initial: KeySlot, mode: RekeyMode): void {
+  format(deviceId: Uint8Array, initial: KeySlot, mode: RekeyMode, credential?: RecoveryCredential): void {
     if (!(deviceId instanceof Uint8Array) || deviceId.length !== DEVICE_ID_BYTES) {
       throw new LockstepError('LOCAL_BAD_ARGUMENT', `device id must be ${DEVICE_ID_BYTES} bytes`);
     }
     checkSlot(initial);
     checkMode(mode);
+    if (credential !== undefined) this.checkCredential(credential);
+    const stored = credential === undefined ? undefined : copyCredential(credential);
     const scan = scanJournal(this.flash, this.geometry);
     const previousSector = scan.ok ? scan.state.sector : -1;
     const highest = scan.ok ? scan.state.highestSequence : scan.highestSequence;
@@ -146,7 +162,7 @@ export class Keystore {
       if (highest >= MAX_SEQUENCE) this.eraseAll(); // only a forged header can get here
       const sequence = highest >= MAX_SEQUENCE ? 1 : Math.max(highest + 1, 1);
       const sector = (previousSector + 1) % this.geometry.sectorCount;
-      this.writeSector(sector, sequence, deviceId, mode, initial, undefined);
+      const slots = this.writeSector(sector, sequence, deviceId, mode, initial, undefined, stored);
       for (let other = 0; other < this.geometry.sectorCount; other++) if (other !== sector) this.flash.erase(other);
       this.state = {
         deviceId: deviceId.slice(),
@@ -157,11 +173,75 @@ export class Keystore {
         mode,
         active: copySlot(initial),
         future: undefined,
-        futureSlot: -1,
-        activeSlot: 0,
-        nextSlot: 1,
+        credential: stored,
+        ...slots,
         legacy: false,
       };
+    });
+  }
+
+  /**
+   * DK15 (docs/PROTOCOL.md §12.4): stores the recovery credential, once.
+   * The same credential again does nothing; another one is refused with
+   * STATIC_KEY_LOCKED (a credential is never replaced over the wire, §12.6);
+   * bad lengths or ids are LOCAL_BAD_ARGUMENT. One commit point: the
+   * appended record's commit CRC, or a compaction's sector commit word when
+   * the sector is full.
+   */
+  storeCredential(credential: RecoveryCredential): void {
+    const state = this.mounted();
+    this.checkCredential(credential);
+    if (state.credential !== undefined) {
+      if (sameCredential(state.credential, credential)) return;
+      throw new LockstepError('STATIC_KEY_LOCKED', `a credential for hub static key ${state.credential.hubStaticId} is already stored`);
+    }
+    const stored = copyCredential(credential);
+    this.guard(() => {
+      const ready = this.prepare(state);
+      const slot = this.findBlankSlot(ready);
+      if (slot === undefined) {
+        this.compact({ ...ready, credential: stored }, ready.future);
+        return;
+      }
+      const at = this.slotAddress(ready.sector, slot);
+      const record = new Uint8Array(SLOT_BYTES);
+      try {
+        encodeCredentialRecord(record, 0, stored, ready.sequence, slot, false);
+        this.programVerified(at, record.subarray(0, RECORD_CRC_OFFSET));
+        this.programVerified(at + RECORD_CRC_OFFSET, recordCommitWord(record, ready.sequence, slot)); // the commit point
+      } finally {
+        record.fill(0);
+      }
+      this.state = { ...ready, credential: stored, credentialSlot: slot, nextSlot: slot + 1 };
+    });
+  }
+
+  /**
+   * DK14 (docs/PROTOCOL.md §12.4): (id, key) becomes the future key, in the
+   * classic form (no shares), replacing the future key if one is held.
+   * Refused (LOCAL_BAD_ARGUMENT, no change) unless id > max(active, future).
+   * The same (id, key) already stored as the future does nothing. Without a
+   * future this is storeFuture; with one, a compaction into the next sector
+   * (its sector commit word is the one commit point), after which the
+   * replaced key is zeroed in the superseded sector (§4.1).
+   */
+  storeRecovered(id: number, key: Uint8Array): void {
+    const state = this.mounted();
+    checkSlot({ id, key });
+    const future = state.future;
+    if (future !== undefined && future.id === id && future.shares === undefined && sameBytes(future.key, key)) return;
+    const highest = Math.max(state.active.id, future?.id ?? 0);
+    if (id <= highest) throw new LockstepError('LOCAL_BAD_ARGUMENT', `recovered id ${id} must be above every id held (${highest})`);
+    if (future === undefined) {
+      this.storeFuture(id, key);
+      return;
+    }
+    const recovered: FutureSlot = { id, key: key.slice() };
+    this.guard(() => {
+      const ready = this.prepare(state);
+      this.compact(ready, recovered); // the commit point: the new sector's commit word
+      future.key.fill(0);
+      this.scrubRetired(this.mounted()); // the replaced key, in the superseded sector
     });
   }
 
@@ -273,16 +353,14 @@ export class Keystore {
     if (state.highestSequence >= MAX_SEQUENCE) throw new LockstepError('STORAGE_FULL', 'sector sequence exhausted');
     const sector = (state.sector + 1) % this.geometry.sectorCount;
     const sequence = state.highestSequence + 1;
-    this.writeSector(sector, sequence, state.deviceId, state.mode, state.active, state.future);
+    const slots = this.writeSector(sector, sequence, state.deviceId, state.mode, state.active, state.future, state.credential);
     this.state = {
       ...state,
       sector,
       sequence,
       version: FORMAT_VERSION,
       highestSequence: sequence,
-      futureSlot: state.future === undefined ? -1 : 1,
-      activeSlot: 0,
-      nextSlot: state.future === undefined ? 1 : 2,
+      ...slots,
       legacy: true,
     };
     return this.state;
@@ -304,7 +382,7 @@ export class Keystore {
     for (let sector = 0; sector < this.geometry.sectorCount; sector++) {
       if (sector === state.sector) {
         for (let slot = 0; slot < state.nextSlot; slot++) {
-          if (slot === state.activeSlot || slot === state.futureSlot) continue;
+          if (slot === state.activeSlot || slot === state.futureSlot || slot === state.credentialSlot) continue;
           this.zeroKey(sector, slot, FORMAT_VERSION, slot === 0);
         }
         continue;
@@ -355,31 +433,44 @@ export class Keystore {
   }
 
   /**
-   * Garbage collection: the live state after this storeFuture goes to the
-   * next sector in the ring (erased first), committed by its sector commit
-   * word. The current sector is left untouched; it is erased only when the
-   * ring comes back to it, by then long superseded.
+   * Garbage collection: the live state with `future` (this storeFuture's,
+   * a recovered one, or the one held) goes to the next sector in the ring
+   * (erased first), committed by its sector commit word; the credential is
+   * carried. The current sector is left untouched; it is erased only when
+   * the ring comes back to it, by then long superseded.
    */
-  private compact(state: JournalState, future: FutureSlot): void {
+  private compact(state: JournalState, future: FutureSlot | undefined): void {
     if (state.highestSequence >= MAX_SEQUENCE) throw new LockstepError('STORAGE_FULL', 'sector sequence exhausted');
     const sector = (state.sector + 1) % this.geometry.sectorCount;
     const sequence = state.highestSequence + 1;
-    this.writeSector(sector, sequence, state.deviceId, state.mode, state.active, future);
+    const slots = this.writeSector(sector, sequence, state.deviceId, state.mode, state.active, future, state.credential);
     this.state = {
       ...state,
       sector,
       sequence,
       highestSequence: sequence,
       future,
-      futureSlot: 1,
-      activeSlot: 0,
-      nextSlot: 2,
+      ...slots,
     };
   }
 
-  /** Erase, header + snapshot (+ future) in one program, then the sector commit word. */
-  private writeSector(sector: number, sequence: number, deviceId: Uint8Array, mode: RekeyMode, active: KeySlot, future: FutureSlot | undefined): void {
-    const records = future === undefined ? 1 : 2;
+  /**
+   * Erase, header + snapshot (+ credential) (+ future) in one program, then
+   * the sector commit word. Returns where the records went.
+   */
+  private writeSector(
+    sector: number,
+    sequence: number,
+    deviceId: Uint8Array,
+    mode: RekeyMode,
+    active: KeySlot,
+    future: FutureSlot | undefined,
+    credential: RecoveryCredential | undefined,
+  ): { futureSlot: number; credentialSlot: number; activeSlot: number; nextSlot: number } {
+    const credentialSlot = credential === undefined ? -1 : 1;
+    const futureSlot = future === undefined ? -1 : credential === undefined ? 1 : 2;
+    const records = 1 + (credential === undefined ? 0 : 1) + (future === undefined ? 0 : 1);
+    if (records > this.geometry.slots) throw new LockstepError('STORAGE_FULL', `a sector of ${this.geometry.slots} slots cannot hold ${records} records`);
     const image = new Uint8Array(SECTOR_HEADER_BYTES + records * SLOT_BYTES);
     const base = sector * this.geometry.sectorSize;
     encodeSectorHeader(image, 0, { sectorCount: this.geometry.sectorCount, sectorSize: this.geometry.sectorSize, sequence, deviceId });
@@ -387,12 +478,35 @@ export class Keystore {
     this.flash.erase(sector);
     try {
       encodeRecord(image, slotOffset(0), { type: RECORD_ACTIVE, mode, id: active.id, key: active.key }, sequence, 0, true);
-      if (future !== undefined) encodeRecord(image, slotOffset(1), { type: RECORD_FUTURE, mode: modeAfterPromotion(mode, future), ...future }, sequence, 1, true);
+      if (credential !== undefined) encodeCredentialRecord(image, slotOffset(credentialSlot), credential, sequence, credentialSlot, true);
+      if (future !== undefined) encodeRecord(image, slotOffset(futureSlot), { type: RECORD_FUTURE, mode: modeAfterPromotion(mode, future), ...future }, sequence, futureSlot, true);
       this.programVerified(base, image);
     } finally {
       image.fill(0);
     }
     this.programVerified(base + SECTOR_COMMIT_OFFSET, commit); // the commit point
+    return { futureSlot, credentialSlot, activeSlot: 0, nextSlot: records };
+  }
+
+  /**
+   * A credential's lengths and id; and room for it: a sector must hold the
+   * snapshot, the credential and a future (3 slots) for compactions.
+   */
+  private checkCredential(credential: RecoveryCredential): void {
+    const key = (bytes: unknown) => bytes instanceof Uint8Array && bytes.length === STATIC_KEY_BYTES;
+    const ok =
+      typeof credential === 'object' &&
+      credential !== null &&
+      typeof credential.device === 'object' &&
+      credential.device !== null &&
+      key(credential.device.privateKey) &&
+      key(credential.device.publicKey) &&
+      key(credential.hubPublicKey) &&
+      Number.isInteger(credential.hubStaticId) &&
+      credential.hubStaticId >= 0 &&
+      credential.hubStaticId <= MAX_KEY_ID;
+    if (!ok) throw new LockstepError('LOCAL_BAD_ARGUMENT', `a credential is three ${STATIC_KEY_BYTES}-byte keys and a u32 hub static id`);
+    if (this.geometry.slots < 3) throw new LockstepError('STORAGE_FULL', `a credential needs sectors of at least 3 slots (${SECTOR_HEADER_BYTES + 3 * SLOT_BYTES} bytes)`);
   }
 
   private eraseAll(): void {
@@ -475,6 +589,25 @@ function copyFuture(slot: FutureSlot): FutureSlot {
 function wipeState(state: JournalState): void {
   state.active.key.fill(0);
   state.future?.key.fill(0);
+  if (state.credential !== undefined) wipeCredential(state.credential);
+}
+
+export function copyCredential(credential: RecoveryCredential): RecoveryCredential {
+  return {
+    device: { privateKey: credential.device.privateKey.slice(), publicKey: credential.device.publicKey.slice() },
+    hubStaticId: credential.hubStaticId,
+    hubPublicKey: credential.hubPublicKey.slice(),
+  };
+}
+
+/** Same id and the same three keys (constant time over the private key). */
+export function sameCredential(a: RecoveryCredential, b: RecoveryCredential): boolean {
+  return (
+    a.hubStaticId === b.hubStaticId &&
+    sameBytes(a.device.privateKey, b.device.privateKey) &&
+    sameBytes(a.device.publicKey, b.device.publicKey) &&
+    sameBytes(a.hubPublicKey, b.hubPublicKey)
+  );
 }
 
 function isZero(bytes: Uint8Array, from: number, to: number): boolean {

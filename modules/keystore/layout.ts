@@ -32,6 +32,22 @@
  * 140  4  promote word ('F'): 00000000 once this key became active;
  *         retired marker ('A'): 00000000 once the scrub began on it
  *
+ * Credential slot, version 2 (144 bytes, docs/KEYSTORE.md §12): the
+ * device's recovery credential (docs/PROTOCOL.md §12.6), at most one per
+ * sector, never in slot 0:
+ *   0  1  type: 0x53 'S' (static keys)
+ *   1  3  zero
+ *   4  4  hub static id (u32)
+ *   8 32  device static private key s_d (wrapped under the KWK with key wrapping)
+ *  40 32  device static public key S_d
+ *  72 32  hub static public key S_h
+ * 104 32  0xFF x 32
+ * 136  4  commit CRC, as a key record's
+ * 140  4  0xFFFFFFFF (unused)
+ * Firmware before this record type (format v2 without it) reads the slot as
+ * one it does not know (an invalid record) and skips it: no key it reads
+ * changes, so the format version stays 2 (docs/KEYSTORE.md §12.3).
+ *
  * Record slot, version 1 (84 bytes): type, 3 zero bytes, key id, key (8..71),
  * CRC-32 of (sequence ‖ slot ‖ bytes 0..71) at 72, commit word at 76
  * (00000000 once bytes 0..75 are complete), promote word / retired marker at 80.
@@ -53,6 +69,7 @@
  * Debris of an interrupted compaction cannot produce it (short of a 2^-31
  * accident), while zeros could (docs/KEYSTORE.md §5.4).
  */
+import type { RecoveryCredential } from '../crypto/recovery';
 import type { KeyShares, RekeyMode } from '../platform/keys';
 import { KEY_BYTES, DEVICE_ID_BYTES } from '../platform/keys';
 import { CRC32_START, crc32, crc32Finish, crc32Update, crc32UpdateU32 } from './crc32';
@@ -95,6 +112,14 @@ export const V1_RECORD_PROMOTE_OFFSET = 80;
 
 export const RECORD_ACTIVE = 0x41;
 export const RECORD_FUTURE = 0x46;
+/** The recovery credential (docs/KEYSTORE.md §12). */
+export const RECORD_CREDENTIAL = 0x53; // 'S'
+export const CREDENTIAL_HUB_ID_OFFSET = 4;
+export const CREDENTIAL_PRIVATE_OFFSET = 8;
+export const CREDENTIAL_PUBLIC_OFFSET = 40;
+export const CREDENTIAL_HUB_PUBLIC_OFFSET = 72;
+export const CREDENTIAL_UNUSED_OFFSET = 104;
+export const STATIC_KEY_BYTES = 32;
 export const MODE_CLASSIC = 0x43; // 'C'
 export const MODE_DH = 0x44; // 'D'
 
@@ -277,6 +302,8 @@ export type RecordCheck =
       readonly shares: KeyShares | undefined;
       readonly promote: WordState;
     }
+  /** A committed credential record (v2 only); its keys are copies. */
+  | { readonly kind: 'credential'; readonly credential: RecoveryCredential }
   | { readonly kind: 'blank' }
   /** Non-blank but not a complete, committed record of this sector and slot. */
   | { readonly kind: 'invalid' };
@@ -292,6 +319,7 @@ function decodeRecordV2(bytes: Uint8Array, sequence: number, slot: number): Reco
   const v = view(bytes);
   if (v.getUint32(RECORD_CRC_OFFSET, true) !== recordCommitCrc(bytes, 0, sequence, slot)) return { kind: 'invalid' };
   const type = bytes[RECORD_TYPE_OFFSET] as number;
+  if (type === RECORD_CREDENTIAL) return decodeCredential(bytes, v);
   const mode = modeOf(bytes[RECORD_MODE_OFFSET] as number);
   const sharesLength = bytes[RECORD_SHARES_LENGTH_OFFSET] as number;
   if (type !== RECORD_ACTIVE && type !== RECORD_FUTURE) return { kind: 'invalid' };
@@ -310,6 +338,41 @@ function decodeRecordV2(bytes: Uint8Array, sequence: number, slot: number): Reco
         : { hub: bytes.slice(RECORD_HUB_SHARE_OFFSET, RECORD_DEVICE_SHARE_OFFSET), device: bytes.slice(RECORD_DEVICE_SHARE_OFFSET, RECORD_CRC_OFFSET) },
     promote: wordState(bytes, RECORD_PROMOTE_OFFSET),
   };
+}
+
+/** A credential slot whose CRC matched: the fixed bytes must be as the writer leaves them. */
+function decodeCredential(bytes: Uint8Array, v: DataView): RecordCheck {
+  if (bytes[1] !== 0 || bytes[2] !== 0 || bytes[3] !== 0) return { kind: 'invalid' };
+  for (let i = CREDENTIAL_UNUSED_OFFSET; i < RECORD_CRC_OFFSET; i++) if (bytes[i] !== 0xff) return { kind: 'invalid' };
+  if (wordState(bytes, RECORD_PROMOTE_OFFSET) !== 'clear') return { kind: 'invalid' };
+  return {
+    kind: 'credential',
+    credential: {
+      device: {
+        privateKey: bytes.slice(CREDENTIAL_PRIVATE_OFFSET, CREDENTIAL_PRIVATE_OFFSET + STATIC_KEY_BYTES),
+        publicKey: bytes.slice(CREDENTIAL_PUBLIC_OFFSET, CREDENTIAL_PUBLIC_OFFSET + STATIC_KEY_BYTES),
+      },
+      hubStaticId: v.getUint32(CREDENTIAL_HUB_ID_OFFSET, true),
+      hubPublicKey: bytes.slice(CREDENTIAL_HUB_PUBLIC_OFFSET, CREDENTIAL_HUB_PUBLIC_OFFSET + STATIC_KEY_BYTES),
+    },
+  };
+}
+
+/**
+ * Writes a v2 credential record at out[at..at+144), committed or not as
+ * encodeRecord does.
+ */
+export function encodeCredentialRecord(out: Uint8Array, at: number, credential: RecoveryCredential, sequence: number, slot: number, committed: boolean): void {
+  out[at + RECORD_TYPE_OFFSET] = RECORD_CREDENTIAL;
+  out.fill(0, at + 1, at + CREDENTIAL_HUB_ID_OFFSET);
+  view(out).setUint32(at + CREDENTIAL_HUB_ID_OFFSET, credential.hubStaticId, true);
+  out.set(credential.device.privateKey, at + CREDENTIAL_PRIVATE_OFFSET);
+  out.set(credential.device.publicKey, at + CREDENTIAL_PUBLIC_OFFSET);
+  out.set(credential.hubPublicKey, at + CREDENTIAL_HUB_PUBLIC_OFFSET);
+  out.fill(0xff, at + CREDENTIAL_UNUSED_OFFSET, at + RECORD_CRC_OFFSET);
+  if (committed) view(out).setUint32(at + RECORD_CRC_OFFSET, recordCommitCrc(out, at, sequence, slot), true);
+  else out.fill(0xff, at + RECORD_CRC_OFFSET, at + RECORD_PROMOTE_OFFSET);
+  out.fill(0xff, at + RECORD_PROMOTE_OFFSET, at + SLOT_BYTES);
 }
 
 function v1RecordCrc(bytes: Uint8Array, sequence: number, slot: number): number {

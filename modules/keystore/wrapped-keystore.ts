@@ -5,7 +5,10 @@
  * core, the hosts, provisioning) see plain keys, exactly as with `Keystore`.
  * The rekey mode and a dh-derived key's two shares are public (the shares
  * travel in clear on the wire, docs/PROTOCOL.md §11.2): they are stored as
- * they are, covered by the record's commit CRC like the wrapped key.
+ * they are, covered by the record's commit CRC like the wrapped key. The
+ * recovery credential's private key s_d is wrapped too (its own IV label,
+ * KeyWrapper.wrapStaticKey); its two public keys and the hub static id are
+ * stored as they are.
  *
  * Invariants:
  * - the journal's guarantees carry over unchanged: every operation here is
@@ -20,6 +23,7 @@
  * storage from the key-wrap partition's content (docs/FIRMWARE.md).
  */
 import { wipe } from '../bytes';
+import type { RecoveryCredential } from '../crypto/recovery';
 import type { CipherPrimitives } from '../crypto/primitives';
 import type { Flash } from '../platform/flash';
 import type { DeviceKeys, FutureSlot, KeyShares, KeySlot, RekeyMode } from '../platform/keys';
@@ -45,7 +49,27 @@ export class WrappedKeystore implements KeyStorage {
   mount(): MountResult {
     const result = this.#journal.mount();
     if (!result.provisioned) return result;
-    return { provisioned: true, deviceId: result.deviceId, keys: this.#unwrapKeys(result.deviceId, result.keys) };
+    const keys = this.#unwrapKeys(result.deviceId, result.keys);
+    if (result.credential === undefined) return { provisioned: true, deviceId: result.deviceId, keys };
+    return { provisioned: true, deviceId: result.deviceId, keys, credential: this.#unwrapCredential(result.deviceId, result.credential) };
+  }
+
+  get credential(): RecoveryCredential | undefined {
+    const credential = this.#journal.credential;
+    return credential === undefined ? undefined : this.#unwrapCredential(this.#journal.deviceId, credential);
+  }
+
+  storeCredential(credential: RecoveryCredential): void {
+    this.#journal.storeCredential(this.#wrapCredential(this.#journal.deviceId, credential));
+  }
+
+  storeRecovered(id: number, key: Uint8Array): void {
+    const wrapped = this.#wrapper.wrap(this.#journal.deviceId, id, key);
+    try {
+      this.#journal.storeRecovered(id, wrapped);
+    } finally {
+      wipe(wrapped);
+    }
   }
 
   get keys(): DeviceKeys {
@@ -61,12 +85,32 @@ export class WrappedKeystore implements KeyStorage {
     return this.#journal.formatVersion;
   }
 
-  format(deviceId: Uint8Array, initial: KeySlot, mode: RekeyMode): void {
+  format(deviceId: Uint8Array, initial: KeySlot, mode: RekeyMode, credential?: RecoveryCredential): void {
     const wrapped = this.#wrapper.wrap(deviceId, initial.id, initial.key);
+    const wrappedCredential = credential === undefined ? undefined : this.#wrapCredential(deviceId, credential);
     try {
-      this.#journal.format(deviceId, { id: initial.id, key: wrapped }, mode);
+      this.#journal.format(deviceId, { id: initial.id, key: wrapped }, mode, wrappedCredential);
     } finally {
       wipe(wrapped);
+      if (wrappedCredential !== undefined) wipe(wrappedCredential.device.privateKey);
+    }
+  }
+
+  /** The credential with s_d wrapped (a fresh copy; the caller wipes it once stored). */
+  #wrapCredential(deviceId: Uint8Array, credential: RecoveryCredential): RecoveryCredential {
+    // A malformed credential is the journal's LOCAL_BAD_ARGUMENT; wrap only well-formed private keys.
+    const privateKey = (credential as Partial<RecoveryCredential> | null | undefined)?.device?.privateKey;
+    if (!(privateKey instanceof Uint8Array) || privateKey.length !== 32) return { device: { privateKey: new Uint8Array(0), publicKey: new Uint8Array(0) }, hubStaticId: -1, hubPublicKey: new Uint8Array(0) };
+    const wrapped = this.#wrapper.wrapStaticKey(deviceId, privateKey);
+    return { device: { privateKey: wrapped, publicKey: credential.device.publicKey }, hubStaticId: credential.hubStaticId, hubPublicKey: credential.hubPublicKey };
+  }
+
+  /** `credential` is the journal's copy: its wrapped key is wiped here. */
+  #unwrapCredential(deviceId: Uint8Array, credential: RecoveryCredential): RecoveryCredential {
+    try {
+      return { ...credential, device: { privateKey: this.#wrapper.unwrapStaticKey(deviceId, credential.device.privateKey), publicKey: credential.device.publicKey } };
+    } finally {
+      wipe(credential.device.privateKey);
     }
   }
 

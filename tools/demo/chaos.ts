@@ -9,6 +9,8 @@ import type { DeviceConnection, DeviceTransport } from '../../modules/device/loo
 import { PowerCut, type CutPlan } from '../../modules/flash/nor-flash';
 import type { KeyStorage, PersistLater } from '../../modules/keystore/key-storage';
 import type { MountResult } from '../../modules/keystore/keystore';
+import type { RecoveryCredential } from '../../modules/crypto/recovery';
+import { LockstepError } from '../../modules/errors';
 import type { DeviceKeys, KeyShares, KeySlot, RekeyMode } from '../../modules/platform/keys';
 import type { CuttableFlash } from '../testing/cuttable-flash';
 
@@ -104,8 +106,24 @@ export class PowerCutStorage implements KeyStorage {
     return this.#mounted().deviceId;
   }
 
-  format(deviceId: Uint8Array, initial: KeySlot, mode: RekeyMode): void {
-    this.#mounted().format(deviceId, initial, mode);
+  get credential(): RecoveryCredential | undefined {
+    return this.#mounted().credential;
+  }
+
+  format(deviceId: Uint8Array, initial: KeySlot, mode: RekeyMode, credential?: RecoveryCredential): void {
+    this.#mounted().format(deviceId, initial, mode, credential);
+  }
+
+  storeCredential(credential: RecoveryCredential): void | PersistLater {
+    const inner = this.#mounted();
+    if (inner.storeCredential === undefined) throw new LockstepError('LOCAL_NOT_READY', 'this storage keeps no recovery credential');
+    return this.#write(() => inner.storeCredential?.(credential));
+  }
+
+  storeRecovered(id: number, key: Uint8Array): void | PersistLater {
+    const inner = this.#mounted();
+    if (inner.storeRecovered === undefined) throw new LockstepError('LOCAL_NOT_READY', 'this storage cannot store a recovered key');
+    return this.#write(() => inner.storeRecovered?.(id, key));
   }
 
   storeFuture(id: number, key: Uint8Array, shares?: KeyShares): void | PersistLater {

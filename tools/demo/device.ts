@@ -40,7 +40,6 @@ const program = new Command()
     });
     const log = (event: string, fields: Record<string, unknown> = {}) =>
       process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), deviceId: host.deviceId, event, ...fields })}\n`);
-    log('booted', { activeKeyId: host.keys.active.id, futureKeyId: host.keys.future?.id ?? null });
     host.on('established', ({ keyId }) => log('established', { keyId }));
     host.on('disconnected', ({ reason }) => log('disconnected', { reason }));
     host.on('keyStored', ({ keyId }) => log('keyStored', { keyId }));
@@ -48,6 +47,8 @@ const program = new Command()
     host.on('data', ({ payload }) => log('data', { text: Buffer.from(payload).toString('utf8') }));
     host.on('rekeyRefused', (e) => log('rekeyRefused', e));
     host.start();
+    // After start(): the core (and so the keys) exist only once the keystore is mounted.
+    log('booted', { activeKeyId: host.keys.active.id, futureKeyId: host.keys.future?.id ?? null });
     let sample = 0;
     if (flags.every > 0) {
       setInterval(() => {

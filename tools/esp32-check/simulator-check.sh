@@ -8,10 +8,15 @@
 # record agrees with the device's last active key. With --chaos, the hub is
 # killed with SIGKILL and restarted from its database every few seconds and
 # every third time the simulator is killed and restarted instead (the
-# device then boots from its keystore image). Not part of `npm test`
+# device then boots from its keystore image). With --restore, the hub's
+# database is copied (hub stopped cleanly) after the first promotion, and
+# once ROTATIONS further keys are promoted the hub is stopped, the older copy
+# put back, and the hub started on it: the check then passes only when the
+# device logs a recovery, the hub logs the accepted recovery, and one more
+# key is promoted after it (docs/PROTOCOL.md §12). Not part of `npm test`
 # (it needs the Moddable SDK's Linux tools and xvfb).
 #
-#   MODDABLE=/path/to/moddable tools/esp32-check/simulator-check.sh [--tls] [--chaos] [--rotations N] [--timeout S] [--work DIR] [--app DIR]
+#   MODDABLE=/path/to/moddable tools/esp32-check/simulator-check.sh [--tls] [--chaos] [--restore] [--rotations N] [--timeout S] [--work DIR] [--app DIR]
 #
 # --app builds another application on the Lockstep library instead of the
 # reference app (e.g. examples/key-events); it must log `key N promoted`.
@@ -25,11 +30,13 @@ ROTATIONS=3
 TIMEOUT=120
 TLS=0
 CHAOS=0
+RESTORE=0
 APP=.
 while [ $# -gt 0 ]; do
   case "$1" in
     --tls) TLS=1 ;;
     --chaos) CHAOS=1 ;;
+    --restore) RESTORE=1 ;;
     --rotations) ROTATIONS="$2"; shift ;;
     --timeout) TIMEOUT="$2"; shift ;;
     --work) WORK="$2"; shift ;;
@@ -123,7 +130,34 @@ chaos_step() {
   fi
 }
 
+stop_hub() {
+  kill -TERM -- -"$HUB_PGID" 2>/dev/null || true
+  for _ in $(seq 20); do kill -0 "$HUB_PGID" 2>/dev/null || break; sleep 0.5; done
+}
+count() { local n; n=$(grep -cE "$1" "$2" || true); echo "${n:-0}"; }
 promoted=0
+if [ "$RESTORE" = 1 ]; then
+  # 1. the first promotion, then a backup of the hub's database (a clean stop checkpoints the WAL)
+  for _ in $(seq "$TIMEOUT"); do [ "$(count 'key [0-9]+ promoted' "$WORK/device.log")" -ge 1 ] && break; sleep 1; done
+  stop_hub
+  cp "$WORK/hub.db" "$WORK/hub-backup.db"
+  echo "simulator-check: backup taken (hub record: $(hub devices --db "$WORK/hub.db" --json | head -1))"
+  start_hub "$(count '"event":"ready"' "$WORK/hub.log")"
+  # 2. ROTATIONS more promotions: the backup is now that many keys behind the device
+  for _ in $(seq "$TIMEOUT"); do [ "$(count 'key [0-9]+ promoted' "$WORK/device.log")" -ge $((ROTATIONS + 1)) ] && break; sleep 1; done
+  # 3. the operator restores the backup: stop, put the old file back, start (nothing is done on the device)
+  stop_hub
+  rm -f "$WORK/hub.db-wal" "$WORK/hub.db-shm"
+  cp "$WORK/hub-backup.db" "$WORK/hub.db"
+  echo "simulator-check: hub database restored from the backup ($(hub devices --db "$WORK/hub.db" --json | head -1))"
+  before=$(count 'key [0-9]+ promoted' "$WORK/device.log")
+  start_hub "$(count '"event":"ready"' "$WORK/hub.log")"
+  for _ in $(seq "$TIMEOUT"); do
+    [ "$(count 'recovered' "$WORK/device.log")" -ge 1 ] && [ "$(count 'key [0-9]+ promoted' "$WORK/device.log")" -ge $((before + 2)) ] && break
+    sleep 1
+  done
+  promoted=$(count 'key [0-9]+ promoted' "$WORK/device.log")
+else
 for _ in $(seq "$TIMEOUT"); do
   promoted=$(grep -cE 'key [0-9]+ promoted' "$WORK/device.log" || true); promoted=${promoted:-0}
   [ "$promoted" -ge "$ROTATIONS" ] && break
@@ -131,6 +165,7 @@ for _ in $(seq "$TIMEOUT"); do
   chaos_step
   sleep 1
 done
+fi
 sleep 1
 cleanup
 trap - EXIT
@@ -143,6 +178,16 @@ hubKey=$(hub devices --db "$WORK/hub.db" --json | node -e 'let s="";process.stdi
 echo "simulator-check: device promoted $promoted keys (last: ${last:-none}); hub confirmed $confirmed; hub record: active ${hubKey% *}, pending ${hubKey#* }; chaos: $HUB_KILLS hub kills, $SIM_RESTARTS simulator restarts"
 # In sync: the hub's active key is the device's, or the hub still holds it as the
 # pending key whose proof was in flight when the check stopped (docs/PROTOCOL.md).
+if [ "$RESTORE" = 1 ]; then
+  echo "simulator-check: device log (recovery):"; grep -E 'lost|recover' "$WORK/device.log" | head -10 || true
+  echo "simulator-check: hub log (recovery):"; grep -E 'recovery' "$WORK/hub.log" | head -10 || true
+  if [ "$(count 'recovered' "$WORK/device.log")" -ge 1 ] && [ "$(count '"event":"recoveryDecided"' "$WORK/hub.log")" -ge 1 ] && [ -n "$last" ] && { [ "${hubKey% *}" = "$last" ] || [ "${hubKey#* }" = "$last" ]; }; then
+    echo "simulator-check: ok, recovered after the restore (logs in $WORK)"
+    exit 0
+  fi
+  echo "simulator-check: FAILED (no recovery after the restore; logs in $WORK: device.log, hub.log)"
+  exit 1
+fi
 if [ "$promoted" -ge "$ROTATIONS" ] && [ -n "$last" ] && { [ "${hubKey% *}" = "$last" ] || [ "${hubKey#* }" = "$last" ]; }; then
   echo "simulator-check: ok (logs in $WORK)"
   exit 0

@@ -213,8 +213,16 @@ export function recordKeyEvents(db: Database.Database, ops: readonly HubPersistO
   }
   for (const [i, op] of ops.entries()) {
     if (applied[i] !== true) continue;
-    if (op.kind === 'storePending') insert.run(now, 'rotation.start', op.deviceId, `{"keyId":${op.id},"mode":"${op.dh === undefined ? 'classic' : 'dh'}"}`);
-    else insert.run(now, 'rotation.confirm', op.deviceId, `{"keyId":${op.id}}`);
+    if (op.kind === 'storePending') {
+      const mode = op.modeChange === 'dh' ? ',"modeChange":"dh"' : '';
+      insert.run(now, 'rotation.start', op.deviceId, `{"keyId":${op.id},"mode":"${op.dh === undefined ? 'classic' : 'dh'}"${mode}}`);
+    } else if (op.kind === 'promote') {
+      insert.run(now, 'rotation.confirm', op.deviceId, op.enrolmentReady === true ? `{"keyId":${op.id},"enrolmentReady":true}` : `{"keyId":${op.id}}`);
+    } else if (op.kind === 'storeRecovered') {
+      insert.run(now, 'recovery.store', op.deviceId, `{"keyId":${op.id}}`); // issue 14: HK9, in the commit that makes it durable
+    } else {
+      insert.run(now, 'enrol.store', op.deviceId, `{"hubStaticId":${op.hubStaticId}}`); // issue 14: HE2
+    }
   }
 }
 

@@ -9,8 +9,12 @@
  *   revoke <device>  erase a device's keys and refuse it from now on
  *   audit            the audit trail (who, what, when, outcome)
  *   token            create an operator API token (its hash goes in the config)
+ *   recover <device> approve a device's recorded recovery request (policy approve)
+ *   enrol <device>   arm the one-time enrolment of a device provisioned without a credential
+ *   static-key       the hub's static recovery keys: status, rotate, retire <id>
  * Every command works on the database given by --db: a SQLite file, or a
- * postgres:// URL (a tier of instances, docs/HUB.md §13). Only `serve`
+ * postgres:// URL for the commands that take one (a tier of instances,
+ * docs/HUB.md §13). Only `serve`
  * changes keys; `rotate` and `provision` leave requests and rows that the
  * serving hub picks up within a second, so the two never race on a key.
  * `revoke` deletes the row itself: a commit of the serving hub for that
@@ -38,6 +42,8 @@ import type { AuditEntry } from './audit';
 import { isPostgresUrl, redact } from './postgres/store';
 import { userInfo } from 'node:os';
 import { checkTokenConfig, newToken, type TokenConfig } from './http/options';
+import { RECOVERY_MODES, type RecoveryMode } from './recovery';
+import { readStaticKeyFile, resolveStaticKeys, retireStaticKey, rotateStaticKey, staticKeyPath, StaticKeyError } from './static-keys';
 
 const durationArg = (value: string): number => {
   try {
@@ -87,6 +93,8 @@ interface ServeFlags {
   httpHost?: string;
   httpPort?: number;
   httpTokens?: string;
+  recovery?: RecoveryMode;
+  staticKeyFile?: string;
 }
 
 /** Who a CLI command acts as, in the audit trail. */
@@ -99,6 +107,12 @@ function cliActor(): string {
   }
   return `cli:${user}`.slice(0, 64);
 }
+
+const recoveryArg = (value: string): RecoveryMode => {
+  if (!RECOVERY_MODES.includes(value as RecoveryMode)) throw new InvalidArgumentError('auto, approve or off');
+  return value as RecoveryMode;
+};
+const staticKeyOption = () => new Option('--static-key-file <path>', 'the hub\'s static recovery keys, mode 0600 (default: $LOCKSTEP_STATIC_KEY_FILE or <db>.static)');
 
 const kekOption = () => new Option('--kek-file <path>', 'keyring file of key-encryption keys, mode 0600 (default: $LOCKSTEP_KEK_FILE, $LOCKSTEP_KEK, or <db>.kek)');
 
@@ -129,6 +143,8 @@ program
   .option('--http-port <port>', 'operator API, metrics and dashboard on this port (needs tokens: --http-tokens or the config file\'s http section)', integerArg)
   .option('--http-host <address>', 'operator API listen address (default 127.0.0.1)')
   .option('--http-tokens <file>', 'JSON array of API tokens { id, scope, sha256 } (see `lockstep-hub token`)')
+  .option('--recovery <policy>', 'recovery after a rollback (docs/HUB.md §13): auto (default), approve (`lockstep-hub recover <device>`), off', recoveryArg)
+  .addOption(staticKeyOption())
   .addOption(kekOption())
   .action(async (flags: ServeFlags, command: Command) => {
     const config = flags.config === undefined ? defaultServeConfig() : loadConfigFile(flags.config);
@@ -160,6 +176,8 @@ program
     logger.info('ready', {
       devices: hub.deviceIds.length,
       rotateEvery: config.rotation.intervalMs ? formatDuration(config.rotation.intervalMs) : 'never',
+      recovery: hub.staticKeyIds === undefined ? 'off (no static keys)' : hub.recoveryPolicy.mode,
+      hubStaticId: hub.staticKeyIds?.current ?? null,
       pid: process.pid,
       api: hub.apiAddress === undefined ? 'off' : `${hub.apiAddress.tls ? 'https' : 'http'}://${hub.apiAddress.host}:${hub.apiAddress.port}/dashboard/`,
     });
@@ -203,6 +221,8 @@ function applyServeFlags(config: ServeConfig, flags: ServeFlags, command: Comman
   if (flags.idleTimeout !== undefined) config.timing.idleTimeoutMs = flags.idleTimeout;
   if (flags.logLevel !== undefined) config.logLevel = flags.logLevel;
   if (flags.kekFile !== undefined) config.kekFile = flags.kekFile;
+  if (flags.recovery !== undefined) config.recovery = { ...config.recovery, mode: flags.recovery };
+  if (flags.staticKeyFile !== undefined) config.staticKeyFile = flags.staticKeyFile;
   if (flags.httpPort !== undefined || flags.httpHost !== undefined || flags.httpTokens !== undefined) {
     const tokens = flags.httpTokens !== undefined ? readTokenFile(flags.httpTokens) : (config.http?.tokens ?? []);
     if (tokens.length === 0) throw new InvalidArgumentError('the operator API needs tokens: --http-tokens <file> (see `lockstep-hub token`)');
@@ -231,8 +251,9 @@ program
   .option('--force', 'overwrite existing output files', false)
   .option('--key-wrap', 'with --out: also write a key-wrapping key (keywrap.bin) and wrap the key in keystore.bin (docs/FIRMWARE.md, flash encryption)', false)
   .option('--mode <mode>', 'rekey mode: dh (X25519 in every rotation, docs/PROTOCOL.md §11) or classic', modeArg, 'dh')
+  .addOption(staticKeyOption())
   .addOption(kekOption())
-  .action(async (flags: { db: string; out?: string; count: number; import?: string[]; force: boolean; keyWrap: boolean; mode: RekeyMode; kekFile?: string }) => {
+  .action(async (flags: { db: string; out?: string; count: number; import?: string[]; force: boolean; keyWrap: boolean; mode: RekeyMode; kekFile?: string; staticKeyFile?: string }) => {
     if (flags.keyWrap && (flags.out === undefined || flags.import !== undefined)) {
       process.stderr.write('provision: --key-wrap needs --out (it writes keywrap.bin next to keystore.bin)\n');
       process.exitCode = 1;
@@ -249,7 +270,9 @@ program
             records.push(newDeviceRecord(1, flags.mode));
           } else {
             const outDir = flags.count === 1 ? flags.out : join(flags.out, `device-${i}`);
-            records.push(parseHubRecord(provisionDevice({ outDir, force: flags.force, keyWrap: flags.keyWrap, mode: flags.mode }).record));
+            // Issue 14: the device's credential names the hub's current static key (docs/HUB.md §13.3).
+            const hubStatic = currentHubStatic(flags.db, flags.staticKeyFile, store);
+            records.push(parseHubRecord(provisionDevice({ outDir, force: flags.force, keyWrap: flags.keyWrap, mode: flags.mode, ...(hubStatic ? { hubStatic } : {}) }).record));
           }
         }
       }
@@ -617,6 +640,170 @@ program
     process.stderr.write('token: put "config" in http.tokens; give "token" to its holder (it is not stored anywhere)\n');
   });
 
+// ---- issue 14: recovery (docs/HUB.md §13) ----
+
+/** The current hub static key (id, public key) of a SQLite database; created with the database. */
+function currentHubStatic(db: string, file: string | undefined, store: HubStore | undefined): { id: number; publicKey: Uint8Array } | undefined {
+  if (store === undefined) return undefined; // PostgreSQL: the tier serves no recovery yet (docs/HUB.md §14.9)
+  const keys = resolveStaticKeys(db, file === undefined ? {} : { staticKeyFile: file }, store.staticKeyReferences().size === 0);
+  const current = keys?.keys.find((k) => k.id === keys.current);
+  return current === undefined ? undefined : { id: current.id, publicKey: current.publicKey };
+}
+
+function sqliteOnly(command: string, db: string): boolean {
+  if (!isPostgresUrl(db)) return true;
+  process.stderr.write(`${command}: recovery is served by the SQLite hub; the PostgreSQL tier does not serve it yet (docs/HUB.md §14.9)\n`);
+  process.exitCode = 1;
+  return false;
+}
+
+program
+  .command('recover [device]')
+  .description('approve a device\'s recorded recovery request (policy approve): its next attempt is accepted; without a device, list the requests')
+  .addOption(dbOption())
+  .option('--json', 'JSON output', false)
+  .addOption(kekOption())
+  .action((deviceId: string | undefined, flags: { db: string; json: boolean; kekFile?: string }) => {
+    if (!sqliteOnly('recover', flags.db)) return;
+    const store = new HubStore(flags.db, kekChoice(flags));
+    try {
+      if (deviceId === undefined) {
+        const requests = store.recoveryRequests();
+        if (flags.json) {
+          for (const r of requests) process.stdout.write(`${JSON.stringify(requestJson(r))}\n`);
+          return;
+        }
+        printTable(
+          ['DEVICE', 'FIRST', 'LAST', 'ATTEMPTS', 'NEW KEY', 'DEVICE HOLDS', 'APPROVED'],
+          requests.map((r) => [r.deviceId, iso(r.firstAt), iso(r.lastAt), String(r.attempts), String(r.newKeyId), `${r.claimedActive}/${r.claimedFuture}`, r.approvedAt === undefined ? '-' : `${iso(r.approvedAt)} by ${r.approvedBy ?? '?'}`]),
+        );
+        return;
+      }
+      if (!/^[0-9a-fA-F]{16}$/.test(deviceId)) throw new InvalidArgumentError('the device id is 16 hex digits');
+      const outcome = store.approveRecovery(deviceId, cliActor(), Date.now());
+      const request = store.recoveryRequests().find((r) => r.deviceId === deviceId.toLowerCase());
+      if (flags.json) process.stdout.write(`${JSON.stringify({ deviceId: deviceId.toLowerCase(), outcome, ...(request ? { request: requestJson(request) } : {}) })}\n`);
+      const messages: Record<typeof outcome, string> = {
+        approved: `recovery of ${deviceId.toLowerCase()} approved: its next attempt is accepted (within the per-device limit)`,
+        already: `recovery of ${deviceId.toLowerCase()} was approved already`,
+        none: `recover: no recovery request recorded for ${deviceId.toLowerCase()} (the device asks first; see \`lockstep-hub recover\`)`,
+        missing: `recover: no device ${deviceId} in ${flags.db}`,
+      };
+      process.stderr.write(`${messages[outcome]}\n`);
+      if (outcome === 'none' || outcome === 'missing') process.exitCode = 1;
+    } finally {
+      store.close();
+    }
+  });
+
+function requestJson(r: ReturnType<HubStore['recoveryRequests']>[number]): Record<string, unknown> {
+  return {
+    deviceId: r.deviceId, firstAt: iso(r.firstAt), lastAt: iso(r.lastAt), attempts: r.attempts, newKeyId: r.newKeyId,
+    claimedActive: r.claimedActive, claimedFuture: r.claimedFuture, approvedAt: r.approvedAt === undefined ? null : iso(r.approvedAt), approvedBy: r.approvedBy ?? null,
+  };
+}
+
+program
+  .command('enrol <device>')
+  .description('arm the one-time enrolment of a device provisioned without a recovery credential (it runs under the next dh key promoted; docs/PROTOCOL.md §12.6)')
+  .addOption(dbOption())
+  .addOption(kekOption())
+  .action((deviceId: string, flags: { db: string; kekFile?: string }) => {
+    if (!sqliteOnly('enrol', flags.db)) return;
+    const store = new HubStore(flags.db, kekChoice(flags));
+    try {
+      const outcome = store.armEnrolment(deviceId, Date.now());
+      store.appendAudit([{ actor: cliActor(), action: 'enrol.arm', deviceId: deviceId.toLowerCase(), outcome }], Date.now());
+      if (outcome === 'missing') {
+        process.stderr.write(`enrol: no device ${deviceId} in ${flags.db}\n`);
+        process.exitCode = 1;
+      } else if (outcome === 'enrolled') {
+        process.stderr.write(`enrol: ${deviceId.toLowerCase()} is enrolled already; a static key is never changed over the wire (STATIC_KEY_LOCKED)\n`);
+        process.exitCode = 1;
+      } else {
+        const summary = store.getSummary(deviceId);
+        process.stderr.write(
+          `enrolment of ${deviceId.toLowerCase()} armed; it runs in the session after the next dh rotation completes` +
+            (summary?.mode === 'classic' ? ' (the device is classic: `lockstep-hub set-mode <device> dh` first)' : '') +
+            '. The serving hub picks it up within a second.\n',
+        );
+      }
+    } finally {
+      store.close();
+    }
+  });
+
+const staticKey = program.command('static-key').description('the hub\'s static X25519 keys for recovery, kept outside the database (docs/HUB.md §13.3)');
+
+staticKey
+  .command('status')
+  .description('the hub static ids, the current one, their public keys and how many device records name each (no private key)')
+  .addOption(dbOption())
+  .addOption(staticKeyOption())
+  .action((flags: { db: string; staticKeyFile?: string }) => {
+    if (!sqliteOnly('static-key status', flags.db)) return;
+    const file = staticKeyPath(flags.db, flags.staticKeyFile === undefined ? {} : { staticKeyFile: flags.staticKeyFile });
+    const store = new HubStore(flags.db, { readonly: true });
+    try {
+      const keys = readStaticKeyFile(file);
+      const refs = store.schemaVersion >= 6 ? store.staticKeyReferences() : new Map<number, number>();
+      process.stdout.write(
+        `${JSON.stringify({
+          file,
+          current: keys.current,
+          keys: keys.keys.map((k) => ({ id: k.id, publicKey: Buffer.from(k.publicKey).toString('hex'), createdAt: iso(k.createdAt), devices: refs.get(k.id) ?? 0 })),
+          unknownIds: [...refs.keys()].filter((id) => !keys.keys.some((k) => k.id === id)),
+        })}\n`,
+      );
+    } finally {
+      store.close();
+    }
+  });
+
+staticKey
+  .command('rotate')
+  .description('add a new pair with the next id and make it current (devices provisioned or enrolled from now on get it); the old pairs stay for the devices that know them')
+  .addOption(dbOption())
+  .addOption(staticKeyOption())
+  .action((flags: { db: string; staticKeyFile?: string }) => {
+    if (!sqliteOnly('static-key rotate', flags.db)) return;
+    const file = staticKeyPath(flags.db, flags.staticKeyFile === undefined ? {} : { staticKeyFile: flags.staticKeyFile });
+    const store = new HubStore(flags.db, { readonly: true });
+    try {
+      const pair = rotateStaticKey(file);
+      process.stdout.write(`${JSON.stringify({ file, current: pair.id, publicKey: Buffer.from(pair.publicKey).toString('hex') })}\n`);
+      process.stderr.write(`static-key rotate: hub static key ${pair.id} is current; restart the serving hub so that it holds it (devices keep recovering with the older pairs). Back up ${file} with the KEK.\n`);
+    } finally {
+      store.close();
+    }
+    try {
+      const writer = new HubStore(flags.db);
+      writer.appendAudit([{ actor: cliActor(), action: 'staticKey.rotate', outcome: 'ok' }], Date.now());
+      writer.close();
+    } catch {
+      // the audit needs the KEK; the rotation itself is done
+    }
+  });
+
+staticKey
+  .command('retire <id>')
+  .description('remove a hub static pair; refused for the current one and while any device record names it')
+  .addOption(dbOption())
+  .addOption(staticKeyOption())
+  .action((id: string, flags: { db: string; staticKeyFile?: string }) => {
+    if (!sqliteOnly('static-key retire', flags.db)) return;
+    if (!/^\d+$/.test(id)) throw new InvalidArgumentError('the hub static id is a positive integer');
+    const file = staticKeyPath(flags.db, flags.staticKeyFile === undefined ? {} : { staticKeyFile: flags.staticKeyFile });
+    const store = new HubStore(flags.db, { readonly: true });
+    try {
+      if (store.schemaVersion < 6) throw new StaticKeyError('STATIC_KEY_IN_USE', `${flags.db} predates recovery (schema ${store.schemaVersion}); run serve once to migrate it`);
+      retireStaticKey(file, Number(id), store.staticKeyReferences().get(Number(id)) ?? 0);
+      process.stderr.write(`static-key retire: hub static key ${id} removed from ${file}; backups of the file taken before still hold it\n`);
+    } finally {
+      store.close();
+    }
+  });
+
 function deviceSummary(d: DeviceSummary): Record<string, unknown> {
   return {
     deviceId: d.deviceId,
@@ -627,6 +814,9 @@ function deviceSummary(d: DeviceSummary): Record<string, unknown> {
     activeSince: iso(d.activeSince),
     lastSeenAt: d.lastSeenAt === undefined ? null : iso(d.lastSeenAt),
     rotationRequested: d.rotateRequestedAt !== undefined,
+    enrolled: d.devicePublicKey !== undefined,
+    hubStaticId: d.hubStaticId ?? null,
+    enrolment: d.enrolment ?? null,
   };
 }
 

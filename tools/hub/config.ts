@@ -9,7 +9,10 @@
  *     "limits": { "maxConnections": 24576, "maxUnauthenticated": 8192, ... },
  *     "timing": { "handshakeTimeout": "10s", "idleTimeout": "45s", "rekeyRetryInitial": "2s", "rekeyRetryMax": "30s" },
  *     "logLevel": "info",
- *     "kekFile": "/etc/lockstep/hub.kek"
+ *     "kekFile": "/etc/lockstep/hub.kek",
+ *     "staticKeyFile": "/etc/lockstep/hub.static",
+ *     "recovery": { "policy": "auto" | "approve" | "off", "perDevice": 3, "window": "1h", "approvalValidity": "24h",
+ *                   "approvalRetry": "60s", "perSource": { "burst": 10, "perMinute": 10, "maxSources": 4096 } }
  *   }
  * Paths in the file are relative to the file. Durations are strings with a
  * unit ("60s", "250ms"); a bare number is refused (tools/hub/duration.ts).
@@ -22,6 +25,7 @@ import { isLogLevel, type LogLevel } from './log';
 import { DEFAULT_LIMITS, type ConnectionLimits, type HubOptions } from './options';
 import { httpOptionsFrom, parseHttpConfig, type HttpConfig } from './http/config';
 import type { RotationPolicy } from './scheduler';
+import { parseRecoveryConfig, type RecoveryPolicy } from './recovery';
 
 export interface ServeConfig {
   database: string;
@@ -35,6 +39,10 @@ export interface ServeConfig {
   kekFile?: string;
   /** The operator API (tools/hub/http/config.ts); off when absent. */
   http?: HttpConfig;
+  /** Issue 14: the recovery policy and limits (tools/hub/recovery.ts); defaults when absent. */
+  recovery?: Partial<RecoveryPolicy>;
+  /** The hub's static key file (tools/hub/static-keys.ts); default `<db>.static`. */
+  staticKeyFile?: string;
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
@@ -49,7 +57,7 @@ export function loadConfigFile(path: string): ServeConfig {
   const base = dirname(resolve(path));
   const raw = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
   const config = defaultServeConfig();
-  const known = new Set(['database', 'tcp', 'tls', 'rotation', 'limits', 'timing', 'logLevel', 'kekFile', 'http']);
+  const known = new Set(['database', 'tcp', 'tls', 'rotation', 'limits', 'timing', 'logLevel', 'kekFile', 'http', 'recovery', 'staticKeyFile']);
   for (const key of Object.keys(raw)) if (!known.has(key)) throw new Error(`${path}: unknown key "${key}"`);
   // A postgres://… URL is kept as it is (docs/HUB.md §10); a SQLite path is relative to the file.
   if (typeof raw.database === 'string') config.database = /^postgres(ql)?:\/\//.test(raw.database) ? raw.database : resolve(base, raw.database);
@@ -58,6 +66,11 @@ export function loadConfigFile(path: string): ServeConfig {
     config.kekFile = resolve(base, raw.kekFile);
   }
   if (raw.http !== undefined) config.http = parseHttpConfig(path, base, raw.http);
+  if (raw.recovery !== undefined) config.recovery = parseRecoveryConfig(path, raw.recovery, (key, value) => durationAt(path, key, value));
+  if (raw.staticKeyFile !== undefined) {
+    if (typeof raw.staticKeyFile !== 'string') throw new Error(`${path}: staticKeyFile must be a path`);
+    config.staticKeyFile = resolve(base, raw.staticKeyFile);
+  }
   if (raw.tcp === false) config.tcp = false;
   else if (isObject(raw.tcp)) config.tcp = { ...optionalHost(raw.tcp), ...optionalPort(raw.tcp) };
   if (isObject(raw.tls)) {
@@ -115,6 +128,8 @@ export function hubOptionsFrom(config: ServeConfig): Omit<HubOptions, 'logger'> 
     limits: config.limits,
     timing: config.timing,
     ...(config.http !== undefined ? { http: httpOptionsFrom(config.http) } : {}),
+    ...(config.recovery !== undefined ? { recovery: config.recovery } : {}),
+    ...(config.staticKeyFile !== undefined ? { staticKeyFile: config.staticKeyFile } : {}),
   };
 }
 

@@ -88,6 +88,7 @@ export class Connections {
     private readonly limits: ConnectionLimits,
     private readonly log: Logger,
     private readonly now: () => number,
+    private readonly recoveryAllowed: (source: string) => boolean = () => true,
   ) {
     this.#unauthenticated = new SourceCap(limits.maxUnauthenticated);
   }
@@ -153,7 +154,8 @@ export class Connections {
     socket.on('error', () => {});
     socket.on('close', () => this.#forget(link));
     this.log.debug('connectionOpened', { connection: link.id, transport, remote: link.remoteAddress, source: admission.source });
-    this.pipeline.apply(this.core.opened(link.id, this.now()));
+    // Issue 14: the per-source recovery bucket decides whether a failing HELLO may get NO_KEY (docs/HUB.md §13.2).
+    this.pipeline.apply(this.core.opened(link.id, this.now(), { recoveryAllowed: this.recoveryAllowed(admission.source) }));
   }
 
   /** Evicts the pre-authentication connection the policy picks (tools/hub/eviction.ts); false when there is none. */

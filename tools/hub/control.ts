@@ -25,6 +25,8 @@ export class ControlPoll {
     private readonly presence: DevicePresence,
     private readonly log: Logger,
     private readonly modeChanged: (deviceId: string) => void = () => {},
+    /** Issue 14: a record changed by another process (enrolment armed); returns whether it was applied (else retried at the next poll). */
+    private readonly recordChanged: (deviceId: string) => boolean = () => true,
   ) {}
 
   /** A device row this hub already serves (loaded or registered): later polls look after it. */
@@ -45,6 +47,10 @@ export class ControlPoll {
       for (const deviceId of this.store.modeChanges()) {
         if (this.presence.has(deviceId)) this.modeChanged(deviceId);
         this.store.clearModeChange(deviceId);
+      }
+      for (const deviceId of this.store.recordChanges()) {
+        if (!this.presence.has(deviceId)) this.store.clearRecordChange(deviceId);
+        else this.recordChanged(deviceId);
       }
     } catch (error) {
       this.log.error('controlPollFailed', { message: describeError(error) });

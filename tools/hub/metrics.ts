@@ -124,6 +124,39 @@ export function createHubMetrics(events: HubSubscriptions, fleet: FleetTracker, 
       this.inc({ operation: 'unwrap_failed' }, ops.unwrapFailed);
     },
   });
+  // Issue 14: recovery (docs/HUB.md §13), read from the hub's counters at scrape time; labels from fixed sets only.
+  const fromRecord = (name: string, help: string, label: string, values: readonly string[], read: () => Record<string, number>): void => {
+    new Counter({
+      name,
+      help,
+      labelNames: [label],
+      registers: [registry],
+      collect() {
+        const counts = read();
+        this.reset();
+        for (const value of values) this.inc({ [label]: value }, counts[value] ?? 0);
+      },
+    });
+  };
+  fromRecord('lockstep_recoveries_total', 'Authenticated recoveries by outcome (accepted, inSync, awaitingApproval, refused, rateLimited, keyIdsExhausted).', 'outcome',
+    ['accepted', 'inSync', 'awaitingApproval', 'refused', 'rateLimited', 'keyIdsExhausted'], () => hub.recoveryCounters.decided);
+  fromRecord('lockstep_recovery_needed_total', 'Recovery episodes detected (a known device\'s HELLO failed as after a rollback), by reason.', 'reason',
+    ['unknownKeyId', 'authFailed', 'rekeyRefused'], () => hub.recoveryCounters.needed);
+  fromRecord('lockstep_recovery_unauthenticated_total', 'Recovery steps before authentication that failed their check, by stage (init: RECOVER_INIT, finish: RECOVER_FINISH).', 'stage',
+    ['init', 'finish'], () => hub.recoveryCounters.unauthenticated);
+  fromStats('lockstep_recovery_source_limited_total', 'Connections whose source address had spent its recovery budget (no NO_KEY; docs/HUB.md §13.2).', () => hub.recoveryCounters.sourceLimited);
+  new Gauge({
+    name: 'lockstep_recovery_requests_pending',
+    help: 'Recovery requests awaiting an operator\'s approval (policy approve).',
+    registers: [registry],
+    collect() {
+      try {
+        this.set(hub.recoveryRequests().filter((r) => r.approvedAt === undefined).length);
+      } catch {
+        this.set(0);
+      }
+    },
+  });
   const gauge = (name: string, help: string, read: () => number): void => {
     new Gauge({
       name,

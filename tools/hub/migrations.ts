@@ -144,6 +144,38 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  // ---- issue 14: recovery after a rollback (docs/PROTOCOL.md §12, tools/hub/recovery.ts) ----
+  {
+    version: 6,
+    description: "recovery: the device's static public key and the hub static id it knows, enrolment state, recovery requests and approvals, accepted recoveries per device",
+    up: (db) => {
+      db.exec(`
+        ALTER TABLE devices ADD COLUMN device_public_key BLOB CHECK (device_public_key IS NULL OR length(device_public_key) = 32);
+        ALTER TABLE devices ADD COLUMN hub_static_id INTEGER CHECK (hub_static_id IS NULL OR hub_static_id BETWEEN 1 AND 4294967295);
+        ALTER TABLE devices ADD COLUMN enrolment TEXT CHECK (enrolment IS NULL OR enrolment IN ('armed', 'ready'));
+        ALTER TABLE devices ADD COLUMN enrolment_armed_at INTEGER;
+        ALTER TABLE devices ADD COLUMN record_changed_at INTEGER;
+        CREATE TABLE recovery_requests (
+          device_id      TEXT    PRIMARY KEY CHECK (length(device_id) = 16),
+          first_at       INTEGER NOT NULL,
+          last_at        INTEGER NOT NULL,
+          attempts       INTEGER NOT NULL CHECK (attempts >= 1),
+          new_key_id     INTEGER NOT NULL,
+          claimed_active INTEGER NOT NULL,
+          claimed_future INTEGER NOT NULL,
+          approved_at    INTEGER,
+          approved_by    TEXT    CHECK (approved_by IS NULL OR length(approved_by) <= 64)
+        );
+        CREATE TABLE recoveries (
+          seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+          device_id  TEXT    NOT NULL CHECK (length(device_id) = 16),
+          at         INTEGER NOT NULL,
+          new_key_id INTEGER NOT NULL
+        );
+        CREATE INDEX recoveries_device ON recoveries (device_id, at);
+      `);
+    },
+  },
 ];
 
 interface PlainRow {

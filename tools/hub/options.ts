@@ -6,6 +6,8 @@
  * (tools/hub/duration.ts). Protocol timers (handshake, idle, re-offer backoff) are
  * the core's (modules/protocol/constants.ts) unless overridden.
  */
+import type { RecoveryPolicy } from './recovery';
+import type { HubStaticKeys } from './static-keys';
 import { checkMilliseconds } from './duration';
 import type { Aead, KeyAgreementPrimitives, RandomSource } from '../../modules/crypto/primitives';
 import type { HubTiming } from '../../modules/hub/hub';
@@ -84,6 +86,14 @@ export interface HubOptions {
   readonly random?: RandomSource;
   /** X25519 and HKDF for dh-mode devices (docs/PROTOCOL.md §11); default node:crypto (hosts/node/key-agreement.ts). */
   readonly keyAgreement?: KeyAgreementPrimitives;
+  /**
+   * Issue 14: the recovery policy and limits (tools/hub/recovery.ts, docs/HUB.md §13); default auto, 3 per device per hour.
+   * Recovery needs the hub's static keys: `staticKeys`, else the database's static key file (`<db>.static`,
+   * `staticKeyFile`, LOCKSTEP_STATIC_KEY_FILE); a ':memory:' database without them serves no recovery.
+   */
+  readonly recovery?: Partial<RecoveryPolicy>;
+  readonly staticKeys?: HubStaticKeys;
+  readonly staticKeyFile?: string;
 }
 
 /**

@@ -29,6 +29,8 @@ export interface ActionSinks {
   close(connection: ConnectionId, error: LockstepError): void;
   persist(op: HubPersistOp): void;
   event(event: HubEvent): void;
+  /** Issue 14: an authenticated recovery to decide (the answer goes back to the core at once). */
+  recoveryRequest(request: Extract<HubAction, { type: 'recoveryRequest' }>): void;
 }
 
 export class ActionPipeline {
@@ -94,6 +96,9 @@ export class ActionPipeline {
         return;
       case 'event':
         this.sinks.event(action.event);
+        return;
+      case 'recoveryRequest':
+        this.sinks.recoveryRequest(action);
         return;
     }
   }

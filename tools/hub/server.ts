@@ -59,6 +59,19 @@ import { HubStore, type StoredDevice } from './store';
 import { AuditLog, type AuditEntryInput, type Revocation } from './audit';
 import type { OperatorApi } from './http/options';
 import type { DeviceView, HubEvents, HubStats, RotateResult } from './types';
+import type { ConnectionId, HubAction } from '../../modules/hub/actions';
+import type { RecoveryStatus } from '../../modules/protocol/constants';
+import { recoveryPolicy, type RecoveryPolicy, type RecoveryRecord, type RecoveryRequestRow } from './recovery';
+import { isRecoveryEvent, RecoveryHost } from './recovery-host';
+import { coreRecoveryKeys, resolveStaticKeys, type HubStaticKeys } from './static-keys';
+
+/**
+ * Issue 14: what the host needs of the core for recovery (docs/RECOVERY-API.md's contract,
+ * HubCore.decideRecovery): the answer to a `recoveryRequest`.
+ */
+interface RecoveryCore {
+  decideRecovery(connection: ConnectionId, decision: { status: RecoveryStatus; retryAfterSeconds: number }, now: number): HubAction[];
+}
 
 export type { DeviceView, HubEvents, HubStats, RotateResult } from './types';
 
@@ -90,6 +103,9 @@ export class LockstepHub extends EventEmitter<HubEvents> {
   readonly #audit: AuditLog;
   #revocationSeq = 0;
   #api: OperatorApi | undefined;
+  // issue 14: recovery (tools/hub/recovery-host.ts)
+  readonly #recovery: RecoveryHost;
+  readonly #staticKeys: HubStaticKeys | undefined;
 
   /** Opens the database, loads every device and starts listening. */
   static async start(options: HubOptions): Promise<LockstepHub> {
@@ -121,6 +137,9 @@ export class LockstepHub extends EventEmitter<HubEvents> {
         throw new LockstepError('LOCAL_DATABASE_LOCKED', `another hub (pid ${holder.pid} on ${holder.host}) serves ${this.store.path}`);
       }
     }
+    // Issue 14: the store applied the revocation file when it opened (rows a restore brought back are gone again).
+    for (const deviceId of this.store.reRevoked) this.#log.warn('revocationReapplied', { deviceId, file: this.store.revocationFile });
+    this.#staticKeys = options.staticKeys ?? this.#loadStaticKeys(options.staticKeyFile);
     const stored = this.store.loadDevices();
     const core = new HubCore({
       aead: options.aead ?? nodeAead,
@@ -129,11 +148,21 @@ export class LockstepHub extends EventEmitter<HubEvents> {
       devices: stored.map(coreRecord),
       receiveBufferBytes: this.#limits.maxQueuedInputBytes,
       ...(options.timing ? { timing: options.timing } : {}),
+      ...(this.#staticKeys !== undefined ? { recovery: coreRecoveryKeys(this.#staticKeys) } : {}),
     });
     this.#core = core;
     this.#scheduler = new RotationScheduler(options.rotation);
     // The parts refer to each other through the pipeline's sinks; `connections` is resolved lazily.
     const connections = (): Connections => this.#connections;
+    this.#recovery = new RecoveryHost(
+      recoveryPolicy(options.recovery),
+      this.store,
+      this.#log,
+      this.#peerLog,
+      () => this.#audit,
+      this.#emitSafe,
+      (connection) => this.#connections.get(connection)?.admission.source,
+    );
     this.#events = new HubEventRouter(this.#emitSafe, this.#peerLog, connections, this.#presence, this.#scheduler);
     this.#pipeline = new ActionPipeline(
       core,
@@ -141,18 +170,22 @@ export class LockstepHub extends EventEmitter<HubEvents> {
         transmit: (connection, bytes) => this.#connections.write(connection, bytes),
         close: (connection, error) => this.#connections.closedByCore(connection, error),
         persist: (op) => this.#commits.enqueue(op),
-        event: (event) => this.#events.core(event),
+        event: (event) => (isRecoveryEvent(event) ? this.#recovery.event(event) : this.#events.core(event)),
+        recoveryRequest: (request) => {
+          const decision = this.#recovery.decide(request);
+          this.#pipeline.apply((this.#core as unknown as RecoveryCore).decideRecovery(request.connection, decision, monotonicNow()));
+        },
       },
       monotonicNow,
     );
-    this.#connections = new Connections(core, this.#pipeline, this.#limits, this.#peerLog, monotonicNow);
+    this.#connections = new Connections(core, this.#pipeline, this.#limits, this.#peerLog, monotonicNow, (source) => this.#recovery.allowed(source));
     this.#commits = new Commits(this.store, core, this.#pipeline, this.#events, connections, this.#log, monotonicNow);
     this.#rotations = new Rotations(core, this.#pipeline, this.#scheduler, this.#log, monotonicNow);
     const heartbeat = this.#exclusive ? () => this.store.heartbeat(this.#instance, Date.now()) : undefined;
     this.#control = new ControlPoll(this.store, heartbeat, (device) => this.#register(device), this.#rotations, this.#presence, this.#log, (deviceId) => {
       this.#core.setMode(deviceId, 'dh');
       this.#log.info('modeChanged', { deviceId, mode: 'dh' });
-    });
+    }, (deviceId) => this.#reloadRecord(deviceId));
     for (const device of stored) {
       this.#track(device);
       this.#control.seen(device.rowid);
@@ -344,6 +377,85 @@ export class LockstepHub extends EventEmitter<HubEvents> {
     this.#scheduler.forget(revocation.deviceId);
     this.#log.warn('deviceRevoked', { deviceId: revocation.deviceId, actor: revocation.actor });
     this.#emitSafe('deviceRevoked', { deviceId: revocation.deviceId, actor: revocation.actor });
+  }
+
+  // ---- issue 14: recovery (docs/HUB.md §13) ----
+
+  /** The recovery policy in force (`serve --recovery`, the config file's "recovery"). */
+  get recoveryPolicy(): RecoveryPolicy {
+    return this.#recovery.policy;
+  }
+
+  /** Changes the policy at run time (e.g. `{ mode: 'approve' }` while a restore is being checked). */
+  setRecoveryPolicy(policy: Partial<RecoveryPolicy>): void {
+    this.#recovery.policy = recoveryPolicy({ ...this.#recovery.policy, ...policy });
+  }
+
+  /** The hub static ids this hub holds and the current one (no key material). */
+  get staticKeyIds(): { current: number; ids: number[] } | undefined {
+    return this.#staticKeys === undefined ? undefined : { current: this.#staticKeys.current, ids: this.#staticKeys.keys.map((k) => k.id) };
+  }
+
+  /** The current hub static public key and its id: what provisioning gives a device (tools/provision). */
+  get hubStatic(): { id: number; publicKey: Uint8Array } | undefined {
+    const current = this.#staticKeys?.keys.find((k) => k.id === this.#staticKeys?.current);
+    return current === undefined ? undefined : { id: current.id, publicKey: current.publicKey.slice() };
+  }
+
+  /** Counters for the metrics (tools/hub/metrics.ts). */
+  get recoveryCounters(): RecoveryHost['counters'] {
+    return this.#recovery.counters;
+  }
+
+  /** Requests awaiting (or holding) approval. */
+  recoveryRequests(): RecoveryRequestRow[] {
+    return this.store.recoveryRequests();
+  }
+
+  recentRecoveries(limit = 50): RecoveryRecord[] {
+    return this.store.recentRecoveries(limit);
+  }
+
+  /** An operator approves the device's recorded recovery request (audited as `actor`). */
+  approveRecovery(deviceId: string, actor: string): 'approved' | 'already' | 'none' | 'missing' {
+    return this.store.approveRecovery(deviceId, actor, Date.now());
+  }
+
+  /** Arms enrolment (HE1) for a device without a static key; the core gets the record at once. */
+  armEnrolment(deviceId: string, actor: string): 'armed' | 'enrolled' | 'missing' {
+    const outcome = this.store.armEnrolment(deviceId, Date.now());
+    this.audit({ actor, action: 'enrol.arm', deviceId: deviceId.toLowerCase(), outcome });
+    if (outcome === 'armed') this.#reloadRecord(deviceId.toLowerCase());
+    return outcome;
+  }
+
+  /**
+   * The database's static key file: created when missing only while no device record names a
+   * hub static id (else those devices could never recover: refuse to start rather than guess).
+   */
+  #loadStaticKeys(file: string | undefined): HubStaticKeys | undefined {
+    const referenced = this.store.staticKeyReferences();
+    if (this.store.path === ':memory:' && file === undefined) return undefined;
+    const keys = resolveStaticKeys(this.store.path, file === undefined ? {} : { staticKeyFile: file }, referenced.size === 0);
+    if (keys === undefined) return undefined;
+    const missing = [...referenced.keys()].filter((id) => !keys.keys.some((k) => k.id === id));
+    if (missing.length > 0) this.#log.error('staticKeysMissing', { ids: missing.join(','), devices: missing.reduce((n, id) => n + (referenced.get(id) ?? 0), 0) });
+    return keys;
+  }
+
+  /** A record another process changed (enrolment armed): the core gets it unless a write is outstanding (then at the next poll). */
+  #reloadRecord(deviceId: string): boolean {
+    const stored = this.store.getDevice(deviceId);
+    if (stored === undefined || !this.#core.hasDevice(deviceId)) return true;
+    try {
+      this.#core.reloadDevice(coreRecord(stored));
+    } catch (error) {
+      this.#log.debug('reloadDeferred', { deviceId, message: describeError(error) });
+      return false;
+    }
+    this.store.clearRecordChange(deviceId);
+    this.#log.info('recordReloaded', { deviceId, enrolment: stored.enrolment ?? null });
+    return true;
   }
 
   // ---- Wiring ----

@@ -34,6 +34,9 @@ import { KekError, resolveKeyring, type Keyring, type KeyringChoice } from './ke
 import { appendAudit, countsSince, recordKeyEvents, findRevocation, readAudit, revocationsAfter, revokeInDatabase, type AuditEntry, type AuditEntryInput, type AuditQuery, type Revocation } from './audit';
 import { migrate, SCHEMA_VERSION } from './migrations';
 import type { DeviceRecord } from './records';
+import { decide, type RecoveryDecision, type RecoveryPolicy, type RecoveryRecord, type RecoveryRequestInput, type RecoveryRequestRow, RECOVERY_STATUS_NAMES } from './recovery';
+import { appendRevocation, defaultRevocationPath, readRevocations } from './revocation-file';
+import { createStaticKeyFile, staticKeyPath, type StaticKeyChoice } from './static-keys';
 
 export interface StoredDevice {
   readonly deviceId: string;
@@ -48,6 +51,12 @@ export interface StoredDevice {
   readonly rotations: number;
   readonly rotateRequestedAt: number | undefined;
   readonly rowid: number;
+  /** Issue 14 (§12.6): the device's static public key S_d, the hub static id it knows; absent = not enrolled. */
+  readonly devicePublicKey?: Uint8Array;
+  readonly hubStaticId?: number;
+  /** `hub enrol` armed it (HE1), or a dh key promoted after arming made it ready. */
+  readonly enrolment?: 'armed' | 'ready';
+  readonly enrolmentArmedAt?: number;
 }
 
 /** A device without its keys (what `devices` lists; needs no KEK). */
@@ -76,6 +85,11 @@ interface DeviceRow {
   rotate_requested_at: number | null;
   mode: RekeyMode;
   pending_dh: number;
+  // migration 6 (absent in an older database opened read-only)
+  device_public_key?: Buffer | null;
+  hub_static_id?: number | null;
+  enrolment?: 'armed' | 'ready' | null;
+  enrolment_armed_at?: number | null;
 }
 
 export interface HubLock {
@@ -87,8 +101,10 @@ export interface HubLock {
   readonly heartbeatAt: number;
 }
 
-export interface StoreOptions extends KeyringChoice {
+export interface StoreOptions extends KeyringChoice, StaticKeyChoice {
   readonly readonly?: boolean;
+  /** The append-only revocation file (tools/hub/revocation-file.ts); default `<db>.revoked`. */
+  readonly revocationFile?: string;
   /**
    * Checkpoint and truncate the WAL after each commit that promoted a key, so
    * the retired key's row leaves hub.db-wal (default true; false only for
@@ -134,6 +150,12 @@ export class HubStore {
   auditKeyEvents = true;
   #scrubPending = false;
   readonly scrub: ScrubStats = { checkpoints: 0, busy: 0, totalMs: 0 };
+  /** Where revocations survive a restore (undefined for ':memory:'). */
+  readonly revocationFile: string | undefined;
+  /** The hub static key file of this database (tools/hub/static-keys.ts; undefined for ':memory:'). */
+  readonly staticKeyFile: string | undefined;
+  /** Device rows the revocation file erased again when this store opened (a restored backup older than a revocation). */
+  readonly reRevoked: string[] = [];
 
   constructor(path: string, options: StoreOptions = {}) {
     this.path = path;
@@ -142,6 +164,8 @@ export class HubStore {
     if (options.readonly !== true && path !== ':memory:') createPrivately(path, fresh);
     this.#db = new Database(path, { readonly: options.readonly === true, fileMustExist: options.readonly === true });
     this.truncateWalAfterPromotion = options.truncateWalAfterPromotion ?? true;
+    this.revocationFile = path === ':memory:' ? options.revocationFile : (options.revocationFile ?? defaultRevocationPath(path));
+    this.staticKeyFile = path === ':memory:' ? options.staticKeyFile : staticKeyPath(path, options);
     try {
       // A busy writer (the serving hub) briefly holds the lock; CLI commands wait.
       this.#db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
@@ -160,6 +184,11 @@ export class HubStore {
       }
       this.#statements = prepare(this.#db);
       if (this.#keyring !== undefined) this.#checkKeyring();
+      if (options.readonly !== true) {
+        // Issue 14: the hub's static key pair is created with the database, outside it (docs/HUB.md §13.3).
+        if (fresh && this.staticKeyFile !== undefined && !existsSync(this.staticKeyFile)) createStaticKeyFile(this.staticKeyFile, Date.now());
+        this.#applyRevocationFile();
+      }
     } catch (error) {
       this.#db.close();
       throw error;
@@ -267,7 +296,11 @@ export class HubStore {
     if (record.mode !== 'dh' && record.mode !== 'classic') throw new LockstepError('LOCAL_BAD_ARGUMENT', `device ${record.deviceId}: mode must be "dh" or "classic"`);
     try {
       const kekId = this.activeKek;
-      this.#statements.insert.run(record.deviceId, record.active.id, kekId, this.#wrap(kekId, record.deviceId, record.active.id, record.active.key), now, now, record.mode);
+      if ((record.devicePublicKey === undefined) !== (record.hubStaticId === undefined)) {
+        throw new LockstepError('LOCAL_BAD_ARGUMENT', `device ${record.deviceId}: devicePublicKey and hubStaticId go together`);
+      }
+      this.#statements.insert.run(record.deviceId, record.active.id, kekId, this.#wrap(kekId, record.deviceId, record.active.id, record.active.key), now, now, record.mode,
+        record.devicePublicKey === undefined ? null : Buffer.from(record.devicePublicKey), record.hubStaticId ?? null);
     } catch (error) {
       if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
         throw new LockstepError('LOCAL_BAD_ARGUMENT', `device ${record.deviceId} is already provisioned`);
@@ -296,7 +329,32 @@ export class HubStore {
     const applied = this.#db.transaction(() => {
       const kekId = this.activeKek;
       const results = ops.map((op) => {
+        if (op.kind === 'storeRecovered') {
+          // HK9 (issue 14). secure_delete zeroes the replaced pending's cells; the WAL is truncated after this commit as after a promotion.
+          const wrapped = this.#wrap(kekId, op.deviceId, op.id, op.key);
+          const done = this.#statements.storeRecovered.run(op.id, kekId, wrapped, now, op.deviceId, op.id, op.id).changes === 1;
+          promoted ||= done;
+          return done;
+        }
+        if (op.kind === 'storeDeviceStatic') {
+          const key = Buffer.from(op.publicKey);
+          return this.#statements.storeDeviceStatic.run(key, op.hubStaticId, op.deviceId, key, op.hubStaticId).changes === 1;
+        }
         if (op.kind === 'storePending') {
+          if (op.modeChange === 'dh') {
+            // HK11: the replaced classic pending's key is erased like a retired one (secure_delete, WAL truncated after the commit).
+            const pair = new Uint8Array(64);
+            pair.set(op.dh.privateKey, 0);
+            pair.set(op.dh.publicKey, 32);
+            try {
+              const wrapped = this.#wrap(kekId, op.deviceId, op.id, pair);
+              const done = this.#statements.storePendingModeChange.run(op.id, kekId, wrapped, now, op.deviceId, op.id - 1, op.id).changes === 1;
+              promoted ||= done;
+              return done;
+            } finally {
+              pair.fill(0);
+            }
+          }
           if (op.dh === undefined) {
             const wrapped = this.#wrap(kekId, op.deviceId, op.id, op.key);
             return this.#statements.storePending.run(op.id, kekId, wrapped, 0, now, op.deviceId, op.id - 1).changes === 1;
@@ -312,14 +370,16 @@ export class HubStore {
             pair.fill(0);
           }
         }
+        let done: boolean;
         if (op.key !== undefined) {
           // HK8: the derived key becomes active; the row's wrapped ephemeral pair is overwritten in the same commit (rule H5).
           const wrapped = this.#wrap(kekId, op.deviceId, op.id, op.key);
-          const done = this.#statements.promoteDerived.run(kekId, wrapped, now, op.deviceId, op.id).changes === 1;
-          promoted ||= done;
-          return done;
+          done = this.#statements.promoteDerived.run(kekId, wrapped, now, op.deviceId, op.id).changes === 1;
+        } else {
+          done = this.#statements.promote.run(now, op.deviceId, op.id).changes === 1;
         }
-        const done = this.#statements.promote.run(now, op.deviceId, op.id).changes === 1;
+        // HE1 (issue 14): enrolment becomes ready in the commit that promotes the dh key after arming.
+        if (done && op.enrolmentReady === true) this.#statements.enrolmentReady.run(op.deviceId);
         promoted ||= done;
         return done;
       });
@@ -475,7 +535,14 @@ export class HubStore {
 
   /** Deletes the device with its keys and records the revocation (see audit.ts); undefined if there is no such device. */
   revokeDevice(deviceId: string, actor: string, reason: string | undefined, now: number): Revocation | undefined {
-    return revokeInDatabase(this.#db, deviceId, actor, reason, now);
+    const id = deviceId.toLowerCase();
+    // Issue 14: the revocation file first (fsync'd), so a restore of the database cannot undo it (docs/HUB.md §13.4).
+    if (this.revocationFile !== undefined && /^[0-9a-f]{16}$/.test(id) && this.#statements.one.get(id) !== undefined) {
+      appendRevocation(this.revocationFile, { deviceId: id, revokedAt: now, actor, reason: reason ?? null });
+    }
+    const revocation = revokeInDatabase(this.#db, deviceId, actor, reason, now);
+    if (revocation !== undefined) this.#db.prepare('DELETE FROM recovery_requests WHERE device_id = ?').run(id);
+    return revocation;
   }
 
   revocation(deviceId: string): Revocation | undefined {
@@ -484,6 +551,131 @@ export class HubStore {
 
   revocationsAfter(seq: number): Revocation[] {
     return revocationsAfter(this.#db, seq);
+  }
+
+  // ---- issue 14: recovery (tools/hub/recovery.ts, docs/HUB.md §13) ----
+
+  /**
+   * Decides an authenticated recovery request by the policy (tools/hub/recovery.ts `decide`),
+   * in one IMMEDIATE transaction that reads the device's accepted recoveries in the window
+   * and its approval, charges the count (ACCEPTED), records or clears the request, and writes
+   * the audit entry: two processes on this file never both take the last slot.
+   */
+  decideRecovery(request: RecoveryRequestInput, policy: RecoveryPolicy, now: number, actor = 'hub'): RecoveryDecision {
+    const deviceId = request.deviceId.toLowerCase();
+    return this.#db.transaction(() => {
+      this.#db.prepare('DELETE FROM recoveries WHERE device_id = ? AND at <= ?').run(deviceId, now - policy.windowMs);
+      const accepted = (this.#db.prepare('SELECT at FROM recoveries WHERE device_id = ? ORDER BY at').all(deviceId) as { at: number }[]).map((r) => r.at);
+      const pending = this.#db.prepare('SELECT approved_at FROM recovery_requests WHERE device_id = ?').get(deviceId) as { approved_at: number | null } | undefined;
+      const revoked = findRevocation(this.#db, deviceId) !== undefined || this.#statements.one.get(deviceId) === undefined;
+      const decision = decide(policy, request, { revoked, acceptedInWindow: accepted, approvedAt: pending?.approved_at ?? undefined }, now);
+      if (decision.charge) this.#db.prepare('INSERT INTO recoveries (device_id, at, new_key_id) VALUES (?, ?, ?)').run(deviceId, now, request.newKeyId);
+      if (decision.clearRequest) this.#db.prepare('DELETE FROM recovery_requests WHERE device_id = ?').run(deviceId);
+      if (decision.record) {
+        this.#db
+          .prepare(
+            `INSERT INTO recovery_requests (device_id, first_at, last_at, attempts, new_key_id, claimed_active, claimed_future) VALUES (?, ?, ?, 1, ?, ?, ?)
+             ON CONFLICT (device_id) DO UPDATE SET last_at = excluded.last_at, attempts = attempts + 1, new_key_id = excluded.new_key_id,
+               claimed_active = excluded.claimed_active, claimed_future = excluded.claimed_future,
+               approved_at = CASE WHEN ? THEN NULL ELSE approved_at END, approved_by = CASE WHEN ? THEN NULL ELSE approved_by END`,
+          )
+          .run(deviceId, now, now, request.newKeyId, request.claimedActive, request.claimedFuture, decision.reason === 'approvalExpired' ? 1 : 0, decision.reason === 'approvalExpired' ? 1 : 0);
+      }
+      appendAudit(this.#db, [{ actor, action: 'recovery.decide', deviceId, outcome: RECOVERY_STATUS_NAMES[decision.status], detail: {
+        reason: decision.reason, policy: policy.mode, newKeyId: request.newKeyId, claimedActive: request.claimedActive, claimedFuture: request.claimedFuture,
+        retryAfterSeconds: decision.retryAfterSeconds, acceptedInWindow: accepted.length + (decision.charge ? 1 : 0),
+      } }], now);
+      return decision;
+    }).immediate();
+  }
+
+  /**
+   * An operator approves the device's recorded request (`hub recover`): the next authenticated
+   * request is accepted (within the approval's validity and the per-device limit).
+   * 'approved', 'already' (approved before), 'none' (no request recorded), 'missing' (no such device).
+   */
+  approveRecovery(deviceId: string, actor: string, now: number): 'approved' | 'already' | 'none' | 'missing' {
+    const id = deviceId.toLowerCase();
+    return this.#db.transaction(() => {
+      if (this.#statements.one.get(id) === undefined) return 'missing';
+      const row = this.#db.prepare('SELECT approved_at FROM recovery_requests WHERE device_id = ?').get(id) as { approved_at: number | null } | undefined;
+      if (row === undefined) return 'none';
+      if (row.approved_at !== null) return 'already';
+      this.#db.prepare('UPDATE recovery_requests SET approved_at = ?, approved_by = ? WHERE device_id = ?').run(now, actor.slice(0, 64), id);
+      appendAudit(this.#db, [{ actor, action: 'recovery.approve', deviceId: id, outcome: 'ok' }], now);
+      return 'approved';
+    }).immediate();
+  }
+
+  /** Recorded requests, oldest first (at most `limit`). */
+  recoveryRequests(limit = 1000): RecoveryRequestRow[] {
+    const rows = this.#db.prepare('SELECT * FROM recovery_requests ORDER BY first_at LIMIT ?').all(Math.max(1, Math.min(limit, 10_000))) as {
+      device_id: string; first_at: number; last_at: number; attempts: number; new_key_id: number; claimed_active: number; claimed_future: number; approved_at: number | null; approved_by: string | null;
+    }[];
+    return rows.map((r) => ({
+      deviceId: r.device_id, firstAt: r.first_at, lastAt: r.last_at, attempts: r.attempts, newKeyId: r.new_key_id, claimedActive: r.claimed_active,
+      claimedFuture: r.claimed_future, approvedAt: r.approved_at ?? undefined, approvedBy: r.approved_by ?? undefined,
+    }));
+  }
+
+  /** Accepted recoveries, newest first (the per-device count keeps one window of them). */
+  recentRecoveries(limit = 100): RecoveryRecord[] {
+    const rows = this.#db.prepare('SELECT seq, device_id, at, new_key_id FROM recoveries ORDER BY seq DESC LIMIT ?').all(Math.max(1, Math.min(limit, 1000))) as { seq: number; device_id: string; at: number; new_key_id: number }[];
+    return rows.map((r) => ({ seq: r.seq, deviceId: r.device_id, at: r.at, newKeyId: r.new_key_id }));
+  }
+
+  /**
+   * `hub enrol` (HE1): arms enrolment for a device without a static key; the serving hub reloads
+   * the record at its next poll (record_changed_at). 'armed', 'enrolled' (it has a static key: a
+   * second enrolment is refused, §12.6), 'missing'.
+   */
+  armEnrolment(deviceId: string, now: number): 'armed' | 'enrolled' | 'missing' {
+    const id = deviceId.toLowerCase();
+    const summary = this.getSummary(id);
+    if (summary === undefined) return 'missing';
+    if (summary.devicePublicKey !== undefined) return 'enrolled';
+    this.#statements.armEnrolment.run(now, now, id);
+    return 'armed';
+  }
+
+  /** Devices whose record another process changed (enrolment armed): the control poll reloads and clears them. */
+  recordChanges(): string[] {
+    return (this.#statements.recordChanges.all() as { device_id: string }[]).map((row) => row.device_id);
+  }
+
+  clearRecordChange(deviceId: string): void {
+    this.#statements.clearRecordChange.run(deviceId);
+  }
+
+  /** How many device records name each hub static id (`hub static-key retire` refuses a referenced one). */
+  staticKeyReferences(): Map<number, number> {
+    const rows = this.#db.prepare('SELECT hub_static_id AS id, COUNT(*) AS n FROM devices WHERE hub_static_id IS NOT NULL GROUP BY hub_static_id').all() as { id: number; n: number }[];
+    return new Map(rows.map((r) => [r.id, r.n]));
+  }
+
+  /**
+   * Applies the revocation file (issue 14, docs/HUB.md §13.4): every device it names is
+   * erased again if its row came back with a restored backup, and recorded as revoked
+   * in the database (so provisioning the id is refused).
+   */
+  #applyRevocationFile(): void {
+    if (this.revocationFile === undefined) return;
+    const lines = readRevocations(this.revocationFile);
+    if (lines.length === 0) return;
+    this.#db.transaction(() => {
+      const insert = this.#db.prepare('INSERT OR IGNORE INTO revoked_devices (device_id, revoked_at, actor, reason, last_key_id) VALUES (?, ?, ?, ?, ?)');
+      for (const line of lines) {
+        const row = this.#db.prepare('SELECT active_id FROM devices WHERE device_id = ?').get(line.deviceId) as { active_id: number } | undefined;
+        if (row !== undefined) {
+          this.#db.prepare('DELETE FROM devices WHERE device_id = ?').run(line.deviceId);
+          this.#db.prepare('DELETE FROM recovery_requests WHERE device_id = ?').run(line.deviceId);
+          this.reRevoked.push(line.deviceId);
+          appendAudit(this.#db, [{ actor: 'hub', action: 'device.revoke', deviceId: line.deviceId, outcome: 'reapplied', detail: { source: 'revocationFile', lastKeyId: row.active_id } }], Date.now());
+        }
+        insert.run(line.deviceId, line.revokedAt, line.actor.slice(0, 64), line.reason === null ? null : line.reason.slice(0, 200), row?.active_id ?? 0);
+      }
+    }).immediate();
+    if (this.reRevoked.length > 0 && this.path !== ':memory:') this.#checkpoint();
   }
 
   /** KEK wraps and unwraps so far (counts only). */
@@ -532,7 +724,28 @@ function prepare(db: Database.Database) {
     all: db.prepare(`${SELECT_DEVICE} ORDER BY rowid`),
     one: db.prepare(`${SELECT_DEVICE} WHERE device_id = ?`),
     after: db.prepare(`${SELECT_DEVICE} WHERE rowid > ? ORDER BY rowid`),
-    insert: db.prepare('INSERT INTO devices (device_id, active_id, active_kek, active_key, created_at, active_since, mode) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+    insert: db.prepare(
+      'INSERT INTO devices (device_id, active_id, active_kek, active_key, created_at, active_since, mode, device_public_key, hub_static_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    ),
+    // Issue 14. HK9: the recovered key replaces the pending slot (classic form), only above every id the row holds (R3).
+    storeRecovered: db.prepare(
+      `UPDATE devices SET pending_id = ?, pending_kek = ?, pending_key = ?, pending_dh = 0, pending_since = ?, rotate_requested_at = NULL
+       WHERE device_id = ? AND ? > active_id AND (pending_id IS NULL OR ? > pending_id)`,
+    ),
+    // HE2: S_d once; the same key again is a no-op that applies; another one never (STATIC_KEY_LOCKED).
+    storeDeviceStatic: db.prepare(
+      `UPDATE devices SET device_public_key = ?, hub_static_id = ?, enrolment = NULL, enrolment_armed_at = NULL, record_changed_at = NULL
+       WHERE device_id = ? AND ((device_public_key IS NULL AND enrolment = 'ready') OR (device_public_key = ? AND hub_static_id = ?))`,
+    ),
+    // HK11: mode dh and the dh pending replacing the refused classic one (same id), one commit.
+    storePendingModeChange: db.prepare(
+      `UPDATE devices SET mode = 'dh', mode_changed_at = NULL, pending_id = ?, pending_kek = ?, pending_key = ?, pending_dh = 1, pending_since = ?, rotate_requested_at = NULL
+       WHERE device_id = ? AND active_id = ? AND (pending_id IS NULL OR (pending_id = ? AND pending_dh = 0))`,
+    ),
+    enrolmentReady: db.prepare(`UPDATE devices SET enrolment = 'ready' WHERE device_id = ? AND enrolment = 'armed'`),
+    armEnrolment: db.prepare(`UPDATE devices SET enrolment = 'armed', enrolment_armed_at = ?, record_changed_at = ? WHERE device_id = ? AND device_public_key IS NULL`),
+    recordChanges: db.prepare('SELECT device_id FROM devices WHERE record_changed_at IS NOT NULL'),
+    clearRecordChange: db.prepare('UPDATE devices SET record_changed_at = NULL WHERE device_id = ?'),
     storePending: db.prepare(
       `UPDATE devices SET pending_id = ?, pending_kek = ?, pending_key = ?, pending_dh = ?, pending_since = ?, rotate_requested_at = NULL
        WHERE device_id = ? AND active_id = ? AND pending_id IS NULL`,
@@ -581,6 +794,10 @@ function summaryOf(row: DeviceRow): DeviceSummary {
     rotations: row.rotations,
     rotateRequestedAt: row.rotate_requested_at ?? undefined,
     rowid: row.rowid,
+    ...(row.device_public_key === null || row.device_public_key === undefined ? {} : { devicePublicKey: new Uint8Array(row.device_public_key) }),
+    ...(row.hub_static_id === null || row.hub_static_id === undefined ? {} : { hubStaticId: row.hub_static_id }),
+    ...(row.enrolment === null || row.enrolment === undefined ? {} : { enrolment: row.enrolment }),
+    ...(row.enrolment_armed_at === null || row.enrolment_armed_at === undefined ? {} : { enrolmentArmedAt: row.enrolment_armed_at }),
   };
 }
 

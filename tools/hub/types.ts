@@ -35,6 +35,17 @@ export interface HubEvents {
   committed: [{ ops: number; durationMs: number; ok: boolean }];
   /** A device was revoked (by this hub's API or by another process through the database): its keys are gone. */
   deviceRevoked: [{ deviceId: string; actor: string }];
+  // ---- issue 14: recovery (docs/HUB.md §13) ----
+  /** A known device's HELLO failed in a way a rollback causes (once per episode, until a session is established). */
+  recoveryNeeded: [{ deviceId: string; reason: 'unknownKeyId' | 'authFailed' | 'rekeyRefused'; helloKeyId: number; activeKeyId: number; pendingKeyId: number }];
+  /** An authenticated recovery was decided: accepted, inSync, awaitingApproval, refused, rateLimited, keyIdsExhausted. */
+  recoveryDecided: [{ deviceId: string; status: string; newKeyId: number }];
+  /** A recovery step before authentication failed its check (no device is named: nothing of it is trusted). */
+  recoveryUnauthenticated: [{ stage: 'init' | 'finish'; code: string }];
+  /** A device enrolled its static key (HE2). */
+  enrolled: [{ deviceId: string; hubStaticId: number }];
+  /** An ENROL_ACK that would change an enrolled static key was refused. */
+  staticKeyLocked: [{ deviceId: string }];
 }
 
 /** The core's view of a device plus what the database knows. */

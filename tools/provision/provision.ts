@@ -43,6 +43,9 @@ export interface HubRecord {
   readonly key: string;
   /** The rekey mode written into the device's keystore. */
   readonly mode: RekeyMode;
+  /** Issue 14 (docs/PROTOCOL.md §12.6): the device's static X25519 public key S_d and the hub static id it was given; both or neither. */
+  readonly devicePublicKey?: string;
+  readonly hubStaticId?: number;
 }
 
 export interface ProvisionOptions {
@@ -58,6 +61,11 @@ export interface ProvisionOptions {
   readonly random?: (length: number) => Uint8Array;
   /** Also create a key-wrapping key (keywrap.bin) and store the key wrapped under it. */
   readonly keyWrap?: boolean;
+  /**
+   * Issue 14: the hub's current static public key and its id (`lockstep-hub static-key status`), for the
+   * device's recovery credential (the image writer draws s_d and records S_d in the hub record).
+   */
+  readonly hubStatic?: { readonly id: number; readonly publicKey: Uint8Array };
 }
 
 export interface ProvisionResult {

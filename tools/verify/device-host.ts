@@ -11,7 +11,7 @@
  */
 import { toHex } from '../../modules/bytes';
 import type { Aead } from '../../modules/crypto/primitives';
-import type { DevicePersistOp } from '../../modules/device/actions';
+import { describePersistOp, type DevicePersistOp } from '../../modules/device/actions';
 import type { DeviceCore } from '../../modules/device/device';
 import { DeviceLoop, type DeviceConnection, type DeviceLoopEvent, type DeviceTransportEvents, type LoopTimerKind } from '../../modules/device/loop';
 import { PowerCut } from '../../modules/flash/nor-flash';
@@ -264,14 +264,14 @@ export class DeviceHost {
   /** A keystore write; a torn write (armed by the fault plan) is a power cut in the middle of it. */
   #persist(op: DevicePersistOp): void {
     const before = copyKeys(this.store.durable());
-    this.#context.trace.log(() => `device persists ${op.kind} ${op.id}`);
+    this.#context.trace.log(() => `device persists ${describePersistOp(op)}`);
     try {
       this.store.apply(op);
     } catch (error) {
       if (!(error instanceof PowerCut)) throw error;
       this.#interrupted = { before, after: keysAfter(before, op) };
       this.#context.noteFlashCut();
-      this.powerCut(this.#context.now, `during ${op.kind} ${op.id}`);
+      this.powerCut(this.#context.now, `during ${describePersistOp(op)}`);
       return;
     }
     this.#context.afterDevicePersist();

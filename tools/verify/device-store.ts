@@ -56,6 +56,9 @@ export interface DeviceStore {
 
 /** The keys after `op` (the model the keystore must match). */
 export function keysAfter(keys: DeviceKeys, op: DevicePersistOp): DeviceKeys {
+  if (op.kind === 'storeCredential') return keys;
+  // DK14: the recovered key replaces the future slot (no shares).
+  if (op.kind === 'storeRecovered') return { mode: keys.mode, active: keys.active, future: { id: op.id, key: op.key.slice() } };
   if (op.kind === 'storeFuture') return keysWithFuture(keys, op.shares === undefined ? { id: op.id, key: op.key.slice() } : { id: op.id, key: op.key.slice(), shares: { hub: op.shares.hub.slice(), device: op.shares.device.slice() } });
   if (keys.future === undefined || keys.future.id !== op.id) throw new Error(`promote ${op.id} without that future key`);
   return keysPromoted(keys);

@@ -92,7 +92,7 @@ export class SimHubDatabase {
   /** Rows (with key digests) and writes in progress, for the state digest. */
   stateText(): string {
     const rows = [...this.#rows.entries()].map(([id, row]) => `${id}:${row.mode}${row.active.id}.${fnv1a(row.active.key)}/${row.pending?.id ?? 0}.${row.pending === undefined ? 0 : fnv1a(row.pending.key ?? row.pending.dh.privateKey)}`);
-    const writes = this.writes.map((w) => `${w.op.kind}${w.op.id}@${w.commitAt}:${w.commitDone ? 1 : 0}${w.committed ? 1 : 0}${w.ackAt ?? '-'}${w.acked ? 1 : 0}${w.failure}`);
+    const writes = this.writes.map((w) => `${w.op.kind}${'id' in w.op ? w.op.id : '-'}@${w.commitAt}:${w.commitDone ? 1 : 0}${w.committed ? 1 : 0}${w.ackAt ?? '-'}${w.acked ? 1 : 0}${w.failure}`);
     return `${rows.join(',')}|${writes.join(',')}`;
   }
 

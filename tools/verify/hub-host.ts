@@ -161,7 +161,7 @@ export class HubHost {
     if (write.failure !== 'beforeCommit') this.db.commit(write);
     if (write.ackAt === undefined) write.ackAt = now;
     if (write.acked) this.db.finish(write);
-    this.#world.trace.log(() => `db ${write.failure === 'beforeCommit' ? 'FAILS' : 'commits'} ${write.op.kind} ${write.op.id}`);
+    this.#world.trace.log(() => `db ${write.failure === 'beforeCommit' ? 'FAILS' : 'commits'} ${write.op.kind} ${'id' in write.op ? write.op.id : '-'}`);
   }
 
   /** The core hears how its write ended. */
@@ -173,7 +173,7 @@ export class HubHost {
     for (const link of this.links.values()) link.upBlocked = false;
     this.#paused.clear();
     if (write.failure !== 'none') {
-      this.#world.trace.log(() => `hub told: ${write.op.kind} ${write.op.id} failed; reloading the row`);
+      this.#world.trace.log(() => `hub told: ${write.op.kind} ${'id' in write.op ? write.op.id : '-'} failed; reloading the row`);
       const actions = core.persistFailed(this.deviceId, new LockstepError('STORAGE_CORRUPT', 'simulated database failure'));
       core.reloadDevice(this.db.record(this.deviceId));
       this.apply(actions, now);
@@ -218,7 +218,7 @@ export class HubHost {
     const stored = this.#world.variant.onHubPersistBegin?.(op) ?? op;
     const write = this.db.begin(stored, now + policy.commitDelayMs);
     if (policy.ackBeforeCommit) write.ackAt = now;
-    this.#world.trace.log(() => `hub persists ${op.kind} ${op.id}${policy.ackBeforeCommit ? ' (acknowledged before the commit)' : ''}`);
+    this.#world.trace.log(() => `hub persists ${op.kind} ${'id' in op ? op.id : '-'}${policy.ackBeforeCommit ? ' (acknowledged before the commit)' : ''}`);
   }
 
   #transmit(connection: number, bytes: Uint8Array, now: number): void {

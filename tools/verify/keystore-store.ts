@@ -52,6 +52,8 @@ export class KeystoreDeviceStore implements DeviceStore {
     };
     try {
       if (op.kind === 'storeFuture') keystore.storeFuture(op.id, op.key, op.shares);
+      else if (op.kind === 'storeRecovered') keystore.storeRecovered(op.id, op.key);
+      else if (op.kind === 'storeCredential') keystore.storeCredential(op.credential);
       else keystore.promote();
     } finally {
       this.flash.observer = undefined;

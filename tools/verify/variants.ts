@@ -34,7 +34,7 @@
  * no host seam — the core decides it — and is refuted by spin only: it is
  * named in SPIN_ONLY_VARIANTS.)
  */
-import type { DevicePersistOp } from '../../modules/device/actions';
+import { describePersistOp, type DevicePersistOp } from '../../modules/device/actions';
 import { nodeAead } from '../../hosts/node/crypto';
 import { nodeKeyAgreement } from '../../hosts/node/key-agreement';
 import { IV_BYTES, MessageType } from '../../modules/protocol/constants';
@@ -106,7 +106,7 @@ class WriteBackDeviceStore implements DeviceStore {
   }
 
   layoutDigest(): string {
-    return `${this.#inner.layoutDigest()}+${this.#queue.map((op) => `${op.kind}${op.id}`).join(',')}@${this.#flushAt ?? '-'}`;
+    return `${this.#inner.layoutDigest()}+${this.#queue.map((op) => describePersistOp(op)).join(',')}@${this.#flushAt ?? '-'}`;
   }
 }
 

@@ -76,7 +76,7 @@ function fleetQuery() {
 }
 
 async function refreshFleet() {
-  const [list, rate] = await Promise.all([api(`/api/v1/devices?${fleetQuery()}`), api('/api/v1/rotations/rate')]);
+  const [list, rate, recovery] = await Promise.all([api(`/api/v1/devices?${fleetQuery()}`), api('/api/v1/rotations/rate'), api('/api/v1/recovery?limit=20')]);
   for (const [name, value] of Object.entries(list.fleet)) {
     const element = $(`count-${name}`);
     if (element) element.textContent = value.toLocaleString('en');
@@ -114,6 +114,57 @@ async function refreshFleet() {
   }
   $('device-rows').replaceChildren(rows);
   drawChart(rate);
+  renderRecovery(recovery);
+}
+
+// Issue 14 (docs/HUB.md §13): pending approvals and recent recoveries.
+function renderRecovery(recovery) {
+  const p = recovery.policy;
+  $('recovery-policy').textContent = `policy ${p.mode} · at most ${p.perDeviceLimit} per device per ${Math.round(p.windowSeconds / 60)} min · hub static key ${p.hubStaticId ?? 'none'}`;
+  const requests = document.createDocumentFragment();
+  for (const r of recovery.requests) {
+    const tr = document.createElement('tr');
+    tr.dataset.device = r.deviceId;
+    cell(tr, r.deviceId, 'id');
+    cell(tr, ago(r.firstAt));
+    cell(tr, ago(r.lastAt));
+    cell(tr, r.attempts, 'num');
+    cell(tr, r.claimedFuture ? `${r.claimedActive} + ${r.claimedFuture}` : r.claimedActive, 'num');
+    cell(tr, r.newKeyId, 'num');
+    cell(tr, r.approvedAt === null ? 'no' : `by ${r.approvedBy} ${ago(r.approvedAt)}`);
+    const actions = cell(tr, '', 'admin-only');
+    actions.textContent = '';
+    if (r.approvedAt === null) {
+      const approve = document.createElement('button');
+      approve.type = 'button';
+      approve.textContent = 'Approve';
+      approve.dataset.approve = r.deviceId;
+      actions.append(approve);
+    }
+    requests.append(tr);
+  }
+  $('recovery-request-rows').replaceChildren(requests);
+  const recent = document.createDocumentFragment();
+  for (const r of recovery.recent) {
+    const tr = document.createElement('tr');
+    tr.dataset.device = r.deviceId;
+    cell(tr, r.deviceId, 'id');
+    cell(tr, ago(r.at));
+    cell(tr, r.newKeyId, 'num');
+    recent.append(tr);
+  }
+  $('recovery-recent-rows').replaceChildren(recent);
+}
+
+async function approveRecovery(deviceId) {
+  const where = $('recovery-message');
+  try {
+    const result = await api(`/api/v1/devices/${deviceId}/recovery/approve`, { method: 'POST', body: '{}' });
+    where.textContent = `recovery of ${deviceId} ${result.outcome}: its next attempt is accepted`;
+  } catch (error) {
+    where.textContent = `approve ${deviceId}: ${error.code ?? ''} ${error.message}`;
+  }
+  await refresh();
 }
 
 function drawChart(rate) {
@@ -253,6 +304,10 @@ async function start() {
   $('device-rows').addEventListener('click', (event) => {
     const id = event.target?.dataset?.rotate;
     if (id) void rotate(id, $('hub-state'));
+  });
+  $('recovery-request-rows').addEventListener('click', (event) => {
+    const id = event.target?.dataset?.approve;
+    if (id) void approveRecovery(id);
   });
   $('device-rotate').addEventListener('click', () => void rotate(state.route.id, $('device-message')));
   $('device-revoke').addEventListener('click', async () => {

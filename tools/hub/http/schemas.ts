@@ -19,6 +19,7 @@ export const API_ERROR_CODES = [
   'RATE_LIMITED',
   'NOT_READY',
   'INTERNAL',
+  'NO_RECOVERY_REQUEST',
 ] as const;
 export type ApiErrorCode = (typeof API_ERROR_CODES)[number];
 
@@ -209,6 +210,8 @@ const hubRecord = {
     keyId: { type: 'integer', minimum: 1, maximum: 4294967295 },
     key: { type: 'string', pattern: '^[0-9a-fA-F]{128}$' },
     mode: { type: 'string', enum: ['classic', 'dh'], description: 'absent: classic (a record from before the DH mode)' },
+    devicePublicKey: { type: 'string', pattern: '^[0-9a-fA-F]{64}$', description: "the device's static X25519 public key (recovery, docs/PROTOCOL.md §12.6); with hubStaticId" },
+    hubStaticId: { type: 'integer', minimum: 1, maximum: 4294967295 },
   },
   additionalProperties: false,
 } as const;
@@ -265,6 +268,63 @@ export const revocationsSchema = {
   querystring: { type: 'object', properties: { after: { type: 'integer', minimum: 0, default: 0 } }, additionalProperties: false },
   response: {
     200: { type: 'object', required: ['revocations'], properties: { revocations: { type: 'array', items: { $ref: 'Revocation#' } } }, additionalProperties: false },
+    ...errors,
+  },
+} as const;
+
+// ---- issue 14: recovery (docs/HUB.md §13) ----
+
+const recoveryRequest = {
+  type: 'object',
+  required: ['deviceId', 'firstAt', 'lastAt', 'attempts', 'newKeyId', 'claimedActive', 'claimedFuture', 'approvedAt', 'approvedBy'],
+  properties: {
+    deviceId,
+    firstAt: { type: 'number' },
+    lastAt: { type: 'number' },
+    attempts: { type: 'integer' },
+    newKeyId: { type: 'integer' },
+    claimedActive: { type: 'integer' },
+    claimedFuture: { type: 'integer' },
+    approvedAt: nullableNumber,
+    approvedBy: { type: ['string', 'null'] },
+  },
+  additionalProperties: false,
+} as const;
+
+export const recoverySchema = {
+  summary: 'Recovery (docs/HUB.md §13): the policy, the requests awaiting or holding approval, the recent accepted recoveries',
+  querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } }, additionalProperties: false },
+  response: {
+    200: {
+      type: 'object',
+      required: ['policy', 'requests', 'recent'],
+      properties: {
+        policy: {
+          type: 'object',
+          required: ['mode', 'perDeviceLimit', 'windowSeconds', 'hubStaticId'],
+          properties: { mode: { type: 'string', enum: ['auto', 'approve', 'off'] }, perDeviceLimit: { type: 'integer' }, windowSeconds: { type: 'number' }, hubStaticId: { type: ['integer', 'null'] } },
+          additionalProperties: false,
+        },
+        requests: { type: 'array', items: recoveryRequest },
+        recent: {
+          type: 'array',
+          items: { type: 'object', required: ['seq', 'deviceId', 'at', 'newKeyId'], properties: { seq: { type: 'integer' }, deviceId, at: { type: 'number' }, newKeyId: { type: 'integer' } }, additionalProperties: false },
+        },
+      },
+      additionalProperties: false,
+    },
+    ...errors,
+  },
+} as const;
+
+export const approveRecoverySchema = {
+  summary: "Approve a device's recorded recovery request (policy approve): its next authenticated attempt is accepted, within the per-device limit",
+  params: deviceParams,
+  body: { type: ['object', 'null'], properties: {}, additionalProperties: false },
+  response: {
+    200: { type: 'object', required: ['deviceId', 'outcome'], properties: { deviceId, outcome: { type: 'string', enum: ['approved', 'already'] } }, additionalProperties: false },
+    404: { $ref: 'Error#' },
+    409: { $ref: 'Error#' },
     ...errors,
   },
 } as const;

@@ -244,7 +244,29 @@ export async function startOperatorApi(hub: LockstepHub, options: HttpOptions, l
     return { imported: [...ids] };
   });
   app.get('/api/v1/revocations', { config: { scope: 'read' }, schema: S.revocationsSchema }, async (request) => ({ revocations: hub.store.revocationsAfter((request.query as { after: number }).after) }));
-  // Recovery approval (issue 12) slots in here: POST /api/v1/devices/:id/recovery/approve, scope admin, audited as device.recovery.approve.
+  // ---- Recovery (issue 14, docs/HUB.md §13) ----
+  app.get('/api/v1/recovery', { config: { scope: 'read' }, schema: S.recoverySchema }, async (request) => {
+    const { limit } = request.query as { limit: number };
+    const policy = hub.recoveryPolicy;
+    return {
+      policy: { mode: policy.mode, perDeviceLimit: policy.perDeviceLimit, windowSeconds: policy.windowMs / 1000, hubStaticId: hub.staticKeyIds?.current ?? null },
+      requests: hub.recoveryRequests().slice(0, limit).map((r) => ({ ...r, approvedAt: r.approvedAt ?? null, approvedBy: r.approvedBy ?? null })),
+      recent: hub.recentRecoveries(limit),
+    };
+  });
+  app.post('/api/v1/devices/:id/recovery/approve', { config: { scope: 'admin', ...mutation }, schema: S.approveRecoverySchema }, async (request) => {
+    const id = (request.params as { id: string }).id.toLowerCase();
+    const outcome = hub.approveRecovery(id, actor(request)); // audited as recovery.approve in the same transaction
+    if (outcome === 'missing') {
+      requireDevice(hub, id); // DEVICE_REVOKED when it was revoked
+      throw new ApiError(404, 'UNKNOWN_DEVICE', `no device ${id}`);
+    }
+    if (outcome === 'none') {
+      hub.audit({ actor: actor(request), action: 'recovery.approve', deviceId: id, outcome: 'noRequest' });
+      throw new ApiError(409, 'NO_RECOVERY_REQUEST', `no recovery request recorded for ${id} (the device asks first)`);
+    }
+    return { deviceId: id, outcome };
+  });
 
   // ---- Audit, metrics, OpenAPI ----
   app.get('/api/v1/audit', { config: { scope: 'read' }, schema: S.auditSchema }, async (request) => ({ entries: hub.store.readAudit(request.query as Parameters<typeof hub.store.readAudit>[0]) }));

@@ -46,10 +46,18 @@ export async function appendAuditPg(db: Queryable, entries: readonly AuditEntryI
 /** The key events of a group commit, inside its transaction (only the ops that applied). */
 export async function recordKeyEventsPg(db: Queryable, ops: readonly HubPersistOp[], applied: readonly boolean[], now: number): Promise<void> {
   const entries: AuditEntryInput[] = [];
+  // The same entries as SQLite's recordKeyEvents (tools/hub/audit.ts).
   for (const [i, op] of ops.entries()) {
     if (applied[i] !== true) continue;
-    if (op.kind === 'storePending') entries.push({ actor: 'hub', action: 'rotation.start', deviceId: op.deviceId, outcome: 'ok', detail: { keyId: op.id, mode: op.dh === undefined ? 'classic' : 'dh' } });
-    else entries.push({ actor: 'hub', action: 'rotation.confirm', deviceId: op.deviceId, outcome: 'ok', detail: { keyId: op.id } });
+    if (op.kind === 'storePending') {
+      entries.push({ actor: 'hub', action: 'rotation.start', deviceId: op.deviceId, outcome: 'ok', detail: { keyId: op.id, mode: op.dh === undefined ? 'classic' : 'dh', ...(op.modeChange === 'dh' ? { modeChange: 'dh' } : {}) } });
+    } else if (op.kind === 'promote') {
+      entries.push({ actor: 'hub', action: 'rotation.confirm', deviceId: op.deviceId, outcome: 'ok', detail: { keyId: op.id, ...(op.enrolmentReady === true ? { enrolmentReady: true } : {}) } });
+    } else if (op.kind === 'storeRecovered') {
+      entries.push({ actor: 'hub', action: 'recovery.store', deviceId: op.deviceId, outcome: 'ok', detail: { keyId: op.id } });
+    } else {
+      entries.push({ actor: 'hub', action: 'enrol.store', deviceId: op.deviceId, outcome: 'ok', detail: { hubStaticId: op.hubStaticId } });
+    }
   }
   await appendAuditPg(db, entries, now);
 }

@@ -187,6 +187,13 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
         close: (connection, error) => this.#connections.closedByCore(connection, error),
         persist: (op) => this.#commits.enqueue(op),
         event: (event) => this.#events.core(event),
+        // Issue 14: the tier gives its core no static keys yet (HubConfig.recovery absent = recovery off), so no request can
+        // arise; should one, the connection is closed without a result (nothing is stored: the device retries later).
+        recoveryRequest: (request) => {
+          this.#log.error('recoveryNotServed', { deviceId: request.deviceId, reason: 'recovery is not served by the PostgreSQL tier yet' });
+          const link = this.#connections.get(request.connection);
+          if (link !== undefined) this.#connections.drop(link, 'recovery not served');
+        },
       },
       monotonicNow,
     );

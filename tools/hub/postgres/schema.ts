@@ -101,6 +101,36 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   },
   {
     version: 5,
+    description: "recovery (issue 14; SQLite migration 6): the device's static public key, the hub static id it knows, enrolment, recovery requests and approvals, accepted recoveries per device (the count all instances share)",
+    sql: `
+      ALTER TABLE devices
+        ADD COLUMN device_public_key  BYTEA  CHECK (device_public_key IS NULL OR length(device_public_key) = 32),
+        ADD COLUMN hub_static_id      BIGINT CHECK (hub_static_id IS NULL OR hub_static_id BETWEEN 1 AND 4294967295),
+        ADD COLUMN enrolment          TEXT   CHECK (enrolment IS NULL OR enrolment IN ('armed', 'ready')),
+        ADD COLUMN enrolment_armed_at BIGINT,
+        ADD COLUMN record_changed_at  BIGINT;
+      CREATE TABLE recovery_requests (
+        device_id      TEXT   PRIMARY KEY CHECK (length(device_id) = 16),
+        first_at       BIGINT NOT NULL,
+        last_at        BIGINT NOT NULL,
+        attempts       BIGINT NOT NULL CHECK (attempts >= 1),
+        new_key_id     BIGINT NOT NULL,
+        claimed_active BIGINT NOT NULL,
+        claimed_future BIGINT NOT NULL,
+        approved_at    BIGINT,
+        approved_by    TEXT   CHECK (approved_by IS NULL OR length(approved_by) <= 64)
+      );
+      CREATE TABLE recoveries (
+        seq        BIGSERIAL PRIMARY KEY,
+        device_id  TEXT   NOT NULL CHECK (length(device_id) = 16),
+        at         BIGINT NOT NULL,
+        new_key_id BIGINT NOT NULL
+      );
+      CREATE INDEX recoveries_device ON recoveries (device_id, at);
+    `,
+  },
+  {
+    version: 6,
     description: 'the crypto-shredding schedule (docs/HUB.md §13.6): when each KEK version stopped wrapping any row, and when it was destroyed',
     sql: `
       CREATE TABLE kek_versions (

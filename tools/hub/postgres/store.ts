@@ -23,6 +23,8 @@
  *   transaction is ended by the server (idle_in_transaction_session_timeout:
  *   liveness only, e.g. an instance stopped mid-transaction).
  */
+import { checkDetail } from '../audit';
+import { decide, RECOVERY_STATUS_NAMES, type RecoveryDecision, type RecoveryPolicy, type RecoveryRequestInput, type RecoveryRequestRow } from '../recovery';
 import { hostname } from 'node:os';
 import pg from 'pg';
 import { LockstepError } from '../../../modules/errors';
@@ -67,6 +69,10 @@ interface PgRow extends DeviceRow {
   epoch: number;
   lease_owner: string | null;
   row_version: number;
+  device_public_key?: Buffer | null;
+  hub_static_id?: number | null;
+  enrolment?: 'armed' | 'ready' | null;
+  enrolment_armed_at?: number | null;
 }
 
 const INT8 = 20;
@@ -218,8 +224,9 @@ export class PgHubStore {
         try {
           await client.query('SAVEPOINT insert_one');
           await client.query(
-            'INSERT INTO devices (device_id, active_id, active_kek, active_key, created_at, active_since, mode) VALUES ($1, $2, $3, $4, $5, $6, $7)',
-            [record.deviceId, record.active.id, kekId, this.#keyring.wrap(kekId, record.deviceId, record.active.id, record.active.key), now, now, record.mode],
+            'INSERT INTO devices (device_id, active_id, active_kek, active_key, created_at, active_since, mode, device_public_key, hub_static_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)',
+            [record.deviceId, record.active.id, kekId, this.#keyring.wrap(kekId, record.deviceId, record.active.id, record.active.key), now, now, record.mode,
+              record.devicePublicKey === undefined ? null : Buffer.from(record.devicePublicKey), record.hubStaticId ?? null],
           );
         } catch (error) {
           if ((error as { code?: string }).code === '23505') throw new LockstepError('LOCAL_BAD_ARGUMENT', `device ${record.deviceId} is already provisioned`);
@@ -299,7 +306,38 @@ export class PgHubStore {
         const slotGuard = (condition: string) => (this.fenced ? condition : '');
         const fenceArgs = [fence?.epoch ?? 0, fence?.rowVersion ?? 0];
         let result: pg.QueryResult<{ row_version: number }>;
-        if (op.kind === 'storePending') {
+        if (op.kind === 'storeRecovered') {
+          // Issue 14, HK9: the recovered key replaces the pending slot (classic form), only above every id the row holds (R3).
+          result = await client.query(
+            `UPDATE devices SET pending_id = $5, pending_kek = $6, pending_key = $7, pending_dh = 0, pending_since = $8, rotate_requested_at = NULL,
+               row_version = row_version + 1
+             WHERE device_id = $1 AND $2 = 1 ${guard} AND $5 > active_id AND (pending_id IS NULL OR $5 > pending_id) RETURNING row_version`,
+            [op.deviceId, 1, ...fenceArgs, op.id, kekId, this.#keyring.wrap(kekId, op.deviceId, op.id, op.key), now],
+          );
+        } else if (op.kind === 'storeDeviceStatic') {
+          // HE2: S_d once (the same again applies; another never).
+          result = await client.query(
+            `UPDATE devices SET device_public_key = $5, hub_static_id = $6, enrolment = NULL, enrolment_armed_at = NULL, record_changed_at = NULL,
+               row_version = row_version + 1
+             WHERE device_id = $1 AND $2 = 1 ${guard} AND ((device_public_key IS NULL AND enrolment = 'ready') OR (device_public_key = $5 AND hub_static_id = $6)) RETURNING row_version`,
+            [op.deviceId, 1, ...fenceArgs, Buffer.from(op.publicKey), op.hubStaticId],
+          );
+        } else if (op.kind === 'storePending' && op.modeChange === 'dh') {
+          // HK11: mode dh and the dh pending replacing the refused classic one (same id), one commit.
+          const bytes = concatPair(op.dh.privateKey, op.dh.publicKey);
+          let wrapped: Buffer;
+          try {
+            wrapped = this.#keyring.wrap(kekId, op.deviceId, op.id, bytes);
+          } finally {
+            bytes.fill(0);
+          }
+          result = await client.query(
+            `UPDATE devices SET mode = 'dh', mode_changed_at = NULL, pending_id = $5, pending_kek = $6, pending_key = $7, pending_dh = 1, pending_since = $8,
+               rotate_requested_at = NULL, row_version = row_version + 1
+             WHERE device_id = $1 AND $2 = 1 ${guard} AND active_id = $5 - 1 AND (pending_id IS NULL OR (pending_id = $5 AND pending_dh = 0)) RETURNING row_version`,
+            [op.deviceId, 1, ...fenceArgs, op.id, kekId, wrapped, now],
+          );
+        } else if (op.kind === 'storePending') {
           // Rule H4 (dh mode): the hub's ephemeral pair h ‖ H is stored wrapped like a key, before REKEY_DH is sent.
           const bytes = op.dh === undefined ? op.key : concatPair(op.dh.privateKey, op.dh.publicKey);
           let wrapped: Buffer;
@@ -314,6 +352,10 @@ export class PgHubStore {
              WHERE device_id = $1 AND $2 = 1 ${guard} ${slotGuard('AND active_id = $5 - 1 AND pending_id IS NULL')} RETURNING row_version`,
             [op.deviceId, 1, ...fenceArgs, op.id, kekId, wrapped, now, op.dh === undefined ? 0 : 1],
           );
+        } else if (op.kind !== 'promote') {
+          // issue 14's ops (storeRecovered, storeDeviceStatic) are not written by this store yet: reported as not applied.
+          results.push(false);
+          continue;
         } else if (op.key !== undefined) {
           // HK8: the derived key becomes active; the wrapped ephemeral pair is overwritten in the same commit (rule H5).
           result = await client.query(
@@ -331,6 +373,10 @@ export class PgHubStore {
              WHERE device_id = $1 AND $2 = 1 ${guard} ${slotGuard('AND pending_id = $6 AND pending_dh = 0')} AND pending_id IS NOT NULL AND $6::bigint IS NOT NULL RETURNING row_version`,
             [op.deviceId, 1, ...fenceArgs, now, op.id],
           );
+        }
+        if (op.kind === 'promote' && op.enrolmentReady === true && result.rows[0] !== undefined) {
+          // HE1 (issue 14): enrolment becomes ready in the commit that promotes the dh key after arming.
+          await client.query(`UPDATE devices SET enrolment = 'ready' WHERE device_id = $1 AND enrolment = 'armed'`, [op.deviceId]);
         }
         const row = result.rows[0];
         if (row !== undefined && fence !== undefined) advanced.push([fence, row.row_version]);
@@ -505,6 +551,82 @@ export class PgHubStore {
    * survives any instance and PostgreSQL restart; the NOTIFY only wakes the
    * instance that serves the device.
    */
+  // ---- issue 14: recovery (the per-device count in the database, shared by every instance) ----
+
+  /**
+   * As HubStore.decideRecovery: the device's row is locked (FOR UPDATE) for the transaction,
+   * so two instances deciding for one device serialize and never both take the last slot.
+   */
+  async decideRecovery(request: RecoveryRequestInput, policy: RecoveryPolicy, now: number, actor = 'hub'): Promise<RecoveryDecision> {
+    const deviceId = request.deviceId.toLowerCase();
+    return this.#transaction(async (client) => {
+      const exists = (await client.query('SELECT 1 FROM devices WHERE device_id = $1 FOR UPDATE', [deviceId])).rows.length === 1;
+      const revoked = !exists || (await client.query('SELECT 1 FROM revoked_devices WHERE device_id = $1', [deviceId])).rows.length === 1;
+      await client.query('DELETE FROM recoveries WHERE device_id = $1 AND at <= $2', [deviceId, now - policy.windowMs]);
+      const accepted = (await client.query<{ at: number }>('SELECT at FROM recoveries WHERE device_id = $1 ORDER BY at', [deviceId])).rows.map((r) => Number(r.at));
+      const pending = (await client.query<{ approved_at: number | null }>('SELECT approved_at FROM recovery_requests WHERE device_id = $1', [deviceId])).rows[0];
+      const decision = decide(policy, request, { revoked, acceptedInWindow: accepted, approvedAt: pending?.approved_at ?? undefined }, now);
+      if (decision.charge) await client.query('INSERT INTO recoveries (device_id, at, new_key_id) VALUES ($1, $2, $3)', [deviceId, now, request.newKeyId]);
+      if (decision.clearRequest) await client.query('DELETE FROM recovery_requests WHERE device_id = $1', [deviceId]);
+      if (decision.record) {
+        const expired = decision.reason === 'approvalExpired';
+        await client.query(
+          `INSERT INTO recovery_requests (device_id, first_at, last_at, attempts, new_key_id, claimed_active, claimed_future) VALUES ($1, $2, $2, 1, $3, $4, $5)
+           ON CONFLICT (device_id) DO UPDATE SET last_at = excluded.last_at, attempts = recovery_requests.attempts + 1, new_key_id = excluded.new_key_id,
+             claimed_active = excluded.claimed_active, claimed_future = excluded.claimed_future,
+             approved_at = CASE WHEN $6 THEN NULL ELSE recovery_requests.approved_at END, approved_by = CASE WHEN $6 THEN NULL ELSE recovery_requests.approved_by END`,
+          [deviceId, now, request.newKeyId, request.claimedActive, request.claimedFuture, expired],
+        );
+      }
+      const detail = checkDetail({
+        reason: decision.reason, policy: policy.mode, newKeyId: request.newKeyId, claimedActive: request.claimedActive, claimedFuture: request.claimedFuture,
+        retryAfterSeconds: decision.retryAfterSeconds, acceptedInWindow: accepted.length + (decision.charge ? 1 : 0),
+      });
+      await client.query('INSERT INTO audit_log (at, actor, action, device_id, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6)', [now, actor, 'recovery.decide', deviceId, RECOVERY_STATUS_NAMES[decision.status], detail]);
+      return decision;
+    });
+  }
+
+  /** As HubStore.approveRecovery. */
+  async approveRecovery(deviceId: string, actor: string, now: number): Promise<'approved' | 'already' | 'none' | 'missing'> {
+    const id = deviceId.toLowerCase();
+    return this.#transaction(async (client) => {
+      if ((await client.query('SELECT 1 FROM devices WHERE device_id = $1', [id])).rows.length === 0) return 'missing';
+      const row = (await client.query<{ approved_at: number | null }>('SELECT approved_at FROM recovery_requests WHERE device_id = $1 FOR UPDATE', [id])).rows[0];
+      if (row === undefined) return 'none';
+      if (row.approved_at !== null) return 'already';
+      await client.query('UPDATE recovery_requests SET approved_at = $2, approved_by = $3 WHERE device_id = $1', [id, now, actor.slice(0, 64)]);
+      await client.query("INSERT INTO audit_log (at, actor, action, device_id, outcome) VALUES ($1, $2, 'recovery.approve', $3, 'ok')", [now, actor.slice(0, 64), id]);
+      return 'approved';
+    });
+  }
+
+  /** As HubStore.recoveryRequests. */
+  async recoveryRequests(limit = 1000): Promise<RecoveryRequestRow[]> {
+    const rows = (await this.#pool.query('SELECT * FROM recovery_requests ORDER BY first_at LIMIT $1', [Math.max(1, Math.min(limit, 10_000))])).rows as Record<string, unknown>[];
+    return rows.map((r) => ({
+      deviceId: r.device_id as string, firstAt: Number(r.first_at), lastAt: Number(r.last_at), attempts: Number(r.attempts), newKeyId: Number(r.new_key_id),
+      claimedActive: Number(r.claimed_active), claimedFuture: Number(r.claimed_future),
+      approvedAt: r.approved_at === null ? undefined : Number(r.approved_at), approvedBy: (r.approved_by as string | null) ?? undefined,
+    }));
+  }
+
+  /** As HubStore.armEnrolment. */
+  async armEnrolment(deviceId: string, now: number): Promise<'armed' | 'enrolled' | 'missing'> {
+    const id = deviceId.toLowerCase();
+    const row = (await this.#pool.query<{ device_public_key: Buffer | null }>('SELECT device_public_key FROM devices WHERE device_id = $1', [id])).rows[0];
+    if (row === undefined) return 'missing';
+    if (row.device_public_key !== null) return 'enrolled';
+    await this.#pool.query(`UPDATE devices SET enrolment = 'armed', enrolment_armed_at = $2, record_changed_at = $2 WHERE device_id = $1 AND device_public_key IS NULL`, [id, now]);
+    return 'armed';
+  }
+
+  /** As HubStore.staticKeyReferences. */
+  async staticKeyReferences(): Promise<Map<number, number>> {
+    const rows = (await this.#pool.query<{ id: number; n: number }>('SELECT hub_static_id AS id, COUNT(*)::bigint AS n FROM devices WHERE hub_static_id IS NOT NULL GROUP BY hub_static_id')).rows;
+    return new Map(rows.map((r) => [Number(r.id), Number(r.n)]));
+  }
+
   async requestRotation(deviceId: string, now: number): Promise<boolean> {
     return this.#transaction(async (client) => {
       const changed = (await client.query('UPDATE devices SET rotate_requested_at = COALESCE(rotate_requested_at, $2) WHERE device_id = $1', [deviceId.toLowerCase(), now])).rowCount === 1;
@@ -607,7 +729,15 @@ async function activeKekFor(client: pg.PoolClient): Promise<number> {
   return Number((await client.query<{ active_kek: number }>('SELECT active_kek FROM kek_state WHERE singleton = 1 FOR SHARE')).rows[0]?.active_kek);
 }
 
-const summaryOf = summaryOfRow;
+function summaryOf(row: PgRow): DeviceSummary {
+  return {
+    ...summaryOfRow(row),
+    ...(row.device_public_key === null || row.device_public_key === undefined ? {} : { devicePublicKey: new Uint8Array(row.device_public_key) }),
+    ...(row.hub_static_id === null || row.hub_static_id === undefined ? {} : { hubStaticId: row.hub_static_id }),
+    ...(row.enrolment === null || row.enrolment === undefined ? {} : { enrolment: row.enrolment }),
+    ...(row.enrolment_armed_at === null || row.enrolment_armed_at === undefined ? {} : { enrolmentArmedAt: row.enrolment_armed_at }),
+  };
+}
 
 /** The keyring of a PostgreSQL hub: given, or from --kek-file / LOCKSTEP_KEK_FILE / LOCKSTEP_KEK (there is no default file next to a URL). */
 function pgKeyring(choice: KeyringChoice): Keyring {
