@@ -177,6 +177,7 @@ test('scopes: a read token reads everything and changes nothing (403 FORBIDDEN o
   expect(hub.deviceState(id).activeKeyId).toBe(before);
   expect(hub.deviceState(id).pendingKeyId).toBeUndefined();
   expect(api.routes.filter((r) => r.scope === 'admin').map((r) => `${r.method} ${r.url}`).sort()).toEqual([
+    'POST /api/v1/devices/:id/recovery/approve', // issue 14
     'POST /api/v1/devices/:id/revoke',
     'POST /api/v1/devices/:id/rotate',
     'POST /api/v1/devices/import',

@@ -1,5 +1,5 @@
 /**
- * Issue 14, the operator surface of recovery (docs/HUB.md §13): the HTTP
+ * Issue 14, the operator surface of recovery (docs/HUB.md §14): the HTTP
  * endpoints (GET /api/v1/recovery with a read token, POST
  * /api/v1/devices/:id/recovery/approve with an admin token only; bodies
  * validated), the metrics, and the dashboard's recovery view in headless

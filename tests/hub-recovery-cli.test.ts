@@ -12,6 +12,8 @@ import { loadConfigFile } from '../tools/hub/config';
 import { newDeviceRecord } from '../tools/hub/records';
 import { recoveryPolicy } from '../tools/hub/recovery';
 import { HubStore } from '../tools/hub/store';
+import { Keystore } from '../modules/keystore/keystore';
+import { memoryFlash } from '../hosts/node/flash-memory';
 
 const root = resolve(__dirname, '..');
 const tsx = join(root, 'node_modules/tsx/dist/cli.mjs');
@@ -136,4 +138,24 @@ test('config file: the "recovery" section is checked field by field', () => {
   const invalid = hub('serve', '--db', 'hub.db', '--recovery', 'sometimes');
   expect(invalid.status).not.toBe(0);
   expect(invalid.stderr).toMatch(/auto, approve or off/);
+});
+
+test('provision --out gives the device its credential (the hub\'s current static key) and the hub record S_d', () => {
+  const created = hub('provision', '--db', 'hub.db', '--out', 'dev');
+  expect(created.status).toBe(0);
+  const record = json(created.stdout) as { deviceId: string; devicePublicKey: string; hubStaticId: number };
+  expect(record.hubStaticId).toBe(1);
+  expect(record.devicePublicKey).toMatch(/^[0-9a-f]{64}$/);
+  const image = readFileSync(join(dir, 'dev', 'keystore.bin'));
+  const keystore = new Keystore(memoryFlash({ image: new Uint8Array(image) }));
+  const mounted = keystore.mount();
+  const staticFile = JSON.parse(readFileSync(join(dir, 'hub.db.static'), 'utf8')) as { keys: { id: number; publicKey: string }[] };
+  expect(mounted.provisioned && mounted.credential !== undefined).toBe(true);
+  const credential = (mounted as { credential: { hubStaticId: number; hubPublicKey: Uint8Array; device: { publicKey: Uint8Array } } }).credential;
+  expect(credential.hubStaticId).toBe(1);
+  expect(Buffer.from(credential.hubPublicKey).toString('hex')).toBe(staticFile.keys[0]?.publicKey);
+  expect(Buffer.from(credential.device.publicKey).toString('hex')).toBe(record.devicePublicKey);
+  const store = new HubStore(join(dir, 'hub.db'), { readonly: true });
+  expect(Buffer.from(store.getSummary(record.deviceId)?.devicePublicKey as Uint8Array).toString('hex')).toBe(record.devicePublicKey);
+  store.close();
 });

@@ -1,5 +1,5 @@
 /**
- * Issue 14, the hub host's durable side of recovery (docs/HUB.md §13):
+ * Issue 14, the hub host's durable side of recovery (docs/HUB.md §14):
  * migration 6, the persist ops storeRecovered / storeDeviceStatic /
  * promote{enrolmentReady} / storePending{modeChange} as conditional writes in
  * the group commit, the replaced pending key erased from every file, the
@@ -91,6 +91,20 @@ describe('persist ops', () => {
     expect(store.commit([{ kind: 'promote', deviceId, id: 7 }], 3000)).toEqual([true]);
     expect(store.getDevice(deviceId)?.active).toEqual({ id: 7, key: key(7) });
     expect(store.readAudit({ deviceId, action: 'recovery.store' })).toHaveLength(1);
+    store.close();
+  });
+
+  test('HK12: a fresh pending A + 1 replaces a refused recovered pending only when `replaces` names it', () => {
+    const store = new HubStore(join(dir, 'hub.db'));
+    const { deviceId } = provisioned(store);
+    expect(store.commit([{ kind: 'storeRecovered', deviceId, id: 7, key: key(7) }], 2000)).toEqual([true]);
+    // Without `replaces` an occupied pending slot is never overwritten (H1)...
+    expect(store.commit([{ kind: 'storePending', deviceId, id: 2, key: key(2) }], 2001)).toEqual([false]);
+    // ...nor with `replaces` naming another id.
+    expect(store.commit([{ kind: 'storePending', deviceId, id: 2, key: key(2), replaces: 6 }], 2002)).toEqual([false]);
+    expect(store.getDevice(deviceId)?.pending).toEqual({ id: 7, key: key(7) });
+    expect(store.commit([{ kind: 'storePending', deviceId, id: 2, key: key(2), replaces: 7 }], 2003)).toEqual([true]);
+    expect(store.getDevice(deviceId)?.pending).toEqual({ id: 2, key: key(2) });
     store.close();
   });
 
@@ -255,7 +269,7 @@ describe('the policy, decided in the database', () => {
   });
 });
 
-describe('revocations survive a restore (docs/HUB.md §13.4)', () => {
+describe('revocations survive a restore (docs/HUB.md §14.4)', () => {
   function restoreOlderCopy(withRevocationFile: boolean): { reRevoked: string[]; back: boolean; recovery: number; provisionRefused: boolean } {
     const path = join(dir, `hub-${withRevocationFile}.db`);
     const revocationFile = withRevocationFile ? undefined : join(dir, `elsewhere-${Date.now()}.revoked`);
@@ -316,7 +330,7 @@ describe('revocations survive a restore (docs/HUB.md §13.4)', () => {
   });
 });
 
-describe('hub static keys (docs/HUB.md §13.3)', () => {
+describe('hub static keys (docs/HUB.md §14.3)', () => {
   test('created with the database, owner-only, beside the KEK; not inside the database', () => {
     const path = join(dir, 'hub.db');
     const store = new HubStore(path);

@@ -113,7 +113,7 @@ describe("the code's tables are the spec's tables (docs/PROTOCOL.md §8)", () =>
     expect(sorted([...HUB_ROTATE_ROWS.map((row) => row.id), ...Object.values(HUB_KEY_ROWS)])).toEqual(specRows('HK'));
   });
   test('the comparison can fail: a spec with one row more does not match', () => {
-    const extended = `${spec}\n| DS12 | established | something | established | — |\n`;
+    const extended = `${spec}\n| DS99 | established | something | established | — |\n`;
     const rows = [...new Set([...extended.matchAll(/^\| (DS\d+) \|/gm)].map((m) => m[1] as string))].sort();
     expect(sorted([...sessionIds(DEVICE_SESSION_TABLE), DEVICE_REJECT_ROW])).not.toEqual(rows);
   });

@@ -96,10 +96,24 @@ export interface NodeDeviceEvents {
   booted: [{ keys: DeviceKeys }];
   /** The keystore did not mount: the device stays offline (a bricked device) and retries the mount. */
   bootFailed: [{ message: string }];
+  /** Recovery (docs/PROTOCOL.md §12): the hub answered NO_KEY (once per episode), with the ids this device holds. */
+  hubLostKey: [{ activeKeyId: number; futureKeyId: number }];
+  /** A recovered key is durable; the device reconnects under it at once. */
+  recovered: [{ newKeyId: number }];
+  /** A recovery attempt ended without a key; the next attempt waits `retryAfterMs`. */
+  recoveryRefused: [{ reason: string; retryAfterMs: number }];
+  /** The hub said IN_SYNC: no recovery needed. */
+  recoveryInSync: [Record<string, never>];
+  /** A credential was enrolled for hub static key `hubStaticId` (DK15). */
+  enrolled: [{ hubStaticId: number }];
+  /** An ENROL for another hub static key was refused (DK17). */
+  staticKeyLocked: [Record<string, never>];
 }
 
 export class NodeDevice extends EventEmitter<NodeDeviceEvents> {
   readonly deviceId: string;
+  /** The keystore holds a recovery credential (docs/PROTOCOL.md §12.6) at construction. */
+  readonly hasCredential: boolean;
   readonly loop: DeviceLoop;
   /** Counters for status lines. */
   readonly counters = { connections: 0, powerCuts: 0, reboots: 0, promoted: 0 };
@@ -109,6 +123,7 @@ export class NodeDevice extends EventEmitter<NodeDeviceEvents> {
     const mounted = options.storage.mount();
     if (!mounted.provisioned) throw new LockstepError('UNPROVISIONED', `${mounted.reason}: ${mounted.detail}`);
     this.deviceId = toHex(mounted.deviceId);
+    this.hasCredential = mounted.credential !== undefined;
     const socket = nodeSocketTransport(options.endpoint);
     this.loop = new DeviceLoop({
       storage: options.storage,
@@ -226,6 +241,24 @@ export class NodeDevice extends EventEmitter<NodeDeviceEvents> {
         return;
       case 'peerError':
         this.#emit('peerError', { code: event.code, detail: event.detail });
+        return;
+      case 'hubLostKey':
+        this.#emit('hubLostKey', { activeKeyId: event.activeKeyId, futureKeyId: event.futureKeyId });
+        return;
+      case 'recovered':
+        this.#emit('recovered', { newKeyId: event.newKeyId });
+        return;
+      case 'recoveryRefused':
+        this.#emit('recoveryRefused', { reason: event.reason, retryAfterMs: event.retryAfterMs });
+        return;
+      case 'recoveryInSync':
+        this.#emit('recoveryInSync', {});
+        return;
+      case 'enrolled':
+        this.#emit('enrolled', { hubStaticId: event.hubStaticId });
+        return;
+      case 'staticKeyLocked':
+        this.#emit('staticKeyLocked', {});
         return;
       case 'connecting':
       case 'storageFailed':

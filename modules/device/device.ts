@@ -83,7 +83,6 @@ import type { DeviceAction, DeviceEvent, DevicePersistOp, DeviceSendResult } fro
 import { RecoveryPacer } from './recovery-pacing';
 import {
   DEVICE_RECOVERY_ABORT_ROW,
-  DEVICE_RECOVERY_REFUSED_ROW,
   type DeviceSessionEvent,
   type DeviceSessionRow,
   type DeviceSessionState,
@@ -705,7 +704,7 @@ export class DeviceCore {
     if (decision.action === 'storeRecovered') {
       // R3 once more at the moment of the change (the slots cannot have moved in these states, but the check is the rule).
       if (deviceRecoverReplyRow({ activeId: this.#active.id, futureId: this.#future?.id }, secrets.newKeyId).action !== 'finish') {
-        this.#refuseRecovery(new LockstepError('RECOVERY_REFUSED', `DK14: id ${secrets.newKeyId} no longer above the ids held`), now, out);
+        this.#abortRecovery(new LockstepError('RECOVERY_REFUSED', `DK14: id ${secrets.newKeyId} no longer above the ids held`), now, out);
         return;
       }
       const key = secrets.recoveredKey.slice();
@@ -731,7 +730,7 @@ export class DeviceCore {
     this.#recoveryFailed(error, now, out);
     this.#wipeRecovery();
     out.push({ type: 'close', error });
-    this.#enter(DEVICE_RECOVERY_REFUSED_ROW);
+    this.#enter(requireDeviceSessionRow(this.#session, 'replyRefused')); // DS14: only in recoverSent
     this.#resetSession();
   }
 

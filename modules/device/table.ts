@@ -30,6 +30,8 @@ export type DeviceSessionEvent =
   /** Recovery (§12): the unsealed NO_KEY, RECOVER_REPLY, RECOVER_RESULT, and the sealed ENROL. */
   | 'noKey'
   | 'recoverReply'
+  /** The core's own: an authenticated-or-not RECOVER_REPLY it refuses (bad tag2, R3). */
+  | 'replyRefused'
   | 'recoverResult'
   | 'enrol';
 
@@ -66,7 +68,7 @@ const DS7: DeviceSessionRow = { id: 'DS7', next: 'offline' };
  * else — a frame without a row, a failed check, a bad tag4, the handshake
  * timeout: close, nothing changes, the ephemerals wiped.
  */
-export const DEVICE_RECOVERY_REFUSED_ROW: DeviceSessionRow = { id: 'DS14', next: 'offline' };
+const DEVICE_RECOVERY_REFUSED_ROW: DeviceSessionRow = { id: 'DS14', next: 'offline' };
 export const DEVICE_RECOVERY_ABORT_ROW: DeviceSessionRow = { id: 'DS16', next: 'offline' };
 /** The states of the recovery handshake, where a failing input ends the connection (DS16) instead of being counted (DS9). */
 export function isRecoveryState(state: DeviceSessionState): boolean {
@@ -91,6 +93,7 @@ export const DEVICE_SESSION_TABLE: StateTable<DeviceSessionState, DeviceSessionE
   },
   recoverSent: {
     recoverReply: { id: 'DS13', next: 'recoverFinished' },
+    replyRefused: DEVICE_RECOVERY_REFUSED_ROW,
     handshakeTimeout: DEVICE_RECOVERY_ABORT_ROW,
     closed: DS7,
   },
@@ -202,7 +205,17 @@ export function deviceRekeyRow(slots: DeviceSlotIds, offer: DeviceRekeyOffer): D
  * with the newest key held), DK7 (a failed keystore write halts the core),
  * DK13 (a REKEY_DH whose share gives an all-zero X25519 result: refused).
  */
-export const DEVICE_KEY_ROWS = { promoteOnFutureKey: 'DK5', sealWithNewest: 'DK6', storageFailed: 'DK7', zeroSharedSecret: 'DK13' } as const;
+export const DEVICE_KEY_ROWS = {
+  promoteOnFutureKey: 'DK5',
+  sealWithNewest: 'DK6',
+  storageFailed: 'DK7',
+  zeroSharedSecret: 'DK13',
+  // §12.4, decided by deviceRecoverResultRow (DK14) and DEVICE_ENROL_ROWS (DK15–DK17).
+  storeRecovered: 'DK14',
+  enrolStore: 'DK15',
+  enrolAgain: 'DK16',
+  enrolLocked: 'DK17',
+} as const;
 
 // ---- Recovery rows of D-K (§12.4) ----
 

@@ -6,14 +6,17 @@ import type { RecoveryStatus } from '../protocol/constants';
 export type ConnectionId = number;
 
 export type HubPersistOp =
-  /** Store (id, key) as the device's pending key, durably, before it is ever offered (rule H1). */
-  | { readonly kind: 'storePending'; readonly deviceId: string; readonly id: number; readonly key: Uint8Array; readonly dh?: undefined; readonly modeChange?: undefined }
+  /**
+   * Store (id, key) as the device's pending key, durably, before it is ever offered (rule H1).
+   * `replaces` (HK11, HK12): the pending slot holds that id and is replaced in this commit (a key the device provably refused); absent, it is empty.
+   */
+  | { readonly kind: 'storePending'; readonly deviceId: string; readonly id: number; readonly key: Uint8Array; readonly dh?: undefined; readonly modeChange?: undefined; readonly replaces?: number }
   /**
    * dh mode (§11, rule H4): store the hub's ephemeral pair for the pending id, durably (the private key wrapped), before REKEY_DH is ever sent.
    * `modeChange: 'dh'` (HK11, §12.4): this dh pending replaces a classic pending key the device refused with REKEY_MODE_MISMATCH, and the
    * device's mode becomes dh — both in this one commit.
    */
-  | { readonly kind: 'storePending'; readonly deviceId: string; readonly id: number; readonly key?: undefined; readonly dh: EphemeralKeyPair; readonly modeChange?: 'dh' }
+  | { readonly kind: 'storePending'; readonly deviceId: string; readonly id: number; readonly key?: undefined; readonly dh: EphemeralKeyPair; readonly modeChange?: 'dh'; readonly replaces?: number }
   /**
    * Pending becomes active and the old active key is deleted, durably, before anything is sealed under it (rule H2).
    * `key` is the derived key of a dh pending (HK8): it becomes the active key, and the ephemeral private key is erased in the same commit (rule H5).

@@ -243,7 +243,10 @@ interface RecoveryHandshake {
   readonly helloKeyId: number;
   /** The HELLO's KEY_SHARE, if any (public): lets R4 test a dh pending key (see #checkMatchesHeld). */
   readonly helloShare: Uint8Array | undefined;
-  phase: 'init' | 'finish' | 'asked' | 'accepted';
+  /** init: NO_KEY sent; finish: RECOVER_REPLY sent; asked: recoveryRequest out; accepted: ACCEPTED waits for another write; storing: its own write is out. */
+  phase: 'init' | 'finish' | 'asked' | 'accepted' | 'storing';
+  /** The storeRecovered op of this handshake, while it is outstanding (persisted() matches it by identity). */
+  storing: HubPersistOp | undefined;
   device: DeviceEntry | undefined;
   claim: RecoveryClaim | undefined;
   secrets: RecoverySecrets | undefined;
@@ -708,19 +711,20 @@ export class HubCore {
    * pair for it (dh, §11), to be made durable before it is ever offered
    * (rules H1, H4).
    */
-  #storePending(device: DeviceEntry, out: HubAction[]): void {
+  #storePending(device: DeviceEntry, out: HubAction[], replaces?: number): void {
     const id = device.active.id + 1;
+    const replacing = replaces === undefined ? {} : { replaces };
     const op: HubPersistOp =
       device.mode === 'dh'
-        ? { kind: 'storePending', deviceId: device.id, id, dh: drawEphemeral(this.#requireKeyAgreement(), this.#random) }
-        : { kind: 'storePending', deviceId: device.id, id, key: this.#randomBytes(KEY_BYTES) };
+        ? { kind: 'storePending', deviceId: device.id, id, dh: drawEphemeral(this.#requireKeyAgreement(), this.#random), ...replacing }
+        : { kind: 'storePending', deviceId: device.id, id, key: this.#randomBytes(KEY_BYTES), ...replacing };
     device.persisting = op;
     out.push({ type: 'persist', op });
   }
 
   /** Rule H1: the pending key is durable, so it may now be offered (and re-offered, unchanged, until confirmed). */
   #pendingStored(device: DeviceEntry, op: Extract<HubPersistOp, { kind: 'storePending' }>, now: number, out: HubAction[]): void {
-    // HK11: the refused classic key is replaced (the device never stored it: DK12 fires only in (A)); its bytes are wiped.
+    // HK11, HK12: the refused key is replaced (the device is (A) and never stored it); its bytes are wiped.
     if (device.pending !== undefined) wipePending(device.pending);
     if (op.modeChange === 'dh') device.mode = 'dh';
     device.pending = op.dh === undefined ? { id: op.id, key: op.key } : { id: op.id, dh: op.dh };
@@ -943,13 +947,19 @@ export class HubCore {
    * when HS3 applies instead.
    */
   #noKey(conn: Connection, header: Header, device: DeviceEntry | undefined, error: LockstepError, now: number, out: HubAction[]): boolean {
-    if (this.#hubKeys === undefined || !conn.recoveryAllowed || conn.state !== 'awaitingHello') return false;
+    if (this.#hubKeys === undefined || conn.state !== 'awaitingHello') return false;
     if (header.type !== MessageType.HELLO || header.sequence !== 0 || conn.sequenceIn !== 0 || !bytesEqual(header.sessionId, conn.hubNonce)) return false;
-    const reason: RecoveryNeededReason | undefined = error.code === 'UNKNOWN_KEY_ID' ? 'unknownKeyId' : error.code === 'AUTH_FAILED' ? 'authFailed' : undefined;
+    // A HELLO under the id of a dh pending key without a share (§11.2) cannot be opened either: the device holds that id
+    // as its *active* key (it promoted a key from that very exchange, and the hub was restored to before its own
+    // promotion), so it never sends D again. Only a recovery gets the pair out; the hub cannot derive the key (step 5).
+    const noShare = error.code === 'BAD_HEADER' && device?.pending?.dh !== undefined && header.keyId === device.pending.id && header.share === undefined;
+    const reason: RecoveryNeededReason | undefined = error.code === 'UNKNOWN_KEY_ID' ? 'unknownKeyId' : error.code === 'AUTH_FAILED' || noShare ? 'authFailed' : undefined;
     if (reason === undefined && error.code !== 'UNKNOWN_DEVICE') return false;
+    // Detection is for operators and costs nothing: reported even when the source's limit forbids the NO_KEY (HS3 then).
+    if (device !== undefined && reason !== undefined) this.#reportRecoveryNeeded(device, reason, header.keyId, out);
+    if (!conn.recoveryAllowed) return false;
     const row = requireHubConnectionRow(conn.state, 'helloFailed');
     out.push(event({ type: 'rejected', connection: conn.id, error }));
-    if (device !== undefined && reason !== undefined) this.#reportRecoveryNeeded(device, reason, header.keyId, out);
     conn.state = row.next;
     conn.sequenceIn = 1;
     conn.lastReceivedAt = now;
@@ -963,6 +973,7 @@ export class HubCore {
       claim: undefined,
       secrets: undefined,
       newKeyId: 0,
+      storing: undefined,
     };
     this.#transmitRaw(conn, this.#recoveryHeader(conn, MessageType.NO_KEY), out);
     return true;
@@ -1205,11 +1216,18 @@ export class HubCore {
       this.#idsMoved(conn, recovery, device, out);
       return;
     }
+    // R4 again: a pending key written since tag3 (never offered: the device's sessions were closed then) is tested too.
+    if (this.#checkMatchesHeld(conn, recovery, device)) {
+      this.#finishRecovery(conn, recovery, device, RecoveryStatus.IN_SYNC, 0, out);
+      return;
+    }
     if (device.persisting !== undefined) {
       device.recoveryWaiting = true; // resumed by persisted(), which rechecks R3 with the write's result
       return;
     }
     const op: HubPersistOp = { kind: 'storeRecovered', deviceId: device.id, id: recovery.newKeyId, key: secrets.recoveredKey.slice() };
+    recovery.phase = 'storing';
+    recovery.storing = op;
     device.persisting = op;
     out.push({ type: 'persist', op });
   }
@@ -1233,7 +1251,8 @@ export class HubCore {
     device.nextOfferAt = now;
     const conn = this.#recoveryConnectionOf(device);
     const recovery = conn?.recovery;
-    if (conn !== undefined && recovery?.phase === 'accepted' && recovery.newKeyId === op.id) {
+    // Only the handshake whose K_N this is may be told ACCEPTED (a newer one of the device rechecks R3 and finds N taken).
+    if (conn !== undefined && recovery?.phase === 'storing' && recovery.storing === op) {
       this.#finishRecovery(conn, recovery, device, RecoveryStatus.ACCEPTED, 0, out);
       return;
     }
@@ -1284,9 +1303,16 @@ export class HubCore {
    * for the classic pending P says the device is (A) in the dh mode and will
    * never take a classic key (DK12 fires only in (A)), so the refused P is
    * replaced by a dh pending under the same id, with the mode, in one
-   * commit. The other refusals cannot arise between compliant peers (§12.4):
+   * commit. HK12 (not yet in §12.4): REKEY_ID_NOT_NEXT for a recovered
+   * pending N above A + 1 — a recovery completed at the hub, then the device
+   * was rolled back to an image holding the hub's A (a double fault). The
+   * refusal, authenticated under A, shows the device seals with A, so it is
+   * (A) (D3: a device holding a future key seals with it) and will never
+   * take N (DK8): N is replaced by an ordinary HK1 pending A + 1 in one
+   * commit, or the pair would be stuck with a key no one can ever confirm.
+   * The other refusals cannot arise between compliant peers (§12.4):
    * reported (recoveryNeeded, rekeyRefused), the pending key kept (H1).
-   * Both only with recovery configured; without it the 1.0/§11.6 behaviour
+   * All only with recovery configured; without it the 1.0/§11.6 behaviour
    * stands (report, keep the pending key).
    */
   #peerRefused(device: DeviceEntry, code: number, detail: number, out: HubAction[]): void {
@@ -1294,9 +1320,14 @@ export class HubCore {
     const pending = device.pending;
     if (code === WireError.REKEY_MODE_MISMATCH) {
       if (pending === undefined || pending.dh !== undefined || pending.id !== detail || device.persisting !== undefined) return;
-      const op: HubPersistOp = { kind: 'storePending', deviceId: device.id, id: pending.id, dh: drawEphemeral(this.#requireKeyAgreement(), this.#random), modeChange: 'dh' };
+      const op: HubPersistOp = { kind: 'storePending', deviceId: device.id, id: pending.id, dh: drawEphemeral(this.#requireKeyAgreement(), this.#random), modeChange: 'dh', replaces: pending.id };
       device.persisting = op;
       out.push({ type: 'persist', op });
+      return;
+    }
+    if (code === WireError.REKEY_ID_NOT_NEXT && pending !== undefined && pending.id === detail && pending.id > device.active.id + 1 && device.persisting === undefined) {
+      this.#reportRecoveryNeeded(device, 'rekeyRefused', device.active.id, out);
+      if (device.active.id < MAX_KEY_ID) this.#storePending(device, out, pending.id); // HK12
       return;
     }
     if (code === WireError.REKEY_CONFLICT || code === WireError.REKEY_ID_NOT_NEWER || code === WireError.REKEY_ID_NOT_NEXT) {

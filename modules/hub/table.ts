@@ -161,6 +161,11 @@ export const HUB_KEY_ROWS = {
   promoteRecovered: 'HK10',
   /** §12.4: ERROR REKEY_MODE_MISMATCH for a classic pending P, under A: mode dh and a dh pending P in one commit, then REKEY_DH. */
   modeMismatch: 'HK11',
+  /**
+   * Proposed for §12.4 (hub.ts #peerRefused): ERROR REKEY_ID_NOT_NEXT under A for a recovered pending N > A + 1
+   * (the device was rolled back after a recovery completed at the hub): N replaced by a fresh pending A + 1 in one commit, then offered.
+   */
+  recoveredRefused: 'HK12',
 } as const;
 
 /** The enrolment rows (§12.4, §12.6). */

@@ -5,7 +5,7 @@
  * patched copy lives in a temporary folder with its imports pointing back
  * at the real modules, and is loaded through jest's own transform.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { HubCore } from '../../modules/hub/hub';
@@ -25,6 +25,10 @@ export function hubVariant(name: string, patches: readonly Patch[]): typeof HubC
   const folder = mkdtempSync(join(tmpdir(), 'lockstep-hub-variant-'));
   const file = join(folder, `hub-${name}.ts`);
   writeFileSync(file, source);
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return (require(file) as { HubCore: typeof HubCore }).HubCore;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return (require(file) as { HubCore: typeof HubCore }).HubCore;
+  } finally {
+    rmSync(folder, { recursive: true, force: true }); // loaded (and compiled) once; nothing is left in the temporary folder
+  }
 }

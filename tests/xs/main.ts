@@ -20,6 +20,7 @@ import './suites/native-bad-input';
 import './suites/key-agreement';
 import './suites/keystore-power-cuts';
 import './suites/device-hub';
+import './suites/device-recovery';
 import './suites/lockstep-api';
 
 registerAeadVectors('native', nativeAead);

@@ -46,6 +46,13 @@ const program = new Command()
     host.on('keyPromoted', ({ keyId }) => log('keyPromoted', { keyId }));
     host.on('data', ({ payload }) => log('data', { text: Buffer.from(payload).toString('utf8') }));
     host.on('rekeyRefused', (e) => log('rekeyRefused', e));
+    if (!host.hasCredential) log('noRecoveryCredential', { hint: 'provision with --hub-static-public/--hub-static-id, or `hub enrol` the device' });
+    host.on('hubLostKey', (e) => log('hubLostKey', e));
+    host.on('recovered', (e) => log('recovered', e));
+    host.on('recoveryRefused', (e) => log('recoveryRefused', e));
+    host.on('recoveryInSync', () => log('recoveryInSync'));
+    host.on('enrolled', (e) => log('enrolled', e));
+    host.on('staticKeyLocked', () => log('staticKeyLocked'));
     host.start();
     // After start(): the core (and so the keys) exist only once the keystore is mounted.
     log('booted', { activeKeyId: host.keys.active.id, futureKeyId: host.keys.future?.id ?? null });

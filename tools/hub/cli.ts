@@ -143,7 +143,7 @@ program
   .option('--http-port <port>', 'operator API, metrics and dashboard on this port (needs tokens: --http-tokens or the config file\'s http section)', integerArg)
   .option('--http-host <address>', 'operator API listen address (default 127.0.0.1)')
   .option('--http-tokens <file>', 'JSON array of API tokens { id, scope, sha256 } (see `lockstep-hub token`)')
-  .option('--recovery <policy>', 'recovery after a rollback (docs/HUB.md §13): auto (default), approve (`lockstep-hub recover <device>`), off', recoveryArg)
+  .option('--recovery <policy>', 'recovery after a rollback (docs/HUB.md §14): auto (default), approve (`lockstep-hub recover <device>`), off', recoveryArg)
   .addOption(staticKeyOption())
   .addOption(kekOption())
   .action(async (flags: ServeFlags, command: Command) => {
@@ -270,7 +270,7 @@ program
             records.push(newDeviceRecord(1, flags.mode));
           } else {
             const outDir = flags.count === 1 ? flags.out : join(flags.out, `device-${i}`);
-            // Issue 14: the device's credential names the hub's current static key (docs/HUB.md §13.3).
+            // Issue 14: the device's credential names the hub's current static key (docs/HUB.md §14.3).
             const hubStatic = currentHubStatic(flags.db, flags.staticKeyFile, store);
             records.push(parseHubRecord(provisionDevice({ outDir, force: flags.force, keyWrap: flags.keyWrap, mode: flags.mode, ...(hubStatic ? { hubStatic } : {}) }).record));
           }
@@ -640,11 +640,11 @@ program
     process.stderr.write('token: put "config" in http.tokens; give "token" to its holder (it is not stored anywhere)\n');
   });
 
-// ---- issue 14: recovery (docs/HUB.md §13) ----
+// ---- issue 14: recovery (docs/HUB.md §14) ----
 
 /** The current hub static key (id, public key) of a SQLite database; created with the database. */
 function currentHubStatic(db: string, file: string | undefined, store: HubStore | undefined): { id: number; publicKey: Uint8Array } | undefined {
-  if (store === undefined) return undefined; // PostgreSQL: the tier serves no recovery yet (docs/HUB.md §14.9)
+  if (store === undefined) return undefined; // PostgreSQL: the tier serves no recovery yet (docs/HUB.md §13.9)
   const keys = resolveStaticKeys(db, file === undefined ? {} : { staticKeyFile: file }, store.staticKeyReferences().size === 0);
   const current = keys?.keys.find((k) => k.id === keys.current);
   return current === undefined ? undefined : { id: current.id, publicKey: current.publicKey };
@@ -652,7 +652,7 @@ function currentHubStatic(db: string, file: string | undefined, store: HubStore 
 
 function sqliteOnly(command: string, db: string): boolean {
   if (!isPostgresUrl(db)) return true;
-  process.stderr.write(`${command}: recovery is served by the SQLite hub; the PostgreSQL tier does not serve it yet (docs/HUB.md §14.9)\n`);
+  process.stderr.write(`${command}: recovery is served by the SQLite hub; the PostgreSQL tier does not serve it yet (docs/HUB.md §13.9)\n`);
   process.exitCode = 1;
   return false;
 }
@@ -733,7 +733,7 @@ program
     }
   });
 
-const staticKey = program.command('static-key').description('the hub\'s static X25519 keys for recovery, kept outside the database (docs/HUB.md §13.3)');
+const staticKey = program.command('static-key').description('the hub\'s static X25519 keys for recovery, kept outside the database (docs/HUB.md §14.3)');
 
 staticKey
   .command('status')

@@ -154,7 +154,7 @@ export class Connections {
     socket.on('error', () => {});
     socket.on('close', () => this.#forget(link));
     this.log.debug('connectionOpened', { connection: link.id, transport, remote: link.remoteAddress, source: admission.source });
-    // Issue 14: the per-source recovery bucket decides whether a failing HELLO may get NO_KEY (docs/HUB.md §13.2).
+    // Issue 14: the per-source recovery bucket decides whether a failing HELLO may get NO_KEY (docs/HUB.md §14.2).
     this.pipeline.apply(this.core.opened(link.id, this.now(), { recoveryAllowed: this.recoveryAllowed(admission.source) }));
   }
 

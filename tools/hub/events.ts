@@ -135,7 +135,7 @@ export class HubEventRouter {
   }
 
   storageError(op: HubPersistOp, error: Error): void {
-    this.log.error('commitFailed', { deviceId: op.deviceId, op: op.kind, keyId: 'id' in op ? op.id : null, message: error.message });
+    this.log.error('commitFailed', { deviceId: op.deviceId, op: op.kind, keyId: 'id' in op ? op.id : undefined, message: error.message });
     this.emit('storageError', { deviceId: op.deviceId, error });
   }
 

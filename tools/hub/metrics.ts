@@ -124,7 +124,7 @@ export function createHubMetrics(events: HubSubscriptions, fleet: FleetTracker, 
       this.inc({ operation: 'unwrap_failed' }, ops.unwrapFailed);
     },
   });
-  // Issue 14: recovery (docs/HUB.md §13), read from the hub's counters at scrape time; labels from fixed sets only.
+  // Issue 14: recovery (docs/HUB.md §14), read from the hub's counters at scrape time; labels from fixed sets only.
   const fromRecord = (name: string, help: string, label: string, values: readonly string[], read: () => Record<string, number>): void => {
     new Counter({
       name,
@@ -144,7 +144,7 @@ export function createHubMetrics(events: HubSubscriptions, fleet: FleetTracker, 
     ['unknownKeyId', 'authFailed', 'rekeyRefused'], () => hub.recoveryCounters.needed);
   fromRecord('lockstep_recovery_unauthenticated_total', 'Recovery steps before authentication that failed their check, by stage (init: RECOVER_INIT, finish: RECOVER_FINISH).', 'stage',
     ['init', 'finish'], () => hub.recoveryCounters.unauthenticated);
-  fromStats('lockstep_recovery_source_limited_total', 'Connections whose source address had spent its recovery budget (no NO_KEY; docs/HUB.md §13.2).', () => hub.recoveryCounters.sourceLimited);
+  fromStats('lockstep_recovery_source_limited_total', 'Connections whose source address had spent its recovery budget (no NO_KEY; docs/HUB.md §14.2).', () => hub.recoveryCounters.sourceLimited);
   new Gauge({
     name: 'lockstep_recovery_requests_pending',
     help: 'Recovery requests awaiting an operator\'s approval (policy approve).',

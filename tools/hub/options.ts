@@ -87,7 +87,7 @@ export interface HubOptions {
   /** X25519 and HKDF for dh-mode devices (docs/PROTOCOL.md §11); default node:crypto (hosts/node/key-agreement.ts). */
   readonly keyAgreement?: KeyAgreementPrimitives;
   /**
-   * Issue 14: the recovery policy and limits (tools/hub/recovery.ts, docs/HUB.md §13); default auto, 3 per device per hour.
+   * Issue 14: the recovery policy and limits (tools/hub/recovery.ts, docs/HUB.md §14); default auto, 3 per device per hour.
    * Recovery needs the hub's static keys: `staticKeys`, else the database's static key file (`<db>.static`,
    * `staticKeyFile`, LOCKSTEP_STATIC_KEY_FILE); a ':memory:' database without them serves no recovery.
    */

@@ -1,5 +1,5 @@
 /**
- * The hub host's side of recovery (docs/PROTOCOL.md §12, docs/HUB.md §13),
+ * The hub host's side of recovery (docs/PROTOCOL.md §12, docs/HUB.md §14),
  * wired by tools/hub/server.ts:
  *
  * - `allowed(source)`: the per-source token bucket, asked when a connection
@@ -92,7 +92,7 @@ export class RecoveryHost {
       case 'recoveryNeeded': {
         this.counters.needed[event.reason] = (this.counters.needed[event.reason] ?? 0) + 1;
         // Once per episode (the core's rule), with the device and every id involved.
-        this.log.warn('recoveryNeeded', { deviceId: event.deviceId, reason: event.reason, helloKeyId: event.helloKeyId, activeKeyId: event.activeKeyId, pendingKeyId: event.pendingKeyId, policy: this.policy.mode });
+        this.log.warn('recoveryNeeded', { deviceId: event.deviceId, reason: event.reason, helloKeyId: event.helloKeyId, activeKeyId: event.activeKeyId, pendingKeyId: event.pendingKeyId ?? null, policy: this.policy.mode });
         this.emit('recoveryNeeded', { deviceId: event.deviceId, reason: event.reason, helloKeyId: event.helloKeyId, activeKeyId: event.activeKeyId, pendingKeyId: event.pendingKeyId ?? 0 });
         return;
       }

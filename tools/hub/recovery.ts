@@ -1,6 +1,6 @@
 /**
  * The hub host's recovery policy and limits (docs/PROTOCOL.md §12.7,
- * docs/HUB.md §13): what the hub answers a device that authenticated a
+ * docs/HUB.md §14): what the hub answers a device that authenticated a
  * recovery (tag3 verified; the core emitted `recoveryRequest`).
  *
  * - `auto`: accept; `approve`: record the request and answer
@@ -186,7 +186,7 @@ export class SourceBuckets {
   }
 }
 
-/** The config file's `"recovery"` section (docs/HUB.md §13.1), checked field by field. */
+/** The config file's `"recovery"` section (docs/HUB.md §14.1), checked field by field. */
 export function parseRecoveryConfig(where: string, value: unknown, durationOf: (key: string, value: unknown) => number): Partial<RecoveryPolicy> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`${where}: recovery must be an object`);
   const raw = value as Record<string, unknown>;

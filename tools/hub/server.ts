@@ -59,19 +59,9 @@ import { HubStore, type StoredDevice } from './store';
 import { AuditLog, type AuditEntryInput, type Revocation } from './audit';
 import type { OperatorApi } from './http/options';
 import type { DeviceView, HubEvents, HubStats, RotateResult } from './types';
-import type { ConnectionId, HubAction } from '../../modules/hub/actions';
-import type { RecoveryStatus } from '../../modules/protocol/constants';
 import { recoveryPolicy, type RecoveryPolicy, type RecoveryRecord, type RecoveryRequestRow } from './recovery';
 import { isRecoveryEvent, RecoveryHost } from './recovery-host';
 import { coreRecoveryKeys, resolveStaticKeys, type HubStaticKeys } from './static-keys';
-
-/**
- * Issue 14: what the host needs of the core for recovery (docs/RECOVERY-API.md's contract,
- * HubCore.decideRecovery): the answer to a `recoveryRequest`.
- */
-interface RecoveryCore {
-  decideRecovery(connection: ConnectionId, decision: { status: RecoveryStatus; retryAfterSeconds: number }, now: number): HubAction[];
-}
 
 export type { DeviceView, HubEvents, HubStats, RotateResult } from './types';
 
@@ -173,7 +163,7 @@ export class LockstepHub extends EventEmitter<HubEvents> {
         event: (event) => (isRecoveryEvent(event) ? this.#recovery.event(event) : this.#events.core(event)),
         recoveryRequest: (request) => {
           const decision = this.#recovery.decide(request);
-          this.#pipeline.apply((this.#core as unknown as RecoveryCore).decideRecovery(request.connection, decision, monotonicNow()));
+          this.#pipeline.apply(this.#core.decideRecovery(request.connection, decision, monotonicNow()));
         },
       },
       monotonicNow,
@@ -437,7 +427,12 @@ export class LockstepHub extends EventEmitter<HubEvents> {
     const referenced = this.store.staticKeyReferences();
     if (this.store.path === ':memory:' && file === undefined) return undefined;
     const keys = resolveStaticKeys(this.store.path, file === undefined ? {} : { staticKeyFile: file }, referenced.size === 0);
-    if (keys === undefined) return undefined;
+    if (keys === undefined) {
+      // Devices name hub static ids, and the file is gone: serve them without recovery (as 1.0) rather than invent new keys they cannot know.
+      const devices = [...referenced.values()].reduce((n, count) => n + count, 0);
+      this.#log.error('staticKeysMissing', { ids: [...referenced.keys()].join(','), devices, recovery: 'off until the static key file is restored' });
+      return undefined;
+    }
     const missing = [...referenced.keys()].filter((id) => !keys.keys.some((k) => k.id === id));
     if (missing.length > 0) this.#log.error('staticKeysMissing', { ids: missing.join(','), devices: missing.reduce((n, id) => n + (referenced.get(id) ?? 0), 0) });
     return keys;

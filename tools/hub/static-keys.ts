@@ -1,6 +1,6 @@
 /**
  * The hub's static X25519 key pairs for recovery (docs/PROTOCOL.md §12.6,
- * docs/HUB.md §13.3). Like the KEK they live outside the database, so a
+ * docs/HUB.md §14.3). Like the KEK they live outside the database, so a
  * stolen database backup (which holds every device's S_d) cannot complete a
  * recovery with any device.
  *

@@ -185,7 +185,7 @@ export class HubStore {
       this.#statements = prepare(this.#db);
       if (this.#keyring !== undefined) this.#checkKeyring();
       if (options.readonly !== true) {
-        // Issue 14: the hub's static key pair is created with the database, outside it (docs/HUB.md §13.3).
+        // Issue 14: the hub's static key pair is created with the database, outside it (docs/HUB.md §14.3).
         if (fresh && this.staticKeyFile !== undefined && !existsSync(this.staticKeyFile)) createStaticKeyFile(this.staticKeyFile, Date.now());
         this.#applyRevocationFile();
       }
@@ -355,17 +355,26 @@ export class HubStore {
               pair.fill(0);
             }
           }
+          // HK12 (`replaces` without a mode change): a fresh pending A + 1 replaces the recovered pending the device refused
+          // (REKEY_ID_NOT_NEXT); the refused key is erased like a retired one (secure_delete, WAL truncated after the commit).
+          const replacing = op.replaces !== undefined;
+          const store = (wrapped: Buffer, dh: 0 | 1): boolean =>
+            replacing
+              ? this.#statements.storePendingReplacing.run(op.id, kekId, wrapped, dh, now, op.deviceId, op.id - 1, op.replaces).changes === 1
+              : this.#statements.storePending.run(op.id, kekId, wrapped, dh, now, op.deviceId, op.id - 1).changes === 1;
           if (op.dh === undefined) {
-            const wrapped = this.#wrap(kekId, op.deviceId, op.id, op.key);
-            return this.#statements.storePending.run(op.id, kekId, wrapped, 0, now, op.deviceId, op.id - 1).changes === 1;
+            const done = store(this.#wrap(kekId, op.deviceId, op.id, op.key), 0);
+            if (replacing) promoted ||= done;
+            return done;
           }
           // Rule H4: the ephemeral pair is durable (the private key under the KEK) before REKEY_DH is sent.
           const pair = new Uint8Array(64);
           pair.set(op.dh.privateKey, 0);
           pair.set(op.dh.publicKey, 32);
           try {
-            const wrapped = this.#wrap(kekId, op.deviceId, op.id, pair);
-            return this.#statements.storePending.run(op.id, kekId, wrapped, 1, now, op.deviceId, op.id - 1).changes === 1;
+            const done = store(this.#wrap(kekId, op.deviceId, op.id, pair), 1);
+            if (replacing) promoted ||= done;
+            return done;
           } finally {
             pair.fill(0);
           }
@@ -536,7 +545,7 @@ export class HubStore {
   /** Deletes the device with its keys and records the revocation (see audit.ts); undefined if there is no such device. */
   revokeDevice(deviceId: string, actor: string, reason: string | undefined, now: number): Revocation | undefined {
     const id = deviceId.toLowerCase();
-    // Issue 14: the revocation file first (fsync'd), so a restore of the database cannot undo it (docs/HUB.md §13.4).
+    // Issue 14: the revocation file first (fsync'd), so a restore of the database cannot undo it (docs/HUB.md §14.4).
     if (this.revocationFile !== undefined && /^[0-9a-f]{16}$/.test(id) && this.#statements.one.get(id) !== undefined) {
       appendRevocation(this.revocationFile, { deviceId: id, revokedAt: now, actor, reason: reason ?? null });
     }
@@ -553,7 +562,7 @@ export class HubStore {
     return revocationsAfter(this.#db, seq);
   }
 
-  // ---- issue 14: recovery (tools/hub/recovery.ts, docs/HUB.md §13) ----
+  // ---- issue 14: recovery (tools/hub/recovery.ts, docs/HUB.md §14) ----
 
   /**
    * Decides an authenticated recovery request by the policy (tools/hub/recovery.ts `decide`),
@@ -654,7 +663,7 @@ export class HubStore {
   }
 
   /**
-   * Applies the revocation file (issue 14, docs/HUB.md §13.4): every device it names is
+   * Applies the revocation file (issue 14, docs/HUB.md §14.4): every device it names is
    * erased again if its row came back with a restored backup, and recorded as revoked
    * in the database (so provisioning the id is refused).
    */
@@ -749,6 +758,11 @@ function prepare(db: Database.Database) {
     storePending: db.prepare(
       `UPDATE devices SET pending_id = ?, pending_kek = ?, pending_key = ?, pending_dh = ?, pending_since = ?, rotate_requested_at = NULL
        WHERE device_id = ? AND active_id = ? AND pending_id IS NULL`,
+    ),
+    // HK12: the same, over the refused recovered pending named by `replaces`.
+    storePendingReplacing: db.prepare(
+      `UPDATE devices SET pending_id = ?, pending_kek = ?, pending_key = ?, pending_dh = ?, pending_since = ?, rotate_requested_at = NULL
+       WHERE device_id = ? AND active_id = ? AND pending_id = ?`,
     ),
     promote: db.prepare(
       `UPDATE devices SET active_id = pending_id, active_kek = pending_kek, active_key = pending_key, active_since = ?,

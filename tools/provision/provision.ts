@@ -13,6 +13,13 @@
  * keystore.bin and keywrap.bin belong together: a forced run without
  * `keyWrap` removes a stale keywrap.bin so the pair cannot be mixed up.
  *
+ * With `hubStatic` (the hub's static public key and its id, docs/PROTOCOL.md
+ * §12.6): also the device's recovery credential — a static X25519 private
+ * key s_d from the CSPRNG, written into the keystore image with S_h and the
+ * id (s_d wrapped under the KWK with `keyWrap`); the hub record gains S_d and
+ * the hub static id. Without it the device has no credential (it can enrol
+ * later, `hub enrol`).
+ *
  * Output files are created owner-only (0600): all of them are secret.
  */
 import { randomBytes } from 'node:crypto';
@@ -28,6 +35,8 @@ import { WrappedKeystore } from '../../modules/keystore/wrapped-keystore';
 import type { KeyStorage } from '../../modules/keystore/wrapped-keystore';
 import { FLASH_SECTOR_BYTES, KEYSTORE_PARTITION_BYTES, memoryFlash } from '../../hosts/node/flash-memory';
 import { nodePrimitives } from '../../hosts/node/crypto';
+import { nodeKeyAgreement } from '../../hosts/node/key-agreement';
+import type { RecoveryCredential } from '../../modules/crypto/recovery';
 
 export const IMAGE_FILE = 'keystore.bin';
 export const RECORD_FILE = 'device.json';
@@ -43,9 +52,23 @@ export interface HubRecord {
   readonly key: string;
   /** The rekey mode written into the device's keystore. */
   readonly mode: RekeyMode;
-  /** Issue 14 (docs/PROTOCOL.md §12.6): the device's static X25519 public key S_d and the hub static id it was given; both or neither. */
+  /** The device's static public key S_d (64 hex), when provisioned with a recovery credential. */
   readonly devicePublicKey?: string;
+  /** The hub static key the device knows (with devicePublicKey). */
   readonly hubStaticId?: number;
+}
+
+/** The hub's static public key and its id, given to the device at provisioning (docs/PROTOCOL.md §12.6). */
+export interface HubStaticPublic {
+  readonly id: number;
+  readonly publicKey: Uint8Array;
+}
+
+/** Parses `--hub-static-public <hex> --hub-static-id <n>`: 64 hex digits and a u32; a typed error otherwise. */
+export function parseHubStaticPublic(hex: string, id: number): HubStaticPublic {
+  if (!/^[0-9a-fA-F]{64}$/.test(hex)) throw new LockstepError('LOCAL_BAD_ARGUMENT', 'the hub static public key is 64 hex digits (32 bytes)');
+  if (!Number.isInteger(id) || id < 0 || id > 0xffffffff) throw new LockstepError('LOCAL_BAD_ARGUMENT', 'the hub static id is a u32');
+  return { id, publicKey: new Uint8Array(Buffer.from(hex, 'hex')) };
 }
 
 export interface ProvisionOptions {
@@ -62,10 +85,10 @@ export interface ProvisionOptions {
   /** Also create a key-wrapping key (keywrap.bin) and store the key wrapped under it. */
   readonly keyWrap?: boolean;
   /**
-   * Issue 14: the hub's current static public key and its id (`lockstep-hub static-key status`), for the
-   * device's recovery credential (the image writer draws s_d and records S_d in the hub record).
+   * Write a recovery credential for this hub static key (docs/PROTOCOL.md §12.6): the hub's current
+   * static public key and its id (`lockstep-hub static-key status`); s_d is drawn here, S_d goes into the record.
    */
-  readonly hubStatic?: { readonly id: number; readonly publicKey: Uint8Array };
+  readonly hubStatic?: HubStaticPublic;
 }
 
 export interface ProvisionResult {
@@ -92,17 +115,24 @@ export function provisionDevice(options: ProvisionOptions): ProvisionResult {
   const flash = memoryFlash({ size: options.size ?? KEYSTORE_PARTITION_BYTES, sectorSize: options.sectorSize ?? FLASH_SECTOR_BYTES });
   const deviceId = random(DEVICE_ID_BYTES);
   const key = random(KEY_BYTES);
+  const credential = options.hubStatic === undefined ? undefined : newCredential(options.hubStatic, random);
   const kwk = options.keyWrap === true ? random(KEY_WRAP_KEY_BYTES) : undefined;
   const wrapper = kwk === undefined ? undefined : new KeyWrapper(nodePrimitives, kwk);
   const open = (): KeyStorage => (wrapper === undefined ? new Keystore(flash) : new WrappedKeystore(flash, wrapper));
   try {
-    open().format(deviceId, { id: keyId, key }, mode);
+    open().format(deviceId, { id: keyId, key }, mode, credential);
     const check = open().mount();
     if (!check.provisioned || check.keys.mode !== mode || check.keys.active.id !== keyId || !Buffer.from(check.keys.active.key).equals(Buffer.from(key))) {
       throw new LockstepError('STORAGE_CORRUPT', 'the new image does not mount to the initial key and mode');
     }
     check.keys.active.key.fill(0);
-    const record: HubRecord = { deviceId: Buffer.from(deviceId).toString('hex'), keyId, key: Buffer.from(key).toString('hex'), mode };
+    const mountedCredential = check.credential;
+    if (credential !== undefined && (mountedCredential === undefined || !Buffer.from(mountedCredential.device.privateKey).equals(Buffer.from(credential.device.privateKey)))) {
+      throw new LockstepError('STORAGE_CORRUPT', 'the new image does not mount to the recovery credential');
+    }
+    mountedCredential?.device.privateKey.fill(0);
+    const base: HubRecord = { deviceId: Buffer.from(deviceId).toString('hex'), keyId, key: Buffer.from(key).toString('hex'), mode };
+    const record: HubRecord = credential === undefined ? base : { ...base, devicePublicKey: Buffer.from(credential.device.publicKey).toString('hex'), hubStaticId: credential.hubStaticId };
     mkdirSync(options.outDir, { recursive: true });
     if (kwk === undefined && existsSync(keyWrapPath)) unlinkSync(keyWrapPath); // forced: never leave a stale pair
     if (kwk !== undefined) {
@@ -117,9 +147,30 @@ export function provisionDevice(options: ProvisionOptions): ProvisionResult {
     return kwk === undefined ? { record, imagePath, recordPath } : { record, imagePath, recordPath, keyWrapPath };
   } finally {
     key.fill(0);
+    credential?.device.privateKey.fill(0);
     kwk?.fill(0);
     wrapper?.dispose();
   }
+}
+
+/** s_d from the CSPRNG (X25519 clamps it), S_d = X25519(s_d, 9); refuses a low-order hub key (an all-zero shared secret). */
+function newCredential(hub: HubStaticPublic, random: (length: number) => Uint8Array): RecoveryCredential {
+  if (!(hub.publicKey instanceof Uint8Array) || hub.publicKey.length !== 32) throw new LockstepError('LOCAL_BAD_ARGUMENT', 'the hub static public key is 32 bytes');
+  if (!Number.isInteger(hub.id) || hub.id < 0 || hub.id > 0xffffffff) throw new LockstepError('LOCAL_BAD_ARGUMENT', 'the hub static id is a u32');
+  const privateKey = random(32);
+  let shared: Uint8Array | undefined;
+  try {
+    shared = nodeKeyAgreement.x25519(privateKey, hub.publicKey);
+  } catch {
+    shared = undefined;
+  }
+  const usable = shared !== undefined && shared.some((b) => b !== 0);
+  shared?.fill(0);
+  if (!usable) {
+    privateKey.fill(0);
+    throw new LockstepError('BAD_KEY_SHARE', 'the hub static public key is not usable (low order)');
+  }
+  return { device: { privateKey, publicKey: nodeKeyAgreement.x25519PublicKey(privateKey) }, hubStaticId: hub.id, hubPublicKey: hub.publicKey.slice() };
 }
 
 function writeDurably(path: string, bytes: Uint8Array, overwrite: boolean): void {

@@ -32,7 +32,8 @@ import type { FlashOperation } from '../../modules/flash/nor-flash';
 import { SeededRandom, enumerateCuts, tornErasePatterns } from './cut-injection';
 import type { CutEnumeration } from './cut-injection';
 import type { Flash } from '../../modules/platform/flash';
-import { Keystore } from '../../modules/keystore/keystore';
+import { Keystore, sameCredential } from '../../modules/keystore/keystore';
+import type { RecoveryCredential } from '../../modules/crypto/recovery';
 import type { MountResult } from '../../modules/keystore/keystore';
 import type { KeyStorage } from '../../modules/keystore/key-storage';
 import { Keystore as KeystoreV1 } from './keystore-v1/keystore';
@@ -601,4 +602,163 @@ function retryMigrationErase(
     cuts++;
   }
   return cuts;
+}
+
+// ---- Recovery: the credential and the recovered key (docs/KEYSTORE.md §12) ----
+
+export type RecoveryKeystoreOp =
+  | KeystoreOp
+  | { readonly kind: 'storeCredential'; readonly credential: RecoveryCredential }
+  | { readonly kind: 'storeRecovered'; readonly id: number; readonly key: Uint8Array };
+
+/** The model's state: the keys and the credential. */
+export interface RecoveryModel {
+  readonly keys: DeviceKeys;
+  readonly credential: RecoveryCredential | undefined;
+}
+
+export function applyRecoveryOp(storage: KeyStorage, op: RecoveryKeystoreOp): void {
+  if (op.kind === 'storeCredential') {
+    if (storage.storeCredential === undefined) throw new Error('storage without storeCredential');
+    storage.storeCredential(op.credential);
+  } else if (op.kind === 'storeRecovered') {
+    if (storage.storeRecovered === undefined) throw new Error('storage without storeRecovered');
+    storage.storeRecovered(op.id, op.key);
+  } else applyOp(storage, op);
+}
+
+/** The reference model: storeCredential sets the credential once; storeRecovered replaces the future slot (no shares). */
+export function recoveryModelAfter(model: RecoveryModel, op: RecoveryKeystoreOp): RecoveryModel {
+  if (op.kind === 'storeCredential') return { keys: model.keys, credential: model.credential ?? op.credential };
+  if (op.kind === 'storeRecovered') return { keys: { mode: model.keys.mode, active: model.keys.active, future: { id: op.id, key: op.key } }, credential: model.credential };
+  return { keys: modelAfter(model.keys, op), credential: model.credential };
+}
+
+function credentialsEqual(a: RecoveryCredential | undefined, b: RecoveryCredential | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return sameCredential(a, b);
+}
+
+function describeModel(model: RecoveryModel | undefined): string {
+  if (model === undefined) return 'nothing';
+  return `${describeKeys(model.keys)}, ${model.credential === undefined ? 'no credential' : `credential for hub static key ${model.credential.hubStaticId}`}`;
+}
+
+function mountedModel(storage: KeyStorage, deviceId: Uint8Array): RecoveryModel | undefined {
+  const keys = mountedKeys(storage.mount(), deviceId);
+  return keys === undefined ? undefined : { keys, credential: storage.credential };
+}
+
+function modelsEqual(a: RecoveryModel | undefined, b: RecoveryModel): boolean {
+  return a !== undefined && keysEqual(a.keys, b.keys) && credentialsEqual(a.credential, b.credential);
+}
+
+export function randomCredential(random: SeededRandom): RecoveryCredential {
+  return { device: { privateKey: random.bytes(32), publicKey: random.bytes(32) }, hubStaticId: 1 + random.below(100), hubPublicKey: random.bytes(32) };
+}
+
+/** The next op of a recovery script: rotations, one credential, recovered keys with and without a future held. */
+function nextRecoveryStep(model: RecoveryModel, step: number, random: SeededRandom): RecoveryKeystoreOp {
+  if (step === 2 && model.credential === undefined) return { kind: 'storeCredential', credential: randomCredential(random) };
+  if (step % 3 === 0 && step > 0) {
+    const highest = Math.max(model.keys.active.id, model.keys.future?.id ?? 0);
+    return { kind: 'storeRecovered', id: highest + 1 + random.below(1000), key: random.bytes(KEY_BYTES) };
+  }
+  return nextRotationStep(model.keys, random);
+}
+
+export interface RecoveryExploreReport extends ExploreReport {
+  readonly credentialStores: number;
+  readonly recoveredStores: number;
+  /** storeRecovered ops that replaced a future key (a compaction). */
+  readonly recoveredReplacements: number;
+}
+
+function traceRecoveryOp(geometry: FlashGeometry, image: Uint8Array, deviceId: Uint8Array, model: RecoveryModel, op: RecoveryKeystoreOp, open: OpenKeyStorage): FlashOperation[] {
+  const flash = new NorFlash({ ...geometry, image });
+  const storage = open(flash);
+  if (!modelsEqual(mountedModel(storage, deviceId), model)) throw new Error('trace: the image does not hold the model');
+  const trace: FlashOperation[] = [];
+  flash.observer = (operation) => trace.push(operation);
+  applyRecoveryOp(storage, op);
+  return trace;
+}
+
+/**
+ * The cut exploration for the recovery operations: a script of rotations,
+ * one storeCredential (appended, or compacted when the sector is full) and
+ * storeRecovered every third step (appended without a future, a compaction
+ * replacing the future otherwise), optionally formatted with a credential.
+ * At every cut point of every op: remount, the keys AND the credential must
+ * be exactly before or after; then the journal must carry on (redo the op
+ * or another step, and one more step), and every later mount must still
+ * hold the credential (carried across compactions).
+ */
+export function exploreRecoveryCuts(options: ExploreOptions & { readonly formatWithCredential?: boolean }): RecoveryExploreReport {
+  const random = new SeededRandom(options.seed);
+  const erasePatterns = tornErasePatterns(random.nextU32());
+  const enumeration: CutEnumeration = { bitPatterns: options.bitPatterns, erasePatterns, random };
+  const deviceId = random.bytes(DEVICE_ID_BYTES);
+  const flash = new NorFlash(options.geometry);
+  const open = options.open ?? openPlain;
+  const storage = open(flash);
+  const initialCredential = options.formatWithCredential === true ? randomCredential(random) : undefined;
+  let model: RecoveryModel = { keys: { mode: options.initialMode ?? 'classic', active: { id: 1 + random.below(1000), key: random.bytes(KEY_BYTES) } }, credential: initialCredential };
+  storage.format(deviceId, model.keys.active, model.keys.mode, initialCredential);
+  const report = { operations: 0, flashOperations: 0, compactions: 0, dhPromotions: 0, cutPoints: 0, mountedBefore: 0, mountedAfter: 0, credentialStores: 0, recoveredStores: 0, recoveredReplacements: 0 };
+  for (let step = 0; step < options.rotations * 2; step++) {
+    const op = nextRecoveryStep(model, step, random);
+    const after = recoveryModelAfter(model, op);
+    if (op.kind === 'storeCredential') report.credentialStores++;
+    if (op.kind === 'storeRecovered') {
+      report.recoveredStores++;
+      if (model.keys.future !== undefined) report.recoveredReplacements++;
+    }
+    if (op.kind === 'promote' && model.keys.future?.shares !== undefined) report.dhPromotions++;
+    const snapshot = flash.image();
+    const trace = traceRecoveryOp(options.geometry, snapshot, deviceId, model, op, open);
+    report.operations++;
+    report.flashOperations += trace.length;
+    if (trace.some((o) => o.kind === 'erase')) report.compactions++;
+    for (const cut of enumerateCuts(trace, enumeration)) {
+      const context = `step ${step} (${op.kind}), ${cut.label}`;
+      const torn = new NorFlash({ ...options.geometry, image: snapshot });
+      const victim = open(torn);
+      victim.mount();
+      torn.armCut(cut.plan);
+      try {
+        applyRecoveryOp(victim, op);
+        throw new Error(`${context}: the cut did not happen`);
+      } catch (error) {
+        if (!(error instanceof PowerCut)) throw error;
+      }
+      torn.restorePower();
+      const resumed = open(torn);
+      const got = mountedModel(resumed, deviceId);
+      let now: RecoveryModel;
+      if (modelsEqual(got, model)) {
+        report.mountedBefore++;
+        const retry = report.cutPoints % 2 === 0 || op.kind !== 'storeFuture' ? op : nextRotationStep(model.keys, random);
+        applyRecoveryOp(resumed, retry);
+        now = recoveryModelAfter(model, retry);
+      } else if (modelsEqual(got, after)) {
+        report.mountedAfter++;
+        now = after;
+      } else {
+        throw new Error(`${context}: mounted ${describeModel(got)}, expected ${describeModel(model)} or ${describeModel(after)}`);
+      }
+      const more = nextRecoveryStep(now, step + 1, random);
+      applyRecoveryOp(resumed, more);
+      const expected = recoveryModelAfter(now, more);
+      if (!modelsEqual({ keys: resumed.keys, credential: resumed.credential }, expected)) throw new Error(`${context}, recovery: in memory differs from ${describeModel(expected)}`);
+      const remounted = mountedModel(open(torn), deviceId);
+      if (!modelsEqual(remounted, expected)) throw new Error(`${context}, recovery: mounted ${describeModel(remounted)}, expected ${describeModel(expected)}`);
+      report.cutPoints++;
+    }
+    applyRecoveryOp(storage, op);
+    model = after;
+    const remounted = mountedModel(open(flash), deviceId);
+    if (!modelsEqual(remounted, model)) throw new Error(`step ${step} without a cut: mounted ${describeModel(remounted)}, expected ${describeModel(model)}`);
+  }
+  return report;
 }

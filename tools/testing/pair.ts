@@ -10,14 +10,21 @@
  *
  * The test decides when the device connects: `connect()` fires the loop's
  * connection attempt; `advance(ms)` fires only the cores' deadlines.
+ *
+ * With `recovery: true` (docs/PROTOCOL.md §12) the device is provisioned
+ * with a recovery credential, the hub with its static key and the device's
+ * public key; the hub's host answers every recoveryRequest with `decide`
+ * (ACCEPTED unless a test replaces it).
  */
 import { toHex } from '../../modules/bytes';
 import type { Aead, KeyAgreementPrimitives, RandomSource } from '../../modules/crypto/primitives';
+import type { RecoveryCredential } from '../../modules/crypto/recovery';
 import type { DeviceAction, DeviceEvent } from '../../modules/device/actions';
 import type { DeviceCore, DeviceTiming } from '../../modules/device/device';
 import { DeviceLoop, type DeviceLoopEvent, type DeviceTransportEvents, type LoopTimerKind } from '../../modules/device/loop';
 import { derivePendingKey } from '../../modules/hub/pending-key';
-import { HubCore, type HubAction, type HubEvent, type HubTiming } from '../../modules/hub/hub';
+import { HubCore, type HubAction, type HubEvent, type HubStaticKey, type HubTiming, type RecoveryDecision } from '../../modules/hub/hub';
+import { RecoveryStatus } from '../../modules/protocol/constants';
 import { PERSIST_LATER, type KeyStorage, type PersistLater } from '../../modules/keystore/key-storage';
 import type { MountResult } from '../../modules/keystore/keystore';
 import { copyKeys, keysPromoted, keysWithFuture, type DeviceKeys, type KeyShares, type KeySlot, type RekeyMode } from '../../modules/platform/keys';
@@ -38,7 +45,13 @@ export interface PairOptions {
   initialKeyId?: number;
   deviceTiming?: Partial<DeviceTiming>;
   hubTiming?: Partial<HubTiming>;
+  /** Recovery credentials on both sides (§12.6). */
+  recovery?: boolean;
+  /** The hub core class (a test's deliberately broken variant); default HubCore. */
+  Core?: typeof HubCore;
 }
+
+export type PairRecoveryRequest = Extract<HubAction, { type: 'recoveryRequest' }>;
 
 /** The loop's timers on the pair's clock: one of each kind at most. */
 class PairTimers {
@@ -59,6 +72,10 @@ class PairTimers {
     this.slots[kind] = undefined;
     slot.callback();
   }
+}
+
+function copyCredential(credential: RecoveryCredential): RecoveryCredential {
+  return { device: { privateKey: credential.device.privateKey.slice(), publicKey: credential.device.publicKey.slice() }, hubStaticId: credential.hubStaticId, hubPublicKey: credential.hubPublicKey.slice() };
 }
 
 export class Pair {
@@ -85,6 +102,14 @@ export class Pair {
   hubPersistPending = false;
   /** Persist synchronously as soon as asked (like SQLite and the ESP32 flash). */
   autoPersist = true;
+  /** The device keystore's recovery credential (durable, like deviceStore). */
+  deviceCredential: RecoveryCredential | undefined;
+  /** The hub's static key (outside its database: it survives a restore). */
+  readonly hubStatic: HubStaticKey | undefined;
+  /** The hub host's policy for recoveryRequest actions. */
+  decide: (request: PairRecoveryRequest) => RecoveryDecision = () => ({ status: RecoveryStatus.ACCEPTED, retryAfterSeconds: 0 });
+  /** Every recoveryRequest the hub asked its host about. */
+  recoveryRequests: PairRecoveryRequest[] = [];
   readonly #options: PairOptions;
   readonly #timers: PairTimers;
   #transport: DeviceTransportEvents | undefined;
@@ -103,6 +128,16 @@ export class Pair {
     const active = { id: options.initialKeyId ?? 1, key };
     this.deviceStore = { mode: options.mode ?? 'classic', active: { id: active.id, key: key.slice() } };
     this.hubStore = { mode: options.mode ?? 'classic', active: { id: active.id, key: key.slice() } };
+    if (options.recovery === true) {
+      const deviceStatic = new Uint8Array(32);
+      const hubStatic = new Uint8Array(32);
+      this.random.fill(deviceStatic);
+      this.random.fill(hubStatic);
+      this.hubStatic = { id: 1, privateKey: hubStatic, publicKey: this.keyAgreement.x25519PublicKey(hubStatic) };
+      const device = { privateKey: deviceStatic, publicKey: this.keyAgreement.x25519PublicKey(deviceStatic) };
+      this.deviceCredential = { device, hubStaticId: 1, hubPublicKey: this.hubStatic.publicKey.slice() };
+      this.hubStore = { ...this.hubStore, devicePublicKey: device.publicKey.slice(), hubStaticId: 1 };
+    }
     this.#timers = new PairTimers(() => this.now);
     this.loop = new DeviceLoop({
       storage: this.#deviceStorage(),
@@ -132,7 +167,9 @@ export class Pair {
   }
 
   #bootHub(): HubCore {
-    return new HubCore({ aead: this.aead, random: this.random, keyAgreement: this.keyAgreement, devices: [{ deviceId: this.deviceId, ...copyHubRow(this.hubStore) }], timing: this.#options.hubTiming ?? {} });
+    const recovery = this.hubStatic === undefined ? {} : { recovery: { hubKeys: [this.hubStatic], currentHubStaticId: this.hubStatic.id } };
+    const Core = this.#options.Core ?? HubCore;
+    return new Core({ aead: this.aead, random: this.random, keyAgreement: this.keyAgreement, devices: [{ deviceId: this.deviceId, ...copyHubRow(this.hubStore) }], timing: this.#options.hubTiming ?? {}, ...recovery });
   }
 
   /** The device's next connection attempt, now (after closing the current connection). */
@@ -263,6 +300,15 @@ export class Pair {
     };
   }
 
+  #drainToDevice(): void {
+    const connection = this.connectionId;
+    while (this.connected && this.connectionId === connection) {
+      const chunk = this.toDevice.shift();
+      if (chunk === undefined) return;
+      this.#transport?.onData(chunk);
+    }
+  }
+
   #dropLink(): void {
     this.connected = false;
     this.toHub = [];
@@ -278,7 +324,24 @@ export class Pair {
     };
     return {
       mount(): MountResult {
-        return { provisioned: true, deviceId: pair.deviceIdBytes.slice(), keys: copyKeys(pair.deviceStore) };
+        const credential = pair.deviceCredential === undefined ? {} : { credential: copyCredential(pair.deviceCredential) };
+        return { provisioned: true, deviceId: pair.deviceIdBytes.slice(), keys: copyKeys(pair.deviceStore), ...credential };
+      },
+      get credential(): RecoveryCredential | undefined {
+        return pair.deviceCredential === undefined ? undefined : copyCredential(pair.deviceCredential);
+      },
+      storeCredential(credential: RecoveryCredential): void | PersistLater {
+        pair.deviceCredential = copyCredential(credential);
+        const answer = later();
+        if (answer === undefined) pair.devicePersistPending = false;
+        return answer;
+      },
+      storeRecovered(id: number, key: Uint8Array): void | PersistLater {
+        // DK14: (id, key) replaces the future slot, without shares.
+        pair.deviceStore = { mode: pair.deviceStore.mode, active: pair.deviceStore.active, future: { id, key: key.slice() } };
+        const answer = later();
+        if (answer === undefined) pair.devicePersistPending = false;
+        return answer;
       },
       get keys(): DeviceKeys {
         return copyKeys(pair.deviceStore);
@@ -340,7 +403,10 @@ export class Pair {
           if (this.connected && action.connection === this.connectionId) this.toDevice.push(action.bytes);
           break;
         case 'close':
-          if (action.connection === this.connectionId) this.disconnect();
+          if (action.connection !== this.connectionId) break;
+          // With recovery the hub closes right after RECOVER_RESULT: as TCP's FIN follows the data, what it sent arrives first.
+          if (this.hubStatic !== undefined) this.#drainToDevice();
+          this.disconnect();
           break;
         case 'persist': {
           const op = action.op;
@@ -351,6 +417,10 @@ export class Pair {
         }
         case 'event':
           this.hubEvents.push(action.event);
+          break;
+        case 'recoveryRequest':
+          this.recoveryRequests.push(action);
+          this.#applyHub(this.hub.decideRecovery(action.connection, this.decide(action), this.now));
           break;
       }
     }

@@ -272,7 +272,7 @@ export const revocationsSchema = {
   },
 } as const;
 
-// ---- issue 14: recovery (docs/HUB.md §13) ----
+// ---- issue 14: recovery (docs/HUB.md §14) ----
 
 const recoveryRequest = {
   type: 'object',
@@ -292,7 +292,7 @@ const recoveryRequest = {
 } as const;
 
 export const recoverySchema = {
-  summary: 'Recovery (docs/HUB.md §13): the policy, the requests awaiting or holding approval, the recent accepted recoveries',
+  summary: 'Recovery (docs/HUB.md §14): the policy, the requests awaiting or holding approval, the recent accepted recoveries',
   querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } }, additionalProperties: false },
   response: {
     200: {

@@ -244,7 +244,7 @@ export async function startOperatorApi(hub: LockstepHub, options: HttpOptions, l
     return { imported: [...ids] };
   });
   app.get('/api/v1/revocations', { config: { scope: 'read' }, schema: S.revocationsSchema }, async (request) => ({ revocations: hub.store.revocationsAfter((request.query as { after: number }).after) }));
-  // ---- Recovery (issue 14, docs/HUB.md §13) ----
+  // ---- Recovery (issue 14, docs/HUB.md §14) ----
   app.get('/api/v1/recovery', { config: { scope: 'read' }, schema: S.recoverySchema }, async (request) => {
     const { limit } = request.query as { limit: number };
     const policy = hub.recoveryPolicy;
