@@ -66,6 +66,9 @@ export function useBackends(): Backends {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  // A PostgreSQL test makes databases and round trips: on a loaded 2-core machine 5 s (jest's default) is too short.
+  jest.setTimeout(30_000);
+
   const keyringFor = (url: string): { keyring?: Keyring } => (url.startsWith('postgres') ? { keyring } : {});
 
   return {
