@@ -106,6 +106,7 @@ export function useBackends(): Backends {
     async rawSql(url, text) {
       if (url.startsWith('postgres')) return (await sql(url, text)).rows;
       const db = new Database(url);
+      db.pragma('busy_timeout = 5000'); // (the test's store may be checkpointing)
       try {
         const statement = db.prepare(text);
         return statement.reader ? statement.all() : [statement.run()];

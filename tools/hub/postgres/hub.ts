@@ -224,6 +224,7 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
     );
     this.#rotations = new Rotations(core, this.#pipeline, this.#scheduler, this.#log, monotonicNow);
     for (const device of stored) this.#track(device);
+    this.#lastRowid = stored.reduce((max, device) => Math.max(max, device.rowid), 0); // (the full load at start)
     store.auditKeyEvents = options.audit ?? true;
     this.#audit = new AuditLog(
       // (AuditLog's writer is synchronous; on PostgreSQL a failed-commit entry is written in the background.)
@@ -560,7 +561,8 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
   #track(stored: StoredDevice): void {
     this.#presence.track(stored);
     this.#scheduler.keyActivated(stored.deviceId, stored.activeSince);
-    this.#lastRowid = Math.max(this.#lastRowid, stored.rowid);
+    // Not #lastRowid here: a device registered at its lease (or provisioned here) may have a higher rowid than
+    // rows another instance inserted that this one's poll has not seen yet; the poll alone advances it.
   }
 
   async #flushLastSeen(): Promise<void> {
