@@ -76,3 +76,31 @@ test('storeRecovered, storeDeviceStatic and enrolmentReady apply under the lease
   expect(await a.commit([{ kind: 'storeDeviceStatic', deviceId: id, publicKey: new Uint8Array(32).fill(8), hubStaticId: 1 }], 7, fences())).toEqual([false]);
   expect(await a.staticKeyReferences()).toEqual(new Map([[1, 1]]));
 }, 60_000);
+
+async function interleaved(rowLock: boolean): Promise<number> {
+  const url = await freshDatabase(cluster);
+  const [a, b] = await Promise.all([open(url, 'a'), open(url, 'b')]);
+  a.recoveryRowLock = rowLock;
+  b.recoveryRowLock = rowLock;
+  const record = newDeviceRecord();
+  await a.insertDevices([record], 1);
+  const request = { deviceId: record.deviceId, newKeyId: 5, claimedActive: 3, claimedFuture: 4 };
+  const policy = recoveryPolicy({ mode: 'auto', perDeviceLimit: 1 });
+  let release: () => void = () => {};
+  const held = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  a.beforeRecoveryCharge = () => held; // a has read the count (0) and waits before charging
+  const first = a.decideRecovery(request, policy, 1000);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const second = b.decideRecovery(request, policy, 1001); // with the lock it waits for a; without, it reads 0 too
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  release();
+  const outcomes = await Promise.all([first, second]);
+  return outcomes.filter((d) => d.status === RecoveryStatus.ACCEPTED).length;
+}
+
+test('the row lock is what makes the count shared: interleaved decisions accept one; the broken variant without it accepts two', async () => {
+  expect(await interleaved(true)).toBe(1);
+  expect(await interleaved(false)).toBe(2);
+}, 60_000);

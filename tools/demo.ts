@@ -2,7 +2,9 @@
  * `npm start`: a hub with ~20 simulated devices rotating keys every few
  * seconds while faults are injected (connections cut at random bytes,
  * device power cuts mid flash write, hub SIGKILL + restart from its
- * database). Prints a live status line and a summary; exits 1 if any device
+ * database, and — issue 14 — the hub restored from a backup taken T seconds
+ * ago and devices re-flashed with their provisioning images, both healed by
+ * recovery). Prints a live status line and a summary; exits 1 if any device
  * ever lost sync or application data was lost or duplicated.
  *
  *   npm start -- --devices 20 --duration 60s --rotate-every 3s --chaos medium --tls
@@ -20,13 +22,16 @@ interface ChaosLevel {
   readonly settings: ChaosSettings;
   readonly hubKillEveryMs: readonly [number, number] | undefined;
   readonly powerCycleEveryMs: number;
+  /** Issue 14: hub restores from a backup every [min, max] ms; a device re-flash every this many ms. */
+  readonly restoreEveryMs: readonly [number, number];
+  readonly reflashEveryMs: number;
 }
 
 const CHAOS_LEVELS: Record<string, ChaosLevel | undefined> = {
   off: undefined,
-  low: { settings: { cutProbability: 0.3, cutMaxBytes: 20_000, powerCutProbability: 0.03 }, hubKillEveryMs: [20_000, 40_000], powerCycleEveryMs: 10_000 },
-  medium: { settings: { cutProbability: 0.6, cutMaxBytes: 6_000, powerCutProbability: 0.08 }, hubKillEveryMs: [8_000, 15_000], powerCycleEveryMs: 4_000 },
-  high: { settings: { cutProbability: 0.9, cutMaxBytes: 2_000, powerCutProbability: 0.2 }, hubKillEveryMs: [3_000, 6_000], powerCycleEveryMs: 1_000 },
+  low: { settings: { cutProbability: 0.3, cutMaxBytes: 20_000, powerCutProbability: 0.03 }, hubKillEveryMs: [20_000, 40_000], powerCycleEveryMs: 10_000, restoreEveryMs: [40_000, 60_000], reflashEveryMs: 30_000 },
+  medium: { settings: { cutProbability: 0.6, cutMaxBytes: 6_000, powerCutProbability: 0.08 }, hubKillEveryMs: [8_000, 15_000], powerCycleEveryMs: 4_000, restoreEveryMs: [20_000, 30_000], reflashEveryMs: 12_000 },
+  high: { settings: { cutProbability: 0.9, cutMaxBytes: 2_000, powerCutProbability: 0.2 }, hubKillEveryMs: [3_000, 6_000], powerCycleEveryMs: 1_000, restoreEveryMs: [10_000, 15_000], reflashEveryMs: 6_000 },
 };
 
 const duration = (value: string): number => {
@@ -51,7 +56,10 @@ const program = new Command()
   .option('--no-dashboard', 'no operator API or dashboard')
   .option('--postgres [url]', 'several hub instances on PostgreSQL behind a balancer (a throwaway cluster when no URL is given)')
   .option('--instances <n>', 'with --postgres: hub instances', (v) => positive(v), 3)
-  .action(async (flags: { devices: number; duration: number; rotateEvery: number; chaos: string | boolean; tls: boolean; dir?: string; dashboard: boolean; dashboardPort?: number; postgres?: string | boolean; instances: number }) => {
+  .option('--restore-every <duration>', 'with chaos: restore the hub from a backup about this often (default per chaos level; 0 = never)', durationOrZero)
+  .option('--backup-age <duration>', 'with chaos: the restored backup was taken this long before the restore', duration, 5_000)
+  .option('--reflash-every <duration>', 'with chaos: re-flash a random device with its provisioning image this often (default per chaos level; 0 = never)', durationOrZero)
+  .action(async (flags: { devices: number; duration: number; rotateEvery: number; chaos: string | boolean; tls: boolean; dir?: string; dashboard: boolean; dashboardPort?: number; postgres?: string | boolean; instances: number; restoreEvery?: number; backupAge: number; reflashEvery?: number }) => {
     const levelName = flags.chaos === false ? 'off' : flags.chaos === true ? 'medium' : flags.chaos;
     const level = CHAOS_LEVELS[levelName];
     const tty = process.stdout.isTTY === true;
@@ -104,6 +112,14 @@ const program = new Command()
       tls: flags.tls,
       ...(flags.dir !== undefined ? { dir: flags.dir } : {}),
       ...(level ? { chaosSettings: level.settings, hubKillEveryMs: level.hubKillEveryMs, powerCycleEveryMs: level.powerCycleEveryMs } : {}),
+      // Issue 14: restores from a backup and re-flashes (chaos only).
+      ...(level
+        ? {
+            restoreEveryMs: flags.restoreEvery === 0 ? undefined : flags.restoreEvery !== undefined ? ([flags.restoreEvery, flags.restoreEvery * 1.5] as const) : level.restoreEveryMs,
+            reflashEveryMs: flags.reflashEvery ?? level.reflashEveryMs,
+            backupAgeMs: flags.backupAge,
+          }
+        : {}),
       statusEveryMs: 250,
       onStatus: (status) => {
         if (tty) {
@@ -119,6 +135,10 @@ const program = new Command()
     process.exitCode = summary.ok ? 0 : 1;
   });
 
+function durationOrZero(value: string): number {
+  return value === '0' ? 0 : duration(value);
+}
+
 function positive(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('a positive integer');
@@ -130,6 +150,7 @@ function statusLine(s: SimulationStatus): string {
   return (
     `[${seconds}s ${s.phase.padEnd(8)}] online ${s.online}/${s.devices} | rotations ${s.rotations} | cuts ${s.cuts} | ` +
     `power cuts ${s.powerCutsDuringWrite} mid-write + ${s.powerCycles} | hub kills ${s.hubKills} | ` +
+    (s.hubRestores !== undefined ? `restores ${s.hubRestores} re-flashes ${s.reflashes ?? 0} recovering ${s.recovering ?? 0} | ` : '') +
     `up ${s.up.delivered}/${s.up.sent} down ${s.down.delivered}/${s.down.sent} | out of sync ${s.outOfSync}`
   );
 }
@@ -145,6 +166,14 @@ function summaryText(s: SimulationSummary): string {
     `  connections cut         ${s.cuts} at random byte positions`,
     `  device power cuts       ${s.powerCutsDuringWrite} in the middle of a flash write, ${s.powerCycles} between writes (each rebooted from its flash image)`,
     `  hub crashes             ${s.hubKills} (SIGKILL, restarted from its database)`,
+    ...(s.hubRestores !== undefined
+      ? [
+          `  hub restores            ${s.hubRestores} (SIGKILL, then restarted from a backup taken ${((s.backupAgeMs ?? 0) / 1000).toFixed(0)}+ s earlier)`,
+          `  device re-flashes       ${s.reflashes ?? 0} (rebooted from the provisioning image)`,
+          `  recoveries              ${s.recoveriesAccepted ?? 0} accepted by the hub; ${s.recoveredEpisodes ?? 0} device episodes back in sync after a restore or re-flash` +
+            (s.recoveryLimits ? ` (limits: ${s.recoveryLimits.perDeviceLimit} per device per ${s.recoveryLimits.windowMs / 60_000} min, per source a bucket of ${s.recoveryLimits.perSource.burst} at ${s.recoveryLimits.perSource.perMinute}/min)` : ''),
+        ]
+      : []),
     `  app messages up         ${up.sent} sent, ${up.delivered} delivered; ${up.redeliveredAfterCrash} delivered again after a hub crash, ${up.droppedBySenderCrash} dropped by a device power cut`,
     `  app messages down       ${down.sent} sent, ${down.delivered} delivered; ${down.redeliveredAfterCrash} delivered again after a device power cut, ${down.droppedBySenderCrash} dropped by a hub crash`,
     `  lost / duplicated       ${up.lost + down.lost} / ${up.duplicates + down.duplicates}`,

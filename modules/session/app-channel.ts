@@ -6,10 +6,15 @@
  * Sender: each message gets the next u32 id in the sender's stream (an
  * 8-byte random stream id chosen when the endpoint starts). Unacknowledged
  * messages stay in a bounded outbox and are sent again, in order, on every
- * new session. Receiver: remembers (stream id, last delivered id) and
- * delivers a message only if its id is greater than the last one of the same
- * stream; a new stream id (the peer restarted) resets the memory. Every DATA
- * is acknowledged with the highest id delivered (cumulative).
+ * new session. Receiver: remembers (stream id, last delivered id) for the
+ * PEER_STREAMS most recent sender streams and delivers a message only if its
+ * id is greater than the last one of its stream; an unknown stream id (the
+ * peer restarted) is a new entry, evicting the least recent one. Several
+ * entries, not one: a device served by several hub instances (one stream
+ * each) would otherwise take a stream it had already seen, when it returns
+ * to its instance, for a restart, and deliver again a message whose
+ * acknowledgement was lost (docs/VERIFICATION.md finding F3). Every DATA is
+ * acknowledged with the highest id delivered of its stream (cumulative).
  */
 import { bytesEqual, toHex } from '../bytes';
 import { LockstepError } from '../errors';
@@ -17,6 +22,14 @@ import { MAX_APP_PAYLOAD_BYTES, OUTBOX_MESSAGES, STREAM_ID_BYTES } from '../prot
 
 /** What `enqueue` answers: the id the channel assigned, or why nothing was queued. */
 export type EnqueueResult = { readonly messageId: number; readonly error?: undefined } | { readonly messageId?: undefined; readonly error: LockstepError };
+
+/** Sender streams a receiver remembers (docs/PROTOCOL.md §7): more than the hub instances a device may alternate between. */
+export const PEER_STREAMS = 4;
+
+interface PeerStream {
+  readonly streamId: Uint8Array;
+  lastDelivered: number;
+}
 
 export interface OutboxEntry {
   readonly messageId: number;
@@ -29,14 +42,18 @@ export class AppChannel {
   #outbox: OutboxEntry[] = [];
   /** Index into #outbox of the first entry not yet sent in this session. */
   #unsent = 0;
-  #peerStream: Uint8Array | undefined;
-  #lastDelivered = 0;
+  /** Most recent first; at most PEER_STREAMS entries (bounded memory). */
+  #peers: PeerStream[] = [];
   readonly #capacity: number;
+  readonly #peerStreams: number;
 
-  constructor(streamId: Uint8Array, capacity = OUTBOX_MESSAGES) {
+  /** `peerStreams` below PEER_STREAMS only for tests that show why one is not enough (finding F3). */
+  constructor(streamId: Uint8Array, capacity = OUTBOX_MESSAGES, peerStreams = PEER_STREAMS) {
     if (streamId.length !== STREAM_ID_BYTES) throw new LockstepError('LOCAL_BAD_ARGUMENT', 'stream id is 8 bytes');
+    if (!Number.isInteger(peerStreams) || peerStreams < 1) throw new LockstepError('LOCAL_BAD_ARGUMENT', 'remember at least one peer stream');
     this.streamId = streamId.slice();
     this.#capacity = capacity;
+    this.#peerStreams = peerStreams;
   }
 
   get outboxLength(): number {
@@ -52,8 +69,9 @@ export class AppChannel {
       nextMessageId: this.#nextMessageId,
       outbox: this.#outbox.map((entry) => entry.messageId),
       unsent: this.#unsent,
-      peerStream: this.#peerStream === undefined ? undefined : toHex(this.#peerStream),
-      lastDelivered: this.#lastDelivered,
+      peerStream: this.#peers[0] === undefined ? undefined : toHex(this.#peers[0].streamId),
+      lastDelivered: this.#peers[0]?.lastDelivered ?? 0,
+      peerStreams: this.#peers.length,
     };
   }
 
@@ -101,15 +119,21 @@ export class AppChannel {
    * acknowledge.
    */
   receive(streamId: Uint8Array, messageId: number): { deliver: boolean; ackId: number } {
-    if (this.#peerStream === undefined || !bytesEqual(streamId, this.#peerStream)) {
-      this.#peerStream = streamId.slice();
-      this.#lastDelivered = messageId;
+    const index = this.#peers.findIndex((peer) => bytesEqual(peer.streamId, streamId));
+    if (index < 0) {
+      if (this.#peers.length >= this.#peerStreams) this.#peers.pop();
+      this.#peers.unshift({ streamId: streamId.slice(), lastDelivered: messageId });
       return { deliver: true, ackId: messageId };
     }
-    if (messageId > this.#lastDelivered) {
-      this.#lastDelivered = messageId;
+    const peer = this.#peers[index] as PeerStream;
+    if (index > 0) {
+      this.#peers.splice(index, 1);
+      this.#peers.unshift(peer);
+    }
+    if (messageId > peer.lastDelivered) {
+      peer.lastDelivered = messageId;
       return { deliver: true, ackId: messageId };
     }
-    return { deliver: false, ackId: this.#lastDelivered };
+    return { deliver: false, ackId: peer.lastDelivered };
   }
 }

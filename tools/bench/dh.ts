@@ -37,6 +37,36 @@ export async function run(): Promise<void> {
   const level = Number(process.env.LOCKSTEP_BENCH_DH_IN_FLIGHT ?? 256);
   console.log(`\n== DH rekey mode vs classic on the hub: ${perMode} devices per mode, ${level} rotations in flight; goal >= 2,000 dh rotations/s ==`);
   printWireBytes();
+  const rotations = await measureHubRotations({ perMode, windowMs, level });
+  console.log('mode      rotations/s (2 windows)     hub CPU ms/rotation');
+  for (const mode of ['classic', 'dh'] as const) {
+    const windows = rotations[mode];
+    console.log(`${mode.padEnd(9)} ${windows.windows.map((r) => r.rate.toFixed(0).padStart(6)).join(' ')}  mean ${windows.rate.toFixed(0).padStart(6)}     ${windows.cpuMs.toFixed(3)}`);
+  }
+  console.log(
+    `ratio dh / classic: rotations/s ${(rotations.dh.rate / rotations.classic.rate).toFixed(2)}×, hub CPU per rotation ${(rotations.dh.cpuMs / rotations.classic.cpuMs).toFixed(2)}× ` +
+      `(the swarm's devices run on the same 2 cores and pay their own X25519)`,
+  );
+  printPrimitiveCost();
+}
+
+export interface RotationWindow {
+  /** Rotations completed per second in the window. */
+  readonly rate: number;
+  /** The hub process's CPU (user + system) per completed rotation, in ms. */
+  readonly cpuMs: number;
+}
+
+export type HubRotationCost = Record<RekeyMode, { readonly windows: readonly RotationWindow[]; readonly rate: number; readonly cpuMs: number }>;
+
+/**
+ * The hub's rotations/s and CPU per rotation of each mode, `level` rotations
+ * in flight, in interleaved windows (classic, dh, classic, dh) over
+ * `perMode` devices of each mode connected at once from a swarm process.
+ * Also used by `npm run bench -- recovery` (tools/bench/recovery.ts).
+ */
+export async function measureHubRotations(options: { perMode: number; windowMs: number; level: number }): Promise<HubRotationCost> {
+  const { perMode, windowMs, level } = options;
   const dir = mkdtempSync(join(tmpdir(), 'lockstep-bench-dh-'));
   let swarm: ChildProcess | undefined;
   let hub: LockstepHub | undefined;
@@ -104,18 +134,11 @@ export async function run(): Promise<void> {
       while (inFlight > 0 && Date.now() < drain) await sleep(20);
       return { rate: done / seconds, cpuMs: (cpu.user + cpu.system) / 1000 / Math.max(done, 1) };
     };
-    const results: Record<RekeyMode, { rate: number; cpuMs: number }[]> = { classic: [], dh: [] };
+    const results: Record<RekeyMode, RotationWindow[]> = { classic: [], dh: [] };
     for (let round = 0; round < 2; round++) for (const mode of ['classic', 'dh'] as const) results[mode].push(await measure(mode));
     const mean = (mode: RekeyMode, field: 'rate' | 'cpuMs') => results[mode].reduce((sum, r) => sum + r[field], 0) / results[mode].length;
-    console.log('mode      rotations/s (2 windows)     hub CPU ms/rotation');
-    for (const mode of ['classic', 'dh'] as const) {
-      console.log(`${mode.padEnd(9)} ${results[mode].map((r) => r.rate.toFixed(0).padStart(6)).join(' ')}  mean ${mean(mode, 'rate').toFixed(0).padStart(6)}     ${mean(mode, 'cpuMs').toFixed(3)}`);
-    }
-    console.log(
-      `ratio dh / classic: rotations/s ${(mean('dh', 'rate') / mean('classic', 'rate')).toFixed(2)}×, hub CPU per rotation ${(mean('dh', 'cpuMs') / mean('classic', 'cpuMs')).toFixed(2)}× ` +
-        `(the swarm's devices run on the same 2 cores and pay their own X25519)`,
-    );
-    printPrimitiveCost();
+    const summary = (mode: RekeyMode) => ({ windows: results[mode], rate: mean(mode, 'rate'), cpuMs: mean(mode, 'cpuMs') });
+    return { classic: summary('classic'), dh: summary('dh') };
   } finally {
     swarm?.kill('SIGTERM');
     await hub?.close();

@@ -9,6 +9,8 @@ import { run as dhPrimitives } from './dh-primitives';
 import { run as hubSqlite } from './hub';
 import { run as hubPostgres } from './hub-postgres';
 import { run as operator } from './operator';
+import { run as recovery } from './recovery';
+import { run as recoveryFleet } from './recovery-fleet';
 import { run as wear } from './wear';
 import { run as xs } from './xs';
 
@@ -18,7 +20,7 @@ const hub = async (): Promise<void> => {
   if (process.exitCode === undefined || process.exitCode === 0) await hubPostgres();
 };
 
-const sections: Record<string, () => Promise<void>> = { aead, wear, xs, hub, dh, 'dh-primitives': dhPrimitives, operator, 'hub-postgres': hubPostgres };
+const sections: Record<string, () => Promise<void>> = { aead, wear, xs, hub, dh, 'dh-primitives': dhPrimitives, operator, 'hub-postgres': hubPostgres, recovery, 'recovery-fleet': recoveryFleet };
 
 const wanted = process.argv.slice(2);
 for (const name of wanted) if (!(name in sections)) throw new Error(`unknown bench section ${name}; have ${Object.keys(sections).join(', ')}`);

@@ -8,7 +8,12 @@
  *  2. the XS heap the device core retains in steady state; goal <= 32 KiB;
  *  3. the instructions of one DH rotation's device-side primitives (X25519
  *     public key + X25519 + HKDF-SHA-512, docs/PROTOCOL.md §11.3) through the
- *     native module (Debian's mbedTLS here) versus @noble on XS.
+ *     native module (Debian's mbedTLS here) versus @noble on XS;
+ *  4. the instructions of one recovery handshake's device side
+ *     (deviceRecoveryInit + deviceRecoveryReply + recoveryFinishFrame +
+ *     verifyRecoveryResult, docs/PROTOCOL.md §12.3), native versus @noble, in
+ *     the same run as 3, as ratios to a dh rotation; and the heap the
+ *     handshake's state holds between the device's messages.
  * Prints figures only; asserts nothing. `export async function run()` is
  * called by tools/bench/index.ts; `tsx tools/bench/xs.ts` runs it alone.
  */
@@ -22,6 +27,8 @@ const NATIVE_ITERATIONS = 200;
 const NOBLE_ITERATIONS = 10;
 const DH_NATIVE_ITERATIONS = 20;
 const DH_NOBLE_ITERATIONS = 2;
+const RECOVERY_NATIVE_ITERATIONS = 10;
+const RECOVERY_NOBLE_ITERATIONS = 1;
 const SPEEDUP_GOAL = 20;
 const HEAP_GOAL_BYTES = 32 * 1024;
 const REDIRECTS = {
@@ -45,7 +52,7 @@ function readDumps(directory: string): Measurement[] {
     const text = readFileSync(join(directory, name), 'utf8');
     const label = /^desc: Trigger: Client Request: (.*)$/m.exec(text)?.[1];
     const total = /^(?:totals|summary): (\d+)/m.exec(text)?.[1];
-    const parts = label === undefined ? null : /^(\w+) (seal|open|dh) (\d+) x(\d+)$/.exec(label.trim());
+    const parts = label === undefined ? null : /^(\w+) (seal|open|dh|recovery) (\d+) x(\d+)$/.exec(label.trim());
     if (parts === null || total === undefined) continue;
     out.push({
       impl: parts[1]!,
@@ -88,7 +95,7 @@ function callgrind(program: string, script: string, args: string[]): Measurement
   }
 }
 
-function benchDh(program: string, script: string): void {
+function benchDh(program: string, script: string, withRecovery: boolean): void {
   if (!hasValgrind()) {
     console.log('xs bench: valgrind is not installed; skipping the instruction counts (apt-get install valgrind)');
     return;
@@ -101,6 +108,45 @@ function benchDh(program: string, script: string): void {
     `  native (mbedTLS 2.28 ECP, Linux x86-64) ${formatCount(native)}; @noble on XS ${formatCount(noble)}; ` +
       `noble/native ${native && noble ? `${(noble / native).toFixed(1)}x` : 'n/a'} ` +
       `(${DH_NATIVE_ITERATIONS} and ${DH_NOBLE_ITERATIONS} rotations; on the ESP32 the native module runs PSA: docs/NATIVE.md §7)`,
+  );
+  if (withRecovery) printRecovery(callgrind(program, script, ['recovery', String(RECOVERY_NATIVE_ITERATIONS), String(RECOVERY_NOBLE_ITERATIONS)]), native, noble);
+}
+
+
+/** The recovery handshake's device side, against the dh rotation measured just before (§12.3). */
+function printRecovery(measurements: Measurement[], dhNative: number | undefined, dhNoble: number | undefined): void {
+  const native = perOperation(measurements, 'native', 'recovery', 0);
+  const noble = perOperation(measurements, 'noble', 'recovery', 0);
+  const ratio = (a: number | undefined, b: number | undefined) => (a && b ? `${(a / b).toFixed(1)}x` : 'n/a');
+  console.log('Recovery handshake on XS, device side (deviceRecoveryInit + deviceRecoveryReply + recoveryFinishFrame + verifyRecoveryResult), instructions per handshake (callgrind Ir):');
+  console.log(
+    `  native ${formatCount(native)}; @noble on XS ${formatCount(noble)}; noble/native ${ratio(noble, native)} ` +
+      `(${RECOVERY_NATIVE_ITERATIONS} and ${RECOVERY_NOBLE_ITERATIONS} handshakes; the hub's side runs outside the window)`,
+  );
+  console.log(`  one recovery = ${ratio(native, dhNative)} a dh rotation's device primitives on the native module, ${ratio(noble, dhNoble)} on @noble (5 X25519 and 7 HKDFs against 2 and 1)`);
+}
+
+function benchRecoveryHeap(program: string, script: string): void {
+  const result = runOnHost(program, script, ['recovery-heap']);
+  if (result.status !== 0) throw new Error(`xs bench: recovery heap run failed (${result.status}):\n${result.stdout}${result.stderr}`);
+  const heap = JSON.parse(result.stdout.trim().split('\n').pop() ?? '{}') as {
+    slotBytesHere: number;
+    afterInitBytesHere: number;
+    afterInitSlots: number;
+    afterInitChunkBytes: number;
+    afterReplyBytesHere: number;
+    afterReplySlots: number;
+    afterReplyChunkBytes: number;
+  };
+  const esp32 = (slots: number, chunks: number) => chunks + slots * 16;
+  console.log('Recovery handshake state on XS, device side (full GC before each reading):');
+  console.log(
+    `  between RECOVER_INIT and RECOVER_REPLY (the INIT frame, e_d, k1): ${heap.afterInitSlots} slots + ${heap.afterInitChunkBytes} chunk bytes = ${heap.afterInitBytesHere} bytes here, ` +
+      `~${esp32(heap.afterInitSlots, heap.afterInitChunkBytes)} on the ESP32 (16-byte slots)`,
+  );
+  console.log(
+    `  between RECOVER_FINISH and RECOVER_RESULT (MAC key, K_N, the FINISH frame): ${heap.afterReplySlots} slots + ${heap.afterReplyChunkBytes} chunk bytes = ${heap.afterReplyBytesHere} bytes here, ` +
+      `~${esp32(heap.afterReplySlots, heap.afterReplyChunkBytes)} on the ESP32`,
   );
 }
 
@@ -157,9 +203,18 @@ function benchHeap(program: string, script: string): void {
 export async function run(): Promise<void> {
   const program = buildHost('release').mbedtls;
   const script = await bundle('tools/bench/xs-program.ts', 'bench', { redirects: REDIRECTS });
-  benchDh(program, script);
+  benchDh(program, script, true);
+  benchRecoveryHeap(program, script);
   benchAead(program, script);
   benchHeap(program, script);
+}
+
+/** `npm run bench -- recovery` runs this part: the dh rotation and the recovery handshake on XS, in one run. */
+export async function runRecovery(): Promise<void> {
+  const program = buildHost('release').mbedtls;
+  const script = await bundle('tools/bench/xs-program.ts', 'bench', { redirects: REDIRECTS });
+  benchDh(program, script, true);
+  benchRecoveryHeap(program, script);
 }
 
 if (process.argv[1] !== undefined && /tools[\\/]bench[\\/]xs\.ts$/.test(process.argv[1])) {

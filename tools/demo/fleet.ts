@@ -18,7 +18,8 @@ import { FileFlash } from '../../hosts/node/flash-file';
 import { openFlashKeystore } from '../../hosts/node/flash-key-storage';
 import { cuttingTransport, PowerCutStorage } from './chaos';
 import { memoryFlash } from '../../hosts/node/flash-memory';
-import { provisionDevice } from '../provision/provision';
+import { provisionDevice, type HubStaticPublic } from '../provision/provision';
+import { nodeKeyAgreement } from '../../hosts/node/key-agreement';
 import { newDeviceRecord, parseHubRecord, toHubRecordJson, type DeviceRecord, type HubRecordJson } from '../hub/records';
 import type { Ledger } from './ledger';
 
@@ -44,10 +45,10 @@ export interface ProvisionedDevice {
  * image file and device.json, exactly what a real device gets); otherwise in
  * an in-memory NOR flash.
  */
-export function provisionSimulatedDevice(dir?: string): ProvisionedDevice {
+export function provisionSimulatedDevice(dir?: string, hubStatic?: HubStaticPublic): ProvisionedDevice {
   if (dir !== undefined) {
     mkdirSync(dir, { recursive: true });
-    const result = provisionDevice({ outDir: dir });
+    const result = provisionDevice({ outDir: dir, ...(hubStatic === undefined ? {} : { hubStatic }) });
     const record = parseHubRecord(result.record);
     return { record, recordJson: toHubRecordJson(record), flash: new CuttableFlash(new FileFlash(result.imagePath, { create: false })) };
   }
@@ -57,8 +58,35 @@ export function provisionSimulatedDevice(dir?: string): ProvisionedDevice {
   return { record, recordJson: toHubRecordJson(record), flash: new CuttableFlash(flash) };
 }
 
-export function provisionFleet(count: number, dir?: string): ProvisionedDevice[] {
-  return Array.from({ length: count }, (_, i) => provisionSimulatedDevice(dir === undefined ? undefined : join(dir, `device-${String(i).padStart(3, '0')}`)));
+/** With `hubStatic` (issue 14) every device gets a recovery credential (tools/provision writes it) and keeps a copy of its image as provisioned. */
+export function provisionFleet(count: number, dir?: string, hubStatic?: HubStaticPublic): ProvisionedDevice[] {
+  return Array.from({ length: count }, (_, i) => {
+    const provisioned = provisionSimulatedDevice(dir === undefined ? undefined : join(dir, `device-${String(i).padStart(3, '0')}`), hubStatic);
+    return hubStatic === undefined ? provisioned : withRecoveryCredential(provisioned, hubStatic);
+  });
+}
+
+/**
+ * Issue 14: the recovery credential — the one tools/provision wrote into
+ * the image, or, for an in-memory device, a static pair drawn here and
+ * stored with the hub's static public key; S_d and the hub static id in the
+ * hub record — and a copy of the whole image as provisioned, for the demo's
+ * re-flash fault.
+ */
+export function withRecoveryCredential(provisioned: ProvisionedDevice, hub: HubStaticPublic): ProvisionedDevice & { readonly provisioningImage: Uint8Array } {
+  const storage = openFlashKeystore(provisioned.flash);
+  storage.mount();
+  let credential = storage.credential;
+  if (credential === undefined) {
+    const pair = nodeKeyAgreement.x25519GenerateKeyPair?.();
+    if (pair === undefined) throw new Error('node:crypto generates X25519 pairs');
+    credential = { device: pair, hubStaticId: hub.id, hubPublicKey: hub.publicKey.slice() };
+    const later = storage.storeCredential?.(credential);
+    if (later !== undefined) throw new Error('the provisioning keystore stores synchronously');
+  }
+  const record: DeviceRecord = { ...provisioned.record, devicePublicKey: credential.device.publicKey.slice(), hubStaticId: credential.hubStaticId };
+  const provisioningImage = provisioned.flash.read(0, provisioned.flash.size);
+  return { ...provisioned, record, recordJson: toHubRecordJson(record), provisioningImage };
 }
 
 export interface SimulatedDeviceOptions {
@@ -153,6 +181,26 @@ export class SimulatedDevice {
     this.stopTelemetry();
     this.host.stop();
   }
+
+  /**
+   * Issue 14's chaos fault: the device re-flashed with `image` (its
+   * provisioning image): off, every sector erased and the image programmed,
+   * then booted from it. Its keys go back to the provisioned ones.
+   */
+  reflash(image: Uint8Array): void {
+    // Off (a power loss: the 'powerLost' listener ends the epoch), programmed, on. A device off
+    // already (between a power cut and its reboot) is programmed and boots on its own timer.
+    const wasOn = this.host.powered;
+    this.host.powerOff();
+    const sectors = this.flash.size / this.flash.sectorSize;
+    for (let sector = 0; sector < sectors; sector++) this.flash.erase(sector);
+    this.flash.program(0, image);
+    this.reflashes++;
+    if (wasOn) this.host.powerOn();
+  }
+
+  /** Re-flashes so far (each also counts as one power loss of the host). */
+  reflashes = 0;
 
   /** Power loss now (not during a write), then a reboot from the flash image. */
   powerCycle(): void {

@@ -12,6 +12,7 @@
  *   S <device> <tag> <epoch>   down message about to be sent
  *   X <device> <tag>           that send was refused (outbox full)
  *   C <device> <keyId>         rotation confirmed
+ *   R <device> <status> <id>   a recovery decided (issue 14)
  *
  * argv[2] is a JSON HubAppConfig. stdout: JSON lines ({"type":"ready"...},
  * {"type":"stats"...}). stdin: "settle" stops rotations and commands.
@@ -19,6 +20,7 @@
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import type { HubTiming } from '../../modules/hub/hub';
 import { jsonLogger } from '../hub/log';
+import type { RecoveryPolicy } from '../hub/recovery';
 import { LockstepHub } from '../hub/server';
 import type { TokenConfig } from '../hub/http/options';
 
@@ -35,6 +37,8 @@ export interface HubAppConfig {
   readonly timing?: Partial<HubTiming>;
   readonly tickMs?: number;
   readonly logLevel?: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+  /** Issue 14: the recovery policy and limits (tools/hub/recovery.ts); the static key file is the default one beside the database. */
+  readonly recovery?: Partial<RecoveryPolicy>;
   /** The operator API and dashboard on this port (the same one across hub restarts). */
   readonly http?: { readonly port: number; readonly tokens: readonly TokenConfig[] };
 }
@@ -57,6 +61,7 @@ async function main(): Promise<void> {
     controlPollMs: 500,
     logger: jsonLogger(config.logLevel ?? 'warn'),
     ...(config.http ? { http: { port: config.http.port, tokens: config.http.tokens } } : {}),
+    ...(config.recovery ? { recovery: config.recovery } : {}),
   });
   const online = new Set<string>();
   let commands = 0;
@@ -68,6 +73,8 @@ async function main(): Promise<void> {
     book(`U ${deviceId} ${text.startsWith('u:') ? text.slice(2) : `?${text.replace(/\s/g, '_')}`} ${config.epoch}`);
   });
   hub.on('keyConfirmed', ({ deviceId, keyId }) => book(`C ${deviceId} ${keyId}`));
+  // Issue 14: every recovery decision after authentication (R <device> <status> <new key id>).
+  hub.on('recoveryDecided', ({ deviceId, status, newKeyId }) => book(`R ${deviceId} ${status} ${newKeyId}`));
 
   if (config.commandEveryMs > 0) {
     const timer = setInterval(() => {

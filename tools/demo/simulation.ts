@@ -5,15 +5,23 @@
  * - connections cut at random byte positions (both directions),
  * - device power cuts in the middle of flash writes (restart from the image),
  * - device power cycles between writes,
- * - hub crashes: SIGKILL at random moments, restart from the database.
+ * - hub crashes: SIGKILL at random moments, restart from the database;
+ * - issue 14: the hub restored from a backup taken T seconds ago (SIGKILL,
+ *   the backup copied over the database, restart) and a device re-flashed
+ *   with its provisioning image; both leave devices holding keys the hub
+ *   does not (or the reverse) until recovery (docs/PROTOCOL.md §12) brings
+ *   them back, which the run must show for every device by its end.
  * Every second the durable key state of every device is checked against the
  * hub's database (tools/demo/sync-check.ts). At the end the faults stop, the
  * run settles, and the verdict covers sync and application data (ledger.ts).
  */
-import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDevCertificate } from '../hub/cert';
+import type { RecoveryPolicy } from '../hub/recovery';
+import { createStaticKeyFile, readStaticKeyFile, staticKeyPath } from '../hub/static-keys';
 import { HubStore } from '../hub/store';
 import type { TokenConfig } from '../hub/http/options';
 import { NO_CHAOS, provisionFleet, SimulatedDevice, type ChaosSettings } from './fleet';
@@ -41,6 +49,17 @@ export interface SimulationOptions {
   readonly settleTimeoutMs?: number;
   readonly statusEveryMs?: number;
   readonly onStatus?: (status: SimulationStatus) => void;
+  /**
+   * Issue 14, while chaos is on: the hub is restored from a backup taken
+   * `backupAgeMs` earlier every [min, max] ms (undefined: never), and a
+   * random device is re-flashed with its provisioning image every
+   * `reflashEveryMs` (0: never).
+   */
+  readonly restoreEveryMs?: readonly [number, number] | undefined;
+  readonly backupAgeMs?: number;
+  readonly reflashEveryMs?: number;
+  /** The hub's recovery limits for the run (default: sized for the fault rate, see DEMO_RECOVERY_LIMITS). */
+  readonly recovery?: Partial<RecoveryPolicy>;
   /** The hub serves its operator API and dashboard on this port with these tokens (tools/hub/http/). */
   readonly http?: { readonly port: number; readonly tokens: readonly TokenConfig[] };
 }
@@ -55,6 +74,10 @@ export interface SimulationStatus {
   readonly powerCutsDuringWrite: number;
   readonly powerCycles: number;
   readonly hubKills: number;
+  /** Issue 14: hub restores from a backup, device re-flashes, and the devices waiting for recovery right now. */
+  readonly hubRestores?: number;
+  readonly reflashes?: number;
+  readonly recovering?: number;
   readonly outOfSync: number;
   readonly up: { sent: number; delivered: number };
   readonly down: { sent: number; delivered: number };
@@ -70,6 +93,21 @@ export interface SimulationSummary extends SimulationStatus {
   readonly downVerdict: LedgerVerdict;
   readonly keyIds: { min: number; max: number };
   readonly dir: string;
+  /** Issue 14: rollback episodes (a device left by a restore or a re-flash) that ended back in sync, recoveries the hub accepted, the backup age and the limits used. */
+  readonly recoveredEpisodes?: number;
+  readonly recoveriesAccepted?: number;
+  readonly backupAgeMs?: number;
+  readonly recoveryLimits?: { readonly perDeviceLimit: number; readonly windowMs: number; readonly perSource: { readonly burst: number; readonly perMinute: number } };
+}
+
+/**
+ * The demo's recovery limits: on, and sized for the fault rate (a restore
+ * every ~20 s needs every device to recover each time, all from 127.0.0.1):
+ * the reference defaults (3 per device per hour, a bucket of 10 per source
+ * refilled at 10/min) would stop the fleet after the third restore.
+ */
+export function demoRecoveryLimits(devices: number): Pick<RecoveryPolicy, 'perDeviceLimit' | 'windowMs' | 'perSource'> {
+  return { perDeviceLimit: 30, windowMs: 3_600_000, perSource: { burst: Math.max(10, 4 * devices), perMinute: Math.max(10, 60 * devices), maxSources: 4096 } };
 }
 
 export const DEFAULT_CHAOS: ChaosSettings = { cutProbability: 0.6, cutMaxBytes: 6000, powerCutProbability: 0.08 };
@@ -85,8 +123,14 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
   const chaosSettings = options.chaos ? (options.chaosSettings ?? DEFAULT_CHAOS) : NO_CHAOS;
 
   // ---- Provisioning: keystore images (tools/provision) + hub records ----
-  const fleet = provisionFleet(options.devices, join(dir, 'devices'));
-  const store = new HubStore(database);
+  // Issue 14: the hub's static key file beside the database (never in it), its public key in every device image.
+  const staticFile = staticKeyPath(database);
+  createStaticKeyFile(staticFile, Date.now());
+  const hubStatic = readStaticKeyFile(staticFile);
+  const hubStaticKey = hubStatic.keys.find((k) => k.id === hubStatic.current);
+  if (hubStaticKey === undefined) throw new Error('the new static key file names no current key');
+  const fleet = provisionFleet(options.devices, join(dir, 'devices'), { id: hubStaticKey.id, publicKey: hubStaticKey.publicKey });
+  let store = new HubStore(database);
   store.insertDevices(
     fleet.map((d) => d.record),
     Date.now(),
@@ -109,6 +153,7 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
     commandEveryMs: options.commandEveryMs ?? 1000,
     ledgerPath,
     timing: { rekeyRetryInitialMs: 500, rekeyRetryMaxMs: 4000 },
+    recovery: { ...demoRecoveryLimits(options.devices), ...options.recovery },
     ...(options.http ? { http: options.http } : {}),
   });
   let expectExit = false;
@@ -141,6 +186,7 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
   // ---- Hub ledger file: tail it into the ledger ----
   const tail = ledgerTail(ledgerPath);
   let rotations = 0;
+  let recoveriesAccepted = 0;
   const readLedger = (): void => {
     for (const line of tail.read()) {
       const [kind, deviceId, tag, epoch] = line.split(' ') as [string, string, string, string | undefined];
@@ -148,6 +194,7 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
       else if (kind === 'S') ledger.sent('down', deviceId, tag, Number(epoch));
       else if (kind === 'X') ledger.cancelled('down', deviceId, tag);
       else if (kind === 'C') rotations++;
+      else if (kind === 'R' && tag === 'accepted') recoveriesAccepted++;
     }
   };
 
@@ -155,6 +202,12 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
   let syncChecks = 0;
   let outOfSync = 0;
   const everOutOfSync = new Set<string>();
+  // Issue 14: devices a restore or a re-flash left out of step, until seen in sync again. A rollback
+  // breaks S1/S2 on purpose; recovery restores them. These count as "recovering", not out of sync,
+  // and the run's end requires every one of them back (settled below).
+  const rolledBack = new Set<string>();
+  let recovering = 0;
+  let recoveredEpisodes = 0;
   const checkSync = (): void => {
     // Device states first, then the database: the hub can only have moved on
     // in response to what these devices already did (docs/HUB.md).
@@ -162,9 +215,19 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
     const rows = new Map(store.loadDevices().map((row) => [row.deviceId, row]));
     syncChecks++;
     outOfSync = 0;
+    recovering = 0;
     for (const { device, keys } of views) {
       const row = rows.get(device.deviceId);
       const problem = row === undefined ? 'missing from the hub database' : syncProblem(keys, row);
+      if (rolledBack.has(device.deviceId)) {
+        if (problem === undefined) {
+          rolledBack.delete(device.deviceId);
+          recoveredEpisodes++;
+        } else {
+          recovering++;
+        }
+        continue;
+      }
       if (problem !== undefined) {
         outOfSync++;
         if (!everOutOfSync.has(device.deviceId)) problems.push(`device ${device.deviceId} out of sync: ${problem}`);
@@ -182,8 +245,11 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
     rotations,
     cuts: sum(devices.map((d) => d.cuts)),
     powerCutsDuringWrite: sum(devices.map((d) => d.flash.cuts)),
-    powerCycles: sum(devices.map((d) => d.host.counters.powerCuts)) - sum(devices.map((d) => d.flash.cuts)),
-    hubKills: hub.kills,
+    powerCycles: sum(devices.map((d) => d.host.counters.powerCuts)) - sum(devices.map((d) => d.flash.cuts)) - sum(devices.map((d) => d.reflashes)),
+    hubKills: hub.kills - hubRestores,
+    hubRestores,
+    reflashes,
+    recovering,
     outOfSync,
     up: ledger.counts('up'),
     down: ledger.counts('down'),
@@ -198,8 +264,13 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
     every(options.statusEveryMs ?? 250, () => onStatus(status(phase)));
   }
   let phase: SimulationStatus['phase'] = 'running';
+  let hubRestores = 0;
+  let reflashes = 0;
 
   // ---- Chaos: hub kills and power cycles ----
+  // One hub lifecycle operation at a time (a kill and a restore never overlap).
+  let hubQueue: Promise<void> = Promise.resolve();
+  const hubExclusive = (run: () => Promise<void>): Promise<void> => (hubQueue = hubQueue.then(run));
   let chaosOn = options.chaos;
   const killer = (async () => {
     const range = options.hubKillEveryMs;
@@ -208,10 +279,12 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
       const at = Date.now() + range[0] + Math.random() * (range[1] - range[0]);
       while (chaosOn && Date.now() < at) await sleep(Math.min(100, at - Date.now()));
       if (!chaosOn) break;
-      await hub.kill();
-      ledger.setEpoch('hub', hub.epoch);
-      await sleep(100 + Math.random() * 400);
-      await hub.start();
+      await hubExclusive(async () => {
+        await hub.kill();
+        ledger.setEpoch('hub', hub.epoch);
+        await sleep(100 + Math.random() * 400);
+        await hub.start();
+      });
     }
   })();
   if (options.chaos && (options.powerCycleEveryMs ?? 0) > 0) {
@@ -222,18 +295,83 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
     });
   }
 
+  // ---- Issue 14 chaos: backups, restores from a backup T seconds old, re-flashes ----
+  const backupAgeMs = options.backupAgeMs ?? 5_000;
+  const backupDir = join(dir, 'backups');
+  mkdirSync(backupDir, { recursive: true });
+  const backups: { at: number; path: string }[] = [];
+  let backupSeq = 0;
+  let restoring = false;
+  const takeBackup = async (): Promise<void> => {
+    if (restoring) return;
+    const path = join(backupDir, `hub-${++backupSeq}.db`);
+    const at = Date.now();
+    // SQLite's online backup (what `sqlite3 hub.db .backup` does) while the hub serves.
+    const source = new Database(database, { readonly: true, fileMustExist: true });
+    try {
+      await source.backup(path);
+    } finally {
+      source.close();
+    }
+    backups.push({ at, path });
+    // Keep what a restore can still pick: the newest older than the age, and everything after it.
+    while (backups.length > 2 && (backups[1] as { at: number }).at <= Date.now() - backupAgeMs) rmSync((backups.shift() as { path: string }).path, { force: true });
+  };
+  const restorer = (async () => {
+    const range = options.restoreEveryMs;
+    if (!options.chaos || range === undefined) return;
+    const backupTimer = setInterval(() => void takeBackup().catch((error: unknown) => problems.push(`backup failed: ${String(error)}`)), 1000);
+    timers.push(backupTimer);
+    while (chaosOn) {
+      const at = Date.now() + range[0] + Math.random() * (range[1] - range[0]);
+      while (chaosOn && Date.now() < at) await sleep(Math.min(100, at - Date.now()));
+      if (!chaosOn) break;
+      const backup = [...backups].reverse().find((b) => b.at <= Date.now() - backupAgeMs);
+      if (backup === undefined) continue;
+      // The operator's procedure (docs/HUB.md): stop the hub, put the backup in place, start it. Nothing on any device.
+      await hubExclusive(async () => {
+        restoring = true;
+        await hub.kill();
+        ledger.setEpoch('hub', hub.epoch);
+        store.close();
+        copyFileSync(backup.path, database);
+        rmSync(`${database}-wal`, { force: true });
+        rmSync(`${database}-shm`, { force: true });
+        store = new HubStore(database);
+        for (const device of devices) rolledBack.add(device.deviceId);
+        hubRestores++;
+        restoring = false;
+        await hub.start();
+      });
+    }
+  })();
+  if (options.chaos && (options.reflashEveryMs ?? 0) > 0) {
+    every(options.reflashEveryMs as number, () => {
+      if (!chaosOn) return;
+      const index = Math.floor(Math.random() * devices.length);
+      const device = devices[index];
+      const image = (fleet[index] as { provisioningImage?: Uint8Array } | undefined)?.provisioningImage;
+      if (device === undefined || image === undefined) return;
+      rolledBack.add(device.deviceId);
+      device.reflash(image);
+      reflashes++;
+    });
+  }
+
   await sleep(options.durationMs);
 
   // ---- Settle: faults off, traffic off, everything must converge ----
   chaosOn = false;
   phase = 'settling';
   await killer;
+  await restorer;
   for (const device of devices) {
     device.chaos = NO_CHAOS;
     device.stopTelemetry();
   }
   hub.settle();
-  const settleDeadline = Date.now() + (options.settleTimeoutMs ?? 30_000);
+  // A device whose recovery attempt was cut waits its own spacing (30 s, doubling) before the next: more time to settle.
+  const settleDeadline = Date.now() + (options.settleTimeoutMs ?? (hubRestores + reflashes > 0 ? 100_000 : 30_000));
   let isSettled = false;
   while (Date.now() < settleDeadline) {
     await sleep(250);
@@ -290,6 +428,10 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
     downVerdict,
     keyIds: { min: keyIds.min === Infinity ? 0 : keyIds.min, max: keyIds.max },
     dir,
+    recoveredEpisodes,
+    recoveriesAccepted,
+    backupAgeMs,
+    recoveryLimits: { ...demoRecoveryLimits(options.devices), ...options.recovery },
   };
 }
 

@@ -181,7 +181,7 @@ echo "simulator-check: device promoted $promoted keys (last: ${last:-none}); hub
 if [ "$RESTORE" = 1 ]; then
   echo "simulator-check: device log (recovery):"; grep -E 'lost|recover' "$WORK/device.log" | head -10 || true
   echo "simulator-check: hub log (recovery):"; grep -E 'recovery' "$WORK/hub.log" | head -10 || true
-  if [ "$(count 'recovered' "$WORK/device.log")" -ge 1 ] && [ "$(count '"event":"recoveryDecided"' "$WORK/hub.log")" -ge 1 ] && [ -n "$last" ] && { [ "${hubKey% *}" = "$last" ] || [ "${hubKey#* }" = "$last" ]; }; then
+  if [ "$(count 'recovered' "$WORK/device.log")" -ge 1 ] && [ "$(count '"event":"recoveryAccepted"' "$WORK/hub.log")" -ge 1 ] && [ -n "$last" ] && { [ "${hubKey% *}" = "$last" ] || [ "${hubKey#* }" = "$last" ]; }; then
     echo "simulator-check: ok, recovered after the restore (logs in $WORK)"
     exit 0
   fi

@@ -36,7 +36,17 @@ export class AppLedger {
     return encode(sender, incarnation, counter);
   }
 
-  deliveredTo(receiver: Side, receiverIncarnation: number, payload: Uint8Array): void {
+  /**
+   * With hub instances (docs/VERIFICATION.md §5a) the receiver's memory has
+   * a narrower scope: `sessions.order` names what at most once and in order
+   * hold within (besides the incarnation), `sessions.gaps` what exactly once
+   * holds within. A hub instance delivers without gaps within one lease
+   * (another instance delivers in between), at most once within its run.
+   * The device remembers one sender stream (app-channel.ts): a device that
+   * returns to an instance after another one is a new receiver for it
+   * (finding F3).
+   */
+  deliveredTo(receiver: Side, receiverIncarnation: number, payload: Uint8Array, sessions: { readonly order?: string; readonly gaps?: string } = {}): void {
     this.delivered++;
     const sender: Side = receiver === 'device' ? 'hub' : 'device';
     const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
@@ -53,14 +63,17 @@ export class AppLedger {
       this.#violation('S9 app data at most once, in order', `${receiver} got ${sender} message ${incarnation}/${counter}, which was never sent`);
       return;
     }
-    const key = `${receiver}:${receiverIncarnation}:${incarnation}`;
+    const key = sessions.order === undefined ? `${receiver}:${receiverIncarnation}:${incarnation}` : `${receiver}:${receiverIncarnation}:${incarnation}:${sessions.order}`;
     const last = this.#lastDelivered.get(key);
+    const gapKey = sessions.gaps === undefined ? key : `${key}/${sessions.gaps}`;
+    const lastInSession = sessions.gaps === undefined ? last : this.#lastDelivered.get(gapKey);
     if (last !== undefined && counter <= last) {
       this.#violation('S9 app data at most once, in order', `${receiver} got ${sender} message ${incarnation}/${counter} after ${last}`);
-    } else if (last !== undefined && counter !== last + 1) {
-      this.#violation('S9 app data at most once, in order', `${receiver} skipped from ${sender} message ${incarnation}/${last} to ${counter}`);
+    } else if (lastInSession !== undefined && counter !== lastInSession + 1) {
+      this.#violation('S9 app data at most once, in order', `${receiver} skipped from ${sender} message ${incarnation}/${lastInSession} to ${counter}`);
     }
     this.#lastDelivered.set(key, counter);
+    if (sessions.gaps !== undefined) this.#lastDelivered.set(gapKey, counter);
   }
 }
 

@@ -27,6 +27,15 @@ export const RECONNECT_MAX_MS = 4_000;
 /** Network: how long a peer takes to notice a reset connection (RST). */
 export const RESET_NOTICE_MS = CALM_ONE_WAY_MS;
 
+/** Hub instances: input a connection may send before its lease is taken (the hub's maxQueuedInputBytes). */
+export const LEASE_HELD_BYTES = 128 * 1024;
+/**
+ * Hub instances: how long an injected pause (SIGSTOP … SIGCONT) lasts — a
+ * stall, and one past the device's idle timeout and its reconnect, so that
+ * the device moves to the other instance and rotates there meanwhile.
+ */
+export const INJECTED_PAUSES_MS = [2_000, IDLE_TIMEOUT_MS + 15_000] as const;
+
 /** Exhaustive mode: the delays injected at a delivery (past the handshake timeout, past the idle timeout). */
 export const INJECTED_DELAYS_MS = [HANDSHAKE_TIMEOUT_MS + 1_000, IDLE_TIMEOUT_MS + 1_000] as const;
 

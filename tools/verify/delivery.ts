@@ -18,11 +18,13 @@ export function deliver(world: SimWorld, linkId: number, direction: Direction, f
   if (link === undefined || link.head(direction) === undefined) return;
   if (faults?.coalesce === true) coalesce(world, link, direction);
   const chunk = link.head(direction)!;
+  const hub = world.hubOf(link);
   const cutAtByte = faults?.cutAtByte;
   const split = faults?.splitAtByte;
   if (split !== undefined && cutAtByte === undefined && !chunk.fin && split > 0 && split < chunk.bytes.length) {
     const whole = chunk.bytes;
-    const delivered = direction === 'up' && link.hubAttached && world.hub.up ? world.hub.receive(link, whole.subarray(0, split), world.now) : true;
+      const hub = world.hubOf(link);
+    const delivered = direction === 'up' && link.hubAttached && hub.up ? hub.receive(link, whole.subarray(0, split), world.now) : true;
     if (!delivered) return;
     if (direction === 'down') handOver(world, link, direction, whole.subarray(0, split));
     chunk.bytes = whole.subarray(split);
@@ -31,7 +33,10 @@ export function deliver(world: SimWorld, linkId: number, direction: Direction, f
   const profile = world.profile;
   if (profile) {
     profile.delivery = { direction, length: chunk.bytes.length, frameType: chunk.bytes.length >= 4 ? chunk.bytes[3] : undefined, fin: chunk.fin };
-    if (direction === 'up') profile.hubInput = link.hubAttached && world.hub.up;
+    if (direction === 'up') {
+      profile.hubInput = link.hubAttached && hub.up;
+      if (profile.hubInput) profile.hubInstance = hub.index;
+    }
     else profile.deviceInput = link.deviceAttached && world.device.link === link;
     profile.digest = fnv1a(chunk.bytes, profile.digest);
   }
@@ -48,12 +53,12 @@ export function deliver(world: SimWorld, linkId: number, direction: Direction, f
   }
   if (chunk.fin) {
     link.queues[direction].shift();
-    if (direction === 'up') world.hub.linkClosed(link, world.now);
+    if (direction === 'up') hub.linkClosed(link, world.now);
     else world.device.linkClosed(link, world.now);
     return;
   }
-  if (direction === 'up' && link.hubAttached && world.hub.up) {
-    if (world.hub.receive(link, chunk.bytes, world.now)) link.queues.up.shift();
+  if (direction === 'up' && link.hubAttached && hub.up) {
+    if (hub.receive(link, chunk.bytes, world.now)) link.queues.up.shift();
     return;
   }
   link.queues[direction].shift();
@@ -80,7 +85,8 @@ function coalesce(world: SimWorld, link: Link, direction: Direction): void {
 
 function handOver(world: SimWorld, link: Link, direction: Direction, bytes: Uint8Array): void {
   if (direction === 'up') {
-    if (link.hubAttached && world.hub.up) world.hub.receive(link, bytes, world.now);
+    const hub = world.hubOf(link);
+    if (link.hubAttached && hub.up) hub.receive(link, bytes, world.now);
   } else if (link.deviceAttached && world.device.link === link) {
     world.device.receive(bytes, world.now);
   }

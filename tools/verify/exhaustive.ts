@@ -28,11 +28,17 @@ export interface ExhaustiveOptions {
   readonly store?: StoreFactory;
   /** The rekey mode of the scenario (docs/PROTOCOL.md §11); default classic, or the variant's. */
   readonly mode?: 'classic' | 'dh';
+  /** Hub instances sharing the database (docs/VERIFICATION.md §5a); default 1, or the variant's. */
+  readonly instances?: 1 | 2;
   readonly liveViewsOnly?: boolean;
   /** Stop at the first violation (refuting a broken variant). */
   readonly stopAtFirstViolation?: boolean;
   /** Run only first-fault classes with index % of === shard (parallel workers). */
   readonly shard?: { readonly index: number; readonly of: number };
+  /** Singles: every fault point (default), or only those at boundaries (no cut inside a frame or a flash program). */
+  readonly singles?: 'all' | 'boundaries';
+  /** Pairs: only first faults of these kinds (a bounded set of pairs; default all); the shard applies among those. */
+  readonly firstKinds?: readonly PointKind[];
   readonly onProgress?: (line: string) => void;
 }
 
@@ -89,7 +95,7 @@ export function newReport(): ExhaustiveReport {
 /** Runs one schedule; with `visited`, stops early when the state after its last fault was seen before. */
 export function runSchedule(
   schedule: Schedule,
-  options: { variant?: Variant; store?: StoreFactory; mode?: 'classic' | 'dh'; liveViewsOnly?: boolean; profile?: boolean; trace?: boolean; visited?: Set<string> },
+  options: { variant?: Variant; store?: StoreFactory; mode?: 'classic' | 'dh'; instances?: 1 | 2; strictDeviceLedger?: boolean; liveViewsOnly?: boolean; profile?: boolean; trace?: boolean; visited?: Set<string> },
 ): { world: World; merged: boolean; digest: string | undefined } {
   const byStep = new Map(schedule.points.map((p) => [p.step, p.faults]));
   const lastStep = schedule.points.reduce((max, p) => Math.max(max, p.step), 0);
@@ -100,6 +106,8 @@ export function runSchedule(
     ...(options.variant ? { variant: options.variant } : {}),
     ...(options.store ? { store: options.store } : {}),
     ...(options.mode ? { mode: options.mode } : {}),
+    ...(options.instances ? { instances: options.instances } : {}),
+    ...(options.strictDeviceLedger ? { strictDeviceLedger: true } : {}),
     profile: options.profile ?? false,
     trace: options.trace ?? false,
     liveViewsOnly: options.liveViewsOnly ?? false,
@@ -126,8 +134,10 @@ export function exploreExhaustively(options: ExhaustiveOptions, report = newRepo
   const base = {
     ...(options.variant ? { variant: options.variant } : {}),
     ...(options.store ? { store: options.store } : {}),
+    ...(options.instances ? { instances: options.instances } : {}),
     liveViewsOnly: options.liveViewsOnly ?? false,
   };
+  const instances = options.instances ?? options.variant?.instances ?? 1;
   const visited = new Set<string>();
   const stop = () => options.stopAtFirstViolation === true && report.failures.length > 0;
 
@@ -136,7 +146,7 @@ export function exploreExhaustively(options: ExhaustiveOptions, report = newRepo
   report.baselineSteps = baseline.world.step;
   if (stop()) return report;
 
-  const singles = faultPoints(baseline.world.profiles, 0);
+  const singles = faultPoints(baseline.world.profiles, 0, instances).filter((p) => options.singles !== 'boundaries' || !p.interior);
   report.singles.points = singles.length;
   for (const point of singles) report.singles.byKind[point.kind] = (report.singles.byKind[point.kind] ?? 0) + 1;
   progress(`baseline: ${baseline.world.step} steps, ${singles.length} single fault points`);
@@ -167,12 +177,16 @@ export function exploreExhaustively(options: ExhaustiveOptions, report = newRepo
   if (options.pairs === 'none') return report;
 
   // Pairs: every fault point of the single run after its fault.
-  representatives.forEach((rep, index) => {
+  const kinds = options.firstKinds;
+  // The class runs with its representative's fault: with firstKinds, only classes whose representative is of those kinds.
+  const eligible = kinds === undefined ? representatives : representatives.filter((rep) => kinds.includes(rep.point.kind));
+  eligible.forEach((rep, index) => {
     if (stop()) return;
     if (options.shard !== undefined && index % options.shard.of !== options.shard.index) return;
-    const firsts = options.pairs === 'boundaries' ? rep.members.filter((m) => !m.interior) : rep.members;
+    let firsts = options.pairs === 'boundaries' ? rep.members.filter((m) => !m.interior) : rep.members;
+    if (kinds !== undefined) firsts = firsts.filter((m) => kinds.includes(m.kind));
     if (firsts.length === 0) return;
-    let seconds = faultPoints(rep.profiles, rep.point.step);
+    let seconds = faultPoints(rep.profiles, rep.point.step, instances);
     if (options.pairs === 'boundaries') seconds = seconds.filter((p) => !p.interior);
     report.pairs.schedules += firsts.length * seconds.length;
     report.pairs.sharedWithEquivalentFirst += (firsts.length - 1) * seconds.length;
@@ -185,7 +199,7 @@ export function exploreExhaustively(options: ExhaustiveOptions, report = newRepo
       absorb(report, world, schedule);
       if (stop()) return;
     }
-    if (index % 50 === 0) progress(`pairs: ${index + 1}/${representatives.length} first-fault classes, ${report.pairs.runs} runs`);
+    if (index % 50 === 0) progress(`pairs: ${index + 1}/${eligible.length} first-fault classes, ${report.pairs.runs} runs`);
   });
   return report;
 }
@@ -205,7 +219,7 @@ function absorb(report: ExhaustiveReport, world: World, schedule: Schedule): voi
 }
 
 /** Re-runs a failing schedule with the trace on: the readable account, and proof that it reproduces. */
-export function explainFailure(failure: Failure, options: { variant?: Variant; store?: StoreFactory; mode?: 'classic' | 'dh'; liveViewsOnly?: boolean } = {}): string {
+export function explainFailure(failure: Failure, options: { variant?: Variant; store?: StoreFactory; mode?: 'classic' | 'dh'; instances?: 1 | 2; liveViewsOnly?: boolean } = {}): string {
   const { world } = runSchedule(failure.schedule, { ...options, trace: true });
   const again = world.violations[0];
   const reproduced = again !== undefined && again.invariant === failure.violation.invariant && again.step === failure.violation.step;

@@ -1,7 +1,7 @@
 /**
  * The faults that strike before a step's event (faults.ts BeforeFault):
  * power cut, hub crash (process or machine), link reset or silent cut,
- * delay, and the adversary's moves. Each one that takes effect is counted,
+ * delay, the adversary's moves, and a hub instance paused (SIGSTOP). Each one that takes effect is counted,
  * with the moment the environment is calm again (for the liveness bound).
  */
 import { RESET_NOTICE_MS } from './constants';
@@ -15,11 +15,20 @@ export function applyBeforeFault(world: SimWorld, fault: BeforeFault): void {
       world.device.powerCut(world.now, 'injected');
       world.countFault('device power cut', world.device.bootAt ?? world.now);
       return;
-    case 'hubCrash':
-      if (!world.hub.up) return;
-      world.hub.crash(world.now, fault.silent, 'injected');
-      world.countFault(fault.silent ? 'hub silent crash' : 'hub crash', world.hub.restartAt ?? world.now);
+    case 'hubCrash': {
+      const hub = fault.instance === undefined ? world.hub : world.hubs[fault.instance];
+      if (hub === undefined || !hub.up) return;
+      hub.crash(world.now, fault.silent, 'injected');
+      world.countFault(fault.silent ? 'hub silent crash' : 'hub crash', hub.restartAt ?? world.now);
       return;
+    }
+    case 'pause': {
+      const hub = world.hubs[fault.instance];
+      if (hub === undefined || !hub.up || hub.pausedUntil !== undefined) return;
+      hub.pause(world.now, world.now + fault.ms);
+      world.countFault('instance paused', world.now + fault.ms);
+      return;
+    }
     case 'reset': {
       const link = world.device.link;
       if (link === undefined || link.dead) return;

@@ -13,19 +13,26 @@ export type SimEvent =
   | { readonly kind: 'command'; readonly at: number }
   | { readonly kind: 'dbCommit'; readonly at: number; readonly index: number }
   | { readonly kind: 'dbAck'; readonly at: number; readonly index: number }
-  | { readonly kind: 'hubRestart'; readonly at: number }
+  | { readonly kind: 'hubRestart'; readonly at: number; readonly instance: number }
   | { readonly kind: 'deviceBoot'; readonly at: number }
   | { readonly kind: 'deliver'; readonly at: number; readonly link: number; readonly direction: Direction }
   | { readonly kind: 'notice'; readonly at: number; readonly link: number; readonly side: 'device' | 'hub' }
   | { readonly kind: 'deviceTimer'; readonly at: number }
-  | { readonly kind: 'hubTimer'; readonly at: number }
+  | { readonly kind: 'hubTimer'; readonly at: number; readonly instance: number }
+  /** Hub instances: a step of a lease being taken (the statement, then its reply), a lease notification, an instance resuming. */
+  | { readonly kind: 'lease'; readonly at: number; readonly instance: number; readonly index: number }
+  | { readonly kind: 'leaseNotice'; readonly at: number; readonly instance: number }
+  | { readonly kind: 'resume'; readonly at: number; readonly instance: number }
   | { readonly kind: 'reconnect'; readonly at: number }
   | { readonly kind: 'storeTimer'; readonly at: number };
 
 /** Faults applied before the step's event. */
 export type BeforeFault =
   | { readonly kind: 'devicePowerCut' }
-  | { readonly kind: 'hubCrash'; readonly silent: boolean }
+  /** `instance`: which hub instance (default: the one serving the device). */
+  | { readonly kind: 'hubCrash'; readonly silent: boolean; readonly instance?: number }
+  /** Hub instances: SIGSTOP instance `instance` now, SIGCONT after `ms`. */
+  | { readonly kind: 'pause'; readonly instance: number; readonly ms: number }
   /** Reset the device's current link (silent: neither end is told). */
   | { readonly kind: 'reset'; readonly silent: boolean }
   | { readonly kind: 'delay'; readonly direction: Direction; readonly ms: number }
@@ -46,6 +53,8 @@ export interface StepFaults {
   readonly tornWrite?: TornWrite;
   /** A database commit event: the write fails (before or after it became durable). */
   readonly dbFailure?: 'beforeCommit' | 'afterCommit';
+  /** Hub instances: a connection opened in this step goes to this instance (the balancer's choice). */
+  readonly connectTo?: number;
 }
 
 export interface FaultPlan {
@@ -58,6 +67,8 @@ export interface StepProfile {
   readonly event: SimEvent['kind'];
   deviceInput: boolean;
   hubInput: boolean;
+  /** Which hub instance the step fed (when hubInput). */
+  hubInstance: number | undefined;
   deviceActions: number;
   hubActions: number;
   flashOps: FlashOpProfile[];

@@ -5,6 +5,10 @@
  *      classic mode and again in the dh rekey mode (docs/PROTOCOL.md §11);
  *   2. random mode: 1,000,000 steps of chaos and calm;
  *   3. the six broken variants, each refuted by the simulation;
+ *   3a. two hub instances sharing the database with the fencing rule
+ *      (docs/VERIFICATION.md §5a): every single fault point, the pairs whose
+ *      first fault is an instance's (pause, connection to the other one,
+ *      crash, failed write), a random run, and the variant without the fence;
  *   4. spin on the Promela model (classic, dh and upgrade modes) and its
  *      broken variants (the six above and the dh mode's five);
  * and prints every figure. Exit status 0 only if there is no violation, every
@@ -12,7 +16,7 @@
  *
  * Options: --seed N (1)  --random-steps N (1000000)  --rounds N (3)
  *          --pairs all|boundaries|none (all)  --workers N (2)  --no-spin
- *          --quick (pairs at boundaries, 100000 random steps)
+ *          --quick (pairs at boundaries, 100000 random steps)  --only instances
  * A failing schedule is printed with its seed and a trace; the same command
  * with the same seed reproduces it.
  */
@@ -26,7 +30,8 @@ import { explainRandomFailure, runRandom } from './random-mode';
 import { printRefutation, refuteVariant } from './refute';
 import { deserializeReport, formatCount, mergeShards, printExhaustive, printRandom, type SerializedReport } from './report';
 import { printSpinReport, runAllSpin, spinAvailable } from './spin';
-import { BROKEN_VARIANTS } from './variants';
+import { BROKEN_VARIANTS, INSTANCE_VARIANTS } from './variants';
+import type { PointKind } from './points';
 import { ADVERSARY_MOVES } from './adversary';
 
 interface Options {
@@ -36,10 +41,12 @@ interface Options {
   pairs: PairMode;
   workers: number;
   spin: boolean;
+  /** Only one section (`--only instances`: the two-instance section). */
+  only: 'instances' | undefined;
 }
 
 function parseOptions(argv: readonly string[]): Options {
-  const options: Options = { seed: 1, randomSteps: 1_000_000, rounds: 3, pairs: 'all', workers: 2, spin: true };
+  const options: Options = { seed: 1, randomSteps: 1_000_000, rounds: 3, pairs: 'all', workers: 2, spin: true, only: undefined };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -66,6 +73,12 @@ function parseOptions(argv: readonly string[]): Options {
       case '--no-spin':
         options.spin = false;
         break;
+      case '--only': {
+        const section = value();
+        if (section !== 'instances') throw new Error(`--only: unknown section ${section} (instances)`);
+        options.only = section;
+        break;
+      }
       case '--quick':
         options.pairs = 'boundaries';
         options.randomSteps = 100_000;
@@ -81,10 +94,15 @@ const print = (line = ''): void => {
   process.stdout.write(`${line}\n`);
 };
 
-function runShard(options: Options, shard: number, mode: 'classic' | 'dh' = 'classic'): Promise<ExhaustiveReport> {
+/** The pairs of the two-instance run: those whose first fault is one of an instance's. */
+const INSTANCE_FIRST_KINDS: readonly PointKind[] = ['instance paused', 'connect to another instance', 'hub crash', 'hub silent crash', 'hub crash between actions', 'db write failure'];
+
+function runShard(options: Options, shard: number, mode: 'classic' | 'dh' = 'classic', instances: 1 | 2 = 1): Promise<ExhaustiveReport> {
   const worker = join(dirname(fileURLToPath(import.meta.url)), 'exhaustive-worker.ts');
+  const pairs = instances === 2 && options.pairs === 'all' ? 'boundaries' : options.pairs;
+  const extra = instances === 2 ? ['2', INSTANCE_FIRST_KINDS.join(',')] : [];
   return new Promise((resolve, reject) => {
-    const child = fork(worker, [String(options.rounds), String(options.seed), options.pairs, String(shard), String(options.workers), mode], {
+    const child = fork(worker, [String(options.rounds), String(options.seed), pairs, String(shard), String(options.workers), mode, ...extra], {
       execArgv: ['--import', 'tsx'],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
@@ -97,8 +115,39 @@ function runShard(options: Options, shard: number, mode: 'classic' | 'dh' = 'cla
   });
 }
 
+/** Section 3a: two hub instances sharing the database (docs/VERIFICATION.md §5a). */
+async function runInstances(options: Options, moves: typeof ADVERSARY_MOVES) {
+  print();
+  print(`== Two hub instances on one fencing database: ${options.rounds} rotations; every single fault point; pairs at boundaries after an instance's fault ==`);
+  const shards = await Promise.all(Array.from({ length: options.workers }, (_, shard) => runShard(options, shard, 'classic', 2)));
+  const exhaustive = mergeShards(shards);
+  printExhaustive(exhaustive, print);
+  let violations = exhaustive.failures.length;
+  for (const failure of exhaustive.failures.slice(0, 3)) print(explainFailure(failure, { instances: 2 }));
+  print('  random mode, two instances:');
+  const random = runRandom({ steps: Math.round(options.randomSteps / 5), seed: options.seed, adversaryMoves: moves, instances: 2 });
+  printRandom(random, options.seed, (line) => print(`  ${line}`));
+  violations += random.failures.length;
+  for (const failure of random.failures.slice(0, 3)) print(explainRandomFailure(failure, { instances: 2 }));
+  let refuted = true;
+  for (const variant of INSTANCE_VARIANTS) {
+    const refutation = refuteVariant(variant, { rounds: options.rounds, seed: options.seed, randomSteps: 200_000, divergence: false });
+    printRefutation(refutation, print);
+    if (!refutation.refuted) refuted = false;
+  }
+  return { exhaustive, random, violations, refuted };
+}
+
 async function main(): Promise<number> {
   const options = parseOptions(process.argv.slice(2));
+  if (options.only === 'instances') {
+    const started = performance.now();
+    print(`Lockstep verification, two hub instances only (seed ${options.seed})`);
+    const result = await runInstances(options, ADVERSARY_MOVES);
+    print();
+    print(`  violations: ${result.violations}; variants refuted: ${result.refuted ? 'all' : 'NOT ALL'}; time: ${((performance.now() - started) / 1000).toFixed(0)} s`);
+    return result.violations === 0 && result.refuted ? 0 : 1;
+  }
   const started = performance.now();
   let violations = 0;
   let ok = true;
@@ -156,6 +205,11 @@ async function main(): Promise<number> {
     if (!refutation.refuted) ok = false;
   }
 
+  const instances = await runInstances(options, moves);
+  const { exhaustive: exhaustiveInstances, random: randomInstances } = instances;
+  violations += instances.violations;
+  if (!instances.refuted) ok = false;
+
   print();
   print('== Model checking (spin) ==');
   if (!options.spin) {
@@ -172,8 +226,11 @@ async function main(): Promise<number> {
   print();
   print('== Summary ==');
   print(`  schedules explored: classic ${formatCount(exhaustive.singles.runs)} single-fault, ${formatCount(exhaustive.pairs.schedules)} fault-pair; dh ${formatCount(exhaustiveDh.singles.runs)} single-fault, ${formatCount(exhaustiveDh.pairs.schedules)} fault-pair`);
+  print(`  two hub instances: ${formatCount(exhaustiveInstances.singles.runs)} single-fault, ${formatCount(exhaustiveInstances.pairs.schedules)} fault-pair; random ${formatCount(randomInstances.steps)} steps`);
   print(`  random steps: classic ${formatCount(random.steps)}, dh ${formatCount(randomDh.steps)}`);
-  print(`  invariant checks: ${formatCount(exhaustive.checks + random.checks + exhaustiveDh.checks + randomDh.checks)}; violations: ${violations}`);
+  print(
+    `  invariant checks: ${formatCount(exhaustive.checks + random.checks + exhaustiveDh.checks + randomDh.checks + exhaustiveInstances.checks + randomInstances.checks)}; violations: ${violations}`,
+  );
   print(`  broken variants refuted: ${ok ? 'all' : 'NOT ALL'}; open findings: ${reflectionOpen ? 'F1' : 'none'}`);
   print(`  time: ${((performance.now() - started) / 1000).toFixed(0)} s`);
   return violations === 0 && ok ? 0 : 1;

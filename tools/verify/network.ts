@@ -28,6 +28,8 @@ export class Link {
   readonly lastArrival: Record<Direction, number> = { up: 0, down: 0 };
   deviceAttached = true;
   hubAttached = true;
+  /** The hub instance at the other end (0 with one hub). */
+  instance = 0;
   dead = false;
   /** Hex hub nonce of this connection's CHALLENGE (sim bookkeeping for the audit). */
   hubNonce: string | undefined;
@@ -68,7 +70,7 @@ export class Link {
 
   stateText(): string {
     const queue = (d: Direction) => this.queues[d].map((c) => `${c.at}:${c.fin ? 'F' : fnv1a(c.bytes)}:${c.origin}`).join(';');
-    return `${this.id}${this.dead ? 'x' : ''}${this.deviceAttached ? 'd' : ''}${this.hubAttached ? 'h' : ''}${this.upBlocked ? 'b' : ''}:${this.hubNonce ?? '-'}:${this.framesSent.up}/${this.framesSent.down}:${this.lastArrival.up}/${this.lastArrival.down}[${queue('up')}][${queue('down')}]`;
+    return `${this.id}${this.instance === 0 ? '' : `@${this.instance}`}${this.dead ? 'x' : ''}${this.deviceAttached ? 'd' : ''}${this.hubAttached ? 'h' : ''}${this.upBlocked ? 'b' : ''}:${this.hubNonce ?? '-'}:${this.framesSent.up}/${this.framesSent.down}:${this.lastArrival.up}/${this.lastArrival.down}[${queue('up')}][${queue('down')}]`;
   }
 
   head(direction: Direction): Chunk | undefined {

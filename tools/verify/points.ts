@@ -13,9 +13,15 @@
  *   of the byte in flight cleared), or completed and then cut; every erase
  *   torn three ways;
  * - a database commit: the write fails before, or after, it became durable.
+ * With hub instances (docs/VERIFICATION.md §5a) a hub fault strikes the
+ * instance the step feeds, and two more kinds:
+ * - a connection opened: it goes to the other instance than the balancer's
+ *   round robin would pick;
+ * - a step that feeds an instance: that instance paused before it, for
+ *   each of INJECTED_PAUSES_MS.
  */
 import { MessageType } from '../../modules/protocol/constants';
-import { INJECTED_DELAYS_MS } from './constants';
+import { INJECTED_DELAYS_MS, INJECTED_PAUSES_MS } from './constants';
 import { typeName } from './describe';
 import type { FaultPoint, StepFaults, StepProfile } from './faults';
 
@@ -30,7 +36,9 @@ export type PointKind =
   | 'hub crash'
   | 'hub silent crash'
   | 'hub crash between actions'
-  | 'db write failure';
+  | 'db write failure'
+  | 'connect to another instance'
+  | 'instance paused';
 
 export interface EnumeratedPoint extends FaultPoint {
   readonly kind: PointKind;
@@ -42,7 +50,7 @@ const BYTE_LEVEL_TYPES: ReadonlySet<number> = new Set([MessageType.REKEY, Messag
 /** Bits of the in-flight byte that did clear when a program is torn inside a byte. */
 const IN_FLIGHT_BITS = 0x5a;
 
-export function faultPoints(profiles: readonly StepProfile[], afterStep: number): EnumeratedPoint[] {
+export function faultPoints(profiles: readonly StepProfile[], afterStep: number, instances = 1): EnumeratedPoint[] {
   const points: EnumeratedPoint[] = [];
   const add = (step: number, kind: PointKind, label: string, faults: StepFaults, interior = false): void => {
     points.push({ step, kind, label: `step ${step}: ${label}`, cls: kind, faults, interior });
@@ -65,11 +73,22 @@ export function faultPoints(profiles: readonly StepProfile[], afterStep: number)
     }
     if (profile.deviceInput) add(step, 'device power cut', `device power cut before ${profile.event}`, { before: [{ kind: 'devicePowerCut' }] });
     if (profile.hubInput) {
-      add(step, 'hub crash', `hub crash before ${profile.event}`, { before: [{ kind: 'hubCrash', silent: false }] });
-      add(step, 'hub silent crash', `hub machine lost before ${profile.event}`, { before: [{ kind: 'hubCrash', silent: true }] });
+      if (instances === 1) {
+        add(step, 'hub crash', `hub crash before ${profile.event}`, { before: [{ kind: 'hubCrash', silent: false }] });
+        add(step, 'hub silent crash', `hub machine lost before ${profile.event}`, { before: [{ kind: 'hubCrash', silent: true }] });
+      } else {
+        const instance = profile.hubInstance ?? 0;
+        add(step, 'hub crash', `instance ${instance} crashes before ${profile.event}`, { before: [{ kind: 'hubCrash', silent: false, instance }] });
+        add(step, 'hub silent crash', `instance ${instance}'s machine lost before ${profile.event}`, { before: [{ kind: 'hubCrash', silent: true, instance }] });
+        for (const ms of INJECTED_PAUSES_MS) add(step, 'instance paused', `instance ${instance} paused ${ms} ms before ${profile.event}`, { before: [{ kind: 'pause', instance, ms }] });
+        if (profile.event === 'reconnect') {
+          const other = (instance + 1) % instances;
+          add(step, 'connect to another instance', `the connection goes to instance ${other} instead of ${instance}`, { connectTo: other });
+        }
+      }
     }
     for (let i = 1; i < profile.deviceActions; i++) add(step, 'device power cut between actions', `device power cut after action ${i}/${profile.deviceActions}`, { deviceCrashAfterAction: i });
-    for (let i = 1; i < profile.hubActions; i++) add(step, 'hub crash between actions', `hub crash after action ${i}/${profile.hubActions}`, { hubCrashAfterAction: i });
+    for (let i = 1; i < profile.hubActions; i++) add(step, 'hub crash between actions', `${instances === 1 ? 'hub' : `instance ${profile.hubInstance ?? 0}`} crash after action ${i}/${profile.hubActions}`, { hubCrashAfterAction: i });
     profile.flashOps.forEach((op, operation) => {
       if (op.kind === 'erase') {
         for (const erase of ['unchanged', 'half', 'erased'] as const) {

@@ -12,6 +12,9 @@
  *   bound (L1), then a few fault-free rounds must each finish within the
  *   round bound (L2). Then chaos again.
  * Every safety invariant is checked after every step, chaos or calm.
+ * With two hub instances (docs/VERIFICATION.md §5a) the chaos also sends
+ * connections to a random instance, pauses (SIGSTOP) an instance for up to
+ * 70 s and crashes either one.
  */
 import { ADVERSARY_MOVES, type AdversaryMove } from './adversary';
 import { CHAOS_ONE_WAY_MAX_MS } from './constants';
@@ -27,6 +30,8 @@ export interface RandomOptions {
   readonly variant?: Variant;
   readonly store?: StoreFactory;
   readonly mode?: 'classic' | 'dh';
+  /** Hub instances sharing the database; default 1, or the variant's. */
+  readonly instances?: 1 | 2;
   /** Steps per episode (one World) before starting a fresh one. */
   readonly episodeSteps?: number;
   readonly stopAtFirstViolation?: boolean;
@@ -158,12 +163,14 @@ class ChaosDriver implements Driver {
 class ChaosPlan implements FaultPlan {
   readonly #rng: Rng;
   readonly #moves: readonly AdversaryMove[];
+  readonly #instances: number;
   world: World | undefined;
   driver: ChaosDriver | undefined;
 
-  constructor(rng: Rng, moves: readonly AdversaryMove[]) {
+  constructor(rng: Rng, moves: readonly AdversaryMove[], instances = 1) {
     this.#rng = rng;
     this.#moves = moves;
+    this.#instances = instances;
   }
 
   at(_step: number, event: SimEvent): StepFaults | undefined {
@@ -178,9 +185,11 @@ class ChaosPlan implements FaultPlan {
       if (rng.chance(0.25)) faults.splitAtByte = rng.between(1, 200);
       if (rng.chance(0.1)) faults.coalesce = true;
     }
+    // Instances: the balancer picks an instance at random per connection (tools/hub/postgres/balancer.ts).
+    if (this.#instances > 1 && event.kind === 'reconnect') faults.connectTo = rng.int(this.#instances);
     if (!rng.chance(FAULT_PROBABILITY)) return faults;
     const before: BeforeFault[] = [];
-    switch (rng.int(14)) {
+    switch (rng.int(this.#instances > 1 ? 16 : 14)) {
       case 0:
         before.push({ kind: 'reset', silent: false });
         break;
@@ -217,6 +226,12 @@ class ChaosPlan implements FaultPlan {
       case 10:
         if (event.kind === 'dbCommit') faults.dbFailure = rng.chance(0.5) ? 'beforeCommit' : 'afterCommit';
         break;
+      case 14:
+        before.push({ kind: 'pause', instance: rng.int(this.#instances), ms: rng.between(500, 70_000) });
+        break;
+      case 15:
+        before.push({ kind: 'hubCrash', silent: rng.chance(0.3), instance: rng.int(this.#instances) });
+        break;
       default:
         if (this.#moves.length > 0) before.push({ kind: 'adversary', move: rng.pick(this.#moves) });
         break;
@@ -251,11 +266,13 @@ export interface EpisodeOptions {
   readonly store?: StoreFactory;
   readonly trace?: boolean;
   readonly adversaryMoves?: readonly AdversaryMove[];
+  readonly instances?: 1 | 2;
 }
 
 export function randomEpisode(seed: number, steps: number, options: EpisodeOptions = {}): { world: World; driver: ChaosDriver } {
   const rng = new Rng(seed, 3);
-  const plan = new ChaosPlan(rng, options.adversaryMoves ?? ADVERSARY_MOVES);
+  const instances = options.instances ?? options.variant?.instances ?? 1;
+  const plan = new ChaosPlan(rng, options.adversaryMoves ?? ADVERSARY_MOVES, instances);
   const driver = new ChaosDriver(rng, 0);
   const world = new World({
     seed,
@@ -264,6 +281,7 @@ export function randomEpisode(seed: number, steps: number, options: EpisodeOptio
     ...(options.variant ? { variant: options.variant } : {}),
     ...(options.store ? { store: options.store } : {}),
     ...(options.mode ? { mode: options.mode } : {}),
+    ...(instances === 1 ? {} : { instances }),
     trace: options.trace ?? false,
     maxSteps: steps,
   });
@@ -307,7 +325,7 @@ export function runRandom(options: RandomOptions, report = newRandomReport()): R
 }
 
 /** Re-runs a failing episode from its seed with the trace on. */
-export function explainRandomFailure(failure: RandomFailure, options: { variant?: Variant; store?: StoreFactory; mode?: 'classic' | 'dh' } = {}): string {
+export function explainRandomFailure(failure: RandomFailure, options: { variant?: Variant; store?: StoreFactory; mode?: 'classic' | 'dh'; instances?: 1 | 2 } = {}): string {
   const { world } = randomEpisode(failure.seed, failure.episodeSteps, { ...options, adversaryMoves: failure.adversaryMoves, trace: true });
   const again = world.violations[0];
   const reproduced = again !== undefined && again.invariant === failure.violation.invariant && again.step === failure.violation.step;

@@ -30,7 +30,7 @@ export class SealChecker {
     else this.#lastSealed[side] = Math.max(last, keyId);
     if (side === 'device') {
       const device = world.device.core?.keys ?? world.device.store.durable();
-      const live = world.hub.core?.deviceKeys(world.deviceId);
+      const live = world.currentHub()?.core?.deviceKeys(world.deviceId);
       this.#acceptedByHub(keyId, key, 'live', live === undefined ? undefined : resolveHubKeys(live, device, world.deviceId), report);
       if (!liveOnly) this.#acceptedByHub(keyId, key, 'durable', resolveHubKeys(world.db.row(world.deviceId), device, world.deviceId), report);
     } else {

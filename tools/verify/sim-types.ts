@@ -34,6 +34,8 @@ export type FaultKind =
   | 'hub silent crash'
   | 'hub crash mid-actions'
   | 'db write failure'
+  | 'connect to another instance'
+  | 'instance paused'
   | 'adversary replay'
   | 'adversary reflect'
   | 'adversary forge'
@@ -52,8 +54,8 @@ export interface HostContext {
   readonly now: number;
   readonly trace: Trace;
   readonly app: Pick<AppLedger, 'payload'>;
-  /** Called before each core action the host carries out (crash-after-action faults). */
-  actionApplied(side: 'device' | 'hub'): void;
+  /** Called before each core action the host carries out (crash-after-action faults); `instance`: which hub instance. */
+  actionApplied(side: 'device' | 'hub', instance?: number): void;
   latency(): number;
   describeFrame(bytes: Uint8Array): string;
   violation(invariant: string, detail: string): void;
@@ -78,7 +80,9 @@ export interface HubHostContext extends HostContext {
     onHubLinkClosed?(now: number): void;
     onHubPersistBegin?(op: HubPersistOp): HubPersistOp;
   };
-  hubEvent(event: HubEvent): void;
+  hubEvent(event: HubEvent, instance: number): void;
+  /** Instances: another instance took the device's lease at epoch `epoch` (the NOTIFY of PgHubStore.lease). */
+  leaseTaken?(deviceId: string, epoch: number, by: number): void;
 }
 
 /** The simulated device as the world's helpers see it (tools/verify/device-host.ts). */
@@ -98,9 +102,15 @@ export interface SimDevice {
   send(now: number): boolean;
 }
 
-/** The simulated hub as the world's helpers see it (tools/verify/hub-host.ts). */
+/** The simulated hub (one instance of it) as the world's helpers see it (tools/verify/hub-host.ts). */
 export interface SimHub {
+  /** Which instance (0 with one hub). */
+  readonly index: number;
   readonly up: boolean;
+  /** Stopped (SIGSTOP) until this time: nothing of this instance runs. */
+  readonly pausedUntil: number | undefined;
+  /** Instances: this one holds the device's lease as the database says (its fence's epoch is the row's) and has adopted the row. */
+  readonly current: boolean;
   readonly core: HubCore | undefined;
   readonly restartAt: number | undefined;
   readonly incarnation: number;
@@ -109,6 +119,11 @@ export interface SimHub {
   receive(link: Link, bytes: Uint8Array, now: number): boolean;
   linkClosed(link: Link, now: number): void;
   crash(now: number, silent: boolean, why: string): void;
+  /** SIGSTOP now, SIGCONT at `until`. */
+  pause(now: number, until: number): void;
+  /** Instances: the next step of a lease being taken, and of a lease notification on its way (scheduler). */
+  nextLeaseStep(): { at: number; index: number } | undefined;
+  nextNotice(): number | undefined;
   rotate(now: number): void;
   send(now: number): boolean;
 }
@@ -127,7 +142,14 @@ export interface SimWorld {
   readonly rng: Rng;
   readonly trace: Trace;
   readonly device: SimDevice;
+  /** The hub instance serving the device (the only one with one hub): see World.hub. */
   readonly hub: SimHub;
+  /** Every hub instance (one, or two sharing the database). */
+  readonly hubs: readonly SimHub[];
+  /** The instance at the hub end of a link. */
+  hubOf(link: Link): SimHub;
+  /** The instance whose running core may act for the device (with one hub: the hub, when up). */
+  currentHub(): SimHub | undefined;
   readonly db: SimHubDatabase;
   readonly links: ReadonlyMap<number, Link>;
   readonly notices: readonly Notice[];
@@ -188,4 +210,8 @@ export interface Variant {
   onHubPersistBegin?(op: HubPersistOp, world: SimWorld): HubPersistOp;
   /** The rekey mode the variant runs in (docs/PROTOCOL.md §11); default the world's. */
   readonly mode?: 'classic' | 'dh';
+  /** Hub instances the variant runs with (default the world's); with 2, `unfenced` drops the fence from the shared database. */
+  readonly instances?: 1 | 2;
+  /** A shared database whose writes are not conditional on (epoch, row version) — the PostgreSQL store's `fenced: false`. */
+  readonly unfenced?: boolean;
 }

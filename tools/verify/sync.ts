@@ -3,7 +3,8 @@
  * sync" predicate of the liveness checks (docs/VERIFICATION.md §4): one
  * shared active key (same bytes), no future or pending key, live and
  * durable; nothing being persisted; both app outboxes empty; a session
- * established on a live link.
+ * established on a live link — with hub instances, to the instance holding
+ * the lease.
  */
 import type { KeyViews } from './invariants';
 import type { SimWorld } from './sim-types';
@@ -12,18 +13,22 @@ export function keyViews(world: SimWorld): KeyViews {
   return {
     deviceLive: world.device.core?.keys,
     deviceDurable: world.device.store.durable(),
-    hubLive: world.hub.core?.deviceKeys(world.deviceId),
+    // With instances, the live hub view is the instance holding the lease (a stale instance's cache can neither write nor reach the device).
+    hubLive: world.currentHub()?.core?.deviceKeys(world.deviceId),
     hubDurable: world.db.row(world.deviceId),
   };
 }
 
 export function inSync(world: SimWorld, views?: KeyViews): boolean {
   const device = world.device.core;
-  const hub = world.hub.core;
+  const serving = world.currentHub();
+  const hub = serving?.core;
   const link = world.device.link;
   if (device === undefined || hub === undefined || link === undefined || link.dead || !link.hubAttached) return false;
+  if (world.hubOf(link) !== serving || serving.pausedUntil !== undefined) return false;
   if (device.session !== 'established' || device.persisting !== undefined || device.outboxLength > 0) return false;
-  if (world.db.writes.length > 0) return false;
+  // One hub: nothing being persisted. Instances: nothing of the serving one (a paused instance's stale write is the fence's business).
+  if (world.hubs.length === 1 ? world.db.writes.length > 0 : world.db.writesOf(serving.index) > 0) return false;
   const state = hub.deviceState(world.deviceId);
   if (state.pendingKeyId !== undefined || state.persisting || !state.connected || state.outboxLength > 0) return false;
   const v = views ?? keyViews(world);

@@ -256,6 +256,26 @@ export const BROKEN_VARIANTS: readonly Variant[] = [
 ];
 
 /**
+ * Broken variants of the hub tier (docs/VERIFICATION.md §5a), run with two
+ * hub instances sharing the database. Their Promela twins are the variants
+ * of docs/model/fencing.pml (FENCING_VARIANTS in spin-fencing.ts), under the
+ * same name.
+ * - instances-write-without-fence — the shared database's key-slot writes
+ *   are not conditional on (epoch, row version) nor on the slots (the
+ *   PostgreSQL store's `fenced: false`): a paused instance with a stale
+ *   cache commits its write when it resumes.
+ */
+export const INSTANCE_VARIANTS: readonly Variant[] = [
+  {
+    name: 'instances-write-without-fence',
+    description: 'two hub instances whose writes are not fenced: an instance paused with a write in flight commits it after another instance took the lease',
+    expect: 'safety',
+    instances: 2,
+    unfenced: true,
+  },
+];
+
+/**
  * Broken variants that spin refutes (their -D switches: SPIN_VARIANTS in
  * spin.ts) and the simulation cannot inject: no host seam reaches what they
  * break (the device core alone decides how it answers a repeated REKEY_DH).

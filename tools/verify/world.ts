@@ -10,6 +10,13 @@
  * frame-audit.ts, app-ledger.ts) and the liveness monitor (liveness.ts).
  * A step is one event: a delivery, a timer, a database commit or
  * acknowledgement, a notice that a link died, a boot, a command.
+ *
+ * With `instances: 2` (docs/VERIFICATION.md §5a) two hub hosts, each with
+ * its own HubCore and cache, share one database that fences as the
+ * PostgreSQL store does (hub-db.ts); each connection the device opens goes
+ * to one instance (round robin by default; the fault plan may choose the
+ * other), an instance may be paused and resumed, and each crashes and
+ * restarts on its own.
  */
 import { toHex } from '../../modules/bytes';
 import type { Aead } from '../../modules/crypto/primitives';
@@ -26,7 +33,7 @@ import type { DeviceStore } from './device-store';
 import type { FaultPlan, SimEvent, StepFaults, StepProfile } from './faults';
 import { FrameAudit } from './frame-audit';
 import { SimHubDatabase } from './hub-db';
-import { HubHost } from './hub-host';
+import { HubHost, type Incarnations } from './hub-host';
 import { KeyInvariants, type KeyViews } from './invariants';
 import { keystoreStore } from './keystore-store';
 import { LivenessMonitor } from './liveness';
@@ -57,6 +64,16 @@ export interface WorldOptions {
   readonly maxSteps?: number;
   /** Keep a profile of every step (the exhaustive enumerator needs it). */
   readonly profile?: boolean;
+  /** Hub instances sharing the database (docs/VERIFICATION.md §5a); default 1 (the variant's, if it says). */
+  readonly instances?: 1 | 2;
+  /**
+   * Instances: the device's app data is held to the one-hub promise (at most
+   * once per device incarnation and hub incarnation) unless this is false,
+   * which resets the ledger's memory when data comes from another instance
+   * run (the narrower view needed before finding F3 was fixed,
+   * docs/VERIFICATION.md §6).
+   */
+  readonly strictDeviceLedger?: boolean;
   /** Keep running after a violation (to collect them all); default: stop at the first. */
   readonly continueAfterViolation?: boolean;
   /**
@@ -74,8 +91,8 @@ export class World implements SimWorld {
   readonly variant: Variant;
   readonly driver: Driver;
   readonly device: DeviceHost;
-  readonly hub: HubHost;
-  readonly db = new SimHubDatabase();
+  readonly hubs: readonly HubHost[];
+  readonly db: SimHubDatabase;
   readonly audit: FrameAudit;
   /** The audited AEADs the cores use (a re-sealing interposer seals on the device's behalf with deviceAead). */
   readonly deviceAead: Aead;
@@ -102,6 +119,12 @@ export class World implements SimWorld {
   readonly #options: WorldOptions;
   readonly #notices: Notice[] = [];
   #linkCounter = 0;
+  /** Hub instances: the balancer's round robin (connections opened). */
+  #connections = 0;
+  /** Instances: the sender incarnation of the last hub message the device delivered, and how many times it changed (finding F3). */
+  #deviceDataFrom = { sender: -1, incarnation: -1, stretch: 0 };
+  /** The hub instance whose core is sealing right now (its audited AEAD says so). */
+  #sealer: number | undefined;
   #stepFaults: StepFaults | undefined;
   #actionsThisStep = { device: 0, hub: 0 };
   #profile: StepProfile | undefined;
@@ -116,12 +139,18 @@ export class World implements SimWorld {
     this.rng = new Rng(this.seed, 1);
     this.variant = options.variant ?? CORRECT;
     this.driver = options.driver;
+    const instances = options.instances ?? this.variant.instances ?? 1;
+    this.db = new SimHubDatabase(instances === 1 ? 'single' : this.variant.unfenced === true ? 'unfenced' : 'fenced');
     this.liveness = new LivenessMonitor(this.now);
     this.app = new AppLedger((invariant, detail) => this.violation(invariant, detail));
     this.audit = new FrameAudit({
       deviceSession: () => this.device.link?.hubNonce,
-      hubSessionOpen: (nonce) => [...this.hub.links.values()].some((l) => l.hubNonce === nonce),
-      sealing: (side, keyId, key) => this.seals.check(this, side, keyId, key, this.#options.liveViewsOnly === true, (i, d) => this.violation(i, d)),
+      hubSessionOpen: (nonce) => this.hubs.some((hub) => [...hub.links.values()].some((l) => l.hubNonce === nonce)),
+      sealing: (side, keyId, key) => {
+        // An instance that does not hold the lease seals only on a connection the device has left (docs/VERIFICATION.md §5a): S8 covers those frames.
+        if (side === 'hub' && this.#sealer !== undefined && !this.hubs[this.#sealer]!.current) return;
+        this.seals.check(this, side, keyId, key, this.#options.liveViewsOnly === true, (i, d) => this.violation(i, d));
+      },
       violation: (invariant, detail) => this.violation(invariant, detail),
     });
 
@@ -140,9 +169,60 @@ export class World implements SimWorld {
     this.deviceAead = this.audit.wrap(nodeAead, 'device');
     this.hubAead = this.audit.wrap(nodeAead, 'hub');
     this.device = new DeviceHost(this.#deviceContext(), deviceId, store, this.deviceAead, this.seed);
-    this.hub = new HubHost(this.#hubContext(), this.db, toHex(deviceId), this.hubAead, this.seed);
-    this.hub.boot(this.now);
+    let incarnation = 0;
+    const incarnations: Incarnations = { next: () => ++incarnation };
+    this.hubs = Array.from({ length: instances }, (_, index) => {
+      const aead = instances === 1 ? this.hubAead : this.#instanceAead(index);
+      return new HubHost(this.#hubContext(index), this.db, toHex(deviceId), aead, this.seed, index, incarnations);
+    });
+    for (const hub of this.hubs) hub.boot(this.now);
     this.device.boot(this.now);
+  }
+
+  /** The audited hub AEAD, noting which instance seals. */
+  #instanceAead(index: number): Aead {
+    const audited = this.hubAead;
+    return {
+      name: audited.name,
+      open: (key, iv, aad, ciphertext, tag) => audited.open(key, iv, aad, ciphertext, tag),
+      seal: (key, iv, aad, plaintext) => {
+        this.#sealer = index;
+        try {
+          return audited.seal(key, iv, aad, plaintext);
+        } finally {
+          this.#sealer = undefined;
+        }
+      },
+    };
+  }
+
+  /**
+   * The hub instance serving the device: with one hub, the hub; with
+   * instances, the one holding the lease (else the one at the end of the
+   * device's link, else the first). The drivers rotate and send through it.
+   */
+  get hub(): HubHost {
+    if (this.hubs.length === 1) return this.hubs[0]!;
+    const current = this.currentHub();
+    if (current !== undefined) return current;
+    const link = this.device.link;
+    return link === undefined ? this.hubs[0]! : this.hubOf(link);
+  }
+
+  hubOf(link: Link): HubHost {
+    return this.hubs[link.instance] ?? this.hubs[0]!;
+  }
+
+  /** The instance whose running core may act for the device (with one hub: the hub, when up). */
+  currentHub(): HubHost | undefined {
+    if (this.hubs.length === 1) return this.hubs[0]!.up ? this.hubs[0] : undefined;
+    return this.hubs.find((hub) => hub.current);
+  }
+
+  /** Instances: none paused and no write of any instance outstanding (so a stale write has landed or failed before the run ends). */
+  #quiescent(): boolean {
+    if (this.hubs.length === 1) return true;
+    return this.db.writes.length === 0 && this.hubs.every((hub) => hub.pausedUntil === undefined);
   }
 
   /** What the simulated device host is given (a narrow view of the world: no import of world.ts). */
@@ -162,14 +242,14 @@ export class World implements SimWorld {
       violation: (invariant, detail) => this.violation(invariant, detail),
       notice: (side, link, at) => this.notice(side, link, at),
       openLink: (now) => this.openLink(now),
-      acceptAtHub: (link, now) => this.hub.accept(link, now),
+      acceptAtHub: (link, now) => this.hubOf(link).accept(link, now),
       deviceEvent: (event) => this.deviceEvent(event),
       noteFlashCut: () => this.noteFlashCut(),
       afterDevicePersist: () => this.afterDevicePersist(),
     };
   }
 
-  #hubContext(): HubHostContext {
+  #hubContext(index: number): HubHostContext {
     const world = this;
     const { interposeDown, hubPersistPolicy, onHubLinkClosed, onHubPersistBegin } = this.variant;
     return {
@@ -184,12 +264,16 @@ export class World implements SimWorld {
         ...(onHubLinkClosed === undefined ? {} : { onHubLinkClosed: (now: number) => onHubLinkClosed(world, now) }),
         ...(onHubPersistBegin === undefined ? {} : { onHubPersistBegin: (op: HubPersistOp) => onHubPersistBegin(op, world) }),
       },
-      actionApplied: (side) => this.actionApplied(side),
+      actionApplied: (side) => this.actionApplied(side, index),
       latency: () => this.latency(),
       describeFrame: (bytes) => this.describeFrame(bytes),
       violation: (invariant, detail) => this.violation(invariant, detail),
       notice: (side, link, at) => this.notice(side, link, at),
-      hubEvent: (event) => this.hubEvent(event),
+      hubEvent: (event, instance) => this.hubEvent(event, instance),
+      leaseTaken: (deviceId, epoch, by) => {
+        for (const hub of this.hubs) if (hub.index !== by) hub.notify(epoch, this.now);
+        void deviceId;
+      },
     };
   }
 
@@ -204,7 +288,7 @@ export class World implements SimWorld {
   }
 
   get deviceId(): string {
-    return this.hub.deviceId;
+    return this.hubs[0]!.deviceId;
   }
 
   // ---- Running ----
@@ -216,7 +300,7 @@ export class World implements SimWorld {
   run(afterStep?: () => boolean): void {
     const maxSteps = this.#options.maxSteps ?? 20_000;
     while (!this.#stopped) {
-      if (this.driver.done(this)) return;
+      if (this.driver.done(this) && this.#quiescent()) return;
       if (this.step >= maxSteps) {
         this.violation('L3 no livelock', `scenario not done after ${maxSteps} steps`);
         return;
@@ -243,13 +327,14 @@ export class World implements SimWorld {
     this.trace.now = this.now;
     this.#actionsThisStep = { device: 0, hub: 0 };
     this.#profile = this.#options.profile
-      ? { step: this.step, event: event.kind, deviceInput: false, hubInput: false, deviceActions: 0, hubActions: 0, flashOps: [], delivery: undefined, digest: 0 }
+      ? { step: this.step, event: event.kind, deviceInput: false, hubInput: false, hubInstance: undefined, deviceActions: 0, hubActions: 0, flashOps: [], delivery: undefined, digest: 0 }
       : undefined;
     const faults = this.#options.plan?.at(this.step, event);
     this.#stepFaults = faults;
     for (const fault of faults?.before ?? []) applyBeforeFault(this, fault);
     if (faults?.tornWrite !== undefined) this.device.store.armTornWrite(faults.tornWrite);
-    this.#execute(event, faults);
+    // An instance paused by this step's fault does not run the step's event (it stays pending until the resume).
+    if (!this.#pausedFor(event)) this.#execute(event, faults);
     if (faults?.tornWrite !== undefined) this.device.store.disarm();
     this.#stepFaults = undefined;
     this.#afterStep(event);
@@ -264,30 +349,47 @@ export class World implements SimWorld {
     const profile = this.#profile;
     switch (event.kind) {
       case 'command':
-        if (profile) profile.deviceInput = profile.hubInput = true;
+        if (profile) {
+          profile.deviceInput = profile.hubInput = true;
+          profile.hubInstance = this.hub.index;
+        }
         this.driver.run(this, this.now);
         return;
       case 'dbCommit': {
         const write = this.db.writes[event.index];
-        if (write === undefined || !this.hub.up) return;
-        if (profile) profile.hubInput = true;
+        const hub = write === undefined ? undefined : this.hubs[write.instance];
+        if (write === undefined || hub === undefined || !hub.up) return;
+        if (profile) this.#fed(profile, hub.index);
         if (faults?.dbFailure !== undefined) {
           write.failure = faults.dbFailure;
           this.countFault('db write failure', this.now);
         }
-        this.hub.commit(write, this.now);
+        hub.commit(write, this.now);
         return;
       }
       case 'dbAck': {
         const write = this.db.writes[event.index];
-        if (write === undefined || !this.hub.up) return;
-        if (profile) profile.hubInput = true;
-        this.hub.acknowledge(write, this.now);
+        const hub = write === undefined ? undefined : this.hubs[write.instance];
+        if (write === undefined || hub === undefined || !hub.up) return;
+        if (profile) this.#fed(profile, hub.index);
+        hub.acknowledge(write, this.now);
         return;
       }
       case 'hubRestart':
-        if (profile) profile.hubInput = true;
-        this.hub.boot(this.now);
+        if (profile) this.#fed(profile, event.instance);
+        this.hubs[event.instance]!.boot(this.now);
+        return;
+      case 'lease':
+        if (profile) this.#fed(profile, event.instance);
+        this.hubs[event.instance]!.leaseStep(event.index, this.now);
+        return;
+      case 'leaseNotice':
+        if (profile) this.#fed(profile, event.instance);
+        this.hubs[event.instance]!.notified(this.now);
+        return;
+      case 'resume':
+        if (profile) this.#fed(profile, event.instance);
+        this.hubs[event.instance]!.resume(this.now);
         return;
       case 'deviceBoot':
         if (profile) profile.deviceInput = true;
@@ -301,8 +403,8 @@ export class World implements SimWorld {
           if (profile) profile.deviceInput = this.device.link === notice.link;
           this.device.linkClosed(notice.link, this.now);
         } else {
-          if (profile) profile.hubInput = notice.link.hubAttached;
-          this.hub.linkClosed(notice.link, this.now);
+          if (profile && notice.link.hubAttached) this.#fed(profile, notice.link.instance);
+          this.hubOf(notice.link).linkClosed(notice.link, this.now);
         }
         return;
       }
@@ -315,18 +417,63 @@ export class World implements SimWorld {
         this.device.tick(this.now);
         return;
       case 'hubTimer':
-        if (profile) profile.hubInput = true;
+        if (profile) this.#fed(profile, event.instance);
         this.#guardTimer();
-        this.hub.tick(this.now);
+        this.hubs[event.instance]!.tick(this.now);
         return;
       case 'reconnect':
-        if (profile) profile.deviceInput = profile.hubInput = true;
+        if (profile) {
+          profile.deviceInput = profile.hubInput = true;
+          profile.hubInstance = this.#nextInstance(faults?.connectTo);
+        }
         this.device.connect(this.now);
         return;
       case 'storeTimer':
         this.device.store.tick?.(this.now);
         return;
     }
+  }
+
+  /** Whether the event belongs to a paused hub instance. */
+  #pausedFor(event: SimEvent): boolean {
+    if (this.hubs.length === 1) return false;
+    let instance: number | undefined;
+    switch (event.kind) {
+      case 'dbCommit':
+      case 'dbAck':
+        instance = this.db.writes[event.index]?.instance;
+        break;
+      case 'hubTimer':
+      case 'lease':
+      case 'leaseNotice':
+        instance = event.instance;
+        break;
+      case 'notice':
+        if (event.side === 'hub') instance = this.links.get(event.link)?.instance;
+        break;
+      case 'deliver':
+        if (event.direction === 'up') instance = this.links.get(event.link)?.instance;
+        break;
+      default:
+        return false;
+    }
+    return instance !== undefined && this.hubs[instance]?.pausedUntil !== undefined;
+  }
+
+  #fed(profile: StepProfile, instance: number): void {
+    profile.hubInput = true;
+    profile.hubInstance = instance;
+  }
+
+  /** The instance a connection opened now goes to: the plan's choice, else round robin; a crashed one is skipped, as the balancer skips a refusing backend. */
+  #nextInstance(choice: number | undefined): number {
+    const count = this.hubs.length;
+    const first = choice ?? this.#connections % count;
+    for (let i = 0; i < count; i++) {
+      const index = (first + i) % count;
+      if (this.hubs[index]!.up) return index;
+    }
+    return first;
   }
 
   /** A timer that keeps firing at the same instant without effect is an engine bug. */
@@ -352,7 +499,7 @@ export class World implements SimWorld {
   }
 
   /** Called by the hosts before each action they carry out (crash-after-action faults). */
-  actionApplied(side: 'device' | 'hub'): void {
+  actionApplied(side: 'device' | 'hub', instance = 0): void {
     const done = this.#actionsThisStep[side]++;
     if (this.#profile) {
       if (side === 'device') this.#profile.deviceActions++;
@@ -364,9 +511,10 @@ export class World implements SimWorld {
       this.device.powerCut(this.now, `after ${done} action(s) of this step`);
       this.countFault('device power cut mid-actions', this.device.bootAt ?? this.now);
     }
-    if (side === 'hub' && faults.hubCrashAfterAction === done && this.hub.up) {
-      this.hub.crash(this.now, false, `after ${done} action(s) of this step`);
-      this.countFault('hub crash mid-actions', this.hub.restartAt ?? this.now);
+    const hub = this.hubs[instance]!;
+    if (side === 'hub' && faults.hubCrashAfterAction === done && hub.up) {
+      hub.crash(this.now, false, `after ${done} action(s) of this step`);
+      this.countFault('hub crash mid-actions', hub.restartAt ?? this.now);
     }
   }
 
@@ -381,8 +529,14 @@ export class World implements SimWorld {
   // ---- Services for the hosts ----
 
   openLink(now: number): Link | undefined {
-    if (!this.hub.up) return undefined;
+    const instance = this.#nextInstance(this.#stepFaults?.connectTo);
+    if (!this.hubs[instance]!.up) return undefined;
+    const chosen = this.#stepFaults?.connectTo;
+    if (chosen !== undefined && this.hubs.length > 1 && chosen !== this.#connections % this.hubs.length) this.countFault('connect to another instance', now);
+    this.#connections++;
     const link = new Link(++this.#linkCounter);
+    link.instance = instance;
+    if (this.hubs.length > 1) this.trace.log(() => `balancer: link ${link.id} goes to instance ${instance}`);
     this.liveness.connectionOpened(now);
     link.observer = (direction, bytes) => this.adversary.record(link, direction, bytes);
     this.links.set(link.id, link);
@@ -399,10 +553,23 @@ export class World implements SimWorld {
 
   deviceEvent(event: DeviceEvent): void {
     switch (event.type) {
-      case 'data':
+      case 'data': {
         this.counters.appDelivered++;
-        this.app.deliveredTo('device', this.device.incarnation, event.payload);
+        // Finding F3 fixed: the device remembers several sender streams, so the one-hub ledger holds with instances too;
+        // `strictDeviceLedger: false` keeps the narrower per-stretch view for comparison.
+        if (this.hubs.length === 1 || this.#options.strictDeviceLedger !== false) {
+          this.app.deliveredTo('device', this.device.incarnation, event.payload);
+          break;
+        }
+        // The device remembers the last sender stream only (finding F3): data from another instance run than the last starts a new receiver memory.
+        const sender = event.payload.length >= 4 ? (event.payload[2]! << 8) | event.payload[3]! : 0;
+        if (sender !== this.#deviceDataFrom.sender || this.device.incarnation !== this.#deviceDataFrom.incarnation) {
+          this.#deviceDataFrom = { sender, incarnation: this.device.incarnation, stretch: this.#deviceDataFrom.stretch + 1 };
+        }
+        const stretch = `stretch ${this.#deviceDataFrom.stretch}`;
+        this.app.deliveredTo('device', this.device.incarnation, event.payload, { order: stretch, gaps: stretch });
         break;
+      }
       case 'keyPromoted':
         this.counters.keysPromotedOnDevice++;
         break;
@@ -415,11 +582,12 @@ export class World implements SimWorld {
     this.trace.log(() => `device event ${event.type}${describeEvent(event)}`);
   }
 
-  hubEvent(event: HubEvent): void {
+  hubEvent(event: HubEvent, instance = 0): void {
+    const hub = this.hubs[instance]!;
     switch (event.type) {
       case 'data':
         this.counters.appDelivered++;
-        this.app.deliveredTo('hub', this.hub.incarnation, event.payload);
+        this.app.deliveredTo('hub', hub.incarnation, event.payload, this.hubs.length === 1 ? {} : { gaps: `lease ${hub.leasesTaken}` });
         break;
       case 'keyConfirmed':
         this.counters.rotationsConfirmed++;
@@ -430,7 +598,7 @@ export class World implements SimWorld {
       default:
         break;
     }
-    this.trace.log(() => `hub event ${event.type}${describeEvent(event)}`);
+    this.trace.log(() => `${this.hubs.length === 1 ? 'hub' : `instance ${instance}`} event ${event.type}${describeEvent(event)}`);
   }
 
   violation(invariant: string, detail: string): void {
@@ -471,7 +639,7 @@ export class World implements SimWorld {
     if (profile !== undefined) {
       let digest = fnv1aString(`${event.kind}@${this.now - SIM_EPOCH_MS}`, profile.digest);
       digest = fnv1aString(
-        `${describeKeys(views.deviceDurable)}|${views.deviceLive ? describeKeys(views.deviceLive) : '-'}|${views.hubLive?.active.id ?? '-'}/${views.hubLive?.pending?.id ?? '-'}|${this.db.digest()}|${this.device.core?.session ?? 'off'}|${this.device.store.layoutDigest()}|${this.violations.length}`,
+        `${describeKeys(views.deviceDurable)}|${views.deviceLive ? describeKeys(views.deviceLive) : '-'}|${views.hubLive?.active.id ?? '-'}/${views.hubLive?.pending?.id ?? '-'}|${this.db.digest()}|${this.device.core?.session ?? 'off'}|${this.device.store.layoutDigest()}|${this.violations.length}${this.hubs.length === 1 ? '' : `|${profile.hubInstance ?? '-'}`}`,
         digest,
       );
       profile.digest = digest;
@@ -489,9 +657,9 @@ export class World implements SimWorld {
    */
   stateDigest(): string {
     const parts = [
-      `${this.step}@${this.now}|links ${this.#linkCounter}`,
+      `${this.step}@${this.now}|links ${this.#linkCounter}${this.hubs.length === 1 ? '' : `/${this.#connections}`}`,
       this.device.stateText(),
-      this.hub.stateText(),
+      ...this.hubs.map((hub) => hub.stateText()),
       this.device.store.layoutDigest(),
       this.db.stateText(),
       [...this.links.values()].map((l) => l.stateText()).join('+'),
@@ -503,7 +671,7 @@ export class World implements SimWorld {
       this.app.stateText(),
       this.audit.stateText(),
       this.seals.stateText(),
-      `${this.chaos ? 1 : 0}|${this.counters.framesRejected}|${this.violations.length}`,
+      `${this.chaos ? 1 : 0}|${this.counters.framesRejected}|${this.violations.length}${this.hubs.length === 1 ? '' : `|${this.#deviceDataFrom.sender}/${this.#deviceDataFrom.incarnation}/${this.#deviceDataFrom.stretch}`}`,
     ];
     const text = parts.join('\n');
     return `${fnv1aString(text).toString(16)}${fnv1aString(text, 0x1234567).toString(16)}:${text.length}`;

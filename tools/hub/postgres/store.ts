@@ -550,6 +550,11 @@ export class PgHubStore {
    */
   // ---- issue 14: recovery (the per-device count in the database, shared by every instance) ----
 
+  /** Lock the device's row while deciding (default); false only for the test's broken variant. */
+  recoveryRowLock = true;
+  /** Tests only: runs between reading the count and charging it (to interleave two instances deterministically). */
+  beforeRecoveryCharge: (() => Promise<void>) | undefined;
+
   /**
    * As HubStore.decideRecovery: the device's row is locked (FOR UPDATE) for the transaction,
    * so two instances deciding for one device serialize and never both take the last slot.
@@ -557,12 +562,14 @@ export class PgHubStore {
   async decideRecovery(request: RecoveryRequestInput, policy: RecoveryPolicy, now: number, actor = 'hub'): Promise<RecoveryDecision> {
     const deviceId = request.deviceId.toLowerCase();
     return this.#transaction(async (client) => {
-      const exists = (await client.query('SELECT 1 FROM devices WHERE device_id = $1 FOR UPDATE', [deviceId])).rows.length === 1;
+      // The broken variant (recoveryRowLock false, tests only) reads without the lock, as a store without it would.
+      const exists = (await client.query(`SELECT 1 FROM devices WHERE device_id = $1 ${this.recoveryRowLock ? 'FOR UPDATE' : ''}`, [deviceId])).rows.length === 1;
       const revoked = !exists || (await client.query('SELECT 1 FROM revoked_devices WHERE device_id = $1', [deviceId])).rows.length === 1;
       await client.query('DELETE FROM recoveries WHERE device_id = $1 AND at <= $2', [deviceId, now - policy.windowMs]);
       const accepted = (await client.query<{ at: number }>('SELECT at FROM recoveries WHERE device_id = $1 ORDER BY at', [deviceId])).rows.map((r) => Number(r.at));
       const pending = (await client.query<{ approved_at: number | null }>('SELECT approved_at FROM recovery_requests WHERE device_id = $1', [deviceId])).rows[0];
       const decision = decide(policy, request, { revoked, acceptedInWindow: accepted, approvedAt: pending?.approved_at ?? undefined }, now);
+      await this.beforeRecoveryCharge?.();
       if (decision.charge) await client.query('INSERT INTO recoveries (device_id, at, new_key_id) VALUES ($1, $2, $3)', [deviceId, now, request.newKeyId]);
       if (decision.clearRequest) await client.query('DELETE FROM recovery_requests WHERE device_id = $1', [deviceId]);
       if (decision.record) {
