@@ -78,6 +78,9 @@ export interface NodeDeviceOptions {
   readonly reconnectInitialMs?: number;
   readonly reconnectMaxMs?: number;
   readonly connectTimeoutMs?: number;
+  /** Spacing of recovery attempts (docs/PROTOCOL.md §12.7): first, then doubling up to the max; default 30 s … 1 h. */
+  readonly recoveryRetryInitialMs?: number;
+  readonly recoveryRetryMaxMs?: number;
 }
 
 export interface NodeDeviceEvents {
@@ -140,6 +143,8 @@ export class NodeDevice extends EventEmitter<NodeDeviceEvents> {
       reconnectBaseMs: options.reconnectInitialMs ?? 500,
       reconnectMaxMs: options.reconnectMaxMs ?? 30_000,
       ...(options.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: options.connectTimeoutMs }),
+      ...(options.recoveryRetryInitialMs === undefined ? {} : { recoveryRetryInitialMs: options.recoveryRetryInitialMs }),
+      ...(options.recoveryRetryMaxMs === undefined ? {} : { recoveryRetryMaxMs: options.recoveryRetryMaxMs }),
       onEvent: (event) => this.#onLoopEvent(event),
     });
   }

@@ -285,6 +285,12 @@ export class LockstepChannel {
     }
   }
 
+  /** A recovery event: the library's line, and the application's onRecovery with the same text. */
+  #recovery(detail: string): void {
+    this.#log(`recovery: ${detail}`);
+    this.#call(() => this.#options.onRecovery?.call(this.#self, detail));
+  }
+
   #sessionState(): LockstepState {
     return this.#hasFuture ? 'rekeying' : 'established';
   }
@@ -353,25 +359,25 @@ export class LockstepChannel {
       case 'peerError':
         this.#log(`hub reported error ${event.code} (${event.detail})`);
         break;
-      // Recovery (docs/PROTOCOL.md §12): one line per event; the core reports hubLostKey once per episode.
+      // Recovery (docs/PROTOCOL.md §12): one line per event, and onRecovery with the same text; the core reports hubLostKey once per episode.
       case 'hubLostKey':
-        this.#log(`recovery: the hub does not know our key (active ${event.activeKeyId}, future ${event.futureKeyId || 'none'})`);
+        this.#recovery(`the hub does not know our key (active ${event.activeKeyId}, future ${event.futureKeyId || 'none'})`);
         break;
       case 'recovered':
         this.#hasFuture = true;
-        this.#log(`recovery: key ${event.newKeyId} stored; reconnecting under it`);
+        this.#recovery(`key ${event.newKeyId} stored; reconnecting under it`);
         break;
       case 'recoveryRefused':
-        this.#log(`recovery: no key (${event.reason}); next attempt in ${Math.round(event.retryAfterMs / 1000)} s`);
+        this.#recovery(`no key (${event.reason}); next attempt in ${Math.round(event.retryAfterMs / 1000)} s`);
         break;
       case 'recoveryInSync':
-        this.#log('recovery: the hub says our key works; reconnecting');
+        this.#recovery('the hub says our key works; reconnecting');
         break;
       case 'enrolled':
-        this.#log(`recovery: credential enrolled for hub static key ${event.hubStaticId}`);
+        this.#recovery(`credential enrolled for hub static key ${event.hubStaticId}`);
         break;
       case 'staticKeyLocked':
-        this.#log('recovery: refused an ENROL for another hub static key (STATIC_KEY_LOCKED)');
+        this.#recovery('refused an ENROL for another hub static key (STATIC_KEY_LOCKED)');
         break;
       case 'connected':
       case 'storageFailed': // the loop logs 'keystore <op> failed: ...'

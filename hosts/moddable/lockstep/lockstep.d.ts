@@ -133,7 +133,7 @@ export interface LockstepOptions {
   onRekeying?(this: Lockstep, keyId: number): void;
   /** Key `keyId` is now the active key, durably; the old one is erased. */
   onKeyPromoted?(this: Lockstep, keyId: number): void;
-  /** Reserved: the recovery after a restored hub (a later issue). Never called yet. */
+  /** Recovery after a rollback (docs/PROTOCOL.md §12): the hub lost our key, a recovered key was stored, a refusal, an enrolment. */
   onRecovery?(this: Lockstep, detail: string): void;
   /** The channel is closed for good (close(), or after onError). */
   onClosed?(this: Lockstep): void;
