@@ -178,8 +178,9 @@ describe.each(BACKENDS)('audit trail and revocation (%s)', (backend) => {
     const store = await both.storage(url);
     await store.appendAudit([{ actor: 'cli:test', action: 'device.provision', outcome: 'ok' }], 1);
     expect(await both.rawSql(url, 'SELECT outcome FROM audit_log')).toEqual([{ outcome: 'ok' }]); // (a row for the triggers to refuse)
-    await expect(both.rawSql(url, "UPDATE audit_log SET outcome = 'changed'")).rejects.toThrow(/append-only/);
-    await expect(both.rawSql(url, 'DELETE FROM audit_log')).rejects.toThrow(/append-only/);
+    const outcome = (text: string) => both.rawSql(url, text).then((result) => `applied: ${JSON.stringify(result)}`, (error: unknown) => String((error as Error).message ?? error));
+    expect(await outcome("UPDATE audit_log SET outcome = 'changed'")).toMatch(/append-only/);
+    expect(await outcome('DELETE FROM audit_log')).toMatch(/append-only/);
     expect((await store.readAudit({}))[0]?.outcome).toBe('ok');
   });
 
