@@ -10,7 +10,9 @@
  *      first fault is an instance's (pause, connection to the other one,
  *      crash, failed write), a random run, and the variant without the fence;
  *   4. spin on the Promela model (classic, dh and upgrade modes) and its
- *      broken variants (the six above and the dh mode's five);
+ *      broken variants (the six above and the dh mode's five), and on the
+ *      recovery model (docs/model/recovery.pml: rollbacks of either side,
+ *      its variants, finding F3 and its proposed fix);
  * and prints every figure. Exit status 0 only if there is no violation, every
  * variant is refuted (by the simulation and by spin) and spin passes.
  *
@@ -30,6 +32,7 @@ import { explainRandomFailure, runRandom } from './random-mode';
 import { printRefutation, refuteVariant } from './refute';
 import { deserializeReport, formatCount, mergeShards, printExhaustive, printRandom, type SerializedReport } from './report';
 import { printSpinReport, runAllSpin, spinAvailable } from './spin';
+import { printRecoveryReport, runRecoverySpin } from './spin-recovery';
 import { BROKEN_VARIANTS, INSTANCE_VARIANTS } from './variants';
 import type { PointKind } from './points';
 import { ADVERSARY_MOVES } from './adversary';
@@ -221,6 +224,9 @@ async function main(): Promise<number> {
     const spin = runAllSpin();
     printSpinReport(spin, (line) => print(`  ${line}`));
     if (!spin.correct.every((r) => r.errors === 0) || !spin.variants.every((v) => v.refuted)) ok = false;
+    const recovery = runRecoverySpin('full');
+    printRecoveryReport(recovery, (line) => print(`  ${line}`));
+    if (!recovery.runs.every((r) => r.ok)) ok = false;
   }
 
   print();

@@ -33,6 +33,12 @@ export interface SpinBounds {
   readonly modelPath?: string;
   /** More -D switches for that model (its own bounds). */
   readonly defines?: readonly string[];
+  /** More gcc flags for pan (e.g. -DNFAIR=3 for a model with more processes under weak fairness). */
+  readonly cflags?: readonly string[];
+  /** Compile pan -O0 (a search expected to stop at its first counterexample) whatever the variant argument says. */
+  readonly expectFailure?: boolean;
+  /** Receives pan's whole report (to classify a counterexample). */
+  readonly onOutput?: (output: string) => void;
 }
 
 export interface SpinResult {
@@ -142,8 +148,9 @@ export function runSpin(mode: SpinMode, model: SpinModel = 'classic', variant?: 
       ...(options.defines ?? []).map((define) => `-D${define}`),
     ];
     execFileSync('spin', [...defines, '-a', 'lockstep.pml'], { cwd: dir, stdio: 'pipe' });
-    const cflags = mode === 'safety' ? ['-DSAFETY', '-DNOCLAIM'] : [];
-    execFileSync('gcc', [variant?.expect === mode ? '-O0' : '-O2', ...cflags, '-o', 'pan', 'pan.c'], { cwd: dir, stdio: 'pipe' });
+    const cflags = [...(mode === 'safety' ? ['-DSAFETY', '-DNOCLAIM'] : []), ...(options.cflags ?? [])];
+    const quick = variant?.expect === mode || options.expectFailure === true;
+    execFileSync('gcc', [quick ? '-O0' : '-O2', ...cflags, '-o', 'pan', 'pan.c'], { cwd: dir, stdio: 'pipe' });
     const panArgs = mode === 'safety' ? ['-m2000000', '-w22'] : ['-a', '-f', '-m2000000', '-w22'];
     let output: string;
     try {
@@ -152,6 +159,7 @@ export function runSpin(mode: SpinMode, model: SpinModel = 'classic', variant?: 
       // pan exits non-zero on some errors; its report is still on stdout.
       output = String((error as { stdout?: string }).stdout ?? '');
     }
+    options.onOutput?.(output);
     const bounds = { maxRotations: options.maxRotations ?? DEFAULT_ROTATIONS, maxFaults: options.maxFaults ?? DEFAULT_FAULTS };
     return { ...parsePan(output, variant?.name ?? 'correct', mode, performance.now() - started), model, ...bounds };
   } finally {
