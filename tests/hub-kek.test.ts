@@ -6,6 +6,13 @@
  * typed error); a plaintext database migrates in place and its plaintext
  * leaves every file; `hub kek rotate` re-wraps every row while the hub
  * serves, and no rotation is lost.
+ *
+ * SQLite only: these scan SQLite's files, migrate SQLite's plaintext
+ * schemas and use the default keyring file next to the database file. The
+ * PostgreSQL store wraps with the same keyring (tools/hub/kek.ts): its
+ * refusal of a foreign keyring, the online re-wrap under load and the
+ * destruction of old versions are in tests/hub-postgres-store.test.ts and
+ * tests/hub-postgres-cli.test.ts.
  */
 import { spawn } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';

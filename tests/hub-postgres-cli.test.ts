@@ -1,8 +1,11 @@
 /**
  * The CLI on PostgreSQL (`--db postgres://…`, docs/HUB.md §13): provision,
  * devices, rotate (the durable request), serve (one instance of a tier:
- * it logs the server's durability settings and serves a device), and the
- * config file keeping a URL as it is. The keyring comes from LOCKSTEP_KEK.
+ * it logs the server's durability settings and serves a device), revoke
+ * and audit against a serving instance, `kek rotate` with the
+ * crypto-shredding schedule (§13.6) and `kek status`, and the config file
+ * keeping a URL as it is. The keyring comes from LOCKSTEP_KEK, or from a
+ * keyring file for `kek rotate`.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -13,7 +16,12 @@ import { createInterface } from 'node:readline';
 import { bundleProgram } from '../tools/demo/hub-process';
 import type { ThrowawayCluster } from '../tools/hub/postgres/cluster';
 import { loadConfigFile } from '../tools/hub/config';
-import { freshDatabase, startCluster } from './support/postgres';
+import { environmentKeyringSource, Keyring, readKeyringFile, writeKeyringFile } from '../tools/hub/kek';
+import { PgLockstepHub } from '../tools/hub/postgres/hub';
+import { PgHubStore } from '../tools/hub/postgres/store';
+import { provisionSimulatedDevice, SimulatedDevice } from '../tools/demo/fleet';
+import { syncProblem } from '../tools/demo/sync-check';
+import { freshDatabase, sql, startCluster } from './support/postgres';
 
 let cluster: ThrowawayCluster;
 const kek = `1:${randomBytes(32).toString('hex')}`;
@@ -25,10 +33,144 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(() => cluster?.stop());
 
+/**
+ * The CLI in a child process without blocking this one (an instance in this process must keep committing
+ * meanwhile: `kek rotate` waits for its transactions, and spawnSync would stall both until the server's
+ * idle-in-transaction timeout ends the instance's session).
+ */
+function hubAsync(...args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [cli, ...args], { env: { ...process.env, LOCKSTEP_KEK: kek, LOCKSTEP_KEK_FILE: '' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+}
+
 function hub(...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const result = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, LOCKSTEP_KEK: kek } });
+  const result = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, LOCKSTEP_KEK: kek, LOCKSTEP_KEK_FILE: '' } });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
+
+async function until(predicate: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+function deviceOn(instance: PgLockstepHub, provisioned = provisionSimulatedDevice()): SimulatedDevice {
+  return new SimulatedDevice(provisioned, {
+    endpoint: () => ({ host: '127.0.0.1', port: instance.addresses[0]?.port as number }),
+    host: { reconnectInitialMs: 20, reconnectMaxMs: 200 },
+  });
+}
+
+test('revoke and audit with --db postgres://: the serving instance drops the device, the id stays refused, the trail says who', async () => {
+  const url = await freshDatabase(cluster);
+  const instance = await PgLockstepHub.start({ database: url, store: { keyring: new Keyring(environmentKeyringSource(kek)), poolSize: 2 }, tcp: { port: 0 }, tickMs: 50, controlPollMs: 100 });
+  const dir = mkdtempSync(join(tmpdir(), 'lockstep-pgcli-'));
+  const provisioned = provisionSimulatedDevice();
+  const device = deviceOn(instance, provisioned);
+  try {
+    writeFileSync(join(dir, 'device.json'), JSON.stringify(provisioned.recordJson));
+    expect((await hubAsync('provision', '--db', url, '--import', join(dir, 'device.json'))).status).toBe(0);
+    device.start();
+    await until(() => instance.deviceIds.includes(device.deviceId) && instance.deviceState(device.deviceId).connected, 'online');
+    const revoked = await hubAsync('revoke', device.deviceId, '--db', url, '--reason', 'lost in transit');
+    expect(revoked.status).toBe(0);
+    expect(JSON.parse(revoked.stdout)).toMatchObject({ deviceId: device.deviceId, reason: 'lost in transit', lastKeyId: 1 });
+    expect(revoked.stderr).toContain('KEK version is destroyed');
+    await until(() => !instance.hasDevice(device.deviceId) && !device.host.online, 'dropped by the serving instance');
+    expect((await hubAsync('revoke', device.deviceId, '--db', url)).stderr).toContain('was revoked already');
+    const again = await hubAsync('provision', '--db', url, '--import', join(dir, 'device.json'));
+    expect([again.status, again.stderr]).toEqual([1, expect.stringContaining('was revoked')]);
+    const trail = (await hubAsync('audit', '--db', url, '--json')).stdout.trim().split('\n').map((line) => JSON.parse(line) as { actor: string; action: string; deviceId?: string });
+    expect(trail.map((e) => e.action)).toEqual(['device.revoke', 'device.import']);
+    expect(trail.every((e) => e.actor.startsWith('cli:') && e.deviceId === device.deviceId)).toBe(true);
+  } finally {
+    device.stop();
+    await instance.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 60_000);
+
+test('kek rotate --db postgres:// from cron: re-wraps online, keeps each retired version for --destroy-after, then destroys it (keyring file, every instance\'s memory); old row copies open nothing', async () => {
+  const url = await freshDatabase(cluster);
+  const dir = mkdtempSync(join(tmpdir(), 'lockstep-pgkek-'));
+  const file = join(dir, 'tier.kek');
+  writeKeyringFile(file, new Map([[1, randomBytes(32)]]));
+  const warnings: string[] = [];
+  const logger = { debug() {}, info() {}, warn: (event: string, fields?: object) => warnings.push(`${event} ${JSON.stringify(fields)}`), error: (event: string, fields?: object) => warnings.push(`${event} ${JSON.stringify(fields)}`), enabled: () => true };
+  const instance = await PgLockstepHub.start({ database: url, store: { kekFile: file, poolSize: 2 }, tcp: { port: 0 }, tickMs: 50, controlPollMs: 100, rotation: { intervalMs: 150, jitterMs: 0 }, logger });
+  const provisioned = provisionSimulatedDevice();
+  const device = deviceOn(instance, provisioned);
+  const run = async (...args: string[]) => {
+    const result = await hubAsync('kek', ...args, '--db', url, '--kek-file', file);
+    if (result.status !== 0) throw new Error(`kek ${args.join(' ')}: ${result.stderr}`);
+    return result;
+  };
+  try {
+    await instance.provision(provisioned.record);
+    device.start();
+    expect((await hubAsync('provision', '--db', url, '--count', '2', '--kek-file', file)).status).toBe(0);
+    await until(() => device.host.keys.active.id >= 2, 'rotating');
+    // What a dead tuple, a WAL segment or a base backup keeps: a row as wrapped under version 1.
+    const [oldRow] = (await sql(url, 'SELECT device_id, active_id, active_kek, active_key FROM devices WHERE active_kek = 1 ORDER BY rowid DESC LIMIT 1')).rows as { device_id: string; active_id: number; active_key: Buffer }[];
+    const version1 = readKeyringFile(file).get(1) as Buffer;
+
+    const first = JSON.parse((await run('rotate', '--destroy-after', '1h')).stdout) as Record<string, unknown>;
+    expect(first).toMatchObject({ from: [1], to: 2, rewrapped: 3, destroyedVersions: [], keptUntil: [{ kekId: 1 }] });
+    expect([...readKeyringFile(file).keys()]).toEqual([1, 2]);
+    const status = JSON.parse((await run('status')).stdout) as { activeKek: number; inUse: number[]; retired: { kekId: number; destroyedAt: string | null }[] };
+    expect(status).toMatchObject({ activeKek: 2, inUse: [2], retired: [{ kekId: 1, destroyedAt: null }] });
+    await until(() => device.host.keys.active.id >= 5, 'rotating under version 2');
+
+    // A day later (the retirement back-dated by 2 h): the next cron run destroys version 1, keeps 2 (retired just now).
+    await sql(url, 'UPDATE kek_versions SET retired_at = retired_at - 7200000 WHERE kek_id = 1');
+    const second = JSON.parse((await run('rotate', '--destroy-after', '1h')).stdout) as Record<string, unknown>;
+    expect(second).toMatchObject({ from: [2], to: 3, destroyedVersions: [1], keptUntil: [{ kekId: 2 }] });
+    expect([...readKeyringFile(file).keys()]).toEqual([2, 3]);
+    await until(() => !instance.store.keyringIds.includes(1), 'the serving instance forgot version 1');
+    expect(() => new Keyring(new Map([[1, version1]])).unwrap(1, oldRow!.device_id, Number(oldRow!.active_id), oldRow!.active_key)).not.toThrow(); // (a real copy)
+    const fromFile = new Keyring(new Map(readKeyringFile(file)));
+    expect(() => fromFile.unwrap(1, oldRow!.device_id, Number(oldRow!.active_id), oldRow!.active_key)).toThrow(/KEK_UNAVAILABLE/);
+
+    // --destroy-after 0: every retired version goes at once; the store refuses to record the destruction of one in use.
+    const third = JSON.parse((await run('rotate', '--destroy-after', '0')).stdout) as Record<string, unknown>;
+    expect(third).toMatchObject({ to: 4, destroyedVersions: [2, 3], keptUntil: [] });
+    expect([...readKeyringFile(file).keys()]).toEqual([4]);
+    const reader = await PgHubStore.open(url, { kekFile: file, poolSize: 1 });
+    try {
+      await expect(reader.markKekDestroyed([4], Date.now())).rejects.toThrow(/still wraps keys/);
+      expect(await reader.kekVersionsInUse()).toEqual([4]);
+    } finally {
+      await reader.close();
+    }
+    const actions = (await sql(url, "SELECT action FROM audit_log WHERE action LIKE 'kek.%' ORDER BY seq")).rows.map((r: { action: string }) => r.action);
+    expect(actions).toEqual(['kek.rotate', 'kek.rotate', 'kek.destroy', 'kek.rotate', 'kek.destroy']);
+    // Rotations never stopped, and the device is in sync with the database under the final keyring alone.
+    const rotations = device.host.keys.active.id;
+    await until(() => device.host.keys.active.id >= rotations + 2, 'rotating after the destruction');
+    instance.setRotationPolicy({ intervalMs: 0 });
+    await until(() => device.host.keys.future === undefined && instance.deviceState(device.deviceId).pendingKeyId === undefined, 'settled');
+    const final = await PgHubStore.open(url, { kekFile: file, poolSize: 1 });
+    try {
+      expect(syncProblem(device.host.keys, (await final.getDevice(device.deviceId))!)).toBeUndefined();
+    } finally {
+      await final.close();
+    }
+    expect(warnings).toEqual([]);
+    expect(instance.stats().failedTransactions).toBe(0);
+  } finally {
+    device.stop();
+    await instance.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 90_000);
 
 test('provision, devices, rotate and serve with --db postgres://', async () => {
   const url = await freshDatabase(cluster);

@@ -210,3 +210,49 @@ test('dh rekey mode across instances: every reconnection on a random instance, r
   expect(fleet.every((d) => d.host.keys.mode === 'dh')).toBe(true);
   expect(await outOfSync(url, fleet)).toEqual([]);
 }, 60_000);
+
+test('a revocation on one instance reaches the others: the serving one closes the connection, and no instance leases the device again', async () => {
+  const url = await freshDatabase(cluster);
+  const { instances, balancer } = await tier(url, 3);
+  const [a, b] = instances as [PgLockstepHub, PgLockstepHub, PgLockstepHub];
+  let target = b;
+  const device = await addDevice(a, () => target.addresses[0]?.port as number);
+  const bystander = await addDevice(a, () => balancer.port);
+  await until(() => onlineAt(b, device.deviceId) && bystander.host.online, 'the device on b');
+  await until(() => instances.every((hub) => hub.deviceIds.includes(device.deviceId)), 'every instance knows the device');
+  const revoked: string[] = [];
+  for (const hub of instances) hub.on('deviceRevoked', ({ deviceId }) => revoked.push(deviceId));
+  // Revoked through a (the device is served by b).
+  expect(await a.revoke(device.deviceId, 'test:admin', 'stolen')).toMatchObject({ deviceId: device.deviceId });
+  await until(() => instances.every((hub) => !hub.hasDevice(device.deviceId)) && !device.host.online, 'every instance dropped it');
+  expect(revoked.sort()).toEqual([device.deviceId, device.deviceId, device.deviceId]);
+  expect(b.leasedDevices).not.toContain(device.deviceId);
+  // It keeps dialling, now to a third instance: every HELLO is refused, no lease taken.
+  target = instances[2] as PgLockstepHub;
+  const leases = instances.reduce((n, hub) => n + hub.stats().leasesTaken, 0);
+  const refused = instances.reduce((n, hub) => n + hub.stats().leaseRefused, 0);
+  await until(() => instances.reduce((n, hub) => n + hub.stats().leaseRefused, 0) >= refused + 3, 'reconnections refused');
+  expect(device.host.online).toBe(false);
+  expect(instances.reduce((n, hub) => n + hub.stats().leasesTaken, 0)).toBe(leases);
+  expect(bystander.host.online).toBe(true);
+  expect((await sql(url, "SELECT action, actor FROM audit_log WHERE action = 'device.revoke'")).rows).toEqual([{ action: 'device.revoke', actor: 'test:admin' }]);
+  await expect(a.provision({ ...newDeviceRecord(), deviceId: device.deviceId })).rejects.toThrow(/revoked/);
+}, 30_000);
+
+test('broken variant: an instance that does not follow revocations made elsewhere keeps the revoked device and its keys', async () => {
+  const url = await freshDatabase(cluster);
+  const a = await startHub(url);
+  const b = await startHub(url, { followRevocations: false });
+  const device = await addDevice(a, () => b.addresses[0]?.port as number);
+  await until(() => onlineAt(b, device.deviceId), 'the device on b');
+  await a.revoke(device.deviceId, 'test:admin');
+  await until(() => !a.hasDevice(device.deviceId), 'a dropped it');
+  // The lease still protects the connection (the row is gone, so b's lease check drops it and no lease is taken again)...
+  await until(() => !device.host.online, 'disconnected by the lost lease');
+  await new Promise((resolve) => setTimeout(resolve, 500)); // (several control polls of b)
+  // ...but b keeps serving the device in its core: the revoked device's keys stay in memory, and send() still queues for it.
+  expect(b.hasDevice(device.deviceId)).toBe(true);
+  expect(b.deviceKeys(device.deviceId).active.key).toEqual(device.host.keys.active.key);
+  expect(() => b.send(device.deviceId, Buffer.from('to a revoked device'))).not.toThrow();
+  expect(() => a.send(device.deviceId, Buffer.from('to a revoked device'))).toThrow(expect.objectContaining({ code: 'UNKNOWN_DEVICE' }));
+}, 30_000);

@@ -10,6 +10,14 @@
  * With keys wrapped (finding 9), a raw-bytes scan alone could never fail, so
  * the scan looks for every wrapped form too; and a deliberately broken
  * variant (no truncation) shows that the scan does find them when they stay.
+ *
+ * SQLite only, by nature: it scans the files SQLite writes and relies on
+ * secure_delete and the WAL checkpoint, which PostgreSQL does not have (dead
+ * tuples, WAL segments and archives keep old rows out of the hub's reach).
+ * PostgreSQL's equivalent is crypto-shredding (docs/HUB.md §13.6): the
+ * re-wrap and the destruction of the old KEK version in
+ * tests/hub-postgres-store.test.ts and the cron schedule in
+ * tests/hub-postgres-cli.test.ts.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';

@@ -3,24 +3,15 @@
  * while the device's commit is outstanding, used to return an id at once and
  * throw later inside the group commit (an uncaught exception in a
  * setImmediate), leaving the rest of that batch never `persisted()`. Now the
- * core answers at the call: a typed error, and nothing queued.
+ * core answers at the call: a typed error, and nothing queued. On both
+ * backends (a SQLite hub, a PostgreSQL instance: the same core and pipeline,
+ * two group commits).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { LockstepHub } from '../tools/hub/server';
 import { provisionSimulatedDevice, SimulatedDevice } from '../tools/demo/fleet';
 import { MAX_APP_PAYLOAD_BYTES } from '../modules/protocol/constants';
+import { BACKENDS, useBackends } from './support/backends';
 
-let dir: string;
-const cleanups: (() => Promise<void> | void)[] = [];
-beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'lockstep-send-'));
-});
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  rmSync(dir, { recursive: true, force: true });
-});
+const both = useBackends();
 
 async function until(predicate: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -30,30 +21,30 @@ async function until(predicate: () => boolean, what: string, timeoutMs = 5000): 
   }
 }
 
-test('an oversized send during a commit is refused at the call; the batch still completes', async () => {
+test.each(BACKENDS)('%s: an oversized send during a commit is refused at the call; the batch still completes', async (backend) => {
   const uncaught: unknown[] = [];
   const onUncaught = (error: unknown) => uncaught.push(error);
   process.on('uncaughtException', onUncaught);
-  cleanups.push(() => {
+  both.later(() => {
     process.off('uncaughtException', onUncaught);
   });
-  const hub = await LockstepHub.start({ database: join(dir, 'hub.db'), tcp: { port: 0 }, tickMs: 20, rotation: { intervalMs: 0 } });
-  cleanups.push(() => hub.close());
-  const devices = [provisionSimulatedDevice(), provisionSimulatedDevice()].map((provisioned) => {
-    hub.provision(provisioned.record);
+  const hub = await both.hub(await both.database(backend), { tickMs: 20, rotation: { intervalMs: 0 } });
+  const devices: SimulatedDevice[] = [];
+  for (const provisioned of [provisionSimulatedDevice(), provisionSimulatedDevice()]) {
+    await hub.provision(provisioned.record);
     const device = new SimulatedDevice(provisioned, {
       endpoint: () => ({ host: '127.0.0.1', port: hub.addresses[0]?.port as number }),
       host: { reconnectInitialMs: 20, reconnectMaxMs: 200 },
     });
-    cleanups.push(() => device.stop());
+    both.later(() => device.stop());
     device.start();
-    return device;
-  });
-  await until(() => devices.every((d) => d.host.online), 'devices online');
+    devices.push(device);
+  }
+  await until(() => devices.every((d) => d.host.online && hub.deviceState(d.deviceId).connected), 'devices online');
   const [first, second] = devices as [SimulatedDevice, SimulatedDevice];
-  // Two rotations in one turn: one group-commit batch with both devices' pending keys.
-  expect(hub.rotate(first.deviceId)).toBe('started');
-  expect(hub.rotate(second.deviceId)).toBe('started');
+  // Two rotations in one turn: one group-commit batch with both devices' pending keys (awaiting a settled rotate() yields microtasks only).
+  expect(await hub.rotate(first.deviceId)).toBe('started');
+  expect(await hub.rotate(second.deviceId)).toBe('started');
   expect(hub.deviceState(first.deviceId).persisting).toBe(true);
   let refused: unknown;
   try {

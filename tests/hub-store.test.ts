@@ -1,7 +1,13 @@
 /**
- * The hub's SQLite store: migrations, conditional key-slot updates (group
- * commit), atomic batches, the serving-hub lock, and the hub record format
- * shared with tools/provision.
+ * The hub's store on both backends (SQLite and PostgreSQL, tools/hub/storage.ts):
+ * conditional key-slot updates (group commit), atomic batches, rotation
+ * requests, the audit trail (append-only, key events inside the commit) and
+ * revocation. SQLite only, because the mechanism exists only there: WAL
+ * mode and the file's mode, SQLite's migrations (user_version), the
+ * serving-hub lock (PostgreSQL has no single serving hub: fencing instead,
+ * tests/hub-postgres-store.test.ts). PostgreSQL only: its own migrations
+ * and their refusal of a newer schema. Also the hub record format shared
+ * with tools/provision.
  */
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,6 +18,11 @@ import { migrate, SCHEMA_VERSION } from '../tools/hub/migrations';
 import { newDeviceRecord, parseHubRecord, parseHubRecords, toHubRecordJson } from '../tools/hub/records';
 import { HubStore } from '../tools/hub/store';
 import { provisionDevice } from '../tools/provision/provision';
+import { PgHubStore } from '../tools/hub/postgres/store';
+import { PG_SCHEMA_VERSION } from '../tools/hub/postgres/schema';
+import { BACKENDS, useBackends } from './support/backends';
+
+const both = useBackends();
 
 let dir: string;
 beforeEach(() => {
@@ -56,58 +67,145 @@ describe('schema', () => {
   });
 });
 
-describe('key slots', () => {
-  test('storePending and promote apply only in order; a stale op changes nothing', () => {
-    const store = new HubStore(join(dir, 'hub.db'));
+describe('PostgreSQL schema', () => {
+  // (SQLite's equivalents, on user_version, are the 'schema' tests above.)
+  test('a new database is migrated to the current version; a database from a newer hub is refused', async () => {
+    const url = await both.database('postgres');
+    const store = await both.storage(url);
+    expect(store.backend).toBe('postgres');
+    expect((await both.rawSql(url, 'SELECT version FROM lockstep_schema'))[0]).toEqual({ version: PG_SCHEMA_VERSION });
+    await both.rawSql(url, `UPDATE lockstep_schema SET version = ${PG_SCHEMA_VERSION + 1}`);
+    await expect(PgHubStore.open(url, { ...both.keyringFor(url), poolSize: 1 })).rejects.toThrow(/newer than this hub/);
+  });
+});
+
+describe.each(BACKENDS)('key slots (%s)', (backend) => {
+  test('storePending and promote apply only in order; a stale op changes nothing', async () => {
+    const store = await both.storage(await both.database(backend));
     const record = newDeviceRecord();
     const id = record.deviceId;
-    store.insertDevice(record, 1000);
-    expect(store.commit([{ kind: 'storePending', deviceId: id, id: 2, key: key(2) }], 2000)).toEqual([true]);
+    await store.insertDevices([record], 1000);
+    const fences = await both.fencesFor(store, [id]);
+    expect(await store.commit([{ kind: 'storePending', deviceId: id, id: 2, key: key(2) }], 2000, fences)).toEqual([true]);
     // A second pending is never stored over an unconfirmed one.
-    expect(store.commit([{ kind: 'storePending', deviceId: id, id: 2, key: key(9) }], 2001)).toEqual([false]);
-    expect(store.commit([{ kind: 'promote', deviceId: id, id: 3 }], 2002)).toEqual([false]);
-    expect(store.getDevice(id)?.pending?.key).toEqual(key(2));
-    expect(store.commit([{ kind: 'promote', deviceId: id, id: 2 }], 3000)).toEqual([true]);
-    const after = store.getDevice(id);
+    expect(await store.commit([{ kind: 'storePending', deviceId: id, id: 2, key: key(9) }], 2001, fences)).toEqual([false]);
+    expect(await store.commit([{ kind: 'promote', deviceId: id, id: 3 }], 2002, fences)).toEqual([false]);
+    expect((await store.getDevice(id))?.pending?.key).toEqual(key(2));
+    expect(await store.commit([{ kind: 'promote', deviceId: id, id: 2 }], 3000, fences)).toEqual([true]);
+    const after = await store.getDevice(id);
     expect(after?.active).toEqual({ id: 2, key: key(2) });
     expect(after?.pending).toBeUndefined();
     expect(after?.rotations).toBe(1);
     expect(after?.activeSince).toBe(3000);
     // The op must follow the active id.
-    expect(store.commit([{ kind: 'storePending', deviceId: id, id: 5, key: key(5) }], 3001)).toEqual([false]);
-    store.close();
+    expect(await store.commit([{ kind: 'storePending', deviceId: id, id: 5, key: key(5) }], 3001, fences)).toEqual([false]);
   });
 
-  test('a failing batch is all-or-nothing', () => {
-    const store = new HubStore(join(dir, 'hub.db'));
+  test('a failing batch is all-or-nothing', async () => {
+    const store = await both.storage(await both.database(backend));
     const a = newDeviceRecord();
     const b = newDeviceRecord();
-    store.insertDevices([a, b], 1);
-    expect(() =>
+    await store.insertDevices([a, b], 1);
+    const fences = await both.fencesFor(store, [a.deviceId, b.deviceId]);
+    await expect(
       store.commit(
         [
           { kind: 'storePending', deviceId: a.deviceId, id: 2, key: key(2) },
-          { kind: 'storePending', deviceId: b.deviceId, id: 2, key: new Uint8Array(3) }, // violates the CHECK
+          { kind: 'storePending', deviceId: b.deviceId, id: 2, key: new Uint8Array(3) }, // not a 64-byte key: the wrap refuses it
         ],
         2,
+        fences,
       ),
-    ).toThrow();
-    expect(store.getDevice(a.deviceId)?.pending).toBeUndefined();
-    expect(() => store.insertDevices([newDeviceRecord(), a], 3)).toThrow(/already provisioned/);
-    expect(store.loadDevices()).toHaveLength(2);
-    store.close();
+    ).rejects.toThrow();
+    expect((await store.getDevice(a.deviceId))?.pending).toBeUndefined();
+    await expect(store.insertDevices([newDeviceRecord(), a], 3)).rejects.toThrow(/already provisioned/);
+    expect(await store.listDevices()).toHaveLength(2);
   });
 
-  test('rotation requests are cleared by the storePending that serves them', () => {
-    const store = new HubStore(join(dir, 'hub.db'));
+  test('rotation requests are cleared by the storePending that serves them', async () => {
+    const store = await both.storage(await both.database(backend));
     const record = newDeviceRecord();
-    store.insertDevice(record, 1);
-    expect(store.requestRotation(record.deviceId.toUpperCase(), 5)).toBe(true);
-    expect(store.requestRotation('0000000000000000', 5)).toBe(false);
-    expect(store.rotationRequests()).toEqual([record.deviceId]);
-    store.commit([{ kind: 'storePending', deviceId: record.deviceId, id: 2, key: key(2) }], 6);
-    expect(store.rotationRequests()).toEqual([]);
-    store.close();
+    await store.insertDevices([record], 1);
+    expect(await store.requestRotation(record.deviceId.toUpperCase(), 5)).toBe(true);
+    expect(await store.requestRotation('0000000000000000', 5)).toBe(false);
+    expect(await store.rotationRequests()).toEqual([record.deviceId]);
+    await store.commit([{ kind: 'storePending', deviceId: record.deviceId, id: 2, key: key(2) }], 6, await both.fencesFor(store, [record.deviceId]));
+    expect(await store.rotationRequests()).toEqual([]);
+  });
+
+  test('last-seen times; the KEK versions in use; keys are stored wrapped', async () => {
+    const url = await both.database(backend);
+    const store = await both.storage(url);
+    const record = newDeviceRecord();
+    await store.insertDevices([record], 1);
+    await store.touch(new Map([[record.deviceId, 77]]));
+    expect((await store.listDevices())[0]?.lastSeenAt).toBe(77);
+    expect(await store.kekVersionsInUse()).toEqual([1]);
+    const [row] = (await both.rawSql(url, 'SELECT active_key FROM devices')) as { active_key: Buffer }[];
+    expect(row?.active_key.length).toBe(113);
+    expect(row?.active_key.includes(Buffer.from(record.active.key))).toBe(false);
+  });
+});
+
+describe.each(BACKENDS)('audit trail and revocation (%s)', (backend) => {
+  test('key events are recorded inside the commit, for the ops that applied only; administrative entries; filters and paging', async () => {
+    const url = await both.database(backend);
+    const store = await both.storage(url);
+    const record = newDeviceRecord();
+    await store.insertDevices([record], 1);
+    const fences = await both.fencesFor(store, [record.deviceId]);
+    await store.commit([{ kind: 'storePending', deviceId: record.deviceId, id: 2, key: key(2) }], 10, fences);
+    await store.commit([{ kind: 'storePending', deviceId: record.deviceId, id: 2, key: key(9) }], 11, fences); // does not apply: no entry
+    await store.commit([{ kind: 'promote', deviceId: record.deviceId, id: 2 }], 12, fences);
+    await store.appendAudit([{ actor: 'cli:test', action: 'device.rotate', deviceId: record.deviceId.toUpperCase(), outcome: 'requested' }], 13);
+    const entries = await store.readAudit({});
+    expect(entries.map((e) => [e.at, e.actor, e.action, e.deviceId, e.outcome, e.detail])).toEqual([
+      [13, 'cli:test', 'device.rotate', record.deviceId, 'requested', undefined],
+      [12, 'hub', 'rotation.confirm', record.deviceId, 'ok', { keyId: 2 }],
+      [10, 'hub', 'rotation.start', record.deviceId, 'ok', { keyId: 2, mode: 'classic' }],
+    ]);
+    expect((await store.readAudit({ action: 'rotation.confirm' })).map((e) => e.at)).toEqual([12]);
+    expect((await store.readAudit({ deviceId: '0000000000000000' })).length).toBe(0);
+    const [newest, second] = entries;
+    expect((await store.readAudit({ before: newest!.seq, limit: 1 })).map((e) => e.seq)).toEqual([second!.seq]);
+    // Never key material: a long string (a key is 128 hex digits) is refused before anything is written.
+    await expect(store.appendAudit([{ actor: 'x', action: 'leak', outcome: 'ok', detail: { key: 'ab'.repeat(64) } }], 14)).rejects.toThrow(/longer than 64/);
+    expect(await store.readAudit({ action: 'leak' })).toEqual([]);
+  });
+
+  test('the audit trail is append-only in the database itself (UPDATE and DELETE refused)', async () => {
+    const url = await both.database(backend);
+    const store = await both.storage(url);
+    await store.appendAudit([{ actor: 'cli:test', action: 'device.provision', outcome: 'ok' }], 1);
+    expect(await both.rawSql(url, 'SELECT outcome FROM audit_log')).toEqual([{ outcome: 'ok' }]); // (a row for the triggers to refuse)
+    const outcome = (text: string) => both.rawSql(url, text).then((result) => `applied: ${JSON.stringify(result)}`, (error: unknown) => String((error as Error).message ?? error));
+    expect(await outcome("UPDATE audit_log SET outcome = 'changed'")).toMatch(/append-only/);
+    expect(await outcome('DELETE FROM audit_log')).toMatch(/append-only/);
+    expect((await store.readAudit({}))[0]?.outcome).toBe('ok');
+  });
+
+  test('revocation deletes the row and both keys, records the revocation and its entry; the id is refused from then on', async () => {
+    const url = await both.database(backend);
+    const store = await both.storage(url);
+    const [record, other] = [newDeviceRecord(), newDeviceRecord()];
+    await store.insertDevices([record, other], 1);
+    await store.commit([{ kind: 'storePending', deviceId: record.deviceId, id: 2, key: key(2) }], 2, await both.fencesFor(store, [record.deviceId]));
+    const revocation = await store.revokeDevice(record.deviceId.toUpperCase(), 'cli:test', 'lost in transit', 5);
+    expect(revocation).toMatchObject({ deviceId: record.deviceId, revokedAt: 5, actor: 'cli:test', reason: 'lost in transit', lastKeyId: 1 });
+    expect(await store.getDevice(record.deviceId)).toBeUndefined();
+    expect((await store.listDevices()).map((d) => d.deviceId)).toEqual([other.deviceId]);
+    expect(await both.rawSql(url, `SELECT device_id FROM devices WHERE device_id = '${record.deviceId}'`)).toEqual([]);
+    expect(await store.revokeDevice(record.deviceId, 'cli:test', undefined, 6)).toBeUndefined(); // nothing left to revoke
+    expect(await store.revokeDevice('0000000000000000', 'cli:test', undefined, 6)).toBeUndefined();
+    expect(await store.revocation(record.deviceId)).toEqual(revocation);
+    expect(await store.revocationsAfter(0)).toEqual([revocation]);
+    expect(await store.revocationsAfter(revocation!.seq)).toEqual([]);
+    expect((await store.readAudit({ action: 'device.revoke' })).map((e) => [e.deviceId, e.actor, e.detail])).toEqual([[record.deviceId, 'cli:test', { lastKeyId: 1 }]]);
+    // A copy of its old record must not come back, alone or in a batch (which then inserts nothing).
+    await expect(store.insertDevices([record], 7)).rejects.toThrow(/revoked/);
+    await expect(store.insertDevices([newDeviceRecord(), record], 7)).rejects.toThrow(/revoked/);
+    expect(await store.listDevices()).toHaveLength(1);
+    expect(await store.eraseRevoked()).toBe(true);
   });
 });
 

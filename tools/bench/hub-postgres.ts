@@ -60,6 +60,12 @@ export async function run(): Promise<void> {
       console.log(`${name.padEnd(32)} ${l.single.p50.toFixed(2).padStart(10)} ${l.single.p99.toFixed(2).padStart(6)} ${l.batch.p50.toFixed(2).padStart(16)} ${l.batch.p99.toFixed(2).padStart(6)}`);
     }
     console.log(`  PostgreSQL / SQLite p50: ${(pgLatency.single.p50 / sqliteLatency.single.p50).toFixed(1)}× (1 op), ${(pgLatency.batch.p50 / sqliteLatency.batch.p50).toFixed(1)}× (64 ops)`);
+    // The audit trail's key events are rows inside the same commit (docs/HUB.md §13.10): their cost, same run.
+    const pgNoAudit = await commitLatencyPostgres(cluster.url, keyring, false);
+    console.log(
+      `  PostgreSQL without key-event audit rows: p50 ${pgNoAudit.single.p50.toFixed(2)} / ${pgNoAudit.batch.p50.toFixed(2)} ms; ` +
+        `with them ×${(pgLatency.single.p50 / pgNoAudit.single.p50).toFixed(2)} (1 op), ×${(pgLatency.batch.p50 / pgNoAudit.batch.p50).toFixed(2)} (64 ops)`,
+    );
 
     // ---- 2. Rotations through the whole path ----
     const records = Array.from({ length: deviceCount }, () => newDeviceRecord());
@@ -105,7 +111,7 @@ export async function run(): Promise<void> {
   }
 }
 
-function commitLatencySqlite(path: string, keyring: Keyring): { single: { p50: number; p99: number }; batch: { p50: number; p99: number } } {
+export function commitLatencySqlite(path: string, keyring: Keyring): { single: { p50: number; p99: number }; batch: { p50: number; p99: number } } {
   const store = new HubStore(path, { keyring });
   try {
     const devices = Array.from({ length: 64 }, () => newDeviceRecord());
@@ -133,8 +139,9 @@ function commitLatencySqlite(path: string, keyring: Keyring): { single: { p50: n
   }
 }
 
-async function commitLatencyPostgres(url: string, keyring: Keyring): Promise<{ single: { p50: number; p99: number }; batch: { p50: number; p99: number } }> {
+export async function commitLatencyPostgres(url: string, keyring: Keyring, audit = true): Promise<{ single: { p50: number; p99: number }; batch: { p50: number; p99: number } }> {
   const store = await PgHubStore.open(url, { keyring, poolSize: 2 });
+  store.auditKeyEvents = audit;
   try {
     const devices = Array.from({ length: 64 }, () => newDeviceRecord());
     await store.insertDevices(devices, Date.now());

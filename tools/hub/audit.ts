@@ -61,7 +61,8 @@ export function checkDetail(detail: AuditDetail | undefined): string | null {
   return JSON.stringify(detail);
 }
 
-interface AuditRow {
+/** A row of audit_log as both backends return it (tools/hub/postgres/audit.ts reads the same table). */
+export interface AuditRow {
   seq: number;
   at: number;
   actor: string;
@@ -115,7 +116,11 @@ export function readAudit(db: Database.Database, query: AuditQuery): AuditEntry[
   }
   const limit = Math.min(Math.max(query.limit ?? 100, 1), MAX_AUDIT_PAGE);
   const sql = `SELECT * FROM audit_log ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ${limit}`;
-  return (db.prepare(sql).all(...args) as AuditRow[]).map((row) => ({
+  return (db.prepare(sql).all(...args) as AuditRow[]).map(auditEntryOf);
+}
+
+export function auditEntryOf(row: AuditRow): AuditEntry {
+  return {
     seq: row.seq,
     at: row.at,
     actor: row.actor,
@@ -123,10 +128,11 @@ export function readAudit(db: Database.Database, query: AuditQuery): AuditEntry[
     ...(row.device_id === null ? {} : { deviceId: row.device_id }),
     outcome: row.outcome,
     ...(row.detail === null ? {} : { detail: JSON.parse(row.detail) as AuditDetail }),
-  }));
+  };
 }
 
-interface RevocationRow {
+/** A row of revoked_devices (both backends). */
+export interface RevocationRow {
   seq: number;
   device_id: string;
   revoked_at: number;
@@ -135,7 +141,7 @@ interface RevocationRow {
   last_key_id: number;
 }
 
-function revocationOf(row: RevocationRow): Revocation {
+export function revocationOf(row: RevocationRow): Revocation {
   return { seq: row.seq, deviceId: row.device_id, revokedAt: row.revoked_at, actor: row.actor, reason: row.reason ?? undefined, lastKeyId: row.last_key_id };
 }
 

@@ -12,7 +12,9 @@
  *   recover <device> approve a device's recorded recovery request (policy approve)
  *   enrol <device>   arm the one-time enrolment of a device provisioned without a credential
  *   static-key       the hub's static recovery keys: status, rotate, retire <id>
- * Every command works on the SQLite database given by --db. Only `serve`
+ * Every command works on the database given by --db: a SQLite file, or a
+ * postgres:// URL for the commands that take one (a tier of instances,
+ * docs/HUB.md §13). Only `serve`
  * changes keys; `rotate` and `provision` leave requests and rows that the
  * serving hub picks up within a second, so the two never race on a key.
  * `revoke` deletes the row itself: a commit of the serving hub for that
@@ -35,7 +37,8 @@ import { newDeviceRecord, parseHubRecord, parseHubRecords, toHubRecordJson, type
 import { LockstepHub } from './server';
 import { defaultKeyringPath, KEK_BYTES, readKeyringFile, writeKeyringFile, type KeyringChoice } from './kek';
 import { HubStore, type DeviceSummary } from './store';
-import { listPostgres, provisionPostgres, rotatePostgres, servePostgres, upgradePostgres } from './postgres/cli-actions';
+import { auditPostgres, kekStatusPostgres, listPostgres, provisionPostgres, revokePostgres, rotateKekPostgres, rotatePostgres, servePostgres, upgradePostgres } from './postgres/cli-actions';
+import type { AuditEntry } from './audit';
 import { isPostgresUrl, redact } from './postgres/store';
 import { userInfo } from 'node:os';
 import { checkTokenConfig, newToken, type TokenConfig } from './http/options';
@@ -274,7 +277,7 @@ program
         }
       }
       if (store === undefined) {
-        await provisionPostgres(flags.db, records, kekChoice(flags));
+        await provisionPostgres(flags.db, records, kekChoice(flags), cliActor(), flags.import ? 'device.import' : 'device.provision');
       } else {
         store.insertDevices(records, Date.now());
         store.appendAudit(records.map((r) => ({ actor: cliActor(), action: flags.import ? 'device.import' : 'device.provision', deviceId: r.deviceId, outcome: 'ok', detail: { keyId: r.active.id } })), Date.now());
@@ -361,7 +364,7 @@ program
   .action(async (deviceId: string, flags: { db: string; wait?: number | boolean; kekFile?: string }) => {
     if (isPostgresUrl(flags.db)) {
       const waitMs = flags.wait === undefined || flags.wait === false ? undefined : flags.wait === true ? 30_000 : flags.wait;
-      const outcome = await rotatePostgres(flags.db, deviceId, kekChoice(flags), waitMs);
+      const outcome = await rotatePostgres(flags.db, deviceId, kekChoice(flags), waitMs, cliActor());
       if (!outcome.found) {
         process.stderr.write(`rotate: no device ${deviceId} in ${redact(flags.db)}\n`);
         process.exitCode = 1;
@@ -410,6 +413,9 @@ program
     }
   });
 
+/** The crypto-shredding schedule's default retention (docs/HUB.md §13.6): a retired KEK version is destroyed 7 days after it stopped wrapping any row. */
+const PG_DESTROY_AFTER_MS = 7 * 24 * 3600_000;
+
 const kek = program.command('kek').description('the key-encryption keys (KEK) that wrap every key in the database (docs/HUB.md §4.1)');
 
 kek
@@ -419,7 +425,32 @@ kek
   .addOption(kekOption())
   .option('--to <id>', 'with LOCKSTEP_KEK: the version (already in the variable, for this process and the serving hub) to switch to', integerArg)
   .option('--keep-old', 'keep the old versions in the keyring file (default: removed once no row uses them)', false)
-  .action(async (flags: { db: string; kekFile?: string; to?: number; keepOld: boolean }) => {
+  .option('--destroy-after <duration>', `PostgreSQL: destroy a retired version this long after it stopped wrapping any row (crypto-shredding schedule, docs/HUB.md §13.6; ${DURATION_HELP}; default 7d)`, durationArg)
+  .action(async (flags: { db: string; kekFile?: string; to?: number; keepOld: boolean; destroyAfter?: number }) => {
+    if (isPostgresUrl(flags.db)) {
+      const kekFile = flags.kekFile ?? (process.env.LOCKSTEP_KEK_FILE || undefined);
+      const result = await rotateKekPostgres(flags.db, {
+        kekFile,
+        to: flags.to,
+        destroyAfterMs: flags.destroyAfter ?? PG_DESTROY_AFTER_MS,
+        keepOld: flags.keepOld,
+        actor: cliActor(),
+      });
+      process.stdout.write(`${JSON.stringify(result)}\n`);
+      process.stderr.write(
+        `kek rotate: ${result.rewrapped} row(s) re-wrapped under KEK ${result.to}` +
+          (result.destroyedVersions.length > 0 ? `; versions ${result.destroyedVersions.join(', ')} destroyed (removed from ${result.keyring}): every retired key they wrapped, in dead tuples, WAL and backups, is gone` : '') +
+          (result.keptUntil.length > 0 ? `; kept for backups: ${result.keptUntil.map((k) => `${k.kekId} until ${k.destroyAfter}`).join(', ')}` : '') +
+          (kekFile === undefined && result.dueVersions.length > 0 ? `; due for destruction: versions ${result.dueVersions.join(', ')} — remove them from LOCKSTEP_KEK of every instance and restart it` : '') +
+          '\n',
+      );
+      return;
+    }
+    if (flags.destroyAfter !== undefined) {
+      process.stderr.write('kek rotate: --destroy-after is for PostgreSQL (docs/HUB.md §13.6); on SQLite the old versions leave the keyring file right after the re-wrap and WAL checkpoint, unless --keep-old\n');
+      process.exitCode = 1;
+      return;
+    }
     const inline = flags.kekFile === undefined && (process.env.LOCKSTEP_KEK_FILE ?? '') === '' && (process.env.LOCKSTEP_KEK ?? '') !== '';
     if (inline && flags.to === undefined) {
       process.stderr.write('kek rotate: the KEK comes from LOCKSTEP_KEK; add the new version to it (here and in the serving hub) and name it with --to <id>\n');
@@ -462,7 +493,12 @@ kek
   .command('status')
   .description('which KEK version is active and how many rows each version wraps (no key material)')
   .addOption(dbOption())
-  .action((flags: { db: string }) => {
+  .addOption(kekOption())
+  .action(async (flags: { db: string; kekFile?: string }) => {
+    if (isPostgresUrl(flags.db)) {
+      process.stdout.write(`${JSON.stringify(await kekStatusPostgres(flags.db, kekChoice(flags)))}\n`);
+      return;
+    }
     const store = new HubStore(flags.db, { readonly: true });
     try {
       const counts: Record<string, number> = {};
@@ -521,6 +557,20 @@ program
       process.exitCode = 1;
       return;
     }
+    if (isPostgresUrl(flags.db)) {
+      const { revocation, earlier } = await revokePostgres(flags.db, deviceId, kekChoice(flags), cliActor(), flags.reason);
+      if (revocation === undefined) {
+        process.stderr.write(earlier ? `revoke: ${earlier.deviceId} was revoked already (${iso(earlier.revokedAt)} by ${earlier.actor})\n` : `revoke: no device ${deviceId} in ${redact(flags.db)}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      process.stdout.write(`${JSON.stringify({ ...revocation, revokedAt: iso(revocation.revokedAt) })}\n`);
+      process.stderr.write(
+        `revoked ${revocation.deviceId}: row and keys deleted; every instance closes its connections within a second. ` +
+          'Its wrapped keys stay in dead tuples, WAL and backups until their KEK version is destroyed (kek rotate, docs/HUB.md §13.6)\n',
+      );
+      return;
+    }
     const store = new HubStore(flags.db, kekChoice(flags));
     try {
       const revocation = store.revokeDevice(deviceId, cliActor(), flags.reason, Date.now());
@@ -547,28 +597,37 @@ program
   .option('--limit <n>', 'how many entries (at most 500)', integerArg, 50)
   .option('--before <seq>', 'entries before this sequence number (paging)', integerArg)
   .option('--json', 'one JSON object per entry', false)
-  .action((flags: { db: string; device?: string; action?: string; limit: number; before?: number; json: boolean }) => {
+  .addOption(kekOption())
+  .action(async (flags: { db: string; device?: string; action?: string; limit: number; before?: number; json: boolean; kekFile?: string }) => {
+    const query = {
+      limit: flags.limit,
+      ...(flags.device !== undefined ? { deviceId: flags.device } : {}),
+      ...(flags.action !== undefined ? { action: flags.action } : {}),
+      ...(flags.before !== undefined ? { before: flags.before } : {}),
+    };
+    if (isPostgresUrl(flags.db)) {
+      printAudit(await auditPostgres(flags.db, kekChoice(flags), query), flags.json);
+      return;
+    }
     const store = new HubStore(flags.db, { readonly: true });
     try {
       if (store.schemaVersion < 5) throw new Error(`${flags.db} predates the audit trail (schema ${store.schemaVersion}); run serve once to migrate it`);
-      const entries = store.readAudit({
-        limit: flags.limit,
-        ...(flags.device !== undefined ? { deviceId: flags.device } : {}),
-        ...(flags.action !== undefined ? { action: flags.action } : {}),
-        ...(flags.before !== undefined ? { before: flags.before } : {}),
-      });
-      if (flags.json) {
-        for (const e of entries) process.stdout.write(`${JSON.stringify({ ...e, at: new Date(e.at).toISOString() })}\n`);
-        return;
-      }
-      printTable(
-        ['SEQ', 'WHEN', 'WHO', 'WHAT', 'DEVICE', 'OUTCOME', 'DETAIL'],
-        entries.map((e) => [String(e.seq), iso(e.at), e.actor, e.action, e.deviceId ?? '-', e.outcome, e.detail === undefined ? '' : Object.entries(e.detail).map(([k, v]) => `${k}=${String(v)}`).join(' ')]),
-      );
+      printAudit(store.readAudit(query), flags.json);
     } finally {
       store.close();
     }
   });
+
+function printAudit(entries: readonly AuditEntry[], json: boolean): void {
+  if (json) {
+    for (const e of entries) process.stdout.write(`${JSON.stringify({ ...e, at: new Date(e.at).toISOString() })}\n`);
+    return;
+  }
+  printTable(
+    ['SEQ', 'WHEN', 'WHO', 'WHAT', 'DEVICE', 'OUTCOME', 'DETAIL'],
+    entries.map((e) => [String(e.seq), iso(e.at), e.actor, e.action, e.deviceId ?? '-', e.outcome, e.detail === undefined ? '' : Object.entries(e.detail).map(([k, v]) => `${k}=${String(v)}`).join(' ')]),
+  );
+}
 
 program
   .command('token')

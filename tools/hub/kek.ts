@@ -98,6 +98,18 @@ export class Keyring {
     return this.#versions.has(id);
   }
 
+  /**
+   * Drops a destroyed version from memory (zeroed). A source that still
+   * holds it would bring it back at the next reload: remove it there first.
+   */
+  forget(id: number): void {
+    const kek = this.#versions.get(id);
+    if (kek === undefined) return;
+    if (this.#versions.size === 1) throw new KekError('KEK_UNAVAILABLE', `KEK version ${id} is the last one in ${this.description}`);
+    kek.fill(0);
+    this.#versions.delete(id);
+  }
+
   wrap(kekId: number, deviceId: string, keyId: number, key: Uint8Array): Buffer {
     const kek = this.#kek(kekId);
     this.operations.wrap++;

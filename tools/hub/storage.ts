@@ -13,6 +13,7 @@
  * exclusive lock, tools/hub/store.ts).
  */
 import type { HubPersistOp } from '../../modules/hub/actions';
+import type { AuditEntry, AuditEntryInput, AuditQuery, Revocation } from './audit';
 import type { KeyringChoice } from './kek';
 import type { HubOptions } from './options';
 import type { DeviceRecord } from './records';
@@ -38,6 +39,20 @@ export interface HubStorage {
   touch(lastSeen: ReadonlyMap<string, number>): Promise<void>;
   /** The KEK versions wrapping some row (a version not listed may be destroyed). */
   kekVersionsInUse(): Promise<number[]>;
+  /** Administrative actions, durable when this resolves (docs/HUB.md §12.6). */
+  appendAudit(entries: readonly AuditEntryInput[], now: number): Promise<void>;
+  readAudit(query: AuditQuery): Promise<AuditEntry[]>;
+  /** Deletes the device with its keys and records the revocation (§12.5); undefined if there is no such device. */
+  revokeDevice(deviceId: string, actor: string, reason: string | undefined, now: number): Promise<Revocation | undefined>;
+  revocation(deviceId: string): Promise<Revocation | undefined>;
+  revocationsAfter(seq: number): Promise<Revocation[]>;
+  /**
+   * After a revocation: the erasure each backend can do on its own. SQLite
+   * checkpoints and truncates the WAL (§4.2; false if a reader blocked it);
+   * PostgreSQL cannot reach dead tuples, WAL or archives, so the wrapped
+   * keys are gone only once their KEK version is destroyed (§13.6): true.
+   */
+  eraseRevoked(): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -78,6 +93,24 @@ class SqliteStorage implements HubStorage {
     }
     return [...ids].sort((a, b) => a - b);
   }
+  async appendAudit(entries: readonly AuditEntryInput[], now: number): Promise<void> {
+    this.store.appendAudit(entries, now);
+  }
+  async readAudit(query: AuditQuery): Promise<AuditEntry[]> {
+    return this.store.readAudit(query);
+  }
+  async revokeDevice(deviceId: string, actor: string, reason: string | undefined, now: number): Promise<Revocation | undefined> {
+    return this.store.revokeDevice(deviceId, actor, reason, now);
+  }
+  async revocation(deviceId: string): Promise<Revocation | undefined> {
+    return this.store.revocation(deviceId);
+  }
+  async revocationsAfter(seq: number): Promise<Revocation[]> {
+    return this.store.revocationsAfter(seq);
+  }
+  async eraseRevoked(): Promise<boolean> {
+    return this.store.path === ':memory:' ? true : this.store.checkpointNow();
+  }
   async close(): Promise<void> {
     this.store.close();
   }
@@ -112,6 +145,24 @@ class PostgresStorage implements HubStorage {
   }
   kekVersionsInUse(): Promise<number[]> {
     return this.store.kekVersionsInUse();
+  }
+  appendAudit(entries: readonly AuditEntryInput[], now: number): Promise<void> {
+    return this.store.appendAudit(entries, now);
+  }
+  readAudit(query: AuditQuery): Promise<AuditEntry[]> {
+    return this.store.readAudit(query);
+  }
+  revokeDevice(deviceId: string, actor: string, reason: string | undefined, now: number): Promise<Revocation | undefined> {
+    return this.store.revokeDevice(deviceId, actor, reason, now);
+  }
+  revocation(deviceId: string): Promise<Revocation | undefined> {
+    return this.store.revocation(deviceId);
+  }
+  revocationsAfter(seq: number): Promise<Revocation[]> {
+    return this.store.revocationsAfter(seq);
+  }
+  async eraseRevoked(): Promise<boolean> {
+    return true;
   }
   close(): Promise<void> {
     return this.store.close();

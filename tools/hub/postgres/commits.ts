@@ -116,7 +116,9 @@ export class PgCommits {
   #committed(outcomes: { op: HubPersistOp; result: true | false | Error }[]): void {
     for (const { op, result } of outcomes) {
       try {
-        if (result === true) {
+        if (!this.core.hasDevice(op.deviceId)) {
+          // Revoked meanwhile (its row is gone, so the write matched nothing): the core no longer knows it, nothing to tell.
+        } else if (result === true) {
           if (op.kind === 'storePending') this.events.rotationDurable(op);
           this.pipeline.apply(this.core.persisted(op.deviceId, this.now()));
         } else {

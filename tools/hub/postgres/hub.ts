@@ -12,7 +12,9 @@
  * - the control loop (LISTEN/NOTIFY as a wake-up, and a poll as the record)
  *   notices leases taken elsewhere, devices provisioned elsewhere and
  *   rotation requests (durable in the device's row) for the devices it
- *   serves.
+ *   serves, revocations (durable in revoked_devices: every instance drops
+ *   the device and closes its connections) and destroyed KEK versions
+ *   (dropped from memory, docs/HUB.md §13.6).
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -39,6 +41,8 @@ import { Rotations } from '../rotation';
 import { RotationScheduler, type RotationPolicy } from '../scheduler';
 import type { StoredDevice } from '../store';
 import type { DeviceView, HubEvents, HubStats, RotateResult } from '../types';
+import { AuditLog, type AuditEntryInput, type Revocation } from '../audit';
+import { NOTIFY_REVOKE } from './audit';
 import { PgCommits } from './commits';
 import { LeaseGate, wipeStored } from './lease-gate';
 import { NOTIFY_LEASE, NOTIFY_ROTATE, PgHubStore, type Fence, type PgStoreOptions } from './store';
@@ -55,6 +59,12 @@ export interface PgHubOptions extends Omit<HubOptions, 'database' | 'exclusive'>
   readonly requireSynchronousReplication?: boolean;
   /** Leases being taken at once (beyond, new connections are closed; the devices retry). Default 256. */
   readonly maxLeasesInFlight?: number;
+  /**
+   * false: revocations made elsewhere (another instance, the CLI) are not
+   * applied — the broken variant tests/hub-postgres-server.test.ts refutes
+   * (a revoked device keeps its connection on this instance); never in production.
+   */
+  readonly followRevocations?: boolean;
 }
 
 export interface PgHubStats extends HubStats {
@@ -101,12 +111,16 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
   #leasesLost = 0;
   #addresses: { transport: Transport; host: string; port: number }[] = [];
   #stopped = false;
+  #revocationSeq = 0;
+  #audit!: AuditLog;
+  #followRevocations = true;
 
   static async start(options: PgHubOptions): Promise<PgLockstepHub> {
     checkHubOptions({ ...options, database: ':memory:' });
     const instance = options.store?.instance ?? `${randomUUID()}`;
     const store = typeof options.database === 'string' ? await PgHubStore.open(options.database, { ...options.store, instance }) : options.database;
     let devices: StoredDevice[];
+    let startSeq = 0;
     try {
       if (options.requireSynchronousReplication === true) {
         const durability = await store.durability();
@@ -119,11 +133,15 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
         }
       }
       devices = await store.loadDevices();
+      const revocations = await store.revocationsAfter(0);
+      startSeq = revocations.length === 0 ? 0 : (revocations[revocations.length - 1] as Revocation).seq;
     } catch (error) {
       if (typeof options.database === 'string') await store.close();
       throw error;
     }
     const hub = new PgLockstepHub(options, store, devices);
+    hub.#followRevocations = options.followRevocations ?? true;
+    hub.#revocationSeq = startSeq; // (rows loaded after it are alive; a revocation after it is seen by the poll)
     try {
       await hub.#listen(options);
       hub.#startListening();
@@ -206,6 +224,14 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
     );
     this.#rotations = new Rotations(core, this.#pipeline, this.#scheduler, this.#log, monotonicNow);
     for (const device of stored) this.#track(device);
+    this.#lastRowid = stored.reduce((max, device) => Math.max(max, device.rowid), 0); // (the full load at start)
+    store.auditKeyEvents = options.audit ?? true;
+    this.#audit = new AuditLog(
+      // (AuditLog's writer is synchronous; on PostgreSQL a failed-commit entry is written in the background.)
+      (entries) => void this.store.appendAudit(entries, Date.now()).catch((error: unknown) => this.#log.error('auditFailed', { message: describeError(error) })),
+      (error) => this.#log.error('auditFailed', { message: describeError(error) }),
+    );
+    this.on('storageError', ({ deviceId }) => this.auditKeyEvents && this.#audit.later({ actor: 'hub', action: 'commit', deviceId, outcome: 'failed' }));
     this.#log.info('hubLoaded', { database: store.path, instance: this.instance, devices: stored.length });
     this.#every(options.tickMs ?? 200, () => {
       this.#pipeline.apply(core.tick(monotonicNow()));
@@ -264,6 +290,39 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
     this.#core.setMode(deviceId.toLowerCase(), 'dh');
   }
 
+  /**
+   * Revokes a device (docs/HUB.md §12.5, §13.10): in one transaction its row
+   * and both wrapped keys are deleted, the revocation and an audit entry
+   * recorded; this instance drops it at once (connections closed, keys
+   * zeroed in memory), every other instance within a NOTIFY or a poll, and
+   * no instance leases it again (the lease gate finds no row). Its id can
+   * never be provisioned again. Undefined: no such device.
+   */
+  async revoke(deviceId: string, actor: string, reason?: string): Promise<Revocation | undefined> {
+    const revocation = await this.store.revokeDevice(deviceId, actor, reason, Date.now());
+    if (revocation !== undefined) this.#forgetRevoked(revocation);
+    return revocation;
+  }
+
+  /** Records administrative actions in the audit trail; durable when this resolves (rejects if they could not be written). */
+  async audit(entries: AuditEntryInput | readonly AuditEntryInput[]): Promise<void> {
+    await this.store.appendAudit(Array.isArray(entries) ? entries : [entries as AuditEntryInput], Date.now());
+  }
+
+  /** Whether key events go to the audit trail (HubOptions.audit). */
+  get auditKeyEvents(): boolean {
+    return this.store.auditKeyEvents;
+  }
+
+  set auditKeyEvents(on: boolean) {
+    this.store.auditKeyEvents = on;
+  }
+
+  /** Whether this instance's core knows the device (false once revoked). */
+  hasDevice(deviceId: string): boolean {
+    return this.#core.hasDevice(deviceId);
+  }
+
   setRotationPolicy(policy: Partial<RotationPolicy>): void {
     this.#scheduler.setPolicy(policy);
   }
@@ -317,6 +376,7 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
     await this.#commits?.close();
     await Promise.all(closing);
     await this.#flushLastSeen();
+    this.#audit.flush();
     const listener = this.#listener;
     this.#listener = undefined;
     await listener?.end().catch(() => {});
@@ -369,11 +429,13 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
       this.#gate.sweep();
       await this.store.heartbeat(Date.now(), this.#startedAt);
       for (const device of await this.store.devicesAfter(this.#lastRowid)) {
-        if (!this.#presence.has(device.deviceId)) this.#register(device);
+        if (!this.#presence.has(device.deviceId) && !this.#core.hasDevice(device.deviceId)) this.#register(device);
         this.#lastRowid = Math.max(this.#lastRowid, device.rowid);
         wipeStored(device);
       }
+      await this.#pollRevocations();
       await this.#checkLeases([...this.#held.keys()]);
+      for (const kekId of await this.store.forgetDestroyedKeks()) this.#log.info('kekForgotten', { kekId });
       const held = [...this.#held.keys()];
       if (held.length > 0) for (const deviceId of await this.store.rotationRequests(held)) this.#requested(deviceId);
     } catch (error) {
@@ -381,6 +443,29 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
     } finally {
       this.#polling = false;
     }
+  }
+
+  /** Revocations made anywhere (another instance, the CLI): the device leaves this instance's core. */
+  async #pollRevocations(): Promise<void> {
+    if (!this.#followRevocations) return;
+    for (const revocation of await this.store.revocationsAfter(this.#revocationSeq)) this.#forgetRevoked(revocation);
+  }
+
+  #forgetRevoked(revocation: Revocation): void {
+    this.#revocationSeq = Math.max(this.#revocationSeq, revocation.seq);
+    const deviceId = revocation.deviceId;
+    const held = this.#held.get(deviceId);
+    if (held !== undefined) {
+      this.#held.delete(deviceId);
+      this.#fences.delete(deviceId);
+    }
+    if (!this.#core.hasDevice(deviceId)) return;
+    this.#pipeline.apply(this.#core.removeDevice(deviceId, new LockstepError('UNKNOWN_DEVICE', 'device revoked')));
+    if (held !== undefined) this.#connections.drop(held.link, 'device revoked');
+    this.#presence.forget(deviceId);
+    this.#scheduler.forget(deviceId);
+    this.#log.warn('deviceRevoked', { deviceId, actor: revocation.actor });
+    this.#emitSafe('deviceRevoked', { deviceId, actor: revocation.actor });
   }
 
   async #checkLeases(deviceIds: string[]): Promise<void> {
@@ -418,7 +503,7 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
     client.on('notification', (message) => this.#notified(message.channel, message.payload ?? ''));
     client
       .connect()
-      .then(() => client.query(`LISTEN ${NOTIFY_LEASE}; LISTEN ${NOTIFY_ROTATE}`))
+      .then(() => client.query(`LISTEN ${NOTIFY_LEASE}; LISTEN ${NOTIFY_ROTATE}; LISTEN ${NOTIFY_REVOKE}`))
       .then(() => {
         this.#listenBackoffMs = 100;
         void this.#poll(); // notifications sent while we were not listening are lost: the poll catches up
@@ -430,6 +515,10 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
   }
 
   #notified(channel: string, payload: string): void {
+    if (channel === NOTIFY_REVOKE) {
+      void this.#pollRevocations().catch((error: unknown) => this.#peerLog.warn('controlPollFailed', { message: describeError(error) }));
+      return;
+    }
     if (channel === NOTIFY_ROTATE) {
       this.#requested(payload);
       return;
@@ -472,7 +561,8 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
   #track(stored: StoredDevice): void {
     this.#presence.track(stored);
     this.#scheduler.keyActivated(stored.deviceId, stored.activeSince);
-    this.#lastRowid = Math.max(this.#lastRowid, stored.rowid);
+    // Not #lastRowid here: a device registered at its lease (or provisioned here) may have a higher rowid than
+    // rows another instance inserted that this one's poll has not seen yet; the poll alone advances it.
   }
 
   async #flushLastSeen(): Promise<void> {

@@ -129,6 +129,17 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
       CREATE INDEX recoveries_device ON recoveries (device_id, at);
     `,
   },
+  {
+    version: 6,
+    description: 'the crypto-shredding schedule (docs/HUB.md §13.6): when each KEK version stopped wrapping any row, and when it was destroyed',
+    sql: `
+      CREATE TABLE kek_versions (
+        kek_id       BIGINT PRIMARY KEY CHECK (kek_id BETWEEN 1 AND 4294967295),
+        retired_at   BIGINT NOT NULL,
+        destroyed_at BIGINT
+      );
+    `,
+  },
 ];
 
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS.length;

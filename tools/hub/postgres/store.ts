@@ -34,6 +34,9 @@ import type { RekeyMode } from '../../../modules/platform/keys';
 import { KekError, Keyring, resolveKeyring, type KeyringChoice } from '../kek';
 import type { DeviceRecord } from '../records';
 import type { DeviceSummary, StoredDevice } from '../store';
+import { summaryOfRow, type DeviceRow } from '../device-row';
+import type { AuditEntry, AuditEntryInput, AuditQuery, Revocation } from '../audit';
+import { appendAuditPg, findRevocationPg, readAuditPg, recordKeyEventsPg, revocationsAfterPg, revokeInTransaction } from './audit';
 import { migratePostgres } from './schema';
 
 /** What an instance holds for a device it serves: the epoch it took and the row version it last wrote or read. */
@@ -61,23 +64,8 @@ export interface PgStoreOptions extends KeyringChoice {
   readonly onPoolError?: (error: Error) => void;
 }
 
-interface PgRow {
-  rowid: number;
-  device_id: string;
-  active_id: number;
-  active_kek: number;
-  active_key: Buffer;
-  pending_id: number | null;
-  pending_kek: number | null;
-  pending_key: Buffer | null;
-  created_at: number;
-  active_since: number;
-  pending_since: number | null;
-  last_seen_at: number | null;
-  rotations: number;
-  rotate_requested_at: number | null;
-  mode: RekeyMode;
-  pending_dh: number;
+/** The row with the fence (PostgreSQL migration 2). */
+interface PgRow extends DeviceRow {
   epoch: number;
   lease_owner: string | null;
   row_version: number;
@@ -103,6 +91,8 @@ export class PgHubStore {
   readonly #pool: pg.Pool;
   readonly #keyring: Keyring;
   readonly #config: pg.PoolConfig;
+  /** Record each applied key-slot write in the audit trail, inside its own commit's transaction (tools/hub/postgres/audit.ts). */
+  auditKeyEvents = true;
 
   private constructor(url: string, keyring: Keyring, config: pg.PoolConfig, options: PgStoreOptions) {
     this.path = redact(url);
@@ -226,7 +216,11 @@ export class PgHubStore {
   async insertDevices(records: readonly DeviceRecord[], now: number): Promise<void> {
     await this.#transaction(async (client) => {
       const kekId = await activeKekFor(client);
+      // A revoked id stays refused (a copy of its old record must not come back), as on SQLite.
+      const revoked = await client.query<{ device_id: string }>('SELECT device_id FROM revoked_devices WHERE device_id = ANY($1::text[]) LIMIT 1', [records.map((r) => r.deviceId.toLowerCase())]);
+      if (revoked.rows[0] !== undefined) throw new LockstepError('LOCAL_BAD_ARGUMENT', `device ${revoked.rows[0].device_id} was revoked`);
       for (const record of records) {
+        if (record.mode !== 'dh' && record.mode !== 'classic') throw new LockstepError('LOCAL_BAD_ARGUMENT', `device ${record.deviceId}: mode must be "dh" or "classic"`);
         try {
           await client.query('SAVEPOINT insert_one');
           await client.query(
@@ -385,6 +379,7 @@ export class PgHubStore {
         if (row !== undefined && fence !== undefined) advanced.push([fence, row.row_version]);
         results.push(row !== undefined);
       }
+      if (this.auditKeyEvents) await recordKeyEventsPg(client, ops, results, now); // durable exactly with the key change
       return results;
     });
     for (const [fence, rowVersion] of advanced) fence.rowVersion = rowVersion;
@@ -437,7 +432,93 @@ export class PgHubStore {
       onProgress?.(rewrapped);
       if (count < 256) break;
     }
+    // The crypto-shredding clock of each version no row needs any more starts now (docs/HUB.md §13.6).
+    const inUse = new Set(await this.kekVersionsInUse());
+    await this.retireKekVersions(from.filter((id) => !inUse.has(id)), Date.now());
     return { from, to, rewrapped, transactions };
+  }
+
+  // ---- The crypto-shredding schedule (docs/HUB.md §13.6, table kek_versions) ----
+
+  /** Records that these versions wrap no row any more (the first record of a version counts). */
+  async retireKekVersions(ids: readonly number[], now: number): Promise<void> {
+    if (ids.length === 0) return;
+    await this.#pool.query('INSERT INTO kek_versions (kek_id, retired_at) SELECT unnest($1::bigint[]), $2 ON CONFLICT (kek_id) DO NOTHING', [ids, now]);
+  }
+
+  /** Every retired version: since when, and whether (when) it was destroyed. */
+  async kekVersions(): Promise<{ kekId: number; retiredAt: number; destroyedAt: number | undefined }[]> {
+    const rows = await this.#pool.query<{ kek_id: number; retired_at: number; destroyed_at: number | null }>('SELECT * FROM kek_versions ORDER BY kek_id');
+    return rows.rows.map((r) => ({ kekId: Number(r.kek_id), retiredAt: Number(r.retired_at), destroyedAt: r.destroyed_at === null ? undefined : Number(r.destroyed_at) }));
+  }
+
+  /**
+   * Records the destruction of versions (the caller removed them from the
+   * keyring source first). Refused for a version that still wraps a row or
+   * is the active one: destroying it would lose those devices.
+   */
+  async markKekDestroyed(ids: readonly number[], now: number): Promise<void> {
+    if (ids.length === 0) return;
+    await this.#transaction(async (client) => {
+      const active = Number((await client.query<{ active_kek: number }>('SELECT active_kek FROM kek_state WHERE singleton = 1 FOR UPDATE')).rows[0]?.active_kek);
+      const used = await client.query<{ id: number }>(
+        'SELECT active_kek AS id FROM devices WHERE active_kek = ANY($1::bigint[]) UNION SELECT pending_kek FROM devices WHERE pending_kek = ANY($1::bigint[]) LIMIT 1',
+        [ids],
+      );
+      if (ids.includes(active) || used.rows[0] !== undefined) {
+        throw new KekError('KEK_UNAVAILABLE', `KEK version ${ids.includes(active) ? active : Number(used.rows[0]?.id)} still wraps keys in ${this.path}; it must not be destroyed`);
+      }
+      await client.query(
+        'INSERT INTO kek_versions (kek_id, retired_at, destroyed_at) SELECT unnest($1::bigint[]), $2, $2 ON CONFLICT (kek_id) DO UPDATE SET destroyed_at = COALESCE(kek_versions.destroyed_at, excluded.destroyed_at)',
+        [ids, now],
+      );
+    });
+  }
+
+  /** Versions recorded as destroyed (a serving instance drops them from its memory: `forgetDestroyedKeks`). */
+  async destroyedKekVersions(): Promise<number[]> {
+    return (await this.#pool.query<{ kek_id: number }>('SELECT kek_id FROM kek_versions WHERE destroyed_at IS NOT NULL ORDER BY kek_id')).rows.map((r) => Number(r.kek_id));
+  }
+
+  /** Zeroes and forgets the destroyed versions this instance still holds in memory; returns those it dropped. */
+  async forgetDestroyedKeks(): Promise<number[]> {
+    const destroyed = await this.destroyedKekVersions();
+    if (!destroyed.some((id) => this.#keyring.ids.includes(id))) return [];
+    // The active version first (a reload of the source, which no longer holds the destroyed ones), so the keyring never runs empty.
+    if (!this.#keyring.has(await this.activeKek())) return [];
+    const held = new Set(this.#keyring.ids);
+    const dropped = destroyed.filter((id) => held.has(id));
+    for (const id of dropped) this.#keyring.forget(id);
+    return dropped;
+  }
+
+  /** The KEK versions this instance holds (ids only). */
+  get keyringIds(): number[] {
+    return this.#keyring.ids;
+  }
+
+  // ---- Audit trail and revocation (tools/hub/postgres/audit.ts, docs/HUB.md §12.5, §12.6) ----
+
+  /** Administrative actions, durable when this resolves. */
+  async appendAudit(entries: readonly AuditEntryInput[], now: number): Promise<void> {
+    await appendAuditPg(this.#pool, entries, now);
+  }
+
+  readAudit(query: AuditQuery): Promise<AuditEntry[]> {
+    return readAuditPg(this.#pool, query);
+  }
+
+  /** Deletes the device with its keys, records the revocation and its audit entry, wakes the instances; undefined if there is no such device. */
+  revokeDevice(deviceId: string, actor: string, reason: string | undefined, now: number): Promise<Revocation | undefined> {
+    return this.#transaction((client) => revokeInTransaction(client, deviceId, actor, reason, now));
+  }
+
+  revocation(deviceId: string): Promise<Revocation | undefined> {
+    return findRevocationPg(this.#pool, deviceId);
+  }
+
+  revocationsAfter(seq: number): Promise<Revocation[]> {
+    return revocationsAfterPg(this.#pool, seq);
   }
 
   /** The raw stored (wrapped) forms of a device's keys (audits, tests). */
@@ -654,19 +735,7 @@ async function activeKekFor(client: pg.PoolClient): Promise<number> {
 
 function summaryOf(row: PgRow): DeviceSummary {
   return {
-    deviceId: row.device_id,
-    activeKeyId: row.active_id,
-    pendingKeyId: row.pending_id ?? undefined,
-    mode: row.mode,
-    pendingMode: row.pending_id === null ? undefined : row.pending_dh === 1 ? 'dh' : 'classic',
-    activeKek: row.active_kek,
-    createdAt: row.created_at,
-    activeSince: row.active_since,
-    pendingSince: row.pending_since ?? undefined,
-    lastSeenAt: row.last_seen_at ?? undefined,
-    rotations: row.rotations,
-    rotateRequestedAt: row.rotate_requested_at ?? undefined,
-    rowid: row.rowid,
+    ...summaryOfRow(row),
     ...(row.device_public_key === null || row.device_public_key === undefined ? {} : { devicePublicKey: new Uint8Array(row.device_public_key) }),
     ...(row.hub_static_id === null || row.hub_static_id === undefined ? {} : { hubStaticId: row.hub_static_id }),
     ...(row.enrolment === null || row.enrolment === undefined ? {} : { enrolment: row.enrolment }),
