@@ -94,20 +94,6 @@ describe('persist ops', () => {
     store.close();
   });
 
-  test('HK12: a fresh pending A + 1 replaces a refused recovered pending only when `replaces` names it', () => {
-    const store = new HubStore(join(dir, 'hub.db'));
-    const { deviceId } = provisioned(store);
-    expect(store.commit([{ kind: 'storeRecovered', deviceId, id: 7, key: key(7) }], 2000)).toEqual([true]);
-    // Without `replaces` an occupied pending slot is never overwritten (H1)...
-    expect(store.commit([{ kind: 'storePending', deviceId, id: 2, key: key(2) }], 2001)).toEqual([false]);
-    // ...nor with `replaces` naming another id.
-    expect(store.commit([{ kind: 'storePending', deviceId, id: 2, key: key(2), replaces: 6 }], 2002)).toEqual([false]);
-    expect(store.getDevice(deviceId)?.pending).toEqual({ id: 7, key: key(7) });
-    expect(store.commit([{ kind: 'storePending', deviceId, id: 2, key: key(2), replaces: 7 }], 2003)).toEqual([true]);
-    expect(store.getDevice(deviceId)?.pending).toEqual({ id: 2, key: key(2) });
-    store.close();
-  });
-
   test('a batch with a failing op is all-or-nothing: the recovered key is not stored', () => {
     const store = new HubStore(join(dir, 'hub.db'));
     const { deviceId } = provisioned(store);

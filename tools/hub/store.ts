@@ -355,26 +355,17 @@ export class HubStore {
               pair.fill(0);
             }
           }
-          // HK12 (`replaces` without a mode change): a fresh pending A + 1 replaces the recovered pending the device refused
-          // (REKEY_ID_NOT_NEXT); the refused key is erased like a retired one (secure_delete, WAL truncated after the commit).
-          const replacing = op.replaces !== undefined;
-          const store = (wrapped: Buffer, dh: 0 | 1): boolean =>
-            replacing
-              ? this.#statements.storePendingReplacing.run(op.id, kekId, wrapped, dh, now, op.deviceId, op.id - 1, op.replaces).changes === 1
-              : this.#statements.storePending.run(op.id, kekId, wrapped, dh, now, op.deviceId, op.id - 1).changes === 1;
           if (op.dh === undefined) {
-            const done = store(this.#wrap(kekId, op.deviceId, op.id, op.key), 0);
-            if (replacing) promoted ||= done;
-            return done;
+            const wrapped = this.#wrap(kekId, op.deviceId, op.id, op.key);
+            return this.#statements.storePending.run(op.id, kekId, wrapped, 0, now, op.deviceId, op.id - 1).changes === 1;
           }
           // Rule H4: the ephemeral pair is durable (the private key under the KEK) before REKEY_DH is sent.
           const pair = new Uint8Array(64);
           pair.set(op.dh.privateKey, 0);
           pair.set(op.dh.publicKey, 32);
           try {
-            const done = store(this.#wrap(kekId, op.deviceId, op.id, pair), 1);
-            if (replacing) promoted ||= done;
-            return done;
+            const wrapped = this.#wrap(kekId, op.deviceId, op.id, pair);
+            return this.#statements.storePending.run(op.id, kekId, wrapped, 1, now, op.deviceId, op.id - 1).changes === 1;
           } finally {
             pair.fill(0);
           }
@@ -758,11 +749,6 @@ function prepare(db: Database.Database) {
     storePending: db.prepare(
       `UPDATE devices SET pending_id = ?, pending_kek = ?, pending_key = ?, pending_dh = ?, pending_since = ?, rotate_requested_at = NULL
        WHERE device_id = ? AND active_id = ? AND pending_id IS NULL`,
-    ),
-    // HK12: the same, over the refused recovered pending named by `replaces`.
-    storePendingReplacing: db.prepare(
-      `UPDATE devices SET pending_id = ?, pending_kek = ?, pending_key = ?, pending_dh = ?, pending_since = ?, rotate_requested_at = NULL
-       WHERE device_id = ? AND active_id = ? AND pending_id = ?`,
     ),
     promote: db.prepare(
       `UPDATE devices SET active_id = pending_id, active_kek = pending_kek, active_key = pending_key, active_since = ?,

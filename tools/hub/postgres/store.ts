@@ -349,9 +349,8 @@ export class PgHubStore {
           result = await client.query(
             `UPDATE devices SET pending_id = $5, pending_kek = $6, pending_key = $7, pending_dh = $9, pending_since = $8, rotate_requested_at = NULL,
                row_version = row_version + 1
-             WHERE device_id = $1 AND $2 = 1 ${guard} ${slotGuard(op.replaces === undefined ? 'AND active_id = $5 - 1 AND pending_id IS NULL' : 'AND active_id = $5 - 1 AND pending_id = $10')} AND ($10::bigint IS NULL OR $10::bigint IS NOT NULL) RETURNING row_version`,
-            // HK12 (`replaces`): a fresh pending A + 1 over the recovered pending the device refused (REKEY_ID_NOT_NEXT).
-            [op.deviceId, 1, ...fenceArgs, op.id, kekId, wrapped, now, op.dh === undefined ? 0 : 1, op.replaces ?? null],
+             WHERE device_id = $1 AND $2 = 1 ${guard} ${slotGuard('AND active_id = $5 - 1 AND pending_id IS NULL')} RETURNING row_version`,
+            [op.deviceId, 1, ...fenceArgs, op.id, kekId, wrapped, now, op.dh === undefined ? 0 : 1],
           );
         } else if (op.key !== undefined) {
           // HK8: the derived key becomes active; the wrapped ephemeral pair is overwritten in the same commit (rule H5).
