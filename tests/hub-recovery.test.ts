@@ -849,22 +849,21 @@ describe('HK11 and refused offers after a rollback', () => {
     }
   });
 
-  test('HK12: REKEY_ID_NOT_NEXT under A for a recovered N > A + 1: N is replaced by a fresh A + 1 in one commit, then offered', () => {
+  test('HS2 with a recovered pending N > A + 1 (finding F4): a HELLO under A gets NO_KEY, not a session that would offer N', () => {
     const env = new Env({ record: { pending: { id: 9, key: key(9) } } });
     const p = new Player(env, 1);
-    expect(sentTypes(p.hello(5, key(5)))).toEqual([MessageType.WELCOME, MessageType.REKEY]);
-    const actions = p.receive(p.sealed({ type: MessageType.ERROR, code: WireError.REKEY_ID_NOT_NEXT, detail: 9 }, 5, key(5)));
-    expect(eventsOf(actions, 'recoveryNeeded')).toMatchObject([{ reason: 'rekeyRefused', pendingKeyId: 9 }]);
-    expect(persists(actions)).toMatchObject([{ kind: 'storePending', id: 6, replaces: 9 }]);
-    expect(env.keys().pending?.id).toBe(9); // not before it is durable
-    const stored = env.persisted();
-    expect(p.open(sent(stored)[0]!, key(5))).toMatchObject({ type: MessageType.REKEY, newKeyId: 6 });
-    expect(env.keys().pending?.id).toBe(6);
-    // A refusal of another id, or without recovery configured, changes nothing.
-    const other = new Env({ record: { pending: { id: 9, key: key(9) } }, recovery: false });
-    const q = new Player(other, 1);
-    q.hello(5, key(5));
-    expect(persists(q.receive(q.sealed({ type: MessageType.ERROR, code: WireError.REKEY_ID_NOT_NEXT, detail: 9 }, 5, key(5))))).toEqual([]);
+    const actions = p.hello(5, key(5));
+    expect(sentTypes(actions)).toEqual([MessageType.NO_KEY]);
+    expect(eventsOf(actions, 'recoveryNeeded')).toMatchObject([{ reason: 'unusablePending', helloKeyId: 5, activeKeyId: 5, pendingKeyId: 9 }]);
+    expect(eventsOf(actions, 'deviceConnected')).toEqual([]);
+    expect(persists(actions)).toEqual([]);
+    expect(env.keys().pending).toEqual({ id: 9, key: key(9) });
+    // An ordinary pending A + 1 is offered as ever.
+    const ordinary = new Env({ record: { pending: { id: 6, key: key(6) } } });
+    expect(sentTypes(new Player(ordinary, 1).hello(5, key(5)))).toEqual([MessageType.WELCOME, MessageType.REKEY]);
+    // Without recovery configured nothing changes either: the 1.0 session.
+    const off = new Env({ record: { pending: { id: 9, key: key(9) } }, recovery: false });
+    expect(sentTypes(new Player(off, 1).hello(5, key(5)))).toEqual([MessageType.WELCOME, MessageType.REKEY]);
   });
 
   test.each([WireError.REKEY_CONFLICT, WireError.REKEY_ID_NOT_NEWER, WireError.REKEY_ID_NOT_NEXT])('refusal %i: recoveryNeeded (rekeyRefused) once, the pending key kept (H1)', (code) => {
@@ -1252,8 +1251,8 @@ describe('end to end with the real device (tools/testing/pair.ts)', () => {
     expect(pair.device.keys.active.id).toBe(4); // max(2, 3, 1) + 1
   });
 
-  test('without HK12 (a broken core) that double fault never converges', () => {
-    const Core = hubVariant('no-hk12', [['      if (device.active.id < MAX_KEY_ID) this.#storePending(device, out, pending.id); // HK12\n', '']]);
+  test('without the HS2 rule (a broken core: a session under A while a recovered N is pending) that double fault never converges', () => {
+    const Core = hubVariant('no-hs2-rule', [['      header.keyId === device.active.id &&\n', '      false &&\n']]);
     const pair = new Pair({ seed: 49, mode: 'classic', recovery: true, Core });
     pair.connect();
     pair.runUntilIdle();
@@ -1270,7 +1269,7 @@ describe('end to end with the real device (tools/testing/pair.ts)', () => {
     expect(() => converge(pair, 6)).toThrow(/not in sync/);
   });
 
-  test.each(['classic', 'dh'] as const)('%s: a recovery completed at the hub, then the device re-flashed to an image holding the hub\'s active key: the refused N is replaced by A + 1 (HK12)', (mode) => {
+  test.each(['classic', 'dh'] as const)('%s: a recovery completed at the hub, then the device re-flashed to an image holding the hub\'s active key: a new recovery replaces N by an N\' above every id either side held (no id reissued)', (mode) => {
     const pair = new Pair({ seed: 49, mode, recovery: true });
     pair.connect();
     pair.runUntilIdle();
@@ -1287,11 +1286,12 @@ describe('end to end with the real device (tools/testing/pair.ts)', () => {
     pair.deviceStore = image; // ... and the device is re-flashed before its HELLO under 5
     pair.rebootDevice();
     converge(pair);
-    expect(pair.hubEvents.filter((e) => e.type === 'peerError' && e.code === WireError.REKEY_ID_NOT_NEXT)).toHaveLength(1);
-    expect(pair.device.keys.active.id).toBe(3);
+    expect(pair.hubEvents.filter((e) => e.type === 'peerError' && e.code === WireError.REKEY_ID_NOT_NEXT)).toHaveLength(0);
+    // (the episode's recoveryNeeded was reported at the first recovery: once per episode)
+    expect(pair.device.keys.active.id).toBe(6); // max(2, 5, 2, 0) + 1: 3, 4 and 5, held in the discarded life, are not reissued
     expect(pair.hub.deviceKeys(pair.deviceId).mode).toBe(mode);
     rotations(pair, 1);
-    expect(pair.device.keys.active.id).toBe(4);
+    expect(pair.device.keys.active.id).toBe(7);
   });
 
   test('dh: the hub restored to its backup from the middle of a rotation the device has since completed: its HELLO under the promoted key (no share) starts a recovery', () => {

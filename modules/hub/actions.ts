@@ -8,9 +8,9 @@ export type ConnectionId = number;
 export type HubPersistOp =
   /**
    * Store (id, key) as the device's pending key, durably, before it is ever offered (rule H1).
-   * `replaces` (HK11, HK12): the pending slot holds that id and is replaced in this commit (a key the device provably refused); absent, it is empty.
+   * `replaces` (HK11): the pending slot holds that id and is replaced in this commit (a key the device provably refused); absent, it is empty.
    */
-  | { readonly kind: 'storePending'; readonly deviceId: string; readonly id: number; readonly key: Uint8Array; readonly dh?: undefined; readonly modeChange?: undefined; readonly replaces?: number }
+  | { readonly kind: 'storePending'; readonly deviceId: string; readonly id: number; readonly key: Uint8Array; readonly dh?: undefined; readonly modeChange?: undefined; readonly replaces?: undefined }
   /**
    * dh mode (§11, rule H4): store the hub's ephemeral pair for the pending id, durably (the private key wrapped), before REKEY_DH is ever sent.
    * `modeChange: 'dh'` (HK11, §12.4): this dh pending replaces a classic pending key the device refused with REKEY_MODE_MISMATCH, and the
@@ -31,8 +31,8 @@ export type HubPersistOp =
   /** HE2 (§12.6): the device's static public key S_d (32 bytes) and the hub static id it knows, durably; enrolment is disarmed in the same commit. */
   | { readonly kind: 'storeDeviceStatic'; readonly deviceId: string; readonly publicKey: Uint8Array; readonly hubStaticId: number };
 
-/** Why the hub thinks a device needs a recovery (§12.4): its HELLO named an id the hub does not hold, failed under a held id, or it refused an offer. */
-export type RecoveryNeededReason = 'unknownKeyId' | 'authFailed' | 'rekeyRefused';
+/** Why the hub thinks a device needs a recovery (§12.4): its HELLO named an id the hub does not hold, failed under a held id, came under A while a recovered N > A + 1 is pending (HS2), or it refused an offer. */
+export type RecoveryNeededReason = 'unknownKeyId' | 'authFailed' | 'rekeyRefused' | 'unusablePending';
 
 export type HubEvent =
   | { readonly type: 'deviceConnected'; readonly deviceId: string; readonly connection: ConnectionId; readonly keyId: number }

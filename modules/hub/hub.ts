@@ -711,20 +711,19 @@ export class HubCore {
    * pair for it (dh, §11), to be made durable before it is ever offered
    * (rules H1, H4).
    */
-  #storePending(device: DeviceEntry, out: HubAction[], replaces?: number): void {
+  #storePending(device: DeviceEntry, out: HubAction[]): void {
     const id = device.active.id + 1;
-    const replacing = replaces === undefined ? {} : { replaces };
     const op: HubPersistOp =
       device.mode === 'dh'
-        ? { kind: 'storePending', deviceId: device.id, id, dh: drawEphemeral(this.#requireKeyAgreement(), this.#random), ...replacing }
-        : { kind: 'storePending', deviceId: device.id, id, key: this.#randomBytes(KEY_BYTES), ...replacing };
+        ? { kind: 'storePending', deviceId: device.id, id, dh: drawEphemeral(this.#requireKeyAgreement(), this.#random) }
+        : { kind: 'storePending', deviceId: device.id, id, key: this.#randomBytes(KEY_BYTES) };
     device.persisting = op;
     out.push({ type: 'persist', op });
   }
 
   /** Rule H1: the pending key is durable, so it may now be offered (and re-offered, unchanged, until confirmed). */
   #pendingStored(device: DeviceEntry, op: Extract<HubPersistOp, { kind: 'storePending' }>, now: number, out: HubAction[]): void {
-    // HK11, HK12: the refused key is replaced (the device is (A) and never stored it); its bytes are wiped.
+    // HK11: the refused key is replaced (the device is (A) and never stored it); its bytes are wiped.
     if (device.pending !== undefined) wipePending(device.pending);
     if (op.modeChange === 'dh') device.mode = 'dh';
     device.pending = op.dh === undefined ? { id: op.id, key: op.key } : { id: op.id, dh: op.dh };
@@ -918,6 +917,20 @@ export class HubCore {
       if (!this.#noKey(conn, header, device, rejected, now, out)) this.#reject(conn, rejected, out);
       return;
     }
+    // HS2 with a recovered pending N > A + 1 (HK9): a HELLO under A shows the device sealing with A — so it holds no
+    // future key (D3) and never stored N — after a further rollback. No session: it would offer N, which the device must
+    // refuse (DK8), for ever (finding F4). The HELLO is answered like a failing one (HS9), and the recovery's `check`
+    // under A is not IN_SYNC (#checkMatchesHeld), so N is replaced by an N' above every id either side holds (R3).
+    if (
+      message.type === MessageType.HELLO &&
+      conn.state === 'awaitingHello' &&
+      header.keyId === device.active.id &&
+      device.pending !== undefined &&
+      device.pending.id !== device.active.id + 1 &&
+      this.#noKey(conn, header, device, new LockstepError('UNKNOWN_KEY_ID', `sealed under ${header.keyId} while the recovered key ${device.pending.id} is pending`), now, out, 'unusablePending')
+    ) {
+      return;
+    }
     // Authenticated and well-formed: from here the frame counts.
     conn.sequenceIn++;
     conn.lastReceivedAt = now;
@@ -946,14 +959,14 @@ export class HubCore {
    * connection is not tied to the device (nothing is authenticated). False
    * when HS3 applies instead.
    */
-  #noKey(conn: Connection, header: Header, device: DeviceEntry | undefined, error: LockstepError, now: number, out: HubAction[]): boolean {
+  #noKey(conn: Connection, header: Header, device: DeviceEntry | undefined, error: LockstepError, now: number, out: HubAction[], forced?: RecoveryNeededReason): boolean {
     if (this.#hubKeys === undefined || conn.state !== 'awaitingHello') return false;
     if (header.type !== MessageType.HELLO || header.sequence !== 0 || conn.sequenceIn !== 0 || !bytesEqual(header.sessionId, conn.hubNonce)) return false;
     // A HELLO under the id of a dh pending key without a share (§11.2) cannot be opened either: the device holds that id
     // as its *active* key (it promoted a key from that very exchange, and the hub was restored to before its own
     // promotion), so it never sends D again. Only a recovery gets the pair out; the hub cannot derive the key (step 5).
     const noShare = error.code === 'BAD_HEADER' && device?.pending?.dh !== undefined && header.keyId === device.pending.id && header.share === undefined;
-    const reason: RecoveryNeededReason | undefined = error.code === 'UNKNOWN_KEY_ID' ? 'unknownKeyId' : error.code === 'AUTH_FAILED' || noShare ? 'authFailed' : undefined;
+    const reason: RecoveryNeededReason | undefined = forced ?? (error.code === 'UNKNOWN_KEY_ID' ? 'unknownKeyId' : error.code === 'AUTH_FAILED' || noShare ? 'authFailed' : undefined);
     if (reason === undefined && error.code !== 'UNKNOWN_DEVICE') return false;
     // Detection is for operators and costs nothing: reported even when the source's limit forbids the NO_KEY (HS3 then).
     if (device !== undefined && reason !== undefined) this.#reportRecoveryNeeded(device, reason, header.keyId, out);
@@ -1160,8 +1173,9 @@ export class HubCore {
     const primitives = this.#requireKeyAgreement();
     const claim = recovery.claim;
     if (claim === undefined) return false;
-    if (checkMatches(primitives, device.active.key, conn.hubNonce, claim)) return true;
     const pending = device.pending;
+    // Sealing with A while a recovered N > A + 1 is pending is not in sync (HS2 above, finding F4): N must be replaced.
+    if (checkMatches(primitives, device.active.key, conn.hubNonce, claim)) return pending === undefined || pending.id === device.active.id + 1;
     if (pending === undefined) return false;
     if (pending.dh === undefined) return checkMatches(primitives, pending.key, conn.hubNonce, claim);
     if (recovery.helloKeyId !== pending.id || recovery.helloShare === undefined) return false;
@@ -1303,13 +1317,11 @@ export class HubCore {
    * for the classic pending P says the device is (A) in the dh mode and will
    * never take a classic key (DK12 fires only in (A)), so the refused P is
    * replaced by a dh pending under the same id, with the mode, in one
-   * commit. HK12 (not yet in §12.4): REKEY_ID_NOT_NEXT for a recovered
-   * pending N above A + 1 — a recovery completed at the hub, then the device
-   * was rolled back to an image holding the hub's A (a double fault). The
-   * refusal, authenticated under A, shows the device seals with A, so it is
-   * (A) (D3: a device holding a future key seals with it) and will never
-   * take N (DK8): N is replaced by an ordinary HK1 pending A + 1 in one
-   * commit, or the pair would be stuck with a key no one can ever confirm.
+   * commit. HK12: REKEY_ID_NOT_NEXT for a recovered pending N above A + 1,
+   * in a session established before N became pending: the session is
+   * closed, and the next HELLO under A starts a recovery (the HS2 rule in
+   * #handleFrame, finding F4) whose N' is above every id — never a reissued
+   * A + 1, which the device may have held in a discarded life.
    * The other refusals cannot arise between compliant peers (§12.4):
    * reported (recoveryNeeded, rekeyRefused), the pending key kept (H1).
    * All only with recovery configured; without it the 1.0/§11.6 behaviour
@@ -1325,9 +1337,12 @@ export class HubCore {
       out.push({ type: 'persist', op });
       return;
     }
-    if (code === WireError.REKEY_ID_NOT_NEXT && pending !== undefined && pending.id === detail && pending.id > device.active.id + 1 && device.persisting === undefined) {
+    if (code === WireError.REKEY_ID_NOT_NEXT && pending !== undefined && pending.id === detail && pending.id > device.active.id + 1) {
+      // HK12: a session that was established before the recovered N became pending. Close it: the device's next HELLO,
+      // under A, starts a recovery (HS2 above), whose N' is above every id either side holds — never a reissued A + 1.
       this.#reportRecoveryNeeded(device, 'rekeyRefused', device.active.id, out);
-      if (device.active.id < MAX_KEY_ID) this.#storePending(device, out, pending.id); // HK12
+      const conn = this.#establishedConnection(device);
+      if (conn !== undefined) this.#close(conn, new LockstepError('REKEY_REJECTED', `recovered key ${pending.id} refused (not next); a recovery replaces it`), out);
       return;
     }
     if (code === WireError.REKEY_CONFLICT || code === WireError.REKEY_ID_NOT_NEWER || code === WireError.REKEY_ID_NOT_NEXT) {

@@ -141,7 +141,7 @@ export function createHubMetrics(events: HubSubscriptions, fleet: FleetTracker, 
   fromRecord('lockstep_recoveries_total', 'Authenticated recoveries by outcome (accepted, inSync, awaitingApproval, refused, rateLimited, keyIdsExhausted).', 'outcome',
     ['accepted', 'inSync', 'awaitingApproval', 'refused', 'rateLimited', 'keyIdsExhausted'], () => hub.recoveryCounters.decided);
   fromRecord('lockstep_recovery_needed_total', 'Recovery episodes detected (a known device\'s HELLO failed as after a rollback), by reason.', 'reason',
-    ['unknownKeyId', 'authFailed', 'rekeyRefused'], () => hub.recoveryCounters.needed);
+    ['unknownKeyId', 'authFailed', 'unusablePending', 'rekeyRefused'], () => hub.recoveryCounters.needed);
   fromRecord('lockstep_recovery_unauthenticated_total', 'Recovery steps before authentication that failed their check, by stage (init: RECOVER_INIT, finish: RECOVER_FINISH).', 'stage',
     ['init', 'finish'], () => hub.recoveryCounters.unauthenticated);
   fromStats('lockstep_recovery_source_limited_total', 'Connections whose source address had spent its recovery budget (no NO_KEY; docs/HUB.md §14.2).', () => hub.recoveryCounters.sourceLimited);

@@ -37,7 +37,7 @@ export interface HubEvents {
   deviceRevoked: [{ deviceId: string; actor: string }];
   // ---- issue 14: recovery (docs/HUB.md §13) ----
   /** A known device's HELLO failed in a way a rollback causes (once per episode, until a session is established). */
-  recoveryNeeded: [{ deviceId: string; reason: 'unknownKeyId' | 'authFailed' | 'rekeyRefused'; helloKeyId: number; activeKeyId: number; pendingKeyId: number }];
+  recoveryNeeded: [{ deviceId: string; reason: 'unknownKeyId' | 'authFailed' | 'rekeyRefused' | 'unusablePending'; helloKeyId: number; activeKeyId: number; pendingKeyId: number }];
   /** An authenticated recovery was decided: accepted, inSync, awaitingApproval, refused, rateLimited, keyIdsExhausted. */
   recoveryDecided: [{ deviceId: string; status: string; newKeyId: number }];
   /** A recovery step before authentication failed its check (no device is named: nothing of it is trusted). */
