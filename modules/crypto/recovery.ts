@@ -14,7 +14,7 @@
  * (AUTH_FAILED) before any field of their message is used. Nothing here
  * keeps state or does I/O; the cores own the ephemerals and wipe them.
  */
-import { constantTimeEqual } from '../bytes';
+import { concatBytes, constantTimeEqual } from '../bytes';
 import { LockstepError } from '../errors';
 import {
   DEVICE_ID_BYTES,
@@ -106,18 +106,6 @@ function labelled(tail: readonly Uint8Array[], infoByte: number): Uint8Array {
   return out;
 }
 
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const part of parts) length += part.length;
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
-
 function requireLength(bytes: Uint8Array, length: number, what: string): void {
   if (bytes.length !== length) throw new LockstepError('LOCAL_BAD_ARGUMENT', `${what} must be ${length} bytes`);
 }
@@ -150,7 +138,7 @@ function agreeTwice(primitives: KeyAgreementPrimitives, first: [Uint8Array, Uint
     a.fill(0);
     throw error;
   }
-  const ikm = concat([a, b]);
+  const ikm = concatBytes([a, b]);
   a.fill(0);
   b.fill(0);
   return ikm;
@@ -181,7 +169,7 @@ export function recoveryCheck(primitives: KeyAgreementPrimitives, newestKey: Uin
   requireLength(newestKey, KEY_BYTES, 'a key');
   requireLength(hubNonce, NONCE_BYTES, 'the hub nonce');
   requireLength(deviceShare, KEY_SHARE_BYTES, 'E_d');
-  return primitives.hkdfSha512(newestKey, concat([hubNonce, deviceShare]), labelled([], INFO_CHECK), RECOVERY_CHECK_BYTES);
+  return primitives.hkdfSha512(newestKey, concatBytes([hubNonce, deviceShare]), labelled([], INFO_CHECK), RECOVERY_CHECK_BYTES);
 }
 
 /** Constant-time: does `claim.check` say the device seals with `key`? */

@@ -1,12 +1,40 @@
 /**
- * A `devices` row as both backends store it (SQLite migrations 1-5,
- * PostgreSQL migrations 1-3: the same columns), and the summary of a row
- * without its keys. Imported by tools/hub/postgres/store.ts; tools/hub/store.ts
- * still has its own copy (DeviceRow, summaryOf) until it is folded onto this
- * one (docs/HUB.md §13.9).
+ * A `devices` row as both backends store it (the same columns in SQLite's
+ * and PostgreSQL's migrations), and the summary of a row without its keys.
+ * The one definition tools/hub/store.ts and tools/hub/postgres/store.ts share.
  */
-import type { RekeyMode } from '../../modules/platform/keys';
-import type { DeviceSummary } from './store';
+import type { KeySlot, RekeyMode } from '../../modules/platform/keys';
+import type { HubPendingSlot } from '../../modules/hub/hub';
+
+export interface StoredDevice {
+  readonly deviceId: string;
+  readonly mode: RekeyMode;
+  readonly active: KeySlot;
+  /** A classic pending key, or a dh pending slot: the hub's ephemeral pair (stored as h ‖ H, wrapped like a key). */
+  readonly pending?: HubPendingSlot;
+  readonly createdAt: number;
+  readonly activeSince: number;
+  readonly pendingSince: number | undefined;
+  readonly lastSeenAt: number | undefined;
+  readonly rotations: number;
+  readonly rotateRequestedAt: number | undefined;
+  readonly rowid: number;
+  /** Issue 14 (§12.6): the device's static public key S_d, the hub static id it knows; absent = not enrolled. */
+  readonly devicePublicKey?: Uint8Array;
+  readonly hubStaticId?: number;
+  /** `hub enrol` armed it (HE1), or a dh key promoted after arming made it ready. */
+  readonly enrolment?: 'armed' | 'ready';
+  readonly enrolmentArmedAt?: number;
+}
+
+/** A device without its keys (what `devices` lists; needs no KEK). */
+export type DeviceSummary = Omit<StoredDevice, 'active' | 'pending'> & {
+  readonly activeKeyId: number;
+  readonly pendingKeyId: number | undefined;
+  /** How the pending key was offered (§11), when there is one. */
+  readonly pendingMode: RekeyMode | undefined;
+  readonly activeKek: number;
+};
 
 export interface DeviceRow {
   rowid: number;
@@ -25,6 +53,11 @@ export interface DeviceRow {
   rotate_requested_at: number | null;
   mode: RekeyMode;
   pending_dh: number;
+  // recovery (SQLite migration 6, PostgreSQL migration 5; absent in an older database opened read-only)
+  device_public_key?: Buffer | null;
+  hub_static_id?: number | null;
+  enrolment?: 'armed' | 'ready' | null;
+  enrolment_armed_at?: number | null;
 }
 
 export function summaryOfRow(row: DeviceRow): DeviceSummary {
@@ -42,5 +75,9 @@ export function summaryOfRow(row: DeviceRow): DeviceSummary {
     rotations: row.rotations,
     rotateRequestedAt: row.rotate_requested_at ?? undefined,
     rowid: row.rowid,
+    ...(row.device_public_key === null || row.device_public_key === undefined ? {} : { devicePublicKey: new Uint8Array(row.device_public_key) }),
+    ...(row.hub_static_id === null || row.hub_static_id === undefined ? {} : { hubStaticId: row.hub_static_id }),
+    ...(row.enrolment === null || row.enrolment === undefined ? {} : { enrolment: row.enrolment }),
+    ...(row.enrolment_armed_at === null || row.enrolment_armed_at === undefined ? {} : { enrolmentArmedAt: row.enrolment_armed_at }),
   };
 }

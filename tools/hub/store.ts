@@ -23,6 +23,7 @@
  *   is never readable by others, not even for a moment; SQLite gives its
  *   -journal, -wal and -shm files the database file's mode.
  */
+import { summaryOfRow, type DeviceRow, type DeviceSummary, type StoredDevice } from './device-row';
 import { chmodSync, closeSync, existsSync, openSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import Database from 'better-sqlite3';
@@ -38,59 +39,8 @@ import { decide, type RecoveryDecision, type RecoveryPolicy, type RecoveryRecord
 import { appendRevocation, defaultRevocationPath, readRevocations } from './revocation-file';
 import { createStaticKeyFile, staticKeyPath, type StaticKeyChoice } from './static-keys';
 
-export interface StoredDevice {
-  readonly deviceId: string;
-  readonly mode: RekeyMode;
-  readonly active: KeySlot;
-  /** A classic pending key, or a dh pending slot: the hub's ephemeral pair (stored as h ‖ H, wrapped like a key). */
-  readonly pending?: HubPendingSlot;
-  readonly createdAt: number;
-  readonly activeSince: number;
-  readonly pendingSince: number | undefined;
-  readonly lastSeenAt: number | undefined;
-  readonly rotations: number;
-  readonly rotateRequestedAt: number | undefined;
-  readonly rowid: number;
-  /** Issue 14 (§12.6): the device's static public key S_d, the hub static id it knows; absent = not enrolled. */
-  readonly devicePublicKey?: Uint8Array;
-  readonly hubStaticId?: number;
-  /** `hub enrol` armed it (HE1), or a dh key promoted after arming made it ready. */
-  readonly enrolment?: 'armed' | 'ready';
-  readonly enrolmentArmedAt?: number;
-}
+export type { DeviceSummary, StoredDevice } from './device-row';
 
-/** A device without its keys (what `devices` lists; needs no KEK). */
-export type DeviceSummary = Omit<StoredDevice, 'active' | 'pending'> & {
-  readonly activeKeyId: number;
-  readonly pendingKeyId: number | undefined;
-  /** How the pending key was offered (§11), when there is one. */
-  readonly pendingMode: RekeyMode | undefined;
-  readonly activeKek: number;
-};
-
-interface DeviceRow {
-  rowid: number;
-  device_id: string;
-  active_id: number;
-  active_kek: number;
-  active_key: Buffer;
-  pending_id: number | null;
-  pending_kek: number | null;
-  pending_key: Buffer | null;
-  created_at: number;
-  active_since: number;
-  pending_since: number | null;
-  last_seen_at: number | null;
-  rotations: number;
-  rotate_requested_at: number | null;
-  mode: RekeyMode;
-  pending_dh: number;
-  // migration 6 (absent in an older database opened read-only)
-  device_public_key?: Buffer | null;
-  hub_static_id?: number | null;
-  enrolment?: 'armed' | 'ready' | null;
-  enrolment_armed_at?: number | null;
-}
 
 export interface HubLock {
   readonly pid: number;
@@ -247,13 +197,13 @@ export class HubStore {
 
   /** Every device without its keys (no KEK needed). */
   listDevices(): DeviceSummary[] {
-    return (this.#statements.all.all() as DeviceRow[]).map(summaryOf);
+    return (this.#statements.all.all() as DeviceRow[]).map(summaryOfRow);
   }
 
   /** One device without its keys (no KEK needed). */
   getSummary(deviceId: string): DeviceSummary | undefined {
     const row = this.#statements.one.get(deviceId.toLowerCase()) as DeviceRow | undefined;
-    return row === undefined ? undefined : summaryOf(row);
+    return row === undefined ? undefined : summaryOfRow(row);
   }
 
   getDevice(deviceId: string): StoredDevice | undefined {
@@ -281,7 +231,7 @@ export class HubStore {
         pending = { id: row.pending_id, key: bytes };
       }
     }
-    return { ...summaryOf(row), active, ...(pending === undefined ? {} : { pending }) } as StoredDevice;
+    return { ...summaryOfRow(row), active, ...(pending === undefined ? {} : { pending }) } as StoredDevice;
   }
 
   #wrap(kekId: number, deviceId: string, keyId: number, key: Uint8Array): Buffer {
@@ -779,27 +729,6 @@ function prepare(db: Database.Database) {
 
 const BUSY_TIMEOUT_MS = 5000;
 
-function summaryOf(row: DeviceRow): DeviceSummary {
-  return {
-    deviceId: row.device_id,
-    activeKeyId: row.active_id,
-    pendingKeyId: row.pending_id ?? undefined,
-    mode: row.mode,
-    pendingMode: row.pending_id === null ? undefined : row.pending_dh === 1 ? 'dh' : 'classic',
-    activeKek: row.active_kek,
-    createdAt: row.created_at,
-    activeSince: row.active_since,
-    pendingSince: row.pending_since ?? undefined,
-    lastSeenAt: row.last_seen_at ?? undefined,
-    rotations: row.rotations,
-    rotateRequestedAt: row.rotate_requested_at ?? undefined,
-    rowid: row.rowid,
-    ...(row.device_public_key === null || row.device_public_key === undefined ? {} : { devicePublicKey: new Uint8Array(row.device_public_key) }),
-    ...(row.hub_static_id === null || row.hub_static_id === undefined ? {} : { hubStaticId: row.hub_static_id }),
-    ...(row.enrolment === null || row.enrolment === undefined ? {} : { enrolment: row.enrolment }),
-    ...(row.enrolment_armed_at === null || row.enrolment_armed_at === undefined ? {} : { enrolmentArmedAt: row.enrolment_armed_at }),
-  };
-}
 
 /** The KEK versions that wrap some row (none before migration 3). */
 function wrappedKekIds(db: Database.Database): number[] {
