@@ -345,6 +345,8 @@ export class World implements SimWorld {
       recoveryDecision: (status) => {
         const name = Object.entries(RecoveryStatus).find(([, value]) => value === status)?.[0] ?? String(status);
         this.recoveryDecisions.set(name, (this.recoveryDecisions.get(name) ?? 0) + 1);
+        // The stated convergence bound assumes the per-device limit is never reached within a schedule's faults.
+        if (status === RecoveryStatus.RATE_LIMITED) this.violation('L1 within the bound', 'a recovery was RATE_LIMITED: the convergence bound does not cover the limit');
       },
     };
   }
