@@ -119,17 +119,17 @@ export class AppChannel {
    * acknowledge.
    */
   receive(streamId: Uint8Array, messageId: number): { deliver: boolean; ackId: number } {
-    const index = this.#peers.findIndex((peer) => bytesEqual(peer.streamId, streamId));
-    if (index < 0) {
-      if (this.#peers.length >= this.#peerStreams) this.#peers.pop();
-      this.#peers.unshift({ streamId: streamId.slice(), lastDelivered: messageId });
-      return { deliver: true, ackId: messageId };
-    }
-    const peer = this.#peers[index] as PeerStream;
-    if (index > 0) {
-      this.#peers.splice(index, 1);
-      this.#peers.unshift(peer);
-    }
+    const peers = this.#peers;
+    let index = 0;
+    while (index < peers.length && !bytesEqual((peers[index] as PeerStream).streamId, streamId)) index++;
+    // Most recent first, moved by hand: no splice/unshift (XS's splice hands memmove a null pointer on small arrays,
+    // which its sanitizer build reports). At most PEER_STREAMS entries.
+    const known = index < peers.length;
+    const peer: PeerStream = known ? (peers[index] as PeerStream) : { streamId: streamId.slice(), lastDelivered: messageId };
+    if (!known && peers.length < this.#peerStreams) peers.push(peer);
+    for (let i = Math.min(index, peers.length - 1); i > 0; i--) peers[i] = peers[i - 1] as PeerStream;
+    peers[0] = peer;
+    if (!known) return { deliver: true, ackId: messageId };
     if (messageId > peer.lastDelivered) {
       peer.lastDelivered = messageId;
       return { deliver: true, ackId: messageId };
