@@ -143,9 +143,16 @@ export function scanJournal(flash: Flash, geometry: Geometry): ScanResult {
       continue;
     }
     // Keep candidates sorted by sequence, highest first (ties: lower sector first).
+    // Inserted by hand, not with splice: XS's splice hands memcpy a null pointer for its empty result
+    // (undefined behaviour its sanitizer build reports), and this runs on XS.
+    const candidate: Candidate = { sector, sequence: check.header.sequence, version: check.version, deviceId: check.header.deviceId };
     let at = candidates.length;
-    while (at > 0 && (candidates[at - 1] as Candidate).sequence < check.header.sequence) at--;
-    candidates.splice(at, 0, { sector, sequence: check.header.sequence, version: check.version, deviceId: check.header.deviceId });
+    candidates.push(candidate);
+    while (at > 0 && (candidates[at - 1] as Candidate).sequence < candidate.sequence) {
+      candidates[at] = candidates[at - 1] as Candidate;
+      at--;
+    }
+    candidates[at] = candidate;
   }
   for (const candidate of candidates) {
     const legacy = v1Sectors.some((s) => s !== candidate.sector);
