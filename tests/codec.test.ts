@@ -22,6 +22,10 @@ const message: fc.Arbitrary<Message> = fc.oneof(
   fc.record({ type: fc.constant(MessageType.ERROR), code: fc.nat({ max: 0xffff }), detail: u32 }),
 ) as fc.Arbitrary<Message>;
 
+/** CHALLENGE and the recovery frames (§12.2) are unsealed: they carry no AEAD body (modules/crypto/recovery.ts builds and checks them). */
+const UNSEALED_TYPES: number[] = [MessageType.CHALLENGE, MessageType.NO_KEY, MessageType.RECOVER_INIT, MessageType.RECOVER_REPLY, MessageType.RECOVER_FINISH, MessageType.RECOVER_RESULT];
+const SEALED_TYPES = Object.values(MessageType).filter((t) => !UNSEALED_TYPES.includes(t));
+
 describe('messages', () => {
   test('decode(encode(m)) = m for every message type', () => {
     fc.assert(
@@ -34,7 +38,7 @@ describe('messages', () => {
 
   test('encode(decode(b)) = b for every body that decodes', () => {
     fc.assert(
-      fc.property(fc.constantFrom(...Object.values(MessageType).filter((t) => t !== MessageType.CHALLENGE)), fc.uint8Array({ maxLength: 100 }), (type, body) => {
+      fc.property(fc.constantFrom(...SEALED_TYPES), fc.uint8Array({ maxLength: 100 }), (type, body) => {
         let decoded: Message;
         try {
           decoded = decodeMessage(type, body);
@@ -47,6 +51,10 @@ describe('messages', () => {
       }),
       { numRuns: 5000 },
     );
+  });
+
+  test('the unsealed types (CHALLENGE, the recovery frames of §12.2) have no sealed body: UNKNOWN_TYPE', () => {
+    for (const type of UNSEALED_TYPES) expect(() => decodeMessage(type, new Uint8Array(0))).toThrow(expect.objectContaining({ code: 'UNKNOWN_TYPE' }));
   });
 
   test('a body of the wrong length is BAD_PAYLOAD', () => {
