@@ -5,7 +5,7 @@
  * (format v2, the shares in flash) and the simulated database, all safety
  * invariants after every step (a dh pending slot compared by the key its
  * exchange leads to) and the liveness bound; then the pairs of boundary fault
- * points for one shard (of 12) of the first faults, as tests/verify-pairs does for the
+ * points for one shard (of 20) of the first faults, as tests/verify-pairs does for the
  * classic mode. Every pair of every fault point in the dh mode runs in
  * `npm run verify`. The dh broken variants are in
  * tests/verify-variants.test.ts with the others.
@@ -25,12 +25,12 @@ test('dh mode: every single fault point, no violation', () => {
   expect(report.singles.byKind['hub crash']).toBeGreaterThan(10);
 }, 600_000);
 
-// One shard in 12 in CI since the dh runs really run dh (finding F7): `npm run verify` runs every pair.
-test('dh mode: pairs of boundary fault points (shard 1 of 12), no violation', () => {
-  const report = exploreExhaustively({ rounds: 3, seed: 1, pairs: 'boundaries', mode: 'dh', shard: { index: 0, of: 12 } });
+// One shard in 20 in CI since the dh runs really run dh (finding F7): `npm run verify` runs every pair.
+test('dh mode: pairs of boundary fault points (shard 1 of 20), no violation', () => {
+  const report = exploreExhaustively({ rounds: 3, seed: 1, pairs: 'boundaries', mode: 'dh', shard: { index: 0, of: 20 } });
   const lines: string[] = [];
   printExhaustive(report, (line) => lines.push(line));
-  console.log(`exhaustive, fault pairs at boundaries, shard 1/12, dh mode (CI):\n${lines.join('\n')}`);
+  console.log(`exhaustive, fault pairs at boundaries, shard 1/20, dh mode (CI):\n${lines.join('\n')}`);
   expect(report.failures.map((f) => `${f.violation.invariant}: ${f.violation.detail} (${f.schedule.points.map((p) => p.label).join('; ')})`)).toEqual([]);
-  expect(report.pairs.schedules).toBeGreaterThan(1_000);
+  expect(report.pairs.schedules).toBeGreaterThan(500);
 }, 600_000);
