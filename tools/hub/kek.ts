@@ -26,8 +26,8 @@
  * Key material is never logged and never part of an error message.
  */
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, linkSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { createPrivateFile, replacePrivateFile } from './private-file';
 
 export const KEK_BYTES = 32;
 export const WRAPPED_KEY_BYTES = 1 + 32 + 64 + 16;
@@ -222,32 +222,13 @@ export function readKeyringFile(path: string): Map<number, Buffer> {
  * fsync'd.
  */
 export function writeKeyringFile(path: string, versions: Map<number, Buffer>): void {
-  renameSync(writeTemporary(path, versions), path);
-  fsyncDirectory(path);
+  replacePrivateFile(path, keyringText(path, versions));
 }
 
-function writeTemporary(path: string, versions: Map<number, Buffer>): string {
+function keyringText(path: string, versions: Map<number, Buffer>): string {
   checkVersions(versions, `keyring file ${path}`);
   const keys = [...versions].sort(([a], [b]) => a - b).map(([id, key]) => ({ id, key: key.toString('hex') }));
-  const text = `${JSON.stringify({ format: 'lockstep-kek/1', keys }, null, 2)}\n`;
-  const temporary = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  const fd = openSync(temporary, 'wx', 0o600);
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  return temporary;
-}
-
-function fsyncDirectory(path: string): void {
-  const dir = openSync(dirname(path), 'r');
-  try {
-    fsyncSync(dir);
-  } finally {
-    closeSync(dir);
-  }
+  return `${JSON.stringify({ format: 'lockstep-kek/1', keys }, null, 2)}\n`;
 }
 
 /** `LOCKSTEP_KEK="1:<64 hex>[,2:<64 hex>...]"`. */
@@ -314,13 +295,5 @@ export function resolveKeyring(database: string, choice: KeyringChoice, mayCreat
  * another process got there first; that one's file is kept.
  */
 export function createKeyringFile(path: string, versions: Map<number, Buffer>): void {
-  const temporary = writeTemporary(path, versions);
-  try {
-    linkSync(temporary, path);
-    fsyncDirectory(path);
-  } catch (error) {
-    if ((error as { code?: string }).code !== 'EEXIST') throw error;
-  } finally {
-    unlinkSync(temporary);
-  }
+  createPrivateFile(path, keyringText(path, versions));
 }

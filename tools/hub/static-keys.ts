@@ -15,10 +15,10 @@
  * a fresh database agree on one file. Private keys are never logged and
  * never part of an error message.
  */
-import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, linkSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { constantTimeEqual } from '../../modules/bytes';
 import { MAX_KEY_ID } from '../../modules/protocol/constants';
+import { createPrivateFile, replacePrivateFile } from './private-file';
 import { nodeKeyAgreement } from '../../hosts/node/key-agreement';
 
 export const STATIC_KEY_BYTES = 32;
@@ -79,13 +79,6 @@ function publicOf(privateKey: Uint8Array): Uint8Array {
   return nodeKeyAgreement.x25519PublicKey(privateKey);
 }
 
-function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= (a[i] as number) ^ (b[i] as number);
-  return diff === 0;
-}
-
 export function readStaticKeyFile(path: string): HubStaticKeys {
   let mode: number;
   try {
@@ -140,44 +133,14 @@ function serialise(keys: HubStaticKeys): string {
   )}\n`;
 }
 
-function writeTemporary(path: string, keys: HubStaticKeys): string {
-  const temporary = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  const fd = openSync(temporary, 'wx', 0o600);
-  try {
-    writeSync(fd, serialise(keys));
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  return temporary;
-}
-
-function fsyncDirectory(path: string): void {
-  const dir = openSync(dirname(path), 'r');
-  try {
-    fsyncSync(dir);
-  } finally {
-    closeSync(dir);
-  }
-}
-
 /** Replaces the file atomically (0600). */
 export function writeStaticKeyFile(path: string, keys: HubStaticKeys): void {
-  renameSync(writeTemporary(path, keys), path);
-  fsyncDirectory(path);
+  replacePrivateFile(path, serialise(keys));
 }
 
 /** Creates the file unless it exists (then that one is kept: two processes agree on one file). */
 export function createStaticKeyFile(path: string, now: number): void {
-  const temporary = writeTemporary(path, { current: 1, keys: [newStaticPair(1, now)] });
-  try {
-    linkSync(temporary, path);
-    fsyncDirectory(path);
-  } catch (error) {
-    if ((error as { code?: string }).code !== 'EEXIST') throw error;
-  } finally {
-    unlinkSync(temporary);
-  }
+  createPrivateFile(path, serialise({ current: 1, keys: [newStaticPair(1, now)] }));
 }
 
 /** Reads the database's static key file, creating it first when `mayCreate` and it is missing. */
