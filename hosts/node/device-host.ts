@@ -29,6 +29,8 @@ export interface DeviceEndpoint {
   readonly port: number;
   /** TLS with this trust anchor (PEM); plain TCP when absent. */
   readonly tls?: { readonly ca: string | Buffer; readonly servername?: string };
+  /** The source address to connect from (a swarm spreads its devices over several 127.x addresses). */
+  readonly localAddress?: string;
 }
 
 /** The hub over a Node socket; `endpoint` is asked again on every connection attempt. */
@@ -37,8 +39,8 @@ export function nodeSocketTransport(endpoint: DeviceEndpoint | (() => DeviceEndp
     const where = typeof endpoint === 'function' ? endpoint() : endpoint;
     const socket =
       where.tls === undefined
-        ? connectTcp({ host: where.host, port: where.port, noDelay: true })
-        : connectTls({ host: where.host, port: where.port, ca: where.tls.ca, ...(where.tls.servername ? { servername: where.tls.servername } : {}) });
+        ? connectTcp({ host: where.host, port: where.port, noDelay: true, ...(where.localAddress !== undefined ? { localAddress: where.localAddress } : {}) })
+        : connectTls({ host: where.host, port: where.port, ca: where.tls.ca, ...(where.tls.servername ? { servername: where.tls.servername } : {}), ...(where.localAddress !== undefined ? { localAddress: where.localAddress } : {}) });
     let open = true;
     socket.setNoDelay(true);
     socket.once(where.tls === undefined ? 'connect' : 'secureConnect', () => open && events.onConnected());

@@ -245,7 +245,7 @@ export async function run(): Promise<void> {
     console.log(
       `  behind fewer addresses the per-source bucket paces it: ${count} devices behind one address need ~${((count - policy.perSource.burst) / policy.perSource.perMinute).toFixed(0)} min ` +
         `(${policy.perSource.burst} at once, then ${policy.perSource.perMinute}/min); with ${sources} addresses here the bucket adds ~${perSourceMinutes.toFixed(1)} min. ` +
-        `A hub serving fleets behind NAT raises perSource (docs/HUB.md §13)`,
+        `A hub serving fleets behind NAT raises perSource (docs/HUB.md §14)`,
     );
   } finally {
     swarm?.kill('SIGTERM');

@@ -11,11 +11,9 @@
  *   {"type":"stats","online":n,"promoted":n,"cpuUs":n}  every 500 ms (the hub counts the recoveries)
  */
 import { readFileSync } from 'node:fs';
-import { connect as connectTcp } from 'node:net';
 import { fromHex } from '../../modules/bytes';
 import type { RecoveryCredential } from '../../modules/crypto/recovery';
-import type { DeviceTransport } from '../../modules/device/loop';
-import { NodeDevice } from '../../hosts/node/device-host';
+import { NodeDevice, nodeSocketTransport } from '../../hosts/node/device-host';
 import { MemoryKeyStorage } from '../../hosts/node/flash-key-storage';
 import type { RekeyMode } from '../../modules/platform/keys';
 
@@ -40,31 +38,6 @@ export interface RecoverySwarmConfig {
   readonly maxConnecting?: number;
 }
 
-/** nodeSocketTransport (hosts/node/device-host.ts) with a source address: TCP only. */
-function transportFrom(host: string, port: number, localAddress: string | undefined): DeviceTransport {
-  return (events) => {
-    const socket = connectTcp({ host, port, noDelay: true, ...(localAddress !== undefined ? { localAddress } : {}) });
-    let open = true;
-    socket.once('connect', () => open && events.onConnected());
-    socket.on('data', (chunk: Buffer) => open && events.onData(chunk));
-    socket.on('error', () => {});
-    socket.on('close', () => {
-      if (!open) return;
-      open = false;
-      events.onClosed('connection closed');
-    });
-    return {
-      write: (bytes) => {
-        if (open) socket.write(bytes);
-      },
-      close: () => {
-        open = false;
-        socket.end();
-        setTimeout(() => socket.destroy(), 100).unref();
-      },
-    };
-  };
-}
 
 function main(): void {
   const config = JSON.parse(process.argv[2] ?? '{}') as RecoverySwarmConfig;
@@ -89,7 +62,7 @@ function main(): void {
       const host = new NodeDevice({
         storage: new MemoryKeyStorage(fromHex(device.deviceId), { id: device.keyId, key: fromHex(device.key) }, device.mode, credential),
         endpoint: { host: config.host, port: config.port },
-        wrapTransport: () => transportFrom(config.host, config.port, device.source),
+        wrapTransport: () => nodeSocketTransport({ host: config.host, port: config.port, ...(device.source !== undefined ? { localAddress: device.source } : {}) }),
         reconnectInitialMs: 200,
         reconnectMaxMs: 5000,
       });

@@ -369,7 +369,7 @@ export class LockstepHub extends EventEmitter<HubEvents> {
     this.#emitSafe('deviceRevoked', { deviceId: revocation.deviceId, actor: revocation.actor });
   }
 
-  // ---- issue 14: recovery (docs/HUB.md §13) ----
+  // ---- issue 14: recovery (docs/HUB.md §14) ----
 
   /** The recovery policy in force (`serve --recovery`, the config file's "recovery"). */
   get recoveryPolicy(): RecoveryPolicy {

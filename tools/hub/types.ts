@@ -35,7 +35,7 @@ export interface HubEvents {
   committed: [{ ops: number; durationMs: number; ok: boolean }];
   /** A device was revoked (by this hub's API or by another process through the database): its keys are gone. */
   deviceRevoked: [{ deviceId: string; actor: string }];
-  // ---- issue 14: recovery (docs/HUB.md §13) ----
+  // ---- issue 14: recovery (docs/HUB.md §14) ----
   /** A known device's HELLO failed in a way a rollback causes (once per episode, until a session is established). */
   recoveryNeeded: [{ deviceId: string; reason: 'unknownKeyId' | 'authFailed' | 'rekeyRefused' | 'unusablePending'; helloKeyId: number; activeKeyId: number; pendingKeyId: number }];
   /** An authenticated recovery was decided: accepted, inSync, awaitingApproval, refused, rateLimited, keyIdsExhausted. */
