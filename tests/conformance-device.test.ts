@@ -1,0 +1,106 @@
+/**
+ * The conformance kit's device mode (tools/conformance/device, docs/CONFORMANCE.md
+ * "Device mode") against the real Node device host on loopback: the reference
+ * device passes every check (with power cuts, in process: powerOff loses
+ * memory, the file flash is durable at every write), and each excluded
+ * design of docs/PROTOCOL.md §8.5, injected around the real host
+ * (tools/conformance/device/designs.ts), fails with the check — and so the
+ * requirement — it breaks. The CLI run (a real process for the device,
+ * SIGKILL as the power cut) is tests/conformance-device-cli.test.ts.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { launchDevice, type DeviceDesign, type LaunchedDevice } from '../tools/conformance/device/designs';
+import { CHECKS, REQUIREMENT_OF, type CheckName } from '../tools/conformance/device/observer';
+import { provisionForKit } from '../tools/conformance/device/records';
+import { runDeviceMode, type DeviceModeResult } from '../tools/conformance/device/run';
+
+const DEVICE_TIMING = { keepaliveIntervalMs: 600, idleTimeoutMs: 1800, handshakeTimeoutMs: 1000 };
+const KIT_TIMERS = { keepaliveMs: 600, idleMs: 1800, handshakeMs: 1000, slackMs: 400, quietMs: 150, connectWaitMs: 5000, answerMs: 2000 };
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+async function run(design: DeviceDesign, mode: 'classic' | 'dh', scenarios?: readonly string[]): Promise<DeviceModeResult> {
+  const dir = mkdtempSync(join(tmpdir(), 'lockstep-kit-device-'));
+  dirs.push(dir);
+  const records = provisionForKit(dir, { mode });
+  let device: LaunchedDevice | undefined;
+  try {
+    return await runDeviceMode({
+      host: '127.0.0.1',
+      port: 0,
+      records,
+      timers: KIT_TIMERS,
+      power: { kill: async () => device?.powerOff(), start: async () => device?.powerOn() },
+      onListening: ({ port }) => {
+        device = launchDevice({ image: join(dir, 'keystore.bin'), host: '127.0.0.1', port, design, timing: DEVICE_TIMING, reconnectInitialMs: 20, reconnectMaxMs: 200 });
+      },
+      timeoutMs: 60_000,
+      ...(scenarios === undefined ? {} : { scenarios }),
+    });
+  } finally {
+    device?.stop();
+  }
+}
+
+function failing(result: DeviceModeResult): CheckName[] {
+  return (Object.keys(result.checks) as CheckName[]).filter((check) => result.checks[check] === 'fail');
+}
+
+describe('device mode against the reference Node device', () => {
+  test('a classic-provisioned device (it moves to dh during the run) passes every check, power cuts included', async () => {
+    const result = await run('reference', 'classic');
+    expect(failing(result)).toEqual([]);
+    const notApplicable = (Object.keys(CHECKS) as CheckName[]).filter((check) => result.checks[check] === 'n/a');
+    expect(notApplicable).toEqual([]);
+    expect(result.json.failed).toBe(0);
+    if (Object.keys(REQUIREMENT_OF).length > 0) {
+      expect(result.exitCode).toBe(0);
+      expect(result.json.passed).toBeGreaterThan(0);
+    }
+  });
+
+  test('a dh-provisioned device: the classic rotations are n/a, REKEY_MODE_MISMATCH and the dh rotation pass', async () => {
+    const result = await run('reference', 'dh', ['rotation-classic', 'rotation-dh', 'mode-mismatch']);
+    expect(failing(result)).toEqual([]);
+    expect(result.checks['dh.modeMismatch']).toBe('pass');
+    expect(result.checks['dh.ack']).toBe('pass');
+    expect(result.checks['rekey.ackUnderNew']).toBe('n/a');
+  });
+});
+
+describe('device mode refutes the excluded device designs of §8.5, run as real devices', () => {
+  test('acknowledging before persisting (classic D1 and dh D6): revealed by a power cut right after the REKEY_ACK', async () => {
+    const result = await run('acks-before-persisting', 'classic', ['power-cut-after-ack-classic', 'power-cut-after-ack-dh', 'power-cut-after-confirm']);
+    expect(failing(result)).toEqual(expect.arrayContaining(['rekey.persistBeforeAck', 'dh.persistBeforeAck', 'confirm.persist']));
+    for (const check of ['rekey.persistBeforeAck', 'dh.persistBeforeAck'] as const) {
+      const id = REQUIREMENT_OF[check];
+      if (id !== undefined) expect(result.report.toText()).toMatch(new RegExp(`^fail +${id} `, 'm'));
+    }
+  });
+
+  test('the reference device passes those same power-cut scenarios (the check can pass)', async () => {
+    const result = await run('reference', 'classic', ['power-cut-after-ack-classic', 'power-cut-after-ack-dh', 'power-cut-after-confirm']);
+    expect(failing(result)).toEqual([]);
+    expect(result.checks['rekey.persistBeforeAck']).toBe('pass');
+    expect(result.checks['dh.persistBeforeAck']).toBe('pass');
+  });
+
+  test('sealing under the old key until the hub uses the new one (not D3)', async () => {
+    const result = await run('seals-old-until-hub-uses-new', 'classic', ['rotation-classic']);
+    expect(failing(result)).toEqual(expect.arrayContaining(['seal.newest', 'hello.newest']));
+    const id = REQUIREMENT_OF['seal.newest'];
+    if (id !== undefined) expect(result.report.toText()).toMatch(new RegExp(`^fail +${id} `, 'm'));
+  });
+
+  test('a dh HELLO under the future key without its share (§11.2)', async () => {
+    const result = await run('dh-hello-without-share', 'dh', ['rotation-dh']);
+    expect(failing(result)).toEqual(['dh.helloShare']);
+    const id = REQUIREMENT_OF['dh.helloShare'];
+    if (id !== undefined) expect(result.report.toText()).toMatch(new RegExp(`^fail +${id} `, 'm'));
+  });
+});
