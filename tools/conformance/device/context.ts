@@ -90,15 +90,17 @@ export class DeviceModeContext {
     const wait = Math.min(this.timers.connectWaitMs, this.remaining());
     if (wait <= 0) throw new ScenarioAbort('the run is out of time');
     const link = await this.listener.next(wait);
+    this.check('retry.reconnect', link !== undefined, scenario, `the device did not connect within ${wait} ms`);
     if (link === undefined) throw new ScenarioAbort(`[${scenario}] the device did not connect within ${wait} ms`);
     this.#current = link;
     return link;
   }
 
   /** CHALLENGE, then the HELLO and its checks. `sealOptions`: the key ids a compliant device may seal it under here (default: the model's). */
-  async handshake(scenario: string, expect?: { readonly sealIds?: readonly number[]; readonly bodies?: readonly (readonly [number, number])[] }): Promise<Hello> {
+  async handshake(scenario: string, expect?: { readonly sealIds?: readonly number[]; readonly bodies?: readonly (readonly [number, number])[]; readonly beforeChallenge?: (session: KitSession) => Promise<void> }): Promise<Hello> {
     const link = await this.nextLink(scenario);
     const session = new KitSession(link, this.book, this.observer, scenario, this.#ivs);
+    await expect?.beforeChallenge?.(session);
     session.sendChallenge();
     const frame = await session.receive(this.timers.answerMs);
     if (frame.kind !== 'sealed' || frame.message.type !== MessageType.HELLO) {

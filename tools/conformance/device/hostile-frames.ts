@@ -17,6 +17,8 @@ export interface HostileFrame {
   readonly name: string;
   /** The local error a compliant device reports (§9). */
   readonly error: string;
+  /** The requirement that says it is rejected (tools/conformance/requirements.ts). */
+  readonly requirement: string;
   /** Wire bytes, length prefix included. */
   readonly wire: Uint8Array;
 }
@@ -93,28 +95,28 @@ export function hostileFrames(session: KitSession, keyId: number): HostileFrame[
   const confirmBody = new Uint8Array(4);
   new DataView(confirmBody.buffer).setUint32(0, keyId + 7);
   return [
-    { name: 'a bad tag', error: 'AUTH_FAILED', wire: flip(good, good.length - 1) },
-    { name: 'a flipped ciphertext bit', error: 'AUTH_FAILED', wire: flip(good, 2 + 36 + 16) },
-    { name: 'sealed under another key than the one named', error: 'AUTH_FAILED', wire: sealBody(otherKey, header(session, MessageType.PING, keyId), new Uint8Array(0)) },
-    { name: 'bad padding behind a valid tag', error: 'AUTH_FAILED', wire: sealUnpadded(key, header(session, MessageType.PING, keyId), new Uint8Array(16).fill(0x11)) },
-    { name: 'a sealed length that is not 84 + 16k', error: 'AUTH_FAILED', wire: truncated },
-    { name: 'the device → hub direction bit (a reflected frame)', error: 'BAD_HEADER', wire: ping(header(session, MessageType.PING, keyId, { fromHub: false })) },
-    { name: 'a replayed seq', error: 'BAD_SEQUENCE', wire: ping(header(session, MessageType.PING, keyId, { sequence: session.hubSeq - 1 })) },
-    { name: 'a seq one ahead (a deleted frame)', error: 'BAD_SEQUENCE', wire: ping(header(session, MessageType.PING, keyId, { sequence: session.hubSeq + 1 })) },
-    { name: 'another session id', error: 'BAD_SESSION', wire: ping(header(session, MessageType.PING, keyId, { sessionId: new Uint8Array(randomBytes(16)) })) },
-    { name: 'another device id', error: 'BAD_HEADER', wire: ping(header(session, MessageType.PING, keyId, { deviceId: new Uint8Array(randomBytes(8)) })) },
-    { name: 'a key id the device does not hold', error: 'UNKNOWN_KEY_ID', wire: sealBody(otherKey, header(session, MessageType.PING, 0xfffffff0), new Uint8Array(0)) },
-    { name: 'version 2', error: 'BAD_VERSION', wire: ping(badVersion) },
-    { name: 'an unknown type', error: 'UNKNOWN_TYPE', wire: ping(unknownType) },
-    { name: 'a reserved flag bit', error: 'BAD_HEADER', wire: ping(reserved) },
-    { name: 'the KEY_SHARE flag on a hub frame', error: 'BAD_HEADER', wire: ping(shareFlag) },
-    { name: 'a device-only type from the hub (HELLO)', error: 'UNEXPECTED_MESSAGE', wire: sealBody(key, header(session, MessageType.HELLO, keyId), new Uint8Array(24)) },
-    { name: 'a CHALLENGE in an established session', error: 'UNEXPECTED_MESSAGE', wire: withLengthPrefix(encodeHeader({ type: MessageType.CHALLENGE, fromHub: true, deviceId: new Uint8Array(8), keyId: 0, sequence: 0, sessionId: new Uint8Array(randomBytes(16)) })) },
-    { name: 'a length prefix above 1280', error: 'FRAME_TOO_LONG', wire: tooLong },
-    { name: 'a length prefix below 36', error: 'FRAME_TOO_SHORT', wire: tooShort },
-    { name: 'an authenticated PING with a body', error: 'BAD_PAYLOAD', wire: sealBody(key, header(session, MessageType.PING, keyId), new Uint8Array(3)) },
-    { name: 'an authenticated CONFIRM naming another key id', error: 'BAD_PAYLOAD', wire: sealBody(key, header(session, MessageType.CONFIRM, keyId), confirmBody) },
-    { name: 'an authenticated REKEY of the wrong length', error: 'BAD_PAYLOAD', wire: sealBody(key, header(session, MessageType.REKEY, keyId), new Uint8Array(40)) },
+    { name: 'a bad tag', requirement: 'W-AEAD-4', error: 'AUTH_FAILED', wire: flip(good, good.length - 1) },
+    { name: 'a flipped ciphertext bit', requirement: 'W-AEAD-4', error: 'AUTH_FAILED', wire: flip(good, 2 + 36 + 16) },
+    { name: 'sealed under another key than the one named', requirement: 'W-AEAD-4', error: 'AUTH_FAILED', wire: sealBody(otherKey, header(session, MessageType.PING, keyId), new Uint8Array(0)) },
+    { name: 'bad padding behind a valid tag', requirement: 'W-AEAD-4', error: 'AUTH_FAILED', wire: sealUnpadded(key, header(session, MessageType.PING, keyId), new Uint8Array(16).fill(0x11)) },
+    { name: 'a sealed length that is not 84 + 16k', requirement: 'W-AEAD-5', error: 'AUTH_FAILED', wire: truncated },
+    { name: 'the device → hub direction bit (a reflected frame)', requirement: 'W-HDR-4', error: 'BAD_HEADER', wire: ping(header(session, MessageType.PING, keyId, { fromHub: false })) },
+    { name: 'a replayed seq', requirement: 'W-CHECK-5', error: 'BAD_SEQUENCE', wire: ping(header(session, MessageType.PING, keyId, { sequence: session.hubSeq - 1 })) },
+    { name: 'a seq one ahead (a deleted frame)', requirement: 'W-CHECK-5', error: 'BAD_SEQUENCE', wire: ping(header(session, MessageType.PING, keyId, { sequence: session.hubSeq + 1 })) },
+    { name: 'another session id', requirement: 'W-CHECK-4', error: 'BAD_SESSION', wire: ping(header(session, MessageType.PING, keyId, { sessionId: new Uint8Array(randomBytes(16)) })) },
+    { name: 'another device id', requirement: 'W-CHECK-3', error: 'BAD_HEADER', wire: ping(header(session, MessageType.PING, keyId, { deviceId: new Uint8Array(randomBytes(8)) })) },
+    { name: 'a key id the device does not hold', requirement: 'W-CHECK-6', error: 'UNKNOWN_KEY_ID', wire: sealBody(otherKey, header(session, MessageType.PING, 0xfffffff0), new Uint8Array(0)) },
+    { name: 'version 2', requirement: 'W-HDR-1', error: 'BAD_VERSION', wire: ping(badVersion) },
+    { name: 'an unknown type', requirement: 'W-HDR-2', error: 'UNKNOWN_TYPE', wire: ping(unknownType) },
+    { name: 'a reserved flag bit', requirement: 'W-HDR-5', error: 'BAD_HEADER', wire: ping(reserved) },
+    { name: 'the KEY_SHARE flag on a hub frame', requirement: 'W-HDR-6', error: 'BAD_HEADER', wire: ping(shareFlag) },
+    { name: 'a device-only type from the hub (HELLO)', requirement: 'W-CHECK-2', error: 'UNEXPECTED_MESSAGE', wire: sealBody(key, header(session, MessageType.HELLO, keyId), new Uint8Array(24)) },
+    { name: 'a CHALLENGE in an established session', requirement: 'W-CHECK-2', error: 'UNEXPECTED_MESSAGE', wire: withLengthPrefix(encodeHeader({ type: MessageType.CHALLENGE, fromHub: true, deviceId: new Uint8Array(8), keyId: 0, sequence: 0, sessionId: new Uint8Array(randomBytes(16)) })) },
+    { name: 'a length prefix above 1280', requirement: 'W-FRAME-3', error: 'FRAME_TOO_LONG', wire: tooLong },
+    { name: 'a length prefix below 36', requirement: 'W-FRAME-3', error: 'FRAME_TOO_SHORT', wire: tooShort },
+    { name: 'an authenticated PING with a body', requirement: 'W-CHECK-7', error: 'BAD_PAYLOAD', wire: sealBody(key, header(session, MessageType.PING, keyId), new Uint8Array(3)) },
+    { name: 'an authenticated CONFIRM naming another key id', requirement: 'W-MSG-3', error: 'BAD_PAYLOAD', wire: sealBody(key, header(session, MessageType.CONFIRM, keyId), confirmBody) },
+    { name: 'an authenticated REKEY of the wrong length', requirement: 'W-CHECK-7', error: 'BAD_PAYLOAD', wire: sealBody(key, header(session, MessageType.REKEY, keyId), new Uint8Array(40)) },
   ];
 }
 

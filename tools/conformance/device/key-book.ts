@@ -36,6 +36,8 @@ export class KeyBook {
   readonly deviceId: Uint8Array;
   /** The device's rekey mode as the kit believes it (moves to dh on the promotion of a dh key). */
   mode: RekeyMode;
+  /** The mode the device was provisioned in (a classic one moves to dh when it promotes a dh key). */
+  readonly provisionedMode: RekeyMode;
   readonly #keys = new Map<number, Uint8Array>();
   readonly #offers = new Map<number, DhOffer>();
   /** The hub's slots (the kit plays a compliant hub unless a scenario says otherwise). */
@@ -51,6 +53,7 @@ export class KeyBook {
   constructor(input: { deviceId: Uint8Array; mode: RekeyMode; keyId: number; key: Uint8Array; devicePublicKey?: Uint8Array; hubStatic: StaticKeyPair & { readonly id: number } }) {
     this.deviceId = input.deviceId.slice();
     this.mode = input.mode;
+    this.provisionedMode = input.mode;
     this.#keys.set(input.keyId, input.key.slice());
     this.hubActive = input.keyId;
     this.hubPending = undefined;

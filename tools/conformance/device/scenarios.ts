@@ -13,7 +13,7 @@ import { nodeKeyAgreement } from '../../../hosts/node/key-agreement';
 import { bytesEqual, toHex } from '../../../modules/bytes';
 import { checkMatches, hubRecoveryReply, hubVerifyRecoverInit, recoveryResultFrame, verifyRecoveryFinish, type RecoverySecrets } from '../../../modules/crypto/recovery';
 import { asLockstepError } from '../../../modules/errors';
-import { MessageType, RecoveryStatus, WireError } from '../../../modules/protocol/constants';
+import { KEEPALIVE_INTERVAL_MAX_MS, MessageType, RecoveryStatus, WireError } from '../../../modules/protocol/constants';
 import { encodeHeader } from '../../../modules/protocol/header';
 import type { Message } from '../../../modules/protocol/messages';
 import { DeviceModeContext, ScenarioAbort, type Hello } from './context';
@@ -65,12 +65,26 @@ function done(ctx: DeviceModeContext): void {
 const handshake: Scenario = {
   name: 'handshake',
   description: 'HELLO (seq 0, newest key, fresh Nd); a WELCOME with the wrong Nd is refused and changes nothing; the right one establishes; PING → PONG',
-  checks: ['hello.first', 'hello.newest', 'hello.body', 'hello.nonce', 'welcome.wrongNonce', 'welcome.accept', 'ping.answer', 'reject.unchanged'],
+  checks: ['challenge.malformed', 'hello.first', 'hello.newest', 'hello.body', 'hello.nonce', 'welcome.keyId', 'welcome.wrongNonce', 'welcome.accept', 'ping.answer', 'reject.unchanged'],
   whyNot: () => undefined,
   async run(ctx) {
     const name = this.name;
-    const { session } = await ctx.handshake(name);
+    const { session } = await ctx.handshake(name, {
+      beforeChallenge: async (s) => {
+        // Malformed CHALLENGEs (D-SESSION-1): a device answers none of them (3 rejections: below the limit with the 4 below).
+        const base = { type: MessageType.CHALLENGE, fromHub: true, deviceId: new Uint8Array(8), keyId: 0, sequence: 0, sessionId: s.hubNonce } as const;
+        for (const bad of [{ ...base, fromHub: false }, { ...base, keyId: 5 }, { ...base, sequence: 3 }]) s.link.send(encodeHeader(bad));
+        const answer = await ctx.quiet(s);
+        ctx.check('challenge.malformed', answer.frames.length === 0 && !answer.closed, name, `malformed CHALLENGEs (direction bit clear, key id 5, seq 3) were answered: ${answer.closed ? 'a close' : answer.frames.map(describeFrame).join(', ')}`, s.evidence());
+      },
+    });
     const active = ctx.book.hubActive;
+    // A WELCOME whose hub key id is not its header's (W-MSG-4), then a PING at seq 2: a device that took it answers PONG.
+    session.send({ type: MessageType.WELCOME, deviceNonce: session.deviceNonce as Uint8Array, hubKeyId: active + 5 }, active, { sequence: 1 });
+    session.send({ type: MessageType.PING }, active, { sequence: 2 });
+    const mismatch = await ctx.quiet(session);
+    ctx.check('welcome.keyId', mismatch.frames.filter((f) => f.kind === 'sealed').length === 0 && !mismatch.closed, name, `after a WELCOME naming hub key id ${active + 5} under key ${active} the device ${mismatch.closed ? 'closed' : `sent ${mismatch.frames.map(describeFrame).join(', ')}`}`, session.evidence());
+    if (mismatch.closed) throw new ScenarioAbort('closed');
     // A WELCOME with another Nd at seq 1, then a PING at seq 2: a device that took the WELCOME answers PONG.
     session.send({ type: MessageType.WELCOME, deviceNonce: new Uint8Array(randomBytes(16)), hubKeyId: active }, active, { sequence: 1 });
     session.send({ type: MessageType.PING }, active, { sequence: 2 });
@@ -128,22 +142,23 @@ const negative: Scenario = {
     const name = this.name;
     const { session } = await ctx.establish(name);
     const count = hostileFrames(session, ctx.book.hubActive).length;
-    // Batches below the limit, each followed by a good PING (which resets the count); built for the seq of the moment.
-    const batch = Math.max(1, Math.min(4, REJECTIONS_TOLERATED - 1));
-    for (let i = 0; i < count; i += batch) {
-      const group = hostileFrames(session, ctx.book.hubActive).slice(i, i + batch);
-      for (const frame of group) session.link.send(frame.wire, true);
-      const answer = await ctx.quiet(session);
-      const names = group.map((f) => `${f.name} (${f.error})`).join('; ');
-      ctx.check('reject.silent', answer.frames.length === 0, name, `in answer to ${names} the device sent ${answer.frames.map(describeFrame).join(', ')}`, session.evidence());
-      if (answer.closed) {
-        ctx.check('reject.limit', false, name, `the device closed after ${group.length} rejected frames in a row (${names}); a compliant device tolerates ${REJECTIONS_TOLERATED}`, session.evidence());
-        throw new ScenarioAbort('closed');
+    // Each malformed frame (built for the seq of the moment), then a good PING: whatever comes before its PONG answered the bad frame.
+    for (let i = 0; i < count; i++) {
+      const hostile = hostileFrames(session, ctx.book.hubActive)[i] as (ReturnType<typeof hostileFrames>)[number];
+      session.link.send(hostile.wire, true);
+      ctx.send(session, { type: MessageType.PING }, ctx.book.hubActive);
+      const result = await ctx.expect(session, (f) => f.kind === 'sealed' && f.message.type === MessageType.PONG);
+      const what = `${hostile.name} (${hostile.error})`;
+      const silent = ctx.check('reject.silent', result.others.length === 0, name, `in answer to ${what} the device sent ${result.others.map(describeFrame).join(', ')}`, session.evidence());
+      const unchanged = ctx.check('reject.unchanged', result.frame !== undefined, name, `after ${what} a good PING got ${result.end === 'closed' ? 'a close' : 'no PONG'}`, session.evidence());
+      ctx.observer.checkRequirement(hostile.requirement, silent && unchanged, { scenario: name, note: `${what}: ${silent ? '' : 'answered; '}${unchanged ? '' : 'the next good frame was not accepted'}`, frames: session.evidence(6) });
+      if (result.frame === undefined) {
+        if (result.end === 'closed') ctx.check('reject.limit', false, name, `the device closed on one rejected frame (${what}); it tolerates ${REJECTIONS_TOLERATED} in a row`, session.evidence());
+        throw new ScenarioAbort('no PONG');
       }
-      const pong = await ctx.ping(session);
-      ctx.check('reject.unchanged', pong !== undefined, name, `after ${names} a good PING got no PONG`, session.evidence());
-      if (pong === undefined) throw new ScenarioAbort('no PONG');
     }
+    const late = await ctx.quiet(session);
+    ctx.check('reject.silent', late.frames.length === 0, name, `after the malformed frames the device sent ${late.frames.map(describeFrame).join(', ')}`, session.evidence());
     // The limit: REJECTIONS_TOLERATED bad tags keep the session; one more closes it.
     const bad = () => (hostileFrames(session, ctx.book.hubActive)[0] as { wire: Uint8Array }).wire;
     for (let i = 0; i < REJECTIONS_TOLERATED; i++) session.link.send(bad(), true);
@@ -160,13 +175,17 @@ const negative: Scenario = {
 const timers: Scenario = {
   name: 'timers',
   description: "keep-alive PING within the device's interval; the session closes at its idle timeout; a connection without CHALLENGE, and one without WELCOME, close at its handshake timeout",
-  checks: ['keepalive', 'timer.idle', 'timer.handshake'],
+  checks: ['keepalive', 'timer.idle', 'timer.rejectedNoReset', 'timer.handshake'],
   whyNot: () => undefined,
   async run(ctx) {
     const name = this.name;
     const t = ctx.timers;
     const { session } = await ctx.establish(name);
     const start = Date.now();
+    // Halfway through, two frames with a bad tag: rejected frames must not reset the idle timer (W-TIMER-1).
+    const badAt = setTimeout(() => {
+      for (let i = 0; i < 2; i++) session.link.send((hostileFrames(session, ctx.book.hubActive)[0] as { wire: Uint8Array }).wire, true);
+    }, Math.floor(t.idleMs / 2));
     let lastSent = start;
     let firstPingAt: number | undefined;
     let closedAt: number | undefined;
@@ -180,13 +199,15 @@ const timers: Scenario = {
       if (frame.kind === 'timeout') break;
       if (frame.kind === 'sealed' && frame.message.type === MessageType.PING) {
         firstPingAt ??= Date.now();
-        ctx.check('keepalive', Date.now() - lastSent <= t.keepaliveMs + t.slackMs, name, `a keep-alive PING ${Date.now() - lastSent} ms after the device's previous frame (interval ${t.keepaliveMs} ms)`, session.evidence());
+        ctx.check('keepalive', Date.now() - lastSent <= Math.min(t.keepaliveMs, KEEPALIVE_INTERVAL_MAX_MS) + t.slackMs, name, `a keep-alive PING ${Date.now() - lastSent} ms after the device's previous frame (interval ${t.keepaliveMs} ms)`, session.evidence());
       }
       lastSent = Date.now();
     }
-    ctx.check('keepalive', firstPingAt !== undefined && firstPingAt - start <= t.keepaliveMs + t.slackMs, name, firstPingAt === undefined ? `no PING in ${t.idleMs} ms of silence` : `the first PING came ${firstPingAt - start} ms after the WELCOME (interval ${t.keepaliveMs} ms)`, session.evidence());
+    clearTimeout(badAt);
+    ctx.check('keepalive', firstPingAt !== undefined && firstPingAt - start <= Math.min(t.keepaliveMs, KEEPALIVE_INTERVAL_MAX_MS) + t.slackMs, name, firstPingAt === undefined ? `no PING in ${t.idleMs} ms of silence` : `the first PING came ${firstPingAt - start} ms after the WELCOME (interval ${t.keepaliveMs} ms)`, session.evidence());
     const idle = closedAt === undefined ? undefined : closedAt - start;
-    ctx.check('timer.idle', idle !== undefined && idle >= t.idleMs - t.slackMs && idle <= t.idleMs + t.slackMs, name, idle === undefined ? `the session stayed open ${Date.now() - start} ms after the hub's last frame (idle timeout ${t.idleMs} ms)` : `closed ${idle} ms after the hub's last frame (idle timeout ${t.idleMs} ms ± ${t.slackMs})`, session.evidence());
+    ctx.check('timer.idle', idle !== undefined && idle >= t.idleMs - t.slackMs && idle >= 3 * t.keepaliveMs - t.slackMs && idle <= t.idleMs + t.slackMs, name, idle === undefined ? `the session stayed open ${Date.now() - start} ms after the hub's last frame (idle timeout ${t.idleMs} ms)` : `closed ${idle} ms after the hub's last accepted frame (idle timeout ${t.idleMs} ms ± ${t.slackMs}, at least 3 × the keep-alive interval ${t.keepaliveMs} ms)`, session.evidence());
+    ctx.check('timer.rejectedNoReset', idle !== undefined && idle <= t.idleMs + t.slackMs, name, idle === undefined ? 'the session never closed' : `closed ${idle} ms after the hub's last accepted frame, with rejected frames at ${Math.floor(t.idleMs / 2)} ms (idle timeout ${t.idleMs} ms): they reset the idle timer`, session.evidence());
     // No CHALLENGE at all.
     const silent = await ctx.nextLink(name);
     const silentClosed = await silent.waitClosed(t.handshakeMs + t.slackMs);
@@ -233,7 +254,22 @@ async function offerAndAck(ctx: DeviceModeContext, name: string, session: KitSes
     message = () => ({ type: MessageType.REKEY, newKeyId: id, newKey: key });
   }
   ctx.book.hubPending = id;
-  const ack = await offer(ctx, session, message(), active);
+  // The offer and a PING in one write: the PING arrives while the key is being persisted and must be answered after the ack, under the new key (D-QUEUE-1).
+  ctx.send(session, message(), active);
+  ctx.send(session, { type: MessageType.PING }, active);
+  const first = await ctx.expect(session, (f) => f.kind === 'sealed' && (f.message.type === MessageType.REKEY_ACK || f.message.type === MessageType.ERROR || f.message.type === MessageType.PONG));
+  let ack = first.frame?.kind === 'sealed' ? first.frame : undefined;
+  let queued: Sealed | undefined;
+  if (ack?.message.type === MessageType.PONG) {
+    queued = ack;
+    const next = await ctx.expect(session, (f) => f.kind === 'sealed' && (f.message.type === MessageType.REKEY_ACK || f.message.type === MessageType.ERROR));
+    ack = next.frame?.kind === 'sealed' ? next.frame : undefined;
+    ctx.check('queue.order', false, name, 'a PING sent right after the offer was answered before the REKEY_ACK: input was acted on before the key was persisted', session.evidence());
+  } else {
+    const pong = await ctx.expect(session, (f) => f.kind === 'sealed' && f.message.type === MessageType.PONG);
+    queued = pong.frame?.kind === 'sealed' ? pong.frame : undefined;
+    ctx.check('queue.order', queued !== undefined && queued.keyId === id, name, `the PING sent right after the offer got ${queued === undefined ? 'no PONG' : `a PONG under ${queued.keyId}`} after the REKEY_ACK (expected under ${id})`, session.evidence());
+  }
   const ackCheck: CheckName = dh ? 'dh.ack' : 'rekey.ackUnderNew';
   const ok = ack?.message.type === MessageType.REKEY_ACK && ack.message.newKeyId === id && ack.keyId === id && (!dh || ack.header.share !== undefined);
   ctx.check(ackCheck, ok, name, `${dh ? 'REKEY_DH' : 'REKEY'}(${id}) was answered with ${said(ack)}; expected REKEY_ACK(${id}) sealed under ${id}${dh ? ' with the share D (the kit derives K from it)' : ''}`, session.evidence());
@@ -272,7 +308,7 @@ function rotation(dh: boolean): Scenario {
   return {
     name: `rotation-${label}`,
     description: `a ${label} rotation: ${dh ? 'REKEY_DH' : 'REKEY'}, the ack under the new key, the identical repeat, sealing under the new key, the hostile offers refused, a hub crash (dropped connection) and the same offer re-sent on the next session, CONFIRM promotes, the old key is dead, the next HELLO is under the new key`,
-    checks: dh ? ['dh.badShare', 'dh.ack', 'dh.repeat', 'dh.conflict', 'dh.helloShare', 'frame.share', 'rekey.notNewer', 'rekey.notNext', 'rekey.refusalUnchanged', 'seal.newest', 'confirm.promotes'] : ['rekey.ackUnderNew', 'rekey.repeat', 'rekey.conflict', 'rekey.notNewer', 'rekey.notNext', 'rekey.refusalUnchanged', 'seal.newest', 'confirm.promotes'],
+    checks: dh ? ['queue.order', 'dh.badShare', 'dh.ack', 'dh.repeat', 'dh.conflict', 'dh.helloShare', 'frame.share', 'rekey.notNewer', 'rekey.notNext', 'rekey.refusalUnchanged', 'seal.newest', 'confirm.promotes'] : ['queue.order', 'rekey.ackUnderNew', 'rekey.repeat', 'rekey.conflict', 'rekey.notNewer', 'rekey.notNext', 'rekey.refusalUnchanged', 'seal.newest', 'confirm.promotes'],
     whyNot: (ctx) => (!dh && ctx.book.mode === 'dh' ? 'the device is in the dh mode: it refuses classic offers (DK12)' : undefined),
     async run(ctx) {
       const name = this.name;
@@ -312,7 +348,7 @@ function rotation(dh: boolean): Scenario {
 const modeMismatch: Scenario = {
   name: 'mode-mismatch',
   description: 'a classic REKEY(A+1) to a device in the dh mode is refused with REKEY_MODE_MISMATCH and changes nothing',
-  checks: ['dh.modeMismatch', 'rekey.refusalUnchanged'],
+  checks: ['dh.modeMismatch', 'dh.modeForGood', 'rekey.refusalUnchanged'],
   whyNot: (ctx) => (ctx.book.mode !== 'dh' ? 'the device is not in the dh mode (it never promoted a dh key)' : undefined),
   async run(ctx) {
     const name = this.name;
@@ -321,6 +357,8 @@ const modeMismatch: Scenario = {
     // The key is recorded: a device that wrongly takes it can still be followed (and confirmed) by the kit.
     const answer = await offer(ctx, session, { type: MessageType.REKEY, newKeyId: id, newKey: ctx.book.newClassicKey(id) });
     ctx.check('dh.modeMismatch', isError(answer, WireError.REKEY_MODE_MISMATCH), name, `a classic REKEY(${id}) to a dh device got ${said(answer)}; expected ERROR REKEY_MODE_MISMATCH (8)`, session.evidence());
+    if (ctx.book.provisionedMode === 'classic') ctx.check('dh.modeForGood', isError(answer, WireError.REKEY_MODE_MISMATCH), name, `provisioned classic, the device promoted a dh key; a classic REKEY(${id}) then got ${said(answer)}`, session.evidence());
+    else ctx.observer.notApplicable('dh.modeForGood', 'the device was provisioned in the dh mode');
     if (answer?.message.type === MessageType.REKEY_ACK && answer.keyId === id) {
       ctx.book.expected = { active: ctx.book.hubActive, future: id };
       ctx.book.hubActive = id;
