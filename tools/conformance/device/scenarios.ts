@@ -197,14 +197,13 @@ const timers: Scenario = {
         break;
       }
       if (frame.kind === 'timeout') break;
-      if (frame.kind === 'sealed' && frame.message.type === MessageType.PING) {
-        firstPingAt ??= Date.now();
-        ctx.check('keepalive', Date.now() - lastSent <= Math.min(t.keepaliveMs, KEEPALIVE_INTERVAL_MAX_MS) + t.slackMs, name, `a keep-alive PING ${Date.now() - lastSent} ms after the device's previous frame (interval ${t.keepaliveMs} ms)`, session.evidence());
-      }
+      // Any frame keeps the session alive (an application's DATA too); a PING is what a quiet device sends.
+      firstPingAt ??= Date.now();
+      ctx.check('keepalive', Date.now() - lastSent <= Math.min(t.keepaliveMs, KEEPALIVE_INTERVAL_MAX_MS) + t.slackMs, name, `${describeFrame(frame)} ${Date.now() - lastSent} ms after the device's previous frame (keep-alive interval ${t.keepaliveMs} ms)`, session.evidence());
       lastSent = Date.now();
     }
     clearTimeout(badAt);
-    ctx.check('keepalive', firstPingAt !== undefined && firstPingAt - start <= Math.min(t.keepaliveMs, KEEPALIVE_INTERVAL_MAX_MS) + t.slackMs, name, firstPingAt === undefined ? `no PING in ${t.idleMs} ms of silence` : `the first PING came ${firstPingAt - start} ms after the WELCOME (interval ${t.keepaliveMs} ms)`, session.evidence());
+    ctx.check('keepalive', firstPingAt !== undefined && firstPingAt - start <= Math.min(t.keepaliveMs, KEEPALIVE_INTERVAL_MAX_MS) + t.slackMs, name, firstPingAt === undefined ? `no frame (PING) in ${t.idleMs} ms of silence` : `the first frame came ${firstPingAt - start} ms after the WELCOME (interval ${t.keepaliveMs} ms)`, session.evidence());
     const idle = closedAt === undefined ? undefined : closedAt - start;
     ctx.check('timer.idle', idle !== undefined && idle >= t.idleMs - t.slackMs && idle >= 3 * t.keepaliveMs - t.slackMs && idle <= t.idleMs + t.slackMs, name, idle === undefined ? `the session stayed open ${Date.now() - start} ms after the hub's last frame (idle timeout ${t.idleMs} ms)` : `closed ${idle} ms after the hub's last accepted frame (idle timeout ${t.idleMs} ms ± ${t.slackMs}, at least 3 × the keep-alive interval ${t.keepaliveMs} ms)`, session.evidence());
     ctx.check('timer.rejectedNoReset', idle !== undefined && idle <= t.idleMs + t.slackMs, name, idle === undefined ? 'the session never closed' : `closed ${idle} ms after the hub's last accepted frame, with rejected frames at ${Math.floor(t.idleMs / 2)} ms (idle timeout ${t.idleMs} ms): they reset the idle timer`, session.evidence());
