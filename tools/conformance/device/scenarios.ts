@@ -107,7 +107,7 @@ const handshake: Scenario = {
 const established: Scenario = {
   name: 'session',
   description: 'in an established session: PING → PONG, DATA (up to 1024 bytes, a duplicate, the next) → cumulative DATA_ACKs, a DATA_ACK for an unknown stream and an ERROR change nothing',
-  checks: ['ping.answer', 'data.ack', 'data.unknownStream', 'error.received'],
+  checks: ['ping.answer', 'pong.unanswered', 'data.ack', 'data.unknownStream', 'error.received', 'error.unknownCode'],
   whyNot: () => undefined,
   async run(ctx) {
     const name = this.name;
@@ -122,6 +122,14 @@ const established: Scenario = {
       acks.push(ack.frame?.kind === 'sealed' && ack.frame.message.type === MessageType.DATA_ACK ? ack.frame.message.messageId : -1);
     }
     ctx.check('data.ack', acks.join(',') === '1,1,2', name, `DATA 1 (1024 bytes), 1 again, 2 were acknowledged ${acks.join(', ')} (expected 1, 1, 2; -1 = no DATA_ACK)`, session.evidence());
+    ctx.send(session, { type: MessageType.PONG }, ctx.book.hubActive);
+    const pongAnswer = await ctx.quiet(session);
+    const pingAfterPong = pongAnswer.closed ? undefined : await ctx.ping(session);
+    ctx.check('pong.unanswered', pongAnswer.frames.length === 0 && pingAfterPong !== undefined, name, `an unsolicited PONG was answered with ${pongAnswer.closed ? 'a close' : pongAnswer.frames.map(describeFrame).join(', ') || 'nothing'}, then ${pingAfterPong === undefined ? 'no PONG' : 'PONG'}`, session.evidence());
+    for (const code of [99, WireError.STORAGE_FAILURE, WireError.KEY_IDS_EXHAUSTED]) ctx.send(session, { type: MessageType.ERROR, code, detail: 0 }, ctx.book.hubActive);
+    const unknownAnswer = await ctx.quiet(session);
+    const pingAfterUnknown = unknownAnswer.closed ? undefined : await ctx.ping(session);
+    ctx.check('error.unknownCode', unknownAnswer.frames.length === 0 && pingAfterUnknown !== undefined, name, `ERRORs with codes 99, 4, 6 were answered with ${unknownAnswer.closed ? 'a close' : unknownAnswer.frames.map(describeFrame).join(', ') || 'nothing'}, then ${pingAfterUnknown === undefined ? 'no PONG' : 'PONG'}`, session.evidence());
     ctx.send(session, { type: MessageType.DATA_ACK, streamId: new Uint8Array(randomBytes(8)), messageId: 5 }, ctx.book.hubActive);
     ctx.send(session, { type: MessageType.ERROR, code: WireError.PROTOCOL, detail: 0 }, ctx.book.hubActive);
     const after = await ctx.quiet(session);
@@ -522,7 +530,7 @@ async function resync(ctx: DeviceModeContext, name: string, check: CheckName): P
 const recovery: Scenario = {
   name: 'recovery',
   description: 'NO_KEY → RECOVER_INIT; RECOVER_RESULT RATE_LIMITED and the next NO_KEY at once (no second attempt); a bad tag2; an N not above the device ids; then a full recovery to N (ACCEPTED → HELLO under N → WELCOME promotes), with a power cut after it when the kit can cut power',
-  checks: ['rec.init', 'rec.pacing', 'rec.badTag2', 'rec.idNotAbove', 'rec.finish', 'rec.accepted', 'rec.persist'],
+  checks: ['rec.init', 'rec.pacing', 'rec.badTag2', 'rec.idNotAbove', 'rec.other', 'rec.finish', 'rec.accepted', 'rec.persist'],
   whyNot: (ctx) => (ctx.book.devicePublicKey === undefined ? 'no recovery credential: the records name no device static key (S_d)' : undefined),
   async run(ctx) {
     const name = this.name;
@@ -567,6 +575,13 @@ const recovery: Scenario = {
       reply(ctx, low.start, ctx.book.expectedSealId);
       await expectAbandoned(ctx, name, low.hello.session, 'rec.idNotAbove', `a RECOVER_REPLY with N = ${ctx.book.expectedSealId} (not above the device's ids)`);
       await resync(ctx, name, 'rec.idNotAbove');
+    }
+    // 3b. Anything but RECOVER_REPLY in recoverSent (a sealed PING): the attempt ends, nothing changes (DS16).
+    const other = await startRecovery(ctx, name);
+    if (other.start !== undefined) {
+      other.hello.session.send({ type: MessageType.PING }, other.hello.keyId, { sequence: 2 });
+      await expectAbandoned(ctx, name, other.hello.session, 'rec.other', 'a sealed PING instead of RECOVER_REPLY');
+      await resync(ctx, name, 'rec.other');
     }
     // 4. The full recovery.
     const full = await startRecovery(ctx, name);
