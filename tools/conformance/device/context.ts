@@ -89,8 +89,16 @@ export class DeviceModeContext {
     this.#current = undefined;
     const wait = Math.min(this.timers.connectWaitMs, this.remaining());
     if (wait <= 0) throw new ScenarioAbort('the run is out of time');
-    const link = await this.listener.next(wait);
-    this.check('retry.reconnect', link !== undefined, scenario, `the device did not connect within ${wait} ms`);
+    let link = await this.listener.next(wait);
+    this.check('retry.reconnect', link !== undefined, scenario, `the device did not connect within ${wait} ms${this.power === undefined ? '' : ' (the kit restarts it with --device-start-cmd)'}`);
+    if (link === undefined && this.power !== undefined && this.remaining() > 0) {
+      // A device that died (a crash) or hangs: power it on again once, so the rest of the run still says something.
+      this.observer.note(`[${scenario}] the device did not reconnect within ${wait} ms: the kit restarts it`);
+      await this.power.kill();
+      this.listener.drain();
+      await this.power.start();
+      link = await this.listener.next(Math.min(this.timers.connectWaitMs, this.remaining()));
+    }
     if (link === undefined) throw new ScenarioAbort(`[${scenario}] the device did not connect within ${wait} ms`);
     this.#current = link;
     return link;
