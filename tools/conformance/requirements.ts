@@ -68,7 +68,7 @@ export const REQUIREMENTS: readonly Requirement[] = [
   { id: 'W-DATA-2', section: '§7', summary: 'a sender keeps unacknowledged messages in a bounded outbox and sends them again, in order, at the start of every new session' },
   { id: 'W-DATA-3', section: '§7', summary: 'a receiver delivers a DATA whose stream is new to it or whose id is above the last delivered of that stream (gaps are not waited for), and no other' },
   { id: 'W-DATA-4', section: '§7', summary: 'every accepted DATA, duplicate or not, is answered with DATA_ACK(stream id, highest id delivered of that stream)' },
-  { id: 'W-DATA-5', section: '§7', summary: 'a DATA_ACK acknowledges cumulatively in the receiver\'s own stream; one for another stream id or an id never sent acknowledges nothing and is not an error' },
+  { id: 'W-DATA-5', section: '§7', summary: 'a DATA_ACK acknowledges cumulatively the sent messages of the receiver\'s own stream; one for another stream id acknowledges nothing; neither is an error' },
   { id: 'W-TCP-1', section: '§13', summary: 'a connection is one TCP byte stream carrying exactly one session; a session never continues on another connection' },
   { id: 'W-TLS-1', section: '§13', summary: 'frames inside TLS are the same bytes as over TCP; no check of §4 is skipped because TLS is in use' },
   { id: 'W-PROV-1', section: '§14', summary: 'the provisioning record is JSON {deviceId 16 hex, keyId u32 ≥ 1, key 128 hex, mode, devicePublicKey + hubStaticId together or not at all}' },
