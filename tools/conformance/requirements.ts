@@ -90,7 +90,7 @@ export const REQUIREMENTS: readonly Requirement[] = [
   { id: 'H-REKEY-2', section: '§8.2', summary: 'the hub re-offers the identical (id, key) until it is confirmed, and never replaces or abandons an offered pending key (H1, HK2)' },
   { id: 'H-REKEY-3', section: '§8.2', summary: 'a pending key made by a rotation has id active + 1 (HK1)' },
   { id: 'H-REKEY-4', section: '§8.2', summary: 'the hub offers its pending key in every new session, right after the WELCOME (HK4)' },
-  { id: 'H-RETRY-1', section: '§8.4', summary: 'while a session is established and its pending key unconfirmed, the hub re-offers it at most REKEY_RETRY_MAX_MS (30 s) after the previous offer (HK3)' },
+  { id: 'H-RETRY-1', section: '§8.4', summary: 'while a session is established and its pending key unconfirmed, the hub re-offers it at most REKEY_RETRY_MAX_MS (30 s) after the previous offer, or as soon as an outstanding persist is durable (HK3)' },
   { id: 'H-RETRY-2', section: '§8.4', summary: 'the hub does not re-offer the same pending key in one session sooner than REKEY_RETRY_MIN_MS (1 s) after the previous offer' },
   { id: 'H-CONFIRM-1', section: '§8.2', summary: 'the hub promotes its pending key only on a device frame authenticated under it (H2, HK5)' },
   { id: 'H-CONFIRM-2', section: '§8.2', summary: 'the hub persists the promotion (deleting the old active key) before it seals anything under the new key (H2)' },
