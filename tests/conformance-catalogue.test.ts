@@ -5,7 +5,7 @@
  * well-formed. Each property is also shown failing on a broken variant of
  * the spec or of the catalogue.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkCatalogue, type CatalogueProblemKind } from '../tools/conformance/catalogue-check';
 import { REQUIREMENTS, requirement, scopeOf, type Requirement } from '../tools/conformance/requirements';
@@ -74,6 +74,26 @@ describe('the catalogue against docs/PROTOCOL.md', () => {
       const withEntry = catalogue.includes(entry) ? catalogue : [...catalogue, entry];
       expect(kinds(withEntry, SPEC).map(([found]) => found)).toContain(kind);
     }
+  });
+});
+
+describe('requirement ids cited in code comments', () => {
+  const CITED = /\b[WHD]-[A-Z]+-[0-9]+\b/g;
+  function sourceFiles(dir: string): string[] {
+    return readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
+      entry.isDirectory() ? sourceFiles(join(dir, entry.name)) : entry.name.endsWith('.ts') ? [join(dir, entry.name)] : [],
+    );
+  }
+  const uncited = (text: string): string[] => [...new Set([...text.matchAll(CITED)].map((match) => match[0]))].filter((id) => !REQUIREMENTS.some((entry) => entry.id === id));
+
+  test('every id modules/ cites is in the catalogue', () => {
+    const root = join(__dirname, '..', 'modules');
+    const cited = sourceFiles(root).flatMap((file) => uncited(readFileSync(file, 'utf8')).map((id) => `${file}: ${id}`));
+    expect(cited).toEqual([]);
+  });
+
+  test('a stale citation is caught', () => {
+    expect(uncited('// H-REKEY-1 and H-REKEY-77')).toEqual(['H-REKEY-77']);
   });
 });
 
