@@ -13,7 +13,7 @@ import { nodeKeyAgreement } from '../../../hosts/node/key-agreement';
 import { bytesEqual, toHex } from '../../../modules/bytes';
 import { checkMatches, hubRecoveryReply, hubVerifyRecoverInit, recoveryResultFrame, verifyRecoveryFinish, type RecoverySecrets } from '../../../modules/crypto/recovery';
 import { asLockstepError } from '../../../modules/errors';
-import { KEEPALIVE_INTERVAL_MAX_MS, MessageType, RecoveryStatus, WireError } from '../../../modules/protocol/constants';
+import { KEEPALIVE_INTERVAL_MAX_MS, MAX_REJECTED_FRAMES, MessageType, RecoveryStatus, WireError } from '../../../modules/protocol/constants';
 import { encodeHeader } from '../../../modules/protocol/header';
 import type { Message } from '../../../modules/protocol/messages';
 import { DeviceModeContext, ScenarioAbort, type Hello } from './context';
@@ -21,8 +21,8 @@ import { hostileFrames, LOW_ORDER_SHARE } from './hostile-frames';
 import type { CheckName } from './observer';
 import { describeFrame, typeName, type DeviceFrame, type KitSession } from './session';
 
-/** Rejected frames in a row a compliant device tolerates; the next one closes the session (docs/PROTOCOL.md §9). */
-export const REJECTIONS_TOLERATED = 8;
+/** Rejected frames in a row a compliant device tolerates; the next one closes the session (W-REJECT-1, docs/PROTOCOL.md §9). */
+export const REJECTIONS_TOLERATED = MAX_REJECTED_FRAMES;
 
 export interface Scenario {
   readonly name: string;
