@@ -67,7 +67,8 @@ SO=$(find "$WORK/build/bin/lin" -name mc.so | head -1)
 
 # The kit spawns the start command in a process group of its own (the shell's pid is its id): recorded, killed as a whole.
 START="echo \$\$ > $WORK/sim.pgid; exec stdbuf -oL -eL xvfb-run -a mcsim $SO"
-KILL="[ -s $WORK/sim.pgid ] && kill -KILL -- -\$(cat $WORK/sim.pgid) 2>/dev/null; rm -f $WORK/sim.pgid; sleep 0.5"
+# `kill -9 -PGID`: the kit runs commands with sh (dash), whose kill takes no `--`.
+KILL="[ -s $WORK/sim.pgid ] && kill -9 -\$(cat $WORK/sim.pgid) 2>/dev/null; rm -f $WORK/sim.pgid; sleep 0.5"
 cleanup() { sh -c "$KILL" || true; }
 trap cleanup EXIT
 FLAGS=(--listen "127.0.0.1:$PORT" --records "$WORK/dev/device.json" --hub-static-key-file "$WORK/dev/hub.static" --device-log "$WORK/device.log" --connect-wait 40s --json "$WORK/report.json" --checks --verbose)

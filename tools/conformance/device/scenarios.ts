@@ -55,8 +55,13 @@ function said(frame: Sealed | undefined): string {
   return describeFrame(frame);
 }
 
-/** Ends a scenario in a clean state: the kit closes; the device reconnects. */
-function done(ctx: DeviceModeContext): void {
+/**
+ * Ends a scenario in a clean state: a PING round trip first (so the device has acted on everything
+ * the kit sent: closing right after a frame is a cut at that byte, and the frame may be lost), then
+ * the kit closes; the device reconnects.
+ */
+async function done(ctx: DeviceModeContext, session?: KitSession): Promise<void> {
+  if (session !== undefined && !session.link.closed) await ctx.ping(session);
   ctx.closeCurrent();
 }
 
@@ -100,7 +105,7 @@ const handshake: Scenario = {
     ctx.check('reject.unchanged', pong !== undefined, name, 'the WELCOME at the seq of a rejected one was not accepted', session.evidence());
     ctx.check('ping.answer', pong !== undefined, name, 'no PONG to a hub PING', session.evidence());
     if (pong !== undefined) ctx.checkSealing(name, session, pong, 'PONG');
-    done(ctx);
+    await done(ctx, session);
   },
 };
 
@@ -137,7 +142,7 @@ const established: Scenario = {
     const quietOk = after.frames.length === 0 && !after.closed;
     ctx.check('data.unknownStream', quietOk && pong2 !== undefined, name, `after a DATA_ACK for an unknown stream: ${after.closed ? 'closed' : after.frames.map(describeFrame).join(', ') || 'quiet'}, then ${pong2 === undefined ? 'no PONG' : 'PONG'}`, session.evidence());
     ctx.check('error.received', quietOk && pong2 !== undefined, name, `after an ERROR from the hub: ${after.closed ? 'closed' : after.frames.map(describeFrame).join(', ') || 'quiet'}, then ${pong2 === undefined ? 'no PONG' : 'PONG'}`, session.evidence());
-    done(ctx);
+    await done(ctx, session);
   },
 };
 
@@ -176,7 +181,7 @@ const negative: Scenario = {
     session.link.send(bad(), true);
     const closed = await session.link.waitClosed(ctx.timers.quietMs + ctx.timers.slackMs);
     ctx.check('reject.limit', closed, name, `the device kept the session after ${REJECTIONS_TOLERATED + 1} rejected frames in a row`, session.evidence());
-    done(ctx);
+    await done(ctx, session);
   },
 };
 
@@ -224,7 +229,7 @@ const timers: Scenario = {
     const opened = Date.now();
     const halfwayClosed = await halfway.link.waitClosed(t.handshakeMs + t.slackMs);
     ctx.check('timer.handshake', halfwayClosed, name, `a connection without WELCOME stayed open ${Date.now() - opened} ms (handshake timeout ${t.handshakeMs} ms)`, halfway.evidence());
-    done(ctx);
+    await done(ctx);
   },
 };
 
@@ -325,7 +330,7 @@ function rotation(dh: boolean): Scenario {
         ctx.check('dh.badShare', isError(answer, WireError.BAD_KEY_SHARE), name, `REKEY_DH with a low-order H was answered with ${said(answer)}; expected ERROR BAD_KEY_SHARE (9)`, session.evidence());
         if (isError(answer, WireError.REKEY_MODE_MISMATCH)) {
           for (const check of this.checks) ctx.observer.notApplicable(check, 'the device refuses REKEY_DH with REKEY_MODE_MISMATCH (classic only: no X25519)');
-          done(ctx);
+          await done(ctx, session);
           return;
         }
       }
@@ -347,7 +352,7 @@ function rotation(dh: boolean): Scenario {
       ctx.welcome(after.session);
       const pong = await ctx.ping(after.session);
       ctx.check('confirm.promotes', pong?.keyId === offered.id, name, `after the promotion and a reconnect the PONG is ${pong === undefined ? 'missing' : describeFrame(pong)}`, after.session.evidence());
-      done(ctx);
+      await done(ctx, after.session);
     },
   };
 }
@@ -374,7 +379,7 @@ const modeMismatch: Scenario = {
     }
     const pong = await ctx.ping(session);
     ctx.check('rekey.refusalUnchanged', pong !== undefined && pong.keyId === ctx.book.hubActive, name, `after the refused classic offer a PING got ${pong === undefined ? 'no PONG' : describeFrame(pong)}`, session.evidence());
-    done(ctx);
+    await done(ctx, session);
   },
 };
 
@@ -412,7 +417,7 @@ function powerCutAfterAck(dh: boolean): Scenario {
       }
       ctx.welcome(hello.session);
       if (dh && hello.keyId === id) ctx.book.mode = 'dh';
-      done(ctx);
+      await done(ctx, hello.session);
     },
   };
 }
@@ -439,7 +444,7 @@ const powerCutAfterConfirm: Scenario = {
     ctx.check('confirm.persist', hello.activeKeyId === id || hello.futureKeyId === id, name, `after a power cut right after CONFIRM(${id}) the HELLO is under ${hello.keyId} with (${hello.activeKeyId}, ${hello.futureKeyId}): the device holds only the old key`, hello.session.evidence());
     if (hello.activeKeyId !== id && hello.futureKeyId !== id) ctx.book.hubActive = hello.activeKeyId;
     ctx.welcome(hello.session);
-    done(ctx);
+    await done(ctx, hello.session);
   },
 };
 
@@ -466,7 +471,7 @@ const enrolment: Scenario = {
     const still = await ctx.expect(session, (f) => f.kind === 'sealed' && f.message.type === MessageType.ENROL_ACK);
     const stillFrame = still.frame?.kind === 'sealed' ? still.frame : undefined;
     ctx.check('enrol.locked', stillFrame?.message.type === MessageType.ENROL_ACK && bytesEqual(stillFrame.message.devicePublicKey, ctx.book.devicePublicKey as Uint8Array), name, `after the refused ENROL, ENROL for the enrolled key got ${said(stillFrame)}: the credential changed`, session.evidence());
-    done(ctx);
+    await done(ctx, session);
   },
 };
 
@@ -617,7 +622,7 @@ const recovery: Scenario = {
     ctx.closeCurrent();
     const again = await ctx.handshake(name, { sealIds: [ctx.book.hubActive], bodies: [[ctx.book.hubActive, 0]] });
     ctx.welcome(again.session);
-    done(ctx);
+    await done(ctx, again.session);
   },
 };
 
