@@ -244,6 +244,11 @@ export class KitListener {
     }
   }
 
+  /** Puts a connection taken with `next` back at the head of the queue (a scenario that only timed its arrival). */
+  requeue(link: FrameLink): void {
+    this.#pending.unshift(link);
+  }
+
   /** Drops connections waiting (e.g. left over from before a power cut). */
   drain(): number {
     let n = 0;

@@ -69,6 +69,7 @@ export const CHECKS = {
   'rec.finish': 'a valid RECOVER_REPLY is answered with RECOVER_FINISH (seq 2) with a valid tag3',
   'rec.accepted': "after RECOVER_RESULT ACCEPTED the device's next HELLO is sealed under N",
   'rec.persist': 'a device that closed after RECOVER_RESULT ACCEPTED seals under N after a power cut',
+  'rec.inSync': 'after RECOVER_RESULT IN_SYNC the device reconnects at once, its keys unchanged',
   'rec.pacing': 'no second recovery attempt sooner than the device’s spacing or the hub’s retry after',
   'enrol.repeat': 'an ENROL for the enrolled hub static key is answered with the same ENROL_ACK (S_d)',
   'enrol.locked': 'an ENROL for another hub static key is refused with STATIC_KEY_LOCKED; nothing changes',
@@ -140,6 +141,7 @@ export const REQUIREMENT_OF: Record<CheckName, readonly string[]> = {
   'rec.accepted': ['D-REC-4'],
   'rec.persist': ['D-REC-4'],
   'rec.pacing': ['D-REC-5', 'D-REC-7'],
+  'rec.inSync': ['D-REC-5', 'D-RETRY-1'],
   'enrol.repeat': ['D-ENROL-2'],
   'enrol.locked': ['D-ENROL-3'],
 };

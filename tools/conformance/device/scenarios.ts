@@ -535,7 +535,7 @@ async function resync(ctx: DeviceModeContext, name: string, check: CheckName): P
 const recovery: Scenario = {
   name: 'recovery',
   description: 'NO_KEY → RECOVER_INIT; RECOVER_RESULT RATE_LIMITED and the next NO_KEY at once (no second attempt); a bad tag2; an N not above the device ids; then a full recovery to N (ACCEPTED → HELLO under N → WELCOME promotes), with a power cut after it when the kit can cut power',
-  checks: ['rec.init', 'rec.pacing', 'rec.badTag2', 'rec.idNotAbove', 'rec.other', 'rec.finish', 'rec.accepted', 'rec.persist'],
+  checks: ['rec.init', 'rec.pacing', 'rec.inSync', 'rec.badTag2', 'rec.idNotAbove', 'rec.other', 'rec.finish', 'rec.accepted', 'rec.persist'],
   whyNot: (ctx) => (ctx.book.devicePublicKey === undefined ? 'no recovery credential: the records name no device static key (S_d)' : undefined),
   async run(ctx) {
     const name = this.name;
@@ -567,6 +567,25 @@ const recovery: Scenario = {
     ctx.check('rec.pacing', !tried, name, 'right after an attempt that ended RATE_LIMITED (retry after 3600 s) the device started another on the next NO_KEY', paced.session.evidence());
     ctx.closeCurrent();
     await resync(ctx, name, 'rec.finish');
+    // 1b. IN_SYNC: the device reconnects at once (the attempt counts for its spacing; the WELCOME of that reconnect resets it).
+    const inSync = await startRecovery(ctx, name);
+    if (inSync.start !== undefined) {
+      const syncSecrets = reply(ctx, inSync.start, ctx.book.highestId + 1);
+      const syncFinish = await ctx.expect(inSync.hello.session, isType(MessageType.RECOVER_FINISH));
+      if (syncFinish.frame?.kind === 'unsealed') {
+        inSync.hello.session.link.send(recoveryResultFrame(nodeKeyAgreement, syncSecrets.macKey, recoveryHeader(ctx, inSync.hello.session, MessageType.RECOVER_RESULT), RecoveryStatus.IN_SYNC, 0));
+        const closed = await inSync.hello.session.link.waitClosed(ctx.timers.answerMs);
+        const closedAt = Date.now();
+        const next = await ctx.listener.next(ctx.timers.slackMs + 1000);
+        const gap = Date.now() - closedAt;
+        ctx.check('rec.inSync', closed && next !== undefined, name, `after RECOVER_RESULT IN_SYNC the device ${closed ? '' : 'did not close; '}${next === undefined ? `did not reconnect within ${ctx.timers.slackMs + 1000} ms` : `reconnected after ${gap} ms`}`, inSync.hello.session.evidence());
+        if (next !== undefined) {
+          // Hand the connection back: the resync below takes it.
+          ctx.listener.requeue(next);
+        }
+        await resync(ctx, name, 'rec.inSync');
+      }
+    }
     // 2. A bad tag2.
     const bad = await startRecovery(ctx, name);
     if (bad.start !== undefined) {
