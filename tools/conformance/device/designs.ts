@@ -20,6 +20,8 @@
  * Each must fail device mode with the requirement it breaks; the reference
  * design passes every applicable one (tests/conformance-device*.test.ts).
  */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { nodeAead, nodeRandom } from '../../../hosts/node/crypto';
 import { NodeDevice } from '../../../hosts/node/device-host';
 import { FileFlash } from '../../../hosts/node/flash-file';
@@ -159,8 +161,11 @@ export function launchDevice(options: LaunchOptions): LaunchedDevice {
             const connection = transport(events);
             return { write: (bytes) => connection.write(transform(bytes)), close: () => connection.close() };
           };
+  // keywrap.bin next to the image (provisioned with --key-wrap): the keys are wrapped under its KWK.
+  const keyWrapPath = join(dirname(options.image), 'keywrap.bin');
+  const keyWrapImage = existsSync(keyWrapPath) ? new Uint8Array(readFileSync(keyWrapPath)) : undefined;
   device = new NodeDevice({
-    storage: openFlashKeystore(flash ?? file),
+    storage: openFlashKeystore(flash ?? file, keyWrapImage === undefined ? {} : { keyWrapImage }),
     endpoint: { host: options.host, port: options.port },
     ...(wrapTransport === undefined ? {} : { wrapTransport }),
     ...(options.timing === undefined ? {} : { timing: options.timing }),
