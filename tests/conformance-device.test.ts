@@ -24,10 +24,10 @@ afterAll(() => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 
-async function run(design: DeviceDesign, mode: 'classic' | 'dh', scenarios?: readonly string[]): Promise<DeviceModeResult> {
+async function run(design: DeviceDesign, mode: 'classic' | 'dh', scenarios?: readonly string[], credential = true): Promise<DeviceModeResult> {
   const dir = mkdtempSync(join(tmpdir(), 'lockstep-kit-device-'));
   dirs.push(dir);
-  const records = provisionForKit(dir, { mode });
+  const records = provisionForKit(dir, { mode, credential });
   let device: LaunchedDevice | undefined;
   try {
     return await runDeviceMode({
@@ -60,15 +60,24 @@ describe('device mode against the reference Node device', () => {
     const result = await run('reference', 'classic');
     expect(failing(result)).toEqual([]);
     const notApplicable = (Object.keys(CHECKS) as CheckName[]).filter((check) => result.checks[check] === 'n/a');
-    expect(notApplicable).toEqual([]);
+    // Only the enrolment of a credential (this device was provisioned with one: the next test).
+    expect(notApplicable).toEqual(['enrol.store', 'enrol.badShare']);
     expect(result.json.failed).toBe(0);
     expect(result.exitCode).toBe(0);
     // Every device and wire requirement passed but those device mode says it cannot check (n/a, with the reason).
+    const enrolment = ['D-ENROL-1', 'D-ENROL-4'];
     for (const requirement of result.json.requirements) {
-      expect([requirement.id, requirement.verdict]).toEqual([requirement.id, NOT_CHECKED[requirement.id] === undefined ? 'pass' : 'n/a']);
+      expect([requirement.id, requirement.verdict]).toEqual([requirement.id, NOT_CHECKED[requirement.id] === undefined && !enrolment.includes(requirement.id) ? 'pass' : 'n/a']);
     }
     expect(Object.values(REQUIREMENT_OF).flat().every((id) => NOT_CHECKED[id] === undefined)).toBe(true);
     expect(result.json.passed).toBeGreaterThanOrEqual(60);
+  });
+
+  test('a device provisioned without a credential enrols one (persisted before ENROL_ACK, across a power cut) and then recovers with it', async () => {
+    const result = await run('reference', 'dh', ['enrolment', 'recovery'], false);
+    expect(failing(result)).toEqual([]);
+    for (const check of ['enrol.badShare', 'enrol.store', 'enrol.repeat', 'enrol.locked', 'rec.accepted', 'rec.persist'] as const) expect([check, result.checks[check]]).toEqual([check, 'pass']);
+    expect(failedIds(result)).toEqual([]);
   });
 
   test('a dh-provisioned device: the classic rotations are n/a, REKEY_MODE_MISMATCH and the dh rotation pass', async () => {

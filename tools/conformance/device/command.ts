@@ -35,6 +35,7 @@ interface Flags {
   provisionOnly: boolean;
   mode: 'classic' | 'dh';
   keyWrap: boolean;
+  credential: boolean;
   records?: string;
   hubStaticKeyFile?: string;
   deviceKillCmd?: string;
@@ -61,6 +62,7 @@ export function deviceModeCommand(): Command {
     .option('--provision-only', 'with --provision-out: write the files and exit (flash or build them into the device, then run with --records)', false)
     .addOption(new Option('--mode <mode>', 'rekey mode to provision (classic covers both: the device moves to dh during the run)').choices(['classic', 'dh']).default('classic'))
     .option('--key-wrap', 'provision with a key-wrapping key (keywrap.bin)', false)
+    .option('--no-credential', 'provision without a recovery credential: the device enrols one over the wire (ENROL, DK15) during the run')
     .option('--records <file>', "the device's hub record (device.json, docs/HUB.md §2); rewritten with its current key at the end")
     .option('--hub-static-key-file <file>', 'the hub static key file that goes with --records (lockstep-hub-static/1): enables the recovery scenarios')
     .option('--device-kill-cmd <cmd>', 'shell command that cuts the power of the device under test (e.g. kill -9 its process)')
@@ -82,7 +84,7 @@ export function deviceModeCommand(): Command {
       if ((flags.deviceKillCmd === undefined) !== (flags.deviceStartCmd === undefined)) throw new Error('--device-kill-cmd and --device-start-cmd go together');
       let records;
       if (flags.provisionOut !== undefined) {
-        records = provisionForKit(flags.provisionOut, { mode: flags.mode, keyWrap: flags.keyWrap });
+        records = provisionForKit(flags.provisionOut, { mode: flags.mode, keyWrap: flags.keyWrap, credential: flags.credential });
         process.stderr.write(`provisioned device ${records.record.deviceId} (${flags.mode}) in ${flags.provisionOut}: keystore.bin${flags.keyWrap ? ', keywrap.bin' : ''}, device.json, ${KIT_STATIC_FILE}\n`);
         if (flags.provisionOnly) {
           process.stderr.write(`next: give the device ${join(flags.provisionOut, 'keystore.bin')}, then run with --records ${join(flags.provisionOut, 'device.json')} --hub-static-key-file ${join(flags.provisionOut, KIT_STATIC_FILE)}\n`);

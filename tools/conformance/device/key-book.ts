@@ -47,10 +47,12 @@ export class KeyBook {
   expected: ExpectedSlots;
   /** The device's static public key S_d (recovery credential), when provisioned or enrolled. */
   devicePublicKey: Uint8Array | undefined;
-  /** The kit's static pair and its id (the hub static key the device knows). */
+  /** The kit's static pair and its id (the hub static key the device knows, or is to enrol). */
   readonly hubStatic: StaticKeyPair & { readonly id: number };
+  /** The kit holds the private half of `hubStatic` (a --hub-static-key-file or its own provisioning). */
+  readonly hubStaticKnown: boolean;
 
-  constructor(input: { deviceId: Uint8Array; mode: RekeyMode; keyId: number; key: Uint8Array; devicePublicKey?: Uint8Array; hubStatic: StaticKeyPair & { readonly id: number } }) {
+  constructor(input: { deviceId: Uint8Array; mode: RekeyMode; keyId: number; key: Uint8Array; devicePublicKey?: Uint8Array; hubStatic: StaticKeyPair & { readonly id: number }; hubStaticKnown?: boolean }) {
     this.deviceId = input.deviceId.slice();
     this.mode = input.mode;
     this.provisionedMode = input.mode;
@@ -60,6 +62,7 @@ export class KeyBook {
     this.expected = { active: input.keyId };
     this.devicePublicKey = input.devicePublicKey?.slice();
     this.hubStatic = input.hubStatic;
+    this.hubStaticKnown = input.hubStaticKnown ?? true;
   }
 
   /** The key of `id`, deriving a dh key once the device's share is known (`share`: from the frame being opened). */

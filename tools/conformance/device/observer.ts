@@ -71,6 +71,9 @@ export const CHECKS = {
   'rec.persist': 'a device that closed after RECOVER_RESULT ACCEPTED seals under N after a power cut',
   'rec.inSync': 'after RECOVER_RESULT IN_SYNC the device reconnects at once, its keys unchanged',
   'rec.pacing': 'no second recovery attempt sooner than the device’s spacing or the hub’s retry after',
+  'enrol.store': 'a device without a credential answers ENROL(id, S_h) with ENROL_ACK(id, S_d), persisted first (the same S_d after a power cut); a low-order S_h is refused with BAD_KEY_SHARE first',
+  'enrol.badShare': 'an ENROL whose S_h is low-order is refused with BAD_KEY_SHARE before anything is stored',
+  'prov.image': "the device's first HELLO carries the record's device id under the record's key id",
   'enrol.repeat': 'an ENROL for the enrolled hub static key is answered with the same ENROL_ACK (S_d)',
   'enrol.locked': 'an ENROL for another hub static key is refused with STATIC_KEY_LOCKED; nothing changes',
 } as const;
@@ -142,6 +145,9 @@ export const REQUIREMENT_OF: Record<CheckName, readonly string[]> = {
   'rec.persist': ['D-REC-4'],
   'rec.pacing': ['D-REC-5', 'D-REC-7'],
   'rec.inSync': ['D-REC-5', 'D-RETRY-1'],
+  'enrol.store': ['D-ENROL-1'],
+  'enrol.badShare': ['D-ENROL-4'],
+  'prov.image': ['D-PROV-1'],
   'enrol.repeat': ['D-ENROL-2'],
   'enrol.locked': ['D-ENROL-3'],
 };
@@ -164,9 +170,6 @@ export const NOT_CHECKED: Readonly<Record<string, string>> = {
   'D-KEY-6': 'needs a failing keystore write in the device',
   'D-QUEUE-2': 'needs more than the receive bound during a write',
   'D-TLS-1': 'device mode listens on plain TCP',
-  'D-PROV-1': 'shown only through the handshake under the provisioned key',
-  'D-ENROL-1': 'the kit provisions a credential; enrolment without one is not exercised',
-  'D-ENROL-4': 'not exercised (a low-order S_h)',
   'D-ENROL-5': 'the reference device keeps a credential',
 };
 

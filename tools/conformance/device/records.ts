@@ -26,11 +26,12 @@ export interface LoadedRecords {
 }
 
 /** Writes the device's provisioning files into `dir` (refuses to overwrite) and returns its records. */
-export function provisionForKit(dir: string, options: { mode: RekeyMode; keyWrap?: boolean; keyId?: number }): LoadedRecords {
+export function provisionForKit(dir: string, options: { mode: RekeyMode; keyWrap?: boolean; keyId?: number; credential?: boolean }): LoadedRecords {
   const staticPath = join(dir, KIT_STATIC_FILE);
   if (existsSync(staticPath)) throw new Error(`${staticPath} exists: the directory was provisioned before (use --records ${join(dir, 'device.json')} --hub-static-key-file ${staticPath})`);
   const pair = newStaticPair(1, Date.now());
-  const result = provisionDevice({ outDir: dir, mode: options.mode, keyWrap: options.keyWrap ?? false, keyId: options.keyId ?? 1, hubStatic: { id: pair.id, publicKey: pair.publicKey } });
+  // Without a credential the device enrols one over the wire (the enrolment scenario, DK15) for the kit's hub static key.
+  const result = provisionDevice({ outDir: dir, mode: options.mode, keyWrap: options.keyWrap ?? false, keyId: options.keyId ?? 1, ...(options.credential === false ? {} : { hubStatic: { id: pair.id, publicKey: pair.publicKey } }) });
   createPrivateFile(staticPath, `${JSON.stringify({ format: 'lockstep-hub-static/1', current: pair.id, keys: [{ id: pair.id, privateKey: Buffer.from(pair.privateKey).toString('hex'), publicKey: Buffer.from(pair.publicKey).toString('hex'), createdAt: pair.createdAt }] }, null, 2)}\n`);
   return loadRecords(result.recordPath, staticPath);
 }
@@ -65,6 +66,7 @@ export function loadRecords(recordPath: string, staticKeyPath: string | undefine
     key: new Uint8Array(Buffer.from(record.key, 'hex')),
     hubStatic,
     ...(devicePublicKey === undefined ? {} : { devicePublicKey }),
+    hubStaticKnown: staticKeyPath !== undefined,
   });
   return { book, recordPath, record: record as HubRecord };
 }

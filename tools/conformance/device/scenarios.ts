@@ -70,7 +70,7 @@ async function done(ctx: DeviceModeContext, session?: KitSession): Promise<void>
 const handshake: Scenario = {
   name: 'handshake',
   description: 'HELLO (seq 0, newest key, fresh Nd); a WELCOME with the wrong Nd is refused and changes nothing; the right one establishes; PING → PONG',
-  checks: ['challenge.malformed', 'hello.first', 'hello.newest', 'hello.body', 'hello.nonce', 'welcome.keyId', 'welcome.wrongNonce', 'welcome.accept', 'ping.answer', 'reject.unchanged'],
+  checks: ['prov.image', 'challenge.malformed', 'hello.first', 'hello.newest', 'hello.body', 'hello.nonce', 'welcome.keyId', 'welcome.wrongNonce', 'welcome.accept', 'ping.answer', 'reject.unchanged'],
   whyNot: () => undefined,
   async run(ctx) {
     const name = this.name;
@@ -84,6 +84,7 @@ const handshake: Scenario = {
       },
     });
     const active = ctx.book.hubActive;
+    ctx.check('prov.image', session.link.received > 0 && ctx.book.expectedSealId === active, name, `the first HELLO is not under the record's key ${active}`, session.evidence());
     // A WELCOME whose hub key id is not its header's (W-MSG-4), then a PING at seq 2: a device that took it answers PONG.
     session.send({ type: MessageType.WELCOME, deviceNonce: session.deviceNonce as Uint8Array, hubKeyId: active + 5 }, active, { sequence: 1 });
     session.send({ type: MessageType.PING }, active, { sequence: 2 });
@@ -448,29 +449,51 @@ const powerCutAfterConfirm: Scenario = {
   },
 };
 
+/** ENROL, and the device's answer (an ENROL_ACK or an ERROR). */
+async function enrol(ctx: DeviceModeContext, session: KitSession, hubStaticId: number, hubPublicKey: Uint8Array): Promise<Sealed | undefined> {
+  ctx.send(session, { type: MessageType.ENROL, hubStaticId, hubPublicKey }, ctx.book.hubActive);
+  const answer = await ctx.expect(session, (f) => f.kind === 'sealed' && (f.message.type === MessageType.ENROL_ACK || f.message.type === MessageType.ERROR));
+  return answer.frame?.kind === 'sealed' ? answer.frame : undefined;
+}
+
 const enrolment: Scenario = {
   name: 'enrolment',
-  description: 'ENROL for the enrolled hub static key → the same ENROL_ACK (S_d); ENROL for another key → ERROR STATIC_KEY_LOCKED, nothing changes',
-  checks: ['enrol.repeat', 'enrol.locked'],
-  whyNot: (ctx) => (ctx.book.devicePublicKey === undefined ? 'the records name no device static key (S_d) to compare with' : undefined),
+  description: 'a device without a credential: ENROL with a low-order S_h → BAD_KEY_SHARE, then ENROL → ENROL_ACK(S_d), the same S_d after a power cut; with one: ENROL for it → the same ENROL_ACK; ENROL for another key → STATIC_KEY_LOCKED, nothing changes',
+  checks: ['enrol.badShare', 'enrol.store', 'enrol.repeat', 'enrol.locked'],
+  whyNot: (ctx) => (ctx.book.devicePublicKey === undefined && !ctx.book.hubStaticKnown ? 'the records name no device static key (S_d) and the kit has no hub static key (--hub-static-key-file) to enrol' : undefined),
   async run(ctx) {
     const name = this.name;
-    const { session } = await ctx.establish(name);
+    let { session } = await ctx.establish(name);
     const hubStatic = ctx.book.hubStatic;
-    ctx.send(session, { type: MessageType.ENROL, hubStaticId: hubStatic.id, hubPublicKey: hubStatic.publicKey }, ctx.book.hubActive);
-    const ack = await ctx.expect(session, (f) => f.kind === 'sealed' && (f.message.type === MessageType.ENROL_ACK || f.message.type === MessageType.ERROR));
-    const frame = ack.frame?.kind === 'sealed' ? ack.frame : undefined;
-    const same = frame?.message.type === MessageType.ENROL_ACK && frame.message.hubStaticId === hubStatic.id && bytesEqual(frame.message.devicePublicKey, ctx.book.devicePublicKey as Uint8Array);
-    ctx.check('enrol.repeat', same, name, `ENROL(${hubStatic.id}, S_h) got ${said(frame)}; expected ENROL_ACK(${hubStatic.id}, S_d = ${toHex(ctx.book.devicePublicKey as Uint8Array)})`, session.evidence());
+    if (ctx.book.devicePublicKey === undefined) {
+      // DK15 (and D-ENROL-4 first: a low-order S_h is refused before anything is stored).
+      const low = await enrol(ctx, session, hubStatic.id, LOW_ORDER_SHARE);
+      ctx.check('enrol.badShare', isError(low, WireError.BAD_KEY_SHARE), name, `ENROL with a low-order S_h got ${said(low)}; expected ERROR BAD_KEY_SHARE (9)`, session.evidence());
+      const ack = await enrol(ctx, session, hubStatic.id, hubStatic.publicKey);
+      const enrolled = ack?.message.type === MessageType.ENROL_ACK && ack.message.hubStaticId === hubStatic.id ? ack.message.devicePublicKey.slice() : undefined;
+      ctx.check('enrol.store', enrolled !== undefined, name, `ENROL(${hubStatic.id}, S_h) to a device without a credential got ${said(ack)}; expected ENROL_ACK(${hubStatic.id}, S_d)`, session.evidence());
+      if (enrolled === undefined) throw new ScenarioAbort('not enrolled');
+      ctx.book.devicePublicKey = enrolled;
+      if (ctx.power !== undefined) {
+        // Persisted before the ack: after a power cut the device answers with the same S_d.
+        await ctx.powerCycle(name);
+        ({ session } = await ctx.establish(name));
+        const again = await enrol(ctx, session, hubStatic.id, hubStatic.publicKey);
+        ctx.check('enrol.store', again?.message.type === MessageType.ENROL_ACK && bytesEqual(again.message.devicePublicKey, enrolled), name, `after a power cut right after ENROL_ACK, ENROL got ${said(again)}; expected the same S_d ${toHex(enrolled)}`, session.evidence());
+      }
+    } else {
+      ctx.observer.notApplicable('enrol.store', 'the device was provisioned with a credential (provision with --no-credential to check the enrolment of one)');
+      ctx.observer.notApplicable('enrol.badShare', 'the device was provisioned with a credential');
+    }
+    const devicePublicKey = ctx.book.devicePublicKey as Uint8Array;
+    const frame = await enrol(ctx, session, hubStatic.id, hubStatic.publicKey);
+    const same = frame?.message.type === MessageType.ENROL_ACK && frame.message.hubStaticId === hubStatic.id && bytesEqual(frame.message.devicePublicKey, devicePublicKey);
+    ctx.check('enrol.repeat', same, name, `ENROL(${hubStatic.id}, S_h) got ${said(frame)}; expected ENROL_ACK(${hubStatic.id}, S_d = ${toHex(devicePublicKey)})`, session.evidence());
     const other = nodeKeyAgreement.x25519PublicKey(new Uint8Array(randomBytes(32)));
-    ctx.send(session, { type: MessageType.ENROL, hubStaticId: hubStatic.id + 1, hubPublicKey: other }, ctx.book.hubActive);
-    const locked = await ctx.expect(session, (f) => f.kind === 'sealed' && (f.message.type === MessageType.ENROL_ACK || f.message.type === MessageType.ERROR));
-    const lockedFrame = locked.frame?.kind === 'sealed' ? locked.frame : undefined;
+    const lockedFrame = await enrol(ctx, session, hubStatic.id + 1, other);
     ctx.check('enrol.locked', isError(lockedFrame, WireError.STATIC_KEY_LOCKED), name, `ENROL for another hub static key got ${said(lockedFrame)}; expected ERROR STATIC_KEY_LOCKED (10)`, session.evidence());
-    ctx.send(session, { type: MessageType.ENROL, hubStaticId: hubStatic.id, hubPublicKey: hubStatic.publicKey }, ctx.book.hubActive);
-    const still = await ctx.expect(session, (f) => f.kind === 'sealed' && f.message.type === MessageType.ENROL_ACK);
-    const stillFrame = still.frame?.kind === 'sealed' ? still.frame : undefined;
-    ctx.check('enrol.locked', stillFrame?.message.type === MessageType.ENROL_ACK && bytesEqual(stillFrame.message.devicePublicKey, ctx.book.devicePublicKey as Uint8Array), name, `after the refused ENROL, ENROL for the enrolled key got ${said(stillFrame)}: the credential changed`, session.evidence());
+    const stillFrame = await enrol(ctx, session, hubStatic.id, hubStatic.publicKey);
+    ctx.check('enrol.locked', stillFrame?.message.type === MessageType.ENROL_ACK && bytesEqual(stillFrame.message.devicePublicKey, devicePublicKey), name, `after the refused ENROL, ENROL for the enrolled key got ${said(stillFrame)}: the credential changed`, session.evidence());
     await done(ctx, session);
   },
 };
@@ -536,7 +559,7 @@ const recovery: Scenario = {
   name: 'recovery',
   description: 'NO_KEY → RECOVER_INIT; RECOVER_RESULT RATE_LIMITED and the next NO_KEY at once (no second attempt); a bad tag2; an N not above the device ids; then a full recovery to N (ACCEPTED → HELLO under N → WELCOME promotes), with a power cut after it when the kit can cut power',
   checks: ['rec.init', 'rec.pacing', 'rec.inSync', 'rec.badTag2', 'rec.idNotAbove', 'rec.other', 'rec.finish', 'rec.accepted', 'rec.persist'],
-  whyNot: (ctx) => (ctx.book.devicePublicKey === undefined ? 'no recovery credential: the records name no device static key (S_d)' : undefined),
+  whyNot: (ctx) => (ctx.book.devicePublicKey === undefined ? 'no recovery credential: the records name no device static key (S_d), and none was enrolled' : !ctx.book.hubStaticKnown ? 'no --hub-static-key-file: the kit cannot answer as the hub' : undefined),
   async run(ctx) {
     const name = this.name;
     // 1. An attempt the kit rate-limits, then NO_KEY again at once: the device must not try again (its spacing, the hub's retry after).
