@@ -16,15 +16,15 @@ import { CHECKS, NOT_CHECKED, REQUIREMENT_OF, type CheckName } from '../tools/co
 import { provisionForKit } from '../tools/conformance/device/records';
 import { runDeviceMode, type DeviceModeResult } from '../tools/conformance/device/run';
 
-const DEVICE_TIMING = { keepaliveIntervalMs: 600, idleTimeoutMs: 1800, handshakeTimeoutMs: 1000 };
-const KIT_TIMERS = { keepaliveMs: 600, idleMs: 1800, handshakeMs: 1000, slackMs: 400, quietMs: 150, connectWaitMs: 5000, answerMs: 2000 };
+const DEVICE_TIMING = { keepaliveIntervalMs: 800, idleTimeoutMs: 2400, handshakeTimeoutMs: 1200 };
+const KIT_TIMERS = { keepaliveMs: 800, idleMs: 2400, handshakeMs: 1200, slackMs: 700, quietMs: 150, connectWaitMs: 8000, answerMs: 3000 };
 
 const dirs: string[] = [];
 afterAll(() => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 
-async function run(design: DeviceDesign, mode: 'classic' | 'dh', scenarios?: readonly string[], credential = true): Promise<DeviceModeResult> {
+async function run(design: DeviceDesign, mode: 'classic' | 'dh', scenarios?: readonly string[], credential = true, timers: Partial<typeof KIT_TIMERS> = {}): Promise<DeviceModeResult> {
   const dir = mkdtempSync(join(tmpdir(), 'lockstep-kit-device-'));
   dirs.push(dir);
   const records = provisionForKit(dir, { mode, credential });
@@ -34,7 +34,7 @@ async function run(design: DeviceDesign, mode: 'classic' | 'dh', scenarios?: rea
       host: '127.0.0.1',
       port: 0,
       records,
-      timers: KIT_TIMERS,
+      timers: { ...KIT_TIMERS, ...timers },
       power: { kill: async () => device?.powerOff(), start: async () => device?.powerOn() },
       onListening: ({ port }) => {
         device = launchDevice({ image: join(dir, 'keystore.bin'), host: '127.0.0.1', port, design, timing: DEVICE_TIMING, reconnectInitialMs: 20, reconnectMaxMs: 200 });
@@ -111,6 +111,12 @@ describe('device mode refutes the excluded device designs of §8.5, run as real 
     expect(failing(result)).toEqual(expect.arrayContaining(['seal.newest', 'hello.newest']));
     expect(failedIds(result)).toEqual(expect.arrayContaining(['D-KEY-3', 'D-HELLO-1']));
     expect(failedIds(result)).not.toContain('D-KEY-1');
+  });
+
+  test('the timer checks fail a device slower than it says (keep-alive 800 ms and idle 2.4 s declared as 300 ms and 1.2 s)', async () => {
+    const result = await run('reference', 'classic', ['timers'], true, { keepaliveMs: 300, idleMs: 1200, slackMs: 200 });
+    expect(failing(result)).toEqual(expect.arrayContaining(['keepalive', 'timer.idle']));
+    expect(failedIds(result)).toEqual(expect.arrayContaining(['D-TIMER-1', 'D-TIMER-2']));
   });
 
   test('a dh HELLO under the future key without its share (§11.2)', async () => {
