@@ -347,16 +347,17 @@ export class PgLockstepHub extends HubBase<PgHubStore> {
     if (this.#held.has(deviceId) && this.core.deviceState(deviceId).connected) this.rotations.requested(deviceId);
   }
 
-  // ---- Recovery across instances (docs/HUB.md §13.11) ----
+  // ---- Recovery across instances (docs/HUB.md §13.11, §14) ----
 
   /**
    * A HELLO of an enrolled device that fails under the database's keys: the core gets the record as
-   * the database holds it now (unless this instance holds the lease: then its core is the record),
-   * so NO_KEY, IN_SYNC and the ids it picks are decided on current state, and takes the link.
+   * the database holds it now, so NO_KEY, IN_SYNC and the ids it picks are decided on current state,
+   * and takes the link. A lease this instance held is given up first: the core never runs ahead of
+   * the database, so a core holding other keys than the row means the database went back (a restore).
    */
   async #admitForRecovery(deviceId: string, link: Link): Promise<boolean> {
     if (this.staticKeys === undefined || !this.core.hasDevice(deviceId)) return false;
-    if (this.#held.has(deviceId)) return true;
+    this.#lose(deviceId, 'a HELLO under keys the database does not hold');
     await this.#commits.settled(deviceId);
     const fresh = await this.store.getDevice(deviceId);
     if (fresh === undefined || link.closed) {
@@ -364,7 +365,7 @@ export class PgLockstepHub extends HubBase<PgHubStore> {
       return false;
     }
     try {
-      if (this.#held.has(deviceId)) return true; // leased here meanwhile: the core already holds the row
+      if (this.#held.has(deviceId)) return false; // leased here meanwhile by a newer connection: that one wins
       this.core.reloadDevice(coreRecord(fresh));
       return true;
     } catch (error) {

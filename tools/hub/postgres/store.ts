@@ -638,12 +638,22 @@ export class PgHubStore {
     const deviceId = request.deviceId.toLowerCase();
     return this.#transaction(async (client) => {
       // The broken variant (recoveryRowLock false, tests only) reads without the lock, as a store without it would.
-      const locked = (await client.query<{ epoch: number }>(`SELECT epoch FROM devices WHERE device_id = $1 ${this.recoveryRowLock ? 'FOR UPDATE' : ''}`, [deviceId])).rows[0];
+      const locked = (
+        await client.query<{ epoch: number; active_id: number; pending_id: number | null }>(
+          `SELECT epoch, active_id, pending_id FROM devices WHERE device_id = $1 ${this.recoveryRowLock ? 'FOR UPDATE' : ''}`,
+          [deviceId],
+        )
+      ).rows[0];
       const exists = locked !== undefined;
-      // An instance decides only under the lease it took for this request: another instance leased the device since (a newer
-      // connection of it): nothing is charged or recorded, the device asks again shortly (its write here would be fenced out anyway).
-      if (exists && fence !== undefined && this.fenced && Number(locked.epoch) !== fence.epoch) {
-        return { status: RecoveryStatus.RATE_LIMITED, retryAfterSeconds: LEASE_LOST_RETRY_SECONDS, reason: 'leaseLost', charge: false, record: false, clearRequest: false };
+      if (exists && fence !== undefined && this.fenced) {
+        // An instance decides only under the lease it took for this request: another instance leased the device since (a newer
+        // connection of it): nothing is charged or recorded, the device asks again shortly (its write here would be fenced out anyway).
+        if (Number(locked.epoch) !== fence.epoch) {
+          return { status: RecoveryStatus.RATE_LIMITED, retryAfterSeconds: LEASE_LOST_RETRY_SECONDS, reason: 'leaseLost', charge: false, record: false, clearRequest: false };
+        }
+        // Under this lease every write of an earlier lease has committed or can never apply (its fence moved): an accepted
+        // recovery whose key the row does not hold was fenced out and recovered nothing, so it is not counted against the device.
+        await client.query('DELETE FROM recoveries WHERE device_id = $1 AND new_key_id > $2 AND new_key_id IS DISTINCT FROM $3', [deviceId, locked.active_id, locked.pending_id]);
       }
       const revoked = !exists || (await client.query('SELECT 1 FROM revoked_devices WHERE device_id = $1', [deviceId])).rows.length === 1;
       await client.query('DELETE FROM recoveries WHERE device_id = $1 AND at <= $2', [deviceId, now - policy.windowMs]);
