@@ -639,6 +639,11 @@ export class HubStore {
     }).immediate();
   }
 
+  /** The database answers (the operator API's readiness check). */
+  ping(): void {
+    this.readLock();
+  }
+
   readLock(): HubLock | undefined {
     const row = this.#statements.readLock.get() as { pid: number; host: string; instance: string; started_at: number; heartbeat_at: number } | undefined;
     return row === undefined

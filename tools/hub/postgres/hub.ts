@@ -34,10 +34,11 @@ import type { StoredDevice } from '../store';
 import type { HubStats, RotateResult } from '../types';
 import { AuditLog, type AuditEntryInput, type Revocation } from '../audit';
 import type { OperatorApi } from '../http/options';
+import type { TierFigures } from '../http/operator-hub';
 import { NOTIFY_REVOKE } from './audit';
 import { PgCommits } from './commits';
 import { LeaseGate, wipeStored } from './lease-gate';
-import { NOTIFY_LEASE, NOTIFY_ROTATE, pgSidecarPath, PgHubStore, type Fence, type PgStoreOptions } from './store';
+import { NOTIFY_LEASE, NOTIFY_ROTATE, PgHubStore, pgStaticKeyPath, type Fence, type PgStoreOptions } from './store';
 
 export interface PgHubOptions extends SharedHubOptions {
   /** postgres://… URL, or an open store. */
@@ -87,6 +88,7 @@ export class PgLockstepHub extends HubBase<PgHubStore> {
   readonly #followRevocations: boolean;
   #listener: pg.Client | undefined;
   #listenBackoffMs = 100;
+  #listening = false;
   #lastRowid = 0;
   #polling = false;
   #leasesLost = 0;
@@ -113,6 +115,7 @@ export class PgLockstepHub extends HubBase<PgHubStore> {
       }
       // Issue 14: the store applied the revocation file when it opened (rows a restore brought back are gone again, for every instance).
       for (const deviceId of store.reRevoked) log.warn('revocationReapplied', { deviceId, file: store.revocationFile });
+      if (store.revocationFile === undefined) log.warn('revocationFileOff', { reason: 'the keyring has no file to keep the revocation file beside: a restore of the database can bring a revoked device back (docs/HUB.md §14.4)' });
       staticKeys = options.staticKeys ?? (await loadPgStaticKeys(store, options, log));
       devices = await store.loadDevices();
       const revocations = await store.revocationsAfter(0);
@@ -127,7 +130,7 @@ export class PgLockstepHub extends HubBase<PgHubStore> {
       await hub.listen(options);
       hub.#startListening();
       await hub.#poll();
-      if (options.http !== undefined) hub.#api = await (await import('../http/server')).startOperatorApi(hub as never, options.http, log);
+      if (options.http !== undefined) hub.#api = await (await import('../http/server')).startOperatorApi(hub, options.http, log);
     } catch (error) {
       await hub.close();
       throw error;
@@ -272,9 +275,14 @@ export class PgLockstepHub extends HubBase<PgHubStore> {
     return [...this.#held.keys()];
   }
 
-  /** Lease and database figures (the metrics' lockstep_lease_* and lockstep_database_*). */
-  get tierState(): { listening: boolean; listenBackoffMs: number; pool: { total: number; idle: number; waiting: number }; waitingForLease: number } {
-    return { listening: this.#listener !== undefined && this.#listenBackoffMs === 100, listenBackoffMs: this.#listenBackoffMs, pool: this.store.poolStats, waitingForLease: this.#gate.waiting };
+  /** Lease and database figures (the metrics' lockstep_lease*, lockstep_writes_fenced_out_total, lockstep_database_*). */
+  get tierFigures(): TierFigures {
+    const stats = this.stats();
+    return {
+      leasesTaken: stats.leasesTaken, leasesLost: stats.leasesLost, leaseRefused: stats.leaseRefused, leaseFailures: stats.leaseFailures,
+      fencedOut: stats.fencedOut, failedTransactions: stats.failedTransactions, leased: stats.leased, waitingForLease: this.#gate.waiting,
+      listening: this.#listening, listenBackoffMs: this.#listening ? 0 : this.#listenBackoffMs, pool: this.store.poolStats,
+    };
   }
 
   stats(): PgHubStats {
@@ -513,6 +521,7 @@ export class PgLockstepHub extends HubBase<PgHubStore> {
     this.#listener = client;
     const retry = (): void => {
       if (this.#listener !== client || this.stopped) return;
+      this.#listening = false;
       this.#listener = undefined;
       client.end().catch(() => {});
       const delay = this.#listenBackoffMs;
@@ -530,6 +539,7 @@ export class PgLockstepHub extends HubBase<PgHubStore> {
       .then(() => client.query(`LISTEN ${NOTIFY_LEASE}; LISTEN ${NOTIFY_ROTATE}; LISTEN ${NOTIFY_REVOKE}`))
       .then(() => {
         this.#listenBackoffMs = 100;
+        this.#listening = true;
         void this.#poll(); // notifications sent while we were not listening are lost: the poll catches up
       })
       .catch((error: unknown) => {
@@ -568,15 +578,12 @@ export class PgLockstepHub extends HubBase<PgHubStore> {
 }
 
 /**
- * The tier's static key file (docs/HUB.md §14.3): `staticKeyFile` (`--static-key-file`), else
- * LOCKSTEP_STATIC_KEY_FILE, else `<KEK file>.static` beside the keyring file. Created when missing
- * only while no device record names a hub static id (as on SQLite); with no file to name (a keyring
- * given inline and no static key file) recovery is off.
+ * The tier's static keys (pgStaticKeyPath: --static-key-file, LOCKSTEP_STATIC_KEY_FILE, or
+ * `<KEK file>.static`). Created when missing only while no device record names a hub static id
+ * (as on SQLite); with no file to name (a keyring given inline) recovery is off.
  */
 async function loadPgStaticKeys(store: PgHubStore, options: PgHubOptions, log: Logger): Promise<HubStaticKeys | undefined> {
-  const env = options.store?.env ?? process.env;
-  const explicit = options.staticKeyFile ?? (env.LOCKSTEP_STATIC_KEY_FILE === '' ? undefined : env.LOCKSTEP_STATIC_KEY_FILE);
-  const path = explicit ?? pgSidecarPath(options.store ?? {}, 'static');
+  const path = pgStaticKeyPath(options.store ?? {}, options.staticKeyFile);
   const referenced = await store.staticKeyReferences();
   if (path === undefined) {
     log.warn('recoveryOff', { reason: 'no static key file: give --static-key-file (or LOCKSTEP_STATIC_KEY_FILE), or a --kek-file beside which it is kept' });

@@ -706,6 +706,12 @@ export class PgHubStore {
     }));
   }
 
+  /** A device without its keys (needs no KEK). */
+  async getSummary(deviceId: string): Promise<DeviceSummary | undefined> {
+    const row = (await this.#pool.query<PgRow>('SELECT * FROM devices WHERE device_id = $1', [deviceId.toLowerCase()])).rows[0];
+    return row === undefined ? undefined : summaryOfRow(row);
+  }
+
   /** As HubStore.recentRecoveries: accepted recoveries, newest first. */
   async recentRecoveries(limit = 100): Promise<RecoveryRecord[]> {
     const rows = (await this.#pool.query<{ seq: number; device_id: string; at: number; new_key_id: number }>('SELECT seq, device_id, at, new_key_id FROM recoveries ORDER BY seq DESC LIMIT $1', [Math.max(1, Math.min(limit, 1000))])).rows;
@@ -774,6 +780,32 @@ export class PgHubStore {
       )
     ).rows[0];
     return { synchronousCommit: row?.sc ?? '?', fsync: row?.fs ?? '?', synchronousStandbyNames: row?.ssn ?? '' };
+  }
+
+  /** The database answers (the operator API's readiness check). */
+  async ping(): Promise<void> {
+    await this.#pool.query('SELECT 1');
+  }
+
+  /** KEK wraps and unwraps of this process (counts only). */
+  get kekOperations(): { wrap: number; unwrap: number; unwrapFailed: number } {
+    return this.#keyring.operations;
+  }
+
+  /**
+   * Entries of `action` per `bucketMs` since `since` (the dashboard's rotation chart at start),
+   * over the newest `maxRows` entries by sequence (the primary key, scanned backwards).
+   */
+  async auditCounts(action: string, since: number, bucketMs: number, maxRows = 500_000): Promise<Map<number, number>> {
+    const bucket = Math.max(1, Math.floor(bucketMs));
+    const rows = (
+      await this.#pool.query<{ bucket: number; n: number }>(
+        `SELECT (at / ${bucket})::bigint AS bucket, COUNT(*)::bigint AS n FROM (SELECT at, action FROM audit_log ORDER BY seq DESC LIMIT $3) recent
+         WHERE action = $1 AND at >= $2 GROUP BY 1`,
+        [action, since, maxRows],
+      )
+    ).rows;
+    return new Map(rows.map((r) => [Number(r.bucket) * bucket, Number(r.n)]));
   }
 
   /** Pool figures (bounded connections). */
@@ -845,6 +877,17 @@ export function pgSidecarPath(choice: KeyringChoice, suffix: 'revoked' | 'static
   if (choice.keyring !== undefined && choice.kekFile === undefined) return undefined;
   const file = choice.kekFile ?? (choice.env ?? process.env).LOCKSTEP_KEK_FILE;
   return file === undefined || file === '' ? undefined : `${file}.${suffix}`;
+}
+
+/**
+ * The tier's static key file (docs/HUB.md §14.3): `staticKeyFile` (`--static-key-file`), else
+ * LOCKSTEP_STATIC_KEY_FILE, else `<KEK file>.static`; undefined when none can be named (an inline keyring).
+ */
+export function pgStaticKeyPath(choice: KeyringChoice, staticKeyFile: string | undefined): string | undefined {
+  const env = choice.env ?? process.env;
+  if (staticKeyFile !== undefined) return staticKeyFile;
+  if ((env.LOCKSTEP_STATIC_KEY_FILE ?? '') !== '') return env.LOCKSTEP_STATIC_KEY_FILE;
+  return pgSidecarPath(choice, 'static');
 }
 
 function envHasKek(env: Readonly<Record<string, string | undefined>>): boolean {
