@@ -155,7 +155,15 @@ program
       const { database: _sqlite, ...options } = hubOptionsFrom(config);
       void _sqlite;
       const pgHub = await servePostgres(config.database, options, kekChoice({ ...(config.kekFile !== undefined ? { kekFile: config.kekFile } : {}) }), logger);
-      logger.info('ready', { devices: pgHub.deviceIds.length, instance: pgHub.instance, pid: process.pid });
+      logger.info('ready', {
+        devices: pgHub.deviceIds.length,
+        instance: pgHub.instance,
+        recovery: pgHub.staticKeyIds === undefined ? 'off (no static keys)' : pgHub.recoveryPolicy.mode,
+        hubStaticId: pgHub.staticKeyIds?.current ?? null,
+        revocationFile: pgHub.store.revocationFile ?? null,
+        pid: process.pid,
+        api: apiUrl(pgHub.apiAddress),
+      });
       const stopPg = (signal: string): void => {
         logger.info('shutdown', { signal });
         void pgHub.close().then(() => process.exit(0));
@@ -180,7 +188,7 @@ program
       recovery: hub.staticKeyIds === undefined ? 'off (no static keys)' : hub.recoveryPolicy.mode,
       hubStaticId: hub.staticKeyIds?.current ?? null,
       pid: process.pid,
-      api: hub.apiAddress === undefined ? 'off' : `${hub.apiAddress.tls ? 'https' : 'http'}://${hub.apiAddress.host}:${hub.apiAddress.port}/dashboard/`,
+      api: apiUrl(hub.apiAddress),
     });
     const stop = (signal: string): void => {
       logger.info('shutdown', { signal });
@@ -194,6 +202,11 @@ program
     // Keep the process alive: the hub's timers are unref'd so embedders can exit freely.
     setInterval(() => {}, 1 << 30);
   });
+
+/** The dashboard's URL for the `ready` line, or 'off'. */
+function apiUrl(address: { host: string; port: number; tls: boolean } | undefined): string {
+  return address === undefined ? 'off' : `${address.tls ? 'https' : 'http'}://${address.host}:${address.port}/dashboard/`;
+}
 
 function applyServeFlags(config: ServeConfig, flags: ServeFlags, command: Command): void {
   if (command.getOptionValueSource('db') === 'cli' || flags.config === undefined) config.database = flags.db;
