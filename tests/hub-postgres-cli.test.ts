@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { bundleProgram } from '../tools/demo/hub-process';
 import { POSTGRES_BIN, type ThrowawayCluster } from '../tools/hub/postgres/cluster';
-import type { LogFields, Logger } from '../tools/hub/log';
+import { capture } from './support/log';
 import { recoveryPolicy } from '../tools/hub/recovery';
 import { loadConfigFile } from '../tools/hub/config';
 import { newToken } from '../tools/hub/http/options';
@@ -245,17 +245,17 @@ test('a config file keeps a postgres:// database as it is', () => {
   }
 });
 
-function capture(): Logger & { lines: { event: string; fields: LogFields }[] } {
-  const lines: { event: string; fields: LogFields }[] = [];
-  const at = (event: string, fields: LogFields = {}) => void lines.push({ event, fields });
-  return { lines, debug: at, info: at, warn: at, error: at, enabled: () => true };
+/** A folder with a tier's keyring file (the revocation and static key files go beside it). */
+function keyringFolder(prefix: string): { dir: string; kekFile: string } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const kekFile = join(dir, 'tier.kek');
+  writeKeyringFile(kekFile, new Map([[1, randomBytes(32)]]));
+  return { dir, kekFile };
 }
 
 test('revoke --db postgres:// appends to <KEK file>.revoked; a pg_dump from before the revocation, restored, does not bring the device back (broken variant without the file: it does)', async () => {
   const url = await freshDatabase(cluster);
-  const dir = mkdtempSync(join(tmpdir(), 'lockstep-pgrevfile-'));
-  const kekFile = join(dir, 'tier.kek');
-  writeKeyringFile(kekFile, new Map([[1, randomBytes(32)]]));
+  const { dir, kekFile } = keyringFolder('lockstep-pgrevfile-');
   const provisioned = provisionSimulatedDevice();
   const other = provisionSimulatedDevice();
   try {
@@ -314,9 +314,7 @@ test('revoke --db postgres:// appends to <KEK file>.revoked; a pg_dump from befo
 
 test('recover, enrol and static-key with --db postgres://: the tier\'s static keys beside its KEK file, the shared request table', async () => {
   const url = await freshDatabase(cluster);
-  const dir = mkdtempSync(join(tmpdir(), 'lockstep-pgrec-'));
-  const kekFile = join(dir, 'tier.kek');
-  writeKeyringFile(kekFile, new Map([[1, randomBytes(32)]]));
+  const { dir, kekFile } = keyringFolder('lockstep-pgrec-');
   try {
     // provision --out gives the device a credential for the tier's current static key (created beside the keyring).
     const out = await hubAsync('provision', '--db', url, '--kek-file', kekFile, '--out', join(dir, 'device'));

@@ -26,7 +26,7 @@ import { memoryFlash } from '../hosts/node/flash-memory';
 import type { NorFlash } from '../modules/flash/nor-flash';
 import { SimulatedDevice, type ProvisionedDevice } from '../tools/demo/fleet';
 import { CuttableFlash } from '../tools/testing/cuttable-flash';
-import type { LogFields, Logger } from '../tools/hub/log';
+import { capture } from './support/log';
 import { PgLockstepHub, type PgHubOptions } from '../tools/hub/postgres/hub';
 import { toHubRecordJson } from '../tools/hub/records';
 import { freshDatabase, sql, startCluster } from './support/postgres';
@@ -134,12 +134,6 @@ test('the row lock is what makes the count shared: interleaved decisions accept 
 }, 60_000);
 
 // ---- The tier on real sockets ----
-
-function capture(): Logger & { lines: { event: string; fields: LogFields }[] } {
-  const lines: { event: string; fields: LogFields }[] = [];
-  const at = (event: string, fields: LogFields = {}) => void lines.push({ event, fields });
-  return { lines, debug: at, info: at, warn: at, error: at, enabled: () => true };
-}
 
 async function until(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -1,20 +1,23 @@
 /**
  * One hub instance of a tier sharing a PostgreSQL database (docs/HUB.md §13):
- * the same core and the same parts as the SQLite hub (tools/hub/server.ts:
- * listeners, connections, action pipeline, events, presence, schedule), with
- * three differences:
+ * the wiring the SQLite hub has (tools/hub/hub-base.ts: listeners,
+ * connections, action pipeline, events, presence, schedule, recovery), with
+ * these differences:
  * - a device's connection reaches the core only once this instance holds
  *   the device's lease, and the core adopts the row as the lease reloaded
- *   it (tools/hub/postgres/lease-gate.ts);
+ *   it (tools/hub/postgres/lease-gate.ts); an enrolled device's HELLO that
+ *   fails under the database's keys reaches the core for recovery, and the
+ *   lease is taken once the request authenticates (§13.11);
  * - every write is fenced (tools/hub/postgres/commits.ts, store.ts): when
  *   another instance took the lease the write does not apply, and this
  *   instance closes the device's connection and stops acting for it;
  * - the control loop (LISTEN/NOTIFY as a wake-up, and a poll as the record)
  *   notices leases taken elsewhere, devices provisioned elsewhere and
  *   rotation requests (durable in the device's row) for the devices it
- *   serves, revocations (durable in revoked_devices: every instance drops
- *   the device and closes its connections) and destroyed KEK versions
- *   (dropped from memory, docs/HUB.md §13.6).
+ *   serves, records changed elsewhere (enrolment armed), revocations
+ *   (durable in revoked_devices: every instance drops the device, closes its
+ *   connections and appends it to its host's revocation file) and destroyed
+ *   KEK versions (dropped from memory, docs/HUB.md §13.6).
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
