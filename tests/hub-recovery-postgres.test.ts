@@ -29,7 +29,7 @@ import { CuttableFlash } from '../tools/testing/cuttable-flash';
 import { capture } from './support/log';
 import { PgLockstepHub, type PgHubOptions } from '../tools/hub/postgres/hub';
 import { toHubRecordJson } from '../tools/hub/records';
-import { freshDatabase, sql, startCluster } from './support/postgres';
+import { forgedHello, freshDatabase, sql, startCluster } from './support/postgres';
 
 let cluster: ThrowawayCluster;
 const stores: PgHubStore[] = [];
@@ -220,6 +220,14 @@ test('a restore of the tier\'s database: the device recovers on instance 1, its 
   expect(await store.readAudit({ deviceId: id, action: 'recovery.store' })).toHaveLength(1);
   expect((await one.recentRecoveries()).map((r) => [r.deviceId, r.newKeyId])).toEqual([[id, recovered]]);
   expect(one.recoveryCounters.decided.accepted).toBe(1);
+  // A forged HELLO for the enrolled device (anyone can send one) reaches the core for recovery but costs the device nothing:
+  // the serving instance keeps its lease and session, no epoch moves.
+  const epoch = (await sql(url, 'SELECT epoch FROM devices WHERE device_id = $1', [id])).rows[0].epoch;
+  await forgedHello(two.addresses[0]?.port as number, id);
+  await forgedHello(one.addresses[0]?.port as number, id);
+  expect((await sql(url, 'SELECT epoch FROM devices WHERE device_id = $1', [id])).rows[0].epoch).toBe(epoch);
+  expect(two.leasedDevices).toEqual([id]);
+  expect(two.deviceState(id).connected).toBe(true);
   again.stop();
 
   // Broken variant: the same restore with instances that hold no static keys (the tier before this change) — the device stays out.

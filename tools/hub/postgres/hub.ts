@@ -363,20 +363,22 @@ export class PgLockstepHub extends HubBase<PgHubStore> {
   /**
    * A HELLO of an enrolled device that fails under the database's keys: the core gets the record as
    * the database holds it now, so NO_KEY, IN_SYNC and the ids it picks are decided on current state,
-   * and takes the link. A lease this instance held is given up first: the core never runs ahead of
-   * the database, so a core holding other keys than the row means the database went back (a restore).
+   * and takes the link. A device this instance serves keeps its lease and session when the core
+   * holds the row's slots (the HELLO is anyone's until tag3: it must not cost the device anything);
+   * a core holding other slots than the row means the database went back (a restore): the lease is
+   * given up and the row reloaded (the core never runs ahead of the database).
    */
   async #admitForRecovery(deviceId: string, link: Link): Promise<boolean> {
     if (this.staticKeys === undefined || !this.core.hasDevice(deviceId)) return false;
-    this.#lose(deviceId, 'a HELLO under keys the database does not hold');
     await this.#commits.settled(deviceId);
     const fresh = await this.store.getDevice(deviceId);
-    if (fresh === undefined || link.closed) {
-      if (fresh !== undefined) wipeStored(fresh);
-      return false;
-    }
+    if (fresh === undefined) return false;
     try {
-      if (this.#held.has(deviceId)) return false; // leased here meanwhile by a newer connection: that one wins
+      if (link.closed || !this.core.hasDevice(deviceId)) return false;
+      if (this.#held.has(deviceId)) {
+        if (this.#sameSlots(deviceId, fresh)) return true;
+        this.#lose(deviceId, 'the database holds other keys than this instance (a restore)');
+      }
       this.core.reloadDevice(coreRecord(fresh));
       return true;
     } catch (error) {
@@ -385,6 +387,12 @@ export class PgLockstepHub extends HubBase<PgHubStore> {
     } finally {
       wipeStored(fresh);
     }
+  }
+
+  /** Whether the core holds the slots of `row` (ids and the active key). */
+  #sameSlots(deviceId: string, row: StoredDevice): boolean {
+    const held = this.core.deviceKeys(deviceId);
+    return held.active.id === row.active.id && bytesEqual(held.active.key, row.active.key) && (held.pending?.id ?? 0) === (row.pending?.id ?? 0);
   }
 
   /**
@@ -421,14 +429,7 @@ export class PgLockstepHub extends HubBase<PgHubStore> {
     const leased = await this.store.lease(deviceId);
     if (leased === undefined) return false;
     try {
-      if (link.closed || !this.core.hasDevice(deviceId)) return false;
-      const held = this.core.deviceKeys(deviceId);
-      const row = leased.device;
-      const same =
-        held.active.id === row.active.id &&
-        bytesEqual(held.active.key, row.active.key) &&
-        (held.pending?.id ?? 0) === (row.pending?.id ?? 0);
-      if (!same) return false;
+      if (link.closed || !this.core.hasDevice(deviceId) || !this.#sameSlots(deviceId, leased.device)) return false;
     } finally {
       wipeStored(leased.device);
     }
