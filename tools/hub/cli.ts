@@ -756,76 +756,65 @@ program
 
 const staticKey = program.command('static-key').description('the hub\'s static X25519 keys for recovery, kept outside the database (docs/HUB.md §14.3)');
 
-staticKey
-  .command('status')
-  .description('the hub static ids, the current one, their public keys and how many device records name each (no private key)')
-  .addOption(dbOption())
-  .addOption(staticKeyOption())
-  .addOption(kekOption())
-  .action(async (flags: { db: string; staticKeyFile?: string; kekFile?: string }) => {
-    const store = await adminFor(flags, true);
-    try {
-      const file = store.staticKeyFile;
-      const keys = readStaticKeyFile(file);
-      const refs = await store.staticKeyReferences();
-      process.stdout.write(
-        `${JSON.stringify({
-          file,
-          current: keys.current,
-          keys: keys.keys.map((k) => ({ id: k.id, publicKey: Buffer.from(k.publicKey).toString('hex'), createdAt: iso(k.createdAt), devices: refs.get(k.id) ?? 0 })),
-          unknownIds: [...refs.keys()].filter((id) => !keys.keys.some((k) => k.id === id)),
-        })}\n`,
-      );
-    } finally {
-      await store.close();
-    }
-  });
+type StaticKeyFlags = { db: string; staticKeyFile?: string; kekFile?: string };
 
-staticKey
-  .command('rotate')
-  .description('add a new pair with the next id and make it current (devices provisioned or enrolled from now on get it); the old pairs stay for the devices that know them')
-  .addOption(dbOption())
-  .addOption(staticKeyOption())
-  .addOption(kekOption())
-  .action(async (flags: { db: string; staticKeyFile?: string; kekFile?: string }) => {
-    const store = await adminFor(flags, true);
-    try {
-      const file = store.staticKeyFile;
-      const pair = rotateStaticKey(file);
-      process.stdout.write(`${JSON.stringify({ file, current: pair.id, publicKey: Buffer.from(pair.publicKey).toString('hex') })}\n`);
-      process.stderr.write(
-        isPostgresUrl(flags.db)
-          ? `static-key rotate: hub static key ${pair.id} is current; copy ${file} to every instance's host (beside the keyring) and restart the instances one by one (devices keep recovering with the older pairs). Back it up with the KEK.\n`
-          : `static-key rotate: hub static key ${pair.id} is current; restart the serving hub so that it holds it (devices keep recovering with the older pairs). Back up ${file} with the KEK.\n`,
-      );
+/** A `static-key` subcommand: the database (read-only on SQLite) and its static key file, closed afterwards. */
+function staticKeyCommand(usage: string, description: string, run: (store: RecoveryAdmin, flags: StaticKeyFlags, id: string | undefined) => Promise<void>): void {
+  staticKey
+    .command(usage)
+    .description(description)
+    .addOption(dbOption())
+    .addOption(staticKeyOption())
+    .addOption(kekOption())
+    .action(async (...args: unknown[]) => {
+      const id = typeof args[0] === 'string' ? args[0] : undefined;
+      const flags = (id === undefined ? args[0] : args[1]) as StaticKeyFlags;
+      if (id !== undefined && !/^\d+$/.test(id)) throw new InvalidArgumentError('the hub static id is a positive integer');
+      const store = await adminFor(flags, true);
       try {
-        await store.appendAudit([{ actor: cliActor(), action: 'staticKey.rotate', outcome: 'ok' }], Date.now());
-      } catch {
-        // the audit needs the KEK; the rotation itself is done
+        await run(store, flags, id);
+      } finally {
+        await store.close();
       }
-    } finally {
-      await store.close();
-    }
-  });
+    });
+}
 
-staticKey
-  .command('retire <id>')
-  .description('remove a hub static pair; refused for the current one and while any device record names it')
-  .addOption(dbOption())
-  .addOption(staticKeyOption())
-  .addOption(kekOption())
-  .action(async (id: string, flags: { db: string; staticKeyFile?: string; kekFile?: string }) => {
-    if (!/^\d+$/.test(id)) throw new InvalidArgumentError('the hub static id is a positive integer');
-    const store = await adminFor(flags, true);
-    try {
-      const file = store.staticKeyFile;
-      if (!store.recoverySchema) throw new StaticKeyError('STATIC_KEY_IN_USE', `${flags.db} predates recovery; run serve once to migrate it`);
-      retireStaticKey(file, Number(id), (await store.staticKeyReferences()).get(Number(id)) ?? 0);
-      process.stderr.write(`static-key retire: hub static key ${id} removed from ${file}; backups of the file taken before still hold it\n`);
-    } finally {
-      await store.close();
-    }
-  });
+staticKeyCommand('status', 'the hub static ids, the current one, their public keys and how many device records name each (no private key)', async (store) => {
+  const file = store.staticKeyFile;
+  const keys = readStaticKeyFile(file);
+  const refs = await store.staticKeyReferences();
+  process.stdout.write(
+    `${JSON.stringify({
+      file,
+      current: keys.current,
+      keys: keys.keys.map((k) => ({ id: k.id, publicKey: Buffer.from(k.publicKey).toString('hex'), createdAt: iso(k.createdAt), devices: refs.get(k.id) ?? 0 })),
+      unknownIds: [...refs.keys()].filter((id) => !keys.keys.some((k) => k.id === id)),
+    })}\n`,
+  );
+});
+
+staticKeyCommand('rotate', 'add a new pair with the next id and make it current (devices provisioned or enrolled from now on get it); the old pairs stay for the devices that know them', async (store, flags) => {
+  const file = store.staticKeyFile;
+  const pair = rotateStaticKey(file);
+  process.stdout.write(`${JSON.stringify({ file, current: pair.id, publicKey: Buffer.from(pair.publicKey).toString('hex') })}\n`);
+  process.stderr.write(
+    isPostgresUrl(flags.db)
+      ? `static-key rotate: hub static key ${pair.id} is current; copy ${file} to every instance's host (beside the keyring) and restart the instances one by one (devices keep recovering with the older pairs). Back it up with the KEK.\n`
+      : `static-key rotate: hub static key ${pair.id} is current; restart the serving hub so that it holds it (devices keep recovering with the older pairs). Back up ${file} with the KEK.\n`,
+  );
+  try {
+    await store.appendAudit([{ actor: cliActor(), action: 'staticKey.rotate', outcome: 'ok' }], Date.now());
+  } catch {
+    // the audit needs the KEK; the rotation itself is done
+  }
+});
+
+staticKeyCommand('retire <id>', 'remove a hub static pair; refused for the current one and while any device record names it', async (store, flags, id) => {
+  const file = store.staticKeyFile;
+  if (!store.recoverySchema) throw new StaticKeyError('STATIC_KEY_IN_USE', `${flags.db} predates recovery; run serve once to migrate it`);
+  retireStaticKey(file, Number(id), (await store.staticKeyReferences()).get(Number(id)) ?? 0);
+  process.stderr.write(`static-key retire: hub static key ${id} removed from ${file}; backups of the file taken before still hold it\n`);
+});
 
 function deviceSummary(d: DeviceSummary): Record<string, unknown> {
   return {
