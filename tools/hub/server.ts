@@ -1,8 +1,10 @@
 /**
  * The reference hub: HubCore (modules/hub/hub.ts) behind TCP and TLS
  * listeners, with durable state in SQLite, a rotation schedule, and a
- * library API with typed events. This class only wires the parts; each
- * lives in a file of its own.
+ * library API with typed events. The wiring it shares with a PostgreSQL
+ * instance (tools/hub/postgres/hub.ts) is tools/hub/hub-base.ts; this class
+ * adds SQLite's store, lock, group commit and control poll. Each part lives
+ * in a file of its own.
  *
  * One frame, from socket to storage and back:
  *   tools/hub/listeners.ts   accepts the socket

@@ -564,20 +564,22 @@ export class PgHubStore {
     const lines = readRevocations(this.revocationFile);
     for (const line of lines) this.#inFile.add(line.deviceId);
     if (lines.length > 0) {
+      // Set-wise (a statement each, whatever the file's length): rows a restore brought back, then the ids recorded as revoked.
       await this.#transaction(async (client) => {
-        for (const line of lines) {
-          const row = (await client.query<{ active_id: number }>('DELETE FROM devices WHERE device_id = $1 RETURNING active_id', [line.deviceId])).rows[0];
-          if (row !== undefined) {
-            await client.query('DELETE FROM recovery_requests WHERE device_id = $1', [line.deviceId]);
-            this.reRevoked.push(line.deviceId);
-            await appendAuditPg(client, [{ actor: 'hub', action: 'device.revoke', deviceId: line.deviceId, outcome: 'reapplied', detail: { source: 'revocationFile', lastKeyId: Number(row.active_id) } }], Date.now());
-            await client.query('SELECT pg_notify($1, $2)', [NOTIFY_REVOKE, line.deviceId]);
-          }
-          await client.query(
-            'INSERT INTO revoked_devices (device_id, revoked_at, actor, reason, last_key_id) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id) DO NOTHING',
-            [line.deviceId, line.revokedAt, line.actor.slice(0, 64), line.reason === null ? null : line.reason.slice(0, 200), row?.active_id ?? 0],
-          );
+        const ids = lines.map((l) => l.deviceId);
+        const back = (await client.query<{ device_id: string; active_id: number }>('DELETE FROM devices WHERE device_id = ANY($1::text[]) RETURNING device_id, active_id', [ids])).rows;
+        const lastKey = new Map(back.map((r) => [r.device_id, Number(r.active_id)]));
+        if (back.length > 0) {
+          await client.query('DELETE FROM recovery_requests WHERE device_id = ANY($1::text[])', [back.map((r) => r.device_id)]);
+          await appendAuditPg(client, back.map((r) => ({ actor: 'hub', action: 'device.revoke', deviceId: r.device_id, outcome: 'reapplied', detail: { source: 'revocationFile', lastKeyId: Number(r.active_id) } })), Date.now());
+          for (const r of back) await client.query('SELECT pg_notify($1, $2)', [NOTIFY_REVOKE, r.device_id]);
+          this.reRevoked.push(...back.map((r) => r.device_id));
         }
+        await client.query(
+          `INSERT INTO revoked_devices (device_id, revoked_at, actor, reason, last_key_id)
+           SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[]) ON CONFLICT (device_id) DO NOTHING`,
+          [ids, lines.map((l) => l.revokedAt), lines.map((l) => l.actor.slice(0, 64)), lines.map((l) => (l.reason === null ? null : l.reason.slice(0, 200))), lines.map((l) => lastKey.get(l.deviceId) ?? 0)],
+        );
       });
     }
     for (let seq = 0; ; ) {
