@@ -275,3 +275,25 @@ test('two copies of one device recovering on two instances at once: one recovers
   const row = (await sql(url, 'SELECT active_id, pending_id FROM devices WHERE device_id = $1', [id])).rows[0] as { active_id: string; pending_id: string | null };
   expect(Number(row.pending_id ?? row.active_id)).toBe(Number(charges.rows[0].new_key_id));
 }, 60_000);
+
+test('enrolment armed from another process reaches the instance serving the device: the next dh rotation enrols it, S_d lands in the row', async () => {
+  const url = await freshDatabase(cluster);
+  const log = capture();
+  const one = await instance(url, { logger: log });
+  const record = newDeviceRecord(1, 'dh');
+  const nor = memoryFlash();
+  new Keystore(nor).format(fromHex(record.deviceId), record.active, 'dh');
+  await one.provision(record);
+  const device = simulate({ record, recordJson: toHubRecordJson(record), flash: new CuttableFlash(nor) }, () => one.addresses[0]?.port as number);
+  await until('served', () => one.deviceIds.includes(record.deviceId) && one.deviceState(record.deviceId).connected === true);
+  const enrolled: string[] = [];
+  one.on('enrolled', ({ deviceId }) => enrolled.push(deviceId));
+  const cli = await open(url, 'cli'); // as `enrol --db postgres://…` does
+  expect(await cli.armEnrolment(record.deviceId, Date.now())).toBe('armed');
+  await until('reloaded by the serving instance', () => log.lines.some((l) => l.event === 'recordReloaded' && l.fields.deviceId === record.deviceId));
+  await rotateTimes(one, device, record.deviceId, 1);
+  await until('enrolled', () => enrolled.length === 1);
+  const row = (await sql(url, 'SELECT device_public_key IS NOT NULL AS has_key, hub_static_id, enrolment FROM devices WHERE device_id = $1', [record.deviceId])).rows[0];
+  expect(row).toEqual({ has_key: true, hub_static_id: '1', enrolment: null }); // (BIGINT as text through the raw client)
+  expect(await cli.armEnrolment(record.deviceId, Date.now())).toBe('enrolled');
+}, 60_000);

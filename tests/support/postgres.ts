@@ -39,14 +39,23 @@ export async function sql(url: string, text: string, values: unknown[] = []): Pr
   }
 }
 
-/** Sends a forged HELLO naming `deviceId` (header right: this session, key id 1; tag wrong) to a hub on `port`; resolves when the hub closes it. */
+/**
+ * Sends a forged HELLO naming `deviceId` (header right: this session, key id 1; tag wrong) to a hub on `port`;
+ * resolves when the hub answered it (closed the connection, or — an enrolled device — sent NO_KEY, which ends it here).
+ */
 export function forgedHello(port: number, deviceId: string): Promise<void> {
   return new Promise<void>((resolve) => {
     const socket = connect(port, '127.0.0.1');
     let challenge = Buffer.alloc(0);
+    let sent = false;
     socket.on('data', (chunk: Buffer) => {
+      if (sent) {
+        socket.destroy(); // the hub's answer to the HELLO
+        resolve();
+        return;
+      }
       challenge = Buffer.concat([challenge, chunk]);
-      if (challenge.length < 38 || challenge.length > 38 + 64) return;
+      if (challenge.length < 38) return;
       const frame = Buffer.alloc(36 + 64);
       frame[0] = 1;
       frame[1] = 0x02;
@@ -56,7 +65,7 @@ export function forgedHello(port: number, deviceId: string): Promise<void> {
       const prefix = Buffer.alloc(2);
       prefix.writeUInt16BE(frame.length);
       socket.write(Buffer.concat([prefix, frame]));
-      challenge = Buffer.alloc(1000); // (one HELLO: later bytes, e.g. a NO_KEY, are not answered)
+      sent = true;
     });
     socket.on('close', () => resolve());
     socket.on('error', () => {});
