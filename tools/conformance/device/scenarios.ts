@@ -306,12 +306,11 @@ async function confirm(ctx: DeviceModeContext, name: string, session: KitSession
   ctx.book.hubActive = id;
   ctx.book.hubPending = undefined;
   ctx.send(session, { type: MessageType.CONFIRM, keyId: id }, id);
-  const seq = session.hubSeq;
-  session.send({ type: MessageType.PING }, old, { sequence: seq });
+  // Not advancing the hub's seq: the device rejects it (the next good frame, an incidental DATA_ACK too, takes that seq).
+  session.send({ type: MessageType.PING }, old, { keepSequence: true });
   const underOld = await ctx.quiet(session);
   const answered = underOld.frames.filter((f) => f.kind === 'sealed');
   ctx.check('confirm.promotes', answered.length === 0 && !underOld.closed, name, answered.length > 0 ? `after CONFIRM(${id}) a PING under the old key ${old} was answered (${answered.map(describeFrame).join(', ')}): the device still accepts the retired key` : `the device closed after a PING under the retired key ${old}`, session.evidence());
-  session.hubSeq = seq;
   const pong = await ctx.ping(session, id);
   ctx.check('confirm.promotes', pong !== undefined && pong.keyId === id && pong.header.share === undefined, name, `after CONFIRM(${id}) a PING under ${id} got ${pong === undefined ? 'no PONG' : describeFrame(pong)}; expected a PONG under ${id} without a share`, session.evidence());
 }
