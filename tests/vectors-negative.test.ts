@@ -17,6 +17,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { nodeAead } from '../hosts/node/crypto';
+import { nodeKeyAgreement } from '../hosts/node/key-agreement';
 import { fromHex, toHex } from '../modules/bytes';
 import { DeviceCore, type DeviceAction } from '../modules/device/device';
 import { HubCore, type HubAction, type HubDeviceRecord } from '../modules/hub/hub';
@@ -25,7 +26,7 @@ import { encodeChallenge, openFrame, sealFrame } from '../modules/protocol/frame
 import { decodeHeader } from '../modules/protocol/header';
 import { withLengthPrefix } from '../modules/protocol/framing';
 import type { RandomSource } from '../modules/crypto/primitives';
-import { negativeVectorsFile, NEGATIVE_STATES, type NegativeState } from '../tools/vectors/negative-file';
+import { negativeVectorsFile, NEGATIVE_STATES, type HeldKey, type NegativeState } from '../tools/vectors/negative-file';
 import { NEGATIVE_REQUIREMENTS, negativeVectors, type NegativeVector } from '../tools/vectors/negative';
 import { seededRandom } from '../tools/testing/deterministic-random';
 import { acceptedTypes, receive, type ReceiverModel } from './support/spec-receiver';
@@ -41,20 +42,33 @@ function modelOf(state: NegativeState): ReceiverModel {
     deviceId: state.deviceId,
     sessionId: state.sessionId,
     sequence: state.sequence,
-    keys: new Map(state.keys.map((k) => [k.id, k.key])),
+    keys: new Map(state.keys.flatMap((k) => (k.key === undefined ? [] : [[k.id, k.key] as const]))),
     ...(state.deviceNonce === undefined ? {} : { deviceNonce: state.deviceNonce }),
+    ...dhPendingOf(state),
   };
+}
+
+function dhPendingOf(state: NegativeState): Pick<ReceiverModel, 'dhPending'> {
+  const pending = state.keys.find((k) => k.dh !== undefined);
+  const previous = state.keys.find((k) => pending !== undefined && k.id === pending.id - 1)?.key;
+  if (pending?.dh === undefined || previous === undefined) return {};
+  return { dhPending: { id: pending.id, privateKey: pending.dh.privateKey, publicKey: pending.dh.publicKey, previousKey: previous } };
 }
 
 /** The file's groups, with their states as NegativeState (bytes), for the checks below. */
 const groups = file.groups.map((group) => {
   const state: NegativeState = {
+    name: group.name,
     receiver: group.receiver,
     state: group.state,
     deviceId: fromHex(group.session.deviceId),
     sessionId: fromHex(group.session.sessionId),
     sequence: group.session.expectedSequence,
-    keys: group.session.keysHeld.map((k) => ({ id: k.id, slot: k.slot as 'active' | 'pending' | 'future', key: fromHex(k.key) })),
+    keys: group.session.keysHeld.map((k): HeldKey =>
+      k.key !== undefined
+        ? { id: k.id, slot: k.slot as 'active' | 'pending' | 'future', key: fromHex(k.key) }
+        : { id: k.id, slot: 'pending', dh: { privateKey: fromHex(k.hubEphemeralPrivate as string), publicKey: fromHex(k.hubEphemeralPublic as string) } },
+    ),
     sealKeyId: group.session.sealKeyId,
     ...(group.session.deviceNonce === undefined ? {} : { deviceNonce: fromHex(group.session.deviceNonce) }),
   };
@@ -62,10 +76,10 @@ const groups = file.groups.map((group) => {
   return { state, vectors };
 });
 
-const label = (s: NegativeState) => `${s.receiver} ${s.state}`;
+const label = (s: NegativeState) => s.name;
 
 test('the file has the four receiver states, at least the cases the issue lists, and every vector has a requirement and an error', () => {
-  expect(groups.map((g) => label(g.state))).toEqual(['hub awaitingHello', 'hub established', 'device awaitingWelcome', 'device established']);
+  expect(groups.map((g) => label(g.state))).toEqual(['hub awaitingHello', 'hub established', 'device awaitingWelcome', 'device established', 'hub awaitingHello, dh pending']);
   const names = new Set(groups.flatMap((g) => g.vectors.map((v) => v.name)));
   for (const name of [
     'tag bit flipped',
@@ -93,6 +107,9 @@ test('the file has the four receiver states, at least the cases the issue lists,
     'CONFIRM id ≠ header key id',
     'WELCOME echoing the wrong Nd',
     'DATA with a 1025-byte payload',
+    'no share under the dh pending key',
+    'low-order share (u = 0) under the dh pending key',
+    'another share under the dh pending key',
   ]) {
     expect([name, names.has(name)]).toEqual([name, true]);
   }
@@ -181,15 +198,20 @@ type DeviceFactory = (config: ConstructorParameters<typeof DeviceCore>[0]) => Pi
 function hubReceiver(state: NegativeState, Core: HubClass = HubCore): Receiver {
   const active = state.keys.find((k) => k.slot === 'active');
   const pending = state.keys.find((k) => k.slot === 'pending');
-  if (active === undefined) throw new Error('no active key');
+  if (active?.key === undefined) throw new Error('no active key');
   const deviceId = toHex(state.deviceId);
-  const record: HubDeviceRecord = { deviceId, mode: 'classic', active: { id: active.id, key: active.key.slice() }, ...(pending === undefined ? {} : { pending: { id: pending.id, key: pending.key.slice() } }) };
+  const pendingSlot = pending === undefined ? {} : { pending: pending.dh === undefined ? { id: pending.id, key: pending.key.slice() } : { id: pending.id, dh: { privateKey: pending.dh.privateKey.slice(), publicKey: pending.dh.publicKey.slice() } } };
+  const record: HubDeviceRecord = { deviceId, mode: pending?.dh === undefined ? 'classic' : 'dh', active: { id: active.id, key: active.key.slice() }, ...pendingSlot };
   // Draws: the device's hub-side stream id, then the connection's nonce = the state's session id.
-  const hub = new Core({ aead: nodeAead, random: scriptedRandom([STREAM, state.sessionId.slice()], 3), devices: [record] });
+  const hub = new Core({ aead: nodeAead, random: scriptedRandom([STREAM, state.sessionId.slice()], 3), keyAgreement: nodeKeyAgreement, devices: [record] });
   feedActions(hub.opened(1, 0));
   if (state.state === 'established') {
     const welcomed = feedActions(hub.receive(1, sealedBy(state, false, 0, { type: MessageType.HELLO, deviceNonce: new Uint8Array(16).fill(7), activeKeyId: active.id, futureKeyId: 0 }, active.id), 1));
     if (welcomed.rejected.length > 0 || welcomed.closed) throw new Error('the HELLO of the set-up was refused');
+    // PINGs under the active key bring the expected seq to the state's.
+    for (let seq = 1; seq < state.sequence; seq++) {
+      if (feedActions(hub.receive(1, sealedBy(state, false, seq, { type: MessageType.PING }, active.id), 1)).rejected.length > 0) throw new Error('a PING of the set-up was refused');
+    }
   }
   const sequence = state.sequence;
   return {
@@ -206,11 +228,11 @@ function hubReceiver(state: NegativeState, Core: HubClass = HubCore): Receiver {
 function deviceReceiver(state: NegativeState, make: DeviceFactory = (config) => new DeviceCore(config)): Receiver {
   const active = state.keys.find((k) => k.slot === 'active');
   const future = state.keys.find((k) => k.slot === 'future');
-  if (active === undefined || state.deviceNonce === undefined) throw new Error('the device states have an active key and a nonce');
+  if (active?.key === undefined || state.deviceNonce === undefined || future?.dh !== undefined) throw new Error('the device states have an active key and a nonce');
   // Draws: the device's stream id, then the HELLO's nonce = the state's Nd.
   const device = make({
     deviceId: state.deviceId,
-    keys: { mode: 'classic', active: { id: active.id, key: active.key.slice() }, ...(future === undefined ? {} : { future: { id: future.id, key: future.key.slice() } }) },
+    keys: { mode: 'classic', active: { id: active.id, key: active.key.slice() }, ...(future?.key === undefined ? {} : { future: { id: future.id, key: future.key.slice() } }) },
     aead: nodeAead,
     random: scriptedRandom([STREAM, state.deviceNonce.slice()], 4),
   });
@@ -220,6 +242,9 @@ function deviceReceiver(state: NegativeState, make: DeviceFactory = (config) => 
   if (state.state === 'established') {
     const welcome = feedActions(device.receive(sealedBy(state, true, 1, { type: MessageType.WELCOME, deviceNonce: state.deviceNonce, hubKeyId: active.id }, active.id), 2));
     if (welcome.rejected.length > 0) throw new Error('the WELCOME of the set-up was refused');
+    for (let seq = 2; seq < state.sequence; seq++) {
+      if (feedActions(device.receive(sealedBy(state, true, seq, { type: MessageType.PING }, active.id), 2)).rejected.length > 0) throw new Error('a PING of the set-up was refused');
+    }
   }
   const nonce = state.deviceNonce;
   return {
@@ -278,19 +303,23 @@ describe('negativeVectors works for any live session', () => {
     const sessionId = bytes(16);
     const deviceNonce = bytes(16);
     const sequence = 1 + (random.nextUint32() % 5);
-    return [
-      { receiver: 'hub', state: 'awaitingHello', deviceId, sessionId, sequence: 0, keys: [active], sealKeyId: active.id },
-      { receiver: 'hub', state: 'established', deviceId, sessionId, sequence: 1, keys: [active, { ...next, slot: 'pending' }], sealKeyId: seed % 2 === 0 ? active.id : next.id },
-      { receiver: 'device', state: 'awaitingWelcome', deviceId, sessionId, sequence: 1, keys: [active], sealKeyId: active.id, deviceNonce },
-      { receiver: 'device', state: 'established', deviceId, sessionId, sequence: 2, keys: [active, { ...next, slot: 'future' }], sealKeyId: seed % 2 === 0 ? active.id : next.id, deviceNonce },
-    ].map((s) => ({ ...s, sequence: s.sequence })) as NegativeState[];
+    const ephemeral = bytes(32);
+    const states: NegativeState[] = [
+      { name: 'hub awaitingHello', receiver: 'hub', state: 'awaitingHello', deviceId, sessionId, sequence: 0, keys: [active], sealKeyId: active.id },
+      { name: 'hub established', receiver: 'hub', state: 'established', deviceId, sessionId, sequence, keys: [active, { ...next, slot: 'pending' }], sealKeyId: seed % 2 === 0 ? active.id : next.id },
+      { name: 'device awaitingWelcome', receiver: 'device', state: 'awaitingWelcome', deviceId, sessionId, sequence: 1, keys: [active], sealKeyId: active.id, deviceNonce },
+      { name: 'device established', receiver: 'device', state: 'established', deviceId, sessionId, sequence: sequence + 1, keys: [active, { ...next, slot: 'future' }], sealKeyId: seed % 2 === 0 ? active.id : next.id, deviceNonce },
+      { name: 'hub awaitingHello, dh pending', receiver: 'hub', state: 'awaitingHello', deviceId, sessionId, sequence: 0, keys: [active, { id: next.id, slot: 'pending', dh: { privateKey: ephemeral, publicKey: nodeKeyAgreement.x25519PublicKey(ephemeral) } }], sealKeyId: active.id },
+    ];
+    return states;
   }
 
   test.each([11, 12])('seed %i: the spec receiver and the real cores agree with every case', (seed) => {
     const problems: string[] = [];
     for (const state of liveStates(seed)) {
       const seal = state.keys.find((k) => k.id === state.sealKeyId) as { id: number; key: Uint8Array };
-      const vectors = negativeVectors({ receiver: state.receiver, state: state.state, deviceId: state.deviceId, sessionId: state.sessionId, sequence: state.sequence, sealKey: seal, heldKeyIds: state.keys.map((k) => k.id), ...(state.deviceNonce ? { deviceNonce: state.deviceNonce } : {}) });
+      const dh = state.keys.find((k) => k.dh !== undefined);
+      const vectors = negativeVectors({ receiver: state.receiver, state: state.state, deviceId: state.deviceId, sessionId: state.sessionId, sequence: state.sequence, sealKey: seal, heldKeyIds: state.keys.map((k) => k.id), ...(state.deviceNonce ? { deviceNonce: state.deviceNonce } : {}), ...(dh === undefined ? {} : { dhPendingKeyId: dh.id }) });
       expect(vectors.length).toBeGreaterThan(35);
       for (const v of vectors) {
         const verdict = receive(modelOf(state), v.wire);
@@ -314,15 +343,17 @@ describe('negativeVectors works for any live session', () => {
 
 describe('broken variants are caught', () => {
   test('a checker that looks at the padding before the tag (a padding oracle) fails the padding vectors', () => {
-    const failures = groups.flatMap((g) => g.vectors.filter((v) => {
-      const verdict = receive(modelOf(g.state), v.wire, { paddingFirst: true });
-      return verdict.accepted || verdict.error !== v.expectedError;
-    }).map((v) => v.name));
-    // Every padding case in every state; a flipped IV or ciphertext bit garbles the padding too, and the oracle tells.
+    const failures = groups.flatMap((g) =>
+      g.vectors.flatMap((v) => {
+        const verdict = receive(modelOf(g.state), v.wire, { paddingFirst: true });
+        return verdict.accepted || verdict.error !== v.expectedError ? [{ name: v.name, expected: v.expectedError, got: verdict.accepted ? 'accepted' : verdict.error }] : [];
+      }),
+    );
+    // Every padding case in every state; frames the oracle also tells apart (a flipped IV or ciphertext bit, a wrong key garble the padding too) were AUTH_FAILED as well.
     const padding = groups.flatMap((g) => g.vectors.filter((v) => v.name.startsWith('bad padding')).map((v) => v.name));
-    expect(padding.length).toBe(16);
-    expect(failures).toEqual(expect.arrayContaining(padding));
-    expect(new Set(failures.filter((name) => !name.startsWith('bad padding')))).toEqual(new Set(['IV bit flipped', 'ciphertext bit flipped']));
+    expect(padding.length).toBe(4 * groups.length);
+    expect(failures.map((f) => f.name)).toEqual(expect.arrayContaining(padding));
+    expect(new Set(failures.map((f) => `${f.expected} → ${f.got}`))).toEqual(new Set(['AUTH_FAILED → BAD_PADDING']));
   });
 
   test('a hub core that accepts a skipped seq (catching up to it) fails the seq vectors', () => {
@@ -344,7 +375,8 @@ describe('broken variants are caught', () => {
     const failing = groups
       .filter((g) => g.state.receiver === 'hub')
       .flatMap((g) => g.vectors.filter((v) => checkOnCore(g.state, v, (s) => hubReceiver(s, Skipping)).length > 0).map((v) => `${label(g.state)}: ${v.name}`));
-    expect(failing).toEqual(['hub awaitingHello: seq skipped', 'hub awaitingHello: seq far ahead', 'hub established: seq skipped', 'hub established: seq far ahead']);
+    const hubGroups = groups.filter((g) => g.state.receiver === 'hub').map((g) => label(g.state));
+    expect(failing).toEqual(hubGroups.flatMap((name) => [`${name}: seq skipped`, `${name}: seq far ahead`]));
   });
 
   test('a device core that ignores the echoed nonce of a WELCOME fails that vector', () => {

@@ -13,6 +13,8 @@
 import { cbc } from '@noble/ciphers/aes.js';
 import { hmac } from '@noble/hashes/hmac.js';
 import { sha512 } from '@noble/hashes/sha2.js';
+import { hkdf } from '@noble/hashes/hkdf.js';
+import { x25519 } from '@noble/curves/ed25519.js';
 
 export const TYPES = {
   CHALLENGE: 0x01,
@@ -68,6 +70,8 @@ export interface ReceiverModel {
   readonly keys: ReadonlyMap<number, Uint8Array>;
   /** A device awaiting its WELCOME: the Nd it must echo. */
   readonly deviceNonce?: Uint8Array;
+  /** A hub's dh pending key (§11.3): its id, the hub's ephemeral pair, and K_prev (the key of id − 1); its key comes from a frame's share. */
+  readonly dhPending?: { readonly id: number; readonly privateKey: Uint8Array; readonly publicKey: Uint8Array; readonly previousKey: Uint8Array };
 }
 
 export type Verdict = { readonly accepted: true; readonly type: number; readonly keyId: number; readonly body: Uint8Array } | { readonly accepted: false; readonly error: string };
@@ -130,13 +134,28 @@ export function receive(model: ReceiverModel, wire: Uint8Array, options: { paddi
     if (frame.length !== unsealed) return reject('BAD_PAYLOAD');
     return { accepted: true, type, keyId, body: frame.subarray(36) };
   }
-  // Step 4: a key the receiver holds.
-  const key = model.keys.get(keyId);
-  if (key === undefined) return reject('UNKNOWN_KEY_ID');
+  // Step 4: a key the receiver holds; under a hub's dh pending key, the frame must carry the share it derives it from (HK8).
+  const dh = model.dhPending !== undefined && keyId === model.dhPending.id ? model.dhPending : undefined;
+  if (dh !== undefined && !hasShare) return reject('BAD_HEADER');
+  if (dh === undefined && !model.keys.has(keyId)) return reject('UNKNOWN_KEY_ID');
   // Step 5: A = header (‖ share); the shape, the tag in constant time, then decryption and padding — all AUTH_FAILED.
   const aadLength = hasShare ? 68 : 36;
   if (frame.length < aadLength + 16 + 16 + 32) return reject('FRAME_TOO_SHORT');
   if ((frame.length - aadLength - 48) % 16 !== 0) return reject('AUTH_FAILED');
+  let key = model.keys.get(keyId) as Uint8Array;
+  if (dh !== undefined) {
+    // §11.3: Z = X25519(h, D), all zero → BAD_KEY_SHARE; K = HKDF-SHA-512(salt = K_prev, Z, "Lockstep v1 dh rekey" ‖ id ‖ n ‖ H ‖ D).
+    const share = frame.subarray(36, 68);
+    let z: Uint8Array;
+    try {
+      z = x25519.getSharedSecret(dh.privateKey, share);
+    } catch {
+      return reject('BAD_KEY_SHARE');
+    }
+    if (z.every((b) => b === 0)) return reject('BAD_KEY_SHARE');
+    const info = new Uint8Array([...new TextEncoder().encode('Lockstep v1 dh rekey'), ...model.deviceId, (keyId >>> 24) & 0xff, (keyId >>> 16) & 0xff, (keyId >>> 8) & 0xff, keyId & 0xff, ...dh.publicKey, ...share]);
+    key = hkdf(sha512, z, dh.previousKey, info, 64);
+  }
   const aad = frame.subarray(0, aadLength);
   const iv = frame.subarray(aadLength, aadLength + 16);
   const ciphertext = frame.subarray(aadLength + 16, frame.length - 32);

@@ -37,6 +37,11 @@
  *                     case; default a fixed pattern (deterministic output).
  *   session.keyShare  optional 32-byte share for the KEY_SHARE cases (hub
  *                     receiver); default a fixed X25519 public key.
+ *   session.dhPendingKeyId hub receivers holding a dh pending key (§11, HK8,
+ *                     after its REKEY_DH): its id (also in heldKeyIds). Adds
+ *                     frames under that id without a share (BAD_HEADER),
+ *                     with a low-order share (BAD_KEY_SHARE) and with a
+ *                     share that is not the device's (AUTH_FAILED).
  *
  *   NegativeVector: { name, requirement, expectedError, receiver, state,
  *     closes, dhOnly, description, wire }
@@ -80,6 +85,7 @@ export interface NegativeSession {
   readonly helloKeyIds?: { readonly active: number; readonly future: number };
   readonly iv?: (index: number) => Uint8Array;
   readonly keyShare?: Uint8Array;
+  readonly dhPendingKeyId?: number;
 }
 
 export interface NegativeVector {
@@ -122,6 +128,9 @@ export const NEGATIVE_REQUIREMENTS = {
   welcomeKeyId: 'TBD-welcome-key-id',
   dataPayload: 'TBD-data-payload',
   recoveryFrame: 'TBD-recovery-frame',
+  dhShareMissing: 'TBD-dh-share-missing',
+  dhShareLowOrder: 'TBD-dh-share-low-order',
+  dhShareForeign: 'TBD-dh-share-foreign',
 } as const;
 export type NegativeFamily = keyof typeof NEGATIVE_REQUIREMENTS;
 
@@ -244,6 +253,12 @@ const body = {
 const STREAM = Uint8Array.from([0x4e, 0x45, 0x47, 0x41, 0x54, 0x49, 0x56, 0x45]); // "NEGATIVE"
 /** The X25519 public key of the private key 0x70 0x71 … 0x8f: a fixed, valid share for the KEY_SHARE cases. */
 const DEFAULT_SHARE = x25519.getPublicKey(Uint8Array.from({ length: 32 }, (_, i) => 0x70 + i));
+
+/** Low-order X25519 points (RFC 7748 §6.1; the list of Curve25519 small-order points): u = 0 and a point of order 8. */
+const LOW_ORDER_SHARES: readonly [string, Uint8Array][] = [
+  ['u = 0', new Uint8Array(32)],
+  ['of order 8', Uint8Array.from([0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f, 0xc4, 0x6a, 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49, 0xb8, 0x00])],
+];
 
 function defaultIv(index: number): Uint8Array {
   return Uint8Array.from({ length: 16 }, (_, i) => (0xe0 + index * 3 + i) & 0xff);
@@ -383,6 +398,17 @@ export function negativeVectors(session: NegativeSession): NegativeVector[] {
     add('sealedLength', 'share flag, frame too short for the share', 'FRAME_TOO_SHORT', 'flag bit 1 set on a 60-byte frame: the share itself is cut short', prefixed(rawHeader(header({ type: valid.type, flags: KEY_SHARE, share: share.subarray(0, 24) }))), { dhOnly: true });
   }
 
+  // ---- §11.2, HK8: frames under a dh pending key, which the hub derives from the frame's share ----
+  if (hub && session.dhPendingKeyId !== undefined) {
+    const pendingId = session.dhPendingKeyId;
+    const under = (share: Uint8Array | undefined) => prefixed(seal(sealKey.key, nextIv(), rawHeader(header({ type: valid.type, keyId: pendingId, ...(share === undefined ? {} : { flags: KEY_SHARE, share }) })), valid.plaintext));
+    add('dhShareMissing', 'no share under the dh pending key', 'BAD_HEADER', `a ${validName} under the dh pending key id ${pendingId} without a KEY_SHARE: the hub cannot derive the key`, under(undefined), { dhOnly: true });
+    for (const [what, share] of LOW_ORDER_SHARES) {
+      add('dhShareLowOrder', `low-order share (${what}) under the dh pending key`, 'BAD_KEY_SHARE', `a ${validName} under key id ${pendingId} whose share is the low-order point ${what}: X25519 gives all zero (RFC 7748 §6.1)`, under(share), { dhOnly: true });
+    }
+    add('dhShareForeign', 'another share under the dh pending key', 'AUTH_FAILED', `a ${validName} under key id ${pendingId} with a valid share that is not the one the frame's key came from: the derived key does not open it`, under(session.keyShare ?? DEFAULT_SHARE), { dhOnly: true });
+  }
+
   // ---- §4 step 6 and §6: bodies of the wrong length or content, under a valid tag ----
   const wrongBodies: [string, number, Uint8Array][] = [];
   if (state === 'awaitingHello') {
@@ -443,4 +469,7 @@ function checkSession(session: NegativeSession): void {
   if (session.state === 'awaitingWelcome' && session.deviceNonce === undefined) throw bad('a device awaiting its WELCOME needs the Nd of its HELLO');
   if (session.deviceNonce !== undefined && session.deviceNonce.length !== 16) throw bad('the device nonce is 16 bytes');
   if (session.keyShare !== undefined && session.keyShare.length !== 32) throw bad('a key share is 32 bytes');
+  if (session.dhPendingKeyId !== undefined && (session.receiver !== 'hub' || !session.heldKeyIds.includes(session.dhPendingKeyId) || session.dhPendingKeyId === session.sealKey.id)) {
+    throw bad('a dh pending key id is a hub\'s, among heldKeyIds, and not the seal key');
+  }
 }

@@ -507,6 +507,8 @@ export function generateTranscripts(): Transcript[] {
 export interface TranscriptsFile {
   readonly version: number;
   readonly description: string;
+  /** What every transcript shares; each transcript's own inputs follow it. */
+  readonly inputs: Record<string, unknown>;
   readonly transcripts: readonly Transcript[];
 }
 
@@ -519,6 +521,14 @@ export function transcriptsFile(): TranscriptsFile {
       'Step kinds: connect (the device connects, the hub sends CHALLENGE), rotate (the hub starts a rotation), send (application data queued), frame (one frame delivered to the other side, or lost), close (a side closed, or the link dropped). ' +
       'Every step states what both sides hold afterwards (after.hub: connection state, active/pending key ids, next expected and next sent seq; after.device: session, mode, active/future key ids, seqs) and the random bytes each side drew while handling it. ' +
       'Random draws follow a fixed pattern: draw k (from 0) of n bytes is byte i = (base + 0x25·k + 7·i) mod 256. Wire bytes include the u16 length prefix.',
+    inputs: {
+      deviceId: toHex(Uint8Array.from([0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77])),
+      randomRule: 'each core has its own source; draw k (from 0) of n bytes is byte i = (base + 0x25·k + 7·i) mod 256; each step lists the draws (hex) of each side in order',
+      clock: 'the cores\' clock starts at 1000 ms and advances 10 ms per step; no timer fires',
+      writes: 'every persist a core asks for completes at once (the step states what was made durable)',
+      recoveryPolicy: 'the hub\'s host answers every recoveryRequest ACCEPTED (policy auto, §12.7)',
+      keyIds: 'key 1 = bytes 0x00…0x3f and key 2 (as the recovery transcript\'s device key) = bytes 0x40…0x7f, as in protocol-vectors.json; every other key is in the transcript\'s inputs.keys',
+    },
     transcripts: generateTranscripts(),
   };
 }
