@@ -527,7 +527,7 @@ export function transcriptsFile(): TranscriptsFile {
       clock: 'the cores\' clock starts at 1000 ms and advances 10 ms per step; no timer fires',
       writes: 'every persist a core asks for completes at once (the step states what was made durable)',
       recoveryPolicy: 'the hub\'s host answers every recoveryRequest ACCEPTED (policy auto, §12.7)',
-      keyIds: 'key 1 = bytes 0x00…0x3f and key 2 (as the recovery transcript\'s device key) = bytes 0x40…0x7f, as in protocol-vectors.json; every other key is in the transcript\'s inputs.keys',
+      keyIds: 'each transcript\'s inputs.keys holds every key by id that seals one of its frames (an id names one key within a transcript, not across them); the initial keys are bytes 0x00…0x3f (key 1) and, for the recovery\'s device, 0x40…0x7f (key 2)',
     },
     transcripts: generateTranscripts(),
   };
