@@ -31,6 +31,7 @@ import { NEGATIVE_REQUIREMENTS, negativeVectors, type NegativeVector } from '../
 import { seededRandom } from '../tools/testing/deterministic-random';
 import { acceptedTypes, receive, type ReceiverModel } from './support/spec-receiver';
 import { hubVariant } from './support/hub-mutant';
+import { requirement } from '../tools/conformance/requirements';
 
 const file = JSON.parse(readFileSync(join(__dirname, '..', 'docs', 'vectors', 'negative-vectors.json'), 'utf8')) as ReturnType<typeof negativeVectorsFile>;
 
@@ -121,9 +122,11 @@ test('the file has the four receiver states, at least the cases the issue lists,
   expect(negativeVectorsFile()).toEqual(file);
 });
 
-test('every requirement the vectors cite is one family of NEGATIVE_REQUIREMENTS', () => {
+test('every requirement the vectors cite is in the catalogue (tools/conformance/requirements.ts), and a wrong id would be caught', () => {
   const cited = new Set(groups.flatMap((g) => g.vectors.map((v) => v.requirement)));
   expect([...cited].every((id) => Object.values(NEGATIVE_REQUIREMENTS).includes(id as never))).toBe(true);
+  for (const id of Object.values(NEGATIVE_REQUIREMENTS)) expect(requirement(id).id).toBe(id);
+  expect(() => requirement('W-CHECK-99')).toThrow(/unknown requirement/);
 });
 
 describe.each(groups.map((g) => [label(g.state), g] as const))('the receiver written from the spec, %s', (_label, group) => {

@@ -30,11 +30,8 @@ export function generatedVectors(): GeneratedVectors {
   const recovery = generateRecoveryVectors(nodeKeyAgreementDrawn);
   const negative = negativeVectorsFile();
   const transcripts = transcriptsFile();
+  // The prose above the markers (the spec's) introduces the four files; the block is what they hold.
   const markdown = [
-    'Machine-readable, with every input: [vectors/protocol-vectors.json](vectors/protocol-vectors.json) (the positive vectors below), ' +
-      '[vectors/recovery-vectors.json](vectors/recovery-vectors.json) (a recovery handshake), [vectors/negative-vectors.json](vectors/negative-vectors.json) (frames a receiver MUST reject, each with its error) and ' +
-      '[vectors/transcripts.json](vectors/transcripts.json) (whole conversations across rotations, a reconnect and a recovery). Each file starts with a `version` and a `description` of its fields.',
-    '',
     vectorsMarkdown(protocol.vectors),
     recoveryVectorsMarkdown(recovery),
     negativeVectorsMarkdown(negative),

@@ -106,31 +106,44 @@ export interface NegativeVector {
  * catalogue is one edit here (tests check every id exists).
  */
 export const NEGATIVE_REQUIREMENTS = {
-  frameLength: 'TBD-frame-length',
-  sealedLength: 'TBD-sealed-length',
-  version: 'TBD-version',
-  type: 'TBD-type',
-  direction: 'TBD-direction',
-  reservedFlags: 'TBD-reserved-flags',
-  shareDirection: 'TBD-share-direction',
-  typeInState: 'TBD-type-in-state',
-  deviceId: 'TBD-device-id',
-  unknownDevice: 'TBD-unknown-device',
-  session: 'TBD-session',
-  sequence: 'TBD-sequence',
-  keyId: 'TBD-key-id',
-  tag: 'TBD-tag',
-  padding: 'TBD-padding',
-  body: 'TBD-body',
-  rekeyAckId: 'TBD-rekey-ack-id',
-  confirmId: 'TBD-confirm-id',
-  welcomeNonce: 'TBD-welcome-nonce',
-  welcomeKeyId: 'TBD-welcome-key-id',
-  dataPayload: 'TBD-data-payload',
-  recoveryFrame: 'TBD-recovery-frame',
-  dhShareMissing: 'TBD-dh-share-missing',
-  dhShareLowOrder: 'TBD-dh-share-low-order',
-  dhShareForeign: 'TBD-dh-share-foreign',
+  /** §2: an out-of-range length prefix is skipped and rejected. */
+  frameLength: 'W-FRAME-3',
+  /** §4: under the minimum FRAME_TOO_SHORT; a ciphertext length not a multiple of 16 AUTH_FAILED. */
+  sealedLength: 'W-AEAD-5',
+  version: 'W-HDR-1',
+  type: 'W-HDR-2',
+  /** A reflected frame. */
+  direction: 'W-HDR-4',
+  reservedFlags: 'W-HDR-5',
+  /** KEY_SHARE on a hub → device frame. */
+  shareDirection: 'W-HDR-6',
+  /** §4 step 2: a type with no row in the receiver's state, or that never travels in that direction. */
+  typeInState: 'W-CHECK-2',
+  deviceId: 'W-CHECK-3',
+  /** §4 step 3, before the HELLO binds the connection. */
+  unknownDevice: 'H-CHECK-1',
+  session: 'W-CHECK-4',
+  sequence: 'W-CHECK-5',
+  keyId: 'W-CHECK-6',
+  /** The tag is verified (before anything is decrypted). */
+  tag: 'W-AEAD-3',
+  /** Tag, length and padding failures are the one AUTH_FAILED: no padding oracle. */
+  padding: 'W-AEAD-4',
+  body: 'W-MSG-1',
+  rekeyAckId: 'W-MSG-2',
+  confirmId: 'W-MSG-3',
+  welcomeKeyId: 'W-MSG-4',
+  welcomeNonce: 'D-SESSION-2',
+  /** DATA is 12–1036 bytes. */
+  dataPayload: 'W-MSG-1',
+  /** §12.2: recovery frames have their exact length. */
+  recoveryLength: 'W-REC-1',
+  /** Key id 0 only in unsealed frames (the spec names no code for a NO_KEY with another; the reference answers BAD_HEADER). */
+  recoveryKeyId: 'W-HDR-7',
+  /** HK8: a frame under a dh pending id carries a share, else BAD_HEADER; a share that is not the device's does not open it. */
+  dhShareMissing: 'H-DH-4',
+  dhShareLowOrder: 'W-DH-2',
+  dhShareForeign: 'H-DH-4',
 } as const;
 export type NegativeFamily = keyof typeof NEGATIVE_REQUIREMENTS;
 
@@ -451,8 +464,8 @@ export function negativeVectors(session: NegativeSession): NegativeVector[] {
     add('welcomeKeyId', 'WELCOME key id ≠ header key id', 'BAD_PAYLOAD', `a WELCOME whose body names key id ${sealKey.id + 1}, sealed under ${sealKey.id}`, sealed(header({ type: T.WELCOME }), body.welcome(nonce, sealKey.id + 1)));
     // §12.2: NO_KEY is a bare header, key id 0, no share.
     const noKey = rawHeader({ type: T.NO_KEY, flags: FROM_HUB, deviceId, keyId: 0, sequence, sessionId });
-    add('recoveryFrame', 'NO_KEY with a body', 'BAD_PAYLOAD', 'a NO_KEY of 37 bytes (its exact length is 36)', prefixed(concat(noKey, Uint8Array.of(0))));
-    add('recoveryFrame', 'NO_KEY with a key id', 'BAD_HEADER', `a NO_KEY naming key id ${sealKey.id} (recovery frames carry key id 0)`, prefixed(rawHeader({ type: T.NO_KEY, flags: FROM_HUB, deviceId, keyId: sealKey.id, sequence, sessionId })));
+    add('recoveryLength', 'NO_KEY with a body', 'BAD_PAYLOAD', 'a NO_KEY of 37 bytes (its exact length is 36)', prefixed(concat(noKey, Uint8Array.of(0))));
+    add('recoveryKeyId', 'NO_KEY with a key id', 'BAD_HEADER', `a NO_KEY naming key id ${sealKey.id} (recovery frames carry key id 0)`, prefixed(rawHeader({ type: T.NO_KEY, flags: FROM_HUB, deviceId, keyId: sealKey.id, sequence, sessionId })));
   }
   return out;
 }
