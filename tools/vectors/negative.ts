@@ -62,7 +62,21 @@
  *     dhOnly        true for the KEY_SHARE cases fed to a hub: a hub that
  *                   does not implement the dh mode (§11) rejects them as
  *                   BAD_HEADER instead.
- *     requirement   the id of the requirement the case exercises.
+ *     requirement   the id of the requirement the case exercises
+ *                   (tools/conformance/requirements.ts; NEGATIVE_REQUIREMENTS
+ *                   maps each family of cases to it). Every case also
+ *                   exercises W-CHECK-8 (a rejected frame changes nothing)
+ *                   and W-CHECK-9 (nothing is answered).
+ *
+ * Feeding them live (the conformance kit): build the session from what the
+ * connection has shown so far — Nh from the CHALLENGE, the seqs counted so
+ * far, the keys the peer holds. A hub awaitingHello closes at the first
+ * rejection (closes: true): one new connection per case, fed after its
+ * CHALLENGE. In a session, write one case, then a valid frame with the
+ * same seq (PING in a session; the WELCOME a device awaits): it must be
+ * accepted (its answer shows it), which shows the case changed nothing;
+ * the peer must not have answered the case itself. The codes are local:
+ * over the wire a rejection shows only by these effects (§4).
  */
 import { cbc } from '@noble/ciphers/aes.js';
 import { hmac } from '@noble/hashes/hmac.js';
