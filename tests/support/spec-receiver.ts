@@ -53,8 +53,9 @@ const UNSEALED_LENGTH = new Map<number, number>([
 ]);
 
 /** §8: the types a receiver takes in each state. `any`: every type of its peer (for positive vectors out of a session's context). */
-export function acceptedTypes(receiver: 'hub' | 'device', state: 'awaitingHello' | 'established' | 'awaitingWelcome' | 'any'): ReadonlySet<number> {
+export function acceptedTypes(receiver: 'hub' | 'device', state: 'awaitingHello' | 'established' | 'awaitingChallenge' | 'awaitingWelcome' | 'any'): ReadonlySet<number> {
   if (state === 'any') return receiver === 'hub' ? FROM_DEVICE : FROM_HUB;
+  if (state === 'awaitingChallenge') return new Set([TYPES.CHALLENGE]);
   if (receiver === 'hub') return state === 'awaitingHello' ? new Set([TYPES.HELLO]) : new Set([TYPES.DATA, TYPES.DATA_ACK, TYPES.PING, TYPES.PONG, TYPES.ERROR, TYPES.REKEY_ACK, TYPES.ENROL_ACK]);
   return state === 'awaitingWelcome' ? new Set([TYPES.WELCOME, TYPES.NO_KEY]) : new Set([TYPES.DATA, TYPES.DATA_ACK, TYPES.PING, TYPES.PONG, TYPES.ERROR, TYPES.REKEY, TYPES.REKEY_DH, TYPES.CONFIRM, TYPES.ENROL]);
 }
@@ -119,11 +120,16 @@ export function receive(model: ReceiverModel, wire: Uint8Array, options: { paddi
   // §4 step 2: the direction bit says the peer sent it; the type is one the receiver takes now.
   if (fromHub !== (model.receiver === 'device')) return reject('BAD_HEADER');
   if (!model.accepts.has(type)) return reject('UNEXPECTED_MESSAGE');
-  // Step 3: device, session, seq.
   const deviceId = frame.subarray(4, 12);
   const keyId = u32(frame, 12);
   const sequence = u32(frame, 16);
   const sessionId = frame.subarray(20, 36);
+  // §6.1, D-SESSION-1 (in place of step 3): a CHALLENGE is 36 bytes, key id 0, seq 0, device id zero; it sets the session.
+  if (type === TYPES.CHALLENGE) {
+    if (frame.length !== 36 || keyId !== 0 || sequence !== 0 || deviceId.some((b) => b !== 0)) return reject('BAD_HEADER');
+    return { accepted: true, type, keyId, body: new Uint8Array(0) };
+  }
+  // Step 3: device, session, seq.
   if (!equal(deviceId, model.deviceId)) return reject(model.beforeHello ? 'UNKNOWN_DEVICE' : 'BAD_HEADER');
   if (!equal(sessionId, model.sessionId)) return reject('BAD_SESSION');
   if (sequence !== model.sequence) return reject('BAD_SEQUENCE');

@@ -38,6 +38,8 @@ export const NEGATIVE_STATES: readonly NegativeState[] = [
   { name: 'hub awaitingHello', receiver: 'hub', state: 'awaitingHello', deviceId, sessionId: VECTOR_INPUTS.hubNonce, sequence: 0, keys: [key1], sealKeyId: 1 },
   // A hub in a session whose HELLO (under 1) it accepted, holding pending key 2 (offered).
   { name: 'hub established', receiver: 'hub', state: 'established', deviceId, sessionId: VECTOR_INPUTS.hubNonce, sequence: 1, keys: [key1, { id: 2, slot: 'pending', key: VECTOR_INPUTS.key2 }], sealKeyId: 1 },
+  // A device that has just connected and waits for the CHALLENGE (whose cases carry Nh).
+  { name: 'device awaitingChallenge', receiver: 'device', state: 'awaitingChallenge', deviceId, sessionId: VECTOR_INPUTS.hubNonce, sequence: 0, keys: [key1], sealKeyId: 1 },
   // A device that answered CHALLENGE(Nh) with HELLO(Nd) and waits for the WELCOME.
   { name: 'device awaitingWelcome', receiver: 'device', state: 'awaitingWelcome', deviceId, sessionId: VECTOR_INPUTS.hubNonce, sequence: 1, keys: [key1], sealKeyId: 1, deviceNonce: VECTOR_INPUTS.deviceNonce },
   // A device in a session (CHALLENGE seq 0, WELCOME seq 1 under key 1) holding future key 2.

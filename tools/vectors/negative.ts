@@ -17,9 +17,11 @@
  *   session.receiver  'hub' | 'device': who is fed the frames.
  *   session.state     hub: 'awaitingHello' (a CHALLENGE was sent, nothing
  *                     authenticated yet) or 'established'; device:
+ *                     'awaitingChallenge' (connected, nothing received),
  *                     'awaitingWelcome' (it sent its HELLO) or 'established'.
  *   session.deviceId  the device's 8-byte id.
- *   session.sessionId the session id (Nh) of the live connection.
+ *   session.sessionId the session id (Nh) of the live connection (a device
+ *                     awaitingChallenge: the nonce of the CHALLENGE cases).
  *   session.sequence  the receiver's next expected seq: the sender's next
  *                     seq (hub awaitingHello: 0; device awaitingWelcome: 1).
  *   session.sealKey   {id, key}: a key the receiver holds (hub: its active
@@ -85,7 +87,7 @@ import { x25519 } from '@noble/curves/ed25519.js';
 import type { ErrorCode } from '../../modules/errors';
 
 export type NegativeReceiver = 'hub' | 'device';
-export type NegativeReceiverState = 'awaitingHello' | 'established' | 'awaitingWelcome';
+export type NegativeReceiverState = 'awaitingHello' | 'established' | 'awaitingChallenge' | 'awaitingWelcome';
 
 export interface NegativeSession {
   readonly receiver: NegativeReceiver;
@@ -148,6 +150,8 @@ export const NEGATIVE_REQUIREMENTS = {
   confirmId: 'W-MSG-3',
   welcomeKeyId: 'W-MSG-4',
   welcomeNonce: 'D-SESSION-2',
+  /** A CHALLENGE is 36 bytes, from the hub, key id 0, seq 0, device id zero (else BAD_HEADER). */
+  challenge: 'D-SESSION-1',
   /** DATA is 12–1036 bytes. */
   dataPayload: 'W-MSG-1',
   /** §12.2: recovery frames have their exact length. */
@@ -311,6 +315,10 @@ export function negativeVectors(session: NegativeSession): NegativeVector[] {
   const header = (over: Partial<RawHeader> & { type: number }): RawHeader => ({ flags: senderFlags, deviceId, keyId: sealKey.id, sequence, sessionId, ...over });
   const sealed = (h: RawHeader, plaintext: Uint8Array) => prefixed(seal(sealKey.key, nextIv(), rawHeader(h), plaintext));
   const nonce = session.deviceNonce ?? Uint8Array.from({ length: 16 }, (_, i) => 0xd0 + i);
+  if (state === 'awaitingChallenge') {
+    challengeCases(session, add, (h, plaintext) => sealed(h, plaintext));
+    return out;
+  }
 
   // The one frame the receiver accepts in its state, from which most cases differ in one thing.
   const valid = ((): { type: number; plaintext: Uint8Array } => {
@@ -484,9 +492,31 @@ export function negativeVectors(session: NegativeSession): NegativeVector[] {
   return out;
 }
 
+type Add = (family: NegativeFamily, name: string, expectedError: ErrorCode, description: string, wire: Uint8Array) => void;
+
+/** A device before its CHALLENGE (§6.1, D-SESSION-1): the CHALLENGE is unsealed, so its cases are its own. */
+function challengeCases(session: NegativeSession, add: Add, sealed: (h: RawHeader, plaintext: Uint8Array) => Uint8Array): void {
+  const zero = new Uint8Array(8);
+  const challenge = (over: Partial<RawHeader> = {}) => rawHeader({ type: T.CHALLENGE, flags: FROM_HUB, deviceId: zero, keyId: 0, sequence: 0, sessionId: session.sessionId, ...over });
+  add('frameLength', 'length prefix 0', 'FRAME_TOO_SHORT', 'u16 length 0 (< 36): nothing to allocate, nothing to skip', declared(0));
+  add('frameLength', 'length prefix 35', 'FRAME_TOO_SHORT', 'u16 length 35 (< 36): skipped without allocating', declared(35));
+  add('frameLength', 'length prefix 1281', 'FRAME_TOO_LONG', 'u16 length 1281 (> 1280): skipped without allocating', declared(1281));
+  for (const version of [0x00, 0x02]) add('version', `version 0x0${version}`, 'BAD_VERSION', 'a CHALLENGE valid but for the version byte', prefixed(challenge({ version })));
+  for (const type of [0x09, 0x26, 0xff]) add('type', `unknown type 0x${type.toString(16).padStart(2, '0')}`, 'UNKNOWN_TYPE', `a CHALLENGE with type 0x${type.toString(16)}`, prefixed(challenge({ type })));
+  for (const flag of [0x0004, 0x8000]) add('reservedFlags', `reserved flag 0x${flag.toString(16).padStart(4, '0')}`, 'BAD_HEADER', 'a CHALLENGE with a reserved flag bit set', prefixed(challenge({ flags: FROM_HUB | flag })));
+  add('direction', 'direction bit of a device frame', 'BAD_HEADER', 'a CHALLENGE with the direction bit clear (a device frame)', prefixed(challenge({ flags: 0 })));
+  add('shareDirection', 'KEY_SHARE on a CHALLENGE', 'BAD_HEADER', 'a CHALLENGE with flag bit 1 and 32 bytes after the header', prefixed(challenge({ flags: FROM_HUB | KEY_SHARE, share: DEFAULT_SHARE })));
+  add('challenge', 'CHALLENGE of 37 bytes', 'BAD_HEADER', 'a CHALLENGE with one byte after the header (it is exactly 36)', prefixed(concat(challenge(), Uint8Array.of(0))));
+  add('challenge', 'CHALLENGE with a key id', 'BAD_HEADER', `a CHALLENGE naming key id ${session.sealKey.id} (it carries 0)`, prefixed(challenge({ keyId: session.sealKey.id })));
+  add('challenge', 'CHALLENGE with seq 1', 'BAD_HEADER', 'a CHALLENGE with seq 1 (it is the hub\'s seq 0)', prefixed(challenge({ sequence: 1 })));
+  add('challenge', 'CHALLENGE with a device id', 'BAD_HEADER', 'a CHALLENGE naming the device (its device id is all zero)', prefixed(challenge({ deviceId: session.deviceId })));
+  add('typeInState', 'WELCOME before the CHALLENGE', 'UNEXPECTED_MESSAGE', 'a WELCOME sealed properly under the key, as the first frame', sealed({ type: T.WELCOME, flags: FROM_HUB, deviceId: session.deviceId, keyId: session.sealKey.id, sequence: 1, sessionId: session.sessionId }, body.welcome(new Uint8Array(16), session.sealKey.id)));
+  add('typeInState', 'NO_KEY before the CHALLENGE', 'UNEXPECTED_MESSAGE', 'a NO_KEY (36 bytes) as the first frame', prefixed(rawHeader({ type: T.NO_KEY, flags: FROM_HUB, deviceId: session.deviceId, keyId: 0, sequence: 1, sessionId: session.sessionId })));
+}
+
 function checkSession(session: NegativeSession): void {
   const bad = (why: string) => new Error(`negativeVectors: ${why}`);
-  if (session.receiver === 'hub' ? session.state !== 'awaitingHello' && session.state !== 'established' : session.state !== 'awaitingWelcome' && session.state !== 'established') {
+  if (session.receiver === 'hub' ? session.state !== 'awaitingHello' && session.state !== 'established' : session.state !== 'awaitingChallenge' && session.state !== 'awaitingWelcome' && session.state !== 'established') {
     throw bad(`no cases for a ${session.receiver} in ${session.state}`);
   }
   if (session.deviceId.length !== 8 || session.sessionId.length !== 16) throw bad('device id is 8 bytes, session id 16');
