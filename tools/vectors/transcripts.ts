@@ -64,7 +64,7 @@ export type TranscriptStep =
       /** Sent but never delivered (the connection drops before it arrives). */
       readonly lost: boolean;
       readonly wire: string;
-      /** Random draws of each side while the receiver handled it (hex, in order). */
+      /** Random draws of each side since the previous step (hex, in order): the receiver's while it handled the frame. */
       readonly draws: Draws;
       /** Writes the receiver made durable while handling it, in order. */
       readonly persisted: readonly string[];
@@ -523,7 +523,7 @@ export function transcriptsFile(): TranscriptsFile {
       'Random draws follow a fixed pattern: draw k (from 0) of n bytes is byte i = (base + 0x25·k + 7·i) mod 256. Wire bytes include the u16 length prefix.',
     inputs: {
       deviceId: toHex(Uint8Array.from([0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77])),
-      randomRule: 'each core has its own source; draw k (from 0) of n bytes is byte i = (base + 0x25·k + 7·i) mod 256; each step lists the draws (hex) of each side in order',
+      randomRule: 'each core has its own source; draw k (from 0) of n bytes is byte i = (base + 0x25·k + 7·i) mod 256; each step lists the draws (hex) of each side made since the previous step, in order (the first step\'s include those made when the cores were built: their stream ids); all of a side\'s draws in step order are its whole random input',
       clock: 'the cores\' clock starts at 1000 ms and advances 10 ms per step; no timer fires',
       writes: 'every persist a core asks for completes at once (the step states what was made durable)',
       recoveryPolicy: 'the hub\'s host answers every recoveryRequest ACCEPTED (policy auto, §12.7)',
