@@ -124,6 +124,13 @@ test('the file has the four receiver states, at least the cases the issue lists,
   expect(negativeVectorsFile()).toEqual(file);
 });
 
+test('the cases and the checker are built from the spec alone: they import @noble, and of the project only the error codes\' type', () => {
+  for (const file of [join(__dirname, '..', 'tools', 'vectors', 'negative.ts'), join(__dirname, 'support', 'spec-receiver.ts')]) {
+    const imports = [...readFileSync(file, 'utf8').matchAll(/^import (type )?.* from '([^']+)';$/gm)].map((m) => `${m[1] ?? ''}${m[2]}`);
+    expect(imports.filter((i) => !i.startsWith('@noble/') && i !== 'type ../../modules/errors')).toEqual([]);
+  }
+});
+
 test('every requirement the vectors cite is in the catalogue (tools/conformance/requirements.ts), and a wrong id would be caught', () => {
   const cited = new Set(groups.flatMap((g) => g.vectors.map((v) => v.requirement)));
   expect([...cited].every((id) => Object.values(NEGATIVE_REQUIREMENTS).includes(id as never))).toBe(true);
