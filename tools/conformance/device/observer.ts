@@ -156,7 +156,6 @@ export const REQUIREMENT_OF: Record<CheckName, readonly string[]> = {
 export const NOT_CHECKED: Readonly<Record<string, string>> = {
   'W-FRAME-2': 'allocation is not observable over the wire (modules/protocol/framing.ts; tests/codec.test.ts)',
   'W-FRAME-4': 'shown by every frame the kit decodes, not separately',
-  'W-AEAD-3': 'constant-time comparison is not observable over the wire (tests/aead.test.ts)',
   'W-CHECK-1': 'the check order is not observable beyond the first failure of each frame',
   'W-SESSION-2': 'needs 2^32 frames in one session',
   'W-KEY-1': 'the device does not choose key ids',

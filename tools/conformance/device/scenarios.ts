@@ -17,6 +17,7 @@ import { KEEPALIVE_INTERVAL_MAX_MS, MAX_REJECTED_FRAMES, MessageType, RecoverySt
 import { encodeHeader } from '../../../modules/protocol/header';
 import type { Message } from '../../../modules/protocol/messages';
 import { DeviceModeContext, ScenarioAbort, type Hello } from './context';
+import { negativeVectors, type NegativeSession, type NegativeVector } from '../../vectors/negative';
 import { hostileFrames, LOW_ORDER_SHARE } from './hostile-frames';
 import type { CheckName } from './observer';
 import { describeFrame, typeName, type DeviceFrame, type KitSession } from './session';
@@ -667,11 +668,98 @@ const recovery: Scenario = {
   },
 };
 
+// ---- The negative vectors of tools/vectors/negative.ts (docs/vectors/negative-vectors.json) ----
+
+/** The kit's session as a NegativeSession (receiver: the device), for the seq of the moment. */
+function vectorSession(ctx: DeviceModeContext, session: KitSession, state: 'awaitingChallenge' | 'awaitingWelcome' | 'established'): NegativeSession {
+  const active = ctx.book.hubActive;
+  const expected = ctx.book.expected;
+  return {
+    receiver: 'device',
+    state,
+    deviceId: ctx.book.deviceId,
+    sessionId: session.hubNonce,
+    sequence: state === 'awaitingChallenge' ? 0 : session.hubSeq,
+    sealKey: { id: active, key: ctx.book.key(active) as Uint8Array },
+    heldKeyIds: expected.future === undefined ? [expected.active] : [expected.active, expected.future],
+    ...(session.deviceNonce === undefined ? {} : { deviceNonce: session.deviceNonce }),
+    iv: () => new Uint8Array(randomBytes(16)),
+  };
+}
+
+/** Records a vector's outcome against its own requirement and the two every vector shows. */
+function vectorOutcome(ctx: DeviceModeContext, name: string, session: KitSession, vectors: readonly NegativeVector[], answered: readonly DeviceFrame[], accepted: boolean, next: string): void {
+  const what = vectors.map((v) => `${v.name} (${v.expectedError})`).join('; ');
+  const silent = ctx.check('reject.silent', answered.length === 0, name, `in answer to ${what} the device sent ${answered.map(describeFrame).join(', ')}`, session.evidence());
+  const unchanged = ctx.check('reject.unchanged', accepted, name, `after ${what} ${next} was not accepted`, session.evidence());
+  for (const vector of vectors) ctx.observer.checkRequirement(vector.requirement, silent && unchanged, { scenario: name, note: `${vector.name}: ${vector.description}${silent ? '' : '; answered'}${unchanged ? '' : `; ${next} not accepted after it`}`, frames: session.evidence(6) });
+}
+
+const VECTORS_PER_CONNECTION = 4;
+
+const negativeVectorsScenario: Scenario = {
+  name: 'negative-vectors',
+  description: 'the negative vectors of tools/vectors/negative.ts, built for the live session, in each device state: before CHALLENGE (then the CHALLENGE must get its HELLO), before WELCOME (then the WELCOME must establish), in a session (then a PING must get its PONG)',
+  checks: ['reject.silent', 'reject.unchanged'],
+  whyNot: () => undefined,
+  async run(ctx) {
+    const name = this.name;
+    // In a session: one vector, then a good PING.
+    {
+      const { session } = await ctx.establish(name);
+      const count = negativeVectors(vectorSession(ctx, session, 'established')).length;
+      for (let i = 0; i < count; i++) {
+        const vector = negativeVectors(vectorSession(ctx, session, 'established'))[i] as NegativeVector;
+        session.link.send(vector.wire, true);
+        ctx.send(session, { type: MessageType.PING }, ctx.book.hubActive);
+        const result = await ctx.expect(session, (f) => f.kind === 'sealed' && f.message.type === MessageType.PONG);
+        vectorOutcome(ctx, name, session, [vector], result.others, result.frame !== undefined, 'the next PING');
+        if (result.frame === undefined) throw new ScenarioAbort('no PONG');
+      }
+      await done(ctx, session);
+    }
+    // Before the WELCOME: a few vectors per connection, then the WELCOME (seq 1) and a PING.
+    for (let batch = 0; ; batch += VECTORS_PER_CONNECTION) {
+      const hello = await ctx.handshake(name);
+      const session = hello.session;
+      const all = negativeVectors(vectorSession(ctx, session, 'awaitingWelcome'));
+      const group = all.slice(batch, batch + VECTORS_PER_CONNECTION);
+      for (const vector of group) session.link.send(vector.wire, true);
+      ctx.welcome(session);
+      ctx.send(session, { type: MessageType.PING }, ctx.book.hubActive);
+      const result = await ctx.expect(session, (f) => f.kind === 'sealed' && f.message.type === MessageType.PONG);
+      vectorOutcome(ctx, name, session, group, result.others, result.frame !== undefined, 'the WELCOME');
+      await done(ctx, session);
+      if (batch + VECTORS_PER_CONNECTION >= all.length) break;
+    }
+    // Before the CHALLENGE: a few vectors per connection, then the CHALLENGE, which must get its HELLO.
+    for (let batch = 0; ; batch += VECTORS_PER_CONNECTION) {
+      let group: NegativeVector[] = [];
+      let total = 0;
+      let answered: DeviceFrame[] = [];
+      const hello = await ctx.handshake(name, {
+        beforeChallenge: async (s) => {
+          const all = negativeVectors(vectorSession(ctx, s, 'awaitingChallenge'));
+          total = all.length;
+          group = all.slice(batch, batch + VECTORS_PER_CONNECTION);
+          for (const vector of group) s.link.send(vector.wire, true);
+          answered = (await ctx.quiet(s)).frames;
+        },
+      });
+      vectorOutcome(ctx, name, hello.session, group, answered, true, 'the CHALLENGE');
+      ctx.welcome(hello.session);
+      await done(ctx, hello.session);
+      if (batch + VECTORS_PER_CONNECTION >= total) break;
+    }
+  },
+};
+
 /** Run order: the cheap and the non-destructive first, then the rotations, power cuts, recovery. */
 export const SCENARIOS: readonly Scenario[] = [
   handshake,
   established,
   negative,
+  negativeVectorsScenario,
   rotation(false),
   powerCutAfterAck(false),
   rotation(true),
