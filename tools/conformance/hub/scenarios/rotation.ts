@@ -1,0 +1,189 @@
+/**
+ * Rotations in the classic and the dh mode (docs/PROTOCOL.md §6.2, §8.2,
+ * §11): the offer (id A + 1, sealed under A, the mode's message), its
+ * re-offers (identical bytes, timing), the offer at the start of every new
+ * session, CONFIRM under the new key (exactly one), a repeated REKEY_ACK, the
+ * old key refused after the promotion, and a second rotation completed by a
+ * HELLO under the future key with body (active, future) — the case a hub
+ * requiring body active id = header key id would lock out for good.
+ */
+import { bytesEqual, toHex } from '../../../../modules/bytes';
+import { MessageType } from '../../../../modules/protocol/constants';
+import type { RekeyMode } from '../../../../modules/platform/keys';
+import type { HubKitContext, ScenarioRun } from '../context';
+import { describeReceived, type KitSession, type Received } from '../session';
+import type { KitDevice } from '../kit-devices';
+import { establish } from './handshake';
+import { pingPong, silence } from './messages';
+import type { Scenario } from './scenario';
+
+export type Offer = Extract<Received, { kind: 'opened' }> & { readonly message: { readonly type: typeof MessageType.REKEY | typeof MessageType.REKEY_DH } };
+
+export function offerBytes(offer: Offer): Uint8Array {
+  return offer.message.type === MessageType.REKEY ? offer.message.newKey : offer.message.hubShare;
+}
+
+export function sameOffer(a: Offer, b: Offer): boolean {
+  return a.message.type === b.message.type && a.message.newKeyId === b.message.newKeyId && bytesEqual(offerBytes(a), offerBytes(b));
+}
+
+export function describeOffer(offer: Offer): string {
+  return `${offer.message.type === MessageType.REKEY ? 'REKEY' : 'REKEY_DH'}(${offer.message.newKeyId}, ${toHex(offerBytes(offer)).slice(0, 16)}…) under key ${offer.header.keyId}`;
+}
+
+/** Waits for an offer on the session (answering PING/DATA meanwhile); undefined and a note when none came. */
+export async function awaitOffer(context: HubKitContext, session: KitSession, timeoutMs: number): Promise<{ offer?: Offer; note: string }> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const left = deadline - performance.now();
+    if (left <= 0) return { note: `no REKEY or REKEY_DH within ${timeoutMs} ms` };
+    const received = await session.receive(left);
+    if (received.kind !== 'opened') return { note: describeReceived(received) };
+    const type = received.message.type;
+    if (type === MessageType.REKEY || type === MessageType.REKEY_DH) return { offer: received as Offer, note: '' };
+    if (type === MessageType.PING) session.send({ type: MessageType.PONG });
+    else if (type === MessageType.DATA) session.send({ type: MessageType.DATA_ACK, streamId: received.message.streamId, messageId: received.message.messageId });
+  }
+}
+
+/** Asks for a rotation and waits for its offer, checking id, sealing key and message type. */
+export async function rotateAndOffer(context: HubKitContext, run: ScenarioRun, session: KitSession): Promise<Offer | undefined> {
+  const device = session.device;
+  await context.requestRotation(device.deviceId);
+  const { offer, note } = await awaitOffer(context, session, context.rotationWaitMs);
+  if (offer === undefined) {
+    run.fail('H-REKEY-3', `rotation requested for ${device.deviceId}: ${note}`);
+    return undefined;
+  }
+  run.check('H-REKEY-3', offer.message.newKeyId === device.active.id + 1, `${describeOffer(offer)} while the active key is ${device.active.id} (expected ${device.active.id + 1})`);
+  run.check('H-KEY-3', offer.header.keyId === device.active.id, `${describeOffer(offer)}: not sealed under the active key ${device.active.id}`);
+  const expected = device.mode === 'dh' ? MessageType.REKEY_DH : MessageType.REKEY;
+  if (device.mode === 'dh') run.check('H-DH-6', offer.message.type === MessageType.REKEY_DH, `${describeOffer(offer)} to a device provisioned in the dh mode`);
+  else if (offer.message.type !== expected) context.log(`${device.deviceId}: a classic record got ${describeOffer(offer)} (the hub moved it to dh)`);
+  return offer;
+}
+
+/** REKEY_ACK under the future key, then CONFIRM(P) under P, exactly one. Returns whether the rotation completed. */
+export async function ackAndConfirm(context: HubKitContext, run: ScenarioRun, session: KitSession): Promise<boolean> {
+  const future = session.device.future;
+  if (future === undefined) return false;
+  session.ack();
+  const { found, last } = await session.receiveUntil([MessageType.CONFIRM], context.timeouts.frameMs);
+  const dh = future.shares !== undefined;
+  if (found === undefined) {
+    run.fail('H-CONFIRM-3', `REKEY_ACK(${future.id}) under the new key${dh ? ' (with its share)' : ''}: ${describeReceived(last)}, no CONFIRM within ${context.timeouts.frameMs} ms`);
+    if (dh) run.fail('H-DH-4', `the REKEY_ACK under the key derived from the hub's share got ${describeReceived(last)}`);
+    return false;
+  }
+  const ok = found.header.keyId === future.id && found.message.type === MessageType.CONFIRM && found.message.keyId === future.id;
+  run.check('H-CONFIRM-3', ok, `REKEY_ACK(${future.id}) answered by ${describeReceived(found)}`);
+  run.check('W-MSG-3', found.message.type === MessageType.CONFIRM && found.message.keyId === found.header.keyId, 'CONFIRM body id differs from its header key id');
+  run.pass('H-CONFIRM-1');
+  if (dh) {
+    run.pass('H-DH-4');
+    run.pass('W-DH-1');
+  }
+  const second = await silence(session, context.timeouts.silenceMs);
+  run.check('H-CONFIRM-4', second === undefined || !(second.kind === 'opened' && second.message.type === MessageType.CONFIRM), `a second CONFIRM for one REKEY_ACK: ${second === undefined ? '' : describeReceived(second)}`);
+  return ok;
+}
+
+/** A rotation run on one device of `mode`. */
+async function rotationRun(context: HubKitContext, run: ScenarioRun, device: KitDevice): Promise<void> {
+  let session = await establish(context, run, device);
+  if (session === undefined) return;
+  const offer = await rotateAndOffer(context, run, session);
+  if (offer === undefined) return session.destroy();
+  const A = device.active.id;
+  const P = offer.message.newKeyId;
+
+  // Not acknowledged: the hub re-offers the identical message, within 30 s and not sooner than 1 s (HK3).
+  if (context.timeouts.reofferMs > 0) {
+    const { offer: again, note } = await awaitOffer(context, session, context.timeouts.reofferMs);
+    if (again === undefined) {
+      if (context.timeouts.reofferMs >= 30_000) run.fail('H-RETRY-1', `no re-offer of ${describeOffer(offer)} within ${context.timeouts.reofferMs} ms: ${note}`);
+      else run.notApplicable('H-RETRY-1', `no re-offer within the shortened wait of ${context.timeouts.reofferMs} ms (the spec allows 30 s: run with --reoffer-wait 35s)`);
+    } else {
+      const gap = again.atMs - offer.atMs;
+      run.check(device.mode === 'dh' ? 'H-DH-2' : 'H-REKEY-2', sameOffer(offer, again), `re-offer ${describeOffer(again)} differs from the first ${describeOffer(offer)}`);
+      run.check('H-RETRY-1', gap <= 30_000 + 1_000, `re-offer after ${gap} ms`);
+      run.check('H-RETRY-2', gap >= 950, `re-offer after only ${gap} ms`);
+    }
+  }
+
+  // A new session mid-rotation, the key not stored: WELCOME under A, then the same offer (HK4).
+  session.close();
+  session = await establish(context, run, device, { check: false });
+  if (session === undefined) return;
+  const { offer: renewed, note } = await awaitOffer(context, session, context.timeouts.frameMs);
+  run.check('H-REKEY-4', renewed !== undefined, `a new session while ${P} is pending: ${note}, no offer after the WELCOME`);
+  if (renewed !== undefined) run.check(device.mode === 'dh' ? 'H-DH-2' : 'H-REKEY-2', sameOffer(offer, renewed), `the new session's ${describeOffer(renewed)} differs from ${describeOffer(offer)}`);
+
+  // Store and acknowledge: CONFIRM under P (exactly one).
+  session.store((renewed ?? offer).message);
+  if (!(await ackAndConfirm(context, run, session))) return session.destroy();
+  context.devicesChanged();
+  // A repeated REKEY_ACK(P) under P, now the active key: CONFIRM(P) again, nothing else changes (HK6).
+  session.send({ type: MessageType.REKEY_ACK, newKeyId: P });
+  const repeat = await session.receiveUntil([MessageType.CONFIRM], context.timeouts.frameMs);
+  run.check('H-CONFIRM-5', repeat.found !== undefined && repeat.found.header.keyId === P && repeat.found.message.type === MessageType.CONFIRM && repeat.found.message.keyId === P, `a repeated REKEY_ACK(${P}) got ${describeReceived(repeat.last)}`);
+  const pong = await pingPong(context, session);
+  run.check('H-KEY-3', pong.kind === 'opened' && pong.header.keyId === P, `after the promotion the hub's PONG is ${describeReceived(pong)}, not under ${P}`);
+  session.close();
+
+  // The retired key A is refused (H2: the hub never seals or accepts under it again).
+  const old = await context.open(device, run);
+  if (old.session !== undefined) {
+    old.session.hello({ key: { id: A, key: device.retired?.get(A) ?? new Uint8Array(64) } });
+    const answer = await old.session.receive(context.timeouts.frameMs);
+    run.check('H-KEY-4', !(answer.kind === 'opened' && answer.message.type === MessageType.WELCOME), `a HELLO under the retired key ${A} got ${describeReceived(answer)}`);
+    old.session.destroy();
+  }
+
+  // A second rotation, completed by a HELLO under the future key with body (active, future) (§6.1, HS2 under P).
+  session = await establish(context, run, device, { check: false });
+  if (session === undefined) return;
+  const second = await rotateAndOffer(context, run, session);
+  if (second === undefined) return session.destroy();
+  session.store(second.message);
+  session.destroy();
+  const F = second.message.newKeyId;
+  const resumed = await context.open(device, run);
+  if (resumed.session === undefined) return;
+  session = resumed.session;
+  const { nonce } = session.hello();
+  const welcome = await session.receive(context.timeouts.frameMs);
+  const welcomed = welcome.kind === 'opened' && welcome.message.type === MessageType.WELCOME && welcome.header.keyId === F && bytesEqual(welcome.message.deviceNonce, nonce);
+  run.check('H-HELLO-1', welcomed, `a HELLO under the future key ${F} with body (active ${F - 1}, future ${F}) got ${describeReceived(welcome)}`);
+  run.check('H-HELLO-2', welcomed, `a HELLO under the pending key ${F}: ${describeReceived(welcome)}`);
+  run.check('H-CONFIRM-3', welcomed, `the HELLO under ${F} should promote and be answered by the WELCOME under ${F}: ${describeReceived(welcome)}`);
+  if (device.mode === 'dh') run.check('H-DH-4', welcomed, `a HELLO under the derived key with its share: ${describeReceived(welcome)}`);
+  const extra = await silence(session, context.timeouts.silenceMs);
+  run.check('H-REKEY-2', extra === undefined || !(extra.kind === 'opened' && (extra.message.type === MessageType.REKEY || extra.message.type === MessageType.REKEY_DH) && extra.message.newKeyId === F), `after promoting ${F} the hub still offers it: ${extra === undefined ? '' : describeReceived(extra)}`);
+  context.devicesChanged();
+  session.close();
+}
+
+function rotationScenario(mode: RekeyMode): Scenario {
+  return {
+    name: `rotation-${mode}`,
+    description: `a ${mode} rotation: offer, identical re-offers, the offer in a new session, CONFIRM, a repeated REKEY_ACK, the old key refused, a HELLO under the future key`,
+    covers: ['H-REKEY-2', 'H-REKEY-3', 'H-REKEY-4', 'H-RETRY-1', 'H-RETRY-2', 'H-CONFIRM-1', 'H-CONFIRM-3', 'H-CONFIRM-4', 'H-CONFIRM-5', 'W-MSG-3', 'H-KEY-3', 'H-KEY-4', 'H-HELLO-1', 'H-HELLO-2', ...(mode === 'dh' ? ['H-DH-2', 'H-DH-4', 'H-DH-6', 'W-DH-1'] : [])],
+    unavailable: (context) => (context.canRotate ? undefined : 'the kit cannot make the hub rotate: give --rotate-cmd or --wait-rotation'),
+    async run(context, run) {
+      const device = context.claim({ mode });
+      if (device === undefined) {
+        run.notApplicable('H-REKEY-3', `no ${mode} device among the records`);
+        return;
+      }
+      try {
+        await rotationRun(context, run, device);
+      } finally {
+        context.release(device);
+      }
+    },
+  };
+}
+
+export const rotationClassicScenario = rotationScenario('classic');
+export const rotationDhScenario = rotationScenario('dh');
