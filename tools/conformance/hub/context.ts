@@ -139,11 +139,18 @@ export class HubKitContext {
 
   /** A device not used by another scenario: of this mode, with a recovery credential if asked. */
   claim(want: { mode?: RekeyMode; credential?: boolean } = {}): KitDevice | undefined {
-    const at = this.#free.findIndex((d) => (want.mode === undefined || d.mode === want.mode) && (want.credential !== true || d.credential !== undefined) && d.future === undefined);
-    const fallback = at >= 0 ? at : this.#free.findIndex((d) => (want.mode === undefined || d.mode === want.mode) && (want.credential !== true || d.credential !== undefined));
-    if (fallback < 0) return undefined;
-    return this.#free.splice(fallback, 1)[0];
+    const fits = (d: KitDevice): boolean => (want.mode === undefined || d.mode === want.mode) && (want.credential !== true || d.credential !== undefined);
+    // A device no scenario used yet first (its state is settled at the hub), then one without a future key, then any.
+    let at = this.#free.findIndex((d) => fits(d) && !this.#used.has(d) && d.future === undefined);
+    if (at < 0) at = this.#free.findIndex((d) => fits(d) && d.future === undefined);
+    if (at < 0) at = this.#free.findIndex(fits);
+    if (at < 0) return undefined;
+    const device = this.#free.splice(at, 1)[0] as KitDevice;
+    this.#used.add(device);
+    return device;
   }
+
+  readonly #used = new Set<KitDevice>();
 
   /** The device is free again (its keys as they are now). */
   release(device: KitDevice): void {

@@ -24,7 +24,7 @@ import { awaitOffer, describeOffer, rotateAndOffer, sameOffer } from './rotation
 import { recoverDevice } from './recovery';
 import type { Scenario } from './scenario';
 
-async function helloUnder(context: HubKitContext, run: ScenarioRun, device: KitDevice, asActive: boolean): Promise<{ session?: KitSession; welcomeKey?: number; note: string }> {
+async function helloUnder(context: HubKitContext, run: ScenarioRun, device: KitDevice, asActive: boolean): Promise<{ session?: KitSession; welcomeKey?: number; note: string; silent?: boolean }> {
   const opened = await context.open(device, run);
   if (opened.session === undefined) return { note: opened.note ?? 'no CHALLENGE' };
   const session = opened.session;
@@ -32,7 +32,16 @@ async function helloUnder(context: HubKitContext, run: ScenarioRun, device: KitD
   const welcome = await session.receive(context.timeouts.frameMs);
   if (welcome.kind === 'opened' && welcome.message.type === MessageType.WELCOME) return { session, welcomeKey: welcome.header.keyId, note: describeReceived(welcome) };
   session.destroy();
-  return { note: describeReceived(welcome) };
+  return { note: describeReceived(welcome), silent: welcome.kind === 'timeout' };
+}
+
+/** A HELLO under the key the hub offered must be welcomed under it: refused → `id`; no answer at all → the hub owes a WELCOME (H-CONFIRM-3). */
+function checkWelcomed(run: ScenarioRun, id: string, outcome: { welcomeKey?: number; note: string; silent?: boolean }, key: number, what: string): boolean {
+  if (outcome.silent === true) {
+    run.fail('H-CONFIRM-3', `${what}: a HELLO under ${key} got no answer (the WELCOME under ${key} is owed)`);
+    return false;
+  }
+  return run.check(id, outcome.welcomeKey === key, `${what}: a HELLO under ${key} got ${outcome.note}`);
 }
 
 async function restart(context: HubKitContext, run: ScenarioRun, id: string, moment: string): Promise<boolean> {
@@ -42,10 +51,10 @@ async function restart(context: HubKitContext, run: ScenarioRun, id: string, mom
   return ok;
 }
 
-async function crashRun(context: HubKitContext, run: ScenarioRun, device: KitDevice, mode: RekeyMode): Promise<void> {
+/** 1. Right after the hub sent the offer. */
+async function afterOffer(context: HubKitContext, run: ScenarioRun, device: KitDevice, mode: RekeyMode): Promise<void> {
   const persistPending = mode === 'dh' ? 'H-DH-1' : 'H-REKEY-1';
-  // 1. Right after the hub sent the offer.
-  let session = await establish(context, run, device, { check: false });
+  const session = await establish(context, run, device, { check: false });
   if (session === undefined) return;
   const offer = await rotateAndOffer(context, run, session);
   if (offer === undefined) return session.destroy();
@@ -60,26 +69,34 @@ async function crashRun(context: HubKitContext, run: ScenarioRun, device: KitDev
     underA.session.destroy();
   }
   const underP = await helloUnder(context, run, device, false);
-  run.check(persistPending, underP.welcomeKey === P, `after a crash right after its offer of ${P}, a HELLO under ${P} got ${underP.note}`);
-  if (underP.welcomeKey !== P) return underP.session?.destroy();
-  context.devicesChanged();
-  session = underP.session as KitSession;
+  checkWelcomed(run, persistPending, underP, P, `after a crash right after its offer of ${P}`);
+  underP.session?.close();
+  if (underP.welcomeKey === P) context.devicesChanged();
+}
 
-  // 2. Right after the kit sent the REKEY_ACK.
+/** 2. Right after the kit sent the REKEY_ACK. */
+async function afterAck(context: HubKitContext, run: ScenarioRun, device: KitDevice, mode: RekeyMode): Promise<void> {
+  const session = await establish(context, run, device, { check: false });
+  if (session === undefined) return;
   const offer2 = await rotateAndOffer(context, run, session);
   if (offer2 === undefined) return session.destroy();
   session.store(offer2.message);
   session.ack();
+  // Give the hub its moment to read the REKEY_ACK (its CONFIRM, if it comes, is not read: the device still holds (A, F)).
+  await session.peer.next(Math.min(300, context.timeouts.frameMs));
   session.destroy();
   const P2 = offer2.message.newKeyId;
   if (!(await restart(context, run, mode === 'dh' ? 'H-DH-3' : 'H-CONFIRM-1', `right after the kit sent REKEY_ACK(${P2})`))) return;
-  const afterAck = await helloUnder(context, run, device, false);
-  run.check(mode === 'dh' ? 'H-DH-3' : 'H-CONFIRM-1', afterAck.welcomeKey === P2, `after a crash right after REKEY_ACK(${P2}), a HELLO under ${P2}${mode === 'dh' ? ' with its share' : ''} got ${afterAck.note}`);
-  if (afterAck.welcomeKey !== P2) return afterAck.session?.destroy();
-  context.devicesChanged();
-  session = afterAck.session as KitSession;
+  const afterAckHello = await helloUnder(context, run, device, false);
+  checkWelcomed(run, mode === 'dh' ? 'H-DH-3' : 'H-CONFIRM-1', afterAckHello, P2, `after a crash right after REKEY_ACK(${P2})${mode === 'dh' ? ' (the HELLO with its share)' : ''}`);
+  afterAckHello.session?.close();
+  if (afterAckHello.welcomeKey === P2) context.devicesChanged();
+}
 
-  // 3. Right after the hub sent CONFIRM.
+/** 3. Right after the hub sent CONFIRM. */
+async function afterConfirm(context: HubKitContext, run: ScenarioRun, device: KitDevice): Promise<void> {
+  const session = await establish(context, run, device, { check: false });
+  if (session === undefined) return;
   const offer3 = await rotateAndOffer(context, run, session);
   if (offer3 === undefined) return session.destroy();
   session.store(offer3.message);
@@ -94,7 +111,7 @@ async function crashRun(context: HubKitContext, run: ScenarioRun, device: KitDev
   run.check('H-CONFIRM-2', old.welcomeKey !== P3 - 1, `the hub sealed CONFIRM under ${P3} and, after a crash right after it, welcomed a HELLO under the old key ${P3 - 1} under ${old.welcomeKey}: its promotion was not durable before it sealed under the new key`);
   old.session?.destroy();
   const current = await helloUnder(context, run, device, false);
-  run.check('H-CONFIRM-2', current.welcomeKey === P3, `after a crash right after CONFIRM(${P3}), a HELLO under ${P3} got ${current.note}`);
+  checkWelcomed(run, 'H-CONFIRM-2', current, P3, `after a crash right after CONFIRM(${P3})`);
   current.session?.close();
 }
 
@@ -105,16 +122,19 @@ export const crashScenario: Scenario = {
   exclusive: true,
   unavailable: (context) => (!context.canCrash ? 'no --kill-cmd and --start-cmd: the kit cannot crash the hub' : !context.canRotate ? 'the kit cannot make the hub rotate: give --rotate-cmd' : undefined),
   async run(context, run) {
+    // One fresh device per moment: each starts from a settled state, so a failure names the moment that broke.
     for (const mode of ['classic', 'dh'] as const) {
-      const device = context.claim({ mode });
-      if (device === undefined) {
-        context.log(`crash: no ${mode} device left`);
-        continue;
-      }
-      try {
-        await crashRun(context, run, device, mode);
-      } finally {
-        context.release(device);
+      for (const moment of [afterOffer, afterAck, (c: HubKitContext, r: ScenarioRun, d: KitDevice) => afterConfirm(c, r, d)]) {
+        const device = context.claim({ mode });
+        if (device === undefined) {
+          context.log(`crash: no ${mode} device left (write more records)`);
+          break;
+        }
+        try {
+          await moment(context, run, device, mode);
+        } finally {
+          context.release(device);
+        }
       }
     }
     const device = context.claim({ credential: true });
