@@ -9,11 +9,13 @@ import { negativeScenario } from './negative';
 import { recoveryScenario } from './recovery';
 import { replayScenario } from './replay';
 import { rotationClassicScenario, rotationDhScenario } from './rotation';
+import { tlsScenario } from './tls';
 import type { Scenario } from './scenario';
 
 export const SCENARIOS: readonly Scenario[] = [
   keepaliveScenario,
   handshakeScenario,
+  tlsScenario,
   messagesScenario,
   replayScenario,
   negativeScenario,
