@@ -15,15 +15,10 @@ import { join } from 'node:path';
 import { runHubConformance, type HubKitResult } from '../tools/conformance/hub/run';
 import { saveKitDevices } from '../tools/conformance/hub/kit-devices';
 import { startTestbed, type Testbed } from '../tools/conformance/hub/testbed';
-import type { HubKitOptions } from '../tools/conformance/hub/context';
+import { SHORT } from './support/conformance-hub';
 import type { ReportJson } from '../tools/conformance/report';
 
 jest.setTimeout(90_000);
-
-export const SHORT: Pick<HubKitOptions, 'timeouts' | 'keepAlive'> = {
-  timeouts: { frameMs: 2_000, reofferMs: 3_000, silenceMs: 300 },
-  keepAlive: { intervalMs: 1_500, waitMs: 3_500 },
-};
 
 function failures(result: HubKitResult): string[] {
   return result.report
