@@ -19,7 +19,7 @@ import { runHubConformance } from './run';
 import { SCENARIOS } from './scenarios';
 
 /** Devices the scenarios use besides the fault runs' (crash needs three per mode, one with a credential). */
-export const SCENARIO_DEVICES = { classic: 10, dh: 8 } as const;
+export const SCENARIO_DEVICES = { classic: 12, dh: 8 } as const;
 
 function durationArg(text: string): number {
   try {
@@ -137,7 +137,7 @@ export function hubModeCommand(): Command {
     .option('--rotation-timeout <duration>', 'from a rotation request to its REKEY (default 15s)', durationArg)
     .option('--reoffer-wait <duration>', 'wait for the re-offer of an unacknowledged REKEY (default 35s; 0 skips; under 30s a missing re-offer is n/a)', durationArg)
     .option('--start-timeout <duration>', 'after --start-cmd, the hub accepts connections within this (default 30s)', durationArg)
-    .option('--keepalive-wait <duration>', 'how long the quiet device stays quiet but for PINGs (default 50s; under 45s a pass is n/a)', durationArg)
+    .option('--keepalive-wait <duration>', 'how long the quiet device stays quiet but for PINGs, and a connection without a HELLO open (default 65s; under 45s a pass is n/a)', durationArg)
     .option('--keepalive-interval <duration>', 'its PING interval (default 15s, the spec\'s)', durationArg)
     .option('--cut-stride <n>', 'cut at every n-th byte (default 1: every byte)', integerArg, 1)
     .option('--command-timeout <duration>', 'a --rotate-cmd or --kill-cmd finishes within this', durationArg, 60_000)

@@ -42,7 +42,7 @@ export const DEFAULT_TIMEOUTS: HubKitTimeouts = { frameMs: 3_000, rotationMs: 15
 export interface KeepAliveOptions {
   /** How often the quiet device sends PING (the spec's keep-alive interval: 15 s). */
   readonly intervalMs: number;
-  /** How long the device stays quiet but for PINGs; below IDLE_TIMEOUT (45 s) a pass is inconclusive (n/a). Default 50 s. */
+  /** How long the device stays quiet but for PINGs; below IDLE_TIMEOUT (45 s) a pass is inconclusive (n/a). Default 65 s (also the handshake timeout's 60 s bound). */
   readonly waitMs: number;
 }
 

@@ -23,6 +23,8 @@ export interface RealDeviceOptions {
   readonly keys?: { readonly active: KeySlot };
   /** Bytes this connection may carry (either way) before the kit cuts it; undefined: no cut. Asked per connection. */
   readonly cutAfter?: () => number | undefined;
+  /** Flip a bit of the first frame's tag the device sends (its first HELLO): a HELLO corrupted in transit. */
+  readonly corruptFirstHello?: boolean;
   readonly reconnectInitialMs?: number;
   readonly reconnectMaxMs?: number;
 }
@@ -31,6 +33,7 @@ export function realDevice(device: KitDevice, options: RealDeviceOptions): NodeD
   const flash = memoryFlash();
   const keystore = new Keystore(flash);
   keystore.format(device.idBytes, options.keys?.active ?? device.active, device.mode, device.credential);
+  let corrupt = options.corruptFirstHello === true;
   const wrap = (inner: DeviceTransport): DeviceTransport => (events) => {
     let budget = options.cutAfter?.();
     let connection: ReturnType<DeviceTransport> | undefined;
@@ -60,6 +63,11 @@ export function realDevice(device: KitDevice, options: RealDeviceOptions): NodeD
     });
     return {
       write: (bytes) => {
+        if (corrupt) {
+          corrupt = false;
+          bytes = bytes.slice();
+          bytes[bytes.length - 1] = (bytes[bytes.length - 1] as number) ^ 0x01;
+        }
         const passed = spend(bytes);
         if (passed === undefined) return;
         options.recording.record('sent', passed, 'device core output');

@@ -8,7 +8,7 @@ import { messagesScenario } from './messages';
 import { negativeScenario } from './negative';
 import { recoveryScenario } from './recovery';
 import { replayScenario } from './replay';
-import { rotationClassicScenario, rotationDhScenario } from './rotation';
+import { modeMismatchScenario, rotationClassicScenario, rotationDhScenario } from './rotation';
 import { tlsScenario } from './tls';
 import type { Scenario } from './scenario';
 
@@ -21,6 +21,7 @@ export const SCENARIOS: readonly Scenario[] = [
   negativeScenario,
   rotationClassicScenario,
   rotationDhScenario,
+  modeMismatchScenario,
   cutsClassicScenario,
   cutsDhScenario,
   recoveryScenario,

@@ -83,7 +83,7 @@ export async function recoverDevice(context: HubKitContext, run: ScenarioRun, de
 export const recoveryScenario: Scenario = {
   name: 'recovery',
   description: 'the real device core with a key the hub does not hold: NO_KEY, the Noise-KK recovery, ACCEPTED, then the HELLO under N promotes; an unknown device gets NO_KEY too',
-  covers: ['H-REC-1', 'H-REC-3', 'H-REC-4', 'H-REC-6', 'H-REC-10'],
+  covers: ['H-REC-1', 'H-REC-3', 'H-REC-4', 'H-REC-5', 'H-REC-6', 'H-REC-8', 'H-REC-10'],
   unavailable: (context) =>
     context.options.devices.some((d) => d.credential !== undefined) ? undefined : 'no device with a recovery credential: write the records with --hub-static-public and --hub-static-id',
   async run(context, run) {
@@ -98,6 +98,19 @@ export const recoveryScenario: Scenario = {
       run.check('H-REC-1', noKey, `a HELLO of an unknown device got ${answer.kind === 'frame' ? `a frame of type 0x${(answer.frame[1] as number).toString(16)}` : answer.kind}, not NO_KEY`);
       opened.session.destroy();
     }
+    // In a recovery state, anything but the next recovery message closes the connection, nothing sent (HS13).
+    const lost = await context.open(stranger, run);
+    if (lost.session !== undefined) {
+      lost.session.hello();
+      const first = await lost.session.peer.next(context.timeouts.frameMs);
+      const inspected = first.kind === 'frame' ? inspectFrame(first.frame) : undefined;
+      if (inspected !== undefined && 'header' in inspected && inspected.header.type === MessageType.NO_KEY) {
+        lost.session.send({ type: MessageType.PING }, { seq: 1 });
+        const outcome = await lost.session.peer.waitClosed(context.timeouts.frameMs);
+        run.check('H-REC-8', outcome.closed && outcome.frames.length === 0, `a PING in place of RECOVER_INIT: ${outcome.closed ? 'closed' : 'still open'}, ${outcome.frames.length} frame(s) sent`);
+      }
+      lost.session.destroy();
+    }
     const device = context.claim({ credential: true });
     if (device === undefined) return;
     try {
@@ -105,5 +118,31 @@ export const recoveryScenario: Scenario = {
     } finally {
       context.release(device);
     }
+    const inSync = context.claim({ credential: true });
+    if (inSync === undefined) return;
+    try {
+      await inSyncRecovery(context, run, inSync);
+    } finally {
+      context.release(inSync);
+    }
   },
 };
+
+/** A HELLO corrupted in transit: NO_KEY, and the recovery's check shows the device's key is one the hub holds: IN_SYNC, nothing changes (HS12, R4). */
+async function inSyncRecovery(context: HubKitContext, run: ScenarioRun, device: KitDevice): Promise<void> {
+  const release = await context.link.budget.acquire();
+  const node = realDevice(device, { target: context.target, recording: run.recording, corruptFirstHello: true });
+  const limit = context.timeouts.frameMs * 4;
+  try {
+    const inSync = once(node, 'recoveryInSync');
+    const established = once(node, 'established') as Promise<[{ keyId: number }]>;
+    node.start();
+    const answer = await withTimeout(inSync, limit);
+    run.check('H-REC-5', answer !== 'timeout', `a device whose HELLO was corrupted in transit, holding the hub's key ${device.active.id}, got no IN_SYNC within ${limit} ms`);
+    const session = await withTimeout(established, limit);
+    run.check('H-REC-5', session !== 'timeout' && session[0].keyId === device.active.id, `after IN_SYNC the device's next HELLO under ${device.active.id} ${session === 'timeout' ? 'was never welcomed' : `was welcomed under ${session[0].keyId}`}`);
+  } finally {
+    node.stop();
+    release();
+  }
+}

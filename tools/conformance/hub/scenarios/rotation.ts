@@ -8,11 +8,13 @@
  * requiring body active id = header key id would lock out for good.
  */
 import { bytesEqual, toHex } from '../../../../modules/bytes';
-import { MessageType } from '../../../../modules/protocol/constants';
+import { MessageType, WireError } from '../../../../modules/protocol/constants';
 import type { RekeyMode } from '../../../../modules/platform/keys';
 import type { HubKitContext, ScenarioRun } from '../context';
 import { describeReceived, type KitSession, type Received } from '../session';
 import type { KitDevice } from '../kit-devices';
+import { withLengthPrefix } from '../../../../modules/protocol/framing';
+import { freshBytes } from '../../wire/sealer';
 import { establish } from './handshake';
 import { pingPong, silence } from './messages';
 import type { Scenario } from './scenario';
@@ -64,10 +66,21 @@ export async function rotateAndOffer(context: HubKitContext, run: ScenarioRun, s
 }
 
 /** REKEY_ACK under the future key, then CONFIRM(P) under P, exactly one. Returns whether the rotation completed. */
-export async function ackAndConfirm(context: HubKitContext, run: ScenarioRun, session: KitSession): Promise<boolean> {
+export async function ackAndConfirm(context: HubKitContext, run: ScenarioRun, session: KitSession, options: { pipelinePing?: boolean } = {}): Promise<boolean> {
   const future = session.device.future;
   if (future === undefined) return false;
-  session.ack();
+  if (options.pipelinePing === true) {
+    // REKEY_ACK and a PING in one write: the PING arrives while the promotion is being persisted; the hub must hold it
+    // and answer it only once the promotion is durable — after the CONFIRM, under the new key (§8.6).
+    const ack = session.ackFrame();
+    const ping = session.seal({ type: MessageType.PING });
+    const both = new Uint8Array(ack.length + ping.length + 4);
+    both.set(withLengthPrefix(ack), 0);
+    both.set(withLengthPrefix(ping), ack.length + 2);
+    session.peer.sendRaw(both, 'REKEY_ACK and PING in one write');
+  } else {
+    session.ack();
+  }
   const { found, last } = await session.receiveUntil([MessageType.CONFIRM], context.timeouts.frameMs);
   const dh = future.shares !== undefined;
   if (found === undefined) {
@@ -83,6 +96,10 @@ export async function ackAndConfirm(context: HubKitContext, run: ScenarioRun, se
   if (dh) {
     run.pass('H-DH-4');
     run.pass('W-DH-1');
+  }
+  if (options.pipelinePing === true) {
+    const pong = await session.receive(context.timeouts.frameMs);
+    run.check('H-QUEUE-1', pong.kind === 'opened' && pong.message.type === MessageType.PONG && pong.header.keyId === future.id, `a PING right behind REKEY_ACK(${future.id}) got ${describeReceived(pong)} after the CONFIRM (expected its PONG under ${future.id})`);
   }
   const second = await silence(session, context.timeouts.silenceMs);
   run.check('H-CONFIRM-4', second === undefined || !(second.kind === 'opened' && second.message.type === MessageType.CONFIRM), `a second CONFIRM for one REKEY_ACK: ${second === undefined ? '' : describeReceived(second)}`);
@@ -122,7 +139,7 @@ async function rotationRun(context: HubKitContext, run: ScenarioRun, device: Kit
 
   // Store and acknowledge: CONFIRM under P (exactly one).
   session.store((renewed ?? offer).message);
-  if (!(await ackAndConfirm(context, run, session))) return session.destroy();
+  if (!(await ackAndConfirm(context, run, session, { pipelinePing: true }))) return session.destroy();
   context.devicesChanged();
   // A repeated REKEY_ACK(P) under P, now the active key: CONFIRM(P) again, nothing else changes (HK6).
   session.send({ type: MessageType.REKEY_ACK, newKeyId: P });
@@ -130,6 +147,12 @@ async function rotationRun(context: HubKitContext, run: ScenarioRun, device: Kit
   run.check('H-CONFIRM-5', repeat.found !== undefined && repeat.found.header.keyId === P && repeat.found.message.type === MessageType.CONFIRM && repeat.found.message.keyId === P, `a repeated REKEY_ACK(${P}) got ${describeReceived(repeat.last)}`);
   const pong = await pingPong(context, session);
   run.check('H-KEY-3', pong.kind === 'opened' && pong.header.keyId === P, `after the promotion the hub's PONG is ${describeReceived(pong)}, not under ${P}`);
+  if (device.mode === 'dh') {
+    // A share on a frame under a key the hub already holds (its active key now) is authenticated and ignored (§11.4).
+    session.send({ type: MessageType.PING }, { key: { id: device.active.id, key: device.active.key, share: freshBytes(32) } });
+    const shared = await session.receiveUntil([MessageType.PONG], context.timeouts.frameMs);
+    run.check('H-DH-5', shared.found !== undefined, `a PING under the active key ${device.active.id} carrying a share got ${describeReceived(shared.last)}`);
+  }
   session.close();
 
   // The retired key A is refused (H2: the hub never seals or accepts under it again).
@@ -169,7 +192,7 @@ function rotationScenario(mode: RekeyMode): Scenario {
   return {
     name: `rotation-${mode}`,
     description: `a ${mode} rotation: offer, identical re-offers, the offer in a new session, CONFIRM, a repeated REKEY_ACK, the old key refused, a HELLO under the future key`,
-    covers: ['H-REKEY-2', 'H-REKEY-3', 'H-REKEY-4', 'H-RETRY-1', 'H-RETRY-2', 'H-CONFIRM-1', 'H-CONFIRM-3', 'H-CONFIRM-4', 'H-CONFIRM-5', 'W-MSG-3', 'H-KEY-3', 'H-KEY-4', 'H-HELLO-1', 'H-HELLO-2', ...(mode === 'dh' ? ['H-DH-2', 'H-DH-4', 'H-DH-6', 'W-DH-1'] : [])],
+    covers: ['H-REKEY-2', 'H-REKEY-3', 'H-REKEY-4', 'H-RETRY-1', 'H-RETRY-2', 'H-CONFIRM-1', 'H-CONFIRM-3', 'H-CONFIRM-4', 'H-CONFIRM-5', 'H-QUEUE-1', 'W-MSG-3', 'H-KEY-3', 'H-KEY-4', 'H-HELLO-1', 'H-HELLO-2', ...(mode === 'dh' ? ['H-DH-2', 'H-DH-4', 'H-DH-5', 'H-DH-6', 'W-DH-1'] : [])],
     unavailable: (context) => (context.canRotate ? undefined : 'the kit cannot make the hub rotate: give --rotate-cmd or --wait-rotation'),
     async run(context, run) {
       const device = context.claim({ mode });
@@ -185,6 +208,44 @@ function rotationScenario(mode: RekeyMode): Scenario {
     },
   };
 }
+
+/**
+ * HK11 (§12.4): a device the hub records as classic answers the classic REKEY with ERROR REKEY_MODE_MISMATCH
+ * (a device in the dh mode, DK12): the hub moves the record to dh and offers REKEY_DH for the same id, which completes.
+ */
+export const modeMismatchScenario: Scenario = {
+  name: 'mode-mismatch',
+  description: 'a classic record whose device refuses the classic REKEY with REKEY_MODE_MISMATCH: the hub moves to dh and offers REKEY_DH',
+  covers: ['H-DH-7', 'H-DH-6'],
+  unavailable: (context) => (context.canRotate ? undefined : 'the kit cannot make the hub rotate: give --rotate-cmd or --wait-rotation'),
+  async run(context, run) {
+    const device = context.claim({ mode: 'classic' });
+    if (device === undefined) return;
+    try {
+      const session = await establish(context, run, device, { check: false });
+      if (session === undefined) return;
+      const offer = await rotateAndOffer(context, run, session);
+      if (offer === undefined) return session.destroy();
+      if (offer.message.type !== MessageType.REKEY) {
+        run.notApplicable('H-DH-7', `the hub offered ${describeOffer(offer)} to a classic record`);
+        return session.destroy();
+      }
+      session.send({ type: MessageType.ERROR, code: WireError.REKEY_MODE_MISMATCH, detail: offer.message.newKeyId });
+      const { offer: dh, note } = await awaitOffer(context, session, context.timeouts.frameMs);
+      const ok = dh !== undefined && dh.message.type === MessageType.REKEY_DH && dh.message.newKeyId === offer.message.newKeyId;
+      run.check('H-DH-7', ok, `after ERROR REKEY_MODE_MISMATCH for ${offer.message.newKeyId}: ${dh === undefined ? note : describeOffer(dh)}, expected REKEY_DH(${offer.message.newKeyId})`);
+      if (!ok || dh === undefined) return session.destroy();
+      session.store(dh.message);
+      if (await ackAndConfirm(context, run, session)) {
+        run.pass('H-DH-6');
+        context.devicesChanged();
+      }
+      session.close();
+    } finally {
+      context.release(device);
+    }
+  },
+};
 
 export const rotationClassicScenario = rotationScenario('classic');
 export const rotationDhScenario = rotationScenario('dh');
