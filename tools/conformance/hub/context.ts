@@ -67,6 +67,8 @@ export interface HubKitOptions {
   readonly keepAlive?: Partial<KeepAliveOptions>;
   /** Cut the rotation at every `cutStride`-th byte (1: every byte). */
   readonly cutStride?: number;
+  /** The crash scenario's parts: the rekey modes whose three moments it crashes at (default both), and the crash after RECOVER_RESULT (default on). */
+  readonly crash?: { readonly modes?: readonly RekeyMode[]; readonly recovery?: boolean };
   /** Seed of the randomized fault runs (printed; the same seed replays the same choices). */
   readonly seed?: number;
   readonly log?: (line: string) => void;

@@ -131,7 +131,7 @@ export class KitSession {
     const header = inspected.header;
     const problem = this.#headerProblem(header);
     if (problem !== undefined) return { kind: 'refused', frame, problem, atMs: event.atMs };
-    if (header.type === MessageType.NO_KEY || header.type >= MessageType.NO_KEY && header.type <= MessageType.RECOVER_RESULT) {
+    if (header.type >= MessageType.NO_KEY && header.type <= MessageType.RECOVER_RESULT) {
       return { kind: 'refused', frame, problem: `${typeName(header.type)} (the hub refused the HELLO)`, atMs: event.atMs };
     }
     const key = keyOf(this.device, header.keyId);

@@ -123,7 +123,7 @@ export const crashScenario: Scenario = {
   unavailable: (context) => (!context.canCrash ? 'no --kill-cmd and --start-cmd: the kit cannot crash the hub' : !context.canRotate ? 'the kit cannot make the hub rotate: give --rotate-cmd' : undefined),
   async run(context, run) {
     // One fresh device per moment: each starts from a settled state, so a failure names the moment that broke.
-    for (const mode of ['classic', 'dh'] as const) {
+    for (const mode of context.options.crash?.modes ?? (['classic', 'dh'] as const)) {
       for (const moment of [afterOffer, afterAck, (c: HubKitContext, r: ScenarioRun, d: KitDevice) => afterConfirm(c, r, d)]) {
         const device = context.claim({ mode });
         if (device === undefined) {
@@ -137,6 +137,7 @@ export const crashScenario: Scenario = {
         }
       }
     }
+    if (context.options.crash?.recovery === false) return;
     const device = context.claim({ credential: true });
     if (device === undefined) return;
     try {

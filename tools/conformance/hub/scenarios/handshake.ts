@@ -7,7 +7,7 @@ import { bytesEqual, toHex } from '../../../../modules/bytes';
 import { HEADER_BYTES, MessageType } from '../../../../modules/protocol/constants';
 import { inspectFrame } from '../../wire/sealer';
 import type { HubKitContext, ScenarioRun } from '../context';
-import type { KitDevice } from '../kit-devices';
+import { sealingKey, type KitDevice } from '../kit-devices';
 import { describeReceived, type KitSession } from '../session';
 import type { Scenario } from './scenario';
 
@@ -19,6 +19,8 @@ export async function establish(context: HubKitContext, run: ScenarioRun, device
     return undefined;
   }
   const session = opened.session;
+  // The hub seals the WELCOME under its active key, which is the device's newest once a HELLO under its future key promoted it.
+  const expectedKey = sealingKey(device).id;
   const { nonce } = session.hello();
   const welcome = await session.receive(context.timeouts.frameMs);
   if (welcome.kind !== 'opened' || welcome.message.type !== MessageType.WELCOME) {
@@ -29,6 +31,7 @@ export async function establish(context: HubKitContext, run: ScenarioRun, device
   if (options.check !== false) {
     run.check('H-SESSION-2', welcome.header.sequence === 1 && bytesEqual(welcome.message.deviceNonce, nonce), `WELCOME seq ${welcome.header.sequence}, echoes ${toHex(welcome.message.deviceNonce)} for Nd ${toHex(nonce)}`);
     run.check('W-MSG-4', welcome.message.hubKeyId === welcome.header.keyId, `WELCOME body names key ${welcome.message.hubKeyId}, header key ${welcome.header.keyId}`);
+    run.check('H-KEY-3', welcome.header.keyId === expectedKey, `WELCOME sealed under key ${welcome.header.keyId}, not the hub's active key ${expectedKey}`);
   }
   return session;
 }
@@ -65,7 +68,6 @@ export const handshakeScenario: Scenario = {
       run.pass('W-AEAD-1');
       run.pass('W-SESSION-1');
       run.pass('W-HDR-3');
-      run.check('H-KEY-3', true, '');
       if (device.active.id === 1 && device.future === undefined) run.pass('H-PROV-2');
       // Frames of one session: the IVs differ (fresh per frame).
       first.send({ type: MessageType.PING });
