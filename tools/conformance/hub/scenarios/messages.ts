@@ -4,7 +4,8 @@
  * acknowledgement for a stream the hub never used), ERROR (known and
  * unknown codes: reported, never answered, never rejected).
  */
-import { MAX_APP_PAYLOAD_BYTES, MessageType } from '../../../../modules/protocol/constants';
+import { MAX_APP_PAYLOAD_BYTES, MessageType, WireError } from '../../../../modules/protocol/constants';
+import { nodeKeyAgreement } from '../../../../hosts/node/key-agreement';
 import { bytesEqual } from '../../../../modules/bytes';
 import { freshBytes } from '../../wire/sealer';
 import type { HubKitContext, ScenarioRun } from '../context';
@@ -43,8 +44,8 @@ async function dataAck(context: HubKitContext, session: KitSession, streamId: Ui
 
 export const messagesScenario: Scenario = {
   name: 'messages',
-  description: 'PING/PONG, DATA/DATA_ACK (duplicate, gap, maximum payload, unknown stream), ERROR with known and unknown codes',
-  covers: ['W-PING-1', 'W-PING-2', 'W-DATA-3', 'W-DATA-4', 'W-DATA-5', 'W-MSG-1', 'W-ERROR-1', 'W-ERROR-2', 'W-ERROR-3'],
+  description: 'PING/PONG, DATA/DATA_ACK (duplicate, gap, maximum payload, unknown stream), ERROR with known and unknown codes, an unasked ENROL_ACK',
+  covers: ['W-PING-1', 'W-PING-2', 'W-DATA-3', 'W-DATA-4', 'W-DATA-5', 'W-MSG-1', 'W-ERROR-1', 'W-ERROR-2', 'W-ERROR-3', 'H-ENROL-2'],
   async run(context, run) {
     const device = context.claim();
     if (device === undefined) return;
@@ -92,6 +93,19 @@ export const messagesScenario: Scenario = {
       const alive = afterErrors.kind === 'opened' && afterErrors.message.type === MessageType.PONG;
       run.check('W-ERROR-3', alive, `after 9 ERRORs (codes 0x7777 and 1) the session answered PING with ${describeReceived(afterErrors)}: the hub treated them as rejected frames`);
       run.check('W-ERROR-1', alive && (answered === undefined || answered.kind !== 'closed'), `after ERRORs: ${describeReceived(afterErrors)}`);
+
+      // An ENROL_ACK the hub never asked for, with another static key: refused with STATIC_KEY_LOCKED, nothing changes (HE2);
+      // an enrolled device's own key again changes nothing and is not an error.
+      const hubStaticId = device.credential?.hubStaticId ?? 1;
+      session.send({ type: MessageType.ENROL_ACK, hubStaticId, devicePublicKey: nodeKeyAgreement.x25519PublicKey(freshBytes(32)) });
+      const locked = await session.receiveUntil([MessageType.ERROR], context.timeouts.frameMs);
+      const lockedOk = locked.found?.message.type === MessageType.ERROR && locked.found.message.code === WireError.STATIC_KEY_LOCKED;
+      run.check('H-ENROL-2', lockedOk, `an ENROL_ACK with another static key (unasked) got ${describeReceived(locked.last)}${locked.found?.message.type === MessageType.ERROR ? ` code ${locked.found.message.code}` : ''}, expected ERROR STATIC_KEY_LOCKED (${WireError.STATIC_KEY_LOCKED})`);
+      if (device.credential !== undefined) {
+        session.send({ type: MessageType.ENROL_ACK, hubStaticId, devicePublicKey: device.credential.device.publicKey });
+        const same = await pingPong(context, session);
+        run.check('H-ENROL-2', same.kind === 'opened' && same.message.type === MessageType.PONG, `the enrolled device's own ENROL_ACK again, then PING: ${describeReceived(same)} (expected nothing, then the PONG)`);
+      }
       session.close();
     } finally {
       context.release(device);

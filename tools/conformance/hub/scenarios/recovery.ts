@@ -48,6 +48,9 @@ export async function recoverDevice(context: HubKitContext, run: ScenarioRun, de
     const N = outcome.recovered.newKeyId;
     run.check('H-REC-3', N === Math.max(hubActive, claimed) + 1, `the recovered key id is ${N}, expected max(${hubActive}, ${claimed}) + 1 = ${Math.max(hubActive, claimed) + 1}`);
     run.pass('H-REC-4');
+    // The real device core checked every recovery frame's exact length and tag (§12.2, §12.3) before it got this far.
+    run.pass('W-REC-1');
+    run.pass('W-REC-2');
     // After RECOVER_RESULT the hub closes (one handshake per connection).
     const received = run.recording.frames.filter((f) => f.direction === 'received');
     const resultSeen = received.some((f) => {
@@ -83,7 +86,7 @@ export async function recoverDevice(context: HubKitContext, run: ScenarioRun, de
 export const recoveryScenario: Scenario = {
   name: 'recovery',
   description: 'the real device core with a key the hub does not hold: NO_KEY, the Noise-KK recovery, ACCEPTED, then the HELLO under N promotes; an unknown device gets NO_KEY too',
-  covers: ['H-REC-1', 'H-REC-3', 'H-REC-4', 'H-REC-5', 'H-REC-6', 'H-REC-8', 'H-REC-10'],
+  covers: ['H-REC-1', 'H-REC-3', 'H-REC-4', 'H-REC-5', 'H-REC-6', 'H-REC-8', 'H-REC-10', 'W-REC-1', 'W-REC-2'],
   unavailable: (context) =>
     context.options.devices.some((d) => d.credential !== undefined) ? undefined : 'no device with a recovery credential: write the records with --hub-static-public and --hub-static-id',
   async run(context, run) {

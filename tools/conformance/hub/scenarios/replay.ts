@@ -15,7 +15,7 @@ import type { Scenario } from './scenario';
 export const replayScenario: Scenario = {
   name: 'replay',
   description: 'replays within a session (seq), across sessions (an old HELLO), another session or device id, and reflection of hub frames',
-  covers: ['W-CHECK-3', 'W-CHECK-4', 'W-CHECK-5', 'W-CHECK-8', 'W-CHECK-9', 'W-HDR-4', 'H-REJECT-1'],
+  covers: ['W-CHECK-3', 'W-CHECK-4', 'W-CHECK-5', 'W-CHECK-8', 'W-CHECK-9', 'W-HDR-4', 'H-REJECT-1', 'W-TCP-1'],
   async run(context, run) {
     const device = context.claim();
     if (device === undefined) return;
@@ -56,6 +56,7 @@ export const replayScenario: Scenario = {
         const outcome = await fresh.session.peer.waitClosed(context.timeouts.frameMs);
         run.check('W-CHECK-4', outcome.frames.length === 0, `a HELLO recorded in another session got ${outcome.frames.length} frame(s) in answer`);
         run.check('H-REJECT-1', outcome.closed && outcome.frames.length === 0, `a replayed HELLO: ${outcome.closed ? 'closed' : `still open after ${context.timeouts.frameMs} ms`}, ${outcome.frames.length} frame(s) sent`);
+        run.check('W-TCP-1', outcome.frames.length === 0, 'the session of an earlier connection continued on a new one (its HELLO was answered)');
         fresh.session.destroy();
       }
       // Reflection before the HELLO: the CHALLENGE sent back.

@@ -58,6 +58,7 @@ export async function rotateAndOffer(context: HubKitContext, run: ScenarioRun, s
     return undefined;
   }
   run.check('H-REKEY-3', offer.message.newKeyId === device.active.id + 1, `${describeOffer(offer)} while the active key is ${device.active.id} (expected ${device.active.id + 1})`);
+  run.check('W-KEY-1', offer.message.newKeyId === device.active.id + 1, `${describeOffer(offer)} while the active key is ${device.active.id}: a rotation uses active id + 1`);
   run.check('H-KEY-3', offer.header.keyId === device.active.id, `${describeOffer(offer)}: not sealed under the active key ${device.active.id}`);
   const expected = device.mode === 'dh' ? MessageType.REKEY_DH : MessageType.REKEY;
   if (device.mode === 'dh') run.check('H-DH-6', offer.message.type === MessageType.REKEY_DH, `${describeOffer(offer)} to a device provisioned in the dh mode`);
@@ -94,8 +95,10 @@ export async function ackAndConfirm(context: HubKitContext, run: ScenarioRun, se
   run.check('W-MSG-3', found.message.type === MessageType.CONFIRM && found.message.keyId === found.header.keyId, 'CONFIRM body id differs from its header key id');
   run.pass('H-CONFIRM-1');
   if (dh) {
+    // The CONFIRM opened under the key the kit derived itself (§11.3), after a REKEY_ACK whose share was in the AAD (§11.2).
     run.pass('H-DH-4');
     run.pass('W-DH-1');
+    run.pass('W-DH-3');
   }
   if (options.pipelinePing === true) {
     const pong = await session.receive(context.timeouts.frameMs);
@@ -192,7 +195,7 @@ function rotationScenario(mode: RekeyMode): Scenario {
   return {
     name: `rotation-${mode}`,
     description: `a ${mode} rotation: offer, identical re-offers, the offer in a new session, CONFIRM, a repeated REKEY_ACK, the old key refused, a HELLO under the future key`,
-    covers: ['H-REKEY-2', 'H-REKEY-3', 'H-REKEY-4', 'H-RETRY-1', 'H-RETRY-2', 'H-CONFIRM-1', 'H-CONFIRM-3', 'H-CONFIRM-4', 'H-CONFIRM-5', 'H-QUEUE-1', 'W-MSG-3', 'H-KEY-3', 'H-KEY-4', 'H-HELLO-1', 'H-HELLO-2', ...(mode === 'dh' ? ['H-DH-2', 'H-DH-4', 'H-DH-5', 'H-DH-6', 'W-DH-1'] : [])],
+    covers: ['H-REKEY-2', 'H-REKEY-3', 'H-REKEY-4', 'H-RETRY-1', 'H-RETRY-2', 'H-CONFIRM-1', 'H-CONFIRM-3', 'H-CONFIRM-4', 'H-CONFIRM-5', 'H-QUEUE-1', 'W-MSG-3', 'H-KEY-3', 'H-KEY-4', 'H-HELLO-1', 'H-HELLO-2', 'W-KEY-1', ...(mode === 'dh' ? ['H-DH-2', 'H-DH-4', 'H-DH-5', 'H-DH-6', 'W-DH-1', 'W-DH-3'] : [])],
     unavailable: (context) => (context.canRotate ? undefined : 'the kit cannot make the hub rotate: give --rotate-cmd or --wait-rotation'),
     async run(context, run) {
       const device = context.claim({ mode });
