@@ -18,6 +18,7 @@ import { describeReceived, type KitSession } from '../session';
 import type { HubKitContext, ScenarioRun } from '../context';
 import { establish } from './handshake';
 import { pingPong, silence } from './messages';
+import { awaitOffer } from './rotation';
 import type { Scenario } from './scenario';
 
 const KNOWN = new Set(REQUIREMENTS.map((r) => r.id));
@@ -89,7 +90,8 @@ async function beforeHello(context: HubKitContext, run: ScenarioRun, index: numb
     session.peer.sendRaw(vector.wire, vector.name);
     const outcome = await closedOrNoKey(session, context.timeouts.frameMs, context.timeouts.silenceMs);
     const noKeyOnly = outcome.noKey && outcome.frames.length === 1;
-    const failingHello = ['UNKNOWN_DEVICE', 'UNKNOWN_KEY_ID', 'AUTH_FAILED'].includes(vector.expectedError);
+    // HS9: a HELLO failing at §4 step 3–5 (a dh one without its share or with a low-order share included) may get NO_KEY.
+    const failingHello = ['UNKNOWN_DEVICE', 'UNKNOWN_KEY_ID', 'AUTH_FAILED', 'BAD_KEY_SHARE'].includes(vector.expectedError) || vector.requirement === NEGATIVE_REQUIREMENTS.dhShareMissing;
     const answered = outcome.frames.length > 0 && !(noKeyOnly && failingHello);
     const what = `vector "${vector.name}" (${vector.expectedError}) before the HELLO`;
     run.check(vectorRequirement(context, vector, 'W-CHECK-1'), !answered, `${what} was answered: ${outcome.frames.map((f) => typeName(f[1] as number)).join(', ')}`);
@@ -171,5 +173,46 @@ export const negativeScenario: Scenario = {
     } finally {
       context.release(device);
     }
+    if (context.canRotate) await underDhPending(context, run);
   },
 };
+
+/** The vectors of frames under a dh pending key (HK8): offered by a REKEY_DH the kit's device has not taken yet. */
+async function underDhPending(context: HubKitContext, run: ScenarioRun): Promise<void> {
+  const device = context.claim({ mode: 'dh' });
+  if (device === undefined) return;
+  try {
+    const session = await establish(context, run, device, { check: false });
+    if (session === undefined) return;
+    await context.requestRotation(device.deviceId);
+    const { offer } = await awaitOffer(context, session, context.rotationWaitMs);
+    if (offer === undefined || offer.message.type !== MessageType.REKEY_DH) return session.destroy();
+    const pending = offer.message.newKeyId;
+    const families: string[] = [NEGATIVE_REQUIREMENTS.dhShareMissing, NEGATIVE_REQUIREMENTS.dhShareLowOrder, NEGATIVE_REQUIREMENTS.dhShareForeign];
+    const build = (): NegativeVector[] =>
+      negativeVectors({
+        receiver: 'hub',
+        state: 'established',
+        deviceId: device.idBytes,
+        sessionId: session.nh,
+        sequence: session.deviceSeq,
+        sealKey: { id: device.active.id, key: device.active.key },
+        heldKeyIds: [device.active.id, pending],
+        dhPendingKeyId: pending,
+      }).filter((v) => families.includes(v.requirement));
+    const count = build().length;
+    for (let index = 0; index < count; index++) {
+      const vector = build()[index] as NegativeVector;
+      session.peer.sendRaw(vector.wire, vector.name);
+      const next = await pingPong(context, session);
+      const accepted = next.kind === 'opened' && next.message.type === MessageType.PONG;
+      const what = `vector "${vector.name}" (${vector.expectedError}) while REKEY_DH(${pending}) is pending`;
+      run.check(vectorRequirement(context, vector, 'W-CHECK-8'), accepted, `${what}: then a PING with the same seq got ${describeReceived(next)}`);
+      run.check('W-CHECK-8', accepted, `after ${what} the next valid frame got ${describeReceived(next)}`);
+      if (!accepted) break;
+    }
+    session.destroy();
+  } finally {
+    context.release(device);
+  }
+}
