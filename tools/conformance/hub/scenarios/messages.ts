@@ -26,10 +26,24 @@ export async function pingPong(context: HubKitContext, session: KitSession): Pro
   }
 }
 
-/** Nothing (no frame, no close) arrives for `ms`: what a rejected or unanswerable frame must produce. */
+/**
+ * Nothing (no frame, no close) arrives for `ms`: what a rejected or unanswerable frame must produce. The hub's own
+ * traffic that answers nothing of the device's — its application data, its PING, an offer (its schedule may rotate at
+ * any time) — is answered or ignored as a device would, and does not count.
+ */
 export async function silence(session: KitSession, ms: number): Promise<Received | undefined> {
-  const received = await session.receive(ms);
-  return received.kind === 'timeout' ? undefined : received;
+  const deadline = performance.now() + ms;
+  for (;;) {
+    const left = deadline - performance.now();
+    if (left <= 0) return undefined;
+    const received = await session.receive(left);
+    if (received.kind === 'timeout') return undefined;
+    if (received.kind !== 'opened') return received;
+    const type = received.message.type;
+    if (type === MessageType.DATA) session.send({ type: MessageType.DATA_ACK, streamId: received.message.streamId, messageId: received.message.messageId });
+    else if (type === MessageType.PING) session.send({ type: MessageType.PONG });
+    else if (type !== MessageType.REKEY && type !== MessageType.REKEY_DH) return received;
+  }
 }
 
 async function dataAck(context: HubKitContext, session: KitSession, streamId: Uint8Array, messageId: number, payload: Uint8Array): Promise<Received> {
