@@ -105,7 +105,7 @@ describe('hub mode against the reference hub (TLS)', () => {
       });
       expect(failures(result)).toEqual([]);
       const verdict = (id: string): string | undefined => result.report.results().find((r) => r.id === id)?.verdict;
-      for (const id of ['H-TLS-1', 'H-TLS-2', 'W-TLS-1', 'H-DH-4', 'H-REC-6']) expect(verdict(id)).toBe('pass');
+      for (const id of ['H-TLS-1', 'H-TLS-2', 'H-TLS-3', 'W-TLS-1', 'H-DH-4', 'H-REC-6']) expect(verdict(id)).toBe('pass');
     } finally {
       await bed.close();
     }

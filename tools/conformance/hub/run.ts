@@ -31,6 +31,7 @@ const NOT_OBSERVABLE: Readonly<Record<string, string>> = {
   'H-QUEUE-2': 'needs a persist kept outstanding inside the hub',
   'H-TLS-1': 'checked only when the target is TLS (--tls)',
   'H-TLS-2': 'checked only when the target is TLS (--tls)',
+  'H-TLS-3': 'checked only when the target is TLS (--tls)',
   'H-PROV-1': 'an import of invalid records is the hub operator\'s command, not the wire',
   'H-REVOKE-1': 'needs a database restore on the hub',
   'H-REVOKE-2': 'needs an operator revocation on the hub',

@@ -39,7 +39,7 @@ export async function establish(context: HubKitContext, run: ScenarioRun, device
 export const handshakeScenario: Scenario = {
   name: 'handshake',
   description: 'CHALLENGE shape and fresh Nh, WELCOME seq 1 echoing Nd under the active key, a newer HELLO closes the older connection',
-  covers: ['H-SESSION-1', 'W-HDR-3', 'H-SESSION-2', 'W-MSG-4', 'W-SESSION-1', 'W-AEAD-1', 'W-AEAD-2', 'H-KEY-3', 'H-PROV-2', 'H-HELLO-2', 'H-SESSION-3'],
+  covers: ['H-SESSION-1', 'W-HDR-3', 'W-FRAME-1', 'W-HDR-7', 'H-SESSION-2', 'W-MSG-4', 'W-SESSION-1', 'W-AEAD-1', 'W-AEAD-2', 'H-KEY-3', 'H-PROV-2', 'H-HELLO-2', 'H-SESSION-3'],
   async run(context, run) {
     const device = context.claim();
     if (device === undefined) return;
@@ -65,6 +65,9 @@ export const handshakeScenario: Scenario = {
       const first = await establish(context, run, device);
       if (first === undefined) return;
       run.pass('H-HELLO-2');
+      // Every hub frame so far came with a length prefix in 36…1280 (the kit's reader refuses others), key id 0 only on the CHALLENGE.
+      run.pass('W-FRAME-1');
+      run.pass('W-HDR-7');
       run.pass('W-AEAD-1');
       run.pass('W-SESSION-1');
       run.pass('W-HDR-3');

@@ -96,6 +96,8 @@ async function beforeHello(context: HubKitContext, run: ScenarioRun, index: numb
     const what = `vector "${vector.name}" (${vector.expectedError}) before the HELLO`;
     run.check(vectorRequirement(context, vector, 'W-CHECK-1'), !answered, `${what} was answered: ${outcome.frames.map((f) => typeName(f[1] as number)).join(', ')}`);
     run.check('W-CHECK-9', !answered, `${what} was answered with ${outcome.frames.length} frame(s)`);
+    // Every case has one thing wrong and stops the checks there (§4): a hub that answered it went past that check.
+    run.check('W-CHECK-1', !answered && (outcome.closed || noKeyOnly), `${what}: ${answered ? 'answered' : 'left open'}`);
     run.check('H-REJECT-1', outcome.closed || noKeyOnly, `${what}: the connection stayed open ${context.timeouts.frameMs} ms (HS3: close at the first rejected frame)`);
     if (noKeyOnly && failingHello) run.pass('H-REC-1');
     session.destroy();
@@ -109,7 +111,7 @@ export const negativeScenario: Scenario = {
   name: 'negative',
   description: 'every negative vector of tools/vectors/negative.ts as live input, before the HELLO and in a session; 8 rejections tolerated, the 9th closes',
   // And every requirement a vector names (tools/vectors/negative.ts), as far as the catalogue knows it.
-  covers: ['W-CHECK-1', 'W-CHECK-8', 'W-CHECK-9', 'H-REJECT-1', 'W-REJECT-1', ...new Set(Object.values(NEGATIVE_REQUIREMENTS).filter((id) => KNOWN.has(id)))],
+  covers: ['W-CHECK-1', 'W-CHECK-7', 'W-CHECK-8', 'W-CHECK-9', 'H-REJECT-1', 'W-REJECT-1', ...new Set(Object.values(NEGATIVE_REQUIREMENTS).filter((id) => KNOWN.has(id)))],
   async run(context, run) {
     // Before the HELLO: one connection per vector (each closes it).
     for (let index = 0; ; index++) {
@@ -153,6 +155,8 @@ export const negativeScenario: Scenario = {
         run.check('W-CHECK-9', accepted || next.kind === 'timeout', `${what} was answered: ${describeReceived(next)} before the PONG of the next PING`);
         run.check(vectorRequirement(context, vector, 'W-CHECK-8'), accepted, `${what}: then a PING with the same seq got ${describeReceived(next)}`);
         run.check('W-CHECK-8', accepted, `after ${what} the next valid frame (same seq) got ${describeReceived(next)}`);
+        run.check('W-CHECK-1', accepted, `${what}: the checks of §4 did not stop it (the next frame got ${describeReceived(next)})`);
+        if (vector.expectedError === 'BAD_PAYLOAD') run.check('W-CHECK-7', accepted, `${what}: an authenticated body of the wrong length changed the session (${describeReceived(next)})`);
         if (!accepted) {
           session.destroy();
           session = await establish(context, run, device, { check: false });
