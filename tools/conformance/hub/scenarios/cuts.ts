@@ -14,7 +14,6 @@ import { withLengthPrefix } from '../../../../modules/protocol/framing';
 import type { HubKitContext, ScenarioRun } from '../context';
 import type { KitDevice } from '../kit-devices';
 import { describeReceived, type KitSession } from '../session';
-import { establish } from './handshake';
 import { ackAndConfirm, awaitOffer, describeOffer, rotateAndOffer, sameOffer, type Offer } from './rotation';
 import type { Scenario } from './scenario';
 

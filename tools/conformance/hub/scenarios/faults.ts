@@ -11,7 +11,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { randomInt } from 'node:crypto';
 import type { NodeDevice } from '../../../../hosts/node/device-host';
-import type { HubKitContext } from '../context';
 import type { KitDevice } from '../kit-devices';
 import { adoptKeys, realDevice } from '../real-device';
 import type { Scenario } from './scenario';

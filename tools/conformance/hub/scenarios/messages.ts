@@ -8,7 +8,7 @@ import { MAX_APP_PAYLOAD_BYTES, MessageType, WireError } from '../../../../modul
 import { nodeKeyAgreement } from '../../../../hosts/node/key-agreement';
 import { bytesEqual } from '../../../../modules/bytes';
 import { freshBytes } from '../../wire/sealer';
-import type { HubKitContext, ScenarioRun } from '../context';
+import type { HubKitContext } from '../context';
 import { describeReceived, freshStreamId, type KitSession, type Received } from '../session';
 import { establish } from './handshake';
 import type { Scenario } from './scenario';

@@ -34,7 +34,7 @@ export function describeOffer(offer: Offer): string {
 }
 
 /** Waits for an offer on the session (answering PING/DATA meanwhile); undefined and a note when none came. */
-export async function awaitOffer(context: HubKitContext, session: KitSession, timeoutMs: number): Promise<{ offer?: Offer; note: string }> {
+export async function awaitOffer(_context: HubKitContext, session: KitSession, timeoutMs: number): Promise<{ offer?: Offer; note: string }> {
   const deadline = performance.now() + timeoutMs;
   for (;;) {
     const left = deadline - performance.now();
