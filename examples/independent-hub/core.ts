@@ -22,6 +22,7 @@ const OUTBOX_LIMIT = 8;
 const REMEMBERED_STREAMS = 4;
 const MAX_QUEUED_OUTPUT_BYTES = 256 * 1024;
 const LAST_ID = 0xffffffff;
+const MAX_CONNECTIONS = 4096;
 
 export interface HubOptions {
   statePath: string;
@@ -175,6 +176,7 @@ export class IndependentHub {
 
   listen(): Promise<number> {
     const server = createServer((socket) => this.#accept(socket));
+    server.maxConnections = MAX_CONNECTIONS; // unauthenticated connections cost bounded memory
     this.#server = server;
     if (this.#options.rotateEveryMs > 0) {
       this.#rotateTimer = setInterval(() => this.rotateAll(), this.#options.rotateEveryMs);
@@ -318,7 +320,7 @@ export class IndependentHub {
     if ((h.flags & FLAG_FROM_HUB) !== 0) throw new Rejection('BAD_HEADER', 'reflected frame (W-HDR-4)');
     const allowed = conn.state === 'awaitingHello'
       ? h.type === T.HELLO
-      : h.type === T.DATA || h.type === T.DATA_ACK || h.type === T.PING || h.type === T.PONG || h.type === T.ERROR || h.type === T.REKEY_ACK;
+      : h.type === T.DATA || h.type === T.DATA_ACK || h.type === T.PING || h.type === T.PONG || h.type === T.ERROR || h.type === T.REKEY_ACK || h.type === T.ENROL_ACK;
     if (!allowed) throw new Rejection('UNEXPECTED_MESSAGE', `type ${h.type} in ${conn.state}`);
     // Step 3: session binding.
     const deviceId = hex(h.deviceId);
@@ -404,6 +406,16 @@ export class IndependentHub {
       case T.ERROR:
         this.#onDeviceError(conn, deviceId, h, body);
         return;
+      case T.ENROL_ACK: {
+        // HE2 / H-ENROL-3: this hub never sends ENROL, so every ENROL_ACK answers no ENROL of this
+        // session: ERROR UNEXPECTED_MESSAGE, detail the hub static id it names; nothing changes.
+        const error = Buffer.alloc(6);
+        error.writeUInt16BE(WIRE_ERROR.UNEXPECTED_MESSAGE, 0);
+        body.copy(error, 2, 0, 4);
+        this.#log({ event: 'unexpected-enrol-ack', device: deviceId, hubStaticId: body.readUInt32BE(0) });
+        this.#sendSealed(conn, T.ERROR, error);
+        return;
+      }
     }
   }
 
