@@ -11,6 +11,7 @@ import {
 } from '../examples/independent-hub/wire';
 import { IndependentHub } from '../examples/independent-hub/core';
 import { ProvisioningError, checkImport } from '../examples/independent-hub/provisioning';
+import { Store, loadOrCreateKek } from '../examples/independent-hub/store';
 
 interface Vector { name: string; keyId: number; sequence: number; iv: string; message: Record<string, unknown>; share?: string; wire: string }
 const vectors = JSON.parse(readFileSync(join(__dirname, '../docs/vectors/protocol-vectors.json'), 'utf8')) as Vector[];
@@ -219,6 +220,7 @@ describe('the independent hub over TCP, against a scripted device', () => {
     hubs.push(hub);
     return { hub, port: await hub.listen() };
   }
+  const kek = () => loadOrCreateKek(join(dir, 'state.json.kek'));
   async function connect(port: number): Promise<Peer> { const p = await Peer.connect(port); peers.push(p); return p; }
 
   test('classic: handshake, DATA, PING, rotation with exactly one CONFIRM, rejections, restart', async () => {
@@ -248,7 +250,7 @@ describe('the independent hub over TCP, against a scripted device', () => {
 
     // Rotation: REKEY(2, k) under 1; REKEY_ACK(2) under 2 → one CONFIRM(2) under 2.
     expect(hub.rotate(DEVICE_ID.toString('hex'))).toBe('started');
-    expect(JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')).devices[DEVICE_ID.toString('hex')].pending.id).toBe(2); // durable first
+    expect(new Store(join(dir, 'state.json'), kek()).device(DEVICE_ID.toString('hex'))!.pending!.id).toBe(2); // durable first
     f = dev.open(await dev.next(), KEYS);
     expect([f.type, f.keyId, f.body.readUInt32BE(0)]).toEqual([T.REKEY, 1, 2]);
     const k2 = Buffer.from(f.body.subarray(4));
@@ -321,10 +323,16 @@ describe('the independent hub over TCP, against a scripted device', () => {
     await dev2.handshake(2, k2, 1, 2, D);
     const w = dev2.open(await dev2.next(), { 2: k2 });
     expect([w.type, w.keyId, w.body.readUInt32BE(16)]).toEqual([T.WELCOME, 2, 2]);
-    const state = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')).devices[id];
+    const state = new Store(join(dir, 'state.json'), kek()).device(id)!;
     expect(state.active.id).toBe(2);
     expect(state.pending).toBeUndefined(); // h erased in the promoting commit
     expect(state.mode).toBe('dh');
+    // At rest the state file holds no key in clear (it is sealed under the KEK) …
+    const file = readFileSync(join(dir, 'state.json'), 'utf8');
+    expect(file).not.toContain(k2.toString('hex'));
+    expect(file).not.toContain(KEYS[1]!.toString('hex'));
+    // … and it does not open under another KEK.
+    expect(() => new Store(join(dir, 'state.json'), randomBytes(32))).toThrow(/does not open under this KEK/);
   });
 
   test('a failed durable write offers nothing and closes the session (HK7)', async () => {

@@ -9,7 +9,7 @@ import {
   DEFINED_TYPES, FLAG_FROM_HUB, FLAG_KEY_SHARE, HEADER_BYTES, MAX_FRAME_BYTES, Rejection, SHARE_BYTES, T, UNSEALED_TYPES,
   WIRE_ERROR, aeadOpen, bodyLengthValid, decodeHeader, deriveDhKey, sealFrame, unsealedFrame, x25519, x25519Public, type Header,
 } from './wire';
-import { Store, type DeviceRecord } from './store';
+import { Store, loadOrCreateKek, type DeviceRecord } from './store';
 import { checkImport } from './provisioning';
 
 export const IDLE_TIMEOUT_MIN_MS = 45_000;
@@ -26,6 +26,8 @@ const MAX_CONNECTIONS = 4096;
 
 export interface HubOptions {
   statePath: string;
+  /** The KEK file (64 hex digits, created 0600 when absent); default `<statePath>.kek`. */
+  kekPath?: string;
   port?: number;
   host?: string;
   idleTimeoutMs?: number;
@@ -75,7 +77,7 @@ function hex(b: Buffer): string {
 
 export class IndependentHub {
   readonly store: Store;
-  readonly #options: Required<Omit<HubOptions, 'onDeliver' | 'log'>> & Pick<HubOptions, 'onDeliver'>;
+  readonly #options: Required<Omit<HubOptions, 'onDeliver' | 'log' | 'kekPath'>> & Pick<HubOptions, 'onDeliver'>;
   readonly #log: (event: Record<string, unknown>) => void;
   readonly #runtime = new Map<string, DeviceRuntime>();
   readonly #connections = new Set<Connection>();
@@ -96,7 +98,7 @@ export class IndependentHub {
       applyHk11: options.applyHk11 ?? true, onDeliver: options.onDeliver,
     };
     this.#log = options.log ?? ((event) => process.stderr.write(`${JSON.stringify({ t: new Date().toISOString(), ...event })}\n`));
-    this.store = new Store(options.statePath);
+    this.store = new Store(options.statePath, loadOrCreateKek(options.kekPath ?? `${options.statePath}.kek`));
   }
 
   // ---------- operator commands ----------

@@ -5,8 +5,9 @@ import { createInterface } from 'node:readline';
 import { IndependentHub } from './core';
 
 function usage(): never {
-  process.stderr.write(`usage: hub.ts --state FILE [--import RECORDS.json] [--port 7700] [--host 127.0.0.1]
+  process.stderr.write(`usage: hub.ts --state FILE [--kek FILE (default FILE.kek)] [--import RECORDS.json] [--port 7700] [--host 127.0.0.1]
               [--rotate-every SECONDS] [--idle-timeout-ms 45000] [--handshake-timeout-ms 10000] [--no-hk11]
+              [--status: print every device's ids and exit]
 `);
   process.exit(2);
 }
@@ -16,7 +17,7 @@ const opts: Record<string, string | boolean> = {};
 for (let i = 0; i < args.length; i++) {
   const a = args[i]!;
   if (!a.startsWith('--')) usage();
-  if (a === '--no-hk11' || a === '--help') opts[a.slice(2)] = true;
+  if (a === '--no-hk11' || a === '--help' || a === '--status') opts[a.slice(2)] = true;
   else {
     const v = args[++i];
     if (v === undefined) usage();
@@ -40,11 +41,15 @@ let hub: IndependentHub;
 try {
   const rotateEvery = num('rotate-every');
   hub = new IndependentHub({
-    statePath: opts.state, port: num('port') ?? 7700, host: typeof opts.host === 'string' ? opts.host : '127.0.0.1',
+    statePath: opts.state, kekPath: typeof opts.kek === 'string' ? opts.kek : undefined, port: num('port') ?? 7700, host: typeof opts.host === 'string' ? opts.host : '127.0.0.1',
     idleTimeoutMs: num('idle-timeout-ms'), handshakeTimeoutMs: num('handshake-timeout-ms'),
     rotateEveryMs: rotateEvery === undefined ? 0 : rotateEvery * 1000, applyHk11: !opts['no-hk11'],
   });
   if (typeof opts.import === 'string') hub.importFile(opts.import);
+  if (opts.status) {
+    process.stdout.write(`${JSON.stringify(hub.status())}\n`);
+    process.exit(0);
+  }
 } catch (error) {
   process.stderr.write(`hub: ${(error as Error).message}\n`);
   process.exit(1);

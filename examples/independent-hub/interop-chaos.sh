@@ -36,10 +36,11 @@ done
 kill -9 -- -"$(cat "$W/hub.pid")" 2>/dev/null && kills=$((kills + 1))
 start_hub
 sleep 12
+kill -STOP -- -"$(cat "$W/hub.pid")" 2>/dev/null
 status=0
 for dev in dh classic; do
   id=$(python3 -c "import json;print(json.load(open('$W/$dev/device.json'))['deviceId'])")
-  hub_active=$(python3 -c "import json;print(json.load(open('$W/state.json'))['devices']['$id']['active']['id'])")
+  hub_active=$(node --import tsx examples/independent-hub/hub.ts --state "$W/state.json" --port 0 --status 2>/dev/null | python3 -c "import json,sys;print([d for d in json.load(sys.stdin) if d['device']=='$id'][0]['active'])")
   dev_active=$(grep -o '"event":"keyPromoted","keyId":[0-9]*' "$W/dev-$dev.log" | tail -1 | grep -o '[0-9]*$')
   sessions=$(grep -c '"event":"established"' "$W/dev-$dev.log")
   echo "$dev device $id: hub active $hub_active, device promoted $dev_active, sessions $sessions"
