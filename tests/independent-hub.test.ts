@@ -12,6 +12,8 @@ import {
 import { IndependentHub } from '../examples/independent-hub/core';
 import { ProvisioningError, checkImport } from '../examples/independent-hub/provisioning';
 import { Store, loadOrCreateKek } from '../examples/independent-hub/store';
+import { LABEL, STATUS, checkOf, replyKeys, tag3Of, tag4Of, verifyInit } from '../examples/independent-hub/recovery';
+import { hkdfSync } from 'node:crypto';
 
 interface Vector { name: string; keyId: number; sequence: number; iv: string; message: Record<string, unknown>; share?: string; wire: string }
 const vectors = JSON.parse(readFileSync(join(__dirname, '../docs/vectors/protocol-vectors.json'), 'utf8')) as Vector[];
@@ -344,6 +346,127 @@ describe('the independent hub over TCP, against a scripted device', () => {
     expect(hub.rotate(DEVICE_ID.toString('hex'))).toBe('failed');
     await dev.untilClosed();
     expect(dev.frames).toHaveLength(0); // no REKEY of a key that is not durable
+    expect(hub.store.device(DEVICE_ID.toString('hex'))!.pending).toBeUndefined();
+  });
+});
+
+// ---------- recovery (§12) ----------
+
+const rv = JSON.parse(readFileSync(join(__dirname, '../docs/vectors/recovery-vectors.json'), 'utf8')) as {
+  inputs: Record<string, string | number>; intermediate: Record<string, string>; frames: { name: string; wire: string }[]; recoveredKey: string;
+};
+const rb = (k: string) => Buffer.from(rv.inputs[k] as string, 'hex');
+const rframe = (name: string) => Buffer.from(rv.frames.find((f) => f.name === name)!.wire, 'hex').subarray(2);
+const hk = (salt: Buffer, ikm: Buffer, info: Buffer, n: number) => Buffer.from(hkdfSync('sha512', ikm, salt, info, n));
+const lab = (b: number) => Buffer.concat([LABEL, Buffer.from([b])]);
+
+describe('recovery derivations against docs/vectors/recovery-vectors.json', () => {
+  test('tag1, tag2, K_N, tag3 and tag4 of the whole handshake', () => {
+    const init = verifyInit(rframe('RECOVER_INIT'), rb('hubStaticPrivate'), rb('hubStaticPublic'), rb('deviceStaticPublic'), rb('deviceId'), rb('hubNonce'))!;
+    expect(init).not.toBeNull();
+    expect(init.k1.toString('hex')).toBe(rv.intermediate.k1);
+    expect(checkOf(rb('deviceNewestKey'), rb('hubNonce'), rb('deviceEphemeralPublic')).toString('hex')).toBe(rv.intermediate.check);
+    const reply = rframe('RECOVER_REPLY');
+    const keys = replyKeys(init, rb('hubEphemeralPrivate'), rb('deviceEphemeralPublic'), rb('deviceStaticPublic'), reply.subarray(0, 72))!;
+    expect(keys.m.toString('hex')).toBe(rv.intermediate.macKey);
+    expect(keys.kN.toString('hex')).toBe(rv.recoveredKey);
+    expect(keys.tag2.equals(reply.subarray(72))).toBe(true);
+    const finish = rframe('RECOVER_FINISH');
+    expect(tag3Of(keys.m, finish.subarray(0, 36)).equals(finish.subarray(36))).toBe(true);
+    const result = rframe('RECOVER_RESULT');
+    expect(tag4Of(keys.m, result.subarray(0, 42)).equals(result.subarray(42))).toBe(true);
+    // A broken tag1 (one bit) or another hub static key is refused.
+    const bad = Buffer.from(rframe('RECOVER_INIT')); bad[127]! ^= 1;
+    expect(verifyInit(bad, rb('hubStaticPrivate'), rb('hubStaticPublic'), rb('deviceStaticPublic'), rb('deviceId'), rb('hubNonce'))).toBeNull();
+    expect(verifyInit(rframe('RECOVER_INIT'), randomBytes(32), rb('hubStaticPublic'), rb('deviceStaticPublic'), rb('deviceId'), rb('hubNonce'))).toBeNull();
+  });
+});
+
+describe('recovery over TCP (HS9–HS12, HK9, then HK5)', () => {
+  let dir: string;
+  const hubs: IndependentHub[] = [];
+  const peers: Peer[] = [];
+  beforeEach(() => { dir = mkdtempSync(join(tmpdir(), 'independent-hub-rec-')); });
+  afterEach(async () => {
+    for (const p of peers.splice(0)) p.socket.destroy();
+    for (const h of hubs.splice(0)) await h.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const sH = rb('hubStaticPrivate'); const SH = rb('hubStaticPublic');
+  const sD = rb('deviceStaticPrivate'); const SD = rb('deviceStaticPublic');
+
+  async function recover(dev: Peer, newestId: number, newestKey: Buffer, activeId: number, futureId: number, helloKey = newestKey) {
+    await dev.handshake(newestId, helloKey, activeId, futureId);
+    const noKey = await dev.next();
+    const nk = decodeHeader(noKey);
+    expect([noKey.length, nk.type, nk.seq, nk.keyId, nk.flags]).toEqual([36, T.NO_KEY, 1, 0, FLAG_FROM_HUB]);
+    expect(nk.deviceId.equals(DEVICE_ID)).toBe(true);
+    const ed = randomBytes(32); const ED = x25519Public(ed);
+    const hdr1 = encodeHeader({ version: 1, type: T.RECOVER_INIT, flags: 0, deviceId: DEVICE_ID, keyId: 0, seq: 1, sessionId: dev.nh });
+    const check = hk(newestKey, Buffer.concat([dev.nh, ED]), lab(0x10), 16);
+    const m1 = Buffer.concat([hdr1, ED, u32(1), u32(activeId), u32(futureId), check]);
+    const k1 = hk(dev.nh, Buffer.concat([x25519(ed, SH)!, x25519(sD, SH)!]), Buffer.concat([lab(0x01), DEVICE_ID, SD, SH]), 64);
+    const tag1 = hk(k1, m1, lab(0x11), 32);
+    dev.socket.write(unsealedFrame(decodeHeader(hdr1), Buffer.concat([m1.subarray(36), tag1])));
+    const reply = await dev.next();
+    expect(reply.length).toBe(104);
+    const EH = reply.subarray(36, 68); const n = reply.readUInt32BE(68);
+    const out = hk(k1, Buffer.concat([x25519(ed, EH)!, x25519(sD, EH)!]), Buffer.concat([lab(0x02), m1, tag1, reply.subarray(0, 72)]), 128);
+    const m = out.subarray(0, 64); const kN = Buffer.from(out.subarray(64));
+    expect(hk(m, reply.subarray(0, 72), lab(0x12), 32).equals(reply.subarray(72))).toBe(true);
+    const hdr3 = encodeHeader({ version: 1, type: T.RECOVER_FINISH, flags: 0, deviceId: DEVICE_ID, keyId: 0, seq: 2, sessionId: dev.nh });
+    dev.socket.write(unsealedFrame(decodeHeader(hdr3), hk(m, hdr3, lab(0x13), 32)));
+    const result = await dev.next();
+    expect(result.length).toBe(74);
+    expect(hk(m, result.subarray(0, 42), lab(0x14), 32).equals(result.subarray(42))).toBe(true);
+    await dev.untilClosed();
+    return { n, kN, status: result.readUInt16BE(36), retryAfter: result.readUInt32BE(38) };
+  }
+
+  test('a device holding only a key the hub lost recovers, then promotes N; IN_SYNC for a key the hub holds', async () => {
+    const statePath = join(dir, 'state.json');
+    writeFileSync(join(dir, 'r.json'), JSON.stringify({ deviceId: DEVICE_ID.toString('hex'), keyId: 4, key: KEYS[1]!.toString('hex'), mode: 'classic', devicePublicKey: SD.toString('hex'), hubStaticId: 1 }));
+    const hub = new IndependentHub({ statePath, port: 0, log: () => undefined, staticKeys: new Map([[1, sH]]) });
+    hubs.push(hub);
+    hub.importFile(join(dir, 'r.json'));
+    const port = await hub.listen();
+    // The device holds key 6 (the hub was restored to key 4): HELLO fails, recovery gives N = 7.
+    const dev = await Peer.connect(port); peers.push(dev);
+    const r = await recover(dev, 6, KEYS[2]!, 6, 0);
+    expect([r.status, r.n, r.retryAfter]).toEqual([STATUS.ACCEPTED, 7, 0]);
+    expect(hub.store.device(DEVICE_ID.toString('hex'))!.pending!.id).toBe(7); // HK9, durable
+    // The device reconnects with a HELLO under N: HK5 promotes it and the WELCOME comes under N.
+    const dev2 = await Peer.connect(port); peers.push(dev2);
+    await dev2.handshake(7, r.kN, 6, 7);
+    const w = dev2.open(await dev2.next(), { 7: r.kN });
+    expect([w.type, w.keyId]).toEqual([T.WELCOME, 7]);
+    expect(hub.store.device(DEVICE_ID.toString('hex'))!.active.id).toBe(7);
+    // A HELLO corrupted in transit (AUTH_FAILED) by a device sealing with the hub's active key:
+    // the recovery's check matches A, so the answer is IN_SYNC and nothing changes (R4).
+    const dev3 = await Peer.connect(port); peers.push(dev3);
+    const again = await recover(dev3, 7, r.kN, 7, 0, KEYS[2]!);
+    expect(again.status).toBe(STATUS.IN_SYNC);
+    expect(hub.store.device(DEVICE_ID.toString('hex'))!.active.id).toBe(7);
+    expect(hub.store.device(DEVICE_ID.toString('hex'))!.pending).toBeUndefined();
+  });
+
+  test('without a static key the hub closes a failing HELLO (HS3); with policy off the answer is REFUSED', async () => {
+    const statePath = join(dir, 'state.json');
+    writeFileSync(join(dir, 'r.json'), JSON.stringify({ deviceId: DEVICE_ID.toString('hex'), keyId: 4, key: KEYS[1]!.toString('hex'), devicePublicKey: SD.toString('hex'), hubStaticId: 1 }));
+    const plain = new IndependentHub({ statePath, port: 0, log: () => undefined });
+    hubs.push(plain);
+    plain.importFile(join(dir, 'r.json'));
+    const dev = await Peer.connect(await plain.listen()); peers.push(dev);
+    await dev.handshake(6, KEYS[2]!, 6, 0);
+    await dev.untilClosed();
+    expect(dev.frames).toHaveLength(0);
+    await plain.close(); hubs.pop();
+    const hub = new IndependentHub({ statePath, port: 0, log: () => undefined, staticKeys: new Map([[1, sH]]), recoveryPolicy: 'off' });
+    hubs.push(hub);
+    const dev2 = await Peer.connect(await hub.listen()); peers.push(dev2);
+    const r = await recover(dev2, 6, KEYS[2]!, 6, 0);
+    expect(r.status).toBe(STATUS.REFUSED);
     expect(hub.store.device(DEVICE_ID.toString('hex'))!.pending).toBeUndefined();
   });
 });

@@ -7,10 +7,11 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
 import {
   DEFINED_TYPES, FLAG_FROM_HUB, FLAG_KEY_SHARE, HEADER_BYTES, MAX_FRAME_BYTES, Rejection, SHARE_BYTES, T, UNSEALED_TYPES,
-  WIRE_ERROR, aeadOpen, bodyLengthValid, decodeHeader, deriveDhKey, sealFrame, unsealedFrame, x25519, x25519Public, type Header,
+  WIRE_ERROR, aeadOpen, bodyLengthValid, decodeHeader, encodeHeader, deriveDhKey, sealFrame, unsealedFrame, x25519, x25519Public, type Header,
 } from './wire';
 import { Store, loadOrCreateKek, type DeviceRecord } from './store';
 import { checkImport } from './provisioning';
+import { STATUS, checkOf, equal, replyKeys, tag3Of, tag4Of, verifyInit, type InitCheck } from './recovery';
 
 export const IDLE_TIMEOUT_MIN_MS = 45_000;
 export const HANDSHAKE_TIMEOUT_MIN_MS = 10_000;
@@ -36,12 +37,18 @@ export interface HubOptions {
   rotateEveryMs?: number;
   /** Apply HK11 (move a classic device that refuses with REKEY_MODE_MISMATCH to dh). Default on. */
   applyHk11?: boolean;
+  /** Hub static keys for recovery (§12), by hub static id: 32-byte X25519 private keys. None: no recovery. */
+  staticKeys?: Map<number, Buffer>;
+  /** The recovery policy for devices without one of their own (§12.7); default auto with static keys, else off. */
+  recoveryPolicy?: 'auto' | 'approve' | 'off';
+  /** Accepted recoveries per device per hour (H-RATE-1). */
+  recoveriesPerHour?: number;
   log?: (event: Record<string, unknown>) => void;
   /** Called with every DATA delivered to the application. */
   onDeliver?: (deviceId: string, payload: Buffer) => void;
 }
 
-type ConnState = 'awaitingHello' | 'established' | 'closed';
+type ConnState = 'awaitingHello' | 'awaitingRecoverInit' | 'awaitingRecoverFinish' | 'established' | 'closed';
 
 interface Connection {
   id: number;
@@ -59,6 +66,8 @@ interface Connection {
   idleTimer?: NodeJS.Timeout;
   reofferTimer?: NodeJS.Timeout;
   reofferCount: number;
+  recoveryDeviceId?: Buffer; // the HELLO's device id, bound by NO_KEY (HS9)
+  recovery?: { init: InitCheck; ed: Buffer; check: Buffer; n: number; exhausted: boolean; m: Buffer; kN: Buffer };
 }
 
 interface DeviceRuntime {
@@ -77,13 +86,15 @@ function hex(b: Buffer): string {
 
 export class IndependentHub {
   readonly store: Store;
-  readonly #options: Required<Omit<HubOptions, 'onDeliver' | 'log' | 'kekPath'>> & Pick<HubOptions, 'onDeliver'>;
+  readonly #options: Required<Omit<HubOptions, 'onDeliver' | 'log' | 'kekPath' | 'staticKeys'>> & Pick<HubOptions, 'onDeliver'>;
   readonly #log: (event: Record<string, unknown>) => void;
   readonly #runtime = new Map<string, DeviceRuntime>();
   readonly #connections = new Set<Connection>();
   #server?: Server;
   #rotateTimer?: NodeJS.Timeout;
   #nextConnectionId = 1;
+  readonly #staticKeys = new Map<number, { priv: Buffer; pub: Buffer }>();
+  readonly #sourceBuckets = new Map<string, { tokens: number; at: number }>();
 
   constructor(options: HubOptions) {
     const idle = options.idleTimeoutMs ?? IDLE_TIMEOUT_MIN_MS;
@@ -96,7 +107,13 @@ export class IndependentHub {
       statePath: options.statePath, port: options.port ?? 7700, host: options.host ?? '127.0.0.1',
       idleTimeoutMs: idle, handshakeTimeoutMs: handshake, rotateEveryMs: options.rotateEveryMs ?? 0,
       applyHk11: options.applyHk11 ?? true, onDeliver: options.onDeliver,
+      recoveryPolicy: options.recoveryPolicy ?? (options.staticKeys?.size ? 'auto' : 'off'), recoveriesPerHour: options.recoveriesPerHour ?? 3,
     };
+    for (const [id, priv] of options.staticKeys ?? []) {
+      if (priv.length !== 32 || !Number.isInteger(id) || id < 1 || id > LAST_ID) throw new Error(`static key ${id}: bad id or length`);
+      this.#staticKeys.set(id, { priv: Buffer.from(priv), pub: x25519Public(priv) });
+    }
+    if (options.recoveryPolicy && options.recoveryPolicy !== 'off' && this.#staticKeys.size === 0) throw new Error('recovery needs at least one hub static key');
     this.#log = options.log ?? ((event) => process.stderr.write(`${JSON.stringify({ t: new Date().toISOString(), ...event })}\n`));
     this.store = new Store(options.statePath, loadOrCreateKek(options.kekPath ?? `${options.statePath}.kek`));
   }
@@ -284,7 +301,7 @@ export class IndependentHub {
 
   #onFrame(conn: Connection, frame: Buffer): void {
     const header = decodeHeader(frame);
-    let opened: { body: Buffer; underPending: boolean; derivedKey?: Buffer };
+    let opened: { body: Buffer; underPending: boolean; derivedKey?: Buffer; unsealed?: boolean };
     try {
       opened = this.#check(conn, frame, header);
     } catch (error) {
@@ -298,20 +315,30 @@ export class IndependentHub {
     conn.rejected = 0;
     conn.expectedSeq++;
     this.#resetIdle(conn);
-    this.#act(conn, header, opened.body, opened.underPending, opened.derivedKey);
+    if (opened.unsealed) this.#onRecoveryFrame(conn, header, frame);
+    else this.#act(conn, header, opened.body, opened.underPending, opened.derivedKey);
   }
 
   #rejected(conn: Connection, rejection: Rejection, header: Header | undefined): void {
     this.#log({ event: 'rejected', connection: conn.id, device: conn.deviceId ?? null, code: rejection.code, type: header?.type ?? null });
     if (conn.state === 'awaitingHello') {
+      // HS9: a HELLO with seq 0 and this session's Nh failing at step 3 (unknown device), 4 or 5.
+      if (rejection.recoverable && header?.type === T.HELLO && header.seq === 0 && header.sessionId.equals(conn.nh)) {
+        this.#answerNoKey(conn, header, rejection.code);
+        return;
+      }
       this.#close(conn, `rejected before HELLO (HS3, H-REJECT-1): ${rejection.code}`);
+      return;
+    }
+    if (conn.state === 'awaitingRecoverInit' || conn.state === 'awaitingRecoverFinish') {
+      this.#close(conn, `recovery: ${rejection.code} (HS13)`);
       return;
     }
     conn.rejected++;
     if (conn.rejected > MAX_REJECTED_FRAMES) this.#close(conn, 'rejection limit (W-REJECT-1)');
   }
 
-  #check(conn: Connection, frame: Buffer, h: Header): { body: Buffer; underPending: boolean; derivedKey?: Buffer } {
+  #check(conn: Connection, frame: Buffer, h: Header): { body: Buffer; underPending: boolean; derivedKey?: Buffer; unsealed?: boolean } {
     // Step 1: header fields.
     if (h.version !== 1) throw new Rejection('BAD_VERSION', `${h.version}`);
     if (!DEFINED_TYPES.has(h.type)) throw new Rejection('UNKNOWN_TYPE', `${h.type}`);
@@ -320,19 +347,29 @@ export class IndependentHub {
     if (hasShare && ((h.flags & FLAG_FROM_HUB) !== 0 || UNSEALED_TYPES.has(h.type))) throw new Rejection('BAD_HEADER', 'key share placement (W-HDR-6)');
     // Step 2: direction, then a row for the type in this state.
     if ((h.flags & FLAG_FROM_HUB) !== 0) throw new Rejection('BAD_HEADER', 'reflected frame (W-HDR-4)');
-    const allowed = conn.state === 'awaitingHello'
-      ? h.type === T.HELLO
+    const allowed = conn.state === 'awaitingHello' ? h.type === T.HELLO
+      : conn.state === 'awaitingRecoverInit' ? h.type === T.RECOVER_INIT
+      : conn.state === 'awaitingRecoverFinish' ? h.type === T.RECOVER_FINISH
       : h.type === T.DATA || h.type === T.DATA_ACK || h.type === T.PING || h.type === T.PONG || h.type === T.ERROR || h.type === T.REKEY_ACK || h.type === T.ENROL_ACK;
     if (!allowed) throw new Rejection('UNEXPECTED_MESSAGE', `type ${h.type} in ${conn.state}`);
     // Step 3: session binding.
     const deviceId = hex(h.deviceId);
     if (conn.state === 'awaitingHello') {
-      if (!this.store.device(deviceId)) throw new Rejection('UNKNOWN_DEVICE', deviceId);
+      if (!this.store.device(deviceId)) throw new Rejection('UNKNOWN_DEVICE', deviceId, true);
+    } else if (conn.state === 'awaitingRecoverInit' || conn.state === 'awaitingRecoverFinish') {
+      if (!h.deviceId.equals(conn.recoveryDeviceId!)) throw new Rejection('BAD_HEADER', 'foreign device id');
     } else if (deviceId !== conn.deviceId) {
       throw new Rejection('BAD_HEADER', 'foreign device id');
     }
     if (!h.sessionId.equals(conn.nh)) throw new Rejection('BAD_SESSION', 'session id');
     if (h.seq !== conn.expectedSeq) throw new Rejection('BAD_SEQUENCE', `${h.seq} ≠ ${conn.expectedSeq}`);
+    if (UNSEALED_TYPES.has(h.type)) {
+      // Unsealed recovery frames: their exact length, then their own tags (checked where they are used).
+      if (h.keyId !== 0) throw new Rejection('BAD_HEADER', 'key id of an unsealed frame (W-HDR-7)');
+      const exact = h.type === T.RECOVER_INIT ? 128 : 68;
+      if (frame.length !== exact) throw new Rejection('BAD_PAYLOAD', `recovery frame of ${frame.length} bytes (W-REC-1)`);
+      return { body: frame.subarray(HEADER_BYTES), underPending: false, unsealed: true };
+    }
     // Sealed-frame minimum length (§4: a receiver MAY check it before step 5, same code).
     const aadLength = HEADER_BYTES + (hasShare ? SHARE_BYTES : 0);
     if (frame.length < aadLength + 16 + 16 + 32) throw new Rejection('FRAME_TOO_SHORT', `sealed frame of ${frame.length}`);
@@ -350,17 +387,23 @@ export class IndependentHub {
         key = Buffer.from(record.pending.key!, 'hex');
       } else {
         // HK8: derive the dh pending key from the frame's share.
-        if (!share) throw new Rejection('BAD_HEADER', 'frame under a dh pending key without a share (HK8)');
+        if (!share) throw new Rejection('BAD_HEADER', 'frame under a dh pending key without a share (HK8)', true);
         const z = x25519(Buffer.from(record.pending.h!, 'hex'), share);
         if (!z) throw new Rejection('BAD_KEY_SHARE', 'all-zero X25519 result');
         derivedKey = deriveDhKey(Buffer.from(record.active.key, 'hex'), z, h.deviceId, record.pending.id, Buffer.from(record.pending.H!, 'hex'), share);
         key = derivedKey;
       }
     } else {
-      throw new Rejection('UNKNOWN_KEY_ID', `${h.keyId}`);
+      throw new Rejection('UNKNOWN_KEY_ID', `${h.keyId}`, true);
     }
     // Step 5: tag in constant time, then decrypt and padding — all AUTH_FAILED (wire.ts).
-    const body = aeadOpen(key, frame.subarray(0, aadLength), frame.subarray(aadLength));
+    let body: Buffer;
+    try {
+      body = aeadOpen(key, frame.subarray(0, aadLength), frame.subarray(aadLength));
+    } catch (error) {
+      if (error instanceof Rejection) throw new Rejection(error.code, error.message, true);
+      throw error;
+    }
     // Step 6: body length and content.
     if (!bodyLengthValid(h.type, body.length)) throw new Rejection('BAD_PAYLOAD', `body of ${body.length} bytes for type ${h.type}`);
     if (h.type === T.REKEY_ACK && body.readUInt32BE(0) !== h.keyId) throw new Rejection('BAD_PAYLOAD', 'REKEY_ACK id ≠ header key id (W-MSG-2)');
@@ -423,6 +466,13 @@ export class IndependentHub {
 
   #onHello(conn: Connection, h: Header, body: Buffer, underPending: boolean, derivedKey: Buffer | undefined): void {
     const deviceId = hex(h.deviceId);
+    const current = this.store.device(deviceId)!;
+    if (!underPending && current.pending && current.pending.id !== current.active.id + 1) {
+      // HS2 amended (finding F4): a recovered pending N ≠ A + 1 never gets a session under A; the
+      // HELLO is answered like a failing one (HS9, reason unusablePending).
+      this.#answerNoKey(conn, h, 'unusablePending');
+      return;
+    }
     clearTimeout(conn.handshakeTimer);
     const runtime = this.#rt(deviceId);
     // H-SESSION-3: close the device's older connection.
@@ -500,10 +550,212 @@ export class IndependentHub {
       this.#offer(conn);
       return;
     }
+    if (code === WIRE_ERROR.REKEY_ID_NOT_NEXT && record.pending && detail === record.pending.id
+      && record.pending.id !== record.active.id + 1 && h.keyId === record.active.id) {
+      // HK12 (H-REC-9): the device refuses a recovered N in a session under A: close; its next HELLO
+      // under A gets NO_KEY (unusablePending) and a recovery replaces N.
+      this.#log({ event: 'recoveryNeeded', device: deviceId, reason: 'rekeyRefused', pending: record.pending.id });
+      this.#close(conn, 'recovered pending key refused (HK12)');
+      return;
+    }
     if ([WIRE_ERROR.REKEY_CONFLICT, WIRE_ERROR.REKEY_ID_NOT_NEWER, WIRE_ERROR.REKEY_ID_NOT_NEXT, WIRE_ERROR.REKEY_MODE_MISMATCH].includes(code as 2)) {
       if (!runtime.refusalReported) this.#log({ event: 'rekey-refused', device: deviceId, code, detail }); // once per episode; keep P (H1)
       runtime.refusalReported = true;
     }
+  }
+
+  // ---------- recovery (§12) ----------
+
+  #policyOf(record: DeviceRecord | undefined): 'auto' | 'approve' | 'off' {
+    return record?.recoveryPolicy ?? this.#options.recoveryPolicy;
+  }
+
+  /** H-RATE-2: a token bucket per source address (8 tokens, one back every 10 s), in bounded memory. */
+  #takeSourceToken(conn: Connection): boolean {
+    const source = conn.socket.remoteAddress ?? '?';
+    const now = Date.now();
+    let bucket = this.#sourceBuckets.get(source);
+    if (!bucket) {
+      if (this.#sourceBuckets.size >= 10_000) this.#sourceBuckets.delete(this.#sourceBuckets.keys().next().value!);
+      bucket = { tokens: 8, at: now };
+      this.#sourceBuckets.set(source, bucket);
+    }
+    bucket.tokens = Math.min(8, bucket.tokens + (now - bucket.at) / 10_000);
+    bucket.at = now;
+    if (bucket.tokens < 1) return false;
+    bucket.tokens -= 1;
+    return true;
+  }
+
+  /** HS9: answer NO_KEY (seq 1), unsealed, or close (HS3) when recovery is off or the source is over its limit. */
+  #answerNoKey(conn: Connection, h: Header, reason: string): void {
+    const deviceId = hex(h.deviceId);
+    const record = this.store.device(deviceId);
+    // "Recovery not off" (HS9) is read as: this hub runs recovery at all (it holds a static key). A
+    // device whose policy is off still gets NO_KEY and, after tag3, REFUSED (§12.7).
+    if (this.#staticKeys.size === 0) {
+      this.#close(conn, `HELLO failed (${reason}); no recovery on this hub (HS3)`);
+      return;
+    }
+    if (!this.#takeSourceToken(conn)) {
+      this.#close(conn, `HELLO failed (${reason}); source over its recovery limit (H-RATE-2)`);
+      return;
+    }
+    if (record) this.#log({ event: 'recoveryNeeded', device: deviceId, reason, active: record.active.id, pending: record.pending?.id ?? null });
+    clearTimeout(conn.handshakeTimer);
+    conn.recoveryDeviceId = Buffer.from(h.deviceId);
+    conn.state = 'awaitingRecoverInit';
+    conn.expectedSeq = 1; // HELLO was device seq 0
+    this.#write(conn, unsealedFrame({ version: 1, type: T.NO_KEY, flags: FLAG_FROM_HUB, deviceId: conn.recoveryDeviceId, keyId: 0, seq: 1, sessionId: conn.nh }));
+    conn.nextSendSeq = 2;
+    this.#restartStageTimer(conn);
+  }
+
+  #restartStageTimer(conn: Connection): void {
+    clearTimeout(conn.handshakeTimer);
+    conn.handshakeTimer = setTimeout(() => this.#close(conn, 'recovery stage timeout (HS13)'), this.#options.handshakeTimeoutMs);
+  }
+
+  #onRecoveryFrame(conn: Connection, h: Header, frame: Buffer): void {
+    if (h.type === T.RECOVER_INIT) this.#onRecoverInit(conn, frame);
+    else this.#onRecoverFinish(conn, frame);
+  }
+
+  /** HS10: verify tag1; draw e_h; N = max(A, P, active, future) + 1; RECOVER_REPLY. Nothing stored. */
+  #onRecoverInit(conn: Connection, frame: Buffer): void {
+    const deviceId = hex(conn.recoveryDeviceId!);
+    const record = this.store.device(deviceId);
+    const staticId = frame.readUInt32BE(68);
+    const staticKey = this.#staticKeys.get(staticId);
+    if (!record?.devicePublicKey || !staticKey) {
+      this.#close(conn, 'RECOVER_INIT: unknown device, no device static key, or unknown hub static id (HS13)');
+      return;
+    }
+    if (!this.#takeSourceToken(conn)) {
+      this.#close(conn, 'RECOVER_INIT: source over its recovery limit (H-RATE-2)');
+      return;
+    }
+    const devicePublic = Buffer.from(record.devicePublicKey, 'hex');
+    const init = verifyInit(frame, staticKey.priv, staticKey.pub, devicePublic, conn.recoveryDeviceId!, conn.nh);
+    if (!init) {
+      this.#close(conn, 'RECOVER_INIT: tag1 (HS13)');
+      return;
+    }
+    const ed = Buffer.from(frame.subarray(36, 68));
+    const deviceActive = frame.readUInt32BE(72);
+    const deviceFuture = frame.readUInt32BE(76);
+    const highest = Math.max(record.active.id, record.pending?.id ?? 0, deviceActive, deviceFuture);
+    const exhausted = highest >= LAST_ID;
+    const n = exhausted ? LAST_ID : highest + 1;
+    const eh = randomBytes(32);
+    const ehPublic = x25519Public(eh);
+    const hdr2 = encodeHeader({ version: 1, type: T.RECOVER_REPLY, flags: FLAG_FROM_HUB, deviceId: conn.recoveryDeviceId!, keyId: 0, seq: 2, sessionId: conn.nh });
+    const m2 = Buffer.concat([hdr2, ehPublic, u32(n)]);
+    const keys = replyKeys(init, eh, ed, devicePublic, m2);
+    eh.fill(0); // e_h is not needed after the derivation (HS13: wiped)
+    if (!keys) {
+      this.#close(conn, 'RECOVER_INIT: all-zero X25519 (BAD_KEY_SHARE)');
+      return;
+    }
+    conn.recovery = { init, ed, check: Buffer.from(frame.subarray(80, 96)), n, exhausted, m: Buffer.from(keys.m), kN: Buffer.from(keys.kN) };
+    conn.state = 'awaitingRecoverFinish';
+    this.#write(conn, unsealedFrame({ version: 1, type: T.RECOVER_REPLY, flags: FLAG_FROM_HUB, deviceId: conn.recoveryDeviceId!, keyId: 0, seq: 2, sessionId: conn.nh }, Buffer.concat([ehPublic, u32(n), keys.tag2])));
+    conn.nextSendSeq = 3;
+    this.#restartStageTimer(conn);
+  }
+
+  /** HS11 + HS12: tag3 authenticates the device; then the key, the policy and the limits decide. */
+  #onRecoverFinish(conn: Connection, frame: Buffer): void {
+    const rec = conn.recovery!;
+    const deviceId = hex(conn.recoveryDeviceId!);
+    if (!equal(tag3Of(rec.m, frame.subarray(0, 36)), frame.subarray(36, 68))) {
+      this.#close(conn, 'RECOVER_FINISH: tag3 (HS13)');
+      return;
+    }
+    clearTimeout(conn.handshakeTimer);
+    const record = this.store.device(deviceId)!;
+    const now = Date.now();
+    let status: number;
+    let retryAfter = 0;
+    const matches = (keyHex: string) => equal(checkOf(Buffer.from(keyHex, 'hex'), conn.nh, rec.ed), rec.check);
+    const pendingIsNext = !record.pending || record.pending.id === record.active.id + 1;
+    const highestHeld = Math.max(record.active.id, record.pending?.id ?? 0);
+    const recent = (record.recoveries ?? []).filter((t) => now - t < 3_600_000);
+    const policy = this.#policyOf(record);
+    let accept = false;
+    if ((record.pending?.kind === 'classic' && matches(record.pending.key!)) || (pendingIsNext && matches(record.active.key))) {
+      status = STATUS.IN_SYNC; // R4: the device seals with a key the hub holds; nothing changes
+    } else if (rec.exhausted) {
+      status = STATUS.KEY_IDS_EXHAUSTED;
+      retryAfter = 3600;
+    } else if (policy === 'off') {
+      status = STATUS.REFUSED;
+      retryAfter = 3600;
+    } else if (policy === 'approve' && !record.recoveryApproved) {
+      status = STATUS.AWAITING_APPROVAL;
+      retryAfter = 60;
+    } else if (recent.length >= this.#options.recoveriesPerHour) {
+      status = STATUS.RATE_LIMITED;
+      retryAfter = Math.max(1, Math.ceil((recent[0]! + 3_600_000 - now) / 1000));
+    } else if (!(rec.n > highestHeld)) {
+      // R3 recheck: the scheduler moved since RECOVER_REPLY (a rotation made P ≥ N); try again soon.
+      status = STATUS.RATE_LIMITED;
+      retryAfter = 1;
+    } else {
+      status = STATUS.ACCEPTED;
+      accept = true;
+    }
+    try {
+      this.store.commit((state) => {
+        const d = state.devices[deviceId]!;
+        if (accept) {
+          // HK9: pending (N, K_N) in the classic form, replacing P; the approval is used up.
+          d.pending = { id: rec.n, kind: 'classic', key: hex(rec.kN) };
+          d.recoveries = [...recent, now];
+          delete d.recoveryApproved;
+          delete d.recoveryRequested;
+        } else if (status === STATUS.AWAITING_APPROVAL) {
+          d.recoveryRequested = true;
+        }
+      });
+    } catch (error) {
+      this.#writeFailed(deviceId, error);
+      return;
+    }
+    this.#log({ event: 'recovery-decision', device: deviceId, status, n: rec.n, retryAfter }); // the audit trail
+    const hdr4 = encodeHeader({ version: 1, type: T.RECOVER_RESULT, flags: FLAG_FROM_HUB, deviceId: conn.recoveryDeviceId!, keyId: 0, seq: 3, sessionId: conn.nh });
+    const statusBytes = Buffer.alloc(6);
+    statusBytes.writeUInt16BE(status, 0);
+    statusBytes.writeUInt32BE(retryAfter, 2);
+    const tag4 = tag4Of(rec.m, Buffer.concat([hdr4, statusBytes]));
+    this.#write(conn, unsealedFrame({ version: 1, type: T.RECOVER_RESULT, flags: FLAG_FROM_HUB, deviceId: conn.recoveryDeviceId!, keyId: 0, seq: 3, sessionId: conn.nh }, Buffer.concat([statusBytes, tag4])));
+    rec.m.fill(0);
+    rec.kN.fill(0);
+    delete conn.recovery;
+    conn.socket.end(); // R6: one handshake per connection
+    this.#close(conn, `recovery finished (status ${status})`);
+    if (accept) {
+      this.#rt(deviceId).rotateQueued = false;
+      const live = this.#runtime.get(deviceId)?.connection;
+      if (live?.state === 'established') {
+        live.reofferCount = 0; // §8.4: HK9 offers at once in a live session and restarts the backoff
+        this.#offer(live);
+      }
+    }
+  }
+
+  approveRecovery(deviceId: string): void {
+    if (!this.store.device(deviceId)) throw new Error(`unknown device ${deviceId}`);
+    this.store.commit((state) => {
+      state.devices[deviceId]!.recoveryApproved = true;
+    });
+  }
+
+  setRecoveryPolicy(deviceId: string, policy: 'auto' | 'approve' | 'off'): void {
+    if (!this.store.device(deviceId)) throw new Error(`unknown device ${deviceId}`);
+    this.store.commit((state) => {
+      state.devices[deviceId]!.recoveryPolicy = policy;
+    });
   }
 
   // ---------- keys (§8.2 H-K) ----------

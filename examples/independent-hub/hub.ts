@@ -1,13 +1,18 @@
 // CLI of the independent hub: tsx examples/independent-hub/hub.ts --state FILE [--import RECORDS] …
-// Commands on stdin, one per line: rotate [DEVICE|all] · send DEVICE TEXT · set-mode DEVICE dh · status.
+// Commands on stdin, one per line: rotate [DEVICE|all] · send DEVICE TEXT · set-mode DEVICE dh · approve DEVICE ·
+// policy DEVICE auto|approve|off · status.
 // SIGUSR1 rotates every device.
 import { createInterface } from 'node:readline';
+import { closeSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { IndependentHub } from './core';
+import { x25519Public } from './wire';
 
 function usage(): never {
   process.stderr.write(`usage: hub.ts --state FILE [--kek FILE (default FILE.kek)] [--import RECORDS.json] [--port 7700] [--host 127.0.0.1]
               [--rotate-every SECONDS] [--idle-timeout-ms 45000] [--handshake-timeout-ms 10000] [--no-hk11]
-              [--status: print every device's ids and exit]
+              [--static-keys FILE] [--recovery-policy auto|approve|off] [--status: print every device's ids and exit]
+       hub.ts --make-static-key FILE [--static-id 1]
 `);
   process.exit(2);
 }
@@ -24,7 +29,28 @@ for (let i = 0; i < args.length; i++) {
     opts[a.slice(2)] = v;
   }
 }
+if (typeof opts['make-static-key'] === 'string') {
+  // Writes a hub static key file (0600) with one fresh key; prints the public key for provisioning.
+  const path = opts['make-static-key'];
+  const id = Number(opts['static-id'] ?? 1);
+  if (existsSync(path) || !Number.isInteger(id) || id < 1 || id > 0xffffffff) usage();
+  const priv = randomBytes(32);
+  const fd = openSync(path, 'wx', 0o600);
+  writeSync(fd, `${JSON.stringify([{ id, privateKey: priv.toString('hex') }])}\n`);
+  closeSync(fd);
+  process.stdout.write(`${JSON.stringify({ hubStaticId: id, hubPublicKey: x25519Public(priv).toString('hex') })}\n`);
+  process.exit(0);
+}
 if (opts.help || typeof opts.state !== 'string') usage();
+
+function readStaticKeys(path: string): Map<number, Buffer> {
+  const list = JSON.parse(readFileSync(path, 'utf8')) as { id: number; privateKey: string }[];
+  if (!Array.isArray(list)) throw new Error(`${path}: expected a JSON array of {id, privateKey}`);
+  return new Map(list.map((k) => {
+    if (!/^[0-9a-fA-F]{64}$/.test(k.privateKey)) throw new Error(`${path}: key ${k.id}: privateKey must be 64 hex digits`);
+    return [k.id, Buffer.from(k.privateKey, 'hex')] as const;
+  }));
+}
 
 function num(name: string): number | undefined {
   const v = opts[name];
@@ -44,6 +70,8 @@ try {
     statePath: opts.state, kekPath: typeof opts.kek === 'string' ? opts.kek : undefined, port: num('port') ?? 7700, host: typeof opts.host === 'string' ? opts.host : '127.0.0.1',
     idleTimeoutMs: num('idle-timeout-ms'), handshakeTimeoutMs: num('handshake-timeout-ms'),
     rotateEveryMs: rotateEvery === undefined ? 0 : rotateEvery * 1000, applyHk11: !opts['no-hk11'],
+    staticKeys: typeof opts['static-keys'] === 'string' ? readStaticKeys(opts['static-keys']) : undefined,
+    recoveryPolicy: opts['recovery-policy'] === 'auto' || opts['recovery-policy'] === 'approve' || opts['recovery-policy'] === 'off' ? opts['recovery-policy'] : undefined,
   });
   if (typeof opts.import === 'string') hub.importFile(opts.import);
   if (opts.status) {
@@ -71,10 +99,14 @@ rl.on('line', (line) => {
       process.stdout.write(`sent ${hub.send(device.toLowerCase(), Buffer.from(rest.join(' '), 'utf8'))}\n`);
     } else if (command === 'set-mode' && device && (rest[0] === 'dh' || rest[0] === 'classic')) {
       hub.setMode(device.toLowerCase(), rest[0]);
+    } else if (command === 'approve' && device) {
+      hub.approveRecovery(device.toLowerCase());
+    } else if (command === 'policy' && device && (rest[0] === 'auto' || rest[0] === 'approve' || rest[0] === 'off')) {
+      hub.setRecoveryPolicy(device.toLowerCase(), rest[0]);
     } else if (command === 'status') {
       process.stdout.write(`${JSON.stringify(hub.status())}\n`);
     } else if (command) {
-      process.stdout.write('commands: rotate [DEVICE|all] · send DEVICE TEXT · set-mode DEVICE dh · status\n');
+      process.stdout.write('commands: rotate [DEVICE|all] · send DEVICE TEXT · set-mode DEVICE dh · approve DEVICE · policy DEVICE auto|approve|off · status\n');
     }
   } catch (error) {
     process.stdout.write(`error: ${(error as Error).message}\n`);

@@ -23,6 +23,11 @@ export interface DeviceRecord {
   pending?: PendingRecord;
   devicePublicKey?: string;
   hubStaticId?: number;
+  /** Recovery (§12.7): per-device policy (absent: the hub's default), operator approval, accepted recoveries (ms). */
+  recoveryPolicy?: 'auto' | 'approve' | 'off';
+  recoveryApproved?: boolean;
+  recoveryRequested?: boolean;
+  recoveries?: number[];
 }
 
 export interface StateFile {

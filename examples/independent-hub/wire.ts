@@ -53,7 +53,12 @@ export type RejectCode =
   | 'BAD_SESSION' | 'BAD_SEQUENCE' | 'UNKNOWN_DEVICE' | 'UNKNOWN_KEY_ID' | 'AUTH_FAILED' | 'BAD_PAYLOAD' | 'BAD_KEY_SHARE';
 
 export class Rejection extends Error {
-  constructor(readonly code: RejectCode, detail: string) { super(`${code}: ${detail}`); }
+  /** For a HELLO: a failure HS9 may answer with NO_KEY (§4 step 3 unknown device, step 4, step 5). */
+  readonly recoverable: boolean;
+  constructor(readonly code: RejectCode, detail: string, recoverable = false) {
+    super(`${code}: ${detail}`);
+    this.recoverable = recoverable;
+  }
 }
 
 export interface Header {
