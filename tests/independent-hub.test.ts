@@ -15,7 +15,7 @@ import { Store, loadOrCreateKek } from '../examples/independent-hub/store';
 import { LABEL, STATUS, checkOf, replyKeys, tag3Of, tag4Of, verifyInit } from '../examples/independent-hub/recovery';
 import { hkdfSync } from 'node:crypto';
 
-interface Vector { name: string; keyId: number; sequence: number; iv: string; message: Record<string, unknown>; share?: string; wire: string }
+interface Vector { name: string; direction: string; keyId: number; sequence: number; iv: string; message: Record<string, unknown>; share?: string; wire: string }
 const vectors = JSON.parse(readFileSync(join(__dirname, '../docs/vectors/protocol-vectors.json'), 'utf8')) as Vector[];
 
 // Inputs stated in PROTOCOL.md Appendix A (the JSON file does not carry the keys).
@@ -436,6 +436,11 @@ describe('recovery over TCP (HS9–HS12, HK9, then HK5)', () => {
     const r = await recover(dev, 6, KEYS[2]!, 6, 0);
     expect([r.status, r.n, r.retryAfter]).toEqual([STATUS.ACCEPTED, 7, 0]);
     expect(hub.store.device(DEVICE_ID.toString('hex'))!.pending!.id).toBe(7); // HK9, durable
+    // A HELLO under A = 4 while the recovered N = 7 ≠ A + 1 is pending gets NO_KEY, not a session (unusablePending).
+    const old = await Peer.connect(port); peers.push(old);
+    await old.handshake(4, KEYS[1]!, 4, 0);
+    expect(decodeHeader(await old.next()).type).toBe(T.NO_KEY);
+    old.socket.destroy();
     // The device reconnects with a HELLO under N: HK5 promotes it and the WELCOME comes under N.
     const dev2 = await Peer.connect(port); peers.push(dev2);
     await dev2.handshake(7, r.kN, 6, 7);
