@@ -245,7 +245,8 @@ export class IndependentHub {
     conn.handshakeTimer = setTimeout(() => this.#close(conn, 'handshake timeout (HS4)'), this.#options.handshakeTimeoutMs);
   }
 
-  #close(conn: Connection, reason: string): void {
+  /** Closes at once; `flush` lets the bytes already written (RECOVER_RESULT) leave first. */
+  #close(conn: Connection, reason: string, flush = false): void {
     if (conn.state === 'closed') return;
     conn.state = 'closed';
     clearTimeout(conn.handshakeTimer);
@@ -256,7 +257,12 @@ export class IndependentHub {
       const runtime = this.#runtime.get(conn.deviceId);
       if (runtime?.connection === conn) delete runtime.connection;
     }
-    conn.socket.destroy();
+    if (flush) {
+      conn.socket.end();
+      setTimeout(() => conn.socket.destroy(), 2_000).unref();
+    } else {
+      conn.socket.destroy();
+    }
     this.#log({ event: 'closed', connection: conn.id, device: conn.deviceId ?? null, reason });
   }
 
@@ -732,8 +738,7 @@ export class IndependentHub {
     rec.m.fill(0);
     rec.kN.fill(0);
     delete conn.recovery;
-    conn.socket.end(); // R6: one handshake per connection
-    this.#close(conn, `recovery finished (status ${status})`);
+    this.#close(conn, `recovery finished (status ${status})`, true); // R6: one handshake per connection
     if (accept) {
       this.#rt(deviceId).rotateQueued = false;
       const live = this.#runtime.get(deviceId)?.connection;
