@@ -44,7 +44,9 @@ if (typeof opts['make-static-key'] === 'string') {
 if (opts.help || typeof opts.state !== 'string') usage();
 
 function readStaticKeys(path: string): Map<number, Buffer> {
-  const list = JSON.parse(readFileSync(path, 'utf8')) as { id: number; privateKey: string }[];
+  // A JSON array of {id, privateKey}, or an object whose `keys` is one (as the reference's static key file).
+  const parsed = JSON.parse(readFileSync(path, 'utf8')) as { id: number; privateKey: string }[] | { keys?: unknown };
+  const list = (Array.isArray(parsed) ? parsed : parsed.keys) as { id: number; privateKey: string }[];
   if (!Array.isArray(list)) throw new Error(`${path}: expected a JSON array of {id, privateKey}`);
   return new Map(list.map((k) => {
     if (!/^[0-9a-fA-F]{64}$/.test(k.privateKey)) throw new Error(`${path}: key ${k.id}: privateKey must be 64 hex digits`);
