@@ -337,6 +337,24 @@ describe('the independent hub over TCP, against a scripted device', () => {
     expect(() => new Store(join(dir, 'state.json'), randomBytes(32))).toThrow(/does not open under this KEK/);
   });
 
+  test('HK11: a classic offer refused with REKEY_MODE_MISMATCH becomes a REKEY_DH of the same id', async () => {
+    const { hub, port } = await startHub('classic');
+    const dev = await connect(port);
+    await dev.handshake(1, KEYS[1]!, 1, 0);
+    dev.open(await dev.next(), KEYS);
+    hub.rotate(DEVICE_ID.toString('hex'));
+    expect(dev.open(await dev.next(), KEYS).type).toBe(T.REKEY);
+    const error = Buffer.alloc(6); error.writeUInt16BE(8); error.writeUInt32BE(2, 2);
+    dev.send(T.ERROR, 1, KEYS[1]!, error);
+    const f = dev.open(await dev.next(), KEYS);
+    expect([f.type, f.body.readUInt32BE(0)]).toEqual([T.REKEY_DH, 2]);
+    const record = hub.store.device(DEVICE_ID.toString('hex'))!;
+    expect([record.mode, record.pending!.kind, record.pending!.id]).toEqual(['dh', 'dh', 2]);
+    // Any other ERROR changes nothing and is not answered.
+    error.writeUInt16BE(3); dev.send(T.ERROR, 1, KEYS[1]!, error);
+    await dev.quiet();
+  });
+
   test('a failed durable write offers nothing and closes the session (HK7)', async () => {
     const { hub, port } = await startHub('classic');
     const dev = await connect(port);
@@ -454,6 +472,27 @@ describe('recovery over TCP (HS9–HS12, HK9, then HK5)', () => {
     expect(again.status).toBe(STATUS.IN_SYNC);
     expect(hub.store.device(DEVICE_ID.toString('hex'))!.active.id).toBe(7);
     expect(hub.store.device(DEVICE_ID.toString('hex'))!.pending).toBeUndefined();
+  });
+
+  test('HK9 offers N in a live session under A; its REKEY_ID_NOT_NEXT closes that session (HK12)', async () => {
+    const statePath = join(dir, 'state.json');
+    writeFileSync(join(dir, 'r.json'), JSON.stringify({ deviceId: DEVICE_ID.toString('hex'), keyId: 4, key: KEYS[1]!.toString('hex'), devicePublicKey: SD.toString('hex'), hubStaticId: 1 }));
+    const hub = new IndependentHub({ statePath, port: 0, log: () => undefined, staticKeys: new Map([[1, sH]]) });
+    hubs.push(hub);
+    hub.importFile(join(dir, 'r.json'));
+    const port = await hub.listen();
+    const live = await Peer.connect(port); peers.push(live);
+    await live.handshake(4, KEYS[1]!, 4, 0);
+    expect(live.open(await live.next(), { 4: KEYS[1]! }).type).toBe(T.WELCOME);
+    // Another image of the device (rolled forward to key 6) recovers: N = 7 ≠ A + 1.
+    const other = await Peer.connect(port); peers.push(other);
+    expect((await recover(other, 6, KEYS[2]!, 6, 0)).status).toBe(STATUS.ACCEPTED);
+    const offer = live.open(await live.next(), { 4: KEYS[1]! });
+    expect([offer.type, offer.body.readUInt32BE(0)]).toEqual([T.REKEY, 7]);
+    const error = Buffer.alloc(6); error.writeUInt16BE(7); error.writeUInt32BE(7, 2);
+    live.send(T.ERROR, 4, KEYS[1]!, error);
+    await live.untilClosed();
+    expect(hub.store.device(DEVICE_ID.toString('hex'))!.pending!.id).toBe(7); // kept until a recovery replaces it
   });
 
   test('without a static key the hub closes a failing HELLO (HS3); with policy off the answer is REFUSED', async () => {
