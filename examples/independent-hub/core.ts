@@ -24,6 +24,7 @@ const REMEMBERED_STREAMS = 4;
 const MAX_QUEUED_OUTPUT_BYTES = 256 * 1024;
 const LAST_ID = 0xffffffff;
 const MAX_CONNECTIONS = 4096;
+const LOG_BUDGET_PER_SECOND = 200;
 
 export interface HubOptions {
   statePath: string;
@@ -114,7 +115,29 @@ export class IndependentHub {
       this.#staticKeys.set(id, { priv: Buffer.from(priv), pub: x25519Public(priv) });
     }
     if (options.recoveryPolicy && options.recoveryPolicy !== 'off' && this.#staticKeys.size === 0) throw new Error('recovery needs at least one hub static key');
-    this.#log = options.log ?? ((event) => process.stderr.write(`${JSON.stringify({ t: new Date().toISOString(), ...event })}\n`));
+    const sink = options.log ?? ((event) => process.stderr.write(`${JSON.stringify({ t: new Date().toISOString(), ...event })}\n`));
+    // Bounded log volume under any input: events an unauthenticated peer can cause share a budget of
+    // LOG_BUDGET_PER_SECOND lines; what is over it is counted and reported once the budget refills.
+    let budget = LOG_BUDGET_PER_SECOND;
+    let budgetAt = Date.now();
+    let suppressed = 0;
+    this.#log = (event) => {
+      if (event.event === 'rejected' || event.event === 'closed' || event.event === 'recoveryNeeded') {
+        const now = Date.now();
+        budget = Math.min(LOG_BUDGET_PER_SECOND, budget + ((now - budgetAt) / 1000) * LOG_BUDGET_PER_SECOND);
+        budgetAt = now;
+        if (budget < 1) {
+          suppressed++;
+          return;
+        }
+        budget -= 1;
+        if (suppressed > 0) {
+          sink({ event: 'log-suppressed', lines: suppressed });
+          suppressed = 0;
+        }
+      }
+      sink(event);
+    };
     this.store = new Store(options.statePath, loadOrCreateKek(options.kekPath ?? `${options.statePath}.kek`));
   }
 
