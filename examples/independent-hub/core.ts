@@ -25,6 +25,8 @@ const MAX_QUEUED_OUTPUT_BYTES = 256 * 1024;
 const LAST_ID = 0xffffffff;
 const MAX_CONNECTIONS = 4096;
 const LOG_BUDGET_PER_SECOND = 200;
+const SOURCE_BURST = 60;
+const SOURCE_RATE = 10; // tokens a second
 
 export interface HubOptions {
   statePath: string;
@@ -599,17 +601,23 @@ export class IndependentHub {
     return record?.recoveryPolicy ?? this.#options.recoveryPolicy;
   }
 
-  /** H-RATE-2: a token bucket per source address (8 tokens, one back every 10 s), in bounded memory. */
+  /**
+   * H-RATE-2: a token bucket per source address (burst SOURCE_BURST, SOURCE_RATE tokens a second), in
+   * bounded memory (at most 10 000 addresses, least recently seen evicted). One token per NO_KEY and
+   * per RECOVER_INIT check (two X25519 each): at most ~40 X25519 a second per address.
+   */
   #takeSourceToken(conn: Connection): boolean {
     const source = conn.socket.remoteAddress ?? '?';
     const now = Date.now();
     let bucket = this.#sourceBuckets.get(source);
-    if (!bucket) {
+    if (bucket) {
+      this.#sourceBuckets.delete(source); // re-inserted below: the map's order is least recent first
+    } else {
       if (this.#sourceBuckets.size >= 10_000) this.#sourceBuckets.delete(this.#sourceBuckets.keys().next().value!);
-      bucket = { tokens: 8, at: now };
-      this.#sourceBuckets.set(source, bucket);
+      bucket = { tokens: SOURCE_BURST, at: now };
     }
-    bucket.tokens = Math.min(8, bucket.tokens + (now - bucket.at) / 10_000);
+    this.#sourceBuckets.set(source, bucket);
+    bucket.tokens = Math.min(SOURCE_BURST, bucket.tokens + ((now - bucket.at) / 1000) * SOURCE_RATE);
     bucket.at = now;
     if (bucket.tokens < 1) return false;
     bucket.tokens -= 1;
