@@ -10,7 +10,7 @@ KIT_DIR=${KIT_DIR:-$ROOT}
 HUB_DIR=${HUB_DIR:-$ROOT}
 K=${K:-$(mktemp -d /tmp/independent-hub-kit.XXXX)}
 PORT=${PORT:-7796}
-rm -rf "$K"; mkdir -p "$K"
+mkdir -p "$K"; rm -f "$K"/static.json "$K"/kit.jsonl "$K"/kit.jsonl.kit.json "$K"/state.json "$K"/state.json.kek "$K"/hub.log "$K"/ctl.sock "$K"/report.txt "$K"/report.json
 HUB="node --import tsx $HUB_DIR/examples/independent-hub/hub.ts"
 cd "$HUB_DIR"
 PUB=$($HUB --make-static-key "$K/static.json" --static-id 1 | python3 -c 'import json,sys;print(json.load(sys.stdin)["hubPublicKey"])')
