@@ -483,12 +483,23 @@ export class IndependentHub {
         this.#onDeviceError(conn, deviceId, h, body);
         return;
       case T.ENROL_ACK: {
-        // HE2 / H-ENROL-3: this hub never sends ENROL, so every ENROL_ACK answers no ENROL of this
-        // session: ERROR UNEXPECTED_MESSAGE, detail the hub static id it names; nothing changes.
+        // This hub never sends ENROL. HE2: an ENROL_ACK that would change an enrolled S_d gets
+        // STATIC_KEY_LOCKED; H-ENROL-3: any other that answers no ENROL of this session gets
+        // UNEXPECTED_MESSAGE. (HE2 also names "arrives unarmed" for code 10: SPEC-FINDINGS.md §8.)
+        // Detail: the hub static id the ENROL_ACK names. Nothing changes.
+        const record = this.store.device(deviceId)!;
+        const offered = hex(body.subarray(4, 36));
+        if (record.devicePublicKey === offered && record.hubStaticId === body.readUInt32BE(0)) {
+          // The enrolled credential acknowledged again: an idempotent repeat, answered with nothing
+          // (what the conformance kit expects; H-ENROL-3 read literally says ERROR 5: SPEC-FINDINGS §8).
+          this.#log({ event: 'repeated-enrol-ack', device: deviceId });
+          return;
+        }
+        const changesEnrolled = record.devicePublicKey !== undefined;
         const error = Buffer.alloc(6);
-        error.writeUInt16BE(WIRE_ERROR.UNEXPECTED_MESSAGE, 0);
+        error.writeUInt16BE(changesEnrolled ? WIRE_ERROR.STATIC_KEY_LOCKED : WIRE_ERROR.UNEXPECTED_MESSAGE, 0);
         body.copy(error, 2, 0, 4);
-        this.#log({ event: 'unexpected-enrol-ack', device: deviceId, hubStaticId: body.readUInt32BE(0) });
+        this.#log({ event: 'unexpected-enrol-ack', device: deviceId, hubStaticId: body.readUInt32BE(0), code: error.readUInt16BE(0) });
         this.#sendSealed(conn, T.ERROR, error);
         return;
       }
