@@ -16,7 +16,10 @@ import { LABEL, STATUS, checkOf, replyKeys, tag3Of, tag4Of, verifyInit } from '.
 import { hkdfSync } from 'node:crypto';
 
 interface Vector { name: string; direction: string; keyId: number; sequence: number; iv: string; message: Record<string, unknown>; share?: string; wire: string }
-const vectors = JSON.parse(readFileSync(join(__dirname, '../docs/vectors/protocol-vectors.json'), 'utf8')) as Vector[];
+// Version 1 of the file was a bare array; version 2 wraps it with its inputs (keys included).
+const vectorFile = JSON.parse(readFileSync(join(__dirname, '../docs/vectors/protocol-vectors.json'), 'utf8')) as Vector[] | { inputs?: { keys?: Record<string, string> }; vectors: Vector[] };
+const vectors = Array.isArray(vectorFile) ? vectorFile : vectorFile.vectors;
+const fileKeys = Array.isArray(vectorFile) ? {} : vectorFile.inputs?.keys ?? {};
 
 // Inputs stated in PROTOCOL.md Appendix A (the JSON file does not carry the keys).
 const KEYS: Record<number, Buffer> = {
@@ -25,6 +28,9 @@ const KEYS: Record<number, Buffer> = {
   3: Buffer.from('353c481d45ad1737388dd571ec40174df7caabaca6ded6e457c549f1dd790224749f8fced6d8381493669102252ef699491703e0498a9a94ddf32b6f6aafd2df', 'hex'),
 };
 const DEVICE_ID = Buffer.from('0011223344556677', 'hex');
+test('the keys in the vector file, where it carries them, are those of Appendix A', () => {
+  for (const [id, key] of Object.entries(fileKeys)) if (KEYS[Number(id)]) expect(key).toBe(KEYS[Number(id)]!.toString('hex'));
+});
 const HUB_EPH = Buffer.from('606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f', 'hex');
 const DEV_EPH = Buffer.from('808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f', 'hex');
 
