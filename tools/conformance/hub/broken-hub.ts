@@ -65,6 +65,12 @@ export interface BrokenHubConfig {
   readonly tls?: { readonly cert: string; readonly key: string };
   /** Hub records to import at start (those not in the database yet). */
   readonly importRecords?: string;
+  /**
+   * A strict per-source limit (H-RATE-2) in front of the hub: every NO_KEY costs the source a token, and a HELLO
+   * that would get NO_KEY from an empty bucket is closed without it (HS3) — a compliant hub with a small allowance.
+   * (The reference hub charges only failed recovery steps, which the kit never spends many of.)
+   */
+  readonly recoveryPerSource?: { readonly burst: number; readonly perMinute: number };
 }
 
 /** A store that applies the design's lie to the key-slot writes. */
@@ -173,11 +179,11 @@ class BrokenStore extends HubStore {
  * A proxy before the listener that passes the device's bytes through and hands each hub frame, per connection,
  * to `transform`, which returns the frames to send in its place.
  */
-function hubFrameInterposer(listenHost: string, listenPort: number, hubPort: number, transform: () => (frame: Uint8Array) => Uint8Array[]): Promise<Server> {
+function hubFrameInterposer(listenHost: string, listenPort: number, hubPort: number, transform: (source: string) => (frame: Uint8Array) => Uint8Array[]): Promise<Server> {
   const server = createServer((device: Socket) => {
     const hub = connect({ host: '127.0.0.1', port: hubPort });
     const reader = new FrameReader();
-    const onFrame = transform();
+    const onFrame = transform(device.remoteAddress ?? '');
     device.on('data', (chunk) => hub.write(chunk));
     hub.on('data', (chunk: Buffer) => {
       const bytes = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length);
@@ -215,6 +221,23 @@ function confirmationDropper(): () => (frame: Uint8Array) => Uint8Array[] {
     const seen = highest.get(id);
     if (header.keyId !== 0 && seen !== undefined && header.keyId > seen) return []; // never says anything under the new key
     if (header.keyId !== 0) highest.set(id, Math.max(seen ?? 0, header.keyId));
+    return [frame];
+  };
+}
+
+/** recoveryPerSource: a token bucket per source address for NO_KEY answers; an empty bucket closes instead. */
+function noKeyLimiter(limit: { readonly burst: number; readonly perMinute: number }): (source: string) => (frame: Uint8Array) => Uint8Array[] {
+  const buckets = new Map<string, { tokens: number; at: number }>();
+  return (source) => (frame) => {
+    const header = decodeHeader(frame);
+    if (header.type !== MessageType.NO_KEY) return [frame];
+    const now = Date.now();
+    const bucket = buckets.get(source) ?? { tokens: limit.burst, at: now };
+    bucket.tokens = Math.min(limit.burst, bucket.tokens + ((now - bucket.at) * limit.perMinute) / 60_000);
+    bucket.at = now;
+    buckets.set(source, bucket);
+    if (bucket.tokens < 1) throw new Error('source over its NO_KEY limit');
+    bucket.tokens -= 1;
     return [frame];
   };
 }
@@ -269,7 +292,8 @@ export async function startBrokenHub(config: BrokenHubConfig): Promise<RunningBr
     if (records.length > 0) store.insertDevices(records, Date.now());
   }
   const host = config.host ?? '127.0.0.1';
-  const proxied = config.design === 'sends-no-confirmation' || config.design === 'confirms-twice';
+  const proxied = config.design === 'sends-no-confirmation' || config.design === 'confirms-twice' || config.recoveryPerSource !== undefined;
+  if (config.recoveryPerSource !== undefined && config.design !== 'none') throw new Error('recoveryPerSource is for the unbroken hub');
   const listen = { host, port: proxied ? 0 : config.port };
   const hub = await LockstepHub.start({
     database: store,
@@ -280,7 +304,7 @@ export async function startBrokenHub(config: BrokenHubConfig): Promise<RunningBr
   let proxy: Server | undefined;
   let port = hub.addresses[0]?.port as number;
   if (proxied) {
-    proxy = await hubFrameInterposer(host, config.port, port, config.design === 'confirms-twice' ? confirmationDoubler(store) : confirmationDropper());
+    proxy = await hubFrameInterposer(host, config.port, port, config.recoveryPerSource !== undefined ? noKeyLimiter(config.recoveryPerSource) : config.design === 'confirms-twice' ? confirmationDoubler(store) : confirmationDropper());
     port = (proxy.address() as { port: number }).port;
   }
   if (config.design === 'replaces-unconfirmed-pending') {

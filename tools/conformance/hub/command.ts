@@ -107,6 +107,8 @@ interface HubModeOptions {
   keepaliveWait?: number;
   keepaliveInterval?: number;
   cutStride: number;
+  recoveryPace?: number;
+  recoveryRetryWait?: number;
   commandTimeout: number;
   quiet: boolean;
 }
@@ -139,6 +141,8 @@ export function hubModeCommand(): Command {
     .option('--start-timeout <duration>', 'after --start-cmd, the hub accepts connections within this (default 30s)', durationArg)
     .option('--keepalive-wait <duration>', 'how long the quiet device stays quiet but for PINGs, and a connection without a HELLO open (default 65s; under 45s a pass is n/a)', durationArg)
     .option('--keepalive-interval <duration>', 'its PING interval (default 15s, the spec\'s)', durationArg)
+    .option('--recovery-pace <duration>', 'at least this long between two connections whose HELLO is meant to fail (negative vectors, NO_KEYs, recoveries): for a hub whose per-source limit (H-RATE-2) is smaller than the kit needs (default 0: unpaced; docs/CONFORMANCE.md)', durationArg)
+    .option('--recovery-retry-wait <duration>', 'a recovery the hub closed unanswered after earlier NO_KEYs is tried once more after this quiet wait before it is judged (default 15s)', durationArg)
     .option('--cut-stride <n>', 'cut at every n-th byte (default 1: every byte)', integerArg, 1)
     .option('--command-timeout <duration>', 'a --rotate-cmd or --kill-cmd finishes within this', durationArg, 60_000)
     .option('--quiet', 'no progress lines on stderr', false)
@@ -174,6 +178,7 @@ async function hubMode(options: HubModeOptions): Promise<number> {
     ...(options.rotationTimeout === undefined ? {} : { rotationMs: options.rotationTimeout }),
     ...(options.reofferWait === undefined ? {} : { reofferMs: options.reofferWait }),
     ...(options.startTimeout === undefined ? {} : { startMs: options.startTimeout }),
+    ...(options.recoveryRetryWait === undefined ? {} : { rateRetryMs: options.recoveryRetryWait }),
   };
   const hubStatic = devices.find((d) => d.credential !== undefined)?.credential;
   const target = {
@@ -195,6 +200,7 @@ async function hubMode(options: HubModeOptions): Promise<number> {
     ...(options.waitRotation === undefined ? {} : { waitRotationMs: options.waitRotation }),
     ...(options.scenarios === undefined ? {} : { scenarios: options.scenarios.split(',').map((s) => s.trim()).filter((s) => s !== '') }),
     durationMs: options.duration,
+    ...(options.recoveryPace === undefined ? {} : { recoveryPaceMs: options.recoveryPace }),
     faultDevices: options.devices,
     maxConnections: options.maxConnections,
     totalTimeoutMs: options.timeout,

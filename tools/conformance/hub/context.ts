@@ -35,9 +35,14 @@ export interface HubKitTimeouts {
   readonly startMs: number;
   /** TCP connect (+ TLS handshake). Default 5 s. */
   readonly connectMs: number;
+  /**
+   * A recovery the hub closed without an answer after it had answered NO_KEY before (its per-source limit, H-RATE-2,
+   * probably): the kit waits this long, quiet, and tries once more before judging. Default 15 s.
+   */
+  readonly rateRetryMs: number;
 }
 
-export const DEFAULT_TIMEOUTS: HubKitTimeouts = { frameMs: 3_000, rotationMs: 15_000, reofferMs: 35_000, silenceMs: 400, startMs: 30_000, connectMs: 5_000 };
+export const DEFAULT_TIMEOUTS: HubKitTimeouts = { frameMs: 3_000, rotationMs: 15_000, reofferMs: 35_000, silenceMs: 400, startMs: 30_000, connectMs: 5_000, rateRetryMs: 15_000 };
 
 export interface KeepAliveOptions {
   /** How often the quiet device sends PING (the spec's keep-alive interval: 15 s). */
@@ -65,6 +70,12 @@ export interface HubKitOptions {
   readonly totalTimeoutMs?: number;
   readonly timeouts?: Partial<HubKitTimeouts>;
   readonly keepAlive?: Partial<KeepAliveOptions>;
+  /**
+   * At least this long between two connections whose HELLO the kit expects to fail (the negative vectors, the
+   * recovery's NO_KEYs): what a hub's per-source limit (H-RATE-2) must allow is then 1000 / recoveryPaceMs a second.
+   * Default 0 (unpaced).
+   */
+  readonly recoveryPaceMs?: number;
   /** Cut the rotation at every `cutStride`-th byte (1: every byte). */
   readonly cutStride?: number;
   /** The crash scenario's parts: the rekey modes whose three moments it crashes at (default both), and the crash after RECOVER_RESULT (default on). */
@@ -113,6 +124,18 @@ export class HubKitContext {
   readonly timeouts: HubKitTimeouts;
   readonly #free: KitDevice[];
   readonly deadline: number;
+
+  /** NO_KEY answers seen in this run: a hub that answered some and then closes a HELLO without one is limiting the source. */
+  noKeyAnswers = 0;
+  #lastFailingHello = -Infinity;
+
+  /** Waits until the next failing HELLO keeps `recoveryPaceMs` from the previous one. */
+  async paceFailingHello(): Promise<void> {
+    const pace = this.options.recoveryPaceMs ?? 0;
+    const wait = this.#lastFailingHello + pace - performance.now();
+    if (pace > 0 && wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    this.#lastFailingHello = performance.now();
+  }
 
   constructor(options: HubKitOptions, report: Report, link: KitLink) {
     this.options = options;
