@@ -11,7 +11,7 @@
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { MessageType } from '../../../../modules/protocol/constants';
-import { inspectFrame } from '../../wire/sealer';
+import { inspectFrame, typeName } from '../../wire/sealer';
 import type { HubKitContext, ScenarioRun } from '../context';
 import type { KitDevice } from '../kit-devices';
 import { adoptKeys, realDevice } from '../real-device';
@@ -110,7 +110,24 @@ export async function recoverDevice(context: HubKitContext, run: ScenarioRun, de
       return 'header' in inspected && inspected.header.type === MessageType.RECOVER_RESULT;
     });
     run.check('H-REC-10', resultSeen, 'no RECOVER_RESULT among the frames received');
+    if (options.crash !== true) {
+      // H-REC-2: the hub now holds the recovered pending N ≠ A + 1 (unusablePending): a HELLO under its active key A
+      // (the kit's device still holds it) must get NO_KEY, not a session. The device core waits meanwhile.
+      node().stop();
+      await context.paceFailingHello();
+      const probe = await context.open(device, run);
+      if (probe.session !== undefined) {
+        probe.session.hello({ key: { id: device.active.id, key: device.active.key } });
+        const answer = await probe.session.peer.next(context.timeouts.frameMs);
+        probe.session.destroy();
+        const inspected = answer.kind === 'frame' ? inspectFrame(answer.frame) : undefined;
+        const noKey = inspected !== undefined && 'header' in inspected && inspected.header.type === MessageType.NO_KEY;
+        if (noKey) context.noKeyAnswers++;
+        run.check('H-REC-2', noKey, `after RECOVER_RESULT(${N}), a HELLO under the hub's active key ${device.active.id} got ${inspected !== undefined && 'header' in inspected ? typeName(inspected.header.type) : answer.kind}, not NO_KEY (the pending ${N} is not ${device.active.id} + 1)`);
+      }
+    }
     const established = once(node(), 'established') as Promise<[{ keyId: number }]>;
+    if (options.crash !== true) node().start();
     if (options.crash === true) {
       node().stop();
       const restarted = await context.crashAndRestart();
@@ -138,7 +155,7 @@ export async function recoverDevice(context: HubKitContext, run: ScenarioRun, de
 export const recoveryScenario: Scenario = {
   name: 'recovery',
   description: 'the real device core with a key the hub does not hold: NO_KEY, the Noise-KK recovery, ACCEPTED, then the HELLO under N promotes; an unknown device gets NO_KEY too',
-  covers: ['H-REC-1', 'H-REC-3', 'H-REC-4', 'H-REC-5', 'H-REC-6', 'H-REC-8', 'H-REC-10', 'W-REC-1', 'W-REC-2'],
+  covers: ['H-REC-1', 'H-REC-2', 'H-REC-3', 'H-REC-4', 'H-REC-5', 'H-REC-6', 'H-REC-8', 'H-REC-10', 'W-REC-1', 'W-REC-2'],
   unavailable: (context) =>
     context.options.devices.some((d) => d.credential !== undefined) ? undefined : 'no device with a recovery credential: write the records with --hub-static-public and --hub-static-id',
   async run(context, run) {
