@@ -140,8 +140,8 @@ export const REQUIREMENTS: readonly Requirement[] = [
   { id: 'H-REVOKE-1', section: '§12.6', summary: 'revocations survive a restore of the hub\'s database', feature: 'recovery' },
   { id: 'H-REVOKE-2', section: '§12.6', summary: 'the hub refuses a recovery and any HELLO of a revoked device', feature: 'recovery' },
   { id: 'H-ENROL-1', section: '§12.6', summary: 'the hub sends ENROL only in a session under a key from a dh rotation promoted after the enrolment was armed, at most once per session (HE1)', feature: 'recovery' },
-  { id: 'H-ENROL-2', section: '§12.4', summary: 'the hub persists S_d and disarms before it relies on it; an ENROL_ACK that would change an enrolled S_d, or arrives unarmed, gets STATIC_KEY_LOCKED and changes nothing (HE2)', feature: 'recovery' },
-  { id: 'H-ENROL-3', section: '§12.4', summary: 'an ENROL_ACK answering no ENROL of this session, or naming another hub static id, gets ERROR UNEXPECTED_MESSAGE; a low-order S_d gets BAD_KEY_SHARE; neither changes anything', feature: 'recovery' },
+  { id: 'H-ENROL-2', section: '§12.4', summary: 'ENROL_ACK rows E1–E3, E6: the enrolled credential again → nothing; another one, or enrolment not ready → STATIC_KEY_LOCKED; else S_d persisted and disarmed in one commit before it is relied on', feature: 'recovery' },
+  { id: 'H-ENROL-3', section: '§12.4', summary: 'ENROL_ACK rows E4, E5: enrolment ready but no ENROL of this session for that hub static id → UNEXPECTED_MESSAGE; a low-order S_d → BAD_KEY_SHARE; detail = its hub static id; nothing changes', feature: 'recovery' },
   // ---- Devices ----
   { id: 'D-SESSION-1', section: '§6.1', summary: 'the device accepts a CHALLENGE only as 36 bytes, from the hub, key id 0, seq 0, device id zero (else BAD_HEADER)' },
   { id: 'D-SESSION-2', section: '§6.1', summary: 'the device accepts a WELCOME only if it echoes the Nd of its HELLO (else BAD_SESSION)' },
