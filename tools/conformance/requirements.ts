@@ -72,7 +72,7 @@ export const REQUIREMENTS: readonly Requirement[] = [
   { id: 'W-PING-1', section: '§6.4', summary: 'the receiver of an accepted PING answers PONG, in either direction (a device answers a hub\'s PING)' },
   { id: 'W-PING-2', section: '§6.4', summary: 'a PONG is not answered and changes nothing but the idle timer' },
   { id: 'W-TIMER-1', section: '§8.4', summary: 'idle timers are reset only by accepted frames, never by raw bytes or rejected frames' },
-  { id: 'W-REJECT-1', section: '§9', summary: 'a receiver tolerates 8 consecutive rejected frames and closes the connection at the 9th; an accepted frame resets the count' },
+  { id: 'W-REJECT-1', section: '§9', summary: 'a receiver tolerates 8 consecutive rejected frames and closes the connection at the 9th; an accepted frame resets the count (an accepted CHALLENGE may leave it); the count is per connection' },
   { id: 'W-DATA-1', section: '§7', summary: 'a sender numbers its DATA in a stream: a random 8-byte stream id chosen when it starts, message ids from 1, increasing by 1, never wrapping past 0xFFFFFFFF' },
   { id: 'W-DATA-2', section: '§7', summary: 'a sender keeps unacknowledged messages in a bounded outbox and sends them again, in order, at the start of every new session' },
   { id: 'W-DATA-3', section: '§7', summary: 'a receiver delivers a DATA whose stream is new to it or whose id is above the last delivered of that stream (gaps are not waited for), and no other' },
