@@ -236,7 +236,9 @@ async function phase(label: string, url: string, plan: FleetPlan, context: Phase
           url,
           kek,
           poolSize: 4,
-          controlPollMs: 1000, // the hub's default (instance-main's own is 200 ms, for the chaos test)
+          // The hub's defaults (instance-main's own are shorter, for the chaos test's pace).
+          tickMs: 200,
+          controlPollMs: 1000,
           lastSeenFlushMs: 5000,
           maxConnections: plan.processCapacity + 1000,
           maxLeasesInFlight: 256,

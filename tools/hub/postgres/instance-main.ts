@@ -21,6 +21,7 @@ interface InstanceConfig {
   readonly rotationJitterMs?: number;
   readonly statementTimeoutMs?: number;
   readonly poolSize?: number;
+  readonly tickMs?: number;
   readonly controlPollMs?: number;
   readonly lastSeenFlushMs?: number;
   readonly maxConnections?: number;
@@ -35,7 +36,7 @@ async function main(): Promise<void> {
     store: { poolSize: config.poolSize ?? 4, statementTimeoutMs: config.statementTimeoutMs ?? 3000, connectTimeoutMs: 3000 },
     tcp: { host: '127.0.0.1', port: config.port ?? 0 },
     rotation: { intervalMs: config.rotationIntervalMs ?? 0, jitterMs: config.rotationJitterMs ?? 0 },
-    tickMs: 50,
+    tickMs: config.tickMs ?? 50,
     controlPollMs: config.controlPollMs ?? 200,
     lastSeenFlushMs: config.lastSeenFlushMs ?? 2000,
     limits: { maxConnections: config.maxConnections ?? 30_000 },

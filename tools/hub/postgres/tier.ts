@@ -16,6 +16,7 @@ export interface InstanceSettings {
   readonly rotationJitterMs?: number;
   readonly statementTimeoutMs?: number;
   readonly poolSize?: number;
+  readonly tickMs?: number;
   readonly controlPollMs?: number;
   readonly lastSeenFlushMs?: number;
   readonly maxConnections?: number;
