@@ -104,7 +104,9 @@ export const DEVICE_SESSION_TABLE: StateTable<DeviceSessionState, DeviceSessionE
     closed: DS7,
   },
   established: {
+    // D-TIMER-2, W-TIMER-1: only accepted frames reset the idle timer.
     idleTimeout: { id: 'DS5', next: 'offline' },
+    // D-TIMER-1.
     keepaliveDue: { id: 'DS6', next: 'established' },
     closed: DS7,
     appFrame: { id: 'DS8', next: 'established' },
@@ -178,18 +180,23 @@ export interface DeviceRekeyRow {
 
 /** The REKEY and REKEY_DH rows of D-K, in the order they are tried: the first that applies decides. */
 export const DEVICE_REKEY_ROWS: readonly DeviceRekeyRow[] = [
+  // D-REKEY-4.
   { id: 'DK4', when: (slots, offer) => offer.id <= slots.activeId, action: 'refuseNotNewer' },
-  // A compliant hub only ever offers A+1 (HK1): any other jump would burn ids, up to exhausting them.
+  // D-REKEY-5. A compliant hub only ever offers A+1 (HK1): any other jump would burn ids, up to exhausting them.
   { id: 'DK8', when: (slots, offer) => offer.id !== slots.activeId + 1, action: 'refuseNotNext' },
-  // §11.6: never a fall-back to the weaker mode.
+  // D-DH-4, §11.6: never a fall-back to the weaker mode.
   { id: 'DK12', when: (slots, offer) => slots.futureId === undefined && !offer.dh && slots.mode === 'dh', action: 'refuseModeMismatch' },
+  // D-REKEY-1, D-KEY-1: stored durably, then acknowledged under the new key.
   { id: 'DK1', when: (slots, offer) => slots.futureId === undefined && !offer.dh, action: 'storeFuture' },
-  // DK13 (an all-zero X25519 result) is decided inside DK9, once the share is used.
+  // D-DH-1. DK13 (D-DH-5: an all-zero X25519 result) is decided inside DK9, once the share is used.
   { id: 'DK9', when: (slots, offer) => slots.futureId === undefined && offer.dh, action: 'deriveFuture' },
+  // D-REKEY-2.
   { id: 'DK2', when: (slots, offer) => !offer.dh && !slots.futureDh && slots.futureId === offer.id && offer.sameAsFuture, action: 'acknowledgeAgain' },
-  // D7: a repeated REKEY_DH gets the identical REKEY_ACK, never a fresh exchange.
+  // D7 (D-DH-2): a repeated REKEY_DH gets the identical REKEY_ACK, never a fresh exchange.
   { id: 'DK10', when: (slots, offer) => offer.dh && slots.futureDh && slots.futureId === offer.id && offer.sameAsFuture, action: 'acknowledgeAgain' },
+  // D-REKEY-3.
   { id: 'DK3', when: (_slots, offer) => !offer.dh, action: 'refuseConflict' },
+  // D-DH-3.
   { id: 'DK11', when: () => true, action: 'refuseConflict' },
 ];
 
@@ -206,8 +213,11 @@ export function deviceRekeyRow(slots: DeviceSlotIds, offer: DeviceRekeyOffer): D
  * DK13 (a REKEY_DH whose share gives an all-zero X25519 result: refused).
  */
 export const DEVICE_KEY_ROWS = {
+  /** D-KEY-2. */
   promoteOnFutureKey: 'DK5',
+  /** D-KEY-3; with the share of a dh future key on every frame, D-DH-6. */
   sealWithNewest: 'DK6',
+  /** D-KEY-6. */
   storageFailed: 'DK7',
   zeroSharedSecret: 'DK13',
   // §12.4, decided by deviceRecoverResultRow (DK14) and DEVICE_ENROL_ROWS (DK15–DK17).
@@ -262,9 +272,11 @@ export interface DeviceEnrolRow {
 
 /** DS17 → DK15–DK17, in the order they are tried. */
 export const DEVICE_ENROL_ROWS: readonly DeviceEnrolRow[] = [
+  // D-ENROL-1 (D-ENROL-4, D-ENROL-5 are decided in device.ts before anything is stored).
   { id: 'DK15', when: (slots) => !slots.hasCredential, action: 'storeCredential' },
+  // D-ENROL-2.
   { id: 'DK16', when: (slots) => slots.sameHubKey, action: 'acknowledgeAgain' },
-  // §12.6: a static key is never changed over the wire.
+  // D-ENROL-3, §12.6: a static key is never changed over the wire.
   { id: 'DK17', when: () => true, action: 'refuseLocked' },
 ];
 

@@ -54,8 +54,11 @@ const CLOSED: HubConnectionRow = { id: 'HSX', next: 'closed' };
 
 export const HUB_CONNECTION_TABLE: StateTable<HubConnectionState, HubConnectionEvent, HubConnectionRow> = {
   awaitingHello: {
+    // H-SESSION-2, H-SESSION-3, H-HELLO-1, H-HELLO-2.
     hello: { id: 'HS2', next: 'established' },
+    // H-REC-1, H-REC-2.
     helloFailed: { id: 'HS9', next: 'awaitingRecoverInit' },
+    // H-TIMER-2.
     handshakeTimeout: { id: 'HS4', next: 'closed' },
     closed: CLOSED,
   },
@@ -75,8 +78,11 @@ export const HUB_CONNECTION_TABLE: StateTable<HubConnectionState, HubConnectionE
     closed: CLOSED,
   },
   established: {
+    // H-TIMER-1, W-TIMER-1: only accepted frames reset the idle timer.
     idleTimeout: { id: 'HS5', next: 'closed' },
+    // W-PING-1, W-ERROR-1, W-DATA-3 … W-DATA-5.
     appFrame: { id: 'HS7', next: 'established' },
+    // A REKEY_ACK has a row here, so it passes §4 step 2 (W-CHECK-2).
     rekeyAck: { id: 'HS8', next: 'established' },
     // §12.4 names the enrolment rows HE…: an authenticated ENROL_ACK goes to the enrolment table (as HS8 goes to the key table).
     enrolAck: { id: 'HE2', next: 'established' },
@@ -130,7 +136,9 @@ export interface HubRotateRow {
  * key is confirmed (or once an outstanding write is durable).
  */
 export const HUB_ROTATE_ROWS: readonly HubRotateRow[] = [
+  // H-REKEY-1, H-REKEY-3: persisted before offered, id A + 1.
   { id: 'HK1', when: (pendingId, persisting) => pendingId === undefined && !persisting, action: 'storePending' },
+  // H-REKEY-2: an offered pending key is never replaced.
   { id: 'HK2', when: () => true, action: 'queueAfterConfirm' },
 ];
 
@@ -148,31 +156,36 @@ export function hubRotateRow(pendingId: number | undefined, persisting: boolean)
  * under a dh pending key: derive the key from its share, then HK5).
  */
 export const HUB_KEY_ROWS = {
+  /** H-RETRY-1, H-RETRY-2 (§8.4). */
   reoffer: 'HK3',
+  /** H-REKEY-4. */
   offerOnSession: 'HK4',
+  /** H-CONFIRM-1 … H-CONFIRM-4. */
   promoteOnPendingKey: 'HK5',
+  /** H-CONFIRM-5: in (A) and in (A, P). */
   confirmAgain: 'HK6',
+  /** H-KEY-5. */
   storageFailed: 'HK7',
-  /** §11.4: a frame under a dh pending key brings the device's share; the key is derived from it, then HK5. */
+  /** §11.4 (H-DH-4): a frame under a dh pending key brings the device's share; the key is derived from it, then HK5. */
   deriveOnPendingKey: 'HK8',
-  /** §12.4: an accepted recovery replaces the pending slot by (N, K_N), durably, before RECOVER_RESULT ACCEPTED (rule R2). */
+  /** §12.4 (H-REC-6): an accepted recovery replaces the pending slot by (N, K_N), durably, before RECOVER_RESULT ACCEPTED (rule R2). */
   recoveryAccepted: 'HK9',
   /** §12.4: a device frame under the recovered N promotes it: HK5, unchanged. */
   promoteRecovered: 'HK10',
-  /** §12.4: ERROR REKEY_MODE_MISMATCH for a classic pending P, under A: mode dh and a dh pending P in one commit, then REKEY_DH. */
+  /** §12.4 (H-DH-7): ERROR REKEY_MODE_MISMATCH for a classic pending P, under A: mode dh and a dh pending P in one commit, then REKEY_DH. */
   modeMismatch: 'HK11',
   /**
-   * Proposed for §12.4 (hub.ts #peerRefused): ERROR REKEY_ID_NOT_NEXT under A for a recovered pending N > A + 1
-   * (the device was rolled back after a recovery completed at the hub): N replaced by a fresh pending A + 1 in one commit, then offered.
+   * §12.4 (hub.ts #peerRefused, H-REC-9): ERROR REKEY_ID_NOT_NEXT under A for a recovered pending N > A + 1, in a session
+   * established before N became pending: the session is closed; the next HELLO under A starts a recovery whose N' is above every id.
    */
   recoveredRefused: 'HK12',
 } as const;
 
 /** The enrolment rows (§12.4, §12.6). */
 export const HUB_ENROL_ROWS = {
-  /** Enrolment ready (armed, then a dh-derived key promoted) and a session established: send ENROL(id, S_h). */
+  /** H-ENROL-1: enrolment ready (armed, then a dh-derived key promoted) and a session established: send ENROL(id, S_h). */
   offer: 'HE1',
-  /** ENROL_ACK(id, S_d): persist S_d and disarm; one that would change an enrolled S_d, or arrives unready, is STATIC_KEY_LOCKED. */
+  /** H-ENROL-2, H-ENROL-3: ENROL_ACK(id, S_d): persist S_d and disarm; one that would change an enrolled S_d, or arrives unready, is STATIC_KEY_LOCKED. */
   acknowledged: 'HE2',
 } as const;
 

@@ -105,6 +105,18 @@ export const RECOVER_REPLY_FRAME_BYTES = HEADER_BYTES + KEY_SHARE_BYTES + 4 + RE
 export const RECOVER_FINISH_FRAME_BYTES = HEADER_BYTES + RECOVERY_TAG_BYTES;
 export const RECOVER_RESULT_FRAME_BYTES = HEADER_BYTES + 2 + 4 + RECOVERY_TAG_BYTES;
 
+// ---- Specification bounds on the timers that cross the peers (docs/PROTOCOL.md §8.4, §10) ----
+
+/** A device's keep-alive interval is at most this (D-TIMER-1). */
+export const KEEPALIVE_INTERVAL_MAX_MS = 15_000;
+/** A hub's idle timeout is at least this: three of the longest keep-alive intervals (H-TIMER-1). */
+export const IDLE_TIMEOUT_MIN_MS = 3 * KEEPALIVE_INTERVAL_MAX_MS;
+/** A hub's handshake timeout lies within these; a device's is at most the maximum (H-TIMER-2, D-TIMER-3). */
+export const HANDSHAKE_TIMEOUT_MIN_MS = 10_000;
+export const HANDSHAKE_TIMEOUT_MAX_MS = 60_000;
+/** Re-offers of one pending key in one session are at least this far apart (H-RETRY-2); at most REKEY_RETRY_MAX_MS (H-RETRY-1). */
+export const REKEY_RETRY_MIN_MS = 1_000;
+
 // ---- Implementation constants ----
 
 /** Device: wait this long for CHALLENGE + WELCOME before giving up on a connection. */
@@ -115,6 +127,7 @@ export const KEEPALIVE_INTERVAL_MS = 15_000;
 export const IDLE_TIMEOUT_MS = 45_000;
 /** Hub: first re-offer of an unconfirmed REKEY in a session; doubles up to the max. */
 export const REKEY_RETRY_INITIAL_MS = 2_000;
+/** Also the specification's bound: re-offers of one pending key in one session are at most this far apart (H-RETRY-1). */
 export const REKEY_RETRY_MAX_MS = 30_000;
 /** Unacknowledged application messages kept per direction (bounded outbox). */
 export const OUTBOX_MESSAGES = 8;

@@ -33,6 +33,7 @@ import { defaultServeConfig, hubOptionsFrom, loadConfigFile, DEFAULT_DATABASE, t
 import { DURATION_HELP, formatDuration, parseDuration } from './duration';
 import { isLogLevel, jsonLogger, type LogLevel } from './log';
 import { DEFAULT_HOST, DEFAULT_TCP_PORT, DEFAULT_TLS_PORT } from './options';
+import { timingOutsideSpec } from './spec-bounds';
 import { newDeviceRecord, parseHubRecord, parseHubRecords, toHubRecordJson, type DeviceRecord } from './records';
 import { LockstepHub } from './server';
 import { defaultKeyringPath, KEK_BYTES, readKeyringFile, writeKeyringFile, type KeyringChoice } from './kek';
@@ -150,6 +151,7 @@ program
     const config = flags.config === undefined ? defaultServeConfig() : loadConfigFile(flags.config);
     applyServeFlags(config, flags, command);
     const logger = jsonLogger(config.logLevel);
+    for (const outside of timingOutsideSpec(config.timing)) logger.warn('timingOutsideSpec', { ...outside });
     if (isPostgresUrl(config.database)) {
       const { database: _sqlite, ...options } = hubOptionsFrom(config);
       void _sqlite;
