@@ -236,6 +236,9 @@ async function phase(label: string, url: string, plan: FleetPlan, context: Phase
           url,
           kek,
           poolSize: 4,
+          // Each instance loads the whole table in one statement at start (100,000 rows, 7 instances at once on 2 cores):
+          // instance-main's 3 s statement timeout cancels that; 30 s (the store's default is 10 s).
+          statementTimeoutMs: 30_000,
           // The hub's defaults (instance-main's own are shorter, for the chaos test's pace).
           tickMs: 200,
           controlPollMs: 1000,
