@@ -36,7 +36,7 @@
  *
  * Environment: LOCKSTEP_BENCH_FLEET_DEVICES (100000), _INSTANCES and _SWARMS
  * (from the plan), _BASELINE (10000; 0 skips it), _HOLD_S (60),
- * _ROTATIONS (1000), _RAMP (48 per swarm), _TIMEOUT_S (900).
+ * _ROTATIONS (1000), _RAMP (48 per swarm), _TIMEOUT_S (1800).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -134,7 +134,7 @@ export async function run(): Promise<void> {
   const holdMs = Number(env.LOCKSTEP_BENCH_FLEET_HOLD_S ?? 60) * 1000;
   const rotations = Number(env.LOCKSTEP_BENCH_FLEET_ROTATIONS ?? 1000);
   const ramp = Number(env.LOCKSTEP_BENCH_FLEET_RAMP ?? 48);
-  const timeoutMs = Number(env.LOCKSTEP_BENCH_FLEET_TIMEOUT_S ?? 900) * 1000;
+  const timeoutMs = Number(env.LOCKSTEP_BENCH_FLEET_TIMEOUT_S ?? 1800) * 1000;
   const optional = (name: string) => (env[name] === undefined || env[name] === '' ? undefined : Number(env[name]));
   const limits = readLimits();
   // Up front, before anything starts: a plan that cannot work stops here with what to change.
