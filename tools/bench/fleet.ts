@@ -18,8 +18,10 @@
  * 1. provision (the store's batch insert; timed, not part of the figures);
  * 2. start the instances, let them load the table, collect garbage, read
  *    each one's RSS (/proc) and heap: "before";
- * 3. start the swarms; each ramps with at most LOCKSTEP_BENCH_FLEET_RAMP
- *    handshakes of its own in flight; wait until the instances' own counters
+ * 3. start the swarms; together they keep at most LOCKSTEP_BENCH_FLEET_RAMP
+ *    handshakes in flight (each its share): more only lengthens every
+ *    handshake on 2 busy cores until the 10 s handshake timeouts make
+ *    devices retry (a congestion collapse: 336 in flight gave 35/s here); wait until the instances' own counters
  *    say every device is authenticated (the connect time);
  * 4. collect garbage, read RSS and heap again: per connected device
  *    Σ(after − before) / N, and Σ after / N; PostgreSQL's memory as the sum
@@ -36,7 +38,7 @@
  *
  * Environment: LOCKSTEP_BENCH_FLEET_DEVICES (100000), _INSTANCES and _SWARMS
  * (from the plan), _BASELINE (10000; 0 skips it), _HOLD_S (60),
- * _ROTATIONS (1000), _RAMP (48 per swarm), _TIMEOUT_S (1800).
+ * _ROTATIONS (1000), _RAMP (96 in all), _TIMEOUT_S (1800).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -133,7 +135,7 @@ export async function run(): Promise<void> {
   const baselineDevices = Number(env.LOCKSTEP_BENCH_FLEET_BASELINE ?? 10_000);
   const holdMs = Number(env.LOCKSTEP_BENCH_FLEET_HOLD_S ?? 60) * 1000;
   const rotations = Number(env.LOCKSTEP_BENCH_FLEET_ROTATIONS ?? 1000);
-  const ramp = Number(env.LOCKSTEP_BENCH_FLEET_RAMP ?? 48);
+  const ramp = Number(env.LOCKSTEP_BENCH_FLEET_RAMP ?? 96);
   const timeoutMs = Number(env.LOCKSTEP_BENCH_FLEET_TIMEOUT_S ?? 1800) * 1000;
   const optional = (name: string) => (env[name] === undefined || env[name] === '' ? undefined : Number(env[name]));
   const limits = readLimits();
@@ -294,7 +296,7 @@ async function phase(label: string, url: string, plan: FleetPlan, context: Phase
     const devicesPath = join(dir, `${name}-swarm-${s}.jsonl`);
     writeFileSync(devicesPath, files[s]!.join('\n'));
     files[s] = [];
-    const config: FleetSwarmConfig = { devicesPath, host: '127.0.0.1', maxConnecting: context.ramp };
+    const config: FleetSwarmConfig = { devicesPath, host: '127.0.0.1', maxConnecting: Math.max(1, Math.ceil(context.ramp / plan.swarms)) };
     const child = spawn(process.execPath, ['--max-old-space-size=4096', bundleProgram('tools/bench/fleet-swarm.ts'), JSON.stringify(config)], {
       stdio: ['pipe', 'pipe', 'inherit'],
       env: childEnv(),
