@@ -60,6 +60,9 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 const KiB = 1024;
 const MiB = 2 ** 20;
 const TICKS = 100; // USER_HZ
+/** The ramp counts as stalled when fewer than this share of the devices authenticated in the last window. */
+const STALL_SHARE = 0.005;
+const STALL_WINDOW_MS = 60_000;
 
 interface SwarmState {
   online: number;
@@ -319,6 +322,8 @@ async function phase(label: string, url: string, plan: FleetPlan, context: Phase
   let lastProgress = performance.now();
   let best = 0;
   let bestAt = performance.now();
+  let stalled = false;
+  const history: { at: number; online: number }[] = [];
   for (;;) {
     await sleep(250);
     const online = authenticated();
@@ -327,6 +332,15 @@ async function phase(label: string, url: string, plan: FleetPlan, context: Phase
       bestAt = performance.now();
     }
     if (online >= plan.devices) break;
+    history.push({ at: performance.now(), online });
+    while (history.length > 0 && (history[0] as { at: number }).at < performance.now() - STALL_WINDOW_MS) history.shift();
+    const gained = online - (history[0]?.online ?? 0);
+    if (performance.now() - connectStart > 2 * STALL_WINDOW_MS && gained < Math.max(10, plan.devices * STALL_SHARE)) {
+      // The tier has stopped taking devices (on 2 shared cores: the keep-alives of those connected use what CPU is left).
+      stalled = true;
+      stopped = `stalled: ${gained} more authenticated in the last ${STALL_WINDOW_MS / 1000} s at ${online.toLocaleString('en')}`;
+      break;
+    }
     const failed = swarms.find((s) => s.state.error !== undefined) ?? undefined;
     const gone = instances.find((i) => i.exited);
     if (failed !== undefined) stopped = `a swarm stopped: ${failed.state.error}`;
@@ -368,7 +382,8 @@ async function phase(label: string, url: string, plan: FleetPlan, context: Phase
 
   // ---- 5. Hold: keep-alives, a few rotations, CPU of the tier at idle ----
   let hold: HoldFigures | undefined;
-  if (stopped === undefined && context.holdMs > 0) {
+  // Held also when the ramp stalled: the CPU of the tier with that many connected says what stopped it.
+  if ((stopped === undefined || stalled) && context.holdMs > 0) {
     const cpu0 = { hub: instances.reduce((n, i) => n + cpuOf(i.child.pid), 0), pg: cluster === undefined ? 0 : postgresCpu(cluster), swarm: swarms.reduce((n, s) => n + s.state.cpuUs / 1e6, 0) };
     const promoted0 = swarms.reduce((n, s) => n + s.state.promoted, 0);
     const disconnects0 = swarms.reduce((n, s) => n + s.state.disconnects, 0);
@@ -459,6 +474,7 @@ function report(results: readonly PhaseFigures[]): void {
       console.log(`${r.label.padEnd(26)} (not held: ${r.stopped ?? 'hold 0 s'})`);
       continue;
     }
+    if (r.stopped !== undefined) console.log(`${r.label.padEnd(26)} (held with ${r.connected.toLocaleString('en')} of ${r.devices.toLocaleString('en')}: ${r.stopped})`);
     console.log(
       `${r.label.padEnd(26)} ${h.seconds.toFixed(0).padStart(8)} ${h.hubCpuPct.toFixed(1).padStart(10)} ${(h.postgresCpuPct === undefined ? '-' : h.postgresCpuPct.toFixed(1)).padStart(17)} ${h.swarmCpuPct.toFixed(1).padStart(12)}` +
         ` ${((h.hubCpuPct * 1e4) / Math.max(r.connected, 1)).toFixed(2).padStart(20)} ${String(h.minOnline).padStart(14)} ${String(h.disconnects).padStart(12)} ${String(h.requested).padStart(20)} ${String(h.promoted).padStart(9)}`,
