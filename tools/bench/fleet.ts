@@ -60,8 +60,8 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 const KiB = 1024;
 const MiB = 2 ** 20;
 const TICKS = 100; // USER_HZ
-/** The ramp counts as stalled when fewer than this share of the devices authenticated in the last window. */
-const STALL_SHARE = 0.005;
+/** The ramp counts as stalled when fewer than this share of the devices authenticated in the last window (1 %: 1,000 a minute for 100,000). */
+const STALL_SHARE = 0.01;
 const STALL_WINDOW_MS = 60_000;
 
 interface SwarmState {
