@@ -215,7 +215,7 @@ async function phase(label: string, url: string, plan: FleetPlan, context: Phase
   // ---- 1. Provision (the store's batch insert) ----
   const records: DeviceRecord[] = Array.from({ length: plan.devices }, () => newDeviceRecord());
   const t0 = performance.now();
-  const storage = await openStorage(url, { keyring });
+  const storage = await openStorage(url, { keyring, statementTimeoutMs: 120_000 }); // (statements on a saturated machine)
   let storageOpen = true;
   const closeStorage = async () => {
     if (storageOpen) await storage.close();
@@ -274,6 +274,7 @@ async function phase(label: string, url: string, plan: FleetPlan, context: Phase
     const line: FleetSwarmDevice = { ...toHubRecordJson(records[i] as DeviceRecord), port: instances[a.instance]!.port, source: a.source };
     files[a.swarm]!.push(JSON.stringify(line));
   }
+  const ids = records.map((r) => r.deviceId);
   records.length = 0;
   const swarms: { child: ChildProcess; state: SwarmState }[] = [];
   const stopSwarms = async () => {
@@ -379,6 +380,11 @@ async function phase(label: string, url: string, plan: FleetPlan, context: Phase
   }
   const postgresPss = cluster === undefined ? undefined : postgresProcesses(cluster).reduce((n, pid) => n + pssOf(pid), 0);
   const swarmRss = swarms.reduce((n, s) => n + rssOf(s.child.pid), 0);
+  console.log(
+    `   with ${connected.toLocaleString('en')} connected: hub RSS ${mib(sum(rssBefore))} → ${mib(sum(rssAfter))} MiB, heap ${mib(sum(heapBefore))} → ${mib(sum(heapAfter))} MiB ` +
+      `(Δ ${((sum(rssAfter) - sum(rssBefore)) / Math.max(connected, 1) / KiB).toFixed(2)} KiB RSS, ${((sum(heapAfter) - sum(heapBefore)) / Math.max(connected, 1) / KiB).toFixed(2)} KiB heap per device)` +
+      (postgresPss === undefined ? '' : `; PostgreSQL PSS ${mib(postgresPss)} MiB`) + `; swarms RSS ${mib(swarmRss)} MiB`,
+  );
 
   // ---- 5. Hold: keep-alives, a few rotations, CPU of the tier at idle ----
   let hold: HoldFigures | undefined;
@@ -389,7 +395,6 @@ async function phase(label: string, url: string, plan: FleetPlan, context: Phase
     const disconnects0 = swarms.reduce((n, s) => n + s.state.disconnects, 0);
     const h0 = performance.now();
     // Durable rotation requests, as `npm run hub -- rotate` makes them: the serving instance's poll carries them out.
-    const ids = (await storage.listDevices()).map((d) => d.deviceId);
     const step = Math.max(1, Math.floor(ids.length / Math.max(context.rotations, 1)));
     let requested = 0;
     for (let i = 0; i < ids.length && requested < context.rotations; i += step) {
