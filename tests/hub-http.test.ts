@@ -27,6 +27,7 @@ import { startOperatorApi, type ApiExtensions, type RunningApi } from '../tools/
 import { silentLogger } from '../tools/hub/log';
 import { toHubRecordJson } from '../tools/hub/records';
 import { LockstepHub } from '../tools/hub/server';
+import { apiClient, DASHBOARD_FILES, routesOpenWithoutToken as openRoutes, secretForms, seriesCount, unboundedSeries } from './support/http';
 
 const run = promisify(execFile);
 const admin = newToken('ops-admin', 'admin');
@@ -40,7 +41,6 @@ let base: string;
 const devices: SimulatedDevice[] = [];
 /** Every key (hex) the hub held while the tests ran, and the tokens: no response may contain one. */
 const secrets = new Set<string>([admin.token, reader.token]);
-const responses: { what: string; body: string }[] = [];
 
 function noteKeys(): void {
   for (const id of hub.deviceIds) {
@@ -51,25 +51,9 @@ function noteKeys(): void {
   }
 }
 
-async function call(method: string, path: string, options: { token?: string; body?: unknown; raw?: string; contentType?: string; base?: string } = {}) {
-  noteKeys();
-  const headers: Record<string, string> = {};
-  if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
-  let body: string | undefined;
-  if (options.raw !== undefined) body = options.raw;
-  else if (options.body !== undefined) body = JSON.stringify(options.body);
-  if (body !== undefined) headers['content-type'] = options.contentType ?? 'application/json';
-  const response = await fetch(`${options.base ?? base}${path}`, { method, headers, ...(body !== undefined ? { body } : {}), redirect: 'manual' });
-  const text = await response.text();
-  responses.push({ what: `${method} ${path} → ${response.status}`, body: text });
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: response.status, text, json, headers: response.headers };
-}
+const client = apiClient(() => base, noteKeys);
+const call = client.call;
+const responses = client.responses;
 
 async function until(predicate: () => boolean | Promise<boolean>, what: string, timeoutMs = 8000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -112,21 +96,9 @@ afterAll(async () => {
 
 // ---- Authentication on every route ----
 
-const DASHBOARD_FILES = ['/', '/dashboard/', '/dashboard/index.html', '/dashboard/app.js', '/dashboard/style.css', '/dashboard/uplot.js', '/dashboard/uplot.css'];
-
 /** Requests every route the server registered without a token and with a wrong one; returns the routes that answered anything but 401. */
-async function routesOpenWithoutToken(server: RunningApi, at: string): Promise<string[]> {
-  const open: string[] = [];
-  const sample = hub.deviceIds[0] as string;
-  for (const route of server.routes) {
-    if (route.scope === 'public' && DASHBOARD_FILES.includes(route.url)) continue; // static files, no data (asserted below)
-    const path = route.url.replace(':id', sample);
-    for (const token of [undefined, 'lst_not-a-token', admin.token.slice(0, -1)]) {
-      const response = await call(route.method, path, { ...(token !== undefined ? { token } : {}), base: at, ...(route.method === 'POST' ? { body: {} } : {}) });
-      if (response.status !== 401 || response.json?.error?.code !== 'UNAUTHORIZED') open.push(`${route.method} ${route.url} (${response.status})`);
-    }
-  }
-  return open;
+function routesOpenWithoutToken(server: RunningApi, at: string): Promise<string[]> {
+  return openRoutes(server, at, call, hub.deviceIds[0] as string, admin.token);
 }
 
 test('every route the server registered needs a token: 401 UNAUTHORIZED without, with a wrong one, with a truncated one', async () => {
@@ -396,20 +368,6 @@ test('the audit trail is append-only in the database, and an entry cannot carry 
 // ---- Metrics ----
 
 /** Series whose label value looks like a device id (16 hex digits) or a key: unbounded cardinality. */
-function unboundedSeries(families: ReturnType<typeof parsePrometheus>): string[] {
-  const out: string[] = [];
-  for (const family of families) {
-    for (const sample of family.metrics) {
-      for (const [label, value] of Object.entries(sample.labels ?? {})) if (/^[0-9a-fA-F]{16,}$/.test(value)) out.push(`${family.name}{${label}}`);
-    }
-  }
-  return out;
-}
-
-function seriesCount(families: ReturnType<typeof parsePrometheus>): number {
-  return families.filter((f) => f.name.startsWith('lockstep_')).reduce((n, f) => n + f.metrics.length, 0);
-}
-
 test('/metrics parses as Prometheus text: the hub\'s counters, gauges and histograms, consistent with its events; labels bounded', async () => {
   const scrape = async () => {
     const response = await call('GET', '/metrics', { token: reader.token });
@@ -562,7 +520,7 @@ test('HubOptions.http starts the API with the hub and stops it with the hub; tok
 test('no response carried key material or a token (hex, upper-case hex, base64)', () => {
   noteKeys();
   expect(responses.length).toBeGreaterThan(100);
-  const forms = [...secrets].flatMap((s) => (/^[0-9a-f]+$/.test(s) ? [s, s.toUpperCase(), Buffer.from(s, 'hex').toString('base64')] : [s]));
+  const forms = secretForms(secrets);
   const leaks = responses.filter((r) => forms.some((f) => r.body.includes(f))).map((r) => r.what);
   expect(leaks).toEqual([]);
   // The scan sees a key when one is there.

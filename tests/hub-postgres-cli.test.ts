@@ -9,13 +9,16 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { bundleProgram } from '../tools/demo/hub-process';
-import type { ThrowawayCluster } from '../tools/hub/postgres/cluster';
+import { POSTGRES_BIN, type ThrowawayCluster } from '../tools/hub/postgres/cluster';
+import { capture } from './support/log';
+import { recoveryPolicy } from '../tools/hub/recovery';
 import { loadConfigFile } from '../tools/hub/config';
+import { newToken } from '../tools/hub/http/options';
 import { environmentKeyringSource, Keyring, readKeyringFile, writeKeyringFile } from '../tools/hub/kek';
 import { PgLockstepHub } from '../tools/hub/postgres/hub';
 import { PgHubStore } from '../tools/hub/postgres/store';
@@ -189,7 +192,11 @@ test('provision, devices, rotate and serve with --db postgres://', async () => {
   expect(rotated.stderr).toContain('requested');
   expect(hub('rotate', '0000000000000000', '--db', url).status).toBe(1);
 
-  const serve = spawn(process.execPath, [cli, 'serve', '--db', url, '--port', '0', '--log-level', 'info'], { env: { ...process.env, LOCKSTEP_KEK: kek } });
+  // With the operator API (docs/HUB.md §12 on a tier instance): `serve --db postgres://… --http-port`.
+  const dir = mkdtempSync(join(tmpdir(), 'lockstep-pgserve-'));
+  const token = newToken('ops', 'read');
+  writeFileSync(join(dir, 'tokens.json'), JSON.stringify([token.config]));
+  const serve = spawn(process.execPath, [cli, 'serve', '--db', url, '--port', '0', '--log-level', 'info', '--http-port', '0', '--http-tokens', join(dir, 'tokens.json')], { env: { ...process.env, LOCKSTEP_KEK: kek } });
   try {
     const lines: string[] = [];
     await new Promise<void>((resolve, reject) => {
@@ -206,8 +213,18 @@ test('provision, devices, rotate and serve with --db postgres://', async () => {
     const durability = lines.find((line) => line.includes('"synchronousCommit"'));
     expect(durability).toContain('"synchronousCommit":"on"');
     expect(lines.join('\n')).not.toContain(new URL(url).password);
+    const ready = JSON.parse(lines.find((line) => line.includes('"ready"')) as string) as { api: string; recovery: string };
+    expect(ready.recovery).toBe('off (no static keys)'); // an inline keyring (LOCKSTEP_KEK) and no --static-key-file: nothing to keep them beside
+    const api = new URL(ready.api);
+    const auth = { headers: { authorization: `Bearer ${token.token}` } };
+    expect(await (await fetch(new URL('/api/v1/ready', api), auth)).json()).toEqual({ ready: true, listeners: 1, devices: 2 });
+    const metrics = await (await fetch(new URL('/metrics', api), auth)).text();
+    expect(metrics).toContain('lockstep_leases_taken_total 0');
+    expect(metrics).toContain('lockstep_database_listening 1');
+    expect((await fetch(new URL('/api/v1/ready', api))).status).toBe(401);
   } finally {
     serve.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
   }
 }, 90_000);
 
@@ -227,3 +244,115 @@ test('a config file keeps a postgres:// database as it is', () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/** A folder with a tier's keyring file (the revocation and static key files go beside it). */
+function keyringFolder(prefix: string): { dir: string; kekFile: string } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const kekFile = join(dir, 'tier.kek');
+  writeKeyringFile(kekFile, new Map([[1, randomBytes(32)]]));
+  return { dir, kekFile };
+}
+
+test('revoke --db postgres:// appends to <KEK file>.revoked; a pg_dump from before the revocation, restored, does not bring the device back (broken variant without the file: it does)', async () => {
+  const url = await freshDatabase(cluster);
+  const { dir, kekFile } = keyringFolder('lockstep-pgrevfile-');
+  const provisioned = provisionSimulatedDevice();
+  const other = provisionSimulatedDevice();
+  try {
+    writeFileSync(join(dir, 'devices.json'), `${JSON.stringify(provisioned.recordJson)}\n${JSON.stringify(other.recordJson)}\n`);
+    expect((await hubAsync('provision', '--db', url, '--kek-file', kekFile, '--import', join(dir, 'devices.json'))).status).toBe(0);
+    const dump = join(dir, 'before.dump');
+    const dumped = spawnSync(join(POSTGRES_BIN, 'pg_dump'), ['-Fc', '-f', dump, '-d', url], { encoding: 'utf8' }); // last night's backup
+    expect([dumped.status, dumped.stderr]).toEqual([0, '']);
+    const revoked = await hubAsync('revoke', provisioned.record.deviceId, '--db', url, '--kek-file', kekFile, '--reason', 'stolen');
+    expect(revoked.status).toBe(0);
+    expect(readFileSync(`${kekFile}.revoked`, 'utf8')).toContain(`"deviceId":"${provisioned.record.deviceId}"`);
+    // The point-in-time restore: the database as it was before the revocation.
+    const restore = (): void => {
+      const restored = spawnSync(join(POSTGRES_BIN, 'pg_restore'), ['--clean', '--if-exists', '--no-owner', '-d', url, dump], { encoding: 'utf8' });
+      expect([restored.status, restored.stderr]).toEqual([0, '']);
+    };
+    restore();
+    expect((await sql(url, 'SELECT device_id FROM devices ORDER BY device_id')).rows.map((r) => r.device_id)).toEqual([provisioned.record.deviceId, other.record.deviceId].sort());
+    expect((await sql(url, 'SELECT count(*)::int AS n FROM revoked_devices')).rows[0].n).toBe(0);
+    const log = capture();
+    const instance = await PgLockstepHub.start({ database: url, store: { kekFile, poolSize: 2 }, tcp: { port: 0 }, tickMs: 20, controlPollMs: 100, logger: log });
+    const device = deviceOn(instance, provisioned);
+    try {
+      expect(log.lines.filter((l) => l.event === 'revocationReapplied').map((l) => l.fields.deviceId)).toEqual([provisioned.record.deviceId]);
+      expect(instance.hasDevice(provisioned.record.deviceId)).toBe(false);
+      expect(instance.hasDevice(other.record.deviceId)).toBe(true);
+      expect((await sql(url, 'SELECT device_id FROM devices')).rows.map((r) => r.device_id)).toEqual([other.record.deviceId]);
+      expect((await sql(url, 'SELECT device_id, reason FROM revoked_devices')).rows).toEqual([{ device_id: provisioned.record.deviceId, reason: 'stolen' }]);
+      const trail = (await hubAsync('audit', '--db', url, '--kek-file', kekFile, '--device', provisioned.record.deviceId, '--json')).stdout.trim().split('\n').map((l) => JSON.parse(l) as { action: string; outcome: string });
+      expect(trail[0]).toMatchObject({ action: 'device.revoke', outcome: 'reapplied' });
+      device.start();
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(device.host.online).toBe(false); // its HELLO names no row: refused
+      const again = await hubAsync('provision', '--db', url, '--kek-file', kekFile, '--import', join(dir, 'devices.json'));
+      expect(again.stderr).toContain('was revoked');
+    } finally {
+      device.stop();
+      await instance.close();
+    }
+    // Broken variant: the same restore, and an instance that keeps no revocation file — the stolen device is served again.
+    restore();
+    const forgetful = await PgLockstepHub.start({ database: url, store: { kekFile, poolSize: 2, revocationFile: false }, tcp: { port: 0 }, tickMs: 20, controlPollMs: 100 });
+    const back = deviceOn(forgetful, provisioned);
+    try {
+      expect(forgetful.hasDevice(provisioned.record.deviceId)).toBe(true);
+      back.start();
+      await until(() => forgetful.deviceState(provisioned.record.deviceId).connected, 'the revoked device back online');
+    } finally {
+      back.stop();
+      await forgetful.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 60_000);
+
+test('recover, enrol and static-key with --db postgres://: the tier\'s static keys beside its KEK file, the shared request table', async () => {
+  const url = await freshDatabase(cluster);
+  const { dir, kekFile } = keyringFolder('lockstep-pgrec-');
+  try {
+    // provision --out gives the device a credential for the tier's current static key (created beside the keyring).
+    const out = await hubAsync('provision', '--db', url, '--kek-file', kekFile, '--out', join(dir, 'device'));
+    expect(out.status).toBe(0);
+    const credentialed = JSON.parse(out.stdout.trim()) as { deviceId: string; hubStaticId?: number };
+    expect(credentialed.hubStaticId).toBe(1);
+    const plain = JSON.parse((await hubAsync('provision', '--db', url, '--kek-file', kekFile)).stdout.trim()) as { deviceId: string };
+    const status = JSON.parse((await hubAsync('static-key', 'status', '--db', url, '--kek-file', kekFile)).stdout) as { file: string; current: number; keys: { id: number; devices: number }[] };
+    expect(status).toMatchObject({ file: `${kekFile}.static`, current: 1, keys: [{ id: 1, devices: 1 }] });
+    const rotated = await hubAsync('static-key', 'rotate', '--db', url, '--kek-file', kekFile);
+    expect(JSON.parse(rotated.stdout)).toMatchObject({ file: `${kekFile}.static`, current: 2 });
+    expect(rotated.stderr).toContain('every instance');
+    const retire = await hubAsync('static-key', 'retire', '1', '--db', url, '--kek-file', kekFile);
+    expect([retire.status, retire.stderr]).toEqual([1, expect.stringContaining('STATIC_KEY_IN_USE')]);
+    // An instance started on this keyring holds both pairs.
+    const instance = await PgLockstepHub.start({ database: url, store: { kekFile, poolSize: 2 }, tcp: { port: 0 }, tickMs: 20, controlPollMs: 100 });
+    try {
+      expect(instance.staticKeyIds).toEqual({ current: 2, ids: [1, 2] });
+      const enrol = await hubAsync('enrol', plain.deviceId, '--db', url, '--kek-file', kekFile);
+      expect([enrol.status, enrol.stderr]).toEqual([0, expect.stringContaining('armed')]);
+      expect((await hubAsync('enrol', credentialed.deviceId, '--db', url, '--kek-file', kekFile)).stderr).toContain('enrolled already');
+      expect((await sql(url, 'SELECT enrolment FROM devices WHERE device_id = $1', [plain.deviceId])).rows[0].enrolment).toBe('armed');
+      expect((await hubAsync('recover', '--db', url, '--kek-file', kekFile, '--json')).stdout).toBe('');
+      const none = await hubAsync('recover', credentialed.deviceId, '--db', url, '--kek-file', kekFile);
+      expect([none.status, none.stderr]).toEqual([1, expect.stringContaining('no recovery request recorded')]);
+      // A request recorded by any instance (policy approve) is listed and approved from the CLI.
+      await instance.store.decideRecovery({ deviceId: credentialed.deviceId, newKeyId: 5, claimedActive: 3, claimedFuture: 4 }, recoveryPolicy({ mode: 'approve' }), Date.now());
+      const listed = (await hubAsync('recover', '--db', url, '--kek-file', kekFile, '--json')).stdout.trim().split('\n').map((l) => JSON.parse(l) as { deviceId: string; approvedAt: string | null });
+      expect(listed).toEqual([expect.objectContaining({ deviceId: credentialed.deviceId, approvedAt: null })]);
+      expect((await hubAsync('recover', credentialed.deviceId, '--db', url, '--kek-file', kekFile)).stderr).toContain('approved');
+      expect((await instance.recoveryRequests())[0]?.approvedBy).toMatch(/^cli:/);
+    } finally {
+      await instance.close();
+    }
+    // Without a file to keep them beside (an inline keyring) and no --static-key-file, the commands say what to give.
+    const inline = await hubAsync('static-key', 'status', '--db', url);
+    expect([inline.status, inline.stderr]).toEqual([1, expect.stringContaining('--static-key-file')]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 90_000);

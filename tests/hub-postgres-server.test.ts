@@ -15,13 +15,12 @@ import { PgHubStore } from '../tools/hub/postgres/store';
 import type { ThrowawayCluster } from '../tools/hub/postgres/cluster';
 import { provisionSimulatedDevice, SimulatedDevice } from '../tools/demo/fleet';
 import { syncProblem } from '../tools/demo/sync-check';
-import { connect } from 'node:net';
 import { fromHex } from '../modules/bytes';
 import { Keystore } from '../modules/keystore/keystore';
 import { memoryFlash } from '../hosts/node/flash-memory';
 import { newDeviceRecord, toHubRecordJson } from '../tools/hub/records';
 import { CuttableFlash } from '../tools/testing/cuttable-flash';
-import { freshDatabase, sql, startCluster } from './support/postgres';
+import { forgedHello, freshDatabase, sql, startCluster } from './support/postgres';
 
 let cluster: ThrowawayCluster;
 const hubs: PgLockstepHub[] = [];
@@ -140,26 +139,7 @@ test('a HELLO that does not authenticate (or of another session) moves no lease'
   await until(() => onlineAt(a, device.deviceId), 'on a');
   const before = (await sql(url, 'SELECT epoch FROM devices')).rows[0].epoch;
   // A forged HELLO naming the device on B: header right, tag wrong.
-  const forged = await new Promise<void>((resolve) => {
-    const socket = connect(b.addresses[0]?.port as number, '127.0.0.1');
-    let challenge = Buffer.alloc(0);
-    socket.on('data', (chunk: Buffer) => {
-      challenge = Buffer.concat([challenge, chunk]);
-      if (challenge.length < 38) return;
-      const frame = Buffer.alloc(36 + 64);
-      frame[0] = 1;
-      frame[1] = 0x02;
-      Buffer.from(device.deviceId, 'hex').copy(frame, 4);
-      frame.writeUInt32BE(1, 12);
-      challenge.subarray(2 + 20, 2 + 36).copy(frame, 20);
-      const prefix = Buffer.alloc(2);
-      prefix.writeUInt16BE(frame.length);
-      socket.write(Buffer.concat([prefix, frame]));
-    });
-    socket.on('close', () => resolve());
-    socket.on('error', () => {});
-  });
-  void forged;
+  await forgedHello(b.addresses[0]?.port as number, device.deviceId);
   expect(b.stats().leaseRefused).toBeGreaterThanOrEqual(1);
   expect((await sql(url, 'SELECT epoch FROM devices')).rows[0].epoch).toBe(before);
   expect(a.deviceState(device.deviceId).connected).toBe(true);

@@ -17,7 +17,7 @@ import { nodeKeyAgreement } from '../hosts/node/key-agreement';
 import { memoryFlash } from '../hosts/node/flash-memory';
 import { SimulatedDevice, type ProvisionedDevice } from '../tools/demo/fleet';
 import { CuttableFlash } from '../tools/testing/cuttable-flash';
-import type { LogFields, Logger } from '../tools/hub/log';
+import { capture } from './support/log';
 import { newDeviceRecord, toHubRecordJson } from '../tools/hub/records';
 import type { RecoveryMode } from '../tools/hub/recovery';
 import { LockstepHub } from '../tools/hub/server';
@@ -28,12 +28,6 @@ beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'lockstep-recovery-server-'));
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
-
-function capture(): Logger & { lines: { event: string; fields: LogFields }[] } {
-  const lines: { event: string; fields: LogFields }[] = [];
-  const at = (event: string, fields: LogFields = {}) => void lines.push({ event, fields });
-  return { lines, debug: at, info: at, warn: at, error: at, enabled: () => true };
-}
 
 async function until(what: string, condition: () => boolean, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

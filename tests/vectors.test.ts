@@ -1,8 +1,12 @@
 /**
  * The protocol vectors of docs/PROTOCOL.md Appendix A: regenerated here and
- * compared with the committed JSON and the spec's text (the spec matches
- * the code), then each frame is opened with an independent AEAD (@noble)
- * and decoded back to its message (both directions).
+ * compared byte for byte with the committed files of docs/vectors/ and the
+ * spec's generated block (the spec matches the code), then each frame is
+ * opened with an independent AEAD (@noble) and decoded back to its message
+ * (both directions), and accepted by the receiver written from the spec
+ * alone (tests/support/spec-receiver.ts). The negative vectors and the
+ * transcripts have their own files: vectors-negative.test.ts,
+ * vectors-transcripts.test.ts.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,7 +16,9 @@ import { toHex } from '../modules/bytes';
 import { LENGTH_PREFIX_BYTES, MessageType } from '../modules/protocol/constants';
 import { decodeChallenge, openFrame } from '../modules/protocol/frame';
 import { decodeHeader } from '../modules/protocol/header';
-import { dhVectorInputs, generateProtocolVectors, VECTOR_INPUTS, vectorsMarkdown } from '../tools/vectors/protocol-vectors';
+import { dhVectorInputs, generateProtocolVectors, protocolVectorsFile, VECTOR_INPUTS, vectorsMarkdown } from '../tools/vectors/protocol-vectors';
+import { generatedVectors } from '../tools/vectors/generate';
+import { acceptedTypes, describeBody, receive } from './support/spec-receiver';
 import { generateRecoveryVectors, recoveryVectorsMarkdown } from '../tools/vectors/recovery-vectors';
 import { nodeKeyAgreementDrawn } from '../hosts/node/key-agreement';
 import { x25519 } from '@noble/curves/ed25519.js';
@@ -88,8 +94,58 @@ test('the recovery vectors follow the recipe of §12.3 (recomputed with @noble a
 
 test('the committed JSON and the spec appendix match the code', () => {
   const committed = JSON.parse(readFileSync(join(root, 'docs', 'vectors', 'protocol-vectors.json'), 'utf8'));
-  expect(committed).toEqual(JSON.parse(JSON.stringify(vectors)));
+  expect(committed.vectors).toEqual(JSON.parse(JSON.stringify(vectors)));
   expect(readFileSync(join(root, 'docs', 'PROTOCOL.md'), 'utf8')).toContain(vectorsMarkdown(vectors));
+});
+
+test('npm run vectors would write exactly the committed files and the committed Appendix A block', () => {
+  const generated = generatedVectors();
+  expect(Object.keys(generated.files).sort()).toEqual(['negative-vectors.json', 'protocol-vectors.json', 'recovery-vectors.json', 'transcripts.json']);
+  for (const [name, content] of Object.entries(generated.files)) expect([name, readFileSync(join(root, 'docs', 'vectors', name), 'utf8') === content]).toEqual([name, true]);
+  const spec = readFileSync(join(root, 'docs', 'PROTOCOL.md'), 'utf8');
+  expect(generated.spliceInto(spec) === spec).toBe(true);
+});
+
+describe('the positive vectors file carries every input', () => {
+  const file = protocolVectorsFile(nodeAead);
+  const hex = (s: unknown) => Uint8Array.from(Buffer.from(String(s), 'hex'));
+  const inputs = file.inputs as { deviceId: string; keys: Record<string, string>; hubNonce: string; deviceNonce: string; dh: Record<string, string>; enrol: Record<string, string | number> };
+
+  test('a version, a description, keys by id, nonces, and the dh and static keys, consistent with each other (recomputed with @noble)', () => {
+    expect(file.version).toBeGreaterThanOrEqual(2);
+    expect(file.description).toMatch(/inputs/);
+    expect(Object.keys(inputs.keys).sort()).toEqual(['1', '2', '3']);
+    expect(inputs.keys['3']).toBe(toHex(nobleKey3()));
+    expect(toHex(x25519.getPublicKey(hex(inputs.dh.hubEphemeralPrivate)))).toBe(inputs.dh.hubEphemeralPublic);
+    expect(toHex(x25519.getPublicKey(hex(inputs.dh.deviceEphemeralPrivate)))).toBe(inputs.dh.deviceEphemeralPublic);
+    expect(toHex(x25519.getSharedSecret(hex(inputs.dh.hubEphemeralPrivate), hex(inputs.dh.deviceEphemeralPublic)))).toBe(inputs.dh.x25519);
+    expect(toHex(hkdf(sha512, hex(inputs.dh.x25519), hex(inputs.keys['2']), hex(inputs.dh.info), 64))).toBe(inputs.keys['3']);
+    expect(toHex(x25519.getPublicKey(hex(inputs.enrol.hubStaticPrivate)))).toBe(inputs.enrol.hubStaticPublic);
+    expect(toHex(x25519.getPublicKey(hex(inputs.enrol.deviceStaticPrivate)))).toBe(inputs.enrol.deviceStaticPublic);
+  });
+
+  test('the 1.1 additions are there: a classic HELLO under the future key, a hub ERROR, maximum-size DATA (the largest frames), both directions of DATA, DATA_ACK, PING and PONG', () => {
+    const byName = new Map(file.vectors.map((v) => [v.name, v]));
+    const hello = byName.get('HELLO under a classic future key');
+    expect([hello?.keyId, hello?.message.activeKeyId, hello?.message.futureKeyId]).toEqual([2, 1, 2]);
+    expect(byName.get('ERROR from the hub')?.direction).toBe('hub→device');
+    expect((byName.get('DATA of maximum size')?.message.payload as string).length).toBe(2048);
+    expect(byName.get('DATA of maximum size')?.wire.length).toBe(2 * (2 + 36 + 16 + 1040 + 32));
+    expect(byName.get('DATA of maximum size with a key share')?.wire.length).toBe(2 * (2 + 36 + 32 + 16 + 1040 + 32));
+    for (const type of [MessageType.DATA, MessageType.DATA_ACK, MessageType.PING, MessageType.PONG, MessageType.ERROR]) {
+      expect(new Set(file.vectors.filter((v) => v.message.type === type).map((v) => v.direction))).toEqual(new Set(['hub→device', 'device→hub']));
+    }
+  });
+
+  test.each(file.vectors.filter((v) => v.name !== 'CHALLENGE').map((v) => [v.name, v] as const))('%s: the receiver written from the spec opens it under inputs.keys[keyId] and reads its message', (_name, v) => {
+    const receiver = v.direction === 'hub→device' ? 'device' : 'hub';
+    const verdict = receive(
+      { receiver, accepts: acceptedTypes(receiver, 'any'), beforeHello: false, deviceId: hex(inputs.deviceId), sessionId: hex(inputs.hubNonce), sequence: v.sequence, keys: new Map(Object.entries(inputs.keys).map(([id, key]) => [Number(id), hex(key)])), deviceNonce: hex(inputs.deviceNonce) },
+      hex(v.wire),
+    );
+    if (!verdict.accepted) throw new Error(`${v.name}: ${verdict.error}`);
+    expect(describeBody(verdict.type, verdict.body)).toEqual(v.message);
+  });
 });
 
 test.each(vectors.map((v) => [v.name, v] as const))('%s opens with @noble and decodes to its message', (_name, v) => {

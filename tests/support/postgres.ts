@@ -3,6 +3,7 @@
  * and a fresh database per test. PostgreSQL missing is a failure with the
  * install command in its message, never a skip.
  */
+import { connect } from 'node:net';
 import pg from 'pg';
 import { ThrowawayCluster } from '../../tools/hub/postgres/cluster';
 
@@ -36,4 +37,37 @@ export async function sql(url: string, text: string, values: unknown[] = []): Pr
   } finally {
     await client.end();
   }
+}
+
+/**
+ * Sends a forged HELLO naming `deviceId` (header right: this session, key id 1; tag wrong) to a hub on `port`;
+ * resolves when the hub answered it (closed the connection, or — an enrolled device — sent NO_KEY, which ends it here).
+ */
+export function forgedHello(port: number, deviceId: string): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    let challenge = Buffer.alloc(0);
+    let sent = false;
+    socket.on('data', (chunk: Buffer) => {
+      if (sent) {
+        socket.destroy(); // the hub's answer to the HELLO
+        resolve();
+        return;
+      }
+      challenge = Buffer.concat([challenge, chunk]);
+      if (challenge.length < 38) return;
+      const frame = Buffer.alloc(36 + 64);
+      frame[0] = 1;
+      frame[1] = 0x02;
+      Buffer.from(deviceId, 'hex').copy(frame, 4);
+      frame.writeUInt32BE(1, 12);
+      challenge.subarray(2 + 20, 2 + 36).copy(frame, 20);
+      const prefix = Buffer.alloc(2);
+      prefix.writeUInt16BE(frame.length);
+      socket.write(Buffer.concat([prefix, frame]));
+      sent = true;
+    });
+    socket.on('close', () => resolve());
+    socket.on('error', () => {});
+  });
 }

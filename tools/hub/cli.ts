@@ -40,10 +40,11 @@ import { defaultKeyringPath, KEK_BYTES, readKeyringFile, writeKeyringFile, type 
 import { HubStore, type DeviceSummary } from './store';
 import { auditPostgres, kekStatusPostgres, listPostgres, provisionPostgres, revokePostgres, rotateKekPostgres, rotatePostgres, servePostgres, upgradePostgres } from './postgres/cli-actions';
 import type { AuditEntry } from './audit';
-import { isPostgresUrl, redact } from './postgres/store';
+import { isPostgresUrl, pgStaticKeyPath, redact } from './postgres/store';
+import { currentHubStatic, openRecoveryAdmin, type RecoveryAdmin } from './recovery-admin';
 import { userInfo } from 'node:os';
 import { checkTokenConfig, newToken, type TokenConfig } from './http/options';
-import { RECOVERY_MODES, type RecoveryMode } from './recovery';
+import { RECOVERY_MODES, type RecoveryMode, type RecoveryRequestRow } from './recovery';
 import { readStaticKeyFile, resolveStaticKeys, retireStaticKey, rotateStaticKey, staticKeyPath, StaticKeyError } from './static-keys';
 
 const durationArg = (value: string): number => {
@@ -113,7 +114,7 @@ const recoveryArg = (value: string): RecoveryMode => {
   if (!RECOVERY_MODES.includes(value as RecoveryMode)) throw new InvalidArgumentError('auto, approve or off');
   return value as RecoveryMode;
 };
-const staticKeyOption = () => new Option('--static-key-file <path>', 'the hub\'s static recovery keys, mode 0600 (default: $LOCKSTEP_STATIC_KEY_FILE or <db>.static)');
+const staticKeyOption = () => new Option('--static-key-file <path>', 'the hub\'s static recovery keys, mode 0600 (default: $LOCKSTEP_STATIC_KEY_FILE, else <db>.static; PostgreSQL: <KEK file>.static)');
 
 const kekOption = () => new Option('--kek-file <path>', 'keyring file of key-encryption keys, mode 0600 (default: $LOCKSTEP_KEK_FILE, $LOCKSTEP_KEK, or <db>.kek)');
 
@@ -156,7 +157,15 @@ program
       const { database: _sqlite, ...options } = hubOptionsFrom(config);
       void _sqlite;
       const pgHub = await servePostgres(config.database, options, kekChoice({ ...(config.kekFile !== undefined ? { kekFile: config.kekFile } : {}) }), logger);
-      logger.info('ready', { devices: pgHub.deviceIds.length, instance: pgHub.instance, pid: process.pid });
+      logger.info('ready', {
+        devices: pgHub.deviceIds.length,
+        instance: pgHub.instance,
+        recovery: pgHub.staticKeyIds === undefined ? 'off (no static keys)' : pgHub.recoveryPolicy.mode,
+        hubStaticId: pgHub.staticKeyIds?.current ?? null,
+        revocationFile: pgHub.store.revocationFile ?? null,
+        pid: process.pid,
+        api: apiUrl(pgHub.apiAddress),
+      });
       const stopPg = (signal: string): void => {
         logger.info('shutdown', { signal });
         void pgHub.close().then(() => process.exit(0));
@@ -181,7 +190,7 @@ program
       recovery: hub.staticKeyIds === undefined ? 'off (no static keys)' : hub.recoveryPolicy.mode,
       hubStaticId: hub.staticKeyIds?.current ?? null,
       pid: process.pid,
-      api: hub.apiAddress === undefined ? 'off' : `${hub.apiAddress.tls ? 'https' : 'http'}://${hub.apiAddress.host}:${hub.apiAddress.port}/dashboard/`,
+      api: apiUrl(hub.apiAddress),
     });
     const stop = (signal: string): void => {
       logger.info('shutdown', { signal });
@@ -195,6 +204,11 @@ program
     // Keep the process alive: the hub's timers are unref'd so embedders can exit freely.
     setInterval(() => {}, 1 << 30);
   });
+
+/** The dashboard's URL for the `ready` line, or 'off'. */
+function apiUrl(address: { host: string; port: number; tls: boolean } | undefined): string {
+  return address === undefined ? 'off' : `${address.tls ? 'https' : 'http'}://${address.host}:${address.port}/dashboard/`;
+}
 
 function applyServeFlags(config: ServeConfig, flags: ServeFlags, command: Command): void {
   if (command.getOptionValueSource('db') === 'cli' || flags.config === undefined) config.database = flags.db;
@@ -262,6 +276,7 @@ program
       return;
     }
     const store = isPostgresUrl(flags.db) ? undefined : new HubStore(flags.db, kekChoice(flags));
+    let hubStatic: { id: number; publicKey: Uint8Array } | undefined;
     try {
       const records: DeviceRecord[] = [];
       if (flags.import !== undefined) {
@@ -272,8 +287,8 @@ program
             records.push(newDeviceRecord(1, flags.mode));
           } else {
             const outDir = flags.count === 1 ? flags.out : join(flags.out, `device-${i}`);
-            // Issue 14: the device's credential names the hub's current static key (docs/HUB.md §14.3).
-            const hubStatic = currentHubStatic(flags.db, flags.staticKeyFile, store);
+            // Issue 14: the device's credential names the hub's current static key (docs/HUB.md §14.3; on PostgreSQL the tier's).
+            hubStatic ??= await hubStaticFor(flags.db, flags, store);
             records.push(parseHubRecord(provisionDevice({ outDir, force: flags.force, keyWrap: flags.keyWrap, mode: flags.mode, ...(hubStatic ? { hubStatic } : {}) }).record));
           }
         }
@@ -644,19 +659,25 @@ program
 
 // ---- issue 14: recovery (docs/HUB.md §14) ----
 
-/** The current hub static key (id, public key) of a SQLite database; created with the database. */
-function currentHubStatic(db: string, file: string | undefined, store: HubStore | undefined): { id: number; publicKey: Uint8Array } | undefined {
-  if (store === undefined) return undefined; // PostgreSQL: the tier serves no recovery yet (docs/HUB.md §13.9)
-  const keys = resolveStaticKeys(db, file === undefined ? {} : { staticKeyFile: file }, store.staticKeyReferences().size === 0);
-  const current = keys?.keys.find((k) => k.id === keys.current);
-  return current === undefined ? undefined : { id: current.id, publicKey: current.publicKey };
+/** The current hub static key for `provision --out` (SQLite: the open store's file; PostgreSQL: the tier's, beside its keyring). */
+async function hubStaticFor(db: string, flags: { kekFile?: string; staticKeyFile?: string }, store: HubStore | undefined): Promise<{ id: number; publicKey: Uint8Array } | undefined> {
+  if (store !== undefined) {
+    const keys = resolveStaticKeys(db, flags.staticKeyFile === undefined ? {} : { staticKeyFile: flags.staticKeyFile }, store.staticKeyReferences().size === 0);
+    const current = keys?.keys.find((k) => k.id === keys.current);
+    return current === undefined ? undefined : { id: current.id, publicKey: current.publicKey };
+  }
+  if (pgStaticKeyPath(kekChoice(flags), flags.staticKeyFile) === undefined) return undefined; // (no file to name: devices without a credential, as before)
+  const admin = await openRecoveryAdmin(db, { ...kekChoice(flags), ...(flags.staticKeyFile === undefined ? {} : { staticKeyFile: flags.staticKeyFile }) });
+  try {
+    return await currentHubStatic(admin);
+  } finally {
+    await admin.close();
+  }
 }
 
-function sqliteOnly(command: string, db: string): boolean {
-  if (!isPostgresUrl(db)) return true;
-  process.stderr.write(`${command}: recovery is served by the SQLite hub; the PostgreSQL tier does not serve it yet (docs/HUB.md §13.9)\n`);
-  process.exitCode = 1;
-  return false;
+/** The recovery commands' database (either backend). */
+function adminFor(flags: { db: string; kekFile?: string; staticKeyFile?: string }, readonly = false): Promise<RecoveryAdmin> {
+  return openRecoveryAdmin(flags.db, { ...kekChoice(flags), ...(flags.staticKeyFile === undefined ? {} : { staticKeyFile: flags.staticKeyFile }), readonly });
 }
 
 program
@@ -665,12 +686,11 @@ program
   .addOption(dbOption())
   .option('--json', 'JSON output', false)
   .addOption(kekOption())
-  .action((deviceId: string | undefined, flags: { db: string; json: boolean; kekFile?: string }) => {
-    if (!sqliteOnly('recover', flags.db)) return;
-    const store = new HubStore(flags.db, kekChoice(flags));
+  .action(async (deviceId: string | undefined, flags: { db: string; json: boolean; kekFile?: string }) => {
+    const store = await adminFor(flags);
     try {
       if (deviceId === undefined) {
-        const requests = store.recoveryRequests();
+        const requests = await store.recoveryRequests();
         if (flags.json) {
           for (const r of requests) process.stdout.write(`${JSON.stringify(requestJson(r))}\n`);
           return;
@@ -682,23 +702,23 @@ program
         return;
       }
       if (!/^[0-9a-fA-F]{16}$/.test(deviceId)) throw new InvalidArgumentError('the device id is 16 hex digits');
-      const outcome = store.approveRecovery(deviceId, cliActor(), Date.now());
-      const request = store.recoveryRequests().find((r) => r.deviceId === deviceId.toLowerCase());
+      const outcome = await store.approveRecovery(deviceId, cliActor(), Date.now());
+      const request = (await store.recoveryRequests()).find((r) => r.deviceId === deviceId.toLowerCase());
       if (flags.json) process.stdout.write(`${JSON.stringify({ deviceId: deviceId.toLowerCase(), outcome, ...(request ? { request: requestJson(request) } : {}) })}\n`);
       const messages: Record<typeof outcome, string> = {
         approved: `recovery of ${deviceId.toLowerCase()} approved: its next attempt is accepted (within the per-device limit)`,
         already: `recovery of ${deviceId.toLowerCase()} was approved already`,
         none: `recover: no recovery request recorded for ${deviceId.toLowerCase()} (the device asks first; see \`lockstep-hub recover\`)`,
-        missing: `recover: no device ${deviceId} in ${flags.db}`,
+        missing: `recover: no device ${deviceId} in ${store.path}`,
       };
       process.stderr.write(`${messages[outcome]}\n`);
       if (outcome === 'none' || outcome === 'missing') process.exitCode = 1;
     } finally {
-      store.close();
+      await store.close();
     }
   });
 
-function requestJson(r: ReturnType<HubStore['recoveryRequests']>[number]): Record<string, unknown> {
+function requestJson(r: RecoveryRequestRow): Record<string, unknown> {
   return {
     deviceId: r.deviceId, firstAt: iso(r.firstAt), lastAt: iso(r.lastAt), attempts: r.attempts, newKeyId: r.newKeyId,
     claimedActive: r.claimedActive, claimedFuture: r.claimedFuture, approvedAt: r.approvedAt === undefined ? null : iso(r.approvedAt), approvedBy: r.approvedBy ?? null,
@@ -710,101 +730,91 @@ program
   .description('arm the one-time enrolment of a device provisioned without a recovery credential (it runs under the next dh key promoted; docs/PROTOCOL.md §12.6)')
   .addOption(dbOption())
   .addOption(kekOption())
-  .action((deviceId: string, flags: { db: string; kekFile?: string }) => {
-    if (!sqliteOnly('enrol', flags.db)) return;
-    const store = new HubStore(flags.db, kekChoice(flags));
+  .action(async (deviceId: string, flags: { db: string; kekFile?: string }) => {
+    const store = await adminFor(flags);
     try {
-      const outcome = store.armEnrolment(deviceId, Date.now());
-      store.appendAudit([{ actor: cliActor(), action: 'enrol.arm', deviceId: deviceId.toLowerCase(), outcome }], Date.now());
+      const outcome = await store.armEnrolment(deviceId, Date.now());
+      await store.appendAudit([{ actor: cliActor(), action: 'enrol.arm', deviceId: deviceId.toLowerCase(), outcome }], Date.now());
       if (outcome === 'missing') {
-        process.stderr.write(`enrol: no device ${deviceId} in ${flags.db}\n`);
+        process.stderr.write(`enrol: no device ${deviceId} in ${store.path}\n`);
         process.exitCode = 1;
       } else if (outcome === 'enrolled') {
         process.stderr.write(`enrol: ${deviceId.toLowerCase()} is enrolled already; a static key is never changed over the wire (STATIC_KEY_LOCKED)\n`);
         process.exitCode = 1;
       } else {
-        const summary = store.getSummary(deviceId);
+        const summary = await store.getSummary(deviceId);
         process.stderr.write(
           `enrolment of ${deviceId.toLowerCase()} armed; it runs in the session after the next dh rotation completes` +
             (summary?.mode === 'classic' ? ' (the device is classic: `lockstep-hub set-mode <device> dh` first)' : '') +
-            '. The serving hub picks it up within a second.\n',
+            (isPostgresUrl(flags.db) ? '. The instance serving it picks it up within a second (any other at its next lease).\n' : '. The serving hub picks it up within a second.\n'),
         );
       }
     } finally {
-      store.close();
+      await store.close();
     }
   });
 
 const staticKey = program.command('static-key').description('the hub\'s static X25519 keys for recovery, kept outside the database (docs/HUB.md §14.3)');
 
-staticKey
-  .command('status')
-  .description('the hub static ids, the current one, their public keys and how many device records name each (no private key)')
-  .addOption(dbOption())
-  .addOption(staticKeyOption())
-  .action((flags: { db: string; staticKeyFile?: string }) => {
-    if (!sqliteOnly('static-key status', flags.db)) return;
-    const file = staticKeyPath(flags.db, flags.staticKeyFile === undefined ? {} : { staticKeyFile: flags.staticKeyFile });
-    const store = new HubStore(flags.db, { readonly: true });
-    try {
-      const keys = readStaticKeyFile(file);
-      const refs = store.schemaVersion >= 6 ? store.staticKeyReferences() : new Map<number, number>();
-      process.stdout.write(
-        `${JSON.stringify({
-          file,
-          current: keys.current,
-          keys: keys.keys.map((k) => ({ id: k.id, publicKey: Buffer.from(k.publicKey).toString('hex'), createdAt: iso(k.createdAt), devices: refs.get(k.id) ?? 0 })),
-          unknownIds: [...refs.keys()].filter((id) => !keys.keys.some((k) => k.id === id)),
-        })}\n`,
-      );
-    } finally {
-      store.close();
-    }
-  });
+type StaticKeyFlags = { db: string; staticKeyFile?: string; kekFile?: string };
 
-staticKey
-  .command('rotate')
-  .description('add a new pair with the next id and make it current (devices provisioned or enrolled from now on get it); the old pairs stay for the devices that know them')
-  .addOption(dbOption())
-  .addOption(staticKeyOption())
-  .action((flags: { db: string; staticKeyFile?: string }) => {
-    if (!sqliteOnly('static-key rotate', flags.db)) return;
-    const file = staticKeyPath(flags.db, flags.staticKeyFile === undefined ? {} : { staticKeyFile: flags.staticKeyFile });
-    const store = new HubStore(flags.db, { readonly: true });
-    try {
-      const pair = rotateStaticKey(file);
-      process.stdout.write(`${JSON.stringify({ file, current: pair.id, publicKey: Buffer.from(pair.publicKey).toString('hex') })}\n`);
-      process.stderr.write(`static-key rotate: hub static key ${pair.id} is current; restart the serving hub so that it holds it (devices keep recovering with the older pairs). Back up ${file} with the KEK.\n`);
-    } finally {
-      store.close();
-    }
-    try {
-      const writer = new HubStore(flags.db);
-      writer.appendAudit([{ actor: cliActor(), action: 'staticKey.rotate', outcome: 'ok' }], Date.now());
-      writer.close();
-    } catch {
-      // the audit needs the KEK; the rotation itself is done
-    }
-  });
+/** A `static-key` subcommand: the database (read-only on SQLite) and its static key file, closed afterwards. */
+function staticKeyCommand(usage: string, description: string, run: (store: RecoveryAdmin, flags: StaticKeyFlags, id: string | undefined) => Promise<void>): void {
+  staticKey
+    .command(usage)
+    .description(description)
+    .addOption(dbOption())
+    .addOption(staticKeyOption())
+    .addOption(kekOption())
+    .action(async (...args: unknown[]) => {
+      const id = typeof args[0] === 'string' ? args[0] : undefined;
+      const flags = (id === undefined ? args[0] : args[1]) as StaticKeyFlags;
+      if (id !== undefined && !/^\d+$/.test(id)) throw new InvalidArgumentError('the hub static id is a positive integer');
+      const store = await adminFor(flags, true);
+      try {
+        await run(store, flags, id);
+      } finally {
+        await store.close();
+      }
+    });
+}
 
-staticKey
-  .command('retire <id>')
-  .description('remove a hub static pair; refused for the current one and while any device record names it')
-  .addOption(dbOption())
-  .addOption(staticKeyOption())
-  .action((id: string, flags: { db: string; staticKeyFile?: string }) => {
-    if (!sqliteOnly('static-key retire', flags.db)) return;
-    if (!/^\d+$/.test(id)) throw new InvalidArgumentError('the hub static id is a positive integer');
-    const file = staticKeyPath(flags.db, flags.staticKeyFile === undefined ? {} : { staticKeyFile: flags.staticKeyFile });
-    const store = new HubStore(flags.db, { readonly: true });
-    try {
-      if (store.schemaVersion < 6) throw new StaticKeyError('STATIC_KEY_IN_USE', `${flags.db} predates recovery (schema ${store.schemaVersion}); run serve once to migrate it`);
-      retireStaticKey(file, Number(id), store.staticKeyReferences().get(Number(id)) ?? 0);
-      process.stderr.write(`static-key retire: hub static key ${id} removed from ${file}; backups of the file taken before still hold it\n`);
-    } finally {
-      store.close();
-    }
-  });
+staticKeyCommand('status', 'the hub static ids, the current one, their public keys and how many device records name each (no private key)', async (store) => {
+  const file = store.staticKeyFile;
+  const keys = readStaticKeyFile(file);
+  const refs = await store.staticKeyReferences();
+  process.stdout.write(
+    `${JSON.stringify({
+      file,
+      current: keys.current,
+      keys: keys.keys.map((k) => ({ id: k.id, publicKey: Buffer.from(k.publicKey).toString('hex'), createdAt: iso(k.createdAt), devices: refs.get(k.id) ?? 0 })),
+      unknownIds: [...refs.keys()].filter((id) => !keys.keys.some((k) => k.id === id)),
+    })}\n`,
+  );
+});
+
+staticKeyCommand('rotate', 'add a new pair with the next id and make it current (devices provisioned or enrolled from now on get it); the old pairs stay for the devices that know them', async (store, flags) => {
+  const file = store.staticKeyFile;
+  const pair = rotateStaticKey(file);
+  process.stdout.write(`${JSON.stringify({ file, current: pair.id, publicKey: Buffer.from(pair.publicKey).toString('hex') })}\n`);
+  process.stderr.write(
+    isPostgresUrl(flags.db)
+      ? `static-key rotate: hub static key ${pair.id} is current; copy ${file} to every instance's host (beside the keyring) and restart the instances one by one (devices keep recovering with the older pairs). Back it up with the KEK.\n`
+      : `static-key rotate: hub static key ${pair.id} is current; restart the serving hub so that it holds it (devices keep recovering with the older pairs). Back up ${file} with the KEK.\n`,
+  );
+  try {
+    await store.appendAudit([{ actor: cliActor(), action: 'staticKey.rotate', outcome: 'ok' }], Date.now());
+  } catch {
+    // the audit needs the KEK; the rotation itself is done
+  }
+});
+
+staticKeyCommand('retire <id>', 'remove a hub static pair; refused for the current one and while any device record names it', async (store, flags, id) => {
+  const file = store.staticKeyFile;
+  if (!store.recoverySchema) throw new StaticKeyError('STATIC_KEY_IN_USE', `${flags.db} predates recovery; run serve once to migrate it`);
+  retireStaticKey(file, Number(id), (await store.staticKeyReferences()).get(Number(id)) ?? 0);
+  process.stderr.write(`static-key retire: hub static key ${id} removed from ${file}; backups of the file taken before still hold it\n`);
+});
 
 function deviceSummary(d: DeviceSummary): Record<string, unknown> {
   return {

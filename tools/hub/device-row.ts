@@ -5,6 +5,7 @@
  */
 import type { KeySlot, RekeyMode } from '../../modules/platform/keys';
 import type { HubPendingSlot } from '../../modules/hub/hub';
+import type { Keyring } from './kek';
 
 export interface StoredDevice {
   readonly deviceId: string;
@@ -80,4 +81,21 @@ export function summaryOfRow(row: DeviceRow): DeviceSummary {
     ...(row.enrolment === null || row.enrolment === undefined ? {} : { enrolment: row.enrolment }),
     ...(row.enrolment_armed_at === null || row.enrolment_armed_at === undefined ? {} : { enrolmentArmedAt: row.enrolment_armed_at }),
   };
+}
+
+/** The row with its keys unwrapped under `keyring` (both backends' stores read rows through this). */
+export function storedOfRow(row: DeviceRow, keyring: Keyring): StoredDevice {
+  const active = { id: row.active_id, key: keyring.unwrap(row.active_kek, row.device_id, row.active_id, row.active_key) };
+  let pending: HubPendingSlot | undefined;
+  if (row.pending_id !== null && row.pending_key !== null && row.pending_kek !== null) {
+    const bytes = keyring.unwrap(row.pending_kek, row.device_id, row.pending_id, row.pending_key);
+    if (row.pending_dh === 1) {
+      // §11: a dh pending slot is the hub's ephemeral pair h ‖ H (64 bytes, wrapped like a key).
+      pending = { id: row.pending_id, dh: { privateKey: bytes.slice(0, 32), publicKey: bytes.slice(32) } };
+      bytes.fill(0);
+    } else {
+      pending = { id: row.pending_id, key: bytes };
+    }
+  }
+  return { ...summaryOfRow(row), active, ...(pending === undefined ? {} : { pending }) } as StoredDevice;
 }

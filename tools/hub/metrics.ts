@@ -149,9 +149,9 @@ export function createHubMetrics(events: HubSubscriptions, fleet: FleetTracker, 
     name: 'lockstep_recovery_requests_pending',
     help: 'Recovery requests awaiting an operator\'s approval (policy approve).',
     registers: [registry],
-    collect() {
+    async collect() {
       try {
-        this.set(hub.recoveryRequests().filter((r) => r.approvedAt === undefined).length);
+        this.set((await hub.recoveryRequests()).filter((r) => r.approvedAt === undefined).length);
       } catch {
         this.set(0);
       }
@@ -200,5 +200,32 @@ export function createHubMetrics(events: HubSubscriptions, fleet: FleetTracker, 
     },
   });
   const staleGauge = new Gauge({ name: 'lockstep_devices_pending_stale', help: 'Devices whose pending key is older than the API\'s staleAfter (set with lockstep_pending_oldest_age_seconds).', registers: [registry] });
+  // Issue 16: an instance of a PostgreSQL tier (docs/HUB.md §13.7): its leases, the writes the fence refused, the database.
+  const tier = () => hub.tierFigures;
+  if (tier() !== undefined) {
+    const figures = () => tier() as NonNullable<ReturnType<typeof tier>>;
+    fromStats('lockstep_leases_taken_total', 'Device leases this instance took (a HELLO that authenticated under the database\'s keys, or a recovery request).', () => figures().leasesTaken);
+    fromStats('lockstep_leases_lost_total', 'Leases this instance lost (another instance took the device; its connection here was closed).', () => figures().leasesLost);
+    fromStats('lockstep_lease_refused_total', 'Connections the lease gate closed before the core (not a HELLO of the session, no such device, HELLO not authenticating, too many leases in flight).', () => figures().leaseRefused);
+    fromStats('lockstep_lease_failures_total', 'Leases the database could not give (unreachable, a timeout): the device retries.', () => figures().leaseFailures);
+    fromStats('lockstep_writes_fenced_out_total', 'Key-slot writes that did not apply because the fence moved (another instance holds the lease): nothing stale committed.', () => figures().fencedOut);
+    fromStats('lockstep_database_errors_total', 'Group-commit transactions that failed (PostgreSQL unreachable, a session terminated, a timeout): the devices involved are dropped and retry.', () => figures().failedTransactions);
+    gauge('lockstep_leases_held', 'Devices whose lease this instance holds.', () => figures().leased);
+    gauge('lockstep_connections_awaiting_lease', 'Connections whose first HELLO waits for its lease.', () => figures().waitingForLease);
+    gauge('lockstep_database_listening', '1 while the LISTEN connection (wake-ups) is up; 0 while it reconnects with backoff (the poll carries on).', () => (figures().listening ? 1 : 0));
+    gauge('lockstep_database_backoff_seconds', 'The LISTEN connection\'s reconnect delay while it is down (0 while it is up; 0.1 s doubling to 5 s).', () => figures().listenBackoffMs / 1000);
+    new Gauge({
+      name: 'lockstep_database_pool_connections',
+      help: 'The bounded PostgreSQL pool: connections open, idle, and queries waiting for one.',
+      labelNames: ['state'],
+      registers: [registry],
+      collect() {
+        const pool = figures().pool;
+        this.set({ state: 'total' }, pool.total);
+        this.set({ state: 'idle' }, pool.idle);
+        this.set({ state: 'waiting' }, pool.waiting);
+      },
+    });
+  }
   return { registry, httpRequests, revocations };
 }

@@ -1,6 +1,6 @@
 /**
  * The hub host's side of recovery (docs/PROTOCOL.md §12, docs/HUB.md §14),
- * wired by tools/hub/server.ts:
+ * wired by tools/hub/hub-base.ts for both backends:
  *
  * - `allowed(source)`: the per-source token bucket, asked when a connection
  *   opens (HubCore.opened's `recoveryAllowed`); `recoveryUnauthenticated`
@@ -23,8 +23,18 @@ import { RecoveryStatus } from '../../modules/protocol/constants';
 import type { AuditLog } from './audit';
 import type { Emit } from './events';
 import type { Logger } from './log';
-import { RECOVERY_STATUS_NAMES, SourceBuckets, type RecoveryPolicy, type RecoveryRequestInput } from './recovery';
-import type { HubStore } from './store';
+import { RECOVERY_STATUS_NAMES, SourceBuckets, type RecoveryDecision, type RecoveryPolicy, type RecoveryRequestInput } from './recovery';
+
+/** Where the decision is made: HubStore (synchronous) or PgHubStore (the row locked, asynchronous). */
+export interface RecoveryDecider {
+  decideRecovery(request: RecoveryRequestInput, policy: RecoveryPolicy, now: number): RecoveryDecision | Promise<RecoveryDecision>;
+}
+
+/** What the core is answered (`HubCore.decideRecovery`). */
+export interface RecoveryAnswer {
+  readonly status: RecoveryStatus;
+  readonly retryAfterSeconds: number;
+}
 
 export type RecoveryEvent = Extract<HubEvent, { type: 'recoveryNeeded' | 'recoveryUnauthenticated' | 'recoveryDecided' | 'enrolled' | 'staticKeyLocked' }>;
 
@@ -54,7 +64,7 @@ export class RecoveryHost {
 
   constructor(
     public policy: RecoveryPolicy,
-    private readonly store: HubStore,
+    private readonly store: RecoveryDecider,
     private readonly log: Logger,
     private readonly peerLog: Logger,
     private readonly audit: () => AuditLog,
@@ -71,20 +81,31 @@ export class RecoveryHost {
     return allowed;
   }
 
-  decide(request: RecoveryRequestInput): { status: RecoveryStatus; retryAfterSeconds: number } {
+  /** The answer at once (SQLite), or once the database decided (PostgreSQL). */
+  decide(request: RecoveryRequestInput): RecoveryAnswer | Promise<RecoveryAnswer> {
     try {
       const decision = this.store.decideRecovery(request, this.policy, this.now());
-      const name = RECOVERY_STATUS_NAMES[decision.status];
-      const fields = { deviceId: request.deviceId, status: name, reason: decision.reason, newKeyId: request.newKeyId, claimedActive: request.claimedActive, claimedFuture: request.claimedFuture, retryAfterSeconds: decision.retryAfterSeconds };
-      if (decision.status === RecoveryStatus.ACCEPTED) this.log.info('recoveryAccepted', fields);
-      else if (decision.status === RecoveryStatus.AWAITING_APPROVAL) this.log.warn('recoveryAwaitingApproval', { ...fields, approve: `lockstep-hub recover ${request.deviceId}` });
-      else this.log.warn('recoveryRefused', fields);
-      return { status: decision.status, retryAfterSeconds: decision.retryAfterSeconds };
+      if (decision instanceof Promise) return decision.then((d) => this.#decided(request, d), (error: unknown) => this.#failed(request, error));
+      return this.#decided(request, decision);
     } catch (error) {
-      this.counters.decideFailed++;
-      this.log.error('recoveryDecideFailed', { deviceId: request.deviceId, message: describeError(error) });
-      return { status: RecoveryStatus.RATE_LIMITED, retryAfterSeconds: DECIDE_FAILED_RETRY_SECONDS };
+      return this.#failed(request, error);
     }
+  }
+
+  #decided(request: RecoveryRequestInput, decision: RecoveryDecision): RecoveryAnswer {
+    const name = RECOVERY_STATUS_NAMES[decision.status];
+    const fields = { deviceId: request.deviceId, status: name, reason: decision.reason, newKeyId: request.newKeyId, claimedActive: request.claimedActive, claimedFuture: request.claimedFuture, retryAfterSeconds: decision.retryAfterSeconds };
+    if (decision.status === RecoveryStatus.ACCEPTED) this.log.info('recoveryAccepted', fields);
+    else if (decision.status === RecoveryStatus.AWAITING_APPROVAL) this.log.warn('recoveryAwaitingApproval', { ...fields, approve: `lockstep-hub recover ${request.deviceId}` });
+    else this.log.warn('recoveryRefused', fields);
+    return { status: decision.status, retryAfterSeconds: decision.retryAfterSeconds };
+  }
+
+  /** The database could not decide: RATE_LIMITED with a short retry (nothing was charged or stored). */
+  #failed(request: RecoveryRequestInput, error: unknown): RecoveryAnswer {
+    this.counters.decideFailed++;
+    this.log.error('recoveryDecideFailed', { deviceId: request.deviceId, message: describeError(error) });
+    return { status: RecoveryStatus.RATE_LIMITED, retryAfterSeconds: DECIDE_FAILED_RETRY_SECONDS };
   }
 
   event(event: RecoveryEvent): void {

@@ -4,9 +4,10 @@
  * database when an operator restores a backup; this file does not: it lives
  * beside the KEK (`<db>.revoked` by default), is only ever appended to, and
  * each line is fsync'd before the database forgets the device. Every store
- * opened for writing applies it (tools/hub/store.ts): a device row restored
- * from a backup older than its revocation is erased again, and its id stays
- * refused for provisioning, HELLO and recovery.
+ * opened for writing applies it (tools/hub/store.ts; on PostgreSQL every store
+ * opened, tools/hub/postgres/store.ts, with `<KEK file>.revoked`): a device
+ * row restored from a backup older than its revocation is erased again, and
+ * its id stays refused for provisioning, HELLO and recovery.
  *
  * One JSON object per line: {"deviceId": "<16 hex>", "revokedAt": <ms>, "actor": "...", "reason": "..."|null}.
  * A torn last line (a crash in the middle of an append) is ignored: the

@@ -20,6 +20,7 @@ import { constantTimeEqual } from '../../modules/bytes';
 import { MAX_KEY_ID } from '../../modules/protocol/constants';
 import { createPrivateFile, replacePrivateFile } from './private-file';
 import { nodeKeyAgreement } from '../../hosts/node/key-agreement';
+import type { Logger } from './log';
 
 export const STATIC_KEY_BYTES = 32;
 const FORMAT = 'lockstep-hub-static/1';
@@ -185,3 +186,19 @@ export function coreRecoveryKeys(keys: HubStaticKeys): { hubKeys: { id: number; 
   };
 }
 
+
+/**
+ * The pairs read (or none: the file is gone) against the hub static ids device records name
+ * (both backends at start). Missing ids are logged `staticKeysMissing`: those devices are served
+ * without recovery (as 1.0) until the file is restored, rather than given new keys they cannot know.
+ */
+export function checkStaticKeys(keys: HubStaticKeys | undefined, referenced: ReadonlyMap<number, number>, log: Logger): HubStaticKeys | undefined {
+  if (keys === undefined) {
+    const devices = [...referenced.values()].reduce((n, count) => n + count, 0);
+    if (referenced.size > 0) log.error('staticKeysMissing', { ids: [...referenced.keys()].join(','), devices, recovery: 'off until the static key file is restored' });
+    return undefined;
+  }
+  const missing = [...referenced.keys()].filter((id) => !keys.keys.some((k) => k.id === id));
+  if (missing.length > 0) log.error('staticKeysMissing', { ids: missing.join(','), devices: missing.reduce((n, id) => n + (referenced.get(id) ?? 0), 0) });
+  return keys;
+}

@@ -172,7 +172,8 @@ class PostgresStorage implements HubStorage {
 /** Opens the database named by `database`: postgres://… (PostgreSQL) or a SQLite file. */
 export async function openStorage(database: string, options: KeyringChoice & PgStoreOptions = {}): Promise<HubStorage> {
   if (isPostgresUrl(database)) return new PostgresStorage(await PgHubStore.open(database, options));
-  return new SqliteStorage(new HubStore(database, options));
+  const { revocationFile, ...rest } = options;
+  return new SqliteStorage(new HubStore(database, { ...rest, ...(typeof revocationFile === 'string' ? { revocationFile } : {}) }));
 }
 
 /** Either kind of hub; `provision` and `rotate` may return promises (PostgreSQL): await them. */

@@ -23,13 +23,12 @@
  *   is never readable by others, not even for a moment; SQLite gives its
  *   -journal, -wal and -shm files the database file's mode.
  */
-import { summaryOfRow, type DeviceRow, type DeviceSummary, type StoredDevice } from './device-row';
+import { storedOfRow, summaryOfRow, type DeviceRow, type DeviceSummary, type StoredDevice } from './device-row';
 import { chmodSync, closeSync, existsSync, openSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import Database from 'better-sqlite3';
 import { LockstepError } from '../../modules/errors';
 import type { HubPersistOp } from '../../modules/hub/actions';
-import type { HubPendingSlot } from '../../modules/hub/hub';
 import type { KeySlot, RekeyMode } from '../../modules/platform/keys';
 import { KekError, resolveKeyring, type Keyring, type KeyringChoice } from './kek';
 import { appendAudit, countsSince, recordKeyEvents, findRevocation, readAudit, revocationsAfter, revokeInDatabase, type AuditEntry, type AuditEntryInput, type AuditQuery, type Revocation } from './audit';
@@ -217,21 +216,8 @@ export class HubStore {
   }
 
   #fromRow(row: DeviceRow): StoredDevice {
-    const keyring = this.#keyring;
-    if (keyring === undefined) throw kekUnavailable(this.path, [row.active_kek]);
-    const active = { id: row.active_id, key: keyring.unwrap(row.active_kek, row.device_id, row.active_id, row.active_key) };
-    let pending: HubPendingSlot | undefined;
-    if (row.pending_id !== null && row.pending_key !== null && row.pending_kek !== null) {
-      const bytes = keyring.unwrap(row.pending_kek, row.device_id, row.pending_id, row.pending_key);
-      if (row.pending_dh === 1) {
-        // §11: a dh pending slot is the hub's ephemeral pair h ‖ H (64 bytes, wrapped like a key).
-        pending = { id: row.pending_id, dh: { privateKey: bytes.slice(0, 32), publicKey: bytes.slice(32) } };
-        bytes.fill(0);
-      } else {
-        pending = { id: row.pending_id, key: bytes };
-      }
-    }
-    return { ...summaryOfRow(row), active, ...(pending === undefined ? {} : { pending }) } as StoredDevice;
+    if (this.#keyring === undefined) throw kekUnavailable(this.path, [row.active_kek]);
+    return storedOfRow(row, this.#keyring);
   }
 
   #wrap(kekId: number, deviceId: string, keyId: number, key: Uint8Array): Buffer {
@@ -651,6 +637,11 @@ export class HubStore {
       this.#statements.lock.run(pid, host, instance, now, now);
       return undefined;
     }).immediate();
+  }
+
+  /** The database answers (the operator API's readiness check). */
+  ping(): void {
+    this.readLock();
   }
 
   readLock(): HubLock | undefined {

@@ -6,14 +6,15 @@
  * Fed by the hub's typed events; one entry per device (bounded by the
  * fleet), forgotten on revocation.
  */
-import type { LockstepHub } from '../server';
+import type { DeviceSummary } from '../device-row';
+import { whenReady, type OperatorHub } from './operator-hub';
 import type { HubEvents } from '../types';
 
 /** Listeners on a hub's events that can all be removed again (the API's `close`). */
 export class HubSubscriptions {
   readonly #removals: (() => void)[] = [];
 
-  constructor(readonly hub: LockstepHub) {}
+  constructor(readonly hub: OperatorHub) {}
 
   on<K extends keyof HubEvents>(event: K, listener: (...args: HubEvents[K]) => void): void {
     (this.hub.on as (e: K, l: (...args: HubEvents[K]) => void) => unknown)(event, listener);
@@ -48,26 +49,42 @@ export class FleetTracker {
   readonly latencies: number[] = [];
   static readonly MAX_LATENCIES = 10_000;
 
-  constructor(
+  /** Reads the fleet and the recent confirmations from the database (awaited on PostgreSQL), then follows the events. */
+  static async load(events: HubSubscriptions, now: () => number = Date.now): Promise<FleetTracker> {
+    const startedAt = now();
+    const counts = await events.hub.store.auditCounts('rotation.confirm', startedAt - (RATE_BUCKETS - 1) * RATE_BUCKET_MS, RATE_BUCKET_MS);
+    return new FleetTracker(events, startedAt, counts, await events.hub.store.listDevices(), now);
+  }
+
+  private constructor(
     events: HubSubscriptions,
+    startedAt: number,
+    counts: ReadonlyMap<number, number>,
+    devices: readonly DeviceSummary[],
     private readonly now: () => number = Date.now,
   ) {
     const hub = events.hub;
     // The chart starts from the audit trail's confirmations (a restarted hub keeps its last 10 minutes).
-    const startedAt = this.now();
     this.#bucket(startedAt);
-    for (const [start, count] of hub.store.auditCounts('rotation.confirm', startedAt - (RATE_BUCKETS - 1) * RATE_BUCKET_MS, RATE_BUCKET_MS)) {
+    for (const [start, count] of counts) {
       if (start > startedAt || start <= startedAt - RATE_BUCKETS * RATE_BUCKET_MS) continue;
       this.#buckets[((Math.floor(start / RATE_BUCKET_MS) % RATE_BUCKETS) + RATE_BUCKETS) % RATE_BUCKETS] = count;
     }
-    for (const d of hub.store.listDevices()) {
+    for (const d of devices) {
       // The API may start on a hub that already serves connections: ask the core once.
       const connected = hub.hasDevice(d.deviceId) && hub.deviceState(d.deviceId).connected;
       this.#entries.set(d.deviceId, { createdAt: d.createdAt, rotations: d.rotations, pendingSince: d.pendingSince, lastRejection: undefined, lastConnectedAt: undefined, connected, pending: d.pendingKeyId !== undefined });
     }
     events.on('deviceAdded', ({ deviceId }) => {
-      const d = hub.store.getSummary(deviceId);
-      this.#entries.set(deviceId, { createdAt: d?.createdAt ?? this.now(), rotations: d?.rotations ?? 0, pendingSince: d?.pendingSince, lastRejection: undefined, lastConnectedAt: undefined, connected: false, pending: d?.pendingKeyId !== undefined });
+      this.#entries.set(deviceId, { createdAt: this.now(), rotations: 0, pendingSince: undefined, lastRejection: undefined, lastConnectedAt: undefined, connected: false, pending: false });
+      whenReady(hub.store.getSummary(deviceId), (d) => {
+        const entry = this.#entries.get(deviceId);
+        if (entry === undefined || d === undefined) return;
+        entry.createdAt = d.createdAt;
+        entry.rotations = d.rotations;
+        entry.pendingSince = d.pendingSince;
+        entry.pending = d.pendingKeyId !== undefined;
+      });
     });
     events.on('deviceRevoked', ({ deviceId }) => this.#entries.delete(deviceId));
     events.on('deviceDisconnected', ({ deviceId }) => {
@@ -76,12 +93,13 @@ export class FleetTracker {
     });
     events.on('storageError', ({ deviceId }) => {
       // The core reloaded the device from the database: so does this entry.
-      const entry = this.#entries.get(deviceId);
-      const d = hub.store.getSummary(deviceId);
-      if (entry === undefined || d === undefined) return;
-      entry.pending = d.pendingKeyId !== undefined;
-      entry.pendingSince = d.pendingSince;
-      entry.connected = hub.hasDevice(deviceId) && hub.deviceState(deviceId).connected;
+      whenReady(hub.store.getSummary(deviceId), (d) => {
+        const entry = this.#entries.get(deviceId);
+        if (entry === undefined || d === undefined) return;
+        entry.pending = d.pendingKeyId !== undefined;
+        entry.pendingSince = d.pendingSince;
+        entry.connected = hub.hasDevice(deviceId) && hub.deviceState(deviceId).connected;
+      });
     });
     events.on('rotationStarted', ({ deviceId }) => {
       const entry = this.#entries.get(deviceId);

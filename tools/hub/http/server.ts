@@ -28,7 +28,7 @@ import { isLockstepError } from '../../../modules/errors';
 import type { Logger } from '../log';
 import { createHubMetrics, type HubMetrics } from '../metrics';
 import { newDeviceRecord, parseHubRecord, toHubRecordJson, type DeviceRecord } from '../records';
-import type { LockstepHub } from '../server';
+import type { OperatorHub } from './operator-hub';
 import { allows, TokenVerifier, type Principal } from './auth';
 import { FleetTracker, HubSubscriptions, type FleetEntry } from './fleet';
 import { checkHttpOptions, DEFAULT_HTTP_PORT, type HttpOptions, type OperatorApi, type Scope } from './options';
@@ -64,12 +64,12 @@ class ApiError extends Error {
 
 const MAX_BODY_BYTES = 1024 * 1024;
 
-export async function startOperatorApi(hub: LockstepHub, options: HttpOptions, log: Logger, extensions: ApiExtensions = {}): Promise<RunningApi> {
+export async function startOperatorApi(hub: OperatorHub, options: HttpOptions, log: Logger, extensions: ApiExtensions = {}): Promise<RunningApi> {
   checkHttpOptions(options);
   const verifier = new TokenVerifier(options.tokens);
   const staleAfterMs = options.staleAfterMs ?? 60_000;
   const events = new HubSubscriptions(hub);
-  const fleet = new FleetTracker(events);
+  const fleet = await FleetTracker.load(events);
   const metrics = createHubMetrics(events, fleet, staleAfterMs);
   const started = Date.now();
   const requestsPerMinute = options.requestsPerMinute ?? 600;
@@ -148,7 +148,7 @@ export async function startOperatorApi(hub: LockstepHub, options: HttpOptions, l
   app.get('/api/v1/health', { config: { scope: 'read' }, schema: S.healthSchema }, async () => ({ status: 'ok', uptimeSeconds: (Date.now() - started) / 1000 }));
   app.get('/api/v1/ready', { config: { scope: 'read' }, schema: S.readySchema }, async (_request, reply) => {
     if (hub.addresses.length === 0) return sendError(reply, 503, 'NOT_READY', 'no device listener is open');
-    hub.store.readLock(); // the database answers
+    await hub.store.ping(); // the database answers
     return { ready: true, listeners: hub.addresses.length, devices: hub.deviceIds.length };
   });
   app.get('/api/v1/session', { config: { scope: 'read' }, schema: S.sessionSchema }, async (request) => ({ tokenId: actor(request), scope: request.principal?.scope ?? 'read' }));
@@ -182,15 +182,15 @@ export async function startOperatorApi(hub: LockstepHub, options: HttpOptions, l
   });
   app.get('/api/v1/devices/:id', { config: { scope: 'read' }, schema: S.getDeviceSchema }, async (request) => {
     const id = (request.params as { id: string }).id.toLowerCase();
-    requireDevice(hub, id);
-    return { device: view(id), history: hub.store.readAudit({ deviceId: id, limit: 50 }) };
+    await requireDevice(hub, id);
+    return { device: view(id), history: await hub.store.readAudit({ deviceId: id, limit: 50 }) };
   });
   const mutation = { rateLimit: { max: Math.max(1, Math.floor(requestsPerMinute / 5)), timeWindow: 60_000 } };
   app.post('/api/v1/devices/:id/rotate', { config: { scope: 'admin', ...mutation }, schema: S.rotateOneSchema }, async (request) => {
     const id = (request.params as { id: string }).id.toLowerCase();
-    requireDevice(hub, id);
-    const result = rotateOne(hub, id);
-    hub.audit({ actor: actor(request), action: 'device.rotate', deviceId: id, outcome: result.outcome, ...(result.code ? { detail: { code: result.code } } : {}) });
+    await requireDevice(hub, id);
+    const result = await rotateOne(hub, id);
+    await hub.audit({ actor: actor(request), action: 'device.rotate', deviceId: id, outcome: result.outcome, ...(result.code ? { detail: { code: result.code } } : {}) });
     if (result.outcome === 'refused') throw new ApiError(409, 'KEY_IDS_EXHAUSTED', `device ${id} has used its last key id: re-provision it`);
     return result;
   });
@@ -201,8 +201,8 @@ export async function startOperatorApi(hub: LockstepHub, options: HttpOptions, l
       body.deviceIds !== undefined
         ? body.deviceIds.map((d) => d.toLowerCase())
         : [...fleet.entries()].filter(([, entry]) => matchesEntry(entry, statusOf(entry, now, staleAfterMs), body.filter ?? 'all')).map(([id]) => id);
-    const results = ids.map((id) => (hub.hasDevice(id) ? rotateOne(hub, id) : { deviceId: id, outcome: 'refused' as const, code: 'UNKNOWN_DEVICE' }));
-    hub.audit(results.map((r) => ({ actor: actor(request), action: 'device.rotate', deviceId: r.deviceId, outcome: r.outcome, ...(r.code ? { detail: { code: r.code } } : {}) })));
+    const results = await Promise.all(ids.map((id) => (hub.hasDevice(id) ? rotateOne(hub, id) : { deviceId: id, outcome: 'refused' as const, code: 'UNKNOWN_DEVICE' })));
+    await hub.audit(results.map((r) => ({ actor: actor(request), action: 'device.rotate', deviceId: r.deviceId, outcome: r.outcome, ...(r.code ? { detail: { code: r.code } } : {}) })));
     return { results };
   });
   app.post('/api/v1/devices/:id/revoke', { config: { scope: 'admin', ...mutation }, schema: S.revokeSchema }, async (request) => {
@@ -210,8 +210,8 @@ export async function startOperatorApi(hub: LockstepHub, options: HttpOptions, l
     const reason = (request.body as { reason?: string } | null | undefined)?.reason;
     const revocation = await hub.revoke(id, actor(request), reason);
     if (revocation === undefined) {
-      const earlier = hub.store.revocation(id);
-      hub.audit({ actor: actor(request), action: 'device.revoke', deviceId: id, outcome: earlier ? 'alreadyRevoked' : 'unknownDevice' });
+      const earlier = await hub.store.revocation(id);
+      await hub.audit({ actor: actor(request), action: 'device.revoke', deviceId: id, outcome: earlier ? 'alreadyRevoked' : 'unknownDevice' });
       if (earlier !== undefined) throw new ApiError(409, 'DEVICE_REVOKED', `device ${id} was revoked already`);
       throw new ApiError(404, 'UNKNOWN_DEVICE', `no device ${id}`);
     }
@@ -220,8 +220,8 @@ export async function startOperatorApi(hub: LockstepHub, options: HttpOptions, l
   app.post('/api/v1/devices/provision', { config: { scope: 'admin', ...mutation }, schema: S.provisionSchema }, async (request, reply) => {
     const { count, mode } = request.body as { count: number; mode?: 'classic' | 'dh' };
     const records = Array.from({ length: count }, () => newDeviceRecord(1, mode ?? 'classic'));
-    hub.store.insertDevices(records, Date.now());
-    hub.audit(records.map((r) => ({ actor: actor(request), action: 'device.provision', deviceId: r.deviceId, outcome: 'ok', detail: { keyId: r.active.id, mode: r.mode } })));
+    await hub.store.insertDevices(records, Date.now());
+    await hub.audit(records.map((r) => ({ actor: actor(request), action: 'device.provision', deviceId: r.deviceId, outcome: 'ok', detail: { keyId: r.active.id, mode: r.mode } })));
     reply.code(201).header('cache-control', 'no-store');
     return { records: records.map(toHubRecordJson) };
   });
@@ -229,47 +229,47 @@ export async function startOperatorApi(hub: LockstepHub, options: HttpOptions, l
     const records: DeviceRecord[] = (request.body as { records: unknown[] }).records.map((r) => parseHubRecord(r));
     const ids = new Set<string>();
     for (const record of records) {
-      const refusal = ids.has(record.deviceId) ? 'twice in the request' : hub.store.revocation(record.deviceId) ? 'revoked' : hub.store.getSummary(record.deviceId) ? 'already provisioned' : undefined;
+      const refusal = ids.has(record.deviceId) ? 'twice in the request' : (await hub.store.revocation(record.deviceId)) ? 'revoked' : (await hub.store.getSummary(record.deviceId)) ? 'already provisioned' : undefined;
       ids.add(record.deviceId);
       if (refusal !== undefined) {
         for (const r of records) r.active.key.fill(0);
-        hub.audit({ actor: actor(request), action: 'device.import', deviceId: record.deviceId, outcome: 'refused', detail: { reason: refusal } });
+        await hub.audit({ actor: actor(request), action: 'device.import', deviceId: record.deviceId, outcome: 'refused', detail: { reason: refusal } });
         throw new ApiError(409, refusal === 'revoked' ? 'DEVICE_REVOKED' : 'ALREADY_PROVISIONED', `device ${record.deviceId}: ${refusal}; nothing imported`);
       }
     }
-    hub.store.insertDevices(records, Date.now());
-    hub.audit(records.map((r) => ({ actor: actor(request), action: 'device.import', deviceId: r.deviceId, outcome: 'ok', detail: { keyId: r.active.id } })));
+    await hub.store.insertDevices(records, Date.now());
+    await hub.audit(records.map((r) => ({ actor: actor(request), action: 'device.import', deviceId: r.deviceId, outcome: 'ok', detail: { keyId: r.active.id } })));
     for (const r of records) r.active.key.fill(0);
     reply.code(201);
     return { imported: [...ids] };
   });
-  app.get('/api/v1/revocations', { config: { scope: 'read' }, schema: S.revocationsSchema }, async (request) => ({ revocations: hub.store.revocationsAfter((request.query as { after: number }).after) }));
+  app.get('/api/v1/revocations', { config: { scope: 'read' }, schema: S.revocationsSchema }, async (request) => ({ revocations: await hub.store.revocationsAfter((request.query as { after: number }).after) }));
   // ---- Recovery (issue 14, docs/HUB.md §14) ----
   app.get('/api/v1/recovery', { config: { scope: 'read' }, schema: S.recoverySchema }, async (request) => {
     const { limit } = request.query as { limit: number };
     const policy = hub.recoveryPolicy;
     return {
       policy: { mode: policy.mode, perDeviceLimit: policy.perDeviceLimit, windowSeconds: policy.windowMs / 1000, hubStaticId: hub.staticKeyIds?.current ?? null },
-      requests: hub.recoveryRequests().slice(0, limit).map((r) => ({ ...r, approvedAt: r.approvedAt ?? null, approvedBy: r.approvedBy ?? null })),
-      recent: hub.recentRecoveries(limit),
+      requests: (await hub.recoveryRequests()).slice(0, limit).map((r) => ({ ...r, approvedAt: r.approvedAt ?? null, approvedBy: r.approvedBy ?? null })),
+      recent: await hub.recentRecoveries(limit),
     };
   });
   app.post('/api/v1/devices/:id/recovery/approve', { config: { scope: 'admin', ...mutation }, schema: S.approveRecoverySchema }, async (request) => {
     const id = (request.params as { id: string }).id.toLowerCase();
-    const outcome = hub.approveRecovery(id, actor(request)); // audited as recovery.approve in the same transaction
+    const outcome = await hub.approveRecovery(id, actor(request)); // audited as recovery.approve in the same transaction
     if (outcome === 'missing') {
-      requireDevice(hub, id); // DEVICE_REVOKED when it was revoked
+      await requireDevice(hub, id); // DEVICE_REVOKED when it was revoked
       throw new ApiError(404, 'UNKNOWN_DEVICE', `no device ${id}`);
     }
     if (outcome === 'none') {
-      hub.audit({ actor: actor(request), action: 'recovery.approve', deviceId: id, outcome: 'noRequest' });
+      await hub.audit({ actor: actor(request), action: 'recovery.approve', deviceId: id, outcome: 'noRequest' });
       throw new ApiError(409, 'NO_RECOVERY_REQUEST', `no recovery request recorded for ${id} (the device asks first)`);
     }
     return { deviceId: id, outcome };
   });
 
   // ---- Audit, metrics, OpenAPI ----
-  app.get('/api/v1/audit', { config: { scope: 'read' }, schema: S.auditSchema }, async (request) => ({ entries: hub.store.readAudit(request.query as Parameters<typeof hub.store.readAudit>[0]) }));
+  app.get('/api/v1/audit', { config: { scope: 'read' }, schema: S.auditSchema }, async (request) => ({ entries: await hub.store.readAudit(request.query as Parameters<typeof hub.store.readAudit>[0]) }));
   app.get('/metrics', { config: { scope: 'read' }, schema: { summary: 'Prometheus metrics (text format 0.0.4)', hide: true } as object }, async (_request, reply) => {
     reply.header('content-type', metrics.registry.contentType);
     return metrics.registry.metrics();
@@ -311,15 +311,15 @@ function sendError(reply: FastifyReply, status: number, code: S.ApiErrorCode, me
   return reply.code(status).header('content-type', 'application/json; charset=utf-8').send(JSON.stringify({ error: { code, message } }));
 }
 
-function requireDevice(hub: LockstepHub, id: string): void {
+async function requireDevice(hub: OperatorHub, id: string): Promise<void> {
   if (hub.hasDevice(id)) return;
-  if (hub.store.revocation(id) !== undefined) throw new ApiError(404, 'DEVICE_REVOKED', `device ${id} was revoked`);
+  if ((await hub.store.revocation(id)) !== undefined) throw new ApiError(404, 'DEVICE_REVOKED', `device ${id} was revoked`);
   throw new ApiError(404, 'UNKNOWN_DEVICE', `no device ${id}`);
 }
 
-function rotateOne(hub: LockstepHub, id: string): { deviceId: string; outcome: 'started' | 'queued' | 'refused'; code?: string } {
+async function rotateOne(hub: OperatorHub, id: string): Promise<{ deviceId: string; outcome: 'started' | 'queued' | 'refused'; code?: string }> {
   try {
-    return { deviceId: id, outcome: hub.rotate(id) };
+    return { deviceId: id, outcome: await hub.rotate(id) };
   } catch (error) {
     if (isLockstepError(error)) return { deviceId: id, outcome: 'refused', code: error.code };
     throw error;
@@ -348,7 +348,7 @@ export interface DeviceViewJson {
  * `staleAfterMs` (offered, never confirmed), or a frame of the device
  * rejected after its last good handshake.
  */
-export function deviceView(hub: LockstepHub, fleet: FleetTracker, id: string, staleAfterMs: number): DeviceViewJson {
+export function deviceView(hub: OperatorHub, fleet: FleetTracker, id: string, staleAfterMs: number): DeviceViewJson {
   const state = hub.deviceState(id);
   const entry = fleet.get(id);
   const pendingSince = state.pendingKeyId === undefined ? null : (entry?.pendingSince ?? null);

@@ -1,53 +1,49 @@
 /**
  * One hub instance of a tier sharing a PostgreSQL database (docs/HUB.md §13):
- * the same core and the same parts as the SQLite hub (tools/hub/server.ts:
- * listeners, connections, action pipeline, events, presence, schedule), with
- * three differences:
+ * the wiring the SQLite hub has (tools/hub/hub-base.ts: listeners,
+ * connections, action pipeline, events, presence, schedule, recovery), with
+ * these differences:
  * - a device's connection reaches the core only once this instance holds
  *   the device's lease, and the core adopts the row as the lease reloaded
- *   it (tools/hub/postgres/lease-gate.ts);
+ *   it (tools/hub/postgres/lease-gate.ts); an enrolled device's HELLO that
+ *   fails under the database's keys reaches the core for recovery, and the
+ *   lease is taken once the request authenticates (§13.11);
  * - every write is fenced (tools/hub/postgres/commits.ts, store.ts): when
  *   another instance took the lease the write does not apply, and this
  *   instance closes the device's connection and stops acting for it;
  * - the control loop (LISTEN/NOTIFY as a wake-up, and a poll as the record)
  *   notices leases taken elsewhere, devices provisioned elsewhere and
  *   rotation requests (durable in the device's row) for the devices it
- *   serves, revocations (durable in revoked_devices: every instance drops
- *   the device and closes its connections) and destroyed KEK versions
- *   (dropped from memory, docs/HUB.md §13.6).
+ *   serves, records changed elsewhere (enrolment armed), revocations
+ *   (durable in revoked_devices: every instance drops the device, closes its
+ *   connections and appends it to its host's revocation file) and destroyed
+ *   KEK versions (dropped from memory, docs/HUB.md §13.6).
  */
 import { randomUUID } from 'node:crypto';
-import { EventEmitter } from 'node:events';
-import type { Server } from 'node:net';
 import pg from 'pg';
+import { bytesEqual } from '../../../modules/bytes';
+import type { HubPersistOp } from '../../../modules/hub/actions';
 import { describeError, LockstepError } from '../../../modules/errors';
-import { HubCore } from '../../../modules/hub/hub';
-import { monotonicNow } from '../../../hosts/node/clock';
-import { nodeAead, nodeRandom } from '../../../hosts/node/crypto';
-import { nodeKeyAgreement } from '../../../hosts/node/key-agreement';
 import type { RekeyMode } from '../../../modules/platform/keys';
-import { Connections } from '../connections';
-import { HubEventRouter, safeEmitter, type Emit } from '../events';
-import { sourceOf } from '../eviction';
-import type { Link, Transport } from '../link';
-import { openListeners } from '../listeners';
+import { HubBase, type RecoveryRequestAction, type SharedHubOptions } from '../hub-base';
+import type { Link } from '../link';
 import { silentLogger, type Logger } from '../log';
-import { RateLimitedLogger } from '../log-limit';
-import { checkHubOptions, DEFAULT_LIMITS, type ConnectionLimits, type HubOptions } from '../options';
-import { ActionPipeline } from '../pipeline';
-import { DevicePresence } from '../presence';
+import { checkHubOptions } from '../options';
+import { monotonicNow } from '../../../hosts/node/clock';
 import { coreRecord, newDeviceRecord, type DeviceRecord } from '../records';
-import { Rotations } from '../rotation';
-import { RotationScheduler, type RotationPolicy } from '../scheduler';
+import type { RecoveryDecision, RecoveryPolicy, RecoveryRecord, RecoveryRequestInput, RecoveryRequestRow } from '../recovery';
+import { checkStaticKeys, resolveStaticKeys, type HubStaticKeys } from '../static-keys';
 import type { StoredDevice } from '../store';
-import type { DeviceView, HubEvents, HubStats, RotateResult } from '../types';
+import type { HubStats, RotateResult } from '../types';
 import { AuditLog, type AuditEntryInput, type Revocation } from '../audit';
+import type { OperatorApi } from '../http/options';
+import type { TierFigures } from '../http/operator-hub';
 import { NOTIFY_REVOKE } from './audit';
 import { PgCommits } from './commits';
 import { LeaseGate, wipeStored } from './lease-gate';
-import { NOTIFY_LEASE, NOTIFY_ROTATE, PgHubStore, type Fence, type PgStoreOptions } from './store';
+import { NOTIFY_LEASE, NOTIFY_ROTATE, PgHubStore, pgStaticKeyPath, type Fence, type PgStoreOptions } from './store';
 
-export interface PgHubOptions extends Omit<HubOptions, 'database' | 'exclusive'> {
+export interface PgHubOptions extends SharedHubOptions {
   /** postgres://… URL, or an open store. */
   readonly database: string | PgHubStore;
   readonly store?: PgStoreOptions;
@@ -82,45 +78,33 @@ interface Held {
   readonly link: Link;
 }
 
-export class PgLockstepHub extends EventEmitter<HubEvents> {
-  readonly store: PgHubStore;
+export class PgLockstepHub extends HubBase<PgHubStore> {
   readonly instance: string;
   readonly #ownsStore: boolean;
-  readonly #core: HubCore;
-  readonly #log: Logger;
-  readonly #peerLog: RateLimitedLogger;
-  readonly #emitSafe: Emit;
-  readonly #scheduler: RotationScheduler;
-  readonly #presence = new DevicePresence();
-  readonly #pipeline: ActionPipeline;
-  readonly #connections: Connections;
-  readonly #events: HubEventRouter;
   readonly #commits: PgCommits;
-  readonly #rotations: Rotations;
   readonly #gate: LeaseGate;
+  readonly #audit: AuditLog;
   /** The devices this instance holds the lease of, with the fence its writes carry. */
   readonly #held = new Map<string, Held>();
   readonly #fences = new Map<string, Fence>();
-  readonly #servers: Server[] = [];
-  readonly #timers: NodeJS.Timeout[] = [];
   readonly #startedAt = Date.now();
+  readonly #followRevocations: boolean;
   #listener: pg.Client | undefined;
   #listenBackoffMs = 100;
+  #listening = false;
   #lastRowid = 0;
   #polling = false;
   #leasesLost = 0;
-  #addresses: { transport: Transport; host: string; port: number }[] = [];
-  #stopped = false;
-  #revocationSeq = 0;
-  #audit!: AuditLog;
-  #followRevocations = true;
+  #api: OperatorApi | undefined;
 
   static async start(options: PgHubOptions): Promise<PgLockstepHub> {
     checkHubOptions({ ...options, database: ':memory:' });
     const instance = options.store?.instance ?? `${randomUUID()}`;
     const store = typeof options.database === 'string' ? await PgHubStore.open(options.database, { ...options.store, instance }) : options.database;
+    const log = options.logger ?? silentLogger;
     let devices: StoredDevice[];
     let startSeq = 0;
+    let staticKeys: HubStaticKeys | undefined;
     try {
       if (options.requireSynchronousReplication === true) {
         const durability = await store.durability();
@@ -132,6 +116,10 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
           );
         }
       }
+      // Issue 14: the store applied the revocation file when it opened (rows a restore brought back are gone again, for every instance).
+      for (const deviceId of store.reRevoked) log.warn('revocationReapplied', { deviceId, file: store.revocationFile });
+      if (store.revocationFile === undefined) log.warn('revocationFileOff', { reason: 'the keyring has no file to keep the revocation file beside: a restore of the database can bring a revoked device back (docs/HUB.md §14.4)' });
+      staticKeys = options.staticKeys ?? (await loadPgStaticKeys(store, options, log));
       devices = await store.loadDevices();
       const revocations = await store.revocationsAfter(0);
       startSeq = revocations.length === 0 ? 0 : (revocations[revocations.length - 1] as Revocation).seq;
@@ -139,13 +127,13 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
       if (typeof options.database === 'string') await store.close();
       throw error;
     }
-    const hub = new PgLockstepHub(options, store, devices);
-    hub.#followRevocations = options.followRevocations ?? true;
-    hub.#revocationSeq = startSeq; // (rows loaded after it are alive; a revocation after it is seen by the poll)
+    const hub = new PgLockstepHub(options, store, devices, staticKeys);
+    hub.revocationSeq = startSeq; // (rows loaded after it are alive; a revocation after it is seen by the poll)
     try {
-      await hub.#listen(options);
+      await hub.listen(options);
       hub.#startListening();
       await hub.#poll();
+      if (options.http !== undefined) hub.#api = await (await import('../http/server')).startOperatorApi(hub, options.http, log);
     } catch (error) {
       await hub.close();
       throw error;
@@ -153,112 +141,60 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
     return hub;
   }
 
-  private constructor(options: PgHubOptions, store: PgHubStore, stored: StoredDevice[]) {
-    super();
-    this.store = store;
+  private constructor(options: PgHubOptions, store: PgHubStore, stored: StoredDevice[], staticKeys: HubStaticKeys | undefined) {
+    super(options, store, stored, staticKeys);
+    for (const device of stored) wipeStored(device);
     this.instance = store.instance;
     this.#ownsStore = typeof options.database === 'string';
-    this.#log = options.logger ?? silentLogger;
-    this.#peerLog = new RateLimitedLogger(this.#log, monotonicNow);
-    this.#emitSafe = safeEmitter((name, ...args) => (this.emit as (n: string, ...a: unknown[]) => boolean)(name, ...args), this.#log);
-    const limits: ConnectionLimits = { ...DEFAULT_LIMITS, ...options.limits };
-    const aead = options.aead ?? nodeAead;
-    const keyAgreement = options.keyAgreement ?? nodeKeyAgreement;
-    const core = new HubCore({
-      aead,
-      keyAgreement,
-      random: options.random ?? nodeRandom,
-      devices: stored.map(coreRecord),
-      receiveBufferBytes: limits.maxQueuedInputBytes,
-      ...(options.timing ? { timing: options.timing } : {}),
-    });
-    for (const device of stored) wipeStored(device);
-    this.#core = core;
-    this.#scheduler = new RotationScheduler(options.rotation);
-    const connections = (): Connections => this.#connections;
-    this.#events = new HubEventRouter(this.#emitSafe, this.#peerLog, connections, this.#presence, this.#scheduler);
-    this.#pipeline = new ActionPipeline(
-      core,
-      {
-        transmit: (connection, bytes) => {
-          this.#gate.transmitted(connection, bytes);
-          this.#connections.write(connection, bytes);
-        },
-        close: (connection, error) => this.#connections.closedByCore(connection, error),
-        persist: (op) => this.#commits.enqueue(op),
-        event: (event) => this.#events.core(event),
-        // Issue 14: the tier gives its core no static keys yet (HubConfig.recovery absent = recovery off), so no request can
-        // arise; should one, the connection is closed without a result (nothing is stored: the device retries later).
-        recoveryRequest: (request) => {
-          this.#log.error('recoveryNotServed', { deviceId: request.deviceId, reason: 'recovery is not served by the PostgreSQL tier yet' });
-          const link = this.#connections.get(request.connection);
-          if (link !== undefined) this.#connections.drop(link, 'recovery not served');
-        },
-      },
-      monotonicNow,
-    );
-    this.#connections = new Connections(core, this.#pipeline, limits, this.#peerLog, monotonicNow);
+    this.#followRevocations = options.followRevocations ?? true;
+    const connections = () => this.connections;
     this.#gate = new LeaseGate(
       store,
-      aead,
-      keyAgreement,
+      this.aead,
+      this.keyAgreement,
       connections,
       {
         settled: (deviceId) => this.#commits.settled(deviceId),
         leased: (device, fence, link) => this.#adopt(device, fence, link),
+        recover: (deviceId, link) => this.#admitForRecovery(deviceId, link),
       },
-      this.#peerLog,
-      { maxHeldBytes: limits.maxQueuedInputBytes, maxInFlight: options.maxLeasesInFlight ?? 256 },
+      this.peerLog,
+      { maxHeldBytes: this.limits.maxQueuedInputBytes, maxInFlight: options.maxLeasesInFlight ?? 256 },
     );
-    this.#connections.gate = this.#gate;
-    this.#commits = new PgCommits(
-      store,
-      core,
-      this.#pipeline,
-      this.#events,
-      this.#fences,
-      (deviceId, reason) => this.#lose(deviceId, reason),
-      () => this.#connections.resumeReady(),
-      this.#log,
-      monotonicNow,
-    );
-    this.#rotations = new Rotations(core, this.#pipeline, this.#scheduler, this.#log, monotonicNow);
-    for (const device of stored) this.#track(device);
+    this.connections.gate = this.#gate;
+    this.#commits = new PgCommits(store, this.core, this.pipeline, this.events, this.#fences, (deviceId, reason) => this.#lose(deviceId, reason), () => this.connections.resumeReady(), this.log, monotonicNow);
+    for (const device of stored) this.track(device);
     this.#lastRowid = stored.reduce((max, device) => Math.max(max, device.rowid), 0); // (the full load at start)
-    store.auditKeyEvents = options.audit ?? true;
     this.#audit = new AuditLog(
       // (AuditLog's writer is synchronous; on PostgreSQL a failed-commit entry is written in the background.)
-      (entries) => void this.store.appendAudit(entries, Date.now()).catch((error: unknown) => this.#log.error('auditFailed', { message: describeError(error) })),
-      (error) => this.#log.error('auditFailed', { message: describeError(error) }),
+      (entries) => void this.store.appendAudit(entries, Date.now()).catch((error: unknown) => this.log.error('auditFailed', { message: describeError(error) })),
+      (error) => this.log.error('auditFailed', { message: describeError(error) }),
     );
     this.on('storageError', ({ deviceId }) => this.auditKeyEvents && this.#audit.later({ actor: 'hub', action: 'commit', deviceId, outcome: 'failed' }));
-    this.#log.info('hubLoaded', { database: store.path, instance: this.instance, devices: stored.length });
-    this.#every(options.tickMs ?? 200, () => {
-      this.#pipeline.apply(core.tick(monotonicNow()));
-      this.#rotations.startDue(Date.now());
-    });
-    this.#every(options.controlPollMs ?? 1000, () => void this.#poll());
-    this.#every(options.lastSeenFlushMs ?? 5000, () => void this.#flushLastSeen());
-    this.#every(1000, () => this.#peerLog.flush());
-    this.#every(options.statsLogMs ?? 60_000, () => this.#log.info('stats', { ...this.stats() }));
+    this.log.info('hubLoaded', { database: store.path, instance: this.instance, devices: stored.length, recovery: staticKeys === undefined ? 'off (no static key file)' : this.recovery.policy.mode });
+    this.startTimers(options, () => void this.#poll(), () => void this.#flushLastSeen());
+  }
+
+  protected get auditLog(): AuditLog {
+    return this.#audit;
+  }
+
+  protected persist(op: HubPersistOp): void {
+    this.#commits.enqueue(op);
+  }
+
+  protected override transmitted(connection: number, bytes: Uint8Array): void {
+    this.#gate.transmitted(connection, bytes);
   }
 
   // ---- Library API (as LockstepHub, asynchronous where the database is) ----
 
-  get addresses(): readonly { transport: Transport; host: string; port: number }[] {
-    return this.#addresses;
-  }
-
   /** Provisions a device (committed to the shared database, then known to this instance; the others pick it up by their poll). */
   async provision(record: DeviceRecord = newDeviceRecord()): Promise<DeviceRecord> {
     const stored = await this.store.insertDevice(record, Date.now());
-    if (!this.#presence.has(stored.deviceId)) this.#register(stored); // (the poll may have seen the row first)
+    if (!this.presence.has(stored.deviceId)) this.register(stored); // (the poll may have seen the row first)
     stored.active.key.fill(0);
     return record;
-  }
-
-  send(deviceId: string, payload: Uint8Array): number {
-    return this.#pipeline.send(deviceId, payload);
   }
 
   /**
@@ -269,8 +205,8 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
    */
   async rotate(deviceId: string): Promise<RotateResult> {
     const id = deviceId.toLowerCase();
-    if (this.#held.has(id) && this.#core.deviceState(id).connected) {
-      const outcome = this.#rotations.rotate(id);
+    if (this.#held.has(id) && this.core.deviceState(id).connected) {
+      const outcome = this.rotations.rotate(id);
       if (typeof outcome !== 'string') throw outcome;
       return outcome;
     }
@@ -287,20 +223,21 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
     if (mode !== 'dh') throw new LockstepError('LOCAL_BAD_ARGUMENT', 'the rekey mode only moves from classic to dh');
     const outcome = await this.store.upgradeToDh(deviceId, Date.now());
     if (outcome === 'missing') throw new LockstepError('UNKNOWN_DEVICE', deviceId);
-    this.#core.setMode(deviceId.toLowerCase(), 'dh');
+    this.core.setMode(deviceId.toLowerCase(), 'dh');
   }
 
   /**
-   * Revokes a device (docs/HUB.md §12.5, §13.10): in one transaction its row
-   * and both wrapped keys are deleted, the revocation and an audit entry
-   * recorded; this instance drops it at once (connections closed, keys
-   * zeroed in memory), every other instance within a NOTIFY or a poll, and
-   * no instance leases it again (the lease gate finds no row). Its id can
-   * never be provisioned again. Undefined: no such device.
+   * Revokes a device (docs/HUB.md §12.5, §13.10, §14.4): the revocation file
+   * first (it survives a restore), then in one transaction its row and both
+   * wrapped keys are deleted, the revocation and an audit entry recorded;
+   * this instance drops it at once (connections closed, keys zeroed in
+   * memory), every other instance within a NOTIFY or a poll, and no instance
+   * leases it again (the lease gate finds no row). Its id can never be
+   * provisioned again. Undefined: no such device.
    */
   async revoke(deviceId: string, actor: string, reason?: string): Promise<Revocation | undefined> {
     const revocation = await this.store.revokeDevice(deviceId, actor, reason, Date.now());
-    if (revocation !== undefined) this.#forgetRevoked(revocation);
+    if (revocation !== undefined) this.removeRevoked(revocation);
     return revocation;
   }
 
@@ -309,34 +246,31 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
     await this.store.appendAudit(Array.isArray(entries) ? entries : [entries as AuditEntryInput], Date.now());
   }
 
-  /** Whether key events go to the audit trail (HubOptions.audit). */
-  get auditKeyEvents(): boolean {
-    return this.store.auditKeyEvents;
+  /** The operator API's address, when it is on (HubOptions.http). */
+  get apiAddress(): { host: string; port: number; tls: boolean } | undefined {
+    return this.#api?.address;
   }
 
-  set auditKeyEvents(on: boolean) {
-    this.store.auditKeyEvents = on;
+  /** Requests awaiting (or holding) approval (shared by every instance: the database's). */
+  recoveryRequests(): Promise<RecoveryRequestRow[]> {
+    return this.store.recoveryRequests();
   }
 
-  /** Whether this instance's core knows the device (false once revoked). */
-  hasDevice(deviceId: string): boolean {
-    return this.#core.hasDevice(deviceId);
+  recentRecoveries(limit = 50): Promise<RecoveryRecord[]> {
+    return this.store.recentRecoveries(limit);
   }
 
-  setRotationPolicy(policy: Partial<RotationPolicy>): void {
-    this.#scheduler.setPolicy(policy);
+  /** An operator approves the device's recorded recovery request (audited as `actor`); any instance may then accept it. */
+  approveRecovery(deviceId: string, actor: string): Promise<'approved' | 'already' | 'none' | 'missing'> {
+    return this.store.approveRecovery(deviceId, actor, Date.now());
   }
 
-  deviceState(deviceId: string): DeviceView {
-    return { ...this.#core.deviceState(deviceId), ...this.#presence.view(deviceId) };
-  }
-
-  deviceKeys(deviceId: string): ReturnType<HubCore['deviceKeys']> {
-    return this.#core.deviceKeys(deviceId);
-  }
-
-  get deviceIds(): string[] {
-    return this.#core.deviceIds;
+  /** Arms enrolment (HE1) for a device without a static key; the instance serving it reloads the record at its next poll. */
+  async armEnrolment(deviceId: string, actor: string): Promise<'armed' | 'enrolled' | 'missing'> {
+    const outcome = await this.store.armEnrolment(deviceId, Date.now());
+    await this.audit({ actor, action: 'enrol.arm', deviceId: deviceId.toLowerCase(), outcome });
+    if (outcome === 'armed' && this.#held.has(deviceId.toLowerCase())) await this.#reloadRecord(deviceId.toLowerCase());
+    return outcome;
   }
 
   /** Devices whose lease this instance holds. */
@@ -344,15 +278,19 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
     return [...this.#held.keys()];
   }
 
+  /** Lease and database figures (the metrics' lockstep_lease*, lockstep_writes_fenced_out_total, lockstep_database_*). */
+  get tierFigures(): TierFigures {
+    const stats = this.stats();
+    return {
+      leasesTaken: stats.leasesTaken, leasesLost: stats.leasesLost, leaseRefused: stats.leaseRefused, leaseFailures: stats.leaseFailures,
+      fencedOut: stats.fencedOut, failedTransactions: stats.failedTransactions, leased: stats.leased, waitingForLease: this.#gate.waiting,
+      listening: this.#listening, listenBackoffMs: this.#listening ? 0 : this.#listenBackoffMs, pool: this.store.poolStats,
+    };
+  }
+
   stats(): PgHubStats {
     return {
-      ...this.#connections.counters,
-      ...this.#events.counters,
-      devicesOnline: this.#presence.online,
-      connections: this.#connections.size,
-      unauthenticated: this.#connections.unauthenticated,
-      commitTransactions: this.#commits.transactions,
-      commitOps: this.#commits.committedOps,
+      ...this.sharedStats(this.#commits),
       leasesTaken: this.#gate.stats.leasesTaken,
       leaseRefused: this.#gate.stats.refused,
       leaseFailures: this.#gate.stats.leaseFailures,
@@ -368,13 +306,13 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
   }
 
   async close(): Promise<void> {
-    if (this.#stopped) return;
-    this.#stopped = true;
-    for (const timer of this.#timers) clearInterval(timer);
-    const closing = this.#servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve())));
-    this.#connections?.stop('hub stopping');
+    if (this.stopped) return;
+    this.stopped = true;
+    const closing = this.stopListening();
+    await this.#api?.close();
+    this.connections?.stop('hub stopping');
     await this.#commits?.close();
-    await Promise.all(closing);
+    await closing;
     await this.#flushLastSeen();
     this.#audit.flush();
     const listener = this.#listener;
@@ -382,7 +320,7 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
     await listener?.end().catch(() => {});
     await this.store.forgetInstance().catch(() => {});
     if (this.#ownsStore) await this.store.close();
-    this.#log.info('hubStopped', { instance: this.instance });
+    this.log.info('hubStopped', { instance: this.instance });
   }
 
   // ---- Leases ----
@@ -390,15 +328,15 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
   /** The gate took the lease: the core adopts the row as it is now. */
   #adopt(device: StoredDevice, fence: Fence, link: Link): boolean {
     try {
-      if (!this.#presence.has(device.deviceId)) this.#register(device);
-      else this.#core.reloadDevice(coreRecord(device));
+      if (!this.presence.has(device.deviceId)) this.register(device);
+      else this.core.reloadDevice(coreRecord(device));
     } catch (error) {
-      this.#log.error('adoptFailed', { deviceId: device.deviceId, message: describeError(error) });
+      this.log.error('adoptFailed', { deviceId: device.deviceId, message: describeError(error) });
       return false;
     } finally {
       wipeStored(device);
     }
-    this.#scheduler.keyActivated(device.deviceId, device.activeSince);
+    this.scheduler.keyActivated(device.deviceId, device.activeSince);
     this.#held.set(device.deviceId, { fence, link });
     this.#fences.set(device.deviceId, fence);
     if (device.rotateRequestedAt !== undefined) setImmediate(() => this.#requested(device.deviceId));
@@ -412,60 +350,155 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
     this.#held.delete(deviceId);
     this.#fences.delete(deviceId);
     this.#leasesLost++;
-    this.#log.info('leaseLost', { deviceId, reason });
-    this.#connections.drop(held.link, `lease lost: ${reason}`);
+    this.log.info('leaseLost', { deviceId, reason });
+    this.connections.drop(held.link, `lease lost: ${reason}`);
   }
 
   #requested(deviceId: string): void {
-    if (this.#held.has(deviceId) && this.#core.deviceState(deviceId).connected) this.#rotations.requested(deviceId);
+    if (this.#held.has(deviceId) && this.core.deviceState(deviceId).connected) this.rotations.requested(deviceId);
+  }
+
+  // ---- Recovery across instances (docs/HUB.md §13.11, §14) ----
+
+  /**
+   * A HELLO of an enrolled device that fails under the database's keys: the core gets the record as
+   * the database holds it now, so NO_KEY, IN_SYNC and the ids it picks are decided on current state,
+   * and takes the link. A device this instance serves keeps its lease and session when the core
+   * holds the row's slots (the HELLO is anyone's until tag3: it must not cost the device anything);
+   * a core holding other slots than the row means the database went back (a restore): the lease is
+   * given up and the row reloaded (the core never runs ahead of the database).
+   */
+  async #admitForRecovery(deviceId: string, link: Link): Promise<boolean> {
+    if (this.staticKeys === undefined || !this.core.hasDevice(deviceId)) return false;
+    await this.#commits.settled(deviceId);
+    const fresh = await this.store.getDevice(deviceId);
+    if (fresh === undefined) return false;
+    try {
+      if (link.closed || !this.core.hasDevice(deviceId)) return false;
+      if (this.#held.has(deviceId)) {
+        if (this.#sameSlots(deviceId, fresh)) return true;
+        this.#lose(deviceId, 'the database holds other keys than this instance (a restore)');
+      }
+      this.core.reloadDevice(coreRecord(fresh));
+      return true;
+    } catch (error) {
+      this.log.debug('recoveryAdmitDeferred', { deviceId, message: describeError(error) });
+      return false;
+    } finally {
+      wipeStored(fresh);
+    }
+  }
+
+  /** Whether the core holds the slots of `row` (ids and the active key). */
+  #sameSlots(deviceId: string, row: StoredDevice): boolean {
+    const held = this.core.deviceKeys(deviceId);
+    return held.active.id === row.active.id && bytesEqual(held.active.key, row.active.key) && (held.pending?.id ?? 0) === (row.pending?.id ?? 0);
+  }
+
+  /**
+   * tag3 verified: the request is the device's. This instance takes the device's lease (epoch + 1,
+   * the row reloaded) and goes on only if the row still holds the slots the core ran the handshake
+   * on; the decision is then made under that lease (PgHubStore.decideRecovery checks the epoch under
+   * the row lock), and the recovered key is written under its fence. Two instances recovering one
+   * device at once: the later lease wins, the earlier instance's decision finds the epoch moved
+   * (nothing charged) and its write would be fenced out.
+   */
+  protected override decideRecoveryRequest(request: RecoveryRequestAction): void {
+    void this.#leaseForRecovery(request).then(
+      (leased) => {
+        if (leased) super.decideRecoveryRequest(request);
+        else this.#dropRecovery(request, 'the row changed since the HELLO');
+      },
+      (error: unknown) => {
+        this.log.warn('leaseFailed', { deviceId: request.deviceId, message: describeError(error) });
+        this.#dropRecovery(request, 'lease failed');
+      },
+    );
+  }
+
+  #dropRecovery(request: RecoveryRequestAction, reason: string): void {
+    const link = this.connections.get(request.connection);
+    if (link !== undefined) this.connections.drop(link, `recovery: ${reason}`);
+  }
+
+  async #leaseForRecovery(request: RecoveryRequestAction): Promise<boolean> {
+    const deviceId = request.deviceId.toLowerCase();
+    await this.#commits.settled(deviceId);
+    const link = this.connections.get(request.connection);
+    if (link === undefined || link.closed) return false;
+    const leased = await this.store.lease(deviceId);
+    if (leased === undefined) return false;
+    try {
+      if (link.closed || !this.core.hasDevice(deviceId) || !this.#sameSlots(deviceId, leased.device)) return false;
+    } finally {
+      wipeStored(leased.device);
+    }
+    this.#held.set(deviceId, { fence: leased.fence, link });
+    this.#fences.set(deviceId, leased.fence);
+    return true;
+  }
+
+  protected override decideInStore(request: RecoveryRequestInput, policy: RecoveryPolicy, now: number): Promise<RecoveryDecision> {
+    return this.store.decideRecovery(request, policy, now, 'hub', this.#fences.get(request.deviceId.toLowerCase()));
+  }
+
+  /** A record another process changed (enrolment armed), for a device this instance serves: reloaded once no write is outstanding. */
+  async #reloadRecord(deviceId: string): Promise<void> {
+    await this.#commits.settled(deviceId);
+    if (!this.#held.has(deviceId)) return;
+    const stored = await this.store.getDevice(deviceId);
+    if (stored === undefined) return;
+    try {
+      this.core.reloadDevice(coreRecord(stored));
+      await this.store.clearRecordChange(deviceId);
+      this.log.info('recordReloaded', { deviceId, enrolment: stored.enrolment ?? null });
+    } catch (error) {
+      this.log.debug('reloadDeferred', { deviceId, message: describeError(error) });
+    } finally {
+      wipeStored(stored);
+    }
   }
 
   // ---- Control: poll (the record) and notifications (wake-ups) ----
 
   async #poll(): Promise<void> {
-    if (this.#polling || this.#stopped) return;
+    if (this.#polling || this.stopped) return;
     this.#polling = true;
     try {
       this.#gate.sweep();
       await this.store.heartbeat(Date.now(), this.#startedAt);
       for (const device of await this.store.devicesAfter(this.#lastRowid)) {
-        if (!this.#presence.has(device.deviceId) && !this.#core.hasDevice(device.deviceId)) this.#register(device);
+        if (!this.presence.has(device.deviceId) && !this.core.hasDevice(device.deviceId)) this.register(device);
         this.#lastRowid = Math.max(this.#lastRowid, device.rowid);
         wipeStored(device);
       }
       await this.#pollRevocations();
       await this.#checkLeases([...this.#held.keys()]);
-      for (const kekId of await this.store.forgetDestroyedKeks()) this.#log.info('kekForgotten', { kekId });
+      for (const kekId of await this.store.forgetDestroyedKeks()) this.log.info('kekForgotten', { kekId });
       const held = [...this.#held.keys()];
       if (held.length > 0) for (const deviceId of await this.store.rotationRequests(held)) this.#requested(deviceId);
     } catch (error) {
-      this.#peerLog.warn('controlPollFailed', { message: describeError(error) });
+      this.peerLog.warn('controlPollFailed', { message: describeError(error) });
     } finally {
       this.#polling = false;
     }
   }
 
-  /** Revocations made anywhere (another instance, the CLI): the device leaves this instance's core. */
+  /** Revocations made anywhere (another instance, the CLI): the device leaves this instance's core, and they go into this host's revocation file. */
   async #pollRevocations(): Promise<void> {
     if (!this.#followRevocations) return;
-    for (const revocation of await this.store.revocationsAfter(this.#revocationSeq)) this.#forgetRevoked(revocation);
+    const revocations = await this.store.revocationsAfter(this.revocationSeq);
+    this.store.foldIntoRevocationFile(revocations);
+    for (const revocation of revocations) this.removeRevoked(revocation);
   }
 
-  #forgetRevoked(revocation: Revocation): void {
-    this.#revocationSeq = Math.max(this.#revocationSeq, revocation.seq);
-    const deviceId = revocation.deviceId;
-    const held = this.#held.get(deviceId);
-    if (held !== undefined) {
-      this.#held.delete(deviceId);
-      this.#fences.delete(deviceId);
-    }
-    if (!this.#core.hasDevice(deviceId)) return;
-    this.#pipeline.apply(this.#core.removeDevice(deviceId, new LockstepError('UNKNOWN_DEVICE', 'device revoked')));
-    if (held !== undefined) this.#connections.drop(held.link, 'device revoked');
-    this.#presence.forget(deviceId);
-    this.#scheduler.forget(deviceId);
-    this.#log.warn('deviceRevoked', { deviceId, actor: revocation.actor });
-    this.#emitSafe('deviceRevoked', { deviceId, actor: revocation.actor });
+  protected override removeRevoked(revocation: Revocation): void {
+    const held = this.#held.get(revocation.deviceId);
+    this.#held.delete(revocation.deviceId);
+    this.#fences.delete(revocation.deviceId);
+    const known = this.core.hasDevice(revocation.deviceId);
+    super.removeRevoked(revocation);
+    if (known && held !== undefined) this.connections.drop(held.link, 'device revoked');
   }
 
   async #checkLeases(deviceIds: string[]): Promise<void> {
@@ -476,19 +509,23 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
       const view = views.get(deviceId);
       if (held === undefined) continue;
       if (view?.epoch !== held.fence.epoch) this.#lose(deviceId, 'taken by a newer connection');
-      else if (view.mode === 'dh' && this.#core.deviceState(deviceId).mode !== 'dh') {
-        this.#core.setMode(deviceId, 'dh'); // changed by another process (`set-mode`); from the next rotation
-        this.#log.info('modeChanged', { deviceId, mode: 'dh' });
+      else {
+        if (view.mode === 'dh' && this.core.deviceState(deviceId).mode !== 'dh') {
+          this.core.setMode(deviceId, 'dh'); // changed by another process (`set-mode`); from the next rotation
+          this.log.info('modeChanged', { deviceId, mode: 'dh' });
+        }
+        if (view.recordChanged) await this.#reloadRecord(deviceId); // `enrol` from the CLI or another instance
       }
     }
   }
 
   #startListening(): void {
-    if (this.#stopped) return;
+    if (this.stopped) return;
     const client = new pg.Client(this.store.clientConfig);
     this.#listener = client;
     const retry = (): void => {
-      if (this.#listener !== client || this.#stopped) return;
+      if (this.#listener !== client || this.stopped) return;
+      this.#listening = false;
       this.#listener = undefined;
       client.end().catch(() => {});
       const delay = this.#listenBackoffMs;
@@ -496,7 +533,7 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
       setTimeout(() => this.#startListening(), delay).unref();
     };
     client.on('error', (error) => {
-      this.#peerLog.warn('listenFailed', { message: describeError(error) });
+      this.peerLog.warn('listenFailed', { message: describeError(error) });
       retry();
     });
     client.on('end', retry);
@@ -506,17 +543,18 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
       .then(() => client.query(`LISTEN ${NOTIFY_LEASE}; LISTEN ${NOTIFY_ROTATE}; LISTEN ${NOTIFY_REVOKE}`))
       .then(() => {
         this.#listenBackoffMs = 100;
+        this.#listening = true;
         void this.#poll(); // notifications sent while we were not listening are lost: the poll catches up
       })
       .catch((error: unknown) => {
-        this.#peerLog.warn('listenFailed', { message: describeError(error) });
+        this.peerLog.warn('listenFailed', { message: describeError(error) });
         retry();
       });
   }
 
   #notified(channel: string, payload: string): void {
     if (channel === NOTIFY_REVOKE) {
-      void this.#pollRevocations().catch((error: unknown) => this.#peerLog.warn('controlPollFailed', { message: describeError(error) }));
+      void this.#pollRevocations().catch((error: unknown) => this.peerLog.warn('controlPollFailed', { message: describeError(error) }));
       return;
     }
     if (channel === NOTIFY_ROTATE) {
@@ -532,59 +570,28 @@ export class PgLockstepHub extends EventEmitter<HubEvents> {
     }
   }
 
-  // ---- Wiring ----
-
-  async #listen(options: PgHubOptions): Promise<void> {
-    const limits = { ...DEFAULT_LIMITS, ...options.limits };
-    const listeners = await openListeners(options as HubOptions, limits, {
-      opened: (raw, transport) => this.#connections.opened(raw, transport),
-      secured: (socket) => this.#connections.secured(socket),
-      tlsHandshakeFailed: (code, remote) => {
-        this.#connections.counters.tlsHandshakeFailures++;
-        this.#peerLog.debug('tlsHandshakeFailed', { code, source: sourceOf(remote) });
-      },
-      log: this.#log,
-    });
-    for (const listener of listeners) {
-      this.#servers.push(listener.server);
-      this.#addresses.push(listener.address);
-      this.#emitSafe('listening', listener.address);
-    }
-  }
-
-  #register(stored: StoredDevice): void {
-    this.#core.addDevice(coreRecord(stored));
-    this.#track(stored);
-    this.#events.deviceAdded(stored.deviceId, stored.active.id);
-  }
-
-  #track(stored: StoredDevice): void {
-    this.#presence.track(stored);
-    this.#scheduler.keyActivated(stored.deviceId, stored.activeSince);
-    // Not #lastRowid here: a device registered at its lease (or provisioned here) may have a higher rowid than
-    // rows another instance inserted that this one's poll has not seen yet; the poll alone advances it.
-  }
-
   async #flushLastSeen(): Promise<void> {
-    const dirty = this.#presence.takeDirty();
+    const dirty = this.presence.takeDirty();
     if (dirty === undefined) return;
     try {
       await this.store.touch(dirty);
     } catch (error) {
-      this.#peerLog.warn('lastSeenFailed', { message: describeError(error) });
+      this.peerLog.warn('lastSeenFailed', { message: describeError(error) });
     }
   }
+}
 
-  #every(ms: number, run: () => void): void {
-    const timer = setInterval(() => {
-      if (this.#stopped) return;
-      try {
-        run();
-      } catch (error) {
-        this.#log.error('timerFailed', { message: describeError(error) });
-      }
-    }, ms);
-    timer.unref();
-    this.#timers.push(timer);
+/**
+ * The tier's static keys (pgStaticKeyPath: --static-key-file, LOCKSTEP_STATIC_KEY_FILE, or
+ * `<KEK file>.static`). Created when missing only while no device record names a hub static id
+ * (as on SQLite); with no file to name (a keyring given inline) recovery is off.
+ */
+async function loadPgStaticKeys(store: PgHubStore, options: PgHubOptions, log: Logger): Promise<HubStaticKeys | undefined> {
+  const path = pgStaticKeyPath(options.store ?? {}, options.staticKeyFile);
+  const referenced = await store.staticKeyReferences();
+  if (path === undefined) {
+    log.warn('recoveryOff', { reason: 'no static key file: give --static-key-file (or LOCKSTEP_STATIC_KEY_FILE), or a --kek-file beside which it is kept' });
+    return checkStaticKeys(undefined, referenced, log);
   }
+  return checkStaticKeys(resolveStaticKeys(store.path, { staticKeyFile: path }, referenced.size === 0), referenced, log);
 }

@@ -45,6 +45,12 @@ export interface LeaseGateHooks {
   settled(deviceId: string): Promise<void>;
   /** The lease is ours: adopt the row (the core's reloadDevice / addDevice) and record the fence. False: the link was refused after all. */
   leased(device: StoredDevice, fence: Fence, link: Link): boolean;
+  /**
+   * Recovery (docs/HUB.md §14): a HELLO of an enrolled device that does not authenticate under the
+   * keys the database holds now. True: the core takes the link without a lease (it answers NO_KEY and
+   * runs the unauthenticated steps; the lease is taken once tag3 authenticates the request). False: refused.
+   */
+  recover(deviceId: string, link: Link): Promise<boolean>;
 }
 
 export interface LeaseGateStats {
@@ -134,6 +140,8 @@ export class LeaseGate implements InputGate {
         return;
       }
       let derived: Uint8Array | undefined;
+      let authenticates = true;
+      const enrolled = now.device.devicePublicKey !== undefined;
       try {
         const { active, pending } = now.device;
         let key: Uint8Array;
@@ -148,13 +156,17 @@ export class LeaseGate implements InputGate {
         }
         openFrame(this.aead, key, frame, header);
       } catch {
-        this.#refuse(link, 'HELLO does not authenticate');
-        return;
+        authenticates = false;
       } finally {
         derived?.fill(0);
         wipeStored(now.device);
       }
       if (link.closed) return;
+      if (!authenticates) {
+        if (enrolled && (await this.hooks.recover(deviceId, link)) && !link.closed && this.#waiting.has(link.id)) this.#pass(link, waiting);
+        else this.#refuse(link, 'HELLO does not authenticate');
+        return;
+      }
       await this.hooks.settled(deviceId);
       if (link.closed) return;
       const leased = await this.store.lease(deviceId);
@@ -167,14 +179,19 @@ export class LeaseGate implements InputGate {
         return;
       }
       this.stats.leasesTaken++;
-      this.#waiting.delete(link.id);
-      this.#passed.add(link);
-      this.connections().feed(link, concat(waiting.held, waiting.heldBytes));
+      this.#pass(link, waiting);
     } catch (error) {
       this.stats.leaseFailures++;
       this.log.warn('leaseFailed', { deviceId, message: describeError(error) });
       this.#refuse(link, 'lease failed');
     }
+  }
+
+  /** From now on the link is the core's; the kept input goes to it. */
+  #pass(link: Link, waiting: Waiting): void {
+    this.#waiting.delete(link.id);
+    this.#passed.add(link);
+    this.connections().feed(link, concat(waiting.held, waiting.heldBytes));
   }
 
   #refuse(link: Link, reason: string): true {

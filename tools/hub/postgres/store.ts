@@ -24,19 +24,20 @@
  *   liveness only, e.g. an instance stopped mid-transaction).
  */
 import { checkDetail } from '../audit';
-import { decide, RECOVERY_STATUS_NAMES, type RecoveryDecision, type RecoveryPolicy, type RecoveryRequestInput, type RecoveryRequestRow } from '../recovery';
+import { decide, RECOVERY_STATUS_NAMES, type RecoveryDecision, type RecoveryPolicy, type RecoveryRecord, type RecoveryRequestInput, type RecoveryRequestRow } from '../recovery';
+import { appendRevocation, readRevocations } from '../revocation-file';
 import { hostname } from 'node:os';
 import pg from 'pg';
 import { LockstepError } from '../../../modules/errors';
+import { RecoveryStatus } from '../../../modules/protocol/constants';
 import type { HubPersistOp } from '../../../modules/hub/actions';
-import type { HubPendingSlot } from '../../../modules/hub/hub';
 import type { RekeyMode } from '../../../modules/platform/keys';
 import { KekError, Keyring, resolveKeyring, type KeyringChoice } from '../kek';
 import type { DeviceRecord } from '../records';
 import type { DeviceSummary, StoredDevice } from '../store';
-import { summaryOfRow, type DeviceRow } from '../device-row';
+import { storedOfRow, summaryOfRow, type DeviceRow } from '../device-row';
 import type { AuditEntry, AuditEntryInput, AuditQuery, Revocation } from '../audit';
-import { appendAuditPg, findRevocationPg, readAuditPg, recordKeyEventsPg, revocationsAfterPg, revokeInTransaction } from './audit';
+import { appendAuditPg, findRevocationPg, NOTIFY_REVOKE, readAuditPg, recordKeyEventsPg, revocationsAfterPg, revokeInTransaction } from './audit';
 import { migratePostgres } from './schema';
 
 /** What an instance holds for a device it serves: the epoch it took and the row version it last wrote or read. */
@@ -62,6 +63,12 @@ export interface PgStoreOptions extends KeyringChoice {
   readonly fenced?: boolean;
   /** Called for errors of idle pool connections (e.g. pg_terminate_backend). */
   readonly onPoolError?: (error: Error) => void;
+  /**
+   * The append-only revocation file that survives a restore of the database (docs/HUB.md §14.4):
+   * default `<KEK file>.revoked` beside the keyring file (--kek-file or LOCKSTEP_KEK_FILE); false:
+   * none (a keyring given inline has no file to sit beside: then name one).
+   */
+  readonly revocationFile?: string | false;
 }
 
 /** The row with the fence (PostgreSQL migration 2). */
@@ -69,10 +76,6 @@ interface PgRow extends DeviceRow {
   epoch: number;
   lease_owner: string | null;
   row_version: number;
-  device_public_key?: Buffer | null;
-  hub_static_id?: number | null;
-  enrolment?: 'armed' | 'ready' | null;
-  enrolment_armed_at?: number | null;
 }
 
 const INT8 = 20;
@@ -80,6 +83,9 @@ const types = {
   getTypeParser: (oid: number, format?: 'text' | 'binary') =>
     oid === INT8 ? (value: string) => Number(value) : (pg.types.getTypeParser as (o: number, f?: string) => unknown)(oid, format),
 } as pg.CustomTypesConfig;
+
+/** A recovery decided after another instance took the device's lease: the device asks again this soon. */
+const LEASE_LOST_RETRY_SECONDS = 5;
 
 export const NOTIFY_ROTATE = 'lockstep_rotate';
 export const NOTIFY_LEASE = 'lockstep_lease';
@@ -93,6 +99,12 @@ export class PgHubStore {
   readonly #config: pg.PoolConfig;
   /** Record each applied key-slot write in the audit trail, inside its own commit's transaction (tools/hub/postgres/audit.ts). */
   auditKeyEvents = true;
+  /** The revocation file this store appends to and applied when it opened (undefined: none). */
+  readonly revocationFile: string | undefined;
+  /** Devices the revocation file erased again when the store opened (a restore had brought their rows back). */
+  readonly reRevoked: string[] = [];
+  /** Device ids the revocation file holds (so the table's revocations are folded into it once). */
+  readonly #inFile = new Set<string>();
 
   private constructor(url: string, keyring: Keyring, config: pg.PoolConfig, options: PgStoreOptions) {
     this.path = redact(url);
@@ -102,6 +114,7 @@ export class PgHubStore {
     this.#pool.on('error', (error) => options.onPoolError?.(error));
     this.instance = options.instance ?? `${hostname()}:${process.pid}`;
     this.fenced = options.fenced ?? true;
+    this.revocationFile = options.revocationFile === false ? undefined : (options.revocationFile ?? pgSidecarPath(options, 'revoked'));
   }
 
   /** Connects, migrates and checks the keyring against the stored rows. */
@@ -132,6 +145,7 @@ export class PgHubStore {
       }
       await store.#adoptKeyring();
       await store.#checkKeyring();
+      await store.#applyRevocationFile();
     } catch (error) {
       await store.close();
       throw error;
@@ -189,7 +203,7 @@ export class PgHubStore {
   }
 
   async listDevices(): Promise<DeviceSummary[]> {
-    return (await this.#pool.query<PgRow>('SELECT * FROM devices ORDER BY rowid')).rows.map(summaryOf);
+    return (await this.#pool.query<PgRow>('SELECT * FROM devices ORDER BY rowid')).rows.map(summaryOfRow);
   }
 
   async getDevice(deviceId: string): Promise<StoredDevice | undefined> {
@@ -283,13 +297,13 @@ export class PgHubStore {
   }
 
   /** Epoch and rekey mode of the given devices (the serving instance's poll: lost leases, mode changes made elsewhere). */
-  async leaseView(deviceIds: readonly string[]): Promise<Map<string, { epoch: number; mode: RekeyMode }>> {
+  async leaseView(deviceIds: readonly string[]): Promise<Map<string, { epoch: number; mode: RekeyMode; recordChanged: boolean }>> {
     if (deviceIds.length === 0) return new Map();
-    const rows = await this.#pool.query<{ device_id: string; epoch: number; mode: RekeyMode }>(
-      'SELECT device_id, epoch, mode FROM devices WHERE device_id = ANY($1::text[])',
+    const rows = await this.#pool.query<{ device_id: string; epoch: number; mode: RekeyMode; changed: boolean }>(
+      'SELECT device_id, epoch, mode, record_changed_at IS NOT NULL AS changed FROM devices WHERE device_id = ANY($1::text[])',
       [deviceIds],
     );
-    return new Map(rows.rows.map((r) => [r.device_id, { epoch: r.epoch, mode: r.mode }]));
+    return new Map(rows.rows.map((r) => [r.device_id, { epoch: r.epoch, mode: r.mode, recordChanged: r.changed }]));
   }
 
   /**
@@ -530,9 +544,73 @@ export class PgHubStore {
     return readAuditPg(this.#pool, query);
   }
 
-  /** Deletes the device with its keys, records the revocation and its audit entry, wakes the instances; undefined if there is no such device. */
-  revokeDevice(deviceId: string, actor: string, reason: string | undefined, now: number): Promise<Revocation | undefined> {
-    return this.#transaction((client) => revokeInTransaction(client, deviceId, actor, reason, now));
+  /**
+   * Deletes the device with its keys, records the revocation and its audit entry, wakes the instances;
+   * undefined if there is no such device. The revocation file first (fsync'd), so a point-in-time
+   * restore of the database cannot undo it (docs/HUB.md §14.4).
+   */
+  async revokeDevice(deviceId: string, actor: string, reason: string | undefined, now: number): Promise<Revocation | undefined> {
+    const id = deviceId.toLowerCase();
+    if (this.revocationFile !== undefined && /^[0-9a-f]{16}$/.test(id) && !this.#inFile.has(id)) {
+      if ((await this.#pool.query('SELECT 1 FROM devices WHERE device_id = $1', [id])).rows.length === 1) {
+        appendRevocation(this.revocationFile, { deviceId: id, revokedAt: now, actor, reason: reason ?? null });
+        this.#inFile.add(id);
+      }
+    }
+    return this.#transaction(async (client) => {
+      const revocation = await revokeInTransaction(client, deviceId, actor, reason, now);
+      if (revocation !== undefined) await client.query('DELETE FROM recovery_requests WHERE device_id = $1', [id]);
+      return revocation;
+    });
+  }
+
+  /**
+   * Revocations the table holds and the file does not (made by another instance or host, whose file
+   * this is not): appended, so this file survives a restore with them too. Called by the control poll.
+   */
+  foldIntoRevocationFile(revocations: readonly Revocation[]): void {
+    if (this.revocationFile === undefined) return;
+    for (const r of revocations) {
+      if (this.#inFile.has(r.deviceId)) continue;
+      appendRevocation(this.revocationFile, { deviceId: r.deviceId, revokedAt: r.revokedAt, actor: r.actor, reason: r.reason ?? null });
+      this.#inFile.add(r.deviceId);
+    }
+  }
+
+  /**
+   * Applies the revocation file at open (as the SQLite store does): a row a restore brought back is
+   * erased again (audited `device.revoke` / `reapplied`, instances woken), the id recorded as revoked;
+   * then the table's revocations the file lacks are appended to it.
+   */
+  async #applyRevocationFile(): Promise<void> {
+    if (this.revocationFile === undefined) return;
+    const lines = readRevocations(this.revocationFile);
+    for (const line of lines) this.#inFile.add(line.deviceId);
+    if (lines.length > 0) {
+      // Set-wise (a statement each, whatever the file's length): rows a restore brought back, then the ids recorded as revoked.
+      await this.#transaction(async (client) => {
+        const ids = lines.map((l) => l.deviceId);
+        const back = (await client.query<{ device_id: string; active_id: number }>('DELETE FROM devices WHERE device_id = ANY($1::text[]) RETURNING device_id, active_id', [ids])).rows;
+        const lastKey = new Map(back.map((r) => [r.device_id, Number(r.active_id)]));
+        if (back.length > 0) {
+          await client.query('DELETE FROM recovery_requests WHERE device_id = ANY($1::text[])', [back.map((r) => r.device_id)]);
+          await appendAuditPg(client, back.map((r) => ({ actor: 'hub', action: 'device.revoke', deviceId: r.device_id, outcome: 'reapplied', detail: { source: 'revocationFile', lastKeyId: Number(r.active_id) } })), Date.now());
+          for (const r of back) await client.query('SELECT pg_notify($1, $2)', [NOTIFY_REVOKE, r.device_id]);
+          this.reRevoked.push(...back.map((r) => r.device_id));
+        }
+        await client.query(
+          `INSERT INTO revoked_devices (device_id, revoked_at, actor, reason, last_key_id)
+           SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[]) ON CONFLICT (device_id) DO NOTHING`,
+          [ids, lines.map((l) => l.revokedAt), lines.map((l) => l.actor.slice(0, 64)), lines.map((l) => (l.reason === null ? null : l.reason.slice(0, 200))), lines.map((l) => lastKey.get(l.deviceId) ?? 0)],
+        );
+      });
+    }
+    for (let seq = 0; ; ) {
+      const page = await revocationsAfterPg(this.#pool, seq);
+      if (page.length === 0) break;
+      this.foldIntoRevocationFile(page);
+      seq = (page[page.length - 1] as Revocation).seq;
+    }
   }
 
   revocation(deviceId: string): Promise<Revocation | undefined> {
@@ -581,11 +659,27 @@ export class PgHubStore {
    * As HubStore.decideRecovery: the device's row is locked (FOR UPDATE) for the transaction,
    * so two instances deciding for one device serialize and never both take the last slot.
    */
-  async decideRecovery(request: RecoveryRequestInput, policy: RecoveryPolicy, now: number, actor = 'hub'): Promise<RecoveryDecision> {
+  async decideRecovery(request: RecoveryRequestInput, policy: RecoveryPolicy, now: number, actor = 'hub', fence?: Fence): Promise<RecoveryDecision> {
     const deviceId = request.deviceId.toLowerCase();
     return this.#transaction(async (client) => {
       // The broken variant (recoveryRowLock false, tests only) reads without the lock, as a store without it would.
-      const exists = (await client.query(`SELECT 1 FROM devices WHERE device_id = $1 ${this.recoveryRowLock ? 'FOR UPDATE' : ''}`, [deviceId])).rows.length === 1;
+      const locked = (
+        await client.query<{ epoch: number; active_id: number; pending_id: number | null }>(
+          `SELECT epoch, active_id, pending_id FROM devices WHERE device_id = $1 ${this.recoveryRowLock ? 'FOR UPDATE' : ''}`,
+          [deviceId],
+        )
+      ).rows[0];
+      const exists = locked !== undefined;
+      if (exists && fence !== undefined && this.fenced) {
+        // An instance decides only under the lease it took for this request: another instance leased the device since (a newer
+        // connection of it): nothing is charged or recorded, the device asks again shortly (its write here would be fenced out anyway).
+        if (Number(locked.epoch) !== fence.epoch) {
+          return { status: RecoveryStatus.RATE_LIMITED, retryAfterSeconds: LEASE_LOST_RETRY_SECONDS, reason: 'leaseLost', charge: false, record: false, clearRequest: false };
+        }
+        // Under this lease every write of an earlier lease has committed or can never apply (its fence moved): an accepted
+        // recovery whose key the row does not hold was fenced out and recovered nothing, so it is not counted against the device.
+        await client.query('DELETE FROM recoveries WHERE device_id = $1 AND new_key_id > $2 AND new_key_id IS DISTINCT FROM $3', [deviceId, locked.active_id, locked.pending_id]);
+      }
       const revoked = !exists || (await client.query('SELECT 1 FROM revoked_devices WHERE device_id = $1', [deviceId])).rows.length === 1;
       await client.query('DELETE FROM recoveries WHERE device_id = $1 AND at <= $2', [deviceId, now - policy.windowMs]);
       const accepted = (await client.query<{ at: number }>('SELECT at FROM recoveries WHERE device_id = $1 ORDER BY at', [deviceId])).rows.map((r) => Number(r.at));
@@ -635,6 +729,23 @@ export class PgHubStore {
       claimedActive: Number(r.claimed_active), claimedFuture: Number(r.claimed_future),
       approvedAt: r.approved_at === null ? undefined : Number(r.approved_at), approvedBy: (r.approved_by as string | null) ?? undefined,
     }));
+  }
+
+  /** A device without its keys (needs no KEK). */
+  async getSummary(deviceId: string): Promise<DeviceSummary | undefined> {
+    const row = (await this.#pool.query<PgRow>('SELECT * FROM devices WHERE device_id = $1', [deviceId.toLowerCase()])).rows[0];
+    return row === undefined ? undefined : summaryOfRow(row);
+  }
+
+  /** As HubStore.recentRecoveries: accepted recoveries, newest first. */
+  async recentRecoveries(limit = 100): Promise<RecoveryRecord[]> {
+    const rows = (await this.#pool.query<{ seq: number; device_id: string; at: number; new_key_id: number }>('SELECT seq, device_id, at, new_key_id FROM recoveries ORDER BY seq DESC LIMIT $1', [Math.max(1, Math.min(limit, 1000))])).rows;
+    return rows.map((r) => ({ seq: Number(r.seq), deviceId: r.device_id, at: Number(r.at), newKeyId: Number(r.new_key_id) }));
+  }
+
+  /** The serving instance reloaded a record another process changed (enrolment armed). */
+  async clearRecordChange(deviceId: string): Promise<void> {
+    await this.#pool.query('UPDATE devices SET record_changed_at = NULL WHERE device_id = $1', [deviceId]);
   }
 
   /** As HubStore.armEnrolment. */
@@ -696,25 +807,39 @@ export class PgHubStore {
     return { synchronousCommit: row?.sc ?? '?', fsync: row?.fs ?? '?', synchronousStandbyNames: row?.ssn ?? '' };
   }
 
+  /** The database answers (the operator API's readiness check). */
+  async ping(): Promise<void> {
+    await this.#pool.query('SELECT 1');
+  }
+
+  /** KEK wraps and unwraps of this process (counts only). */
+  get kekOperations(): { wrap: number; unwrap: number; unwrapFailed: number } {
+    return this.#keyring.operations;
+  }
+
+  /**
+   * Entries of `action` per `bucketMs` since `since` (the dashboard's rotation chart at start),
+   * over the newest `maxRows` entries by sequence (the primary key, scanned backwards).
+   */
+  async auditCounts(action: string, since: number, bucketMs: number, maxRows = 500_000): Promise<Map<number, number>> {
+    const bucket = Math.max(1, Math.floor(bucketMs));
+    const rows = (
+      await this.#pool.query<{ bucket: number; n: number }>(
+        `SELECT (at / ${bucket})::bigint AS bucket, COUNT(*)::bigint AS n FROM (SELECT at, action FROM audit_log ORDER BY seq DESC LIMIT $3) recent
+         WHERE action = $1 AND at >= $2 GROUP BY 1`,
+        [action, since, maxRows],
+      )
+    ).rows;
+    return new Map(rows.map((r) => [Number(r.bucket) * bucket, Number(r.n)]));
+  }
+
   /** Pool figures (bounded connections). */
   get poolStats(): { total: number; idle: number; waiting: number } {
     return { total: this.#pool.totalCount, idle: this.#pool.idleCount, waiting: this.#pool.waitingCount };
   }
 
   #fromRow(row: PgRow): StoredDevice {
-    const active = { id: row.active_id, key: this.#keyring.unwrap(row.active_kek, row.device_id, row.active_id, row.active_key) };
-    let pending: HubPendingSlot | undefined;
-    if (row.pending_id !== null && row.pending_key !== null && row.pending_kek !== null) {
-      const bytes = this.#keyring.unwrap(row.pending_kek, row.device_id, row.pending_id, row.pending_key);
-      if (row.pending_dh === 1) {
-        // §11: a dh pending slot is the hub's ephemeral pair h ‖ H (64 bytes, wrapped like a key).
-        pending = { id: row.pending_id, dh: { privateKey: bytes.slice(0, 32), publicKey: bytes.slice(32) } };
-        bytes.fill(0);
-      } else {
-        pending = { id: row.pending_id, key: bytes };
-      }
-    }
-    return { ...summaryOf(row), active, ...(pending === undefined ? {} : { pending }) } as StoredDevice;
+    return storedOfRow(row, this.#keyring);
   }
 
   async #transaction<T>(body: (client: pg.PoolClient) => Promise<T>): Promise<T> {
@@ -758,16 +883,6 @@ async function activeKekFor(client: pg.PoolClient): Promise<number> {
   return Number((await client.query<{ active_kek: number }>('SELECT active_kek FROM kek_state WHERE singleton = 1 FOR SHARE')).rows[0]?.active_kek);
 }
 
-function summaryOf(row: PgRow): DeviceSummary {
-  return {
-    ...summaryOfRow(row),
-    ...(row.device_public_key === null || row.device_public_key === undefined ? {} : { devicePublicKey: new Uint8Array(row.device_public_key) }),
-    ...(row.hub_static_id === null || row.hub_static_id === undefined ? {} : { hubStaticId: row.hub_static_id }),
-    ...(row.enrolment === null || row.enrolment === undefined ? {} : { enrolment: row.enrolment }),
-    ...(row.enrolment_armed_at === null || row.enrolment_armed_at === undefined ? {} : { enrolmentArmedAt: row.enrolment_armed_at }),
-  };
-}
-
 /** The keyring of a PostgreSQL hub: given, or from --kek-file / LOCKSTEP_KEK_FILE / LOCKSTEP_KEK (there is no default file next to a URL). */
 function pgKeyring(choice: KeyringChoice): Keyring {
   const keyring = resolveKeyring('postgres', { ...choice, env: { ...(choice.env ?? process.env) } }, false);
@@ -779,6 +894,28 @@ function pgKeyring(choice: KeyringChoice): Keyring {
     );
   }
   return keyring;
+}
+
+/**
+ * A file beside the tier's keyring file (`<KEK file>.<suffix>`: `.revoked`, `.static`), or undefined
+ * when the keyring has no file (given inline, or as LOCKSTEP_KEK): every instance reads the same
+ * keyring file, so each finds these beside it (docs/HUB.md §13.1, §14.3, §14.4).
+ */
+export function pgSidecarPath(choice: KeyringChoice, suffix: 'revoked' | 'static'): string | undefined {
+  if (choice.keyring !== undefined && choice.kekFile === undefined) return undefined;
+  const file = choice.kekFile ?? (choice.env ?? process.env).LOCKSTEP_KEK_FILE;
+  return file === undefined || file === '' ? undefined : `${file}.${suffix}`;
+}
+
+/**
+ * The tier's static key file (docs/HUB.md §14.3): `staticKeyFile` (`--static-key-file`), else
+ * LOCKSTEP_STATIC_KEY_FILE, else `<KEK file>.static`; undefined when none can be named (an inline keyring).
+ */
+export function pgStaticKeyPath(choice: KeyringChoice, staticKeyFile: string | undefined): string | undefined {
+  const env = choice.env ?? process.env;
+  if (staticKeyFile !== undefined) return staticKeyFile;
+  if ((env.LOCKSTEP_STATIC_KEY_FILE ?? '') !== '') return env.LOCKSTEP_STATIC_KEY_FILE;
+  return pgSidecarPath(choice, 'static');
 }
 
 function envHasKek(env: Readonly<Record<string, string | undefined>>): boolean {
