@@ -114,16 +114,27 @@ export async function recoverDevice(context: HubKitContext, run: ScenarioRun, de
       // H-REC-2: the hub now holds the recovered pending N ≠ A + 1 (unusablePending): a HELLO under its active key A
       // (the kit's device still holds it) must get NO_KEY, not a session. The device core waits meanwhile.
       node().stop();
-      await context.paceFailingHello();
-      const probe = await context.open(device, run);
-      if (probe.session !== undefined) {
+      for (let tries = 0; tries < 2; tries++) {
+        await context.paceFailingHello();
+        const probe = await context.open(device, run);
+        if (probe.session === undefined) break;
         probe.session.hello({ key: { id: device.active.id, key: device.active.key } });
         const answer = await probe.session.peer.next(context.timeouts.frameMs);
         probe.session.destroy();
         const inspected = answer.kind === 'frame' ? inspectFrame(answer.frame) : undefined;
         const noKey = inspected !== undefined && 'header' in inspected && inspected.header.type === MessageType.NO_KEY;
         if (noKey) context.noKeyAnswers++;
+        if (!noKey && answer.kind === 'closed' && rateLimited(context, 1)) {
+          // Closed without a frame after earlier NO_KEYs: the source's limit (HS3 instead of HS9), probably.
+          if (tries === 0) {
+            await new Promise((resolve) => setTimeout(resolve, context.timeouts.rateRetryMs));
+            continue;
+          }
+          run.notApplicable('H-REC-2', `rate limited, not judged: the HELLO under ${device.active.id} after RECOVER_RESULT(${N}) was closed without NO_KEY twice, ${context.timeouts.rateRetryMs} ms apart, after ${context.noKeyAnswers} NO_KEY(s) before (H-RATE-2)`);
+          break;
+        }
         run.check('H-REC-2', noKey, `after RECOVER_RESULT(${N}), a HELLO under the hub's active key ${device.active.id} got ${inspected !== undefined && 'header' in inspected ? typeName(inspected.header.type) : answer.kind}, not NO_KEY (the pending ${N} is not ${device.active.id} + 1)`);
+        break;
       }
     }
     const established = once(node(), 'established') as Promise<[{ keyId: number }]>;
