@@ -111,3 +111,27 @@ describe('hub mode against the reference hub (TLS)', () => {
     }
   });
 });
+
+describe('a hub declaring optional features absent (--without, PROTOCOL.md §15)', () => {
+  test('their scenarios do not run, their ids are n/a with the declaration, the core is still judged', async () => {
+    const bed = await startTestbed({ faultDevices: 0 });
+    try {
+      const result = await runHubConformance({
+        target: { host: '127.0.0.1', port: bed.port },
+        devices: bed.devices,
+        hooks: bed.hub.hooks(),
+        scenarios: ['handshake', 'rotation-classic', 'rotation-dh', 'recovery'],
+        without: ['dh', 'recovery'],
+        ...SHORT,
+      });
+      expect(failures(result)).toEqual([]);
+      const find = (id: string) => result.report.results().find((r) => r.id === id);
+      for (const id of ['H-DH-4', 'W-DH-1']) expect(find(id)?.evidence[0]?.note).toMatch(/declares no dh feature/);
+      for (const id of ['H-REC-1', 'H-REC-6']) expect(find(id)?.evidence[0]?.note).toMatch(/declares no recovery feature/);
+      for (const id of ['H-REKEY-2', 'H-CONFIRM-4', 'H-SESSION-1']) expect(find(id)?.verdict).toBe('pass');
+      expect(find('H-HELLO-1')?.verdict).toBe('pass');
+    } finally {
+      await bed.close();
+    }
+  });
+});

@@ -5,6 +5,7 @@
  * that records its frames and files verdicts with them as evidence.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { RequirementFeature } from '../requirements';
 import type { RekeyMode } from '../../../modules/platform/keys';
 import type { Report } from '../report';
 import { FrameRecording } from '../wire/recording';
@@ -60,6 +61,8 @@ export interface HubKitOptions {
   readonly waitRotationMs?: number;
   /** Run only these scenarios (names of SCENARIOS). */
   readonly scenarios?: readonly string[];
+  /** Optional features (PROTOCOL.md §15) the hub under test declares absent: never exercised, their ids n/a. */
+  readonly without?: readonly RequirementFeature[];
   /** Randomized fault runs: this long (0: none). */
   readonly durationMs?: number;
   /** Devices in the randomized fault runs (claimed from the pool). Default 4. */
@@ -164,7 +167,13 @@ export class HubKitContext {
 
   /** A device not used by another scenario: of this mode, with a recovery credential if asked. */
   claim(want: { mode?: RekeyMode; credential?: boolean } = {}): KitDevice | undefined {
-    const fits = (d: KitDevice): boolean => (want.mode === undefined || d.mode === want.mode) && (want.credential !== true || d.credential !== undefined);
+    const without = this.options.without ?? [];
+    const fits = (d: KitDevice): boolean =>
+      (want.mode === undefined || d.mode === want.mode) &&
+      (want.credential !== true || d.credential !== undefined) &&
+      // A hub without dh gets classic devices only; without recovery, no scenario relies on a credential.
+      !(without.includes('dh') && d.mode === 'dh') &&
+      !(without.includes('recovery') && want.credential === true);
     // A device no scenario used yet first (its state is settled at the hub), then one without a future key, then any.
     let at = this.#free.findIndex((d) => fits(d) && !this.#used.has(d) && d.future === undefined);
     if (at < 0) at = this.#free.findIndex((d) => fits(d) && d.future === undefined);
