@@ -23,6 +23,7 @@ const CASES: readonly Case[] = [
   { design: 'sends-no-confirmation', scenarios: ['rotation-classic'], fails: 'H-CONFIRM-3' },
   { design: 'dh-ephemeral-not-persisted', scenarios: ['crash'], fails: 'H-DH-1', crash: { modes: ['dh'], recovery: false } },
   { design: 'dh-forgets-ephemeral-before-promotion', scenarios: ['crash'], fails: 'H-DH-3', crash: { modes: ['dh'], recovery: false } },
+  { design: 'recovery-before-persisting', scenarios: ['crash'], fails: 'H-REC-6', crash: { modes: [], recovery: true } },
   { design: 'confirms-twice', scenarios: ['rotation-classic'], fails: 'H-CONFIRM-4', passes: ['H-QUEUE-1'] },
   { design: 'idle-too-short', scenarios: ['keepalive'], fails: 'H-TIMER-1', keepAlive: { intervalMs: 4_000, waitMs: 5_000 } },
 ];

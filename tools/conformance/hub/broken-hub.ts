@@ -13,6 +13,8 @@
  *   dh-ephemeral-not-persisted        the store writes another ephemeral pair than the one the hub offers (H4)
  *   dh-forgets-ephemeral-before-promotion  h erased in a commit of its own, the promotion's commit WRITE_BACK_MS later (H5)
  *   idle-too-short                    an idle timeout below the keep-alive interval (a 3 s idle hub)
+ *   recovery-before-persisting        the recovered pending (N, K_N) reported durable at once, written WRITE_BACK_MS
+ *                                     later: RECOVER_RESULT ACCEPTED leaves before N is durable (HK9, R2)
  *   confirms-twice                    a proxy before the listener follows the CONFIRM of each promotion with a
  *                                     second CONFIRM under the next sequence number, re-sealed (HK6 after HK5)
  * Each must fail the kit with the requirement it breaks; `none` is the unbroken hub, which must pass.
@@ -47,6 +49,7 @@ export const BROKEN_HUB_DESIGNS = [
   'dh-forgets-ephemeral-before-promotion',
   'idle-too-short',
   'confirms-twice',
+  'recovery-before-persisting',
 ] as const;
 export type BrokenHubDesign = (typeof BROKEN_HUB_DESIGNS)[number];
 
@@ -98,7 +101,8 @@ class BrokenStore extends HubStore {
   override commit(ops: readonly HubPersistOp[], now: number): boolean[] {
     const lieAbout = (op: HubPersistOp): boolean =>
       (this.#design === 'offers-before-persisting-pending' && op.kind === 'storePending' && op.modeChange === undefined) ||
-      (this.#design === 'persists-promotion-lazily' && op.kind === 'promote');
+      (this.#design === 'persists-promotion-lazily' && op.kind === 'promote') ||
+      (this.#design === 'recovery-before-persisting' && op.kind === 'storeRecovered');
     const honest: HubPersistOp[] = [];
     const results: (boolean | undefined)[] = ops.map((op) => {
       const backlog = this.#backlog.get(op.deviceId);
@@ -112,7 +116,7 @@ class BrokenStore extends HubStore {
         honest.push(this.#design === 'dh-ephemeral-not-persisted' && op.kind === 'storePending' && op.dh !== undefined && op.modeChange === undefined ? { ...op, dh: drawEphemeral(nodeKeyAgreement, nodeRandom) } : op);
         return undefined;
       }
-      const copy = op.kind === 'promote' && op.key !== undefined ? { ...op, key: op.key.slice() } : op.kind === 'storePending' && op.key !== undefined ? { ...op, key: op.key.slice() } : op;
+      const copy = op.kind === 'promote' && op.key !== undefined ? { ...op, key: op.key.slice() } : op.kind === 'storePending' && op.key !== undefined ? { ...op, key: op.key.slice() } : op.kind === 'storeRecovered' ? { ...op, key: op.key.slice() } : op;
       if (backlog !== undefined) {
         backlog.push(copy);
         return true;
