@@ -8,7 +8,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkCatalogue, type CatalogueProblemKind } from '../tools/conformance/catalogue-check';
-import { REQUIREMENTS, requirement, scopeOf, type Requirement } from '../tools/conformance/requirements';
+import { REQUIREMENTS, requirement, scopeOf, type Requirement, type RequirementFeature } from '../tools/conformance/requirements';
 import {
   HANDSHAKE_TIMEOUT_MAX_MS,
   HANDSHAKE_TIMEOUT_MIN_MS,
@@ -74,6 +74,57 @@ describe('the catalogue against docs/PROTOCOL.md', () => {
       const withEntry = catalogue.includes(entry) ? catalogue : [...catalogue, entry];
       expect(kinds(withEntry, SPEC).map(([found]) => found)).toContain(kind);
     }
+  });
+});
+
+/**
+ * The features of §15's table, by id: each row names its feature in
+ * backquotes and lists ids and ranges ("H-DH-1 … H-DH-7").
+ */
+function specFeatures(spec: string): Map<string, RequirementFeature> {
+  const section = spec.slice(spec.indexOf('## 15. Conformance'), spec.indexOf('## 16.'));
+  const features = new Map<string, RequirementFeature>();
+  for (const row of section.matchAll(/^\| `(dh|recovery|tls)` [^|]*\|[^|]*\| ([^|]+) \|$/gm)) {
+    const feature = row[1] as RequirementFeature;
+    for (const item of (row[2] as string).split(/[;,]/).map((part) => part.trim())) {
+      const range = /^([WHD]-[A-Z]+-)(\d+)(?: … \1(\d+))?$/.exec(item);
+      if (range === null) throw new Error(`§15: cannot read "${item}"`);
+      const first = Number(range[2]);
+      const last = range[3] === undefined ? first : Number(range[3]);
+      for (let n = first; n <= last; n++) features.set(`${range[1]}${n}`, feature);
+    }
+  }
+  return features;
+}
+
+/** Ids whose catalogue feature is not the one §15 lists (core = absent from the table). */
+function featureMismatches(requirements: readonly Requirement[], spec: string): string[] {
+  const listed = specFeatures(spec);
+  const known = new Set(requirements.map((entry) => entry.id));
+  const wrong = requirements.filter((entry) => entry.feature !== listed.get(entry.id)).map((entry) => entry.id);
+  const unknown = [...listed.keys()].filter((id) => !known.has(id));
+  return [...wrong, ...unknown].sort();
+}
+
+describe("the profiles of §15 against the catalogue's features", () => {
+  test('every id has the feature §15 lists for it, and §15 lists no unknown id', () => {
+    expect(featureMismatches(REQUIREMENTS, SPEC)).toEqual([]);
+    const counts = { dh: 0, recovery: 0, tls: 0, core: 0 };
+    for (const entry of REQUIREMENTS) counts[entry.feature ?? 'core']++;
+    expect(counts).toEqual({ dh: 17, recovery: 32, tls: 5, core: REQUIREMENTS.length - 54 });
+  });
+
+  test('a catalogue entry with the wrong feature, or a core id tagged, fails with its id', () => {
+    const wrong = REQUIREMENTS.map((entry) => (entry.id === 'H-DH-4' ? { ...entry, feature: 'recovery' as const } : entry.id === 'W-HDR-2' ? { ...entry, feature: 'dh' as const } : entry));
+    expect(featureMismatches(wrong, SPEC)).toEqual(['H-DH-4', 'W-HDR-2']);
+    const untagged = REQUIREMENTS.map((entry) => (entry.id === 'D-TLS-1' ? { id: entry.id, section: entry.section, summary: entry.summary } : entry));
+    expect(featureMismatches(untagged, SPEC)).toEqual(['D-TLS-1']);
+  });
+
+  test('a spec whose table drops an id, or shortens a range, fails with those ids', () => {
+    expect(featureMismatches(REQUIREMENTS, SPEC.replace('H-REVOKE-1, H-REVOKE-2, ', ''))).toEqual(['H-REVOKE-1', 'H-REVOKE-2']);
+    expect(featureMismatches(REQUIREMENTS, SPEC.replace('D-DH-1 … D-DH-7', 'D-DH-1 … D-DH-6'))).toEqual(['D-DH-7']);
+    expect(featureMismatches(REQUIREMENTS, SPEC.replace('W-TLS-1;', 'W-TLS-1, W-TLS-2;'))).toEqual(['W-TLS-2']);
   });
 });
 

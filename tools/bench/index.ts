@@ -6,6 +6,7 @@
 import { run as aead } from './aead';
 import { run as dh } from './dh';
 import { run as dhPrimitives } from './dh-primitives';
+import { run as fleet } from './fleet';
 import { run as hubSqlite } from './hub';
 import { run as hubPostgres } from './hub-postgres';
 import { run as operator } from './operator';
@@ -20,7 +21,7 @@ const hub = async (): Promise<void> => {
   if (process.exitCode === undefined || process.exitCode === 0) await hubPostgres();
 };
 
-const sections: Record<string, () => Promise<void>> = { aead, wear, xs, hub, dh, 'dh-primitives': dhPrimitives, operator, 'hub-postgres': hubPostgres, recovery, 'recovery-fleet': recoveryFleet };
+const sections: Record<string, () => Promise<void>> = { aead, wear, xs, hub, dh, 'dh-primitives': dhPrimitives, operator, 'hub-postgres': hubPostgres, recovery, 'recovery-fleet': recoveryFleet, fleet };
 
 const wanted = process.argv.slice(2);
 for (const name of wanted) if (!(name in sections)) throw new Error(`unknown bench section ${name}; have ${Object.keys(sections).join(', ')}`);

@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 
 /** Descriptors a process keeps besides its connections (stdio, the database, listeners, the event loop). */
-const RESERVED_FDS = 200;
+export const RESERVED_FDS = 200;
 
 export interface Limits {
   /** Soft RLIMIT_NOFILE of this process (children inherit it). */
@@ -55,6 +55,6 @@ export function checkLoadLimits(devices: number, setting: string, limits: Limits
   return (
     `${setting}=${devices} does not fit this machine: ${reasons.join('; ')}. ` +
     `This bench runs one hub process and one swarm on one address: at most ${fits.toLocaleString('en')} devices here. ` +
-    'More devices take several hub instances, several swarm processes and several 127.x source addresses (docs/HUB.md §13).'
+    'More devices take several hub instances, several swarm processes and several 127.x source addresses: `npm run bench -- fleet` (docs/HUB.md §13.8).'
   );
 }

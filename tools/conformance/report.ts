@@ -5,7 +5,7 @@
  * passed). A requirement fails if any scenario saw it broken, passes if some
  * scenario exercised it and none broke it, and is n/a otherwise.
  */
-import { requirement } from './requirements';
+import { REQUIREMENTS, requirement, type RequirementFeature } from './requirements';
 
 export type Verdict = 'pass' | 'fail' | 'n/a';
 
@@ -52,6 +52,18 @@ interface Tally {
   failures: Evidence[];
   failed: boolean;
   reasonNotApplicable?: string;
+  /** The target declared the requirement's feature absent: n/a whatever the scenarios saw. */
+  excluded?: string;
+}
+
+/** Parses `--without dh,recovery,tls`. */
+export function parseFeatures(value: string): RequirementFeature[] {
+  const known: readonly RequirementFeature[] = ['dh', 'recovery', 'tls'];
+  const features = value.split(',').map((f) => f.trim()).filter((f) => f !== '');
+  for (const feature of features) {
+    if (!(known as readonly string[]).includes(feature)) throw new Error(`unknown feature "${feature}" (known: ${known.join(', ')}; docs/PROTOCOL.md §15)`);
+  }
+  return features as RequirementFeature[];
 }
 
 export class Report {
@@ -85,9 +97,25 @@ export class Report {
     this.#tally(id).reasonNotApplicable = reason;
   }
 
+  /**
+   * The target declares these optional features (docs/PROTOCOL.md §15) absent
+   * (`--without`): every id of theirs in this report is n/a, whatever a
+   * scenario saw, and says so.
+   */
+  excludeFeatures(features: readonly RequirementFeature[]): void {
+    for (const { id, feature } of REQUIREMENTS) {
+      if (feature === undefined || !features.includes(feature)) continue;
+      const tally = this.#tallies.get(id);
+      if (tally !== undefined) tally.excluded = `the target declares no ${feature} feature (--without ${feature}, PROTOCOL.md §15)`;
+    }
+  }
+
   results(): RequirementResult[] {
     return this.#order.map((id) => {
       const tally = this.#tallies.get(id)!;
+      if (tally.excluded !== undefined) {
+        return { id, summary: requirement(id).summary, verdict: 'n/a' as const, scenarios: [], evidence: [{ scenario: '-', note: tally.excluded }] };
+      }
       const verdict: Verdict = tally.failed ? 'fail' : tally.scenarios.size > 0 ? 'pass' : 'n/a';
       const evidence =
         verdict === 'n/a' ? [{ scenario: '-', note: tally.reasonNotApplicable ?? 'not exercised' }] : tally.failures;

@@ -25,15 +25,13 @@
  * A failing schedule is printed with its seed and a trace; the same command
  * with the same seed reproduces it.
  */
-import { fork } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { CALM_ROUND_TRIP_MS, CONVERGENCE_ROUND_TRIPS, LIVENESS_BOUND_MS, ROUND_BOUND_MS } from './constants';
 import { explainFailure, type ExhaustiveReport, type PairMode } from './exhaustive';
 import { probeReflection } from './probes';
 import { explainRandomFailure, runRandom } from './random-mode';
 import { printRefutation, refuteVariant } from './refute';
-import { deserializeReport, formatCount, mergeShards, printExhaustive, printRandom, type SerializedReport } from './report';
+import { formatCount, mergeShards, printExhaustive, printRandom } from './report';
+import { runShardProcess } from './shard-process';
 import { printSpinReport, runAllSpin, spinAvailable } from './spin';
 import { printRecoveryReport, runRecoverySpin } from './spin-recovery';
 import { BROKEN_VARIANTS, INSTANCE_VARIANTS, RECOVERY_SPIN_ONLY_VARIANTS, RECOVERY_VARIANTS } from './variants';
@@ -108,21 +106,10 @@ const print = (line = ''): void => {
 const INSTANCE_FIRST_KINDS: readonly PointKind[] = ['instance paused', 'connect to another instance', 'hub crash', 'hub silent crash', 'hub crash between actions', 'db write failure'];
 
 function runShard(options: Options, shard: number, mode: 'classic' | 'dh' = 'classic', instances: 1 | 2 = 1, rollbacks = false): Promise<ExhaustiveReport> {
-  const worker = join(dirname(fileURLToPath(import.meta.url)), 'exhaustive-worker.ts');
   const pairs = instances === 2 && options.pairs === 'all' ? 'boundaries' : options.pairs;
   const extra = instances === 2 ? ['2', INSTANCE_FIRST_KINDS.join(',')] : [];
-  return new Promise((resolve, reject) => {
-    const child = fork(worker, [String(options.rounds), String(options.seed), pairs, String(shard), String(options.workers), mode, ...(rollbacks ? (extra.length === 0 ? ['1', '', 'rollbacks'] : [...extra, 'rollbacks']) : extra)], {
-      execArgv: ['--import', 'tsx'],
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
-    let report: ExhaustiveReport | undefined;
-    child.on('message', (message) => {
-      report = deserializeReport(message as SerializedReport);
-    });
-    child.on('error', reject);
-    child.on('exit', (code) => (report !== undefined ? resolve(report) : reject(new Error(`exhaustive shard ${shard} exited with ${code}`))));
-  });
+  const args = [String(options.rounds), String(options.seed), pairs, String(shard), String(options.workers), mode, ...(rollbacks ? (extra.length === 0 ? ['1', '', 'rollbacks'] : [...extra, 'rollbacks']) : extra)];
+  return runShardProcess(args, true);
 }
 
 /** Section 3a: two hub instances sharing the database (docs/VERIFICATION.md §5a). */

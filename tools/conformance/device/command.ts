@@ -10,6 +10,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseDuration } from '../../hub/duration';
+import { parseFeatures } from '../report';
+import type { RequirementFeature } from '../requirements';
 import { loadRecords, provisionForKit, KIT_STATIC_FILE } from './records';
 import { DEFAULT_TIMERS, runDeviceMode, shellPower } from './run';
 import { scenarioNames } from './scenarios';
@@ -19,6 +21,14 @@ function hostPort(value: string): { host: string; port: number } {
   const port = match === null ? NaN : Number(match[2]);
   if (match === null || match[1] === '' || !Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError('expected host:port, e.g. 127.0.0.1:7700');
   return { host: (match[1] as string).replace(/^\[(.*)\]$/, '$1'), port };
+}
+
+function features(value: string): RequirementFeature[] {
+  try {
+    return parseFeatures(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
 }
 
 function duration(value: string): number {
@@ -48,6 +58,7 @@ interface Flags {
   quiet: number;
   connectWait: number;
   scenarios?: string;
+  without?: RequirementFeature[];
   timeout: number;
   json?: string;
   checks: boolean;
@@ -74,6 +85,7 @@ export function deviceModeCommand(): Command {
     .option('--slack <duration>', 'tolerance on every timer', duration, DEFAULT_TIMERS.slackMs)
     .option('--quiet <duration>', 'how long "the device sends nothing" is watched', duration, DEFAULT_TIMERS.quietMs)
     .option('--connect-wait <duration>', 'how long to wait for the device to (re)connect', duration, DEFAULT_TIMERS.connectWaitMs)
+    .option('--without <features>', 'optional features the device does not implement, comma-separated: dh, recovery, tls (docs/PROTOCOL.md §15): never exercised, their requirements n/a', features)
     .option('--scenarios <names>', `comma-separated subset of: ${scenarioNames().join(', ')}`)
     .option('--timeout <duration>', 'bound on the whole run', duration, 15 * 60_000)
     .option('--json <file>', 'write the report as JSON')
@@ -83,6 +95,7 @@ export function deviceModeCommand(): Command {
       if (flags.provisionOut !== undefined && flags.records !== undefined) throw new Error('--provision-out and --records exclude each other');
       if ((flags.deviceKillCmd === undefined) !== (flags.deviceStartCmd === undefined)) throw new Error('--device-kill-cmd and --device-start-cmd go together');
       let records;
+      if (flags.without?.includes('dh') === true && flags.mode === 'dh') throw new Error('--mode dh with --without dh: a device without the dh mode is provisioned classic');
       if (flags.provisionOut !== undefined) {
         records = provisionForKit(flags.provisionOut, { mode: flags.mode, keyWrap: flags.keyWrap, credential: flags.credential });
         process.stderr.write(`provisioned device ${records.record.deviceId} (${flags.mode}) in ${flags.provisionOut}: keystore.bin${flags.keyWrap ? ', keywrap.bin' : ''}, device.json, ${KIT_STATIC_FILE}\n`);
@@ -103,6 +116,7 @@ export function deviceModeCommand(): Command {
         records,
         timers: { keepaliveMs: flags.keepalive, idleMs: flags.idleTimeout, handshakeMs: flags.handshakeTimeout, slackMs: flags.slack, quietMs: flags.quiet, connectWaitMs: flags.connectWait },
         ...(power === undefined ? {} : { power, startAtBeginning: true }),
+        ...(flags.without === undefined ? {} : { without: flags.without }),
         ...(flags.scenarios === undefined ? {} : { scenarios: flags.scenarios.split(',').map((s) => s.trim()).filter((s) => s !== '') }),
         timeoutMs: flags.timeout,
         ...(flags.verbose ? { log: (line: string) => process.stderr.write(`${line}\n`) } : {}),

@@ -8,6 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
 import type { Report, ReportJson } from '../report';
+import type { RequirementFeature } from '../requirements';
 import { DeviceModeContext, ScenarioAbort, type DeviceTimers, type PowerControl } from './context';
 import { KitListener } from './link';
 import { CHECKS, Observer, type CheckName } from './observer';
@@ -25,6 +26,15 @@ export const DEFAULT_TIMERS: DeviceTimers = {
   answerMs: 5_000,
 };
 
+/** The scenarios that exercise one optional feature only (PROTOCOL.md §15). */
+const SCENARIO_FEATURES: Readonly<Record<string, RequirementFeature>> = {
+  'rotation-dh': 'dh',
+  'power-cut-after-ack-dh': 'dh',
+  'mode-mismatch': 'dh',
+  enrolment: 'recovery',
+  recovery: 'recovery',
+};
+
 export interface DeviceModeOptions {
   readonly host: string;
   readonly port: number;
@@ -38,6 +48,8 @@ export interface DeviceModeOptions {
   readonly startAtBeginning?: boolean;
   /** Scenario names to run (default: all, in order). */
   readonly scenarios?: readonly string[];
+  /** Optional features (PROTOCOL.md §15) the device under test declares absent: never exercised, their ids n/a. */
+  readonly without?: readonly RequirementFeature[];
   /** The whole run's bound; default 15 minutes. */
   readonly timeoutMs?: number;
   /** Connections accepted in all; default 200. */
@@ -76,7 +88,8 @@ export async function runDeviceMode(options: DeviceModeOptions): Promise<DeviceM
         for (const check of scenario.checks) observer.notApplicable(check, `scenario ${scenario.name} not selected`);
         continue;
       }
-      const whyNot = scenario.whyNot(ctx);
+      const feature = SCENARIO_FEATURES[scenario.name];
+      const whyNot = feature !== undefined && (options.without ?? []).includes(feature) ? `the device declares no ${feature} feature (--without)` : scenario.whyNot(ctx);
       if (whyNot !== undefined) {
         for (const check of scenario.checks) observer.notApplicable(check, `${scenario.name}: ${whyNot}`);
         observer.note(`[${scenario.name}] n/a: ${whyNot}`);
@@ -105,6 +118,7 @@ export async function runDeviceMode(options: DeviceModeOptions): Promise<DeviceM
   }
   for (const check of Object.keys(CHECKS) as CheckName[]) observer.notApplicable(check, 'not exercised by the scenarios run');
   const report = observer.toReport();
+  report.excludeFeatures(options.without ?? []);
   const checks = observer.verdicts();
   const json = { ...report.toJson({ mode: 'device', target: `${options.host}:${options.port}`, startedAt, durationMs: Date.now() - started }), checks };
   return { report, json, checks, observer, exitCode: report.exitCode() };

@@ -13,6 +13,8 @@
  *   dh-ephemeral-not-persisted        the store writes another ephemeral pair than the one the hub offers (H4)
  *   dh-forgets-ephemeral-before-promotion  h erased in a commit of its own, the promotion's commit WRITE_BACK_MS later (H5)
  *   idle-too-short                    an idle timeout below the keep-alive interval (a 3 s idle hub)
+ *   confirms-twice                    a proxy before the listener follows the CONFIRM of each promotion with a
+ *                                     second CONFIRM under the next sequence number, re-sealed (HK6 after HK5)
  * Each must fail the kit with the requirement it breaks; `none` is the unbroken hub, which must pass.
  *
  * As a program (bundled by tests, or `npx tsx tools/conformance/hub/broken-hub-main.ts '<json config>'`) it
@@ -27,9 +29,11 @@ import type { HubPersistOp } from '../../../modules/hub/actions';
 import { FrameReader, withLengthPrefix } from '../../../modules/protocol/framing';
 import { decodeHeader } from '../../../modules/protocol/header';
 import { drawEphemeral } from '../../../modules/crypto/dh-rekey';
+import { openFrame, sealFrame } from '../../../modules/protocol/frame';
+import { IV_BYTES, MessageType } from '../../../modules/protocol/constants';
 import { toHex } from '../../../modules/bytes';
 import { nodeKeyAgreement } from '../../../hosts/node/key-agreement';
-import { nodeRandom } from '../../../hosts/node/crypto';
+import { nodeAead, nodeRandom } from '../../../hosts/node/crypto';
 import { parseHubRecords } from '../../hub/records';
 import { LockstepHub } from '../../hub/server';
 import { HubStore, type StoredDevice } from '../../hub/store';
@@ -42,6 +46,7 @@ export const BROKEN_HUB_DESIGNS = [
   'dh-ephemeral-not-persisted',
   'dh-forgets-ephemeral-before-promotion',
   'idle-too-short',
+  'confirms-twice',
 ] as const;
 export type BrokenHubDesign = (typeof BROKEN_HUB_DESIGNS)[number];
 
@@ -60,6 +65,12 @@ export interface BrokenHubConfig {
   readonly tls?: { readonly cert: string; readonly key: string };
   /** Hub records to import at start (those not in the database yet). */
   readonly importRecords?: string;
+  /**
+   * A strict per-source limit (H-RATE-2) in front of the hub: every NO_KEY costs the source a token, and a HELLO
+   * that would get NO_KEY from an empty bucket is closed without it (HS3) — a compliant hub with a small allowance.
+   * (The reference hub charges only failed recovery steps, which the kit never spends many of.)
+   */
+  readonly recoveryPerSource?: { readonly burst: number; readonly perMinute: number };
 }
 
 /** A store that applies the design's lie to the key-slot writes. */
@@ -164,12 +175,15 @@ class BrokenStore extends HubStore {
   }
 }
 
-/** sends-no-confirmation: a proxy that drops hub frames under a key id newer than any let through before for the device. */
-function confirmationDropper(listenHost: string, listenPort: number, hubPort: number): Promise<Server> {
-  const highest = new Map<string, number>();
+/**
+ * A proxy before the listener that passes the device's bytes through and hands each hub frame, per connection,
+ * to `transform`, which returns the frames to send in its place.
+ */
+function hubFrameInterposer(listenHost: string, listenPort: number, hubPort: number, transform: (source: string) => (frame: Uint8Array) => Uint8Array[]): Promise<Server> {
   const server = createServer((device: Socket) => {
     const hub = connect({ host: '127.0.0.1', port: hubPort });
     const reader = new FrameReader();
+    const onFrame = transform(device.remoteAddress ?? '');
     device.on('data', (chunk) => hub.write(chunk));
     hub.on('data', (chunk: Buffer) => {
       const bytes = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length);
@@ -178,12 +192,12 @@ function confirmationDropper(listenHost: string, listenPort: number, hubPort: nu
         const result = reader.feed(bytes, at);
         at += result.consumed;
         if (result.frame === undefined) continue;
-        const header = decodeHeader(result.frame);
-        const id = toHex(header.deviceId);
-        const seen = highest.get(id);
-        if (header.keyId !== 0 && seen !== undefined && header.keyId > seen) continue; // never says anything under the new key
-        if (header.keyId !== 0) highest.set(id, Math.max(seen ?? 0, header.keyId));
-        device.write(withLengthPrefix(result.frame));
+        try {
+          for (const frame of onFrame(result.frame)) device.write(withLengthPrefix(frame));
+        } catch {
+          end();
+          return;
+        }
       }
     });
     const end = (): void => {
@@ -196,6 +210,72 @@ function confirmationDropper(listenHost: string, listenPort: number, hubPort: nu
     hub.on('error', end);
   });
   return new Promise((resolve) => server.listen(listenPort, listenHost, () => resolve(server)));
+}
+
+/** sends-no-confirmation: drops hub frames under a key id newer than any let through before for the device. */
+function confirmationDropper(): () => (frame: Uint8Array) => Uint8Array[] {
+  const highest = new Map<string, number>();
+  return () => (frame) => {
+    const header = decodeHeader(frame);
+    const id = toHex(header.deviceId);
+    const seen = highest.get(id);
+    if (header.keyId !== 0 && seen !== undefined && header.keyId > seen) return []; // never says anything under the new key
+    if (header.keyId !== 0) highest.set(id, Math.max(seen ?? 0, header.keyId));
+    return [frame];
+  };
+}
+
+/** recoveryPerSource: a token bucket per source address for NO_KEY answers; an empty bucket closes instead. */
+function noKeyLimiter(limit: { readonly burst: number; readonly perMinute: number }): (source: string) => (frame: Uint8Array) => Uint8Array[] {
+  const buckets = new Map<string, { tokens: number; at: number }>();
+  return (source) => (frame) => {
+    const header = decodeHeader(frame);
+    if (header.type !== MessageType.NO_KEY) return [frame];
+    const now = Date.now();
+    const bucket = buckets.get(source) ?? { tokens: limit.burst, at: now };
+    bucket.tokens = Math.min(limit.burst, bucket.tokens + ((now - bucket.at) * limit.perMinute) / 60_000);
+    bucket.at = now;
+    buckets.set(source, bucket);
+    if (bucket.tokens < 1) throw new Error('source over its NO_KEY limit');
+    bucket.tokens -= 1;
+    return [frame];
+  };
+}
+
+/**
+ * confirms-twice: the first CONFIRM(P) for each promoted key P is followed by a second CONFIRM(P), sealed under P
+ * with the next sequence number — HK6 applied after HK5, as a hub that "then acts on the frame" would — and every
+ * later hub frame of that connection is re-sealed one sequence number on, so the session stays valid.
+ */
+function confirmationDoubler(store: HubStore): () => (frame: Uint8Array) => Uint8Array[] {
+  const confirmed = new Map<string, number>();
+  const keyFor = (deviceId: string, keyId: number): Uint8Array => {
+    const device = store.getDevice(deviceId);
+    if (device?.active.id === keyId) return device.active.key;
+    if (device?.pending?.id === keyId && device.pending.key !== undefined) return device.pending.key;
+    throw new Error(`confirms-twice: no key ${keyId} for ${deviceId}`);
+  };
+  const reseal = (frame: Uint8Array, key: Uint8Array, sequence: number): Uint8Array => {
+    const header = decodeHeader(frame);
+    const message = openFrame(nodeAead, key, frame, header);
+    const iv = new Uint8Array(IV_BYTES);
+    nodeRandom.fill(iv);
+    return sealFrame({ aead: nodeAead, key, iv, header: { ...header, sequence }, message });
+  };
+  return () => {
+    let shift = 0;
+    return (frame) => {
+      const header = decodeHeader(frame);
+      if (header.keyId === 0) return [frame]; // NO_KEY and the recovery frames: not sealed under a session key
+      const id = toHex(header.deviceId);
+      const key = shift > 0 || header.type === MessageType.CONFIRM ? keyFor(id, header.keyId) : undefined;
+      const out = key === undefined || shift === 0 ? frame : reseal(frame, key, header.sequence + shift);
+      if (header.type !== MessageType.CONFIRM || key === undefined || (confirmed.get(id) ?? 0) >= header.keyId) return [out];
+      confirmed.set(id, header.keyId);
+      shift += 1;
+      return [out, reseal(frame, key, header.sequence + shift)];
+    };
+  };
 }
 
 export interface RunningBrokenHub {
@@ -212,7 +292,8 @@ export async function startBrokenHub(config: BrokenHubConfig): Promise<RunningBr
     if (records.length > 0) store.insertDevices(records, Date.now());
   }
   const host = config.host ?? '127.0.0.1';
-  const proxied = config.design === 'sends-no-confirmation';
+  const proxied = config.design === 'sends-no-confirmation' || config.design === 'confirms-twice' || config.recoveryPerSource !== undefined;
+  if (config.recoveryPerSource !== undefined && config.design !== 'none') throw new Error('recoveryPerSource is for the unbroken hub');
   const listen = { host, port: proxied ? 0 : config.port };
   const hub = await LockstepHub.start({
     database: store,
@@ -223,7 +304,7 @@ export async function startBrokenHub(config: BrokenHubConfig): Promise<RunningBr
   let proxy: Server | undefined;
   let port = hub.addresses[0]?.port as number;
   if (proxied) {
-    proxy = await confirmationDropper(host, config.port, port);
+    proxy = await hubFrameInterposer(host, config.port, port, config.recoveryPerSource !== undefined ? noKeyLimiter(config.recoveryPerSource) : config.design === 'confirms-twice' ? confirmationDoubler(store) : confirmationDropper());
     port = (proxy.address() as { port: number }).port;
   }
   if (config.design === 'replaces-unconfirmed-pending') {

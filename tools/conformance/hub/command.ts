@@ -15,6 +15,8 @@ import { LockstepError } from '../../../modules/errors';
 import { DURATION_HELP, formatDuration, parseDuration } from '../../hub/duration';
 import type { HubKitTimeouts } from './context';
 import { loadKitDevices, newKitDevices, saveKitDevices, writeKitRecords, type HubStaticPublic } from './kit-devices';
+import { parseFeatures } from '../report';
+import type { RequirementFeature } from '../requirements';
 import { runHubConformance } from './run';
 import { SCENARIOS } from './scenarios';
 
@@ -32,6 +34,14 @@ function durationArg(text: string): number {
 function integerArg(text: string): number {
   if (!/^\d+$/.test(text)) throw new InvalidArgumentError('a non-negative integer');
   return Number(text);
+}
+
+function featuresArg(text: string): RequirementFeature[] {
+  try {
+    return parseFeatures(text);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
 }
 
 function targetArg(text: string): { host: string; port: number } {
@@ -91,6 +101,7 @@ interface HubModeOptions {
   ca?: string;
   servername?: string;
   scenarios?: string;
+  without?: RequirementFeature[];
   rotateCmd?: string;
   waitRotation?: number;
   killCmd?: string;
@@ -107,6 +118,8 @@ interface HubModeOptions {
   keepaliveWait?: number;
   keepaliveInterval?: number;
   cutStride: number;
+  recoveryPace?: number;
+  recoveryRetryWait?: number;
   commandTimeout: number;
   quiet: boolean;
 }
@@ -123,6 +136,7 @@ export function hubModeCommand(): Command {
     .option('--tls', 'connect with TLS (with --ca)', false)
     .option('--ca <file>', 'the CA certificate (PEM) the hub\'s certificate must chain to')
     .option('--servername <name>', 'the TLS server name to check (default: the target host)')
+    .option('--without <features>', 'optional features the hub does not implement, comma-separated: dh, recovery, tls (docs/PROTOCOL.md §15): never exercised, their requirements n/a; with --records-out: classic devices only / no credentials', featuresArg)
     .option('--scenarios <names>', `only these scenarios, comma-separated: ${SCENARIOS.map((s) => s.name).join(', ')}`)
     .option('--rotate-cmd <command>', 'a shell command that makes the hub start a rotation of {device} now (e.g. "npm run hub -- rotate {device} --db hub.db")')
     .option('--wait-rotation <duration>', `without --rotate-cmd: the hub rotates on its own schedule at least this often (${DURATION_HELP})`, durationArg)
@@ -139,6 +153,8 @@ export function hubModeCommand(): Command {
     .option('--start-timeout <duration>', 'after --start-cmd, the hub accepts connections within this (default 30s)', durationArg)
     .option('--keepalive-wait <duration>', 'how long the quiet device stays quiet but for PINGs, and a connection without a HELLO open (default 65s; under 45s a pass is n/a)', durationArg)
     .option('--keepalive-interval <duration>', 'its PING interval (default 15s, the spec\'s)', durationArg)
+    .option('--recovery-pace <duration>', 'at least this long between two connections whose HELLO is meant to fail (negative vectors, NO_KEYs, recoveries): for a hub whose per-source limit (H-RATE-2) is smaller than the kit needs (default 0: unpaced; docs/CONFORMANCE.md)', durationArg)
+    .option('--recovery-retry-wait <duration>', 'a recovery the hub closed unanswered after earlier NO_KEYs is tried once more after this quiet wait before it is judged (default 15s)', durationArg)
     .option('--cut-stride <n>', 'cut at every n-th byte (default 1: every byte)', integerArg, 1)
     .option('--command-timeout <duration>', 'a --rotate-cmd or --kill-cmd finishes within this', durationArg, 60_000)
     .option('--quiet', 'no progress lines on stderr', false)
@@ -154,11 +170,15 @@ async function hubMode(options: HubModeOptions): Promise<number> {
   if (options.recordsOut !== undefined) {
     let hubStatic: HubStaticPublic | undefined;
     if ((options.hubStaticPublic === undefined) !== (options.hubStaticId === undefined)) throw new LockstepError('LOCAL_BAD_ARGUMENT', '--hub-static-public and --hub-static-id go together');
+    const without = options.without ?? [];
+    if (options.hubStaticPublic !== undefined && without.includes('recovery')) throw new LockstepError('LOCAL_BAD_ARGUMENT', '--hub-static-public gives the devices recovery credentials: not with --without recovery');
     if (options.hubStaticPublic !== undefined) {
       if (!/^[0-9a-fA-F]{64}$/.test(options.hubStaticPublic)) throw new LockstepError('LOCAL_BAD_ARGUMENT', '--hub-static-public is 64 hex digits');
       hubStatic = { id: options.hubStaticId as number, publicKey: new Uint8Array(Buffer.from(options.hubStaticPublic, 'hex')) };
     }
-    const devices = newKitDevices({ classic: SCENARIO_DEVICES.classic + Math.ceil(options.devices / 2), dh: SCENARIO_DEVICES.dh + Math.floor(options.devices / 2) }, hubStatic);
+    const counts = { classic: SCENARIO_DEVICES.classic + Math.ceil(options.devices / 2), dh: SCENARIO_DEVICES.dh + Math.floor(options.devices / 2) };
+    // A hub without the dh mode gets every device as classic.
+    const devices = newKitDevices(without.includes('dh') ? { classic: counts.classic + counts.dh, dh: 0 } : counts, hubStatic);
     writeKitRecords(options.recordsOut, devices);
     process.stdout.write(`wrote ${devices.length} device records to ${options.recordsOut} (import them: npm run hub -- provision --import ${options.recordsOut} --db …) and the kit's private file ${options.recordsOut}.kit.json\n`);
     return 0;
@@ -174,6 +194,7 @@ async function hubMode(options: HubModeOptions): Promise<number> {
     ...(options.rotationTimeout === undefined ? {} : { rotationMs: options.rotationTimeout }),
     ...(options.reofferWait === undefined ? {} : { reofferMs: options.reofferWait }),
     ...(options.startTimeout === undefined ? {} : { startMs: options.startTimeout }),
+    ...(options.recoveryRetryWait === undefined ? {} : { rateRetryMs: options.recoveryRetryWait }),
   };
   const hubStatic = devices.find((d) => d.credential !== undefined)?.credential;
   const target = {
@@ -193,8 +214,10 @@ async function hubMode(options: HubModeOptions): Promise<number> {
       ...(startCmd === undefined ? {} : { start: () => startCommand(startCmd, started) }),
     },
     ...(options.waitRotation === undefined ? {} : { waitRotationMs: options.waitRotation }),
+    ...(options.without === undefined ? {} : { without: options.without }),
     ...(options.scenarios === undefined ? {} : { scenarios: options.scenarios.split(',').map((s) => s.trim()).filter((s) => s !== '') }),
     durationMs: options.duration,
+    ...(options.recoveryPace === undefined ? {} : { recoveryPaceMs: options.recoveryPace }),
     faultDevices: options.devices,
     maxConnections: options.maxConnections,
     totalTimeoutMs: options.timeout,

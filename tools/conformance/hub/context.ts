@@ -5,6 +5,7 @@
  * that records its frames and files verdicts with them as evidence.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { RequirementFeature } from '../requirements';
 import type { RekeyMode } from '../../../modules/platform/keys';
 import type { Report } from '../report';
 import { FrameRecording } from '../wire/recording';
@@ -35,9 +36,14 @@ export interface HubKitTimeouts {
   readonly startMs: number;
   /** TCP connect (+ TLS handshake). Default 5 s. */
   readonly connectMs: number;
+  /**
+   * A recovery the hub closed without an answer after it had answered NO_KEY before (its per-source limit, H-RATE-2,
+   * probably): the kit waits this long, quiet, and tries once more before judging. Default 15 s.
+   */
+  readonly rateRetryMs: number;
 }
 
-export const DEFAULT_TIMEOUTS: HubKitTimeouts = { frameMs: 3_000, rotationMs: 15_000, reofferMs: 35_000, silenceMs: 400, startMs: 30_000, connectMs: 5_000 };
+export const DEFAULT_TIMEOUTS: HubKitTimeouts = { frameMs: 3_000, rotationMs: 15_000, reofferMs: 35_000, silenceMs: 400, startMs: 30_000, connectMs: 5_000, rateRetryMs: 15_000 };
 
 export interface KeepAliveOptions {
   /** How often the quiet device sends PING (the spec's keep-alive interval: 15 s). */
@@ -55,6 +61,8 @@ export interface HubKitOptions {
   readonly waitRotationMs?: number;
   /** Run only these scenarios (names of SCENARIOS). */
   readonly scenarios?: readonly string[];
+  /** Optional features (PROTOCOL.md §15) the hub under test declares absent: never exercised, their ids n/a. */
+  readonly without?: readonly RequirementFeature[];
   /** Randomized fault runs: this long (0: none). */
   readonly durationMs?: number;
   /** Devices in the randomized fault runs (claimed from the pool). Default 4. */
@@ -65,6 +73,12 @@ export interface HubKitOptions {
   readonly totalTimeoutMs?: number;
   readonly timeouts?: Partial<HubKitTimeouts>;
   readonly keepAlive?: Partial<KeepAliveOptions>;
+  /**
+   * At least this long between two connections whose HELLO the kit expects to fail (the negative vectors, the
+   * recovery's NO_KEYs): what a hub's per-source limit (H-RATE-2) must allow is then 1000 / recoveryPaceMs a second.
+   * Default 0 (unpaced).
+   */
+  readonly recoveryPaceMs?: number;
   /** Cut the rotation at every `cutStride`-th byte (1: every byte). */
   readonly cutStride?: number;
   /** The crash scenario's parts: the rekey modes whose three moments it crashes at (default both), and the crash after RECOVER_RESULT (default on). */
@@ -114,6 +128,18 @@ export class HubKitContext {
   readonly #free: KitDevice[];
   readonly deadline: number;
 
+  /** NO_KEY answers seen in this run: a hub that answered some and then closes a HELLO without one is limiting the source. */
+  noKeyAnswers = 0;
+  #lastFailingHello = -Infinity;
+
+  /** Waits until the next failing HELLO keeps `recoveryPaceMs` from the previous one. */
+  async paceFailingHello(): Promise<void> {
+    const pace = this.options.recoveryPaceMs ?? 0;
+    const wait = this.#lastFailingHello + pace - performance.now();
+    if (pace > 0 && wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    this.#lastFailingHello = performance.now();
+  }
+
   constructor(options: HubKitOptions, report: Report, link: KitLink) {
     this.options = options;
     this.report = report;
@@ -141,7 +167,13 @@ export class HubKitContext {
 
   /** A device not used by another scenario: of this mode, with a recovery credential if asked. */
   claim(want: { mode?: RekeyMode; credential?: boolean } = {}): KitDevice | undefined {
-    const fits = (d: KitDevice): boolean => (want.mode === undefined || d.mode === want.mode) && (want.credential !== true || d.credential !== undefined);
+    const without = this.options.without ?? [];
+    const fits = (d: KitDevice): boolean =>
+      (want.mode === undefined || d.mode === want.mode) &&
+      (want.credential !== true || d.credential !== undefined) &&
+      // A hub without dh gets classic devices only; without recovery, no scenario relies on a credential.
+      !(without.includes('dh') && d.mode === 'dh') &&
+      !(without.includes('recovery') && want.credential === true);
     // A device no scenario used yet first (its state is settled at the hub), then one without a future key, then any.
     let at = this.#free.findIndex((d) => fits(d) && !this.#used.has(d) && d.future === undefined);
     if (at < 0) at = this.#free.findIndex((d) => fits(d) && d.future === undefined);

@@ -11,7 +11,7 @@
  * next scenario still runs; the whole run stops at totalTimeoutMs.
  */
 import { Report } from '../report';
-import { REQUIREMENTS, scopeOf } from '../requirements';
+import { REQUIREMENTS, scopeOf, type RequirementFeature } from '../requirements';
 import { ConnectionBudget } from '../wire/peer';
 import { HubKitContext, ScenarioRun, type HubKitOptions } from './context';
 import { SCENARIOS } from './scenarios';
@@ -41,12 +41,22 @@ const NOT_OBSERVABLE: Readonly<Record<string, string>> = {
   'H-KEY-2': 'needs 2^32 rotations',
 };
 
+/** The scenarios that exercise one optional feature only (PROTOCOL.md §15); mixed ones skip the feature's parts through `claim`. */
+const SCENARIO_FEATURES: Readonly<Record<string, RequirementFeature>> = {
+  'rotation-dh': 'dh',
+  'cuts-dh': 'dh',
+  'mode-mismatch': 'dh',
+  recovery: 'recovery',
+  tls: 'tls',
+};
+
 export async function runHubConformance(options: HubKitOptions): Promise<HubKitResult> {
   const startedAt = new Date();
   const started = performance.now();
   const report = new Report();
   const budget = new ConnectionBudget(options.maxConnections ?? 32);
   const context = new HubKitContext(options, report, { target: options.target, budget, connectTimeoutMs: options.timeouts?.connectMs ?? 5_000 });
+  const without = options.without ?? [];
   const chosen = SCENARIOS.filter((s) => options.scenarios === undefined || options.scenarios.includes(s.name));
   const unknown = (options.scenarios ?? []).filter((name) => !SCENARIOS.some((s) => s.name === name));
   if (unknown.length > 0) throw new Error(`unknown scenario(s): ${unknown.join(', ')} (known: ${SCENARIOS.map((s) => s.name).join(', ')})`);
@@ -67,7 +77,8 @@ export async function runHubConformance(options: HubKitOptions): Promise<HubKitR
   }
 
   const runOne = async (scenario: (typeof SCENARIOS)[number]): Promise<void> => {
-    const why = scenario.unavailable?.(context);
+    const feature = SCENARIO_FEATURES[scenario.name];
+    const why = feature !== undefined && without.includes(feature) ? `the hub declares no ${feature} feature (--without)` : scenario.unavailable?.(context);
     const run = new ScenarioRun(scenario.name, report);
     if (why !== undefined) {
       for (const id of scenario.covers) report.notApplicable(id, `${scenario.name}: ${why}`);
@@ -96,5 +107,6 @@ export async function runHubConformance(options: HubKitOptions): Promise<HubKitR
   await quiet;
   for (const scenario of exclusive) await runOne(scenario);
   context.devicesChanged();
+  report.excludeFeatures(without);
   return { report, startedAt, durationMs: Math.round(performance.now() - started), connections: budget.opened };
 }

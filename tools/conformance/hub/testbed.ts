@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { HubStore } from '../../hub/store';
 import { defaultStaticKeyPath, readStaticKeyFile } from '../../hub/static-keys';
 import { createDevCertificate } from '../../hub/cert';
-import type { BrokenHubDesign } from './broken-hub';
+import type { BrokenHubConfig, BrokenHubDesign } from './broken-hub';
 import { SCENARIO_DEVICES } from './command';
 import { HubUnderTest } from './hub-under-test';
 import { newKitDevices, writeKitRecords, type HubStaticPublic, type KitDevice } from './kit-devices';
@@ -28,7 +28,7 @@ export interface Testbed {
   close(): Promise<void>;
 }
 
-export async function startTestbed(options: { design?: BrokenHubDesign | 'none'; faultDevices?: number; tls?: boolean } = {}): Promise<Testbed> {
+export async function startTestbed(options: { design?: BrokenHubDesign | 'none'; faultDevices?: number; tls?: boolean; recoveryPerSource?: BrokenHubConfig['recoveryPerSource'] } = {}): Promise<Testbed> {
   const dir = mkdtempSync(join(tmpdir(), 'lockstep-conformance-'));
   const database = join(dir, 'hub.db');
   new HubStore(database).close();
@@ -49,7 +49,7 @@ export async function startTestbed(options: { design?: BrokenHubDesign | 'none';
     writeFileSync(tls.key, certificate.keyPem, { mode: 0o600 });
     caPem = certificate.caPem;
   }
-  const hub = new HubUnderTest({ design: options.design ?? 'none', database, port: 0, importRecords: records, ...(tls === undefined ? {} : { tls }) });
+  const hub = new HubUnderTest({ design: options.design ?? 'none', database, port: 0, importRecords: records, ...(tls === undefined ? {} : { tls }), ...(options.recoveryPerSource === undefined ? {} : { recoveryPerSource: options.recoveryPerSource }) });
   const port = await hub.start();
   return {
     dir,

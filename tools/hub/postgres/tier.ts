@@ -16,8 +16,17 @@ export interface InstanceSettings {
   readonly rotationJitterMs?: number;
   readonly statementTimeoutMs?: number;
   readonly poolSize?: number;
+  readonly tickMs?: number;
+  readonly controlPollMs?: number;
+  readonly lastSeenFlushMs?: number;
+  readonly maxConnections?: number;
+  readonly maxLeasesInFlight?: number;
   /** LOCKSTEP_KEK for the instances ("1:<64 hex>"). */
   readonly kek: string;
+  /** Node flags for the instance processes (the fleet benchmark: --expose-gc). */
+  readonly execArgv?: readonly string[];
+  /** Stdin is a pipe from this process; when it ends (this process is gone) the instance closes. */
+  readonly lifeline?: boolean;
 }
 
 export class InstanceProcess {
@@ -33,10 +42,10 @@ export class InstanceProcess {
     settings: InstanceSettings,
     onLine: (run: number, line: string) => void,
   ) {
-    const { kek, ...config } = settings;
-    this.child = spawn(process.execPath, [bundleProgram('tools/hub/postgres/instance-main.ts'), JSON.stringify(config)], {
+    const { kek, execArgv = [], ...config } = settings;
+    this.child = spawn(process.execPath, [...execArgv, bundleProgram('tools/hub/postgres/instance-main.ts'), JSON.stringify(config)], {
       env: { ...process.env, LOCKSTEP_KEK: kek },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [settings.lifeline === true ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     });
     let stderr = '';
     this.child.stderr?.on('data', (chunk: Buffer) => {

@@ -65,6 +65,8 @@ async function beforeHello(context: HubKitContext, run: ScenarioRun, index: numb
   const device = context.claim();
   if (device === undefined) return 'end';
   try {
+    // Paced before the connection opens: a hub may decide its per-source allowance there (H-RATE-2).
+    await context.paceFailingHello();
     const opened = await context.open(device, run);
     if (opened.session === undefined) {
       run.fail('H-SESSION-1', opened.note ?? 'no CHALLENGE');
@@ -90,6 +92,7 @@ async function beforeHello(context: HubKitContext, run: ScenarioRun, index: numb
     session.peer.sendRaw(vector.wire, vector.name);
     const outcome = await closedOrNoKey(session, context.timeouts.frameMs, context.timeouts.silenceMs);
     const noKeyOnly = outcome.noKey && outcome.frames.length === 1;
+    if (outcome.noKey) context.noKeyAnswers++;
     // HS9: a HELLO failing at §4 step 3–5 (a dh one without its share or with a low-order share included) may get NO_KEY.
     const failingHello = ['UNKNOWN_DEVICE', 'UNKNOWN_KEY_ID', 'AUTH_FAILED', 'BAD_KEY_SHARE'].includes(vector.expectedError) || vector.requirement === NEGATIVE_REQUIREMENTS.dhShareMissing;
     const answered = outcome.frames.length > 0 && !(noKeyOnly && failingHello);
