@@ -3,7 +3,11 @@
  * SDK's legacy callback socket, which behaves like the simulator's
  * (modules/network/socket/lin/modSocket.c): write() reports the room left,
  * a write that does not fit throws "can't write all data", read(ArrayBuffer)
- * takes what is buffered, close() on an already-closed socket throws.
+ * takes what is buffered, close() on an already-closed socket throws, and
+ * — as lin/modSocket.c does — the SDK touches the socket object again after
+ * each callback returns: a close() made inside the callback `xsForget`s the
+ * object first, so that later touch may find it collected (recorded as
+ * `useAfterClose`; in mcsim it was a segmentation fault).
  */
 import {
   MAX_PENDING_BYTES,
@@ -27,6 +31,22 @@ class FakeSocket implements LegacySocket {
   closed = false;
   closeThrows = false;
   writeThrows = false;
+  /** Depth of SDK callbacks on the stack. */
+  dispatching = 0;
+  closedInsideCallback = false;
+  /** The SDK read the object after a callback in which it was closed. */
+  useAfterClose = false;
+
+  /** The SDK calling the callback, then touching the object (socketDownUseCount). */
+  dispatch(message: number, value?: number): void {
+    this.dispatching++;
+    try {
+      this.callback(message, value);
+    } finally {
+      this.dispatching--;
+    }
+    if (this.closedInsideCallback) this.useAfterClose = true;
+  }
 
   read(type?: typeof ArrayBuffer): ArrayBuffer | number {
     if (type === undefined) return this.inbound[0]?.length ?? 0;
@@ -45,28 +65,53 @@ class FakeSocket implements LegacySocket {
   close(): void {
     if (this.closeThrows || this.closed) throw new Error('close on closed socket');
     this.closed = true;
+    if (this.dispatching > 0) this.closedInsideCallback = true;
   }
   /** The SDK delivering bytes: buffers them and signals readable with the count. */
   deliver(...chunks: Uint8Array[]): void {
     this.inbound.push(...chunks);
-    this.callback(SOCKET_READABLE, chunks[0]?.length ?? 0);
+    this.dispatch(SOCKET_READABLE, chunks[0]?.length ?? 0);
   }
 }
 
-function open(): { socket: FakeSocket; transport: SocketTransport; log: string[]; received: number[] } {
+/** Zero-delay timers, run by hand (`runDeferred`). */
+class Deferred {
+  queue: Array<() => void> = [];
+  readonly defer = (callback: () => void): void => {
+    this.queue.push(callback);
+  };
+  run(): void {
+    const due = this.queue;
+    this.queue = [];
+    for (const callback of due) callback();
+  }
+}
+
+interface Opened {
+  socket: FakeSocket;
+  transport: SocketTransport;
+  log: string[];
+  received: number[];
+  deferred: Deferred;
+}
+
+function open(onData?: (bytes: Uint8Array, opened: Opened) => void, defer?: (callback: () => void) => void): Opened {
   const socket = new FakeSocket();
   const log: string[] = [];
   const received: number[] = [];
+  const deferred = new Deferred();
+  const opened = { socket, log, received, deferred } as Omit<Opened, 'transport'> as Opened;
   const events: DeviceTransportEvents = {
     onConnected: () => log.push('connected'),
     onData: (bytes) => {
       log.push(`data ${bytes.length}`);
       received.push(...bytes);
+      onData?.(bytes, opened);
     },
     onClosed: (reason) => log.push(`closed ${reason}`),
   };
-  const transport = new SocketTransport(() => socket, events);
-  return { socket, transport, log, received };
+  opened.transport = new SocketTransport(() => socket, events, defer ?? deferred.defer);
+  return opened;
 }
 
 const bytes = (n: number, fill = 1): Uint8Array => new Uint8Array(n).fill(fill);
@@ -148,16 +193,61 @@ describe('SocketTransport', () => {
   test('an exception from a handler fails the connection', () => {
     const socket = new FakeSocket();
     const closed: string[] = [];
+    const deferred = new Deferred();
     new SocketTransport(() => socket, {
       onConnected: () => {
         throw new Error('handler bug');
       },
       onData: () => undefined,
       onClosed: (reason) => closed.push(reason),
-    });
+    }, deferred.defer);
     expect(() => socket.callback(SOCKET_CONNECTED)).not.toThrow();
     expect(closed).toEqual(['exception: handler bug']);
+    expect(socket.closed).toBe(false); // closed once the SDK's callback has returned
+    deferred.run();
     expect(socket.closed).toBe(true);
+  });
+
+  test('a close asked for while the SDK hands over bytes waits until its callback has returned (W-REJECT-1 close in mcsim)', () => {
+    // The core rejects a frame once too often and closes from inside onData, with more bytes still buffered.
+    const { socket, transport, log, deferred } = open((bytes, { transport }) => {
+      if (bytes[0] === 9) transport.close();
+    });
+    socket.dispatch(SOCKET_CONNECTED);
+    socket.deliver(bytes(2, 8), bytes(2, 9), bytes(2, 10));
+    expect(log).toEqual(['connected', 'data 2', 'data 2']); // nothing read after the close
+    expect(transport.connected).toBe(false);
+    expect(socket.closed).toBe(false); // not from inside the callback…
+    expect(deferred.queue).toHaveLength(1); // …one deferred close, bounded
+    deferred.run();
+    expect(socket.closed).toBe(true);
+    expect(socket.useAfterClose).toBe(false);
+    socket.dispatch(SOCKET_READABLE, 2); // a late callback of the old socket is ignored
+    expect(log).toEqual(['connected', 'data 2', 'data 2']);
+    transport.close();
+    expect(deferred.queue).toHaveLength(0);
+  });
+
+  test('broken variant: closing synchronously inside the data callback is the use-after-close the simulator crashed on', () => {
+    const { socket } = open(
+      (_bytes, { transport }) => transport.close(),
+      (callback) => callback(),
+    );
+    socket.dispatch(SOCKET_CONNECTED);
+    socket.deliver(bytes(2, 9));
+    expect(socket.closed).toBe(true);
+    expect(socket.useAfterClose).toBe(true);
+  });
+
+  test('a failure inside a callback (BUFFER_FULL from onData) also closes only after the callback', () => {
+    const { socket, log, deferred } = open((_bytes, { transport }) => transport.write(bytes(MAX_PENDING_BYTES + 1)));
+    socket.dispatch(SOCKET_CONNECTED);
+    socket.deliver(bytes(1));
+    expect(log).toEqual(['connected', 'data 1', expect.stringMatching(/^closed BUFFER_FULL/)]);
+    expect(socket.closed).toBe(false);
+    deferred.run();
+    expect(socket.closed).toBe(true);
+    expect(socket.useAfterClose).toBe(false);
   });
 
   test('close() by the owner reports nothing and closes the socket', () => {

@@ -13,7 +13,17 @@
  * - writes are cut to the room the socket reports (the simulator's socket
  *   takes at most 1024 bytes per write), the rest waits for `writable`;
  * - `onClosed` fires exactly once, and no event fires after it or after
- *   `close()`; SDK exceptions never escape into the SDK's callback.
+ *   `close()`; SDK exceptions never escape into the SDK's callback;
+ * - the SDK socket is never closed from inside its own callback: a close
+ *   asked for there (the core closing on a frame it was just handed) is
+ *   handed to `defer` (a zero-delay Timer), whose closure keeps the socket
+ *   object alive until the SDK's callback has returned. The simulator's
+ *   socket (lin/modSocket.c) `xsForget`s its object in `close()` but reads
+ *   it again after the callback returns (`socketDownUseCount` →
+ *   `xsGetHostDestructor`); if the rest of the callback dropped the last
+ *   reference and a garbage collection ran, that throws outside any XS try
+ *   and mcsim dies with a segmentation fault. One deferred close per
+ *   transport: bounded.
  */
 import type { DeviceConnection, DeviceTransportEvents } from '../../modules/device/loop';
 import { describeError, LockstepError } from '../../modules/errors';
@@ -45,10 +55,17 @@ export class SocketTransport implements DeviceConnection {
   /** Bytes of #pending[0] already written. */
   #headOffset = 0;
   #open = false;
+  /** True while the SDK is calling `socket.callback`. */
+  #inCallback = false;
+  readonly #defer: (callback: () => void) => void;
 
-  /** `open` creates the SDK socket; the connection starts at once. Throws what the SDK throws. */
-  constructor(open: () => LegacySocket, events: DeviceTransportEvents) {
+  /**
+   * `open` creates the SDK socket; the connection starts at once. Throws what the SDK throws.
+   * `defer` runs its callback later, outside the SDK's callback (on the SDK: `Timer.set(callback, 0)`).
+   */
+  constructor(open: () => LegacySocket, events: DeviceTransportEvents, defer: (callback: () => void) => void) {
     this.#events = events;
+    this.#defer = defer;
     const socket = open();
     this.#socket = socket;
     socket.callback = (message, value) => this.#onMessage(message, value ?? 0);
@@ -84,11 +101,13 @@ export class SocketTransport implements DeviceConnection {
     const socket = this.#socket;
     if (socket === undefined) return;
     this.#release();
-    closeQuietly(socket);
+    this.#closeSocket(socket);
   }
 
   #onMessage(message: number, value: number): void {
     if (this.#socket === undefined) return;
+    const outer = this.#inCallback;
+    this.#inCallback = true;
     try {
       switch (message) {
         case SOCKET_CONNECTED:
@@ -113,6 +132,8 @@ export class SocketTransport implements DeviceConnection {
       }
     } catch (error) {
       this.#fail(`exception: ${describeError(error)}`);
+    } finally {
+      this.#inCallback = outer;
     }
   }
 
@@ -156,8 +177,21 @@ export class SocketTransport implements DeviceConnection {
     const socket = this.#socket;
     if (socket === undefined) return;
     this.#release();
-    if (closeSocket) closeQuietly(socket);
+    if (closeSocket) this.#closeSocket(socket);
     this.#events.onClosed(reason);
+  }
+
+  /** Closes at once outside the SDK's callback; from inside it, once the callback has returned. */
+  #closeSocket(socket: LegacySocket): void {
+    if (!this.#inCallback) {
+      closeQuietly(socket);
+      return;
+    }
+    try {
+      this.#defer(() => closeQuietly(socket));
+    } catch {
+      // No timer to be had (out of memory): closing now risks the crash above, leaking the socket does not.
+    }
   }
 
   #release(): void {

@@ -142,7 +142,9 @@ export class ChannelRig {
       config,
       fileRoot: '/tmp/',
       platform,
-      openConnection: (_settings, events) => new SocketTransport(() => this.#openSocket(events), events),
+      openConnection: (_settings, events) => new SocketTransport(() => this.#openSocket(events), events, (callback) => {
+          this.#setTimer(callback, 0, incarnation);
+        }),
       timers: {
         set: (callback, delayMs) => this.#setTimer(callback, delayMs, incarnation),
         clear: (handle) => {

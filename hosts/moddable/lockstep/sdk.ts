@@ -31,7 +31,9 @@ export class Lockstep extends LockstepChannel {
       config: raw,
       fileRoot: raw.file?.root ?? '',
       platform,
-      openConnection: (settings, events) => new SocketTransport(() => openHubSocket(settings), events),
+      openConnection: (settings, events) => new SocketTransport(() => openHubSocket(settings), events, (callback) => {
+        Timer.set(callback, 0);
+      }),
       timers: { set: (callback, delayMs) => Timer.set(callback, delayMs), clear: (handle) => Timer.clear(handle as Timer) },
       clock,
       log,
