@@ -98,6 +98,16 @@ describe('device mode refutes the excluded device designs of §8.5, run as real 
     expect(result.exitCode).toBe(1);
   });
 
+  test('persisting a recovered key lazily (not R2 on the device, DK14): revealed by a power cut right after RECOVER_RESULT ACCEPTED', async () => {
+    const result = await run('acks-before-persisting', 'classic', ['recovery']);
+    expect(failing(result)).toContain('rec.persist');
+    expect(failedIds(result)).toContain('D-REC-4');
+    expect(result.exitCode).toBe(1);
+    const reference = await run('reference', 'classic', ['recovery']);
+    expect(reference.checks['rec.persist']).toBe('pass');
+    expect(failedIds(reference)).toEqual([]);
+  });
+
   test('the reference device passes those same power-cut scenarios (the check can pass)', async () => {
     const result = await run('reference', 'classic', ['power-cut-after-ack-classic', 'power-cut-after-ack-dh', 'power-cut-after-confirm']);
     expect(failing(result)).toEqual([]);
