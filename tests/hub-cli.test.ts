@@ -7,6 +7,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { pathToFileURL } from 'node:url';
 import { join, resolve } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { loadConfigFile } from '../tools/hub/config';
@@ -19,6 +20,9 @@ import { provisionDevice } from '../tools/provision/provision';
 
 const root = resolve(__dirname, '..');
 const tsx = join(root, 'node_modules/tsx/dist/cli.mjs');
+// The hub as one process (tsx as a loader), so a signal reaches it directly: the tsx CLI relays signals to a
+// child and SIGKILLs it (exit 143) when the child does not acknowledge within 60 ms, which a busy CI machine misses.
+const tsxLoader = pathToFileURL(join(root, 'node_modules/tsx/dist/loader.mjs')).href;
 const cli = join(root, 'tools/hub/cli.ts');
 let dir: string;
 
@@ -81,7 +85,7 @@ test('serve from a config file; rotate --wait gets a connected device a new key'
   const provisioned = hub('provision', '--db', 'hub.db', '--out', 'dev');
   const record = lines(provisioned.stdout)[0] as { deviceId: string };
   writeFileSync(join(dir, 'hub.json'), JSON.stringify({ database: 'hub.db', tcp: { port: 0 }, rotation: { every: '1h', jitter: '1m' }, logLevel: 'info' }));
-  const serve = spawn(process.execPath, [tsx, cli, 'serve', '--config', 'hub.json'], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  const serve = spawn(process.execPath, ['--import', tsxLoader, cli, 'serve', '--config', 'hub.json'], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   const port = await new Promise<number>((resolvePort, reject) => {
     serve.stderr.setEncoding('utf8');
@@ -152,9 +156,25 @@ test('config file: durations, limits, timing, TLS paths relative to the file; un
   expect(() => parseDuration('soon')).toThrow();
 });
 
+test('serve stops cleanly on a SIGTERM that comes while it is still starting (right after `hubLoaded`)', async () => {
+  hub('provision', '--db', 'cli-early-stop.db');
+  const serve = spawn(process.execPath, ['--import', tsxLoader, cli, 'serve', '--db', 'cli-early-stop.db', '--port', '0', '--log-level', 'info'], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  const exited = new Promise<number | null>((resolveExit) => serve.once('exit', (code) => resolveExit(code)));
+  serve.stderr.setEncoding('utf8');
+  serve.stderr.on('data', (text: string) => {
+    const first = !log.includes('"hubLoaded"');
+    log += text;
+    // The hub logs `hubLoaded` inside start(), before it listens: the signal lands before `ready`.
+    if (first && log.includes('"hubLoaded"')) serve.kill('SIGTERM');
+  });
+  expect(await exited).toBe(0);
+  expect(log).toMatch(/"shutdown"/);
+});
+
 test('npm run device (tools/demo/device.ts) boots from a provisioned image and connects (the README command)', async () => {
   hub('provision', '--db', 'cli-device.db', '--out', 'cli-dev');
-  const serve = spawn(process.execPath, [tsx, cli, 'serve', '--db', 'cli-device.db', '--port', '0', '--log-level', 'info'], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  const serve = spawn(process.execPath, ['--import', tsxLoader, cli, 'serve', '--db', 'cli-device.db', '--port', '0', '--log-level', 'info'], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   const port = await new Promise<number>((resolvePort, reject) => {
     serve.stderr.setEncoding('utf8');

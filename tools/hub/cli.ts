@@ -153,6 +153,9 @@ program
     applyServeFlags(config, flags, command);
     const logger = jsonLogger(config.logLevel);
     for (const outside of timingOutsideSpec(config.timing)) logger.warn('timingOutsideSpec', { ...outside });
+    // The handlers go in before the hub starts: its listener accepts (and logs `listening`) before start()
+    // returns, and a SIGTERM in between must still stop it cleanly, once it is up.
+    const shutdown = shutdownOnSignals(logger);
     if (isPostgresUrl(config.database)) {
       const { database: _sqlite, ...options } = hubOptionsFrom(config);
       void _sqlite;
@@ -166,12 +169,7 @@ program
         pid: process.pid,
         api: apiUrl(pgHub.apiAddress),
       });
-      const stopPg = (signal: string): void => {
-        logger.info('shutdown', { signal });
-        void pgHub.close().then(() => process.exit(0));
-      };
-      process.once('SIGINT', () => stopPg('SIGINT'));
-      process.once('SIGTERM', () => stopPg('SIGTERM'));
+      shutdown.started(() => pgHub.close());
       setInterval(() => {}, 1 << 30);
       return;
     }
@@ -192,18 +190,39 @@ program
       pid: process.pid,
       api: apiUrl(hub.apiAddress),
     });
-    const stop = (signal: string): void => {
-      logger.info('shutdown', { signal });
-      void hub.close().then(() => {
-        store.close();
-        process.exit(0);
-      });
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
+    shutdown.started(async () => {
+      await hub.close();
+      store.close();
+    });
     // Keep the process alive: the hub's timers are unref'd so embedders can exit freely.
     setInterval(() => {}, 1 << 30);
   });
+
+/**
+ * SIGINT/SIGTERM stop `serve` cleanly (exit 0) whenever they come: before the hub is up the signal is
+ * remembered and acted on once it is (a hub half started is never left behind).
+ */
+function shutdownOnSignals(logger: { info(event: string, fields?: Record<string, unknown>): void }): { started(close: () => Promise<void>): void } {
+  let close: (() => Promise<void>) | undefined;
+  let requested: string | undefined;
+  const stop = (signal: string): void => {
+    logger.info('shutdown', { signal });
+    void close!().then(() => process.exit(0));
+  };
+  const onSignal = (signal: string): void => {
+    if (requested !== undefined) return;
+    requested = signal;
+    if (close !== undefined) stop(signal);
+  };
+  process.once('SIGINT', () => onSignal('SIGINT'));
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
+  return {
+    started(closeHub) {
+      close = closeHub;
+      if (requested !== undefined) stop(requested);
+    },
+  };
+}
 
 /** The dashboard's URL for the `ready` line, or 'off'. */
 function apiUrl(address: { host: string; port: number; tls: boolean } | undefined): string {
