@@ -6,10 +6,9 @@
  * same scenarios (conformance-hub.test.ts runs them all against it). Each
  * runs only the scenario that exposes it, with shortened waits.
  */
-import { runHubConformance } from '../tools/conformance/hub/run';
 import { startTestbed } from '../tools/conformance/hub/testbed';
 import type { BrokenHubDesign } from '../tools/conformance/hub/broken-hub';
-import { SHORT } from './support/conformance-hub';
+import { runAgainstTestbed } from './support/conformance-hub';
 
 jest.setTimeout(60_000);
 
@@ -32,14 +31,9 @@ describe.each(CASES)('the $design hub', ({ design, scenarios, fails, keepAlive, 
   test(`fails ${fails} (${scenarios.join(', ')})`, async () => {
     const bed = await startTestbed({ design, faultDevices: 0 });
     try {
-      const result = await runHubConformance({
-        target: { host: '127.0.0.1', port: bed.port },
-        devices: bed.devices,
-        hubStatic: bed.hubStatic,
-        hooks: bed.hub.hooks(),
+      const result = await runAgainstTestbed(bed, {
         scenarios,
-        ...SHORT,
-        timeouts: { ...SHORT.timeouts, frameMs: 1_500 },
+        timeouts: { frameMs: 1_500 },
         ...(keepAlive === undefined ? {} : { keepAlive }),
         ...(crash === undefined ? {} : { crash }),
       });

@@ -8,24 +8,15 @@
  * (a bucket of 1, spent by the first NO_KEY) the recovery is "rate limited,
  * not judged" (n/a, with the reason), never a failure.
  */
-import { runHubConformance } from '../tools/conformance/hub/run';
 import { startTestbed } from '../tools/conformance/hub/testbed';
-import { SHORT } from './support/conformance-hub';
+import { runAgainstTestbed } from './support/conformance-hub';
 
 jest.setTimeout(60_000);
 
 async function run(limit: { burst: number; perMinute: number }, scenarios: string[], frameMs: number, rateRetryMs: number): Promise<{ verdict: (id: string) => string | undefined; note: (id: string) => string }> {
   const bed = await startTestbed({ faultDevices: 0, recoveryPerSource: limit });
   try {
-    const result = await runHubConformance({
-      target: { host: '127.0.0.1', port: bed.port },
-      devices: bed.devices,
-      hubStatic: bed.hubStatic,
-      hooks: bed.hub.hooks(),
-      scenarios,
-      ...SHORT,
-      timeouts: { ...SHORT.timeouts, frameMs, rateRetryMs },
-    });
+    const result = await runAgainstTestbed(bed, { scenarios, timeouts: { frameMs, rateRetryMs } });
     const results = result.report.results();
     return {
       verdict: (id) => results.find((r) => r.id === id)?.verdict,
