@@ -222,12 +222,12 @@ test('a revocation on one instance reaches the others: the serving one closes th
 test('broken variant: an instance that does not follow revocations made elsewhere keeps the revoked device and its keys', async () => {
   const url = await freshDatabase(cluster);
   const a = await startHub(url);
-  const b = await startHub(url, { followRevocations: false });
+  const b = await startHub(url, { followRevocations: false, leaseSweepMs: 100 });
   const device = await addDevice(a, () => b.addresses[0]?.port as number);
   await until(() => onlineAt(b, device.deviceId), 'the device on b');
   await a.revoke(device.deviceId, 'test:admin');
   await until(() => !a.hasDevice(device.deviceId), 'a dropped it');
-  // The lease still protects the connection (the row is gone, so b's lease check drops it and no lease is taken again)...
+  // The lease still protects the connection (the row is gone, so b's lease sweep drops it and no lease is taken again)...
   await until(() => !device.host.online, 'disconnected by the lost lease');
   await new Promise((resolve) => setTimeout(resolve, 500)); // (several control polls of b)
   // ...but b keeps serving the device in its core: the revoked device's keys stay in memory, and send() still queues for it.

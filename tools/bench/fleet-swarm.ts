@@ -32,6 +32,10 @@ export interface FleetSwarmConfig {
   readonly devicesPath: string;
   readonly host: string;
   readonly maxConnecting: number;
+  /** The devices' keep-alive interval; absent: the protocol's default (15 s). */
+  readonly keepaliveMs?: number;
+  /** The devices' idle timeout (3 × a stretched keep-alive); absent: the default. */
+  readonly idleTimeoutMs?: number;
 }
 
 function main(): void {
@@ -58,6 +62,10 @@ function main(): void {
       const host = new NodeDevice({
         storage: new MemoryKeyStorage(fromHex(record.deviceId), record.active, record.mode),
         endpoint: { host: config.host, port: device.port, localAddress: device.source },
+        timing: {
+          ...(config.keepaliveMs === undefined ? {} : { keepaliveIntervalMs: config.keepaliveMs }),
+          ...(config.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: config.idleTimeoutMs }),
+        },
         reconnectInitialMs: 500,
         reconnectMaxMs: 10_000,
       });

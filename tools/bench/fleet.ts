@@ -38,7 +38,11 @@
  *
  * Environment: LOCKSTEP_BENCH_FLEET_DEVICES (100000), _INSTANCES and _SWARMS
  * (from the plan), _BASELINE (10000; 0 skips it), _HOLD_S (60),
- * _ROTATIONS (1000), _RAMP (96 in all), _TIMEOUT_S (1800).
+ * _ROTATIONS (1000), _RAMP (96 in all), _TIMEOUT_S (1800), _KEEPALIVE_S
+ * (15, the protocol's; longer is outside protocol 1.1 and stretches both
+ * sides' idle timeouts to 3× it: only for simulating more devices than the
+ * 2 cores can keep alive at 15 s, said so in the output), _PROFILE (a
+ * folder: every instance and swarm writes a V8 CPU profile there on exit).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -55,6 +59,7 @@ import { openStorage } from '../hub/storage';
 import { assign, planFleet, type FleetPlan } from './fleet-plan';
 import type { FleetSwarmConfig, FleetSwarmDevice } from './fleet-swarm';
 import { readLimits } from './limits';
+import { IDLE_TIMEOUT_MS, KEEPALIVE_INTERVAL_MAX_MS, KEEPALIVE_INTERVAL_MS } from '../../modules/protocol/constants';
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const KiB = 1024;
@@ -136,10 +141,16 @@ export async function run(): Promise<void> {
   const env = process.env;
   const devices = Number(env.LOCKSTEP_BENCH_FLEET_DEVICES ?? 100_000);
   const baselineDevices = Number(env.LOCKSTEP_BENCH_FLEET_BASELINE ?? 10_000);
-  const holdMs = Number(env.LOCKSTEP_BENCH_FLEET_HOLD_S ?? 60) * 1000;
+  let holdMs = Number(env.LOCKSTEP_BENCH_FLEET_HOLD_S ?? 60) * 1000;
   const rotations = Number(env.LOCKSTEP_BENCH_FLEET_ROTATIONS ?? 1000);
   const ramp = Number(env.LOCKSTEP_BENCH_FLEET_RAMP ?? 96);
   const timeoutMs = Number(env.LOCKSTEP_BENCH_FLEET_TIMEOUT_S ?? 1800) * 1000;
+  const keepaliveS = Number(env.LOCKSTEP_BENCH_FLEET_KEEPALIVE_S ?? KEEPALIVE_INTERVAL_MS / 1000);
+  if (!Number.isSafeInteger(keepaliveS) || keepaliveS < 1 || keepaliveS > 3600) {
+    console.error(`bench fleet: LOCKSTEP_BENCH_FLEET_KEEPALIVE_S must be a whole number of seconds from 1 to 3600 (got ${JSON.stringify(env.LOCKSTEP_BENCH_FLEET_KEEPALIVE_S)})`);
+    process.exitCode = 2;
+    return;
+  }
   const optional = (name: string) => (env[name] === undefined || env[name] === '' ? undefined : Number(env[name]));
   const limits = readLimits();
   // Up front, before anything starts: a plan that cannot work stops here with what to change.
@@ -164,6 +175,15 @@ export async function run(): Promise<void> {
       `<= ${fleet.perSource.toLocaleString('en')} per source address (capacity ${fleet.sourceCapacity.toLocaleString('en')})`,
   );
 
+  const keepalive = keepaliveTiming(keepaliveS);
+  // A hold shorter than two keep-alive intervals would carry too few of them to price one.
+  if (holdMs > 0 && holdMs < 2 * keepaliveS * 1000) holdMs = 2 * keepaliveS * 1000;
+  if (keepalive.outsideSpec) {
+    console.log(
+      `keep-alive: every ${keepaliveS} s per device — OUTSIDE protocol 1.1 (D-TIMER-1: at most ${KEEPALIVE_INTERVAL_MAX_MS / 1000} s), both sides' idle timeout ${keepalive.idleTimeoutMs / 1000} s (3×; the hubs' H-TIMER-1 holds). ` +
+        'Only the number of keep-alives changes: what a connection holds in memory does not; the hold below prints the CPU per keep-alive and what the protocol\'s rate would take.',
+    );
+  }
   const cleanup = new Cleanup();
   const onSignal = (signal: NodeJS.Signals): void => {
     console.error(`bench fleet: ${signal}: stopping the swarms and instances, removing the cluster`);
@@ -179,12 +199,12 @@ export async function run(): Promise<void> {
   try {
     if (baselinePlan !== undefined) {
       const path = join(dir, 'baseline.db');
-      results.push(await phase('SQLite, 1 process', path, baselinePlan as FleetPlan, { dir, kek, keyring, cleanup, holdMs, rotations, ramp, timeoutMs, cluster: undefined }));
+      results.push(await phase('SQLite, 1 process', path, baselinePlan as FleetPlan, { dir, kek, keyring, cleanup, holdMs, rotations, ramp, timeoutMs, keepalive, cluster: undefined }));
     }
     const cluster = await ThrowawayCluster.start({ settings: ['shared_buffers = 128MB', 'max_connections = 300'] });
     cleanup.add(() => cluster.stop());
-    results.push(await phase(`PostgreSQL, ${fleet.instances} instances`, cluster.url, fleet, { dir, kek, keyring, cleanup, holdMs, rotations, ramp, timeoutMs, cluster }));
-    report(results);
+    results.push(await phase(`PostgreSQL, ${fleet.instances} instances`, cluster.url, fleet, { dir, kek, keyring, cleanup, holdMs, rotations, ramp, timeoutMs, keepalive, cluster }));
+    report(results, keepalive);
   } catch (error) {
     console.error(`bench fleet: ${error instanceof Error ? error.message : String(error)}`);
     process.exitCode = 1;
@@ -204,7 +224,21 @@ interface PhaseContext {
   readonly rotations: number;
   readonly ramp: number;
   readonly timeoutMs: number;
+  readonly keepalive: KeepaliveTiming;
   readonly cluster: ThrowawayCluster | undefined;
+}
+
+interface KeepaliveTiming {
+  readonly seconds: number;
+  /** Longer than protocol 1.1 lets a device wait (D-TIMER-1). */
+  readonly outsideSpec: boolean;
+  /** Both sides' idle timeout: 3 × the keep-alive when stretched (H-TIMER-1's ratio), else the default. */
+  readonly idleTimeoutMs: number;
+}
+
+function keepaliveTiming(seconds: number): KeepaliveTiming {
+  const outsideSpec = seconds * 1000 > KEEPALIVE_INTERVAL_MAX_MS;
+  return { seconds, outsideSpec, idleTimeoutMs: outsideSpec ? 3 * seconds * 1000 : IDLE_TIMEOUT_MS };
 }
 
 async function phase(label: string, url: string, plan: FleetPlan, context: PhaseContext): Promise<PhaseFigures> {
@@ -250,7 +284,8 @@ async function phase(label: string, url: string, plan: FleetPlan, context: Phase
           lastSeenFlushMs: 5000,
           maxConnections: plan.processCapacity + 1000,
           maxLeasesInFlight: 256,
-          execArgv: ['--expose-gc', '--max-old-space-size=4096'],
+          ...(context.keepalive.outsideSpec ? { idleTimeoutMs: context.keepalive.idleTimeoutMs } : {}),
+          execArgv: ['--expose-gc', '--max-old-space-size=4096', ...profileFlags()],
           lifeline: true,
         },
         () => {},
@@ -300,8 +335,8 @@ async function phase(label: string, url: string, plan: FleetPlan, context: Phase
     const devicesPath = join(dir, `${name}-swarm-${s}.jsonl`);
     writeFileSync(devicesPath, files[s]!.join('\n'));
     files[s] = [];
-    const config: FleetSwarmConfig = { devicesPath, host: '127.0.0.1', maxConnecting: Math.max(1, Math.ceil(context.ramp / plan.swarms)) };
-    const child = spawn(process.execPath, ['--max-old-space-size=4096', bundleProgram('tools/bench/fleet-swarm.ts'), JSON.stringify(config)], {
+    const config: FleetSwarmConfig = { devicesPath, host: '127.0.0.1', maxConnecting: Math.max(1, Math.ceil(context.ramp / plan.swarms)), keepaliveMs: context.keepalive.seconds * 1000, idleTimeoutMs: context.keepalive.idleTimeoutMs };
+    const child = spawn(process.execPath, ['--max-old-space-size=4096', ...profileFlags(), bundleProgram('tools/bench/fleet-swarm.ts'), JSON.stringify(config)], {
       stdio: ['pipe', 'pipe', 'inherit'],
       env: childEnv(),
     });
@@ -446,7 +481,7 @@ async function phase(label: string, url: string, plan: FleetPlan, context: Phase
   };
 }
 
-function report(results: readonly PhaseFigures[]): void {
+function report(results: readonly PhaseFigures[], keepalive: KeepaliveTiming): void {
   console.log('');
   console.log(
     'tier                        devices  connected  connect s  per s   hub RSS before  after MiB   Δ KiB/device  total KiB/device  heap Δ KiB/device  PostgreSQL PSS MiB  swarm RSS MiB',
@@ -471,8 +506,10 @@ function report(results: readonly PhaseFigures[]): void {
     );
     console.log(`  ${r.label}: ${parts.join(', ')}`);
   }
-  console.log('hold with every device connected (keep-alives every 15 s per device, durable rotation requests):');
-  console.log('tier                        seconds  hub CPU %  PostgreSQL CPU %  swarm CPU %  hub CPU µs/device/s  fewest online  disconnects  rotations requested  promoted');
+  console.log(`hold with every device connected (a keep-alive every ${keepalive.seconds} s per device${keepalive.outsideSpec ? ', outside protocol 1.1' : ''}, durable rotation requests):`);
+  console.log(
+    'tier                        seconds  hub CPU %  PostgreSQL CPU %  swarm CPU %  hub CPU µs/device/s  hub µs/keep-alive  devices µs/keep-alive  fewest online  disconnects  rotations requested  promoted',
+  );
   for (const r of results) {
     const h = r.hold;
     if (h === undefined) {
@@ -482,7 +519,7 @@ function report(results: readonly PhaseFigures[]): void {
     if (r.stopped !== undefined) console.log(`${r.label.padEnd(26)} (held with ${r.connected.toLocaleString('en')} of ${r.devices.toLocaleString('en')}: ${r.stopped})`);
     console.log(
       `${r.label.padEnd(26)} ${h.seconds.toFixed(0).padStart(8)} ${h.hubCpuPct.toFixed(1).padStart(10)} ${(h.postgresCpuPct === undefined ? '-' : h.postgresCpuPct.toFixed(1)).padStart(17)} ${h.swarmCpuPct.toFixed(1).padStart(12)}` +
-        ` ${((h.hubCpuPct * 1e4) / Math.max(r.connected, 1)).toFixed(2).padStart(20)} ${String(h.minOnline).padStart(14)} ${String(h.disconnects).padStart(12)} ${String(h.requested).padStart(20)} ${String(h.promoted).padStart(9)}`,
+        ` ${((h.hubCpuPct * 1e4) / Math.max(r.connected, 1)).toFixed(2).padStart(20)} ${perKeepalive(h.hubCpuPct, r.connected, keepalive).toFixed(0).padStart(18)} ${perKeepalive(h.swarmCpuPct, r.connected, keepalive).toFixed(0).padStart(22)} ${String(h.minOnline).padStart(14)} ${String(h.disconnects).padStart(12)} ${String(h.requested).padStart(20)} ${String(h.promoted).padStart(9)}`,
     );
   }
   const [base, tier] = results.length === 2 ? results : [undefined, results[0]];
@@ -498,6 +535,14 @@ function report(results: readonly PhaseFigures[]): void {
           (tier.hold !== undefined && base.hold !== undefined
             ? `, hub CPU per connected device at idle ×${((tier.hold.hubCpuPct / tier.connected) / (base.hold.hubCpuPct / base.connected)).toFixed(2)}`
             : ''),
+      );
+    }
+    if (tier.hold !== undefined) {
+      // What the protocol's keep-alive rate costs this many devices, from this run's CPU per keep-alive (the hold's idle load is almost all keep-alives).
+      const atSpec = (pct: number) => (perKeepalive(pct, tier.connected, keepalive) * tier.devices) / (KEEPALIVE_INTERVAL_MAX_MS / 1000) / 1e6;
+      line.push(
+        `keep-alives at the protocol's ${KEEPALIVE_INTERVAL_MAX_MS / 1000} s for ${tier.devices.toLocaleString('en')} devices would take ≈ ${atSpec(tier.hold.hubCpuPct).toFixed(2)} cores of the hub tier ` +
+          `and ≈ ${atSpec(tier.hold.swarmCpuPct).toFixed(2)} of the simulated devices (this machine has 2 for both, and for the handshakes)`,
       );
     }
     if (tier.connected < tier.devices) line.push(`only ${tier.connected.toLocaleString('en')} of ${tier.devices.toLocaleString('en')} connected: ${tier.stopped ?? 'unknown'}`);
@@ -591,6 +636,18 @@ function postgresCpu(cluster: ThrowawayCluster): number {
     }
   }
   return total;
+}
+
+/** V8 CPU profiles of the instances and swarms (NODE_OPTIONS refuses --cpu-prof). */
+function profileFlags(): string[] {
+  const dir = process.env.LOCKSTEP_BENCH_FLEET_PROFILE;
+  return dir === undefined || dir === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${dir}`];
+}
+
+/** CPU µs per keep-alive exchange (a PING and its PONG) during the hold: the hold's load over the keep-alives it carried. */
+function perKeepalive(cpuPct: number, connected: number, keepalive: KeepaliveTiming): number {
+  const perSecond = connected / keepalive.seconds;
+  return perSecond === 0 ? 0 : ((cpuPct / 100) * 1e6) / perSecond;
 }
 
 const sum = (values: readonly number[]) => values.reduce((a, b) => a + b, 0);

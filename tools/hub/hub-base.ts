@@ -160,7 +160,7 @@ export abstract class HubBase<Store extends BaseStore> extends EventEmitter<HubE
   protected startTimers(options: SharedHubOptions, control: () => void, flushLastSeen: () => void): void {
     this.every(options.tickMs ?? 200, () => {
       this.pipeline.apply(this.core.tick(monotonicNow()));
-      this.rotations.startDue(Date.now());
+      this.rotations.startDue(Date.now(), this.presence.onlineDevices());
     });
     this.every(options.controlPollMs ?? 1000, control);
     this.every(options.lastSeenFlushMs ?? 5000, flushLastSeen);

@@ -17,9 +17,14 @@ export class DevicePresence {
   readonly #devices = new Map<string, Presence>();
   /** Last-seen times not yet written to the database. */
   readonly #dirty = new Map<string, number>();
-  #online = 0;
+  /** The devices online now: what the rotation schedule walks each tick (not every device known). */
+  readonly #online = new Set<string>();
 
   get online(): number {
+    return this.#online.size;
+  }
+
+  onlineDevices(): ReadonlySet<string> {
     return this.#online;
   }
 
@@ -39,7 +44,7 @@ export class DevicePresence {
   connected(deviceId: string, connection: ConnectionId, now: number): void {
     const presence = this.#devices.get(deviceId);
     if (presence === undefined) return;
-    if (presence.connection === undefined) this.#online++;
+    this.#online.add(deviceId);
     presence.connection = connection;
     this.#seen(deviceId, presence, now);
   }
@@ -49,7 +54,7 @@ export class DevicePresence {
     const presence = this.#devices.get(deviceId);
     if (presence === undefined || presence.connection !== connection) return;
     presence.connection = undefined;
-    this.#online--;
+    this.#online.delete(deviceId);
     this.#seen(deviceId, presence, now);
   }
 
@@ -57,7 +62,7 @@ export class DevicePresence {
   forget(deviceId: string): void {
     const presence = this.#devices.get(deviceId);
     if (presence === undefined) return;
-    if (presence.connection !== undefined) this.#online--;
+    this.#online.delete(deviceId);
     this.#devices.delete(deviceId);
     this.#dirty.delete(deviceId);
   }

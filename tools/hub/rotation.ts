@@ -34,8 +34,8 @@ export class Rotations {
   }
 
   /** Starts the rotations the schedule says are due (at `wallNow`), for devices online with no rotation in flight or queued. */
-  startDue(wallNow: number): void {
-    const due = this.scheduler.due(wallNow, (deviceId) => {
+  startDue(wallNow: number, online: Iterable<string>): void {
+    const due = this.scheduler.due(wallNow, online, (deviceId) => {
       const state = this.core.deviceState(deviceId);
       return state.connected && state.pendingKeyId === undefined && !state.persisting && !state.rotationQueued;
     });

@@ -65,12 +65,19 @@ export class RotationScheduler {
     this.#schedules.delete(deviceId);
   }
 
-  /** Devices due now, among those `eligible` (connected, no pending key, no persist outstanding). */
-  due(now: number, eligible: (deviceId: string) => boolean): string[] {
+  /**
+   * Devices due now among `candidates` (the devices online: a pass costs the
+   * devices connected, not every device known) that are `eligible` (no
+   * pending key, no persist outstanding). Nothing to walk with both triggers off.
+   */
+  due(now: number, candidates: Iterable<string>, eligible: (deviceId: string) => boolean): string[] {
     const out: string[] = [];
     const { intervalMs, jitterMs, maxMessages, maxStartsPerPass } = this.#policy;
-    for (const [deviceId, schedule] of this.#schedules) {
+    if (intervalMs === 0 && maxMessages === 0) return out;
+    for (const deviceId of candidates) {
       if (out.length >= maxStartsPerPass) break;
+      const schedule = this.#schedules.get(deviceId);
+      if (schedule === undefined) continue;
       const byTime = intervalMs > 0 && now >= schedule.activeSince + intervalMs + Math.floor(schedule.jitter * jitterMs);
       const byCount = maxMessages > 0 && schedule.messages >= maxMessages;
       if ((byTime || byCount) && eligible(deviceId)) out.push(deviceId);

@@ -28,6 +28,7 @@ import type { RekeyMode } from '../../../modules/platform/keys';
 import { HubBase, type RecoveryRequestAction, type SharedHubOptions } from '../hub-base';
 import type { Link } from '../link';
 import { silentLogger, type Logger } from '../log';
+import { checkMilliseconds } from '../duration';
 import { checkHubOptions } from '../options';
 import { monotonicNow } from '../../../hosts/node/clock';
 import { coreRecord, newDeviceRecord, type DeviceRecord } from '../records';
@@ -61,6 +62,13 @@ export interface PgHubOptions extends SharedHubOptions {
    * (a revoked device keeps its connection on this instance); never in production.
    */
   readonly followRevocations?: boolean;
+  /**
+   * How often the control poll compares every lease this instance holds
+   * with the database (leases lost while a NOTIFY was missed); also at once
+   * whenever the LISTEN session (re)connects. Only liveness: the fence keeps
+   * a lost lease from committing anything. Default 30 s.
+   */
+  readonly leaseSweepMs?: number;
 }
 
 export interface PgHubStats extends HubStats {
@@ -94,6 +102,11 @@ export class PgLockstepHub extends HubBase<PgHubStore> {
   #listening = false;
   #lastRowid = 0;
   #polling = false;
+  readonly #leaseSweepMs: number;
+  /** Monotonic time of the last lease sweep; the first poll sweeps. */
+  #lastSweepAt = Number.NEGATIVE_INFINITY;
+  /** Set when the LISTEN session (re)connects: notifications may have been lost. */
+  #sweepDue = true;
   #leasesLost = 0;
   #api: OperatorApi | undefined;
 
@@ -147,6 +160,7 @@ export class PgLockstepHub extends HubBase<PgHubStore> {
     this.instance = store.instance;
     this.#ownsStore = typeof options.database === 'string';
     this.#followRevocations = options.followRevocations ?? true;
+    this.#leaseSweepMs = checkMilliseconds('leaseSweepMs', options.leaseSweepMs ?? 30_000);
     const connections = () => this.connections;
     this.#gate = new LeaseGate(
       store,
@@ -473,10 +487,19 @@ export class PgLockstepHub extends HubBase<PgHubStore> {
         wipeStored(device);
       }
       await this.#pollRevocations();
-      await this.#checkLeases([...this.#held.keys()]);
+      const now = monotonicNow();
+      if (this.#sweepDue || now - this.#lastSweepAt >= this.#leaseSweepMs) {
+        this.#sweepDue = false;
+        this.#lastSweepAt = now;
+        await this.#checkLeases([...this.#held.keys()]);
+      }
       for (const kekId of await this.store.forgetDestroyedKeks()) this.log.info('kekForgotten', { kekId });
-      const held = [...this.#held.keys()];
-      if (held.length > 0) for (const deviceId of await this.store.rotationRequests(held)) this.#requested(deviceId);
+      // Only the rows that ask something of this instance (an index of outstanding requests), not every row it holds.
+      for (const row of await this.store.attention()) {
+        if (!this.#held.has(row.deviceId)) continue;
+        await this.#attend(row.deviceId, row);
+        if (row.rotateRequested && this.#held.get(row.deviceId)?.fence.epoch === row.epoch) this.#requested(row.deviceId);
+      }
     } catch (error) {
       this.peerLog.warn('controlPollFailed', { message: describeError(error) });
     } finally {
@@ -504,19 +527,22 @@ export class PgLockstepHub extends HubBase<PgHubStore> {
   async #checkLeases(deviceIds: string[]): Promise<void> {
     if (deviceIds.length === 0) return;
     const views = await this.store.leaseView(deviceIds);
-    for (const deviceId of deviceIds) {
-      const held = this.#held.get(deviceId);
-      const view = views.get(deviceId);
-      if (held === undefined) continue;
-      if (view?.epoch !== held.fence.epoch) this.#lose(deviceId, 'taken by a newer connection');
-      else {
-        if (view.mode === 'dh' && this.core.deviceState(deviceId).mode !== 'dh') {
-          this.core.setMode(deviceId, 'dh'); // changed by another process (`set-mode`); from the next rotation
-          this.log.info('modeChanged', { deviceId, mode: 'dh' });
-        }
-        if (view.recordChanged) await this.#reloadRecord(deviceId); // `enrol` from the CLI or another instance
-      }
+    for (const deviceId of deviceIds) await this.#attend(deviceId, views.get(deviceId));
+  }
+
+  /** One held device against its row: a lost lease, a mode or a record changed by another process. */
+  async #attend(deviceId: string, view: { epoch: number; mode: RekeyMode; recordChanged: boolean } | undefined): Promise<void> {
+    const held = this.#held.get(deviceId);
+    if (held === undefined) return;
+    if (view?.epoch !== held.fence.epoch) {
+      this.#lose(deviceId, 'taken by a newer connection');
+      return;
     }
+    if (view.mode === 'dh' && this.core.deviceState(deviceId).mode !== 'dh') {
+      this.core.setMode(deviceId, 'dh'); // changed by another process (`set-mode`); from the next rotation
+      this.log.info('modeChanged', { deviceId, mode: 'dh' });
+    }
+    if (view.recordChanged) await this.#reloadRecord(deviceId); // `enrol` from the CLI or another instance
   }
 
   #startListening(): void {
@@ -544,6 +570,7 @@ export class PgLockstepHub extends HubBase<PgHubStore> {
       .then(() => {
         this.#listenBackoffMs = 100;
         this.#listening = true;
+        this.#sweepDue = true;
         void this.#poll(); // notifications sent while we were not listening are lost: the poll catches up
       })
       .catch((error: unknown) => {

@@ -26,6 +26,8 @@ interface InstanceConfig {
   readonly lastSeenFlushMs?: number;
   readonly maxConnections?: number;
   readonly maxLeasesInFlight?: number;
+  /** The core's idle timeout (the fleet benchmark's stretched keep-alive); the hub's default otherwise. */
+  readonly idleTimeoutMs?: number;
   readonly lifeline?: boolean;
 }
 
@@ -41,6 +43,7 @@ async function main(): Promise<void> {
     lastSeenFlushMs: config.lastSeenFlushMs ?? 2000,
     limits: { maxConnections: config.maxConnections ?? 30_000 },
     ...(config.maxLeasesInFlight === undefined ? {} : { maxLeasesInFlight: config.maxLeasesInFlight }),
+    ...(config.idleTimeoutMs === undefined ? {} : { timing: { idleTimeoutMs: config.idleTimeoutMs } }),
   });
   const out = (line: string): void => {
     process.stdout.write(`${line}\n`);

@@ -15,6 +15,15 @@ export interface PgMigration {
   readonly sql: string;
 }
 
+/**
+ * A row that asks something of the instance serving it: a durable rotation
+ * request (§13.3), a mode change made elsewhere (`set-mode`), or a record
+ * changed elsewhere (`enrol`). Each column is cleared once served, so the
+ * partial index over it stays as small as the outstanding requests. The
+ * control poll's WHERE repeats it word for word (so the planner can use the index).
+ */
+export const ATTENTION_PREDICATE = 'rotate_requested_at IS NOT NULL OR mode_changed_at IS NOT NULL OR record_changed_at IS NOT NULL';
+
 export const PG_MIGRATIONS: readonly PgMigration[] = [
   {
     version: 1,
@@ -138,6 +147,15 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
         retired_at   BIGINT NOT NULL,
         destroyed_at BIGINT
       );
+    `,
+  },
+  {
+    version: 7,
+    description:
+      "the serving instance's control poll reads only the rows that ask something of it (a rotation request, a mode change, a changed record) through a partial index, instead of every row it holds each second",
+    sql: `
+      CREATE INDEX devices_attention ON devices (lease_owner)
+        WHERE ${ATTENTION_PREDICATE};
     `,
   },
 ];

@@ -38,7 +38,7 @@ import type { DeviceSummary, StoredDevice } from '../store';
 import { storedOfRow, summaryOfRow, type DeviceRow } from '../device-row';
 import type { AuditEntry, AuditEntryInput, AuditQuery, Revocation } from '../audit';
 import { appendAuditPg, findRevocationPg, NOTIFY_REVOKE, readAuditPg, recordKeyEventsPg, revocationsAfterPg, revokeInTransaction } from './audit';
-import { migratePostgres } from './schema';
+import { ATTENTION_PREDICATE, migratePostgres } from './schema';
 
 /** What an instance holds for a device it serves: the epoch it took and the row version it last wrote or read. */
 export interface Fence {
@@ -88,6 +88,10 @@ const types = {
 const LEASE_LOST_RETRY_SECONDS = 5;
 
 export const NOTIFY_ROTATE = 'lockstep_rotate';
+/** The control poll's query ($1: the instance); tests/hub-postgres-poll.test.ts checks that it is served by the partial index. */
+export const ATTENTION_QUERY =
+  'SELECT device_id, epoch, mode, record_changed_at IS NOT NULL AS changed, rotate_requested_at IS NOT NULL AS rotate FROM devices ' +
+  `WHERE lease_owner = $1 AND (${ATTENTION_PREDICATE}) ORDER BY rotate_requested_at NULLS LAST`;
 export const NOTIFY_LEASE = 'lockstep_lease';
 
 export class PgHubStore {
@@ -304,6 +308,18 @@ export class PgHubStore {
       [deviceIds],
     );
     return new Map(rows.rows.map((r) => [r.device_id, { epoch: r.epoch, mode: r.mode, recordChanged: r.changed }]));
+  }
+
+  /**
+   * The rows leased to this instance that ask something of it (schema
+   * migration 7's partial index): a rotation request, a mode change, a
+   * changed record. The control poll's query each second, whatever the number
+   * of devices the instance serves; losing a lease is the NOTIFY's and the
+   * sweep's (leaseView) to notice.
+   */
+  async attention(): Promise<{ deviceId: string; epoch: number; mode: RekeyMode; recordChanged: boolean; rotateRequested: boolean }[]> {
+    const rows = await this.#pool.query<{ device_id: string; epoch: number; mode: RekeyMode; changed: boolean; rotate: boolean }>(ATTENTION_QUERY, [this.instance]);
+    return rows.rows.map((r) => ({ deviceId: r.device_id, epoch: r.epoch, mode: r.mode, recordChanged: r.changed, rotateRequested: r.rotate }));
   }
 
   /**

@@ -21,6 +21,7 @@ export interface InstanceSettings {
   readonly lastSeenFlushMs?: number;
   readonly maxConnections?: number;
   readonly maxLeasesInFlight?: number;
+  readonly idleTimeoutMs?: number;
   /** LOCKSTEP_KEK for the instances ("1:<64 hex>"). */
   readonly kek: string;
   /** Node flags for the instance processes (the fleet benchmark: --expose-gc). */
