@@ -368,8 +368,16 @@ export class PgLockstepHub extends HubBase<PgHubStore> {
     this.connections.drop(held.link, `lease lost: ${reason}`);
   }
 
+  /**
+   * A durable rotation request (its NOTIFY, the poll, a lease's reloaded row). Not while the device
+   * has a pending key: the request stays in the row until the device's next pending key is
+   * committed, so the poll serves it once this one is promoted. (Queuing it here instead rotated
+   * twice when the poll read the request just before the commit that cleared it.)
+   */
   #requested(deviceId: string): void {
-    if (this.#held.has(deviceId) && this.core.deviceState(deviceId).connected) this.rotations.requested(deviceId);
+    if (!this.#held.has(deviceId)) return;
+    const state = this.core.deviceState(deviceId);
+    if (state.connected && state.pendingKeyId === undefined) this.rotations.requested(deviceId);
   }
 
   // ---- Recovery across instances (docs/HUB.md §13.11, §14) ----
