@@ -546,7 +546,7 @@ function report(results: readonly PhaseFigures[], keepalive: KeepaliveTiming): v
     if (base !== undefined) {
       const b = perDevice(base);
       line.push(
-        `vs the SQLite baseline (${base.connected.toLocaleString('en')} on 1 process, same run): RSS Δ/device ×${(t.delta / b.delta).toFixed(2)}, heap Δ/device ×${(t.heap / b.heap).toFixed(2)}, ` +
+        `vs the SQLite baseline (${base.connected.toLocaleString('en')} on 1 process, same run): RSS per connected device ×${(measured.kib / b.delta).toFixed(2)}, heap Δ/device ×${(t.heap / b.heap).toFixed(2)}, ` +
           `total RSS/device ×${(t.total / b.total).toFixed(2)}, connections/s ×${(tier.connected / tier.connectS / (base.connected / base.connectS)).toFixed(2)}` +
           (tier.hold !== undefined && base.hold !== undefined
             ? `, hub CPU per connected device at idle ×${((tier.hold.hubCpuPct / tier.connected) / (base.hold.hubCpuPct / base.connected)).toFixed(2)}`
