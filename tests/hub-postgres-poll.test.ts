@@ -10,28 +10,16 @@
 import { Keyring } from '../tools/hub/kek';
 import { PgLockstepHub } from '../tools/hub/postgres/hub';
 import { ATTENTION_QUERY } from '../tools/hub/postgres/store';
-import type { ThrowawayCluster } from '../tools/hub/postgres/cluster';
 import { provisionSimulatedDevice, SimulatedDevice } from '../tools/demo/fleet';
-import { freshDatabase, sql, startCluster } from './support/postgres';
+import { clusterPerFile, freshDatabase, sql } from './support/postgres';
 import pg from 'pg';
 
-let cluster: ThrowawayCluster;
-const hubs: PgLockstepHub[] = [];
-const devices: SimulatedDevice[] = [];
+const { cluster: theCluster, afterTest } = clusterPerFile();
 const keyring = Keyring.ephemeral();
-
-beforeAll(async () => {
-  cluster = await startCluster();
-}, 60_000);
-afterAll(() => cluster?.stop());
-afterEach(async () => {
-  for (const device of devices.splice(0)) device.stop();
-  for (const hub of hubs.splice(0)) await hub.close();
-});
 
 async function startHub(url: string, options: Partial<Parameters<typeof PgLockstepHub.start>[0]> = {}): Promise<PgLockstepHub> {
   const hub = await PgLockstepHub.start({ database: url, store: { keyring, poolSize: 2 }, tcp: { port: 0 }, tickMs: 50, controlPollMs: 100, ...options });
-  hubs.push(hub);
+  afterTest(() => hub.close());
   return hub;
 }
 
@@ -43,7 +31,7 @@ async function onlineDevice(hub: PgLockstepHub): Promise<SimulatedDevice> {
     endpoint: () => ({ host: '127.0.0.1', port: hub.addresses[0]?.port as number }),
     host: { reconnectInitialMs: 20, reconnectMaxMs: 200 },
   });
-  devices.push(device);
+  afterTest(() => device.stop());
   device.start();
   await until(() => hub.deviceIds.includes(device.deviceId) && hub.deviceState(device.deviceId).connected && hub.leasedDevices.includes(device.deviceId), 'device online');
   return device;
@@ -60,7 +48,7 @@ async function until(predicate: () => boolean | Promise<boolean>, what: string, 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 test('a rotation request and a mode change written without a NOTIFY reach the serving instance through its poll', async () => {
-  const url = await freshDatabase(cluster);
+  const url = await freshDatabase(theCluster());
   const hub = await startHub(url);
   const device = await onlineDevice(hub);
   expect(hub.deviceState(device.deviceId).mode).toBe('classic');
@@ -71,7 +59,7 @@ test('a rotation request and a mode change written without a NOTIFY reach the se
   await until(() => hub.deviceState(device.deviceId).mode === 'dh', 'the mode change');
 
   // Broken variant: an instance that does not poll (after its start) never learns of either.
-  const brokenUrl = await freshDatabase(cluster);
+  const brokenUrl = await freshDatabase(theCluster());
   const broken = await startHub(brokenUrl, { controlPollMs: 3_600_000 });
   const other = await onlineDevice(broken);
   await sql(brokenUrl, "UPDATE devices SET rotate_requested_at = $2, mode = 'dh', mode_changed_at = $2 WHERE device_id = $1", [other.deviceId, Date.now()]);
@@ -84,7 +72,7 @@ test('a lease taken while its NOTIFY was missed: the sweep finds it and the inst
   // Another instance's lease, as its statement leaves the row, with no NOTIFY (a LISTEN session that was down).
   const takeElsewhere = (url: string, deviceId: string) => sql(url, "UPDATE devices SET epoch = epoch + 1, lease_owner = 'elsewhere' WHERE device_id = $1", [deviceId]);
 
-  const url = await freshDatabase(cluster);
+  const url = await freshDatabase(theCluster());
   const hub = await startHub(url, { leaseSweepMs: 300 });
   const device = await onlineDevice(hub);
   await takeElsewhere(url, device.deviceId);
@@ -92,7 +80,7 @@ test('a lease taken while its NOTIFY was missed: the sweep finds it and the inst
   device.stop();
 
   // Broken variant: no sweep after the start. The instance keeps acting as if it held the lease (the fence still stops its writes).
-  const brokenUrl = await freshDatabase(cluster);
+  const brokenUrl = await freshDatabase(theCluster());
   const broken = await startHub(brokenUrl, { leaseSweepMs: 3_600_000 });
   const other = await onlineDevice(broken);
   await takeElsewhere(brokenUrl, other.deviceId);
@@ -101,7 +89,7 @@ test('a lease taken while its NOTIFY was missed: the sweep finds it and the inst
 }, 40_000);
 
 test("the poll's query is served by the partial index over the outstanding requests, not a scan of every device", async () => {
-  const url = await freshDatabase(cluster);
+  const url = await freshDatabase(theCluster());
   await startHub(url); // migrates
   const client = new pg.Client({ connectionString: url });
   await client.connect();

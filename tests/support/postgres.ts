@@ -13,6 +13,30 @@ export async function startCluster(): Promise<ThrowawayCluster> {
   return ThrowawayCluster.start();
 }
 
+/**
+ * The file's cluster, started before its tests and stopped after them, and
+ * `afterTest(close)`: closers run after each test, last registered first
+ * (devices before the hubs they dial).
+ */
+export function clusterPerFile(): { cluster: () => ThrowawayCluster; afterTest: (close: () => unknown) => void } {
+  let cluster: ThrowawayCluster | undefined;
+  const closers: (() => unknown)[] = [];
+  beforeAll(async () => {
+    cluster = await startCluster();
+  }, 60_000);
+  afterAll(() => cluster?.stop());
+  afterEach(async () => {
+    for (const close of closers.splice(0).reverse()) await close();
+  });
+  return {
+    cluster: () => {
+      if (cluster === undefined) throw new Error('the cluster is started in beforeAll');
+      return cluster;
+    },
+    afterTest: (close) => closers.push(close),
+  };
+}
+
 /** A new empty database in the cluster; returns its URL. */
 export async function freshDatabase(cluster: ThrowawayCluster): Promise<string> {
   const name = `t${process.pid}_${++counter}`;
