@@ -146,11 +146,14 @@ test('the rotation request is durable in the row (survives any instance), cleare
   await a.close();
   stores.splice(stores.indexOf(a), 1);
   const b = await open(url, 'b');
-  expect(await b.rotationRequests([record.deviceId])).toEqual([record.deviceId]);
+  expect(await b.rotationRequests()).toEqual([record.deviceId]);
+  expect(await b.attention()).toEqual([]); // not b's to serve before its lease
   const lease = await b.lease(record.deviceId);
   expect(lease?.device.rotateRequestedAt).toBe(10);
+  expect(await b.attention()).toEqual([{ deviceId: record.deviceId, epoch: lease!.fence.epoch, mode: record.mode, recordChanged: false, rotateRequested: true }]);
   await b.commit([{ kind: 'storePending', deviceId: record.deviceId, id: 2, key: key(2) }], 11, new Map([[record.deviceId, lease!.fence]]));
   expect(await b.rotationRequests()).toEqual([]);
+  expect(await b.attention()).toEqual([]); // served: the row leaves the index
 });
 
 test('keys are wrapped under the KEK; a store without the keyring that wrapped them refuses to open', async () => {

@@ -270,8 +270,9 @@ async function phase(label: string, url: string, plan: FleetPlan, context: Phase
   const t1 = performance.now();
   const instances: InstanceProcess[] = [];
   let control: InstanceProcess | undefined;
+  const withControl = () => (control === undefined ? instances : [...instances, control]);
   const stopInstances = async () => {
-    await Promise.all([...instances, ...(control === undefined ? [] : [control])].map((i) => i.terminate()));
+    await Promise.all(withControl().map((i) => i.terminate()));
   };
   cleanup.add(stopInstances);
   const startInstance = (run: number) =>
@@ -300,7 +301,7 @@ async function phase(label: string, url: string, plan: FleetPlan, context: Phase
   // On the tier, one more instance with the same table that no device dials: its RSS beside the others' is the part a connection adds.
   // (An instance's own RSS before and after does not tell: the garbage of loading the table leaves pages that connections then reuse.)
   if (cluster !== undefined) control = startInstance(plan.instances + 1);
-  await Promise.all([...instances, ...(control === undefined ? [] : [control])].map((i) => i.ready()));
+  await Promise.all(withControl().map((i) => i.ready()));
   const loadS = (performance.now() - t1) / 1000;
   await sleep(2000);
   const heapBefore = await collectHeaps(instances);

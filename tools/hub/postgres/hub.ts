@@ -504,7 +504,6 @@ export class PgLockstepHub extends HubBase<PgHubStore> {
       for (const kekId of await this.store.forgetDestroyedKeks()) this.log.info('kekForgotten', { kekId });
       // Only the rows that ask something of this instance (an index of outstanding requests), not every row it holds.
       for (const row of await this.store.attention()) {
-        if (!this.#held.has(row.deviceId)) continue;
         await this.#attend(row.deviceId, row);
         if (row.rotateRequested && this.#held.get(row.deviceId)?.fence.epoch === row.epoch) this.#requested(row.deviceId);
       }

@@ -788,15 +788,9 @@ export class PgHubStore {
     });
   }
 
-  /** Devices with a rotation request (optionally only among `deviceIds`). */
-  async rotationRequests(deviceIds?: readonly string[]): Promise<string[]> {
-    const rows =
-      deviceIds === undefined
-        ? await this.#pool.query<{ device_id: string }>('SELECT device_id FROM devices WHERE rotate_requested_at IS NOT NULL ORDER BY rotate_requested_at')
-        : await this.#pool.query<{ device_id: string }>(
-            'SELECT device_id FROM devices WHERE rotate_requested_at IS NOT NULL AND device_id = ANY($1::text[]) ORDER BY rotate_requested_at',
-            [deviceIds],
-          );
+  /** Devices with a rotation request, oldest first (the CLI; an instance polls `attention`). */
+  async rotationRequests(): Promise<string[]> {
+    const rows = await this.#pool.query<{ device_id: string }>('SELECT device_id FROM devices WHERE rotate_requested_at IS NOT NULL ORDER BY rotate_requested_at');
     return rows.rows.map((r) => r.device_id);
   }
 
